@@ -1,0 +1,101 @@
+# fusec - top-level Makefile.
+#
+#   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
+#   make test       installs missing build deps, builds, runs every test
+#   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
+#   make regen      rewrites generated/ from dsl-examples/
+#   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer
+#
+# Every source file is listed by wildcard: a new pass in compiler/ or a new
+# tests/unit/test_*.c is picked up without editing this file.
+
+CC      ?= cc
+SHARED  ?= ../shared
+BUILD   ?= build
+
+WARN    = -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+CSTD    = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+OPT     ?= -O2 -g
+ifeq ($(SAN),1)
+OPT     = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+CFLAGS  += $(CSTD) $(OPT)
+RT_CFLAGS = $(CFLAGS) $(WARN) -Werror -Iruntime
+FU_CFLAGS = $(CFLAGS) $(WARN) -Werror -Icompiler -I$(BUILD)/compiler -Iruntime \
+            -DFUSEC_RUNTIME_DIR='"$(abspath runtime)"' -DFUSEC_LIB_DIR='"$(abspath $(BUILD))"' \
+            -DFUSEC_SAN=$(if $(filter 1,$(SAN)),1,0)
+# flex/bison output is not ours to make -Wpedantic clean.
+GEN_CFLAGS = $(CFLAGS) -Wall -Wno-unused-function -Wno-sign-compare -Icompiler -I$(BUILD)/compiler -Iruntime
+LDLIBS  = -lm -lpthread
+
+RT_SRC   = $(wildcard runtime/*.c)
+RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/%.o)
+FU_SRC   = $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+FU_OBJ   = $(FU_SRC:%.c=$(BUILD)/%.o) $(BUILD)/compiler/parse.tab.o $(BUILD)/compiler/lex.yy.o
+HDRS     = compiler/fusec.h compiler/ops.def runtime/fusec_rt.h
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+FUSEC    = $(BUILD)/fusec
+RTLIB    = $(BUILD)/libfusec_rt.a
+
+.PHONY: all deps test unit-test demo regen clean
+all: $(FUSEC) $(RTLIB)
+
+# ---- dependencies (flex, bison, cmocka) -------------------------------------
+deps:
+	@sh scripts/install-deps.sh
+
+# ---- runtime -----------------------------------------------------------------
+$(BUILD)/runtime/%.o: runtime/%.c runtime/fusec_rt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -c $< -o $@
+
+$(RTLIB): $(RT_OBJ)
+	@rm -f $@
+	ar rcs $@ $(RT_OBJ)
+
+# ---- compiler ----------------------------------------------------------------
+$(BUILD)/compiler/parse.tab.c $(BUILD)/compiler/parse.tab.h: compiler/parse.y
+	@mkdir -p $(BUILD)/compiler
+	bison -Wall -Werror --defines=$(BUILD)/compiler/parse.tab.h -o $(BUILD)/compiler/parse.tab.c $<
+
+$(BUILD)/compiler/lex.yy.c $(BUILD)/compiler/lex.yy.h: compiler/lex.l
+	@mkdir -p $(BUILD)/compiler
+	flex --header-file=$(BUILD)/compiler/lex.yy.h -o $(BUILD)/compiler/lex.yy.c $<
+
+$(BUILD)/compiler/parse.tab.o: $(BUILD)/compiler/parse.tab.c $(BUILD)/compiler/lex.yy.h $(HDRS)
+	$(CC) $(GEN_CFLAGS) -c $< -o $@
+$(BUILD)/compiler/lex.yy.o: $(BUILD)/compiler/lex.yy.c $(BUILD)/compiler/parse.tab.h $(HDRS)
+	$(CC) $(GEN_CFLAGS) -c $< -o $@
+
+$(BUILD)/compiler/%.o: compiler/%.c $(HDRS) $(BUILD)/compiler/parse.tab.h $(BUILD)/compiler/lex.yy.h
+	@mkdir -p $(dir $@)
+	$(CC) $(FU_CFLAGS) -c $< -o $@
+
+$(FUSEC): $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB)
+	$(CC) $(CFLAGS) -o $@ $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB) $(LDLIBS)
+
+# ---- tests -------------------------------------------------------------------
+$(BUILD)/tests/%: tests/unit/%.c $(FU_OBJ) $(RTLIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(FU_CFLAGS) -Wno-missing-prototypes -o $@ $< $(FU_OBJ) $(RTLIB) -lcmocka $(LDLIBS)
+
+unit-test: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit-test
+	@FUSEC=$(FUSEC) SHARED=$(SHARED) sh tests/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c
+	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(SHARED)/golden/llama_layer.safetensors
+
+regen: $(FUSEC)
+	@sh tests/regen.sh $(FUSEC)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,299 @@
+/*
+ * fusec.h - the compiler's one internal header.
+ *
+ * Sections mirror the files: util.c (arena, strings), diag.c (located
+ * diagnostics), dim.c (symbolic dimensions), the front end (lex.l, parse.y,
+ * ast.c, sema.c), the IR (ir.c, shape.c, print.c, verify.c), the passes,
+ * interp.c (the float64 oracle), emit_c.c (C code per target), check.c and
+ * main.c.  Everything not declared here is static to its file.
+ *
+ * The pipeline (main.c):  parse -> sema (AST to graph IR) -> verify ->
+ * passes, each followed by verify -> emit.
+ */
+#ifndef FUSEC_H
+#define FUSEC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FUSEC_VERSION "0.1.0"
+
+/* ======================================================================
+ * util.c
+ * ====================================================================== */
+
+/* The compiler allocates from one arena that lives as long as the process
+ * (chibicc style): nothing is freed node by node.  Out of memory is fatal. */
+void *fu_alloc(size_t n);            /* zeroed */
+char *fu_strdup(const char *s);
+char *fu_strndup(const char *s, size_t n);
+char *fu_format(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Reads a whole file (NUL-terminated).  NULL with errno set on failure. */
+char *fu_read_file(const char *path, size_t *len);
+
+/* A growable string buffer for emitters and printers. */
+typedef struct Buf {
+    char *data;
+    size_t len, cap;
+} Buf;
+void buf_printf(Buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void buf_puts(Buf *b, const char *s);
+
+/* Internal errors: a bug in fusec, not in the user's input.  They name the
+ * compiler's own file and line and exit with status 70 (EX_SOFTWARE). */
+#if defined(__GNUC__)
+#define FU_NORETURN __attribute__((noreturn))
+#else
+#define FU_NORETURN
+#endif
+FU_NORETURN void fu_internal(const char *file, int line, const char *fmt, ...);
+#define FU_ASSERT(c) \
+    ((c) ? (void)0 : fu_internal(__FILE__, __LINE__, "assertion failed: %s", #c))
+#define FU_UNREACHABLE() fu_internal(__FILE__, __LINE__, "unreachable")
+
+/* Exit codes of the fusec command. */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,      /* user error in input, or `check` out of tolerance */
+    EXIT_USAGE = 2,     /* bad command-line arguments */
+    EXIT_INTERNAL = 70  /* a bug in fusec */
+};
+
+/* ======================================================================
+ * diag.c - gcc/clang-style diagnostics
+ * ====================================================================== */
+
+typedef struct SrcLoc {
+    const char *file;   /* as the user named it; NULL for "no location" */
+    int line, col;      /* 1-based */
+    int len;            /* columns to underline (>= 1) */
+} SrcLoc;
+
+/* Registers a file's text so diagnostics can quote its lines. */
+void diag_add_source(const char *file, const char *text);
+/* Prints "file:line:col: error: msg", the source line and a caret with
+ * tildes under loc->len columns, to stderr; counts the error. */
+void diag_error(SrcLoc loc, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void diag_note(SrcLoc loc, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* An error with no source location: "fusec: error: msg". */
+void diag_plain_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+int diag_error_count(void);
+void diag_reset(void);              /* for unit tests */
+/* Stop after this many errors (default 20). */
+#define DIAG_MAX_ERRORS 20
+
+/* ======================================================================
+ * dim.c - symbolic dimensions
+ * ====================================================================== */
+
+#define FU_MAX_RANK 4
+#define FU_MAX_SYMS 8
+
+/* A dimension is affine in the block's symbolic dims:
+ *   value = c + sum_s k[s] * sym[s]
+ * Constants fold (H*HD is 256); T, P and P+T stay symbolic. */
+typedef struct Dim {
+    int64_t c;
+    int32_t k[FU_MAX_SYMS];
+} Dim;
+
+Dim dim_const(int64_t c);
+Dim dim_sym(int s);
+Dim dim_add(Dim a, Dim b);
+Dim dim_sub(Dim a, Dim b);
+/* a * b: defined only when one side is constant; returns false otherwise. */
+bool dim_mul(Dim a, Dim b, Dim *out);
+bool dim_is_const(Dim d);
+bool dim_eq(Dim a, Dim b);
+int64_t dim_eval(Dim d, const int64_t *syms);
+/* Writes "256", "T", "P+T", "2*T-1" with the graph's symbol names. */
+void dim_print(Buf *b, Dim d, const char *const *sym_names);
+
+/* ======================================================================
+ * IR - ir.c (building), shape.c (type rules), print.c, verify.c
+ * ====================================================================== */
+
+typedef enum Op {
+#define OP(id, name, nmin, nmax, cat) OP_##id,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} Op;
+
+typedef enum OpCat {
+    CAT_SOURCE, CAT_UNARY, CAT_BINARY, CAT_REDUCE, CAT_MATMUL, CAT_SHAPE,
+    CAT_NORM, CAT_SOFTMAX, CAT_ROPE, CAT_ATTENTION, CAT_CACHE, CAT_SINK
+} OpCat;
+
+typedef struct OpInfo {
+    const char *name;
+    int min_in, max_in;
+    OpCat cat;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+/* Op by its DSL/IR name, or -1. */
+int op_lookup(const char *name);
+
+typedef enum DType { DT_F32, DT_I32 } DType;
+const char *dtype_name(DType t); /* "f32", "i32" */
+
+#define FU_MAX_IN 3
+
+typedef struct Node Node;
+struct Node {
+    int id;             /* dense, in topological order; printed as %id */
+    Op op;
+    DType dtype;
+    int rank;
+    Dim shape[FU_MAX_RANK];
+    int nin;
+    Node *in[FU_MAX_IN];
+    double f[2];        /* float attributes (see ops.def) */
+    int64_t i[FU_MAX_RANK]; /* integer attributes (see ops.def) */
+    const char *name;   /* interface name of input/weight/cache/output */
+    const char *label;  /* the DSL variable it came from, for dumps; may be NULL */
+    SrcLoc loc;         /* where the DSL wrote it */
+    int nuses;          /* consumers, maintained by ir_recount */
+    int kernel;         /* the kernel it was scheduled into; -1 for none */
+};
+
+typedef struct Graph {
+    const char *name;                 /* block name; a C identifier */
+    int nsyms;
+    const char *sym_names[FU_MAX_SYMS];
+    int cache_sym;                    /* the symbol caches are indexed by, or -1 */
+    int nnodes, cap;
+    Node **nodes;                     /* topological order */
+    /* Interface in declaration order (each also appears in nodes). */
+    int ninputs, nweights, ncaches, noutputs;
+    Node **inputs, **weights, **caches, **outputs;
+    /* Named constant dims (D = 256, ...) for the generated header. */
+    int nconsts;
+    const char **const_names;
+    int64_t *const_values;
+    int nkernels;                     /* set by scheduling */
+} Graph;
+
+Graph *ir_graph_new(const char *name);
+int ir_add_sym(Graph *g, const char *name);           /* index; -1 if full */
+int ir_find_sym(const Graph *g, const char *name);    /* index or -1 */
+void ir_add_const_dim(Graph *g, const char *name, int64_t value);
+/* Appends a node with these inputs; type not yet set.  Interface nodes
+ * (input, weight, cache, output) are also recorded in the graph's lists. */
+Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc);
+/* Recomputes nuses for every node. */
+void ir_recount(Graph *g);
+/* Removes nodes that no output depends on (caches' appends stay), renumbers. */
+void ir_dce(Graph *g);
+/* Elements of a node for given symbol values. */
+int64_t ir_numel(const Node *n, const int64_t *syms);
+
+/* shape.c: computes n's dtype/rank/shape from its inputs and attributes.
+ * For sources and reshape the builder sets the type, and this only checks it.
+ * Returns true, or false with a user-facing reason in why. */
+bool ir_infer(Node *n, const Graph *g, char *why, size_t whylen);
+
+/* print.c: the textual IR (`fusec --emit=ir`). Deterministic. */
+void ir_print(FILE *out, const Graph *g);
+/* Type as text, e.g. "f32[T, 256]". */
+void ir_type_str(Buf *b, const Node *n, const Graph *g);
+
+/* verify.c: structural and type checks; on failure reports an internal
+ * error naming the pass that broke the graph, with the IR dump. */
+void ir_verify(const Graph *g, const char *after_pass);
+/* The same checks, returning the first problem instead (for tests). */
+bool ir_check(const Graph *g, char *why, size_t whylen);
+
+/* ======================================================================
+ * Front end - lex.l, parse.y, ast.c, sema.c
+ * ====================================================================== */
+
+/* Parses path (and the files it imports) and lowers its block to a graph.
+ * `block` selects a block by name when the file has several (NULL: the only
+ * one / the last).  Returns NULL after reporting errors with diag_error. */
+Graph *fe_compile_file(const char *path, const char *block);
+/* The same from text in memory (for tests); `path` is used in messages. */
+Graph *fe_compile_string(const char *path, const char *text, const char *block);
+
+/* ======================================================================
+ * Passes
+ * ====================================================================== */
+
+typedef struct Options {
+    int opt_level;              /* 0: every op its own kernel; 1 (default): fuse */
+    const char *target;         /* target name, "generic" by default */
+    unsigned no_fuse;           /* bitmask of disabled fusion passes (fusion issue) */
+} Options;
+
+/* schedule.c: assigns every compute node a kernel (unfused: one per op;
+ * reshape is a view and outputs are copies or aliases). */
+void pass_schedule(Graph *g, const Options *o);
+
+/* ======================================================================
+ * interp.c - the float64 reference interpreter
+ * ====================================================================== */
+
+/*
+ * Runs the unfused graph in double precision.  Buffers are row-major with
+ * shapes evaluated at `syms`.  Inputs of dtype i32 are passed as doubles
+ * too.  caches[i] holds `cache_capacity` rows of g->caches[i]'s row shape;
+ * rows [P, P+T) are written by append.  outputs[i] are caller-allocated.
+ * Returns 0, or -1 with a message (e.g. the cache is too small).
+ */
+typedef struct InterpArgs {
+    const int64_t *syms;
+    const double *const *inputs;
+    const double *const *weights;
+    double *const *caches;
+    int64_t cache_capacity;
+    double *const *outputs;
+} InterpArgs;
+int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen);
+
+/* ======================================================================
+ * emit_c.c - C emitter driven by a target descriptor
+ * ====================================================================== */
+
+typedef struct Target {
+    const char *name;           /* "generic", "x86-64-avx2", ... */
+    const char *cflags;         /* flags the C compiler needs for it, e.g. "-mavx2 -mfma" */
+    int vec_floats;             /* floats per vector register (1 for generic) */
+    int nregs;                  /* vector registers */
+} Target;
+const Target *target_find(const char *name);
+
+/* Writes the block's .c to c_out and its .h to h_out; the .c includes
+ * header_name.  Output is byte-identical for identical input. */
+int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
+           const char *header_name);
+
+/* ======================================================================
+ * check.c - `fusec check`
+ * ====================================================================== */
+
+int check_main(int argc, char **argv);
+
+#endif /* FUSEC_H */

@@ -1,0 +1,184 @@
+/*
+ * fusec_rt.h - the fusec runtime: what every generated kernel file would
+ * otherwise repeat.
+ *
+ *  - errors:       fr_err carries one message naming the problem (tensor, offset, ...)
+ *  - memory:       64-byte aligned allocation for workspaces and caches
+ *  - safetensors:  a validating, mmap-based reader, a small writer, and binding
+ *                  weights by name (with a prefix such as "model.layers.0.")
+ *  - blocks:       fr_block_desc, the table every generated block exports so that
+ *                  generic drivers (fusec check, tests, benchmarks) can run any block
+ *  - timers:       a monotonic clock
+ *
+ * C99, libc and libm only.  Every function that can fail returns 0 on success
+ * and a negative FR_E* code on failure, with a message in *err when err is
+ * not NULL.  Nothing here aborts on bad input.
+ */
+#ifndef FUSEC_RT_H
+#define FUSEC_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FR_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum {
+    FR_OK = 0,
+    FR_EIO = -1,      /* open/read/mmap/write failed */
+    FR_EFORMAT = -2,  /* the file is not valid safetensors */
+    FR_ENOTFOUND = -3,/* a named tensor is missing */
+    FR_ETYPE = -4,    /* a tensor has the wrong dtype */
+    FR_ESHAPE = -5,   /* a tensor has the wrong shape */
+    FR_ENOMEM = -6,
+    FR_EINVAL = -7    /* bad argument (dims out of range, cache too small, ...) */
+};
+
+typedef struct fr_err {
+    int code;
+    char msg[512];
+} fr_err;
+
+/* Sets err (if not NULL) and returns code. printf-style. */
+int fr_seterr(fr_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- memory ------------------------------------------------------------ */
+
+#define FR_ALIGN 64
+/* 64-byte aligned, zero-filled; NULL on failure or n == 0 overflow. */
+void *fr_alloc(size_t nbytes);
+void fr_free(void *p);
+
+/* ---- dtypes and shapes --------------------------------------------------- */
+
+#define FR_MAX_RANK 8
+#define FR_MAX_SYMS 8
+
+typedef enum fr_dtype {
+    FR_F32 = 0,
+    FR_F64,
+    FR_I32,
+    FR_I64,
+    FR_F16,
+    FR_BF16,
+    FR_U8,
+    FR_I8,
+    FR_BOOL,
+    FR_NDTYPES
+} fr_dtype;
+
+const char *fr_dtype_name(fr_dtype t); /* "F32", ... as safetensors spells it */
+size_t fr_dtype_size(fr_dtype t);
+
+/* ---- safetensors --------------------------------------------------------- */
+
+typedef struct fr_tensor {
+    const char *name;     /* points into the file's parsed header */
+    fr_dtype dtype;
+    int rank;
+    int64_t shape[FR_MAX_RANK];
+    const void *data;     /* inside the mapping; aligned as the file places it */
+    size_t nbytes;
+} fr_tensor;
+
+typedef struct fr_st {
+    void *map;            /* the mmap'ed file */
+    size_t size;
+    int ntensors;
+    fr_tensor *tensors;   /* sorted by name */
+    char *metadata_json;  /* raw "__metadata__" object text, or NULL */
+    char *names;          /* storage for tensor names */
+} fr_st;
+
+/*
+ * Opens and validates a safetensors file: the 8-byte header length, a JSON
+ * header that parses, known dtypes, shapes that multiply to the byte ranges,
+ * offsets inside the data area, no overlaps, no duplicate names.  Any defect
+ * gives FR_EFORMAT and a message naming the tensor and the problem.
+ */
+int fr_st_open(fr_st *f, const char *path, fr_err *err);
+void fr_st_close(fr_st *f);
+const fr_tensor *fr_st_find(const fr_st *f, const char *name);
+
+/*
+ * Looks up prefix+name, checks dtype and shape, and returns its data.
+ * Messages name the full tensor name and what was expected, e.g.
+ *   "tensor 'w.self_attn.q_proj.weight': shape [256, 255], block expects [256, 256]"
+ */
+int fr_st_bind(const fr_st *f, const char *prefix, const char *name, fr_dtype dtype,
+               int rank, const int64_t *shape, const void **data, fr_err *err);
+
+/* A safetensors writer: add tensors (data copied by reference until write), then write. */
+typedef struct fr_st_writer fr_st_writer;
+fr_st_writer *fr_stw_new(void);
+int fr_stw_add(fr_st_writer *w, const char *name, fr_dtype dtype, int rank,
+               const int64_t *shape, const void *data, fr_err *err);
+/* Writes to path via a temporary file and rename, so a failure leaves no partial file. */
+int fr_stw_write(fr_st_writer *w, const char *path, fr_err *err);
+void fr_stw_free(fr_st_writer *w);
+
+/* ---- blocks --------------------------------------------------------------- */
+
+/*
+ * A tensor of a block's interface.  Each dimension is affine in the block's
+ * symbolic dims: shape[d] = shape_c[d] + sum_s shape_k[d][s] * syms[s].
+ */
+typedef struct fr_tensor_desc {
+    const char *name;       /* the checkpoint / golden name, e.g. "self_attn.q_proj.weight" */
+    fr_dtype dtype;
+    int rank;
+    int64_t shape_c[FR_MAX_RANK];
+    int32_t shape_k[FR_MAX_RANK][FR_MAX_SYMS];
+} fr_tensor_desc;
+
+/* Evaluates a desc's shape for given symbol values. */
+void fr_desc_shape(const fr_tensor_desc *d, const int64_t *syms, int64_t *shape);
+int64_t fr_desc_numel(const fr_tensor_desc *d, const int64_t *syms);
+
+/*
+ * Every generated block exports one of these (NAME_desc).  Caches are
+ * declared [P, ...]: their first dim is the symbol cache_sym (the number of
+ * rows already cached); a cache buffer holds `capacity` rows.
+ */
+typedef struct fr_block_desc {
+    const char *name;
+    const char *target;
+    int nsyms;
+    const char *const *sym_names;
+    int cache_sym;          /* index of the cached-length symbol, -1 if no cache */
+    int ninputs, nweights, noutputs, ncaches;
+    const fr_tensor_desc *inputs, *weights, *outputs, *caches;
+    size_t (*workspace_size)(const int64_t *syms);
+    /* weights[i], caches[i], inputs[i], outputs[i] follow the desc arrays' order. */
+    int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
+               const int64_t *syms, const void *const *inputs, void *const *outputs,
+               void *workspace);
+} fr_block_desc;
+
+/* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name. */
+int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
+                  const void **weights, fr_err *err);
+
+/* ---- threads -------------------------------------------------------------- */
+
+/* Thread count for kernels: fr_set_num_threads, else FUSE_NUM_THREADS, else 1. */
+void fr_set_num_threads(int n);
+int fr_get_num_threads(void);
+
+/* ---- timers --------------------------------------------------------------- */
+
+double fr_now(void); /* seconds, monotonic */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FUSEC_RT_H */

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Runs every end-to-end test suite: each tests/*/run.sh, in name order.
+# Environment: FUSEC (the compiler), SHARED (the folder holding golden/).
+set -u
+: "${FUSEC:=build/fusec}" "${SHARED:=../shared}"
+export FUSEC SHARED
+pass=0; fail=0
+for suite in tests/*/run.sh; do
+    [ -f "$suite" ] || continue
+    echo "== $suite"
+    if sh "$suite"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $suite"; fi
+done
+echo "suites: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
