@@ -291,9 +291,24 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
            const char *header_name);
 
 /* ======================================================================
- * check.c - `fusec check`
+ * pipeline.c, main.c, check.c - the drivers
  * ====================================================================== */
 
+/* Front end, verifier, passes: the graph ready for emit_c or interp_run.
+ * NULL after reporting user errors. */
+Graph *fusec_compile(const char *path, const char *block, const Options *o);
+
+/* `fusec check ...`; argv[0] is "check".  Returns the exit status. */
 int check_main(int argc, char **argv);
+
+/* The driver's pipeline, kept in one place (check.c) so that `fusec FILE`
+ * (main.c) and `fusec check` compile a block identically.
+ * compile_front: fe_compile_file, ir_verify "sema", ir_dce; NULL after user
+ * errors.  The float64 interpreter runs on this graph, before any pass.
+ * compile_passes: pass_schedule, ir_verify "schedule" (later passes go here).
+ * compile_pipeline: both. */
+Graph *compile_front(const char *path, const char *block);
+void compile_passes(Graph *g, const Options *o);
+Graph *compile_pipeline(const char *path, const char *block, const Options *o);
 
 #endif /* FUSEC_H */

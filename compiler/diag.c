@@ -1,0 +1,124 @@
+/*
+ * diag.c - diagnostics in the format of gcc and clang.
+ *
+ *   file:line:col: error: message
+ *     12 |   h = rms_norm(x, w, eps = 1e-5)
+ *        |       ^~~~~~~~
+ *
+ * Source text is registered per file so that any stage holding a SrcLoc can
+ * quote the line.  Errors are counted so a stage can keep going and report
+ * several before the driver gives up; past DIAG_MAX_ERRORS fusec stops.
+ */
+#include "fusec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Source {
+    const char *file;
+    const char *text;
+} Source;
+
+static Source *sources;
+static int nsources, capsources;
+static int nerrors;
+
+void diag_add_source(const char *file, const char *text) {
+    if (nsources == capsources) {
+        int cap = capsources ? capsources * 2 : 8;
+        Source *s = fu_alloc(sizeof(Source) * (size_t)cap);
+        if (nsources)
+            memcpy(s, sources, sizeof(Source) * (size_t)nsources);
+        sources = s;
+        capsources = cap;
+    }
+    sources[nsources].file = file;
+    sources[nsources].text = text;
+    nsources++;
+}
+
+static const char *find_source(const char *file) {
+    for (int i = nsources - 1; i >= 0; i--)
+        if (strcmp(sources[i].file, file) == 0)
+            return sources[i].text;
+    return NULL;
+}
+
+/* Prints the line of loc and a caret under its columns.  Tabs in the line
+ * are kept in the caret line so the caret lines up in any tab width;
+ * unprintable bytes are shown as '?' so the terminal stays sane. */
+static void quote_line(SrcLoc loc) {
+    const char *text = find_source(loc.file);
+    if (!text || loc.line < 1)
+        return;
+    const char *p = text;
+    for (int l = 1; l < loc.line && *p; p++)
+        if (*p == '\n')
+            l++;
+    const char *end = p;
+    while (*end && *end != '\n')
+        end++;
+    int width = (int)(end - p);
+    fprintf(stderr, "%5d | ", loc.line);
+    for (const char *q = p; q < end; q++) {
+        unsigned char c = (unsigned char)*q;
+        fputc(c == '\t' || (c >= 32 && c < 127) ? c : '?', stderr);
+    }
+    fputs("\n      | ", stderr);
+    int col = loc.col < 1 ? 1 : loc.col;
+    for (int i = 1; i < col; i++)
+        fputc(i - 1 < width && p[i - 1] == '\t' ? '\t' : ' ', stderr);
+    fputc('^', stderr);
+    int len = loc.len;
+    if (col - 1 + len > width)
+        len = width - (col - 1);
+    for (int i = 1; i < len; i++)
+        fputc('~', stderr);
+    fputc('\n', stderr);
+}
+
+static void report(SrcLoc loc, const char *kind, const char *fmt, va_list ap) {
+    if (loc.file)
+        fprintf(stderr, "%s:%d:%d: %s: ", loc.file, loc.line, loc.col, kind);
+    else
+        fprintf(stderr, "fusec: %s: ", kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    if (loc.file)
+        quote_line(loc);
+}
+
+static void count_error(void) {
+    if (++nerrors >= DIAG_MAX_ERRORS) {
+        fprintf(stderr, "fusec: fatal error: too many errors emitted, stopping now\n");
+        exit(EXIT_FAIL);
+    }
+}
+
+void diag_error(SrcLoc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(loc, "error", fmt, ap);
+    va_end(ap);
+    count_error();
+}
+
+void diag_note(SrcLoc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(loc, "note", fmt, ap);
+    va_end(ap);
+}
+
+void diag_plain_error(const char *fmt, ...) {
+    SrcLoc none = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    report(none, "error", fmt, ap);
+    va_end(ap);
+    count_error();
+}
+
+int diag_error_count(void) { return nerrors; }
+
+void diag_reset(void) { nerrors = 0; }

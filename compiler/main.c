@@ -1,0 +1,227 @@
+/*
+ * main.c - the fusec command.
+ *
+ *   fusec [options] FILE.fdl -o OUT.c     compile a block to OUT.c and OUT.h
+ *   fusec --emit=ir FILE.fdl              print the IR after the passes
+ *   fusec check FILE.fdl --golden G ...   compile, run and compare (check.c)
+ *
+ * Outputs are written to temporary files beside their destination and
+ * renamed into place only when everything succeeded, so a failed run never
+ * leaves a partial file or clobbers the user's previous one.
+ */
+#include "fusec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+    "usage: fusec [options] FILE.fdl -o OUT.c\n"
+    "       fusec check FILE.fdl --golden G.safetensors [options]   (fusec check --help)\n"
+    "\n"
+    "Compiles a transformer block written in the fusec DSL to C.\n"
+    "\n"
+    "options:\n"
+    "  -o FILE          write the C source to FILE and its header beside it (FILE with .h);\n"
+    "                   '-o -' writes the C source to standard output\n"
+    "  --emit=KIND      what to write: c (default), h (the header alone), ir (the IR after\n"
+    "                   the passes, to standard output unless -o is given)\n"
+    "  --target=T       target ISA: generic (default)\n"
+    "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
+    "  -O0              no fusion: every operator its own kernel\n"
+    "  -O1, -O          fuse (default)\n"
+    "  --help           print this help and exit\n"
+    "  --version        print the version and exit\n"
+    "\n"
+    "exit status: 0 success, 1 errors in the input, 2 bad usage, 70 internal error\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "fusec: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nfusec: see 'fusec --help'\n");
+    return EXIT_USAGE;
+}
+
+/* "--name=value" or "--name value": returns the value and advances *i. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+/* A temporary file beside `path` that replaces it on commit. */
+typedef struct Out {
+    const char *path;
+    char *tmp;
+    FILE *f;
+} Out;
+
+static bool out_open(Out *o, const char *path) {
+    o->path = path;
+    o->tmp = fu_format("%s.tmp.XXXXXX", path);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
+        diag_plain_error("cannot write '%s': %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(o->tmp);
+        }
+        o->tmp = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void out_abort(Out *o) {
+    if (!o->tmp)
+        return;
+    if (o->f)
+        fclose(o->f);
+    unlink(o->tmp);
+    o->tmp = NULL;
+}
+
+static bool out_commit(Out *o) {
+    bool ok = !ferror(o->f);
+    ok = (fclose(o->f) == 0) && ok;
+    o->f = NULL;
+    if (ok && rename(o->tmp, o->path) == 0) {
+        o->tmp = NULL;
+        return true;
+    }
+    diag_plain_error("cannot write '%s': %s", o->path, strerror(errno));
+    unlink(o->tmp);
+    o->tmp = NULL;
+    return false;
+}
+
+/* block.c -> block.h; anything else gets ".h" appended. */
+static const char *header_path(const char *c_path) {
+    size_t n = strlen(c_path);
+    if (n > 2 && strcmp(c_path + n - 2, ".c") == 0)
+        return fu_format("%.*s.h", (int)(n - 2), c_path);
+    return fu_format("%s.h", c_path);
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static int write_c(const Graph *g, const Target *t, const char *out, bool header_only) {
+    if (strcmp(out, "-") == 0) {
+        /* to stdout: the .c (or .h) alone; the .c includes NAME.h */
+        FILE *devnull = fopen("/dev/null", "w");
+        if (!devnull) {
+            diag_plain_error("cannot open /dev/null: %s", strerror(errno));
+            return EXIT_FAIL;
+        }
+        const char *h = fu_format("%s.h", g->name);
+        int rc = header_only ? emit_c(g, t, devnull, stdout, h) : emit_c(g, t, stdout, devnull, h);
+        fclose(devnull);
+        return rc == 0 && fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    }
+    const char *hpath = header_only ? out : header_path(out);
+    Out c = {0}, h = {0};
+    if (!header_only && !out_open(&c, out))
+        return EXIT_FAIL;
+    if (!out_open(&h, hpath)) {
+        out_abort(&c);
+        return EXIT_FAIL;
+    }
+    FILE *devnull = NULL;
+    if (header_only && !(devnull = fopen("/dev/null", "w"))) {
+        out_abort(&h);
+        diag_plain_error("cannot open /dev/null: %s", strerror(errno));
+        return EXIT_FAIL;
+    }
+    int rc = emit_c(g, t, header_only ? devnull : c.f, h.f, base_name(hpath));
+    if (devnull)
+        fclose(devnull);
+    if (rc != 0) {
+        out_abort(&c);
+        out_abort(&h);
+        return EXIT_FAIL;
+    }
+    if ((!header_only && !out_commit(&c)) || !out_commit(&h)) {
+        out_abort(&h);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+static int write_ir(const Graph *g, const char *out) {
+    if (!out || strcmp(out, "-") == 0) {
+        ir_print(stdout, g);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    }
+    Out o = {0};
+    if (!out_open(&o, out))
+        return EXIT_FAIL;
+    ir_print(o.f, g);
+    return out_commit(&o) ? EXIT_OK : EXIT_FAIL;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "check") == 0)
+        return check_main(argc - 1, argv + 1);
+
+    Options opt = {.opt_level = 1, .target = "generic"};
+    const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("fusec %s\n", FUSEC_VERSION);
+            return EXIT_OK;
+        } else if (strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("'-o' needs a file name%s", "");
+            out = argv[++i];
+        } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
+            out = a + 2;
+        } else if ((v = opt_value(argc, argv, &i, "--emit"))) {
+            if (strcmp(v, "c") && strcmp(v, "h") && strcmp(v, "ir"))
+                return usage_error("unknown --emit kind '%s' (expected c, h or ir)", v);
+            emit = v;
+        } else if ((v = opt_value(argc, argv, &i, "--target"))) {
+            opt.target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--block"))) {
+            block = v;
+        } else if (strcmp(a, "-O0") == 0) {
+            opt.opt_level = 0;
+        } else if (strcmp(a, "-O1") == 0 || strcmp(a, "-O") == 0) {
+            opt.opt_level = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else if (input) {
+            return usage_error("more than one input file ('%s')", a);
+        } else {
+            input = a;
+        }
+    }
+    if (!input)
+        return usage_error("no input file%s", "");
+    const Target *t = target_find(opt.target);
+    if (!t)
+        return usage_error("unknown target '%s' (see 'fusec --help')", opt.target);
+    bool is_ir = strcmp(emit, "ir") == 0;
+    if (!out && !is_ir)
+        return usage_error("no output file: use -o FILE.c (or -o - for standard output)%s", "");
+
+    Graph *g = fusec_compile(input, block, &opt);
+    if (!g)
+        return EXIT_FAIL;
+    if (is_ir)
+        return write_ir(g, out);
+    return write_c(g, t, out, strcmp(emit, "h") == 0);
+}

@@ -1,0 +1,146 @@
+/*
+ * util.c - the compiler's arena, strings, growable buffers and internal errors.
+ *
+ * fusec is a batch program: everything it allocates lives until exit, so one
+ * arena of large chunks replaces per-node malloc/free (chibicc never frees).
+ * Allocation failure is fatal because no useful recovery exists.
+ */
+#include "fusec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Chunk Chunk;
+struct Chunk {
+    Chunk *next;
+    size_t used, cap;
+    /* max_align_t is C11; double and pointers cover what the compiler stores */
+    union { double d; void *p; int64_t i; } data[];
+};
+
+static Chunk *arena;
+
+void *fu_alloc(size_t n) {
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need < n)
+        fu_internal(__FILE__, __LINE__, "allocation of %zu bytes overflows", n);
+    if (!arena || arena->cap - arena->used < need) {
+        size_t cap = need > (1u << 20) ? need : (1u << 20);
+        Chunk *c = malloc(sizeof(Chunk) + cap);
+        if (!c) {
+            fprintf(stderr, "fusec: fatal error: out of memory\n");
+            exit(EXIT_INTERNAL);
+        }
+        c->next = arena;
+        c->used = 0;
+        c->cap = cap;
+        arena = c;
+    }
+    char *p = (char *)arena->data + arena->used;
+    arena->used += need;
+    memset(p, 0, n);
+    return p;
+}
+
+char *fu_strndup(const char *s, size_t n) {
+    char *p = fu_alloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *fu_strdup(const char *s) { return fu_strndup(s, strlen(s)); }
+
+char *fu_format(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FU_ASSERT(n >= 0);
+    char *p = fu_alloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+char *fu_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    Buf b = {0};
+    char tmp[65536];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (b.len + n + 1 > b.cap) {
+            size_t cap = b.cap ? b.cap : 65536;
+            while (cap < b.len + n + 1)
+                cap *= 2;
+            char *d = fu_alloc(cap);
+            if (b.len)
+                memcpy(d, b.data, b.len);
+            b.data = d;
+            b.cap = cap;
+        }
+        memcpy(b.data + b.len, tmp, n);
+        b.len += n;
+    }
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) {
+        errno = err;
+        return NULL;
+    }
+    if (!b.data)
+        b.data = fu_alloc(1);
+    b.data[b.len] = '\0';
+    if (len)
+        *len = b.len;
+    return b.data;
+}
+
+static void buf_reserve(Buf *b, size_t extra) {
+    if (b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+        fprintf(stderr, "fusec: fatal error: out of memory\n");
+        exit(EXIT_INTERNAL);
+    }
+    b->data = d;
+    b->cap = cap;
+}
+
+void buf_printf(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FU_ASSERT(n >= 0);
+    buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void buf_puts(Buf *b, const char *s) {
+    size_t n = strlen(s);
+    buf_reserve(b, n);
+    memcpy(b->data + b->len, s, n + 1);
+    b->len += n;
+}
+
+void fu_internal(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "fusec: internal error at %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nfusec: this is a bug in fusec; please report it with the input that triggered it\n");
+    exit(EXIT_INTERNAL);
+}

@@ -1,0 +1,93 @@
+/*
+ * verify.c - the IR verifier, run after sema and after every pass.
+ *
+ * It checks what every pass may rely on: node ids are dense and in
+ * topological order, operand counts fit the op table, each operand is a node
+ * of this graph, every type is what shape.c derives from the operands, the
+ * interface lists hold nodes of the right ops, names are unique, and the
+ * kernel numbers are in range.  A failure is a bug in the pass named, so it
+ * is reported as an internal error together with the IR dump.
+ */
+#include "fusec.h"
+
+#include <string.h>
+
+static bool bad(char *why, size_t len, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static bool bad(char *why, size_t len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, len, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool check_list(const Graph *g, Node *const *list, int n, Op op, const char *what, char *why,
+                       size_t len) {
+    for (int i = 0; i < n; i++) {
+        const Node *x = list[i];
+        if (x->op != op)
+            return bad(why, len, "%s list holds %%%d, a '%s'", what, x->id, op_info[x->op].name);
+        if (!x->name)
+            return bad(why, len, "%s %%%d has no name", what, x->id);
+        if (x->id < 0 || x->id >= g->nnodes || g->nodes[x->id] != x)
+            return bad(why, len, "%s '%s' is not in the graph", what, x->name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(list[j]->name, x->name) == 0)
+                return bad(why, len, "two %ss are named '%s'", what, x->name);
+    }
+    return true;
+}
+
+bool ir_check(const Graph *g, char *why, size_t len) {
+    int counts[OP_COUNT] = {0};
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        if (n->id != i)
+            return bad(why, len, "node at position %d has id %%%d", i, n->id);
+        if (n->op < 0 || n->op >= OP_COUNT)
+            return bad(why, len, "%%%d has an invalid op", i);
+        counts[n->op]++;
+        if (n->nin < op_info[n->op].min_in || n->nin > op_info[n->op].max_in)
+            return bad(why, len, "%%%d (%s) has %d operands", i, op_info[n->op].name, n->nin);
+        for (int j = 0; j < n->nin; j++) {
+            const Node *x = n->in[j];
+            if (!x || x->id < 0 || x->id >= i || g->nodes[x->id] != x)
+                return bad(why, len, "%%%d (%s): operand %d is not an earlier node", i, op_info[n->op].name, j);
+            if (x->op == OP_OUTPUT)
+                return bad(why, len, "%%%d (%s) reads an output node", i, op_info[n->op].name);
+        }
+        if (n->kernel != -1 && (n->kernel < 0 || n->kernel >= g->nkernels))
+            return bad(why, len, "%%%d has kernel %d but the graph has %d kernels", i, n->kernel, g->nkernels);
+        /* re-derive the type and compare */
+        Node copy = *n;
+        char reason[256];
+        if (!ir_infer(&copy, g, reason, sizeof reason))
+            return bad(why, len, "%%%d (%s): %s", i, op_info[n->op].name, reason);
+        bool same = copy.dtype == n->dtype && copy.rank == n->rank;
+        for (int d = 0; same && d < n->rank; d++)
+            same = dim_eq(copy.shape[d], n->shape[d]);
+        if (!same)
+            return bad(why, len, "%%%d (%s): stored type differs from its type rule", i, op_info[n->op].name);
+    }
+    if (counts[OP_INPUT] != g->ninputs || counts[OP_WEIGHT] != g->nweights ||
+        counts[OP_CACHE] != g->ncaches || counts[OP_OUTPUT] != g->noutputs)
+        return bad(why, len, "interface lists do not match the graph's source and output nodes");
+    return check_list(g, g->inputs, g->ninputs, OP_INPUT, "input", why, len) &&
+           check_list(g, g->weights, g->nweights, OP_WEIGHT, "weight", why, len) &&
+           check_list(g, g->caches, g->ncaches, OP_CACHE, "cache", why, len) &&
+           check_list(g, g->outputs, g->noutputs, OP_OUTPUT, "output", why, len);
+}
+
+void ir_verify(const Graph *g, const char *after_pass) {
+    char why[512];
+    if (ir_check(g, why, sizeof why))
+        return;
+    fprintf(stderr, "fusec: internal error: IR verification failed after '%s': %s\n", after_pass, why);
+    ir_print(stderr, g);
+    fu_internal(__FILE__, __LINE__, "the '%s' pass produced an invalid graph", after_pass);
+}
