@@ -294,14 +294,10 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
  * pipeline.c, main.c, check.c - the drivers
  * ====================================================================== */
 
-/* Front end, verifier, passes: the graph ready for emit_c or interp_run.
- * NULL after reporting user errors. */
-Graph *fusec_compile(const char *path, const char *block, const Options *o);
-
 /* `fusec check ...`; argv[0] is "check".  Returns the exit status. */
 int check_main(int argc, char **argv);
 
-/* The driver's pipeline, kept in one place (check.c) so that `fusec FILE`
+/* The driver's pipeline, kept in one place (pipeline.c) so that `fusec FILE`
  * (main.c) and `fusec check` compile a block identically.
  * compile_front: fe_compile_file, ir_verify "sema", ir_dce; NULL after user
  * errors.  The float64 interpreter runs on this graph, before any pass.

@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     if (!out && !is_ir)
         return usage_error("no output file: use -o FILE.c (or -o - for standard output)%s", "");
 
-    Graph *g = fusec_compile(input, block, &opt);
+    Graph *g = compile_pipeline(input, block, &opt);
     if (!g)
         return EXIT_FAIL;
     if (is_ir)
