@@ -1,0 +1,261 @@
+/*
+ * test_ir.c - symbolic dims, the type rules of shape.c, the printer, dead
+ * code elimination and the verifier (which must catch broken graphs).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fusec.h"
+
+static const SrcLoc noloc = {0};
+
+static Node *src(Graph *g, Op op, const char *name, DType t, int rank, const Dim *shape) {
+    Node *n = ir_node(g, op, 0, NULL, noloc);
+    n->name = name;
+    n->dtype = t;
+    n->rank = rank;
+    for (int d = 0; d < rank; d++)
+        n->shape[d] = shape[d];
+    char why[256];
+    assert_true(ir_infer(n, g, why, sizeof why));
+    return n;
+}
+
+static Node *op2(Graph *g, Op op, Node *a, Node *b, char *why) {
+    Node *in[2] = {a, b};
+    Node *n = ir_node(g, op, b ? 2 : 1, in, noloc);
+    if (!ir_infer(n, g, why, 256))
+        return NULL;
+    return n;
+}
+
+static char *type_of(const Node *n, const Graph *g) {
+    static char s[128];
+    Buf b = {0};
+    ir_type_str(&b, n, g);
+    snprintf(s, sizeof s, "%s", b.data);
+    free(b.data);
+    return s;
+}
+
+static void test_dims(void **state) {
+    (void)state;
+    Dim t = dim_sym(0), p = dim_sym(1);
+    Dim pt = dim_add(p, t);
+    const char *names[FU_MAX_SYMS] = {"T", "P"};
+    Buf b = {0};
+    dim_print(&b, pt, names);
+    assert_string_equal(b.data, "T+P");
+    int64_t syms[FU_MAX_SYMS] = {7, 5};
+    assert_int_equal(dim_eval(pt, syms), 12);
+    Dim m;
+    assert_true(dim_mul(dim_const(3), t, &m));
+    assert_int_equal(dim_eval(m, syms), 21);
+    assert_false(dim_mul(t, p, &m)); /* not affine */
+    assert_true(dim_eq(dim_sub(pt, p), t));
+    assert_false(dim_is_const(pt));
+    b.len = 0;
+    dim_print(&b, dim_sub(dim_const(1), dim_add(t, t)), names);
+    assert_string_equal(b.data, "-2*T+1");
+    free(b.data);
+}
+
+static void test_broadcast_rules(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("b");
+    int T = ir_add_sym(g, "T");
+    Dim td[2] = {dim_sym(T), dim_const(256)}, col[2] = {dim_sym(T), dim_const(1)}, v64[1] = {dim_const(64)};
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, td);
+    Node *c = src(g, OP_INPUT, "c", DT_F32, 2, col);
+    Node *w = src(g, OP_WEIGHT, "w", DT_F32, 1, v64);
+    char why[256];
+    Node *s = op2(g, OP_ADD, x, c, why);
+    assert_non_null(s);
+    assert_string_equal(type_of(s, g), "f32[T, 256]");
+    assert_null(op2(g, OP_MUL, x, w, why));
+    assert_string_equal(why, "cannot broadcast f32[T, 256] with f32[64]");
+    Node *pos = src(g, OP_INPUT, "pos", DT_I32, 1, td);
+    assert_null(op2(g, OP_EXP, pos, NULL, why));
+    assert_string_equal(why, "'exp' needs f32 operands, got i32[T]");
+}
+
+static void test_matmul_linear_rules(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("m");
+    int T = ir_add_sym(g, "T");
+    Dim xd[2] = {dim_sym(T), dim_const(256)}, wd[2] = {dim_const(64), dim_const(256)};
+    Dim q4[4] = {dim_const(2), dim_const(4), dim_sym(T), dim_const(32)};
+    Dim k4[4] = {dim_const(2), dim_const(1), dim_const(32), dim_sym(T)};
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, xd);
+    Node *w = src(g, OP_WEIGHT, "w", DT_F32, 2, wd);
+    char why[256];
+    Node *l = op2(g, OP_LINEAR, x, w, why);
+    assert_non_null(l);
+    assert_string_equal(type_of(l, g), "f32[T, 64]");
+    assert_null(op2(g, OP_MATMUL, x, w, why));
+    assert_string_equal(why, "'matmul': inner dimensions differ: f32[T, 256] x f32[64, 256]");
+    Node *mt = ir_node(g, OP_MATMUL, 2, (Node *[]){x, w}, noloc);
+    mt->i[0] = 1;
+    assert_true(ir_infer(mt, g, why, sizeof why));
+    assert_string_equal(type_of(mt, g), "f32[T, 64]");
+    Node *q = src(g, OP_INPUT, "q", DT_F32, 4, q4);
+    Node *k = src(g, OP_INPUT, "k", DT_F32, 4, k4);
+    Node *s = op2(g, OP_MATMUL, q, k, why);
+    assert_non_null(s);
+    assert_string_equal(type_of(s, g), "f32[2, 4, T, T]");
+    Node *lw = ir_node(g, OP_LINEAR, 2, (Node *[]){x, w}, noloc);
+    lw->i[0] = 1; /* [in, out] layout: 64 inputs, does not fit 256 */
+    assert_false(ir_infer(lw, g, why, sizeof why));
+}
+
+static void test_shape_ops_and_cache(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("c");
+    int T = ir_add_sym(g, "T"), P = ir_add_sym(g, "P");
+    Dim kd[2] = {dim_sym(T), dim_const(64)}, cd[2] = {dim_sym(P), dim_const(64)};
+    Node *k = src(g, OP_INPUT, "k", DT_F32, 2, kd);
+    Node *cache = src(g, OP_CACHE, "kc", DT_F32, 2, cd);
+    char why[256];
+    Node *all = op2(g, OP_APPEND, cache, k, why);
+    assert_non_null(all);
+    assert_string_equal(type_of(all, g), "f32[T+P, 64]");
+    /* reshape [T+P, 64] -> [T+P, 2, 1, 32] keeps the element count */
+    Node *r = ir_node(g, OP_RESHAPE, 1, &all, noloc);
+    r->dtype = DT_F32;
+    r->rank = 4;
+    r->shape[0] = all->shape[0];
+    r->shape[1] = dim_const(2);
+    r->shape[2] = dim_const(1);
+    r->shape[3] = dim_const(32);
+    assert_true(ir_infer(r, g, why, sizeof why));
+    r->shape[3] = dim_const(31);
+    assert_false(ir_infer(r, g, why, sizeof why));
+    Node *tr = ir_node(g, OP_TRANSPOSE, 1, &all, noloc);
+    tr->i[0] = 1;
+    tr->i[1] = 0;
+    assert_true(ir_infer(tr, g, why, sizeof why));
+    assert_string_equal(type_of(tr, g), "f32[64, T+P]");
+    tr->i[1] = 1;
+    assert_false(ir_infer(tr, g, why, sizeof why));
+    Node *sl = ir_node(g, OP_SLICE, 1, &k, noloc);
+    sl->i[0] = 1, sl->i[1] = 32, sl->i[2] = 32;
+    assert_true(ir_infer(sl, g, why, sizeof why));
+    sl->i[1] = 33;
+    assert_false(ir_infer(sl, g, why, sizeof why));
+    sl->i[0] = 0; /* symbolic axis */
+    assert_false(ir_infer(sl, g, why, sizeof why));
+    /* a cache whose first dim is not a symbol is refused */
+    Node *bad = ir_node(g, OP_CACHE, 0, NULL, noloc);
+    bad->name = "bad";
+    bad->dtype = DT_F32;
+    bad->rank = 2;
+    bad->shape[0] = dim_const(4);
+    bad->shape[1] = dim_const(4);
+    assert_false(ir_infer(bad, g, why, sizeof why));
+}
+
+/* A small valid graph: y = rms_norm(x, w) + x, output "y". */
+static Graph *small_graph(void) {
+    Graph *g = ir_graph_new("small");
+    int T = ir_add_sym(g, "T");
+    Dim xd[2] = {dim_sym(T), dim_const(8)}, wd[1] = {dim_const(8)};
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, xd);
+    Node *w = src(g, OP_WEIGHT, "w", DT_F32, 1, wd);
+    char why[256];
+    Node *n = ir_node(g, OP_RMS_NORM, 2, (Node *[]){x, w}, noloc);
+    n->f[0] = 1e-5;
+    assert_true(ir_infer(n, g, why, sizeof why));
+    Node *dead = op2(g, OP_EXP, x, NULL, why);
+    assert_non_null(dead);
+    Node *s = op2(g, OP_ADD, n, x, why);
+    Node *o = ir_node(g, OP_OUTPUT, 1, &s, noloc);
+    o->name = "y";
+    assert_true(ir_infer(o, g, why, sizeof why));
+    return g;
+}
+
+static void test_print_and_dce(void **state) {
+    (void)state;
+    Graph *g = small_graph();
+    ir_dce(g);
+    char why[256];
+    assert_true(ir_check(g, why, sizeof why));
+    assert_int_equal(g->nnodes, 5);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ir_print(f, g);
+    fclose(f);
+    assert_string_equal(text,
+                        "block small(T)\n"
+                        "  %0 = input \"x\" : f32[T, 8]\n"
+                        "  %1 = weight \"w\" : f32[8]\n"
+                        "  %2 = rms_norm(%0, %1) {eps=1e-05} : f32[T, 8]\n"
+                        "  %3 = add(%2, %0) : f32[T, 8]\n"
+                        "  %4 = output \"y\"(%3) : f32[T, 8]\n");
+    free(text);
+    assert_int_equal(g->nodes[0]->nuses, 2);
+}
+
+static void test_verifier_catches(void **state) {
+    (void)state;
+    char why[256];
+    Graph *g = small_graph();
+    assert_true(ir_check(g, why, sizeof why));
+    /* a stored type that the rule does not give */
+    g->nodes[3]->shape[1] = dim_const(9);
+    assert_false(ir_check(g, why, sizeof why));
+    assert_non_null(strstr(why, "stored type differs"));
+
+    g = small_graph();
+    /* an operand that comes later: not topological */
+    g->nodes[2]->in[0] = g->nodes[3];
+    assert_false(ir_check(g, why, sizeof why));
+    assert_non_null(strstr(why, "not an earlier node"));
+
+    g = small_graph();
+    g->nodes[1]->name = "x"; /* the weight renamed to... a weight named x is fine */
+    assert_true(ir_check(g, why, sizeof why));
+    g->outputs[0]->name = NULL;
+    assert_false(ir_check(g, why, sizeof why));
+
+    g = small_graph();
+    g->nodes[2]->kernel = 5; /* no kernels scheduled */
+    assert_false(ir_check(g, why, sizeof why));
+
+    g = small_graph();
+    Options o = {.opt_level = 0, .target = "generic"};
+    pass_schedule(g, &o);
+    assert_true(ir_check(g, why, sizeof why));
+    assert_int_equal(g->nodes[0]->kernel, -1);
+    assert_true(g->nodes[2]->kernel >= 0);
+}
+
+static void test_op_table(void **state) {
+    (void)state;
+    assert_int_equal(op_lookup("rms_norm"), OP_RMS_NORM);
+    assert_int_equal(op_lookup("attention"), OP_ATTENTION);
+    assert_int_equal(op_lookup("nope"), -1);
+    for (int i = 0; i < OP_COUNT; i++) {
+        assert_non_null(op_info[i].name);
+        assert_true(op_info[i].min_in <= op_info[i].max_in);
+        assert_true(op_info[i].max_in <= FU_MAX_IN);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dims),
+        cmocka_unit_test(test_broadcast_rules),
+        cmocka_unit_test(test_matmul_linear_rules),
+        cmocka_unit_test(test_shape_ops_and_cache),
+        cmocka_unit_test(test_print_and_dce),
+        cmocka_unit_test(test_verifier_catches),
+        cmocka_unit_test(test_op_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
