@@ -91,6 +91,7 @@ test: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
+	@mkdir -p $(BUILD)/demo
 	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c
 	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(SHARED)/golden/llama_layer.safetensors
 
