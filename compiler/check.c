@@ -1,0 +1,1031 @@
+/*
+ * check.c - `fusec check`: compile a block, run it, compare with a reference.
+ *
+ *   fusec check FILE.fdl (--golden G.safetensors | --random) [options]
+ *
+ * The generated C is judged from the outside, the way a user would run it:
+ * the block is emitted into a temporary directory, compiled with the C
+ * compiler together with the generic harness (runtime/harness/check_main.c)
+ * and the runtime library, and run as a separate process on a safetensors
+ * file.  The harness knows nothing but the block's fr_block_desc, so a crash
+ * or a miscompile in generated code cannot take fusec down with it, and what
+ * is tested is exactly what a user links.
+ *
+ * The references are either a golden file (outputs computed by Hugging Face
+ * in float64, "out64.NAME") or the float64 interpreter run on random data
+ * written by this file.  The interpreter runs on the graph straight out of
+ * the front end (compile_front), before any pass, so it also checks that the
+ * passes preserved the meaning of the block.
+ *
+ * The comparison is the relative L2 error ||got - ref|| / ||ref|| per output,
+ * against --rtol; the max absolute error is printed alongside for diagnosis.
+ */
+#include "fusec.h"
+#include "fusec_rt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef FUSEC_RUNTIME_DIR
+#define FUSEC_RUNTIME_DIR "runtime"
+#endif
+#ifndef FUSEC_LIB_DIR
+#define FUSEC_LIB_DIR "build"
+#endif
+#ifndef FUSEC_SAN
+#define FUSEC_SAN 0
+#endif
+
+#define MAX_DIM_VALUE (1 << 20)       /* --dim values: big enough for any test, small enough not to overflow */
+#define MAX_ELEMS ((int64_t)1 << 31)  /* a tensor larger than this is refused, not allocated */
+
+static const char help_text[] =
+    "usage: fusec check FILE.fdl (--golden G.safetensors | --random) [options]\n"
+    "\n"
+    "Compiles the block in FILE, runs the generated C through a harness and compares\n"
+    "every output with a reference: the golden file's out64.NAME (else out.NAME), or\n"
+    "with --random the float64 interpreter on random weights and inputs.\n"
+    "\n"
+    "options:\n"
+    "  --golden G       weights w.NAME, inputs in.NAME and reference outputs in G\n"
+    "  --random         random weights and inputs, reference = the float64 interpreter\n"
+    "  --interp         with --golden: check the float64 interpreter, not generated C\n"
+    "  --target T       target ISA (default generic)\n"
+    "  -O0, -O1         fusion off / on (default -O1)\n"
+    "  --block NAME     the block to check when FILE holds several (default: the last)\n"
+    "  --rtol X         pass when every output's relative L2 error <= X (default 1e-5)\n"
+    "  --split K        run rows [0, K) at once, then one token at a time through the cache\n"
+    "  --dim NAME=V     with --random: the value of symbolic dim NAME (default T=7, P=0)\n"
+    "  --seed N         with --random: the random seed (default 1)\n"
+    "  --keep DIR       build in DIR and keep block.c, block.h, the harness and its files\n"
+    "  -v               print the commands and the symbol values\n"
+    "  --help           print this help and exit\n"
+    "\n"
+    "exit status: 0 all outputs within tolerance, 1 out of tolerance or bad input,\n"
+    "             2 bad usage, 70 internal error (e.g. generated C that does not compile)\n";
+
+typedef struct CheckArgs {
+    const char *file, *golden, *target, *block, *keep;
+    bool random, interp, verbose;
+    int opt_level;
+    double rtol;
+    int64_t split;                    /* 0: all rows in one call */
+    int ndims;
+    const char *dim_names[FU_MAX_SYMS];
+    int64_t dim_values[FU_MAX_SYMS];
+    uint64_t seed;
+} CheckArgs;
+
+/* Reference and test data for one run, in the graph's interface order. */
+typedef struct Data {
+    int64_t syms[FU_MAX_SYMS];
+    double **inputs, **weights;       /* float64 copies for the interpreter */
+    double **expect;                  /* reference outputs */
+    const char *in_path;              /* the file the harness reads */
+} Data;
+
+/* ---- errors and the temporary directory ---------------------------------- */
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "fusec check: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nfusec check: see 'fusec check --help'\n");
+    return EXIT_USAGE;
+}
+
+/* Files this command may create in its directory: cleanup removes exactly
+ * these, never anything else a --keep directory might hold. */
+static const char *const tmp_files[] = {"block.c", "block.h", "harness", "in.safetensors",
+                                        "out.safetensors", "cc.log", "harness.log"};
+static char *tmp_dir;
+static bool tmp_keep;
+
+static void tmp_cleanup(void)
+{
+    size_t i;
+    if (!tmp_dir || tmp_keep)
+        return;
+    for (i = 0; i < sizeof tmp_files / sizeof *tmp_files; i++) {
+        char *p = fu_format("%s/%s", tmp_dir, tmp_files[i]);
+        if (unlink(p) != 0 && errno != ENOENT)
+            fprintf(stderr, "fusec check: warning: cannot remove '%s': %s\n", p, strerror(errno));
+    }
+    if (rmdir(tmp_dir) != 0)
+        fprintf(stderr, "fusec check: warning: cannot remove '%s': %s\n", tmp_dir, strerror(errno));
+    tmp_dir = NULL;
+}
+
+/* The build directory: --keep DIR, else a fresh mkdtemp under $TMPDIR.  It is
+ * also removed by atexit, so an internal error (which exits) leaves nothing. */
+static bool tmp_make(const CheckArgs *a)
+{
+    static bool registered;
+    if (a->keep) {
+        struct stat st;
+        if (mkdir(a->keep, 0777) != 0 && errno != EEXIST) {
+            diag_plain_error("cannot create '%s': %s", a->keep, strerror(errno));
+            return false;
+        }
+        if (stat(a->keep, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            diag_plain_error("--keep: '%s' is not a directory", a->keep);
+            return false;
+        }
+        tmp_dir = fu_strdup(a->keep);
+        tmp_keep = true;
+        return true;
+    }
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    char *dir = fu_format("%s/fusec-check-XXXXXX", base);
+    if (!mkdtemp(dir)) {
+        diag_plain_error("cannot create a temporary directory in '%s': %s", base, strerror(errno));
+        return false;
+    }
+    tmp_dir = dir;
+    tmp_keep = false;
+    if (!registered && atexit(tmp_cleanup) == 0)
+        registered = true;
+    return true;
+}
+
+static char *tmp_path(const char *name)
+{
+    return fu_format("%s/%s", tmp_dir, name);
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+/* "--name=value" or "--name value": the value, advancing *i; NULL if argv[*i]
+ * is another option.  *missing is set when the value is absent. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 < argc)
+        return argv[++*i];
+    *missing = true;
+    return NULL;
+}
+
+static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Returns -1 when the arguments are fine, else the exit status. */
+static int parse_args(int argc, char **argv, CheckArgs *a)
+{
+    memset(a, 0, sizeof *a);
+    a->target = "generic";
+    a->opt_level = 1;
+    a->rtol = 1e-5;
+    a->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i], *v;
+        bool missing = false;
+        int64_t n;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(help_text, stdout);
+            return EXIT_OK;
+        } else if (!strcmp(s, "--random")) {
+            a->random = true;
+        } else if (!strcmp(s, "--interp")) {
+            a->interp = true;
+        } else if (!strcmp(s, "-v")) {
+            a->verbose = true;
+        } else if (!strcmp(s, "-O0")) {
+            a->opt_level = 0;
+        } else if (!strcmp(s, "-O1") || !strcmp(s, "-O")) {
+            a->opt_level = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--golden", &missing))) {
+            a->golden = v;
+        } else if ((v = opt_value(argc, argv, &i, "--target", &missing))) {
+            a->target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--block", &missing))) {
+            a->block = v;
+        } else if ((v = opt_value(argc, argv, &i, "--keep", &missing))) {
+            a->keep = v;
+        } else if ((v = opt_value(argc, argv, &i, "--rtol", &missing))) {
+            char *end;
+            errno = 0;
+            a->rtol = strtod(v, &end);
+            if (end == v || *end || errno || !(a->rtol >= 0) || !isfinite(a->rtol))
+                return usage_error("--rtol: expected a non-negative number, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--split", &missing))) {
+            if (!parse_i64(v, 1, MAX_DIM_VALUE, &a->split))
+                return usage_error("--split: expected a row count >= 1, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--seed", &missing))) {
+            if (!parse_i64(v, 0, INT64_MAX, &n))
+                return usage_error("--seed: expected a whole number >= 0, got '%s'", v);
+            a->seed = (uint64_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--dim", &missing))) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v || !parse_i64(eq + 1, 0, MAX_DIM_VALUE, &n))
+                return usage_error("--dim: expected NAME=VALUE with 0 <= VALUE <= 1048576, got '%s'", v);
+            if (a->ndims == FU_MAX_SYMS)
+                return usage_error("--dim: more than 8 dims ('%s')", v);
+            a->dim_names[a->ndims] = fu_strndup(v, (size_t)(eq - v));
+            a->dim_values[a->ndims++] = n;
+        } else if (missing) {
+            return usage_error("'%s' needs a value", s);
+        } else if (s[0] == '-' && s[1]) {
+            return usage_error("unknown option '%s'", s);
+        } else if (a->file) {
+            return usage_error("more than one input file ('%s')", s);
+        } else {
+            a->file = s;
+        }
+    }
+    if (!a->file)
+        return usage_error("no input file%s", "");
+    if (!a->golden == !a->random)
+        return usage_error("give exactly one of --golden G.safetensors and --random%s", "");
+    if (a->interp && a->random)
+        return usage_error("--interp checks the interpreter against a golden file: use it with --golden%s", "");
+    if (a->ndims && !a->random)
+        return usage_error("--dim applies to --random only: a golden file fixes the dims%s", "");
+    if (!target_find(a->target))
+        return usage_error("unknown target '%s'", a->target);
+    return -1;
+}
+
+/* ---- shapes --------------------------------------------------------------- */
+
+static fr_dtype fr_type(DType t)
+{
+    return t == DT_I32 ? FR_I32 : FR_F32;
+}
+
+/* The dim is one symbol with coefficient 1 and nothing else: the only kind
+ * of dim from which a tensor's extent tells the symbol's value. */
+static int lone_sym(Dim d, int nsyms)
+{
+    int found = -1;
+    if (d.c != 0)
+        return -1;
+    for (int s = 0; s < nsyms; s++) {
+        if (d.k[s] == 0)
+            continue;
+        if (d.k[s] != 1 || found >= 0)
+            return -1;
+        found = s;
+    }
+    return found;
+}
+
+/* Evaluates n's shape; returns its element count, or -1 (with an error)
+ * when a dim is negative or the tensor is unreasonably large. */
+static int64_t eval_shape(const Node *n, const int64_t *syms, int64_t *shape)
+{
+    int64_t e = 1;
+    for (int d = 0; d < n->rank; d++) {
+        shape[d] = dim_eval(n->shape[d], syms);
+        if (shape[d] < 0) {
+            diag_plain_error("'%s' dim %d is %lld at these symbol values", n->name, d,
+                             (long long)shape[d]);
+            return -1;
+        }
+        if (shape[d] && e > MAX_ELEMS / shape[d]) {
+            diag_plain_error("'%s' is too large at these symbol values", n->name);
+            return -1;
+        }
+        e *= shape[d];
+    }
+    return e;
+}
+
+static const char *shape_text(int rank, const int64_t *shape)
+{
+    Buf b = {0};
+    buf_puts(&b, "[");
+    for (int d = 0; d < rank; d++)
+        buf_printf(&b, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    buf_puts(&b, "]");
+    return b.data;
+}
+
+/* Elements per row of a tensor whose first dim is the row symbol. */
+static int64_t row_elems(const Node *n, const int64_t *syms)
+{
+    int64_t e = 1;
+    for (int d = 1; d < n->rank; d++)
+        e *= dim_eval(n->shape[d], syms);
+    return e;
+}
+
+/* The token symbol T: the lone symbol of the first input's first dim (not
+ * the cache symbol).  Caches hold that many rows; --split splits along it. */
+static int row_sym(const Graph *g)
+{
+    if (g->ninputs == 0 || g->inputs[0]->rank == 0)
+        return -1;
+    int s = lone_sym(g->inputs[0]->shape[0], g->nsyms);
+    return s == g->cache_sym ? -1 : s;
+}
+
+/* --split needs every input and output to be [T, ...] with T in no other dim. */
+static bool split_ok(const Graph *g, int rs)
+{
+    if (rs < 0) {
+        diag_plain_error("--split: block '%s' has no input whose first dim is a token symbol",
+                         g->name);
+        return false;
+    }
+    for (int i = 0; i < g->ninputs + g->noutputs; i++) {
+        const Node *n = i < g->ninputs ? g->inputs[i] : g->outputs[i - g->ninputs];
+        bool ok = n->rank >= 1 && lone_sym(n->shape[0], g->nsyms) == rs;
+        for (int d = 1; ok && d < n->rank; d++)
+            ok = n->shape[d].k[rs] == 0 && (g->cache_sym < 0 || n->shape[d].k[g->cache_sym] == 0);
+        if (!ok) {
+            diag_plain_error("--split: '%s' is not [%s, ...] with %s in its first dim only",
+                             n->name, g->sym_names[rs], g->sym_names[rs]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- reading safetensors ---------------------------------------------------- */
+
+/* A tensor's values as doubles (the data may sit at any alignment). */
+static double *to_double(const fr_tensor *t)
+{
+    size_t es = fr_dtype_size(t->dtype), n = es ? t->nbytes / es : 0;
+    double *v = fu_alloc(sizeof(double) * (n ? n : 1));
+    const unsigned char *p = t->data;
+    for (size_t i = 0; i < n; i++, p += es) {
+        float f;
+        int32_t i32;
+        int64_t i64;
+        switch (t->dtype) {
+        case FR_F32: memcpy(&f, p, 4); v[i] = f; break;
+        case FR_F64: memcpy(&v[i], p, 8); break;
+        case FR_I32: memcpy(&i32, p, 4); v[i] = i32; break;
+        case FR_I64: memcpy(&i64, p, 8); v[i] = (double)i64; break;
+        default: FU_UNREACHABLE();
+        }
+    }
+    return v;
+}
+
+/* Looks up `name` in f (opened from `path`) and checks it is a tensor of
+ * node n's shape at syms; `exact` demands n's dtype, else any of F32, F64,
+ * I32, I64 will do (reference outputs).  NULL after reporting. */
+static const fr_tensor *find_tensor(const fr_st *f, const char *path, const char *name,
+                                    const Node *n, const int64_t *syms, bool exact)
+{
+    int64_t shape[FU_MAX_RANK];
+    const fr_tensor *t = fr_st_find(f, name);
+    if (!t) {
+        diag_plain_error("%s: no tensor '%s' (the block's %s '%s')", path, name,
+                         op_info[n->op].name, n->name);
+        return NULL;
+    }
+    if (exact ? t->dtype != fr_type(n->dtype)
+              : !(t->dtype == FR_F32 || t->dtype == FR_F64 || t->dtype == FR_I32 ||
+                  t->dtype == FR_I64)) {
+        diag_plain_error("%s: tensor '%s' has dtype %s, expected %s", path, name,
+                         fr_dtype_name(t->dtype), fr_dtype_name(fr_type(n->dtype)));
+        return NULL;
+    }
+    if (eval_shape(n, syms, shape) < 0)
+        return NULL;
+    if (t->rank != n->rank || memcmp(t->shape, shape, sizeof(int64_t) * (size_t)n->rank)) {
+        diag_plain_error("%s: tensor '%s' has shape %s, block expects %s", path, name,
+                         shape_text(t->rank, t->shape), shape_text(n->rank, shape));
+        return NULL;
+    }
+    return t;
+}
+
+/* The symbols, from the extents of the golden inputs: every input dim that
+ * is a lone symbol binds it, and they must agree.  The cache symbol is 0:
+ * nothing is cached before the first call. */
+static bool infer_syms(const Graph *g, const fr_st *f, const char *path, int64_t *syms)
+{
+    for (int s = 0; s < FU_MAX_SYMS; s++)
+        syms[s] = -1;
+    for (int i = 0; i < g->ninputs; i++) {
+        const Node *n = g->inputs[i];
+        const char *name = fu_format("in.%s", n->name);
+        const fr_tensor *t = fr_st_find(f, name);
+        if (!t) {
+            diag_plain_error("%s: no tensor '%s' (the block's input '%s')", path, name, n->name);
+            return false;
+        }
+        if (t->rank != n->rank) {
+            diag_plain_error("%s: tensor '%s' has rank %d, the block's input has rank %d", path,
+                             name, t->rank, n->rank);
+            return false;
+        }
+        for (int d = 0; d < n->rank; d++) {
+            int s = lone_sym(n->shape[d], g->nsyms);
+            if (s < 0)
+                continue;
+            if (syms[s] < 0) {
+                syms[s] = t->shape[d];
+            } else if (syms[s] != t->shape[d]) {
+                diag_plain_error("%s: tensor '%s' dim %d gives %s = %lld, an earlier input gave %lld",
+                                 path, name, d, g->sym_names[s], (long long)t->shape[d],
+                                 (long long)syms[s]);
+                return false;
+            }
+        }
+    }
+    if (g->cache_sym >= 0 && syms[g->cache_sym] < 0)
+        syms[g->cache_sym] = 0;
+    for (int s = 0; s < g->nsyms; s++)
+        if (syms[s] < 0) {
+            diag_plain_error("%s: cannot tell the value of '%s': no input has it as a whole dim",
+                             path, g->sym_names[s]);
+            return false;
+        }
+    return true;
+}
+
+/* Loads weights, inputs and reference outputs of a golden file; every
+ * missing or misshapen tensor is reported before giving up. */
+static bool load_golden(const Graph *g, const fr_st *f, const char *path, Data *d)
+{
+    bool ok = true;
+    if (!infer_syms(g, f, path, d->syms))
+        return false;
+    d->inputs = fu_alloc(sizeof(double *) * (size_t)(g->ninputs + 1));
+    d->weights = fu_alloc(sizeof(double *) * (size_t)(g->nweights + 1));
+    d->expect = fu_alloc(sizeof(double *) * (size_t)(g->noutputs + 1));
+    for (int i = 0; i < g->ninputs; i++) {
+        const fr_tensor *t = find_tensor(f, path, fu_format("in.%s", g->inputs[i]->name),
+                                         g->inputs[i], d->syms, true);
+        if (t)
+            d->inputs[i] = to_double(t);
+        ok = ok && t;
+    }
+    for (int i = 0; i < g->nweights; i++) {
+        const fr_tensor *t = find_tensor(f, path, fu_format("w.%s", g->weights[i]->name),
+                                         g->weights[i], d->syms, true);
+        if (t)
+            d->weights[i] = to_double(t);
+        ok = ok && t;
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+        const Node *n = g->outputs[i];
+        const char *name = fu_format("out64.%s", n->name);
+        if (!fr_st_find(f, name))
+            name = fu_format("out.%s", n->name);
+        if (!fr_st_find(f, name)) {
+            diag_plain_error("%s: no reference output 'out64.%s' or 'out.%s'", path, n->name,
+                             n->name);
+            ok = false;
+            continue;
+        }
+        const fr_tensor *t = find_tensor(f, path, name, n, d->syms, false);
+        if (t)
+            d->expect[i] = to_double(t);
+        ok = ok && t;
+    }
+    return ok;
+}
+
+/* ---- random data ------------------------------------------------------------- */
+
+/* splitmix64: tiny, deterministic on every platform, good enough for test data. */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Roughly N(0, 1): the sum of four uniforms, centred and scaled to unit
+ * variance.  Bounded (|x| < 3.5), so no outlier makes a test flaky. */
+static double rng_normalish(void)
+{
+    double s = 0;
+    for (int i = 0; i < 4; i++)
+        s += (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+    return (s - 2.0) * sqrt(3.0);
+}
+
+/* Mean and spread for a random weight, from how the block uses it, so that
+ * activations stay of order 1 through a whole layer: matrices scaled by
+ * 1/sqrt(fan_in), norm weights around 1, biases small. */
+static void weight_law(const Graph *g, const Node *w, const int64_t *syms, double *mean,
+                       double *spread)
+{
+    int64_t last = w->rank ? dim_eval(w->shape[w->rank - 1], syms) : 1;
+    *mean = 0;
+    *spread = w->rank >= 2 ? 1 / sqrt((double)(last > 0 ? last : 1)) : 0.1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            if (n->in[j] != w)
+                continue;
+            int64_t fan_in = 0;
+            if (n->op == OP_LINEAR && j == 1 && w->rank == 2)
+                fan_in = dim_eval(w->shape[n->i[0] == 0 ? 1 : 0], syms);
+            else if (n->op == OP_MATMUL && j == 1 && w->rank >= 2)
+                fan_in = dim_eval(w->shape[w->rank - (n->i[0] ? 1 : 2)], syms);
+            else if (n->op == OP_MATMUL && j == 0)
+                fan_in = dim_eval(w->shape[w->rank - 1], syms);
+            else if ((n->op == OP_RMS_NORM || n->op == OP_LAYER_NORM) && j == 1)
+                *mean = 1;
+            else if (n->op == OP_MUL && w->rank == 1)
+                *mean = 1;      /* a norm written from primitives: x * rsqrt(...) * w */
+            if (fan_in > 0)
+                *spread = 1 / sqrt((double)fan_in);
+            return;
+        }
+    }
+}
+
+/* Random weights and inputs (float32 values, so the generated C and the
+ * interpreter see the same numbers), written to the harness's input file. */
+static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
+{
+    fr_err err;
+    bool ok = true;
+    rng_state = a->seed;
+    for (int s = 0; s < FU_MAX_SYMS; s++)
+        d->syms[s] = s == g->cache_sym ? 0 : 7;
+    for (int k = 0; k < a->ndims; k++) {
+        int s = ir_find_sym(g, a->dim_names[k]);
+        if (s < 0) {
+            diag_plain_error("--dim %s: block '%s' has no symbolic dim '%s'", a->dim_names[k],
+                             g->name, a->dim_names[k]);
+            return false;
+        }
+        if (s == g->cache_sym && a->dim_values[k] != 0) {
+            diag_plain_error("--dim %s: the cache starts empty, so '%s' must be 0",
+                             a->dim_names[k], a->dim_names[k]);
+            return false;
+        }
+        d->syms[s] = a->dim_values[k];
+    }
+    int rs = row_sym(g);
+    if (rs >= 0 && d->syms[rs] < 1) {
+        diag_plain_error("--dim %s=0: a block runs on at least one token", g->sym_names[rs]);
+        return false;
+    }
+    fr_st_writer *w = fr_stw_new();
+    if (!w) {
+        diag_plain_error("out of memory");
+        return false;
+    }
+    d->inputs = fu_alloc(sizeof(double *) * (size_t)(g->ninputs + 1));
+    d->weights = fu_alloc(sizeof(double *) * (size_t)(g->nweights + 1));
+    for (int i = 0; i < g->nweights + g->ninputs && ok; i++) {
+        bool is_w = i < g->nweights;
+        const Node *n = is_w ? g->weights[i] : g->inputs[i - g->nweights];
+        int64_t shape[FU_MAX_RANK];
+        int64_t numel = eval_shape(n, d->syms, shape), row = 1;
+        if (numel < 0) {
+            ok = false;
+            break;
+        }
+        double *v = fu_alloc(sizeof(double) * (size_t)(numel ? numel : 1));
+        void *raw = fu_alloc(4 * (size_t)(numel ? numel : 1));
+        double mean = 0, spread = 1;
+        if (is_w)
+            weight_law(g, n, d->syms, &mean, &spread);
+        if (n->rank > 0 && shape[0] > 0)
+            row = numel / shape[0];
+        for (int64_t e = 0; e < numel; e++) {
+            if (n->dtype == DT_I32) {
+                /* position ids: the row index after the P0 = 0 cached rows */
+                int32_t x = (int32_t)(row ? e / row : 0);
+                memcpy((char *)raw + 4 * e, &x, 4);
+                v[e] = x;
+            } else {
+                float x = (float)(mean + spread * rng_normalish());
+                memcpy((char *)raw + 4 * e, &x, 4);
+                v[e] = x;
+            }
+        }
+        if (is_w)
+            d->weights[i] = v;
+        else
+            d->inputs[i - g->nweights] = v;
+        if (fr_stw_add(w, fu_format("%s.%s", is_w ? "w" : "in", n->name), fr_type(n->dtype),
+                       n->rank, shape, raw, &err)) {
+            diag_plain_error("%s", err.msg);
+            ok = false;
+        }
+    }
+    d->in_path = tmp_path("in.safetensors");
+    if (ok && fr_stw_write(w, d->in_path, &err)) {
+        diag_plain_error("%s", err.msg);
+        ok = false;
+    }
+    fr_stw_free(w);
+    return ok;
+}
+
+/* ---- the interpreter ------------------------------------------------------------ */
+
+/* Runs the float64 interpreter on d's data into outs (allocated here), all
+ * rows at once or, with split, like the harness: rows [0, split) then one
+ * at a time, so both paths exercise the same cache protocol. */
+static bool run_interp(const Graph *g, const Data *d, int64_t split, double ***outs)
+{
+    int rs = row_sym(g);
+    int64_t rows = rs >= 0 ? d->syms[rs] : 0, capacity = rows > 0 ? rows : 1;
+    double **out = fu_alloc(sizeof(double *) * (size_t)(g->noutputs + 1));
+    double **caches = fu_alloc(sizeof(double *) * (size_t)(g->ncaches + 1));
+    const double **in_call = fu_alloc(sizeof(double *) * (size_t)(g->ninputs + 1));
+    double **out_call = fu_alloc(sizeof(double *) * (size_t)(g->noutputs + 1));
+    char err[512];
+
+    if (g->ncaches && rs < 0) {
+        diag_plain_error("block '%s' has caches but no token symbol to size them by", g->name);
+        return false;
+    }
+    if (split && !split_ok(g, rs))
+        return false;
+    if (!split || split > rows)
+        split = rows;
+    for (int i = 0; i < g->noutputs; i++) {
+        int64_t shape[FU_MAX_RANK], n = eval_shape(g->outputs[i], d->syms, shape);
+        if (n < 0)
+            return false;
+        out[i] = fu_alloc(sizeof(double) * (size_t)(n ? n : 1));
+    }
+    for (int i = 0; i < g->ncaches; i++) {
+        int64_t re = row_elems(g->caches[i], d->syms);
+        if (re < 0 || (re && capacity > MAX_ELEMS / re)) {
+            diag_plain_error("cache '%s' is too large", g->caches[i]->name);
+            return false;
+        }
+        caches[i] = fu_alloc(sizeof(double) * (size_t)(capacity * re > 0 ? capacity * re : 1));
+    }
+    int ncalls = rs < 0 || split >= rows ? 1 : (int)(1 + rows - split);
+    for (int call = 0; call < ncalls; call++) {
+        int64_t syms[FU_MAX_SYMS], r0 = call == 0 ? 0 : split + call - 1;
+        memcpy(syms, d->syms, sizeof syms);
+        if (rs >= 0) {
+            syms[rs] = call == 0 ? split : 1;
+            if (g->cache_sym >= 0)
+                syms[g->cache_sym] = r0;
+        }
+        for (int i = 0; i < g->ninputs; i++)
+            in_call[i] = d->inputs[i] + (rs >= 0 ? r0 * row_elems(g->inputs[i], d->syms) : 0);
+        for (int i = 0; i < g->noutputs; i++)
+            out_call[i] = out[i] + (rs >= 0 ? r0 * row_elems(g->outputs[i], d->syms) : 0);
+        InterpArgs ia = {syms, in_call, (const double *const *)d->weights, caches, capacity,
+                         out_call};
+        if (interp_run(g, &ia, err, sizeof err) != 0) {
+            diag_plain_error("interpreter: %s", err);
+            return false;
+        }
+    }
+    *outs = out;
+    return true;
+}
+
+/* ---- building and running the harness ----------------------------------------- */
+
+/* Appends the words of a space-separated string (CC, a target's cflags). */
+static void push_words(const char ***argv, int *n, const char *s)
+{
+    while (s && *s) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        const char *e = s;
+        while (*e && *e != ' ' && *e != '\t')
+            e++;
+        if (e > s)
+            (*argv)[(*n)++] = fu_strndup(s, (size_t)(e - s));
+        s = e;
+    }
+}
+
+/* Runs argv with stdout and stderr going to log_path (fork + execvp: no
+ * shell, so no path is ever re-parsed).  Returns the exit status, 128 + the
+ * signal for a killed child, or -1 when it could not be started. */
+static int run_cmd(const char *const *argv, const char *log_path, bool verbose)
+{
+    if (verbose) {
+        fprintf(stderr, "+");
+        for (int i = 0; argv[i]; i++)
+            fprintf(stderr, " %s", argv[i]);
+        fprintf(stderr, "\n");
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        diag_plain_error("cannot start '%s': %s", argv[0], strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        close(fd);
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "cannot run '%s': %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            diag_plain_error("waiting for '%s': %s", argv[0], strerror(errno));
+            return -1;
+        }
+    }
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void print_log(const char *path)
+{
+    size_t len;
+    char *text = fu_read_file(path, &len);
+    if (text && len)
+        fwrite(text, 1, len, stderr);
+}
+
+static bool write_block(const Graph *g, const Target *t)
+{
+    const char *cpath = tmp_path("block.c"), *hpath = tmp_path("block.h");
+    FILE *c = fopen(cpath, "w"), *h = fopen(hpath, "w");
+    bool ok = c && h;
+    if (!ok)
+        diag_plain_error("cannot write '%s': %s", c ? hpath : cpath, strerror(errno));
+    else
+        ok = emit_c(g, t, c, h, "block.h") == 0;
+    if (c && fclose(c) != 0 && ok) {
+        diag_plain_error("cannot write '%s': %s", cpath, strerror(errno));
+        ok = false;
+    }
+    if (h && fclose(h) != 0 && ok) {
+        diag_plain_error("cannot write '%s': %s", hpath, strerror(errno));
+        ok = false;
+    }
+    return ok;
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+/* Compiles block.c with the harness and the runtime; generated C that does
+ * not compile is fusec's bug (exit 70).  Returns an exit status or -1. */
+static int build_harness(const Graph *g, const Target *t, bool verbose)
+{
+    const char *rt = env_or("FUSEC_RUNTIME_DIR", FUSEC_RUNTIME_DIR);
+    const char *lib = fu_format("%s/libfusec_rt.a", env_or("FUSEC_LIB_DIR", FUSEC_LIB_DIR));
+    const char *harness_c = fu_format("%s/harness/check_main.c", rt);
+    const char *cc = env_or("CC", "cc");
+    const char **argv = fu_alloc(sizeof(char *) * (32 + strlen(cc) + strlen(t->cflags ? t->cflags : "")));
+    int n = 0;
+
+    if (access(lib, R_OK) != 0) {
+        diag_plain_error("runtime library '%s' not found: run make, or set FUSEC_LIB_DIR", lib);
+        return EXIT_FAIL;
+    }
+    if (access(harness_c, R_OK) != 0) {
+        diag_plain_error("harness '%s' not found: set FUSEC_RUNTIME_DIR", harness_c);
+        return EXIT_FAIL;
+    }
+    push_words(&argv, &n, cc);
+    if (n == 0)
+        push_words(&argv, &n, "cc");
+    argv[n++] = "-std=c99";
+    argv[n++] = "-O2";
+    argv[n++] = "-Wall";
+    argv[n++] = "-Wextra";
+    argv[n++] = "-Werror";
+    push_words(&argv, &n, t->cflags);
+    if (FUSEC_SAN)
+        argv[n++] = "-fsanitize=address,undefined";
+    argv[n++] = "-I";
+    argv[n++] = rt;
+    argv[n++] = fu_format("-DFUSEC_BLOCK_DESC=%s_desc", g->name);
+    argv[n++] = tmp_path("block.c");
+    argv[n++] = harness_c;
+    argv[n++] = lib;
+    argv[n++] = "-lm";
+    argv[n++] = "-lpthread";
+    argv[n++] = "-o";
+    argv[n++] = tmp_path("harness");
+    argv[n] = NULL;
+    int rc = run_cmd(argv, tmp_path("cc.log"), verbose);
+    if (rc == 0) {
+        if (verbose)
+            print_log(tmp_path("cc.log"));
+        return -1;
+    }
+    print_log(tmp_path("cc.log"));
+    if (rc == 126 || rc == 127 || rc < 0) {
+        diag_plain_error("cannot run the C compiler '%s' (set CC)", argv[0]);
+        return EXIT_FAIL;
+    }
+    fprintf(stderr, "fusec: internal error: the generated C for block '%s' does not compile "
+                    "(%s exit %d, output above)\n", g->name, argv[0], rc);
+    return EXIT_INTERNAL;
+}
+
+/* Runs the harness on in_path; returns an exit status or -1 when it worked. */
+static int run_harness(const char *in_path, int64_t split, bool verbose)
+{
+    const char *argv[8];
+    int n = 0;
+    argv[n++] = tmp_path("harness");
+    argv[n++] = in_path;
+    argv[n++] = tmp_path("out.safetensors");
+    if (split) {
+        argv[n++] = "--split";
+        argv[n++] = fu_format("%lld", (long long)split);
+    }
+    argv[n] = NULL;
+    int rc = run_cmd(argv, tmp_path("harness.log"), verbose);
+    if (rc == 0) {
+        if (verbose)
+            print_log(tmp_path("harness.log"));
+        return -1;
+    }
+    print_log(tmp_path("harness.log"));
+    if (rc > 128) {
+        fprintf(stderr, "fusec: internal error: the generated block crashed (signal %d)\n",
+                rc - 128);
+        return EXIT_INTERNAL;
+    }
+    diag_plain_error("the harness failed (exit %d)", rc);
+    return EXIT_FAIL;
+}
+
+/* The harness's outputs, as doubles, in g->outputs order. */
+static bool read_outputs(const Graph *g, const Data *d, double ***outs)
+{
+    fr_st f;
+    fr_err err;
+    const char *path = tmp_path("out.safetensors");
+    double **out = fu_alloc(sizeof(double *) * (size_t)(g->noutputs + 1));
+    bool ok = true;
+    if (fr_st_open(&f, path, &err)) {
+        diag_plain_error("%s", err.msg);
+        return false;
+    }
+    for (int i = 0; i < g->noutputs && ok; i++) {
+        const fr_tensor *t = find_tensor(&f, path, fu_format("out.%s", g->outputs[i]->name),
+                                         g->outputs[i], d->syms, true);
+        if (t)
+            out[i] = to_double(t);
+        ok = t != NULL;
+    }
+    fr_st_close(&f);
+    *outs = out;
+    return ok;
+}
+
+/* ---- comparing ------------------------------------------------------------------ */
+
+/* Prints one output's errors; true when its relative L2 error is within rtol.
+ * A NaN anywhere fails (every comparison with NaN is false). */
+static bool compare(const Node *n, const int64_t *syms, const double *got, const double *ref,
+                    double rtol)
+{
+    int64_t shape[FU_MAX_RANK], numel = eval_shape(n, syms, shape);
+    double max_abs = 0, num = 0, den = 0;
+    bool nan = false;
+    for (int64_t i = 0; i < numel; i++) {
+        double e = got[i] - ref[i];
+        if (isnan(e)) {
+            nan = true;
+            continue;
+        }
+        if (fabs(e) > max_abs)
+            max_abs = fabs(e);
+        num += e * e;
+        den += ref[i] * ref[i];
+    }
+    double rel = den > 0 ? sqrt(num) / sqrt(den) : sqrt(num);
+    if (nan)
+        max_abs = rel = NAN;
+    bool ok = rel <= rtol;
+    printf("%s: max_abs_err=%.3g rel_l2_err=%.3g (rtol %g) %s\n", n->name, max_abs, rel, rtol,
+           ok ? "ok" : "FAIL");
+    return ok;
+}
+
+static void print_syms(const Graph *g, const int64_t *syms, const CheckArgs *a)
+{
+    fprintf(stderr, "check: block %s, target %s, -O%d,", g->name, a->target, a->opt_level);
+    for (int s = 0; s < g->nsyms; s++)
+        fprintf(stderr, " %s=%lld", g->sym_names[s], (long long)syms[s]);
+    if (a->split)
+        fprintf(stderr, ", split %lld", (long long)a->split);
+    fprintf(stderr, ", build dir %s\n", tmp_dir ? tmp_dir : "(none)");
+}
+
+/* ---- the command ---------------------------------------------------------------- */
+
+static int check_run(const CheckArgs *a)
+{
+    Options opt = {a->opt_level, a->target, 0};
+    const Target *t = target_find(a->target);
+    Data d;
+    fr_st golden;
+    fr_err err;
+    double **got = NULL;
+    bool ok;
+
+    memset(&d, 0, sizeof d);
+    Graph *g = compile_front(a->file, a->block);
+    if (!g)
+        return EXIT_FAIL;
+
+    /* The reference, and the data the block will run on. */
+    if (a->golden) {
+        if (fr_st_open(&golden, a->golden, &err)) {
+            diag_plain_error("%s", err.msg);
+            return EXIT_FAIL;
+        }
+        ok = load_golden(g, &golden, a->golden, &d);
+        fr_st_close(&golden);
+        if (!ok)
+            return EXIT_FAIL;
+        if (a->split && !split_ok(g, row_sym(g)))
+            return EXIT_FAIL;
+        d.in_path = a->golden;
+        if (a->interp) {
+            if (a->verbose)
+                print_syms(g, d.syms, a);
+            if (!run_interp(g, &d, a->split, &got))
+                return EXIT_FAIL;
+        }
+    }
+    if (!a->interp && !tmp_make(a))
+        return EXIT_FAIL;
+    if (a->random) {
+        if (!make_random(g, a, &d) || (a->split && !split_ok(g, row_sym(g))) ||
+            !run_interp(g, &d, 0, &d.expect))
+            return EXIT_FAIL;
+    }
+
+    /* The generated C: passes, emit, compile, run. */
+    if (!a->interp) {
+        int rc;
+        if (a->verbose)
+            print_syms(g, d.syms, a);
+        compile_passes(g, &opt);
+        if (!write_block(g, t))
+            return EXIT_FAIL;
+        if ((rc = build_harness(g, t, a->verbose)) >= 0)
+            return rc;
+        if ((rc = run_harness(d.in_path, a->split, a->verbose)) >= 0)
+            return rc;
+        if (!read_outputs(g, &d, &got))
+            return EXIT_FAIL;
+    }
+
+    ok = true;
+    for (int i = 0; i < g->noutputs; i++)
+        ok = compare(g->outputs[i], d.syms, got[i], d.expect[i], a->rtol) && ok;
+    if (fflush(stdout) != 0) {
+        diag_plain_error("cannot write the report: %s", strerror(errno));
+        return EXIT_FAIL;
+    }
+    return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+int check_main(int argc, char **argv)
+{
+    CheckArgs a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    rc = check_run(&a);
+    if (a.verbose && tmp_keep && tmp_dir)
+        fprintf(stderr, "check: kept %s\n", tmp_dir);
+    tmp_cleanup();
+    return rc;
+}
