@@ -238,6 +238,108 @@ Graph *fe_compile_file(const char *path, const char *block);
 /* The same from text in memory (for tests); `path` is used in messages. */
 Graph *fe_compile_string(const char *path, const char *text, const char *block);
 
+/* Limits that keep bad input from exhausting the C stack. */
+#define FE_MAX_NESTING 200  /* expression depth sema will walk */
+#define FE_MAX_INLINE 64    /* nested fn calls being inlined */
+
+/* A token's span as the lexer tracks it (bison's YYLTYPE, see parse.y);
+ * columns are 1-based bytes, last_column inclusive. */
+typedef struct FeLoc {
+    int first_line, first_column, last_line, last_column;
+} FeLoc;
+
+/* The AST: one tagged struct, every node with its location.  Fields a
+ * kind does not use stay zero.  Lists are arena arrays that grow. */
+typedef enum AstKind {
+    /* expressions */
+    AST_NUM,      /* num; is_int and ival when written without '.' or 'e' */
+    AST_STR,      /* str */
+    AST_BOOL,     /* ival 0 or 1 */
+    AST_NAME,     /* name */
+    AST_LIST,     /* [list...] */
+    AST_BINOP,    /* a op b, op one of '+' '-' '*' '/' */
+    AST_NEG,      /* -a */
+    AST_CALL,     /* name(list...); keyword arguments are AST_KWARG */
+    AST_KWARG,    /* name = a */
+    /* declarations and statements */
+    AST_IMPORT,   /* str: the path as written */
+    AST_DIMS,     /* dim list...; each an AST_DIM */
+    AST_DIM,      /* name [= a]; no value: symbolic */
+    AST_CONST,    /* const name = a */
+    AST_INPUT,    /* input name: type */
+    AST_WEIGHT,   /* weight name: type */
+    AST_CACHE,    /* cache name: type */
+    AST_ASSIGN,   /* name = a */
+    AST_OUTPUT,   /* output name [: type] = a */
+    AST_RETURN,   /* return a */
+    AST_FN,       /* fn name(list of AST_NAME params) { body } */
+    AST_BLOCK,    /* block name { body } */
+    AST_FILE,     /* body: the top-level items */
+    AST_TYPE      /* dtype[list of dim expressions] */
+} AstKind;
+
+typedef struct Ast Ast;
+typedef struct AstList {
+    Ast **v;
+    int n, cap;
+} AstList;
+
+struct Ast {
+    AstKind kind;
+    SrcLoc loc;         /* the whole construct (for a declaration: its name) */
+    const char *name;
+    const char *str;
+    double num;
+    int64_t ival;
+    bool is_int;
+    int op;
+    DType dtype;
+    Ast *a, *b;
+    Ast *type;          /* AST_INPUT/WEIGHT/CACHE/OUTPUT: an AST_TYPE or NULL */
+    AstList list;       /* call arguments, list elements, type dims, params */
+    AstList body;       /* statements of a fn, block or file */
+};
+
+/* ast.c: builders the grammar actions call, and a dump for tests. */
+SrcLoc fe_srcloc(const char *file, FeLoc l);
+Ast *ast_new(AstKind kind, SrcLoc loc);
+Ast *ast_num(SrcLoc loc, double v, bool is_int, int64_t ival);
+Ast *ast_str(AstKind kind, SrcLoc loc, const char *s);   /* AST_STR, AST_NAME, AST_IMPORT */
+Ast *ast_bool(SrcLoc loc, bool v);
+Ast *ast_binop(SrcLoc loc, int op, Ast *a, Ast *b);
+Ast *ast_unary(SrcLoc loc, Ast *a);
+Ast *ast_named(AstKind kind, SrcLoc loc, const char *name, Ast *a);  /* DIM CONST ASSIGN KWARG RETURN */
+Ast *ast_call(SrcLoc loc, const char *name, AstList args);
+Ast *ast_list(SrcLoc loc, AstList items);
+Ast *ast_type(SrcLoc loc, DType t, AstList dims);
+Ast *ast_decl(AstKind kind, SrcLoc loc, const char *name, Ast *type, Ast *value); /* INPUT...OUTPUT */
+Ast *ast_fn(SrcLoc loc, const char *name, AstList params, AstList body);
+Ast *ast_block(SrcLoc loc, const char *name, AstList body);
+Ast *ast_group(AstKind kind, SrcLoc loc, AstList items);  /* AST_DIMS */
+AstList ast_list_empty(void);
+AstList ast_push(AstList l, Ast *x);
+/* The span from a's start to b's end (same file). */
+SrcLoc fe_span(SrcLoc a, SrcLoc b);
+/* S-expression dump, e.g. "(assign h (call rms_norm x w (kw eps 1e-05)))". */
+void ast_dump(Buf *b, const Ast *n);
+
+/* parse.y: parses one file's text (len bytes; it may hold NULs) into an
+ * AST_FILE; NULL after reporting lexical or syntax errors.  `file` names
+ * the text in messages. */
+Ast *fe_parse(const char *file, const char *text, size_t len);
+
+/* lex.l: the token stream, for tests and debugging.  kind is the bison
+ * token number from parse.tab.h (0 at the end); text is the lexeme. */
+typedef struct FeToken {
+    int kind;
+    SrcLoc loc;
+    const char *text;
+    Ast *value;         /* AST_NUM for numbers; NULL otherwise */
+} FeToken;
+/* Tokenizes text into an arena array ending with kind 0; returns the count
+ * (without the end token).  Lexical errors are reported with diag_error. */
+int fe_tokenize(const char *file, const char *text, size_t len, FeToken **out);
+
 /* ======================================================================
  * Passes
  * ====================================================================== */
