@@ -86,7 +86,8 @@ typedef struct fr_tensor {
     fr_dtype dtype;
     int rank;
     int64_t shape[FR_MAX_RANK];
-    const void *data;     /* inside the mapping; aligned as the file places it */
+    const void *data;     /* inside the mapping, or an owned copy when the file places
+                             it misaligned: always aligned to the element size */
     size_t nbytes;
 } fr_tensor;
 
@@ -97,6 +98,8 @@ typedef struct fr_st {
     fr_tensor *tensors;   /* sorted by name */
     char *metadata_json;  /* raw "__metadata__" object text, or NULL */
     char *names;          /* storage for tensor names */
+    char *path;           /* the path given to fr_st_open, for messages */
+    void *owned;          /* aligned copies of tensors the file places misaligned, or NULL */
 } fr_st;
 
 /*
