@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """tiny_ref.py - numpy reference for tests/golden/tiny_block.c.
 
-    tiny_ref.py make IN.safetensors T SEED   writes weights w.*, inputs in.* and
-                                             the expected outputs expect.*
+    tiny_ref.py make IN.safetensors T SEED [EDIT...]
+                                             writes weights w.*, inputs in.* and the
+                                             expected outputs expect.*; an EDIT "-NAME"
+                                             leaves tensor NAME out, "NAME:f32" stores it
+                                             as float32 (for the harness's error tests)
     tiny_ref.py cmp IN.safetensors OUT.safetensors
                                              compares the harness's out.* with expect.*
 
@@ -64,8 +67,15 @@ def main():
         w = rng.standard_normal((4, 4)).astype(np.float32)
         scale = rng.standard_normal(4).astype(np.float32)
         y, z = reference(x, pos, w, scale)
-        write_st(path, {"in.x": x, "in.pos": pos, "w.lin.weight": w, "w.scale": scale,
-                        "expect.y": y, "expect.z": z})
+        t = {"in.x": x, "in.pos": pos, "w.lin.weight": w, "w.scale": scale,
+             "expect.y": y, "expect.z": z}
+        for edit in sys.argv[5:]:
+            if edit.startswith("-"):
+                del t[edit[1:]]
+            else:
+                name, _ = edit.split(":")
+                t[name] = t[name].astype(np.float32)
+        write_st(path, t)
         return 0
     ref, got = read_st(sys.argv[2]), read_st(sys.argv[3])
     bad = 0
