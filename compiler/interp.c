@@ -46,8 +46,7 @@ typedef struct Interp {
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void set_err(Interp *I, const char *fmt, va_list ap)
-{
+static void set_err(Interp *I, const char *fmt, va_list ap) {
     if (I->err && I->errlen > 0)
         vsnprintf(I->err, I->errlen, fmt, ap);
 }
@@ -55,8 +54,7 @@ static void set_err(Interp *I, const char *fmt, va_list ap)
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static int fail(Interp *I, const char *fmt, ...)
-{
+static int fail(Interp *I, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     set_err(I, fmt, ap);
@@ -68,8 +66,7 @@ static int fail(Interp *I, const char *fmt, ...)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int node_fail(Interp *I, const Node *n, const char *fmt, ...)
-{
+static int node_fail(Interp *I, const Node *n, const char *fmt, ...) {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
@@ -80,13 +77,11 @@ static int node_fail(Interp *I, const Node *n, const char *fmt, ...)
 
 /* ---- shape helpers ------------------------------------------------------- */
 
-static Tensor *in_val(Interp *I, const Node *n, int k)
-{
+static Tensor *in_val(Interp *I, const Node *n, int k) {
     return &I->val[n->in[k]->id];
 }
 
-static int64_t prod(const int64_t *shape, int from, int to)
-{
+static int64_t prod(const int64_t *shape, int from, int to) {
     int64_t p = 1;
     for (int d = from; d < to; d++)
         p *= shape[d];
@@ -94,8 +89,7 @@ static int64_t prod(const int64_t *shape, int from, int to)
 }
 
 /* Advances a row-major multi-index over shape; false after the last one. */
-static bool next_index(int64_t *idx, const int64_t *shape, int rank)
-{
+static bool next_index(int64_t *idx, const int64_t *shape, int rank) {
     for (int d = rank - 1; d >= 0; d--) {
         if (++idx[d] < shape[d])
             return true;
@@ -106,8 +100,7 @@ static bool next_index(int64_t *idx, const int64_t *shape, int rank)
 
 /* True when a tensor of shape t (rank tr) broadcasts numpy-style to shape o
  * (rank orank): its dims align with o's trailing dims and each is 1 or equal. */
-static bool broadcasts_to(const int64_t *t, int tr, const int64_t *o, int orank)
-{
+static bool broadcasts_to(const int64_t *t, int tr, const int64_t *o, int orank) {
     if (tr > orank)
         return false;
     for (int d = 0; d < tr; d++) {
@@ -120,8 +113,7 @@ static bool broadcasts_to(const int64_t *t, int tr, const int64_t *o, int orank)
 
 /* Row-major offset into a tensor of shape t (rank tr) for the multi-index idx
  * of the broadcast shape (rank orank): size-1 dims stay at 0. */
-static int64_t bcast_offset(const int64_t *t, int tr, const int64_t *idx, int orank)
-{
+static int64_t bcast_offset(const int64_t *t, int tr, const int64_t *idx, int orank) {
     int64_t off = 0;
     for (int d = 0; d < tr; d++) {
         int64_t i = t[d] == 1 ? 0 : idx[orank - tr + d];
@@ -131,8 +123,7 @@ static int64_t bcast_offset(const int64_t *t, int tr, const int64_t *idx, int or
 }
 
 /* Normalises an axis attribute (negative counts from the end). */
-static bool norm_axis(int64_t axis, int rank, int *out)
-{
+static bool norm_axis(int64_t axis, int rank, int *out) {
     if (axis < 0)
         axis += rank;
     if (axis < 0 || axis >= rank)
@@ -141,8 +132,7 @@ static bool norm_axis(int64_t axis, int rank, int *out)
     return true;
 }
 
-static bool same_shape(const Tensor *a, const Tensor *b)
-{
+static bool same_shape(const Tensor *a, const Tensor *b) {
     if (a->rank != b->rank)
         return false;
     for (int d = 0; d < a->rank; d++)
@@ -154,16 +144,14 @@ static bool same_shape(const Tensor *a, const Tensor *b)
 /* ---- sources ------------------------------------------------------------- */
 
 /* Index of n in list (of len entries), or -1. */
-static int find_node(Node *const *list, int len, const Node *n)
-{
+static int find_node(Node *const *list, int len, const Node *n) {
     for (int i = 0; i < len; i++)
         if (list[i] == n)
             return i;
     return -1;
 }
 
-static int op_input(Interp *I, const Node *n, Tensor *out)
-{
+static int op_input(Interp *I, const Node *n, Tensor *out) {
     int i = find_node(I->g->inputs, I->g->ninputs, n);
     if (i < 0)
         return node_fail(I, n, "input '%s' is not in the graph's input list", n->name);
@@ -174,8 +162,7 @@ static int op_input(Interp *I, const Node *n, Tensor *out)
     return 0;
 }
 
-static int op_weight(Interp *I, const Node *n, Tensor *out)
-{
+static int op_weight(Interp *I, const Node *n, Tensor *out) {
     int i = find_node(I->g->weights, I->g->nweights, n);
     if (i < 0)
         return node_fail(I, n, "weight '%s' is not in the graph's weight list", n->name);
@@ -186,8 +173,7 @@ static int op_weight(Interp *I, const Node *n, Tensor *out)
     return 0;
 }
 
-static int op_const(Interp *I, const Node *n, Tensor *out)
-{
+static int op_const(Interp *I, const Node *n, Tensor *out) {
     (void)I;
     for (int64_t e = 0; e < out->numel; e++)
         out->data[e] = n->f[0];
@@ -196,8 +182,7 @@ static int op_const(Interp *I, const Node *n, Tensor *out)
 
 /* Finds the cache behind n and its row size (product of dims 1..); P is the
  * cached-length symbol's value. */
-static int cache_info(Interp *I, const Node *n, int *ci, int64_t *P, int64_t *row)
-{
+static int cache_info(Interp *I, const Node *n, int *ci, int64_t *P, int64_t *row) {
     const Graph *g = I->g;
     *ci = find_node(g->caches, g->ncaches, n);
     if (*ci < 0)
@@ -216,8 +201,7 @@ static int cache_info(Interp *I, const Node *n, int *ci, int64_t *P, int64_t *ro
 }
 
 /* The cache's rows [0, P). */
-static int op_cache(Interp *I, const Node *n, Tensor *out)
-{
+static int op_cache(Interp *I, const Node *n, Tensor *out) {
     int ci;
     int64_t P, row;
     if (cache_info(I, n, &ci, &P, &row) < 0)
@@ -235,13 +219,11 @@ static int op_cache(Interp *I, const Node *n, Tensor *out)
 
 /* ---- elementwise ----------------------------------------------------------- */
 
-static double sigmoid(double x)
-{
+static double sigmoid(double x) {
     return 1.0 / (1.0 + exp(-x));
 }
 
-static double unary(Op op, double x)
-{
+static double unary(Op op, double x) {
     switch (op) {
     case OP_NEG: return -x;
     case OP_EXP: return exp(x);
@@ -262,8 +244,7 @@ static double unary(Op op, double x)
     }
 }
 
-static int op_unary(Interp *I, const Node *n, Tensor *out)
-{
+static int op_unary(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     if (!same_shape(x, out))
         return node_fail(I, n, "input and output shapes differ");
@@ -272,8 +253,7 @@ static int op_unary(Interp *I, const Node *n, Tensor *out)
     return 0;
 }
 
-static double binary(Op op, double a, double b)
-{
+static double binary(Op op, double a, double b) {
     switch (op) {
     case OP_ADD: return a + b;
     case OP_SUB: return a - b;
@@ -286,8 +266,7 @@ static double binary(Op op, double a, double b)
 }
 
 /* out = a op b with numpy broadcasting of both operands to out's shape. */
-static int op_binary(Interp *I, const Node *n, Tensor *out)
-{
+static int op_binary(Interp *I, const Node *n, Tensor *out) {
     const Tensor *a = in_val(I, n, 0), *b = in_val(I, n, 1);
     if (!broadcasts_to(a->shape, a->rank, out->shape, out->rank) ||
         !broadcasts_to(b->shape, b->rank, out->shape, out->rank))
@@ -307,8 +286,7 @@ static int op_binary(Interp *I, const Node *n, Tensor *out)
 /* ---- reductions ---------------------------------------------------------- */
 
 /* x viewed as [outer, len, inner] around the axis; out is [outer, 1, inner]. */
-static int op_reduce(Interp *I, const Node *n, Tensor *out)
-{
+static int op_reduce(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     int ax;
     if (!norm_axis(n->i[0], x->rank, &ax))
@@ -342,8 +320,7 @@ static int op_reduce(Interp *I, const Node *n, Tensor *out)
 
 /* a [..., M, K] x b [..., K, N] (i[0] == 1: b is [..., N, K]) -> [..., M, N];
  * the batch dims of a and b broadcast to out's. */
-static int op_matmul(Interp *I, const Node *n, Tensor *out)
-{
+static int op_matmul(Interp *I, const Node *n, Tensor *out) {
     const Tensor *a = in_val(I, n, 0), *b = in_val(I, n, 1);
     bool tb = n->i[0] == 1;
     if (a->rank < 2 || b->rank < 2 || out->rank < 2)
@@ -384,8 +361,7 @@ static int op_matmul(Interp *I, const Node *n, Tensor *out)
 
 /* x [..., in] with W [out, in] (i[0] == 0, y = x W^T) or W [in, out]
  * (i[0] == 1, y = x W), plus an optional bias [out]. */
-static int op_linear(Interp *I, const Node *n, Tensor *out)
-{
+static int op_linear(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *w = in_val(I, n, 1);
     const Tensor *bias = n->nin > 2 ? in_val(I, n, 2) : NULL;
     bool in_out = n->i[0] == 1;
@@ -419,8 +395,7 @@ static int op_linear(Interp *I, const Node *n, Tensor *out)
 
 /* ---- data movement ---------------------------------------------------------- */
 
-static int op_reshape(Interp *I, const Node *n, Tensor *out)
-{
+static int op_reshape(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     if (x->numel != out->numel)
         return node_fail(I, n, "%lld elements cannot become %lld", (long long)x->numel,
@@ -431,8 +406,7 @@ static int op_reshape(Interp *I, const Node *n, Tensor *out)
 }
 
 /* Output axis d is input axis i[d]. */
-static int op_transpose(Interp *I, const Node *n, Tensor *out)
-{
+static int op_transpose(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     int r = x->rank;
     bool seen[FU_MAX_RANK] = {false};
@@ -461,8 +435,7 @@ static int op_transpose(Interp *I, const Node *n, Tensor *out)
 }
 
 /* Rows [start, start+len) of axis i[0]: x viewed as [outer, xlen, inner]. */
-static int op_slice(Interp *I, const Node *n, Tensor *out)
-{
+static int op_slice(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     int ax;
     if (!norm_axis(n->i[0], x->rank, &ax) || out->rank != x->rank)
@@ -484,8 +457,7 @@ static int op_slice(Interp *I, const Node *n, Tensor *out)
 }
 
 /* a then b along axis i[0]: each viewed as [outer, len, inner]. */
-static int op_concat(Interp *I, const Node *n, Tensor *out)
-{
+static int op_concat(Interp *I, const Node *n, Tensor *out) {
     const Tensor *a = in_val(I, n, 0), *b = in_val(I, n, 1);
     int ax;
     if (!norm_axis(n->i[0], a->rank, &ax) || b->rank != a->rank || out->rank != a->rank)
@@ -509,8 +481,7 @@ static int op_concat(Interp *I, const Node *n, Tensor *out)
 /* ---- row-wise composites ------------------------------------------------------ */
 
 /* Rows and row length of a tensor over its last axis. */
-static bool last_axis_rows(const Tensor *x, int64_t *rows, int64_t *D)
-{
+static bool last_axis_rows(const Tensor *x, int64_t *rows, int64_t *D) {
     if (x->rank < 1)
         return false;
     *D = x->shape[x->rank - 1];
@@ -519,8 +490,7 @@ static bool last_axis_rows(const Tensor *x, int64_t *rows, int64_t *D)
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * w over the last axis. */
-static int op_rms_norm(Interp *I, const Node *n, Tensor *out)
-{
+static int op_rms_norm(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *w = in_val(I, n, 1);
     int64_t rows, D;
     if (!same_shape(x, out) || !last_axis_rows(x, &rows, &D) || w->numel != D)
@@ -539,8 +509,7 @@ static int op_rms_norm(Interp *I, const Node *n, Tensor *out)
 }
 
 /* y = (x - mean) / sqrt(var + eps) * w + b, var biased, over the last axis. */
-static int op_layer_norm(Interp *I, const Node *n, Tensor *out)
-{
+static int op_layer_norm(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *w = in_val(I, n, 1), *b = in_val(I, n, 2);
     int64_t rows, D;
     if (!same_shape(x, out) || !last_axis_rows(x, &rows, &D) || w->numel != D || b->numel != D)
@@ -564,8 +533,7 @@ static int op_layer_norm(Interp *I, const Node *n, Tensor *out)
 
 /* In place softmax of one row of len values; a row that is all -inf (or
  * empty) becomes zeros, by this project's definition. */
-static void softmax_row(double *v, int64_t len)
-{
+static void softmax_row(double *v, int64_t len) {
     double m = -INFINITY;
     for (int64_t j = 0; j < len; j++)
         m = v[j] > m ? v[j] : m;
@@ -583,8 +551,7 @@ static void softmax_row(double *v, int64_t len)
         v[j] /= s;
 }
 
-static int op_softmax(Interp *I, const Node *n, Tensor *out)
-{
+static int op_softmax(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     int64_t rows, D;
     if (!same_shape(x, out) || !last_axis_rows(x, &rows, &D))
@@ -597,8 +564,7 @@ static int op_softmax(Interp *I, const Node *n, Tensor *out)
 }
 
 /* x [..., T, S]: (i, j) becomes -inf when key j > query i + (S - T). */
-static int op_causal_mask(Interp *I, const Node *n, Tensor *out)
-{
+static int op_causal_mask(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0);
     if (!same_shape(x, out) || x->rank < 2)
         return node_fail(I, n, "needs matching shapes of rank >= 2");
@@ -615,8 +581,7 @@ static int op_causal_mask(Interp *I, const Node *n, Tensor *out)
 
 /* x [T, n*hd], pos [T]; Hugging Face rotate_half: the pair of element i and
  * element i + hd/2 of each head turns by pos * theta^(-2i/hd). */
-static int op_rope(Interp *I, const Node *n, Tensor *out)
-{
+static int op_rope(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *pos = in_val(I, n, 1);
     int64_t hd = n->i[0];
     double theta = n->f[0];
@@ -646,8 +611,7 @@ static int op_rope(Interp *I, const Node *n, Tensor *out)
 /* q [T, H*hd], k and v [S, KVH*hd]; query head h reads kv head h / (H/KVH).
  * p = softmax_s(scale * q_t . k_s), keys s > t + (S - T) masked when causal;
  * out[t, h*hd + d] = sum_s p[s] v[s, kvh*hd + d]. */
-static int op_attention(Interp *I, const Node *n, Tensor *out)
-{
+static int op_attention(Interp *I, const Node *n, Tensor *out) {
     const Tensor *q = in_val(I, n, 0), *k = in_val(I, n, 1), *v = in_val(I, n, 2);
     int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2];
     bool causal = n->i[3] != 0;
@@ -693,8 +657,7 @@ static int op_attention(Interp *I, const Node *n, Tensor *out)
 /* ---- state and sinks ---------------------------------------------------------- */
 
 /* Writes x's T rows at rows [P, P+T) of the cache; yields rows [0, P+T). */
-static int op_append(Interp *I, const Node *n, Tensor *out)
-{
+static int op_append(Interp *I, const Node *n, Tensor *out) {
     const Node *cn = n->in[0];
     const Tensor *x = in_val(I, n, 1);
     int ci;
@@ -720,8 +683,7 @@ static int op_append(Interp *I, const Node *n, Tensor *out)
 }
 
 /* Copies the value into the caller's outputs[i]. */
-static int op_output(Interp *I, const Node *n)
-{
+static int op_output(Interp *I, const Node *n) {
     const Tensor *x = in_val(I, n, 0);
     int i = find_node(I->g->outputs, I->g->noutputs, n);
     if (i < 0)
@@ -738,8 +700,7 @@ static int op_output(Interp *I, const Node *n)
 
 /* ---- driver ------------------------------------------------------------------- */
 
-static int eval_node(Interp *I, const Node *n, Tensor *out)
-{
+static int eval_node(Interp *I, const Node *n, Tensor *out) {
     switch (n->op) {
     case OP_INPUT: return op_input(I, n, out);
     case OP_WEIGHT: return op_weight(I, n, out);
@@ -772,8 +733,7 @@ static int eval_node(Interp *I, const Node *n, Tensor *out)
 }
 
 /* Checks the node's wiring, evaluates its shape and allocates its buffer. */
-static int prepare(Interp *I, const Node *n, Tensor *out)
-{
+static int prepare(Interp *I, const Node *n, Tensor *out) {
     if (n->nin < op_info[n->op].min_in || n->nin > op_info[n->op].max_in)
         return node_fail(I, n, "%d operands", n->nin);
     for (int k = 0; k < n->nin; k++) {
@@ -806,8 +766,7 @@ static int prepare(Interp *I, const Node *n, Tensor *out)
     return 0;
 }
 
-int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen)
-{
+int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen) {
     Interp I;
     memset(&I, 0, sizeof I);
     I.g = g;
@@ -834,6 +793,10 @@ int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen)
     int rc = 0;
     for (int k = 0; k < g->nnodes && rc == 0; k++) {
         const Node *n = g->nodes[k];
+        if ((int)n->op < 0 || n->op >= OP_COUNT) {
+            rc = fail(&I, "node %d has an invalid op %d", k, (int)n->op);
+            break;
+        }
         if (n->id != k) {
             rc = fail(&I, "node %d has id %d: ids must be dense and in order", k, n->id);
             break;
