@@ -562,6 +562,8 @@ static int st_dtype(Reader *r, const char *name, fr_dtype *out)
 /* shape = '[' ( uint ( ',' uint )* )? ']' with at most FR_MAX_RANK entries */
 static int st_shape(Reader *r, const char *name, fr_tensor *t)
 {
+    int rc;
+
     js_ws(&r->j);
     if (js_peek(&r->j) != '[')
         return st_fail(r, name, "\"shape\" is not an array");
@@ -576,8 +578,8 @@ static int st_shape(Reader *r, const char *name, fr_tensor *t)
         uint64_t v;
         if (t->rank == FR_MAX_RANK)
             return st_fail(r, name, "shape has more than %d dimensions (FR_MAX_RANK)", FR_MAX_RANK);
-        if (st_uint(r, name, "shape entry", &v) < 0)
-            return -1;
+        if ((rc = st_uint(r, name, "shape entry", &v)) < 0)
+            return rc;
         t->shape[t->rank++] = (int64_t)v;
         js_ws(&r->j);
         if (js_peek(&r->j) == ',') {
@@ -593,7 +595,7 @@ static int st_shape(Reader *r, const char *name, fr_tensor *t)
 /* data_offsets = '[' uint ',' uint ']' */
 static int st_offsets(Reader *r, const char *name, uint64_t off[2])
 {
-    int k;
+    int k, rc;
 
     js_ws(&r->j);
     if (js_peek(&r->j) != '[')
@@ -603,8 +605,8 @@ static int st_offsets(Reader *r, const char *name, uint64_t off[2])
         js_ws(&r->j);
         if (js_peek(&r->j) == ']')
             return st_fail(r, name, "\"data_offsets\" must hold exactly 2 numbers");
-        if (st_uint(r, name, "data_offsets entry", &off[k]) < 0)
-            return -1;
+        if ((rc = st_uint(r, name, "data_offsets entry", &off[k])) < 0)
+            return rc;
         js_ws(&r->j);
         if (js_peek(&r->j) != (k == 0 ? ',' : ']'))
             return st_fail(r, name, "\"data_offsets\" must hold exactly 2 numbers");
@@ -657,7 +659,7 @@ static int st_entry(Reader *r, fr_tensor *t)
 {
     const char *name = t->name;
     uint64_t off[2] = {0, 0};
-    int seen_dtype = 0, seen_shape = 0, seen_off = 0;
+    int seen_dtype = 0, seen_shape = 0, seen_off = 0, rc;
     size_t klen;
 
     js_ws(&r->j);
@@ -683,12 +685,12 @@ static int st_entry(Reader *r, fr_tensor *t)
             if (*seen)
                 return st_fail(r, name, "duplicate key '%s' in the entry", r->scratch);
             *seen = 1;
-            if (seen == &seen_dtype && st_dtype(r, name, &t->dtype) < 0)
-                return -1;
-            if (seen == &seen_shape && st_shape(r, name, t) < 0)
-                return -1;
-            if (seen == &seen_off && st_offsets(r, name, off) < 0)
-                return -1;
+            if (seen == &seen_dtype && (rc = st_dtype(r, name, &t->dtype)) < 0)
+                return rc;
+            if (seen == &seen_shape && (rc = st_shape(r, name, t)) < 0)
+                return rc;
+            if (seen == &seen_off && (rc = st_offsets(r, name, off)) < 0)
+                return rc;
             js_ws(&r->j);
             if (js_peek(&r->j) == ',') {
                 r->j.pos++;
@@ -773,6 +775,7 @@ static fr_tensor *st_new_tensor(Reader *r)
 static int st_header(Reader *r)
 {
     fr_st *f = r->f;
+    int rc;
 
     js_ws(&r->j);
     if (js_peek(&r->j) != '{')
@@ -787,8 +790,8 @@ static int st_header(Reader *r)
         if (js_string(&r->j, name, &len) < 0 || js_expect(&r->j, ':') < 0)
             return st_syntax(r);
         if (strcmp(name, "__metadata__") == 0 && len == 12) {
-            if (st_metadata(r) < 0)
-                return -1;
+            if ((rc = st_metadata(r)) < 0)
+                return rc;
         } else {
             fr_tensor *t;
             if (strlen(name) != len)
@@ -798,8 +801,8 @@ static int st_header(Reader *r)
                 return fr_seterr(r->err, FR_ENOMEM, "%s: out of memory for the tensor table", r->path);
             t->name = name;
             r->names_used += len + 1;
-            if (st_entry(r, t) < 0)
-                return -1;
+            if ((rc = st_entry(r, t)) < 0)
+                return rc;
         }
         js_ws(&r->j);
         if (js_peek(&r->j) == ',') {
