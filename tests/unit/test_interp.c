@@ -1116,13 +1116,41 @@ static double rel_l2(const double *got, const double *want, int64_t n) {
     return sqrt(num) / sqrt(den);
 }
 
+/* The golden out64 is not reproducible to float64 precision from the float32
+ * inputs and weights stored beside it: an independent numpy float64 layer
+ * (tests/interp/gen_np64.py) on the stored values differs from it by 1.5e-7
+ * (Llama) and 2.3e-8 (GPT-2), the effect of rounding inputs and weights to
+ * float32.  So the interpreter is held to 1e-12 against that numpy float64
+ * reference (tests/interp/np64/NAME.safetensors), and against out64 only to
+ * GOLDEN_TOL: about twice the measured gap, and still below the 5e-7..7e-7
+ * by which a float32 computation (the golden out.*) misses out64. */
+#define GOLDEN_TOL 3e-7
+#define NP64_TOL 1e-12
+
+/* Compares outputs with both references; `row` >= 0 compares only that row
+ * of the references (the decode step) with the outputs' first row. */
+static void compare_golden(const Graph *g, const char *name, double *const *out,
+                           double *const *want, double *const *np64, const int64_t *n_out,
+                           int64_t T, int64_t row, const char *how) {
+    for (int i = 0; i < g->noutputs; i++) {
+        int64_t len = row < 0 ? n_out[i] : n_out[i] / T, off = row < 0 ? 0 : row * len;
+        double e_gold = rel_l2(out[i], want[i] + off, len);
+        double e_np = rel_l2(out[i], np64[i] + off, len);
+        print_message("  %s %s: relative L2 %.3g vs numpy float64, %.3g vs golden out64.%s\n",
+                      name, how, e_np, e_gold, g->outputs[i]->name);
+        assert_true(e_np < NP64_TOL);
+        assert_true(e_gold < GOLDEN_TOL);
+    }
+}
+
 /* Compiles dsl-examples/NAME.fdl, runs it on golden/NAME.safetensors (all
  * tokens at once; then, for blocks with caches, all but the last token and
- * the last one through the cache) and compares with out64.*. */
+ * the last one through the cache) and compares with the references. */
 static void golden_case(const char *name) {
-    char fdl[256], st[512];
+    char fdl[256], st[512], np[256];
     snprintf(fdl, sizeof fdl, "dsl-examples/%s.fdl", name);
     snprintf(st, sizeof st, "%s/golden/%s.safetensors", shared_dir(), name);
+    snprintf(np, sizeof np, "tests/interp/np64/%s.safetensors", name);
     if (access(fdl, R_OK) != 0) {
         print_message("SKIPPED: %s does not exist yet (front-end examples not landed)\n", fdl);
         skip();
@@ -1130,16 +1158,18 @@ static void golden_case(const char *name) {
     Graph *g = fe_compile_file(fdl, NULL);
     if (!g)
         fail_msg("%s did not compile", fdl);
-    fr_st f;
+    fr_st f, fn;
     fr_err ferr;
     if (fr_st_open(&f, st, &ferr) != 0)
         fail_msg("cannot open %s: %s", st, ferr.msg);
+    if (fr_st_open(&fn, np, &ferr) != 0)
+        fail_msg("cannot open %s: %s", np, ferr.msg);
 
     /* Symbols: each input dim that is exactly one symbol takes the file's size;
      * the cached length P starts at 0. */
     int64_t syms[FU_MAX_SYMS] = {0};
-    double *in[16] = {0}, *w[64] = {0}, *out[8] = {0}, *want[8] = {0};
-    int64_t n_out[8] = {0};
+    double *in[16] = {0}, *w[64] = {0}, *out[8] = {0}, *want[8] = {0}, *np64[8] = {0};
+    int64_t n_out[8] = {0}, n;
     assert_true(g->ninputs <= 16 && g->nweights <= 64 && g->noutputs <= 8 && g->ncaches <= 8);
     for (int i = 0; i < g->ninputs; i++) {
         char tn[256];
@@ -1148,18 +1178,14 @@ static void golden_case(const char *name) {
         if (!t)
             fail_msg("golden file has no '%s'", tn);
         assert_int_equal(t->rank, g->inputs[i]->rank);
-        for (int d = 0; d < t->rank; d++) {
-            Dim dd = g->inputs[i]->shape[d];
+        for (int d = 0; d < t->rank; d++)
             for (int s = 0; s < g->nsyms; s++)
-                if (dim_eq(dd, dim_sym(s)))
+                if (dim_eq(g->inputs[i]->shape[d], dim_sym(s)))
                     syms[s] = t->shape[d];
-        }
-        int64_t n;
         in[i] = load_doubles(&f, tn, &n);
     }
     for (int i = 0; i < g->nweights; i++) {
         char tn[256];
-        int64_t n;
         snprintf(tn, sizeof tn, "w.%s", g->weights[i]->name);
         w[i] = load_doubles(&f, tn, &n);
         assert_int_equal(n, ir_numel(g->weights[i], syms));
@@ -1168,15 +1194,20 @@ static void golden_case(const char *name) {
         char tn[256];
         snprintf(tn, sizeof tn, "out64.%s", g->outputs[i]->name);
         want[i] = load_doubles(&f, tn, &n_out[i]);
+        np64[i] = load_doubles(&fn, tn, &n);
         assert_int_equal(n_out[i], ir_numel(g->outputs[i], syms));
+        assert_int_equal(n, n_out[i]);
         out[i] = calloc((size_t)n_out[i], sizeof(double));
         assert_non_null(out[i]);
     }
-    /* Caches hold every token (capacity T). */
+    /* The token count T is the symbol that is not the cached length; the
+     * caches hold every token (capacity T). */
     int64_t T = 0;
+    int ts = -1;
     for (int s = 0; s < g->nsyms; s++)
         if (s != g->cache_sym)
-            T = syms[s];
+            T = syms[s], ts = s;
+    assert_true(ts >= 0 && T > 1);
     double *caches[8] = {0};
     for (int c = 0; c < g->ncaches; c++) {
         int64_t row = 1;
@@ -1186,36 +1217,22 @@ static void golden_case(const char *name) {
         assert_non_null(caches[c]);
     }
     run_ok(g, syms, (const double *const *)in, (const double *const *)w, caches, T, out);
-    for (int i = 0; i < g->noutputs; i++) {
-        double e = rel_l2(out[i], want[i], n_out[i]);
-        print_message("  %s: out64.%s relative L2 error %.3g (all %lld tokens at once)\n", name,
-                      g->outputs[i]->name, e, (long long)T);
-        assert_true(e < 1e-12);
-    }
+    compare_golden(g, name, out, want, np64, n_out, T, -1, "all tokens at once");
 
-    /* Through the cache: tokens [0, T-1) at P = 0, then the last one at P = T-1;
-     * its output row must match the last row of out64. */
-    if (g->ncaches > 0 && g->nsyms == 2) {
-        int ts = g->cache_sym == 0 ? 1 : 0;
+    /* Through the cache: tokens [0, T-1) at P = 0, then the last one at
+     * P = T-1; its output row must match the references' last row. */
+    if (g->ncaches > 0) {
         int64_t s2[FU_MAX_SYMS] = {0};
         double *in_last[16] = {0};
         s2[ts] = T - 1;
         s2[g->cache_sym] = 0;
         run_ok(g, s2, (const double *const *)in, (const double *const *)w, caches, T, out);
-        for (int i = 0; i < g->ninputs; i++) {
-            int64_t rowlen = ir_numel(g->inputs[i], syms) / T;
-            in_last[i] = in[i] + (T - 1) * rowlen;
-        }
+        for (int i = 0; i < g->ninputs; i++)
+            in_last[i] = in[i] + (T - 1) * (ir_numel(g->inputs[i], syms) / T);
         s2[ts] = 1;
         s2[g->cache_sym] = T - 1;
         run_ok(g, s2, (const double *const *)in_last, (const double *const *)w, caches, T, out);
-        for (int i = 0; i < g->noutputs; i++) {
-            int64_t rowlen = n_out[i] / T;
-            double e = rel_l2(out[i], want[i] + (T - 1) * rowlen, rowlen);
-            print_message("  %s: out64.%s last row relative L2 error %.3g (prefill %lld, decode 1)\n",
-                          name, g->outputs[i]->name, e, (long long)(T - 1));
-            assert_true(e < 1e-12);
-        }
+        compare_golden(g, name, out, want, np64, n_out, T, T - 1, "prefill T-1, decode the last");
     }
     for (int i = 0; i < 16; i++)
         free(in[i]);
@@ -1224,8 +1241,10 @@ static void golden_case(const char *name) {
     for (int i = 0; i < 8; i++) {
         free(out[i]);
         free(want[i]);
+        free(np64[i]);
         free(caches[i]);
     }
+    fr_st_close(&fn);
     fr_st_close(&f);
 }
 
