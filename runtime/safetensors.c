@@ -15,7 +15,8 @@
  * exhaust the stack); it guarantees that a syntax error is reported as such,
  * wherever it is.  The second walks the now well-formed text against the
  * safetensors schema, decoding names into one buffer owned by the fr_st.
- * Neither pass builds a tree: memory is proportional to the number of tensors.
+ * Neither pass builds a tree: besides the tensor table, memory is two
+ * buffers as long as the header (the names, and scratch for keys).
  *
  * Data stays in the read-only mapping, so opening a multi-gigabyte checkpoint
  * costs only the header.  A tensor whose data the file places at an address
