@@ -26,6 +26,7 @@ typedef struct FeCtx {
     const char *file;       /* names the text in diagnostics */
     int line, col;          /* where the lexer is: the next byte */
     FeLoc prev, cur;        /* the token before the lookahead, and the lookahead */
+    int prev_kind, cur_kind;
     const char *tok_text;   /* the lookahead's text */
     int ntokens;
     FeLoc comment_start;    /* the opening of the block comment being skipped */
@@ -259,18 +260,25 @@ static int yyreport_syntax_error(const yypcontext_t *pc, yyscan_t scanner, FeCtx
         has_paren |= sym_is(exp[i], "'('");
         has_semi |= sym_is(exp[i], "';'");
     }
-    bool expr = has_ident && has_num && has_paren;
+    bool expr = has_ident && has_num && has_paren, has_rparen = false;
     for (int i = 0; i < n; i++)
-        if (!is_binop(exp[i]) && !(expr && starts_expr(exp[i])))
+        has_rparen |= sym_is(exp[i], "')'");
+    /* After an identifier, '(' (making it a call) and, inside a call, '='
+     * (making it a keyword) are possible but rarely what was meant. */
+    bool after_ident = ctx->prev_kind == TOK_IDENT;
+    bool drop[YYNTOKENS] = {false};
+    for (int i = 0; i < n; i++) {
+        drop[i] = (expr && starts_expr(exp[i])) ||
+                  (after_ident && (sym_is(exp[i], "'('") || (has_rparen && sym_is(exp[i], "'='"))));
+        if (!drop[i] && !is_binop(exp[i]))
             has_other = true;
+    }
     const char *names[YYNTOKENS];
     int m = 0;
     if (expr)
         names[m++] = "expression";
     for (int i = 0; i < n; i++) {
-        if (expr && starts_expr(exp[i]))
-            continue;
-        if (is_binop(exp[i]) && (has_other || expr))
+        if (drop[i] || (is_binop(exp[i]) && (has_other || expr)))
             continue;
         names[m++] = yysymbol_name(exp[i]);
     }

@@ -724,6 +724,34 @@ static bool norm_axis(Sema *s, const char *fname, const KwVal *k, const Node *x,
     return true;
 }
 
+/* An elementwise builtin applied to a number is folded, so `rsqrt(HD)`
+ * is a number like `1.0 / 8` rather than a rank-0 tensor. */
+static Value fold_unary(const Ast *e, Op op, double x) {
+    double y;
+    switch (op) {
+    case OP_NEG: y = -x; break;
+    case OP_EXP: y = exp(x); break;
+    case OP_LOG: y = log(x); break;
+    case OP_SQRT: y = sqrt(x); break;
+    case OP_RSQRT: y = 1.0 / sqrt(x); break;
+    case OP_RECIP: y = 1.0 / x; break;
+    case OP_TANH: y = tanh(x); break;
+    case OP_SIGMOID: y = 1.0 / (1.0 + exp(-x)); break;
+    case OP_SILU: y = x / (1.0 + exp(-x)); break;
+    case OP_RELU: y = x > 0 ? x : 0; break;
+    case OP_GELU: y = 0.5 * x * (1.0 + erf(x / sqrt(2.0))); break;
+    case OP_GELU_TANH:
+        y = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+        break;
+    default: FU_UNREACHABLE();
+    }
+    if (!isfinite(y)) {
+        diag_error(e->loc, "'%s' of %g is not a finite number", op_info[op].name, x);
+        return poison();
+    }
+    return num_value(y);
+}
+
 static const char *plural(int n, const char *one, const char *many) { return n == 1 ? one : many; }
 
 static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
@@ -767,6 +795,8 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
     Node *in[FU_MAX_IN] = {NULL};
     for (int i = 0; i < npos; i++) {
         Value v = eval(s, sc, pos[i], depth + 1);
+        if (op_info[op].cat == CAT_UNARY && v.kind == V_NUM && e->list.n == 1)
+            return fold_unary(e, op, v.num);
         in[i] = to_tensor(s, &v, pos[i]->loc);
         ok = ok && in[i];
     }
