@@ -27,6 +27,7 @@ typedef struct FeCtx {
     int line, col;          /* where the lexer is: the next byte */
     FeLoc prev, cur;        /* the token before the lookahead, and the lookahead */
     int prev_kind, cur_kind;
+    bool quiet;             /* a lexical error in this statement: its syntax errors follow from it */
     const char *tok_text;   /* the lookahead's text */
     int ntokens;
     FeLoc comment_start;    /* the opening of the block comment being skipped */
@@ -249,6 +250,8 @@ static bool is_binop(yysymbol_kind_t k) {
  * are left out, as bison does. */
 static int yyreport_syntax_error(const yypcontext_t *pc, yyscan_t scanner, FeCtx *ctx) {
     (void)scanner;
+    if (ctx->quiet)
+        return 0;
     yysymbol_kind_t exp[YYNTOKENS];
     int n = yypcontext_expected_tokens(pc, exp, YYNTOKENS);
     if (n < 0)

@@ -84,6 +84,7 @@ typedef struct Sema {
     Scope outputs;              /* output names: their own namespace */
     Node **appended;            /* caches already appended to */
     int nappended;
+    bool bad_source;            /* an input or cache failed: symbols may look unbound */
 } Sema;
 
 static Scope *scope_new(Scope *parent) {
@@ -189,7 +190,7 @@ static const Entry *closest(const Scope *s, const char *name, bool fns_only) {
             if (fns_only && s->v[i]->kind != E_FN)
                 continue;
             size_t d = edit_distance(name, s->v[i]->name);
-            if (d > 0 && d < bestd) {
+            if (d > 0 && d < bestd && d < strlen(name)) {
                 best = s->v[i];
                 bestd = d;
             }
@@ -1164,6 +1165,8 @@ static void run_source(Sema *s, Scope *sc, const Ast *st) {
                         s->g->cache_sym = k;
         }
     }
+    if (en->kind == E_POISON && st->kind != AST_WEIGHT)
+        s->bad_source = true;
     define(sc, en);
 }
 
@@ -1234,14 +1237,44 @@ static void run_stmt(Sema *s, Scope *sc, const Ast *st, int depth) {
 
 static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcLoc at);
 
+/* "a/./lib/../b.fdl" -> "a/b.fdl", so messages name files the short way.
+ * Purely lexical: identity comes from realpath, not from this. */
+static const char *normalize(const char *path) {
+    size_t n = strlen(path);
+    const char **parts = fu_alloc(sizeof(char *) * (n + 1));
+    int np = 0;
+    bool abs = path[0] == '/';
+    char *copy = fu_strdup(path);
+    for (char *p = copy; *p;) {
+        char *q = strchr(p, '/');
+        if (q)
+            *q = '\0';
+        if (strcmp(p, "..") == 0 && np > 0 && strcmp(parts[np - 1], "..") != 0)
+            np--;
+        else if (*p && strcmp(p, ".") != 0 && !(abs && np == 0 && strcmp(p, "..") == 0))
+            parts[np++] = p;
+        if (!q)
+            break;
+        p = q + 1;
+    }
+    Buf b = {0};
+    if (abs)
+        buf_puts(&b, "/");
+    for (int i = 0; i < np; i++)
+        buf_printf(&b, "%s%s", i ? "/" : "", parts[i]);
+    const char *r = fu_strdup(b.len ? b.data : ".");
+    free(b.data);
+    return r;
+}
+
 /* dir(importer) + "/" + rel, unless rel is absolute. */
 static const char *resolve(const char *importer, const char *rel) {
     if (rel[0] == '/')
-        return rel;
+        return normalize(rel);
     const char *slash = strrchr(importer, '/');
     if (!slash)
-        return rel;
-    return fu_format("%.*s/%s", (int)(slash - importer), importer, rel);
+        return normalize(rel);
+    return normalize(fu_format("%.*s/%s", (int)(slash - importer), importer, rel));
 }
 
 /* Checks a fn once, where it is defined: its body must end in exactly one
@@ -1361,7 +1394,7 @@ static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcL
             i++;
         for (; i < s->nstack; i++)
             buf_printf(&chain, "%s -> ", s->stack[i]->path);
-        buf_puts(&chain, path);
+        buf_puts(&chain, f->path);
         diag_error(at, "import cycle: %s", chain.data);
         free(chain.data);
         return NULL;
@@ -1450,7 +1483,7 @@ static Graph *lower_block(Sema *s, SFile *root, const Ast *blk) {
     for (int i = 0; i < blk->body.n; i++)
         run_stmt(s, sc, blk->body.v[i], 0);
 
-    for (int k = 0; k < g->nsyms; k++)
+    for (int k = 0; k < g->nsyms && !s->bad_source; k++)
         if (!has_whole_dim(g->inputs, g->ninputs, k) && !has_whole_dim(g->caches, g->ncaches, k))
             diag_error(s->sym_loc[k],
                        "symbolic dimension '%s' cannot be bound: no input or cache has it as a dimension",
@@ -1482,7 +1515,8 @@ static Graph *compile(const char *path, const char *text, size_t len, const char
             return NULL;
         }
     } else if (root->blocks.n == 0) {
-        diag_plain_error("'%s' has no block to compile", path);
+        if (diag_error_count() == errors)
+            diag_plain_error("'%s' has no block to compile", path);
         return NULL;
     } else {
         blk = root->blocks.v[root->blocks.n - 1];
