@@ -1,0 +1,1782 @@
+/*
+ * emit_c.c - writes a scheduled graph as portable C: NAME.c and NAME.h.
+ *
+ * The generated .c has one `static void` function per kernel (pass_schedule
+ * gives every compute node a kernel), written as plain loops over the shapes
+ * of its nodes; symbolic dims stay C expressions of the block's symbols, so
+ * one file serves every T and P.  NAME_forward calls the kernels in order on
+ * buffers that are either the caller's (inputs, weights, caches, outputs) or
+ * 64-byte aligned slots of one workspace.  A single static helper, fu_layout,
+ * checks the symbols and computes the slot offsets; workspace_size and
+ * forward both call it so the two can never disagree.
+ *
+ * The float64 interpreter (interp.c) defines what every op means; the loops
+ * here follow it in float, with float accumulators.  Two places use double
+ * on purpose: RoPE angles (pos * theta^(-2i/hd) loses digits in float at
+ * positions in the thousands) and nothing else.
+ *
+ * Output depends only on the graph and the target: no timestamps, no paths,
+ * no pointer values, no hash order.  Each name the user chose is checked
+ * before anything is written, so a name that would not compile as C is a user
+ * error here, not a C compiler error later.
+ */
+#include "fusec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest power-of-two bound on every symbol such that each tensor has at
+ * most 2^53 elements (exact in double, far from int64 overflow). */
+#define SYM_MAX_LOG2_HI 31
+#define SYM_MAX_LOG2_LO 10
+#define NUMEL_LIMIT 9007199254740992.0 /* 2^53 */
+
+/* Where a node's data lives in NAME_forward. */
+typedef enum Home {
+    HOME_NONE,      /* output nodes: they only copy */
+    HOME_INPUT,     /* the caller's input pointer */
+    HOME_WEIGHT,    /* w->field */
+    HOME_CACHE,     /* cache->field */
+    HOME_CONST,     /* a local float in forward */
+    HOME_VIEW,      /* the same memory as another node (reshape, append) */
+    HOME_SLOT,      /* a workspace slot */
+    HOME_OUTPUT     /* written straight into the caller's output pointer */
+} Home;
+
+typedef struct Emit {
+    const Graph *g;
+    const Target *t;
+    Home *home;             /* per node id */
+    const char **ref;       /* per node id: C expression for its data in forward */
+    int *slot;              /* per node id: slot index, or -1 */
+    int nslots;
+    const char **c_in;      /* mangled input parameter names */
+    const char **c_out;     /* "out_" + mangled output names */
+    const char **c_w;       /* weight struct fields */
+    const char **c_cache;   /* cache struct fields */
+    bool *needed;           /* per node id: forward passes its data to some kernel */
+    int64_t sym_max;        /* the bound checked on every symbol */
+    Buf c, h;
+} Emit;
+
+/* ---- names ---------------------------------------------------------------- */
+
+/* C99 keywords: no user name may become one. */
+static const char *const keywords[] = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double",
+    "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
+    "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
+    "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "_Bool",
+    "_Complex", "_Imaginary",
+};
+
+/* Names the generated functions use besides their parameters: library
+ * functions, macros and types, and forward's fixed parameters. */
+static const char *const library_names[] = {
+    "memcpy", "memset", "expf", "logf", "sqrtf", "tanhf", "erff", "pow", "cos", "sin",
+    "INFINITY", "NAN", "SIZE_MAX", "INT64_C", "int64_t", "int32_t", "uint64_t", "size_t",
+    "NULL", "w", "cache", "workspace",
+};
+
+/* Every parameter and local of the kernels.  Symbols are kernel parameters
+ * too, so a symbol must not be named like one of these. */
+static const char *const kernel_names[] = {
+    "x", "y", "a", "b", "w", "bias", "q", "k", "v", "pos", "cache",
+    "i", "j", "kk", "m", "o", "r", "t", "h", "s", "d", "i0", "i1", "i2", "i3",
+    "xr", "yr", "ar", "br", "wr", "am", "bm", "ym", "av", "xv", "acc", "ss", "inv",
+    "mu", "var", "e", "sum", "mx", "qh", "kb", "vb", "kr", "vr", "sc", "corr", "p",
+    "l", "send", "ang", "cs", "sn", "x1", "x2", "xh", "yh",
+};
+
+static bool in_list(const char *s, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+#define IN_LIST(s, list) in_list(s, list, sizeof list / sizeof list[0])
+
+static bool is_keyword(const char *s) { return IN_LIST(s, keywords); }
+
+/* Whether a parameter of forward (and, for symbols, of every kernel) may be
+ * called s. */
+static bool is_reserved(const char *s, bool in_kernels) {
+    if (is_keyword(s) || IN_LIST(s, library_names) || (in_kernels && IN_LIST(s, kernel_names)))
+        return true;
+    /* The generated file's own statics and the runtime's names. */
+    if (strncmp(s, "fu_", 3) == 0 || strncmp(s, "FU_", 3) == 0 || strncmp(s, "fr_", 3) == 0 ||
+        strncmp(s, "FR_", 3) == 0)
+        return true;
+    /* Kernel functions are named k<id>_<op>. */
+    if (s[0] == 'k' && isdigit((unsigned char)s[1])) {
+        const char *p = s + 1;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (*p == '_')
+            return true;
+    }
+    return false;
+}
+
+/* Interface names may contain dots (checkpoint names); C sees them with
+ * '.' -> '_'.  Anything else outside [A-Za-z0-9_] is refused. */
+static bool valid_name(const char *s, bool dots) {
+    const char *p;
+    if (!s || !*s || isdigit((unsigned char)s[0]) || s[0] == '.')
+        return false;
+    for (p = s; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || (dots && *p == '.')))
+            return false;
+    return true;
+}
+
+static const char *mangle(const char *s) {
+    char *m = fu_strdup(s);
+    char *p;
+    for (p = m; *p; p++)
+        if (*p == '.')
+            *p = '_';
+    return m;
+}
+
+/* Checks that the C names in one scope are distinct and usable.
+ * `names` are the C identifiers, `orig` what the user wrote, `what` their kind. */
+static int check_scope(const char *const *names, const char *const *orig, const char *const *what,
+                       int n, bool check_reserved) {
+    int i, j, bad = 0;
+    for (i = 0; i < n; i++) {
+        if (check_reserved && is_reserved(names[i], strcmp(what[i], "symbol") == 0)) {
+            if (strcmp(orig[i], names[i]) == 0)
+                diag_plain_error("%s name '%s' is reserved in the generated C; rename it", what[i],
+                                 orig[i]);
+            else
+                diag_plain_error("%s name '%s' becomes '%s', which is reserved in the generated C; "
+                                 "rename it", what[i], orig[i], names[i]);
+            bad = -1;
+            continue;
+        }
+        for (j = 0; j < i; j++)
+            if (strcmp(names[i], names[j]) == 0) {
+                diag_plain_error("%s '%s' and %s '%s' both become the C name '%s'", what[j],
+                                 orig[j], what[i], orig[i], names[i]);
+                bad = -1;
+                break;
+            }
+    }
+    return bad;
+}
+
+/* Validates every name the user chose and computes their C spellings. */
+static int check_names(Emit *e) {
+    const Graph *g = e->g;
+    int nparam = g->nsyms + g->ninputs + g->noutputs, i, np = 0, rc = 0;
+    const char **pn = fu_alloc(sizeof *pn * (size_t)(nparam + 1));
+    const char **po = fu_alloc(sizeof *po * (size_t)(nparam + 1));
+    const char **pw = fu_alloc(sizeof *pw * (size_t)(nparam + 1));
+    int nfield = (g->nweights > g->ncaches ? g->nweights : g->ncaches) + 1;
+    const char **fo = fu_alloc(sizeof *fo * (size_t)nfield);
+    const char **fw = fu_alloc(sizeof *fw * (size_t)nfield);
+
+    if (!valid_name(g->name, false) || is_keyword(g->name)) {
+        diag_plain_error("block name '%s' is not a C identifier", g->name ? g->name : "");
+        return -1;
+    }
+    for (i = 0; i < g->nconsts; i++)
+        if (!valid_name(g->const_names[i], true)) {
+            diag_plain_error("dimension name '%s' is not usable in C", g->const_names[i]);
+            rc = -1;
+        }
+    e->c_in = fu_alloc(sizeof *e->c_in * (size_t)(g->ninputs + 1));
+    e->c_out = fu_alloc(sizeof *e->c_out * (size_t)(g->noutputs + 1));
+    e->c_w = fu_alloc(sizeof *e->c_w * (size_t)(g->nweights + 1));
+    e->c_cache = fu_alloc(sizeof *e->c_cache * (size_t)(g->ncaches + 1));
+
+    /* forward's parameters share one scope with the kernels' names. */
+    for (i = 0; i < g->nsyms; i++) {
+        if (!valid_name(g->sym_names[i], false)) {
+            diag_plain_error("symbol name '%s' is not a C identifier", g->sym_names[i]);
+            return -1;
+        }
+        pn[np] = g->sym_names[i], po[np] = g->sym_names[i], pw[np++] = "symbol";
+    }
+    for (i = 0; i < g->ninputs; i++) {
+        if (!valid_name(g->inputs[i]->name, true)) {
+            diag_plain_error("input name '%s' is not usable in C", g->inputs[i]->name);
+            return -1;
+        }
+        e->c_in[i] = mangle(g->inputs[i]->name);
+        pn[np] = e->c_in[i], po[np] = g->inputs[i]->name, pw[np++] = "input";
+    }
+    for (i = 0; i < g->noutputs; i++) {
+        if (!valid_name(g->outputs[i]->name, true)) {
+            diag_plain_error("output name '%s' is not usable in C", g->outputs[i]->name);
+            return -1;
+        }
+        e->c_out[i] = fu_format("out_%s", mangle(g->outputs[i]->name));
+        pn[np] = e->c_out[i], po[np] = g->outputs[i]->name, pw[np++] = "output";
+    }
+    if (check_scope(pn, po, pw, np, true) != 0)
+        rc = -1;
+
+    /* Struct fields: their own scope, only keywords and duplicates matter. */
+    for (i = 0; i < g->nweights; i++) {
+        const char *nm = g->weights[i]->name;
+        if (!valid_name(nm, true) || is_keyword(mangle(nm))) {
+            diag_plain_error("weight name '%s' is not usable in C", nm ? nm : "");
+            return -1;
+        }
+        e->c_w[i] = mangle(nm);
+        fo[i] = nm, fw[i] = "weight";
+    }
+    if (check_scope(e->c_w, fo, fw, g->nweights, false) != 0)
+        rc = -1;
+    for (i = 0; i < g->ncaches; i++) {
+        const char *nm = g->caches[i]->name;
+        if (!valid_name(nm, true) || is_keyword(mangle(nm)) || strcmp(mangle(nm), "capacity") == 0) {
+            diag_plain_error("cache name '%s' is not usable in C", nm ? nm : "");
+            return -1;
+        }
+        e->c_cache[i] = mangle(nm);
+        fo[i] = nm, fw[i] = "cache";
+    }
+    if (check_scope(e->c_cache, fo, fw, g->ncaches, false) != 0)
+        rc = -1;
+    for (i = 0; i < g->nconsts && rc == 0; i++) {
+        int j;
+        for (j = 0; j < i; j++)
+            if (strcmp(mangle(g->const_names[i]), mangle(g->const_names[j])) == 0) {
+                diag_plain_error("dimensions '%s' and '%s' both become the C name '%s_%s'",
+                                 g->const_names[j], g->const_names[i], g->name,
+                                 mangle(g->const_names[i]));
+                rc = -1;
+            }
+    }
+    return rc;
+}
+
+/* ---- C expressions for dims ----------------------------------------------- */
+
+/* A dim as a C expression of the symbols: "256", "T", "(P + T)", "(2 * T - 1)".
+ * Sets the bit of every symbol it mentions in *used. */
+static const char *dim_c(const Graph *g, Dim d, unsigned *used) {
+    Buf b = {0};
+    int s, terms = 0;
+    bool paren;
+    for (s = 0; s < g->nsyms; s++) {
+        int32_t k = d.k[s];
+        if (k == 0)
+            continue;
+        if (used)
+            *used |= 1u << s;
+        if (terms == 0) {
+            if (k == 1)
+                buf_printf(&b, "%s", g->sym_names[s]);
+            else if (k == -1)
+                buf_printf(&b, "-%s", g->sym_names[s]);
+            else
+                buf_printf(&b, "%d * %s", (int)k, g->sym_names[s]);
+        } else {
+            int32_t ak = k < 0 ? -k : k;
+            buf_puts(&b, k < 0 ? " - " : " + ");
+            if (ak == 1)
+                buf_printf(&b, "%s", g->sym_names[s]);
+            else
+                buf_printf(&b, "%d * %s", (int)ak, g->sym_names[s]);
+        }
+        terms++;
+    }
+    if (terms == 0)
+        return d.c < 0 ? fu_format("(%lld)", (long long)d.c) : fu_format("%lld", (long long)d.c);
+    paren = terms > 1 || d.c != 0 || (b.data[0] == '-') || strchr(b.data, '*') != NULL;
+    if (d.c > 0)
+        buf_printf(&b, " + %lld", (long long)d.c);
+    else if (d.c < 0)
+        buf_printf(&b, " - %lld", -(long long)d.c);
+    return paren ? fu_format("(%s)", b.data) : b.data;
+}
+
+/* The product of dims [from, to) of a shape, constants folded:
+ * "1", "256", "T", "(T * 256)", "((P + T) * 64)". */
+static const char *numel_c(const Graph *g, const Dim *shape, int from, int to, unsigned *used) {
+    Buf b = {0};
+    int64_t c = 1;
+    int d, nf = 0;
+    for (d = from; d < to; d++) {
+        if (dim_is_const(shape[d])) {
+            c *= shape[d].c;
+            continue;
+        }
+        if (nf++)
+            buf_puts(&b, " * ");
+        buf_puts(&b, dim_c(g, shape[d], used));
+    }
+    if (c == 0)
+        return "0";
+    if (nf == 0)
+        return fu_format("%lld", (long long)c);
+    if (c != 1) {
+        buf_printf(&b, " * %lld", (long long)c);
+        nf++;
+    }
+    return nf > 1 ? fu_format("(%s)", b.data) : b.data;
+}
+
+/* The shortest float literal that reads back as exactly (float)v:
+ * 1e-05f rather than 9.99999975e-06f. */
+static const char *float_lit(double v) {
+    char tmp[64];
+    float f = (float)v;
+    if (isnan(f))
+        return "NAN";
+    if (isinf(f))
+        return f < 0 ? "(-INFINITY)" : "INFINITY";
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
+        if (strtof(tmp, NULL) == f)
+            break;
+    }
+    if (!strpbrk(tmp, ".e"))
+        return fu_format("%s.0f", tmp);
+    return fu_format("%sf", tmp);
+}
+
+/* The shortest double literal that reads back as exactly v. */
+static const char *double_lit(double v) {
+    char tmp[64];
+    if (isnan(v))
+        return "NAN";
+    if (isinf(v))
+        return v < 0 ? "(-INFINITY)" : "INFINITY";
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    if (!strpbrk(tmp, ".e"))
+        return fu_format("%s.0", tmp);
+    return fu_format("%s", tmp);
+}
+
+/* "f32[T, 256]" for comments. */
+static const char *type_text(const Graph *g, const Node *n) {
+    Buf b = {0};
+    int d;
+    buf_printf(&b, "%s[", dtype_name(n->dtype));
+    for (d = 0; d < n->rank; d++) {
+        if (d)
+            buf_puts(&b, ", ");
+        dim_print(&b, n->shape[d], g->sym_names);
+    }
+    buf_puts(&b, "]");
+    return b.data;
+}
+
+static const char *ctype(const Node *n) {
+    return n->dtype == DT_I32 ? "int32_t" : "float";
+}
+
+static const char *fr_dtype_c(const Node *n) {
+    return n->dtype == DT_I32 ? "FR_I32" : "FR_F32";
+}
+
+/* ---- kernels ------------------------------------------------------------- */
+
+/* One kernel's parameter: the buffer of `node`, read or written. */
+typedef struct KParam {
+    const Node *node;
+    const char *name;
+    bool written;
+} KParam;
+
+#define MAX_KPARAMS 64
+
+typedef struct Kern {
+    Emit *e;
+    bool multi;             /* more than one node: parameter names get the node id */
+    Buf body;
+    int indent;
+    KParam p[MAX_KPARAMS];
+    int np;
+    unsigned used;          /* symbols the body mentions */
+} Kern;
+
+static void kline(Kern *k, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void kline(Kern *k, const char *fmt, ...) {
+    char *s;
+    va_list ap;
+    int n, i;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FU_ASSERT(n >= 0);
+    s = fu_alloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    for (i = 0; i < k->indent; i++)
+        buf_puts(&k->body, "    ");
+    buf_puts(&k->body, s);
+    buf_puts(&k->body, "\n");
+}
+
+/* The kernel's name for node's buffer, adding a parameter on first use. */
+static const char *kparam(Kern *k, const Node *node, const char *role, bool written) {
+    int i;
+    for (i = 0; i < k->np; i++)
+        if (k->p[i].node == node) {
+            k->p[i].written |= written;
+            return k->p[i].name;
+        }
+    FU_ASSERT(k->np < MAX_KPARAMS);
+    k->p[k->np].node = node;
+    k->p[k->np].name = k->multi ? fu_format("%s_%d", role, node->id) : role;
+    k->p[k->np].written = written;
+    return k->p[k->np++].name;
+}
+
+static const char *kin(Kern *k, const Node *n, int i, const char *role) {
+    return kparam(k, n->in[i], role, false);
+}
+
+static const char *kout(Kern *k, const Node *n, const char *role) {
+    return kparam(k, n, role, true);
+}
+
+static const char *kdim(Kern *k, const Node *n, int d) {
+    return dim_c(k->e->g, n->shape[d], &k->used);
+}
+
+static const char *knumel(Kern *k, const Node *n, int from, int to) {
+    return numel_c(k->e->g, n->shape, from, to, &k->used);
+}
+
+/* A dim or element count as a float: "256.0f" or "(float)T". */
+static const char *as_float(const char *count) {
+    char *end;
+    long long v = strtoll(count, &end, 10);
+    if (*end == '\0')
+        return fu_format("%lld.0f", v);
+    return fu_format("(float)%s", count);
+}
+
+/* An expression without its outer parentheses, for use as a whole argument. */
+static const char *bare(const char *ex) {
+    size_t n = strlen(ex);
+    int depth = 0;
+    if (n < 2 || ex[0] != '(' || ex[n - 1] != ')')
+        return ex;
+    for (size_t i = 0; i < n - 1; i++) {
+        depth += ex[i] == '(' ? 1 : ex[i] == ')' ? -1 : 0;
+        if (depth == 0)
+            return ex; /* "(a) * (b)": the first pair closes early */
+    }
+    return fu_strndup(ex + 1, n - 2);
+}
+
+/* "a * b" without the noise of multiplying by 1. */
+static const char *mul(const char *a, const char *b) {
+    if (strcmp(b, "1") == 0)
+        return a;
+    if (strcmp(a, "1") == 0)
+        return b;
+    return fu_format("%s * %s", a, b);
+}
+
+/* Elementwise operand access: constants are inlined as literals, rank-0
+ * tensors are read at [0], everything else at [idx]. */
+static const char *kelem(Kern *k, const Node *n, int i, const char *role, const char *idx) {
+    const Node *x = n->in[i];
+    if (x->op == OP_CONST)
+        return float_lit(x->f[0]);
+    if (x->rank == 0)
+        return fu_format("%s[0]", kin(k, n, i, role));
+    return fu_format("%s[%s]", kin(k, n, i, role), idx);
+}
+
+static bool same_shape(const Node *a, const Node *b) {
+    int d;
+    if (a->rank != b->rank)
+        return false;
+    for (d = 0; d < a->rank; d++)
+        if (!dim_eq(a->shape[d], b->shape[d]))
+            return false;
+    return true;
+}
+
+static const char *unary_expr(Op op) {
+    switch (op) {
+    case OP_NEG: return "-v";
+    case OP_EXP: return "expf(v)";
+    case OP_LOG: return "logf(v)";
+    case OP_SQRT: return "sqrtf(v)";
+    case OP_RSQRT: return "1.0f / sqrtf(v)";
+    case OP_RECIP: return "1.0f / v";
+    case OP_TANH: return "tanhf(v)";
+    case OP_SIGMOID: return "1.0f / (1.0f + expf(-v))";
+    case OP_SILU: return "v / (1.0f + expf(-v))";
+    case OP_GELU: return "0.5f * v * (1.0f + erff(v * 0.707106781f))";
+    case OP_GELU_TANH:
+        return "0.5f * v * (1.0f + tanhf(0.797884561f * (v + 0.044715f * v * v * v)))";
+    case OP_RELU: return "v > 0.0f ? v : 0.0f";
+    default: FU_UNREACHABLE();
+    }
+}
+
+/* y = f(x), elementwise. */
+static void k_unary(Kern *k, const Node *n) {
+    const char *x = kelem(k, n, 0, "x", "i"), *y = kout(k, n, "y");
+    kline(k, "for (int64_t i = 0; i < %s; ++i) {", knumel(k, n, 0, n->rank));
+    kline(k, "    float v = %s;", x);
+    kline(k, "    %s[i] = %s;", y, unary_expr(n->op));
+    kline(k, "}");
+}
+
+static const char *binary_expr(Op op, const char *a, const char *b) {
+    switch (op) {
+    case OP_ADD: return fu_format("%s + %s", a, b);
+    case OP_SUB: return fu_format("%s - %s", a, b);
+    case OP_MUL: return fu_format("%s * %s", a, b);
+    case OP_DIV: return fu_format("%s / %s", a, b);
+    /* As the interpreter has them, NaN handling included. */
+    case OP_MAXIMUM: return fu_format("%s > %s ? %s : %s", a, b, a, b);
+    case OP_MINIMUM: return fu_format("%s < %s ? %s : %s", a, b, a, b);
+    default: FU_UNREACHABLE();
+    }
+}
+
+/* The flat index of an operand x (broadcast numpy-style against out) as a
+ * C expression of the loop counters i0..: broadcast dims (missing, or a
+ * constant 1) contribute nothing, i.e. have stride 0. */
+static const char *bcast_index(Kern *k, const Node *x, const Node *out) {
+    Buf b = {0};
+    int d, lead = out->rank - x->rank;
+    for (d = 0; d < out->rank; d++) {
+        int xd = d - lead;
+        const char *stride;
+        if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
+            continue;
+        stride = knumel(k, x, xd + 1, x->rank);
+        if (b.len)
+            buf_puts(&b, " + ");
+        buf_puts(&b, mul(fu_format("i%d", d), stride));
+    }
+    return b.len ? b.data : "0";
+}
+
+/* y = a op b with numpy broadcasting. */
+static void k_binary(Kern *k, const Node *n) {
+    const Node *a = n->in[0], *b = n->in[1];
+    int d;
+    if ((a->rank == 0 || same_shape(a, n)) && (b->rank == 0 || same_shape(b, n))) {
+        const char *ex = binary_expr(n->op, kelem(k, n, 0, "a", "i"), kelem(k, n, 1, "b", "i"));
+        const char *y = kout(k, n, "y");
+        kline(k, "for (int64_t i = 0; i < %s; ++i)", knumel(k, n, 0, n->rank));
+        kline(k, "    %s[i] = %s;", y, ex);
+        return;
+    }
+    const char *ex = binary_expr(n->op, kelem(k, n, 0, "a", bcast_index(k, a, n)),
+                                 kelem(k, n, 1, "b", bcast_index(k, b, n)));
+    const char *y = kout(k, n, "y");
+    for (d = 0; d < n->rank; d++) {
+        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
+        k->indent++;
+    }
+    kline(k, "%s[%s] = %s;", y, bcast_index(k, n, n), ex);
+    k->indent -= n->rank;
+}
+
+/* sum/max/mean over axis i[0], keeping it with size 1: for every outer
+ * index o and inner index r, reduce the `len` elements strided by inner. */
+static void k_reduce(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    int ax = (int)n->i[0];
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    const char *outer = knumel(k, xn, 0, ax), *len = kdim(k, xn, ax);
+    const char *inner = knumel(k, xn, ax + 1, xn->rank);
+    bool last = strcmp(inner, "1") == 0;
+    kline(k, "for (int64_t o = 0; o < %s; ++o)", outer);
+    if (!last)
+        kline(k, "    for (int64_t r = 0; r < %s; ++r)", inner);
+    k->indent += last ? 1 : 2;
+    kline(k, "{");
+    kline(k, "    float acc = %s;", n->op == OP_MAX ? "-INFINITY" : "0.0f");
+    kline(k, "    for (int64_t j = 0; j < %s; ++j) {", len);
+    kline(k, "        float v = %s[%s];", x,
+          last ? fu_format("o * %s + j", len) : fu_format("(o * %s + j) * %s + r", len, inner));
+    kline(k, "        %s", n->op == OP_MAX ? "acc = v > acc ? v : acc;" : "acc += v;");
+    kline(k, "    }");
+    kline(k, "    %s[%s] = %s;", y, last ? "o" : fu_format("o * %s + r", inner),
+          n->op == OP_MEAN ? fu_format("acc / %s", as_float(len)) : "acc");
+    kline(k, "}");
+    k->indent -= last ? 1 : 2;
+}
+
+/* y[..., M, N] = a[..., M, K] b[..., K, N] (b stored [..., N, K] when i[0]),
+ * batch dims broadcast. */
+static void k_matmul(Kern *k, const Node *n) {
+    const Node *an = n->in[0], *bn = n->in[1];
+    const char *a = kin(k, n, 0, "a"), *b = kin(k, n, 1, "b"), *y = kout(k, n, "y");
+    int r = n->rank, nb = r - 2, d;
+    const char *M = kdim(k, n, r - 2), *N = kdim(k, n, r - 1);
+    const char *K = kdim(k, an, an->rank - 1);
+    Buf ao = {0}, bo = {0}, yo = {0};
+    for (d = 0; d < nb; d++) {
+        const Node *ops[2] = {an, bn};
+        Buf *offs[2] = {&ao, &bo};
+        int q;
+        for (q = 0; q < 2; q++) {
+            const Node *x = ops[q];
+            int xd = d - (r - x->rank);
+            if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
+                continue;
+            buf_printf(offs[q], "%s%s", offs[q]->len ? " + " : "",
+                       mul(fu_format("i%d", d), knumel(k, x, xd + 1, x->rank)));
+        }
+        buf_printf(&yo, "%s%s", yo.len ? " + " : "", mul(fu_format("i%d", d), knumel(k, n, d + 1, r)));
+        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
+        k->indent++;
+    }
+    if (nb > 0) {
+        kline(k, "{");
+        k->indent++;
+    }
+    kline(k, "const float *am = %s%s%s;", a, ao.len ? " + " : "", ao.len ? ao.data : "");
+    kline(k, "const float *bm = %s%s%s;", b, bo.len ? " + " : "", bo.len ? bo.data : "");
+    kline(k, "float *ym = %s%s%s;", y, yo.len ? " + " : "", yo.len ? yo.data : "");
+    kline(k, "for (int64_t m = 0; m < %s; ++m) {", M);
+    if (n->i[0]) {
+        /* B^T: every output is a contiguous dot product. */
+        kline(k, "    const float *ar = am + %s;", mul("m", K));
+        kline(k, "    for (int64_t j = 0; j < %s; ++j) {", N);
+        kline(k, "        const float *br = bm + %s;", mul("j", K));
+        kline(k, "        float acc = 0.0f;");
+        kline(k, "        for (int64_t kk = 0; kk < %s; ++kk)", K);
+        kline(k, "            acc += ar[kk] * br[kk];");
+        kline(k, "        ym[%s + j] = acc;", mul("m", N));
+        kline(k, "    }");
+    } else {
+        /* Row m of y accumulates a[m, kk] * row kk of b: unit-stride inner loop. */
+        kline(k, "    float *yr = ym + %s;", mul("m", N));
+        kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
+        kline(k, "        yr[j] = 0.0f;");
+        kline(k, "    for (int64_t kk = 0; kk < %s; ++kk) {", K);
+        kline(k, "        float av = am[%s + kk];", mul("m", K));
+        kline(k, "        const float *br = bm + %s;", mul("kk", N));
+        kline(k, "        for (int64_t j = 0; j < %s; ++j)", N);
+        kline(k, "            yr[j] += av * br[j];");
+        kline(k, "    }");
+    }
+    kline(k, "}");
+    if (nb > 0) {
+        k->indent--;
+        kline(k, "}");
+    }
+    k->indent -= nb;
+}
+
+/* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,
+ * W [in, out]), plus the bias. */
+static void k_linear(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w");
+    const char *bias = n->nin > 2 ? kin(k, n, 2, "bias") : NULL;
+    const char *y = kout(k, n, "y");
+    const char *R = knumel(k, xn, 0, xn->rank - 1), *IN = kdim(k, xn, xn->rank - 1);
+    const char *OUT = kdim(k, n, n->rank - 1);
+    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
+    kline(k, "    const float *xr = %s + %s;", x, mul("r", IN));
+    kline(k, "    float *yr = %s + %s;", y, mul("r", OUT));
+    if (n->i[0] == 0) {
+        kline(k, "    for (int64_t o = 0; o < %s; ++o) {", OUT);
+        kline(k, "        const float *wr = %s + %s;", w, mul("o", IN));
+        kline(k, "        float acc = 0.0f;");
+        kline(k, "        for (int64_t i = 0; i < %s; ++i)", IN);
+        kline(k, "            acc += xr[i] * wr[i];");
+        kline(k, "        yr[o] = %s;", bias ? fu_format("acc + %s[o]", bias) : "acc");
+        kline(k, "    }");
+    } else {
+        kline(k, "    for (int64_t o = 0; o < %s; ++o)", OUT);
+        kline(k, "        yr[o] = 0.0f;");
+        kline(k, "    for (int64_t i = 0; i < %s; ++i) {", IN);
+        kline(k, "        float xv = xr[i];");
+        kline(k, "        const float *wr = %s + %s;", w, mul("i", OUT));
+        kline(k, "        for (int64_t o = 0; o < %s; ++o)", OUT);
+        kline(k, "            yr[o] += xv * wr[o];");
+        kline(k, "    }");
+        if (bias) {
+            kline(k, "    for (int64_t o = 0; o < %s; ++o)", OUT);
+            kline(k, "        yr[o] += %s[o];", bias);
+        }
+    }
+    kline(k, "}");
+}
+
+/* Output axis a is input axis i[a]. */
+static void k_transpose(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    Buf xi = {0}, yi = {0};
+    int d;
+    for (d = 0; d < n->rank; d++) {
+        int ax = (int)n->i[d];
+        buf_printf(&xi, "%s%s", xi.len ? " + " : "",
+                   mul(fu_format("i%d", d), knumel(k, xn, ax + 1, xn->rank)));
+        buf_printf(&yi, "%s%s", yi.len ? " + " : "",
+                   mul(fu_format("i%d", d), knumel(k, n, d + 1, n->rank)));
+        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
+        k->indent++;
+    }
+    kline(k, "%s[%s] = %s[%s];", y, yi.len ? yi.data : "0", x, xi.len ? xi.data : "0");
+    k->indent -= n->rank;
+}
+
+/* Rows [start, start+len) of axis i[0]: one contiguous copy per outer index. */
+static void k_slice(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    int ax = (int)n->i[0];
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    const char *outer = knumel(k, xn, 0, ax), *inner = knumel(k, xn, ax + 1, xn->rank);
+    const char *nx = kdim(k, xn, ax), *len = kdim(k, n, ax);
+    kline(k, "for (int64_t o = 0; o < %s; ++o)", outer);
+    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
+          mul(fu_format("o * %s", len), inner), x,
+          mul(fu_format("(o * %s + %lld)", nx, (long long)n->i[1]), inner), mul(len, inner), y);
+}
+
+/* a then b along axis i[0]. */
+static void k_concat(Kern *k, const Node *n) {
+    const Node *an = n->in[0], *bn = n->in[1];
+    int ax = (int)n->i[0];
+    const char *a = kin(k, n, 0, "a"), *b = kin(k, n, 1, "b"), *y = kout(k, n, "y");
+    const char *outer = knumel(k, n, 0, ax), *inner = knumel(k, n, ax + 1, n->rank);
+    const char *na = kdim(k, an, ax), *nb = kdim(k, bn, ax), *ny = kdim(k, n, ax);
+    kline(k, "for (int64_t o = 0; o < %s; ++o) {", outer);
+    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
+          mul(fu_format("o * %s", ny), inner), a, mul(fu_format("o * %s", na), inner),
+          mul(na, inner), y);
+    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
+          mul(fu_format("(o * %s + %s)", ny, na), inner), b, mul(fu_format("o * %s", nb), inner),
+          mul(nb, inner), y);
+    kline(k, "}");
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w over the last axis. */
+static void k_rms_norm(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w"), *y = kout(k, n, "y");
+    const char *R = knumel(k, xn, 0, xn->rank - 1), *D = kdim(k, xn, xn->rank - 1);
+    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
+    kline(k, "    const float *xr = %s + %s;", x, mul("r", D));
+    kline(k, "    float *yr = %s + %s;", y, mul("r", D));
+    kline(k, "    float ss = 0.0f;");
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
+    kline(k, "        ss += xr[i] * xr[i];");
+    kline(k, "    float inv = 1.0f / sqrtf(ss / %s + %s);", as_float(D), float_lit(n->f[0]));
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
+    kline(k, "        yr[i] = xr[i] * inv * %s[i];", w);
+    kline(k, "}");
+}
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased var). */
+static void k_layer_norm(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w"), *b = kin(k, n, 2, "b");
+    const char *y = kout(k, n, "y");
+    const char *R = knumel(k, xn, 0, xn->rank - 1), *D = kdim(k, xn, xn->rank - 1);
+    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
+    kline(k, "    const float *xr = %s + %s;", x, mul("r", D));
+    kline(k, "    float *yr = %s + %s;", y, mul("r", D));
+    kline(k, "    float mu = 0.0f, var = 0.0f;");
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
+    kline(k, "        mu += xr[i];");
+    kline(k, "    mu /= %s;", as_float(D));
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
+    kline(k, "        var += (xr[i] - mu) * (xr[i] - mu);");
+    kline(k, "    float inv = 1.0f / sqrtf(var / %s + %s);", as_float(D), float_lit(n->f[0]));
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
+    kline(k, "        yr[i] = (xr[i] - mu) * inv * %s[i] + %s[i];", w, b);
+    kline(k, "}");
+}
+
+/* Softmax over the last axis; a row that is entirely -inf gives zeros, as
+ * in the interpreter. */
+static void k_softmax(Kern *k, const Node *n) {
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    const char *R = knumel(k, n, 0, n->rank - 1), *N = kdim(k, n, n->rank - 1);
+    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
+    kline(k, "    const float *xr = %s + %s;", x, mul("r", N));
+    kline(k, "    float *yr = %s + %s;", y, mul("r", N));
+    kline(k, "    float mx = -INFINITY, sum = 0.0f;");
+    kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
+    kline(k, "        mx = xr[j] > mx ? xr[j] : mx;");
+    kline(k, "    if (mx == -INFINITY) {");
+    kline(k, "        for (int64_t j = 0; j < %s; ++j)", N);
+    kline(k, "            yr[j] = 0.0f;");
+    kline(k, "        continue;");
+    kline(k, "    }");
+    kline(k, "    for (int64_t j = 0; j < %s; ++j) {", N);
+    kline(k, "        float e = expf(xr[j] - mx);");
+    kline(k, "        yr[j] = e;");
+    kline(k, "        sum += e;");
+    kline(k, "    }");
+    kline(k, "    float inv = 1.0f / sum;");
+    kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
+    kline(k, "        yr[j] *= inv;");
+    kline(k, "}");
+}
+
+/* x [..., T, S]: key j > query i + (S - T) becomes -inf (bottom-right aligned). */
+static void k_causal_mask(Kern *k, const Node *n) {
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    const char *B = knumel(k, n, 0, n->rank - 2), *T = kdim(k, n, n->rank - 2);
+    const char *S = kdim(k, n, n->rank - 1);
+    /* S - T as a dim of its own: "P" rather than "(T + P) - T" */
+    const char *off = dim_c(k->e->g, dim_sub(n->shape[n->rank - 1], n->shape[n->rank - 2]), &k->used);
+    const char *row = mul(fu_format("(o * %s + i)", T), S);
+    kline(k, "for (int64_t o = 0; o < %s; ++o)", B);
+    kline(k, "    for (int64_t i = 0; i < %s; ++i)", T);
+    kline(k, "        for (int64_t j = 0; j < %s; ++j)", S);
+    kline(k, "            %s[%s + j] = j > i + %s ? -INFINITY : %s[%s + j];", y, row, off, x, row);
+}
+
+/* Hugging Face rotate-half RoPE: per token t and pair (i, i + hd/2) of each
+ * head, rotate by pos[t] * theta^(-2i/hd).  The angle is computed in double:
+ * at positions in the thousands float loses most of its digits. */
+static void k_rope(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *pos = kin(k, n, 1, "pos"), *y = kout(k, n, "y");
+    int64_t hd = n->i[0], half = hd / 2;
+    const char *T = kdim(k, xn, 0), *C = knumel(k, xn, 1, xn->rank);
+    const char *heads = dim_is_const(xn->shape[xn->rank - 1]) && xn->rank == 2
+                            ? fu_format("%lld", (long long)(xn->shape[1].c / hd))
+                            : fu_format("%s / %lld", C, (long long)hd);
+    kline(k, "for (int64_t t = 0; t < %s; ++t) {", T);
+    kline(k, "    for (int64_t i = 0; i < %lld; ++i) {", (long long)half);
+    kline(k, "        double ang = (double)%s[t] * pow(%s, -2.0 * (double)i / %s);", pos,
+          double_lit(n->f[0]), double_lit((double)hd));
+    kline(k, "        float cs = (float)cos(ang), sn = (float)sin(ang);");
+    kline(k, "        for (int64_t h = 0; h < %s; ++h) {", heads);
+    kline(k, "            const float *xh = %s + %s + h * %lld;", x, mul("t", C), (long long)hd);
+    kline(k, "            float *yh = %s + %s + h * %lld;", y, mul("t", C), (long long)hd);
+    kline(k, "            float x1 = xh[i], x2 = xh[i + %lld];", (long long)half);
+    kline(k, "            yh[i] = x1 * cs - x2 * sn;");
+    kline(k, "            yh[i + %lld] = x2 * cs + x1 * sn;", (long long)half);
+    kline(k, "        }");
+    kline(k, "    }");
+    kline(k, "}");
+}
+
+/* Scaled dot-product attention, one (token, head) at a time with an online
+ * softmax (running max, rescaled sum and accumulator), so no score buffer is
+ * needed.  Query head h reads kv head h / (H / KVH); when causal, key s is
+ * visible to query t iff s <= t + (S - T). */
+static void k_attention(Kern *k, const Node *n) {
+    const Node *qn = n->in[0], *kn = n->in[1];
+    const char *q = kin(k, n, 0, "q"), *kk = kin(k, n, 1, "k"), *v = kin(k, n, 2, "v");
+    const char *y = kout(k, n, "y");
+    long long H = (long long)n->i[0], KVH = (long long)n->i[1], hd = (long long)n->i[2];
+    long long qrow = H * hd, krow = KVH * hd;
+    const char *T = kdim(k, qn, 0);
+    FU_ASSERT(H > 0 && KVH > 0 && hd > 0 && H % KVH == 0);
+    kline(k, "for (int64_t t = 0; t < %s; ++t) {", T);
+    /* Keys [0, send) are visible; t < T keeps t + (S - T) + 1 <= S. */
+    if (n->i[3])
+        kline(k, "    int64_t send = t + %s + 1;",
+              dim_c(k->e->g, dim_sub(kn->shape[0], qn->shape[0]), &k->used));
+    else
+        kline(k, "    int64_t send = %s;", kdim(k, kn, 0));
+    kline(k, "    for (int64_t h = 0; h < %lld; ++h) {", H);
+    kline(k, "        const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
+    kline(k, "        const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
+    kline(k, "        const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
+    kline(k, "        float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
+    kline(k, "        for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "            acc[d] = 0.0f;");
+    kline(k, "        for (int64_t s = 0; s < send; ++s) {");
+    kline(k, "            const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
+    kline(k, "            float sc = 0.0f;");
+    kline(k, "            for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "                sc += qh[d] * kr[d];");
+    kline(k, "            sc *= %s;", float_lit(n->f[0]));
+    kline(k, "            if (sc > mx) {");
+    kline(k, "                float corr = expf(mx - sc);");
+    kline(k, "                l = l * corr + 1.0f;");
+    kline(k, "                for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "                    acc[d] = acc[d] * corr + vr[d];");
+    kline(k, "                mx = sc;");
+    kline(k, "            } else {");
+    kline(k, "                float p = expf(sc - mx);");
+    kline(k, "                l += p;");
+    kline(k, "                for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "                    acc[d] += p * vr[d];");
+    kline(k, "            }");
+    kline(k, "        }");
+    kline(k, "        float inv = l > 0.0f ? 1.0f / l : 0.0f;");
+    kline(k, "        for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "            %s[t * %lld + h * %lld + d] = acc[d] * inv;", y, qrow, hd);
+    kline(k, "    }");
+    kline(k, "}");
+}
+
+/* Writes x's T rows at row P of the cache; the node's value is then the
+ * cache itself (rows [0, P+T)), so nothing else is copied. */
+static void k_append(Kern *k, const Node *n) {
+    const Node *cn = n->in[0], *xn = n->in[1];
+    const char *c = kparam(k, cn, "cache", true), *x = kin(k, n, 1, "x");
+    const char *row = knumel(k, xn, 1, xn->rank);
+    kline(k, "memcpy(%s + %s, %s, (size_t)%s * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
+          mul(kdim(k, xn, 0), row), c);
+}
+
+static void emit_node_loops(Kern *k, const Node *n) {
+    switch (op_info[n->op].cat) {
+    case CAT_UNARY: k_unary(k, n); return;
+    case CAT_BINARY: k_binary(k, n); return;
+    case CAT_REDUCE: k_reduce(k, n); return;
+    default: break;
+    }
+    switch (n->op) {
+    case OP_MATMUL: k_matmul(k, n); return;
+    case OP_LINEAR: k_linear(k, n); return;
+    case OP_TRANSPOSE: k_transpose(k, n); return;
+    case OP_SLICE: k_slice(k, n); return;
+    case OP_CONCAT: k_concat(k, n); return;
+    case OP_RMS_NORM: k_rms_norm(k, n); return;
+    case OP_LAYER_NORM: k_layer_norm(k, n); return;
+    case OP_SOFTMAX: k_softmax(k, n); return;
+    case OP_CAUSAL_MASK: k_causal_mask(k, n); return;
+    case OP_ROPE: k_rope(k, n); return;
+    case OP_ATTENTION: k_attention(k, n); return;
+    case OP_APPEND: k_append(k, n); return;
+    default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
+    }
+}
+
+/* ---- buffers ------------------------------------------------------------- */
+
+/* Whether a node is computed by a kernel (everything else is a source, a
+ * view or an output copy). */
+static bool is_computed(const Node *n) {
+    switch (n->op) {
+    case OP_INPUT: case OP_WEIGHT: case OP_CONST: case OP_CACHE: case OP_RESHAPE: case OP_OUTPUT:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* The node whose memory a view shares. */
+static const Node *root(const Emit *e, const Node *n) {
+    while (e->home[n->id] == HOME_VIEW)
+        n = n->in[0];
+    return n;
+}
+
+static int index_in(Node *const *list, int n, const Node *x) {
+    int i;
+    for (i = 0; i < n; i++)
+        if (list[i] == x)
+            return i;
+    FU_UNREACHABLE();
+}
+
+/* Decides where every node's data lives and how forward names it. */
+static void place_buffers(Emit *e) {
+    const Graph *g = e->g;
+    int *uses = fu_alloc(sizeof *uses * (size_t)g->nnodes);
+    const Node **sole_out = fu_alloc(sizeof *sole_out * (size_t)g->nnodes);
+    int i, j;
+    e->home = fu_alloc(sizeof *e->home * (size_t)g->nnodes);
+    e->ref = fu_alloc(sizeof *e->ref * (size_t)g->nnodes);
+    e->slot = fu_alloc(sizeof *e->slot * (size_t)g->nnodes);
+    e->needed = fu_alloc(sizeof *e->needed * (size_t)g->nnodes);
+    for (i = 0; i < g->nnodes; i++)
+        for (j = 0; j < g->nodes[i]->nin; j++) {
+            const Node *x = g->nodes[i]->in[j];
+            uses[x->id]++;
+            if (g->nodes[i]->op == OP_OUTPUT)
+                sole_out[x->id] = g->nodes[i];
+        }
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        e->slot[i] = -1;
+        FU_ASSERT(n->id == i);
+        switch (n->op) {
+        case OP_INPUT:
+            e->home[i] = HOME_INPUT;
+            e->ref[i] = e->c_in[index_in(g->inputs, g->ninputs, n)];
+            break;
+        case OP_WEIGHT:
+            e->home[i] = HOME_WEIGHT;
+            e->ref[i] = fu_format("w->%s", e->c_w[index_in(g->weights, g->nweights, n)]);
+            break;
+        case OP_CACHE:
+            e->home[i] = HOME_CACHE;
+            e->ref[i] = fu_format("cache->%s", e->c_cache[index_in(g->caches, g->ncaches, n)]);
+            break;
+        case OP_CONST:
+            e->home[i] = HOME_CONST;
+            e->ref[i] = fu_format("&fu_c%d", i);
+            break;
+        case OP_RESHAPE:
+            e->home[i] = HOME_VIEW;
+            e->ref[i] = e->ref[n->in[0]->id];
+            break;
+        case OP_APPEND:
+            if (n->in[0]->op != OP_CACHE)
+                fu_internal(__FILE__, __LINE__, "emit_c: append %%%d does not write a cache", i);
+            e->home[i] = HOME_VIEW;
+            e->ref[i] = e->ref[n->in[0]->id];
+            break;
+        case OP_OUTPUT:
+            e->home[i] = HOME_NONE;
+            e->ref[i] = NULL;
+            break;
+        default:
+            /* Computed straight into the caller's buffer when an output is
+             * its only consumer: no slot and no copy. */
+            if (uses[i] == 1 && sole_out[i]) {
+                e->home[i] = HOME_OUTPUT;
+                e->ref[i] = e->c_out[index_in(g->outputs, g->noutputs, sole_out[i])];
+            } else {
+                e->home[i] = HOME_SLOT;
+                e->slot[i] = e->nslots++;
+                e->ref[i] = fu_format("fu_t%d", i);
+            }
+            break;
+        }
+    }
+    /* Outputs copy from their producer's memory, constants included. */
+    for (i = 0; i < g->noutputs; i++) {
+        const Node *x = g->outputs[i]->in[0];
+        if (e->home[x->id] != HOME_OUTPUT)
+            e->needed[root(e, x)->id] = true;
+    }
+}
+
+/* Picks the symbol bound: the largest power of two (<= 2^31) at which every
+ * tensor still has at most 2^53 elements.  The generated code refuses larger
+ * symbols, so its int64 index arithmetic cannot overflow. */
+static int pick_sym_max(Emit *e) {
+    const Graph *g = e->g;
+    int lg, i, d, s;
+    for (lg = SYM_MAX_LOG2_HI; lg >= SYM_MAX_LOG2_LO; lg--) {
+        double L = ldexp(1.0, lg), total = 0;
+        bool ok = true;
+        for (i = 0; i < g->nnodes && ok; i++) {
+            const Node *n = g->nodes[i];
+            double numel = 1;
+            for (d = 0; d < n->rank; d++) {
+                double v = fabs((double)n->shape[d].c);
+                for (s = 0; s < g->nsyms; s++)
+                    v += fabs((double)n->shape[d].k[s]) * L;
+                numel *= v;
+            }
+            total += numel;
+            ok = numel <= NUMEL_LIMIT && total <= NUMEL_LIMIT;
+        }
+        if (ok) {
+            e->sym_max = (int64_t)1 << lg;
+            return 0;
+        }
+    }
+    diag_plain_error("block '%s' is too large: some tensor has more than 2^53 elements", g->name);
+    return -1;
+}
+
+/* ---- the .c file ------------------------------------------------------------ */
+
+static const char *kernel_name(const Graph *g, int kid, int first) {
+    Buf b = {0};
+    int i, parts = 0;
+    buf_printf(&b, "k%d", g->nodes[first]->id);
+    for (i = first; i < g->nnodes; i++)
+        if (g->nodes[i]->kernel == kid && is_computed(g->nodes[i]) && parts++ < 4)
+            buf_printf(&b, "_%s", op_info[g->nodes[i]->op].name);
+    return b.data;
+}
+
+/* A parameter declaration: "const float *x", "float *y". */
+static const char *param_decl(const KParam *p) {
+    return fu_format("%s%s *%s", p->written ? "" : "const ", ctype(p->node), p->name);
+}
+
+/* Emits kernel `kid` (its nodes from `first` on) and returns the call. */
+static const char *emit_kernel(Emit *e, int kid, int first) {
+    const Graph *g = e->g;
+    Kern *k = fu_alloc(sizeof *k);
+    const char *name = kernel_name(g, kid, first);
+    Buf call = {0};
+    int i, nn = 0, s;
+    bool first_arg;
+    k->e = e;
+    for (i = first; i < g->nnodes; i++)
+        nn += g->nodes[i]->kernel == kid && is_computed(g->nodes[i]);
+    k->multi = nn > 1;
+    k->indent = 1;
+    buf_puts(&k->body, "");
+    for (i = first; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->kernel != kid || !is_computed(n))
+            continue;
+        if (k->multi) {
+            kline(k, "{ /* %%%d %s */", n->id, op_info[n->op].name);
+            k->indent++;
+        }
+        emit_node_loops(k, n);
+        if (k->multi) {
+            k->indent--;
+            kline(k, "}");
+        }
+    }
+
+    /* Comment: what it computes, then the shape of every parameter. */
+    buf_printf(&e->c, "/* ");
+    for (i = first; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        int j;
+        if (n->kernel != kid || !is_computed(n))
+            continue;
+        buf_printf(&e->c, "%s%%%d = %s(", i == first ? "" : "\n * ", n->id, op_info[n->op].name);
+        for (j = 0; j < n->nin; j++)
+            buf_printf(&e->c, "%s%%%d", j ? ", " : "", n->in[j]->id);
+        buf_printf(&e->c, ") : %s", type_text(g, n));
+        if (n->label)
+            buf_printf(&e->c, "   # %s", n->label);
+    }
+    for (i = 0; i < k->np; i++)
+        buf_printf(&e->c, "\n *   %s: %s%s", k->p[i].name, type_text(g, k->p[i].node),
+                   k->p[i].node->name ? fu_format(" (%s)", k->p[i].node->name) : "");
+    buf_puts(&e->c, " */\n");
+
+    buf_printf(&e->c, "static void %s(", name);
+    buf_printf(&call, "%s(", name);
+    for (i = 0; i < k->np; i++) {
+        e->needed[root(e, k->p[i].node)->id] = true;
+        buf_printf(&e->c, "%s%s", i ? ", " : "", param_decl(&k->p[i]));
+        buf_printf(&call, "%s%s", i ? ", " : "", e->ref[k->p[i].node->id]);
+    }
+    for (s = 0, first_arg = k->np == 0; s < g->nsyms; s++)
+        if (k->used & (1u << s)) {
+            buf_printf(&e->c, "%sint64_t %s", first_arg ? "" : ", ", g->sym_names[s]);
+            buf_printf(&call, "%s%s", first_arg ? "" : ", ", g->sym_names[s]);
+            first_arg = false;
+        }
+    if (k->np == 0 && k->used == 0)
+        buf_puts(&e->c, "void");
+    buf_printf(&e->c, ") {\n%s}\n\n", k->body.data ? k->body.data : "");
+    buf_puts(&call, ");");
+    return call.data;
+}
+
+/* The symbol list of a prototype: "int64_t T, int64_t P", or "" */
+static const char *sym_params(const Graph *g, bool lead_comma) {
+    Buf b = {0};
+    int s;
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(&b, "%sint64_t %s", (s || lead_comma) ? ", " : "", g->sym_names[s]);
+    return b.len ? b.data : "";
+}
+
+/* "T, P" followed by `tail`, or "" when there are no symbols. */
+static const char *sym_list(const Graph *g, const char *tail) {
+    Buf b = {0};
+    int s;
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(&b, "%s%s", s ? ", " : "", g->sym_names[s]);
+    if (g->nsyms)
+        buf_puts(&b, tail);
+    return b.len ? b.data : "";
+}
+
+static const char *sym_args(const Graph *g, const char *fmt_each) {
+    Buf b = {0};
+    int s;
+    for (s = 0; s < g->nsyms; s++) {
+        if (s)
+            buf_puts(&b, ", ");
+        buf_printf(&b, fmt_each, s);
+    }
+    return b.len ? b.data : "";
+}
+
+/* Dims that could be negative for valid symbols (a negative coefficient
+ * or constant), to be checked at run time. */
+static bool dim_may_be_negative(Dim d) {
+    int s;
+    if (d.c < 0)
+        return true;
+    for (s = 0; s < FU_MAX_SYMS; s++)
+        if (d.k[s] < 0)
+            return true;
+    return false;
+}
+
+static void emit_layout(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int s, i, d;
+    Buf seen = {0};
+    if (e->nslots) {
+        buf_puts(c, "/* Rounds a slot up to 64 bytes so every slot stays aligned. */\n");
+        buf_puts(c, "static uint64_t fu_slot(int64_t numel) {\n"
+                    "    return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;\n}\n\n");
+    }
+    buf_puts(c, "/*\n * Checks the symbols and places every intermediate in the workspace: one\n"
+                " * 64-byte aligned slot each, in node order.  forward and workspace_size both\n"
+                " * call this, so they cannot disagree.  Returns 0 or FR_EINVAL.\n */\n");
+    buf_printf(c, "static int fu_layout(%s%ssize_t *off, size_t *total) {\n",
+               sym_params(g, false), g->nsyms ? ", " : "");
+    buf_puts(c, "    uint64_t at = 0;\n");
+    if (e->nslots == 0)
+        buf_puts(c, "    (void)off;\n");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, "    if (%s < %d || %s > FU_SYM_MAX)\n        return FR_EINVAL;\n",
+                   g->sym_names[s], s == g->cache_sym ? 0 : 1, g->sym_names[s]);
+    /* Dims like T - 1 could still go negative. */
+    for (i = 0; i < g->nnodes; i++)
+        for (d = 0; d < g->nodes[i]->rank; d++) {
+            Dim dm = g->nodes[i]->shape[d];
+            const char *ex;
+            if (!dim_may_be_negative(dm))
+                continue;
+            ex = fu_format("    if (%s < 0)\n        return FR_EINVAL;\n", dim_c(g, dm, NULL));
+            if (seen.data && strstr(seen.data, ex))
+                continue;
+            buf_puts(&seen, ex);
+            buf_puts(c, ex);
+        }
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (e->slot[i] < 0)
+            continue;
+        buf_printf(c, "    off[%d] = (size_t)at; /* %%%d %s: %s */\n", e->slot[i], i,
+                   n->label ? n->label : op_info[n->op].name, type_text(g, n));
+        buf_printf(c, "    at += fu_slot(%s);\n", bare(numel_c(g, n->shape, 0, n->rank, NULL)));
+    }
+    buf_puts(c, "    if (at > (uint64_t)SIZE_MAX)\n        return FR_EINVAL;\n");
+    buf_puts(c, "    *total = (size_t)at;\n    return 0;\n}\n\n");
+}
+
+/* The forward parameter list, as in the header (with shape comments). */
+static const char *forward_params(Emit *e, const char *indent) {
+    const Graph *g = e->g;
+    Buf b = {0};
+    int i, s;
+    const char *sep = "";
+    if (g->nweights) {
+        buf_printf(&b, "%sconst %s_weights *w", sep, g->name);
+        sep = fu_format(",\n%s", indent);
+    }
+    if (g->ncaches) {
+        buf_printf(&b, "%s%s_cache *cache", sep, g->name);
+        sep = fu_format(",\n%s", indent);
+    }
+    for (s = 0; s < g->nsyms; s++) {
+        buf_printf(&b, "%sint64_t %s", s ? ", " : sep, g->sym_names[s]);
+        if (s == g->nsyms - 1)
+            sep = fu_format(",\n%s", indent);
+    }
+    for (i = 0; i < g->ninputs; i++) {
+        const Node *n = g->inputs[i];
+        buf_printf(&b, "%sconst %s *%s /* %s */", sep, ctype(n), e->c_in[i], type_text(g, n));
+        sep = fu_format(",\n%s", indent);
+    }
+    for (i = 0; i < g->noutputs; i++) {
+        const Node *n = g->outputs[i];
+        buf_printf(&b, "%s%s *%s /* %s */", sep, ctype(n), e->c_out[i], type_text(g, n));
+        sep = fu_format(",\n%s", indent);
+    }
+    buf_printf(&b, "%svoid *workspace", sep);
+    return b.data;
+}
+
+static const char *ws_params(const Graph *g) {
+    return g->nsyms ? sym_params(g, false) : "void";
+}
+
+static void emit_forward(Emit *e, const char **calls) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    Buf caps = {0};
+    int i;
+    const char *indent = fu_format("%*s", (int)strlen(g->name) + 13, "");
+
+    buf_printf(c, "size_t %s_workspace_size(%s) {\n", g->name, ws_params(g));
+    buf_printf(c, "    size_t off[%d], total;\n", e->nslots ? e->nslots : 1);
+    buf_printf(c, "    if (fu_layout(%soff, &total) != 0)\n        return 0;\n", sym_list(g, ", "));
+    buf_puts(c, "    return total;\n}\n\n");
+
+    buf_printf(c, "int %s_forward(%s) {\n", g->name, forward_params(e, indent));
+    buf_printf(c, "    size_t fu_off[%d], fu_total;\n", e->nslots ? e->nslots : 1);
+    if (e->nslots)
+        buf_puts(c, "    char *fu_ws = (char *)workspace;\n");
+    /* Null pointers and unbound weights are refused, not dereferenced. */
+    if (g->nweights) {
+        buf_puts(c, "    if (!w");
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(c, "%s|| !w->%s", i % 3 == 2 ? "\n        " : " ", e->c_w[i]);
+        buf_puts(c, ")\n        return FR_EINVAL;\n");
+    }
+    if (g->ncaches) {
+        buf_puts(c, "    if (!cache");
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(c, " || !cache->%s", e->c_cache[i]);
+        buf_puts(c, ")\n        return FR_EINVAL;\n");
+    }
+    if (g->ninputs + g->noutputs) {
+        const char *sep = "    if (";
+        for (i = 0; i < g->ninputs; i++) {
+            buf_printf(c, "%s!%s", sep, e->c_in[i]);
+            sep = " || ";
+        }
+        for (i = 0; i < g->noutputs; i++) {
+            buf_printf(c, "%s!%s", sep, e->c_out[i]);
+            sep = " || ";
+        }
+        buf_puts(c, ")\n        return FR_EINVAL;\n");
+    }
+    buf_printf(c, "    if (fu_layout(%sfu_off, &fu_total) != 0)\n        return FR_EINVAL;\n",
+               sym_list(g, ", "));
+    buf_puts(c, "    if (fu_total > 0 && !workspace)\n        return FR_EINVAL;\n");
+    /* Every row a cache is read or written at must fit its capacity. */
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        const char *ex;
+        if (n->op != OP_CACHE && n->op != OP_APPEND)
+            continue;
+        ex = fu_format("    if (%s > cache->capacity)\n        return FR_EINVAL;\n",
+                       dim_c(g, n->shape[0], NULL));
+        if (caps.data && strstr(caps.data, ex))
+            continue;
+        buf_puts(&caps, ex);
+        buf_puts(c, ex);
+    }
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_CONST && e->needed[i])
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, float_lit(n->f[0]));
+        if (e->home[i] == HOME_SLOT)
+            buf_printf(c, "    %s *%s = (%s *)(fu_ws + fu_off[%d]);\n", ctype(n), e->ref[i], ctype(n),
+                       e->slot[i]);
+    }
+    for (i = 0; i < g->nnodes; i++)
+        if (calls[i])
+            buf_printf(c, "    %s\n", calls[i]);
+    /* Outputs not computed in place are copied last: by then every kernel
+     * (fused ones too) has finished writing what they copy. */
+    for (i = 0; i < g->noutputs; i++) {
+        const Node *x = g->outputs[i]->in[0];
+        if (e->home[x->id] != HOME_OUTPUT)
+            buf_printf(c, "    memcpy(%s, %s, (size_t)%s * sizeof *%s);\n", e->c_out[i],
+                       e->ref[x->id], numel_c(g, x->shape, 0, x->rank, NULL), e->c_out[i]);
+    }
+    buf_puts(c, "    return 0;\n}\n\n");
+}
+
+static const char *shape_init(const Graph *g, const Node *n) {
+    Buf b = {0};
+    int d, s;
+    buf_puts(&b, "{");
+    for (d = 0; d < n->rank; d++)
+        buf_printf(&b, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
+    buf_puts(&b, n->rank ? "}, {" : "0}, {{0}");
+    for (d = 0; d < n->rank; d++) {
+        buf_printf(&b, "%s{", d ? ", " : "");
+        for (s = 0; s < g->nsyms; s++)
+            buf_printf(&b, "%s%d", s ? ", " : "", (int)n->shape[d].k[s]);
+        if (g->nsyms == 0)
+            buf_puts(&b, "0");
+        buf_puts(&b, "}");
+    }
+    buf_puts(&b, "}");
+    return b.data;
+}
+
+static void emit_desc_table(Emit *e, const char *what, Node *const *list, int n) {
+    int i;
+    if (n == 0)
+        return;
+    buf_printf(&e->c, "static const fr_tensor_desc fu_%s[%d] = {\n", what, n);
+    for (i = 0; i < n; i++)
+        buf_printf(&e->c, "    {\"%s\", %s, %d, %s},\n", list[i]->name, fr_dtype_c(list[i]),
+                   list[i]->rank, shape_init(e->g, list[i]));
+    buf_puts(&e->c, "};\n");
+}
+
+static void emit_bind_and_desc(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i, d, s;
+
+    if (g->nweights) {
+        buf_printf(c, "int %s_bind(%s_weights *w, const fr_st *file, const char *prefix, fr_err *err) {\n",
+                   g->name, g->name);
+        buf_puts(c, "    const void *p;\n    int rc;\n");
+        buf_printf(c, "    if (!w || !file)\n        return fr_seterr(err, FR_EINVAL, \"%s_bind: "
+                      "NULL argument\");\n", g->name);
+        buf_puts(c, "    memset(w, 0, sizeof *w);\n    if (!prefix)\n        prefix = \"\";\n");
+        for (i = 0; i < g->nweights; i++) {
+            const Node *n = g->weights[i];
+            Buf sh = {0};
+            for (d = 0; d < n->rank; d++)
+                buf_printf(&sh, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
+            buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
+                       fr_dtype_c(n), n->rank,
+                       n->rank ? fu_format("(const int64_t[]){%s}", sh.data) : "NULL");
+            buf_printf(c, "    if (rc != 0)\n        return rc;\n    w->%s = (const %s *)p;\n",
+                       e->c_w[i], ctype(n));
+        }
+        buf_puts(c, "    return 0;\n}\n\n");
+    }
+
+    if (g->ncaches) {
+        buf_printf(c, "int %s_cache_init(%s_cache *c, int64_t capacity, fr_err *err) {\n", g->name,
+                   g->name);
+        buf_printf(c, "    if (!c)\n        return fr_seterr(err, FR_EINVAL, \"%s_cache_init: NULL "
+                      "cache\");\n", g->name);
+        buf_puts(c, "    memset(c, 0, sizeof *c);\n");
+        int64_t maxrow = 1;
+        for (i = 0; i < g->ncaches; i++) {
+            int64_t row = 1;
+            for (d = 1; d < g->caches[i]->rank; d++)
+                row *= g->caches[i]->shape[d].c;
+            maxrow = row > maxrow ? row : maxrow;
+        }
+        buf_printf(c, "    if (capacity < 1 || capacity > FU_SYM_MAX || (uint64_t)capacity * %lld > "
+                      "SIZE_MAX / sizeof(float))\n", (long long)maxrow);
+        buf_printf(c, "        return fr_seterr(err, FR_EINVAL, \"%s_cache_init: capacity %%lld "
+                      "out of range\", (long long)capacity);\n", g->name);
+        for (i = 0; i < g->ncaches; i++) {
+            const Node *n = g->caches[i];
+            const char *row = numel_c(g, n->shape, 1, n->rank, NULL);
+            buf_printf(c, "    c->%s = (float *)fr_alloc((size_t)capacity * %s * sizeof(float));\n",
+                       e->c_cache[i], row);
+            buf_printf(c, "    if (!c->%s) {\n        %s_cache_free(c);\n", e->c_cache[i], g->name);
+            buf_printf(c, "        return fr_seterr(err, FR_ENOMEM, \"%s_cache_init: out of memory "
+                          "for cache '%s' (%%lld rows)\", (long long)capacity);\n    }\n",
+                       g->name, n->name);
+        }
+        buf_puts(c, "    c->capacity = capacity;\n    return 0;\n}\n\n");
+        buf_printf(c, "void %s_cache_free(%s_cache *c) {\n    if (!c)\n        return;\n", g->name,
+                   g->name);
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(c, "    fr_free(c->%s);\n    c->%s = NULL;\n", e->c_cache[i], e->c_cache[i]);
+        buf_puts(c, "    c->capacity = 0;\n}\n\n");
+    }
+
+    /* The generic face of the block, for drivers that know no names. */
+    buf_puts(c, "/* ---- NAME_desc: the block for generic drivers (fusec check, benchmarks) ---- */\n\n");
+    if (g->nsyms) {
+        buf_printf(c, "static const char *const fu_sym_names[%d] = {", g->nsyms);
+        for (s = 0; s < g->nsyms; s++)
+            buf_printf(c, "%s\"%s\"", s ? ", " : "", g->sym_names[s]);
+        buf_puts(c, "};\n");
+    }
+    emit_desc_table(e, "inputs", g->inputs, g->ninputs);
+    emit_desc_table(e, "weights", g->weights, g->nweights);
+    emit_desc_table(e, "outputs", g->outputs, g->noutputs);
+    emit_desc_table(e, "caches", g->caches, g->ncaches);
+    buf_puts(c, "\n");
+
+    buf_puts(c, "static size_t fu_desc_workspace_size(const int64_t *syms) {\n");
+    if (g->nsyms)
+        buf_printf(c, "    if (!syms)\n        return 0;\n    return %s_workspace_size(%s);\n}\n\n",
+                   g->name, sym_args(g, "syms[%d]"));
+    else
+        buf_printf(c, "    (void)syms;\n    return %s_workspace_size();\n}\n\n", g->name);
+
+    buf_puts(c, "static int fu_desc_run(const void *const *weights, float *const *caches, "
+                "int64_t cache_capacity,\n                       const int64_t *syms, const void "
+                "*const *inputs, void *const *outputs,\n                       void *workspace) {\n");
+    if (g->nweights)
+        buf_printf(c, "    %s_weights w;\n", g->name);
+    if (g->ncaches)
+        buf_printf(c, "    %s_cache c;\n", g->name);
+    {
+        const char *sep = "    if (";
+        bool any = false;
+        if (g->nweights) { buf_printf(c, "%s!weights", sep); sep = " || "; any = true; }
+        if (g->ncaches) { buf_printf(c, "%s!caches", sep); sep = " || "; any = true; }
+        if (g->nsyms) { buf_printf(c, "%s!syms", sep); sep = " || "; any = true; }
+        if (g->ninputs) { buf_printf(c, "%s!inputs", sep); sep = " || "; any = true; }
+        if (g->noutputs) { buf_printf(c, "%s!outputs", sep); any = true; }
+        if (any)
+            buf_puts(c, ")\n        return FR_EINVAL;\n");
+    }
+    if (!g->nweights)
+        buf_puts(c, "    (void)weights;\n");
+    if (!g->ncaches)
+        buf_puts(c, "    (void)caches;\n    (void)cache_capacity;\n");
+    if (!g->nsyms)
+        buf_puts(c, "    (void)syms;\n");
+    if (!g->ninputs)
+        buf_puts(c, "    (void)inputs;\n");
+    if (!g->noutputs)
+        buf_puts(c, "    (void)outputs;\n");
+    for (i = 0; i < g->nweights; i++)
+        buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
+    for (i = 0; i < g->ncaches; i++)
+        buf_printf(c, "    c.%s = caches[%d];\n", e->c_cache[i], i);
+    if (g->ncaches)
+        buf_puts(c, "    c.capacity = cache_capacity;\n");
+    buf_printf(c, "    return %s_forward(", g->name);
+    {
+        const char *sep = "";
+        if (g->nweights) { buf_puts(c, "&w"); sep = ", "; }
+        if (g->ncaches) { buf_printf(c, "%s&c", sep); sep = ", "; }
+        for (s = 0; s < g->nsyms; s++) { buf_printf(c, "%ssyms[%d]", sep, s); sep = ", "; }
+        for (i = 0; i < g->ninputs; i++) {
+            buf_printf(c, "%s(const %s *)inputs[%d]", sep, ctype(g->inputs[i]), i);
+            sep = ", ";
+        }
+        for (i = 0; i < g->noutputs; i++) {
+            buf_printf(c, "%s(%s *)outputs[%d]", sep, ctype(g->outputs[i]), i);
+            sep = ", ";
+        }
+        buf_printf(c, "%sworkspace);\n}\n\n", sep);
+    }
+
+    buf_printf(c, "const fr_block_desc %s_desc = {\n", g->name);
+    buf_printf(c, "    .name = \"%s\",\n    .target = \"%s\",\n", g->name, e->t->name);
+    buf_printf(c, "    .nsyms = %d,\n    .sym_names = %s,\n    .cache_sym = %d,\n", g->nsyms,
+               g->nsyms ? "fu_sym_names" : "NULL", g->ncaches ? g->cache_sym : -1);
+    buf_printf(c, "    .ninputs = %d,\n    .nweights = %d,\n    .noutputs = %d,\n    .ncaches = %d,\n",
+               g->ninputs, g->nweights, g->noutputs, g->ncaches);
+    buf_printf(c, "    .inputs = %s,\n    .weights = %s,\n    .outputs = %s,\n    .caches = %s,\n",
+               g->ninputs ? "fu_inputs" : "NULL", g->nweights ? "fu_weights" : "NULL",
+               g->noutputs ? "fu_outputs" : "NULL", g->ncaches ? "fu_caches" : "NULL");
+    buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
+}
+
+/* Kernels are called where their last node sits; a kernel whose nodes are
+ * interleaved with another kernel's cannot be placed, which is a scheduler
+ * bug. */
+static const char **emit_kernels(Emit *e) {
+    const Graph *g = e->g;
+    const char **calls = fu_alloc(sizeof *calls * (size_t)(g->nnodes + 1));
+    int nk = g->nkernels, i, kid;
+    int *first, *last;
+    first = fu_alloc(sizeof *first * (size_t)(nk + 1));
+    last = fu_alloc(sizeof *last * (size_t)(nk + 1));
+    for (kid = 0; kid < nk; kid++)
+        first[kid] = last[kid] = -1;
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->kernel < 0) {
+            if (is_computed(n))
+                fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s has no kernel", i,
+                            op_info[n->op].name);
+            continue;
+        }
+        FU_ASSERT(n->kernel < nk);
+        if (n->op == OP_OUTPUT)
+            continue; /* a copy forward makes at the end, or nothing at all */
+        if (!is_computed(n))
+            fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s is in kernel %d but computes nothing",
+                        i, op_info[n->op].name, n->kernel);
+        if (first[n->kernel] < 0)
+            first[n->kernel] = i;
+        last[n->kernel] = i;
+    }
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->kernel < 0 || !is_computed(n))
+            continue;
+        for (kid = 0; kid < nk; kid++)
+            if (kid != n->kernel && first[kid] >= 0 && first[kid] < i && i < last[kid])
+                fu_internal(__FILE__, __LINE__, "emit_c: kernel %d is interleaved with kernel %d",
+                            kid, n->kernel);
+    }
+    for (kid = 0; kid < nk; kid++)
+        if (first[kid] >= 0)
+            calls[last[kid]] = emit_kernel(e, kid, first[kid]);
+    return calls;
+}
+
+static void emit_c_file(Emit *e, const char *header_name) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    const char **calls;
+    buf_printf(c, "/*\n * Generated by fusec %s from block %s, target %s.  Do not edit.\n", FUSEC_VERSION,
+               g->name, e->t->name);
+    buf_printf(c, " * The interface is documented in %s.\n */\n", header_name);
+    buf_printf(c, "#include \"%s\"\n\n#include <math.h>\n#include <string.h>\n\n", header_name);
+    buf_printf(c, "/* Every symbol must lie in [0 or 1, FU_SYM_MAX]: then no tensor has more than\n"
+                  " * 2^53 elements and no index computation overflows int64_t. */\n"
+                  "#define FU_SYM_MAX INT64_C(%lld)\n\n", (long long)e->sym_max);
+    emit_layout(e);
+    calls = emit_kernels(e);
+    emit_forward(e, calls);
+    emit_bind_and_desc(e);
+}
+
+/* ---- the .h file --------------------------------------------------------- */
+
+static void emit_h_file(Emit *e) {
+    const Graph *g = e->g;
+    Buf *h = &e->h;
+    Buf guard = {0};
+    const char *p;
+    int i, s;
+    buf_puts(&guard, "FUSEC_GEN_");
+    for (p = g->name; *p; p++)
+        buf_printf(&guard, "%c", toupper((unsigned char)*p));
+    buf_puts(&guard, "_H");
+
+    buf_printf(h, "/*\n * Block %s: generated by fusec %s, target %s.  Do not edit.\n *\n", g->name,
+               FUSEC_VERSION, e->t->name);
+    if (g->nsyms) {
+        buf_puts(h, " * Symbols (bound at every call):");
+        for (s = 0; s < g->nsyms; s++)
+            buf_printf(h, " %s%s", g->sym_names[s],
+                       s == g->cache_sym && g->ncaches ? " (rows already in the caches)" : "");
+        buf_puts(h, "\n");
+    }
+    buf_puts(h, " *\n * Inputs:\n");
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(h, " *   %-30s %s\n", g->inputs[i]->name, type_text(g, g->inputs[i]));
+    buf_puts(h, " * Outputs (written to out_NAME):\n");
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(h, " *   %-30s %s\n", g->outputs[i]->name, type_text(g, g->outputs[i]));
+    if (g->nweights) {
+        buf_printf(h, " * Weights (%s_bind finds each as prefix + name):\n", g->name);
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(h, " *   %-30s %s\n", g->weights[i]->name, type_text(g, g->weights[i]));
+    }
+    if (g->ncaches) {
+        buf_printf(h, " * Caches (rows [0, %s) hold earlier tokens; forward appends the new rows):\n",
+                   g->sym_names[g->cache_sym]);
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(h, " *   %-30s %s\n", g->caches[i]->name, type_text(g, g->caches[i]));
+    }
+    buf_puts(h, " *\n * Calling sequence (every int function returns 0 or a negative FR_E* code):\n");
+    if (g->nweights)
+        buf_printf(h, " *   %s_weights w;   %s_bind(&w, &file, \"model.layers.0.\", &err);\n", g->name,
+                   g->name);
+    if (g->ncaches)
+        buf_printf(h, " *   %s_cache c;     %s_cache_init(&c, max_rows, &err);\n", g->name, g->name);
+    buf_printf(h, " *   void *ws = fr_alloc(%s_workspace_size(%s));   (for the largest call)\n",
+               g->name, sym_list(g, ""));
+    buf_printf(h, " *   %s_forward(...);   once per call, with new symbol values each time\n", g->name);
+    if (g->ncaches)
+        buf_printf(h, " *   fr_free(ws);  %s_cache_free(&c);\n", g->name);
+    else
+        buf_puts(h, " *   fr_free(ws);\n");
+    buf_puts(h, " * Outputs must not overlap inputs.  See docs/generated-api.md.\n */\n");
+    buf_printf(h, "#ifndef %s\n#define %s\n\n#include \"fusec_rt.h\"\n\n", guard.data, guard.data);
+    buf_puts(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+
+    for (i = 0; i < g->nconsts; i++)
+        buf_printf(h, "#define %s_%s %lld\n", g->name, mangle(g->const_names[i]),
+                   (long long)g->const_values[i]);
+    if (g->nconsts)
+        buf_puts(h, "\n");
+
+    if (g->nweights) {
+        buf_printf(h, "/* One pointer per weight; field = checkpoint name with '.' -> '_'. */\n");
+        buf_printf(h, "typedef struct %s_weights {\n", g->name);
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(h, "    const %s *%s; /* %s %s */\n", ctype(g->weights[i]), e->c_w[i],
+                       g->weights[i]->name, type_text(g, g->weights[i]));
+        buf_printf(h, "} %s_weights;\n\n", g->name);
+        buf_printf(h, "/* Binds every weight by prefix + checkpoint name; checks dtype and shape.\n"
+                      " * The pointers point into `file`, which must stay open. */\n"
+                      "int %s_bind(%s_weights *w, const fr_st *file, const char *prefix, fr_err *err);\n\n",
+                   g->name, g->name);
+    }
+    if (g->ncaches) {
+        buf_printf(h, "/* KV caches of `capacity` rows each. */\ntypedef struct %s_cache {\n", g->name);
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(h, "    float *%s; /* %s */\n", e->c_cache[i], type_text(g, g->caches[i]));
+        buf_printf(h, "    int64_t capacity;\n} %s_cache;\n\n", g->name);
+        buf_printf(h, "/* Allocates caches of `capacity` rows (64-byte aligned); %s_cache_free releases\n"
+                      " * them (safe on a zeroed or already freed cache). */\n"
+                      "int %s_cache_init(%s_cache *c, int64_t capacity, fr_err *err);\n"
+                      "void %s_cache_free(%s_cache *c);\n\n",
+                   g->name, g->name, g->name, g->name, g->name);
+    }
+    buf_printf(h, "/* Bytes of workspace forward needs for these symbol values (64-byte aligned\n"
+                  " * memory, e.g. fr_alloc); 0 when the symbols are out of range. */\n"
+                  "size_t %s_workspace_size(%s);\n\n", g->name, ws_params(g));
+    buf_printf(h, "/* Runs the block");
+    if (g->ncaches)
+        buf_printf(h, ": %s new rows after %s cached ones; appends the new rows to the caches",
+                   g->cache_sym >= 0 && g->cache_sym != 0 ? g->sym_names[0] : "the",
+                   g->sym_names[g->cache_sym]);
+    buf_printf(h, ".\n * Returns 0, or FR_EINVAL for a NULL pointer, an unbound weight, symbols out of\n"
+                  " * range%s. */\n", g->ncaches ? " or a cache too small for the rows" : "");
+    buf_printf(h, "int %s_forward(%s);\n\n", g->name, forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
+    buf_printf(h, "/* The same block for generic drivers (fusec check, benchmarks). */\n"
+                  "extern const fr_block_desc %s_desc;\n\n", g->name);
+    buf_puts(h, "#ifdef __cplusplus\n}\n#endif\n");
+    buf_printf(h, "#endif /* %s */\n", guard.data);
+}
+
+/* ---- entry ------------------------------------------------------------------ */
+
+static int write_all(FILE *f, const Buf *b, const char *what) {
+    if ((b->len && fwrite(b->data, 1, b->len, f) != b->len) || fflush(f) != 0 || ferror(f)) {
+        diag_plain_error("cannot write the generated %s: %s", what, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks what the emitter relies on beyond ir_check: constant weight shapes
+ * (bind needs them) and constant cache rows (cache_init needs them). */
+static int check_interface(const Graph *g) {
+    int i, d, rc = 0;
+    for (i = 0; i < g->nweights; i++)
+        for (d = 0; d < g->weights[i]->rank; d++)
+            if (!dim_is_const(g->weights[i]->shape[d])) {
+                diag_plain_error("weight '%s' has a symbolic dimension; weights need constant shapes",
+                                 g->weights[i]->name);
+                rc = -1;
+                break;
+            }
+    for (i = 0; i < g->ncaches; i++) {
+        const Node *n = g->caches[i];
+        if (n->rank < 1 || g->cache_sym < 0 || !dim_eq(n->shape[0], dim_sym(g->cache_sym))) {
+            diag_plain_error("cache '%s' must have the cache symbol as its first dimension", n->name);
+            rc = -1;
+            continue;
+        }
+        for (d = 1; d < n->rank; d++)
+            if (!dim_is_const(n->shape[d])) {
+                diag_plain_error("cache '%s': dimensions after the first must be constant", n->name);
+                rc = -1;
+                break;
+            }
+    }
+    return rc;
+}
+
+int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char *header_name) {
+    Emit e;
+    FU_ASSERT(g && c_out && h_out && header_name);
+    memset(&e, 0, sizeof e);
+    e.g = g;
+    e.t = t ? t : target_find("generic");
+    FU_ASSERT(e.t);
+    if (strpbrk(header_name, "\"\\\n") || !*header_name) {
+        diag_plain_error("header name '%s' cannot be #included", header_name);
+        return -1;
+    }
+    if (check_names(&e) != 0 || check_interface(g) != 0 || pick_sym_max(&e) != 0)
+        return -1;
+    place_buffers(&e);
+    emit_c_file(&e, header_name);
+    emit_h_file(&e);
+    if (write_all(h_out, &e.h, "header") != 0 || write_all(c_out, &e.c, "C file") != 0)
+        return -1;
+    return 0;
+}
