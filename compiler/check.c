@@ -345,8 +345,9 @@ static int row_sym(const Graph *g)
     return s == g->cache_sym ? -1 : s;
 }
 
-/* --split needs every input and output to be [T, ...] with T in no other dim. */
-static bool split_ok(const Graph *g, int rs)
+/* --split K needs every input and output to be [T, ...] with T in no other
+ * dim, and 1 <= K <= T. */
+static bool split_ok(const Graph *g, int rs, const int64_t *syms, int64_t split)
 {
     if (rs < 0) {
         diag_plain_error("--split: block '%s' has no input whose first dim is a token symbol",
@@ -363,6 +364,11 @@ static bool split_ok(const Graph *g, int rs)
                              n->name, g->sym_names[rs], g->sym_names[rs]);
             return false;
         }
+    }
+    if (split > syms[rs]) {
+        diag_plain_error("--split %lld: there are only %lld rows (%s = %lld)", (long long)split,
+                         (long long)syms[rs], g->sym_names[rs], (long long)syms[rs]);
+        return false;
     }
     return true;
 }
@@ -664,7 +670,7 @@ static bool run_interp(const Graph *g, const Data *d, int64_t split, double ***o
         diag_plain_error("block '%s' has caches but no token symbol to size them by", g->name);
         return false;
     }
-    if (split && !split_ok(g, rs))
+    if (split && !split_ok(g, rs, d->syms, split))
         return false;
     if (!split || split > rows)
         split = rows;
@@ -973,7 +979,7 @@ static int check_run(const CheckArgs *a)
         fr_st_close(&golden);
         if (!ok)
             return EXIT_FAIL;
-        if (a->split && !split_ok(g, row_sym(g)))
+        if (a->split && !split_ok(g, row_sym(g), d.syms, a->split))
             return EXIT_FAIL;
         d.in_path = a->golden;
         if (a->interp) {
@@ -986,7 +992,7 @@ static int check_run(const CheckArgs *a)
     if (!a->interp && !tmp_make(a))
         return EXIT_FAIL;
     if (a->random) {
-        if (!make_random(g, a, &d) || (a->split && !split_ok(g, row_sym(g))) ||
+        if (!make_random(g, a, &d) || (a->split && !split_ok(g, row_sym(g), d.syms, a->split)) ||
             !run_interp(g, &d, 0, &d.expect))
             return EXIT_FAIL;
     }
