@@ -1040,6 +1040,8 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, const Entry *fe, int dept
         bound[slot] = bind_value(param->name, param->loc, &v);
         ok = ok && v.kind != V_POISON;
     }
+    if (!ok)
+        return poison();
     for (int j = 0; j < nparams; j++)
         if (!bound[j]) {
             diag_error(e->loc, "fn '%s' takes %d %s, got no value for '%s'", fn->name, nparams,
