@@ -332,6 +332,8 @@ static const char *ast_what(const Ast *e) {
     case AST_BOOL: return "a boolean";
     case AST_LIST: return "a list";
     case AST_CALL: return "a call";
+    case AST_NUM: return "a number";
+    case AST_NAME: return "a name";
     default: return "an expression";
     }
 }
@@ -623,6 +625,7 @@ typedef struct KwSpec {
 typedef struct Builtin {
     int tmin, tmax;         /* tensor arguments */
     int list;               /* trailing list argument: 0 none, 1 optional, 2 required */
+    const char *list_kw;    /* the keyword that may pass the list instead */
     KwSpec kw[MAX_KW];
 } Builtin;
 
@@ -640,9 +643,11 @@ static Builtin builtin_spec(Op op) {
         break;
     case OP_RESHAPE:
         b.list = 2;
+        b.list_kw = "shape";
         break;
     case OP_TRANSPOSE:
         b.list = 1;
+        b.list_kw = "perm";
         break;
     case OP_SLICE:
         b.kw[0] = (KwSpec){"axis", K_INT, false};
@@ -769,6 +774,19 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
      * permutation when the builtin takes one), then keywords. */
     for (int i = 0; i < e->list.n; i++) {
         const Ast *a = e->list.v[i];
+        if (a->kind == AST_KWARG && spec.list_kw && strcmp(a->name, spec.list_kw) == 0) {
+            if (a->a->kind != AST_LIST) {
+                diag_error(a->a->loc, "keyword '%s' of '%s' expects a list, got %s", a->name, fname,
+                           ast_what(a->a));
+                return poison();
+            }
+            if (list) {
+                diag_error(a->loc, "'%s' is given twice", a->name);
+                return poison();
+            }
+            list = a->a;
+            continue;
+        }
         if (a->kind == AST_KWARG)
             continue;
         if (a->kind == AST_LIST && spec.list && !list) {
@@ -803,7 +821,7 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
     }
     for (int i = 0; i < e->list.n; i++) {
         const Ast *a = e->list.v[i];
-        if (a->kind != AST_KWARG)
+        if (a->kind != AST_KWARG || (spec.list_kw && strcmp(a->name, spec.list_kw) == 0))
             continue;
         int k = 0;
         while (k < MAX_KW && spec.kw[k].name && strcmp(spec.kw[k].name, a->name) != 0)

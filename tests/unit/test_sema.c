@@ -262,6 +262,35 @@ static void test_builtin_attributes(void **state) {
     assert_int_equal(g->cache_sym, 1);
 }
 
+static void test_list_arguments(void **state) {
+    (void)state;
+    Graph *g = compile_ok("block b { dim T; input x: f32[T, 4];\n"
+                          "  a = reshape(x, shape = [T, 2, 2]);\n"
+                          "  c = transpose(a, perm = [2, 0, 1]);\n"
+                          "  output y = transpose(reshape(c, [4, T]), [1, 0]); }\n");
+    Node *t0 = find(g, OP_TRANSPOSE, 0), *t1 = find(g, OP_TRANSPOSE, 1);
+    assert_int_equal(t0->i[0], 2);
+    assert_int_equal(t0->i[1], 0);
+    assert_int_equal(t0->i[2], 1);
+    assert_string_equal(type_of(g, t0), "f32[2, T, 2]");
+    assert_string_equal(type_of(g, t1), "f32[T, 4]");
+
+    diag_reset();
+    assert_null(compile("block b { dim T; input x: f32[T, 4];\n"
+                        "  a = reshape(x, shape = 3);\n"
+                        "  c = reshape(x);\n"
+                        "  d = transpose(reshape(x, [T, 2, 2]));\n"
+                        "  e = transpose(x, [0, 1, 2]);\n"
+                        "  f = reshape(x, [T, 3]);\n"
+                        "  output y = x; }\n"));
+    assert_int_equal(diag_error_count(), 5);
+    assert_non_null(strstr(errors_text, "t.fdl:2:26: error: keyword 'shape' of 'reshape' expects a list, got a number\n"));
+    assert_non_null(strstr(errors_text, "t.fdl:3:7: error: 'reshape' needs a list of dimensions, e.g. reshape(x, [T, 8, 32])\n"));
+    assert_non_null(strstr(errors_text, "t.fdl:4:7: error: 'transpose' of f32[T, 2, 2] needs a permutation, e.g. [1, 0, 2]\n"));
+    assert_non_null(strstr(errors_text, "t.fdl:5:20: error: 'transpose': the permutation has 3 axes but f32[T, 4] has 2\n"));
+    assert_non_null(strstr(errors_text, "t.fdl:6:7: error: cannot reshape f32[T, 4] into f32[T, 3]: element counts differ\n"));
+}
+
 static void test_fns_inline(void **state) {
     (void)state;
     Graph *g = compile_ok("fn mlp(x, wg, wu, wd) {\n"
@@ -630,6 +659,7 @@ int main(void) {
         cmocka_unit_test_setup(test_numbers_fold, setup),
         cmocka_unit_test_setup(test_dims_and_symbols, setup),
         cmocka_unit_test_setup(test_builtin_attributes, setup),
+        cmocka_unit_test_setup(test_list_arguments, setup),
         cmocka_unit_test_setup(test_fns_inline, setup),
         cmocka_unit_test_setup(test_outputs_have_their_own_names, setup),
         cmocka_unit_test_setup(test_block_selection, setup),
