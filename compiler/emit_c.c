@@ -260,6 +260,15 @@ static int check_names(Emit *e) {
 
 /* ---- C expressions for dims ----------------------------------------------- */
 
+/* A Buf's text moved into the arena (Bufs live on the heap), or `empty`
+ * when nothing was written. */
+static const char *take(Buf *b, const char *empty) {
+    const char *s = b->len ? fu_strdup(b->data) : empty;
+    free(b->data);
+    memset(b, 0, sizeof *b);
+    return s;
+}
+
 /* A dim as a C expression of the symbols: "256", "T", "(P + T)", "(2 * T - 1)".
  * Sets the bit of every symbol it mentions in *used. */
 static const char *dim_c(const Graph *g, Dim d, unsigned *used) {
@@ -296,7 +305,8 @@ static const char *dim_c(const Graph *g, Dim d, unsigned *used) {
         buf_printf(&b, " + %lld", (long long)d.c);
     else if (d.c < 0)
         buf_printf(&b, " - %lld", -(long long)d.c);
-    return paren ? fu_format("(%s)", b.data) : b.data;
+    const char *ex = take(&b, "");
+    return paren ? fu_format("(%s)", ex) : ex;
 }
 
 /* The product of dims [from, to) of a shape, constants folded:
@@ -314,15 +324,16 @@ static const char *numel_c(const Graph *g, const Dim *shape, int from, int to, u
             buf_puts(&b, " * ");
         buf_puts(&b, dim_c(g, shape[d], used));
     }
-    if (c == 0)
-        return "0";
-    if (nf == 0)
+    if (c == 0 || nf == 0) {
+        take(&b, "");
         return fu_format("%lld", (long long)c);
+    }
     if (c != 1) {
         buf_printf(&b, " * %lld", (long long)c);
         nf++;
     }
-    return nf > 1 ? fu_format("(%s)", b.data) : b.data;
+    const char *ex = take(&b, "");
+    return nf > 1 ? fu_format("(%s)", ex) : ex;
 }
 
 /* The shortest float literal that reads back as exactly (float)v:
@@ -372,7 +383,7 @@ static const char *type_text(const Graph *g, const Node *n) {
         dim_print(&b, n->shape[d], g->sym_names);
     }
     buf_puts(&b, "]");
-    return b.data;
+    return take(&b, "");
 }
 
 static const char *ctype(const Node *n) {
@@ -568,7 +579,7 @@ static const char *bcast_index(Kern *k, const Node *x, const Node *out) {
             buf_puts(&b, " + ");
         buf_puts(&b, mul(fu_format("i%d", d), stride));
     }
-    return b.len ? b.data : "0";
+    return take(&b, "0");
 }
 
 /* y = a op b with numpy broadcasting. */
@@ -648,9 +659,10 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "{");
         k->indent++;
     }
-    kline(k, "const float *am = %s%s%s;", a, ao.len ? " + " : "", ao.len ? ao.data : "");
-    kline(k, "const float *bm = %s%s%s;", b, bo.len ? " + " : "", bo.len ? bo.data : "");
-    kline(k, "float *ym = %s%s%s;", y, yo.len ? " + " : "", yo.len ? yo.data : "");
+    const char *aoff = take(&ao, NULL), *boff = take(&bo, NULL), *yoff = take(&yo, NULL);
+    kline(k, "const float *am = %s%s%s;", a, aoff ? " + " : "", aoff ? aoff : "");
+    kline(k, "const float *bm = %s%s%s;", b, boff ? " + " : "", boff ? boff : "");
+    kline(k, "float *ym = %s%s%s;", y, yoff ? " + " : "", yoff ? yoff : "");
     kline(k, "for (int64_t m = 0; m < %s; ++m) {", M);
     if (n->i[0]) {
         /* B^T: every output is a contiguous dot product. */
@@ -734,7 +746,7 @@ static void k_transpose(Kern *k, const Node *n) {
         kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
         k->indent++;
     }
-    kline(k, "%s[%s] = %s[%s];", y, yi.len ? yi.data : "0", x, xi.len ? xi.data : "0");
+    kline(k, "%s[%s] = %s[%s];", y, take(&yi, "0"), x, take(&xi, "0"));
     k->indent -= n->rank;
 }
 
@@ -1101,7 +1113,7 @@ static const char *kernel_name(const Graph *g, int kid, int first) {
     for (i = first; i < g->nnodes; i++)
         if (g->nodes[i]->kernel == kid && is_computed(g->nodes[i]) && parts++ < 4)
             buf_printf(&b, "_%s", op_info[g->nodes[i]->op].name);
-    return b.data;
+    return take(&b, "");
 }
 
 /* A parameter declaration: "const float *x", "float *y". */
@@ -1172,9 +1184,9 @@ static const char *emit_kernel(Emit *e, int kid, int first) {
         }
     if (k->np == 0 && k->used == 0)
         buf_puts(&e->c, "void");
-    buf_printf(&e->c, ") {\n%s}\n\n", k->body.data ? k->body.data : "");
+    buf_printf(&e->c, ") {\n%s}\n\n", take(&k->body, ""));
     buf_puts(&call, ");");
-    return call.data;
+    return take(&call, "");
 }
 
 /* The symbol list of a prototype: "int64_t T, int64_t P", or "" */
@@ -1183,7 +1195,7 @@ static const char *sym_params(const Graph *g, bool lead_comma) {
     int s;
     for (s = 0; s < g->nsyms; s++)
         buf_printf(&b, "%sint64_t %s", (s || lead_comma) ? ", " : "", g->sym_names[s]);
-    return b.len ? b.data : "";
+    return take(&b, "");
 }
 
 /* "T, P" followed by `tail`, or "" when there are no symbols. */
@@ -1194,7 +1206,7 @@ static const char *sym_list(const Graph *g, const char *tail) {
         buf_printf(&b, "%s%s", s ? ", " : "", g->sym_names[s]);
     if (g->nsyms)
         buf_puts(&b, tail);
-    return b.len ? b.data : "";
+    return take(&b, "");
 }
 
 static const char *sym_args(const Graph *g, const char *fmt_each) {
@@ -1205,7 +1217,7 @@ static const char *sym_args(const Graph *g, const char *fmt_each) {
             buf_puts(&b, ", ");
         buf_printf(&b, fmt_each, s);
     }
-    return b.len ? b.data : "";
+    return take(&b, "");
 }
 
 /* Dims that could be negative for valid symbols (a negative coefficient
@@ -1254,6 +1266,7 @@ static void emit_layout(Emit *e) {
             buf_puts(&seen, ex);
             buf_puts(c, ex);
         }
+    take(&seen, "");
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         if (e->slot[i] < 0)
@@ -1296,7 +1309,7 @@ static const char *forward_params(Emit *e, const char *indent) {
         sep = fu_format(",\n%s", indent);
     }
     buf_printf(&b, "%svoid *workspace", sep);
-    return b.data;
+    return take(&b, "");
 }
 
 static const char *ws_params(const Graph *g) {
@@ -1360,6 +1373,7 @@ static void emit_forward(Emit *e, const char **calls) {
         buf_puts(&caps, ex);
         buf_puts(c, ex);
     }
+    take(&caps, "");
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         if (n->op == OP_CONST && e->needed[i])
@@ -1398,7 +1412,7 @@ static const char *shape_init(const Graph *g, const Node *n) {
         buf_puts(&b, "}");
     }
     buf_puts(&b, "}");
-    return b.data;
+    return take(&b, "");
 }
 
 static void emit_desc_table(Emit *e, const char *what, Node *const *list, int n) {
@@ -1431,7 +1445,7 @@ static void emit_bind_and_desc(Emit *e) {
                 buf_printf(&sh, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
             buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
                        fr_dtype_c(n), n->rank,
-                       n->rank ? fu_format("(const int64_t[]){%s}", sh.data) : "NULL");
+                       n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
             buf_printf(c, "    if (rc != 0)\n        return rc;\n    w->%s = (const %s *)p;\n",
                        e->c_w[i], ctype(n));
         }
@@ -1631,6 +1645,7 @@ static void emit_h_file(Emit *e) {
     for (p = g->name; *p; p++)
         buf_printf(&guard, "%c", toupper((unsigned char)*p));
     buf_puts(&guard, "_H");
+    const char *gd = take(&guard, "");
 
     buf_printf(h, "/*\n * Block %s: generated by fusec %s, target %s.  Do not edit.\n *\n", g->name,
                FUSEC_VERSION, e->t->name);
@@ -1672,7 +1687,7 @@ static void emit_h_file(Emit *e) {
     else
         buf_puts(h, " *   fr_free(ws);\n");
     buf_puts(h, " * Outputs must not overlap inputs.  See docs/generated-api.md.\n */\n");
-    buf_printf(h, "#ifndef %s\n#define %s\n\n#include \"fusec_rt.h\"\n\n", guard.data, guard.data);
+    buf_printf(h, "#ifndef %s\n#define %s\n\n#include \"fusec_rt.h\"\n\n", gd, gd);
     buf_puts(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
 
     for (i = 0; i < g->nconsts; i++)
@@ -1718,7 +1733,7 @@ static void emit_h_file(Emit *e) {
     buf_printf(h, "/* The same block for generic drivers (fusec check, benchmarks). */\n"
                   "extern const fr_block_desc %s_desc;\n\n", g->name);
     buf_puts(h, "#ifdef __cplusplus\n}\n#endif\n");
-    buf_printf(h, "#endif /* %s */\n", guard.data);
+    buf_printf(h, "#endif /* %s */\n", gd);
 }
 
 /* ---- entry ------------------------------------------------------------------ */
@@ -1776,7 +1791,8 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     place_buffers(&e);
     emit_c_file(&e, header_name);
     emit_h_file(&e);
-    if (write_all(h_out, &e.h, "header") != 0 || write_all(c_out, &e.c, "C file") != 0)
-        return -1;
-    return 0;
+    int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;
+    free(e.h.data);
+    free(e.c.data);
+    return rc;
 }
