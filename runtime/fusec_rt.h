@@ -177,6 +177,21 @@ int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
 void fr_set_num_threads(int n);
 int fr_get_num_threads(void);
 
+/*
+ * The persistent pool (pool.c).  fr_parallel runs fn(ctx, tid, nthreads) on
+ * every thread (the caller is tid 0) and returns when all have returned;
+ * workers stay alive between calls, spinning briefly and then sleeping.
+ * Inside fn, fr_barrier(nthreads) separates phases (spin, then yield).  A
+ * nested fr_parallel runs fn inline on one thread.
+ */
+typedef void (*fr_task)(void *ctx, int tid, int nthreads);
+void fr_parallel(fr_task fn, void *ctx);
+void fr_barrier(int nthreads);
+int fr_pool_threads(void);      /* the thread count fr_parallel will use */
+void fr_pool_shutdown(void);    /* joins the workers (also run at exit) */
+/* [begin, end) of tid's share of n items, balanced to within one item. */
+void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end);
+
 /* ---- timers --------------------------------------------------------------- */
 
 double fr_now(void); /* seconds, monotonic */
