@@ -323,7 +323,9 @@ static const char *shape_text(int rank, const int64_t *shape)
     for (int d = 0; d < rank; d++)
         buf_printf(&b, "%s%lld", d ? ", " : "", (long long)shape[d]);
     buf_puts(&b, "]");
-    return b.data;
+    char *s = fu_strdup(b.data);    /* into the arena: Buf's own memory is malloc'ed */
+    free(b.data);
+    return s;
 }
 
 /* Elements per row of a tensor whose first dim is the row symbol. */
