@@ -1091,17 +1091,19 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, const Entry *fe, int dept
 /* call = name '(' [arg {',' arg}] ')': a fn in scope, else a builtin. */
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     Entry *en = scope_find(sc, e->name);
+    int op = op_lookup(e->name);
+    bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK;
+    /* fns shadow builtins; other names do not, so a value may be called `max` */
     if (en && en->kind == E_FN)
         return call_fn(s, sc, e, en, depth);
-    if (en && en->kind == E_POISON)
+    if (en && en->kind == E_POISON && (en->fn || !builtin))
         return poison();
-    if (en) {
+    if (en && !builtin) {
         diag_error(e->loc, "'%s' is not a function", e->name);
         diag_note(en->loc, "'%s' is defined here", e->name);
         return poison();
     }
-    int op = op_lookup(e->name);
-    if (op < 0 || op_info[op].cat == CAT_SOURCE || op_info[op].cat == CAT_SINK) {
+    if (!builtin) {
         if (scope_lenient(sc))
             return poison();
         diag_error(e->loc, "unknown function '%s'", e->name);

@@ -321,6 +321,20 @@ static void test_fns_inline(void **state) {
     assert_string_equal(type_of(g, g->outputs[0]), "f32[T, 8]");
 }
 
+static void test_builtin_names(void **state) {
+    (void)state;
+    /* values named like builtins leave the builtins callable; a fn shadows one */
+    Graph *g = compile_ok("fn exp(x) { return x * 3; }\n"
+                          "block b { dim T; input x: f32[T, 4];\n"
+                          "  max = x * 2; sum = sum(max, axis = 0);\n"
+                          "  output y = max(sum) + exp(x); }\n");
+    assert_int_equal(count(g, OP_SUM), 1);
+    assert_int_equal(count(g, OP_MAX), 1);
+    assert_int_equal(count(g, OP_EXP), 0);
+    assert_int_equal(count(g, OP_MUL), 2);
+    assert_string_equal(type_of(g, find(g, OP_MAX, 0)), "f32[1, 1]");
+}
+
 static void test_outputs_have_their_own_names(void **state) {
     (void)state;
     Graph *g = compile_ok("block b {\n"
@@ -661,6 +675,7 @@ int main(void) {
         cmocka_unit_test_setup(test_builtin_attributes, setup),
         cmocka_unit_test_setup(test_list_arguments, setup),
         cmocka_unit_test_setup(test_fns_inline, setup),
+        cmocka_unit_test_setup(test_builtin_names, setup),
         cmocka_unit_test_setup(test_outputs_have_their_own_names, setup),
         cmocka_unit_test_setup(test_block_selection, setup),
         cmocka_unit_test_setup(test_imports, setup),
