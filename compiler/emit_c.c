@@ -586,15 +586,18 @@ static const char *bcast_index(Kern *k, const Node *x, const Node *out) {
 static void k_binary(Kern *k, const Node *n) {
     const Node *a = n->in[0], *b = n->in[1];
     int d;
+    /* One declarator each: the order of the calls fixes the parameter order. */
     if ((a->rank == 0 || same_shape(a, n)) && (b->rank == 0 || same_shape(b, n))) {
-        const char *ex = binary_expr(n->op, kelem(k, n, 0, "a", "i"), kelem(k, n, 1, "b", "i"));
+        const char *ea = kelem(k, n, 0, "a", "i");
+        const char *eb = kelem(k, n, 1, "b", "i");
         const char *y = kout(k, n, "y");
         kline(k, "for (int64_t i = 0; i < %s; ++i)", knumel(k, n, 0, n->rank));
-        kline(k, "    %s[i] = %s;", y, ex);
+        kline(k, "    %s[i] = %s;", y, binary_expr(n->op, ea, eb));
         return;
     }
-    const char *ex = binary_expr(n->op, kelem(k, n, 0, "a", bcast_index(k, a, n)),
-                                 kelem(k, n, 1, "b", bcast_index(k, b, n)));
+    const char *ea = kelem(k, n, 0, "a", bcast_index(k, a, n));
+    const char *eb = kelem(k, n, 1, "b", bcast_index(k, b, n));
+    const char *ex = binary_expr(n->op, ea, eb);
     const char *y = kout(k, n, "y");
     for (d = 0; d < n->rank; d++) {
         kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
@@ -652,11 +655,7 @@ static void k_matmul(Kern *k, const Node *n) {
                        mul(fu_format("i%d", d), knumel(k, x, xd + 1, x->rank)));
         }
         buf_printf(&yo, "%s%s", yo.len ? " + " : "", mul(fu_format("i%d", d), knumel(k, n, d + 1, r)));
-        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
-        k->indent++;
-    }
-    if (nb > 0) {
-        kline(k, "{");
+        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d) {", d, d, kdim(k, n, d), d);
         k->indent++;
     }
     const char *aoff = take(&ao, NULL), *boff = take(&bo, NULL), *yoff = take(&yo, NULL);
@@ -687,11 +686,10 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "    }");
     }
     kline(k, "}");
-    if (nb > 0) {
+    for (d = 0; d < nb; d++) {
         k->indent--;
         kline(k, "}");
     }
-    k->indent -= nb;
 }
 
 /* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,

@@ -1069,6 +1069,13 @@ static void test_llama_golden(void **state) {
     golden("dsl-examples/llama_layer.fdl", "llama_layer.safetensors", 12);
 }
 
+/* Attention and RMSNorm from primitives: batched broadcast matmuls,
+ * transposes, reshapes, causal_mask and softmax on real data. */
+static void test_llama_prim_golden(void **state) {
+    (void)state;
+    golden("dsl-examples/llama_layer_prim.fdl", "llama_layer.safetensors", 12);
+}
+
 static void test_gpt2_golden(void **state) {
     (void)state;
     golden("dsl-examples/gpt2_block.fdl", "gpt2_block.safetensors", 12);
@@ -1111,6 +1118,7 @@ int main(void) {
         cmocka_unit_test(test_name_errors),
         cmocka_unit_test(test_negative_control),
         cmocka_unit_test(test_llama_golden),
+        cmocka_unit_test(test_llama_prim_golden),
         cmocka_unit_test(test_gpt2_golden),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
