@@ -174,6 +174,15 @@ head -c 5000 "$LLAMA" >"$tmp/trunc.safetensors"
 expect 1 "golden file truncated" "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$tmp/trunc.safetensors"
 expect 1 "--dim of an unknown symbol" "$FUSEC" check dsl-examples/llama_layer.fdl --random --dim Q=3
 expect 1 "--split longer than the golden rows" "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$LLAMA" --split 14
+# Generated C that does not compile, or a block that crashes, is fusec's bug:
+# exit 70.  Simulated by a header forced into every file the harness build
+# compiles.
+printf 'int fusec_check_broken = ;\n' >"$tmp/broken.h"
+printf '#include <signal.h>\n__attribute__((constructor)) static void crash(void) { raise(SIGSEGV); }\n' >"$tmp/crash.h"
+expect 70 "C that does not compile is an internal error" env CC="$CC -include $tmp/broken.h" "$FUSEC" check dsl-examples/gpt2_block.fdl --random --dim T=2
+expect 70 "a crashing block is an internal error" env CC="$CC -include $tmp/crash.h" "$FUSEC" check dsl-examples/gpt2_block.fdl --random --dim T=2
+expect 1 "no C compiler" env CC=/nonexistent/cc "$FUSEC" check dsl-examples/gpt2_block.fdl --random --dim T=2
+expect 1 "no runtime library" env FUSEC_LIB_DIR="$tmp/nolib" "$FUSEC" check dsl-examples/gpt2_block.fdl --random --dim T=2
 expect 2 "usage: no arguments" "$FUSEC" check
 expect 2 "usage: --golden and --random" "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$LLAMA" --random
 expect 2 "usage: unknown option" "$FUSEC" check dsl-examples/llama_layer.fdl --random --frobnicate
