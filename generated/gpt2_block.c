@@ -202,10 +202,10 @@ static void k23_linear(const float *x, const float *w, const float *bias, float 
 }
 
 /* %24 = add(%0, %23) : f32[T, 256]   # r
- *   b: f32[T, 256]
  *   a: f32[T, 256] (hidden_states)
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k24_add(const float *b, const float *a, float *y, int64_t T) {
+static void k24_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
@@ -286,10 +286,10 @@ static void k28_linear(const float *x, const float *w, const float *bias, float 
 }
 
 /* %29 = add(%24, %28) : f32[T, 256]
- *   b: f32[T, 256]
  *   a: f32[T, 256]
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k29_add(const float *b, const float *a, float *y, int64_t T) {
+static void k29_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
@@ -348,12 +348,12 @@ int gpt2_block_forward(const gpt2_block_weights *w,
     k21_append(cache->v_cache, fu_t19, T, P);
     k22_attention(fu_t17, cache->k_cache, cache->v_cache, fu_t22, T, P);
     k23_linear(fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, fu_t23, T);
-    k24_add(fu_t23, hidden_states, fu_t24, T);
+    k24_add(hidden_states, fu_t23, fu_t24, T);
     k25_layer_norm(fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
     k26_linear(fu_t25, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t26, T);
     k27_gelu_tanh(fu_t26, fu_t27, T);
     k28_linear(fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t28, T);
-    k29_add(fu_t28, fu_t24, out_hidden_states, T);
+    k29_add(fu_t24, fu_t28, out_hidden_states, T);
     return 0;
 }
 

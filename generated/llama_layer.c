@@ -248,10 +248,10 @@ static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %23 = add(%0, %22) : f32[T, 256]   # r
- *   b: f32[T, 256]
  *   a: f32[T, 256] (hidden_states)
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k23_add(const float *b, const float *a, float *y, int64_t T) {
+static void k23_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
@@ -320,10 +320,10 @@ static void k27_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %28 = mul(%26, %27) : f32[T, 704]
- *   b: f32[T, 704]
  *   a: f32[T, 704]
+ *   b: f32[T, 704]
  *   y: f32[T, 704] */
-static void k28_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k28_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 704); ++i)
         y[i] = a[i] * b[i];
 }
@@ -347,10 +347,10 @@ static void k29_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %30 = add(%23, %29) : f32[T, 256]
- *   b: f32[T, 256]
  *   a: f32[T, 256]
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k30_add(const float *b, const float *a, float *y, int64_t T) {
+static void k30_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
@@ -413,14 +413,14 @@ int llama_layer_forward(const llama_layer_weights *w,
     k20_append(cache->v_cache, fu_t18, T, P);
     k21_attention(fu_t15, cache->k_cache, cache->v_cache, fu_t21, T, P);
     k22_linear(fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
-    k23_add(fu_t22, hidden_states, fu_t23, T);
+    k23_add(hidden_states, fu_t22, fu_t23, T);
     k24_rms_norm(fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
     k25_linear(fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
     k26_silu(fu_t25, fu_t26, T);
     k27_linear(fu_t24, w->mlp_up_proj_weight, fu_t27, T);
-    k28_mul(fu_t27, fu_t26, fu_t28, T);
+    k28_mul(fu_t26, fu_t27, fu_t28, T);
     k29_linear(fu_t28, w->mlp_down_proj_weight, fu_t29, T);
-    k30_add(fu_t29, fu_t23, out_hidden_states, T);
+    k30_add(fu_t23, fu_t29, out_hidden_states, T);
     return 0;
 }
 

@@ -100,11 +100,11 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
 }
 
 /* %13 = mul(%0, %0) : f32[T, 256]
- *   b: f32[T, 256] (hidden_states)
+ *   a: f32[T, 256] (hidden_states)
  *   y: f32[T, 256] */
-static void k13_mul(const float *b, float *y, int64_t T) {
+static void k13_mul(const float *a, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = b[i] * b[i];
+        y[i] = a[i] * a[i];
 }
 
 /* %14 = mean(%13) : f32[T, 1]   # variance
@@ -141,20 +141,20 @@ static void k17_rsqrt(const float *x, float *y, int64_t T) {
 }
 
 /* %18 = mul(%0, %17) : f32[T, 256]
- *   b: f32[T, 1]
  *   a: f32[T, 256] (hidden_states)
+ *   b: f32[T, 1]
  *   y: f32[T, 256] */
-static void k18_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k18_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i0 = 0; i0 < T; ++i0)
         for (int64_t i1 = 0; i1 < 256; ++i1)
             y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i0];
 }
 
 /* %19 = mul(%18, %2) : f32[T, 256]   # h
- *   b: f32[256] (input_layernorm.weight)
  *   a: f32[T, 256]
+ *   b: f32[256] (input_layernorm.weight)
  *   y: f32[T, 256] */
-static void k19_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k19_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i0 = 0; i0 < T; ++i0)
         for (int64_t i1 = 0; i1 < 256; ++i1)
             y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i1];
@@ -304,24 +304,24 @@ static void k33_transpose(const float *x, float *y, int64_t T, int64_t P) {
  *   b: f32[2, 1, 32, T+P]
  *   y: f32[2, 4, T, T+P] */
 static void k35_matmul(const float *a, const float *b, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0)
-        for (int64_t i1 = 0; i1 < 4; ++i1)
-            {
-                const float *am = a + i0 * (T * 128) + i1 * (T * 32);
-                const float *bm = b + i0 * ((T + P) * 32);
-                float *ym = y + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
-                for (int64_t m = 0; m < T; ++m) {
-                    float *yr = ym + m * (T + P);
+    for (int64_t i0 = 0; i0 < 2; ++i0) {
+        for (int64_t i1 = 0; i1 < 4; ++i1) {
+            const float *am = a + i0 * (T * 128) + i1 * (T * 32);
+            const float *bm = b + i0 * ((T + P) * 32);
+            float *ym = y + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
+            for (int64_t m = 0; m < T; ++m) {
+                float *yr = ym + m * (T + P);
+                for (int64_t j = 0; j < (T + P); ++j)
+                    yr[j] = 0.0f;
+                for (int64_t kk = 0; kk < 32; ++kk) {
+                    float av = am[m * 32 + kk];
+                    const float *br = bm + kk * (T + P);
                     for (int64_t j = 0; j < (T + P); ++j)
-                        yr[j] = 0.0f;
-                    for (int64_t kk = 0; kk < 32; ++kk) {
-                        float av = am[m * 32 + kk];
-                        const float *br = bm + kk * (T + P);
-                        for (int64_t j = 0; j < (T + P); ++j)
-                            yr[j] += av * br[j];
-                    }
+                        yr[j] += av * br[j];
                 }
             }
+        }
+    }
 }
 
 /* %37 = mul(%35, %36) : f32[2, 4, T, T+P]   # scores
@@ -373,24 +373,24 @@ static void k39_softmax(const float *x, float *y, int64_t T, int64_t P) {
  *   b: f32[2, 1, T+P, 32]
  *   y: f32[2, 4, T, 32] */
 static void k40_matmul(const float *a, const float *b, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0)
-        for (int64_t i1 = 0; i1 < 4; ++i1)
-            {
-                const float *am = a + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
-                const float *bm = b + i0 * ((T + P) * 32);
-                float *ym = y + i0 * (T * 128) + i1 * (T * 32);
-                for (int64_t m = 0; m < T; ++m) {
-                    float *yr = ym + m * 32;
+    for (int64_t i0 = 0; i0 < 2; ++i0) {
+        for (int64_t i1 = 0; i1 < 4; ++i1) {
+            const float *am = a + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
+            const float *bm = b + i0 * ((T + P) * 32);
+            float *ym = y + i0 * (T * 128) + i1 * (T * 32);
+            for (int64_t m = 0; m < T; ++m) {
+                float *yr = ym + m * 32;
+                for (int64_t j = 0; j < 32; ++j)
+                    yr[j] = 0.0f;
+                for (int64_t kk = 0; kk < (T + P); ++kk) {
+                    float av = am[m * (T + P) + kk];
+                    const float *br = bm + kk * 32;
                     for (int64_t j = 0; j < 32; ++j)
-                        yr[j] = 0.0f;
-                    for (int64_t kk = 0; kk < (T + P); ++kk) {
-                        float av = am[m * (T + P) + kk];
-                        const float *br = bm + kk * 32;
-                        for (int64_t j = 0; j < 32; ++j)
-                            yr[j] += av * br[j];
-                    }
+                        yr[j] += av * br[j];
                 }
             }
+        }
+    }
 }
 
 /* %41 = transpose(%40) : f32[T, 2, 4, 32]
@@ -423,20 +423,20 @@ static void k43_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %44 = add(%0, %43) : f32[T, 256]   # r
- *   b: f32[T, 256]
  *   a: f32[T, 256] (hidden_states)
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k44_add(const float *b, const float *a, float *y, int64_t T) {
+static void k44_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
 
 /* %45 = mul(%44, %44) : f32[T, 256]
- *   b: f32[T, 256]
+ *   a: f32[T, 256]
  *   y: f32[T, 256] */
-static void k45_mul(const float *b, float *y, int64_t T) {
+static void k45_mul(const float *a, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = b[i] * b[i];
+        y[i] = a[i] * a[i];
 }
 
 /* %46 = mean(%45) : f32[T, 1]   # variance
@@ -473,20 +473,20 @@ static void k49_rsqrt(const float *x, float *y, int64_t T) {
 }
 
 /* %50 = mul(%44, %49) : f32[T, 256]
- *   b: f32[T, 1]
  *   a: f32[T, 256]
+ *   b: f32[T, 1]
  *   y: f32[T, 256] */
-static void k50_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k50_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i0 = 0; i0 < T; ++i0)
         for (int64_t i1 = 0; i1 < 256; ++i1)
             y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i0];
 }
 
 /* %51 = mul(%50, %7) : f32[T, 256]
- *   b: f32[256] (post_attention_layernorm.weight)
  *   a: f32[T, 256]
+ *   b: f32[256] (post_attention_layernorm.weight)
  *   y: f32[T, 256] */
-static void k51_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k51_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i0 = 0; i0 < T; ++i0)
         for (int64_t i1 = 0; i1 < 256; ++i1)
             y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i1];
@@ -539,10 +539,10 @@ static void k54_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %55 = mul(%53, %54) : f32[T, 704]
- *   b: f32[T, 704]
  *   a: f32[T, 704]
+ *   b: f32[T, 704]
  *   y: f32[T, 704] */
-static void k55_mul(const float *b, const float *a, float *y, int64_t T) {
+static void k55_mul(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 704); ++i)
         y[i] = a[i] * b[i];
 }
@@ -566,10 +566,10 @@ static void k56_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %57 = add(%44, %56) : f32[T, 256]
- *   b: f32[T, 256]
  *   a: f32[T, 256]
+ *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k57_add(const float *b, const float *a, float *y, int64_t T) {
+static void k57_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
@@ -644,8 +644,8 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
     k14_mean(fu_t13, fu_t14, T);
     k16_add(fu_t14, fu_t16, T);
     k17_rsqrt(fu_t16, fu_t17, T);
-    k18_mul(fu_t17, hidden_states, fu_t18, T);
-    k19_mul(w->input_layernorm_weight, fu_t18, fu_t19, T);
+    k18_mul(hidden_states, fu_t17, fu_t18, T);
+    k19_mul(fu_t18, w->input_layernorm_weight, fu_t19, T);
     k20_linear(fu_t19, w->self_attn_q_proj_weight, fu_t20, T);
     k21_rope(fu_t20, position_ids, fu_t21, T);
     k22_linear(fu_t19, w->self_attn_k_proj_weight, fu_t22, T);
@@ -663,19 +663,19 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
     k40_matmul(fu_t39, fu_t33, fu_t40, T, P);
     k41_transpose(fu_t40, fu_t41, T);
     k43_linear(fu_t41, w->self_attn_o_proj_weight, fu_t43, T);
-    k44_add(fu_t43, hidden_states, fu_t44, T);
+    k44_add(hidden_states, fu_t43, fu_t44, T);
     k45_mul(fu_t44, fu_t45, T);
     k46_mean(fu_t45, fu_t46, T);
     k48_add(fu_t46, fu_t48, T);
     k49_rsqrt(fu_t48, fu_t49, T);
-    k50_mul(fu_t49, fu_t44, fu_t50, T);
-    k51_mul(w->post_attention_layernorm_weight, fu_t50, fu_t51, T);
+    k50_mul(fu_t44, fu_t49, fu_t50, T);
+    k51_mul(fu_t50, w->post_attention_layernorm_weight, fu_t51, T);
     k52_linear(fu_t51, w->mlp_gate_proj_weight, fu_t52, T);
     k53_silu(fu_t52, fu_t53, T);
     k54_linear(fu_t51, w->mlp_up_proj_weight, fu_t54, T);
-    k55_mul(fu_t54, fu_t53, fu_t55, T);
+    k55_mul(fu_t53, fu_t54, fu_t55, T);
     k56_linear(fu_t55, w->mlp_down_proj_weight, fu_t56, T);
-    k57_add(fu_t56, fu_t44, out_hidden_states, T);
+    k57_add(fu_t44, fu_t56, out_hidden_states, T);
     return 0;
 }
 
