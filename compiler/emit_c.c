@@ -11,9 +11,9 @@
  * forward both call it so the two can never disagree.
  *
  * The float64 interpreter (interp.c) defines what every op means; the loops
- * here follow it in float, with float accumulators.  Two places use double
- * on purpose: RoPE angles (pos * theta^(-2i/hd) loses digits in float at
- * positions in the thousands) and nothing else.
+ * here follow it in float, with float accumulators.  Only RoPE angles are
+ * computed in double: pos * theta^(-2i/hd) loses digits in float at
+ * positions in the thousands.
  *
  * Output depends only on the graph and the target: no timestamps, no paths,
  * no pointer values, no hash order.  Each name the user chose is checked
@@ -1188,11 +1188,11 @@ static const char *emit_kernel(Emit *e, int kid, int first) {
 }
 
 /* The symbol list of a prototype: "int64_t T, int64_t P", or "" */
-static const char *sym_params(const Graph *g, bool lead_comma) {
+static const char *sym_params(const Graph *g) {
     Buf b = {0};
     int s;
     for (s = 0; s < g->nsyms; s++)
-        buf_printf(&b, "%sint64_t %s", (s || lead_comma) ? ", " : "", g->sym_names[s]);
+        buf_printf(&b, "%sint64_t %s", s ? ", " : "", g->sym_names[s]);
     return take(&b, "");
 }
 
@@ -1244,7 +1244,7 @@ static void emit_layout(Emit *e) {
                 " * 64-byte aligned slot each, in node order.  forward and workspace_size both\n"
                 " * call this, so they cannot disagree.  Returns 0 or FR_EINVAL.\n */\n");
     buf_printf(c, "static int fu_layout(%s%ssize_t *off, size_t *total) {\n",
-               sym_params(g, false), g->nsyms ? ", " : "");
+               sym_params(g), g->nsyms ? ", " : "");
     buf_puts(c, "    uint64_t at = 0;\n");
     if (e->nslots == 0)
         buf_puts(c, "    (void)off;\n");
@@ -1311,7 +1311,7 @@ static const char *forward_params(Emit *e, const char *indent) {
 }
 
 static const char *ws_params(const Graph *g) {
-    return g->nsyms ? sym_params(g, false) : "void";
+    return g->nsyms ? sym_params(g) : "void";
 }
 
 static void emit_forward(Emit *e, const char **calls) {
@@ -1439,8 +1439,10 @@ static void emit_bind_and_desc(Emit *e) {
         for (i = 0; i < g->nweights; i++) {
             const Node *n = g->weights[i];
             Buf sh = {0};
-            for (d = 0; d < n->rank; d++)
+            for (d = 0; d < n->rank; d++) {
+                FU_ASSERT(dim_is_const(n->shape[d])); /* shape.c: weights are constant */
                 buf_printf(&sh, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
+            }
             buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
                        fr_dtype_c(n), n->rank,
                        n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
@@ -1459,8 +1461,12 @@ static void emit_bind_and_desc(Emit *e) {
         int64_t maxrow = 1;
         for (i = 0; i < g->ncaches; i++) {
             int64_t row = 1;
-            for (d = 1; d < g->caches[i]->rank; d++)
+            /* shape.c: a cache is [cache symbol, constant dims...] */
+            FU_ASSERT(dim_eq(g->caches[i]->shape[0], dim_sym(g->cache_sym)));
+            for (d = 1; d < g->caches[i]->rank; d++) {
+                FU_ASSERT(dim_is_const(g->caches[i]->shape[d]));
                 row *= g->caches[i]->shape[d].c;
+            }
             maxrow = row > maxrow ? row : maxrow;
         }
         buf_printf(c, "    if (capacity < 1 || capacity > FU_SYM_MAX || (uint64_t)capacity * %lld > "
@@ -1744,35 +1750,6 @@ static int write_all(FILE *f, const Buf *b, const char *what) {
     return 0;
 }
 
-/* Checks what the emitter relies on beyond ir_check: constant weight shapes
- * (bind needs them) and constant cache rows (cache_init needs them). */
-static int check_interface(const Graph *g) {
-    int i, d, rc = 0;
-    for (i = 0; i < g->nweights; i++)
-        for (d = 0; d < g->weights[i]->rank; d++)
-            if (!dim_is_const(g->weights[i]->shape[d])) {
-                diag_plain_error("weight '%s' has a symbolic dimension; weights need constant shapes",
-                                 g->weights[i]->name);
-                rc = -1;
-                break;
-            }
-    for (i = 0; i < g->ncaches; i++) {
-        const Node *n = g->caches[i];
-        if (n->rank < 1 || g->cache_sym < 0 || !dim_eq(n->shape[0], dim_sym(g->cache_sym))) {
-            diag_plain_error("cache '%s' must have the cache symbol as its first dimension", n->name);
-            rc = -1;
-            continue;
-        }
-        for (d = 1; d < n->rank; d++)
-            if (!dim_is_const(n->shape[d])) {
-                diag_plain_error("cache '%s': dimensions after the first must be constant", n->name);
-                rc = -1;
-                break;
-            }
-    }
-    return rc;
-}
-
 int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char *header_name) {
     Emit e;
     FU_ASSERT(g && c_out && h_out && header_name);
@@ -1784,7 +1761,7 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
         diag_plain_error("header name '%s' cannot be #included", header_name);
         return -1;
     }
-    if (check_names(&e) != 0 || check_interface(g) != 0 || pick_sym_max(&e) != 0)
+    if (check_names(&e) != 0 || pick_sym_max(&e) != 0)
         return -1;
     place_buffers(&e);
     emit_c_file(&e, header_name);
