@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -67,6 +68,14 @@ static bool out_open(Out *o, const char *path) {
     o->path = path;
     o->tmp = fu_format("%s.tmp.XXXXXX", path);
     int fd = mkstemp(o->tmp);
+    /* mkstemp creates 0600; give the file the mode a plain fopen would */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fd >= 0 && fchmod(fd, 0666 & ~mask) != 0) {
+        close(fd);
+        unlink(o->tmp);
+        fd = -1;
+    }
     if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
         diag_plain_error("cannot write '%s': %s", path, strerror(errno));
         if (fd >= 0) {
