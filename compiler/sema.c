@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- scopes ----------------------------------------------------------------- */
+/* ---- scopes -------------------------------------------------------------- */
 
 typedef enum EKind { E_DIM, E_NUM, E_STR, E_BOOL, E_TENSOR, E_FN, E_POISON } EKind;
 
@@ -236,7 +236,7 @@ static const char *node_type_str(const Sema *s, const Node *n) {
 
 static bool is_c_ident(const char *name) { return strchr(name, '.') == NULL; }
 
-/* ---- values --------------------------------------------------------------- */
+/* ---- values -------------------------------------------------------------- */
 
 typedef enum VKind { V_POISON, V_TENSOR, V_NUM, V_STR, V_BOOL, V_LIST } VKind;
 
@@ -317,7 +317,7 @@ static Node *to_tensor(Sema *s, const Value *v, SrcLoc loc) {
     }
 }
 
-/* ---- dimension expressions ------------------------------------------------ */
+/* ---- dimension expressions ----------------------------------------------- */
 
 static bool fits_int(double x) { return x == floor(x) && fabs(x) < 9007199254740992.0; }
 
@@ -485,7 +485,7 @@ static bool eval_type(Sema *s, Scope *sc, const Ast *t, int *rank, Dim *shape) {
     return ok;
 }
 
-/* ---- expressions ------------------------------------------------------------ */
+/* ---- expressions --------------------------------------------------------- */
 
 static Value eval(Sema *s, Scope *sc, const Ast *e, int depth);
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth);
@@ -609,7 +609,7 @@ static Value eval(Sema *s, Scope *sc, const Ast *e, int depth) {
     }
 }
 
-/* ---- builtins --------------------------------------------------------------- */
+/* ---- builtins ------------------------------------------------------------ */
 
 typedef enum KwType { K_INT, K_FLOAT, K_BOOL, K_STR } KwType;
 
@@ -978,7 +978,7 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
     return v;
 }
 
-/* ---- fns ---------------------------------------------------------------------- */
+/* ---- fns ----------------------------------------------------------------- */
 
 static void run_stmt(Sema *s, Scope *sc, const Ast *st, int depth);
 
@@ -1127,7 +1127,7 @@ static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     return call_builtin(s, sc, e, (Op)op, depth);
 }
 
-/* ---- statements ------------------------------------------------------------------ */
+/* ---- statements ---------------------------------------------------------- */
 
 /* dim NAME [= dim]: symbolic dims only in blocks, where they become graph
  * symbols in declaration order; constant dims must be positive. */
@@ -1255,7 +1255,7 @@ static void run_stmt(Sema *s, Scope *sc, const Ast *st, int depth) {
     }
 }
 
-/* ---- files and imports ---------------------------------------------------- */
+/* ---- files and imports --------------------------------------------------- */
 
 static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcLoc at);
 
@@ -1455,7 +1455,7 @@ static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcL
     return f;
 }
 
-/* ---- blocks ----------------------------------------------------------------- */
+/* ---- blocks -------------------------------------------------------------- */
 
 static bool has_whole_dim(Node **nodes, int n, int sym) {
     for (int i = 0; i < n; i++)
