@@ -191,6 +191,14 @@ int fr_pool_threads(void);      /* the thread count fr_parallel will use */
 void fr_pool_shutdown(void);    /* joins the workers (also run at exit) */
 /* [begin, end) of tid's share of n items, balanced to within one item. */
 void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end);
+/*
+ * Per-thread scratch memory for kernels (packed panels, attention tiles).
+ * NAME_forward calls fr_scratch_reserve(bytes) before fr_parallel (it
+ * allocates on growth only, 64-byte aligned, for fr_pool_threads() threads);
+ * inside a kernel fr_scratch(tid) is that thread's buffer.
+ */
+int fr_scratch_reserve(size_t bytes_per_thread, fr_err *err);
+void *fr_scratch(int tid);
 
 /* ---- timers --------------------------------------------------------------- */
 

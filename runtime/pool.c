@@ -160,3 +160,32 @@ void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end) {
     *begin = tid * q + (tid < r ? tid : r);
     *end = *begin + q + (tid < r);
 }
+
+/* Scratch: one buffer per thread slot, grown on demand and kept. */
+static struct {
+    void *buf[FR_MAX_THREADS];
+    size_t bytes;
+    int nthreads;
+} scratch;
+
+int fr_scratch_reserve(size_t bytes, fr_err *err) {
+    int n = fr_pool_threads();
+    if (bytes <= scratch.bytes && n <= scratch.nthreads)
+        return FR_OK;
+    size_t want = bytes > scratch.bytes ? bytes : scratch.bytes;
+    int have = n > scratch.nthreads ? n : scratch.nthreads;
+    for (int t = 0; t < have; t++) {
+        if (scratch.buf[t] && want <= scratch.bytes)
+            continue;
+        void *p = fr_alloc(want);
+        if (!p)
+            return fr_seterr(err, FR_ENOMEM, "cannot allocate %zu bytes of scratch for thread %d", want, t);
+        fr_free(scratch.buf[t]);
+        scratch.buf[t] = p;
+    }
+    scratch.bytes = want;
+    scratch.nthreads = have;
+    return FR_OK;
+}
+
+void *fr_scratch(int tid) { return scratch.buf[tid]; }

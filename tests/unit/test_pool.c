@@ -100,6 +100,29 @@ static void test_split(void **s) {
     assert_int_equal(e - b, 0);
 }
 
+static void touch_scratch(void *ctx, int tid, int nth) {
+    (void)ctx;
+    (void)nth;
+    unsigned char *p = fr_scratch(tid);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % FR_ALIGN, 0);
+    memset(p, tid + 1, 4096); /* each thread owns its buffer: ASan would catch overlap */
+}
+static void test_scratch(void **s) {
+    (void)s;
+    fr_err err;
+    fr_set_num_threads(2);
+    assert_int_equal(fr_scratch_reserve(1024, &err), FR_OK);
+    assert_int_equal(fr_scratch_reserve(4096, &err), FR_OK); /* grows */
+    fr_set_num_threads(3);
+    assert_int_equal(fr_scratch_reserve(4096, &err), FR_OK); /* one more slot */
+    fr_parallel(touch_scratch, NULL);
+    unsigned char *a = fr_scratch(0), *b = fr_scratch(2);
+    assert_true(a != b);
+    assert_int_equal(a[4095], 1);
+    assert_int_equal(b[0], 3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_thread),
@@ -107,6 +130,7 @@ int main(void) {
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_nested_runs_inline),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_scratch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     fr_pool_shutdown();
