@@ -22,6 +22,7 @@ typedef struct Source {
 static Source *sources;
 static int nsources, capsources;
 static int nerrors;
+static int max_errors = DIAG_MAX_ERRORS;
 
 void diag_add_source(const char *file, const char *text) {
     if (nsources == capsources) {
@@ -89,7 +90,7 @@ static void report(SrcLoc loc, const char *kind, const char *fmt, va_list ap) {
 }
 
 static void count_error(void) {
-    if (++nerrors >= DIAG_MAX_ERRORS) {
+    if (++nerrors >= max_errors && max_errors > 0) {
         fprintf(stderr, "fusec: fatal error: too many errors emitted, stopping now\n");
         exit(EXIT_FAIL);
     }
@@ -122,3 +123,13 @@ void diag_plain_error(const char *fmt, ...) {
 int diag_error_count(void) { return nerrors; }
 
 void diag_reset(void) { nerrors = 0; }
+
+/* A fuzz harness compiles millions of inputs in one process: it must not
+ * exit on the 20th error, and it frees the arena between inputs, so the
+ * registered sources (arena memory) are forgotten with it. */
+void diag_set_max_errors(int n) { max_errors = n; }
+
+void diag_forget_sources(void) {
+    sources = NULL;
+    nsources = capsources = 0;
+}

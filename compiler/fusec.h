@@ -35,6 +35,9 @@ char *fu_format(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+/* Frees the whole arena (for drivers that compile many inputs, e.g. the
+ * fuzz harness); every pointer into it dies. */
+void fu_arena_release(void);
 /* Reads a whole file (NUL-terminated).  NULL with errno set on failure. */
 char *fu_read_file(const char *path, size_t *len);
 
@@ -102,6 +105,8 @@ void diag_plain_error(const char *fmt, ...)
     ;
 int diag_error_count(void);
 void diag_reset(void);              /* for unit tests */
+void diag_set_max_errors(int n);    /* n <= 0: never stop (fuzzing) */
+void diag_forget_sources(void);     /* before fu_arena_release */
 /* Stop after this many errors (default 20). */
 #define DIAG_MAX_ERRORS 20
 

@@ -43,6 +43,16 @@ void *fu_alloc(size_t n) {
     return p;
 }
 
+/* Frees every chunk.  Only for a driver that compiles many inputs in one
+ * process (the fuzz harness): no pointer into the arena may be used after. */
+void fu_arena_release(void) {
+    while (arena) {
+        Chunk *next = arena->next;
+        free(arena);
+        arena = next;
+    }
+}
+
 char *fu_strndup(const char *s, size_t n) {
     char *p = fu_alloc(n + 1);
     memcpy(p, s, n);
