@@ -1726,14 +1726,16 @@ static void emit_h_file(Emit *e) {
     buf_printf(h, "/* Bytes of workspace forward needs for these symbol values (64-byte aligned\n"
                   " * memory, e.g. fr_alloc); 0 when the symbols are out of range. */\n"
                   "size_t %s_workspace_size(%s);\n\n", g->name, ws_params(g));
-    buf_printf(h, "/* Runs the block");
+    buf_puts(h, "/* Runs the block");
     if (g->ncaches)
-        buf_printf(h, ": %s new rows after %s cached ones; appends the new rows to the caches",
-                   g->cache_sym >= 0 && g->cache_sym != 0 ? g->sym_names[0] : "the",
+        buf_printf(h, " on new rows; rows [0, %s) of the caches hold the earlier ones and\n"
+                      " * the new rows are appended after them",
                    g->sym_names[g->cache_sym]);
-    buf_printf(h, ".\n * Returns 0, or FR_EINVAL for a NULL pointer, an unbound weight, symbols out of\n"
-                  " * range%s. */\n", g->ncaches ? " or a cache too small for the rows" : "");
-    buf_printf(h, "int %s_forward(%s);\n\n", g->name, forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
+    buf_printf(h, ".  Returns 0, or FR_EINVAL for a NULL pointer, an\n"
+                  " * unbound weight, symbols out of range%s. */\n",
+               g->ncaches ? " or a cache too small for the rows" : "");
+    buf_printf(h, "int %s_forward(%s);\n\n", g->name,
+               forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
     buf_printf(h, "/* The same block for generic drivers (fusec check, benchmarks). */\n"
                   "extern const fr_block_desc %s_desc;\n\n", g->name);
     buf_puts(h, "#ifdef __cplusplus\n}\n#endif\n");
