@@ -185,6 +185,42 @@ struct Node {
     int kernel;         /* the kernel it was scheduled into; -1 for none */
 };
 
+/*
+ * Kernels: after scheduling, every node that does work belongs to exactly
+ * one kernel (node->kernel is its index in g->kernels) and a kernel's nodes
+ * are emitted as one C function.  The kind says which emitter writes it:
+ *
+ *   KK_SINGLE     one op as plain loops (emit_c.c) - the unfused path (-O0)
+ *   KK_ELEMWISE   a DAG of unary/binary ops over one shape: one loop (emit_fused.c)
+ *   KK_ROWWISE    norm or softmax over the last axis with elementwise
+ *                 prologue/epilogue ops (scale, mask, weight, bias) (emit_fused.c)
+ *   KK_GEMM       one or more linear/matmul nodes that share their A operand,
+ *                 optionally preceded by the norm that produces A (a prologue:
+ *                 the normalized tensor is never stored), followed by
+ *                 elementwise epilogue ops on the accumulator tile (bias,
+ *                 activation, residual add, scale, the silu(g)*u of two
+ *                 linears, rope) (emit_gemm.c)
+ *   KK_ATTENTION  flash attention: append, rope of q and k, q.k^T, scale,
+ *                 causal mask, online softmax, .v (emit_fused.c)
+ *   KK_MLP        the whole MLP (norm, gate/up linears, activation, mul, down
+ *                 linear, residual) as one tiled pass in which the [T, F]
+ *                 intermediate is never stored whole (emit_gemm.c)
+ *
+ * A kernel's "results" are its nodes read outside it (or outputs); only
+ * those are stored.  Kernels are numbered in execution order.
+ */
+typedef enum KernelKind {
+    KK_SINGLE, KK_ELEMWISE, KK_ROWWISE, KK_GEMM, KK_ATTENTION, KK_MLP
+} KernelKind;
+
+typedef struct Kernel {
+    int id;
+    KernelKind kind;
+    int nnodes;
+    Node **nodes;       /* topological order */
+    const char *note;   /* what it absorbed, for --explain; may be NULL */
+} Kernel;
+
 typedef struct Graph {
     const char *name;                 /* block name; a C identifier */
     int nsyms;
@@ -200,6 +236,7 @@ typedef struct Graph {
     const char **const_names;
     int64_t *const_values;
     int nkernels;                     /* set by scheduling */
+    Kernel **kernels;                 /* [nkernels] */
 } Graph;
 
 Graph *ir_graph_new(const char *name);

@@ -74,6 +74,28 @@ bool ir_check(const Graph *g, char *why, size_t len) {
         if (!same)
             return bad(why, len, "%%%d (%s): stored type differs from its type rule", i, op_info[n->op].name);
     }
+    /* the kernel lists and node->kernel agree (when scheduled) */
+    if (g->kernels) {
+        int placed = 0;
+        for (int k = 0; k < g->nkernels; k++) {
+            const Kernel *kr = g->kernels[k];
+            if (!kr || kr->id != k || kr->nnodes < 1)
+                return bad(why, len, "kernel %d is missing, misnumbered or empty", k);
+            for (int j = 0; j < kr->nnodes; j++) {
+                const Node *n = kr->nodes[j];
+                if (n->id < 0 || n->id >= g->nnodes || g->nodes[n->id] != n || n->kernel != k)
+                    return bad(why, len, "kernel %d lists %%%d, which is not in it", k, n->id);
+                if (j && kr->nodes[j - 1]->id >= n->id)
+                    return bad(why, len, "kernel %d's nodes are not in topological order", k);
+            }
+            placed += kr->nnodes;
+        }
+        int in_some = 0;
+        for (int i = 0; i < g->nnodes; i++)
+            in_some += g->nodes[i]->kernel >= 0;
+        if (placed != in_some)
+            return bad(why, len, "%d nodes have a kernel but the kernels list %d", in_some, placed);
+    }
     if (counts[OP_INPUT] != g->ninputs || counts[OP_WEIGHT] != g->nweights ||
         counts[OP_CACHE] != g->ncaches || counts[OP_OUTPUT] != g->noutputs)
         return bad(why, len, "interface lists do not match the graph's source and output nodes");
