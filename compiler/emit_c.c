@@ -1104,13 +1104,22 @@ static int pick_sym_max(Emit *e) {
 
 /* ---- the .c file ------------------------------------------------------------ */
 
-static const char *kernel_name(const Graph *g, int kid, int first) {
+/* The nodes of a kernel that compute something (its output nodes are
+ * copies forward makes at the end, or nothing at all). */
+static int kernel_work(const Kernel *kr, const Node **work) {
+    int n = 0;
+    for (int i = 0; i < kr->nnodes; i++)
+        if (is_computed(kr->nodes[i]))
+            work[n++] = kr->nodes[i];
+    return n;
+}
+
+/* k<first node id>_<op>[_<op>...]: "k13_rms_norm". */
+static const char *kernel_name(const Node *const *work, int nwork) {
     Buf b = {0};
-    int i, parts = 0;
-    buf_printf(&b, "k%d", g->nodes[first]->id);
-    for (i = first; i < g->nnodes; i++)
-        if (g->nodes[i]->kernel == kid && is_computed(g->nodes[i]) && parts++ < 4)
-            buf_printf(&b, "_%s", op_info[g->nodes[i]->op].name);
+    buf_printf(&b, "k%d", work[0]->id);
+    for (int i = 0; i < nwork && i < 4; i++)
+        buf_printf(&b, "_%s", op_info[work[i]->op].name);
     return take(&b, "");
 }
 
@@ -1119,24 +1128,26 @@ static const char *param_decl(const KParam *p) {
     return fu_format("%s%s *%s", p->written ? "" : "const ", ctype(p->node), p->name);
 }
 
-/* Emits kernel `kid` (its nodes from `first` on) and returns the call. */
-static const char *emit_kernel(Emit *e, int kid, int first) {
+/* Emits one kernel's function and returns the statement that calls it, or
+ * NULL for a kernel with nothing to compute.  The generic target writes
+ * every node of a kernel as its own loop nest, one after the other, storing
+ * each into its own buffer: right for KK_SINGLE kernels, and still correct
+ * (only unfused) for the kinds a fused emitter would write as one pass. */
+static const char *emit_kernel(Emit *e, const Kernel *kr) {
     const Graph *g = e->g;
     Kern *k = fu_alloc(sizeof *k);
-    const char *name = kernel_name(g, kid, first);
+    const Node **work = fu_alloc(sizeof *work * (size_t)(kr->nnodes + 1));
+    int nwork = kernel_work(kr, work), i, s;
+    if (nwork == 0)
+        return NULL;
+    const char *name = kernel_name(work, nwork);
     Buf call = {0};
-    int i, nn = 0, s;
     bool first_arg;
     k->e = e;
-    for (i = first; i < g->nnodes; i++)
-        nn += g->nodes[i]->kernel == kid && is_computed(g->nodes[i]);
-    k->multi = nn > 1;
+    k->multi = nwork > 1;
     k->indent = 1;
-    buf_puts(&k->body, "");
-    for (i = first; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->kernel != kid || !is_computed(n))
-            continue;
+    for (i = 0; i < nwork; i++) {
+        const Node *n = work[i];
         if (k->multi) {
             kline(k, "{ /* %%%d %s */", n->id, op_info[n->op].name);
             k->indent++;
@@ -1150,13 +1161,10 @@ static const char *emit_kernel(Emit *e, int kid, int first) {
 
     /* Comment: what it computes, then the shape of every parameter. */
     buf_printf(&e->c, "/* ");
-    for (i = first; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        int j;
-        if (n->kernel != kid || !is_computed(n))
-            continue;
-        buf_printf(&e->c, "%s%%%d = %s(", i == first ? "" : "\n * ", n->id, op_info[n->op].name);
-        for (j = 0; j < n->nin; j++)
+    for (i = 0; i < nwork; i++) {
+        const Node *n = work[i];
+        buf_printf(&e->c, "%s%%%d = %s(", i ? "\n * " : "", n->id, op_info[n->op].name);
+        for (int j = 0; j < n->nin; j++)
             buf_printf(&e->c, "%s%%%d", j ? ", " : "", n->in[j]->id);
         buf_printf(&e->c, ") : %s", type_text(g, n));
         if (n->label)
@@ -1380,7 +1388,7 @@ static void emit_forward(Emit *e, const char **calls) {
             buf_printf(c, "    %s *%s = (%s *)(fu_ws + fu_off[%d]);\n", ctype(n), e->ref[i], ctype(n),
                        e->slot[i]);
     }
-    for (i = 0; i < g->nnodes; i++)
+    for (i = 0; i < g->nkernels; i++)
         if (calls[i])
             buf_printf(c, "    %s\n", calls[i]);
     /* Outputs not computed in place are copied last: by then every kernel
@@ -1575,48 +1583,20 @@ static void emit_bind_and_desc(Emit *e) {
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
 }
 
-/* Kernels are called where their last node sits; a kernel whose nodes are
- * interleaved with another kernel's cannot be placed, which is a scheduler
- * bug. */
+/* One function per kernel of the schedule; returns the calls, indexed by
+ * kernel id, which is the execution order. */
 static const char **emit_kernels(Emit *e) {
     const Graph *g = e->g;
-    const char **calls = fu_alloc(sizeof *calls * (size_t)(g->nnodes + 1));
-    int nk = g->nkernels, i, kid;
-    int *first, *last;
-    first = fu_alloc(sizeof *first * (size_t)(nk + 1));
-    last = fu_alloc(sizeof *last * (size_t)(nk + 1));
-    for (kid = 0; kid < nk; kid++)
-        first[kid] = last[kid] = -1;
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->kernel < 0) {
-            if (is_computed(n))
-                fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s has no kernel", i,
-                            op_info[n->op].name);
-            continue;
-        }
-        FU_ASSERT(n->kernel < nk);
-        if (n->op == OP_OUTPUT)
-            continue; /* a copy forward makes at the end, or nothing at all */
-        if (!is_computed(n))
-            fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s is in kernel %d but computes nothing",
-                        i, op_info[n->op].name, n->kernel);
-        if (first[n->kernel] < 0)
-            first[n->kernel] = i;
-        last[n->kernel] = i;
+    const char **calls = fu_alloc(sizeof *calls * (size_t)(g->nkernels + 1));
+    FU_ASSERT(g->nkernels == 0 || g->kernels);
+    for (int i = 0; i < g->nnodes; i++)
+        if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0)
+            fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s was not scheduled", i,
+                        op_info[g->nodes[i]->op].name);
+    for (int kid = 0; kid < g->nkernels; kid++) {
+        FU_ASSERT(g->kernels[kid] && g->kernels[kid]->id == kid);
+        calls[kid] = emit_kernel(e, g->kernels[kid]);
     }
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->kernel < 0 || !is_computed(n))
-            continue;
-        for (kid = 0; kid < nk; kid++)
-            if (kid != n->kernel && first[kid] >= 0 && first[kid] < i && i < last[kid])
-                fu_internal(__FILE__, __LINE__, "emit_c: kernel %d is interleaved with kernel %d",
-                            kid, n->kernel);
-    }
-    for (kid = 0; kid < nk; kid++)
-        if (first[kid] >= 0)
-            calls[last[kid]] = emit_kernel(e, kid, first[kid]);
     return calls;
 }
 

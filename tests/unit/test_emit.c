@@ -321,6 +321,7 @@ typedef struct Spec {
     int expect_rc[MAX_CALLS];
     double tol;                     /* bound on the relative L2 error per output */
     const Graph *ref;               /* the graph the interpreter runs (NULL: the same) */
+    bool keep_schedule;             /* the test scheduled g itself */
     bool expect_mismatch;           /* the negative control: some output must differ */
     double worst;                   /* out: the largest relative L2 error seen */
     double *got[MAX_CALLS][MAX_T];  /* out: C's outputs per call */
@@ -407,7 +408,8 @@ static void run_and_compare(Graph *g, Spec *sp) {
         sp->ncalls = 1;
     ir_recount(g);
     ir_verify(g, "test");
-    pass_schedule(g, &o);
+    if (!sp->keep_schedule)
+        pass_schedule(g, &o);
     ir_verify(g, "schedule");
     assert_int_equal(emit_files(g), 0);
     const char *prog = build_block(g);
@@ -813,6 +815,48 @@ static void test_bad_symbols(void **state) {
     run_and_compare(g, &sp);
 }
 
+/* ---- tests: kernels of several nodes ---------------------------------------- */
+
+/* A kernel of several nodes, as a fusion pass would make it before a fused
+ * emitter exists for its kind: the generic target still computes it, node
+ * by node inside one function.  Here exp, mul and add share kernel 0 and
+ * exp's result is also read by an output. */
+static void test_multi_node_kernel(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("multi");
+    int T = ir_add_sym(g, "T");
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, S(T), C(5));
+    Node *a = op1(g, OP_EXP, x);
+    Node *b = op2(g, OP_MUL, a, cst(g, 2));
+    Node *c = op2(g, OP_ADD, b, x);
+    out(g, "y", c);
+    out(g, "z", a);
+    Options o = {0, "generic", 0};
+    ir_recount(g);
+    pass_schedule(g, &o);
+    /* merge the first three kernels (exp, mul, add) into kernel 0 */
+    Kernel *k0 = g->kernels[0];
+    assert_int_equal(k0->nodes[0]->op, OP_EXP);
+    assert_int_equal(g->kernels[2]->nodes[0]->op, OP_ADD);
+    k0->kind = KK_ELEMWISE;
+    k0->nnodes = 3;
+    k0->nodes = fu_alloc(3 * sizeof(Node *));
+    k0->nodes[0] = a, k0->nodes[1] = b, k0->nodes[2] = c;
+    b->kernel = c->kernel = 0;
+    for (int k = 3; k < g->nkernels; k++) {
+        g->kernels[k - 2] = g->kernels[k];
+        g->kernels[k - 2]->id = k - 2;
+        for (int i = 0; i < g->kernels[k - 2]->nnodes; i++)
+            g->kernels[k - 2]->nodes[i]->kernel = k - 2;
+    }
+    g->nkernels -= 2;
+    Spec sp = {.ncalls = 2, .syms = {{3}, {1}}, .keep_schedule = true};
+    run_and_compare(g, &sp);
+    char *text = slurp(tmp_path("multi.c"), NULL);
+    assert_non_null(strstr(text, "static void k1_exp_mul_add("));
+    assert_null(strstr(text, "k2_mul"));
+}
+
 /* ---- tests: the interface ------------------------------------------------- */
 
 /* No symbols, weights or caches: every optional part of the API is absent. */
@@ -1112,6 +1156,7 @@ int main(void) {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_cache_prefill_decode),
         cmocka_unit_test(test_bad_symbols),
+        cmocka_unit_test(test_multi_node_kernel),
         cmocka_unit_test(test_minimal_block),
         cmocka_unit_test(test_header_contents),
         cmocka_unit_test(test_deterministic),
