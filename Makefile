@@ -56,13 +56,15 @@ $(RTLIB): $(RT_OBJ)
 	ar rcs $@ $(RT_OBJ)
 
 # ---- compiler ----------------------------------------------------------------
-$(BUILD)/compiler/parse.tab.c $(BUILD)/compiler/parse.tab.h: compiler/parse.y
+# Pattern rules with two targets run their recipe once (a plain two-target
+# rule would run bison twice under make -j).
+$(BUILD)/compiler/%.tab.c $(BUILD)/compiler/%.tab.h: compiler/%.y
 	@mkdir -p $(BUILD)/compiler
-	bison -Wall -Werror --defines=$(BUILD)/compiler/parse.tab.h -o $(BUILD)/compiler/parse.tab.c $<
+	bison -Wall -Werror --defines=$(BUILD)/compiler/$*.tab.h -o $(BUILD)/compiler/$*.tab.c $<
 
-$(BUILD)/compiler/lex.yy.c $(BUILD)/compiler/lex.yy.h: compiler/lex.l
+$(BUILD)/compiler/%.yy.c $(BUILD)/compiler/%.yy.h: compiler/%.l
 	@mkdir -p $(BUILD)/compiler
-	flex --header-file=$(BUILD)/compiler/lex.yy.h -o $(BUILD)/compiler/lex.yy.c $<
+	flex --header-file=$(BUILD)/compiler/$*.yy.h -o $(BUILD)/compiler/$*.yy.c $<
 
 $(BUILD)/compiler/parse.tab.o: $(BUILD)/compiler/parse.tab.c $(BUILD)/compiler/lex.yy.h $(HDRS)
 	$(CC) $(GEN_CFLAGS) -c $< -o $@
