@@ -82,9 +82,9 @@ void gpt2_block_cache_free(gpt2_block_cache *c);
  * memory, e.g. fr_alloc); 0 when the symbols are out of range. */
 size_t gpt2_block_workspace_size(int64_t T, int64_t P);
 
-/* Runs the block: T new rows after P cached ones; appends the new rows to the caches.
- * Returns 0, or FR_EINVAL for a NULL pointer, an unbound weight, symbols out of
- * range or a cache too small for the rows. */
+/* Runs the block on new rows; rows [0, P) of the caches hold the earlier ones and
+ * the new rows are appended after them.  Returns 0, or FR_EINVAL for a NULL pointer, an
+ * unbound weight, symbols out of range or a cache too small for the rows. */
 int gpt2_block_forward(const gpt2_block_weights *w,
                        gpt2_block_cache *cache,
                        int64_t T, int64_t P,

@@ -79,9 +79,9 @@ void llama_layer_prim_cache_free(llama_layer_prim_cache *c);
  * memory, e.g. fr_alloc); 0 when the symbols are out of range. */
 size_t llama_layer_prim_workspace_size(int64_t T, int64_t P);
 
-/* Runs the block: T new rows after P cached ones; appends the new rows to the caches.
- * Returns 0, or FR_EINVAL for a NULL pointer, an unbound weight, symbols out of
- * range or a cache too small for the rows. */
+/* Runs the block on new rows; rows [0, P) of the caches hold the earlier ones and
+ * the new rows are appended after them.  Returns 0, or FR_EINVAL for a NULL pointer, an
+ * unbound weight, symbols out of range or a cache too small for the rows. */
 int llama_layer_prim_forward(const llama_layer_prim_weights *w,
                              llama_layer_prim_cache *cache,
                              int64_t T, int64_t P,
