@@ -405,7 +405,7 @@ typedef struct KParam {
 
 #define MAX_KPARAMS 64
 
-typedef struct Kern {
+struct Kern {
     Emit *e;
     bool multi;             /* more than one node: parameter names get the node id */
     Buf body;
@@ -413,7 +413,8 @@ typedef struct Kern {
     KParam p[MAX_KPARAMS];
     int np;
     unsigned used;          /* symbols the body mentions */
-} Kern;
+    int nlocals;            /* kern_local's counter */
+};
 
 static void kline(Kern *k, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -452,6 +453,47 @@ static const char *kparam(Kern *k, const Node *node, const char *role, bool writ
     k->p[k->np].written = written;
     return k->p[k->np++].name;
 }
+
+/* ---- the Kern API for kernel emitters in other files (fusec.h) ------------ */
+
+const char *kern_buf(Kern *k, const Node *n, bool written) {
+    return kparam(k, n, fu_format("b%d", n->id), written);
+}
+
+const char *kern_dim(Kern *k, Dim d) { return dim_c(k->e->g, d, &k->used); }
+
+void kern_line(Kern *k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FU_ASSERT(n >= 0);
+    char *s = fu_alloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    kline(k, "%s", s);
+}
+
+void kern_indent(Kern *k, int delta) {
+    k->indent += delta;
+    FU_ASSERT(k->indent >= 0);
+}
+
+const Target *kern_target(const Kern *k) { return k->e->t; }
+
+bool kern_is_result(const Kern *k, const Node *n) {
+    const Graph *g = k->e->g;
+    for (int i = n->id + 1; i < g->nnodes; i++) {
+        const Node *c = g->nodes[i];
+        for (int j = 0; j < c->nin; j++)
+            if (c->in[j] == n && (c->kernel != n->kernel || c->op == OP_OUTPUT))
+                return true;
+    }
+    return false;
+}
+
+const char *kern_local(Kern *k, const char *prefix) { return fu_format("%s%d", prefix, k->nlocals++); }
 
 static const char *kin(Kern *k, const Node *n, int i, const char *role) {
     return kparam(k, n->in[i], role, false);

@@ -429,6 +429,37 @@ typedef struct Target {
 } Target;
 const Target *target_find(const char *name);
 
+/*
+ * The Kern API: how a kernel emitter (emit_gemm.c, emit_fused.c) writes one
+ * kernel function.  emit_c.c owns the function's signature: every buffer the
+ * body names through kern_buf becomes a parameter, every symbol kern_dim
+ * mentions becomes an int64_t parameter, and the call in NAME_forward passes
+ * the matching pointers.
+ */
+typedef struct Kern Kern;
+/* The C name of n's buffer in the kernel (a float* or int32_t*), added as
+ * a parameter on first use; `written` when the kernel stores into it. */
+const char *kern_buf(Kern *k, const Node *n, bool written);
+/* A Dim as a C expression of the block's symbols, e.g. "(T + P)". */
+const char *kern_dim(Kern *k, Dim d);
+/* Appends one line to the body at the current indent (printf-style). */
+void kern_line(Kern *k, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void kern_indent(Kern *k, int delta);
+const Target *kern_target(const Kern *k);
+/* Whether n (a node of this kernel) must be stored: it is read by another
+ * kernel or is a block output.  Other nodes stay in registers/scratch. */
+bool kern_is_result(const Kern *k, const Node *n);
+/* A local name unique within the kernel: prefix followed by a number. */
+const char *kern_local(Kern *k, const char *prefix);
+
+/* Emitters of the fused kinds (see KernelKind), called by emit_c.c. */
+void emit_gemm_kernel(Kern *k, const Kernel *kr);   /* emit_gemm.c: KK_GEMM, KK_MLP */
+void emit_fused_kernel(Kern *k, const Kernel *kr);  /* emit_fused.c: KK_ELEMWISE, KK_ROWWISE, KK_ATTENTION */
+
 /* Writes the block's .c to c_out and its .h to h_out; the .c includes
  * header_name.  Output is byte-identical for identical input. */
 int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
