@@ -279,6 +279,9 @@ bool ir_check(const Graph *g, char *why, size_t whylen);
 Graph *fe_compile_file(const char *path, const char *block);
 /* The same from text in memory (for tests); `path` is used in messages. */
 Graph *fe_compile_string(const char *path, const char *text, const char *block);
+/* The files read so far (the main file, then imports), for dependency files. */
+int fe_dependency_count(void);
+const char *fe_dependency(int i);
 
 /* Limits that keep bad input from exhausting the C stack. */
 #define FE_MAX_NESTING 200  /* expression depth sema will walk */

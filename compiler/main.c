@@ -32,6 +32,8 @@ static const char usage_text[] =
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
+    "  -MD              also write a make dependency file (OUT.d, or the -MF file)\n"
+    "  -MF FILE         write the dependency file to FILE (implies -MD)\n"
     "  --help           print this help and exit\n"
     "  --version        print the version and exit\n"
     "\n"
@@ -166,6 +168,55 @@ static int write_c(const Graph *g, const Target *t, const char *out, bool header
     return EXIT_OK;
 }
 
+/* A path in a make rule: spaces and '#' escaped, '$' doubled. */
+static void make_quote(Buf *b, const char *path) {
+    for (const char *p = path; *p; p++) {
+        if (*p == ' ' || *p == '#')
+            buf_puts(b, "\\");
+        if (*p == '$')
+            buf_puts(b, "$");
+        buf_printf(b, "%c", *p);
+    }
+}
+
+/* "OUT.c OUT.h: FILE.fdl imports..." plus an empty rule per import (gcc's
+ * -MP), so deleting an imported file does not break the user's build. */
+static int write_deps(const char *dep_path, const char *const *targets, int ntargets) {
+    Buf b = {0};
+    for (int i = 0; i < ntargets; i++) {
+        if (i)
+            buf_puts(&b, " ");
+        make_quote(&b, targets[i]);
+    }
+    buf_puts(&b, ":");
+    for (int i = 0; i < fe_dependency_count(); i++) {
+        buf_puts(&b, " ");
+        make_quote(&b, fe_dependency(i));
+    }
+    buf_puts(&b, "\n");
+    for (int i = 1; i < fe_dependency_count(); i++) {
+        buf_puts(&b, "\n");
+        make_quote(&b, fe_dependency(i));
+        buf_puts(&b, ":\n");
+    }
+    Out o = {0};
+    bool ok = out_open(&o, dep_path);
+    if (ok) {
+        fputs(b.data, o.f);
+        ok = out_commit(&o);
+    }
+    free(b.data);
+    return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+/* OUT.c -> OUT.d */
+static const char *dep_path_for(const char *out) {
+    size_t n = strlen(out);
+    if (n > 2 && strcmp(out + n - 2, ".c") == 0)
+        return fu_format("%.*s.d", (int)(n - 2), out);
+    return fu_format("%s.d", out);
+}
+
 static int write_ir(const Graph *g, const char *out) {
     if (!out || strcmp(out, "-") == 0) {
         ir_print(stdout, g);
@@ -183,7 +234,8 @@ int main(int argc, char **argv) {
         return check_main(argc - 1, argv + 1);
 
     Options opt = {.opt_level = 1, .target = "generic"};
-    const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v;
+    const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL;
+    bool deps = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -206,6 +258,13 @@ int main(int argc, char **argv) {
             opt.target = v;
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
             block = v;
+        } else if (strcmp(a, "-MD") == 0) {
+            deps = true;
+        } else if (strcmp(a, "-MF") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("'-MF' needs a file name%s", "");
+            dep_file = argv[++i];
+            deps = true;
         } else if (strcmp(a, "-O0") == 0) {
             opt.opt_level = 0;
         } else if (strcmp(a, "-O1") == 0 || strcmp(a, "-O") == 0) {
@@ -227,10 +286,24 @@ int main(int argc, char **argv) {
     if (!out && !is_ir)
         return usage_error("no output file: use -o FILE.c (or -o - for standard output)%s", "");
 
+    if (deps && (!out || strcmp(out, "-") == 0) && !dep_file)
+        return usage_error("-MD needs an output file (-o FILE) or -MF FILE%s", "");
+
     Graph *g = compile_pipeline(input, block, &opt);
     if (!g)
         return EXIT_FAIL;
-    if (is_ir)
-        return write_ir(g, out);
-    return write_c(g, t, out, strcmp(emit, "h") == 0);
+    bool header_only = strcmp(emit, "h") == 0;
+    int rc = is_ir ? write_ir(g, out) : write_c(g, t, out, header_only);
+    if (rc != EXIT_OK || !deps)
+        return rc;
+    const char *targets[2];
+    int ntargets = 0;
+    if (out && strcmp(out, "-") != 0) {
+        targets[ntargets++] = out;
+        if (!is_ir && !header_only)
+            targets[ntargets++] = header_path(out);
+    } else {
+        targets[ntargets++] = input;
+    }
+    return write_deps(dep_file ? dep_file : dep_path_for(out), targets, ntargets);
 }

@@ -1257,6 +1257,25 @@ static void run_stmt(Sema *s, Scope *sc, const Ast *st, int depth) {
 
 /* ---- files and imports --------------------------------------------------- */
 
+/* Every file the front end read, in reading order, for `fusec -MD`. */
+static const char **dep_files;
+static int ndep_files, capdep_files;
+
+static void note_dependency(const char *path) {
+    if (ndep_files == capdep_files) {
+        int cap = capdep_files ? capdep_files * 2 : 8;
+        const char **p = fu_alloc(sizeof(char *) * (size_t)cap);
+        if (ndep_files)
+            memcpy(p, dep_files, sizeof(char *) * (size_t)ndep_files);
+        dep_files = p;
+        capdep_files = cap;
+    }
+    dep_files[ndep_files++] = path;
+}
+
+int fe_dependency_count(void) { return ndep_files; }
+const char *fe_dependency(int i) { return dep_files[i]; }
+
 static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcLoc at);
 
 /* "a/./lib/../b.fdl" -> "a/b.fdl", so messages name files the short way.
@@ -1442,6 +1461,7 @@ static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcL
     f->next = s->files;
     s->files = f;
     diag_add_source(path, diag_text(text, len));
+    note_dependency(path);
     Ast *root = fe_parse(path, text, len);
     if (!root) {
         f->failed = true;
