@@ -424,13 +424,84 @@ int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen);
  * emit_c.c - C emitter driven by a target descriptor
  * ====================================================================== */
 
-typedef struct Target {
+/*
+ * target.c - code-generation targets.  A target is one ISA ("generic",
+ * "x86-64-avx2", "x86-64-avx512", "aarch64-neon"; "native" resolves to the
+ * best of them for this machine), or "multi:T1,T2,..." whose variants are
+ * all emitted into one file with a run-time dispatcher (docs/targets.md).
+ */
+typedef enum Isa { ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON } Isa;
+
+#define FU_MAX_VARIANTS 4
+
+typedef struct Target Target;
+struct Target {
     const char *name;           /* "generic", "x86-64-avx2", ... */
     const char *cflags;         /* flags the C compiler needs for it, e.g. "-mavx2 -mfma" */
     int vec_floats;             /* floats per vector register (1 for generic) */
     int nregs;                  /* vector registers */
-} Target;
+    Isa isa;                    /* selects vec.c's intrinsic table */
+    const char *tag;            /* short name for suffixes: "generic", "avx2", "avx512", "neon" */
+    const char *attr;           /* GCC target attribute, e.g. "avx2,fma"; "" for none */
+    const char *guard;          /* #if condition under which it compiles, e.g.
+                                   "defined(__x86_64__)"; "" for anywhere */
+    unsigned features;          /* FR_CPU_* bits (fusec_rt.h) the CPU needs to run it */
+    /* multi:... only: the variants in order of preference (nvariants 0 otherwise). */
+    int nvariants;
+    const Target *variants[FU_MAX_VARIANTS];
+};
+/* The target called name (NULL means "generic"), or NULL if unknown.  Also
+ * "native" and "multi:T1,T2,..." (variants must be distinct ISAs, not multi). */
 const Target *target_find(const char *name);
+/* Every target name `--target` accepts, for --help and docs: "generic, ..." */
+const char *target_names(void);
+
+/* ======================================================================
+ * vec.c - the vector vocabulary (one mapping per ISA, ggml style)
+ * ======================================================================
+ *
+ * Kernel emitters write a loop once against these functions; each returns C
+ * text (arena strings) for the target's ISA.  The arguments are C
+ * expressions; a vector expression has type v_type(t), a scalar float.
+ * For generic (vec_floats == 1) the "vector" is a plain float and every
+ * function maps to scalar C, so the same template gives portable code:
+ *
+ *     W = t->vec_floats
+ *     for (i = 0; i + W <= n; i += W)  v_store(t, "y + i", v_unary(t, OP_EXP, v_load(t, "x + i")))
+ *     if (W > 1 && i < n)  v_store_n(t, "y + i", v_unary(...v_load_n(t, "x + i", "n - i", NULL)), "n - i")
+ *
+ * Functions that need more than one intrinsic are static inline helpers
+ * named fu_<what>_<tag> (fu_exp_avx2) written by v_prelude, which emit_c
+ * writes once per ISA per file; every function a variant defines must be
+ * declared with v_attr(t) first ("static FU_ATTR_AVX2 void k3(...)") so that
+ * a multi-target file compiles without global -m flags.
+ */
+const char *v_type(const Target *t);        /* "__m256", "__m512", "float32x4_t", "float" */
+/* Unaligned load of W floats at ptr / store of val there (an expression of type void). */
+const char *v_load(const Target *t, const char *ptr);
+const char *v_store(const Target *t, const char *ptr, const char *val);
+/* Tails: the first n (0 < n < W, an int expression) lanes only.  Lanes past n
+ * read as `fill` (a float expression; NULL: 0.0f) and are never touched in
+ * memory (AVX-512 masks, AVX2 maskload/maskstore, NEON a scalar loop). */
+const char *v_load_n(const Target *t, const char *ptr, const char *n, const char *fill);
+const char *v_store_n(const Target *t, const char *ptr, const char *val, const char *n);
+const char *v_set1(const Target *t, const char *x);   /* broadcast a float */
+const char *v_zero(const Target *t);
+/* a op b for OP_ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM (maximum is `a > b ? a : b`
+ * per lane, as the interpreter has it, NaN handling included). */
+const char *v_bin(const Target *t, Op op, const char *a, const char *b);
+const char *v_fma(const Target *t, const char *a, const char *b, const char *c); /* a*b + c */
+/* f(a) for every CAT_UNARY op.  Errors against libm are in docs/targets.md
+ * and tested in tests/unit/test_vec.c. */
+const char *v_unary(const Target *t, Op op, const char *a);
+/* Horizontal reductions of a vector to a float. */
+const char *v_hsum(const Target *t, const char *v);
+const char *v_hmax(const Target *t, const char *v);
+/* "FU_ATTR_AVX2 " (a macro from the prelude), or "" for generic. */
+const char *v_attr(const Target *t);
+/* The #include of the ISA's intrinsics header and the fu_*_<tag> helpers and
+ * the FU_ATTR_<TAG> macro, inside `#if guard`.  Deterministic. */
+void v_prelude(Buf *b, const Target *t);
 
 /*
  * The Kern API: how a kernel emitter (emit_gemm.c, emit_fused.c) writes one
@@ -458,6 +529,18 @@ const Target *kern_target(const Kern *k);
 bool kern_is_result(const Kern *k, const Node *n);
 /* A local name unique within the kernel: prefix followed by a number. */
 const char *kern_local(Kern *k, const char *prefix);
+/*
+ * Threads.  NAME_forward runs all kernels inside one fr_parallel call, and
+ * every kernel function gets `int tid, int nth` as its first parameters:
+ * the body must split its work over the nth threads (fr_split over rows,
+ * columns or heads; tiny kernels may do everything on tid 0) and may call
+ * fr_barrier(nth) between its own phases (every thread must reach each
+ * barrier).  emit_c puts a barrier between kernels where one reads what an
+ * earlier one wrote.  Per-thread scratch: kern_scratch declares how many
+ * bytes the kernel needs per thread (a size_t C expression of the symbols,
+ * e.g. from kern_dim); the body then gets it as `fr_scratch(tid)` (64-byte
+ * aligned).  Several calls keep the largest. */
+void kern_scratch(Kern *k, const char *bytes_expr);
 
 /* Emitters of the fused kinds (see KernelKind), called by emit_c.c. */
 void emit_gemm_kernel(Kern *k, const Kernel *kr);   /* emit_gemm.c: KK_GEMM, KK_MLP */

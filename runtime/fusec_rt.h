@@ -200,6 +200,28 @@ void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end);
 int fr_scratch_reserve(size_t bytes_per_thread, fr_err *err);
 void *fr_scratch(int tid);
 
+/* ---- CPU features (cpu.c) ------------------------------------------------- */
+
+/* What the CPU and the OS support (x86: cpuid + xgetbv; AArch64 Linux:
+ * getauxval(AT_HWCAP)).  Multi-target blocks dispatch on these. */
+enum {
+    FR_CPU_AVX2 = 1u << 0,
+    FR_CPU_FMA = 1u << 1,
+    FR_CPU_AVX512F = 1u << 2,
+    FR_CPU_AVX512BW = 1u << 3,
+    FR_CPU_AVX512VL = 1u << 4,
+    FR_CPU_NEON = 1u << 5
+};
+/* The detected features minus the masked ones.  The mask is fr_cpu_mask's
+ * if a program set one, else the FUSEC_CPU_MASK environment variable (read
+ * once): feature names separated by commas ("avx512f,avx2"; "avx512" means
+ * all three AVX-512 bits, "all" every bit) or a number (0x...). */
+unsigned fr_cpu_features(void);
+/* Hides `bits` from fr_cpu_features (for tests); 0 shows everything again. */
+void fr_cpu_mask(unsigned bits);
+/* The features as text, "avx2,fma,..." (or "none"), into buf; returns buf. */
+const char *fr_cpu_feature_names(unsigned bits, char *buf, size_t size);
+
 /* ---- timers --------------------------------------------------------------- */
 
 double fr_now(void); /* seconds, monotonic */
