@@ -237,6 +237,9 @@ typedef struct Graph {
     int64_t *const_values;
     int nkernels;                     /* set by scheduling */
     Kernel **kernels;                 /* [nkernels] */
+    /* What the fusion passes did and refused, for --explain (fuse_note). */
+    int nfuse_notes;
+    const char **fuse_notes;
 } Graph;
 
 Graph *ir_graph_new(const char *name);
@@ -393,11 +396,79 @@ typedef struct Options {
     int opt_level;              /* 0: every op its own kernel; 1 (default): fuse */
     const char *target;         /* target name, "generic" by default */
     unsigned no_fuse;           /* bitmask of disabled fusion passes (fusion issue) */
+    int gemm_kinds;             /* 0: build KK_GEMM/KK_MLP iff FUSE_GEMM_KINDS; 1: always; -1: never */
 } Options;
 
 /* schedule.c: assigns every compute node a kernel (unfused: one per op;
  * reshape is a view and outputs are copies or aliases). */
 void pass_schedule(Graph *g, const Options *o);
+
+/*
+ * The fusion passes (fuse_*.c; docs/fusion.md).  The rewrites run before
+ * pass_schedule and turn primitive spellings into the composite ops
+ * (x * rsqrt(mean(x*x) + eps) * w into rms_norm, exp/max/sum into softmax,
+ * matmul/scale/mask/softmax/matmul into attention); the fusion passes then
+ * merge the schedule's one-op kernels into the fused kinds.  Every pass does
+ * nothing at opt_level 0 or when its FUSE_* bit is in Options.no_fuse, and
+ * records what it did and refused with fuse_note for --explain.
+ */
+enum {
+    FUSE_ELEMENTWISE = 1u << 0, FUSE_NORM = 1u << 1, FUSE_EPILOGUE = 1u << 2,
+    FUSE_SOFTMAX = 1u << 3, FUSE_ATTENTION = 1u << 4, FUSE_MLP = 1u << 5
+};
+/* emit_gemm.c's author sets this to 1 once emit_gemm_kernel writes every
+ * KK_GEMM and KK_MLP kernel the "Kernels" contract describes; until then the
+ * passes build neither kind (Options.gemm_kinds overrides it, for tests). */
+#ifndef FUSE_GEMM_KINDS
+#define FUSE_GEMM_KINDS 0
+#endif
+/* The FUSE_* bit of a pass name ("elementwise", "norm", "epilogue",
+ * "softmax", "attention", "mlp"); 0 if unknown. */
+unsigned fuse_pass_bit(const char *name);
+void pass_rewrite_norm(Graph *g, const Options *o);      /* fuse_norm.c */
+void pass_rewrite_softmax(Graph *g, const Options *o);   /* fuse_softmax.c */
+void pass_rewrite_attention(Graph *g, const Options *o); /* fuse_attention.c */
+void pass_fuse_attention(Graph *g, const Options *o);    /* KK_ATTENTION */
+void pass_fuse_mlp(Graph *g, const Options *o);          /* KK_MLP (fuse_mlp.c) */
+void pass_fuse_softmax(Graph *g, const Options *o);      /* KK_ROWWISE */
+void pass_fuse_norm(Graph *g, const Options *o);         /* KK_GEMM prologue, KK_ROWWISE */
+void pass_fuse_epilogue(Graph *g, const Options *o);     /* KK_GEMM */
+void pass_fuse_elementwise(Graph *g, const Options *o);  /* KK_ELEMWISE */
+
+/* schedule.c: the kernel table and graph edits the fusion passes share. */
+bool fuse_enabled(const Options *o, unsigned bit);  /* opt_level > 0 and not in no_fuse */
+bool fuse_gemm_kinds(const Options *o);             /* may KK_GEMM/KK_MLP be built */
+/* The kernel whose buffer n is (through reshape views); -1 for sources. */
+int sched_kernel_of(const Node *n);
+/* Whether kernels a and b can become one: no path from one to the other
+ * runs through a third kernel (the kernel graph stays acyclic). */
+bool sched_can_merge(const Graph *g, int a, int b);
+/* Moves every node of kernel `from` into kernel `into` (from becomes empty). */
+void sched_merge(Graph *g, int into, int from);
+/* Drops empty kernels, orders kernels by dependence (execution order) and
+ * each kernel's nodes by id, renumbers.  Every fusion pass ends with it. */
+void sched_compact(Graph *g);
+/* The consumers of n (nodes with n as an operand), in node order; returns
+ * the count and sets *out to an arena array. */
+int ir_users(const Graph *g, const Node *n, Node ***out);
+/* Puts `nw` (just made by ir_node, so last in g->nodes) where `old` is,
+ * makes every user of old use nw, and removes what became dead (ir_dce).
+ * nw's operands must come before old. */
+void ir_replace(Graph *g, Node *old, Node *nw);
+/* Records a fusion decision for --explain ("epilogue: h has 2 consumers"). */
+void fuse_note(Graph *g, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* explain.c, report.c, dot.c: what fusion did (fusec --explain, --emit=report,
+ * --emit=dot).  `unfused` is the same block compiled with -O0. */
+void explain_print(FILE *out, const Graph *g, const Graph *unfused);
+/* Per kernel FLOPs, bytes from memory and intensity at the symbol values
+ * `syms` (the graph's order), and the totals fused vs unfused. */
+void report_print(FILE *out, const Graph *g, const Graph *unfused, const int64_t *syms);
+void dot_print(FILE *out, const Graph *before, const Graph *after);
 
 /* ======================================================================
  * interp.c - the float64 reference interpreter
