@@ -396,7 +396,6 @@ typedef struct Options {
     int opt_level;              /* 0: every op its own kernel; 1 (default): fuse */
     const char *target;         /* target name, "generic" by default */
     unsigned no_fuse;           /* bitmask of disabled fusion passes (fusion issue) */
-    int gemm_kinds;             /* 0: build KK_GEMM/KK_MLP iff FUSE_GEMM_KINDS; 1: always; -1: never */
 } Options;
 
 /* schedule.c: assigns every compute node a kernel (unfused: one per op;
@@ -418,7 +417,8 @@ enum {
 };
 /* emit_gemm.c's author sets this to 1 once emit_gemm_kernel writes every
  * KK_GEMM and KK_MLP kernel the "Kernels" contract describes; until then the
- * passes build neither kind (Options.gemm_kinds overrides it, for tests). */
+ * passes build neither kind.  The environment variable FUSEC_GEMM_KINDS=0|1
+ * overrides it (tests of the passes; trying the emitter before the switch). */
 #ifndef FUSE_GEMM_KINDS
 #define FUSE_GEMM_KINDS 0
 #endif
@@ -437,7 +437,7 @@ void pass_fuse_elementwise(Graph *g, const Options *o);  /* KK_ELEMWISE */
 
 /* schedule.c: the kernel table and graph edits the fusion passes share. */
 bool fuse_enabled(const Options *o, unsigned bit);  /* opt_level > 0 and not in no_fuse */
-bool fuse_gemm_kinds(const Options *o);             /* may KK_GEMM/KK_MLP be built */
+bool fuse_gemm_kinds(void);                         /* may KK_GEMM/KK_MLP be built */
 /* The kernel whose buffer n is (through reshape views); -1 for sources. */
 int sched_kernel_of(const Node *n);
 /* Whether kernels a and b can become one: no path from one to the other
