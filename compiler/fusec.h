@@ -568,6 +568,10 @@ const char *v_unary(const Target *t, Op op, const char *a);
 /* Horizontal reductions of a vector to a float. */
 const char *v_hsum(const Target *t, const char *v);
 const char *v_hmax(const Target *t, const char *v);
+/* Lane indices {0.0f, 1.0f, ..., W-1} (causal masks: lane j is key j0 + j). */
+const char *v_iota(const Target *t);
+/* Per lane: a < b ? x : y (ordered compare: false when a or b is NaN). */
+const char *v_select_lt(const Target *t, const char *a, const char *b, const char *x, const char *y);
 /* "FU_ATTR_AVX2 " (a macro from the prelude), or "" for generic. */
 const char *v_attr(const Target *t);
 /* The #include of the ISA's intrinsics header and the fu_*_<tag> helpers and
