@@ -1,22 +1,34 @@
 /*
- * schedule.c - assigns nodes to kernels.
+ * schedule.c - assigns nodes to kernels, and the kernel-table operations
+ * the fusion passes share.
  *
- * Afterwards every node that does work has node->kernel >= 0, g->kernels
- * lists each kernel's nodes in topological order, and kernels are numbered
- * in execution order; sources (inputs, weights, constants, caches) and
- * reshapes (a view of contiguous data) have -1.  This pass makes every
- * working node its own KK_SINGLE kernel: the unfused baseline that -O0
- * keeps forever, and the starting point the fusion passes merge from.
+ * After pass_schedule every node that does work has node->kernel >= 0,
+ * g->kernels lists each kernel's nodes in topological order, and kernels
+ * are numbered in execution order; sources (inputs, weights, constants,
+ * caches), reshapes (a view of contiguous data) and outputs (forward copies
+ * them at the end, or they are computed in place) have -1.  This pass makes
+ * every working node its own KK_SINGLE kernel: the unfused baseline that
+ * -O0 keeps forever, and the starting point the fusion passes merge from.
+ *
+ * The fusion passes then merge kernels.  A merge is legal when the kernel
+ * graph stays acyclic: no path may leave one kernel, run through a third
+ * and come back into the other, or the merged kernel would have to run both
+ * before and after that third one.  sched_compact restores the invariants
+ * (no empty kernels, execution order, dense ids) at the end of every pass,
+ * so the verifier can check each pass on its own.
  */
 #include "fusec.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 void pass_schedule(Graph *g, const Options *o) {
     (void)o;
     int k = 0;
     for (int i = 0; i < g->nnodes; i++) {
         Node *n = g->nodes[i];
-        bool view = op_info[n->op].cat == CAT_SOURCE || n->op == OP_RESHAPE;
-        n->kernel = view ? -1 : k++;
+        bool none = op_info[n->op].cat == CAT_SOURCE || n->op == OP_RESHAPE || n->op == OP_OUTPUT;
+        n->kernel = none ? -1 : k++;
     }
     g->nkernels = k;
     g->kernels = fu_alloc(sizeof(Kernel *) * (size_t)(k ? k : 1));
@@ -32,4 +44,236 @@ void pass_schedule(Graph *g, const Options *o) {
         kr->nodes[0] = n;
         g->kernels[n->kernel] = kr;
     }
+}
+
+/* ---- switches ------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} pass_names[] = {
+    {"elementwise", FUSE_ELEMENTWISE}, {"norm", FUSE_NORM},           {"epilogue", FUSE_EPILOGUE},
+    {"softmax", FUSE_SOFTMAX},         {"attention", FUSE_ATTENTION}, {"mlp", FUSE_MLP},
+};
+
+unsigned fuse_pass_bit(const char *name) {
+    for (size_t i = 0; i < sizeof pass_names / sizeof pass_names[0]; i++)
+        if (strcmp(name, pass_names[i].name) == 0)
+            return pass_names[i].bit;
+    return 0;
+}
+
+bool fuse_enabled(const Options *o, unsigned bit) {
+    return o->opt_level > 0 && !(o->no_fuse & bit);
+}
+
+bool fuse_gemm_kinds(void) {
+    const char *e = getenv("FUSEC_GEMM_KINDS");
+    if (e && (strcmp(e, "0") == 0 || strcmp(e, "1") == 0))
+        return e[0] == '1';
+    return FUSE_GEMM_KINDS != 0;
+}
+
+/* ---- the kernel graph ----------------------------------------------------- */
+
+int sched_kernel_of(const Node *n) {
+    while (n->kernel < 0 && n->op == OP_RESHAPE)
+        n = n->in[0];
+    return n->kernel;
+}
+
+/* Marks in seen[] every kernel reachable from kernel `from` along
+ * producer -> consumer edges, not walking through kernel `stop`. */
+static void reach(const Graph *g, int from, int stop, bool *seen) {
+    int *stack = fu_alloc(sizeof *stack * (size_t)(g->nkernels + 1));
+    int sp = 0;
+    stack[sp++] = from;
+    while (sp) {
+        int k = stack[--sp];
+        /* consumers of kernel k: nodes whose operand lives in k */
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *c = g->nodes[i];
+            if (c->kernel < 0 || c->kernel == k || seen[c->kernel])
+                continue;
+            for (int j = 0; j < c->nin; j++)
+                if (sched_kernel_of(c->in[j]) == k) {
+                    seen[c->kernel] = true;
+                    if (c->kernel != stop)
+                        stack[sp++] = c->kernel;
+                    break;
+                }
+        }
+    }
+}
+
+/* Whether kernel x has an operand produced by kernel p. */
+static bool feeds(const Graph *g, int p, int x) {
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *c = g->nodes[i];
+        if (c->kernel != x)
+            continue;
+        for (int j = 0; j < c->nin; j++)
+            if (sched_kernel_of(c->in[j]) == p)
+                return true;
+    }
+    return false;
+}
+
+/* Whether some path a -> x -> ... -> b has an x other than a and b: the
+ * kernels reachable from a without passing b, one of which feeds b. */
+static bool path_through_other(const Graph *g, int a, int b) {
+    bool *seen = fu_alloc(sizeof *seen * (size_t)g->nkernels);
+    reach(g, a, b, seen);
+    for (int x = 0; x < g->nkernels; x++)
+        if (seen[x] && x != a && x != b && feeds(g, x, b))
+            return true;
+    return false;
+}
+
+bool sched_can_merge(const Graph *g, int a, int b) {
+    FU_ASSERT(a >= 0 && a < g->nkernels && b >= 0 && b < g->nkernels);
+    if (a == b)
+        return true;
+    return !path_through_other(g, a, b) && !path_through_other(g, b, a);
+}
+
+void sched_merge(Graph *g, int into, int from) {
+    FU_ASSERT(into >= 0 && into < g->nkernels && from >= 0 && from < g->nkernels);
+    if (into == from)
+        return;
+    Kernel *a = g->kernels[into], *b = g->kernels[from];
+    Node **nodes = fu_alloc(sizeof *nodes * (size_t)(a->nnodes + b->nnodes));
+    int n = 0, i = 0, j = 0;
+    /* merge two id-sorted lists */
+    while (i < a->nnodes || j < b->nnodes) {
+        if (j >= b->nnodes || (i < a->nnodes && a->nodes[i]->id < b->nodes[j]->id))
+            nodes[n++] = a->nodes[i++];
+        else
+            nodes[n++] = b->nodes[j++];
+    }
+    for (i = 0; i < b->nnodes; i++)
+        b->nodes[i]->kernel = into;
+    a->nodes = nodes;
+    a->nnodes = n;
+    b->nnodes = 0;
+    b->nodes = NULL;
+}
+
+static int cmp_node_id(const void *x, const void *y) {
+    const Node *a = *(Node *const *)x, *b = *(Node *const *)y;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+void sched_compact(Graph *g) {
+    int nk = g->nkernels;
+    /* kernel -> its first node id, and in-degree in the kernel graph */
+    int *indeg = fu_alloc(sizeof *indeg * (size_t)(nk + 1));
+    bool *edge = fu_alloc(sizeof *edge * (size_t)(nk * nk + 1));
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *c = g->nodes[i];
+        if (c->kernel < 0)
+            continue;
+        for (int j = 0; j < c->nin; j++) {
+            int p = sched_kernel_of(c->in[j]);
+            if (p >= 0 && p != c->kernel && !edge[p * nk + c->kernel]) {
+                edge[p * nk + c->kernel] = true;
+                indeg[c->kernel]++;
+            }
+        }
+    }
+    for (int k = 0; k < nk; k++)
+        if (g->kernels[k]->nnodes)
+            qsort(g->kernels[k]->nodes, (size_t)g->kernels[k]->nnodes, sizeof(Node *), cmp_node_id);
+    /* Kahn's algorithm; among ready kernels the one with the smallest first
+     * node goes first, so the order follows the block's text. */
+    Kernel **order = fu_alloc(sizeof *order * (size_t)(nk + 1));
+    bool *done = fu_alloc(sizeof *done * (size_t)(nk + 1));
+    int n = 0;
+    for (;;) {
+        int best = -1;
+        for (int k = 0; k < nk; k++) {
+            if (done[k] || indeg[k] || !g->kernels[k]->nnodes)
+                continue;
+            if (best < 0 || g->kernels[k]->nodes[0]->id < g->kernels[best]->nodes[0]->id)
+                best = k;
+        }
+        if (best < 0)
+            break;
+        done[best] = true;
+        order[n++] = g->kernels[best];
+        for (int k = 0; k < nk; k++)
+            if (edge[best * nk + k])
+                indeg[k]--;
+    }
+    for (int k = 0; k < nk; k++)
+        if (g->kernels[k]->nnodes && !done[k])
+            fu_internal(__FILE__, __LINE__, "fusion made the kernel graph cyclic (kernel %d)", k);
+    for (int k = 0; k < n; k++) {
+        order[k]->id = k;
+        for (int i = 0; i < order[k]->nnodes; i++)
+            order[k]->nodes[i]->kernel = k;
+    }
+    g->kernels = order;
+    g->nkernels = n;
+}
+
+/* ---- graph edits ---------------------------------------------------------- */
+
+int ir_users(const Graph *g, const Node *n, Node ***out) {
+    int count = 0;
+    for (int i = n->id + 1; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            if (g->nodes[i]->in[j] == n) {
+                count++;
+                break;
+            }
+    Node **list = fu_alloc(sizeof *list * (size_t)(count + 1));
+    count = 0;
+    for (int i = n->id + 1; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            if (g->nodes[i]->in[j] == n) {
+                list[count++] = g->nodes[i];
+                break;
+            }
+    *out = list;
+    return count;
+}
+
+void ir_replace(Graph *g, Node *old, Node *nw) {
+    FU_ASSERT(g->nnodes > 0 && g->nodes[g->nnodes - 1] == nw && old->id < nw->id);
+    for (int j = 0; j < nw->nin; j++)
+        FU_ASSERT(nw->in[j]->id < old->id);
+    int at = old->id;
+    memmove(g->nodes + at + 1, g->nodes + at, sizeof(Node *) * (size_t)(g->nnodes - 1 - at));
+    g->nodes[at] = nw;
+    for (int i = 0; i < g->nnodes; i++)
+        g->nodes[i]->id = i;
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *c = g->nodes[i];
+        if (c == nw)
+            continue;
+        for (int j = 0; j < c->nin; j++)
+            if (c->in[j] == old)
+                c->in[j] = nw;
+    }
+    if (!nw->label)
+        nw->label = old->label;
+    ir_dce(g);
+}
+
+void fuse_note(Graph *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    FU_ASSERT(n >= 0);
+    char *s = fu_alloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    const char **notes = fu_alloc(sizeof *notes * (size_t)(g->nfuse_notes + 1));
+    if (g->nfuse_notes)
+        memcpy(notes, g->fuse_notes, sizeof *notes * (size_t)g->nfuse_notes);
+    notes[g->nfuse_notes++] = s;
+    g->fuse_notes = notes;
 }
