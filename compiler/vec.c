@@ -26,8 +26,9 @@
  *   gelu_tanh  x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3), which
  *            equals 0.5 x (1 + tanh u) without its cancellation for x < 0
  *   rsqrt    1 / sqrt(x) with the exact square root (not the 12-bit estimate)
- * The generic target maps everything to scalar C and libm (expf, tanhf,
- * erff).  The measured errors against libm are in docs/targets.md, and
+ * The generic target maps everything to scalar C and libm (expf, logf,
+ * tanhf), with gelu_tanh in the same cancellation-free form and gelu by the
+ * same erfc algorithm (libm's erff form cancels for x < 0).  The measured errors against libm are in docs/targets.md, and
  * tests/unit/test_vec.c holds every ISA that runs on the test machine to them.
  */
 #include "fusec.h"
@@ -43,6 +44,7 @@ typedef struct VecIsa {
     /* only the math templates use these */
     const char *round, *f2i, *i2f, *fasi, *iasf, *iadd, *isub, *iset1, *iand, *ior, *sra, *sll;
     const char *lt, *eq, *isnan_, *sel;  /* sel($1 mask, $2 if set, $3 if clear) */
+    const char *fma1;                   /* a fused multiply-add even in scalar C (fmaf) */
     const char *iota;
 } VecIsa;
 
@@ -53,7 +55,7 @@ static const VecIsa isas[] = {
         .load = "(*($1))", .store = "(*($1) = ($2))", .set1 = "($1)", .zero = "0.0f",
         .add = "($1 + $2)", .sub = "($1 - $2)", .mul = "($1 * $2)", .div = "($1 / $2)",
         .max = "fu_max_generic($1, $2)", .min = "fu_min_generic($1, $2)",
-        .fma = "($1 * $2 + $3)", .sqrt = "sqrtf($1)", .neg = "(-($1))",
+        .fma = "($1 * $2 + $3)", .fma1 = "fmaf($1, $2, $3)", .sqrt = "sqrtf($1)", .neg = "(-($1))",
         .hsum = "($1)", .hmax = "($1)",
         .round = "rintf($1)", .f2i = "((int32_t)($1))", .i2f = "((float)($1))",
         .fasi = "fu_fasi_generic($1)", .iasf = "fu_iasf_generic($1)",
@@ -72,7 +74,7 @@ static const VecIsa isas[] = {
         /* maxps/minps return the second operand when either is NaN: exactly
          * `a > b ? a : b` and `a < b ? a : b`. */
         .max = "_mm256_max_ps($1, $2)", .min = "_mm256_min_ps($1, $2)",
-        .fma = "_mm256_fmadd_ps($1, $2, $3)", .sqrt = "_mm256_sqrt_ps($1)",
+        .fma = "_mm256_fmadd_ps($1, $2, $3)", .fma1 = "_mm256_fmadd_ps($1, $2, $3)", .sqrt = "_mm256_sqrt_ps($1)",
         .neg = "_mm256_xor_ps($1, _mm256_set1_ps(-0.0f))",
         .hsum = "fu_hsum_avx2($1)", .hmax = "fu_hmax_avx2($1)",
         .round = "_mm256_round_ps($1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
@@ -93,7 +95,7 @@ static const VecIsa isas[] = {
         .add = "_mm512_add_ps($1, $2)", .sub = "_mm512_sub_ps($1, $2)",
         .mul = "_mm512_mul_ps($1, $2)", .div = "_mm512_div_ps($1, $2)",
         .max = "_mm512_max_ps($1, $2)", .min = "_mm512_min_ps($1, $2)",
-        .fma = "_mm512_fmadd_ps($1, $2, $3)", .sqrt = "_mm512_sqrt_ps($1)",
+        .fma = "_mm512_fmadd_ps($1, $2, $3)", .fma1 = "_mm512_fmadd_ps($1, $2, $3)", .sqrt = "_mm512_sqrt_ps($1)",
         /* _mm512_xor_ps needs AVX512DQ; the integer xor is AVX512F */
         .neg = "_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512($1), "
                "_mm512_set1_epi32((int)0x80000000u)))",
@@ -118,7 +120,7 @@ static const VecIsa isas[] = {
         .mul = "vmulq_f32($1, $2)", .div = "vdivq_f32($1, $2)",
         /* vmaxq_f32 returns NaN for a NaN operand; select to match `a > b ? a : b` */
         .max = "fu_max_neon($1, $2)", .min = "fu_min_neon($1, $2)",
-        .fma = "vfmaq_f32($3, $1, $2)", .sqrt = "vsqrtq_f32($1)", .neg = "vnegq_f32($1)",
+        .fma = "vfmaq_f32($3, $1, $2)", .fma1 = "vfmaq_f32($3, $1, $2)", .sqrt = "vsqrtq_f32($1)", .neg = "vnegq_f32($1)",
         .hsum = "vaddvq_f32($1)", .hmax = "vmaxvq_f32($1)",
         .round = "vrndnq_f32($1)", .f2i = "vcvtq_s32_f32($1)", .i2f = "vcvtq_f32_s32($1)",
         .fasi = "vreinterpretq_s32_f32($1)", .iasf = "vreinterpretq_f32_s32($1)",
@@ -379,7 +381,7 @@ static void prelude_gelu(Buf *b, const Target *t) {
     L("u = %s;", DIV(K("1.0f"), FMA("z", K("0.5f"), K("1.0f"))));
     L("xx = %s;", MUL("x", "x"));
     L("hi = %s;", MUL("xx", K("0.5f")));
-    L("lo = %s;", MUL(FMA("x", "x", NEG("xx")), K("0.5f")));
+    L("lo = %s;", MUL(S3(t, fma1, "x", "x", NEG("xx")), K("0.5f")));
     horner(b, t, "p", "u", c, 10);
     L("h = %s;", MUL(MUL("u", K("0.5f")), MUL(EXPV(NEG("hi")), EXPV(SUB("p", "lo")))));
     L("r = %s;", SEL(LT("x", v_zero(t)), MUL("x", "h"), FMA(NEG("x"), "h", "x")));
@@ -476,8 +478,8 @@ static void prelude_generic(Buf *b) {
         {"tanh", "tanhf(x)"},
         {"sigmoid", "1.0f / (1.0f + expf(-x))"},
         {"silu", "x / (1.0f + expf(-x))"},
-        {"gelu", "0.5f * x * (1.0f + erff(x * 0.707106781f))"},
-        {"gelu_tanh", "0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x)))"},
+        /* the sigmoid form: 1 + tanh(u) cancels for x < 0 (gelu: see below) */
+        {"gelu_tanh", "x / (1.0f + expf(-1.59576912f * (x + 0.044715f * x * x * x)))"},
     };
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         buf_printf(b, "static inline float fu_%s_generic(float a, float b) {\n    %s\n}\n", fns[i][0],
@@ -485,7 +487,14 @@ static void prelude_generic(Buf *b) {
     for (size_t i = 0; i < sizeof un / sizeof un[0]; i++)
         buf_printf(b, "static inline float fu_%s_generic(float x) {\n    return %s;\n}\n", un[i][0],
                    un[i][1]);
-    buf_puts(b, "\n");
+    /* The float bits, for the gelu template (memcpy: no aliasing games). */
+    buf_puts(b, "static inline int32_t fu_fasi_generic(float x) {\n    int32_t i;\n"
+                "    memcpy(&i, &x, sizeof i);\n    return i;\n}\n"
+                "static inline float fu_iasf_generic(int32_t i) {\n    float x;\n"
+                "    memcpy(&x, &i, sizeof x);\n    return x;\n}\n\n");
+    /* libm's 0.5 x (1 + erf(x / sqrt 2)) cancels for x < 0, and erfc(-x / sqrt 2)
+     * grows the rounding of x / sqrt 2 by x^2: the SIMD algorithm is better. */
+    prelude_gelu(b, &(Target){.name = "generic", .tag = "generic", .attr = "", .isa = ISA_GENERIC});
 }
 
 void v_prelude(Buf *b, const Target *t) {
