@@ -5,6 +5,7 @@
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer
+#   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
 #
 # Every source file is listed by wildcard: a new pass in compiler/ or a new
 # tests/unit/test_*.c is picked up without editing this file.
@@ -99,6 +100,14 @@ demo: deps
 
 regen: $(FUSEC)
 	@sh tests/regen.sh $(FUSEC)
+
+# ---- benchmarks (not part of make test) ---------------------------------------
+# bench/run.sh builds the variants and the driver under $(BUILD)/bench and
+# writes bench/results/; bench/install-deps.sh adds OpenBLAS and PyTorch.
+.PHONY: bench
+bench: all
+	@sh bench/install-deps.sh
+	@CC="$(CC)" BUILD="$(BUILD)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
 
 clean:
 	rm -rf $(BUILD)
