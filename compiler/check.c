@@ -473,13 +473,43 @@ static bool infer_syms(const Graph *g, const fr_st *f, const char *path, int64_t
     return true;
 }
 
+/* A w.* or in.* tensor the block does not declare is most likely a
+ * misspelt name, so the file and the block disagree: an error, not ignored. */
+static bool no_extras(const Graph *g, const fr_st *f, const char *path)
+{
+    bool ok = true;
+    for (int i = 0; i < f->ntensors; i++) {
+        const char *name = f->tensors[i].name;
+        bool w = strncmp(name, "w.", 2) == 0;
+        if (!w && strncmp(name, "in.", 3) != 0)
+            continue;
+        Node *const *list = w ? g->weights : g->inputs;
+        int n = w ? g->nweights : g->ninputs;
+        bool found = false;
+        for (int j = 0; j < n && !found; j++)
+            found = strcmp(list[j]->name, name + (w ? 2 : 3)) == 0;
+        if (!found) {
+            diag_plain_error("%s: tensor '%s' is not %s of block '%s'", path, name,
+                             w ? "a weight" : "an input", g->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 /* Loads weights, inputs and reference outputs of a golden file; every
  * missing or misshapen tensor is reported before giving up. */
 static bool load_golden(const Graph *g, const fr_st *f, const char *path, Data *d)
 {
-    bool ok = true;
+    bool ok = no_extras(g, f, path);
     if (!infer_syms(g, f, path, d->syms))
         return false;
+    int rs = row_sym(g);
+    if (rs >= 0 && d->syms[rs] < 1) {
+        diag_plain_error("%s: the inputs give %s = 0: a block runs on at least one token", path,
+                         g->sym_names[rs]);
+        return false;
+    }
     d->inputs = fu_alloc(sizeof(double *) * (size_t)(g->ninputs + 1));
     d->weights = fu_alloc(sizeof(double *) * (size_t)(g->nweights + 1));
     d->expect = fu_alloc(sizeof(double *) * (size_t)(g->noutputs + 1));
