@@ -285,6 +285,7 @@ Graph *fe_compile_string(const char *path, const char *text, const char *block);
 /* The files read so far (the main file, then imports), for dependency files. */
 int fe_dependency_count(void);
 const char *fe_dependency(int i);
+void fe_forget_dependencies(void);  /* before fu_arena_release */
 
 /* Limits that keep bad input from exhausting the C stack. */
 #define FE_MAX_NESTING 200  /* expression depth sema will walk */

@@ -1273,6 +1273,13 @@ static void note_dependency(const char *path) {
     dep_files[ndep_files++] = path;
 }
 
+/* The list lives in the arena: a driver that releases the arena between
+ * inputs (the fuzz harness) forgets it first. */
+void fe_forget_dependencies(void) {
+    dep_files = NULL;
+    ndep_files = capdep_files = 0;
+}
+
 int fe_dependency_count(void) { return ndep_files; }
 const char *fe_dependency(int i) { return dep_files[i]; }
 
