@@ -75,6 +75,10 @@ char *fu_format(const char *fmt, ...) {
     return p;
 }
 
+/* No source file comes near this; it stops `import "/dev/zero"` from
+ * reading until memory runs out. */
+#define FU_MAX_FILE ((size_t)64 << 20)
+
 char *fu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -83,6 +87,11 @@ char *fu_read_file(const char *path, size_t *len) {
     char tmp[65536];
     size_t n;
     while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (b.len + n > FU_MAX_FILE) {
+            fclose(f);
+            errno = EFBIG;
+            return NULL;
+        }
         if (b.len + n + 1 > b.cap) {
             size_t cap = b.cap ? b.cap : 65536;
             while (cap < b.len + n + 1)
