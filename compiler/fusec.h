@@ -444,6 +444,7 @@ int sched_kernel_of(const Node *n);
 /* Whether kernels a and b can become one: no path from one to the other
  * runs through a third kernel (the kernel graph stays acyclic). */
 bool sched_can_merge(const Graph *g, int a, int b);
+bool sched_can_merge_set(const Graph *g, const int *ks, int n);  /* the same for n kernels */
 /* Moves every node of kernel `from` into kernel `into` (from becomes empty). */
 void sched_merge(Graph *g, int into, int from);
 /* Drops empty kernels, orders kernels by dependence (execution order) and
@@ -456,6 +457,12 @@ int ir_users(const Graph *g, const Node *n, Node ***out);
  * makes every user of old use nw, and removes what became dead (ir_dce).
  * nw's operands must come before old. */
 void ir_replace(Graph *g, Node *old, Node *nw);
+/* sched_can_merge, then sched_merge; false (nothing changed) when illegal. */
+bool sched_try_merge(Graph *g, int into, int from);
+/* How messages name a node: its DSL variable ("h") or "%13". */
+const char *fuse_name(const Node *n);
+bool fuse_same_shape(const Node *a, const Node *b);
+bool fuse_is_elementwise(const Node *n);            /* CAT_UNARY or CAT_BINARY */
 /* Records a fusion decision for --explain ("epilogue: h has 2 consumers"). */
 void fuse_note(Graph *g, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -16,8 +16,28 @@ Graph *compile_front(const char *path, const char *block) {
 }
 
 void compile_passes(Graph *g, const Options *o) {
+    /* rewrites of primitive spellings (fuse_*.c; nothing at -O0) */
+    pass_rewrite_norm(g, o);
+    ir_verify(g, "rewrite norm");
+    pass_rewrite_softmax(g, o);
+    ir_verify(g, "rewrite softmax");
+    pass_rewrite_attention(g, o);
+    ir_verify(g, "rewrite attention");
     pass_schedule(g, o);
     ir_verify(g, "schedule");
+    /* fusion: the biggest patterns claim their nodes first */
+    pass_fuse_attention(g, o);
+    ir_verify(g, "fuse attention");
+    pass_fuse_mlp(g, o);
+    ir_verify(g, "fuse mlp");
+    pass_fuse_softmax(g, o);
+    ir_verify(g, "fuse softmax");
+    pass_fuse_norm(g, o);
+    ir_verify(g, "fuse norm");
+    pass_fuse_epilogue(g, o);
+    ir_verify(g, "fuse epilogue");
+    pass_fuse_elementwise(g, o);
+    ir_verify(g, "fuse elementwise");
 }
 
 Graph *compile_pipeline(const char *path, const char *block, const Options *o) {

@@ -82,59 +82,62 @@ int sched_kernel_of(const Node *n) {
     return n->kernel;
 }
 
-/* Marks in seen[] every kernel reachable from kernel `from` along
- * producer -> consumer edges, not walking through kernel `stop`. */
-static void reach(const Graph *g, int from, int stop, bool *seen) {
-    int *stack = fu_alloc(sizeof *stack * (size_t)(g->nkernels + 1));
-    int sp = 0;
-    stack[sp++] = from;
-    while (sp) {
-        int k = stack[--sp];
-        /* consumers of kernel k: nodes whose operand lives in k */
-        for (int i = 0; i < g->nnodes; i++) {
-            const Node *c = g->nodes[i];
-            if (c->kernel < 0 || c->kernel == k || seen[c->kernel])
-                continue;
-            for (int j = 0; j < c->nin; j++)
-                if (sched_kernel_of(c->in[j]) == k) {
-                    seen[c->kernel] = true;
-                    if (c->kernel != stop)
-                        stack[sp++] = c->kernel;
-                    break;
-                }
-        }
-    }
-}
-
-/* Whether kernel x has an operand produced by kernel p. */
-static bool feeds(const Graph *g, int p, int x) {
+/* Whether some path leaves the set of kernels `in`, runs through at least
+ * one kernel outside it and comes back in: then the set cannot become one
+ * kernel.  Breadth first over the outside kernels the set feeds. */
+static bool path_around(const Graph *g, const bool *in) {
+    int nk = g->nkernels;
+    bool *seen = fu_alloc(sizeof *seen * (size_t)(nk + 1));
+    int *queue = fu_alloc(sizeof *queue * (size_t)(nk + 1));
+    int qh = 0, qt = 0;
+    /* kernels outside the set that read something made inside it */
     for (int i = 0; i < g->nnodes; i++) {
         const Node *c = g->nodes[i];
-        if (c->kernel != x)
+        if (c->kernel < 0 || in[c->kernel] || seen[c->kernel])
             continue;
-        for (int j = 0; j < c->nin; j++)
-            if (sched_kernel_of(c->in[j]) == p)
+        for (int j = 0; j < c->nin; j++) {
+            int p = sched_kernel_of(c->in[j]);
+            if (p >= 0 && in[p]) {
+                seen[c->kernel] = true;
+                queue[qt++] = c->kernel;
+                break;
+            }
+        }
+    }
+    while (qh < qt) {
+        int k = queue[qh++];
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *c = g->nodes[i];
+            if (c->kernel < 0 || c->kernel == k)
+                continue;
+            bool reads_k = false;
+            for (int j = 0; j < c->nin && !reads_k; j++)
+                reads_k = sched_kernel_of(c->in[j]) == k;
+            if (!reads_k)
+                continue;
+            if (in[c->kernel])
                 return true;
+            if (!seen[c->kernel]) {
+                seen[c->kernel] = true;
+                queue[qt++] = c->kernel;
+            }
+        }
     }
     return false;
 }
 
-/* Whether some path a -> x -> ... -> b has an x other than a and b: the
- * kernels reachable from a without passing b, one of which feeds b. */
-static bool path_through_other(const Graph *g, int a, int b) {
-    bool *seen = fu_alloc(sizeof *seen * (size_t)g->nkernels);
-    reach(g, a, b, seen);
-    for (int x = 0; x < g->nkernels; x++)
-        if (seen[x] && x != a && x != b && feeds(g, x, b))
-            return true;
-    return false;
+bool sched_can_merge_set(const Graph *g, const int *ks, int n) {
+    bool *in = fu_alloc(sizeof *in * (size_t)(g->nkernels + 1));
+    for (int i = 0; i < n; i++) {
+        FU_ASSERT(ks[i] >= 0 && ks[i] < g->nkernels);
+        in[ks[i]] = true;
+    }
+    return !path_around(g, in);
 }
 
 bool sched_can_merge(const Graph *g, int a, int b) {
-    FU_ASSERT(a >= 0 && a < g->nkernels && b >= 0 && b < g->nkernels);
-    if (a == b)
-        return true;
-    return !path_through_other(g, a, b) && !path_through_other(g, b, a);
+    int ks[2] = {a, b};
+    return sched_can_merge_set(g, ks, 2);
 }
 
 void sched_merge(Graph *g, int into, int from) {
@@ -259,6 +262,15 @@ void ir_replace(Graph *g, Node *old, Node *nw) {
     if (!nw->label)
         nw->label = old->label;
     ir_dce(g);
+    /* constants the replaced subgraph used are dead too (dce keeps sources) */
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op != OP_CONST || g->nodes[i]->nuses > 0) {
+            g->nodes[k] = g->nodes[i];
+            g->nodes[k]->id = k;
+            k++;
+        }
+    g->nnodes = k;
 }
 
 void fuse_note(Graph *g, const char *fmt, ...) {
@@ -276,4 +288,32 @@ void fuse_note(Graph *g, const char *fmt, ...) {
         memcpy(notes, g->fuse_notes, sizeof *notes * (size_t)g->nfuse_notes);
     notes[g->nfuse_notes++] = s;
     g->fuse_notes = notes;
+}
+
+bool sched_try_merge(Graph *g, int into, int from) {
+    if (!sched_can_merge(g, into, from))
+        return false;
+    sched_merge(g, into, from);
+    return true;
+}
+
+const char *fuse_name(const Node *n) {
+    if (n->label)
+        return n->label;
+    if (n->name)
+        return n->name;
+    return fu_format("%%%d", n->id);
+}
+
+bool fuse_same_shape(const Node *a, const Node *b) {
+    if (a->rank != b->rank)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (!dim_eq(a->shape[d], b->shape[d]))
+            return false;
+    return true;
+}
+
+bool fuse_is_elementwise(const Node *n) {
+    return op_info[n->op].cat == CAT_UNARY || op_info[n->op].cat == CAT_BINARY;
 }

@@ -101,80 +101,72 @@ static void k16_linear(const float *x, const float *w, const float *bias, float 
 }
 
 /* %17 = slice(%16) : f32[T, 256]   # q
- *   x: f32[T, 768]
- *   y: f32[T, 256] */
-static void k17_slice(const float *x, float *y, int64_t T) {
-    for (int64_t o = 0; o < T; ++o)
-        memcpy(y + o * 256, x + (o * 768 + 0), (size_t)256 * sizeof *y);
-}
-
-/* %18 = slice(%16) : f32[T, 256]   # k
- *   x: f32[T, 768]
- *   y: f32[T, 256] */
-static void k18_slice(const float *x, float *y, int64_t T) {
-    for (int64_t o = 0; o < T; ++o)
-        memcpy(y + o * 256, x + (o * 768 + 256), (size_t)256 * sizeof *y);
-}
-
-/* %19 = slice(%16) : f32[T, 256]   # v
- *   x: f32[T, 768]
- *   y: f32[T, 256] */
-static void k19_slice(const float *x, float *y, int64_t T) {
-    for (int64_t o = 0; o < T; ++o)
-        memcpy(y + o * 256, x + (o * 768 + 512), (size_t)256 * sizeof *y);
-}
-
-/* %20 = append(%13, %18) : f32[T+P, 256]   # keys
- *   cache: f32[P, 256] (k_cache)
- *   x: f32[T, 256] */
-static void k20_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 256, x, (size_t)T * 256 * sizeof *cache);
-}
-
-/* %21 = append(%14, %19) : f32[T+P, 256]   # values
- *   cache: f32[P, 256] (v_cache)
- *   x: f32[T, 256] */
-static void k21_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 256, x, (size_t)T * 256 * sizeof *cache);
-}
-
-/* %22 = attention(%17, %20, %21) : f32[T, 256]   # attn
- *   q: f32[T, 256]
- *   k: f32[T+P, 256]
- *   v: f32[T+P, 256]
- *   y: f32[T, 256] */
-static void k22_attention(const float *q, const float *k, const float *v, float *y, int64_t T, int64_t P) {
-    for (int64_t t = 0; t < T; ++t) {
-        int64_t send = t + P + 1;
-        for (int64_t h = 0; h < 8; ++h) {
-            const float *qh = q + t * 256 + h * 32;
-            const float *kb = k + (h / 1) * 32;
-            const float *vb = v + (h / 1) * 32;
-            float mx = -INFINITY, l = 0.0f, acc[32];
-            for (int64_t d = 0; d < 32; ++d)
-                acc[d] = 0.0f;
-            for (int64_t s = 0; s < send; ++s) {
-                const float *kr = kb + s * 256, *vr = vb + s * 256;
-                float sc = 0.0f;
+ * %18 = slice(%16) : f32[T, 256]   # k
+ * %19 = slice(%16) : f32[T, 256]   # v
+ * %20 = append(%13, %18) : f32[T+P, 256]   # keys
+ * %21 = append(%14, %19) : f32[T+P, 256]   # values
+ * %22 = attention(%17, %20, %21) : f32[T, 256]   # attn
+ *   x_16: f32[T, 768]
+ *   y_17: f32[T, 256]
+ *   y_18: f32[T, 256]
+ *   y_19: f32[T, 256]
+ *   cache_13: f32[P, 256] (k_cache)
+ *   cache_14: f32[P, 256] (v_cache)
+ *   k_20: f32[T+P, 256]
+ *   v_21: f32[T+P, 256]
+ *   y_22: f32[T, 256] */
+static void k17_slice_slice_slice_append(const float *x_16, float *y_17, float *y_18, float *y_19, float *cache_13, float *cache_14, const float *k_20, const float *v_21, float *y_22, int64_t T, int64_t P) {
+    { /* %17 slice */
+        for (int64_t o = 0; o < T; ++o)
+            memcpy(y_17 + o * 256, x_16 + (o * 768 + 0), (size_t)256 * sizeof *y_17);
+    }
+    { /* %18 slice */
+        for (int64_t o = 0; o < T; ++o)
+            memcpy(y_18 + o * 256, x_16 + (o * 768 + 256), (size_t)256 * sizeof *y_18);
+    }
+    { /* %19 slice */
+        for (int64_t o = 0; o < T; ++o)
+            memcpy(y_19 + o * 256, x_16 + (o * 768 + 512), (size_t)256 * sizeof *y_19);
+    }
+    { /* %20 append */
+        memcpy(cache_13 + P * 256, y_18, (size_t)T * 256 * sizeof *cache_13);
+    }
+    { /* %21 append */
+        memcpy(cache_14 + P * 256, y_19, (size_t)T * 256 * sizeof *cache_14);
+    }
+    { /* %22 attention */
+        for (int64_t t = 0; t < T; ++t) {
+            int64_t send = t + P + 1;
+            for (int64_t h = 0; h < 8; ++h) {
+                const float *qh = y_17 + t * 256 + h * 32;
+                const float *kb = k_20 + (h / 1) * 32;
+                const float *vb = v_21 + (h / 1) * 32;
+                float mx = -INFINITY, l = 0.0f, acc[32];
                 for (int64_t d = 0; d < 32; ++d)
-                    sc += qh[d] * kr[d];
-                sc *= 0.17677669f;
-                if (sc > mx) {
-                    float corr = expf(mx - sc);
-                    l = l * corr + 1.0f;
+                    acc[d] = 0.0f;
+                for (int64_t s = 0; s < send; ++s) {
+                    const float *kr = kb + s * 256, *vr = vb + s * 256;
+                    float sc = 0.0f;
                     for (int64_t d = 0; d < 32; ++d)
-                        acc[d] = acc[d] * corr + vr[d];
-                    mx = sc;
-                } else {
-                    float p = expf(sc - mx);
-                    l += p;
-                    for (int64_t d = 0; d < 32; ++d)
-                        acc[d] += p * vr[d];
+                        sc += qh[d] * kr[d];
+                    sc *= 0.17677669f;
+                    if (sc > mx) {
+                        float corr = expf(mx - sc);
+                        l = l * corr + 1.0f;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] = acc[d] * corr + vr[d];
+                        mx = sc;
+                    } else {
+                        float p = expf(sc - mx);
+                        l += p;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] += p * vr[d];
+                    }
                 }
+                float inv = l > 0.0f ? 1.0f / l : 0.0f;
+                for (int64_t d = 0; d < 32; ++d)
+                    y_22[t * 256 + h * 32 + d] = acc[d] * inv;
             }
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            for (int64_t d = 0; d < 32; ++d)
-                y[t * 256 + h * 32 + d] = acc[d] * inv;
         }
     }
 }
@@ -202,32 +194,32 @@ static void k23_linear(const float *x, const float *w, const float *bias, float 
 }
 
 /* %24 = add(%0, %23) : f32[T, 256]   # r
- *   a: f32[T, 256] (hidden_states)
- *   b: f32[T, 256]
- *   y: f32[T, 256] */
-static void k24_add(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] + b[i];
-}
-
-/* %25 = layer_norm(%24, %7, %8) : f32[T, 256]
- *   x: f32[T, 256]
- *   w: f32[256] (ln_2.weight)
- *   b: f32[256] (ln_2.bias)
- *   y: f32[T, 256] */
-static void k25_layer_norm(const float *x, const float *w, const float *b, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        float mu = 0.0f, var = 0.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            mu += xr[i];
-        mu /= 256.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            var += (xr[i] - mu) * (xr[i] - mu);
-        float inv = 1.0f / sqrtf(var / 256.0f + 1e-05f);
-        for (int64_t i = 0; i < 256; ++i)
-            yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+ * %25 = layer_norm(%24, %7, %8) : f32[T, 256]
+ *   a_0: f32[T, 256] (hidden_states)
+ *   b_23: f32[T, 256]
+ *   y_24: f32[T, 256]
+ *   w_7: f32[256] (ln_2.weight)
+ *   b_8: f32[256] (ln_2.bias)
+ *   y_25: f32[T, 256] */
+static void k24_add_layer_norm(const float *a_0, const float *b_23, float *y_24, const float *w_7, const float *b_8, float *y_25, int64_t T) {
+    { /* %24 add */
+        for (int64_t i = 0; i < (T * 256); ++i)
+            y_24[i] = a_0[i] + b_23[i];
+    }
+    { /* %25 layer_norm */
+        for (int64_t r = 0; r < T; ++r) {
+            const float *xr = y_24 + r * 256;
+            float *yr = y_25 + r * 256;
+            float mu = 0.0f, var = 0.0f;
+            for (int64_t i = 0; i < 256; ++i)
+                mu += xr[i];
+            mu /= 256.0f;
+            for (int64_t i = 0; i < 256; ++i)
+                var += (xr[i] - mu) * (xr[i] - mu);
+            float inv = 1.0f / sqrtf(var / 256.0f + 1e-05f);
+            for (int64_t i = 0; i < 256; ++i)
+                yr[i] = (xr[i] - mu) * inv * w_7[i] + b_8[i];
+        }
     }
 }
 
@@ -341,15 +333,9 @@ int gpt2_block_forward(const gpt2_block_weights *w,
     float *fu_t28 = (float *)(fu_ws + fu_off[11]);
     k15_layer_norm(hidden_states, w->ln_1_weight, w->ln_1_bias, fu_t15, T);
     k16_linear(fu_t15, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
-    k17_slice(fu_t16, fu_t17, T);
-    k18_slice(fu_t16, fu_t18, T);
-    k19_slice(fu_t16, fu_t19, T);
-    k20_append(cache->k_cache, fu_t18, T, P);
-    k21_append(cache->v_cache, fu_t19, T, P);
-    k22_attention(fu_t17, cache->k_cache, cache->v_cache, fu_t22, T, P);
+    k17_slice_slice_slice_append(fu_t16, fu_t17, fu_t18, fu_t19, cache->k_cache, cache->v_cache, cache->k_cache, cache->v_cache, fu_t22, T, P);
     k23_linear(fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, fu_t23, T);
-    k24_add(hidden_states, fu_t23, fu_t24, T);
-    k25_layer_norm(fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
+    k24_add_layer_norm(hidden_states, fu_t23, fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
     k26_linear(fu_t25, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t26, T);
     k27_gelu_tanh(fu_t26, fu_t27, T);
     k28_linear(fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t28, T);

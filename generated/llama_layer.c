@@ -98,26 +98,6 @@ static void k14_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %15 = rope(%14, %1) : f32[T, 256]   # q
- *   x: f32[T, 256]
- *   pos: i32[T] (position_ids)
- *   y: f32[T, 256] */
-static void k15_rope(const float *x, const int32_t *pos, float *y, int64_t T) {
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = 0; i < 16; ++i) {
-            double ang = (double)pos[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-            float cs = (float)cos(ang), sn = (float)sin(ang);
-            for (int64_t h = 0; h < 8; ++h) {
-                const float *xh = x + t * 256 + h * 32;
-                float *yh = y + t * 256 + h * 32;
-                float x1 = xh[i], x2 = xh[i + 16];
-                yh[i] = x1 * cs - x2 * sn;
-                yh[i + 16] = x2 * cs + x1 * sn;
-            }
-        }
-    }
-}
-
 /* %16 = linear(%13, %4) : f32[T, 64]
  *   x: f32[T, 256]
  *   w: f32[64, 256] (self_attn.k_proj.weight)
@@ -132,26 +112,6 @@ static void k16_linear(const float *x, const float *w, float *y, int64_t T) {
             for (int64_t i = 0; i < 256; ++i)
                 acc += xr[i] * wr[i];
             yr[o] = acc;
-        }
-    }
-}
-
-/* %17 = rope(%16, %1) : f32[T, 64]   # k
- *   x: f32[T, 64]
- *   pos: i32[T] (position_ids)
- *   y: f32[T, 64] */
-static void k17_rope(const float *x, const int32_t *pos, float *y, int64_t T) {
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = 0; i < 16; ++i) {
-            double ang = (double)pos[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-            float cs = (float)cos(ang), sn = (float)sin(ang);
-            for (int64_t h = 0; h < 2; ++h) {
-                const float *xh = x + t * 64 + h * 32;
-                float *yh = y + t * 64 + h * 32;
-                float x1 = xh[i], x2 = xh[i + 16];
-                yh[i] = x1 * cs - x2 * sn;
-                yh[i + 16] = x2 * cs + x1 * sn;
-            }
         }
     }
 }
@@ -174,57 +134,92 @@ static void k18_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %19 = append(%11, %17) : f32[T+P, 64]   # keys
- *   cache: f32[P, 64] (k_cache)
- *   x: f32[T, 64] */
-static void k19_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 64, x, (size_t)T * 64 * sizeof *cache);
-}
-
-/* %20 = append(%12, %18) : f32[T+P, 64]   # values
- *   cache: f32[P, 64] (v_cache)
- *   x: f32[T, 64] */
-static void k20_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 64, x, (size_t)T * 64 * sizeof *cache);
-}
-
-/* %21 = attention(%15, %19, %20) : f32[T, 256]   # attn
- *   q: f32[T, 256]
- *   k: f32[T+P, 64]
- *   v: f32[T+P, 64]
- *   y: f32[T, 256] */
-static void k21_attention(const float *q, const float *k, const float *v, float *y, int64_t T, int64_t P) {
-    for (int64_t t = 0; t < T; ++t) {
-        int64_t send = t + P + 1;
-        for (int64_t h = 0; h < 8; ++h) {
-            const float *qh = q + t * 256 + h * 32;
-            const float *kb = k + (h / 4) * 32;
-            const float *vb = v + (h / 4) * 32;
-            float mx = -INFINITY, l = 0.0f, acc[32];
-            for (int64_t d = 0; d < 32; ++d)
-                acc[d] = 0.0f;
-            for (int64_t s = 0; s < send; ++s) {
-                const float *kr = kb + s * 64, *vr = vb + s * 64;
-                float sc = 0.0f;
-                for (int64_t d = 0; d < 32; ++d)
-                    sc += qh[d] * kr[d];
-                sc *= 0.17677669f;
-                if (sc > mx) {
-                    float corr = expf(mx - sc);
-                    l = l * corr + 1.0f;
-                    for (int64_t d = 0; d < 32; ++d)
-                        acc[d] = acc[d] * corr + vr[d];
-                    mx = sc;
-                } else {
-                    float p = expf(sc - mx);
-                    l += p;
-                    for (int64_t d = 0; d < 32; ++d)
-                        acc[d] += p * vr[d];
+/* %15 = rope(%14, %1) : f32[T, 256]   # q
+ * %17 = rope(%16, %1) : f32[T, 64]   # k
+ * %19 = append(%11, %17) : f32[T+P, 64]   # keys
+ * %20 = append(%12, %18) : f32[T+P, 64]   # values
+ * %21 = attention(%15, %19, %20) : f32[T, 256]   # attn
+ *   x_14: f32[T, 256]
+ *   pos_1: i32[T] (position_ids)
+ *   y_15: f32[T, 256]
+ *   x_16: f32[T, 64]
+ *   y_17: f32[T, 64]
+ *   cache_11: f32[P, 64] (k_cache)
+ *   cache_12: f32[P, 64] (v_cache)
+ *   x_18: f32[T, 64]
+ *   k_19: f32[T+P, 64]
+ *   v_20: f32[T+P, 64]
+ *   y_21: f32[T, 256] */
+static void k15_rope_rope_append_append(const float *x_14, const int32_t *pos_1, float *y_15, const float *x_16, float *y_17, float *cache_11, float *cache_12, const float *x_18, const float *k_19, const float *v_20, float *y_21, int64_t T, int64_t P) {
+    { /* %15 rope */
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t i = 0; i < 16; ++i) {
+                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
+                float cs = (float)cos(ang), sn = (float)sin(ang);
+                for (int64_t h = 0; h < 8; ++h) {
+                    const float *xh = x_14 + t * 256 + h * 32;
+                    float *yh = y_15 + t * 256 + h * 32;
+                    float x1 = xh[i], x2 = xh[i + 16];
+                    yh[i] = x1 * cs - x2 * sn;
+                    yh[i + 16] = x2 * cs + x1 * sn;
                 }
             }
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            for (int64_t d = 0; d < 32; ++d)
-                y[t * 256 + h * 32 + d] = acc[d] * inv;
+        }
+    }
+    { /* %17 rope */
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t i = 0; i < 16; ++i) {
+                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
+                float cs = (float)cos(ang), sn = (float)sin(ang);
+                for (int64_t h = 0; h < 2; ++h) {
+                    const float *xh = x_16 + t * 64 + h * 32;
+                    float *yh = y_17 + t * 64 + h * 32;
+                    float x1 = xh[i], x2 = xh[i + 16];
+                    yh[i] = x1 * cs - x2 * sn;
+                    yh[i + 16] = x2 * cs + x1 * sn;
+                }
+            }
+        }
+    }
+    { /* %19 append */
+        memcpy(cache_11 + P * 64, y_17, (size_t)T * 64 * sizeof *cache_11);
+    }
+    { /* %20 append */
+        memcpy(cache_12 + P * 64, x_18, (size_t)T * 64 * sizeof *cache_12);
+    }
+    { /* %21 attention */
+        for (int64_t t = 0; t < T; ++t) {
+            int64_t send = t + P + 1;
+            for (int64_t h = 0; h < 8; ++h) {
+                const float *qh = y_15 + t * 256 + h * 32;
+                const float *kb = k_19 + (h / 4) * 32;
+                const float *vb = v_20 + (h / 4) * 32;
+                float mx = -INFINITY, l = 0.0f, acc[32];
+                for (int64_t d = 0; d < 32; ++d)
+                    acc[d] = 0.0f;
+                for (int64_t s = 0; s < send; ++s) {
+                    const float *kr = kb + s * 64, *vr = vb + s * 64;
+                    float sc = 0.0f;
+                    for (int64_t d = 0; d < 32; ++d)
+                        sc += qh[d] * kr[d];
+                    sc *= 0.17677669f;
+                    if (sc > mx) {
+                        float corr = expf(mx - sc);
+                        l = l * corr + 1.0f;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] = acc[d] * corr + vr[d];
+                        mx = sc;
+                    } else {
+                        float p = expf(sc - mx);
+                        l += p;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] += p * vr[d];
+                    }
+                }
+                float inv = l > 0.0f ? 1.0f / l : 0.0f;
+                for (int64_t d = 0; d < 32; ++d)
+                    y_21[t * 256 + h * 32 + d] = acc[d] * inv;
+            }
         }
     }
 }
@@ -248,28 +243,28 @@ static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
 }
 
 /* %23 = add(%0, %22) : f32[T, 256]   # r
- *   a: f32[T, 256] (hidden_states)
- *   b: f32[T, 256]
- *   y: f32[T, 256] */
-static void k23_add(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] + b[i];
-}
-
-/* %24 = rms_norm(%23, %7) : f32[T, 256]
- *   x: f32[T, 256]
- *   w: f32[256] (post_attention_layernorm.weight)
- *   y: f32[T, 256] */
-static void k24_rms_norm(const float *x, const float *w, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        float ss = 0.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
-        for (int64_t i = 0; i < 256; ++i)
-            yr[i] = xr[i] * inv * w[i];
+ * %24 = rms_norm(%23, %7) : f32[T, 256]
+ *   a_0: f32[T, 256] (hidden_states)
+ *   b_22: f32[T, 256]
+ *   y_23: f32[T, 256]
+ *   w_7: f32[256] (post_attention_layernorm.weight)
+ *   y_24: f32[T, 256] */
+static void k23_add_rms_norm(const float *a_0, const float *b_22, float *y_23, const float *w_7, float *y_24, int64_t T) {
+    { /* %23 add */
+        for (int64_t i = 0; i < (T * 256); ++i)
+            y_23[i] = a_0[i] + b_22[i];
+    }
+    { /* %24 rms_norm */
+        for (int64_t r = 0; r < T; ++r) {
+            const float *xr = y_23 + r * 256;
+            float *yr = y_24 + r * 256;
+            float ss = 0.0f;
+            for (int64_t i = 0; i < 256; ++i)
+                ss += xr[i] * xr[i];
+            float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
+            for (int64_t i = 0; i < 256; ++i)
+                yr[i] = xr[i] * inv * w_7[i];
+        }
     }
 }
 
@@ -291,16 +286,6 @@ static void k25_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %26 = silu(%25) : f32[T, 704]
- *   x: f32[T, 704]
- *   y: f32[T, 704] */
-static void k26_silu(const float *x, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 704); ++i) {
-        float v = x[i];
-        y[i] = v / (1.0f + expf(-v));
-    }
-}
-
 /* %27 = linear(%24, %9) : f32[T, 704]
  *   x: f32[T, 256]
  *   w: f32[704, 256] (mlp.up_proj.weight)
@@ -319,13 +304,23 @@ static void k27_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %28 = mul(%26, %27) : f32[T, 704]
- *   a: f32[T, 704]
- *   b: f32[T, 704]
- *   y: f32[T, 704] */
-static void k28_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 704); ++i)
-        y[i] = a[i] * b[i];
+/* %26 = silu(%25) : f32[T, 704]
+ * %28 = mul(%26, %27) : f32[T, 704]
+ *   x_25: f32[T, 704]
+ *   y_26: f32[T, 704]
+ *   b_27: f32[T, 704]
+ *   y_28: f32[T, 704] */
+static void k26_silu_mul(const float *x_25, float *y_26, const float *b_27, float *y_28, int64_t T) {
+    { /* %26 silu */
+        for (int64_t i = 0; i < (T * 704); ++i) {
+            float v = x_25[i];
+            y_26[i] = v / (1.0f + expf(-v));
+        }
+    }
+    { /* %28 mul */
+        for (int64_t i = 0; i < (T * 704); ++i)
+            y_28[i] = y_26[i] * b_27[i];
+    }
 }
 
 /* %29 = linear(%28, %10) : f32[T, 256]   # m
@@ -405,20 +400,14 @@ int llama_layer_forward(const llama_layer_weights *w,
     float *fu_t29 = (float *)(fu_ws + fu_off[14]);
     k13_rms_norm(hidden_states, w->input_layernorm_weight, fu_t13, T);
     k14_linear(fu_t13, w->self_attn_q_proj_weight, fu_t14, T);
-    k15_rope(fu_t14, position_ids, fu_t15, T);
     k16_linear(fu_t13, w->self_attn_k_proj_weight, fu_t16, T);
-    k17_rope(fu_t16, position_ids, fu_t17, T);
     k18_linear(fu_t13, w->self_attn_v_proj_weight, fu_t18, T);
-    k19_append(cache->k_cache, fu_t17, T, P);
-    k20_append(cache->v_cache, fu_t18, T, P);
-    k21_attention(fu_t15, cache->k_cache, cache->v_cache, fu_t21, T, P);
+    k15_rope_rope_append_append(fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
     k22_linear(fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
-    k23_add(hidden_states, fu_t22, fu_t23, T);
-    k24_rms_norm(fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
+    k23_add_rms_norm(hidden_states, fu_t22, fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
     k25_linear(fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
-    k26_silu(fu_t25, fu_t26, T);
     k27_linear(fu_t24, w->mlp_up_proj_weight, fu_t27, T);
-    k28_mul(fu_t26, fu_t27, fu_t28, T);
+    k26_silu_mul(fu_t25, fu_t26, fu_t27, fu_t28, T);
     k29_linear(fu_t28, w->mlp_down_proj_weight, fu_t29, T);
     k30_add(fu_t23, fu_t29, out_hidden_states, T);
     return 0;

@@ -9,7 +9,7 @@
 
 /* Every symbol must lie in [0 or 1, FU_SYM_MAX]: then no tensor has more than
  * 2^53 elements and no index computation overflows int64_t. */
-#define FU_SYM_MAX INT64_C(8388608)
+#define FU_SYM_MAX INT64_C(2147483648)
 
 /* Rounds a slot up to 64 bytes so every slot stays aligned. */
 static uint64_t fu_slot(int64_t numel) {
@@ -27,71 +27,35 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
         return FR_EINVAL;
     if (P < 0 || P > FU_SYM_MAX)
         return FR_EINVAL;
-    off[0] = (size_t)at; /* %13 mul: f32[T, 256] */
+    off[0] = (size_t)at; /* %13 h: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[1] = (size_t)at; /* %14 variance: f32[T, 1] */
-    at += fu_slot(T);
-    off[2] = (size_t)at; /* %16 add: f32[T, 1] */
-    at += fu_slot(T);
-    off[3] = (size_t)at; /* %17 rsqrt: f32[T, 1] */
-    at += fu_slot(T);
-    off[4] = (size_t)at; /* %18 mul: f32[T, 256] */
+    off[1] = (size_t)at; /* %14 linear: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[5] = (size_t)at; /* %19 h: f32[T, 256] */
+    off[2] = (size_t)at; /* %15 q: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[6] = (size_t)at; /* %20 linear: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[7] = (size_t)at; /* %21 q: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[8] = (size_t)at; /* %22 linear: f32[T, 64] */
+    off[3] = (size_t)at; /* %16 linear: f32[T, 64] */
     at += fu_slot(T * 64);
-    off[9] = (size_t)at; /* %23 k: f32[T, 64] */
+    off[4] = (size_t)at; /* %17 k: f32[T, 64] */
     at += fu_slot(T * 64);
-    off[10] = (size_t)at; /* %24 v: f32[T, 64] */
+    off[5] = (size_t)at; /* %18 v: f32[T, 64] */
     at += fu_slot(T * 64);
-    off[11] = (size_t)at; /* %28 qh: f32[2, 4, T, 32] */
+    off[6] = (size_t)at; /* %21 attn: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[12] = (size_t)at; /* %30 transpose: f32[2, 32, T+P] */
-    at += fu_slot((T + P) * 64);
-    off[13] = (size_t)at; /* %33 transpose: f32[2, T+P, 32] */
-    at += fu_slot((T + P) * 64);
-    off[14] = (size_t)at; /* %35 matmul: f32[2, 4, T, T+P] */
-    at += fu_slot(T * (T + P) * 8);
-    off[15] = (size_t)at; /* %37 scores: f32[2, 4, T, T+P] */
-    at += fu_slot(T * (T + P) * 8);
-    off[16] = (size_t)at; /* %38 causal_mask: f32[2, 4, T, T+P] */
-    at += fu_slot(T * (T + P) * 8);
-    off[17] = (size_t)at; /* %39 probs: f32[2, 4, T, T+P] */
-    at += fu_slot(T * (T + P) * 8);
-    off[18] = (size_t)at; /* %40 ctx: f32[2, 4, T, 32] */
+    off[7] = (size_t)at; /* %22 attn_out: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[19] = (size_t)at; /* %41 transpose: f32[T, 2, 4, 32] */
+    off[8] = (size_t)at; /* %23 r: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[20] = (size_t)at; /* %43 attn_out: f32[T, 256] */
+    off[9] = (size_t)at; /* %24 rms_norm: f32[T, 256] */
     at += fu_slot(T * 256);
-    off[21] = (size_t)at; /* %44 r: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[22] = (size_t)at; /* %45 mul: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[23] = (size_t)at; /* %46 variance: f32[T, 1] */
-    at += fu_slot(T);
-    off[24] = (size_t)at; /* %48 add: f32[T, 1] */
-    at += fu_slot(T);
-    off[25] = (size_t)at; /* %49 rsqrt: f32[T, 1] */
-    at += fu_slot(T);
-    off[26] = (size_t)at; /* %50 mul: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[27] = (size_t)at; /* %51 mul: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[28] = (size_t)at; /* %52 linear: f32[T, 704] */
+    off[10] = (size_t)at; /* %25 linear: f32[T, 704] */
     at += fu_slot(T * 704);
-    off[29] = (size_t)at; /* %53 silu: f32[T, 704] */
+    off[11] = (size_t)at; /* %26 silu: f32[T, 704] */
     at += fu_slot(T * 704);
-    off[30] = (size_t)at; /* %54 linear: f32[T, 704] */
+    off[12] = (size_t)at; /* %27 linear: f32[T, 704] */
     at += fu_slot(T * 704);
-    off[31] = (size_t)at; /* %55 mul: f32[T, 704] */
+    off[13] = (size_t)at; /* %28 mul: f32[T, 704] */
     at += fu_slot(T * 704);
-    off[32] = (size_t)at; /* %56 m: f32[T, 256] */
+    off[14] = (size_t)at; /* %29 m: f32[T, 256] */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
         return FR_EINVAL;
@@ -99,72 +63,28 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     return 0;
 }
 
-/* %13 = mul(%0, %0) : f32[T, 256]
- *   a: f32[T, 256] (hidden_states)
+/* %13 = rms_norm(%0, %2) : f32[T, 256]   # h
+ *   x: f32[T, 256] (hidden_states)
+ *   w: f32[256] (input_layernorm.weight)
  *   y: f32[T, 256] */
-static void k13_mul(const float *a, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] * a[i];
-}
-
-/* %14 = mean(%13) : f32[T, 1]   # variance
- *   x: f32[T, 256]
- *   y: f32[T, 1] */
-static void k14_mean(const float *x, float *y, int64_t T) {
-    for (int64_t o = 0; o < T; ++o)
-        {
-            float acc = 0.0f;
-            for (int64_t j = 0; j < 256; ++j) {
-                float v = x[o * 256 + j];
-                acc += v;
-            }
-            y[o] = acc / 256.0f;
-        }
-}
-
-/* %16 = add(%14, %15) : f32[T, 1]
- *   a: f32[T, 1]
- *   y: f32[T, 1] */
-static void k16_add(const float *a, float *y, int64_t T) {
-    for (int64_t i = 0; i < T; ++i)
-        y[i] = a[i] + 1e-05f;
-}
-
-/* %17 = rsqrt(%16) : f32[T, 1]
- *   x: f32[T, 1]
- *   y: f32[T, 1] */
-static void k17_rsqrt(const float *x, float *y, int64_t T) {
-    for (int64_t i = 0; i < T; ++i) {
-        float v = x[i];
-        y[i] = 1.0f / sqrtf(v);
+static void k13_rms_norm(const float *x, const float *w, float *y, int64_t T) {
+    for (int64_t r = 0; r < T; ++r) {
+        const float *xr = x + r * 256;
+        float *yr = y + r * 256;
+        float ss = 0.0f;
+        for (int64_t i = 0; i < 256; ++i)
+            ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
+        for (int64_t i = 0; i < 256; ++i)
+            yr[i] = xr[i] * inv * w[i];
     }
 }
 
-/* %18 = mul(%0, %17) : f32[T, 256]
- *   a: f32[T, 256] (hidden_states)
- *   b: f32[T, 1]
- *   y: f32[T, 256] */
-static void k18_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < T; ++i0)
-        for (int64_t i1 = 0; i1 < 256; ++i1)
-            y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i0];
-}
-
-/* %19 = mul(%18, %2) : f32[T, 256]   # h
- *   a: f32[T, 256]
- *   b: f32[256] (input_layernorm.weight)
- *   y: f32[T, 256] */
-static void k19_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < T; ++i0)
-        for (int64_t i1 = 0; i1 < 256; ++i1)
-            y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i1];
-}
-
-/* %20 = linear(%19, %3) : f32[T, 256]
+/* %14 = linear(%13, %3) : f32[T, 256]
  *   x: f32[T, 256]
  *   w: f32[256, 256] (self_attn.q_proj.weight)
  *   y: f32[T, 256] */
-static void k20_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k14_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 256;
@@ -178,31 +98,11 @@ static void k20_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %21 = rope(%20, %1) : f32[T, 256]   # q
- *   x: f32[T, 256]
- *   pos: i32[T] (position_ids)
- *   y: f32[T, 256] */
-static void k21_rope(const float *x, const int32_t *pos, float *y, int64_t T) {
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = 0; i < 16; ++i) {
-            double ang = (double)pos[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-            float cs = (float)cos(ang), sn = (float)sin(ang);
-            for (int64_t h = 0; h < 8; ++h) {
-                const float *xh = x + t * 256 + h * 32;
-                float *yh = y + t * 256 + h * 32;
-                float x1 = xh[i], x2 = xh[i + 16];
-                yh[i] = x1 * cs - x2 * sn;
-                yh[i + 16] = x2 * cs + x1 * sn;
-            }
-        }
-    }
-}
-
-/* %22 = linear(%19, %4) : f32[T, 64]
+/* %16 = linear(%13, %4) : f32[T, 64]
  *   x: f32[T, 256]
  *   w: f32[64, 256] (self_attn.k_proj.weight)
  *   y: f32[T, 64] */
-static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k16_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 64;
@@ -216,31 +116,11 @@ static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %23 = rope(%22, %1) : f32[T, 64]   # k
- *   x: f32[T, 64]
- *   pos: i32[T] (position_ids)
- *   y: f32[T, 64] */
-static void k23_rope(const float *x, const int32_t *pos, float *y, int64_t T) {
-    for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = 0; i < 16; ++i) {
-            double ang = (double)pos[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-            float cs = (float)cos(ang), sn = (float)sin(ang);
-            for (int64_t h = 0; h < 2; ++h) {
-                const float *xh = x + t * 64 + h * 32;
-                float *yh = y + t * 64 + h * 32;
-                float x1 = xh[i], x2 = xh[i + 16];
-                yh[i] = x1 * cs - x2 * sn;
-                yh[i + 16] = x2 * cs + x1 * sn;
-            }
-        }
-    }
-}
-
-/* %24 = linear(%19, %5) : f32[T, 64]   # v
+/* %18 = linear(%13, %5) : f32[T, 64]   # v
  *   x: f32[T, 256]
  *   w: f32[64, 256] (self_attn.v_proj.weight)
  *   y: f32[T, 64] */
-static void k24_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k18_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 64;
@@ -254,161 +134,101 @@ static void k24_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %25 = append(%11, %23) : f32[T+P, 64]   # keys
- *   cache: f32[P, 64] (k_cache)
- *   x: f32[T, 64] */
-static void k25_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 64, x, (size_t)T * 64 * sizeof *cache);
-}
-
-/* %26 = append(%12, %24) : f32[T+P, 64]   # values
- *   cache: f32[P, 64] (v_cache)
- *   x: f32[T, 64] */
-static void k26_append(float *cache, const float *x, int64_t T, int64_t P) {
-    memcpy(cache + P * 64, x, (size_t)T * 64 * sizeof *cache);
-}
-
-/* %28 = transpose(%27) : f32[2, 4, T, 32]   # qh
- *   x: f32[T, 2, 4, 32]
- *   y: f32[2, 4, T, 32] */
-static void k28_transpose(const float *x, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < 2; ++i0)
-        for (int64_t i1 = 0; i1 < 4; ++i1)
-            for (int64_t i2 = 0; i2 < T; ++i2)
-                for (int64_t i3 = 0; i3 < 32; ++i3)
-                    y[i0 * (T * 128) + i1 * (T * 32) + i2 * 32 + i3] = x[i0 * 128 + i1 * 32 + i2 * 256 + i3];
-}
-
-/* %30 = transpose(%29) : f32[2, 32, T+P]
- *   x: f32[T+P, 2, 32]
- *   y: f32[2, 32, T+P] */
-static void k30_transpose(const float *x, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0)
-        for (int64_t i1 = 0; i1 < 32; ++i1)
-            for (int64_t i2 = 0; i2 < (T + P); ++i2)
-                y[i0 * ((T + P) * 32) + i1 * (T + P) + i2] = x[i0 * 32 + i1 + i2 * 64];
-}
-
-/* %33 = transpose(%32) : f32[2, T+P, 32]
- *   x: f32[T+P, 2, 32]
- *   y: f32[2, T+P, 32] */
-static void k33_transpose(const float *x, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0)
-        for (int64_t i1 = 0; i1 < (T + P); ++i1)
-            for (int64_t i2 = 0; i2 < 32; ++i2)
-                y[i0 * ((T + P) * 32) + i1 * 32 + i2] = x[i0 * 32 + i1 * 64 + i2];
-}
-
-/* %35 = matmul(%28, %31) : f32[2, 4, T, T+P]
- *   a: f32[2, 4, T, 32]
- *   b: f32[2, 1, 32, T+P]
- *   y: f32[2, 4, T, T+P] */
-static void k35_matmul(const float *a, const float *b, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0) {
-        for (int64_t i1 = 0; i1 < 4; ++i1) {
-            const float *am = a + i0 * (T * 128) + i1 * (T * 32);
-            const float *bm = b + i0 * ((T + P) * 32);
-            float *ym = y + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
-            for (int64_t m = 0; m < T; ++m) {
-                float *yr = ym + m * (T + P);
-                for (int64_t j = 0; j < (T + P); ++j)
-                    yr[j] = 0.0f;
-                for (int64_t kk = 0; kk < 32; ++kk) {
-                    float av = am[m * 32 + kk];
-                    const float *br = bm + kk * (T + P);
-                    for (int64_t j = 0; j < (T + P); ++j)
-                        yr[j] += av * br[j];
+/* %15 = rope(%14, %1) : f32[T, 256]   # q
+ * %17 = rope(%16, %1) : f32[T, 64]   # k
+ * %19 = append(%11, %17) : f32[T+P, 64]   # keys
+ * %20 = append(%12, %18) : f32[T+P, 64]   # values
+ * %21 = attention(%15, %19, %20) : f32[T, 256]   # attn
+ *   x_14: f32[T, 256]
+ *   pos_1: i32[T] (position_ids)
+ *   y_15: f32[T, 256]
+ *   x_16: f32[T, 64]
+ *   y_17: f32[T, 64]
+ *   cache_11: f32[P, 64] (k_cache)
+ *   cache_12: f32[P, 64] (v_cache)
+ *   x_18: f32[T, 64]
+ *   k_19: f32[T+P, 64]
+ *   v_20: f32[T+P, 64]
+ *   y_21: f32[T, 256] */
+static void k15_rope_rope_append_append(const float *x_14, const int32_t *pos_1, float *y_15, const float *x_16, float *y_17, float *cache_11, float *cache_12, const float *x_18, const float *k_19, const float *v_20, float *y_21, int64_t T, int64_t P) {
+    { /* %15 rope */
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t i = 0; i < 16; ++i) {
+                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
+                float cs = (float)cos(ang), sn = (float)sin(ang);
+                for (int64_t h = 0; h < 8; ++h) {
+                    const float *xh = x_14 + t * 256 + h * 32;
+                    float *yh = y_15 + t * 256 + h * 32;
+                    float x1 = xh[i], x2 = xh[i + 16];
+                    yh[i] = x1 * cs - x2 * sn;
+                    yh[i + 16] = x2 * cs + x1 * sn;
                 }
+            }
+        }
+    }
+    { /* %17 rope */
+        for (int64_t t = 0; t < T; ++t) {
+            for (int64_t i = 0; i < 16; ++i) {
+                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
+                float cs = (float)cos(ang), sn = (float)sin(ang);
+                for (int64_t h = 0; h < 2; ++h) {
+                    const float *xh = x_16 + t * 64 + h * 32;
+                    float *yh = y_17 + t * 64 + h * 32;
+                    float x1 = xh[i], x2 = xh[i + 16];
+                    yh[i] = x1 * cs - x2 * sn;
+                    yh[i + 16] = x2 * cs + x1 * sn;
+                }
+            }
+        }
+    }
+    { /* %19 append */
+        memcpy(cache_11 + P * 64, y_17, (size_t)T * 64 * sizeof *cache_11);
+    }
+    { /* %20 append */
+        memcpy(cache_12 + P * 64, x_18, (size_t)T * 64 * sizeof *cache_12);
+    }
+    { /* %21 attention */
+        for (int64_t t = 0; t < T; ++t) {
+            int64_t send = t + P + 1;
+            for (int64_t h = 0; h < 8; ++h) {
+                const float *qh = y_15 + t * 256 + h * 32;
+                const float *kb = k_19 + (h / 4) * 32;
+                const float *vb = v_20 + (h / 4) * 32;
+                float mx = -INFINITY, l = 0.0f, acc[32];
+                for (int64_t d = 0; d < 32; ++d)
+                    acc[d] = 0.0f;
+                for (int64_t s = 0; s < send; ++s) {
+                    const float *kr = kb + s * 64, *vr = vb + s * 64;
+                    float sc = 0.0f;
+                    for (int64_t d = 0; d < 32; ++d)
+                        sc += qh[d] * kr[d];
+                    sc *= 0.17677669f;
+                    if (sc > mx) {
+                        float corr = expf(mx - sc);
+                        l = l * corr + 1.0f;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] = acc[d] * corr + vr[d];
+                        mx = sc;
+                    } else {
+                        float p = expf(sc - mx);
+                        l += p;
+                        for (int64_t d = 0; d < 32; ++d)
+                            acc[d] += p * vr[d];
+                    }
+                }
+                float inv = l > 0.0f ? 1.0f / l : 0.0f;
+                for (int64_t d = 0; d < 32; ++d)
+                    y_21[t * 256 + h * 32 + d] = acc[d] * inv;
             }
         }
     }
 }
 
-/* %37 = mul(%35, %36) : f32[2, 4, T, T+P]   # scores
- *   a: f32[2, 4, T, T+P]
- *   y: f32[2, 4, T, T+P] */
-static void k37_mul(const float *a, float *y, int64_t T, int64_t P) {
-    for (int64_t i = 0; i < (T * (T + P) * 8); ++i)
-        y[i] = a[i] * 0.17677669f;
-}
-
-/* %38 = causal_mask(%37) : f32[2, 4, T, T+P]
- *   x: f32[2, 4, T, T+P]
- *   y: f32[2, 4, T, T+P] */
-static void k38_causal_mask(const float *x, float *y, int64_t T, int64_t P) {
-    for (int64_t o = 0; o < 8; ++o)
-        for (int64_t i = 0; i < T; ++i)
-            for (int64_t j = 0; j < (T + P); ++j)
-                y[(o * T + i) * (T + P) + j] = j > i + P ? -INFINITY : x[(o * T + i) * (T + P) + j];
-}
-
-/* %39 = softmax(%38) : f32[2, 4, T, T+P]   # probs
- *   x: f32[2, 4, T, T+P]
- *   y: f32[2, 4, T, T+P] */
-static void k39_softmax(const float *x, float *y, int64_t T, int64_t P) {
-    for (int64_t r = 0; r < (T * 8); ++r) {
-        const float *xr = x + r * (T + P);
-        float *yr = y + r * (T + P);
-        float mx = -INFINITY, sum = 0.0f;
-        for (int64_t j = 0; j < (T + P); ++j)
-            mx = xr[j] > mx ? xr[j] : mx;
-        if (mx == -INFINITY) {
-            for (int64_t j = 0; j < (T + P); ++j)
-                yr[j] = 0.0f;
-            continue;
-        }
-        for (int64_t j = 0; j < (T + P); ++j) {
-            float e = expf(xr[j] - mx);
-            yr[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < (T + P); ++j)
-            yr[j] *= inv;
-    }
-}
-
-/* %40 = matmul(%39, %34) : f32[2, 4, T, 32]   # ctx
- *   a: f32[2, 4, T, T+P]
- *   b: f32[2, 1, T+P, 32]
- *   y: f32[2, 4, T, 32] */
-static void k40_matmul(const float *a, const float *b, float *y, int64_t T, int64_t P) {
-    for (int64_t i0 = 0; i0 < 2; ++i0) {
-        for (int64_t i1 = 0; i1 < 4; ++i1) {
-            const float *am = a + i0 * (T * (T + P) * 4) + i1 * (T * (T + P));
-            const float *bm = b + i0 * ((T + P) * 32);
-            float *ym = y + i0 * (T * 128) + i1 * (T * 32);
-            for (int64_t m = 0; m < T; ++m) {
-                float *yr = ym + m * 32;
-                for (int64_t j = 0; j < 32; ++j)
-                    yr[j] = 0.0f;
-                for (int64_t kk = 0; kk < (T + P); ++kk) {
-                    float av = am[m * (T + P) + kk];
-                    const float *br = bm + kk * 32;
-                    for (int64_t j = 0; j < 32; ++j)
-                        yr[j] += av * br[j];
-                }
-            }
-        }
-    }
-}
-
-/* %41 = transpose(%40) : f32[T, 2, 4, 32]
- *   x: f32[2, 4, T, 32]
- *   y: f32[T, 2, 4, 32] */
-static void k41_transpose(const float *x, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < T; ++i0)
-        for (int64_t i1 = 0; i1 < 2; ++i1)
-            for (int64_t i2 = 0; i2 < 4; ++i2)
-                for (int64_t i3 = 0; i3 < 32; ++i3)
-                    y[i0 * 256 + i1 * 128 + i2 * 32 + i3] = x[i0 * 32 + i1 * (T * 128) + i2 * (T * 32) + i3];
-}
-
-/* %43 = linear(%42, %6) : f32[T, 256]   # attn_out
+/* %22 = linear(%21, %6) : f32[T, 256]   # attn_out
  *   x: f32[T, 256]
  *   w: f32[256, 256] (self_attn.o_proj.weight)
  *   y: f32[T, 256] */
-static void k43_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 256;
@@ -422,81 +242,37 @@ static void k43_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %44 = add(%0, %43) : f32[T, 256]   # r
- *   a: f32[T, 256] (hidden_states)
- *   b: f32[T, 256]
- *   y: f32[T, 256] */
-static void k44_add(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] + b[i];
-}
-
-/* %45 = mul(%44, %44) : f32[T, 256]
- *   a: f32[T, 256]
- *   y: f32[T, 256] */
-static void k45_mul(const float *a, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] * a[i];
-}
-
-/* %46 = mean(%45) : f32[T, 1]   # variance
- *   x: f32[T, 256]
- *   y: f32[T, 1] */
-static void k46_mean(const float *x, float *y, int64_t T) {
-    for (int64_t o = 0; o < T; ++o)
-        {
-            float acc = 0.0f;
-            for (int64_t j = 0; j < 256; ++j) {
-                float v = x[o * 256 + j];
-                acc += v;
-            }
-            y[o] = acc / 256.0f;
+/* %23 = add(%0, %22) : f32[T, 256]   # r
+ * %24 = rms_norm(%23, %7) : f32[T, 256]
+ *   a_0: f32[T, 256] (hidden_states)
+ *   b_22: f32[T, 256]
+ *   y_23: f32[T, 256]
+ *   w_7: f32[256] (post_attention_layernorm.weight)
+ *   y_24: f32[T, 256] */
+static void k23_add_rms_norm(const float *a_0, const float *b_22, float *y_23, const float *w_7, float *y_24, int64_t T) {
+    { /* %23 add */
+        for (int64_t i = 0; i < (T * 256); ++i)
+            y_23[i] = a_0[i] + b_22[i];
+    }
+    { /* %24 rms_norm */
+        for (int64_t r = 0; r < T; ++r) {
+            const float *xr = y_23 + r * 256;
+            float *yr = y_24 + r * 256;
+            float ss = 0.0f;
+            for (int64_t i = 0; i < 256; ++i)
+                ss += xr[i] * xr[i];
+            float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
+            for (int64_t i = 0; i < 256; ++i)
+                yr[i] = xr[i] * inv * w_7[i];
         }
-}
-
-/* %48 = add(%46, %47) : f32[T, 1]
- *   a: f32[T, 1]
- *   y: f32[T, 1] */
-static void k48_add(const float *a, float *y, int64_t T) {
-    for (int64_t i = 0; i < T; ++i)
-        y[i] = a[i] + 1e-05f;
-}
-
-/* %49 = rsqrt(%48) : f32[T, 1]
- *   x: f32[T, 1]
- *   y: f32[T, 1] */
-static void k49_rsqrt(const float *x, float *y, int64_t T) {
-    for (int64_t i = 0; i < T; ++i) {
-        float v = x[i];
-        y[i] = 1.0f / sqrtf(v);
     }
 }
 
-/* %50 = mul(%44, %49) : f32[T, 256]
- *   a: f32[T, 256]
- *   b: f32[T, 1]
- *   y: f32[T, 256] */
-static void k50_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < T; ++i0)
-        for (int64_t i1 = 0; i1 < 256; ++i1)
-            y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i0];
-}
-
-/* %51 = mul(%50, %7) : f32[T, 256]
- *   a: f32[T, 256]
- *   b: f32[256] (post_attention_layernorm.weight)
- *   y: f32[T, 256] */
-static void k51_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i0 = 0; i0 < T; ++i0)
-        for (int64_t i1 = 0; i1 < 256; ++i1)
-            y[i0 * 256 + i1] = a[i0 * 256 + i1] * b[i1];
-}
-
-/* %52 = linear(%51, %8) : f32[T, 704]
+/* %25 = linear(%24, %8) : f32[T, 704]
  *   x: f32[T, 256]
  *   w: f32[704, 256] (mlp.gate_proj.weight)
  *   y: f32[T, 704] */
-static void k52_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k25_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 704;
@@ -510,21 +286,11 @@ static void k52_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %53 = silu(%52) : f32[T, 704]
- *   x: f32[T, 704]
- *   y: f32[T, 704] */
-static void k53_silu(const float *x, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 704); ++i) {
-        float v = x[i];
-        y[i] = v / (1.0f + expf(-v));
-    }
-}
-
-/* %54 = linear(%51, %9) : f32[T, 704]
+/* %27 = linear(%24, %9) : f32[T, 704]
  *   x: f32[T, 256]
  *   w: f32[704, 256] (mlp.up_proj.weight)
  *   y: f32[T, 704] */
-static void k54_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k27_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 704;
@@ -538,20 +304,30 @@ static void k54_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %55 = mul(%53, %54) : f32[T, 704]
- *   a: f32[T, 704]
- *   b: f32[T, 704]
- *   y: f32[T, 704] */
-static void k55_mul(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 704); ++i)
-        y[i] = a[i] * b[i];
+/* %26 = silu(%25) : f32[T, 704]
+ * %28 = mul(%26, %27) : f32[T, 704]
+ *   x_25: f32[T, 704]
+ *   y_26: f32[T, 704]
+ *   b_27: f32[T, 704]
+ *   y_28: f32[T, 704] */
+static void k26_silu_mul(const float *x_25, float *y_26, const float *b_27, float *y_28, int64_t T) {
+    { /* %26 silu */
+        for (int64_t i = 0; i < (T * 704); ++i) {
+            float v = x_25[i];
+            y_26[i] = v / (1.0f + expf(-v));
+        }
+    }
+    { /* %28 mul */
+        for (int64_t i = 0; i < (T * 704); ++i)
+            y_28[i] = y_26[i] * b_27[i];
+    }
 }
 
-/* %56 = linear(%55, %10) : f32[T, 256]   # m
+/* %29 = linear(%28, %10) : f32[T, 256]   # m
  *   x: f32[T, 704]
  *   w: f32[256, 704] (mlp.down_proj.weight)
  *   y: f32[T, 256] */
-static void k56_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k29_linear(const float *x, const float *w, float *y, int64_t T) {
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 704;
         float *yr = y + r * 256;
@@ -565,17 +341,17 @@ static void k56_linear(const float *x, const float *w, float *y, int64_t T) {
     }
 }
 
-/* %57 = add(%44, %56) : f32[T, 256]
+/* %30 = add(%23, %29) : f32[T, 256]
  *   a: f32[T, 256]
  *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k57_add(const float *a, const float *b, float *y, int64_t T) {
+static void k30_add(const float *a, const float *b, float *y, int64_t T) {
     for (int64_t i = 0; i < (T * 256); ++i)
         y[i] = a[i] + b[i];
 }
 
 size_t llama_layer_prim_workspace_size(int64_t T, int64_t P) {
-    size_t off[33], total;
+    size_t off[15], total;
     if (fu_layout(T, P, off, &total) != 0)
         return 0;
     return total;
@@ -588,7 +364,7 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
                              const int32_t *position_ids /* i32[T] */,
                              float *out_hidden_states /* f32[T, 256] */,
                              void *workspace) {
-    size_t fu_off[33], fu_total;
+    size_t fu_off[15], fu_total;
     char *fu_ws = (char *)workspace;
     if (!w || !w->input_layernorm_weight || !w->self_attn_q_proj_weight
         || !w->self_attn_k_proj_weight || !w->self_attn_v_proj_weight || !w->self_attn_o_proj_weight
@@ -609,73 +385,31 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
         return FR_EINVAL;
     float *fu_t13 = (float *)(fu_ws + fu_off[0]);
     float *fu_t14 = (float *)(fu_ws + fu_off[1]);
-    float *fu_t16 = (float *)(fu_ws + fu_off[2]);
-    float *fu_t17 = (float *)(fu_ws + fu_off[3]);
-    float *fu_t18 = (float *)(fu_ws + fu_off[4]);
-    float *fu_t19 = (float *)(fu_ws + fu_off[5]);
-    float *fu_t20 = (float *)(fu_ws + fu_off[6]);
-    float *fu_t21 = (float *)(fu_ws + fu_off[7]);
-    float *fu_t22 = (float *)(fu_ws + fu_off[8]);
-    float *fu_t23 = (float *)(fu_ws + fu_off[9]);
-    float *fu_t24 = (float *)(fu_ws + fu_off[10]);
-    float *fu_t28 = (float *)(fu_ws + fu_off[11]);
-    float *fu_t30 = (float *)(fu_ws + fu_off[12]);
-    float *fu_t33 = (float *)(fu_ws + fu_off[13]);
-    float *fu_t35 = (float *)(fu_ws + fu_off[14]);
-    float *fu_t37 = (float *)(fu_ws + fu_off[15]);
-    float *fu_t38 = (float *)(fu_ws + fu_off[16]);
-    float *fu_t39 = (float *)(fu_ws + fu_off[17]);
-    float *fu_t40 = (float *)(fu_ws + fu_off[18]);
-    float *fu_t41 = (float *)(fu_ws + fu_off[19]);
-    float *fu_t43 = (float *)(fu_ws + fu_off[20]);
-    float *fu_t44 = (float *)(fu_ws + fu_off[21]);
-    float *fu_t45 = (float *)(fu_ws + fu_off[22]);
-    float *fu_t46 = (float *)(fu_ws + fu_off[23]);
-    float *fu_t48 = (float *)(fu_ws + fu_off[24]);
-    float *fu_t49 = (float *)(fu_ws + fu_off[25]);
-    float *fu_t50 = (float *)(fu_ws + fu_off[26]);
-    float *fu_t51 = (float *)(fu_ws + fu_off[27]);
-    float *fu_t52 = (float *)(fu_ws + fu_off[28]);
-    float *fu_t53 = (float *)(fu_ws + fu_off[29]);
-    float *fu_t54 = (float *)(fu_ws + fu_off[30]);
-    float *fu_t55 = (float *)(fu_ws + fu_off[31]);
-    float *fu_t56 = (float *)(fu_ws + fu_off[32]);
-    k13_mul(hidden_states, fu_t13, T);
-    k14_mean(fu_t13, fu_t14, T);
-    k16_add(fu_t14, fu_t16, T);
-    k17_rsqrt(fu_t16, fu_t17, T);
-    k18_mul(hidden_states, fu_t17, fu_t18, T);
-    k19_mul(fu_t18, w->input_layernorm_weight, fu_t19, T);
-    k20_linear(fu_t19, w->self_attn_q_proj_weight, fu_t20, T);
-    k21_rope(fu_t20, position_ids, fu_t21, T);
-    k22_linear(fu_t19, w->self_attn_k_proj_weight, fu_t22, T);
-    k23_rope(fu_t22, position_ids, fu_t23, T);
-    k24_linear(fu_t19, w->self_attn_v_proj_weight, fu_t24, T);
-    k25_append(cache->k_cache, fu_t23, T, P);
-    k26_append(cache->v_cache, fu_t24, T, P);
-    k28_transpose(fu_t21, fu_t28, T);
-    k30_transpose(cache->k_cache, fu_t30, T, P);
-    k33_transpose(cache->v_cache, fu_t33, T, P);
-    k35_matmul(fu_t28, fu_t30, fu_t35, T, P);
-    k37_mul(fu_t35, fu_t37, T, P);
-    k38_causal_mask(fu_t37, fu_t38, T, P);
-    k39_softmax(fu_t38, fu_t39, T, P);
-    k40_matmul(fu_t39, fu_t33, fu_t40, T, P);
-    k41_transpose(fu_t40, fu_t41, T);
-    k43_linear(fu_t41, w->self_attn_o_proj_weight, fu_t43, T);
-    k44_add(hidden_states, fu_t43, fu_t44, T);
-    k45_mul(fu_t44, fu_t45, T);
-    k46_mean(fu_t45, fu_t46, T);
-    k48_add(fu_t46, fu_t48, T);
-    k49_rsqrt(fu_t48, fu_t49, T);
-    k50_mul(fu_t44, fu_t49, fu_t50, T);
-    k51_mul(fu_t50, w->post_attention_layernorm_weight, fu_t51, T);
-    k52_linear(fu_t51, w->mlp_gate_proj_weight, fu_t52, T);
-    k53_silu(fu_t52, fu_t53, T);
-    k54_linear(fu_t51, w->mlp_up_proj_weight, fu_t54, T);
-    k55_mul(fu_t53, fu_t54, fu_t55, T);
-    k56_linear(fu_t55, w->mlp_down_proj_weight, fu_t56, T);
-    k57_add(fu_t44, fu_t56, out_hidden_states, T);
+    float *fu_t15 = (float *)(fu_ws + fu_off[2]);
+    float *fu_t16 = (float *)(fu_ws + fu_off[3]);
+    float *fu_t17 = (float *)(fu_ws + fu_off[4]);
+    float *fu_t18 = (float *)(fu_ws + fu_off[5]);
+    float *fu_t21 = (float *)(fu_ws + fu_off[6]);
+    float *fu_t22 = (float *)(fu_ws + fu_off[7]);
+    float *fu_t23 = (float *)(fu_ws + fu_off[8]);
+    float *fu_t24 = (float *)(fu_ws + fu_off[9]);
+    float *fu_t25 = (float *)(fu_ws + fu_off[10]);
+    float *fu_t26 = (float *)(fu_ws + fu_off[11]);
+    float *fu_t27 = (float *)(fu_ws + fu_off[12]);
+    float *fu_t28 = (float *)(fu_ws + fu_off[13]);
+    float *fu_t29 = (float *)(fu_ws + fu_off[14]);
+    k13_rms_norm(hidden_states, w->input_layernorm_weight, fu_t13, T);
+    k14_linear(fu_t13, w->self_attn_q_proj_weight, fu_t14, T);
+    k16_linear(fu_t13, w->self_attn_k_proj_weight, fu_t16, T);
+    k18_linear(fu_t13, w->self_attn_v_proj_weight, fu_t18, T);
+    k15_rope_rope_append_append(fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
+    k22_linear(fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
+    k23_add_rms_norm(hidden_states, fu_t22, fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
+    k25_linear(fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
+    k27_linear(fu_t24, w->mlp_up_proj_weight, fu_t27, T);
+    k26_silu_mul(fu_t25, fu_t26, fu_t27, fu_t28, T);
+    k29_linear(fu_t28, w->mlp_down_proj_weight, fu_t29, T);
+    k30_add(fu_t23, fu_t29, out_hidden_states, T);
     return 0;
 }
 

@@ -1,0 +1,181 @@
+/*
+ * fuse_epilogue.c - GEMM epilogue fusion (CODA).
+ *
+ * Linear layers that read the same input become one KK_GEMM kernel (the
+ * q, k and v projections read h once), and the elementwise ops that
+ * consume their outputs join it as an epilogue that runs on the
+ * accumulator tile before it is stored: bias add, activation, residual add,
+ * scaling, the silu(g) * u of two linears, and RoPE on a projection's
+ * output.  A lone matmul becomes a KK_GEMM of one node the same way.
+ *
+ * An epilogue node must have the shape of the tile it consumes, and its
+ * operands from outside the kernel must be a scalar, a per-column vector
+ * [N] or a tensor of the output's own shape (the residual): what a tile can
+ * read at its own (row, column) coordinates.  A tile or epilogue value that
+ * something outside the kernel also reads is stored as well (the emitter
+ * asks kern_is_result).  Each refusal is noted for --explain.
+ *
+ * Afterwards every KK_GEMM kernel holds: optionally the norm that produces
+ * A (fuse_norm.c), one or more linears reading A (or one matmul), and
+ * epilogue nodes that satisfy the rules above.
+ */
+#include "fusec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool single(const Graph *g, const Node *n) {
+    return n->kernel >= 0 && g->kernels[n->kernel]->kind == KK_SINGLE;
+}
+
+static bool all_ones(const Node *x) {
+    for (int d = 0; d < x->rank; d++)
+        if (!dim_is_const(x->shape[d]) || x->shape[d].c != 1)
+            return false;
+    return true;
+}
+
+/* A tile node: the kernel's linears/matmul and its epilogue nodes (not the
+ * prologue norm). */
+static bool tile_node(const Node *n, int k) {
+    return n->kernel == k && op_info[n->op].cat != CAT_NORM;
+}
+
+/* Whether u can run on the tile of t (a tile node of kernel k); if not,
+ * *why says why. */
+static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
+    if (!fuse_same_shape(u, t)) {
+        *why = "its shape differs from the GEMM output's";
+        return false;
+    }
+    if (u->op == OP_ROPE) {
+        if (u->in[0] != t) {
+            *why = "it is not rope of the GEMM output";
+            return false;
+        }
+        return true;
+    }
+    if (!fuse_is_elementwise(u)) {
+        *why = fu_format("'%s' is not an elementwise op", op_info[u->op].name);
+        return false;
+    }
+    for (int j = 0; j < u->nin; j++) {
+        const Node *x = u->in[j];
+        if (x->kernel == k) {
+            if (!tile_node(x, k) || !fuse_same_shape(x, u)) {
+                *why = fu_format("it reads %s, which is not a tile of this kernel", fuse_name(x));
+                return false;
+            }
+            continue;
+        }
+        bool ok = x->rank == 0 || all_ones(x) || fuse_same_shape(x, u) ||
+                  (x->rank == 1 && dim_eq(x->shape[0], u->shape[u->rank - 1]));
+        if (!ok) {
+            *why = fu_format("operand %s is neither a scalar, a per-column vector nor of the "
+                             "output's shape", fuse_name(x));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Absorbs epilogue nodes into GEMM kernel k until none is left. */
+static int grow_epilogue(Graph *g, int k) {
+    int added = 0;
+    for (bool again = true; again;) {
+        again = false;
+        for (int i = 0; i < g->nnodes; i++) {
+            Node *t = g->nodes[i];
+            if (!tile_node(t, k))
+                continue;
+            Node **users;
+            int nu = ir_users(g, t, &users);
+            for (int j = 0; j < nu; j++) {
+                Node *u = users[j];
+                const char *why = NULL;
+                if (!single(g, u) || (!fuse_is_elementwise(u) && u->op != OP_ROPE))
+                    continue;
+                if (!epilogue_ok(u, t, k, &why)) {
+                    fuse_note(g, "epilogue: %s (%s) stays out of the GEMM of %s: %s", fuse_name(u),
+                              op_info[u->op].name, fuse_name(t), why);
+                    continue;
+                }
+                if (!sched_try_merge(g, k, u->kernel)) {
+                    fuse_note(g, "epilogue: %s (%s) cannot join the GEMM of %s (a path between "
+                                 "them runs through another kernel)",
+                              fuse_name(u), op_info[u->op].name, fuse_name(t));
+                    continue;
+                }
+                added++;
+                again = true;
+            }
+        }
+    }
+    return added;
+}
+
+/* Names of a kernel's epilogue ops for its note: "add, silu, mul". */
+static const char *epilogue_names(const Graph *g, int k) {
+    Buf b = {0};
+    for (int i = 0; i < g->kernels[k]->nnodes; i++) {
+        const Node *n = g->kernels[k]->nodes[i];
+        OpCat c = op_info[n->op].cat;
+        if (c == CAT_NORM || c == CAT_MATMUL)
+            continue;
+        buf_printf(&b, "%s%s", b.len ? ", " : "", op_info[n->op].name);
+    }
+    const char *s = b.len ? fu_strdup(b.data) : "";
+    free(b.data);
+    return s;
+}
+
+void pass_fuse_epilogue(Graph *g, const Options *o) {
+    if (!fuse_enabled(o, FUSE_EPILOGUE))
+        return;
+    if (!fuse_gemm_kinds()) {
+        fuse_note(g, "epilogue: off: GEMM kernels are not available (FUSE_GEMM_KINDS)");
+        return;
+    }
+    ir_recount(g);
+    /* linears sharing their input, and lone matmuls, become KK_GEMM */
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *l = g->nodes[i];
+        if (op_info[l->op].cat != CAT_MATMUL || !single(g, l))
+            continue;
+        int k = l->kernel;
+        g->kernels[k]->kind = KK_GEMM;
+        if (l->op != OP_LINEAR)
+            continue;
+        Node **users;
+        int nu = ir_users(g, l->in[0], &users);
+        for (int j = 0; j < nu; j++) {
+            Node *s = users[j];
+            if (s == l || s->op != OP_LINEAR || s->in[0] != l->in[0] || !single(g, s))
+                continue;
+            if (!sched_try_merge(g, k, s->kernel))
+                fuse_note(g, "epilogue: linears %s and %s read the same input but cannot share a "
+                             "kernel (a path between them runs through another kernel)",
+                          fuse_name(l), fuse_name(s));
+        }
+    }
+    for (int k = 0; k < g->nkernels; k++) {
+        Kernel *kr = g->kernels[k];
+        if (kr->kind != KK_GEMM || kr->nnodes == 0)
+            continue;
+        int nlin = 0;
+        const Node *first = NULL;
+        for (int i = 0; i < kr->nnodes; i++)
+            if (op_info[kr->nodes[i]->op].cat == CAT_MATMUL) {
+                nlin++;
+                first = first ? first : kr->nodes[i];
+            }
+        int added = grow_epilogue(g, k);
+        kr = g->kernels[k];
+        const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(first->in[0]))
+                                    : fu_format("%s %s", op_info[first->op].name, fuse_name(first));
+        if (added)
+            what = fu_format("%s; epilogue on the accumulator tile: %s", what, epilogue_names(g, k));
+        kr->note = kr->note ? fu_format("%s; %s", kr->note, what) : what;
+    }
+    sched_compact(g);
+}
