@@ -59,6 +59,12 @@ typedef struct Emit {
     const char **c_cache;   /* cache struct fields */
     bool *needed;           /* per node id: forward passes its data to some kernel */
     int64_t sym_max;        /* the bound checked on every symbol */
+    const Target *vt;       /* the variant being emitted (t itself unless multi) */
+    const char *suffix;     /* "" or "_avx2": names of the variant's functions */
+    bool *run_used;         /* per node id: a kernel of the run function names it */
+    unsigned run_syms;      /* symbols the kernels take */
+    int nscratch;
+    const char **scratch;   /* per-thread scratch sizes the kernels declared */
     Buf c, h;
 } Emit;
 
@@ -414,6 +420,7 @@ struct Kern {
     int np;
     unsigned used;          /* symbols the body mentions */
     int nlocals;            /* kern_local's counter */
+    const char *scratch;    /* kern_scratch's bytes per thread, or NULL */
 };
 
 static void kline(Kern *k, const char *fmt, ...)
@@ -480,7 +487,13 @@ void kern_indent(Kern *k, int delta) {
     FU_ASSERT(k->indent >= 0);
 }
 
-const Target *kern_target(const Kern *k) { return k->e->t; }
+const Target *kern_target(const Kern *k) { return k->e->vt; }
+
+void kern_scratch(Kern *k, const char *bytes_expr) {
+    FU_ASSERT(bytes_expr && *bytes_expr);
+    k->scratch = k->scratch ? fu_format("fu_max_size(%s, (size_t)(%s))", k->scratch, bytes_expr)
+                            : fu_format("(size_t)(%s)", bytes_expr);
+}
 
 bool kern_is_result(const Kern *k, const Node *n) {
     const Graph *g = k->e->g;
@@ -543,17 +556,6 @@ static const char *mul(const char *a, const char *b) {
     return fu_format("%s * %s", a, b);
 }
 
-/* Elementwise operand access: constants are inlined as literals, rank-0
- * tensors are read at [0], everything else at [idx]. */
-static const char *kelem(Kern *k, const Node *n, int i, const char *role, const char *idx) {
-    const Node *x = n->in[i];
-    if (x->op == OP_CONST)
-        return float_lit(x->f[0]);
-    if (x->rank == 0)
-        return fu_format("%s[0]", kin(k, n, i, role));
-    return fu_format("%s[%s]", kin(k, n, i, role), idx);
-}
-
 static bool same_shape(const Node *a, const Node *b) {
     int d;
     if (a->rank != b->rank)
@@ -564,178 +566,383 @@ static bool same_shape(const Node *a, const Node *b) {
     return true;
 }
 
-static const char *unary_expr(Op op) {
-    switch (op) {
-    case OP_NEG: return "-v";
-    case OP_EXP: return "expf(v)";
-    case OP_LOG: return "logf(v)";
-    case OP_SQRT: return "sqrtf(v)";
-    case OP_RSQRT: return "1.0f / sqrtf(v)";
-    case OP_RECIP: return "1.0f / v";
-    case OP_TANH: return "tanhf(v)";
-    case OP_SIGMOID: return "1.0f / (1.0f + expf(-v))";
-    case OP_SILU: return "v / (1.0f + expf(-v))";
-    case OP_GELU: return "0.5f * v * (1.0f + erff(v * 0.707106781f))";
-    case OP_GELU_TANH:
-        return "0.5f * v * (1.0f + tanhf(0.797884561f * (v + 0.044715f * v * v * v)))";
-    case OP_RELU: return "v > 0.0f ? v : 0.0f";
-    default: FU_UNREACHABLE();
+/* ---- vector loops ------------------------------------------------------------ */
+
+/*
+ * Every KK_SINGLE kernel below is written once against the vector
+ * vocabulary (vec.c): a main loop of W = vec_floats lanes, then one masked
+ * tail step (generic has W = 1 and no tail), with explicit SIMD reductions,
+ * so the hot loops never depend on the C compiler's auto-vectorizer.  Work
+ * is split over the pool's threads (tid of nth) by rows, columns or heads.
+ */
+
+static const Target *kT(const Kern *k) { return k->e->vt; }
+static int kW(const Kern *k) { return k->e->vt->vec_floats; }
+
+/* One step of a vector loop over `idx`; `tail` when only fu_m lanes remain. */
+typedef void (*VStep)(Kern *k, void *ctx, bool tail);
+
+/* for (; idx + W <= to; idx += W) step;  if (idx < to) { fu_m = to - idx; tail step } */
+static void vloop(Kern *k, const char *idx, const char *to, VStep step, void *ctx) {
+    int W = kW(k);
+    if (W == 1) {
+        kline(k, "for (; %s < %s; ++%s) {", idx, to, idx);
+        k->indent++;
+        step(k, ctx, false);
+        k->indent--;
+        kline(k, "}");
+        return;
     }
+    kline(k, "for (; %s + %d <= %s; %s += %d) {", idx, W, to, idx, W);
+    k->indent++;
+    step(k, ctx, false);
+    k->indent--;
+    kline(k, "}");
+    kline(k, "if (%s < %s) {", idx, to);
+    k->indent++;
+    kline(k, "int fu_m = (int)(%s - %s);", to, idx);
+    step(k, ctx, true);
+    k->indent--;
+    kline(k, "}");
+}
+
+/* Loads W floats at ptr, or the tail's fu_m (the rest read as fill). */
+static const char *vld(Kern *k, const char *ptr, bool tail, const char *fill) {
+    return tail ? v_load_n(kT(k), ptr, "fu_m", fill) : v_load(kT(k), ptr);
+}
+
+static const char *vst(Kern *k, const char *ptr, const char *val, bool tail) {
+    return tail ? v_store_n(kT(k), ptr, val, "fu_m") : v_store(kT(k), ptr, val);
+}
+
+/* An operand of an elementwise loop: a pointer indexed by the loop counter,
+ * or a scalar (constant, rank 0, or broadcast along the loop) to splat. */
+typedef struct VOperand {
+    const char *ptr;    /* base pointer expression, or NULL */
+    const char *scalar; /* float expression, or NULL */
+} VOperand;
+
+static const char *voperand(Kern *k, const VOperand *o, const char *idx, bool tail) {
+    if (o->scalar)
+        return v_set1(kT(k), o->scalar);
+    return vld(k, fu_format("%s + %s", o->ptr, idx), tail, NULL);
+}
+
+/* ---- elementwise ----------------------------------------------------------- */
+
+typedef struct EwCtx {
+    Op op;
+    VOperand a, b;
+    const char *y, *idx;
+} EwCtx;
+
+static void ew_step(Kern *k, void *ctx, bool tail) {
+    EwCtx *c = ctx;
+    const char *a = voperand(k, &c->a, c->idx, tail);
+    const char *v = op_info[c->op].cat == CAT_UNARY ? v_unary(kT(k), c->op, a)
+                                                     : v_bin(kT(k), c->op, a, voperand(k, &c->b, c->idx, tail));
+    kline(k, "%s;", vst(k, fu_format("%s + %s", c->y, c->idx), v, tail));
+}
+
+/* Operand i of n read at flat index (same shape as n), or as a scalar. */
+static VOperand ew_operand(Kern *k, const Node *n, int i, const char *role) {
+    const Node *x = n->in[i];
+    VOperand o = {NULL, NULL};
+    if (x->op == OP_CONST)
+        o.scalar = float_lit(x->f[0]);
+    else if (x->rank == 0)
+        o.scalar = fu_format("%s[0]", kin(k, n, i, role));
+    else
+        o.ptr = kin(k, n, i, role);
+    return o;
+}
+
+/* Splits [0, n) over the threads in blocks of 16 floats (64 bytes: no two
+ * threads write one cache line), leaving [i, i_end) to this thread. */
+static void flat_split(Kern *k, const char *n) {
+    kline(k, "int64_t i, i_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &i, &i_end);", n);
 }
 
 /* y = f(x), elementwise. */
 static void k_unary(Kern *k, const Node *n) {
-    const char *x = kelem(k, n, 0, "x", "i"), *y = kout(k, n, "y");
-    kline(k, "for (int64_t i = 0; i < %s; ++i) {", knumel(k, n, 0, n->rank));
-    kline(k, "    float v = %s;", x);
-    kline(k, "    %s[i] = %s;", y, unary_expr(n->op));
-    kline(k, "}");
+    EwCtx c = {n->op, ew_operand(k, n, 0, "x"), {NULL, NULL}, NULL, "i"};
+    c.y = kout(k, n, "y");
+    flat_split(k, bare(knumel(k, n, 0, n->rank)));
+    vloop(k, "i", "i_end", ew_step, &c);
 }
 
-static const char *binary_expr(Op op, const char *a, const char *b) {
-    switch (op) {
-    case OP_ADD: return fu_format("%s + %s", a, b);
-    case OP_SUB: return fu_format("%s - %s", a, b);
-    case OP_MUL: return fu_format("%s * %s", a, b);
-    case OP_DIV: return fu_format("%s / %s", a, b);
-    /* As the interpreter has them, NaN handling included. */
-    case OP_MAXIMUM: return fu_format("%s > %s ? %s : %s", a, b, a, b);
-    case OP_MINIMUM: return fu_format("%s < %s ? %s : %s", a, b, a, b);
-    default: FU_UNREACHABLE();
-    }
-}
-
-/* The flat index of an operand x (broadcast numpy-style against out) as a
- * C expression of the loop counters i0..: broadcast dims (missing, or a
- * constant 1) contribute nothing, i.e. have stride 0. */
-static const char *bcast_index(Kern *k, const Node *x, const Node *out) {
+/* The offset of operand x's row for output row indices i0..i(r-2), x
+ * broadcast numpy-style against out (broadcast dims have stride 0); marks
+ * in *used the indices it needs. */
+static const char *row_offset(Kern *k, const Node *x, const Node *out, unsigned *used) {
     Buf b = {0};
-    int d, lead = out->rank - x->rank;
-    for (d = 0; d < out->rank; d++) {
+    int lead = out->rank - x->rank;
+    for (int d = 0; d < out->rank - 1; d++) {
         int xd = d - lead;
-        const char *stride;
         if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
             continue;
-        stride = knumel(k, x, xd + 1, x->rank);
+        *used |= 1u << d;
         if (b.len)
             buf_puts(&b, " + ");
-        buf_puts(&b, mul(fu_format("i%d", d), stride));
+        buf_puts(&b, mul(fu_format("i%d", d), knumel(k, x, xd + 1, x->rank)));
     }
     return take(&b, "0");
 }
 
-/* y = a op b with numpy broadcasting. */
-static void k_binary(Kern *k, const Node *n) {
-    const Node *a = n->in[0], *b = n->in[1];
-    int d;
-    /* One declarator each: the order of the calls fixes the parameter order. */
-    if ((a->rank == 0 || same_shape(a, n)) && (b->rank == 0 || same_shape(b, n))) {
-        const char *ea = kelem(k, n, 0, "a", "i");
-        const char *eb = kelem(k, n, 1, "b", "i");
-        const char *y = kout(k, n, "y");
-        kline(k, "for (int64_t i = 0; i < %s; ++i)", knumel(k, n, 0, n->rank));
-        kline(k, "    %s[i] = %s;", y, binary_expr(n->op, ea, eb));
-        return;
-    }
-    const char *ea = kelem(k, n, 0, "a", bcast_index(k, a, n));
-    const char *eb = kelem(k, n, 1, "b", bcast_index(k, b, n));
-    const char *ex = binary_expr(n->op, ea, eb);
-    const char *y = kout(k, n, "y");
-    for (d = 0; d < n->rank; d++) {
-        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
-        k->indent++;
-    }
-    kline(k, "%s[%s] = %s;", y, bcast_index(k, n, n), ex);
-    k->indent -= n->rank;
+/* Whether x is broadcast along out's last axis (one value per row). */
+static bool bcast_last(const Node *x) {
+    return x->rank == 0 || (dim_is_const(x->shape[x->rank - 1]) && x->shape[x->rank - 1].c == 1);
 }
 
-/* sum/max/mean over axis i[0], keeping it with size 1: for every outer
- * index o and inner index r, reduce the `len` elements strided by inner. */
+/* y = a op b with numpy broadcasting. */
+static void k_binary(Kern *k, const Node *n) {
+    const Node *an = n->in[0], *bn = n->in[1];
+    EwCtx c = {n->op, {NULL, NULL}, {NULL, NULL}, NULL, "i"};
+    if ((an->rank == 0 || same_shape(an, n)) && (bn->rank == 0 || same_shape(bn, n))) {
+        /* One declarator each: the order of the calls fixes the parameter order. */
+        c.a = ew_operand(k, n, 0, "a");
+        c.b = ew_operand(k, n, 1, "b");
+        c.y = kout(k, n, "y");
+        flat_split(k, bare(knumel(k, n, 0, n->rank)));
+        vloop(k, "i", "i_end", ew_step, &c);
+        return;
+    }
+    /* Rows of the last axis: each operand is a row pointer (or a scalar when
+     * broadcast along it); rows are split over the threads. */
+    int r = n->rank;
+    unsigned used = 0;
+    const char *ap = an->op == OP_CONST ? NULL : kin(k, n, 0, "a");
+    const char *bp = bn->op == OP_CONST ? NULL : kin(k, n, 1, "b");
+    const char *y = kout(k, n, "y");
+    const char *aoff = ap ? row_offset(k, an, n, &used) : NULL;
+    const char *boff = bp ? row_offset(k, bn, n, &used) : NULL;
+    const char *L = kdim(k, n, r - 1);
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(knumel(k, n, 0, r - 1)));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    if (r > 1) {
+        kline(k, "int64_t q = r;");
+        for (int d = r - 2; d >= 0; d--) {
+            if (used & (1u << d))
+                kline(k, "int64_t i%d = %s;", d, d == 0 ? "q" : fu_format("q %% %s", kdim(k, n, d)));
+            if (d > 0 && (used & ((1u << d) - 1)))
+                kline(k, "q /= %s;", kdim(k, n, d));
+        }
+        kline(k, "(void)q;");
+    }
+    const Node *ops[2] = {an, bn};
+    const char *ptrs[2] = {ap, bp}, *offs[2] = {aoff, boff}, *names[2] = {"ar", "br"};
+    VOperand *vo[2] = {&c.a, &c.b};
+    for (int q = 0; q < 2; q++) {
+        if (ops[q]->op == OP_CONST) {
+            vo[q]->scalar = float_lit(ops[q]->f[0]);
+            continue;
+        }
+        kline(k, "const float *%s = %s + %s;", names[q], ptrs[q], offs[q]);
+        if (bcast_last(ops[q]))
+            vo[q]->scalar = fu_format("%s[0]", names[q]);
+        else
+            vo[q]->ptr = names[q];
+    }
+    kline(k, "float *yr = %s + %s;", y, mul("r", L));
+    kline(k, "int64_t j = 0;");
+    c.y = "yr";
+    c.idx = "j";
+    vloop(k, "j", L, ew_step, &c);
+    k->indent--;
+    kline(k, "}");
+}
+
+/* ---- reductions ------------------------------------------------------------ */
+
+typedef struct RedCtx {
+    Op op;              /* OP_ADD or OP_MAXIMUM */
+    const char *acc, *ptr, *idx;
+} RedCtx;
+
+/* acc = acc op x[idx..]: the tail pads sums with 0 and maxima with -inf. */
+static void red_step(Kern *k, void *ctx, bool tail) {
+    RedCtx *c = ctx;
+    const char *x = vld(k, fu_format("%s + %s", c->ptr, c->idx), tail, c->op == OP_MAXIMUM ? "-INFINITY" : NULL);
+    /* max(x, acc) is `x > acc ? x : acc`: a NaN element is skipped, as in the
+     * interpreter's loop */
+    kline(k, "%s = %s;", c->acc, c->op == OP_MAXIMUM ? v_bin(kT(k), OP_MAXIMUM, x, c->acc)
+                                                    : v_bin(kT(k), OP_ADD, c->acc, x));
+}
+
+/* float `out` = the sum (or max) of ptr[0, len) by a vector accumulator. */
+static void emit_row_reduce(Kern *k, Op op, const char *out, const char *ptr, const char *len) {
+    const char *acc = kern_local(k, "fu_acc"), *j = kern_local(k, "fu_j");
+    kline(k, "%s %s = %s;", v_type(kT(k)), acc, op == OP_MAXIMUM ? v_set1(kT(k), "-INFINITY") : v_zero(kT(k)));
+    kline(k, "int64_t %s = 0;", j);
+    RedCtx c = {op, acc, ptr, j};
+    vloop(k, j, len, red_step, &c);
+    kline(k, "float %s = %s;", out, op == OP_MAXIMUM ? v_hmax(kT(k), acc) : v_hsum(kT(k), acc));
+}
+
+/* sum/max/mean over axis i[0], keeping it with size 1. */
 static void k_reduce(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     int ax = (int)n->i[0];
+    Op op = n->op == OP_MAX ? OP_MAXIMUM : OP_ADD;
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
     const char *outer = knumel(k, xn, 0, ax), *len = kdim(k, xn, ax);
     const char *inner = knumel(k, xn, ax + 1, xn->rank);
-    bool last = strcmp(inner, "1") == 0;
-    kline(k, "for (int64_t o = 0; o < %s; ++o)", outer);
-    if (!last)
-        kline(k, "    for (int64_t r = 0; r < %s; ++r)", inner);
-    k->indent += last ? 1 : 2;
-    kline(k, "{");
-    kline(k, "    float acc = %s;", n->op == OP_MAX ? "-INFINITY" : "0.0f");
-    kline(k, "    for (int64_t j = 0; j < %s; ++j) {", len);
-    kline(k, "        float v = %s[%s];", x,
-          last ? fu_format("o * %s + j", len) : fu_format("(o * %s + j) * %s + r", len, inner));
-    kline(k, "        %s", n->op == OP_MAX ? "acc = v > acc ? v : acc;" : "acc += v;");
-    kline(k, "    }");
-    kline(k, "    %s[%s] = %s;", y, last ? "o" : fu_format("o * %s + r", inner),
-          n->op == OP_MEAN ? fu_format("acc / %s", as_float(len)) : "acc");
+    const char *fin = n->op == OP_MEAN ? fu_format("acc / %s", as_float(len)) : "acc";
+    if (strcmp(inner, "1") == 0) {
+        /* the last axis: one contiguous row per output element */
+        kline(k, "int64_t o0, o1;");
+        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(outer));
+        kline(k, "for (int64_t o = o0; o < o1; ++o) {");
+        k->indent++;
+        emit_row_reduce(k, op, "acc", fu_format("(%s + %s)", x, mul("o", len)), len);
+        kline(k, "%s[o] = %s;", y, fin);
+        k->indent--;
+        kline(k, "}");
+        return;
+    }
+    /* Another axis: W adjacent outputs at once, each accumulating `len`
+     * elements strided by inner; (o, column block) pairs split over threads. */
+    int W = kW(k);
+    const Target *t = kT(k);
+    const char *ncol = W == 1 ? inner : fu_format("((%s + %d) / %d)", inner, W - 1, W);
+    kline(k, "int64_t q0, q1;");
+    kline(k, "fr_split(%s, tid, nth, &q0, &q1);", bare(mul(outer, ncol)));
+    kline(k, "for (int64_t q = q0; q < q1; ++q) {");
+    k->indent++;
+    kline(k, "int64_t o = q / %s, c = q %% %s%s;", ncol, ncol, W == 1 ? "" : fu_format(" * %d", W));
+    for (int tail = 0; tail <= (W > 1); tail++) {
+        if (W > 1)
+            kline(k, tail ? "} else {" : "if (c + %d <= %s) {", W, inner);
+        k->indent += W > 1;
+        if (tail)
+            kline(k, "int fu_m = (int)(%s - c);", inner);
+        kline(k, "%s acc = %s;", v_type(t), op == OP_MAXIMUM ? v_set1(t, "-INFINITY") : v_zero(t));
+        kline(k, "for (int64_t j = 0; j < %s; ++j)", len);
+        const char *xv = vld(k, fu_format("%s + (o * %s + j) * %s + c", x, len, inner), tail, NULL);
+        kline(k, "    acc = %s;", op == OP_MAXIMUM ? v_bin(t, OP_MAXIMUM, xv, "acc") : v_bin(t, OP_ADD, "acc", xv));
+        const char *res = n->op == OP_MEAN ? v_bin(t, OP_DIV, "acc", v_set1(t, as_float(len))) : "acc";
+        kline(k, "%s;", vst(k, fu_format("%s + o * %s + c", y, inner), res, tail));
+        k->indent -= W > 1;
+    }
+    if (W > 1)
+        kline(k, "}");
+    k->indent--;
     kline(k, "}");
-    k->indent -= last ? 1 : 2;
+}
+
+/* ---- contractions (until emit_gemm.c takes KK_SINGLE linear/matmul) ---------- */
+
+/* acc (a vector) = sum over kk of a[kk] * b[kk], then `out` = its hsum. */
+typedef struct DotCtx {
+    const char *acc, *a, *b, *idx;
+} DotCtx;
+
+static void dot_step(Kern *k, void *ctx, bool tail) {
+    DotCtx *c = ctx;
+    kline(k, "%s = %s;", c->acc,
+          v_fma(kT(k), vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL),
+                vld(k, fu_format("%s + %s", c->b, c->idx), tail, NULL), c->acc));
+}
+
+static void emit_dot(Kern *k, const char *out, const char *a, const char *b, const char *len) {
+    const char *acc = kern_local(k, "fu_acc"), *j = kern_local(k, "fu_j");
+    kline(k, "%s %s = %s;", v_type(kT(k)), acc, v_zero(kT(k)));
+    kline(k, "int64_t %s = 0;", j);
+    DotCtx c = {acc, a, b, j};
+    vloop(k, j, len, dot_step, &c);
+    kline(k, "float %s = %s;", out, v_hsum(kT(k), acc));
+}
+
+/* y[0, len) (+)= s * b[0, len): the row update of a [K, N]-layout product. */
+typedef struct AxpyCtx {
+    const char *y, *s, *b, *idx;
+    bool first;
+} AxpyCtx;
+
+static void axpy_step(Kern *k, void *ctx, bool tail) {
+    AxpyCtx *c = ctx;
+    const char *yp = fu_format("%s + %s", c->y, c->idx);
+    const char *bv = vld(k, fu_format("%s + %s", c->b, c->idx), tail, NULL);
+    kline(k, "%s;", vst(k, yp, v_fma(kT(k), v_set1(kT(k), c->s), bv, vld(k, yp, tail, NULL)), tail));
+}
+
+static void emit_axpy(Kern *k, const char *y, const char *s, const char *b, const char *len) {
+    const char *j = kern_local(k, "fu_j");
+    kline(k, "int64_t %s = 0;", j);
+    AxpyCtx c = {y, s, b, j, false};
+    vloop(k, j, len, axpy_step, &c);
 }
 
 /* y[..., M, N] = a[..., M, K] b[..., K, N] (b stored [..., N, K] when i[0]),
- * batch dims broadcast. */
+ * batch dims broadcast; the batch * M rows are split over the threads. */
 static void k_matmul(Kern *k, const Node *n) {
     const Node *an = n->in[0], *bn = n->in[1];
     const char *a = kin(k, n, 0, "a"), *b = kin(k, n, 1, "b"), *y = kout(k, n, "y");
     int r = n->rank, nb = r - 2, d;
     const char *M = kdim(k, n, r - 2), *N = kdim(k, n, r - 1);
     const char *K = kdim(k, an, an->rank - 1);
-    Buf ao = {0}, bo = {0}, yo = {0};
+    Buf ao = {0}, bo = {0};
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(knumel(k, n, 0, r - 1)));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    unsigned used = 0;
     for (d = 0; d < nb; d++) {
         const Node *ops[2] = {an, bn};
         Buf *offs[2] = {&ao, &bo};
-        int q;
-        for (q = 0; q < 2; q++) {
-            const Node *x = ops[q];
+        for (int qi = 0; qi < 2; qi++) {
+            const Node *x = ops[qi];
             int xd = d - (r - x->rank);
             if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
                 continue;
-            buf_printf(offs[q], "%s%s", offs[q]->len ? " + " : "",
+            used |= 1u << d;
+            buf_printf(offs[qi], "%s%s", offs[qi]->len ? " + " : "",
                        mul(fu_format("i%d", d), knumel(k, x, xd + 1, x->rank)));
         }
-        buf_printf(&yo, "%s%s", yo.len ? " + " : "", mul(fu_format("i%d", d), knumel(k, n, d + 1, r)));
-        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d) {", d, d, kdim(k, n, d), d);
-        k->indent++;
     }
-    const char *aoff = take(&ao, NULL), *boff = take(&bo, NULL), *yoff = take(&yo, NULL);
+    const char *aoff = take(&ao, NULL), *boff = take(&bo, NULL);
+    kline(k, "int64_t m = r %% %s, q = r / %s;", M, M);
+    for (d = nb - 1; d >= 0; d--) {
+        if (used & (1u << d))
+            kline(k, "int64_t i%d = %s;", d, d == 0 ? "q" : fu_format("q %% %s", kdim(k, n, d)));
+        if (d > 0 && (used & ((1u << d) - 1)))
+            kline(k, "q /= %s;", kdim(k, n, d));
+    }
+    kline(k, "(void)q;");
     kline(k, "const float *am = %s%s%s;", a, aoff ? " + " : "", aoff ? aoff : "");
     kline(k, "const float *bm = %s%s%s;", b, boff ? " + " : "", boff ? boff : "");
-    kline(k, "float *ym = %s%s%s;", y, yoff ? " + " : "", yoff ? yoff : "");
-    kline(k, "for (int64_t m = 0; m < %s; ++m) {", M);
+    kline(k, "const float *ar = am + %s;", mul("m", K));
+    kline(k, "float *yr = %s + %s;", y, mul("r", N));
     if (n->i[0]) {
         /* B^T: every output is a contiguous dot product. */
-        kline(k, "    const float *ar = am + %s;", mul("m", K));
-        kline(k, "    for (int64_t j = 0; j < %s; ++j) {", N);
-        kline(k, "        const float *br = bm + %s;", mul("j", K));
-        kline(k, "        float acc = 0.0f;");
-        kline(k, "        for (int64_t kk = 0; kk < %s; ++kk)", K);
-        kline(k, "            acc += ar[kk] * br[kk];");
-        kline(k, "        ym[%s + j] = acc;", mul("m", N));
-        kline(k, "    }");
+        kline(k, "for (int64_t j = 0; j < %s; ++j) {", N);
+        k->indent++;
+        kline(k, "const float *br = bm + %s;", mul("j", K));
+        emit_dot(k, "acc", "ar", "br", K);
+        kline(k, "yr[j] = acc;");
+        k->indent--;
+        kline(k, "}");
     } else {
-        /* Row m of y accumulates a[m, kk] * row kk of b: unit-stride inner loop. */
-        kline(k, "    float *yr = ym + %s;", mul("m", N));
-        kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
-        kline(k, "        yr[j] = 0.0f;");
-        kline(k, "    for (int64_t kk = 0; kk < %s; ++kk) {", K);
-        kline(k, "        float av = am[%s + kk];", mul("m", K));
-        kline(k, "        const float *br = bm + %s;", mul("kk", N));
-        kline(k, "        for (int64_t j = 0; j < %s; ++j)", N);
-        kline(k, "            yr[j] += av * br[j];");
-        kline(k, "    }");
-    }
-    kline(k, "}");
-    for (d = 0; d < nb; d++) {
+        /* Row m of y accumulates a[m, kk] * row kk of b: unit stride. */
+        kline(k, "for (int64_t j = 0; j < %s; ++j)", N);
+        kline(k, "    yr[j] = 0.0f;");
+        kline(k, "for (int64_t kk = 0; kk < %s; ++kk) {", K);
+        k->indent++;
+        kline(k, "const float *br = bm + %s;", mul("kk", N));
+        emit_axpy(k, "yr", "ar[kk]", "br", N);
         k->indent--;
         kline(k, "}");
     }
+    k->indent--;
+    kline(k, "}");
 }
 
 /* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,
- * W [in, out]), plus the bias. */
+ * W [in, out]), plus the bias.  Layout 0 splits the output columns over the
+ * threads (decode, one row, still uses every thread); layout 1 the rows. */
 static void k_linear(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w");
@@ -743,165 +950,303 @@ static void k_linear(Kern *k, const Node *n) {
     const char *y = kout(k, n, "y");
     const char *R = knumel(k, xn, 0, xn->rank - 1), *IN = kdim(k, xn, xn->rank - 1);
     const char *OUT = kdim(k, n, n->rank - 1);
-    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
-    kline(k, "    const float *xr = %s + %s;", x, mul("r", IN));
-    kline(k, "    float *yr = %s + %s;", y, mul("r", OUT));
     if (n->i[0] == 0) {
-        kline(k, "    for (int64_t o = 0; o < %s; ++o) {", OUT);
-        kline(k, "        const float *wr = %s + %s;", w, mul("o", IN));
-        kline(k, "        float acc = 0.0f;");
-        kline(k, "        for (int64_t i = 0; i < %s; ++i)", IN);
-        kline(k, "            acc += xr[i] * wr[i];");
-        kline(k, "        yr[o] = %s;", bias ? fu_format("acc + %s[o]", bias) : "acc");
-        kline(k, "    }");
-    } else {
-        kline(k, "    for (int64_t o = 0; o < %s; ++o)", OUT);
-        kline(k, "        yr[o] = 0.0f;");
-        kline(k, "    for (int64_t i = 0; i < %s; ++i) {", IN);
-        kline(k, "        float xv = xr[i];");
-        kline(k, "        const float *wr = %s + %s;", w, mul("i", OUT));
-        kline(k, "        for (int64_t o = 0; o < %s; ++o)", OUT);
-        kline(k, "            yr[o] += xv * wr[o];");
-        kline(k, "    }");
-        if (bias) {
-            kline(k, "    for (int64_t o = 0; o < %s; ++o)", OUT);
-            kline(k, "        yr[o] += %s[o];", bias);
-        }
+        kline(k, "int64_t o0, o1;");
+        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
+        kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
+        k->indent++;
+        kline(k, "const float *xr = %s + %s;", x, mul("r", IN));
+        kline(k, "for (int64_t o = o0; o < o1; ++o) {");
+        k->indent++;
+        kline(k, "const float *wr = %s + %s;", w, mul("o", IN));
+        emit_dot(k, "acc", "xr", "wr", IN);
+        kline(k, "%s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("acc + %s[o]", bias) : "acc");
+        k->indent--;
+        kline(k, "}");
+        k->indent--;
+        kline(k, "}");
+        return;
     }
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(R));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    kline(k, "const float *xr = %s + %s;", x, mul("r", IN));
+    kline(k, "float *yr = %s + %s;", y, mul("r", OUT));
+    kline(k, "for (int64_t o = 0; o < %s; ++o)", OUT);
+    kline(k, "    yr[o] = %s;", bias ? fu_format("%s[o]", bias) : "0.0f");
+    kline(k, "for (int64_t i = 0; i < %s; ++i) {", IN);
+    k->indent++;
+    kline(k, "const float *wr = %s + %s;", w, mul("i", OUT));
+    emit_axpy(k, "yr", "xr[i]", "wr", OUT);
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
     kline(k, "}");
 }
 
-/* Output axis a is input axis i[a]. */
+/* ---- data movement ------------------------------------------------------------ */
+
+/* Output axis a is input axis i[a]; the first output axis is split. */
 static void k_transpose(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
     Buf xi = {0}, yi = {0};
     int d;
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(kdim(k, n, 0)));
     for (d = 0; d < n->rank; d++) {
         int ax = (int)n->i[d];
         buf_printf(&xi, "%s%s", xi.len ? " + " : "",
                    mul(fu_format("i%d", d), knumel(k, xn, ax + 1, xn->rank)));
         buf_printf(&yi, "%s%s", yi.len ? " + " : "",
                    mul(fu_format("i%d", d), knumel(k, n, d + 1, n->rank)));
-        kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
+        if (d == 0)
+            kline(k, "for (int64_t i0 = r0; i0 < r1; ++i0)");
+        else
+            kline(k, "for (int64_t i%d = 0; i%d < %s; ++i%d)", d, d, kdim(k, n, d), d);
         k->indent++;
     }
     kline(k, "%s[%s] = %s[%s];", y, take(&yi, "0"), x, take(&xi, "0"));
     k->indent -= n->rank;
 }
 
-/* Rows [start, start+len) of axis i[0]: one contiguous copy per outer index. */
+/*
+ * Copies of contiguous runs: this thread's share [f, f_end) of the output's
+ * flat index space, walked run by run; `src` is the source of output element
+ * f given the run number o and the offset rem within it (both in scope).
+ */
+static void emit_runs(Kern *k, const char *y, const char *total, const char *run, const char *src) {
+    run = fu_format("(%s)", bare(run));
+    kline(k, "int64_t f, f_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(total));
+    kline(k, "while (f < f_end) {");
+    k->indent++;
+    kline(k, "int64_t o = f / %s, rem = f %% %s;", run, run);
+    kline(k, "int64_t cnt = %s - rem < f_end - f ? %s - rem : f_end - f;", run, run);
+    kline(k, "(void)o;");
+    kline(k, "memcpy(%s + f, %s, (size_t)cnt * sizeof *%s);", y, src, y);
+    kline(k, "f += cnt;");
+    k->indent--;
+    kline(k, "}");
+}
+
+/* Rows [start, start+len) of axis i[0]: one run of len * inner per outer index. */
 static void k_slice(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     int ax = (int)n->i[0];
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
-    const char *outer = knumel(k, xn, 0, ax), *inner = knumel(k, xn, ax + 1, xn->rank);
+    const char *inner = knumel(k, xn, ax + 1, xn->rank);
     const char *nx = kdim(k, xn, ax), *len = kdim(k, n, ax);
-    kline(k, "for (int64_t o = 0; o < %s; ++o)", outer);
-    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
-          mul(fu_format("o * %s", len), inner), x,
-          mul(fu_format("(o * %s + %lld)", nx, (long long)n->i[1]), inner), mul(len, inner), y);
+    emit_runs(k, y, knumel(k, n, 0, n->rank), mul(len, inner),
+              fu_format("%s + %s + rem", x, mul(fu_format("(o * %s + %lld)", nx, (long long)n->i[1]), inner)));
 }
 
-/* a then b along axis i[0]. */
+/* a then b along axis i[0]: a run of na * inner from a, then nb * inner from b. */
 static void k_concat(Kern *k, const Node *n) {
     const Node *an = n->in[0], *bn = n->in[1];
     int ax = (int)n->i[0];
     const char *a = kin(k, n, 0, "a"), *b = kin(k, n, 1, "b"), *y = kout(k, n, "y");
-    const char *outer = knumel(k, n, 0, ax), *inner = knumel(k, n, ax + 1, n->rank);
-    const char *na = kdim(k, an, ax), *nb = kdim(k, bn, ax), *ny = kdim(k, n, ax);
-    kline(k, "for (int64_t o = 0; o < %s; ++o) {", outer);
-    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
-          mul(fu_format("o * %s", ny), inner), a, mul(fu_format("o * %s", na), inner),
-          mul(na, inner), y);
-    kline(k, "    memcpy(%s + %s, %s + %s, (size_t)%s * sizeof *%s);", y,
-          mul(fu_format("(o * %s + %s)", ny, na), inner), b, mul(fu_format("o * %s", nb), inner),
-          mul(nb, inner), y);
+    const char *inner = knumel(k, n, ax + 1, n->rank);
+    const char *na = fu_format("(%s)", bare(mul(kdim(k, an, ax), inner)));
+    const char *nb = fu_format("(%s)", bare(mul(kdim(k, bn, ax), inner)));
+    const char *ny = fu_format("(%s)", bare(mul(kdim(k, n, ax), inner)));
+    kline(k, "int64_t f, f_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(knumel(k, n, 0, n->rank)));
+    kline(k, "while (f < f_end) {");
+    k->indent++;
+    kline(k, "int64_t o = f / %s, rem = f %% %s, cnt;", ny, ny);
+    kline(k, "if (rem < %s) {", na);
+    kline(k, "    cnt = %s - rem < f_end - f ? %s - rem : f_end - f;", na, na);
+    kline(k, "    memcpy(%s + f, %s + %s + rem, (size_t)cnt * sizeof *%s);", y, a, mul("o", na), y);
+    kline(k, "} else {");
+    kline(k, "    cnt = %s - rem < f_end - f ? %s - rem : f_end - f;", ny, ny);
+    kline(k, "    memcpy(%s + f, %s + %s + (rem - %s), (size_t)cnt * sizeof *%s);", y, b, mul("o", nb), na, y);
     kline(k, "}");
+    kline(k, "f += cnt;");
+    k->indent--;
+    kline(k, "}");
+}
+
+/* Writes x's T rows at row P of the cache (the node's value is then the
+ * cache itself, rows [0, P+T)); the rows' floats are split over threads. */
+static void k_append(Kern *k, const Node *n) {
+    const Node *cn = n->in[0], *xn = n->in[1];
+    const char *c = kparam(k, cn, "cache", true), *x = kin(k, n, 1, "x");
+    const char *row = knumel(k, xn, 1, xn->rank);
+    kline(k, "int64_t f, f_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(mul(kdim(k, xn, 0), row)));
+    kline(k, "if (f < f_end)");
+    kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
+          c);
+}
+
+/* ---- row-wise ----------------------------------------------------------------- */
+
+/* The rows of the last axis, split over the threads: opens
+ * `for (r = r0; r < r1; ++r) {` with xr (and yr) set. */
+static void rows_open(Kern *k, const char *R, const char *D, const char *x, const char *y) {
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(R));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    kline(k, "const float *xr = %s + %s;", x, mul("r", D));
+    if (y)
+        kline(k, "float *yr = %s + %s;", y, mul("r", D));
+}
+
+static void rows_close(Kern *k) {
+    k->indent--;
+    kline(k, "}");
+}
+
+/* A vector map over a row: y[j] = f(x[j], ...) written as a step. */
+typedef struct MapCtx {
+    int kind;           /* 0 rms: x*inv*w; 1 ln: (x-mu)*inv*w+b; 2 sum of squares; 3 var;
+                           4 softmax exp+sum; 5 scale; 6 copy; 7 fill -inf */
+    const char *w, *b, *acc;
+} MapCtx;
+
+static void map_step(Kern *k, void *ctx, bool tail) {
+    MapCtx *c = ctx;
+    const Target *t = kT(k);
+    const char *x = c->kind == 7 ? NULL : vld(k, "xr + j", tail, c->kind == 4 ? "-INFINITY" : NULL);
+    switch (c->kind) {
+    case 0:
+        kline(k, "%s;", vst(k, "yr + j", v_bin(t, OP_MUL, v_bin(t, OP_MUL, x, "vinv"),
+                                               vld(k, fu_format("%s + j", c->w), tail, NULL)), tail));
+        break;
+    case 1: {
+        const char *nx = v_bin(t, OP_MUL, v_bin(t, OP_SUB, x, "vmu"), "vinv");
+        kline(k, "%s;", vst(k, "yr + j", v_fma(t, nx, vld(k, fu_format("%s + j", c->w), tail, NULL),
+                                               vld(k, fu_format("%s + j", c->b), tail, NULL)), tail));
+        break;
+    }
+    case 2:
+        kline(k, "%s %s = %s;", v_type(t), "vx", x);
+        kline(k, "%s = %s;", c->acc, v_fma(t, "vx", "vx", c->acc));
+        break;
+    case 3:
+        /* the tail's padding would add (0 - mu)^2: mask it out by loading x
+         * padded with mu instead */
+        kline(k, "%s vd = %s;", v_type(t),
+              v_bin(t, OP_SUB, tail ? v_load_n(t, "xr + j", "fu_m", "mu") : x, "vmu"));
+        kline(k, "%s = %s;", c->acc, v_fma(t, "vd", "vd", c->acc));
+        break;
+    case 4:
+        kline(k, "%s ve = %s;", v_type(t), v_unary(t, OP_EXP, v_bin(t, OP_SUB, x, "vmx")));
+        kline(k, "%s;", vst(k, "yr + j", "ve", tail));
+        kline(k, "%s = %s;", c->acc, v_bin(t, OP_ADD, c->acc, "ve"));
+        break;
+    case 5:
+        kline(k, "%s;", vst(k, "yr + j", v_bin(t, OP_MUL, vld(k, "yr + j", tail, NULL), "vinv"), tail));
+        break;
+    case 6:
+        kline(k, "%s;", vst(k, "yr + j", x, tail));
+        break;
+    case 7:
+        kline(k, "%s;", vst(k, "yr + j", v_set1(t, "-INFINITY"), tail));
+        break;
+    default:
+        FU_UNREACHABLE();
+    }
+}
+
+static void row_map(Kern *k, int kind, const char *from, const char *len, const char *w, const char *b,
+                    const char *acc) {
+    MapCtx c = {kind, w, b, acc};
+    kline(k, "j = %s;", from);
+    vloop(k, "j", len, map_step, &c);
 }
 
 /* y = x / sqrt(mean(x^2) + eps) * w over the last axis. */
 static void k_rms_norm(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
+    const Target *t = kT(k);
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w"), *y = kout(k, n, "y");
     const char *R = knumel(k, xn, 0, xn->rank - 1), *D = kdim(k, xn, xn->rank - 1);
-    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
-    kline(k, "    const float *xr = %s + %s;", x, mul("r", D));
-    kline(k, "    float *yr = %s + %s;", y, mul("r", D));
-    kline(k, "    float ss = 0.0f;");
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
-    kline(k, "        ss += xr[i] * xr[i];");
-    kline(k, "    float inv = 1.0f / sqrtf(ss / %s + %s);", as_float(D), float_lit(n->f[0]));
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
-    kline(k, "        yr[i] = xr[i] * inv * %s[i];", w);
-    kline(k, "}");
+    rows_open(k, R, D, x, y);
+    kline(k, "int64_t j;");
+    kline(k, "%s vss = %s;", v_type(t), v_zero(t));
+    row_map(k, 2, "0", D, NULL, NULL, "vss");
+    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vss"), as_float(D), float_lit(n->f[0]));
+    kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
+    row_map(k, 0, "0", D, w, NULL, NULL);
+    rows_close(k);
 }
 
 /* y = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased var). */
 static void k_layer_norm(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
+    const Target *t = kT(k);
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w"), *b = kin(k, n, 2, "b");
     const char *y = kout(k, n, "y");
     const char *R = knumel(k, xn, 0, xn->rank - 1), *D = kdim(k, xn, xn->rank - 1);
-    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
-    kline(k, "    const float *xr = %s + %s;", x, mul("r", D));
-    kline(k, "    float *yr = %s + %s;", y, mul("r", D));
-    kline(k, "    float mu = 0.0f, var = 0.0f;");
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
-    kline(k, "        mu += xr[i];");
-    kline(k, "    mu /= %s;", as_float(D));
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
-    kline(k, "        var += (xr[i] - mu) * (xr[i] - mu);");
-    kline(k, "    float inv = 1.0f / sqrtf(var / %s + %s);", as_float(D), float_lit(n->f[0]));
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", D);
-    kline(k, "        yr[i] = (xr[i] - mu) * inv * %s[i] + %s[i];", w, b);
-    kline(k, "}");
+    rows_open(k, R, D, x, y);
+    kline(k, "int64_t j;");
+    emit_row_reduce(k, OP_ADD, "sum", "xr", D);
+    kline(k, "float mu = sum / %s;", as_float(D));
+    kline(k, "%s vmu = %s, vvar = %s;", v_type(t), v_set1(t, "mu"), v_zero(t));
+    row_map(k, 3, "0", D, NULL, NULL, "vvar");
+    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vvar"), as_float(D), float_lit(n->f[0]));
+    kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
+    row_map(k, 1, "0", D, w, b, NULL);
+    rows_close(k);
 }
 
 /* Softmax over the last axis; a row that is entirely -inf gives zeros, as
  * in the interpreter. */
 static void k_softmax(Kern *k, const Node *n) {
+    const Target *t = kT(k);
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
     const char *R = knumel(k, n, 0, n->rank - 1), *N = kdim(k, n, n->rank - 1);
-    kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
-    kline(k, "    const float *xr = %s + %s;", x, mul("r", N));
-    kline(k, "    float *yr = %s + %s;", y, mul("r", N));
-    kline(k, "    float mx = -INFINITY, sum = 0.0f;");
-    kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
-    kline(k, "        mx = xr[j] > mx ? xr[j] : mx;");
-    kline(k, "    if (mx == -INFINITY) {");
-    kline(k, "        for (int64_t j = 0; j < %s; ++j)", N);
-    kline(k, "            yr[j] = 0.0f;");
-    kline(k, "        continue;");
-    kline(k, "    }");
-    kline(k, "    for (int64_t j = 0; j < %s; ++j) {", N);
-    kline(k, "        float e = expf(xr[j] - mx);");
-    kline(k, "        yr[j] = e;");
-    kline(k, "        sum += e;");
-    kline(k, "    }");
-    kline(k, "    float inv = 1.0f / sum;");
-    kline(k, "    for (int64_t j = 0; j < %s; ++j)", N);
-    kline(k, "        yr[j] *= inv;");
+    rows_open(k, R, N, x, y);
+    kline(k, "int64_t j;");
+    emit_row_reduce(k, OP_MAXIMUM, "mx", "xr", N);
+    kline(k, "if (mx == -INFINITY) {");
+    kline(k, "    for (j = 0; j < %s; ++j)", N);
+    kline(k, "        yr[j] = 0.0f;");
+    kline(k, "    continue;");
     kline(k, "}");
+    kline(k, "%s vmx = %s, vsum = %s;", v_type(t), v_set1(t, "mx"), v_zero(t));
+    row_map(k, 4, "0", N, NULL, NULL, "vsum");
+    kline(k, "float inv = 1.0f / %s;", v_hsum(t, "vsum"));
+    kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
+    row_map(k, 5, "0", N, NULL, NULL, NULL);
+    rows_close(k);
 }
 
-/* x [..., T, S]: key j > query i + (S - T) becomes -inf (bottom-right aligned). */
+/* x [..., T, S]: key j > query i + (S - T) becomes -inf (bottom-right
+ * aligned): copy the visible prefix of each row, fill the rest. */
 static void k_causal_mask(Kern *k, const Node *n) {
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
-    const char *B = knumel(k, n, 0, n->rank - 2), *T = kdim(k, n, n->rank - 2);
-    const char *S = kdim(k, n, n->rank - 1);
+    const char *T = kdim(k, n, n->rank - 2), *S = kdim(k, n, n->rank - 1);
     /* S - T as a dim of its own: "P" rather than "(T + P) - T" */
     const char *off = dim_c(k->e->g, dim_sub(n->shape[n->rank - 1], n->shape[n->rank - 2]), &k->used);
-    const char *row = mul(fu_format("(o * %s + i)", T), S);
-    kline(k, "for (int64_t o = 0; o < %s; ++o)", B);
-    kline(k, "    for (int64_t i = 0; i < %s; ++i)", T);
-    kline(k, "        for (int64_t j = 0; j < %s; ++j)", S);
-    kline(k, "            %s[%s + j] = j > i + %s ? -INFINITY : %s[%s + j];", y, row, off, x, row);
+    rows_open(k, knumel(k, n, 0, n->rank - 1), S, x, y);
+    kline(k, "int64_t i = r %% %s, j;", T);
+    kline(k, "int64_t vis = i + %s + 1 < %s ? i + %s + 1 : %s;", off, S, off, S);
+    row_map(k, 6, "0", "vis", NULL, NULL, NULL);
+    row_map(k, 7, "vis", S, NULL, NULL, NULL);
+    rows_close(k);
+}
+
+/* The rotation of one head's halves: y1 = x1 cs - x2 sn, y2 = x2 cs + x1 sn. */
+static void rope_step(Kern *k, void *ctx, bool tail) {
+    const char *half = ctx;
+    const Target *t = kT(k);
+    const char *x1 = vld(k, "xh + i", tail, NULL), *x2 = vld(k, fu_format("xh + i + %s", half), tail, NULL);
+    const char *cs = vld(k, "cs + i", tail, NULL), *sn = vld(k, "sn + i", tail, NULL);
+    kline(k, "%s v1 = %s, v2 = %s, vc = %s, vs = %s;", v_type(t), x1, x2, cs, sn);
+    kline(k, "%s;", vst(k, "yh + i", v_bin(t, OP_SUB, v_bin(t, OP_MUL, "v1", "vc"), v_bin(t, OP_MUL, "v2", "vs")), tail));
+    kline(k, "%s;", vst(k, fu_format("yh + i + %s", half), v_fma(t, "v1", "vs", v_bin(t, OP_MUL, "v2", "vc")), tail));
 }
 
 /* Hugging Face rotate-half RoPE: per token t and pair (i, i + hd/2) of each
  * head, rotate by pos[t] * theta^(-2i/hd).  The angle is computed in double:
- * at positions in the thousands float loses most of its digits. */
+ * at positions in the thousands float loses most of its digits.  Tokens are
+ * split over the threads; each computes the token's cos/sin once for all
+ * heads. */
 static void k_rope(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     const char *x = kin(k, n, 0, "x"), *pos = kin(k, n, 1, "pos"), *y = kout(k, n, "y");
@@ -910,82 +1255,90 @@ static void k_rope(Kern *k, const Node *n) {
     const char *heads = dim_is_const(xn->shape[xn->rank - 1]) && xn->rank == 2
                             ? fu_format("%lld", (long long)(xn->shape[1].c / hd))
                             : fu_format("%s / %lld", C, (long long)hd);
-    kline(k, "for (int64_t t = 0; t < %s; ++t) {", T);
-    kline(k, "    for (int64_t i = 0; i < %lld; ++i) {", (long long)half);
-    kline(k, "        double ang = (double)%s[t] * pow(%s, -2.0 * (double)i / %s);", pos,
-          double_lit(n->f[0]), double_lit((double)hd));
-    kline(k, "        float cs = (float)cos(ang), sn = (float)sin(ang);");
-    kline(k, "        for (int64_t h = 0; h < %s; ++h) {", heads);
-    kline(k, "            const float *xh = %s + %s + h * %lld;", x, mul("t", C), (long long)hd);
-    kline(k, "            float *yh = %s + %s + h * %lld;", y, mul("t", C), (long long)hd);
-    kline(k, "            float x1 = xh[i], x2 = xh[i + %lld];", (long long)half);
-    kline(k, "            yh[i] = x1 * cs - x2 * sn;");
-    kline(k, "            yh[i + %lld] = x2 * cs + x1 * sn;", (long long)half);
-    kline(k, "        }");
-    kline(k, "    }");
+    const char *halfs = fu_format("%lld", (long long)half);
+    kline(k, "int64_t t0, t1;");
+    kline(k, "fr_split(%s, tid, nth, &t0, &t1);", bare(T));
+    kline(k, "for (int64_t t = t0; t < t1; ++t) {");
+    k->indent++;
+    kline(k, "float cs[%lld], sn[%lld];", (long long)half, (long long)half);
+    kline(k, "for (int64_t i = 0; i < %lld; ++i) {", (long long)half);
+    kline(k, "    double ang = (double)%s[t] * pow(%s, -2.0 * (double)i / %s);", pos, double_lit(n->f[0]),
+          double_lit((double)hd));
+    kline(k, "    cs[i] = (float)cos(ang);");
+    kline(k, "    sn[i] = (float)sin(ang);");
+    kline(k, "}");
+    kline(k, "for (int64_t h = 0; h < %s; ++h) {", heads);
+    k->indent++;
+    kline(k, "const float *xh = %s + %s + h * %lld;", x, mul("t", C), (long long)hd);
+    kline(k, "float *yh = %s + %s + h * %lld;", y, mul("t", C), (long long)hd);
+    kline(k, "int64_t i = 0;");
+    vloop(k, "i", halfs, rope_step, (void *)halfs);
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
     kline(k, "}");
 }
 
-/* Scaled dot-product attention, one (token, head) at a time with an online
- * softmax (running max, rescaled sum and accumulator), so no score buffer is
- * needed.  Query head h reads kv head h / (H / KVH); when causal, key s is
- * visible to query t iff s <= t + (S - T). */
+/* acc[d] = acc[d] * corr + p * vr[d] over the head dim. */
+static void attn_step(Kern *k, void *ctx, bool tail) {
+    (void)ctx;
+    const Target *t = kT(k);
+    const char *acc = vld(k, "acc + d", tail, NULL), *vr = vld(k, "vr + d", tail, NULL);
+    kline(k, "%s;", vst(k, "acc + d", v_fma(t, v_set1(t, "p"), vr, v_bin(t, OP_MUL, acc, v_set1(t, "corr"))), tail));
+}
+
+/* Scaled dot-product attention, one (token, head) pair at a time with an
+ * online softmax (running max, rescaled sum and accumulator), so no score
+ * buffer is needed; the pairs are split over the threads.  Query head h
+ * reads kv head h / (H / KVH); when causal, key s is visible to query t iff
+ * s <= t + (S - T). */
 static void k_attention(Kern *k, const Node *n) {
     const Node *qn = n->in[0], *kn = n->in[1];
     const char *q = kin(k, n, 0, "q"), *kk = kin(k, n, 1, "k"), *v = kin(k, n, 2, "v");
     const char *y = kout(k, n, "y");
     long long H = (long long)n->i[0], KVH = (long long)n->i[1], hd = (long long)n->i[2];
     long long qrow = H * hd, krow = KVH * hd;
-    const char *T = kdim(k, qn, 0);
+    const char *T = kdim(k, qn, 0), *hds = fu_format("%lld", hd);
     FU_ASSERT(H > 0 && KVH > 0 && hd > 0 && H % KVH == 0);
-    kline(k, "for (int64_t t = 0; t < %s; ++t) {", T);
+    kline(k, "int64_t p0, p1;");
+    kline(k, "fr_split(%s, tid, nth, &p0, &p1);", bare(mul(T, fu_format("%lld", H))));
+    kline(k, "for (int64_t pr = p0; pr < p1; ++pr) {");
+    k->indent++;
+    kline(k, "int64_t t = pr / %lld, h = pr %% %lld;", H, H);
     /* Keys [0, send) are visible; t < T keeps t + (S - T) + 1 <= S. */
     if (n->i[3])
-        kline(k, "    int64_t send = t + %s + 1;",
-              dim_c(k->e->g, dim_sub(kn->shape[0], qn->shape[0]), &k->used));
+        kline(k, "int64_t send = t + %s + 1;", dim_c(k->e->g, dim_sub(kn->shape[0], qn->shape[0]), &k->used));
     else
-        kline(k, "    int64_t send = %s;", kdim(k, kn, 0));
-    kline(k, "    for (int64_t h = 0; h < %lld; ++h) {", H);
-    kline(k, "        const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
-    kline(k, "        const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
-    kline(k, "        const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
-    kline(k, "        float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
-    kline(k, "        for (int64_t d = 0; d < %lld; ++d)", hd);
-    kline(k, "            acc[d] = 0.0f;");
-    kline(k, "        for (int64_t s = 0; s < send; ++s) {");
-    kline(k, "            const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
-    kline(k, "            float sc = 0.0f;");
-    kline(k, "            for (int64_t d = 0; d < %lld; ++d)", hd);
-    kline(k, "                sc += qh[d] * kr[d];");
-    kline(k, "            sc *= %s;", float_lit(n->f[0]));
-    kline(k, "            if (sc > mx) {");
-    kline(k, "                float corr = expf(mx - sc);");
-    kline(k, "                l = l * corr + 1.0f;");
-    kline(k, "                for (int64_t d = 0; d < %lld; ++d)", hd);
-    kline(k, "                    acc[d] = acc[d] * corr + vr[d];");
-    kline(k, "                mx = sc;");
-    kline(k, "            } else {");
-    kline(k, "                float p = expf(sc - mx);");
-    kline(k, "                l += p;");
-    kline(k, "                for (int64_t d = 0; d < %lld; ++d)", hd);
-    kline(k, "                    acc[d] += p * vr[d];");
-    kline(k, "            }");
-    kline(k, "        }");
-    kline(k, "        float inv = l > 0.0f ? 1.0f / l : 0.0f;");
-    kline(k, "        for (int64_t d = 0; d < %lld; ++d)", hd);
-    kline(k, "            %s[t * %lld + h * %lld + d] = acc[d] * inv;", y, qrow, hd);
-    kline(k, "    }");
+        kline(k, "int64_t send = %s;", kdim(k, kn, 0));
+    kline(k, "const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
+    kline(k, "const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
+    kline(k, "const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
+    kline(k, "float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
+    kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "    acc[d] = 0.0f;");
+    kline(k, "for (int64_t s = 0; s < send; ++s) {");
+    k->indent++;
+    kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
+    emit_dot(k, "dot", "qh", "kr", hds);
+    kline(k, "float sc = dot * %s, corr, p;", float_lit(n->f[0]));
+    kline(k, "if (sc > mx) {");
+    kline(k, "    corr = expf(mx - sc);");
+    kline(k, "    p = 1.0f;");
+    kline(k, "    mx = sc;");
+    kline(k, "} else {");
+    kline(k, "    corr = 1.0f;");
+    kline(k, "    p = expf(sc - mx);");
     kline(k, "}");
-}
-
-/* Writes x's T rows at row P of the cache; the node's value is then the
- * cache itself (rows [0, P+T)), so nothing else is copied. */
-static void k_append(Kern *k, const Node *n) {
-    const Node *cn = n->in[0], *xn = n->in[1];
-    const char *c = kparam(k, cn, "cache", true), *x = kin(k, n, 1, "x");
-    const char *row = knumel(k, xn, 1, xn->rank);
-    kline(k, "memcpy(%s + %s, %s, (size_t)%s * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
-          mul(kdim(k, xn, 0), row), c);
+    kline(k, "l = l * corr + p;");
+    kline(k, "int64_t d = 0;");
+    vloop(k, "d", hds, attn_step, NULL);
+    k->indent--;
+    kline(k, "}");
+    kline(k, "float inv = l > 0.0f ? 1.0f / l : 0.0f;");
+    kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
+    kline(k, "    %s[t * %lld + h * %lld + d] = acc[d] * inv;", y, qrow, hd);
+    k->indent--;
+    kline(k, "}");
 }
 
 static void emit_node_loops(Kern *k, const Node *n) {
@@ -1170,27 +1523,37 @@ static const char *param_decl(const KParam *p) {
     return fu_format("%s%s *%s", p->written ? "" : "const ", ctype(p->node), p->name);
 }
 
-/* Emits one kernel's function and returns the statement that calls it, or
- * NULL for a kernel with nothing to compute.  The generic target writes
- * every node of a kernel as its own loop nest, one after the other, storing
- * each into its own buffer: right for KK_SINGLE kernels, and still correct
- * (only unfused) for the kinds a fused emitter would write as one pass. */
-static const char *emit_kernel(Emit *e, const Kernel *kr) {
+/* A kernel's call in a run function, with the memory it reads and writes
+ * (its parameters' roots), which decides where barriers go. */
+typedef struct KCall {
+    const char *call;
+    int np;
+    int *root;
+    bool *written;
+} KCall;
+
+/* Emits one kernel's function for the current variant and returns its
+ * call, or NULL for a kernel with nothing to compute.  KK_SINGLE kernels are
+ * written here; the fused kinds are written by their emitters when those
+ * exist, else node by node (correct, only unfused), with a barrier between
+ * the nodes since each splits its work its own way. */
+static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     const Graph *g = e->g;
     Kern *k = fu_alloc(sizeof *k);
     const Node **work = fu_alloc(sizeof *work * (size_t)(kr->nnodes + 1));
     int nwork = kernel_work(kr, work), i, s;
     if (nwork == 0)
         return NULL;
-    const char *name = kernel_name(work, nwork);
+    const char *name = fu_format("%s%s", kernel_name(work, nwork), e->suffix);
     Buf call = {0};
-    bool first_arg;
     k->e = e;
     k->multi = nwork > 1;
     k->indent = 1;
     for (i = 0; i < nwork; i++) {
         const Node *n = work[i];
         if (k->multi) {
+            if (i > 0)
+                kline(k, "fr_barrier(nth);");
             kline(k, "{ /* %%%d %s */", n->id, op_info[n->op].name);
             k->indent++;
         }
@@ -1217,24 +1580,42 @@ static const char *emit_kernel(Emit *e, const Kernel *kr) {
                    k->p[i].node->name ? fu_format(" (%s)", k->p[i].node->name) : "");
     buf_puts(&e->c, " */\n");
 
-    buf_printf(&e->c, "static void %s(", name);
-    buf_printf(&call, "%s(", name);
+    KCall *kc = fu_alloc(sizeof *kc);
+    kc->np = k->np;
+    kc->root = fu_alloc(sizeof *kc->root * (size_t)(k->np + 1));
+    kc->written = fu_alloc(sizeof *kc->written * (size_t)(k->np + 1));
+    buf_printf(&e->c, "static %svoid %s(int tid, int nth", v_attr(e->vt), name);
+    buf_printf(&call, "%s(tid, nth", name);
     for (i = 0; i < k->np; i++) {
-        e->needed[root(e, k->p[i].node)->id] = true;
-        buf_printf(&e->c, "%s%s", i ? ", " : "", param_decl(&k->p[i]));
-        buf_printf(&call, "%s%s", i ? ", " : "", e->ref[k->p[i].node->id]);
+        const Node *r = root(e, k->p[i].node);
+        e->run_used[r->id] = true;
+        kc->root[i] = r->id;
+        kc->written[i] = k->p[i].written;
+        buf_printf(&e->c, ", %s", param_decl(&k->p[i]));
+        buf_printf(&call, ", %s", e->ref[k->p[i].node->id]);
     }
-    for (s = 0, first_arg = k->np == 0; s < g->nsyms; s++)
+    for (s = 0; s < g->nsyms; s++)
         if (k->used & (1u << s)) {
-            buf_printf(&e->c, "%sint64_t %s", first_arg ? "" : ", ", g->sym_names[s]);
-            buf_printf(&call, "%s%s", first_arg ? "" : ", ", g->sym_names[s]);
-            first_arg = false;
+            buf_printf(&e->c, ", int64_t %s", g->sym_names[s]);
+            buf_printf(&call, ", %s", g->sym_names[s]);
         }
-    if (k->np == 0 && k->used == 0)
-        buf_puts(&e->c, "void");
+    e->run_syms |= k->used;
+    if (k->scratch) {
+        bool dup = false;
+        for (i = 0; i < e->nscratch; i++)
+            dup |= strcmp(e->scratch[i], k->scratch) == 0;
+        if (!dup) {
+            const char **grown = fu_alloc(sizeof *grown * (size_t)(e->nscratch + 1));
+            if (e->nscratch)
+                memcpy(grown, e->scratch, sizeof *grown * (size_t)e->nscratch);
+            grown[e->nscratch++] = k->scratch;
+            e->scratch = grown;
+        }
+    }
     buf_printf(&e->c, ") {\n%s}\n\n", take(&k->body, ""));
     buf_puts(&call, ");");
-    return take(&call, "");
+    kc->call = take(&call, "");
+    return kc;
 }
 
 /* The symbol list of a prototype: "int64_t T, int64_t P", or "" */
@@ -1364,7 +1745,7 @@ static const char *ws_params(const Graph *g) {
     return g->nsyms ? sym_params(g) : "void";
 }
 
-static void emit_forward(Emit *e, const char **calls) {
+static void emit_forward(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     Buf caps = {0};
@@ -1376,10 +1757,19 @@ static void emit_forward(Emit *e, const char **calls) {
     buf_printf(c, "    if (fu_layout(%soff, &total) != 0)\n        return 0;\n", sym_list(g, ", "));
     buf_puts(c, "    return total;\n}\n\n");
 
+    /* NAME_variant: which variant forward runs here. */
+    buf_printf(c, "const char *%s_variant(void) {\n", g->name);
+    if (e->t->nvariants) {
+        buf_puts(c, "    static const char *const names[] = {");
+        for (i = 0; i < e->t->nvariants; i++)
+            buf_printf(c, "%s\"%s\"", i ? ", " : "", e->t->variants[i]->name);
+        buf_puts(c, "};\n    int v = fu_pick();\n    return v < 0 ? \"none\" : names[v];\n}\n\n");
+    } else {
+        buf_printf(c, "    return \"%s\";\n}\n\n", e->t->name);
+    }
+
     buf_printf(c, "int %s_forward(%s) {\n", g->name, forward_params(e, indent));
     buf_printf(c, "    size_t fu_off[%d], fu_total;\n", e->nslots ? e->nslots : 1);
-    if (e->nslots)
-        buf_puts(c, "    char *fu_ws = (char *)workspace;\n");
     /* Null pointers and unbound weights are refused, not dereferenced. */
     if (g->nweights) {
         buf_puts(c, "    if (!w");
@@ -1422,17 +1812,52 @@ static void emit_forward(Emit *e, const char **calls) {
         buf_puts(c, ex);
     }
     take(&caps, "");
+    /* This CPU must have the target's features (multi: one variant's). */
+    if (e->t->nvariants)
+        buf_puts(c, "    int fu_v = fu_pick();\n    if (fu_v < 0)\n        return FR_EINVAL;\n");
+    else if (e->t->features)
+        buf_printf(c, "    if ((fr_cpu_features() & 0x%xu) != 0x%xu)\n        return FR_EINVAL;\n",
+                   e->t->features, e->t->features);
+    if (e->nscratch) {
+        buf_puts(c, "    size_t fu_scratch = 0;\n");
+        for (i = 0; i < e->nscratch; i++)
+            buf_printf(c, "    fu_scratch = fu_max_size(fu_scratch, %s);\n", e->scratch[i]);
+        buf_puts(c, "    if (fr_scratch_reserve(fu_scratch, NULL) != 0)\n        return FR_ENOMEM;\n");
+    }
+    buf_puts(c, "    fu_args fa;\n    memset(&fa, 0, sizeof fa);\n");
+    if (g->nweights)
+        buf_puts(c, "    fa.w = w;\n");
+    if (g->ncaches)
+        buf_puts(c, "    fa.cache = cache;\n");
+    for (i = 0; i < g->nsyms; i++)
+        buf_printf(c, "    fa.%s = %s;\n", g->sym_names[i], g->sym_names[i]);
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    fa.%s = %s;\n", e->c_in[i], e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    fa.%s = %s;\n", e->c_out[i], e->c_out[i]);
+    buf_puts(c, "    fa.ws = (char *)workspace;\n    fa.off = fu_off;\n");
+    if (e->t->nvariants) {
+        buf_puts(c, "    switch (fu_v) {\n");
+        for (i = 0; i < e->t->nvariants; i++) {
+            const Target *v = e->t->variants[i];
+            if (v->guard[0])
+                buf_printf(c, "#if %s\n", v->guard);
+            buf_printf(c, "    case %d:\n        fr_parallel(fu_run_%s, &fa);\n        break;\n", i, v->tag);
+            if (v->guard[0])
+                buf_puts(c, "#endif\n");
+        }
+        buf_puts(c, "    default:\n        return FR_EINVAL;\n    }\n");
+    } else {
+        buf_puts(c, "    fr_parallel(fu_run, &fa);\n");
+    }
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         if (n->op == OP_CONST && e->needed[i])
             buf_printf(c, "    const float fu_c%d = %s;\n", i, float_lit(n->f[0]));
-        if (e->home[i] == HOME_SLOT)
-            buf_printf(c, "    %s *%s = (%s *)(fu_ws + fu_off[%d]);\n", ctype(n), e->ref[i], ctype(n),
-                       e->slot[i]);
+        if (e->home[i] == HOME_SLOT && e->needed[i])
+            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
+                       ctype(n), e->slot[i]);
     }
-    for (i = 0; i < g->nkernels; i++)
-        if (calls[i])
-            buf_printf(c, "    %s\n", calls[i]);
     /* Outputs not computed in place are copied last: by then every kernel
      * (fused ones too) has finished writing what they copy. */
     for (i = 0; i < g->noutputs; i++) {
@@ -1625,11 +2050,11 @@ static void emit_bind_and_desc(Emit *e) {
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
 }
 
-/* One function per kernel of the schedule; returns the calls, indexed by
- * kernel id, which is the execution order. */
-static const char **emit_kernels(Emit *e) {
+/* One function per kernel of the schedule for the current variant;
+ * returns the calls, indexed by kernel id, which is the execution order. */
+static KCall **emit_kernels(Emit *e) {
     const Graph *g = e->g;
-    const char **calls = fu_alloc(sizeof *calls * (size_t)(g->nkernels + 1));
+    KCall **calls = fu_alloc(sizeof *calls * (size_t)(g->nkernels + 1));
     FU_ASSERT(g->nkernels == 0 || g->kernels);
     for (int i = 0; i < g->nnodes; i++)
         if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0)
@@ -1642,20 +2067,168 @@ static const char **emit_kernels(Emit *e) {
     return calls;
 }
 
+/* What a run function gets from forward: fu_args holds every pointer and
+ * symbol a kernel might need. */
+static void emit_args(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i;
+    buf_puts(c, "/* Everything the kernels need, passed through fr_parallel to a run function. */\n");
+    buf_puts(c, "typedef struct fu_args {\n");
+    if (g->nweights)
+        buf_printf(c, "    const %s_weights *w;\n", g->name);
+    if (g->ncaches)
+        buf_printf(c, "    %s_cache *cache;\n", g->name);
+    for (i = 0; i < g->nsyms; i++)
+        buf_printf(c, "    int64_t %s;\n", g->sym_names[i]);
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    const %s *%s;\n", ctype(g->inputs[i]), e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    %s *%s;\n", ctype(g->outputs[i]), e->c_out[i]);
+    buf_puts(c, "    char *ws;\n    const size_t *off;\n} fu_args;\n\n");
+}
+
+/*
+ * The block on one thread of the pool: every kernel in order, with a
+ * barrier before a kernel that touches memory an earlier kernel wrote since
+ * the last barrier (or writes memory one read): independent neighbours such
+ * as the q, k and v projections run without one.
+ */
+static void emit_run(Emit *e, KCall **calls) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i, ncalls = 0;
+    bool *wr = fu_alloc(sizeof *wr * (size_t)(g->nnodes + 1));
+    bool *rd = fu_alloc(sizeof *rd * (size_t)(g->nnodes + 1));
+    bool any_w = false, any_c = false;
+    buf_printf(c, "/* The whole block on thread tid of nth (the CPU's monokernel). */\n");
+    buf_printf(c, "static %svoid fu_run%s(void *ctx, int tid, int nth) {\n", v_attr(e->vt), e->suffix);
+    buf_puts(c, "    const fu_args *fa = (const fu_args *)ctx;\n");
+    for (i = 0; i < g->nnodes; i++)
+        if (e->run_used[i]) {
+            any_w |= e->home[i] == HOME_WEIGHT;
+            any_c |= e->home[i] == HOME_CACHE;
+        }
+    if (any_w)
+        buf_printf(c, "    const %s_weights *w = fa->w;\n", g->name);
+    if (any_c)
+        buf_printf(c, "    %s_cache *cache = fa->cache;\n", g->name);
+    for (i = 0; i < g->nsyms; i++)
+        if (e->run_syms & (1u << i))
+            buf_printf(c, "    int64_t %s = fa->%s;\n", g->sym_names[i], g->sym_names[i]);
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (!e->run_used[i])
+            continue;
+        switch (e->home[i]) {
+        case HOME_INPUT:
+            buf_printf(c, "    const %s *%s = fa->%s;\n", ctype(n), e->ref[i], e->ref[i]);
+            break;
+        case HOME_OUTPUT:
+            buf_printf(c, "    %s *%s = fa->%s;\n", ctype(n), e->ref[i], e->ref[i]);
+            break;
+        case HOME_CONST:
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, float_lit(n->f[0]));
+            break;
+        case HOME_SLOT:
+            buf_printf(c, "    %s *%s = (%s *)(fa->ws + fa->off[%d]);\n", ctype(n), e->ref[i], ctype(n),
+                       e->slot[i]);
+            break;
+        default:
+            break;
+        }
+    }
+    for (int kid = 0; kid < g->nkernels; kid++) {
+        KCall *kc = calls[kid];
+        bool need = false;
+        if (!kc)
+            continue;
+        for (i = 0; i < kc->np; i++)
+            need |= wr[kc->root[i]] || (kc->written[i] && rd[kc->root[i]]);
+        if (need) {
+            buf_puts(c, "    fr_barrier(nth);\n");
+            memset(wr, 0, sizeof *wr * (size_t)g->nnodes);
+            memset(rd, 0, sizeof *rd * (size_t)g->nnodes);
+        }
+        for (i = 0; i < kc->np; i++) {
+            rd[kc->root[i]] = true;
+            wr[kc->root[i]] |= kc->written[i];
+        }
+        buf_printf(c, "    %s\n", kc->call);
+        ncalls++;
+    }
+    if (ncalls == 0)
+        buf_puts(c, "    (void)fa;\n    (void)tid;\n    (void)nth;\n");
+    buf_puts(c, "}\n\n");
+}
+
+/* One variant: its vocabulary, its kernels and its run function. */
+static void emit_variant(Emit *e, const Target *v, bool suffixed) {
+    e->vt = v;
+    e->suffix = suffixed ? fu_format("_%s", v->tag) : "";
+    if (v->guard[0])
+        buf_printf(&e->c, "#if %s\n\n", v->guard);
+    v_prelude(&e->c, v);
+    emit_run(e, emit_kernels(e));
+    if (v->guard[0])
+        buf_printf(&e->c, "#endif /* %s */\n\n", v->guard);
+}
+
+/* multi: the first variant (in the order the user listed them) whose CPU
+ * features this machine has. */
+static void emit_pick(Emit *e) {
+    const Target *t = e->t;
+    Buf *c = &e->c;
+    buf_puts(c, "/* The first variant this CPU can run, in the order of --target; -1 for none. */\n");
+    buf_puts(c, "static int fu_pick(void) {\n    unsigned f = fr_cpu_features();\n");
+    for (int i = 0; i < t->nvariants; i++) {
+        const Target *v = t->variants[i];
+        if (v->guard[0])
+            buf_printf(c, "#if %s\n", v->guard);
+        if (v->features)
+            buf_printf(c, "    if ((f & 0x%xu) == 0x%xu)\n        return %d;\n", v->features, v->features, i);
+        else
+            buf_printf(c, "    return %d;\n", i);
+        if (v->guard[0])
+            buf_puts(c, "#endif\n");
+    }
+    buf_puts(c, "    (void)f;\n    return -1;\n}\n\n");
+}
+
 static void emit_c_file(Emit *e, const char *header_name) {
     const Graph *g = e->g;
     Buf *c = &e->c;
-    const char **calls;
+    const Target *t = e->t;
     buf_printf(c, "/*\n * Generated by fusec %s from block %s, target %s.  Do not edit.\n", FUSEC_VERSION,
-               g->name, e->t->name);
+               g->name, t->name);
     buf_printf(c, " * The interface is documented in %s.\n */\n", header_name);
     buf_printf(c, "#include \"%s\"\n\n#include <math.h>\n#include <string.h>\n\n", header_name);
     buf_printf(c, "/* Every symbol must lie in [0 or 1, FU_SYM_MAX]: then no tensor has more than\n"
                   " * 2^53 elements and no index computation overflows int64_t. */\n"
                   "#define FU_SYM_MAX INT64_C(%lld)\n\n", (long long)e->sym_max);
+    buf_puts(c, "/* [*b, *e) of [0, n) for thread tid of nth, in blocks of `grain` elements\n"
+                " * (16 floats: threads never share a cache line they write). */\n"
+                "static inline void fu_part(int64_t n, int64_t grain, int tid, int nth, int64_t *b, int64_t *e) {\n"
+                "    int64_t bb, be;\n"
+                "    fr_split((n + grain - 1) / grain, tid, nth, &bb, &be);\n"
+                "    *b = bb * grain < n ? bb * grain : n;\n"
+                "    *e = be * grain < n ? be * grain : n;\n"
+                "}\n\n"
+                "static inline size_t fu_max_size(size_t a, size_t b) {\n    return a > b ? a : b;\n}\n\n");
     emit_layout(e);
-    calls = emit_kernels(e);
-    emit_forward(e, calls);
+    emit_args(e);
+    if (t->nvariants == 0) {
+        if (t->guard[0])
+            buf_printf(c, "#if !(%s)\n#error \"this file was generated for target %s\"\n#endif\n\n", t->guard,
+                       t->name);
+        emit_variant(e, t, false);
+    } else {
+        for (int i = 0; i < t->nvariants; i++)
+            emit_variant(e, t->variants[i], true);
+        emit_pick(e);
+    }
+    e->vt = t;
+    emit_forward(e);
     emit_bind_and_desc(e);
 }
 
@@ -1754,10 +2327,16 @@ static void emit_h_file(Emit *e) {
                       " * the new rows are appended after them",
                    g->sym_names[g->cache_sym]);
     buf_printf(h, ".  Returns 0, or FR_EINVAL for a NULL pointer, an\n"
-                  " * unbound weight, symbols out of range%s. */\n",
-               g->ncaches ? " or a cache too small for the rows" : "");
+                  " * unbound weight, symbols out of range%s, or a CPU without the\n"
+                  " * target's features; FR_ENOMEM when per-thread scratch cannot be had.\n"
+                  " * All work runs in one fr_parallel call on fr_get_num_threads() threads\n"
+                  " * (fr_set_num_threads, FUSE_NUM_THREADS). */\n",
+               g->ncaches ? ", a cache too small for the rows" : "");
     buf_printf(h, "int %s_forward(%s);\n\n", g->name,
                forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
+    buf_printf(h, "/* The target variant forward runs on this CPU, e.g. \"x86-64-avx2\" (a\n"
+                  " * multi-target file picks one at run time; \"none\" if none fits). */\n"
+                  "const char *%s_variant(void);\n\n", g->name);
     buf_printf(h, "/* The same block for generic drivers (fusec check, benchmarks). */\n"
                   "extern const fr_block_desc %s_desc;\n\n", g->name);
     buf_puts(h, "#ifdef __cplusplus\n}\n#endif\n");
@@ -1788,6 +2367,7 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     if (check_names(&e) != 0 || pick_sym_max(&e) != 0)
         return -1;
     place_buffers(&e);
+    e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
     emit_c_file(&e, header_name);
     emit_h_file(&e);
     int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;

@@ -163,8 +163,26 @@ static const char *subst(const char *tmpl, const char *a, const char *b, const c
 /* ---- the vocabulary ---------------------------------------------------------- */
 
 const char *v_type(const Target *t) { return isa(t)->type; }
-const char *v_load(const Target *t, const char *ptr) { return S1(t, load, ptr); }
-const char *v_store(const Target *t, const char *ptr, const char *val) { return S2(t, store, ptr, val); }
+/* Scalar C reads "x + i" as x[i]: the generic target's loops look hand-written. */
+static const char *subscript(const char *ptr) {
+    const char *p = ptr;
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_'))
+        return NULL;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')
+        p++;
+    if (strncmp(p, " + ", 3) != 0 || strchr(p + 3, ',') || strchr(p + 3, '?'))
+        return NULL;
+    return fu_format("%.*s[%s]", (int)(p - ptr), ptr, p + 3);
+}
+
+const char *v_load(const Target *t, const char *ptr) {
+    const char *s = t->isa == ISA_GENERIC ? subscript(ptr) : NULL;
+    return s ? s : S1(t, load, ptr);
+}
+const char *v_store(const Target *t, const char *ptr, const char *val) {
+    const char *s = t->isa == ISA_GENERIC ? subscript(ptr) : NULL;
+    return s ? fu_format("%s = %s", s, val) : S2(t, store, ptr, val);
+}
 const char *v_set1(const Target *t, const char *x) { return S1(t, set1, x); }
 const char *v_zero(const Target *t) { return isa(t)->zero; }
 const char *v_fma(const Target *t, const char *a, const char *b, const char *c) {

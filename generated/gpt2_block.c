@@ -11,6 +11,19 @@
  * 2^53 elements and no index computation overflows int64_t. */
 #define FU_SYM_MAX INT64_C(2147483648)
 
+/* [*b, *e) of [0, n) for thread tid of nth, in blocks of `grain` elements
+ * (16 floats: threads never share a cache line they write). */
+static inline void fu_part(int64_t n, int64_t grain, int tid, int nth, int64_t *b, int64_t *e) {
+    int64_t bb, be;
+    fr_split((n + grain - 1) / grain, tid, nth, &bb, &be);
+    *b = bb * grain < n ? bb * grain : n;
+    *e = be * grain < n ? be * grain : n;
+}
+
+static inline size_t fu_max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
 /* Rounds a slot up to 64 bytes so every slot stays aligned. */
 static uint64_t fu_slot(int64_t numel) {
     return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;
@@ -57,24 +70,113 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     return 0;
 }
 
+/* Everything the kernels need, passed through fr_parallel to a run function. */
+typedef struct fu_args {
+    const gpt2_block_weights *w;
+    gpt2_block_cache *cache;
+    int64_t T;
+    int64_t P;
+    const float *hidden_states;
+    float *out_hidden_states;
+    char *ws;
+    const size_t *off;
+} fu_args;
+
+/* ---- vector vocabulary for generic (compiler/vec.c) ---- */
+static inline float fu_max_generic(float a, float b) {
+    return a > b ? a : b;
+}
+static inline float fu_min_generic(float a, float b) {
+    return a < b ? a : b;
+}
+static inline float fu_exp_generic(float x) {
+    return expf(x);
+}
+static inline float fu_log_generic(float x) {
+    return logf(x);
+}
+static inline float fu_tanh_generic(float x) {
+    return tanhf(x);
+}
+static inline float fu_sigmoid_generic(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+static inline float fu_silu_generic(float x) {
+    return x / (1.0f + expf(-x));
+}
+static inline float fu_gelu_tanh_generic(float x) {
+    return x / (1.0f + expf(-1.59576912f * (x + 0.044715f * x * x * x)));
+}
+static inline int32_t fu_fasi_generic(float x) {
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+static inline float fu_iasf_generic(int32_t i) {
+    float x;
+    memcpy(&x, &i, sizeof x);
+    return x;
+}
+
+/* gelu x = x - x h or x h (x < 0), h = erfc(|x| / sqrt 2) / 2 from the Chebyshev
+ * fit of Numerical Recipes (erfcc, relative error < 1.2e-7).  z^2 = x^2 / 2 is
+ * carried as hi + lo (fma) and e^-hi e^(P - lo) taken separately, so the
+ * rounding of z^2 does not grow the error of the tail. */
+static inline float fu_gelu_generic(float x) {
+    float ax, z, u, xx, hi, lo, p, h, r;
+    ax = fu_iasf_generic((fu_fasi_generic(x) & ((int32_t)(0x7fffffff))));
+    z = (ax * (0.707106781f));
+    u = ((1.0f) / (z * (0.5f) + (1.0f)));
+    xx = (x * x);
+    hi = (xx * (0.5f));
+    lo = (fmaf(x, x, (-(xx))) * (0.5f));
+    p = (0.17087277f);
+    p = (p * u + (-0.82215223f));
+    p = (p * u + (1.48851587f));
+    p = (p * u + (-1.13520398f));
+    p = (p * u + (0.27886807f));
+    p = (p * u + (-0.18628806f));
+    p = (p * u + (0.09678418f));
+    p = (p * u + (0.37409196f));
+    p = (p * u + (1.00002368f));
+    p = (p * u + (-1.26551223f));
+    h = ((u * (0.5f)) * (fu_exp_generic((-(hi))) * fu_exp_generic((p - lo))));
+    r = ((x < 0.0f) ? (x * h) : ((-(x)) * h + x));
+    r = ((x < (-14.0f)) ? (x * 0.0f) : r);
+    return (((10.0f) < x) ? x : r);
+}
+
 /* %15 = layer_norm(%0, %1, %2) : f32[T, 256]   # h
  *   x: f32[T, 256] (hidden_states)
  *   w: f32[256] (ln_1.weight)
  *   b: f32[256] (ln_1.bias)
  *   y: f32[T, 256] */
-static void k15_layer_norm(const float *x, const float *w, const float *b, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k15_layer_norm(int tid, int nth, const float *x, const float *w, const float *b, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 256;
-        float mu = 0.0f, var = 0.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            mu += xr[i];
-        mu /= 256.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            var += (xr[i] - mu) * (xr[i] - mu);
-        float inv = 1.0f / sqrtf(var / 256.0f + 1e-05f);
-        for (int64_t i = 0; i < 256; ++i)
-            yr[i] = (xr[i] - mu) * inv * w[i] + b[i];
+        int64_t j;
+        float fu_acc0 = 0.0f;
+        int64_t fu_j1 = 0;
+        for (; fu_j1 < 256; ++fu_j1) {
+            fu_acc0 = (fu_acc0 + xr[fu_j1]);
+        }
+        float sum = (fu_acc0);
+        float mu = sum / 256.0f;
+        float vmu = (mu), vvar = 0.0f;
+        j = 0;
+        for (; j < 256; ++j) {
+            float vd = (xr[j] - vmu);
+            vvar = (vd * vd + vvar);
+        }
+        float inv = 1.0f / sqrtf((vvar) / 256.0f + 1e-05f);
+        float vinv = (inv);
+        j = 0;
+        for (; j < 256; ++j) {
+            yr[j] = (((xr[j] - vmu) * vinv) * w[j] + b[j]);
+        }
     }
 }
 
@@ -83,20 +185,21 @@ static void k15_layer_norm(const float *x, const float *w, const float *b, float
  *   w: f32[256, 768] (attn.c_attn.weight)
  *   bias: f32[768] (attn.c_attn.bias)
  *   y: f32[T, 768] */
-static void k16_linear(const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k16_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 768;
         for (int64_t o = 0; o < 768; ++o)
-            yr[o] = 0.0f;
+            yr[o] = bias[o];
         for (int64_t i = 0; i < 256; ++i) {
-            float xv = xr[i];
             const float *wr = w + i * 768;
-            for (int64_t o = 0; o < 768; ++o)
-                yr[o] += xv * wr[o];
+            int64_t fu_j0 = 0;
+            for (; fu_j0 < 768; ++fu_j0) {
+                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+            }
         }
-        for (int64_t o = 0; o < 768; ++o)
-            yr[o] += bias[o];
     }
 }
 
@@ -115,58 +218,95 @@ static void k16_linear(const float *x, const float *w, const float *bias, float 
  *   k_20: f32[T+P, 256]
  *   v_21: f32[T+P, 256]
  *   y_22: f32[T, 256] */
-static void k17_slice_slice_slice_append(const float *x_16, float *y_17, float *y_18, float *y_19, float *cache_13, float *cache_14, const float *k_20, const float *v_21, float *y_22, int64_t T, int64_t P) {
+static void k17_slice_slice_slice_append(int tid, int nth, const float *x_16, float *y_17, float *y_18, float *y_19, float *cache_13, float *cache_14, const float *k_20, const float *v_21, float *y_22, int64_t T, int64_t P) {
     { /* %17 slice */
-        for (int64_t o = 0; o < T; ++o)
-            memcpy(y_17 + o * 256, x_16 + (o * 768 + 0), (size_t)256 * sizeof *y_17);
+        int64_t f, f_end;
+        fu_part(T * 256, 16, tid, nth, &f, &f_end);
+        while (f < f_end) {
+            int64_t o = f / (256), rem = f % (256);
+            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
+            (void)o;
+            memcpy(y_17 + f, x_16 + (o * 768 + 0) + rem, (size_t)cnt * sizeof *y_17);
+            f += cnt;
+        }
     }
+    fr_barrier(nth);
     { /* %18 slice */
-        for (int64_t o = 0; o < T; ++o)
-            memcpy(y_18 + o * 256, x_16 + (o * 768 + 256), (size_t)256 * sizeof *y_18);
+        int64_t f, f_end;
+        fu_part(T * 256, 16, tid, nth, &f, &f_end);
+        while (f < f_end) {
+            int64_t o = f / (256), rem = f % (256);
+            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
+            (void)o;
+            memcpy(y_18 + f, x_16 + (o * 768 + 256) + rem, (size_t)cnt * sizeof *y_18);
+            f += cnt;
+        }
     }
+    fr_barrier(nth);
     { /* %19 slice */
-        for (int64_t o = 0; o < T; ++o)
-            memcpy(y_19 + o * 256, x_16 + (o * 768 + 512), (size_t)256 * sizeof *y_19);
+        int64_t f, f_end;
+        fu_part(T * 256, 16, tid, nth, &f, &f_end);
+        while (f < f_end) {
+            int64_t o = f / (256), rem = f % (256);
+            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
+            (void)o;
+            memcpy(y_19 + f, x_16 + (o * 768 + 512) + rem, (size_t)cnt * sizeof *y_19);
+            f += cnt;
+        }
     }
+    fr_barrier(nth);
     { /* %20 append */
-        memcpy(cache_13 + P * 256, y_18, (size_t)T * 256 * sizeof *cache_13);
+        int64_t f, f_end;
+        fu_part(T * 256, 16, tid, nth, &f, &f_end);
+        if (f < f_end)
+            memcpy(cache_13 + P * 256 + f, y_18 + f, (size_t)(f_end - f) * sizeof *cache_13);
     }
+    fr_barrier(nth);
     { /* %21 append */
-        memcpy(cache_14 + P * 256, y_19, (size_t)T * 256 * sizeof *cache_14);
+        int64_t f, f_end;
+        fu_part(T * 256, 16, tid, nth, &f, &f_end);
+        if (f < f_end)
+            memcpy(cache_14 + P * 256 + f, y_19 + f, (size_t)(f_end - f) * sizeof *cache_14);
     }
+    fr_barrier(nth);
     { /* %22 attention */
-        for (int64_t t = 0; t < T; ++t) {
+        int64_t p0, p1;
+        fr_split(T * 8, tid, nth, &p0, &p1);
+        for (int64_t pr = p0; pr < p1; ++pr) {
+            int64_t t = pr / 8, h = pr % 8;
             int64_t send = t + P + 1;
-            for (int64_t h = 0; h < 8; ++h) {
-                const float *qh = y_17 + t * 256 + h * 32;
-                const float *kb = k_20 + (h / 1) * 32;
-                const float *vb = v_21 + (h / 1) * 32;
-                float mx = -INFINITY, l = 0.0f, acc[32];
-                for (int64_t d = 0; d < 32; ++d)
-                    acc[d] = 0.0f;
-                for (int64_t s = 0; s < send; ++s) {
-                    const float *kr = kb + s * 256, *vr = vb + s * 256;
-                    float sc = 0.0f;
-                    for (int64_t d = 0; d < 32; ++d)
-                        sc += qh[d] * kr[d];
-                    sc *= 0.17677669f;
-                    if (sc > mx) {
-                        float corr = expf(mx - sc);
-                        l = l * corr + 1.0f;
-                        for (int64_t d = 0; d < 32; ++d)
-                            acc[d] = acc[d] * corr + vr[d];
-                        mx = sc;
-                    } else {
-                        float p = expf(sc - mx);
-                        l += p;
-                        for (int64_t d = 0; d < 32; ++d)
-                            acc[d] += p * vr[d];
-                    }
+            const float *qh = y_17 + t * 256 + h * 32;
+            const float *kb = k_20 + (h / 1) * 32;
+            const float *vb = v_21 + (h / 1) * 32;
+            float mx = -INFINITY, l = 0.0f, acc[32];
+            for (int64_t d = 0; d < 32; ++d)
+                acc[d] = 0.0f;
+            for (int64_t s = 0; s < send; ++s) {
+                const float *kr = kb + s * 256, *vr = vb + s * 256;
+                float fu_acc0 = 0.0f;
+                int64_t fu_j1 = 0;
+                for (; fu_j1 < 32; ++fu_j1) {
+                    fu_acc0 = (qh[fu_j1] * kr[fu_j1] + fu_acc0);
                 }
-                float inv = l > 0.0f ? 1.0f / l : 0.0f;
-                for (int64_t d = 0; d < 32; ++d)
-                    y_22[t * 256 + h * 32 + d] = acc[d] * inv;
+                float dot = (fu_acc0);
+                float sc = dot * 0.17677669f, corr, p;
+                if (sc > mx) {
+                    corr = expf(mx - sc);
+                    p = 1.0f;
+                    mx = sc;
+                } else {
+                    corr = 1.0f;
+                    p = expf(sc - mx);
+                }
+                l = l * corr + p;
+                int64_t d = 0;
+                for (; d < 32; ++d) {
+                    acc[d] = ((p) * vr[d] + (acc[d] * (corr)));
+                }
             }
+            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            for (int64_t d = 0; d < 32; ++d)
+                y_22[t * 256 + h * 32 + d] = acc[d] * inv;
         }
     }
 }
@@ -176,20 +316,21 @@ static void k17_slice_slice_slice_append(const float *x_16, float *y_17, float *
  *   w: f32[256, 256] (attn.c_proj.weight)
  *   bias: f32[256] (attn.c_proj.bias)
  *   y: f32[T, 256] */
-static void k23_linear(const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k23_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 256;
         for (int64_t o = 0; o < 256; ++o)
-            yr[o] = 0.0f;
+            yr[o] = bias[o];
         for (int64_t i = 0; i < 256; ++i) {
-            float xv = xr[i];
             const float *wr = w + i * 256;
-            for (int64_t o = 0; o < 256; ++o)
-                yr[o] += xv * wr[o];
+            int64_t fu_j0 = 0;
+            for (; fu_j0 < 256; ++fu_j0) {
+                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+            }
         }
-        for (int64_t o = 0; o < 256; ++o)
-            yr[o] += bias[o];
     }
 }
 
@@ -201,24 +342,41 @@ static void k23_linear(const float *x, const float *w, const float *bias, float 
  *   w_7: f32[256] (ln_2.weight)
  *   b_8: f32[256] (ln_2.bias)
  *   y_25: f32[T, 256] */
-static void k24_add_layer_norm(const float *a_0, const float *b_23, float *y_24, const float *w_7, const float *b_8, float *y_25, int64_t T) {
+static void k24_add_layer_norm(int tid, int nth, const float *a_0, const float *b_23, float *y_24, const float *w_7, const float *b_8, float *y_25, int64_t T) {
     { /* %24 add */
-        for (int64_t i = 0; i < (T * 256); ++i)
-            y_24[i] = a_0[i] + b_23[i];
+        int64_t i, i_end;
+        fu_part(T * 256, 16, tid, nth, &i, &i_end);
+        for (; i < i_end; ++i) {
+            y_24[i] = (a_0[i] + b_23[i]);
+        }
     }
+    fr_barrier(nth);
     { /* %25 layer_norm */
-        for (int64_t r = 0; r < T; ++r) {
+        int64_t r0, r1;
+        fr_split(T, tid, nth, &r0, &r1);
+        for (int64_t r = r0; r < r1; ++r) {
             const float *xr = y_24 + r * 256;
             float *yr = y_25 + r * 256;
-            float mu = 0.0f, var = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                mu += xr[i];
-            mu /= 256.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                var += (xr[i] - mu) * (xr[i] - mu);
-            float inv = 1.0f / sqrtf(var / 256.0f + 1e-05f);
-            for (int64_t i = 0; i < 256; ++i)
-                yr[i] = (xr[i] - mu) * inv * w_7[i] + b_8[i];
+            int64_t j;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (fu_acc0 + xr[fu_j1]);
+            }
+            float sum = (fu_acc0);
+            float mu = sum / 256.0f;
+            float vmu = (mu), vvar = 0.0f;
+            j = 0;
+            for (; j < 256; ++j) {
+                float vd = (xr[j] - vmu);
+                vvar = (vd * vd + vvar);
+            }
+            float inv = 1.0f / sqrtf((vvar) / 256.0f + 1e-05f);
+            float vinv = (inv);
+            j = 0;
+            for (; j < 256; ++j) {
+                yr[j] = (((xr[j] - vmu) * vinv) * w_7[j] + b_8[j]);
+            }
         }
     }
 }
@@ -228,30 +386,32 @@ static void k24_add_layer_norm(const float *a_0, const float *b_23, float *y_24,
  *   w: f32[256, 1024] (mlp.c_fc.weight)
  *   bias: f32[1024] (mlp.c_fc.bias)
  *   y: f32[T, 1024] */
-static void k26_linear(const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k26_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 1024;
         for (int64_t o = 0; o < 1024; ++o)
-            yr[o] = 0.0f;
+            yr[o] = bias[o];
         for (int64_t i = 0; i < 256; ++i) {
-            float xv = xr[i];
             const float *wr = w + i * 1024;
-            for (int64_t o = 0; o < 1024; ++o)
-                yr[o] += xv * wr[o];
+            int64_t fu_j0 = 0;
+            for (; fu_j0 < 1024; ++fu_j0) {
+                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+            }
         }
-        for (int64_t o = 0; o < 1024; ++o)
-            yr[o] += bias[o];
     }
 }
 
 /* %27 = gelu_tanh(%26) : f32[T, 1024]   # h
  *   x: f32[T, 1024]
  *   y: f32[T, 1024] */
-static void k27_gelu_tanh(const float *x, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 1024); ++i) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + tanhf(0.797884561f * (v + 0.044715f * v * v * v)));
+static void k27_gelu_tanh(int tid, int nth, const float *x, float *y, int64_t T) {
+    int64_t i, i_end;
+    fu_part(T * 1024, 16, tid, nth, &i, &i_end);
+    for (; i < i_end; ++i) {
+        y[i] = fu_gelu_tanh_generic(x[i]);
     }
 }
 
@@ -260,20 +420,21 @@ static void k27_gelu_tanh(const float *x, float *y, int64_t T) {
  *   w: f32[1024, 256] (mlp.c_proj.weight)
  *   bias: f32[256] (mlp.c_proj.bias)
  *   y: f32[T, 256] */
-static void k28_linear(const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k28_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 1024;
         float *yr = y + r * 256;
         for (int64_t o = 0; o < 256; ++o)
-            yr[o] = 0.0f;
+            yr[o] = bias[o];
         for (int64_t i = 0; i < 1024; ++i) {
-            float xv = xr[i];
             const float *wr = w + i * 256;
-            for (int64_t o = 0; o < 256; ++o)
-                yr[o] += xv * wr[o];
+            int64_t fu_j0 = 0;
+            for (; fu_j0 < 256; ++fu_j0) {
+                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+            }
         }
-        for (int64_t o = 0; o < 256; ++o)
-            yr[o] += bias[o];
     }
 }
 
@@ -281,9 +442,52 @@ static void k28_linear(const float *x, const float *w, const float *bias, float 
  *   a: f32[T, 256]
  *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k29_add(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] + b[i];
+static void k29_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
+    int64_t i, i_end;
+    fu_part(T * 256, 16, tid, nth, &i, &i_end);
+    for (; i < i_end; ++i) {
+        y[i] = (a[i] + b[i]);
+    }
+}
+
+/* The whole block on thread tid of nth (the CPU's monokernel). */
+static void fu_run(void *ctx, int tid, int nth) {
+    const fu_args *fa = (const fu_args *)ctx;
+    const gpt2_block_weights *w = fa->w;
+    gpt2_block_cache *cache = fa->cache;
+    int64_t T = fa->T;
+    int64_t P = fa->P;
+    const float *hidden_states = fa->hidden_states;
+    float *fu_t15 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t16 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t17 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t18 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t19 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t22 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t23 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t25 = (float *)(fa->ws + fa->off[8]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[9]);
+    float *fu_t27 = (float *)(fa->ws + fa->off[10]);
+    float *fu_t28 = (float *)(fa->ws + fa->off[11]);
+    float *out_hidden_states = fa->out_hidden_states;
+    k15_layer_norm(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, fu_t15, T);
+    fr_barrier(nth);
+    k16_linear(tid, nth, fu_t15, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
+    fr_barrier(nth);
+    k17_slice_slice_slice_append(tid, nth, fu_t16, fu_t17, fu_t18, fu_t19, cache->k_cache, cache->v_cache, cache->k_cache, cache->v_cache, fu_t22, T, P);
+    fr_barrier(nth);
+    k23_linear(tid, nth, fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, fu_t23, T);
+    fr_barrier(nth);
+    k24_add_layer_norm(tid, nth, hidden_states, fu_t23, fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
+    fr_barrier(nth);
+    k26_linear(tid, nth, fu_t25, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t26, T);
+    fr_barrier(nth);
+    k27_gelu_tanh(tid, nth, fu_t26, fu_t27, T);
+    fr_barrier(nth);
+    k28_linear(tid, nth, fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t28, T);
+    fr_barrier(nth);
+    k29_add(tid, nth, fu_t24, fu_t28, out_hidden_states, T);
 }
 
 size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
@@ -293,6 +497,10 @@ size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
     return total;
 }
 
+const char *gpt2_block_variant(void) {
+    return "generic";
+}
+
 int gpt2_block_forward(const gpt2_block_weights *w,
                        gpt2_block_cache *cache,
                        int64_t T, int64_t P,
@@ -300,7 +508,6 @@ int gpt2_block_forward(const gpt2_block_weights *w,
                        float *out_hidden_states /* f32[T, 256] */,
                        void *workspace) {
     size_t fu_off[12], fu_total;
-    char *fu_ws = (char *)workspace;
     if (!w || !w->ln_1_weight || !w->ln_1_bias
         || !w->attn_c_attn_weight || !w->attn_c_attn_bias || !w->attn_c_proj_weight
         || !w->attn_c_proj_bias || !w->ln_2_weight || !w->ln_2_bias
@@ -319,27 +526,17 @@ int gpt2_block_forward(const gpt2_block_weights *w,
         return FR_EINVAL;
     if ((T + P) > cache->capacity)
         return FR_EINVAL;
-    float *fu_t15 = (float *)(fu_ws + fu_off[0]);
-    float *fu_t16 = (float *)(fu_ws + fu_off[1]);
-    float *fu_t17 = (float *)(fu_ws + fu_off[2]);
-    float *fu_t18 = (float *)(fu_ws + fu_off[3]);
-    float *fu_t19 = (float *)(fu_ws + fu_off[4]);
-    float *fu_t22 = (float *)(fu_ws + fu_off[5]);
-    float *fu_t23 = (float *)(fu_ws + fu_off[6]);
-    float *fu_t24 = (float *)(fu_ws + fu_off[7]);
-    float *fu_t25 = (float *)(fu_ws + fu_off[8]);
-    float *fu_t26 = (float *)(fu_ws + fu_off[9]);
-    float *fu_t27 = (float *)(fu_ws + fu_off[10]);
-    float *fu_t28 = (float *)(fu_ws + fu_off[11]);
-    k15_layer_norm(hidden_states, w->ln_1_weight, w->ln_1_bias, fu_t15, T);
-    k16_linear(fu_t15, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
-    k17_slice_slice_slice_append(fu_t16, fu_t17, fu_t18, fu_t19, cache->k_cache, cache->v_cache, cache->k_cache, cache->v_cache, fu_t22, T, P);
-    k23_linear(fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, fu_t23, T);
-    k24_add_layer_norm(hidden_states, fu_t23, fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
-    k26_linear(fu_t25, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t26, T);
-    k27_gelu_tanh(fu_t26, fu_t27, T);
-    k28_linear(fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t28, T);
-    k29_add(fu_t24, fu_t28, out_hidden_states, T);
+    fu_args fa;
+    memset(&fa, 0, sizeof fa);
+    fa.w = w;
+    fa.cache = cache;
+    fa.T = T;
+    fa.P = P;
+    fa.hidden_states = hidden_states;
+    fa.out_hidden_states = out_hidden_states;
+    fa.ws = (char *)workspace;
+    fa.off = fu_off;
+    fr_parallel(fu_run, &fa);
     return 0;
 }
 

@@ -84,13 +84,20 @@ size_t gpt2_block_workspace_size(int64_t T, int64_t P);
 
 /* Runs the block on new rows; rows [0, P) of the caches hold the earlier ones and
  * the new rows are appended after them.  Returns 0, or FR_EINVAL for a NULL pointer, an
- * unbound weight, symbols out of range or a cache too small for the rows. */
+ * unbound weight, symbols out of range, a cache too small for the rows, or a CPU without the
+ * target's features; FR_ENOMEM when per-thread scratch cannot be had.
+ * All work runs in one fr_parallel call on fr_get_num_threads() threads
+ * (fr_set_num_threads, FUSE_NUM_THREADS). */
 int gpt2_block_forward(const gpt2_block_weights *w,
                        gpt2_block_cache *cache,
                        int64_t T, int64_t P,
                        const float *hidden_states /* f32[T, 256] */,
                        float *out_hidden_states /* f32[T, 256] */,
                        void *workspace);
+
+/* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
+ * multi-target file picks one at run time; "none" if none fits). */
+const char *gpt2_block_variant(void);
 
 /* The same block for generic drivers (fusec check, benchmarks). */
 extern const fr_block_desc gpt2_block_desc;

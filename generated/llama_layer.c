@@ -11,6 +11,19 @@
  * 2^53 elements and no index computation overflows int64_t. */
 #define FU_SYM_MAX INT64_C(2147483648)
 
+/* [*b, *e) of [0, n) for thread tid of nth, in blocks of `grain` elements
+ * (16 floats: threads never share a cache line they write). */
+static inline void fu_part(int64_t n, int64_t grain, int tid, int nth, int64_t *b, int64_t *e) {
+    int64_t bb, be;
+    fr_split((n + grain - 1) / grain, tid, nth, &bb, &be);
+    *b = bb * grain < n ? bb * grain : n;
+    *e = be * grain < n ? be * grain : n;
+}
+
+static inline size_t fu_max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
 /* Rounds a slot up to 64 bytes so every slot stays aligned. */
 static uint64_t fu_slot(int64_t numel) {
     return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;
@@ -63,20 +76,106 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     return 0;
 }
 
+/* Everything the kernels need, passed through fr_parallel to a run function. */
+typedef struct fu_args {
+    const llama_layer_weights *w;
+    llama_layer_cache *cache;
+    int64_t T;
+    int64_t P;
+    const float *hidden_states;
+    const int32_t *position_ids;
+    float *out_hidden_states;
+    char *ws;
+    const size_t *off;
+} fu_args;
+
+/* ---- vector vocabulary for generic (compiler/vec.c) ---- */
+static inline float fu_max_generic(float a, float b) {
+    return a > b ? a : b;
+}
+static inline float fu_min_generic(float a, float b) {
+    return a < b ? a : b;
+}
+static inline float fu_exp_generic(float x) {
+    return expf(x);
+}
+static inline float fu_log_generic(float x) {
+    return logf(x);
+}
+static inline float fu_tanh_generic(float x) {
+    return tanhf(x);
+}
+static inline float fu_sigmoid_generic(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+static inline float fu_silu_generic(float x) {
+    return x / (1.0f + expf(-x));
+}
+static inline float fu_gelu_tanh_generic(float x) {
+    return x / (1.0f + expf(-1.59576912f * (x + 0.044715f * x * x * x)));
+}
+static inline int32_t fu_fasi_generic(float x) {
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    return i;
+}
+static inline float fu_iasf_generic(int32_t i) {
+    float x;
+    memcpy(&x, &i, sizeof x);
+    return x;
+}
+
+/* gelu x = x - x h or x h (x < 0), h = erfc(|x| / sqrt 2) / 2 from the Chebyshev
+ * fit of Numerical Recipes (erfcc, relative error < 1.2e-7).  z^2 = x^2 / 2 is
+ * carried as hi + lo (fma) and e^-hi e^(P - lo) taken separately, so the
+ * rounding of z^2 does not grow the error of the tail. */
+static inline float fu_gelu_generic(float x) {
+    float ax, z, u, xx, hi, lo, p, h, r;
+    ax = fu_iasf_generic((fu_fasi_generic(x) & ((int32_t)(0x7fffffff))));
+    z = (ax * (0.707106781f));
+    u = ((1.0f) / (z * (0.5f) + (1.0f)));
+    xx = (x * x);
+    hi = (xx * (0.5f));
+    lo = (fmaf(x, x, (-(xx))) * (0.5f));
+    p = (0.17087277f);
+    p = (p * u + (-0.82215223f));
+    p = (p * u + (1.48851587f));
+    p = (p * u + (-1.13520398f));
+    p = (p * u + (0.27886807f));
+    p = (p * u + (-0.18628806f));
+    p = (p * u + (0.09678418f));
+    p = (p * u + (0.37409196f));
+    p = (p * u + (1.00002368f));
+    p = (p * u + (-1.26551223f));
+    h = ((u * (0.5f)) * (fu_exp_generic((-(hi))) * fu_exp_generic((p - lo))));
+    r = ((x < 0.0f) ? (x * h) : ((-(x)) * h + x));
+    r = ((x < (-14.0f)) ? (x * 0.0f) : r);
+    return (((10.0f) < x) ? x : r);
+}
+
 /* %13 = rms_norm(%0, %2) : f32[T, 256]   # h
  *   x: f32[T, 256] (hidden_states)
  *   w: f32[256] (input_layernorm.weight)
  *   y: f32[T, 256] */
-static void k13_rms_norm(const float *x, const float *w, float *y, int64_t T) {
-    for (int64_t r = 0; r < T; ++r) {
+static void k13_rms_norm(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t r0, r1;
+    fr_split(T, tid, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; ++r) {
         const float *xr = x + r * 256;
         float *yr = y + r * 256;
-        float ss = 0.0f;
-        for (int64_t i = 0; i < 256; ++i)
-            ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
-        for (int64_t i = 0; i < 256; ++i)
-            yr[i] = xr[i] * inv * w[i];
+        int64_t j;
+        float vss = 0.0f;
+        j = 0;
+        for (; j < 256; ++j) {
+            float vx = xr[j];
+            vss = (vx * vx + vss);
+        }
+        float inv = 1.0f / sqrtf((vss) / 256.0f + 1e-05f);
+        float vinv = (inv);
+        j = 0;
+        for (; j < 256; ++j) {
+            yr[j] = ((xr[j] * vinv) * w[j]);
+        }
     }
 }
 
@@ -84,16 +183,20 @@ static void k13_rms_norm(const float *x, const float *w, float *y, int64_t T) {
  *   x: f32[T, 256]
  *   w: f32[256, 256] (self_attn.q_proj.weight)
  *   y: f32[T, 256] */
-static void k14_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k14_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(256, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        for (int64_t o = 0; o < 256; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 256 + o] = acc;
         }
     }
 }
@@ -102,16 +205,20 @@ static void k14_linear(const float *x, const float *w, float *y, int64_t T) {
  *   x: f32[T, 256]
  *   w: f32[64, 256] (self_attn.k_proj.weight)
  *   y: f32[T, 64] */
-static void k16_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k16_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(64, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 64;
-        for (int64_t o = 0; o < 64; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 64 + o] = acc;
         }
     }
 }
@@ -120,16 +227,20 @@ static void k16_linear(const float *x, const float *w, float *y, int64_t T) {
  *   x: f32[T, 256]
  *   w: f32[64, 256] (self_attn.v_proj.weight)
  *   y: f32[T, 64] */
-static void k18_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k18_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(64, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 64;
-        for (int64_t o = 0; o < 64; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 64 + o] = acc;
         }
     }
 }
@@ -150,76 +261,105 @@ static void k18_linear(const float *x, const float *w, float *y, int64_t T) {
  *   k_19: f32[T+P, 64]
  *   v_20: f32[T+P, 64]
  *   y_21: f32[T, 256] */
-static void k15_rope_rope_append_append(const float *x_14, const int32_t *pos_1, float *y_15, const float *x_16, float *y_17, float *cache_11, float *cache_12, const float *x_18, const float *k_19, const float *v_20, float *y_21, int64_t T, int64_t P) {
+static void k15_rope_rope_append_append(int tid, int nth, const float *x_14, const int32_t *pos_1, float *y_15, const float *x_16, float *y_17, float *cache_11, float *cache_12, const float *x_18, const float *k_19, const float *v_20, float *y_21, int64_t T, int64_t P) {
     { /* %15 rope */
-        for (int64_t t = 0; t < T; ++t) {
+        int64_t t0, t1;
+        fr_split(T, tid, nth, &t0, &t1);
+        for (int64_t t = t0; t < t1; ++t) {
+            float cs[16], sn[16];
             for (int64_t i = 0; i < 16; ++i) {
                 double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-                float cs = (float)cos(ang), sn = (float)sin(ang);
-                for (int64_t h = 0; h < 8; ++h) {
-                    const float *xh = x_14 + t * 256 + h * 32;
-                    float *yh = y_15 + t * 256 + h * 32;
-                    float x1 = xh[i], x2 = xh[i + 16];
-                    yh[i] = x1 * cs - x2 * sn;
-                    yh[i + 16] = x2 * cs + x1 * sn;
-                }
+                cs[i] = (float)cos(ang);
+                sn[i] = (float)sin(ang);
             }
-        }
-    }
-    { /* %17 rope */
-        for (int64_t t = 0; t < T; ++t) {
-            for (int64_t i = 0; i < 16; ++i) {
-                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-                float cs = (float)cos(ang), sn = (float)sin(ang);
-                for (int64_t h = 0; h < 2; ++h) {
-                    const float *xh = x_16 + t * 64 + h * 32;
-                    float *yh = y_17 + t * 64 + h * 32;
-                    float x1 = xh[i], x2 = xh[i + 16];
-                    yh[i] = x1 * cs - x2 * sn;
-                    yh[i + 16] = x2 * cs + x1 * sn;
-                }
-            }
-        }
-    }
-    { /* %19 append */
-        memcpy(cache_11 + P * 64, y_17, (size_t)T * 64 * sizeof *cache_11);
-    }
-    { /* %20 append */
-        memcpy(cache_12 + P * 64, x_18, (size_t)T * 64 * sizeof *cache_12);
-    }
-    { /* %21 attention */
-        for (int64_t t = 0; t < T; ++t) {
-            int64_t send = t + P + 1;
             for (int64_t h = 0; h < 8; ++h) {
-                const float *qh = y_15 + t * 256 + h * 32;
-                const float *kb = k_19 + (h / 4) * 32;
-                const float *vb = v_20 + (h / 4) * 32;
-                float mx = -INFINITY, l = 0.0f, acc[32];
-                for (int64_t d = 0; d < 32; ++d)
-                    acc[d] = 0.0f;
-                for (int64_t s = 0; s < send; ++s) {
-                    const float *kr = kb + s * 64, *vr = vb + s * 64;
-                    float sc = 0.0f;
-                    for (int64_t d = 0; d < 32; ++d)
-                        sc += qh[d] * kr[d];
-                    sc *= 0.17677669f;
-                    if (sc > mx) {
-                        float corr = expf(mx - sc);
-                        l = l * corr + 1.0f;
-                        for (int64_t d = 0; d < 32; ++d)
-                            acc[d] = acc[d] * corr + vr[d];
-                        mx = sc;
-                    } else {
-                        float p = expf(sc - mx);
-                        l += p;
-                        for (int64_t d = 0; d < 32; ++d)
-                            acc[d] += p * vr[d];
-                    }
+                const float *xh = x_14 + t * 256 + h * 32;
+                float *yh = y_15 + t * 256 + h * 32;
+                int64_t i = 0;
+                for (; i < 16; ++i) {
+                    float v1 = xh[i], v2 = xh[i + 16], vc = cs[i], vs = sn[i];
+                    yh[i] = ((v1 * vc) - (v2 * vs));
+                    yh[i + 16] = (v1 * vs + (v2 * vc));
                 }
-                float inv = l > 0.0f ? 1.0f / l : 0.0f;
-                for (int64_t d = 0; d < 32; ++d)
-                    y_21[t * 256 + h * 32 + d] = acc[d] * inv;
             }
+        }
+    }
+    fr_barrier(nth);
+    { /* %17 rope */
+        int64_t t0, t1;
+        fr_split(T, tid, nth, &t0, &t1);
+        for (int64_t t = t0; t < t1; ++t) {
+            float cs[16], sn[16];
+            for (int64_t i = 0; i < 16; ++i) {
+                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
+                cs[i] = (float)cos(ang);
+                sn[i] = (float)sin(ang);
+            }
+            for (int64_t h = 0; h < 2; ++h) {
+                const float *xh = x_16 + t * 64 + h * 32;
+                float *yh = y_17 + t * 64 + h * 32;
+                int64_t i = 0;
+                for (; i < 16; ++i) {
+                    float v1 = xh[i], v2 = xh[i + 16], vc = cs[i], vs = sn[i];
+                    yh[i] = ((v1 * vc) - (v2 * vs));
+                    yh[i + 16] = (v1 * vs + (v2 * vc));
+                }
+            }
+        }
+    }
+    fr_barrier(nth);
+    { /* %19 append */
+        int64_t f, f_end;
+        fu_part(T * 64, 16, tid, nth, &f, &f_end);
+        if (f < f_end)
+            memcpy(cache_11 + P * 64 + f, y_17 + f, (size_t)(f_end - f) * sizeof *cache_11);
+    }
+    fr_barrier(nth);
+    { /* %20 append */
+        int64_t f, f_end;
+        fu_part(T * 64, 16, tid, nth, &f, &f_end);
+        if (f < f_end)
+            memcpy(cache_12 + P * 64 + f, x_18 + f, (size_t)(f_end - f) * sizeof *cache_12);
+    }
+    fr_barrier(nth);
+    { /* %21 attention */
+        int64_t p0, p1;
+        fr_split(T * 8, tid, nth, &p0, &p1);
+        for (int64_t pr = p0; pr < p1; ++pr) {
+            int64_t t = pr / 8, h = pr % 8;
+            int64_t send = t + P + 1;
+            const float *qh = y_15 + t * 256 + h * 32;
+            const float *kb = k_19 + (h / 4) * 32;
+            const float *vb = v_20 + (h / 4) * 32;
+            float mx = -INFINITY, l = 0.0f, acc[32];
+            for (int64_t d = 0; d < 32; ++d)
+                acc[d] = 0.0f;
+            for (int64_t s = 0; s < send; ++s) {
+                const float *kr = kb + s * 64, *vr = vb + s * 64;
+                float fu_acc0 = 0.0f;
+                int64_t fu_j1 = 0;
+                for (; fu_j1 < 32; ++fu_j1) {
+                    fu_acc0 = (qh[fu_j1] * kr[fu_j1] + fu_acc0);
+                }
+                float dot = (fu_acc0);
+                float sc = dot * 0.17677669f, corr, p;
+                if (sc > mx) {
+                    corr = expf(mx - sc);
+                    p = 1.0f;
+                    mx = sc;
+                } else {
+                    corr = 1.0f;
+                    p = expf(sc - mx);
+                }
+                l = l * corr + p;
+                int64_t d = 0;
+                for (; d < 32; ++d) {
+                    acc[d] = ((p) * vr[d] + (acc[d] * (corr)));
+                }
+            }
+            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            for (int64_t d = 0; d < 32; ++d)
+                y_21[t * 256 + h * 32 + d] = acc[d] * inv;
         }
     }
 }
@@ -228,16 +368,20 @@ static void k15_rope_rope_append_append(const float *x_14, const int32_t *pos_1,
  *   x: f32[T, 256]
  *   w: f32[256, 256] (self_attn.o_proj.weight)
  *   y: f32[T, 256] */
-static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k22_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(256, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        for (int64_t o = 0; o < 256; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 256 + o] = acc;
         }
     }
 }
@@ -249,21 +393,34 @@ static void k22_linear(const float *x, const float *w, float *y, int64_t T) {
  *   y_23: f32[T, 256]
  *   w_7: f32[256] (post_attention_layernorm.weight)
  *   y_24: f32[T, 256] */
-static void k23_add_rms_norm(const float *a_0, const float *b_22, float *y_23, const float *w_7, float *y_24, int64_t T) {
+static void k23_add_rms_norm(int tid, int nth, const float *a_0, const float *b_22, float *y_23, const float *w_7, float *y_24, int64_t T) {
     { /* %23 add */
-        for (int64_t i = 0; i < (T * 256); ++i)
-            y_23[i] = a_0[i] + b_22[i];
+        int64_t i, i_end;
+        fu_part(T * 256, 16, tid, nth, &i, &i_end);
+        for (; i < i_end; ++i) {
+            y_23[i] = (a_0[i] + b_22[i]);
+        }
     }
+    fr_barrier(nth);
     { /* %24 rms_norm */
-        for (int64_t r = 0; r < T; ++r) {
+        int64_t r0, r1;
+        fr_split(T, tid, nth, &r0, &r1);
+        for (int64_t r = r0; r < r1; ++r) {
             const float *xr = y_23 + r * 256;
             float *yr = y_24 + r * 256;
-            float ss = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                ss += xr[i] * xr[i];
-            float inv = 1.0f / sqrtf(ss / 256.0f + 1e-05f);
-            for (int64_t i = 0; i < 256; ++i)
-                yr[i] = xr[i] * inv * w_7[i];
+            int64_t j;
+            float vss = 0.0f;
+            j = 0;
+            for (; j < 256; ++j) {
+                float vx = xr[j];
+                vss = (vx * vx + vss);
+            }
+            float inv = 1.0f / sqrtf((vss) / 256.0f + 1e-05f);
+            float vinv = (inv);
+            j = 0;
+            for (; j < 256; ++j) {
+                yr[j] = ((xr[j] * vinv) * w_7[j]);
+            }
         }
     }
 }
@@ -272,16 +429,20 @@ static void k23_add_rms_norm(const float *a_0, const float *b_22, float *y_23, c
  *   x: f32[T, 256]
  *   w: f32[704, 256] (mlp.gate_proj.weight)
  *   y: f32[T, 704] */
-static void k25_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k25_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(704, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 704;
-        for (int64_t o = 0; o < 704; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 704 + o] = acc;
         }
     }
 }
@@ -290,16 +451,20 @@ static void k25_linear(const float *x, const float *w, float *y, int64_t T) {
  *   x: f32[T, 256]
  *   w: f32[704, 256] (mlp.up_proj.weight)
  *   y: f32[T, 704] */
-static void k27_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k27_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(704, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 256;
-        float *yr = y + r * 704;
-        for (int64_t o = 0; o < 704; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 256;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 256; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 256; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 704 + o] = acc;
         }
     }
 }
@@ -310,16 +475,21 @@ static void k27_linear(const float *x, const float *w, float *y, int64_t T) {
  *   y_26: f32[T, 704]
  *   b_27: f32[T, 704]
  *   y_28: f32[T, 704] */
-static void k26_silu_mul(const float *x_25, float *y_26, const float *b_27, float *y_28, int64_t T) {
+static void k26_silu_mul(int tid, int nth, const float *x_25, float *y_26, const float *b_27, float *y_28, int64_t T) {
     { /* %26 silu */
-        for (int64_t i = 0; i < (T * 704); ++i) {
-            float v = x_25[i];
-            y_26[i] = v / (1.0f + expf(-v));
+        int64_t i, i_end;
+        fu_part(T * 704, 16, tid, nth, &i, &i_end);
+        for (; i < i_end; ++i) {
+            y_26[i] = fu_silu_generic(x_25[i]);
         }
     }
+    fr_barrier(nth);
     { /* %28 mul */
-        for (int64_t i = 0; i < (T * 704); ++i)
-            y_28[i] = y_26[i] * b_27[i];
+        int64_t i, i_end;
+        fu_part(T * 704, 16, tid, nth, &i, &i_end);
+        for (; i < i_end; ++i) {
+            y_28[i] = (y_26[i] * b_27[i]);
+        }
     }
 }
 
@@ -327,16 +497,20 @@ static void k26_silu_mul(const float *x_25, float *y_26, const float *b_27, floa
  *   x: f32[T, 704]
  *   w: f32[256, 704] (mlp.down_proj.weight)
  *   y: f32[T, 256] */
-static void k29_linear(const float *x, const float *w, float *y, int64_t T) {
+static void k29_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
+    int64_t o0, o1;
+    fr_split(256, tid, nth, &o0, &o1);
     for (int64_t r = 0; r < T; ++r) {
         const float *xr = x + r * 704;
-        float *yr = y + r * 256;
-        for (int64_t o = 0; o < 256; ++o) {
+        for (int64_t o = o0; o < o1; ++o) {
             const float *wr = w + o * 704;
-            float acc = 0.0f;
-            for (int64_t i = 0; i < 704; ++i)
-                acc += xr[i] * wr[i];
-            yr[o] = acc;
+            float fu_acc0 = 0.0f;
+            int64_t fu_j1 = 0;
+            for (; fu_j1 < 704; ++fu_j1) {
+                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            }
+            float acc = (fu_acc0);
+            y[r * 256 + o] = acc;
         }
     }
 }
@@ -345,9 +519,59 @@ static void k29_linear(const float *x, const float *w, float *y, int64_t T) {
  *   a: f32[T, 256]
  *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k30_add(const float *a, const float *b, float *y, int64_t T) {
-    for (int64_t i = 0; i < (T * 256); ++i)
-        y[i] = a[i] + b[i];
+static void k30_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
+    int64_t i, i_end;
+    fu_part(T * 256, 16, tid, nth, &i, &i_end);
+    for (; i < i_end; ++i) {
+        y[i] = (a[i] + b[i]);
+    }
+}
+
+/* The whole block on thread tid of nth (the CPU's monokernel). */
+static void fu_run(void *ctx, int tid, int nth) {
+    const fu_args *fa = (const fu_args *)ctx;
+    const llama_layer_weights *w = fa->w;
+    llama_layer_cache *cache = fa->cache;
+    int64_t T = fa->T;
+    int64_t P = fa->P;
+    const float *hidden_states = fa->hidden_states;
+    const int32_t *position_ids = fa->position_ids;
+    float *fu_t13 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t14 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t15 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t16 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t17 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t18 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t22 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t23 = (float *)(fa->ws + fa->off[8]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[9]);
+    float *fu_t25 = (float *)(fa->ws + fa->off[10]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[11]);
+    float *fu_t27 = (float *)(fa->ws + fa->off[12]);
+    float *fu_t28 = (float *)(fa->ws + fa->off[13]);
+    float *fu_t29 = (float *)(fa->ws + fa->off[14]);
+    float *out_hidden_states = fa->out_hidden_states;
+    k13_rms_norm(tid, nth, hidden_states, w->input_layernorm_weight, fu_t13, T);
+    fr_barrier(nth);
+    k14_linear(tid, nth, fu_t13, w->self_attn_q_proj_weight, fu_t14, T);
+    k16_linear(tid, nth, fu_t13, w->self_attn_k_proj_weight, fu_t16, T);
+    k18_linear(tid, nth, fu_t13, w->self_attn_v_proj_weight, fu_t18, T);
+    fr_barrier(nth);
+    k15_rope_rope_append_append(tid, nth, fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
+    fr_barrier(nth);
+    k22_linear(tid, nth, fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
+    fr_barrier(nth);
+    k23_add_rms_norm(tid, nth, hidden_states, fu_t22, fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
+    fr_barrier(nth);
+    k25_linear(tid, nth, fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
+    k27_linear(tid, nth, fu_t24, w->mlp_up_proj_weight, fu_t27, T);
+    fr_barrier(nth);
+    k26_silu_mul(tid, nth, fu_t25, fu_t26, fu_t27, fu_t28, T);
+    fr_barrier(nth);
+    k29_linear(tid, nth, fu_t28, w->mlp_down_proj_weight, fu_t29, T);
+    fr_barrier(nth);
+    k30_add(tid, nth, fu_t23, fu_t29, out_hidden_states, T);
 }
 
 size_t llama_layer_workspace_size(int64_t T, int64_t P) {
@@ -355,6 +579,10 @@ size_t llama_layer_workspace_size(int64_t T, int64_t P) {
     if (fu_layout(T, P, off, &total) != 0)
         return 0;
     return total;
+}
+
+const char *llama_layer_variant(void) {
+    return "generic";
 }
 
 int llama_layer_forward(const llama_layer_weights *w,
@@ -365,7 +593,6 @@ int llama_layer_forward(const llama_layer_weights *w,
                         float *out_hidden_states /* f32[T, 256] */,
                         void *workspace) {
     size_t fu_off[15], fu_total;
-    char *fu_ws = (char *)workspace;
     if (!w || !w->input_layernorm_weight || !w->self_attn_q_proj_weight
         || !w->self_attn_k_proj_weight || !w->self_attn_v_proj_weight || !w->self_attn_o_proj_weight
         || !w->post_attention_layernorm_weight || !w->mlp_gate_proj_weight || !w->mlp_up_proj_weight
@@ -383,33 +610,18 @@ int llama_layer_forward(const llama_layer_weights *w,
         return FR_EINVAL;
     if ((T + P) > cache->capacity)
         return FR_EINVAL;
-    float *fu_t13 = (float *)(fu_ws + fu_off[0]);
-    float *fu_t14 = (float *)(fu_ws + fu_off[1]);
-    float *fu_t15 = (float *)(fu_ws + fu_off[2]);
-    float *fu_t16 = (float *)(fu_ws + fu_off[3]);
-    float *fu_t17 = (float *)(fu_ws + fu_off[4]);
-    float *fu_t18 = (float *)(fu_ws + fu_off[5]);
-    float *fu_t21 = (float *)(fu_ws + fu_off[6]);
-    float *fu_t22 = (float *)(fu_ws + fu_off[7]);
-    float *fu_t23 = (float *)(fu_ws + fu_off[8]);
-    float *fu_t24 = (float *)(fu_ws + fu_off[9]);
-    float *fu_t25 = (float *)(fu_ws + fu_off[10]);
-    float *fu_t26 = (float *)(fu_ws + fu_off[11]);
-    float *fu_t27 = (float *)(fu_ws + fu_off[12]);
-    float *fu_t28 = (float *)(fu_ws + fu_off[13]);
-    float *fu_t29 = (float *)(fu_ws + fu_off[14]);
-    k13_rms_norm(hidden_states, w->input_layernorm_weight, fu_t13, T);
-    k14_linear(fu_t13, w->self_attn_q_proj_weight, fu_t14, T);
-    k16_linear(fu_t13, w->self_attn_k_proj_weight, fu_t16, T);
-    k18_linear(fu_t13, w->self_attn_v_proj_weight, fu_t18, T);
-    k15_rope_rope_append_append(fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
-    k22_linear(fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
-    k23_add_rms_norm(hidden_states, fu_t22, fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
-    k25_linear(fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
-    k27_linear(fu_t24, w->mlp_up_proj_weight, fu_t27, T);
-    k26_silu_mul(fu_t25, fu_t26, fu_t27, fu_t28, T);
-    k29_linear(fu_t28, w->mlp_down_proj_weight, fu_t29, T);
-    k30_add(fu_t23, fu_t29, out_hidden_states, T);
+    fu_args fa;
+    memset(&fa, 0, sizeof fa);
+    fa.w = w;
+    fa.cache = cache;
+    fa.T = T;
+    fa.P = P;
+    fa.hidden_states = hidden_states;
+    fa.position_ids = position_ids;
+    fa.out_hidden_states = out_hidden_states;
+    fa.ws = (char *)workspace;
+    fa.off = fu_off;
+    fr_parallel(fu_run, &fa);
     return 0;
 }
 

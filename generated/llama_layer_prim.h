@@ -81,7 +81,10 @@ size_t llama_layer_prim_workspace_size(int64_t T, int64_t P);
 
 /* Runs the block on new rows; rows [0, P) of the caches hold the earlier ones and
  * the new rows are appended after them.  Returns 0, or FR_EINVAL for a NULL pointer, an
- * unbound weight, symbols out of range or a cache too small for the rows. */
+ * unbound weight, symbols out of range, a cache too small for the rows, or a CPU without the
+ * target's features; FR_ENOMEM when per-thread scratch cannot be had.
+ * All work runs in one fr_parallel call on fr_get_num_threads() threads
+ * (fr_set_num_threads, FUSE_NUM_THREADS). */
 int llama_layer_prim_forward(const llama_layer_prim_weights *w,
                              llama_layer_prim_cache *cache,
                              int64_t T, int64_t P,
@@ -89,6 +92,10 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
                              const int32_t *position_ids /* i32[T] */,
                              float *out_hidden_states /* f32[T, 256] */,
                              void *workspace);
+
+/* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
+ * multi-target file picks one at run time; "none" if none fits). */
+const char *llama_layer_prim_variant(void);
 
 /* The same block for generic drivers (fusec check, benchmarks). */
 extern const fr_block_desc llama_layer_prim_desc;
