@@ -23,6 +23,7 @@
 #include "fusec.h"
 #include "fusec_rt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -65,6 +66,10 @@ static const char help_text[] =
     "  --dim NAME=V     with --random: the value of symbolic dim NAME (default T=7, P=0)\n"
     "  --seed N         with --random: the random seed (default 1)\n"
     "  --keep DIR       build in DIR and keep block.c, block.h, the harness and its files\n"
+    "  --cc CC          cross-compile with CC (e.g. aarch64-linux-gnu-gcc): the runtime's\n"
+    "                   sources are compiled with the block instead of libfusec_rt.a\n"
+    "  --run-with CMD   run the harness as CMD HARNESS ... (e.g. \"qemu-aarch64 -L\n"
+    "                   /usr/aarch64-linux-gnu\")\n"
     "  -v               print the commands and the symbol values\n"
     "  --help           print this help and exit\n"
     "\n"
@@ -107,6 +112,8 @@ static const char *const tmp_files[] = {"block.c", "block.h", "harness", "in.saf
                                         "out.safetensors", "cc.log", "harness.log"};
 static char *tmp_dir;
 static bool tmp_keep;
+/* --cc and --run-with: a cross compiler and the emulator that runs its output. */
+static const char *cross_cc, *run_with;
 
 static void tmp_cleanup(void)
 {
@@ -227,6 +234,10 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             a->block = v;
         } else if ((v = opt_value(argc, argv, &i, "--keep", &missing))) {
             a->keep = v;
+        } else if ((v = opt_value(argc, argv, &i, "--cc", &missing))) {
+            cross_cc = v;
+        } else if ((v = opt_value(argc, argv, &i, "--run-with", &missing))) {
+            run_with = v;
         } else if ((v = opt_value(argc, argv, &i, "--rtol", &missing))) {
             char *end;
             errno = 0;
@@ -834,6 +845,34 @@ static const char *env_or(const char *name, const char *dflt)
     return v && *v ? v : dflt;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends rt's *.c (sorted) for a cross build; false when it cannot be read. */
+static bool push_runtime_sources(const char ***argv, int *n, const char *rt)
+{
+    DIR *d = opendir(rt);
+    struct dirent *ent;
+    const char *src[64];
+    int ns = 0;
+    if (!d) {
+        diag_plain_error("cannot read the runtime sources in '%s': %s", rt, strerror(errno));
+        return false;
+    }
+    while ((ent = readdir(d)) != NULL) {
+        size_t len = strlen(ent->d_name);
+        if (len > 2 && strcmp(ent->d_name + len - 2, ".c") == 0 && ns < 64)
+            src[ns++] = fu_format("%s/%s", rt, ent->d_name);
+    }
+    closedir(d);
+    qsort(src, (size_t)ns, sizeof src[0], cmp_str);
+    for (int i = 0; i < ns; i++)
+        (*argv)[(*n)++] = src[i];
+    return ns > 0;
+}
+
 /* Compiles block.c with the harness and the runtime; generated C that does
  * not compile is fusec's bug (exit 70).  Returns an exit status or -1. */
 static int build_harness(const Graph *g, const Target *t, bool verbose)
@@ -841,11 +880,11 @@ static int build_harness(const Graph *g, const Target *t, bool verbose)
     const char *rt = env_or("FUSEC_RUNTIME_DIR", FUSEC_RUNTIME_DIR);
     const char *lib = fu_format("%s/libfusec_rt.a", env_or("FUSEC_LIB_DIR", FUSEC_LIB_DIR));
     const char *harness_c = fu_format("%s/harness/check_main.c", rt);
-    const char *cc = env_or("CC", "cc");
-    const char **argv = fu_alloc(sizeof(char *) * (32 + strlen(cc) + strlen(t->cflags ? t->cflags : "")));
+    const char *cc = cross_cc ? cross_cc : env_or("CC", "cc");
+    const char **argv = fu_alloc(sizeof(char *) * (96 + strlen(cc) + strlen(t->cflags ? t->cflags : "")));
     int n = 0;
 
-    if (access(lib, R_OK) != 0) {
+    if (!cross_cc && access(lib, R_OK) != 0) {
         diag_plain_error("runtime library '%s' not found: run make, or set FUSEC_LIB_DIR", lib);
         return EXIT_FAIL;
     }
@@ -869,7 +908,14 @@ static int build_harness(const Graph *g, const Target *t, bool verbose)
     argv[n++] = fu_format("-DFUSEC_BLOCK_DESC=%s_desc", g->name);
     argv[n++] = tmp_path("block.c");
     argv[n++] = harness_c;
-    argv[n++] = lib;
+    if (!cross_cc)
+        argv[n++] = lib;
+    else if (!push_runtime_sources(&argv, &n, rt))
+        return EXIT_FAIL;
+    if (cross_cc) { /* the runtime's sources need what the Makefile defines */
+        argv[n++] = "-D_POSIX_C_SOURCE=200809L";
+        argv[n++] = "-D_DEFAULT_SOURCE";
+    }
     argv[n++] = "-lm";
     argv[n++] = "-lpthread";
     argv[n++] = "-o";
@@ -894,8 +940,9 @@ static int build_harness(const Graph *g, const Target *t, bool verbose)
 /* Runs the harness on in_path; returns an exit status or -1 when it worked. */
 static int run_harness(const char *in_path, int64_t split, bool verbose)
 {
-    const char *argv[8];
+    const char **argv = fu_alloc(sizeof(char *) * (8 + (run_with ? strlen(run_with) : 0)));
     int n = 0;
+    push_words(&argv, &n, run_with);
     argv[n++] = tmp_path("harness");
     argv[n++] = in_path;
     argv[n++] = tmp_path("out.safetensors");

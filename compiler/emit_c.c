@@ -84,7 +84,7 @@ static const char *const keywords[] = {
 static const char *const library_names[] = {
     "memcpy", "memset", "expf", "logf", "sqrtf", "tanhf", "erff", "pow", "cos", "sin",
     "INFINITY", "NAN", "SIZE_MAX", "INT64_C", "int64_t", "int32_t", "uint64_t", "size_t",
-    "NULL", "w", "cache", "workspace",
+    "NULL", "w", "cache", "workspace", "fa", "ctx", "tid", "nth",
 };
 
 /* Every parameter and local of the kernels.  Symbols are kernel parameters
@@ -95,6 +95,10 @@ static const char *const kernel_names[] = {
     "xr", "yr", "ar", "br", "wr", "am", "bm", "ym", "av", "xv", "acc", "ss", "inv",
     "mu", "var", "e", "sum", "mx", "qh", "kb", "vb", "kr", "vr", "sc", "corr", "p",
     "l", "send", "ang", "cs", "sn", "x1", "x2", "xh", "yh",
+    /* the vectorized, threaded kernels */
+    "i_end", "r0", "r1", "q", "q0", "q1", "o0", "o1", "c", "f", "f_end", "rem", "cnt", "t0", "t1",
+    "p0", "p1", "pr", "vis", "dot", "vss", "vinv", "vx", "vd", "vmu", "vvar", "vmx", "vsum", "ve",
+    "v1", "v2", "vc", "vs",
 };
 
 static bool in_list(const char *s, const char *const *list, size_t n) {
