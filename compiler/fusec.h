@@ -627,6 +627,10 @@ void kern_scratch(Kern *k, const char *bytes_expr);
 
 /* Emitters of the fused kinds (see KernelKind), called by emit_c.c. */
 void emit_gemm_kernel(Kern *k, const Kernel *kr);   /* emit_gemm.c: KK_GEMM, KK_MLP */
+/* Whether emit_gemm_kernel can write kr (a KK_GEMM, KK_MLP, or KK_SINGLE
+ * linear/matmul kernel); false with the reason in why otherwise.  Fusion
+ * passes ask before they build a kernel (docs/gemm.md lists what fits). */
+bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen);
 void emit_fused_kernel(Kern *k, const Kernel *kr);  /* emit_fused.c: KK_ELEMWISE, KK_ROWWISE, KK_ATTENTION */
 
 /* Writes the block's .c to c_out and its .h to h_out; the .c includes

@@ -1,0 +1,1584 @@
+/*
+ * emit_gemm.c - matrix multiplies: KK_GEMM and KK_MLP kernels, and the
+ * linear/matmul nodes of KK_SINGLE kernels (docs/gemm.md).
+ *
+ * Prefill (more than 4 rows) is a BLIS-style GEMM written out as C with the
+ * target's intrinsics: per thread, loops over a column block (NC), a depth
+ * block (KC, B packed into micro-panels of NR columns), a row block (MC, A
+ * packed into micro-panels of MR rows), then an MR x NR register tile whose
+ * k loop is unrolled by hand.  Partial sums of a tile between depth blocks
+ * go to a per-thread accumulator buffer (cacc); after the last depth block
+ * the epilogue - the kernel's elementwise nodes, evaluated in registers -
+ * runs on the tile and only the kernel's results are stored.  Decode (at
+ * most 4 rows) is a GEMV that streams every weight row once with several
+ * independent accumulators.  Both split the output columns over the
+ * threads; prefill also splits rows when there are too few columns.
+ *
+ * KK_MLP is two such stages per block of rows: the first computes the
+ * intermediate h (e.g. silu(x Wg^T) * (x Wu^T)) for the thread's share of
+ * its columns into the thread's scratch (its "piece"); after a barrier the
+ * second multiplies the whole h block, read from every thread's piece, by
+ * the down projection.  h is never stored whole: only row blocks sized to
+ * stay in cache exist, spread over the threads' scratch.
+ *
+ * Everything is written into the kernel's body (no helper functions), so a
+ * multi-target file needs nothing beyond the body's own attribute.  Locals
+ * start with fu_ so they never meet a symbol's name.  The blocking numbers
+ * per target are in `blockings` below, with the reasons.
+ */
+#include "fusec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- blocking per target ------------------------------------------------------ */
+
+/*
+ * Sized for a 32 KiB L1, a 512 KiB L2 and a 32 MiB L3 (Zen 3):
+ *   KC x NR floats of B (one micro-panel) stay in L1 while every MR-row
+ *   micro-panel of A streams past them: KC = 256 gives 16 KiB for AVX2;
+ *   MC x KC floats of A (the row block) stay in L2: MC = 144 gives 144 KiB;
+ *   KC x NC floats of B (the column block) and the accumulators of the
+ *   current rows live in L3: NC = 512 gives 512 KiB per product.
+ * The register tiles use most of the vector registers for accumulators:
+ *   AVX2     6 x 16: 12 ymm accumulators + 2 for B + 1 broadcast of A (15 of 16)
+ *   AVX-512 14 x 32: 28 zmm accumulators + 2 for B + 1 broadcast (31 of 32);
+ *            14 rows per two B loads is the best loads-per-FMA that fits
+ *   NEON     8 x 12: 24 q accumulators + 3 for B + 2 holding 8 rows of A,
+ *            used by lane (vfmaq_laneq_f32): 29 of 32
+ *   generic  4 x 4: 16 float accumulators, which compilers keep in registers
+ */
+typedef struct Blk {
+    int mr, nr;     /* register tile */
+    int vf, nv;     /* floats per vector, vectors per tile row (nr = vf * nv) */
+    int unroll;     /* k steps per iteration of the microkernel loop */
+    int kc, mc, nc; /* depth, row and column blocks */
+    int mchunk;     /* rows whose accumulators one cacc holds (a multiple of mr) */
+    int gch;        /* GEMV: output columns per chunk */
+} Blk;
+
+static Blk blocking(const Target *t) {
+    switch (t->isa) {
+    case ISA_AVX2: return (Blk){6, 16, 8, 2, 4, 256, 144, 512, 576, 256};
+    case ISA_AVX512: return (Blk){14, 32, 16, 2, 2, 256, 168, 512, 672, 512};
+    case ISA_NEON: return (Blk){8, 12, 4, 3, 2, 256, 128, 480, 512, 192};
+    case ISA_GENERIC: break;
+    }
+    return (Blk){4, 4, 1, 4, 4, 256, 128, 512, 512, 64};
+}
+
+#define GEMV_MAX_ROWS 4          /* at most this many rows: GEMV */
+#define MLP_PIECE_FLOATS (1 << 20) /* h floats one thread holds per row block */
+#define MAX_GROUP_NODES 48
+#define MAX_GROUPS 4
+
+/* ---- the plan: what a kernel computes, in GEMM terms ---------------------------- */
+
+/* How an epilogue operand from outside the kernel is indexed against the
+ * [rows, N] tile. */
+typedef enum ArgKind { ARG_CONST, ARG_SCALAR, ARG_COL, ARG_ROW, ARG_FULL } ArgKind;
+
+typedef struct Prod {
+    const Node *mm;     /* the linear or matmul node */
+    const Node *b;      /* its B operand (the weight) */
+    bool nk;            /* B stored [N, K] (linear out_in, matmul transposed) */
+    const Node *bias;   /* linear's own bias, or NULL */
+} Prod;
+
+/* Products that share their output tile (at most 2: the g and u of
+ * silu(g) * u) and the elementwise nodes computed from them. */
+typedef struct Group {
+    int np;
+    Prod p[2];
+    Dim N;
+    int nn;
+    const Node *nodes[MAX_GROUP_NODES]; /* products, then epilogue nodes, in order */
+    const Node *rope;   /* a rope of one of them, applied to the finished block */
+    int64_t unit;       /* columns per unit of the thread split */
+    int64_t nc;         /* GEMM column block, a multiple of unit */
+    int64_t gch;        /* GEMV column chunk, a multiple of unit */
+} Group;
+
+typedef struct Stage {
+    int idx;            /* 0 or 1: names its locals */
+    const Node *x;      /* A as stored, rows of K (for pieces: h) */
+    const Node *norm;   /* the prologue norm (its input is x), or NULL */
+    bool pieces;        /* KK_MLP second stage: A is h, in the threads' pieces */
+    Dim K;
+    int ng;
+    Group g[MAX_GROUPS];
+} Stage;
+
+typedef struct Plan {
+    int ns;
+    Stage s[2];
+    const Node *h;      /* KK_MLP: the intermediate */
+    bool matmul;        /* one batched matmul */
+    const Node *out;    /* a product: its shape gives rows and batch */
+} Plan;
+
+static bool is_source(const Node *n) {
+    switch (n->op) {
+    case OP_INPUT: case OP_WEIGHT: case OP_CONST: case OP_CACHE: case OP_OUTPUT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool in_kernel(const Kernel *kr, const Node *n) {
+    for (int i = 0; i < kr->nnodes; i++)
+        if (kr->nodes[i] == n)
+            return !is_source(n) && n->op != OP_RESHAPE;
+    return false;
+}
+
+static bool same_shape(const Node *a, const Node *b) {
+    if (a->rank != b->rank)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (!dim_eq(a->shape[d], b->shape[d]))
+            return false;
+    return true;
+}
+
+static bool is_const1(Dim d) { return dim_is_const(d) && d.c == 1; }
+
+/* How operand x (from outside) broadcasts against out ([.., rows, N]). */
+static bool classify_arg(const Node *x, const Node *out, ArgKind *kind) {
+    int r = out->rank, d;
+    if (x->op == OP_CONST) {
+        *kind = ARG_CONST;
+        return true;
+    }
+    if (x->dtype != DT_F32 || x->rank > r)
+        return false;
+    bool all1 = true;
+    for (d = 0; d < x->rank; d++)
+        all1 = all1 && is_const1(x->shape[d]);
+    if (all1) {
+        *kind = ARG_SCALAR;
+        return true;
+    }
+    if (same_shape(x, out)) {
+        *kind = ARG_FULL;
+        return true;
+    }
+    /* [.., N] with every other dim 1: a vector over the columns */
+    if (dim_eq(x->shape[x->rank - 1], out->shape[r - 1])) {
+        bool ok = true;
+        for (d = 0; d < x->rank - 1; d++)
+            ok = ok && is_const1(x->shape[d]);
+        if (ok) {
+            *kind = ARG_COL;
+            return true;
+        }
+    }
+    /* [.., rows, 1] with the output's leading dims: one value per row */
+    if (x->rank == r && is_const1(x->shape[r - 1])) {
+        bool ok = true;
+        for (d = 0; d < r - 1; d++)
+            ok = ok && dim_eq(x->shape[d], out->shape[d]);
+        if (ok) {
+            *kind = ARG_ROW;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool fail(char *why, size_t n, const char *fmt, const Node *a) {
+    if (why && n)
+        snprintf(why, n, fmt, a ? a->id : 0, a ? op_info[a->op].name : "");
+    return false;
+}
+
+static int find_group(const Stage *s, const Node *n) {
+    for (int g = 0; g < s->ng; g++)
+        for (int i = 0; i < s->g[g].nn; i++)
+            if (s->g[g].nodes[i] == n)
+                return g;
+    return -1;
+}
+
+/* Merges group b into group a (b becomes empty, then is removed). */
+static bool merge_groups(Stage *s, int a, int b) {
+    Group *ga = &s->g[a], *gb = &s->g[b];
+    if (ga->np + gb->np > 2 || ga->nn + gb->nn > MAX_GROUP_NODES)
+        return false;
+    for (int i = 0; i < gb->np; i++)
+        ga->p[ga->np++] = gb->p[i];
+    for (int i = 0; i < gb->nn; i++)
+        ga->nodes[ga->nn++] = gb->nodes[i];
+    /* keep node order topological: ids are topological */
+    for (int i = 1; i < ga->nn; i++)
+        for (int j = i; j > 0 && ga->nodes[j - 1]->id > ga->nodes[j]->id; j--) {
+            const Node *t = ga->nodes[j];
+            ga->nodes[j] = ga->nodes[j - 1];
+            ga->nodes[j - 1] = t;
+        }
+    if (gb->rope)
+        ga->rope = gb->rope;
+    s->ng--;
+    if (b != s->ng)
+        s->g[b] = s->g[s->ng];
+    return true;
+}
+
+/* The in-kernel users of n. */
+static int kernel_users(const Kernel *kr, const Node *n, const Node **out, int max) {
+    int c = 0;
+    for (int i = 0; i < kr->nnodes; i++) {
+        const Node *u = kr->nodes[i];
+        if (!in_kernel(kr, u))
+            continue;
+        for (int j = 0; j < u->nin; j++)
+            if (u->in[j] == n) {
+                if (c < max)
+                    out[c] = u;
+                c++;
+                break;
+            }
+    }
+    return c;
+}
+
+static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
+    const Node *norm = NULL;
+    int i, j;
+    memset(pl, 0, sizeof *pl);
+    if (kr->kind != KK_GEMM && kr->kind != KK_MLP && kr->kind != KK_SINGLE)
+        return fail(why, wn, "kernel kind is not a GEMM kind%.0d%s", NULL);
+    /* Pass 1: the norm and the products. */
+    for (i = 0; i < kr->nnodes; i++) {
+        const Node *n = kr->nodes[i];
+        if (is_source(n))
+            continue;
+        if (n->op == OP_RESHAPE) {
+            const Node *u[1];
+            if (kernel_users(kr, n, u, 1) > 0)
+                return fail(why, wn, "%%%d %s: a view inside a GEMM kernel", n);
+            continue;
+        }
+        if (op_info[n->op].cat == CAT_NORM) {
+            if (norm)
+                return fail(why, wn, "%%%d %s: a second norm", n);
+            if (in_kernel(kr, n->in[0]))
+                return fail(why, wn, "%%%d %s: the norm's input must come from outside", n);
+            norm = n;
+            continue;
+        }
+        if (n->op != OP_LINEAR && n->op != OP_MATMUL)
+            continue;
+        const Node *a = n->in[0];
+        Prod p = {n, n->in[1], n->op == OP_LINEAR ? n->i[0] == 0 : n->i[0] != 0,
+                  n->op == OP_LINEAR && n->nin > 2 ? n->in[2] : NULL};
+        if (in_kernel(kr, p.b) || (p.bias && in_kernel(kr, p.bias)))
+            return fail(why, wn, "%%%d %s: B and bias must come from outside", n);
+        if (p.b->dtype != DT_F32 || n->dtype != DT_F32)
+            return fail(why, wn, "%%%d %s: not f32", n);
+        int st = 0;
+        if (in_kernel(kr, a) && a != norm) {
+            if (kr->kind != KK_MLP)
+                return fail(why, wn, "%%%d %s: A computed inside a KK_GEMM kernel", n);
+            st = 1;
+        }
+        Stage *s = &pl->s[st];
+        if (s->ng == 0 && s->x == NULL) {
+            s->x = a == norm && norm ? norm->in[0] : a;
+            s->norm = a == norm ? norm : NULL;
+            s->pieces = st == 1;
+            s->idx = st;
+            s->K = a->shape[a->rank - 1];
+            if (st == 1)
+                pl->h = a;
+        } else if ((st == 0 && (a == norm ? norm->in[0] : a) != s->x) || (st == 1 && a != pl->h)) {
+            return fail(why, wn, "%%%d %s: products of one stage must share A", n);
+        }
+        if (s->ng == MAX_GROUPS)
+            return fail(why, wn, "%%%d %s: too many products", n);
+        Group *g = &s->g[s->ng++];
+        memset(g, 0, sizeof *g);
+        g->np = 1;
+        g->p[0] = p;
+        g->N = n->shape[n->rank - 1];
+        g->nodes[g->nn++] = n;
+        if (n->op == OP_MATMUL)
+            pl->matmul = true;
+        if (!pl->out) {
+            pl->out = n;
+        } else {
+            bool same = n->rank == pl->out->rank;
+            for (j = 0; same && j < n->rank - 1; j++)
+                same = dim_eq(n->shape[j], pl->out->shape[j]);
+            if (!same)
+                return fail(why, wn, "%%%d %s: products with different rows", n);
+        }
+    }
+    if (!pl->out)
+        return fail(why, wn, "no linear or matmul%.0d%s", NULL);
+    if (pl->s[0].ng == 0)
+        return fail(why, wn, "no product reads the kernel's input%.0d%s", NULL);
+    if (norm && pl->s[0].norm != norm)
+        return fail(why, wn, "%%%d %s: the norm feeds no product", norm);
+    pl->ns = pl->s[1].ng ? 2 : 1;
+    if (kr->kind == KK_MLP && pl->ns != 2)
+        return fail(why, wn, "KK_MLP without a second linear%.0d%s", NULL);
+    if (pl->matmul) {
+        if (pl->ns != 1 || pl->s[0].ng != 1 || norm)
+            return fail(why, wn, "%%%d %s: a matmul must be the kernel's only product", pl->out);
+        if (pl->out->op != OP_MATMUL)
+            return fail(why, wn, "%%%d %s: matmul mixed with linear", pl->out);
+    }
+    /* Pass 2: the epilogue nodes join the groups of their operands. */
+    for (i = 0; i < kr->nnodes; i++) {
+        const Node *n = kr->nodes[i];
+        if (!in_kernel(kr, n) || n == norm || n->op == OP_LINEAR || n->op == OP_MATMUL)
+            continue;
+        OpCat cat = op_info[n->op].cat;
+        if (cat != CAT_UNARY && cat != CAT_BINARY && n->op != OP_ROPE)
+            return fail(why, wn, "%%%d %s: not an elementwise epilogue op", n);
+        int st = -1, g = -1;
+        for (j = 0; j < (n->op == OP_ROPE ? 1 : n->nin); j++) {
+            const Node *x = n->in[j];
+            if (!in_kernel(kr, x))
+                continue;
+            if (x == norm)
+                return fail(why, wn, "%%%d %s: the prologue norm feeds an epilogue op", n);
+            int xs = find_group(&pl->s[0], x) >= 0 ? 0 : 1;
+            int xg = find_group(&pl->s[xs], x);
+            if (xg < 0)
+                return fail(why, wn, "%%%d %s: operand not computed by the tile", n);
+            if (st >= 0 && st != xs)
+                return fail(why, wn, "%%%d %s: mixes the two stages", n);
+            st = xs;
+            if (g >= 0 && g != xg) {
+                int a = g < xg ? g : xg, b = g < xg ? xg : g;
+                if (!dim_eq(pl->s[st].g[a].N, pl->s[st].g[b].N) || !merge_groups(&pl->s[st], a, b))
+                    return fail(why, wn, "%%%d %s: combines more than two products", n);
+                g = a;
+            } else {
+                g = xg;
+            }
+        }
+        if (st < 0)
+            return fail(why, wn, "%%%d %s: reads nothing the tile computes", n);
+        Group *gr = &pl->s[st].g[g];
+        if (n->dtype != DT_F32 || !same_shape(n, gr->p[0].mm))
+            return fail(why, wn, "%%%d %s: epilogue op of another shape", n);
+        if (n->op == OP_ROPE) {
+            const Node *u[1];
+            if (gr->rope || pl->matmul || n->rank != 2 || n->i[0] <= 0 || n->i[0] % 2 ||
+                !dim_is_const(n->shape[1]) || n->shape[1].c % n->i[0] || in_kernel(kr, n->in[1]) ||
+                n->in[1]->rank != 1 || kernel_users(kr, n, u, 1) > 0)
+                return fail(why, wn, "%%%d %s: rope must be last, on [T, heads*hd], once per product", n);
+            gr->rope = n;
+            continue;
+        }
+        for (j = 0; j < n->nin; j++) {
+            ArgKind ak;
+            if (!in_kernel(kr, n->in[j]) && !classify_arg(n->in[j], gr->p[0].mm, &ak))
+                return fail(why, wn, "%%%d %s: an operand that does not broadcast along rows or columns", n);
+        }
+        if (gr->nn == MAX_GROUP_NODES)
+            return fail(why, wn, "%%%d %s: epilogue too long", n);
+        gr->nodes[gr->nn++] = n;
+    }
+    /* A rope's input must be computed before it and nothing may follow it. */
+    for (int s = 0; s < pl->ns; s++)
+        for (int g = 0; g < pl->s[s].ng; g++) {
+            const Group *gr = &pl->s[s].g[g];
+            if (gr->rope && find_group(&pl->s[s], gr->rope->in[0]) != g)
+                return fail(why, wn, "%%%d %s: rope of another group", gr->rope);
+            if (pl->ns == 2 && s == 0 && gr->rope)
+                return fail(why, wn, "%%%d %s: rope inside an MLP", gr->rope);
+        }
+    if (pl->ns == 2) {
+        const Node *u[4];
+        if (pl->s[0].ng != 1 || pl->s[1].ng != 1 || pl->s[1].g[0].np != 1)
+            return fail(why, wn, "KK_MLP needs one first-layer group and one second linear%.0d%s", NULL);
+        if (find_group(&pl->s[0], pl->h) != 0 || kernel_users(kr, pl->h, u, 4) != 1)
+            return fail(why, wn, "%%%d %s: the MLP intermediate must feed only the second linear", pl->h);
+        if (pl->out->op != OP_LINEAR || pl->s[1].g[0].p[0].mm->op != OP_LINEAR)
+            return fail(why, wn, "KK_MLP of matmuls%.0d%s", NULL);
+    }
+    return true;
+}
+
+bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen) {
+    Plan *pl = fu_alloc(sizeof *pl);
+    return analyze(kr, pl, why, whylen);
+}
+
+/* ---- text helpers ----------------------------------------------------------------- */
+
+typedef struct Gen {
+    Kern *k;
+    const Target *t;
+    Blk b;
+    Plan pl;
+    const char *vt;         /* vector type */
+    const char *M;          /* rows of the whole kernel (a C expression) */
+    const char *batch;      /* matmul: batch count, else NULL */
+    bool cacc;              /* some depth may exceed KC */
+    /* scratch layout, in floats from fr_scratch(tid) */
+    int64_t off_pa, off_pb, off_cacc, off_st, off_an, off_yb, off_hp, off_hg, total;
+    int64_t ncmax, npmax, gchmax;
+    int64_t hcap;           /* KK_MLP: floats of h per thread */
+} Gen;
+
+#define L(...) kern_line(G->k, __VA_ARGS__)
+
+static void in(Gen *G) { kern_indent(G->k, 1); }
+static void out(Gen *G) { kern_indent(G->k, -1); }
+
+/* The shortest float literal that reads back as (float)v. */
+static const char *float_lit(double v) {
+    char tmp[64];
+    float f = (float)v;
+    if (isnan(f))
+        return "NAN";
+    if (isinf(f))
+        return f < 0 ? "(-INFINITY)" : "INFINITY";
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
+        if (strtof(tmp, NULL) == f)
+            break;
+    }
+    if (!strpbrk(tmp, ".e"))
+        return fu_format("%s.0f", tmp);
+    return fu_format("%sf", tmp);
+}
+
+static const char *double_lit(double v) {
+    char tmp[64];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    if (!strpbrk(tmp, ".e"))
+        return fu_format("%s.0", tmp);
+    return fu_format("%s", tmp);
+}
+
+static const char *dimx(Gen *G, Dim d) { return kern_dim(G->k, d); }
+
+/* The product of dims [from, to) of n as a C expression ("1" when empty). */
+static const char *numelx(Gen *G, const Node *n, int from, int to) {
+    Buf b = {0};
+    int64_t c = 1;
+    int nf = 0;
+    for (int d = from; d < to; d++) {
+        if (dim_is_const(n->shape[d])) {
+            c *= n->shape[d].c;
+            continue;
+        }
+        buf_printf(&b, "%s%s", nf++ ? " * " : "", dimx(G, n->shape[d]));
+    }
+    if (nf == 0) {
+        free(b.data);
+        return fu_format("%lld", (long long)c);
+    }
+    if (c != 1)
+        buf_printf(&b, " * %lld", (long long)c);
+    const char *s = fu_format("(%s)", b.data);
+    free(b.data);
+    return s;
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+static const char *buf_of(Gen *G, const Node *n, bool written) { return kern_buf(G->k, n, written); }
+
+/* ---- per-row norm statistics --------------------------------------------------- */
+
+/* Declares fu_mu (layer_norm) and fu_iv for the row at `xr` of K floats:
+ * rms_norm: iv = 1 / sqrt(mean(x^2) + eps); layer_norm: mean and
+ * 1 / sqrt(mean((x - mu)^2) + eps), two passes for accuracy. */
+static void emit_row_stats(Gen *G, const Node *norm, const char *xr, const char *K) {
+    const Target *t = G->t;
+    int vf = G->b.vf;
+    bool ln = norm->op == OP_LAYER_NORM;
+    L("float fu_mu = 0.0f, fu_iv;");
+    L("{");
+    in(G);
+    L("%s fu_v0 = %s, fu_v1 = %s;", G->vt, v_zero(t), v_zero(t));
+    L("int64_t fu_q = 0;");
+    if (ln) {
+        L("for (; fu_q + %d <= %s; fu_q += %d) {", 2 * vf, K, 2 * vf);
+        L("    fu_v0 = %s;", v_bin(t, OP_ADD, "fu_v0", v_load(t, fu_format("%s + fu_q", xr))));
+        L("    fu_v1 = %s;", v_bin(t, OP_ADD, "fu_v1", v_load(t, fu_format("%s + fu_q + %d", xr, vf))));
+        L("}");
+        L("float fu_sum = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")));
+        L("for (; fu_q < %s; ++fu_q)", K);
+        L("    fu_sum += %s[fu_q];", xr);
+        L("fu_mu = fu_sum / (float)%s;", K);
+        L("fu_v0 = %s;", v_zero(t));
+        L("fu_v1 = %s;", v_zero(t));
+        L("const %s fu_vm = %s;", G->vt, v_set1(t, "fu_mu"));
+        L("for (fu_q = 0; fu_q + %d <= %s; fu_q += %d) {", 2 * vf, K, 2 * vf);
+        L("    const %s fu_d0 = %s, fu_d1 = %s;", G->vt, v_bin(t, OP_SUB, v_load(t, fu_format("%s + fu_q", xr)), "fu_vm"),
+          v_bin(t, OP_SUB, v_load(t, fu_format("%s + fu_q + %d", xr, vf)), "fu_vm"));
+        L("    fu_v0 = %s;", v_fma(t, "fu_d0", "fu_d0", "fu_v0"));
+        L("    fu_v1 = %s;", v_fma(t, "fu_d1", "fu_d1", "fu_v1"));
+        L("}");
+        L("float fu_ss = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")));
+        L("for (; fu_q < %s; ++fu_q)", K);
+        L("    fu_ss += (%s[fu_q] - fu_mu) * (%s[fu_q] - fu_mu);", xr, xr);
+    } else {
+        L("for (; fu_q + %d <= %s; fu_q += %d) {", 2 * vf, K, 2 * vf);
+        L("    const %s fu_d0 = %s, fu_d1 = %s;", G->vt, v_load(t, fu_format("%s + fu_q", xr)),
+          v_load(t, fu_format("%s + fu_q + %d", xr, vf)));
+        L("    fu_v0 = %s;", v_fma(t, "fu_d0", "fu_d0", "fu_v0"));
+        L("    fu_v1 = %s;", v_fma(t, "fu_d1", "fu_d1", "fu_v1"));
+        L("}");
+        L("float fu_ss = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")));
+        L("for (; fu_q < %s; ++fu_q)", K);
+        L("    fu_ss += %s[fu_q] * %s[fu_q];", xr, xr);
+    }
+    L("fu_iv = 1.0f / sqrtf(fu_ss / (float)%s + %s);", K, float_lit(norm->f[0]));
+    out(G);
+    L("}");
+}
+
+/* The normalized value of x element `xe` at column `col`, given fu_mu/fu_iv
+ * expressions mu and iv (scalar C). */
+static const char *norm_expr(Gen *G, const Node *norm, const char *xe, const char *col, const char *mu,
+                             const char *iv) {
+    const char *w = buf_of(G, norm->in[1], false);
+    if (norm->op == OP_LAYER_NORM)
+        return fu_format("(%s - %s) * %s * %s[%s] + %s[%s]", xe, mu, iv, w, col,
+                         buf_of(G, norm->in[2], false), col);
+    return fu_format("%s * %s * %s[%s]", xe, iv, w, col);
+}
+
+/* ---- the epilogue ---------------------------------------------------------------- */
+
+/* One place of the epilogue: row `row`, columns [col, col + vf) (cnt: NULL
+ * when all vf lanes are real, else how many are), and each product's
+ * accumulated value there. */
+typedef struct Pos {
+    const char *row, *col, *cnt;
+    const char *acc[2];
+} Pos;
+
+/* Where a stored node's element (row, col) lives. */
+static const char *dest_addr(Gen *G, const Stage *s, const Node *n, const Pos *ps, bool piece) {
+    if (piece)
+        return fu_format("fu_hp + (%s - fu_rb) * fu_hld + (%s - fu_j0)", ps->row, ps->col);
+    (void)s;
+    return fu_format("%s + %s%s * %s + %s", buf_of(G, n, true), G->batch ? "fu_yo + " : "", ps->row,
+                     dimx(G, n->shape[n->rank - 1]), ps->col);
+}
+
+static const char *vload(Gen *G, const char *p, const char *cnt) {
+    return cnt ? v_load_n(G->t, p, cnt, NULL) : v_load(G->t, p);
+}
+
+static const char *vstore(Gen *G, const char *p, const char *v, const char *cnt) {
+    return cnt ? v_store_n(G->t, p, v, cnt) : v_store(G->t, p, v);
+}
+
+/* The value of operand x (from outside the kernel) at a place. */
+static const char *arg_value(Gen *G, const Group *gr, const Node *x, const Pos *ps) {
+    ArgKind ak;
+    bool ok = classify_arg(x, gr->p[0].mm, &ak);
+    FU_ASSERT(ok);
+    switch (ak) {
+    case ARG_CONST: return v_set1(G->t, float_lit(x->f[0]));
+    case ARG_SCALAR: return v_set1(G->t, fu_format("%s[0]", buf_of(G, x, false)));
+    case ARG_COL: return vload(G, fu_format("%s + %s", buf_of(G, x, false), ps->col), ps->cnt);
+    case ARG_ROW:
+        return v_set1(G->t, fu_format("%s[%s%s]", buf_of(G, x, false), G->batch ? "fu_ro + " : "", ps->row));
+    case ARG_FULL:
+        return vload(G, fu_format("%s + %s%s * %s + %s", buf_of(G, x, false), G->batch ? "fu_yo + " : "",
+                                  ps->row, dimx(G, x->shape[x->rank - 1]), ps->col),
+                     ps->cnt);
+    }
+    FU_UNREACHABLE();
+}
+
+/* Whether node n of group gr is read by another node of the group. */
+static bool used_in_group(const Group *gr, const Node *n) {
+    for (int i = 0; i < gr->nn; i++)
+        for (int j = 0; j < gr->nodes[i]->nin; j++)
+            if (gr->nodes[i]->in[j] == n)
+                return true;
+    return false;
+}
+
+/* Evaluates the group's nodes at one place, in registers, and stores the
+ * kernel's results (and what the rope and the MLP's second stage need). */
+static void emit_position(Gen *G, const Stage *s, const Group *gr, const Pos *ps, bool h_piece) {
+    const Target *t = G->t;
+    L("{");
+    in(G);
+    for (int i = 0; i < gr->nn; i++) {
+        const Node *n = gr->nodes[i];
+        const char *v;
+        if (n->op == OP_LINEAR || n->op == OP_MATMUL) {
+            int p = 0;
+            while (gr->p[p].mm != n)
+                p++;
+            v = ps->acc[p];
+            if (gr->p[p].bias)
+                v = v_bin(t, OP_ADD, v, vload(G, fu_format("%s + %s", buf_of(G, gr->p[p].bias, false), ps->col), ps->cnt));
+        } else {
+            const char *a[2];
+            for (int j = 0; j < n->nin && j < 2; j++)
+                a[j] = find_group(s, n->in[j]) >= 0 ? fu_format("fu_e%d", n->in[j]->id)
+                                                      : arg_value(G, gr, n->in[j], ps);
+            v = op_info[n->op].cat == CAT_UNARY ? v_unary(t, n->op, a[0]) : v_bin(t, n->op, a[0], a[1]);
+        }
+        L("const %s fu_e%d = %s;", G->vt, n->id, v);
+        bool stored = false;
+        if (kern_is_result(G->k, n)) {
+            L("%s;", vstore(G, dest_addr(G, s, n, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
+            stored = true;
+        }
+        if (gr->rope && gr->rope->in[0] == n) {
+            L("%s;", vstore(G, dest_addr(G, s, gr->rope, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
+            stored = true;
+        }
+        if (h_piece && n == G->pl.h) {
+            L("%s;", vstore(G, dest_addr(G, s, n, ps, true), fu_format("fu_e%d", n->id), ps->cnt));
+            stored = true;
+        }
+        if (!stored && !used_in_group(gr, n))
+            L("(void)fu_e%d;", n->id);
+    }
+    out(G);
+    L("}");
+}
+
+/* The epilogue over a region of rows [0, nrows) x columns [0, ncols) whose
+ * product values sit in buffers vals[p] (row stride ld); row r is absolute
+ * row `row0 + r`, column c absolute column `col0 + c`. */
+static void emit_region_epilogue(Gen *G, const Stage *s, const Group *gr, const char *const *vals, int64_t ld,
+                                 const char *nrows, const char *ncols, const char *row0, const char *col0,
+                                 bool h_piece) {
+    int vf = G->b.vf;
+    L("for (int64_t fu_i = 0; fu_i < %s; ++fu_i)", nrows);
+    L("    for (int64_t fu_j = 0; fu_j < %s; fu_j += %d) {", ncols, vf);
+    in(G);
+    in(G);
+    Pos ps = {fu_format("(%s + fu_i)", row0), fu_format("(%s + fu_j)", col0), NULL, {NULL, NULL}};
+    for (int p = 0; p < gr->np; p++)
+        ps.acc[p] = v_load(G->t, fu_format("%s + fu_i * %lld + fu_j", vals[p], (long long)ld));
+    if (vf == 1) {
+        emit_position(G, s, gr, &ps, h_piece);
+    } else {
+        L("if (%s - fu_j >= %d)", ncols, vf);
+        in(G);
+        emit_position(G, s, gr, &ps, h_piece);
+        out(G);
+        L("else");
+        in(G);
+        /* the lanes present, 1..vf-1; the mask lets the compiler see the bound */
+        ps.cnt = fu_format("(int)((%s - fu_j) & %d)", ncols, vf - 1);
+        for (int p = 0; p < gr->np; p++)
+            ps.acc[p] = v_load_n(G->t, fu_format("%s + fu_i * %lld + fu_j", vals[p], (long long)ld), ps.cnt, NULL);
+        emit_position(G, s, gr, &ps, h_piece);
+        out(G);
+    }
+    out(G);
+    out(G);
+    L("    }");
+}
+
+/* RoPE (rotate-half) in place on the rope's buffer over rows [r0, r1) and
+ * the whole heads in columns [c0, c1).  Angles in double, as emit_c.c and
+ * the interpreter have them; inverse frequencies from fu_if<id>. */
+static void emit_rope_block(Gen *G, const Node *rope, const char *r0, const char *r1, const char *c0,
+                            const char *c1) {
+    int64_t hd = rope->i[0], half = hd / 2, W = rope->shape[1].c;
+    const char *y = buf_of(G, rope, true), *pos = buf_of(G, rope->in[1], false);
+    L("for (int64_t fu_r = %s; fu_r < %s; ++fu_r) {", r0, r1);
+    L("    float *fu_yr = %s + fu_r * %lld;", y, (long long)W);
+    L("    for (int64_t fu_q = 0; fu_q < %lld; ++fu_q) {", (long long)half);
+    L("        const double fu_ang = (double)%s[fu_r] * fu_if%d[fu_q];", pos, rope->id);
+    L("        const float fu_cs = (float)cos(fu_ang), fu_sn = (float)sin(fu_ang);");
+    L("        for (int64_t fu_hh = %s; fu_hh < %s; fu_hh += %lld) {", c0, c1, (long long)hd);
+    L("            const float fu_x1 = fu_yr[fu_hh + fu_q], fu_x2 = fu_yr[fu_hh + fu_q + %lld];", (long long)half);
+    L("            fu_yr[fu_hh + fu_q] = fu_x1 * fu_cs - fu_x2 * fu_sn;");
+    L("            fu_yr[fu_hh + fu_q + %lld] = fu_x2 * fu_cs + fu_x1 * fu_sn;", (long long)half);
+    L("        }");
+    L("    }");
+    L("}");
+}
+
+/* ---- thread split ------------------------------------------------------------------ */
+
+/* Declares fu_U<s>_<g> (units of group g of stage s), fu_S<s>_<g> (its
+ * first weight) and fu_wt<s> (the stage's total weight; a unit weighs
+ * unit * np columns of work). */
+static void emit_units(Gen *G, const Stage *s) {
+    Buf tot = {0};
+    int si = s->idx;
+    for (int g = 0; g < s->ng; g++) {
+        const Group *gr = &s->g[g];
+        L("const int64_t fu_U%d_%d = (%s + %lld) / %lld;", si, g, dimx(G, gr->N), (long long)(gr->unit - 1),
+          (long long)gr->unit);
+        if (g == 0)
+            L("const int64_t fu_S%d_0 = 0;", si);
+        else
+            L("const int64_t fu_S%d_%d = fu_S%d_%d + fu_U%d_%d * %lld;", si, g, si, g - 1, si, g - 1,
+              (long long)(s->g[g - 1].unit * s->g[g - 1].np));
+        buf_printf(&tot, "%sfu_U%d_%d * %lld", g ? " + " : "", si, g, (long long)(gr->unit * gr->np));
+    }
+    L("const int64_t fu_wt%d = %s;", si, tot.data);
+    free(tot.data);
+}
+
+/* Sets lo/hi (declared by the caller) to the columns of group g that
+ * column-thread tc of tn owns: the units whose first weight falls in
+ * [wt * tc / tn, wt * (tc + 1) / tn).  Every thread computes any thread's
+ * range the same way (the MLP reads other threads' pieces with it). */
+static void emit_col_range(Gen *G, const Stage *s, int g, const char *tc, const char *tn, const char *lo,
+                           const char *hi) {
+    const Group *gr = &s->g[g];
+    long long w = (long long)(gr->unit * gr->np);
+    int si = s->idx;
+    L("{");
+    in(G);
+    L("const int64_t fu_lw = fu_wt%d * (%s) / (%s), fu_hw = fu_wt%d * ((%s) + 1) / (%s);", si, tc, tn, si, tc, tn);
+    L("int64_t fu_ua = fu_lw <= fu_S%d_%d ? 0 : (fu_lw - fu_S%d_%d + %lld) / %lld;", si, g, si, g, w - 1, w);
+    L("int64_t fu_uz = fu_hw <= fu_S%d_%d ? 0 : (fu_hw - fu_S%d_%d + %lld) / %lld;", si, g, si, g, w - 1, w);
+    L("fu_ua = fu_ua < fu_U%d_%d ? fu_ua : fu_U%d_%d;", si, g, si, g);
+    L("fu_uz = fu_uz < fu_U%d_%d ? fu_uz : fu_U%d_%d;", si, g, si, g);
+    L("%s = fu_ua * %lld;", lo, (long long)gr->unit);
+    L("%s = fu_uz * %lld < %s ? fu_uz * %lld : %s;", hi, (long long)gr->unit, dimx(G, gr->N),
+      (long long)gr->unit, dimx(G, gr->N));
+    out(G);
+    L("}");
+}
+
+/* ---- GEMM (prefill) ------------------------------------------------------------------ */
+
+/* Packs B's columns [fu_jc, fu_jc + fu_nc) x depth [fu_pc, fu_pc + fu_kc) of
+ * product p into micro-panels of NR columns (k-major, zero past N). */
+static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const char *bptr) {
+    const Target *t = G->t;
+    int nr = G->b.nr, vf = G->b.vf;
+    const char *ldb = p->nk ? dimx(G, s->K) : dimx(G, p->mm->shape[p->mm->rank - 1]);
+    L("for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += %d) {", nr);
+    in(G);
+    L("float *const fu_d = fu_pb%d + fu_j * fu_kc;", pi);
+    L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
+    if (p->nk) {
+        /* B rows are columns of the tile: read each row along k. */
+        L("for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {");
+        L("    const float *const fu_src = %s + (fu_jc + fu_j + fu_q) * %s + fu_pc;", bptr, ldb);
+        L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
+        L("        fu_d[fu_p * %d + fu_q] = fu_src[fu_p];", nr);
+        L("}");
+        L("for (int64_t fu_q = fu_nn; fu_q < %d; ++fu_q)", nr);
+        L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
+        L("        fu_d[fu_p * %d + fu_q] = 0.0f;", nr);
+    } else {
+        L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {");
+        in(G);
+        L("const float *const fu_src = %s + (fu_pc + fu_p) * %s + fu_jc + fu_j;", bptr, ldb);
+        L("float *const fu_dr = fu_d + fu_p * %d;", nr);
+        L("if (fu_nn == %d) {", nr);
+        for (int v = 0; v < G->b.nv; v++)
+            L("    %s;", v_store(t, fu_format("fu_dr + %d", v * vf), v_load(t, fu_format("fu_src + %d", v * vf))));
+        L("} else {");
+        L("    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", nr);
+        L("        fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;");
+        L("}");
+        out(G);
+        L("}");
+    }
+    out(G);
+    L("}");
+}
+
+/* Packs A's rows [fu_rb + fu_ic, + fu_mc) (relative to the chunk start
+ * fu_m0) x depth [fu_pc, + fu_kc) into micro-panels of MR rows (k-major,
+ * zero past the last row), applying the prologue norm on the way. */
+static void emit_pack_a(Gen *G, const Stage *s) {
+    int mr = G->b.mr;
+    L("for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += %d) {", mr);
+    in(G);
+    L("float *const fu_d = fu_pa + fu_i * fu_kc;");
+    L("for (int64_t fu_q = 0; fu_q < %d; ++fu_q) {", mr);
+    in(G);
+    L("const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;");
+    L("if (fu_i + fu_q >= fu_mc) {");
+    L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
+    L("        fu_d[fu_p * %d + fu_q] = 0.0f;", mr);
+    L("    continue;");
+    L("}");
+    if (s->pieces) {
+        /* h's columns are spread over the threads' pieces. */
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;");
+        L("const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;");
+        L("if (fu_lo >= fu_hi)");
+        L("    continue;");
+        L("const float *const fu_src = (const float *)fr_scratch(fu_t) + %lld + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;",
+          (long long)G->off_hp);
+        L("for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)");
+        L("    fu_d[(fu_p - fu_pc) * %d + fu_q] = fu_src[fu_p];", mr);
+        out(G);
+        L("}");
+    } else {
+        const char *K = dimx(G, s->K);
+        L("const float *const fu_src = fu_A + fu_row * %s + fu_pc;", K);
+        if (s->norm) {
+            L("const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];");
+            if (s->norm->op == OP_RMS_NORM)
+                L("(void)fu_mu;");
+            L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
+            L("    fu_d[fu_p * %d + fu_q] = %s;", mr,
+              norm_expr(G, s->norm, "fu_src[fu_p]", "fu_pc + fu_p", "fu_mu", "fu_iv"));
+        } else {
+            L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
+            L("    fu_d[fu_p * %d + fu_q] = fu_src[fu_p];", mr);
+        }
+    }
+    out(G);
+    L("}");
+    out(G);
+    L("}");
+}
+
+/* One k step of the MR x NR tile at offset u steps from fu_ap/fu_bp. */
+static void emit_kstep(Gen *G, int u) {
+    const Target *t = G->t;
+    int mr = G->b.mr, nr = G->b.nr, vf = G->b.vf, nv = G->b.nv;
+    L("{");
+    in(G);
+    Buf b = {0};
+    for (int v = 0; v < nv; v++)
+        buf_printf(&b, "%sfu_b%d = %s", v ? ", " : "", v, v_load(t, fu_format("fu_bp + %d", u * nr + v * vf)));
+    L("const %s %s;", G->vt, b.data);
+    free(b.data);
+    if (t->isa == ISA_NEON) {
+        /* 8 rows of A in two registers, each row used by lane. */
+        for (int q = 0; q < mr / 4; q++)
+            L("const float32x4_t fu_a%d = vld1q_f32(fu_ap + %d);", q, u * mr + 4 * q);
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                L("fu_c%d_%d = vfmaq_laneq_f32(fu_c%d_%d, fu_b%d, fu_a%d, %d);", i, v, i, v, v, i / 4, i % 4);
+    } else {
+        L("%s fu_a;", G->vt);
+        for (int i = 0; i < mr; i++) {
+            L("fu_a = %s;", t->isa == ISA_AVX2 ? fu_format("_mm256_broadcast_ss(fu_ap + %d)", u * mr + i)
+                                               : v_set1(t, fu_format("fu_ap[%d]", u * mr + i)));
+            for (int v = 0; v < nv; v++)
+                L("fu_c%d_%d = %s;", i, v, v_fma(t, "fu_a", fu_format("fu_b%d", v), fu_format("fu_c%d_%d", i, v)));
+        }
+    }
+    out(G);
+    L("}");
+}
+
+/* The microkernel of product pi of group gr: the MR x NR tile at
+ * (fu_ir, fu_jr) of the current blocks over depth fu_kc, then either its
+ * partial sums into cacc or (last depth block) the epilogue. */
+static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_piece) {
+    const Target *t = G->t;
+    int mr = G->b.mr, nr = G->b.nr, vf = G->b.vf, nv = G->b.nv, U = G->b.unroll;
+    bool lastp = pi == gr->np - 1;
+    L("{");
+    in(G);
+    L("const float *fu_ap = fu_pa + fu_ir * fu_kc;");
+    L("const float *fu_bp = fu_pb%d + fu_jr * fu_kc;", pi);
+    for (int i = 0; i < mr; i++) {
+        Buf b = {0};
+        for (int v = 0; v < nv; v++)
+            buf_printf(&b, "%sfu_c%d_%d = %s", v ? ", " : "", i, v, v_zero(t));
+        L("%s %s;", G->vt, b.data);
+        free(b.data);
+    }
+    L("int64_t fu_p = 0;");
+    L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+    in(G);
+    for (int u = 0; u < U; u++)
+        emit_kstep(G, u);
+    out(G);
+    L("}");
+    L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+    in(G);
+    emit_kstep(G, 0);
+    out(G);
+    if (G->cacc) {
+        L("float *const fu_cp = fu_cacc%d + ((fu_jr / %d) * %d + (fu_ic + fu_ir) / %d) * %d;", pi, nr,
+          G->b.mchunk / mr, mr, mr * nr);
+        L("if (!fu_first) {");
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                L("    fu_c%d_%d = %s;", i, v,
+                  v_bin(t, OP_ADD, fu_format("fu_c%d_%d", i, v), v_load(t, fu_format("fu_cp + %d", i * nr + v * vf))));
+        L("}");
+        L("if (!fu_last) {");
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                L("    %s;", v_store(t, fu_format("fu_cp + %d", i * nr + v * vf), fu_format("fu_c%d_%d", i, v)));
+        L("} else {");
+        in(G);
+    }
+    if (!lastp) {
+        /* an earlier product of the group: park its tile for the epilogue */
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                L("%s;", v_store(t, fu_format("fu_t%d + %d", pi, i * nr + v * vf), fu_format("fu_c%d_%d", i, v)));
+    } else {
+        L("const int64_t fu_mr = fu_mc - fu_ir < %d ? fu_mc - fu_ir : %d;", mr, mr);
+        L("const int64_t fu_nr = fu_nc - fu_jr < %d ? fu_nc - fu_jr : %d;", nr, nr);
+        L("const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;");
+        L("if (fu_mr == %d && fu_nr == %d) {", mr, nr);
+        in(G);
+        /* the register tile */
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++) {
+                Pos ps = {fu_format("(fu_row0 + %d)", i), fu_format("(fu_col0 + %d)", v * vf), NULL, {NULL, NULL}};
+                for (int p = 0; p < gr->np; p++)
+                    ps.acc[p] = p == pi ? fu_format("fu_c%d_%d", i, v)
+                                        : v_load(t, fu_format("fu_t%d + %d", p, i * nr + v * vf));
+                emit_position(G, s, gr, &ps, h_piece);
+            }
+        out(G);
+        L("} else {");
+        in(G);
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                L("%s;", v_store(t, fu_format("fu_t%d + %d", pi, i * nr + v * vf), fu_format("fu_c%d_%d", i, v)));
+        const char *vals[2];
+        for (int p = 0; p < gr->np; p++)
+            vals[p] = fu_format("fu_t%d", p);
+        emit_region_epilogue(G, s, gr, vals, nr, "fu_mr", "fu_nr", "fu_row0", "fu_col0", h_piece);
+        out(G);
+        L("}");
+    }
+    if (G->cacc) {
+        out(G);
+        L("}");
+    }
+    out(G);
+    L("}");
+}
+
+/* The rows [r0, r1) of stage s (all threads; at least one row), as GEMM.
+ * grid: rows may be split over threads too (not in the MLP, whose pieces
+ * are column ranges of every row). */
+static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r1, bool grid, bool h_piece) {
+    const Blk *b = &G->b;
+    int mr = b->mr;
+    L("{");
+    in(G);
+    L("const int64_t fu_rb = %s, fu_rows = %s - fu_rb;", r0, r1);
+    L("int fu_tm = 1;");
+    if (grid) {
+        /* the thread grid tm x tn (tm divides nth) with the least work per thread */
+        Buf wu = {0};
+        for (int g = 0; g < s->ng; g++)
+            buf_printf(&wu, "%sfu_U%d_%d * %d", g ? " + " : "", s->idx, g, s->g[g].np);
+        L("{");
+        L("    const int64_t fu_mb = (fu_rows + %d) / %d, fu_wu = %s;", mr - 1, mr, wu.data);
+        L("    int64_t fu_best = 0;");
+        L("    for (int fu_d = 1; fu_d <= nth; ++fu_d) {");
+        L("        if (nth %% fu_d != 0)");
+        L("            continue;");
+        L("        const int64_t fu_cols = nth / fu_d;");
+        L("        const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);");
+        L("        if (fu_d == 1 || fu_cost < fu_best) {");
+        L("            fu_best = fu_cost;");
+        L("            fu_tm = fu_d;");
+        L("        }");
+        L("    }");
+        L("}");
+        free(wu.data);
+    }
+    L("const int fu_tn = nth / fu_tm, fu_tc = tid %% fu_tn;");
+    L("int64_t fu_r0, fu_r1;");
+    L("fr_split((fu_rows + %d) / %d, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);", mr - 1, mr);
+    L("fu_r0 = fu_rb + fu_r0 * %d;", mr);
+    L("fu_r1 = fu_rb + (fu_r1 * %d < fu_rows ? fu_r1 * %d : fu_rows);", mr, mr);
+    L("for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += %d) {", b->mchunk);
+    in(G);
+    L("const int64_t fu_mch = fu_r1 - fu_m0 < %d ? fu_r1 - fu_m0 : %d;", b->mchunk, b->mchunk);
+    if (s->norm) {
+        const char *K = dimx(G, s->K);
+        L("for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {");
+        in(G);
+        L("const float *const fu_xr = fu_A + (fu_m0 + fu_i) * %s;", K);
+        emit_row_stats(G, s->norm, "fu_xr", K);
+        L("fu_st[2 * fu_i] = fu_mu;");
+        L("fu_st[2 * fu_i + 1] = fu_iv;");
+        out(G);
+        L("}");
+    }
+    for (int g = 0; g < s->ng; g++) {
+        const Group *gr = &s->g[g];
+        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
+        in(G);
+        L("int64_t fu_j0, fu_j1;");
+        emit_col_range(G, s, g, "fu_tc", "fu_tn", "fu_j0", "fu_j1");
+        if (h_piece) {
+            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
+            L("const int64_t fu_hld = fu_j1 - fu_j0;");
+        }
+        for (int p = 0; p < gr->np; p++)
+            L("float *const fu_pb%d = fu_s + %lld;", p, (long long)(G->off_pb + p * (int64_t)b->kc * G->ncmax));
+        if (G->cacc)
+            for (int p = 0; p < gr->np; p++)
+                L("float *const fu_cacc%d = fu_s + %lld;", p,
+                  (long long)(G->off_cacc + p * (int64_t)b->mchunk * G->ncmax));
+        for (int p = 0; p + 1 < gr->np; p++)
+            L("float fu_t%d[%d];", p, b->mr * b->nr);
+        L("float fu_t%d[%d];", gr->np - 1, b->mr * b->nr);
+        L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->nc);
+        in(G);
+        L("const int64_t fu_nc = fu_j1 - fu_jc < %lld ? fu_j1 - fu_jc : %lld;", (long long)gr->nc, (long long)gr->nc);
+        const char *K = dimx(G, s->K);
+        L("for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < %s; fu_pc += %d) {", K, b->kc);
+        in(G);
+        L("const int64_t fu_kc = %s - fu_pc < %d ? %s - fu_pc : %d;", K, b->kc, K, b->kc);
+        if (G->cacc)
+            L("const int fu_first = fu_pc == 0, fu_last = fu_pc + %d >= %s;", b->kc, K);
+        for (int p = 0; p < gr->np; p++)
+            emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
+        L("for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += %d) {", b->mc);
+        in(G);
+        L("const int64_t fu_mc = fu_mch - fu_ic < %d ? fu_mch - fu_ic : %d;", b->mc, b->mc);
+        emit_pack_a(G, s);
+        L("for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += %d)", b->nr);
+        L("    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += %d) {", b->mr);
+        in(G);
+        in(G);
+        for (int p = 0; p < gr->np; p++)
+            emit_micro(G, s, gr, p, h_piece);
+        out(G);
+        out(G);
+        L("    }");
+        if (gr->rope) {
+            /* the block's rows are final: rotate them while they are in cache */
+            L("%s{", G->cacc ? "if (fu_last) " : "");
+            in(G);
+            emit_rope_block(G, gr->rope, "fu_m0 + fu_ic", "fu_m0 + fu_ic + fu_mc", "fu_jc", "fu_jc + fu_nc");
+            out(G);
+            L("}");
+        }
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+    }
+    out(G);
+    L("}");
+    out(G);
+    L("}");
+}
+
+/* ---- GEMV (decode) --------------------------------------------------------------- */
+
+/* Row pointer of A for GEMV row i (0 <= i < fu_mv). */
+static const char *gemv_arow(Gen *G, const Stage *s, int i) {
+    if (s->pieces)
+        return fu_format("(fu_hg + %d * %s)", i, dimx(G, s->K));
+    if (s->norm)
+        return fu_format("(fu_an + %d * %s)", i, dimx(G, s->K));
+    return fu_format("(fu_A + (fu_rb + %d) * %s)", i, dimx(G, s->K));
+}
+
+/* B [N, K]: R output columns at a time, mv rows of A, U vectors of k per
+ * step, each (row, column) with its own accumulators; the weights stream
+ * once. */
+static void emit_gemv_nk(Gen *G, const Stage *s, int pi, int mv, const char *bptr) {
+    const Target *t = G->t;
+    int vf = G->b.vf;
+    const char *K = dimx(G, s->K);
+    for (int pass = 0; pass < 2; pass++) {
+        int R = pass == 0 ? (mv <= 2 ? 4 : 2) : 1;
+        int U = mv == 1 ? 2 : 1;
+        if (pass == 0)
+            L("int64_t fu_n = 0;");
+        if (pass == 0)
+            L("for (; fu_n + %d <= fu_nc; fu_n += %d) {", R, R);
+        else /* counted: "fu_n < fu_nc" here trips gcc's -Waggressive-loop-optimizations */
+            L("for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {");
+        in(G);
+        for (int r = 0; r < R; r++)
+            L("const float *const fu_w%d = %s + (fu_jc + fu_n + %d) * %s;", r, bptr, r, K);
+        for (int i = 0; i < mv; i++)
+            L("const float *const fu_x%d = %s;", i, gemv_arow(G, s, i));
+        for (int i = 0; i < mv; i++)
+            for (int r = 0; r < R; r++) {
+                Buf b = {0};
+                for (int u = 0; u < U; u++)
+                    buf_printf(&b, "%sfu_s%d_%d_%d = %s", u ? ", " : "", i, r, u, v_zero(t));
+                L("%s %s;", G->vt, b.data);
+                free(b.data);
+            }
+        L("int64_t fu_k = 0;");
+        for (int tail = 0; tail < 2; tail++) {
+            int UU = tail ? 1 : U;
+            if (tail && U == 1)
+                break;
+            L("for (; fu_k + %d <= %s; fu_k += %d) {", UU * vf, K, UU * vf);
+            in(G);
+            for (int u = 0; u < UU; u++) {
+                for (int i = 0; i < mv; i++)
+                    L("const %s fu_xv%d_%d = %s;", G->vt, i, u, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf)));
+                for (int r = 0; r < R; r++) {
+                    L("const %s fu_wv%d_%d = %s;", G->vt, r, u, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf)));
+                    for (int i = 0; i < mv; i++)
+                        L("fu_s%d_%d_%d = %s;", i, r, u,
+                          v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
+                }
+            }
+            out(G);
+            L("}");
+        }
+        for (int i = 0; i < mv; i++)
+            for (int r = 0; r < R; r++) {
+                const char *v = fu_format("fu_s%d_%d_0", i, r);
+                for (int u = 1; u < U; u++)
+                    v = v_bin(t, OP_ADD, v, fu_format("fu_s%d_%d_%d", i, r, u));
+                L("float fu_z%d_%d = %s;", i, r, v_hsum(t, v));
+            }
+        if (vf > 1) {
+            L("for (; fu_k < %s; ++fu_k) {", K);
+            for (int i = 0; i < mv; i++)
+                for (int r = 0; r < R; r++)
+                    L("    fu_z%d_%d += fu_x%d[fu_k] * fu_w%d[fu_k];", i, r, i, r);
+            L("}");
+        }
+        for (int i = 0; i < mv; i++)
+            for (int r = 0; r < R; r++)
+                L("fu_yb%d[%d * %lld + fu_n + %d] = fu_z%d_%d;", pi, i, (long long)G->gchmax, r, i, r);
+        out(G);
+        L("}");
+    }
+}
+
+/* B [K, N]: y[0..mv) chunk += x[i][k] * row k of B, four rows of B per
+ * pass so each y vector is loaded and stored once per four. */
+static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const char *bptr) {
+    const Target *t = G->t;
+    int vf = G->b.vf;
+    const char *K = dimx(G, s->K), *ldb = dimx(G, p->mm->shape[p->mm->rank - 1]);
+    long long ld = (long long)G->gchmax;
+    L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)");
+    L("    for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)");
+    L("        fu_yb%d[fu_i * %lld + fu_c] = 0.0f;", pi, ld);
+    for (int pass = 0; pass < 2; pass++) {
+        int R = pass == 0 ? 4 : 1;
+        if (pass == 0) {
+            L("int64_t fu_k = 0;");
+            L("for (; fu_k + %d <= %s; fu_k += %d) {", R, K, R);
+        } else {
+            L("for (; fu_k < %s; ++fu_k) {", K);
+        }
+        in(G);
+        for (int r = 0; r < R; r++)
+            L("const float *const fu_w%d = %s + (fu_k + %d) * %s + fu_jc;", r, bptr, r, ldb);
+        L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {");
+        in(G);
+        const char *xrow = s->pieces ? fu_format("fu_hg + fu_i * %s", K)
+                           : s->norm ? fu_format("fu_an + fu_i * %s", K)
+                                     : fu_format("fu_A + (fu_rb + fu_i) * %s", K);
+        L("const float *const fu_xr = %s;", xrow);
+        L("float *const fu_yr = fu_yb%d + fu_i * %lld;", pi, ld);
+        for (int r = 0; r < R; r++)
+            L("const %s fu_xv%d = %s;", G->vt, r, v_set1(t, fu_format("fu_xr[fu_k + %d]", r)));
+        L("int64_t fu_c = 0;");
+        L("for (; fu_c + %d <= fu_nc; fu_c += %d) {", vf, vf);
+        in(G);
+        L("%s fu_acc = %s;", G->vt, v_load(t, "fu_yr + fu_c"));
+        for (int r = 0; r < R; r++)
+            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), v_load(t, fu_format("fu_w%d + fu_c", r)), "fu_acc"));
+        L("%s;", v_store(t, "fu_yr + fu_c", "fu_acc"));
+        out(G);
+        L("}");
+        if (vf > 1) {
+            L("for (; fu_c < fu_nc; ++fu_c)");
+            Buf e = {0};
+            for (int r = 0; r < R; r++)
+                buf_printf(&e, " + fu_xr[fu_k + %d] * fu_w%d[fu_c]", r, r);
+            L("    fu_yr[fu_c] = fu_yr[fu_c]%s;", e.data);
+            free(e.data);
+        }
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+    }
+}
+
+/* Rows [r0, r1) of stage s (at most GEMV_MAX_ROWS), as GEMV: threads split
+ * the output columns. */
+static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r1, bool h_piece) {
+    L("{");
+    in(G);
+    L("const int64_t fu_rb = %s, fu_mv = %s - fu_rb;", r0, r1);
+    const char *K = dimx(G, s->K);
+    if (s->norm) {
+        /* each thread normalizes the (at most 4) rows for itself */
+        L("float *const fu_an = fu_s + %lld;", (long long)G->off_an);
+        L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {");
+        in(G);
+        L("const float *const fu_xr = fu_A + (fu_rb + fu_i) * %s;", K);
+        L("float *const fu_ar = fu_an + fu_i * %s;", K);
+        emit_row_stats(G, s->norm, "fu_xr", K);
+        if (s->norm->op == OP_RMS_NORM)
+            L("(void)fu_mu;");
+        L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q)", K);
+        L("    fu_ar[fu_q] = %s;", norm_expr(G, s->norm, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_iv"));
+        out(G);
+        L("}");
+    }
+    if (s->pieces) {
+        /* gather the rows of h from every thread's piece */
+        L("float *const fu_hg = fu_s + %lld;", (long long)G->off_hg);
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const float *const fu_src = (const float *)fr_scratch(fu_t) + %lld;", (long long)G->off_hp);
+        L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)");
+        L("    for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)");
+        L("        fu_hg[fu_i * %s + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];", K);
+        out(G);
+        L("}");
+    }
+    for (int g = 0; g < s->ng; g++) {
+        const Group *gr = &s->g[g];
+        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
+        in(G);
+        L("int64_t fu_j0, fu_j1;");
+        emit_col_range(G, s, g, "tid", "nth", "fu_j0", "fu_j1");
+        if (h_piece) {
+            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
+            L("const int64_t fu_hld = fu_j1 - fu_j0;");
+        }
+        for (int p = 0; p < gr->np; p++)
+            L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * GEMV_MAX_ROWS * G->gchmax));
+        L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->gch);
+        in(G);
+        L("const int64_t fu_nc = fu_j1 - fu_jc < %lld ? fu_j1 - fu_jc : %lld;", (long long)gr->gch, (long long)gr->gch);
+        for (int p = 0; p < gr->np; p++) {
+            const char *bptr = G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false);
+            if (gr->p[p].nk) {
+                L("switch (fu_mv) {");
+                for (int mv = 1; mv <= GEMV_MAX_ROWS; mv++) {
+                    L("case %d: {", mv);
+                    in(G);
+                    emit_gemv_nk(G, s, p, mv, bptr);
+                    L("break;");
+                    out(G);
+                    L("}");
+                }
+                L("default:");
+                L("    break;");
+                L("}");
+            } else {
+                L("{");
+                in(G);
+                emit_gemv_kn(G, s, &gr->p[p], p, bptr);
+                out(G);
+                L("}");
+            }
+        }
+        const char *vals[2];
+        for (int p = 0; p < gr->np; p++)
+            vals[p] = fu_format("fu_yb%d", p);
+        emit_region_epilogue(G, s, gr, vals, G->gchmax, "fu_mv", "fu_nc", "fu_rb", "fu_jc", h_piece);
+        if (gr->rope)
+            emit_rope_block(G, gr->rope, "fu_rb", "fu_rb + fu_mv", "fu_jc", "fu_jc + fu_nc");
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+    }
+    (void)K;
+    out(G);
+    L("}");
+}
+
+/* ---- the kernel ------------------------------------------------------------------- */
+
+/* Per-group blocking (rope needs whole heads per thread and per block) and
+ * the per-thread scratch layout. */
+static void layout(Gen *G) {
+    const Blk *b = &G->b;
+    int64_t need_gemm = 0, need_gemv = 0;
+    G->ncmax = 0;
+    G->npmax = 1;
+    G->gchmax = 0;
+    G->cacc = false;
+    for (int s = 0; s < G->pl.ns; s++) {
+        Stage *st = &G->pl.s[s];
+        if (!dim_is_const(st->K) || st->K.c > b->kc)
+            G->cacc = true;
+        for (int g = 0; g < st->ng; g++) {
+            Group *gr = &st->g[g];
+            int64_t unit = b->nr;
+            if (gr->rope) {
+                int64_t hd = gr->rope->i[0];
+                unit = unit / gcd64(unit, hd) * hd;
+            }
+            gr->unit = unit;
+            gr->nc = b->nc >= unit ? b->nc / unit * unit : unit;
+            gr->gch = b->gch >= unit ? b->gch / unit * unit : unit;
+            G->ncmax = gr->nc > G->ncmax ? gr->nc : G->ncmax;
+            G->gchmax = gr->gch > G->gchmax ? gr->gch : G->gchmax;
+            G->npmax = gr->np > G->npmax ? gr->np : G->npmax;
+        }
+    }
+    int64_t kmax = 0;
+    for (int s = 0; s < G->pl.ns; s++)
+        if (dim_is_const(G->pl.s[s].K) && G->pl.s[s].K.c > kmax)
+            kmax = G->pl.s[s].K.c;
+    int64_t at = 0;
+    if (G->pl.ns == 2) {
+        /* the piece of h, kept across the barrier: at least MR rows of F */
+        int64_t F = G->pl.s[1].K.c;
+        G->hcap = MLP_PIECE_FLOATS > b->mr * F ? MLP_PIECE_FLOATS : round16(b->mr * F);
+        G->off_hp = 0;
+        at = G->hcap;
+        G->off_hg = at;
+        at += round16(GEMV_MAX_ROWS * F);
+    }
+    int64_t base = at;
+    /* GEMM */
+    G->off_pa = at;
+    at += round16((int64_t)b->mc * b->kc);
+    G->off_pb = at;
+    at += round16(G->npmax * b->kc * G->ncmax);
+    if (G->cacc) {
+        G->off_cacc = at;
+        at += round16(G->npmax * b->mchunk * G->ncmax);
+    }
+    if (G->pl.s[0].norm) {
+        G->off_st = at;
+        at += round16(2 * (int64_t)b->mchunk);
+    }
+    need_gemm = at;
+    /* GEMV, over the same memory */
+    at = base;
+    if (G->pl.s[0].norm) {
+        FU_ASSERT(dim_is_const(G->pl.s[0].K));
+        G->off_an = at;
+        at += round16(GEMV_MAX_ROWS * G->pl.s[0].K.c);
+    }
+    G->off_yb = at;
+    at += round16(G->npmax * GEMV_MAX_ROWS * G->gchmax);
+    need_gemv = at;
+    G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
+    (void)kmax;
+}
+
+/* A comment naming what the kernel computes. */
+static void emit_summary(Gen *G, const Kernel *kr) {
+    Buf b = {0};
+    for (int s = 0; s < G->pl.ns; s++) {
+        const Stage *st = &G->pl.s[s];
+        buf_printf(&b, "%sstage %d: A = %s%%%d", s ? "; " : "", s + 1,
+                   st->norm ? fu_format("%s(%%%d) = ", op_info[st->norm->op].name, st->x->id) : "",
+                   st->norm ? st->norm->id : st->x->id);
+        for (int g = 0; g < st->ng; g++) {
+            const Group *gr = &st->g[g];
+            buf_printf(&b, ", [");
+            for (int i = 0; i < gr->nn; i++)
+                buf_printf(&b, "%s%%%d %s", i ? " " : "", gr->nodes[i]->id, op_info[gr->nodes[i]->op].name);
+            if (gr->rope)
+                buf_printf(&b, " %%%d rope", gr->rope->id);
+            buf_puts(&b, "]");
+        }
+    }
+    L("/* %s %s", kr->kind == KK_MLP ? "MLP" : "GEMM", b.data ? b.data : "");
+    L(" * blocking: tile %dx%d, KC %d, MC %d, NC %lld; at most %d rows: GEMV */", G->b.mr, G->b.nr, G->b.kc,
+      G->b.mc, (long long)G->ncmax, GEMV_MAX_ROWS);
+    free(b.data);
+}
+
+/* Inverse frequencies of each rope, once per call. */
+static void emit_rope_tables(Gen *G) {
+    for (int s = 0; s < G->pl.ns; s++)
+        for (int g = 0; g < G->pl.s[s].ng; g++) {
+            const Node *r = G->pl.s[s].g[g].rope;
+            if (!r)
+                continue;
+            int64_t hd = r->i[0];
+            L("double fu_if%d[%lld];", r->id, (long long)(hd / 2));
+            L("for (int64_t fu_q = 0; fu_q < %lld; ++fu_q)", (long long)(hd / 2));
+            L("    fu_if%d[fu_q] = pow(%s, -2.0 * (double)fu_q / %s);", r->id, double_lit(r->f[0]),
+              double_lit((double)hd));
+        }
+}
+
+/* A norm the kernel also stores (another kernel reads it): each thread
+ * writes its share of rows; nothing in this kernel reads them back. */
+static void emit_norm_result(Gen *G, const Stage *s) {
+    const Node *n = s->norm;
+    const char *K = dimx(G, s->K), *y = buf_of(G, n, true);
+    L("{");
+    in(G);
+    L("int64_t fu_a0, fu_a1;");
+    L("fr_split(fu_M, tid, nth, &fu_a0, &fu_a1);");
+    L("for (int64_t fu_i = fu_a0; fu_i < fu_a1; ++fu_i) {");
+    in(G);
+    L("const float *const fu_xr = fu_A + fu_i * %s;", K);
+    emit_row_stats(G, n, "fu_xr", K);
+    if (n->op == OP_RMS_NORM)
+        L("(void)fu_mu;");
+    L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q)", K);
+    L("    %s[fu_i * %s + fu_q] = %s;", y, K, norm_expr(G, n, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_iv"));
+    out(G);
+    L("}");
+    out(G);
+    L("}");
+}
+
+/* Batched matmul: A and B offsets of batch fu_bt (batch dims broadcast). */
+static void emit_batch_offsets(Gen *G) {
+    const Node *n = G->pl.out, *a = n->in[0], *b = n->in[1];
+    int r = n->rank, nb = r - 2;
+    L("int64_t fu_ao = 0, fu_bo = 0, fu_rem = fu_bt;");
+    for (int d = nb - 1; d >= 0; d--) {
+        L("{");
+        in(G);
+        L("const int64_t fu_ix = fu_rem %% %s;", dimx(G, n->shape[d]));
+        L("fu_rem /= %s;", dimx(G, n->shape[d]));
+        const Node *ops[2] = {a, b};
+        const char *acc[2] = {"fu_ao", "fu_bo"};
+        int used = 0;
+        for (int q = 0; q < 2; q++) {
+            int xd = d - (r - ops[q]->rank);
+            if (xd < 0 || is_const1(ops[q]->shape[xd]))
+                continue;
+            L("%s += fu_ix * %s;", acc[q], numelx(G, ops[q], xd + 1, ops[q]->rank));
+            used++;
+        }
+        if (!used)
+            L("(void)fu_ix;");
+        out(G);
+        L("}");
+    }
+    L("(void)fu_rem;");
+    L("const float *const fu_A = %s + fu_ao;", buf_of(G, a, false));
+    L("const float *const fu_B = %s + fu_bo;", buf_of(G, b, false));
+    L("const int64_t fu_yo = fu_bt * %s * %s, fu_ro = fu_bt * %s;", dimx(G, n->shape[r - 2]), dimx(G, n->shape[r - 1]),
+      dimx(G, n->shape[r - 2]));
+    L("(void)fu_yo;");
+    L("(void)fu_ro;");
+}
+
+void emit_gemm_kernel(Kern *k, const Kernel *kr) {
+    char why[256];
+    Gen gen, *G = &gen;
+    memset(G, 0, sizeof *G);
+    G->k = k;
+    G->t = kern_target(k);
+    G->b = blocking(G->t);
+    G->vt = v_type(G->t);
+    if (!analyze(kr, &G->pl, why, sizeof why))
+        fu_internal(__FILE__, __LINE__, "emit_gemm: kernel %d is not a GEMM kernel: %s", kr->id, why);
+    layout(G);
+    const Node *o = G->pl.out;
+    if (G->pl.matmul) {
+        G->M = dimx(G, o->shape[o->rank - 2]);
+        G->batch = numelx(G, o, 0, o->rank - 2);
+    } else {
+        G->M = numelx(G, o, 0, o->rank - 1);
+    }
+    kern_scratch(k, fu_format("(size_t)%lld * sizeof(float)", (long long)G->total));
+    emit_summary(G, kr);
+    L("float *const fu_s = (float *)fr_scratch(tid);");
+    L("const int64_t fu_M = %s;", G->M);
+    emit_rope_tables(G);
+    for (int si = 0; si < G->pl.ns; si++)
+        emit_units(G, &G->pl.s[si]);
+    const Stage *s0 = &G->pl.s[0];
+    if (G->pl.s[0].norm && kern_is_result(k, G->pl.s[0].norm)) {
+        L("const float *const fu_A = %s;", buf_of(G, s0->x, false));
+        emit_norm_result(G, s0);
+    } else if (!G->pl.matmul) {
+        L("const float *const fu_A = %s;", buf_of(G, s0->x, false));
+    }
+    if (G->pl.ns == 2) {
+        /* KK_MLP: row blocks small enough that every thread's piece of h fits */
+        L("int64_t fu_fmax = 0;");
+        L("{");
+        in(G);
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        L("    int64_t fu_f0, fu_f1;");
+        in(G);
+        emit_col_range(G, s0, 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        out(G);
+        L("    fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;");
+        L("}");
+        out(G);
+        L("}");
+        L("int64_t fu_MB = %lld / (fu_fmax > 0 ? fu_fmax : 1);", (long long)G->hcap);
+        L("fu_MB = fu_MB > %d ? %d : fu_MB;", G->b.mchunk, G->b.mchunk);
+        L("fu_MB = fu_MB >= %d ? fu_MB - fu_MB %% %d : fu_MB;", G->b.mr, G->b.mr);
+        L("for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {");
+        in(G);
+        L("const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;");
+        L("if (fu_mb1 - fu_mb0 <= %d) {", GEMV_MAX_ROWS);
+        in(G);
+        emit_gemv_path(G, s0, "fu_mb0", "fu_mb1", true);
+        L("fr_barrier(nth);");
+        emit_gemv_path(G, &G->pl.s[1], "fu_mb0", "fu_mb1", false);
+        out(G);
+        L("} else {");
+        in(G);
+        if (s0->norm)
+            L("float *const fu_st = fu_s + %lld;", (long long)G->off_st);
+        L("float *const fu_pa = fu_s + %lld;", (long long)G->off_pa);
+        emit_gemm_path(G, s0, "fu_mb0", "fu_mb1", false, true);
+        L("fr_barrier(nth);");
+        emit_gemm_path(G, &G->pl.s[1], "fu_mb0", "fu_mb1", false, false);
+        out(G);
+        L("}");
+        /* nobody may reuse its scratch while others still read its piece */
+        L("fr_barrier(nth);");
+        out(G);
+        L("}");
+        return;
+    }
+    if (G->pl.matmul) {
+        L("for (int64_t fu_bt = 0; fu_bt < %s; ++fu_bt) {", G->batch);
+        in(G);
+        emit_batch_offsets(G);
+    }
+    L("if (fu_M <= %d) {", GEMV_MAX_ROWS);
+    in(G);
+    emit_gemv_path(G, s0, "0", "fu_M", false);
+    out(G);
+    L("} else {");
+    in(G);
+    if (s0->norm)
+        L("float *const fu_st = fu_s + %lld;", (long long)G->off_st);
+    L("float *const fu_pa = fu_s + %lld;", (long long)G->off_pa);
+    emit_gemm_path(G, s0, "0", "fu_M", true, false);
+    out(G);
+    L("}");
+    if (G->pl.matmul) {
+        out(G);
+        L("}");
+    }
+}
