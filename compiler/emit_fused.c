@@ -1,0 +1,1041 @@
+/*
+ * emit_fused.c - C for the fused kernel kinds that are not GEMMs:
+ * KK_ELEMWISE, KK_ROWWISE and KK_ATTENTION (emit_c.c calls
+ * emit_fused_kernel for them; emit_gemm.c writes KK_GEMM and KK_MLP).
+ *
+ * Every loop is written once against the vector vocabulary (vec.c): a main
+ * loop of W = vec_floats lanes and one masked tail step, explicit vector
+ * accumulators for reductions, so the hot loops never wait for the C
+ * compiler's auto-vectorizer; on the generic target W is 1 and the same
+ * templates give plain scalar C.  Every kernel function has `tid` and `nth`
+ * and splits its work over the threads itself.
+ *
+ *  - KK_ELEMWISE: the DAG of unary/binary nodes is evaluated per vector of
+ *    elements in one loop; each value lives in a register, and only the
+ *    kernel's results (read by another kernel, or block outputs) are stored.
+ *    Operands of the output's shape are read at the flat index; broadcast
+ *    operands per row (a vector of the last axis, or one value per row).
+ *  - KK_ROWWISE: one row op (rms_norm, layer_norm or softmax) with the
+ *    elementwise/causal_mask ops that produce its input (prologue) and
+ *    consume its output (epilogue).  Each row is read a few times while it
+ *    sits in L1/L2 (statistics, then the normalised values) and written
+ *    once; the prologue is recomputed in each pass instead of stored.
+ *  - KK_ATTENTION: flash attention.  A work item is one kv head and a tile
+ *    of query tokens; the G = H / KVH query heads that share the kv head
+ *    are processed together, so each key/value block is read once for all
+ *    of them.  Keys come in blocks of FA_BK: the block of K is transposed
+ *    into scratch, scores for the tile are one vector FMA sweep, the online
+ *    softmax keeps a running max and sum per query row and rescales the
+ *    accumulator, and P.V accumulates into the tile's output rows.  The T x
+ *    S scores never exist beyond one block.  RoPE of q is applied as the
+ *    query tile is loaded (scaled by the softmax scale at the same time);
+ *    RoPE of the new k rows is applied as they are appended to the cache,
+ *    before a barrier.  With fewer work items than threads (decode: one
+ *    query token, a long cache) the keys of each item are split over the
+ *    threads; each writes its partial (max, sum, unnormalised output) to its
+ *    scratch, and after a barrier the partials are merged by their
+ *    log-sum-exp.
+ */
+#include "fusec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared helpers ----------------------------------------------------------- */
+
+static bool in_kernel(const Kernel *kr, const Node *n) {
+    for (int i = 0; i < kr->nnodes; i++)
+        if (kr->nodes[i] == n)
+            return true;
+    return false;
+}
+
+static int W_of(Kern *k) { return kern_target(k)->vec_floats; }
+
+static const char *vt(Kern *k) { return v_type(kern_target(k)); }
+
+/* The product of dims [from, to) of n as a C expression. */
+static const char *numel(Kern *k, const Node *n, int from, int to) {
+    const char *s = NULL;
+    int64_t c = 1;
+    for (int d = from; d < to; d++) {
+        if (dim_is_const(n->shape[d])) {
+            c *= n->shape[d].c;
+            continue;
+        }
+        const char *x = kern_dim(k, n->shape[d]);
+        s = s ? fu_format("%s * %s", s, x) : x;
+    }
+    if (!s)
+        return fu_format("%lld", (long long)c);
+    if (c != 1)
+        s = fu_format("%s * %lld", s, (long long)c);
+    return fu_format("(%s)", s);
+}
+
+static const char *flt(double v) {
+    char tmp[64];
+    float f = (float)v;
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
+        if (strtof(tmp, NULL) == f)
+            break;
+    }
+    if (!strpbrk(tmp, ".einn"))
+        return fu_format("%s.0f", tmp);
+    return fu_format("%sf", tmp);
+}
+
+static const char *dbl(double v) {
+    char tmp[64];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    if (!strpbrk(tmp, ".e"))
+        return fu_format("%s.0", tmp);
+    return fu_format("%s", tmp);
+}
+
+/* One step of a vector loop; `tail` when only fu_m lanes remain. */
+typedef void (*Step)(Kern *k, void *ctx, bool tail);
+
+/* for (; idx + W <= to; idx += W) step; if (idx < to) { fu_m = to - idx; tail step } */
+static void vloop(Kern *k, const char *idx, const char *to, Step step, void *ctx) {
+    int W = W_of(k);
+    if (W == 1) {
+        kern_line(k, "for (; %s < %s; ++%s) {", idx, to, idx);
+        kern_indent(k, 1);
+        step(k, ctx, false);
+        kern_indent(k, -1);
+        kern_line(k, "}");
+        return;
+    }
+    kern_line(k, "for (; %s + %d <= %s; %s += %d) {", idx, W, to, idx, W);
+    kern_indent(k, 1);
+    step(k, ctx, false);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_line(k, "if (%s < %s) {", idx, to);
+    kern_indent(k, 1);
+    kern_line(k, "int fu_m = (int)(%s - %s);", to, idx);
+    step(k, ctx, true);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+static const char *vload(Kern *k, const char *ptr, bool tail, const char *fill) {
+    return tail ? v_load_n(kern_target(k), ptr, "fu_m", fill) : v_load(kern_target(k), ptr);
+}
+
+static const char *vstore(Kern *k, const char *ptr, const char *val, bool tail) {
+    return tail ? v_store_n(kern_target(k), ptr, val, "fu_m") : v_store(kern_target(k), ptr, val);
+}
+
+/* val where the lane is one of the tail's fu_m, else fill (reductions must
+ * not see the lanes past the end, whatever the ops made of them). */
+static const char *tail_only(Kern *k, const char *val, bool tail, const char *fill) {
+    if (!tail)
+        return val;
+    const Target *t = kern_target(k);
+    return v_select_lt(t, v_iota(t), v_set1(t, "(float)fu_m"), val, v_set1(t, fill));
+}
+
+/* ---- the elementwise DAG --------------------------------------------------------- */
+
+/* How an operand from outside the DAG is read inside the loop over the last axis. */
+typedef enum Access { ACC_SCALAR, ACC_FLAT, ACC_ROW, ACC_ROWSCALAR } Access;
+
+typedef struct Operand {
+    const Node *n;
+    Access acc;
+    const char *ptr;    /* ACC_FLAT: base; ACC_ROW / ACC_ROWSCALAR: this row's pointer */
+    const char *scalar; /* ACC_SCALAR: a float expression */
+} Operand;
+
+/* The DAG evaluator shared by KK_ELEMWISE and KK_ROWWISE: nodes `dag`
+ * (topological), operands from outside, the loop index and the per-step
+ * names of the values computed so far. */
+typedef struct Dag {
+    const Kernel *kr;
+    const Node *out;        /* the shape every DAG node has */
+    int ndag;
+    const Node **dag;
+    int nops;
+    Operand *ops;
+    const char *idx;        /* the element index inside the row (or flat) */
+    const char **val;       /* per dag position: its value in this step, or NULL */
+    const char **ext;       /* per operand: loaded value in this step, or NULL */
+    /* row pass hooks (KK_ROWWISE) */
+    const Node *row;        /* the row op, or NULL */
+    const char *row_value;  /* its value in this step, set by the caller */
+    const char *mask_lim;   /* causal_mask: keys j > mask_lim are -inf */
+} Dag;
+
+static bool bcast_last(const Node *x) {
+    return x->rank == 0 || (dim_is_const(x->shape[x->rank - 1]) && x->shape[x->rank - 1].c == 1);
+}
+
+static bool all_ones(const Node *x) {
+    for (int d = 0; d < x->rank; d++)
+        if (!dim_is_const(x->shape[d]) || x->shape[d].c != 1)
+            return false;
+    return true;
+}
+
+static int dag_pos(const Dag *g, const Node *n) {
+    for (int i = 0; i < g->ndag; i++)
+        if (g->dag[i] == n)
+            return i;
+    return -1;
+}
+
+static int op_pos(const Dag *g, const Node *n) {
+    for (int i = 0; i < g->nops; i++)
+        if (g->ops[i].n == n)
+            return i;
+    return -1;
+}
+
+/* Collects the operands the DAG reads from outside it, classified against
+ * the output shape.  `flat`: whether the loop runs over flat indices (then
+ * every operand must be scalar or of the full shape). */
+static void dag_operands(Kern *k, Dag *g, bool *flat_ok) {
+    g->ops = fu_alloc(sizeof *g->ops * (size_t)(3 * g->ndag + 1));
+    *flat_ok = true;
+    for (int i = 0; i < g->ndag; i++) {
+        const Node *n = g->dag[i];
+        for (int j = 0; j < n->nin; j++) {
+            const Node *x = n->in[j];
+            if (dag_pos(g, x) >= 0 || (g->row && x == g->row) || op_pos(g, x) >= 0)
+                continue;
+            if (n->op == OP_ROPE && j == 1)
+                continue;
+            Operand *o = &g->ops[g->nops++];
+            o->n = x;
+            if (x->op == OP_CONST) {
+                o->acc = ACC_SCALAR;
+                o->scalar = flt(x->f[0]);
+            } else if (x->rank == 0 || all_ones(x)) {
+                o->acc = ACC_SCALAR;
+                o->scalar = fu_format("%s[0]", kern_buf(k, x, false));
+            } else if (fuse_same_shape(x, g->out)) {
+                o->acc = ACC_FLAT;
+                o->ptr = kern_buf(k, x, false);
+            } else {
+                o->acc = bcast_last(x) ? ACC_ROWSCALAR : ACC_ROW;
+                *flat_ok = false;
+            }
+        }
+    }
+}
+
+/* Row offset of operand x broadcast against out, from the row indices
+ * fu_i0.. (declared by the caller); marks the indices it uses. */
+static const char *row_offset(Kern *k, const Node *x, const Node *out, unsigned *used) {
+    const char *s = NULL;
+    int lead = out->rank - x->rank;
+    for (int d = 0; d < out->rank - 1; d++) {
+        int xd = d - lead;
+        if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
+            continue;
+        *used |= 1u << d;
+        const char *st = numel(k, x, xd + 1, x->rank);
+        const char *term = strcmp(st, "1") == 0 ? fu_format("fu_i%d", d) : fu_format("fu_i%d * %s", d, st);
+        s = s ? fu_format("%s + %s", s, term) : term;
+    }
+    return s ? s : "0";
+}
+
+/* Declares, inside a loop over rows `fu_r`, the row indices and each
+ * broadcast operand's row pointer. */
+static void dag_row_setup(Kern *k, Dag *g) {
+    const Node *out = g->out;
+    unsigned used = 0;
+    const char **offs = fu_alloc(sizeof *offs * (size_t)(g->nops + 1));
+    for (int i = 0; i < g->nops; i++)
+        if (g->ops[i].acc == ACC_ROW || g->ops[i].acc == ACC_ROWSCALAR)
+            offs[i] = row_offset(k, g->ops[i].n, out, &used);
+    if (used) {
+        kern_line(k, "int64_t fu_q = fu_r;");
+        for (int d = out->rank - 2; d >= 0; d--) {
+            if (used & (1u << d))
+                kern_line(k, "int64_t fu_i%d = %s;", d,
+                          d == 0 ? "fu_q" : fu_format("fu_q %% %s", kern_dim(k, out->shape[d])));
+            if (d > 0 && (used & ((1u << d) - 1)))
+                kern_line(k, "fu_q /= %s;", kern_dim(k, out->shape[d]));
+        }
+        kern_line(k, "(void)fu_q;");
+    }
+    for (int i = 0; i < g->nops; i++) {
+        Operand *o = &g->ops[i];
+        if (o->acc != ACC_ROW && o->acc != ACC_ROWSCALAR)
+            continue;
+        const char *nm = kern_local(k, "fu_row");
+        kern_line(k, "const float *%s = %s + %s;", nm, kern_buf(k, o->n, false), offs[i]);
+        o->ptr = nm;
+    }
+}
+
+/* The vector value of external operand o in this step. */
+static const char *operand_value(Kern *k, Dag *g, int oi, bool tail) {
+    if (g->ext[oi])
+        return g->ext[oi];
+    Operand *o = &g->ops[oi];
+    const Target *t = kern_target(k);
+    const char *ex;
+    switch (o->acc) {
+    case ACC_SCALAR: ex = v_set1(t, o->scalar); break;
+    case ACC_ROWSCALAR: ex = v_set1(t, fu_format("%s[0]", o->ptr)); break;
+    default: ex = vload(k, fu_format("%s + %s", o->ptr, g->idx), tail, NULL); break;
+    }
+    const char *nm = kern_local(k, "fu_x");
+    kern_line(k, "%s %s = %s;", vt(k), nm, ex);
+    g->ext[oi] = nm;
+    return nm;
+}
+
+static const char *value_of(Kern *k, Dag *g, const Node *x, bool tail) {
+    if (g->row && x == g->row) {
+        FU_ASSERT(g->row_value);
+        return g->row_value;
+    }
+    int p = dag_pos(g, x);
+    if (p >= 0) {
+        FU_ASSERT(g->val[p]);
+        return g->val[p];
+    }
+    int oi = op_pos(g, x);
+    FU_ASSERT(oi >= 0);
+    return operand_value(k, g, oi, tail);
+}
+
+/* Computes dag nodes [from, to) in this step (values named in g->val). */
+static void dag_eval(Kern *k, Dag *g, int from, int to, bool tail) {
+    const Target *t = kern_target(k);
+    for (int i = from; i < to; i++) {
+        const Node *n = g->dag[i];
+        const char *ex;
+        if (op_info[n->op].cat == CAT_UNARY) {
+            ex = v_unary(t, n->op, value_of(k, g, n->in[0], tail));
+        } else if (op_info[n->op].cat == CAT_BINARY) {
+            const char *a = value_of(k, g, n->in[0], tail);
+            const char *b = value_of(k, g, n->in[1], tail);
+            ex = v_bin(t, n->op, a, b);
+        } else if (n->op == OP_CAUSAL_MASK) {
+            /* lane l is key idx + l; masked when it is past mask_lim */
+            FU_ASSERT(g->mask_lim);
+            const char *x = value_of(k, g, n->in[0], tail);
+            kern_line(k, "int64_t fu_ml%d = %s - %s;", i, g->mask_lim, g->idx);
+            kern_line(k, "fu_ml%d = fu_ml%d < -1 ? -1 : fu_ml%d > %d ? %d : fu_ml%d;", i, i, i, W_of(k),
+                      W_of(k), i);
+            /* lane l keeps its value while l <= fu_ml, i.e. fu_ml < l is masked */
+            ex = v_select_lt(t, v_set1(t, fu_format("(float)fu_ml%d", i)), v_iota(t),
+                             v_set1(t, "-INFINITY"), x);
+        } else {
+            fu_internal(__FILE__, __LINE__, "emit_fused: %s in an elementwise DAG", op_info[n->op].name);
+        }
+        const char *nm = kern_local(k, "fu_v");
+        kern_line(k, "%s %s = %s;", vt(k), nm, ex);
+        g->val[i] = nm;
+    }
+}
+
+/* Stores the DAG nodes [from, to) that are results, at element index idx
+ * of the output shape (flat index or row * N + idx). */
+static void dag_store(Kern *k, Dag *g, int from, int to, const char *at, bool tail) {
+    for (int i = from; i < to; i++)
+        if (kern_is_result(k, g->dag[i]))
+            kern_line(k, "%s;", vstore(k, fu_format("%s + %s", kern_buf(k, g->dag[i], true), at),
+                                       g->val[i], tail));
+}
+
+static void dag_reset(Dag *g) {
+    for (int i = 0; i < g->ndag; i++)
+        g->val[i] = NULL;
+    for (int i = 0; i < g->nops; i++)
+        g->ext[i] = NULL;
+    g->row_value = NULL;
+}
+
+/* ---- KK_ELEMWISE ----------------------------------------------------------------- */
+
+typedef struct EwStep {
+    Dag *g;
+    const char *at;     /* store index expression */
+} EwStep;
+
+static void ew_step(Kern *k, void *ctx, bool tail) {
+    EwStep *s = ctx;
+    dag_reset(s->g);
+    dag_eval(k, s->g, 0, s->g->ndag, tail);
+    dag_store(k, s->g, 0, s->g->ndag, s->at, tail);
+}
+
+static void emit_elemwise(Kern *k, const Kernel *kr) {
+    Dag g = {0};
+    g.kr = kr;
+    g.dag = fu_alloc(sizeof *g.dag * (size_t)(kr->nnodes + 1));
+    for (int i = 0; i < kr->nnodes; i++) {
+        const Node *n = kr->nodes[i];
+        FU_ASSERT(fuse_is_elementwise(n));
+        g.dag[g.ndag++] = n;
+    }
+    FU_ASSERT(g.ndag > 0);
+    g.out = g.dag[g.ndag - 1];
+    for (int i = 0; i < g.ndag; i++)
+        FU_ASSERT(fuse_same_shape(g.dag[i], g.out));
+    g.val = fu_alloc(sizeof *g.val * (size_t)(g.ndag + 1));
+    bool flat;
+    dag_operands(k, &g, &flat);
+    g.ext = fu_alloc(sizeof *g.ext * (size_t)(g.nops + 1));
+    const Node *out = g.out;
+    if (flat || out->rank <= 1) {
+        /* one flat range, split in blocks of 16 floats (no shared cache lines) */
+        const char *N = numel(k, out, 0, out->rank);
+        kern_line(k, "int64_t fu_b0, fu_b1;");
+        kern_line(k, "fr_split((%s + 15) / 16, tid, nth, &fu_b0, &fu_b1);", N);
+        kern_line(k, "int64_t fu_j = fu_b0 * 16, fu_end = fu_b1 * 16 < %s ? fu_b1 * 16 : %s;", N, N);
+        g.idx = "fu_j";
+        EwStep s = {&g, "fu_j"};
+        vloop(k, "fu_j", "fu_end", ew_step, &s);
+        return;
+    }
+    /* rows of the last axis, split over the threads */
+    const char *R = numel(k, out, 0, out->rank - 1), *L = kern_dim(k, out->shape[out->rank - 1]);
+    kern_line(k, "int64_t fu_r0, fu_r1;");
+    kern_line(k, "fr_split(%s, tid, nth, &fu_r0, &fu_r1);", R);
+    kern_line(k, "for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {");
+    kern_indent(k, 1);
+    dag_row_setup(k, &g);
+    /* full-shape operands are read at row * L + j */
+    for (int i = 0; i < g.nops; i++)
+        if (g.ops[i].acc == ACC_FLAT) {
+            const char *nm = kern_local(k, "fu_row");
+            kern_line(k, "const float *%s = %s + fu_r * %s;", nm, g.ops[i].ptr, L);
+            g.ops[i].ptr = nm;
+            g.ops[i].acc = ACC_ROW;
+        }
+    kern_line(k, "int64_t fu_j = 0;");
+    g.idx = "fu_j";
+    EwStep s = {&g, fu_format("fu_r * %s + fu_j", L)};
+    vloop(k, "fu_j", L, ew_step, &s);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+/* ---- KK_ROWWISE ------------------------------------------------------------------ */
+
+typedef enum RowPass { RP_SUM, RP_SQDEV, RP_SUMSQ, RP_MAX, RP_EXPSUM, RP_APPLY } RowPass;
+
+typedef struct RowStep {
+    Dag *g;
+    RowPass pass;
+    int npro;           /* dag[0, npro) is the prologue */
+    const char *acc;    /* vector accumulator of the statistics passes */
+    const char *mu, *inv, *mx;
+    const char *w, *b;  /* norm weight and bias pointers */
+    const char *at;     /* store index expression of the apply pass */
+} RowStep;
+
+static void row_step(Kern *k, void *ctx, bool tail) {
+    RowStep *s = ctx;
+    Dag *g = s->g;
+    const Target *t = kern_target(k);
+    const Node *row = g->row;
+    dag_reset(g);
+    dag_eval(k, g, 0, s->npro, tail);
+    const char *x = value_of(k, g, row->in[0], tail);
+    switch (s->pass) {
+    case RP_SUM:
+        kern_line(k, "%s = %s;", s->acc, v_bin(t, OP_ADD, s->acc, tail_only(k, x, tail, "0.0f")));
+        return;
+    case RP_SUMSQ:
+        kern_line(k, "%s = %s;", s->acc, v_fma(t, tail_only(k, x, tail, "0.0f"), tail_only(k, x, tail, "0.0f"), s->acc));
+        return;
+    case RP_SQDEV: {
+        const char *d = kern_local(k, "fu_d");
+        kern_line(k, "%s %s = %s;", vt(k), d, tail_only(k, v_bin(t, OP_SUB, x, v_set1(t, s->mu)), tail, "0.0f"));
+        kern_line(k, "%s = %s;", s->acc, v_fma(t, d, d, s->acc));
+        return;
+    }
+    case RP_MAX:
+        kern_line(k, "%s = %s;", s->acc, v_bin(t, OP_MAXIMUM, tail_only(k, x, tail, "-INFINITY"), s->acc));
+        return;
+    case RP_EXPSUM:
+        kern_line(k, "%s = %s;", s->acc,
+                  v_bin(t, OP_ADD, s->acc,
+                        tail_only(k, v_unary(t, OP_EXP, v_bin(t, OP_SUB, x, v_set1(t, s->mx))), tail, "0.0f")));
+        return;
+    case RP_APPLY:
+        break;
+    }
+    /* the row op's value, then the epilogue, then the stores */
+    const char *y;
+    if (row->op == OP_SOFTMAX) {
+        y = v_bin(t, OP_MUL, v_unary(t, OP_EXP, v_bin(t, OP_SUB, x, v_set1(t, s->mx))), v_set1(t, s->inv));
+    } else {
+        const char *wv = vload(k, fu_format("%s + %s", s->w, g->idx), tail, NULL);
+        const char *xc = row->op == OP_LAYER_NORM ? v_bin(t, OP_SUB, x, v_set1(t, s->mu)) : x;
+        y = v_bin(t, OP_MUL, v_bin(t, OP_MUL, xc, v_set1(t, s->inv)), wv);
+        if (row->op == OP_LAYER_NORM)
+            y = v_bin(t, OP_ADD, y, vload(k, fu_format("%s + %s", s->b, g->idx), tail, NULL));
+    }
+    const char *nm = kern_local(k, "fu_y");
+    kern_line(k, "%s %s = %s;", vt(k), nm, y);
+    g->row_value = nm;
+    dag_eval(k, g, s->npro, g->ndag, tail);
+    dag_store(k, g, 0, g->ndag, s->at, tail);
+    if (kern_is_result(k, row))
+        kern_line(k, "%s;", vstore(k, fu_format("%s + %s", kern_buf(k, row, true), s->at), nm, tail));
+}
+
+/* One sweep over the row with a vector accumulator; leaves the reduced
+ * float in `out`. */
+static void row_reduce(Kern *k, RowStep *s, RowPass pass, const char *out, const char *N) {
+    const Target *t = kern_target(k);
+    s->pass = pass;
+    s->acc = kern_local(k, "fu_acc");
+    kern_line(k, "%s %s = %s;", vt(k), s->acc, pass == RP_MAX ? v_set1(t, "-INFINITY") : v_zero(t));
+    kern_line(k, "fu_j = 0;");
+    vloop(k, "fu_j", N, row_step, s);
+    kern_line(k, "float %s = %s;", out, pass == RP_MAX ? v_hmax(t, s->acc) : v_hsum(t, s->acc));
+}
+
+/* The ancestors of `row` inside the kernel come first (the prologue), then
+ * everything else (the epilogue), each in topological order. */
+static void emit_rowwise(Kern *k, const Kernel *kr) {
+    Dag g = {0};
+    const Node *row = NULL;
+    for (int i = 0; i < kr->nnodes; i++) {
+        OpCat c = op_info[kr->nodes[i]->op].cat;
+        if (c == CAT_NORM || kr->nodes[i]->op == OP_SOFTMAX) {
+            FU_ASSERT(!row);
+            row = kr->nodes[i];
+        }
+    }
+    FU_ASSERT(row);
+    g.kr = kr;
+    g.row = row;
+    g.out = row;
+    g.dag = fu_alloc(sizeof *g.dag * (size_t)(kr->nnodes + 1));
+    /* ancestors of the row op within the kernel */
+    bool *anc = fu_alloc(sizeof *anc * (size_t)(kr->nnodes + 1));
+    for (int i = kr->nnodes - 1; i >= 0; i--) {
+        const Node *n = kr->nodes[i];
+        bool a = false;
+        for (int j = 0; j < kr->nnodes && !a; j++) {
+            const Node *c = kr->nodes[j];
+            if (c != row && !anc[j])
+                continue;
+            for (int q = 0; q < c->nin; q++)
+                a |= c->in[q] == n;
+        }
+        anc[i] = a && n != row;
+    }
+    int npro = 0;
+    for (int i = 0; i < kr->nnodes; i++)
+        if (anc[i])
+            g.dag[g.ndag++] = kr->nodes[i], npro++;
+    for (int i = 0; i < kr->nnodes; i++)
+        if (!anc[i] && kr->nodes[i] != row)
+            g.dag[g.ndag++] = kr->nodes[i];
+    for (int i = 0; i < g.ndag; i++)
+        FU_ASSERT(fuse_same_shape(g.dag[i], row) &&
+                  (fuse_is_elementwise(g.dag[i]) || g.dag[i]->op == OP_CAUSAL_MASK));
+    g.val = fu_alloc(sizeof *g.val * (size_t)(g.ndag + 1));
+    bool flat;
+    dag_operands(k, &g, &flat);
+    /* the row op's own input is an operand when no prologue makes it */
+    if (dag_pos(&g, row->in[0]) < 0 && op_pos(&g, row->in[0]) < 0) {
+        Operand *o = &g.ops[g.nops++];
+        o->n = row->in[0];
+        o->acc = ACC_FLAT;
+        o->ptr = kern_buf(k, row->in[0], false);
+    }
+    g.ext = fu_alloc(sizeof *g.ext * (size_t)(g.nops + 1));
+
+    int r = row->rank;
+    const char *R = numel(k, row, 0, r - 1), *N = kern_dim(k, row->shape[r - 1]);
+    RowStep s = {0};
+    s.g = &g;
+    s.npro = npro;
+    if (op_info[row->op].cat == CAT_NORM) {
+        s.w = kern_buf(k, row->in[1], false);
+        if (row->op == OP_LAYER_NORM)
+            s.b = kern_buf(k, row->in[2], false);
+    }
+    kern_line(k, "int64_t fu_r0, fu_r1;");
+    kern_line(k, "fr_split(%s, tid, nth, &fu_r0, &fu_r1);", R);
+    kern_line(k, "for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {");
+    kern_indent(k, 1);
+    dag_row_setup(k, &g);
+    for (int i = 0; i < g.nops; i++)
+        if (g.ops[i].acc == ACC_FLAT) {
+            const char *nm = kern_local(k, "fu_row");
+            kern_line(k, "const float *%s = %s + fu_r * %s;", nm, g.ops[i].ptr, N);
+            g.ops[i].ptr = nm;
+            g.ops[i].acc = ACC_ROW;
+        }
+    /* causal_mask: this row is query i = fu_r mod T of [.., T, S]; key j is
+     * visible when j <= i + (S - T) */
+    for (int i = 0; i < g.ndag; i++)
+        if (g.dag[i]->op == OP_CAUSAL_MASK) {
+            const Node *m = g.dag[i];
+            const char *T = kern_dim(k, m->shape[m->rank - 2]);
+            const char *off = kern_dim(k, dim_sub(m->shape[m->rank - 1], m->shape[m->rank - 2]));
+            kern_line(k, "int64_t fu_lim = fu_r %% %s + %s;", T, off);
+            g.mask_lim = "fu_lim";
+            break;
+        }
+    kern_line(k, "int64_t fu_j;");
+    g.idx = "fu_j";
+    s.at = fu_format("fu_r * %s + fu_j", N);
+    const char *D = fu_format("(float)%s", N);
+    switch (row->op) {
+    case OP_RMS_NORM:
+        row_reduce(k, &s, RP_SUMSQ, "fu_ss", N);
+        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_ss / %s + %s);", D, flt(row->f[0]));
+        s.inv = "fu_inv";
+        break;
+    case OP_LAYER_NORM:
+        row_reduce(k, &s, RP_SUM, "fu_sum", N);
+        kern_line(k, "float fu_mu = fu_sum / %s;", D);
+        s.mu = "fu_mu";
+        row_reduce(k, &s, RP_SQDEV, "fu_var", N);
+        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_var / %s + %s);", D, flt(row->f[0]));
+        s.inv = "fu_inv";
+        break;
+    case OP_SOFTMAX:
+        /* a row of -inf only gives zeros, as in the interpreter */
+        row_reduce(k, &s, RP_MAX, "fu_mx", N);
+        kern_line(k, "if (fu_mx == -INFINITY)");
+        kern_line(k, "    fu_mx = 0.0f;");
+        s.mx = "fu_mx";
+        row_reduce(k, &s, RP_EXPSUM, "fu_sum", N);
+        kern_line(k, "float fu_inv = fu_sum > 0.0f ? 1.0f / fu_sum : 0.0f;");
+        s.inv = "fu_inv";
+        break;
+    default:
+        FU_UNREACHABLE();
+    }
+    s.pass = RP_APPLY;
+    kern_line(k, "fu_j = 0;");
+    vloop(k, "fu_j", N, row_step, &s);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+/* ---- KK_ATTENTION ----------------------------------------------------------------- */
+
+#define FA_BK 64        /* keys per block */
+#define FA_ROWS 64      /* query rows (tokens x heads of one kv head) per tile, at most */
+
+/* Rows of a 2-D tensor, possibly a column slice carved out of a wider one
+ * inside the kernel: element (t, c) is ptr[t * stride + off + c]. */
+typedef struct Src {
+    const char *ptr;
+    int64_t stride, off;
+} Src;
+
+static Src source(Kern *k, const Kernel *kr, const Node *n) {
+    Src s;
+    if (n->op == OP_SLICE && in_kernel(kr, n)) {
+        const Node *b = n->in[0];
+        FU_ASSERT(n->i[0] == 1 && b->rank == 2 && dim_is_const(b->shape[1]));
+        s.ptr = kern_buf(k, b, false);
+        s.stride = b->shape[1].c;
+        s.off = n->i[1];
+        return s;
+    }
+    FU_ASSERT(n->rank == 2 && dim_is_const(n->shape[1]));
+    s.ptr = kern_buf(k, n, false);
+    s.stride = n->shape[1].c;
+    s.off = 0;
+    return s;
+}
+
+/* "ptr + t * stride + off" */
+static const char *src_row(const Src *s, const char *t) {
+    if (s->off)
+        return fu_format("%s + %s * %lld + %lld", s->ptr, t, (long long)s->stride, (long long)s->off);
+    return fu_format("%s + %s * %lld", s->ptr, t, (long long)s->stride);
+}
+
+/* Emits the rope angles of position pos[t] for pairs i < half into the
+ * float arrays fu_cs / fu_sn (the angle in double, as emit_c's rope). */
+static void rope_angles(Kern *k, const Node *rope, const char *pos, const char *t) {
+    int64_t hd = rope->i[0];
+    kern_line(k, "for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", (long long)(hd / 2));
+    kern_line(k, "    double fu_ang = (double)%s[%s] * pow(%s, -2.0 * (double)fu_i / %s);", pos, t,
+              dbl(rope->f[0]), dbl((double)hd));
+    kern_line(k, "    fu_cs[fu_i] = (float)cos(fu_ang);");
+    kern_line(k, "    fu_sn[fu_i] = (float)sin(fu_ang);");
+    kern_line(k, "}");
+}
+
+/* Phase A: the new k and v rows go to rows [P, P + T) of their caches, k
+ * rotated on the way when its rope is in the kernel. */
+static void emit_appends(Kern *k, const Kernel *kr, const Node *att, const char *T) {
+    for (int s = 1; s <= 2; s++) {
+        const Node *ap = att->in[s];
+        if (ap->op != OP_APPEND || !in_kernel(kr, ap))
+            continue;
+        const Node *cache = ap->in[0], *rows = ap->in[1], *rope = NULL;
+        if (rows->op == OP_ROPE && in_kernel(kr, rows)) {
+            rope = rows;
+            rows = rows->in[0];
+        }
+        Src src = source(k, kr, rows);
+        int64_t width = 1;
+        for (int d = 1; d < cache->rank; d++)
+            width *= cache->shape[d].c;
+        const char *c = kern_buf(k, cache, true);
+        const char *P = kern_dim(k, cache->shape[0]);
+        kern_line(k, "for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {");
+        kern_indent(k, 1);
+        kern_line(k, "const float *fu_src = %s;", src_row(&src, "fu_t"));
+        kern_line(k, "float *fu_dst = %s + (%s + fu_t) * %lld;", c, P, (long long)width);
+        if (!rope) {
+            kern_line(k, "memcpy(fu_dst, fu_src, %lld * sizeof(float));", (long long)width);
+        } else {
+            int64_t hd = rope->i[0], half = hd / 2;
+            rope_angles(k, rope, kern_buf(k, rope->in[1], false), "fu_t");
+            kern_line(k, "for (int64_t fu_h = 0; fu_h < %lld; ++fu_h)", (long long)(width / hd));
+            kern_line(k, "    for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", (long long)half);
+            kern_line(k, "        float fu_x1 = fu_src[fu_h * %lld + fu_i], fu_x2 = fu_src[fu_h * %lld + fu_i + %lld];",
+                      (long long)hd, (long long)hd, (long long)half);
+            kern_line(k, "        fu_dst[fu_h * %lld + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];",
+                      (long long)hd);
+            kern_line(k, "        fu_dst[fu_h * %lld + fu_i + %lld] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];",
+                      (long long)hd, (long long)half);
+            kern_line(k, "    }");
+        }
+        kern_indent(k, -1);
+        kern_line(k, "}");
+    }
+    (void)T;
+}
+
+/* Vector loop bodies of the attention kernel. */
+typedef struct FaStep {
+    const char *a, *b, *c;  /* operands, see each step */
+} FaStep;
+
+/* fu_sc[fu_j..] = sum_d fu_q[d] * fu_kt[d][fu_j..] for one query row */
+static void fa_scores(Kern *k, void *ctx, bool tail) {
+    FaStep *s = ctx;
+    const Target *t = kern_target(k);
+    (void)s;
+    kern_line(k, "%s fu_acc = %s;", vt(k), v_zero(t));
+    kern_line(k, "for (int64_t fu_d = 0; fu_d < fu_hd; ++fu_d)");
+    kern_line(k, "    fu_acc = %s;", v_fma(t, v_set1(t, "fu_qr[fu_d]"), vload(k, "fu_kt + fu_d * FU_BK + fu_j", tail, NULL), "fu_acc"));
+    kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", "fu_acc", tail));
+}
+
+static void fa_max(Kern *k, void *ctx, bool tail) {
+    (void)ctx;
+    const Target *t = kern_target(k);
+    kern_line(k, "fu_vm = %s;", v_bin(t, OP_MAXIMUM, vload(k, "fu_sr + fu_j", tail, "-INFINITY"), "fu_vm"));
+}
+
+static void fa_exp(Kern *k, void *ctx, bool tail) {
+    (void)ctx;
+    const Target *t = kern_target(k);
+    kern_line(k, "%s fu_p = %s;", vt(k),
+              v_unary(t, OP_EXP, v_bin(t, OP_SUB, vload(k, "fu_sr + fu_j", tail, NULL), v_set1(t, "fu_mnew"))));
+    kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", "fu_p", tail));
+    kern_line(k, "fu_vs = %s;", v_bin(t, OP_ADD, "fu_vs", tail_only(k, "fu_p", tail, "0.0f")));
+}
+
+/* fu_or[fu_d..] = fu_or * fu_corr + sum_j p_j v_j[fu_d..] */
+static void fa_pv(Kern *k, void *ctx, bool tail) {
+    FaStep *s = ctx;
+    const Target *t = kern_target(k);
+    kern_line(k, "%s fu_o = %s;", vt(k), v_bin(t, OP_MUL, vload(k, "fu_or + fu_d", tail, NULL), v_set1(t, "fu_corr")));
+    kern_line(k, "for (int64_t fu_jj = 0; fu_jj < fu_jv; ++fu_jj)");
+    kern_line(k, "    fu_o = %s;", v_fma(t, v_set1(t, "fu_sr[fu_jj]"),
+                                          vload(k, fu_format("%s + (fu_s0 + fu_jj) * %s + fu_d", s->a, s->b), tail, NULL),
+                                          "fu_o"));
+    kern_line(k, "%s;", vstore(k, "fu_or + fu_d", "fu_o", tail));
+}
+
+/* fu_y[fu_d..] = fu_or[fu_d..] * fu_inv */
+static void fa_out(Kern *k, void *ctx, bool tail) {
+    FaStep *s = ctx;
+    const Target *t = kern_target(k);
+    kern_line(k, "%s;", vstore(k, fu_format("%s + fu_d", s->a),
+                                v_bin(t, OP_MUL, vload(k, "fu_or + fu_d", tail, NULL), v_set1(t, "fu_inv")), tail));
+}
+
+/* merge: fu_or[fu_d..] += fu_po[fu_d..] * fu_wt */
+static void fa_merge(Kern *k, void *ctx, bool tail) {
+    (void)ctx;
+    const Target *t = kern_target(k);
+    kern_line(k, "%s;", vstore(k, "fu_or + fu_d",
+                                v_fma(t, vload(k, "fu_po + fu_d", tail, NULL), v_set1(t, "fu_wt"),
+                                      vload(k, "fu_or + fu_d", tail, NULL)), tail));
+}
+
+static void emit_attention(Kern *k, const Kernel *kr) {
+    const Node *att = NULL;
+    for (int i = 0; i < kr->nnodes; i++)
+        if (kr->nodes[i]->op == OP_ATTENTION)
+            att = kr->nodes[i];
+    FU_ASSERT(att);
+    long long H = att->i[0], KVH = att->i[1], hd = att->i[2], G = H / KVH;
+    long long BQ = FA_ROWS / G > 0 ? FA_ROWS / G : 1, ROWS = BQ * G, half = hd / 2;
+    const Node *qn = att->in[0], *kn = att->in[1], *vn = att->in[2], *qrope = NULL;
+    if (qn->op == OP_ROPE && in_kernel(kr, qn)) {
+        qrope = qn;
+        qn = qn->in[0];
+        FU_ASSERT(qrope->i[0] == hd);
+    }
+    /* what attention reads: the caches (after the appends) or k and v themselves */
+    Src q = source(k, kr, qn), ks, vs;
+    const Node *kc = kn->op == OP_APPEND && in_kernel(kr, kn) ? kn->in[0] : NULL;
+    const Node *vc = vn->op == OP_APPEND && in_kernel(kr, vn) ? vn->in[0] : NULL;
+    if (kc) {
+        ks.ptr = kern_buf(k, kc, true);
+        ks.stride = KVH * hd;
+        ks.off = 0;
+    } else {
+        ks = source(k, kr, kn);
+    }
+    if (vc) {
+        vs.ptr = kern_buf(k, vc, true);
+        vs.stride = KVH * hd;
+        vs.off = 0;
+    } else {
+        vs = source(k, kr, vn);
+    }
+    const char *y = kern_buf(k, att, true);
+    const char *T = kern_dim(k, att->in[0]->shape[0]);
+    const char *S = kern_dim(k, att->in[1]->shape[0]);
+    const char *OFF = kern_dim(k, dim_sub(att->in[1]->shape[0], att->in[0]->shape[0]));
+    const char *pos = qrope ? kern_buf(k, qrope->in[1], false) : NULL;
+    for (int i = 0; i < kr->nnodes; i++)
+        FU_ASSERT(kr->nodes[i] == att || !kern_is_result(k, kr->nodes[i]) ||
+                  kr->nodes[i]->op == OP_APPEND);
+
+    /* per-thread scratch: q tile, output tile, scores, transposed keys,
+     * row max and sum, rope angles, two slots of partial results */
+    long long PART = ROWS * (hd + 2);
+    long long off_q = 0, off_o = off_q + ROWS * hd, off_s = off_o + ROWS * hd;
+    long long off_kt = off_s + ROWS * FA_BK, off_m = off_kt + hd * FA_BK, off_l = off_m + ROWS;
+    long long off_cs = off_l + ROWS, off_sn = off_cs + half + 1, off_part = off_sn + half + 1;
+    off_part = (off_part + 15) / 16 * 16;
+    long long total = off_part + 2 * PART;
+    kern_scratch(k, fu_format("%lld * sizeof(float)", total));
+
+    kern_line(k, "enum { FU_BK = %d };", FA_BK);
+    kern_line(k, "const int64_t fu_hd = %lld;", hd);
+    kern_line(k, "float *fu_ws = (float *)fr_scratch(tid);");
+    kern_line(k, "float *fu_cs = fu_ws + %lld, *fu_sn = fu_ws + %lld;", off_cs, off_sn);
+    kern_line(k, "(void)fu_cs;");
+    kern_line(k, "(void)fu_sn;");
+
+    /* phase A: appends (and rope of k) */
+    bool appends = kc || vc;
+    if (appends) {
+        kern_line(k, "{");
+        kern_indent(k, 1);
+        kern_line(k, "int64_t fu_a0, fu_a1;");
+        kern_line(k, "fr_split(%s, tid, nth, &fu_a0, &fu_a1);", T);
+        emit_appends(k, kr, att, T);
+        kern_indent(k, -1);
+        kern_line(k, "}");
+        kern_line(k, "fr_barrier(nth);");
+    }
+
+    /* work items: (kv head, query tile, key split) */
+    kern_line(k, "int64_t fu_ntiles = (%s + %lld) / %lld;", T, BQ - 1, BQ);
+    kern_line(k, "int64_t fu_base = %lld * fu_ntiles, fu_nsplit = 1;", KVH);
+    /* fewer items than threads: split the keys, at least 16 per split */
+    kern_line(k, "if (fu_base < nth) {");
+    kern_line(k, "    fu_nsplit = (nth + fu_base - 1) / fu_base;");
+    kern_line(k, "    if (fu_nsplit > (%s + 15) / 16)", S);
+    kern_line(k, "        fu_nsplit = (%s + 15) / 16;", S);
+    kern_line(k, "    if (fu_nsplit < 1)");
+    kern_line(k, "        fu_nsplit = 1;");
+    kern_line(k, "}");
+    kern_line(k, "int64_t fu_items = fu_base * fu_nsplit;");
+    kern_line(k, "for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {");
+    kern_indent(k, 1);
+    kern_line(k, "int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit %% fu_ntiles, fu_sp = fu_w %% fu_nsplit;");
+    kern_line(k, "int64_t fu_t0 = fu_tile * %lld, fu_nt = %s - fu_t0 < %lld ? %s - fu_t0 : %lld;", BQ, T, BQ, T, BQ);
+    kern_line(k, "int64_t fu_rows = fu_nt * %lld;", G);
+    kern_line(k, "float *fu_qt = fu_ws + %lld, *fu_ot = fu_ws + %lld, *fu_sc = fu_ws + %lld, *fu_kt = fu_ws + %lld;",
+              off_q, off_o, off_s, off_kt);
+    kern_line(k, "float *fu_m = fu_ws + %lld, *fu_l = fu_ws + %lld;", off_m, off_l);
+    /* the query tile: row fu_tt * G + fu_gh is token t0 + fu_tt, head g * G + fu_gh,
+     * rotated and scaled as it is loaded */
+    kern_line(k, "for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {");
+    kern_indent(k, 1);
+    kern_line(k, "const float *fu_qsrc = %s;", src_row(&q, "(fu_t0 + fu_tt)"));
+    if (qrope)
+        rope_angles(k, qrope, pos, "fu_t0 + fu_tt");
+    kern_line(k, "for (int64_t fu_gh = 0; fu_gh < %lld; ++fu_gh) {", G);
+    kern_line(k, "    const float *fu_qh = fu_qsrc + (fu_g * %lld + fu_gh) * %lld;", G, hd);
+    kern_line(k, "    float *fu_qr = fu_qt + (fu_tt * %lld + fu_gh) * %lld;", G, hd);
+    if (qrope) {
+        kern_line(k, "    for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", half);
+        kern_line(k, "        float fu_x1 = fu_qh[fu_i], fu_x2 = fu_qh[fu_i + %lld];", half);
+        kern_line(k, "        fu_qr[fu_i] = (fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i]) * %s;", flt(att->f[0]));
+        kern_line(k, "        fu_qr[fu_i + %lld] = (fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i]) * %s;", half,
+                  flt(att->f[0]));
+        kern_line(k, "    }");
+    } else {
+        kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
+        kern_line(k, "        fu_qr[fu_d] = fu_qh[fu_d] * %s;", flt(att->f[0]));
+    }
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
+    kern_line(k, "    fu_m[fu_r] = -INFINITY;");
+    kern_line(k, "    fu_l[fu_r] = 0.0f;");
+    kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
+    kern_line(k, "        fu_ot[fu_r * %lld + fu_d] = 0.0f;", hd);
+    kern_line(k, "}");
+    /* the keys this item sees: up to the last visible key of its last token,
+     * then this split's share of them */
+    if (att->i[3])
+        kern_line(k, "int64_t fu_lim = fu_t0 + fu_nt + %s < %s ? fu_t0 + fu_nt + %s : %s;", OFF, S, OFF, S);
+    else
+        kern_line(k, "int64_t fu_lim = %s;", S);
+    kern_line(k, "int64_t fu_chunk = (fu_lim + fu_nsplit - 1) / fu_nsplit;");
+    kern_line(k, "int64_t fu_k0 = fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;");
+    kern_line(k, "const float *fu_kb = %s + fu_g * %lld;", ks.off ? fu_format("%s + %lld", ks.ptr, (long long)ks.off) : ks.ptr, hd);
+    kern_line(k, "const float *fu_vb = %s + fu_g * %lld;", vs.off ? fu_format("%s + %lld", vs.ptr, (long long)vs.off) : vs.ptr, hd);
+    kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
+    kern_indent(k, 1);
+    kern_line(k, "int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;");
+    /* K block transposed: fu_kt[d * BK + j] = k[s0 + j][d] */
+    kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
+    kern_line(k, "    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", (long long)ks.stride);
+    kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
+    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j] = fu_kr[fu_d];");
+    kern_line(k, "}");
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
+    kern_indent(k, 1);
+    /* keys visible to this row in the block: j <= t + OFF - s0 */
+    if (att->i[3]) {
+        kern_line(k, "int64_t fu_jv = fu_t0 + fu_r / %lld + %s + 1 - fu_s0;", G, OFF);
+        kern_line(k, "fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;");
+    } else {
+        kern_line(k, "int64_t fu_jv = fu_nb;");
+    }
+    kern_line(k, "if (fu_jv == 0)");
+    kern_line(k, "    continue;");
+    kern_line(k, "const float *fu_qr = fu_qt + fu_r * %lld;", hd);
+    kern_line(k, "float *fu_sr = fu_sc + fu_r * FU_BK, *fu_or = fu_ot + fu_r * %lld;", hd);
+    FaStep st = {NULL, NULL, NULL};
+    kern_line(k, "int64_t fu_j = 0;");
+    vloop(k, "fu_j", "fu_jv", fa_scores, &st);
+    const Target *t = kern_target(k);
+    kern_line(k, "%s fu_vm = %s;", vt(k), v_set1(t, "-INFINITY"));
+    kern_line(k, "fu_j = 0;");
+    vloop(k, "fu_j", "fu_jv", fa_max, &st);
+    kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
+    kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
+    kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mnew);");
+    kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
+    kern_line(k, "fu_j = 0;");
+    vloop(k, "fu_j", "fu_jv", fa_exp, &st);
+    kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
+    kern_line(k, "fu_m[fu_r] = fu_mnew;");
+    FaStep pv = {"fu_vb", fu_format("%lld", (long long)vs.stride), NULL};
+    kern_line(k, "int64_t fu_d = 0;");
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_pv, &pv);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    /* finish: normalise into y, or leave the partial for the merge */
+    kern_line(k, "if (fu_nsplit == 1) {");
+    kern_indent(k, 1);
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
+    kern_line(k, "    float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;");
+    kern_line(k, "    const float *fu_or = fu_ot + fu_r * %lld;", hd);
+    kern_line(k, "    float *fu_y = %s + (fu_t0 + fu_r / %lld) * %lld + (fu_g * %lld + fu_r %% %lld) * %lld;", y, G,
+              H * hd, G, G, hd);
+    kern_line(k, "    int64_t fu_d = 0;");
+    kern_indent(k, 1);
+    FaStep out = {"fu_y", NULL, NULL};
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, &out);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "} else {");
+    kern_indent(k, 1);
+    /* slot w / nth of this thread's partial area: [m, l, o[hd]] per row */
+    kern_line(k, "float *fu_pp = fu_ws + %lld + (fu_w / nth) * %lld;", off_part, PART);
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
+    kern_line(k, "    fu_pp[fu_r * %lld] = fu_m[fu_r];", hd + 2);
+    kern_line(k, "    fu_pp[fu_r * %lld + 1] = fu_l[fu_r];", hd + 2);
+    kern_line(k, "    memcpy(fu_pp + fu_r * %lld + 2, fu_ot + fu_r * %lld, %lld * sizeof(float));", hd + 2, hd, hd);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+
+    /* merge the splits of each (kv head, tile) by their log-sum-exp */
+    kern_line(k, "if (fu_nsplit > 1) {");
+    kern_indent(k, 1);
+    kern_line(k, "fr_barrier(nth);");
+    kern_line(k, "for (int64_t fu_b = tid; fu_b < fu_base; fu_b += nth) {");
+    kern_indent(k, 1);
+    kern_line(k, "int64_t fu_g = fu_b / fu_ntiles, fu_tile = fu_b %% fu_ntiles;");
+    kern_line(k, "int64_t fu_t0 = fu_tile * %lld, fu_nt = %s - fu_t0 < %lld ? %s - fu_t0 : %lld;", BQ, T, BQ, T, BQ);
+    kern_line(k, "float *fu_or = fu_ws + %lld;", off_o);
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_nt * %lld; ++fu_r) {", G);
+    kern_indent(k, 1);
+    kern_line(k, "float fu_mm = -INFINITY, fu_ll = 0.0f;");
+    kern_line(k, "for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {");
+    kern_line(k, "    int64_t fu_w = fu_b * fu_nsplit + fu_sp;");
+    kern_line(k, "    const float *fu_po = (const float *)fr_scratch((int)(fu_w %% nth)) + %lld + (fu_w / nth) * %lld + fu_r * %lld;",
+              off_part, PART, hd + 2);
+    kern_line(k, "    fu_mm = fu_po[0] > fu_mm ? fu_po[0] : fu_mm;");
+    kern_line(k, "}");
+    kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
+    kern_line(k, "    fu_or[fu_d] = 0.0f;");
+    kern_line(k, "if (fu_mm != -INFINITY)");
+    kern_line(k, "    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {");
+    kern_indent(k, 2);
+    kern_line(k, "int64_t fu_w = fu_b * fu_nsplit + fu_sp;");
+    kern_line(k, "const float *fu_po = (const float *)fr_scratch((int)(fu_w %% nth)) + %lld + (fu_w / nth) * %lld + fu_r * %lld;",
+              off_part, PART, hd + 2);
+    kern_line(k, "float fu_wt = expf(fu_po[0] - fu_mm);");
+    kern_line(k, "fu_ll += fu_po[1] * fu_wt;");
+    kern_line(k, "fu_po += 2;");
+    kern_line(k, "int64_t fu_d = 0;");
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_merge, NULL);
+    kern_indent(k, -2);
+    kern_line(k, "    }");
+    kern_line(k, "float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;");
+    kern_line(k, "float *fu_y = %s + (fu_t0 + fu_r / %lld) * %lld + (fu_g * %lld + fu_r %% %lld) * %lld;", y, G, H * hd,
+              G, G, hd);
+    kern_line(k, "int64_t fu_d = 0;");
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, &out);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+/* ---- entry -------------------------------------------------------------------------- */
+
+void emit_fused_kernel(Kern *k, const Kernel *kr) {
+    switch (kr->kind) {
+    case KK_ELEMWISE: emit_elemwise(k, kr); return;
+    case KK_ROWWISE: emit_rowwise(k, kr); return;
+    case KK_ATTENTION: emit_attention(k, kr); return;
+    default:
+        fu_internal(__FILE__, __LINE__, "emit_fused: kernel %d has kind %d", kr->id, (int)kr->kind);
+    }
+}
