@@ -1553,7 +1553,12 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     k->e = e;
     k->multi = nwork > 1;
     k->indent = 1;
-    for (i = 0; i < nwork; i++) {
+    /* Matrix multiplies, and the kinds built around them: emit_gemm.c. */
+    bool gemm = kr->kind == KK_GEMM || kr->kind == KK_MLP ||
+                (nwork == 1 && (work[0]->op == OP_LINEAR || work[0]->op == OP_MATMUL));
+    if (gemm)
+        emit_gemm_kernel(k, kr);
+    for (i = 0; i < nwork && !gemm; i++) {
         const Node *n = work[i];
         if (k->multi) {
             if (i > 0)
