@@ -147,57 +147,464 @@ static inline float fu_gelu_generic(float x) {
 }
 
 /* %15 = layer_norm(%0, %1, %2) : f32[T, 256]   # h
- *   x: f32[T, 256] (hidden_states)
- *   w: f32[256] (ln_1.weight)
- *   b: f32[256] (ln_1.bias)
- *   y: f32[T, 256] */
-static void k15_layer_norm(int tid, int nth, const float *x, const float *w, const float *b, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        int64_t j;
-        float fu_acc0 = 0.0f;
-        int64_t fu_j1 = 0;
-        for (; fu_j1 < 256; ++fu_j1) {
-            fu_acc0 = (fu_acc0 + xr[fu_j1]);
+ * %16 = linear(%15, %3, %4) : f32[T, 768]   # qkv
+ *   b0_0: f32[T, 256] (hidden_states)
+ *   b1_1: f32[256] (ln_1.weight)
+ *   b2_2: f32[256] (ln_1.bias)
+ *   b3_3: f32[256, 768] (attn.c_attn.weight)
+ *   b4_4: f32[768] (attn.c_attn.bias)
+ *   b16_16: f32[T, 768] */
+static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const float *b1_1, const float *b2_2, const float *b3_3, const float *b4_4, float *b16_16, int64_t T) {
+    /* GEMM stage 1: A = layer_norm(%0) = %15, [%16 linear]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (768 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b0_0;
+    if (fu_M <= 4) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                float *const fu_ar = fu_an + fu_i * 256;
+                float fu_mu = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 256; fu_q += 2) {
+                        fu_v0 = (fu_v0 + fu_xr[fu_q]);
+                        fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
+                    }
+                    float fu_sum = ((fu_v0 + fu_v1));
+                    for (; fu_q < 256; ++fu_q)
+                        fu_sum += fu_xr[fu_q];
+                    fu_mu = fu_sum / (float)256;
+                    fu_v0 = 0.0f;
+                    fu_v1 = 0.0f;
+                    const float fu_vm = (fu_mu);
+                    for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
+                        const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 256; ++fu_q)
+                        fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                }
+                for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
+                    fu_ar[fu_q] = (fu_xr[fu_q] - fu_mu) * fu_iv * b1_1[fu_q] + b2_2[fu_q];
+            }
+            { /* group 0: %16 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 768 ? fu_uz * 4 : 768;
+                }
+                float *const fu_yb0 = fu_s + 1024;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    {
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                        int64_t fu_k = 0;
+                        for (; fu_k + 4 <= 256; fu_k += 4) {
+                            const float *const fu_w0 = b3_3 + (fu_k + 0) * 768 + fu_jc;
+                            const float *const fu_w1 = b3_3 + (fu_k + 1) * 768 + fu_jc;
+                            const float *const fu_w2 = b3_3 + (fu_k + 2) * 768 + fu_jc;
+                            const float *const fu_w3 = b3_3 + (fu_k + 3) * 768 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_an + fu_i * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                        for (; fu_k < 256; ++fu_k) {
+                            const float *const fu_w0 = b3_3 + (fu_k + 0) * 768 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_an + fu_i * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e16 = (fu_yb0[fu_i * 64 + fu_j] + b4_4[(fu_jc + fu_j)]);
+                                b16_16[(fu_rb + fu_i) * 768 + (fu_jc + fu_j)] = fu_e16;
+                            }
+                        }
+                }
+            }
         }
-        float sum = (fu_acc0);
-        float mu = sum / 256.0f;
-        float vmu = (mu), vvar = 0.0f;
-        j = 0;
-        for (; j < 256; ++j) {
-            float vd = (xr[j] - vmu);
-            vvar = (vd * vd + vvar);
-        }
-        float inv = 1.0f / sqrtf((vvar) / 256.0f + 1e-05f);
-        float vinv = (inv);
-        j = 0;
-        for (; j < 256; ++j) {
-            yr[j] = (((xr[j] - vmu) * vinv) * w[j] + b[j]);
-        }
-    }
-}
-
-/* %16 = linear(%15, %3, %4) : f32[T, 768]   # qkv
- *   x: f32[T, 256]
- *   w: f32[256, 768] (attn.c_attn.weight)
- *   bias: f32[768] (attn.c_attn.bias)
- *   y: f32[T, 768] */
-static void k16_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 768;
-        for (int64_t o = 0; o < 768; ++o)
-            yr[o] = bias[o];
-        for (int64_t i = 0; i < 256; ++i) {
-            const float *wr = w + i * 768;
-            int64_t fu_j0 = 0;
-            for (; fu_j0 < 768; ++fu_j0) {
-                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+    } else {
+        float *const fu_st = fu_s + 163840;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
+                    float fu_mu = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 256; fu_q += 2) {
+                            fu_v0 = (fu_v0 + fu_xr[fu_q]);
+                            fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
+                        }
+                        float fu_sum = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_sum += fu_xr[fu_q];
+                        fu_mu = fu_sum / (float)256;
+                        fu_v0 = 0.0f;
+                        fu_v1 = 0.0f;
+                        const float fu_vm = (fu_mu);
+                        for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
+                            const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                    }
+                    fu_st[2 * fu_i] = fu_mu;
+                    fu_st[2 * fu_i + 1] = fu_iv;
+                }
+                { /* group 0: %16 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 768 ? fu_uz * 4 : 768;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                    const float *const fu_src = b3_3 + (fu_pc + fu_p) * 768 + fu_jc + fu_j;
+                                    float *const fu_dr = fu_d + fu_p * 4;
+                                    if (fu_nn == 4) {
+                                        fu_dr[0] = fu_src[0];
+                                        fu_dr[1] = fu_src[1];
+                                        fu_dr[2] = fu_src[2];
+                                        fu_dr[3] = fu_src[3];
+                                    } else {
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                            fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
+                                    }
+                                }
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = (fu_src[fu_p] - fu_mu) * fu_iv * b1_1[fu_pc + fu_p] + b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e16 = (fu_c0_0 + b4_4[(fu_col0 + 0)]);
+                                                    b16_16[(fu_row0 + 0) * 768 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c0_1 + b4_4[(fu_col0 + 1)]);
+                                                    b16_16[(fu_row0 + 0) * 768 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c0_2 + b4_4[(fu_col0 + 2)]);
+                                                    b16_16[(fu_row0 + 0) * 768 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c0_3 + b4_4[(fu_col0 + 3)]);
+                                                    b16_16[(fu_row0 + 0) * 768 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c1_0 + b4_4[(fu_col0 + 0)]);
+                                                    b16_16[(fu_row0 + 1) * 768 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c1_1 + b4_4[(fu_col0 + 1)]);
+                                                    b16_16[(fu_row0 + 1) * 768 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c1_2 + b4_4[(fu_col0 + 2)]);
+                                                    b16_16[(fu_row0 + 1) * 768 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c1_3 + b4_4[(fu_col0 + 3)]);
+                                                    b16_16[(fu_row0 + 1) * 768 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c2_0 + b4_4[(fu_col0 + 0)]);
+                                                    b16_16[(fu_row0 + 2) * 768 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c2_1 + b4_4[(fu_col0 + 1)]);
+                                                    b16_16[(fu_row0 + 2) * 768 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c2_2 + b4_4[(fu_col0 + 2)]);
+                                                    b16_16[(fu_row0 + 2) * 768 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c2_3 + b4_4[(fu_col0 + 3)]);
+                                                    b16_16[(fu_row0 + 2) * 768 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c3_0 + b4_4[(fu_col0 + 0)]);
+                                                    b16_16[(fu_row0 + 3) * 768 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c3_1 + b4_4[(fu_col0 + 1)]);
+                                                    b16_16[(fu_row0 + 3) * 768 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c3_2 + b4_4[(fu_col0 + 2)]);
+                                                    b16_16[(fu_row0 + 3) * 768 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = (fu_c3_3 + b4_4[(fu_col0 + 3)]);
+                                                    b16_16[(fu_row0 + 3) * 768 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e16 = (fu_t0[fu_i * 4 + fu_j] + b4_4[(fu_col0 + fu_j)]);
+                                                            b16_16[(fu_row0 + fu_i) * 768 + (fu_col0 + fu_j)] = fu_e16;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -312,141 +719,1418 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *x_16, fl
 }
 
 /* %23 = linear(%22, %5, %6) : f32[T, 256]   # attn_out
- *   x: f32[T, 256]
- *   w: f32[256, 256] (attn.c_proj.weight)
- *   bias: f32[256] (attn.c_proj.bias)
- *   y: f32[T, 256] */
-static void k23_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        for (int64_t o = 0; o < 256; ++o)
-            yr[o] = bias[o];
-        for (int64_t i = 0; i < 256; ++i) {
-            const float *wr = w + i * 256;
-            int64_t fu_j0 = 0;
-            for (; fu_j0 < 256; ++fu_j0) {
-                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
+ * %24 = add(%0, %23) : f32[T, 256]   # r
+ *   b22_22: f32[T, 256]
+ *   b5_5: f32[256, 256] (attn.c_proj.weight)
+ *   b6_6: f32[256] (attn.c_proj.bias)
+ *   b0_0: f32[T, 256] (hidden_states)
+ *   b24_24: f32[T, 256] */
+static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b5_5, const float *b6_6, const float *b0_0, float *b24_24, int64_t T) {
+    /* GEMM stage 1: A = %22, [%23 linear %24 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (256 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b22_22;
+    if (fu_M <= 4) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %23 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    {
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                        int64_t fu_k = 0;
+                        for (; fu_k + 4 <= 256; fu_k += 4) {
+                            const float *const fu_w0 = b5_5 + (fu_k + 0) * 256 + fu_jc;
+                            const float *const fu_w1 = b5_5 + (fu_k + 1) * 256 + fu_jc;
+                            const float *const fu_w2 = b5_5 + (fu_k + 2) * 256 + fu_jc;
+                            const float *const fu_w3 = b5_5 + (fu_k + 3) * 256 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                        for (; fu_k < 256; ++fu_k) {
+                            const float *const fu_w0 = b5_5 + (fu_k + 0) * 256 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e23 = (fu_yb0[fu_i * 64 + fu_j] + b6_6[(fu_jc + fu_j)]);
+                                const float fu_e24 = (b0_0[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e23);
+                                b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e24;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                { /* group 0: %23 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                    const float *const fu_src = b5_5 + (fu_pc + fu_p) * 256 + fu_jc + fu_j;
+                                    float *const fu_dr = fu_d + fu_p * 4;
+                                    if (fu_nn == 4) {
+                                        fu_dr[0] = fu_src[0];
+                                        fu_dr[1] = fu_src[1];
+                                        fu_dr[2] = fu_src[2];
+                                        fu_dr[3] = fu_src[3];
+                                    } else {
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                            fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
+                                    }
+                                }
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e23 = (fu_c0_0 + b6_6[(fu_col0 + 0)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e23);
+                                                    b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c0_1 + b6_6[(fu_col0 + 1)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e23);
+                                                    b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c0_2 + b6_6[(fu_col0 + 2)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e23);
+                                                    b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c0_3 + b6_6[(fu_col0 + 3)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e23);
+                                                    b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c1_0 + b6_6[(fu_col0 + 0)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e23);
+                                                    b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c1_1 + b6_6[(fu_col0 + 1)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e23);
+                                                    b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c1_2 + b6_6[(fu_col0 + 2)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e23);
+                                                    b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c1_3 + b6_6[(fu_col0 + 3)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e23);
+                                                    b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c2_0 + b6_6[(fu_col0 + 0)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e23);
+                                                    b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c2_1 + b6_6[(fu_col0 + 1)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e23);
+                                                    b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c2_2 + b6_6[(fu_col0 + 2)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e23);
+                                                    b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c2_3 + b6_6[(fu_col0 + 3)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e23);
+                                                    b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c3_0 + b6_6[(fu_col0 + 0)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e23);
+                                                    b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c3_1 + b6_6[(fu_col0 + 1)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e23);
+                                                    b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c3_2 + b6_6[(fu_col0 + 2)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e23);
+                                                    b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e24;
+                                                }
+                                                {
+                                                    const float fu_e23 = (fu_c3_3 + b6_6[(fu_col0 + 3)]);
+                                                    const float fu_e24 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e23);
+                                                    b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e24;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e23 = (fu_t0[fu_i * 4 + fu_j] + b6_6[(fu_col0 + fu_j)]);
+                                                            const float fu_e24 = (b0_0[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e23);
+                                                            b24_24[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e24;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/* %24 = add(%0, %23) : f32[T, 256]   # r
- * %25 = layer_norm(%24, %7, %8) : f32[T, 256]
- *   a_0: f32[T, 256] (hidden_states)
- *   b_23: f32[T, 256]
- *   y_24: f32[T, 256]
- *   w_7: f32[256] (ln_2.weight)
- *   b_8: f32[256] (ln_2.bias)
- *   y_25: f32[T, 256] */
-static void k24_add_layer_norm(int tid, int nth, const float *a_0, const float *b_23, float *y_24, const float *w_7, const float *b_8, float *y_25, int64_t T) {
-    { /* %24 add */
-        int64_t i, i_end;
-        fu_part(T * 256, 16, tid, nth, &i, &i_end);
-        for (; i < i_end; ++i) {
-            y_24[i] = (a_0[i] + b_23[i]);
+/* %25 = layer_norm(%24, %7, %8) : f32[T, 256]
+ * %26 = linear(%25, %9, %10) : f32[T, 1024]
+ * %27 = gelu_tanh(%26) : f32[T, 1024]   # h
+ * %28 = linear(%27, %11, %12) : f32[T, 256]   # m
+ * %29 = add(%24, %28) : f32[T, 256]
+ *   b24_24: f32[T, 256]
+ *   b7_7: f32[256] (ln_2.weight)
+ *   b8_8: f32[256] (ln_2.bias)
+ *   b9_9: f32[256, 1024] (mlp.c_fc.weight)
+ *   b10_10: f32[1024] (mlp.c_fc.bias)
+ *   b11_11: f32[1024, 256] (mlp.c_proj.weight)
+ *   b12_12: f32[256] (mlp.c_proj.bias)
+ *   b29_29: f32[T, 256] */
+static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float *b24_24, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, const float *b11_11, const float *b12_12, float *b29_29, int64_t T) {
+    /* MLP stage 1: A = layer_norm(%24) = %25, [%26 linear %27 gelu_tanh]; stage 2: A = %27, [%28 linear %29 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (1024 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const int64_t fu_U1_0 = (256 + 3) / 4;
+    const int64_t fu_S1_0 = 0;
+    const int64_t fu_wt1 = fu_U1_0 * 4;
+    const float *const fu_A = b24_24;
+    int64_t fu_fmax = 0;
+    {
+        for (int fu_t = 0; fu_t < nth; ++fu_t) {
+            int64_t fu_f0, fu_f1;
+            {
+                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                fu_f0 = fu_ua * 4;
+                fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+            }
+            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
     }
-    fr_barrier(nth);
-    { /* %25 layer_norm */
-        int64_t r0, r1;
-        fr_split(T, tid, nth, &r0, &r1);
-        for (int64_t r = r0; r < r1; ++r) {
-            const float *xr = y_24 + r * 256;
-            float *yr = y_25 + r * 256;
-            int64_t j;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (fu_acc0 + xr[fu_j1]);
+    int64_t fu_MB = 1048576 / (fu_fmax > 0 ? fu_fmax : 1);
+    fu_MB = fu_MB > 512 ? 512 : fu_MB;
+    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
+    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
+        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
+        if (fu_mb1 - fu_mb0 <= 4) {
+            {
+                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
+                float *const fu_an = fu_s + 1052672;
+                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                    float *const fu_ar = fu_an + fu_i * 256;
+                    float fu_mu = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 256; fu_q += 2) {
+                            fu_v0 = (fu_v0 + fu_xr[fu_q]);
+                            fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
+                        }
+                        float fu_sum = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_sum += fu_xr[fu_q];
+                        fu_mu = fu_sum / (float)256;
+                        fu_v0 = 0.0f;
+                        fu_v1 = 0.0f;
+                        const float fu_vm = (fu_mu);
+                        for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
+                            const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                    }
+                    for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
+                        fu_ar[fu_q] = (fu_xr[fu_q] - fu_mu) * fu_iv * b7_7[fu_q] + b8_8[fu_q];
+                }
+                { /* group 0: %26 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                    }
+                    float *const fu_hp = fu_s + 0;
+                    const int64_t fu_hld = fu_j1 - fu_j0;
+                    float *const fu_yb0 = fu_s + 1053696;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                        {
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                                for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                    fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 4 <= 256; fu_k += 4) {
+                                const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
+                                const float *const fu_w1 = b9_9 + (fu_k + 1) * 1024 + fu_jc;
+                                const float *const fu_w2 = b9_9 + (fu_k + 2) * 1024 + fu_jc;
+                                const float *const fu_w3 = b9_9 + (fu_k + 3) * 1024 + fu_jc;
+                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                    const float *const fu_xr = fu_an + fu_i * 256;
+                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                    const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                    const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                    const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                    int64_t fu_c = 0;
+                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                        float fu_acc = fu_yr[fu_c];
+                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                        fu_yr[fu_c] = fu_acc;
+                                    }
+                                }
+                            }
+                            for (; fu_k < 256; ++fu_k) {
+                                const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
+                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                    const float *const fu_xr = fu_an + fu_i * 256;
+                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                    int64_t fu_c = 0;
+                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                        float fu_acc = fu_yr[fu_c];
+                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                        fu_yr[fu_c] = fu_acc;
+                                    }
+                                }
+                            }
+                        }
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                                {
+                                    const float fu_e26 = (fu_yb0[fu_i * 64 + fu_j] + b10_10[(fu_jc + fu_j)]);
+                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e27;
+                                }
+                            }
+                    }
+                }
             }
-            float sum = (fu_acc0);
-            float mu = sum / 256.0f;
-            float vmu = (mu), vvar = 0.0f;
-            j = 0;
-            for (; j < 256; ++j) {
-                float vd = (xr[j] - vmu);
-                vvar = (vd * vd + vvar);
+            fr_barrier(nth);
+            {
+                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
+                float *const fu_hg = fu_s + 1048576;
+                for (int fu_t = 0; fu_t < nth; ++fu_t) {
+                    int64_t fu_f0, fu_f1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_f0 = fu_ua * 4;
+                        fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                    }
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 0;
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
+                            fu_hg[fu_i * 1024 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
+                }
+                { /* group 0: %28 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
+                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_yb0 = fu_s + 1053696;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                        {
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                                for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                    fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 4 <= 1024; fu_k += 4) {
+                                const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
+                                const float *const fu_w1 = b11_11 + (fu_k + 1) * 256 + fu_jc;
+                                const float *const fu_w2 = b11_11 + (fu_k + 2) * 256 + fu_jc;
+                                const float *const fu_w3 = b11_11 + (fu_k + 3) * 256 + fu_jc;
+                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                    const float *const fu_xr = fu_hg + fu_i * 1024;
+                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                    const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                    const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                    const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                    int64_t fu_c = 0;
+                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                        float fu_acc = fu_yr[fu_c];
+                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                        fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                        fu_yr[fu_c] = fu_acc;
+                                    }
+                                }
+                            }
+                            for (; fu_k < 1024; ++fu_k) {
+                                const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
+                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                    const float *const fu_xr = fu_hg + fu_i * 1024;
+                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                    int64_t fu_c = 0;
+                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                        float fu_acc = fu_yr[fu_c];
+                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                        fu_yr[fu_c] = fu_acc;
+                                    }
+                                }
+                            }
+                        }
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                                {
+                                    const float fu_e28 = (fu_yb0[fu_i * 64 + fu_j] + b12_12[(fu_jc + fu_j)]);
+                                    const float fu_e29 = (b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e28);
+                                    b29_29[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e29;
+                                }
+                            }
+                    }
+                }
             }
-            float inv = 1.0f / sqrtf((vvar) / 256.0f + 1e-05f);
-            float vinv = (inv);
-            j = 0;
-            for (; j < 256; ++j) {
-                yr[j] = (((xr[j] - vmu) * vinv) * w_7[j] + b_8[j]);
+        } else {
+            float *const fu_st = fu_s + 1478656;
+            float *const fu_pa = fu_s + 1052672;
+            {
+                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
+                int fu_tm = 1;
+                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+                int64_t fu_r0, fu_r1;
+                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+                fu_r0 = fu_rb + fu_r0 * 4;
+                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                    for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                        const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
+                        float fu_mu = 0.0f, fu_iv;
+                        {
+                            float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                            int64_t fu_q = 0;
+                            for (; fu_q + 2 <= 256; fu_q += 2) {
+                                fu_v0 = (fu_v0 + fu_xr[fu_q]);
+                                fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
+                            }
+                            float fu_sum = ((fu_v0 + fu_v1));
+                            for (; fu_q < 256; ++fu_q)
+                                fu_sum += fu_xr[fu_q];
+                            fu_mu = fu_sum / (float)256;
+                            fu_v0 = 0.0f;
+                            fu_v1 = 0.0f;
+                            const float fu_vm = (fu_mu);
+                            for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
+                                const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
+                                fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                                fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                            }
+                            float fu_ss = ((fu_v0 + fu_v1));
+                            for (; fu_q < 256; ++fu_q)
+                                fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
+                            fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                        }
+                        fu_st[2 * fu_i] = fu_mu;
+                        fu_st[2 * fu_i + 1] = fu_iv;
+                    }
+                    { /* group 0: %26 */
+                        int64_t fu_j0, fu_j1;
+                        {
+                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                            fu_j0 = fu_ua * 4;
+                            fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                        }
+                        float *const fu_hp = fu_s + 0;
+                        const int64_t fu_hld = fu_j1 - fu_j0;
+                        float *const fu_pb0 = fu_s + 1085440;
+                        float *const fu_cacc0 = fu_s + 1216512;
+                        float fu_t0[16];
+                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                                const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 256;
+                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                        const float *const fu_src = b9_9 + (fu_pc + fu_p) * 1024 + fu_jc + fu_j;
+                                        float *const fu_dr = fu_d + fu_p * 4;
+                                        if (fu_nn == 4) {
+                                            fu_dr[0] = fu_src[0];
+                                            fu_dr[1] = fu_src[1];
+                                            fu_dr[2] = fu_src[2];
+                                            fu_dr[3] = fu_src[3];
+                                        } else {
+                                            for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                                fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
+                                        }
+                                    }
+                                }
+                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                        float *const fu_d = fu_pa + fu_i * fu_kc;
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                            if (fu_i + fu_q >= fu_mc) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                                continue;
+                                            }
+                                            const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                            const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = (fu_src[fu_p] - fu_mu) * fu_iv * b7_7[fu_pc + fu_p] + b8_8[fu_pc + fu_p];
+                                        }
+                                    }
+                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                            {
+                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                                int64_t fu_p = 0;
+                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[4]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[5]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[6]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[7]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[8]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[9]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[10]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[11]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[12]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[13]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[14]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[15]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                }
+                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                                if (!fu_first) {
+                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                                }
+                                                if (!fu_last) {
+                                                    fu_cp[0] = fu_c0_0;
+                                                    fu_cp[1] = fu_c0_1;
+                                                    fu_cp[2] = fu_c0_2;
+                                                    fu_cp[3] = fu_c0_3;
+                                                    fu_cp[4] = fu_c1_0;
+                                                    fu_cp[5] = fu_c1_1;
+                                                    fu_cp[6] = fu_c1_2;
+                                                    fu_cp[7] = fu_c1_3;
+                                                    fu_cp[8] = fu_c2_0;
+                                                    fu_cp[9] = fu_c2_1;
+                                                    fu_cp[10] = fu_c2_2;
+                                                    fu_cp[11] = fu_c2_3;
+                                                    fu_cp[12] = fu_c3_0;
+                                                    fu_cp[13] = fu_c3_1;
+                                                    fu_cp[14] = fu_c3_2;
+                                                    fu_cp[15] = fu_c3_3;
+                                                } else {
+                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                    if (fu_mr == 4 && fu_nr == 4) {
+                                                        {
+                                                            const float fu_e26 = (fu_c0_0 + b10_10[(fu_col0 + 0)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c0_1 + b10_10[(fu_col0 + 1)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c0_2 + b10_10[(fu_col0 + 2)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c0_3 + b10_10[(fu_col0 + 3)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c1_0 + b10_10[(fu_col0 + 0)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c1_1 + b10_10[(fu_col0 + 1)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c1_2 + b10_10[(fu_col0 + 2)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c1_3 + b10_10[(fu_col0 + 3)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c2_0 + b10_10[(fu_col0 + 0)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c2_1 + b10_10[(fu_col0 + 1)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c2_2 + b10_10[(fu_col0 + 2)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c2_3 + b10_10[(fu_col0 + 3)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c3_0 + b10_10[(fu_col0 + 0)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c3_1 + b10_10[(fu_col0 + 1)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c3_2 + b10_10[(fu_col0 + 2)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
+                                                        }
+                                                        {
+                                                            const float fu_e26 = (fu_c3_3 + b10_10[(fu_col0 + 3)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
+                                                        }
+                                                    } else {
+                                                        fu_t0[0] = fu_c0_0;
+                                                        fu_t0[1] = fu_c0_1;
+                                                        fu_t0[2] = fu_c0_2;
+                                                        fu_t0[3] = fu_c0_3;
+                                                        fu_t0[4] = fu_c1_0;
+                                                        fu_t0[5] = fu_c1_1;
+                                                        fu_t0[6] = fu_c1_2;
+                                                        fu_t0[7] = fu_c1_3;
+                                                        fu_t0[8] = fu_c2_0;
+                                                        fu_t0[9] = fu_c2_1;
+                                                        fu_t0[10] = fu_c2_2;
+                                                        fu_t0[11] = fu_c2_3;
+                                                        fu_t0[12] = fu_c3_0;
+                                                        fu_t0[13] = fu_c3_1;
+                                                        fu_t0[14] = fu_c3_2;
+                                                        fu_t0[15] = fu_c3_3;
+                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                                {
+                                                                    const float fu_e26 = (fu_t0[fu_i * 4 + fu_j] + b10_10[(fu_col0 + fu_j)]);
+                                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e27;
+                                                                }
+                                                            }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            fr_barrier(nth);
+            {
+                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
+                int fu_tm = 1;
+                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+                int64_t fu_r0, fu_r1;
+                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+                fu_r0 = fu_rb + fu_r0 * 4;
+                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                    { /* group 0: %28 */
+                        int64_t fu_j0, fu_j1;
+                        {
+                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
+                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
+                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
+                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
+                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                            fu_j0 = fu_ua * 4;
+                            fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                        }
+                        float *const fu_pb0 = fu_s + 1085440;
+                        float *const fu_cacc0 = fu_s + 1216512;
+                        float fu_t0[16];
+                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 1024; fu_pc += 256) {
+                                const int64_t fu_kc = 1024 - fu_pc < 256 ? 1024 - fu_pc : 256;
+                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 1024;
+                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                        const float *const fu_src = b11_11 + (fu_pc + fu_p) * 256 + fu_jc + fu_j;
+                                        float *const fu_dr = fu_d + fu_p * 4;
+                                        if (fu_nn == 4) {
+                                            fu_dr[0] = fu_src[0];
+                                            fu_dr[1] = fu_src[1];
+                                            fu_dr[2] = fu_src[2];
+                                            fu_dr[3] = fu_src[3];
+                                        } else {
+                                            for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                                fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
+                                        }
+                                    }
+                                }
+                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                        float *const fu_d = fu_pa + fu_i * fu_kc;
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                            if (fu_i + fu_q >= fu_mc) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                                continue;
+                                            }
+                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
+                                                int64_t fu_f0, fu_f1;
+                                                {
+                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                                                    fu_f0 = fu_ua * 4;
+                                                    fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                                                }
+                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
+                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
+                                                if (fu_lo >= fu_hi)
+                                                    continue;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 0 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
+                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
+                                            }
+                                        }
+                                    }
+                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                            {
+                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                                int64_t fu_p = 0;
+                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[4]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[5]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[6]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[7]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[8]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[9]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[10]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[11]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[12]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[13]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[14]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[15]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                }
+                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                                if (!fu_first) {
+                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                                }
+                                                if (!fu_last) {
+                                                    fu_cp[0] = fu_c0_0;
+                                                    fu_cp[1] = fu_c0_1;
+                                                    fu_cp[2] = fu_c0_2;
+                                                    fu_cp[3] = fu_c0_3;
+                                                    fu_cp[4] = fu_c1_0;
+                                                    fu_cp[5] = fu_c1_1;
+                                                    fu_cp[6] = fu_c1_2;
+                                                    fu_cp[7] = fu_c1_3;
+                                                    fu_cp[8] = fu_c2_0;
+                                                    fu_cp[9] = fu_c2_1;
+                                                    fu_cp[10] = fu_c2_2;
+                                                    fu_cp[11] = fu_c2_3;
+                                                    fu_cp[12] = fu_c3_0;
+                                                    fu_cp[13] = fu_c3_1;
+                                                    fu_cp[14] = fu_c3_2;
+                                                    fu_cp[15] = fu_c3_3;
+                                                } else {
+                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                    if (fu_mr == 4 && fu_nr == 4) {
+                                                        {
+                                                            const float fu_e28 = (fu_c0_0 + b12_12[(fu_col0 + 0)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c0_1 + b12_12[(fu_col0 + 1)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c0_2 + b12_12[(fu_col0 + 2)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c0_3 + b12_12[(fu_col0 + 3)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c1_0 + b12_12[(fu_col0 + 0)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c1_1 + b12_12[(fu_col0 + 1)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c1_2 + b12_12[(fu_col0 + 2)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c1_3 + b12_12[(fu_col0 + 3)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c2_0 + b12_12[(fu_col0 + 0)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c2_1 + b12_12[(fu_col0 + 1)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c2_2 + b12_12[(fu_col0 + 2)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c2_3 + b12_12[(fu_col0 + 3)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c3_0 + b12_12[(fu_col0 + 0)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c3_1 + b12_12[(fu_col0 + 1)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c3_2 + b12_12[(fu_col0 + 2)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                        }
+                                                        {
+                                                            const float fu_e28 = (fu_c3_3 + b12_12[(fu_col0 + 3)]);
+                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                        }
+                                                    } else {
+                                                        fu_t0[0] = fu_c0_0;
+                                                        fu_t0[1] = fu_c0_1;
+                                                        fu_t0[2] = fu_c0_2;
+                                                        fu_t0[3] = fu_c0_3;
+                                                        fu_t0[4] = fu_c1_0;
+                                                        fu_t0[5] = fu_c1_1;
+                                                        fu_t0[6] = fu_c1_2;
+                                                        fu_t0[7] = fu_c1_3;
+                                                        fu_t0[8] = fu_c2_0;
+                                                        fu_t0[9] = fu_c2_1;
+                                                        fu_t0[10] = fu_c2_2;
+                                                        fu_t0[11] = fu_c2_3;
+                                                        fu_t0[12] = fu_c3_0;
+                                                        fu_t0[13] = fu_c3_1;
+                                                        fu_t0[14] = fu_c3_2;
+                                                        fu_t0[15] = fu_c3_3;
+                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                                {
+                                                                    const float fu_e28 = (fu_t0[fu_i * 4 + fu_j] + b12_12[(fu_col0 + fu_j)]);
+                                                                    const float fu_e29 = (b24_24[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e28);
+                                                                    b29_29[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e29;
+                                                                }
+                                                            }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
-    }
-}
-
-/* %26 = linear(%25, %9, %10) : f32[T, 1024]
- *   x: f32[T, 256]
- *   w: f32[256, 1024] (mlp.c_fc.weight)
- *   bias: f32[1024] (mlp.c_fc.bias)
- *   y: f32[T, 1024] */
-static void k26_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 1024;
-        for (int64_t o = 0; o < 1024; ++o)
-            yr[o] = bias[o];
-        for (int64_t i = 0; i < 256; ++i) {
-            const float *wr = w + i * 1024;
-            int64_t fu_j0 = 0;
-            for (; fu_j0 < 1024; ++fu_j0) {
-                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
-            }
-        }
-    }
-}
-
-/* %27 = gelu_tanh(%26) : f32[T, 1024]   # h
- *   x: f32[T, 1024]
- *   y: f32[T, 1024] */
-static void k27_gelu_tanh(int tid, int nth, const float *x, float *y, int64_t T) {
-    int64_t i, i_end;
-    fu_part(T * 1024, 16, tid, nth, &i, &i_end);
-    for (; i < i_end; ++i) {
-        y[i] = fu_gelu_tanh_generic(x[i]);
-    }
-}
-
-/* %28 = linear(%27, %11, %12) : f32[T, 256]   # m
- *   x: f32[T, 1024]
- *   w: f32[1024, 256] (mlp.c_proj.weight)
- *   bias: f32[256] (mlp.c_proj.bias)
- *   y: f32[T, 256] */
-static void k28_linear(int tid, int nth, const float *x, const float *w, const float *bias, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 1024;
-        float *yr = y + r * 256;
-        for (int64_t o = 0; o < 256; ++o)
-            yr[o] = bias[o];
-        for (int64_t i = 0; i < 1024; ++i) {
-            const float *wr = w + i * 256;
-            int64_t fu_j0 = 0;
-            for (; fu_j0 < 256; ++fu_j0) {
-                yr[fu_j0] = ((xr[i]) * wr[fu_j0] + yr[fu_j0]);
-            }
-        }
-    }
-}
-
-/* %29 = add(%24, %28) : f32[T, 256]
- *   a: f32[T, 256]
- *   b: f32[T, 256]
- *   y: f32[T, 256] */
-static void k29_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
-    int64_t i, i_end;
-    fu_part(T * 256, 16, tid, nth, &i, &i_end);
-    for (; i < i_end; ++i) {
-        y[i] = (a[i] + b[i]);
+        fr_barrier(nth);
     }
 }
 
@@ -458,36 +2142,20 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t T = fa->T;
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
-    float *fu_t15 = (float *)(fa->ws + fa->off[0]);
     float *fu_t16 = (float *)(fa->ws + fa->off[1]);
     float *fu_t17 = (float *)(fa->ws + fa->off[2]);
     float *fu_t18 = (float *)(fa->ws + fa->off[3]);
     float *fu_t19 = (float *)(fa->ws + fa->off[4]);
     float *fu_t22 = (float *)(fa->ws + fa->off[5]);
-    float *fu_t23 = (float *)(fa->ws + fa->off[6]);
     float *fu_t24 = (float *)(fa->ws + fa->off[7]);
-    float *fu_t25 = (float *)(fa->ws + fa->off[8]);
-    float *fu_t26 = (float *)(fa->ws + fa->off[9]);
-    float *fu_t27 = (float *)(fa->ws + fa->off[10]);
-    float *fu_t28 = (float *)(fa->ws + fa->off[11]);
     float *out_hidden_states = fa->out_hidden_states;
-    k15_layer_norm(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, fu_t15, T);
-    fr_barrier(nth);
-    k16_linear(tid, nth, fu_t15, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
+    k15_layer_norm_linear(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
     fr_barrier(nth);
     k17_slice_slice_slice_append(tid, nth, fu_t16, fu_t17, fu_t18, fu_t19, cache->k_cache, cache->v_cache, cache->k_cache, cache->v_cache, fu_t22, T, P);
     fr_barrier(nth);
-    k23_linear(tid, nth, fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, fu_t23, T);
+    k23_linear_add(tid, nth, fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, hidden_states, fu_t24, T);
     fr_barrier(nth);
-    k24_add_layer_norm(tid, nth, hidden_states, fu_t23, fu_t24, w->ln_2_weight, w->ln_2_bias, fu_t25, T);
-    fr_barrier(nth);
-    k26_linear(tid, nth, fu_t25, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t26, T);
-    fr_barrier(nth);
-    k27_gelu_tanh(tid, nth, fu_t26, fu_t27, T);
-    fr_barrier(nth);
-    k28_linear(tid, nth, fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t28, T);
-    fr_barrier(nth);
-    k29_add(tid, nth, fu_t24, fu_t28, out_hidden_states, T);
+    k25_layer_norm_linear_gelu_tanh_linear(tid, nth, fu_t24, w->ln_2_weight, w->ln_2_bias, w->mlp_c_fc_weight, w->mlp_c_fc_bias, w->mlp_c_proj_weight, w->mlp_c_proj_bias, out_hidden_states, T);
 }
 
 size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
@@ -526,6 +2194,12 @@ int gpt2_block_forward(const gpt2_block_weights *w,
         return FR_EINVAL;
     if ((T + P) > cache->capacity)
         return FR_EINVAL;
+    size_t fu_scratch = 0;
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164864 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163840 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)1479680 * sizeof(float)));
+    if (fr_scratch_reserve(fu_scratch, NULL) != 0)
+        return FR_ENOMEM;
     fu_args fa;
     memset(&fa, 0, sizeof fa);
     fa.w = w;

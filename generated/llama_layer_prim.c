@@ -154,93 +154,1921 @@ static inline float fu_gelu_generic(float x) {
 }
 
 /* %13 = rms_norm(%0, %2) : f32[T, 256]   # h
- *   x: f32[T, 256] (hidden_states)
- *   w: f32[256] (input_layernorm.weight)
- *   y: f32[T, 256] */
-static void k13_rms_norm(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 256;
-        float *yr = y + r * 256;
-        int64_t j;
-        float vss = 0.0f;
-        j = 0;
-        for (; j < 256; ++j) {
-            float vx = xr[j];
-            vss = (vx * vx + vss);
-        }
-        float inv = 1.0f / sqrtf((vss) / 256.0f + 1e-05f);
-        float vinv = (inv);
-        j = 0;
-        for (; j < 256; ++j) {
-            yr[j] = ((xr[j] * vinv) * w[j]);
-        }
-    }
-}
-
-/* %14 = linear(%13, %3) : f32[T, 256]
- *   x: f32[T, 256]
- *   w: f32[256, 256] (self_attn.q_proj.weight)
- *   y: f32[T, 256] */
-static void k14_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(256, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+ * %14 = linear(%13, %3) : f32[T, 256]
+ * %16 = linear(%13, %4) : f32[T, 64]
+ * %18 = linear(%13, %5) : f32[T, 64]   # v
+ *   b0_0: f32[T, 256] (hidden_states)
+ *   b2_2: f32[256] (input_layernorm.weight)
+ *   b3_3: f32[256, 256] (self_attn.q_proj.weight)
+ *   b14_14: f32[T, 256]
+ *   b4_4: f32[64, 256] (self_attn.k_proj.weight)
+ *   b16_16: f32[T, 64]
+ *   b5_5: f32[64, 256] (self_attn.v_proj.weight)
+ *   b18_18: f32[T, 64] */
+static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_0, const float *b2_2, const float *b3_3, float *b14_14, const float *b4_4, float *b16_16, const float *b5_5, float *b18_18, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%0) = %13, [%14 linear], [%16 linear], [%18 linear]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (256 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_U0_1 = (64 + 3) / 4;
+    const int64_t fu_S0_1 = fu_S0_0 + fu_U0_0 * 4;
+    const int64_t fu_U0_2 = (64 + 3) / 4;
+    const int64_t fu_S0_2 = fu_S0_1 + fu_U0_1 * 4;
+    const int64_t fu_wt0 = fu_U0_0 * 4 + fu_U0_1 * 4 + fu_U0_2 * 4;
+    const float *const fu_A = b0_0;
+    if (fu_M <= 4) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                float *const fu_ar = fu_an + fu_i * 256;
+                float fu_mu = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 256; fu_q += 2) {
+                        const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 256; ++fu_q)
+                        fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                }
+                (void)fu_mu;
+                for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
+                    fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b2_2[fu_q];
             }
-            float acc = (fu_acc0);
-            y[r * 256 + o] = acc;
-        }
-    }
-}
-
-/* %16 = linear(%13, %4) : f32[T, 64]
- *   x: f32[T, 256]
- *   w: f32[64, 256] (self_attn.k_proj.weight)
- *   y: f32[T, 64] */
-static void k16_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(64, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            { /* group 0: %14 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                }
+                float *const fu_yb0 = fu_s + 1024;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b3_3 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b3_3 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b3_3 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b3_3 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s0_2_0 = 0.0f;
+                            float fu_s0_3_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s1_2_0 = 0.0f;
+                            float fu_s1_3_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z0_2 = (fu_s0_2_0);
+                            float fu_z0_3 = (fu_s0_3_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z1_2 = (fu_s1_2_0);
+                            float fu_z1_3 = (fu_s1_3_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            float fu_s3_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            float fu_z3_1 = (fu_s3_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                        }
+                        break;
+                    }
+                    default:
+                        break;
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e14 = fu_yb0[fu_i * 64 + fu_j];
+                                b14_14[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e14;
+                            }
+                        }
+                }
             }
-            float acc = (fu_acc0);
-            y[r * 64 + o] = acc;
-        }
-    }
-}
-
-/* %18 = linear(%13, %5) : f32[T, 64]   # v
- *   x: f32[T, 256]
- *   w: f32[64, 256] (self_attn.v_proj.weight)
- *   y: f32[T, 64] */
-static void k18_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(64, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+            { /* group 1: %16 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_1 ? fu_ua : fu_U0_1;
+                    fu_uz = fu_uz < fu_U0_1 ? fu_uz : fu_U0_1;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
+                }
+                float *const fu_yb0 = fu_s + 1024;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b4_4 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b4_4 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b4_4 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b4_4 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s0_2_0 = 0.0f;
+                            float fu_s0_3_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s1_2_0 = 0.0f;
+                            float fu_s1_3_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z0_2 = (fu_s0_2_0);
+                            float fu_z0_3 = (fu_s0_3_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z1_2 = (fu_s1_2_0);
+                            float fu_z1_3 = (fu_s1_3_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            float fu_s3_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            float fu_z3_1 = (fu_s3_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                        }
+                        break;
+                    }
+                    default:
+                        break;
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e16 = fu_yb0[fu_i * 64 + fu_j];
+                                b16_16[(fu_rb + fu_i) * 64 + (fu_jc + fu_j)] = fu_e16;
+                            }
+                        }
+                }
             }
-            float acc = (fu_acc0);
-            y[r * 64 + o] = acc;
+            { /* group 2: %18 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_2 ? 0 : (fu_lw - fu_S0_2 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_2 ? 0 : (fu_hw - fu_S0_2 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_2 ? fu_ua : fu_U0_2;
+                    fu_uz = fu_uz < fu_U0_2 ? fu_uz : fu_U0_2;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
+                }
+                float *const fu_yb0 = fu_s + 1024;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b5_5 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b5_5 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b5_5 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b5_5 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s0_2_0 = 0.0f;
+                            float fu_s0_3_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s1_2_0 = 0.0f;
+                            float fu_s1_3_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z0_2 = (fu_s0_2_0);
+                            float fu_z0_3 = (fu_s0_3_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z1_2 = (fu_s1_2_0);
+                            float fu_z1_3 = (fu_s1_3_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            float fu_s3_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            float fu_z3_1 = (fu_s3_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_an + 0 * 256);
+                            const float *const fu_x1 = (fu_an + 1 * 256);
+                            const float *const fu_x2 = (fu_an + 2 * 256);
+                            const float *const fu_x3 = (fu_an + 3 * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                        }
+                        break;
+                    }
+                    default:
+                        break;
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e18 = fu_yb0[fu_i * 64 + fu_j];
+                                b18_18[(fu_rb + fu_i) * 64 + (fu_jc + fu_j)] = fu_e18;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_st = fu_s + 163840;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1 + fu_U0_1 * 1 + fu_U0_2 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
+                    float fu_mu = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 256; fu_q += 2) {
+                            const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                    }
+                    fu_st[2 * fu_i] = fu_mu;
+                    fu_st[2 * fu_i + 1] = fu_iv;
+                }
+                { /* group 0: %14 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b3_3 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                        (void)fu_mu;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e14 = fu_c0_0;
+                                                    b14_14[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c0_1;
+                                                    b14_14[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c0_2;
+                                                    b14_14[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c0_3;
+                                                    b14_14[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c1_0;
+                                                    b14_14[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c1_1;
+                                                    b14_14[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c1_2;
+                                                    b14_14[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c1_3;
+                                                    b14_14[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c2_0;
+                                                    b14_14[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c2_1;
+                                                    b14_14[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c2_2;
+                                                    b14_14[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c2_3;
+                                                    b14_14[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c3_0;
+                                                    b14_14[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c3_1;
+                                                    b14_14[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c3_2;
+                                                    b14_14[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e14;
+                                                }
+                                                {
+                                                    const float fu_e14 = fu_c3_3;
+                                                    b14_14[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e14;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e14 = fu_t0[fu_i * 4 + fu_j];
+                                                            b14_14[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e14;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+                { /* group 1: %16 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_1 ? fu_ua : fu_U0_1;
+                        fu_uz = fu_uz < fu_U0_1 ? fu_uz : fu_U0_1;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b4_4 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                        (void)fu_mu;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e16 = fu_c0_0;
+                                                    b16_16[(fu_row0 + 0) * 64 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c0_1;
+                                                    b16_16[(fu_row0 + 0) * 64 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c0_2;
+                                                    b16_16[(fu_row0 + 0) * 64 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c0_3;
+                                                    b16_16[(fu_row0 + 0) * 64 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c1_0;
+                                                    b16_16[(fu_row0 + 1) * 64 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c1_1;
+                                                    b16_16[(fu_row0 + 1) * 64 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c1_2;
+                                                    b16_16[(fu_row0 + 1) * 64 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c1_3;
+                                                    b16_16[(fu_row0 + 1) * 64 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c2_0;
+                                                    b16_16[(fu_row0 + 2) * 64 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c2_1;
+                                                    b16_16[(fu_row0 + 2) * 64 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c2_2;
+                                                    b16_16[(fu_row0 + 2) * 64 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c2_3;
+                                                    b16_16[(fu_row0 + 2) * 64 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c3_0;
+                                                    b16_16[(fu_row0 + 3) * 64 + (fu_col0 + 0)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c3_1;
+                                                    b16_16[(fu_row0 + 3) * 64 + (fu_col0 + 1)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c3_2;
+                                                    b16_16[(fu_row0 + 3) * 64 + (fu_col0 + 2)] = fu_e16;
+                                                }
+                                                {
+                                                    const float fu_e16 = fu_c3_3;
+                                                    b16_16[(fu_row0 + 3) * 64 + (fu_col0 + 3)] = fu_e16;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e16 = fu_t0[fu_i * 4 + fu_j];
+                                                            b16_16[(fu_row0 + fu_i) * 64 + (fu_col0 + fu_j)] = fu_e16;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+                { /* group 2: %18 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_2 ? 0 : (fu_lw - fu_S0_2 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_2 ? 0 : (fu_hw - fu_S0_2 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_2 ? fu_ua : fu_U0_2;
+                        fu_uz = fu_uz < fu_U0_2 ? fu_uz : fu_U0_2;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b5_5 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                        (void)fu_mu;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e18 = fu_c0_0;
+                                                    b18_18[(fu_row0 + 0) * 64 + (fu_col0 + 0)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c0_1;
+                                                    b18_18[(fu_row0 + 0) * 64 + (fu_col0 + 1)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c0_2;
+                                                    b18_18[(fu_row0 + 0) * 64 + (fu_col0 + 2)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c0_3;
+                                                    b18_18[(fu_row0 + 0) * 64 + (fu_col0 + 3)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c1_0;
+                                                    b18_18[(fu_row0 + 1) * 64 + (fu_col0 + 0)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c1_1;
+                                                    b18_18[(fu_row0 + 1) * 64 + (fu_col0 + 1)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c1_2;
+                                                    b18_18[(fu_row0 + 1) * 64 + (fu_col0 + 2)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c1_3;
+                                                    b18_18[(fu_row0 + 1) * 64 + (fu_col0 + 3)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c2_0;
+                                                    b18_18[(fu_row0 + 2) * 64 + (fu_col0 + 0)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c2_1;
+                                                    b18_18[(fu_row0 + 2) * 64 + (fu_col0 + 1)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c2_2;
+                                                    b18_18[(fu_row0 + 2) * 64 + (fu_col0 + 2)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c2_3;
+                                                    b18_18[(fu_row0 + 2) * 64 + (fu_col0 + 3)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c3_0;
+                                                    b18_18[(fu_row0 + 3) * 64 + (fu_col0 + 0)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c3_1;
+                                                    b18_18[(fu_row0 + 3) * 64 + (fu_col0 + 1)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c3_2;
+                                                    b18_18[(fu_row0 + 3) * 64 + (fu_col0 + 2)] = fu_e18;
+                                                }
+                                                {
+                                                    const float fu_e18 = fu_c3_3;
+                                                    b18_18[(fu_row0 + 3) * 64 + (fu_col0 + 3)] = fu_e18;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e18 = fu_t0[fu_i * 4 + fu_j];
+                                                            b18_18[(fu_row0 + fu_i) * 64 + (fu_col0 + fu_j)] = fu_e18;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -365,165 +2193,2707 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *x_14, con
 }
 
 /* %22 = linear(%21, %6) : f32[T, 256]   # attn_out
- *   x: f32[T, 256]
- *   w: f32[256, 256] (self_attn.o_proj.weight)
- *   y: f32[T, 256] */
-static void k22_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(256, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+ * %23 = add(%0, %22) : f32[T, 256]   # r
+ *   b21_21: f32[T, 256]
+ *   b6_6: f32[256, 256] (self_attn.o_proj.weight)
+ *   b0_0: f32[T, 256] (hidden_states)
+ *   b23_23: f32[T, 256] */
+static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b6_6, const float *b0_0, float *b23_23, int64_t T) {
+    /* GEMM stage 1: A = %21, [%22 linear %23 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (256 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b21_21;
+    if (fu_M <= 4) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %22 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b6_6 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b6_6 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 2 <= 256; fu_k += 2) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            }
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                            }
+                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_w2 = b6_6 + (fu_jc + fu_n + 2) * 256;
+                            const float *const fu_w3 = b6_6 + (fu_jc + fu_n + 3) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s0_2_0 = 0.0f;
+                            float fu_s0_3_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s1_2_0 = 0.0f;
+                            float fu_s1_3_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z0_2 = (fu_s0_2_0);
+                            float fu_z0_3 = (fu_s0_3_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z1_2 = (fu_s1_2_0);
+                            float fu_z1_3 = (fu_s1_3_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
+                            const float *const fu_x3 = (fu_A + (fu_rb + 3) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s0_1_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s1_1_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s2_1_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            float fu_s3_1_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z0_1 = (fu_s0_1_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z1_1 = (fu_s1_1_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z2_1 = (fu_s2_1_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            float fu_z3_1 = (fu_s3_1_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
+                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
+                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
+                            const float *const fu_x3 = (fu_A + (fu_rb + 3) * 256);
+                            float fu_s0_0_0 = 0.0f;
+                            float fu_s1_0_0 = 0.0f;
+                            float fu_s2_0_0 = 0.0f;
+                            float fu_s3_0_0 = 0.0f;
+                            int64_t fu_k = 0;
+                            for (; fu_k + 1 <= 256; fu_k += 1) {
+                                const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            }
+                            float fu_z0_0 = (fu_s0_0_0);
+                            float fu_z1_0 = (fu_s1_0_0);
+                            float fu_z2_0 = (fu_s2_0_0);
+                            float fu_z3_0 = (fu_s3_0_0);
+                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                        }
+                        break;
+                    }
+                    default:
+                        break;
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e22 = fu_yb0[fu_i * 64 + fu_j];
+                                const float fu_e23 = (b0_0[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e22);
+                                b23_23[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e23;
+                            }
+                        }
+                }
             }
-            float acc = (fu_acc0);
-            y[r * 256 + o] = acc;
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                { /* group 0: %22 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_pb0 = fu_s + 32768;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b6_6 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            int64_t fu_p = 0;
+                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[4]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[5]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[6]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[7]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[8]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[9]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[10]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[11]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                                {
+                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[12]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[13]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[14]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[15]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e22 = fu_c0_0;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e22);
+                                                    b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c0_1;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e22);
+                                                    b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c0_2;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e22);
+                                                    b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c0_3;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e22);
+                                                    b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c1_0;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e22);
+                                                    b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c1_1;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e22);
+                                                    b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c1_2;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e22);
+                                                    b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c1_3;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e22);
+                                                    b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c2_0;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e22);
+                                                    b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c2_1;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e22);
+                                                    b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c2_2;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e22);
+                                                    b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c2_3;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e22);
+                                                    b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c3_0;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e22);
+                                                    b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c3_1;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e22);
+                                                    b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c3_2;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e22);
+                                                    b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e23;
+                                                }
+                                                {
+                                                    const float fu_e22 = fu_c3_3;
+                                                    const float fu_e23 = (b0_0[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e22);
+                                                    b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e23;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e22 = fu_t0[fu_i * 4 + fu_j];
+                                                            const float fu_e23 = (b0_0[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e22);
+                                                            b23_23[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e23;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-/* %23 = add(%0, %22) : f32[T, 256]   # r
- * %24 = rms_norm(%23, %7) : f32[T, 256]
- *   a_0: f32[T, 256] (hidden_states)
- *   b_22: f32[T, 256]
- *   y_23: f32[T, 256]
- *   w_7: f32[256] (post_attention_layernorm.weight)
- *   y_24: f32[T, 256] */
-static void k23_add_rms_norm(int tid, int nth, const float *a_0, const float *b_22, float *y_23, const float *w_7, float *y_24, int64_t T) {
-    { /* %23 add */
-        int64_t i, i_end;
-        fu_part(T * 256, 16, tid, nth, &i, &i_end);
-        for (; i < i_end; ++i) {
-            y_23[i] = (a_0[i] + b_22[i]);
-        }
-    }
-    fr_barrier(nth);
-    { /* %24 rms_norm */
-        int64_t r0, r1;
-        fr_split(T, tid, nth, &r0, &r1);
-        for (int64_t r = r0; r < r1; ++r) {
-            const float *xr = y_23 + r * 256;
-            float *yr = y_24 + r * 256;
-            int64_t j;
-            float vss = 0.0f;
-            j = 0;
-            for (; j < 256; ++j) {
-                float vx = xr[j];
-                vss = (vx * vx + vss);
-            }
-            float inv = 1.0f / sqrtf((vss) / 256.0f + 1e-05f);
-            float vinv = (inv);
-            j = 0;
-            for (; j < 256; ++j) {
-                yr[j] = ((xr[j] * vinv) * w_7[j]);
-            }
-        }
-    }
-}
-
-/* %25 = linear(%24, %8) : f32[T, 704]
- *   x: f32[T, 256]
- *   w: f32[704, 256] (mlp.gate_proj.weight)
- *   y: f32[T, 704] */
-static void k25_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(704, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
-            }
-            float acc = (fu_acc0);
-            y[r * 704 + o] = acc;
-        }
-    }
-}
-
-/* %27 = linear(%24, %9) : f32[T, 704]
- *   x: f32[T, 256]
- *   w: f32[704, 256] (mlp.up_proj.weight)
- *   y: f32[T, 704] */
-static void k27_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(704, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 256;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 256;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 256; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
-            }
-            float acc = (fu_acc0);
-            y[r * 704 + o] = acc;
-        }
-    }
-}
-
-/* %26 = silu(%25) : f32[T, 704]
+/* %24 = rms_norm(%23, %7) : f32[T, 256]
+ * %25 = linear(%24, %8) : f32[T, 704]
+ * %26 = silu(%25) : f32[T, 704]
+ * %27 = linear(%24, %9) : f32[T, 704]
  * %28 = mul(%26, %27) : f32[T, 704]
- *   x_25: f32[T, 704]
- *   y_26: f32[T, 704]
- *   b_27: f32[T, 704]
- *   y_28: f32[T, 704] */
-static void k26_silu_mul(int tid, int nth, const float *x_25, float *y_26, const float *b_27, float *y_28, int64_t T) {
-    { /* %26 silu */
-        int64_t i, i_end;
-        fu_part(T * 704, 16, tid, nth, &i, &i_end);
-        for (; i < i_end; ++i) {
-            y_26[i] = fu_silu_generic(x_25[i]);
-        }
-    }
-    fr_barrier(nth);
-    { /* %28 mul */
-        int64_t i, i_end;
-        fu_part(T * 704, 16, tid, nth, &i, &i_end);
-        for (; i < i_end; ++i) {
-            y_28[i] = (y_26[i] * b_27[i]);
-        }
-    }
-}
-
-/* %29 = linear(%28, %10) : f32[T, 256]   # m
- *   x: f32[T, 704]
- *   w: f32[256, 704] (mlp.down_proj.weight)
- *   y: f32[T, 256] */
-static void k29_linear(int tid, int nth, const float *x, const float *w, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(256, tid, nth, &o0, &o1);
-    for (int64_t r = 0; r < T; ++r) {
-        const float *xr = x + r * 704;
-        for (int64_t o = o0; o < o1; ++o) {
-            const float *wr = w + o * 704;
-            float fu_acc0 = 0.0f;
-            int64_t fu_j1 = 0;
-            for (; fu_j1 < 704; ++fu_j1) {
-                fu_acc0 = (xr[fu_j1] * wr[fu_j1] + fu_acc0);
+ * %29 = linear(%28, %10) : f32[T, 256]   # m
+ * %30 = add(%23, %29) : f32[T, 256]
+ *   b23_23: f32[T, 256]
+ *   b7_7: f32[256] (post_attention_layernorm.weight)
+ *   b8_8: f32[704, 256] (mlp.gate_proj.weight)
+ *   b9_9: f32[704, 256] (mlp.up_proj.weight)
+ *   b10_10: f32[256, 704] (mlp.down_proj.weight)
+ *   b30_30: f32[T, 256] */
+static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_23, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, float *b30_30, int64_t T) {
+    /* MLP stage 1: A = rms_norm(%23) = %24, [%25 linear %26 silu %27 linear %28 mul]; stage 2: A = %28, [%29 linear %30 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (704 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 8;
+    const int64_t fu_U1_0 = (256 + 3) / 4;
+    const int64_t fu_S1_0 = 0;
+    const int64_t fu_wt1 = fu_U1_0 * 4;
+    const float *const fu_A = b23_23;
+    int64_t fu_fmax = 0;
+    {
+        for (int fu_t = 0; fu_t < nth; ++fu_t) {
+            int64_t fu_f0, fu_f1;
+            {
+                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                fu_f0 = fu_ua * 4;
+                fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
             }
-            float acc = (fu_acc0);
-            y[r * 256 + o] = acc;
+            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
     }
-}
-
-/* %30 = add(%23, %29) : f32[T, 256]
- *   a: f32[T, 256]
- *   b: f32[T, 256]
- *   y: f32[T, 256] */
-static void k30_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
-    int64_t i, i_end;
-    fu_part(T * 256, 16, tid, nth, &i, &i_end);
-    for (; i < i_end; ++i) {
-        y[i] = (a[i] + b[i]);
+    int64_t fu_MB = 1048576 / (fu_fmax > 0 ? fu_fmax : 1);
+    fu_MB = fu_MB > 512 ? 512 : fu_MB;
+    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
+    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
+        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
+        if (fu_mb1 - fu_mb0 <= 4) {
+            {
+                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
+                float *const fu_an = fu_s + 1051392;
+                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                    float *const fu_ar = fu_an + fu_i * 256;
+                    float fu_mu = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 256; fu_q += 2) {
+                            const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 256; ++fu_q)
+                            fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                    }
+                    (void)fu_mu;
+                    for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
+                        fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b7_7[fu_q];
+                }
+                { /* group 0: %25 and %27 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
+                    }
+                    float *const fu_hp = fu_s + 0;
+                    const int64_t fu_hld = fu_j1 - fu_j0;
+                    float *const fu_yb0 = fu_s + 1052416;
+                    float *const fu_yb1 = fu_s + 1052672;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                        switch (fu_mv) {
+                        case 1: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 256;
+                                const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            }
+                            break;
+                        }
+                        case 2: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 256;
+                                const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            }
+                            break;
+                        }
+                        case 3: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            }
+                            break;
+                        }
+                        case 4: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                const float *const fu_x3 = (fu_an + 3 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                const float *const fu_x3 = (fu_an + 3 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            }
+                            break;
+                        }
+                        default:
+                            break;
+                        }
+                        switch (fu_mv) {
+                        case 1: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 256;
+                                const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[0 * 64 + fu_n + 3] = fu_z0_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                            }
+                            break;
+                        }
+                        case 2: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 256;
+                                const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[1 * 64 + fu_n + 2] = fu_z1_2;
+                                fu_yb1[1 * 64 + fu_n + 3] = fu_z1_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                            }
+                            break;
+                        }
+                        case 3: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[2 * 64 + fu_n + 1] = fu_z2_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
+                            }
+                            break;
+                        }
+                        case 4: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                const float *const fu_x3 = (fu_an + 3 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[3 * 64 + fu_n + 1] = fu_z3_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_x0 = (fu_an + 0 * 256);
+                                const float *const fu_x1 = (fu_an + 1 * 256);
+                                const float *const fu_x2 = (fu_an + 2 * 256);
+                                const float *const fu_x3 = (fu_an + 3 * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[3 * 64 + fu_n + 0] = fu_z3_0;
+                            }
+                            break;
+                        }
+                        default:
+                            break;
+                        }
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                                {
+                                    const float fu_e25 = fu_yb0[fu_i * 64 + fu_j];
+                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                    const float fu_e27 = fu_yb1[fu_i * 64 + fu_j];
+                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e28;
+                                }
+                            }
+                    }
+                }
+            }
+            fr_barrier(nth);
+            {
+                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
+                float *const fu_hg = fu_s + 1048576;
+                for (int fu_t = 0; fu_t < nth; ++fu_t) {
+                    int64_t fu_f0, fu_f1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_f0 = fu_ua * 4;
+                        fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
+                    }
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 0;
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
+                            fu_hg[fu_i * 704 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
+                }
+                { /* group 0: %29 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
+                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
+                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_yb0 = fu_s + 1052416;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                        switch (fu_mv) {
+                        case 1: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
+                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 704;
+                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 704; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 704; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                }
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            }
+                            break;
+                        }
+                        case 2: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
+                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 704;
+                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            }
+                            break;
+                        }
+                        case 3: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                const float *const fu_x2 = (fu_hg + 2 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                const float *const fu_x2 = (fu_hg + 2 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            }
+                            break;
+                        }
+                        case 4: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                const float *const fu_x2 = (fu_hg + 2 * 704);
+                                const float *const fu_x3 = (fu_hg + 3 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_x0 = (fu_hg + 0 * 704);
+                                const float *const fu_x1 = (fu_hg + 1 * 704);
+                                const float *const fu_x2 = (fu_hg + 2 * 704);
+                                const float *const fu_x3 = (fu_hg + 3 * 704);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 704; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            }
+                            break;
+                        }
+                        default:
+                            break;
+                        }
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                                {
+                                    const float fu_e29 = fu_yb0[fu_i * 64 + fu_j];
+                                    const float fu_e30 = (b23_23[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e29);
+                                    b30_30[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e30;
+                                }
+                            }
+                    }
+                }
+            }
+        } else {
+            float *const fu_st = fu_s + 1870592;
+            float *const fu_pa = fu_s + 1051392;
+            {
+                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
+                int fu_tm = 1;
+                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+                int64_t fu_r0, fu_r1;
+                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+                fu_r0 = fu_rb + fu_r0 * 4;
+                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                    for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                        const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
+                        float fu_mu = 0.0f, fu_iv;
+                        {
+                            float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                            int64_t fu_q = 0;
+                            for (; fu_q + 2 <= 256; fu_q += 2) {
+                                const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                                fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                                fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                            }
+                            float fu_ss = ((fu_v0 + fu_v1));
+                            for (; fu_q < 256; ++fu_q)
+                                fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                            fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                        }
+                        fu_st[2 * fu_i] = fu_mu;
+                        fu_st[2 * fu_i + 1] = fu_iv;
+                    }
+                    { /* group 0: %25 and %27 */
+                        int64_t fu_j0, fu_j1;
+                        {
+                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                            fu_j0 = fu_ua * 4;
+                            fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
+                        }
+                        float *const fu_hp = fu_s + 0;
+                        const int64_t fu_hld = fu_j1 - fu_j0;
+                        float *const fu_pb0 = fu_s + 1084160;
+                        float *const fu_pb1 = fu_s + 1215232;
+                        float *const fu_cacc0 = fu_s + 1346304;
+                        float *const fu_cacc1 = fu_s + 1608448;
+                        float fu_t0[16];
+                        float fu_t1[16];
+                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                                const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 256;
+                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                        const float *const fu_src = b8_8 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                }
+                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                    float *const fu_d = fu_pb1 + fu_j * fu_kc;
+                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                        const float *const fu_src = b9_9 + (fu_jc + fu_j + fu_q) * 256 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                }
+                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                        float *const fu_d = fu_pa + fu_i * fu_kc;
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                            if (fu_i + fu_q >= fu_mc) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                                continue;
+                                            }
+                                            const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                            const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                            (void)fu_mu;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b7_7[fu_pc + fu_p];
+                                        }
+                                    }
+                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                            {
+                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                                int64_t fu_p = 0;
+                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[4]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[5]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[6]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[7]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[8]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[9]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[10]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[11]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[12]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[13]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[14]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[15]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                }
+                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                                if (!fu_first) {
+                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                                }
+                                                if (!fu_last) {
+                                                    fu_cp[0] = fu_c0_0;
+                                                    fu_cp[1] = fu_c0_1;
+                                                    fu_cp[2] = fu_c0_2;
+                                                    fu_cp[3] = fu_c0_3;
+                                                    fu_cp[4] = fu_c1_0;
+                                                    fu_cp[5] = fu_c1_1;
+                                                    fu_cp[6] = fu_c1_2;
+                                                    fu_cp[7] = fu_c1_3;
+                                                    fu_cp[8] = fu_c2_0;
+                                                    fu_cp[9] = fu_c2_1;
+                                                    fu_cp[10] = fu_c2_2;
+                                                    fu_cp[11] = fu_c2_3;
+                                                    fu_cp[12] = fu_c3_0;
+                                                    fu_cp[13] = fu_c3_1;
+                                                    fu_cp[14] = fu_c3_2;
+                                                    fu_cp[15] = fu_c3_3;
+                                                } else {
+                                                    fu_t0[0] = fu_c0_0;
+                                                    fu_t0[1] = fu_c0_1;
+                                                    fu_t0[2] = fu_c0_2;
+                                                    fu_t0[3] = fu_c0_3;
+                                                    fu_t0[4] = fu_c1_0;
+                                                    fu_t0[5] = fu_c1_1;
+                                                    fu_t0[6] = fu_c1_2;
+                                                    fu_t0[7] = fu_c1_3;
+                                                    fu_t0[8] = fu_c2_0;
+                                                    fu_t0[9] = fu_c2_1;
+                                                    fu_t0[10] = fu_c2_2;
+                                                    fu_t0[11] = fu_c2_3;
+                                                    fu_t0[12] = fu_c3_0;
+                                                    fu_t0[13] = fu_c3_1;
+                                                    fu_t0[14] = fu_c3_2;
+                                                    fu_t0[15] = fu_c3_3;
+                                                }
+                                            }
+                                            {
+                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                                const float *fu_bp = fu_pb1 + fu_jr * fu_kc;
+                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                                int64_t fu_p = 0;
+                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[4]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[5]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[6]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[7]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[8]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[9]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[10]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[11]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[12]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[13]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[14]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[15]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                }
+                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                float *const fu_cp = fu_cacc1 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                                if (!fu_first) {
+                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                                }
+                                                if (!fu_last) {
+                                                    fu_cp[0] = fu_c0_0;
+                                                    fu_cp[1] = fu_c0_1;
+                                                    fu_cp[2] = fu_c0_2;
+                                                    fu_cp[3] = fu_c0_3;
+                                                    fu_cp[4] = fu_c1_0;
+                                                    fu_cp[5] = fu_c1_1;
+                                                    fu_cp[6] = fu_c1_2;
+                                                    fu_cp[7] = fu_c1_3;
+                                                    fu_cp[8] = fu_c2_0;
+                                                    fu_cp[9] = fu_c2_1;
+                                                    fu_cp[10] = fu_c2_2;
+                                                    fu_cp[11] = fu_c2_3;
+                                                    fu_cp[12] = fu_c3_0;
+                                                    fu_cp[13] = fu_c3_1;
+                                                    fu_cp[14] = fu_c3_2;
+                                                    fu_cp[15] = fu_c3_3;
+                                                } else {
+                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                    if (fu_mr == 4 && fu_nr == 4) {
+                                                        {
+                                                            const float fu_e25 = fu_t0[0];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c0_0;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[1];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c0_1;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[2];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c0_2;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[3];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c0_3;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[4];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c1_0;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[5];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c1_1;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[6];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c1_2;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[7];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c1_3;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[8];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c2_0;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[9];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c2_1;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[10];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c2_2;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[11];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c2_3;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[12];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c3_0;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[13];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c3_1;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[14];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c3_2;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
+                                                        }
+                                                        {
+                                                            const float fu_e25 = fu_t0[15];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_c3_3;
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
+                                                        }
+                                                    } else {
+                                                        fu_t1[0] = fu_c0_0;
+                                                        fu_t1[1] = fu_c0_1;
+                                                        fu_t1[2] = fu_c0_2;
+                                                        fu_t1[3] = fu_c0_3;
+                                                        fu_t1[4] = fu_c1_0;
+                                                        fu_t1[5] = fu_c1_1;
+                                                        fu_t1[6] = fu_c1_2;
+                                                        fu_t1[7] = fu_c1_3;
+                                                        fu_t1[8] = fu_c2_0;
+                                                        fu_t1[9] = fu_c2_1;
+                                                        fu_t1[10] = fu_c2_2;
+                                                        fu_t1[11] = fu_c2_3;
+                                                        fu_t1[12] = fu_c3_0;
+                                                        fu_t1[13] = fu_c3_1;
+                                                        fu_t1[14] = fu_c3_2;
+                                                        fu_t1[15] = fu_c3_3;
+                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                                {
+                                                                    const float fu_e25 = fu_t0[fu_i * 4 + fu_j];
+                                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                                    const float fu_e27 = fu_t1[fu_i * 4 + fu_j];
+                                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e28;
+                                                                }
+                                                            }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            fr_barrier(nth);
+            {
+                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
+                int fu_tm = 1;
+                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+                int64_t fu_r0, fu_r1;
+                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+                fu_r0 = fu_rb + fu_r0 * 4;
+                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                    { /* group 0: %29 */
+                        int64_t fu_j0, fu_j1;
+                        {
+                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
+                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
+                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
+                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
+                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                            fu_j0 = fu_ua * 4;
+                            fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                        }
+                        float *const fu_pb0 = fu_s + 1084160;
+                        float *const fu_cacc0 = fu_s + 1346304;
+                        float fu_t0[16];
+                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 704; fu_pc += 256) {
+                                const int64_t fu_kc = 704 - fu_pc < 256 ? 704 - fu_pc : 256;
+                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 704;
+                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                        const float *const fu_src = b10_10 + (fu_jc + fu_j + fu_q) * 704 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                }
+                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                        float *const fu_d = fu_pa + fu_i * fu_kc;
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                            if (fu_i + fu_q >= fu_mc) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                                continue;
+                                            }
+                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
+                                                int64_t fu_f0, fu_f1;
+                                                {
+                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                                                    fu_f0 = fu_ua * 4;
+                                                    fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
+                                                }
+                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
+                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
+                                                if (fu_lo >= fu_hi)
+                                                    continue;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 0 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
+                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
+                                            }
+                                        }
+                                    }
+                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                            {
+                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                                int64_t fu_p = 0;
+                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[4]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[5]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[6]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[7]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[8]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[9]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[10]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[11]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                    {
+                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[12]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[13]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[14]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[15]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                }
+                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
+                                                    {
+                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                        float fu_a;
+                                                        fu_a = (fu_ap[0]);
+                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                        fu_a = (fu_ap[1]);
+                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                        fu_a = (fu_ap[2]);
+                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                        fu_a = (fu_ap[3]);
+                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                    }
+                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                                if (!fu_first) {
+                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                                }
+                                                if (!fu_last) {
+                                                    fu_cp[0] = fu_c0_0;
+                                                    fu_cp[1] = fu_c0_1;
+                                                    fu_cp[2] = fu_c0_2;
+                                                    fu_cp[3] = fu_c0_3;
+                                                    fu_cp[4] = fu_c1_0;
+                                                    fu_cp[5] = fu_c1_1;
+                                                    fu_cp[6] = fu_c1_2;
+                                                    fu_cp[7] = fu_c1_3;
+                                                    fu_cp[8] = fu_c2_0;
+                                                    fu_cp[9] = fu_c2_1;
+                                                    fu_cp[10] = fu_c2_2;
+                                                    fu_cp[11] = fu_c2_3;
+                                                    fu_cp[12] = fu_c3_0;
+                                                    fu_cp[13] = fu_c3_1;
+                                                    fu_cp[14] = fu_c3_2;
+                                                    fu_cp[15] = fu_c3_3;
+                                                } else {
+                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                    if (fu_mr == 4 && fu_nr == 4) {
+                                                        {
+                                                            const float fu_e29 = fu_c0_0;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e29);
+                                                            b30_30[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c0_1;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e29);
+                                                            b30_30[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c0_2;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e29);
+                                                            b30_30[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c0_3;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e29);
+                                                            b30_30[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c1_0;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e29);
+                                                            b30_30[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c1_1;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e29);
+                                                            b30_30[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c1_2;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e29);
+                                                            b30_30[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c1_3;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e29);
+                                                            b30_30[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c2_0;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e29);
+                                                            b30_30[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c2_1;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e29);
+                                                            b30_30[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c2_2;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e29);
+                                                            b30_30[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c2_3;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e29);
+                                                            b30_30[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c3_0;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e29);
+                                                            b30_30[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c3_1;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e29);
+                                                            b30_30[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c3_2;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e29);
+                                                            b30_30[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e30;
+                                                        }
+                                                        {
+                                                            const float fu_e29 = fu_c3_3;
+                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e29);
+                                                            b30_30[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e30;
+                                                        }
+                                                    } else {
+                                                        fu_t0[0] = fu_c0_0;
+                                                        fu_t0[1] = fu_c0_1;
+                                                        fu_t0[2] = fu_c0_2;
+                                                        fu_t0[3] = fu_c0_3;
+                                                        fu_t0[4] = fu_c1_0;
+                                                        fu_t0[5] = fu_c1_1;
+                                                        fu_t0[6] = fu_c1_2;
+                                                        fu_t0[7] = fu_c1_3;
+                                                        fu_t0[8] = fu_c2_0;
+                                                        fu_t0[9] = fu_c2_1;
+                                                        fu_t0[10] = fu_c2_2;
+                                                        fu_t0[11] = fu_c2_3;
+                                                        fu_t0[12] = fu_c3_0;
+                                                        fu_t0[13] = fu_c3_1;
+                                                        fu_t0[14] = fu_c3_2;
+                                                        fu_t0[15] = fu_c3_3;
+                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                                {
+                                                                    const float fu_e29 = fu_t0[fu_i * 4 + fu_j];
+                                                                    const float fu_e30 = (b23_23[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e29);
+                                                                    b30_30[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e30;
+                                                                }
+                                                            }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        fr_barrier(nth);
     }
 }
 
@@ -536,42 +4906,21 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
     const int32_t *position_ids = fa->position_ids;
-    float *fu_t13 = (float *)(fa->ws + fa->off[0]);
     float *fu_t14 = (float *)(fa->ws + fa->off[1]);
     float *fu_t15 = (float *)(fa->ws + fa->off[2]);
     float *fu_t16 = (float *)(fa->ws + fa->off[3]);
     float *fu_t17 = (float *)(fa->ws + fa->off[4]);
     float *fu_t18 = (float *)(fa->ws + fa->off[5]);
     float *fu_t21 = (float *)(fa->ws + fa->off[6]);
-    float *fu_t22 = (float *)(fa->ws + fa->off[7]);
     float *fu_t23 = (float *)(fa->ws + fa->off[8]);
-    float *fu_t24 = (float *)(fa->ws + fa->off[9]);
-    float *fu_t25 = (float *)(fa->ws + fa->off[10]);
-    float *fu_t26 = (float *)(fa->ws + fa->off[11]);
-    float *fu_t27 = (float *)(fa->ws + fa->off[12]);
-    float *fu_t28 = (float *)(fa->ws + fa->off[13]);
-    float *fu_t29 = (float *)(fa->ws + fa->off[14]);
     float *out_hidden_states = fa->out_hidden_states;
-    k13_rms_norm(tid, nth, hidden_states, w->input_layernorm_weight, fu_t13, T);
-    fr_barrier(nth);
-    k14_linear(tid, nth, fu_t13, w->self_attn_q_proj_weight, fu_t14, T);
-    k16_linear(tid, nth, fu_t13, w->self_attn_k_proj_weight, fu_t16, T);
-    k18_linear(tid, nth, fu_t13, w->self_attn_v_proj_weight, fu_t18, T);
+    k13_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t14, w->self_attn_k_proj_weight, fu_t16, w->self_attn_v_proj_weight, fu_t18, T);
     fr_barrier(nth);
     k15_rope_rope_append_append(tid, nth, fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
     fr_barrier(nth);
-    k22_linear(tid, nth, fu_t21, w->self_attn_o_proj_weight, fu_t22, T);
+    k22_linear_add(tid, nth, fu_t21, w->self_attn_o_proj_weight, hidden_states, fu_t23, T);
     fr_barrier(nth);
-    k23_add_rms_norm(tid, nth, hidden_states, fu_t22, fu_t23, w->post_attention_layernorm_weight, fu_t24, T);
-    fr_barrier(nth);
-    k25_linear(tid, nth, fu_t24, w->mlp_gate_proj_weight, fu_t25, T);
-    k27_linear(tid, nth, fu_t24, w->mlp_up_proj_weight, fu_t27, T);
-    fr_barrier(nth);
-    k26_silu_mul(tid, nth, fu_t25, fu_t26, fu_t27, fu_t28, T);
-    fr_barrier(nth);
-    k29_linear(tid, nth, fu_t28, w->mlp_down_proj_weight, fu_t29, T);
-    fr_barrier(nth);
-    k30_add(tid, nth, fu_t23, fu_t29, out_hidden_states, T);
+    k24_rms_norm_linear_silu_linear(tid, nth, fu_t23, w->post_attention_layernorm_weight, w->mlp_gate_proj_weight, w->mlp_up_proj_weight, w->mlp_down_proj_weight, out_hidden_states, T);
 }
 
 size_t llama_layer_prim_workspace_size(int64_t T, int64_t P) {
@@ -610,6 +4959,12 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
         return FR_EINVAL;
     if ((T + P) > cache->capacity)
         return FR_EINVAL;
+    size_t fu_scratch = 0;
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164864 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163840 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)1871616 * sizeof(float)));
+    if (fr_scratch_reserve(fu_scratch, NULL) != 0)
+        return FR_ENOMEM;
     fu_args fa;
     memset(&fa, 0, sizeof fa);
     fa.w = w;
