@@ -4,7 +4,8 @@
  * fusec fused and as fractions of the machine's measured limits.
  *
  *   bench [--quick] [--gen DIR] [--variant LABEL=SUFFIX]... [--torch SCRIPT]
- *         [--python PY] [--data DIR] [--csv FILE] [--threads 1,N] [--only W1,W3]
+ *         [--python PY] [--data DIR] [--csv FILE] [--threads N,1] [--only W1,W3]
+ *         [--perturb LABEL]
  *
  * Each fusec variant (fused, -O0, per target) is a shared object
  * GEN/BLOCK.SUFFIX.so built by bench/run.sh; the driver dlopens it and runs
@@ -25,6 +26,14 @@
  * full model, with a repetition count chosen from the check run's time so
  * that each cell stays within a time budget.  A contender slower than the
  * budget allows keeps its check run as its only sample (n = 1, noted).
+ *
+ * The suite as a whole has a deadline (500 s, QUICK 100 s) so that it ends
+ * in under 10 minutes on a 2-core machine whatever the compiler produces:
+ * each cell gets a share of the time left; an optional variant (a target
+ * other than the reference) whose run, predicted from its last speed, does
+ * not fit in that share is skipped (marked); past the deadline every
+ * contender keeps its check run as its one sample.  The reference, its -O0
+ * twin and the peers always run.
  */
 #include "bench.h"
 
@@ -36,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,11 +133,13 @@ typedef struct Variant {
 static struct {
     int quick;
     const char *gen, *torch, *python, *data, *csv, *only;
+    const char *perturb;    /* a contender whose checked output is spoilt on purpose */
     int threads[2], nthreads;
     Variant variants[MAX_VARIANTS];
     int nvariants;
     double budget, slow;    /* seconds per contender per cell; beyond slow, n = 1 */
     double cell_budget;     /* seconds per cell before optional variants are dropped */
+    double deadline;        /* seconds for the whole suite: past it, one run per contender */
     int min_reps, max_reps;
     size_t bw_bytes, flush_bytes;
 } opt;
@@ -147,7 +159,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench [--quick] [--gen DIR] [--variant LABEL=SUFFIX]... [--torch SCRIPT]\n"
-            "             [--python PY] [--data DIR] [--csv FILE] [--threads 1,N] [--only W1,W3]\n");
+            "             [--python PY] [--data DIR] [--csv FILE] [--threads N,1] [--only W1,W3]\n"
+            "             [--perturb LABEL]   (spoils LABEL's checked output: tests the check)\n");
     exit(2);
 }
 
@@ -195,6 +208,8 @@ static void parse_args(int argc, char **argv)
             opt.csv = v;
         else if (strcmp(a, "--only") == 0)
             opt.only = v;
+        else if (strcmp(a, "--perturb") == 0)
+            opt.perturb = v;
         else if (strcmp(a, "--threads") == 0)
             parse_threads(v);
         else if (strcmp(a, "--variant") == 0) {
@@ -213,9 +228,10 @@ static void parse_args(int argc, char **argv)
     }
     if (opt.nthreads == 2 && opt.threads[0] == opt.threads[1])
         opt.nthreads = 1;
-    opt.budget = opt.quick ? 0.5 : 2.0;
+    opt.budget = opt.quick ? 0.5 : 1.5;
     opt.slow = opt.quick ? 1.5 : 6.0;
     opt.cell_budget = opt.quick ? 10.0 : 45.0;
+    opt.deadline = opt.quick ? 100.0 : 500.0;
     opt.min_reps = opt.quick ? 3 : 5;
     opt.max_reps = opt.quick ? 10 : 30;
     opt.bw_bytes = opt.quick ? (size_t)256 << 20 : (size_t)1 << 30;
@@ -450,7 +466,7 @@ typedef struct Contender {
     /* per cell */
     float *out;
     int optional;               /* a variant beyond the reference and its -O0 twin */
-    double prev_check_s;        /* its check run in the workload's previous cell */
+    int var;                    /* index in opt.variants, -1 for the peers */
     int failed, mismatch, nsamples, reps, skipped;
     double err, check_s;
     double samples[MAX_SAMPLES];
@@ -458,6 +474,9 @@ typedef struct Contender {
 
 static Contender cont[MAX_CONTENDERS];
 static int ncont;
+/* GFLOP/s of each variant's last check run: predicts its next one */
+static double var_speed[MAX_VARIANTS];
+static int cells_total, cells_done;
 
 typedef struct Row {
     int wl, threads;
@@ -471,7 +490,8 @@ static Row rows[MAX_ROWS];
 static int nrows;
 
 static struct {
-    double peak[2], bw[2];
+    double peak[2], bw[2];          /* the limits used: the higher of start and end */
+    double peak0[2], bw0[2], peak1[2], bw1[2]; /* at the start, at the end */
     const char *isa;
     double peak_isa[3][2]; /* avx512, avx2, portable */
 } lim;
@@ -627,6 +647,7 @@ static int load_block(const Block *b)
         if (!ref)
             ref = c->desc;
         c->avail = 1;
+        c->var = v;
         c->optional = v >= 2;
         nf++;
     }
@@ -677,6 +698,7 @@ static int load_block(const Block *b)
         memset(c, 0, sizeof *c);
         snprintf(c->label, sizeof c->label, "OpenBLAS");
         c->kind = C_OPENBLAS;
+        c->var = -1;
         c->avail = 1;
     }
     if (torch.ok) {
@@ -684,6 +706,7 @@ static int load_block(const Block *b)
         memset(c, 0, sizeof *c);
         snprintf(c->label, sizeof c->label, "PyTorch");
         c->kind = C_TORCH;
+        c->var = -1;
         char wpath[600];
         fr_err err;
         snprintf(wpath, sizeof wpath, "%s/%s.weights.safetensors", opt.data, b->name);
@@ -811,7 +834,6 @@ static int make_inputs(Cell *cell)
     if (!cell->ws || !cell->peer_scratch)
         die("out of memory for the workspaces");
     for (int v = 0; v < ncont; v++) {
-        cont[v].prev_check_s = 0;
         cont[v].out = fr_alloc((size_t)cell->out_numel * sizeof(float));
         if (!cont[v].out)
             die("out of memory for outputs");
@@ -1000,7 +1022,6 @@ static void set_threads(int n)
         torch_cmd("threads %d", n);
 }
 
-static void csv_row(const Row *r);
 static void print_row(const Row *r, int first);
 
 static void run_cell(Cell *cell, int ti)
@@ -1010,25 +1031,39 @@ static void run_cell(Cell *cell, int ti)
     cell_name(cell, name, sizeof name);
     set_threads(threads);
 
-    /* the check run, also the warm-up */
-    double cell_start = fr_now();
+    /* the check run, also the warm-up; the cell's share of the time left */
+    const Model *m = &cell->b->m;
+    double flops = model_flops(m, cell->T, cell->P);
+    double bytes = model_bytes(m, weight_bytes, cell->T, cell->P);
+    double cell_start = fr_now(), left = opt.deadline - (cell_start - t_start);
+    double allowance = left / (cells_total - cells_done > 0 ? cells_total - cells_done : 1);
+    int over = left <= 0;
+    if (allowance > opt.cell_budget)
+        allowance = opt.cell_budget;
+    cells_done++;
     for (int v = 0; v < ncont; v++) {
         Contender *c = &cont[v];
         c->failed = c->mismatch = c->nsamples = c->reps = c->skipped = 0;
         c->err = 0;
         if (!c->avail)
             continue;
-        /* the time guard: a slow optional variant (another target) is not
-         * rerun once this cell has used its budget */
-        if (c->optional && c->prev_check_s > 0 &&
-            fr_now() - cell_start + c->prev_check_s > opt.cell_budget) {
+        /* the time guard: an optional variant (another target) whose
+         * predicted time does not fit in what is left of this cell's share
+         * is not run */
+        if (c->optional && var_speed[c->var] > 0 &&
+            fr_now() - cell_start + flops / (var_speed[c->var] * 1e9) > allowance) {
             c->skipped = 1;
             continue;
         }
         progress(1, "%s, %d thread%s: checking %s", name, threads, threads > 1 ? "s" : "", c->label);
         c->check_s = run_once(c, cell, c->out, 1);
-        c->prev_check_s = c->check_s;
+        if (c->kind == C_FUSEC && c->check_s > 0 && c->var >= 0)
+            var_speed[c->var] = flops / c->check_s / 1e9;
         settle(c, threads);
+        /* --perturb: shows that the check can fail (every 7th element 1% off) */
+        if (opt.perturb && strcmp(opt.perturb, c->label) == 0)
+            for (int64_t i = 0; i < cell->out_numel; i += 7)
+                c->out[i] *= 1.01f;
         if (c->check_s < 0) {
             progress_done();
             fprintf(stderr, "bench: *** %s failed on %s\n", c->label, name);
@@ -1043,7 +1078,7 @@ static void run_cell(Cell *cell, int ti)
         Contender *c = &cont[v];
         if (!c->avail || c->failed || c->skipped)
             continue;
-        c->reps = plan_reps(c->check_s);
+        c->reps = over ? 0 : plan_reps(c->check_s);
         if (c->reps == 0)
             c->samples[c->nsamples++] = c->check_s;
         if (c->reps > rounds)
@@ -1070,9 +1105,6 @@ static void run_cell(Cell *cell, int ti)
     progress_done();
 
     /* rows */
-    const Model *m = &cell->b->m;
-    double flops = model_flops(m, cell->T, cell->P);
-    double bytes = model_bytes(m, weight_bytes, cell->T, cell->P);
     double ref = 0;
     int first_row = nrows;
     for (int v = 0; v < ncont; v++) {
@@ -1110,7 +1142,6 @@ static void run_cell(Cell *cell, int ti)
     for (int i = first_row; i < nrows; i++) {
         rows[i].ratio = ref > 0 && rows[i].med > 0 ? rows[i].med / ref : 0;
         print_row(&rows[i], i == first_row);
-        csv_row(&rows[i]);
     }
     fflush(stdout);
 }
@@ -1261,9 +1292,9 @@ static void csv_row(const Row *r)
         fprintf(csv, ",");
     fprintf(csv, "%s,%.3g,",
             r->skipped ? "SKIPPED" : r->failed ? "FAILED" : r->mismatch ? "MISMATCH" : "ok", r->err);
-    csv_text(r->skipped ? "an optional variant, slow in the previous cell: skipped to keep the "
-                          "suite within its time budget"
-             : r->from_check && r->n == 1 ? "one run: the check run (slower than the budget)"
+    csv_text(r->skipped ? "an optional variant predicted too slow for the cell's share of the "
+                          "suite's time budget: skipped"
+             : r->from_check && r->n == 1 ? "one run: the check run (slow, or past the suite's deadline)"
                                           : "");
     fputc('\n', csv);
     fflush(csv);
@@ -1375,31 +1406,122 @@ static void measure_limits(void)
         progress(1, "measuring the FMA peak on %d thread%s", n, n > 1 ? "s" : "");
         for (int k = 0; k < 3; k++)
             lim.peak_isa[k][ti] = limits_fma_peak_isa(isas[k], n);
-        lim.peak[ti] = limits_fma_peak(n, &lim.isa);
+        lim.peak[ti] = lim.peak0[ti] = limits_fma_peak(n, &lim.isa);
         progress(1, "measuring the read bandwidth on %d thread%s", n, n > 1 ? "s" : "");
-        lim.bw[ti] = limits_read_bw(opt.bw_bytes, n);
+        lim.bw[ti] = lim.bw0[ti] = limits_read_bw(opt.bw_bytes, n);
         progress_done();
         printf("  %3d thread%s  FMA peak %8.1f GFLOP/s (%s; avx2 %.1f, portable %.1f)   read "
                "bandwidth %6.1f GB/s (%zu MiB buffer)\n",
                n, n > 1 ? "s" : " ", lim.peak[ti], lim.isa, lim.peak_isa[1][ti],
                lim.peak_isa[2][ti], lim.bw[ti], opt.bw_bytes >> 20);
-        char name[64];
+        if (lim.peak[ti] <= 0 || lim.bw[ti] <= 0)
+            die("could not measure the machine's limits");
+    }
+    printf("  flush before each timed run: %zu MiB read\n"
+           "  (measured again at the end; the final table uses the higher of the two)\n\n",
+           opt.flush_bytes >> 20);
+}
+
+/* The limits once more after the workloads: other load on the machine at
+ * the start would otherwise make every fraction look better than it is. */
+static void remeasure_limits(void)
+{
+    printf("\nMachine limits measured again at the end:\n");
+    for (int ti = 0; ti < opt.nthreads; ti++) {
+        int n = opt.threads[ti];
+        progress(1, "measuring the limits again on %d thread%s", n, n > 1 ? "s" : "");
+        lim.peak1[ti] = limits_fma_peak_isa(lim.isa, n);
+        lim.bw1[ti] = limits_read_bw(opt.bw_bytes, n);
+        progress_done();
+        if (lim.peak1[ti] > lim.peak[ti])
+            lim.peak[ti] = lim.peak1[ti];
+        if (lim.bw1[ti] > lim.bw[ti])
+            lim.bw[ti] = lim.bw1[ti];
+        printf("  %3d thread%s  FMA peak %8.1f GFLOP/s (start %.1f)   read bandwidth %6.1f GB/s "
+               "(start %.1f)   used: %.1f GFLOP/s, %.1f GB/s\n",
+               n, n > 1 ? "s" : " ", lim.peak1[ti], lim.peak0[ti], lim.bw1[ti], lim.bw0[ti],
+               lim.peak[ti], lim.bw[ti]);
+    }
+    for (int i = 0; i < nrows; i++) {
+        Row *r = &rows[i];
+        int ti = r->threads == opt.threads[0] ? 0 : 1;
+        if (r->med > 0)
+            r->frac = workloads[r->wl].bw_bound ? r->bytes / r->med / (lim.bw[ti] * 1e9)
+                                                : r->flops / r->med / (lim.peak[ti] * 1e9);
+    }
+}
+
+static void csv_limits(double load0, double load1)
+{
+    static const char *const isas[3] = {"avx512", "avx2", "portable"};
+    char name[64];
+    csv_limit("load_average_start", 0, load0, 2);
+    csv_limit("load_average_end", 0, load1, 2);
+    for (int ti = 0; ti < opt.nthreads; ti++) {
+        int n = opt.threads[ti];
         snprintf(name, sizeof name, "fma_peak_%s_GFLOPs", lim.isa);
         csv_limit(name, n, lim.peak[ti], 0);
+        snprintf(name, sizeof name, "fma_peak_%s_GFLOPs_start", lim.isa);
+        csv_limit(name, n, lim.peak0[ti], 0);
+        snprintf(name, sizeof name, "fma_peak_%s_GFLOPs_end", lim.isa);
+        csv_limit(name, n, lim.peak1[ti], 0);
         for (int k = 0; k < 3; k++)
             if (lim.peak_isa[k][ti] > 0 && strcmp(isas[k], lim.isa) != 0) {
                 snprintf(name, sizeof name, "fma_peak_%s_GFLOPs", isas[k]);
                 csv_limit(name, n, lim.peak_isa[k][ti], 0);
             }
         csv_limit("read_bw_GBs", n, lim.bw[ti], 1);
-        if (lim.peak[ti] <= 0 || lim.bw[ti] <= 0)
-            die("could not measure the machine's limits");
+        csv_limit("read_bw_GBs_start", n, lim.bw0[ti], 1);
+        csv_limit("read_bw_GBs_end", n, lim.bw1[ti], 1);
     }
-    printf("  flush before each timed run: %zu MiB read\n\n", opt.flush_bytes >> 20);
+}
+
+
+/*
+ * OpenBLAS picks its kernels by CPU model when it loads.  A release older
+ * than the CPU (0.3.21 on a model it does not list) falls back to its
+ * oldest x86-64 kernels (Prescott, SSE3), a third of what the same library
+ * does with the right ones: not the peer a user who looked would get.  When
+ * the choice is older than the instructions this CPU has, the driver
+ * re-executes itself with OPENBLAS_CORETYPE naming the matching kernel set
+ * (the library's documented override; the PyTorch child inherits it too,
+ * since Debian's PyTorch uses the same OpenBLAS) and says so.  A value set
+ * by the user is left alone.
+ */
+static void openblas_coretype(char **argv)
+{
+    const char *core = peer_available() ? peer_corename() : NULL;
+    const char *want = NULL;
+    if (!core || getenv("OPENBLAS_CORETYPE"))
+        return;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512cd")) {
+        if (strcasecmp(core, "SkylakeX") != 0 && strcasecmp(core, "Cooperlake") != 0 &&
+            strcasecmp(core, "SapphireRapids") != 0)
+            want = "SkylakeX";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        if (strcasecmp(core, "Haswell") != 0 && strcasecmp(core, "Zen") != 0 &&
+            strcasecmp(core, "SkylakeX") != 0 && strcasecmp(core, "Cooperlake") != 0 &&
+            strcasecmp(core, "SapphireRapids") != 0)
+            want = "Haswell";
+    }
+#endif
+    if (!want)
+        return;
+    if (setenv("OPENBLAS_CORETYPE", want, 1) != 0 ||
+        setenv("BENCH_OPENBLAS_DETECTED", core, 1) != 0)
+        return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* could not re-execute: carry on as loaded */
 }
 
 int main(int argc, char **argv)
 {
+    openblas_coretype(argv);
     parse_args(argc, argv);
     if (opt.nvariants == 0)
         die("no fusec variants given (--variant LABEL=SUFFIX); run it through bench/run.sh");
@@ -1424,14 +1546,20 @@ int main(int argc, char **argv)
     printf("contenders:");
     for (int v = 0; v < opt.nvariants; v++)
         printf(" [%s]", opt.variants[v].label);
-    printf(" [OpenBLAS%s] [PyTorch%s%s]\n", peer_available() ? "" : ": not built",
-           torch.ok ? " " : ": not available", torch.ok ? torch.version : "");
+    printf(" [OpenBLAS%s%s] [PyTorch%s%s]\n", peer_available() ? " " : ": not built",
+           peer_available() ? peer_corename() : "", torch.ok ? " " : ": not available",
+           torch.ok ? torch.version : "");
+    if (getenv("BENCH_OPENBLAS_DETECTED"))
+        printf("note: OpenBLAS chose its %s kernels for this CPU; the suite set "
+               "OPENBLAS_CORETYPE=%s, which this CPU runs\n",
+               getenv("BENCH_OPENBLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
     double load0 = loadavg();
     if (load0 >= 0)
         printf("load average at the start: %.2f%s\n", load0,
                load0 > 0.5 ? "  (*** the machine is busy: expect noisy numbers)" : "");
-    csv_limit("load_average_start", 0, load0, 2);
     measure_limits();
+    for (int wi = 0; wi < NWORKLOADS; wi++)
+        cells_total += selected(workloads[wi].id) ? opt.nthreads : 0;
     print_header();
 
     for (int bi = 0; bi < (int)(sizeof blocks / sizeof blocks[0]); bi++) {
@@ -1468,6 +1596,8 @@ int main(int argc, char **argv)
         unload_block();
     }
 
+    double load1 = loadavg();
+    remeasure_limits();
     printf("\nAll results (t/fused: the contender's median time over %s's; "
            "of limit: FLOPs/time/FMA peak, or bytes/time/read bandwidth):\n\n",
            opt.variants[0].label);
@@ -1484,16 +1614,18 @@ int main(int argc, char **argv)
         mismatches += rows[i].mismatch || rows[i].failed;
     if (mismatches)
         printf("\n*** %d row(s) MISMATCH or FAILED: see above\n", mismatches);
-    double load1 = loadavg();
     if (load1 >= 0)
         printf("\nload average at the end: %.2f (the suite itself counts for up to %d)\n", load1,
                opt.threads[0]);
-    if (csv)
-        csv_limit("load_average_end", 0, load1, 2);
+    if (csv) {
+        csv_limits(load0, load1);
+        for (int i = 0; i < nrows; i++)
+            csv_row(&rows[i]);
+    }
     printf("total %.0f s\n", fr_now() - t_start);
     if (csv && fclose(csv) != 0)
         fprintf(stderr, "bench: error writing %s\n", opt.csv);
     torch_stop();
     limits_free();
-    return 0;
+    return mismatches ? 3 : 0;
 }

@@ -72,6 +72,8 @@ float sum_portable(const float *x, size_t n);
 /* 1 when built against OpenBLAS (else every peer_* call returns -1). */
 int peer_available(void);
 void peer_set_threads(int n);
+/* The kernel set OpenBLAS chose for this CPU ("SkylakeX", "Haswell", ...). */
+const char *peer_corename(void);
 /* Floats of scratch the peer needs for T new tokens after P cached ones. */
 size_t peer_scratch_floats(const Model *m, int64_t T, int64_t P);
 /*

@@ -256,19 +256,26 @@ def markdown(limits, results, path):
     r0 = results[0] if results else {}
     o = ["Run %s on `%s` (%s), %s mode." % (r0.get("run", "?"), r0.get("host", "?"), r0.get("cpu", "?"),
                                            r0.get("mode", "?")), ""]
-    o.append("Machine limits measured at the start of the run:")
+    o.append("Machine limits, measured at the start and again at the end of the run; the fractions "
+             "use the higher of the two:")
     o.append("")
-    o.append("| threads | FMA peak | read bandwidth |")
-    o.append("| ---: | --- | ---: |")
+    o.append("| threads | FMA peak (start, end) | read bandwidth (start, end) | other FMA peaks |")
+    o.append("| ---: | --- | --- | --- |")
     thr_set = []
     for r in limits:
         if r["threads"] not in thr_set and r["threads"] != "0":
             thr_set.append(r["threads"])
+    val = {(r["threads"], r["contender"]): num(r["limit_value"]) for r in limits}
     for t in thr_set:
-        peaks = ["%s %.1f GFLOP/s" % (r["contender"].split("_")[2], num(r["limit_value"]))
-                 for r in limits if r["threads"] == t and r["contender"].startswith("fma_peak")]
-        bw = [num(r["limit_value"]) for r in limits if r["threads"] == t and r["contender"] == "read_bw_GBs"]
-        o.append("| %s | %s | %s |" % (t, ", ".join(peaks), "%.1f GB/s" % bw[0] if bw else "-"))
+        names = [r["contender"] for r in limits if r["threads"] == t and r["contender"].startswith("fma_peak")
+                 and r["contender"].count("_") == 3]
+        main = next((n for n in names if (t, n + "_start") in val), None)
+        others = ", ".join("%s %.1f" % (n.split("_")[2], val[(t, n)]) for n in names if n != main)
+        peak = "%s %.1f GFLOP/s (%.1f, %.1f)" % (main.split("_")[2], val[(t, main)], val[(t, main + "_start")],
+                                                 val.get((t, main + "_end"), 0)) if main else "-"
+        bw = "%.1f GB/s (%.1f, %.1f)" % (val.get((t, "read_bw_GBs"), 0), val.get((t, "read_bw_GBs_start"), 0),
+                                         val.get((t, "read_bw_GBs_end"), 0))
+        o.append("| %s | %s | %s | %s |" % (t, peak, bw, others or "-"))
     loads = {r["contender"]: num(r["limit_value"], -1) for r in limits if r["contender"].startswith("load_")}
     if loads:
         o.append("")

@@ -30,6 +30,8 @@ int peer_available(void) { return 1; }
 
 void peer_set_threads(int n) { openblas_set_num_threads(n); }
 
+const char *peer_corename(void) { return openblas_get_corename(); }
+
 /*
  * y[T, out] = x[T, in] W^T + b for W [out, in] (nn.Linear); with in_out,
  * y = x W + b for W [in, out] (GPT-2's Conv1D).  b may be NULL.
@@ -273,6 +275,7 @@ int peer_run(const Model *m, int64_t T, int64_t P, const void *const *inputs, fl
 
 int peer_available(void) { return 0; }
 void peer_set_threads(int n) { (void)n; }
+const char *peer_corename(void) { return "none"; }
 size_t peer_scratch_floats(const Model *m, int64_t T, int64_t P)
 {
     (void)m, (void)T, (void)P;

@@ -43,10 +43,11 @@ $CC $WARN -O2 -Icompiler -I"$BUILD/compiler" -Iruntime bench/targets.c $objs "$R
 # names from fusec --help's target line, then the ones the target issue names
 cands=$("$FUSEC" --help 2>&1 | sed -n 's/.*--target=[A-Za-z]* *target ISA: *//p' |
     tr -c 'a-z0-9_.-' ' ')
+# ("native" is one of the rows under another name, "multi:..." a bundle of them)
 cands=$(echo generic $cands x86-64-avx512 x86-64-avx2 aarch64-neon |
-    tr ' ' '\n' | awk 'NF && !seen[$0]++')
+    tr ' ' '\n' | awk 'NF && $0 != "native" && $0 != "multi" && !seen[$0]++')
 # shellcheck disable=SC2086
-"$B/targets" $cands >"$B/targets.txt" || fail "bench/targets failed"
+"$B/targets" $cands | awk -F'\t' '!seen[$1]++' >"$B/targets.txt" || fail "bench/targets failed"
 
 # the reference target: the widest this CPU runs
 pick_ref() {
