@@ -468,6 +468,7 @@ typedef struct Contender {
     int optional;               /* a variant beyond the reference and its -O0 twin */
     int var;                    /* index in opt.variants, -1 for the peers */
     int failed, mismatch, nsamples, reps, skipped;
+    char broken[80];            /* why it cannot run this workload (the probe), or "" */
     double err, check_s;
     double samples[MAX_SAMPLES];
 } Contender;
@@ -482,6 +483,7 @@ typedef struct Row {
     int wl, threads;
     char label[64];
     int n, mismatch, failed, from_check, skipped;
+    char why[80];
     double med, min, max, q1, q3, err;
     double flops, bytes, ratio, frac;
 } Row;
@@ -765,6 +767,51 @@ static int sym_value(const char *name, int64_t T, int64_t P, int64_t *v)
     return 0;
 }
 
+/*
+ * Runs a fusec variant once on the first few rows of the workload in a
+ * child process, on one thread, before it runs in this one: the variants
+ * are other people's work in progress, and a kernel that crashes or hangs
+ * must cost its row (marked FAILED with the reason), not the whole suite.
+ */
+static void probe(Contender *c, Cell *cell)
+{
+    int64_t syms[FR_MAX_SYMS];
+    const fr_block_desc *d = c->desc;
+    memcpy(syms, c->syms, sizeof syms);
+    for (int s = 0; s < d->nsyms; s++)
+        if (strcmp(d->sym_names[s], "T") == 0 && syms[s] > 4)
+            syms[s] = 4; /* the buffers are sized for the full T: fewer rows fit */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return; /* no probe: run it anyway */
+    if (pid == 0) {
+        void *outs[1];
+        float *out = fr_alloc((size_t)cell->out_numel * sizeof(float));
+        if (!out)
+            _exit(2);
+        outs[0] = out;
+        alarm(120);
+        fr_set_num_threads(1); /* the pool's workers are not in this process */
+        int rc = d->run(c->w, d->ncaches ? c->caches : NULL, cell->P + cell->T, syms, c->in, outs,
+                        cell->ws);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return;
+    if (WIFSIGNALED(st))
+        snprintf(c->broken, sizeof c->broken, "%s", WTERMSIG(st) == SIGALRM ? "hangs (probe > 120 s)"
+                                                                          : strsignal(WTERMSIG(st)));
+    else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+        snprintf(c->broken, sizeof c->broken, "forward returned an error");
+    if (c->broken[0]) {
+        progress_done();
+        fprintf(stderr, "bench: *** %s on %s: %s; not run\n", c->label, cell->wl->id, c->broken);
+    }
+}
+
 /* Inputs uniform with unit variance, positions P..P+T-1, cache rows [0, P) random. */
 static int make_inputs(Cell *cell)
 {
@@ -829,6 +876,13 @@ static int make_inputs(Cell *cell)
         }
     }
     cell->ws = fr_alloc(ws);
+    if (!cell->ws)
+        die("out of memory for the workspaces");
+    for (int v = 0; v < ncont; v++) {
+        cont[v].broken[0] = '\0';
+        if (cont[v].kind == C_FUSEC && cont[v].avail)
+            probe(&cont[v], cell);
+    }
     size_t ps = peer_available() ? peer_scratch_floats(&cell->b->m, cell->T, cell->P) : 1;
     cell->peer_scratch = fr_alloc((ps ? ps : 1) * sizeof(float));
     if (!cell->ws || !cell->peer_scratch)
@@ -1047,6 +1101,10 @@ static void run_cell(Cell *cell, int ti)
         c->err = 0;
         if (!c->avail)
             continue;
+        if (c->broken[0]) {
+            c->failed = 1;
+            continue;
+        }
         /* the time guard: an optional variant (another target) whose
          * predicted time does not fit in what is left of this cell's share
          * is not run */
@@ -1117,6 +1175,7 @@ static void run_cell(Cell *cell, int ti)
         row->threads = threads;
         snprintf(row->label, sizeof row->label, "%s", c->label);
         row->failed = c->failed && c->nsamples == 0;
+        snprintf(row->why, sizeof row->why, "%s", c->broken);
         row->skipped = c->skipped;
         row->mismatch = c->mismatch;
         row->err = c->err;
@@ -1171,7 +1230,7 @@ static void print_header(void)
 static void print_row(const Row *r, int first)
 {
     const Workload *w = &workloads[r->wl];
-    char wname[64], med[32], lo[32], hi[32], spread[48], ratio[16], frac[24], check[32];
+    char wname[64], med[32], lo[32], hi[32], spread[80], ratio[16], frac[24], check[128];
     if (first) {
         int64_t T = opt.quick ? w->quick_T : w->T, P = opt.quick ? w->quick_P : w->P;
         if (P)
@@ -1197,7 +1256,7 @@ static void print_row(const Row *r, int first)
     if (r->skipped)
         snprintf(check, sizeof check, "skipped: time budget");
     else if (r->failed)
-        snprintf(check, sizeof check, "FAILED");
+        snprintf(check, sizeof check, "FAILED%s%s", r->why[0] ? ": " : "", r->why);
     else if (r->mismatch)
         snprintf(check, sizeof check, "MISMATCH %.1e", r->err);
     else
@@ -1292,8 +1351,9 @@ static void csv_row(const Row *r)
         fprintf(csv, ",");
     fprintf(csv, "%s,%.3g,",
             r->skipped ? "SKIPPED" : r->failed ? "FAILED" : r->mismatch ? "MISMATCH" : "ok", r->err);
-    csv_text(r->skipped ? "an optional variant predicted too slow for the cell's share of the "
-                          "suite's time budget: skipped"
+    csv_text(r->why[0] ? r->why
+             : r->skipped ? "an optional variant predicted too slow for the cell's share of the "
+                            "suite's time budget: skipped"
              : r->from_check && r->n == 1 ? "one run: the check run (slow, or past the suite's deadline)"
                                           : "");
     fputc('\n', csv);
