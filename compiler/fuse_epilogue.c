@@ -79,6 +79,15 @@ static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
     return true;
 }
 
+/* Whether the GEMM emitter takes kernel k with x added. */
+static bool gemm_with(Graph *g, int k, Node *x) {
+    const Kernel *kr = g->kernels[k];
+    Node **cand = fu_alloc(sizeof *cand * (size_t)(kr->nnodes + 1));
+    memcpy(cand, kr->nodes, sizeof *cand * (size_t)kr->nnodes);
+    cand[kr->nnodes] = x;
+    return fuse_gemm_ok(g, cand, kr->nnodes + (x ? 1 : 0), KK_GEMM, "epilogue");
+}
+
 /* Absorbs epilogue nodes into GEMM kernel k until none is left. */
 static int grow_epilogue(Graph *g, int k) {
     int added = 0;
@@ -100,6 +109,8 @@ static int grow_epilogue(Graph *g, int k) {
                               op_info[u->op].name, fuse_name(t), why);
                     continue;
                 }
+                if (!gemm_with(g, k, u))
+                    continue;
                 if (!sched_try_merge(g, k, u->kernel)) {
                     fuse_note(g, "epilogue: %s (%s) cannot join the GEMM of %s (a path between "
                                  "them runs through another kernel)",
@@ -132,10 +143,8 @@ static const char *epilogue_names(const Graph *g, int k) {
 void pass_fuse_epilogue(Graph *g, const Options *o) {
     if (!fuse_enabled(o, FUSE_EPILOGUE))
         return;
-    if (!fuse_gemm_kinds()) {
-        fuse_note(g, "epilogue: off: GEMM kernels are not available (FUSE_GEMM_KINDS)");
+    if (!fuse_gemm_kinds())
         return;
-    }
     ir_recount(g);
     /* linears sharing their input, and lone matmuls, become KK_GEMM */
     for (int i = 0; i < g->nnodes; i++) {
@@ -143,6 +152,8 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
         if (op_info[l->op].cat != CAT_MATMUL || !single(g, l))
             continue;
         int k = l->kernel;
+        if (!gemm_with(g, k, NULL))
+            continue;
         g->kernels[k]->kind = KK_GEMM;
         if (l->op != OP_LINEAR)
             continue;
@@ -151,6 +162,8 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
         for (int j = 0; j < nu; j++) {
             Node *s = users[j];
             if (s == l || s->op != OP_LINEAR || s->in[0] != l->in[0] || !single(g, s))
+                continue;
+            if (!gemm_with(g, k, s))
                 continue;
             if (!sched_try_merge(g, k, s->kernel))
                 fuse_note(g, "epilogue: linears %s and %s read the same input but cannot share a "

@@ -69,11 +69,6 @@ static bool try_mlp(Graph *g, Node *down) {
     } else {
         return false;
     }
-    if (!fuse_gemm_kinds()) {
-        fuse_note(g, "mlp: the MLP ending in %s stays unfused: GEMM kernels are not available "
-                     "(FUSE_GEMM_KINDS)", fuse_name(down));
-        return false;
-    }
     /* every intermediate is read only inside the MLP */
     if (!inner(g, h, down) || (mul && !inner(g, act, down)) || !inner(g, up_g, down) ||
         (up_u && !inner(g, up_u, down)))
@@ -103,6 +98,8 @@ static bool try_mlp(Graph *g, Node *down) {
             fuse_same_shape(other, down))
             set[n++] = r;
     }
+    if (!fuse_gemm_ok(g, set, n, KK_MLP, "mlp"))
+        return false;
     int ks[8];
     for (int i = 0; i < n; i++)
         ks[i] = set[i]->kernel;

@@ -21,9 +21,9 @@
  *    computes the elementwise ops producing its input (a residual add; a
  *    producer read elsewhere is stored as it is computed) and applies the
  *    elementwise ops consuming its output.
- * Afterwards no norm that feeds only linears is stored unless GEMM kernels
- * are unavailable (FUSE_GEMM_KINDS) or a merge would make the kernel graph
- * cyclic; each such case is noted for --explain.
+ * Afterwards no norm that feeds only linears is stored unless the GEMM
+ * emitter refuses the kernel (emit_gemm_supports) or a merge would make the
+ * kernel graph cyclic; each such case is noted for --explain.
  */
 #include "fusec.h"
 
@@ -161,6 +161,11 @@ static bool as_prologue(Graph *g, Node *norm) {
             return false;
         }
     }
+    Node **cand = fu_alloc(sizeof *cand * (size_t)(nu + 1));
+    memcpy(cand, users, sizeof *cand * (size_t)nu);
+    cand[nu] = norm;
+    if (!fuse_gemm_ok(g, cand, nu + 1, KK_GEMM, "norm"))
+        return false;
     /* Merge the linears first (they share A), then the norm. */
     int k = users[0]->kernel;
     for (int i = 1; i < nu; i++)
@@ -229,15 +234,8 @@ void pass_fuse_norm(Graph *g, const Options *o) {
         Node *n = g->nodes[i];
         if (op_info[n->op].cat != CAT_NORM || !single(g, n))
             continue;
-        if (fuse_gemm_kinds() && as_prologue(g, n))
+        if (as_prologue(g, n))
             continue;
-        if (!fuse_gemm_kinds()) {
-            Node **users;
-            int nu = ir_users(g, n, &users);
-            if (nu && users[0]->op == OP_LINEAR)
-                fuse_note(g, "norm: %s stays a row pass: GEMM kernels are not available to take it "
-                             "as a prologue", fuse_name(n));
-        }
         int k = n->kernel;
         grow_rowwise(g, n, k, "norm");
         Kernel *kr = g->kernels[k];

@@ -416,13 +416,9 @@ enum {
     FUSE_ELEMENTWISE = 1u << 0, FUSE_NORM = 1u << 1, FUSE_EPILOGUE = 1u << 2,
     FUSE_SOFTMAX = 1u << 3, FUSE_ATTENTION = 1u << 4, FUSE_MLP = 1u << 5
 };
-/* emit_gemm.c's author sets this to 1 once emit_gemm_kernel writes every
- * KK_GEMM and KK_MLP kernel the "Kernels" contract describes; until then the
- * passes build neither kind.  The environment variable FUSEC_GEMM_KINDS=0|1
- * overrides it (tests of the passes; trying the emitter before the switch). */
-#ifndef FUSE_GEMM_KINDS
-#define FUSE_GEMM_KINDS 0
-#endif
+/* The passes build a KK_GEMM or KK_MLP kernel only when emit_gemm_supports
+ * accepts it (they ask with the candidate before merging; fuse_gemm_ok).
+ * The environment variable FUSEC_GEMM_KINDS=0 turns both kinds off. */
 /* The FUSE_* bit of a pass name ("elementwise", "norm", "epilogue",
  * "softmax", "attention", "mlp"); 0 if unknown. */
 unsigned fuse_pass_bit(const char *name);
@@ -439,6 +435,9 @@ void pass_fuse_elementwise(Graph *g, const Options *o);  /* KK_ELEMWISE */
 /* schedule.c: the kernel table and graph edits the fusion passes share. */
 bool fuse_enabled(const Options *o, unsigned bit);  /* opt_level > 0 and not in no_fuse */
 bool fuse_gemm_kinds(void);                         /* may KK_GEMM/KK_MLP be built */
+/* Whether emit_gemm_supports takes these nodes as one kernel of `kind`;
+ * if not, notes why (prefixed by `pass`) and returns false. */
+bool fuse_gemm_ok(Graph *g, Node *const *nodes, int n, KernelKind kind, const char *pass);
 /* The kernel whose buffer n is (through reshape views); -1 for sources. */
 int sched_kernel_of(const Node *n);
 /* Whether kernels a and b can become one: no path from one to the other

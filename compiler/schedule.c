@@ -69,9 +69,23 @@ bool fuse_enabled(const Options *o, unsigned bit) {
 
 bool fuse_gemm_kinds(void) {
     const char *e = getenv("FUSEC_GEMM_KINDS");
-    if (e && (strcmp(e, "0") == 0 || strcmp(e, "1") == 0))
-        return e[0] == '1';
-    return FUSE_GEMM_KINDS != 0;
+    return !(e && strcmp(e, "0") == 0);
+}
+
+static int cmp_node_id(const void *x, const void *y);
+
+bool fuse_gemm_ok(Graph *g, Node *const *nodes, int n, KernelKind kind, const char *pass) {
+    if (!fuse_gemm_kinds())
+        return false;
+    Kernel kr = {-1, kind, n, fu_alloc(sizeof(Node *) * (size_t)(n + 1)), NULL};
+    memcpy(kr.nodes, nodes, sizeof(Node *) * (size_t)n);
+    qsort(kr.nodes, (size_t)n, sizeof(Node *), cmp_node_id);
+    char why[256];
+    if (emit_gemm_supports(&kr, why, sizeof why))
+        return true;
+    fuse_note(g, "%s: the GEMM emitter cannot take %s as one kernel: %s", pass,
+              fuse_name(kr.nodes[n - 1]), why);
+    return false;
 }
 
 /* ---- the kernel graph ----------------------------------------------------- */
@@ -84,46 +98,72 @@ int sched_kernel_of(const Node *n) {
 
 /* Whether some path leaves the set of kernels `in`, runs through at least
  * one kernel outside it and comes back in: then the set cannot become one
- * kernel.  Breadth first over the outside kernels the set feeds. */
+ * kernel.  Breadth first over the outside kernels the set feeds, on a
+ * kernel-to-consumer edge list built once per query: linear in the graph,
+ * where a scan of every node per visited kernel made fusing a long chain
+ * cubic (5000 statements took minutes). */
 static bool path_around(const Graph *g, const bool *in) {
-    int nk = g->nkernels;
-    bool *seen = fu_alloc(sizeof *seen * (size_t)(nk + 1));
-    int *queue = fu_alloc(sizeof *queue * (size_t)(nk + 1));
-    int qh = 0, qt = 0;
-    /* kernels outside the set that read something made inside it */
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *c = g->nodes[i];
-        if (c->kernel < 0 || in[c->kernel] || seen[c->kernel])
-            continue;
-        for (int j = 0; j < c->nin; j++) {
-            int p = sched_kernel_of(c->in[j]);
-            if (p >= 0 && in[p]) {
-                seen[c->kernel] = true;
-                queue[qt++] = c->kernel;
-                break;
-            }
-        }
+    int nk = g->nkernels, ne = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->kernel >= 0)
+            ne += g->nodes[i]->nin;
+    /* first[k] .. first[k+1]-1 index the consumers of kernel k in to[] */
+    int *first = calloc((size_t)nk + 2, sizeof *first);
+    int *to = malloc(sizeof *to * (size_t)(ne + 1));
+    int *queue = malloc(sizeof *queue * (size_t)(nk + 1));
+    bool *seen = calloc((size_t)nk + 1, sizeof *seen);
+    if (!first || !to || !queue || !seen) {
+        fprintf(stderr, "fusec: fatal error: out of memory\n");
+        exit(EXIT_INTERNAL);
     }
-    while (qh < qt) {
-        int k = queue[qh++];
+    for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < g->nnodes; i++) {
             const Node *c = g->nodes[i];
-            if (c->kernel < 0 || c->kernel == k)
+            if (c->kernel < 0)
                 continue;
-            bool reads_k = false;
-            for (int j = 0; j < c->nin && !reads_k; j++)
-                reads_k = sched_kernel_of(c->in[j]) == k;
-            if (!reads_k)
-                continue;
-            if (in[c->kernel])
-                return true;
-            if (!seen[c->kernel]) {
-                seen[c->kernel] = true;
-                queue[qt++] = c->kernel;
+            for (int j = 0; j < c->nin; j++) {
+                int p = sched_kernel_of(c->in[j]);
+                if (p < 0 || p == c->kernel)
+                    continue;
+                if (pass == 0)
+                    first[p + 2]++;
+                else
+                    to[first[p + 1]++] = c->kernel;
+            }
+        }
+        if (pass == 0)
+            for (int k = 0; k < nk; k++)
+                first[k + 2] += first[k + 1];
+    }
+    int qh = 0, qt = 0;
+    bool found = false;
+    /* kernels outside the set that read something made inside it */
+    for (int k = 0; k < nk; k++) {
+        if (!in[k])
+            continue;
+        for (int e = first[k]; e < first[k + 1]; e++)
+            if (!in[to[e]] && !seen[to[e]]) {
+                seen[to[e]] = true;
+                queue[qt++] = to[e];
+            }
+    }
+    while (qh < qt && !found) {
+        int k = queue[qh++];
+        for (int e = first[k]; e < first[k + 1] && !found; e++) {
+            int c = to[e];
+            if (in[c])
+                found = true;
+            else if (!seen[c]) {
+                seen[c] = true;
+                queue[qt++] = c;
             }
         }
     }
-    return false;
+    free(first);
+    free(to);
+    free(queue);
+    free(seen);
+    return found;
 }
 
 bool sched_can_merge_set(const Graph *g, const int *ks, int n) {
