@@ -1558,7 +1558,11 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
                 (nwork == 1 && (work[0]->op == OP_LINEAR || work[0]->op == OP_MATMUL));
     if (gemm)
         emit_gemm_kernel(k, kr);
-    for (i = 0; i < nwork && !gemm; i++) {
+    /* The other fused kinds: emit_fused.c. */
+    bool fused = kr->kind == KK_ELEMWISE || kr->kind == KK_ROWWISE || kr->kind == KK_ATTENTION;
+    if (fused)
+        emit_fused_kernel(k, kr);
+    for (i = 0; i < nwork && !gemm && !fused; i++) {
         const Node *n = work[i];
         if (k->multi) {
             if (i > 0)

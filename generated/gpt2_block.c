@@ -616,104 +616,168 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
  * %20 = append(%13, %18) : f32[T+P, 256]   # keys
  * %21 = append(%14, %19) : f32[T+P, 256]   # values
  * %22 = attention(%17, %20, %21) : f32[T, 256]   # attn
- *   x_16: f32[T, 768]
- *   y_17: f32[T, 256]
- *   y_18: f32[T, 256]
- *   y_19: f32[T, 256]
- *   cache_13: f32[P, 256] (k_cache)
- *   cache_14: f32[P, 256] (v_cache)
- *   k_20: f32[T+P, 256]
- *   v_21: f32[T+P, 256]
- *   y_22: f32[T, 256] */
-static void k17_slice_slice_slice_append(int tid, int nth, const float *x_16, float *y_17, float *y_18, float *y_19, float *cache_13, float *cache_14, const float *k_20, const float *v_21, float *y_22, int64_t T, int64_t P) {
-    { /* %17 slice */
-        int64_t f, f_end;
-        fu_part(T * 256, 16, tid, nth, &f, &f_end);
-        while (f < f_end) {
-            int64_t o = f / (256), rem = f % (256);
-            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
-            (void)o;
-            memcpy(y_17 + f, x_16 + (o * 768 + 0) + rem, (size_t)cnt * sizeof *y_17);
-            f += cnt;
+ *   b16_16: f32[T, 768]
+ *   b13_13: f32[P, 256] (k_cache)
+ *   b14_14: f32[P, 256] (v_cache)
+ *   b22_22: f32[T, 256] */
+static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, float *b13_13, float *b14_14, float *b22_22, int64_t T, int64_t P) {
+    enum { FU_BK = 64 };
+    const int64_t fu_hd = 32;
+    float *fu_ws = (float *)fr_scratch(tid);
+    float *fu_cs = fu_ws + 10368, *fu_sn = fu_ws + 10385;
+    (void)fu_cs;
+    (void)fu_sn;
+    {
+        int64_t fu_a0, fu_a1;
+        fr_split(T, tid, nth, &fu_a0, &fu_a1);
+        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+            const float *fu_src = b16_16 + fu_t * 768 + 256;
+            float *fu_dst = b13_13 + (P + fu_t) * 256;
+            memcpy(fu_dst, fu_src, 256 * sizeof(float));
+        }
+        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+            const float *fu_src = b16_16 + fu_t * 768 + 512;
+            float *fu_dst = b14_14 + (P + fu_t) * 256;
+            memcpy(fu_dst, fu_src, 256 * sizeof(float));
         }
     }
     fr_barrier(nth);
-    { /* %18 slice */
-        int64_t f, f_end;
-        fu_part(T * 256, 16, tid, nth, &f, &f_end);
-        while (f < f_end) {
-            int64_t o = f / (256), rem = f % (256);
-            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
-            (void)o;
-            memcpy(y_18 + f, x_16 + (o * 768 + 256) + rem, (size_t)cnt * sizeof *y_18);
-            f += cnt;
+    int64_t fu_ntiles = (T + 63) / 64;
+    int64_t fu_base = 8 * fu_ntiles, fu_nsplit = 1;
+    if (fu_base < nth) {
+        fu_nsplit = (nth + fu_base - 1) / fu_base;
+        if (fu_nsplit > ((T + P) + 15) / 16)
+            fu_nsplit = ((T + P) + 15) / 16;
+        if (fu_nsplit < 1)
+            fu_nsplit = 1;
+    }
+    int64_t fu_items = fu_base * fu_nsplit;
+    for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {
+        int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit % fu_ntiles, fu_sp = fu_w % fu_nsplit;
+        int64_t fu_t0 = fu_tile * 64, fu_nt = T - fu_t0 < 64 ? T - fu_t0 : 64;
+        int64_t fu_rows = fu_nt * 1;
+        float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
+        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304;
+        for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
+            const float *fu_qsrc = b16_16 + (fu_t0 + fu_tt) * 768;
+            for (int64_t fu_gh = 0; fu_gh < 1; ++fu_gh) {
+                const float *fu_qh = fu_qsrc + (fu_g * 1 + fu_gh) * 32;
+                float *fu_qr = fu_qt + (fu_tt * 1 + fu_gh) * 32;
+                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                    fu_qr[fu_d] = fu_qh[fu_d] * 0.17677669f;
+            }
         }
-    }
-    fr_barrier(nth);
-    { /* %19 slice */
-        int64_t f, f_end;
-        fu_part(T * 256, 16, tid, nth, &f, &f_end);
-        while (f < f_end) {
-            int64_t o = f / (256), rem = f % (256);
-            int64_t cnt = (256) - rem < f_end - f ? (256) - rem : f_end - f;
-            (void)o;
-            memcpy(y_19 + f, x_16 + (o * 768 + 512) + rem, (size_t)cnt * sizeof *y_19);
-            f += cnt;
+        for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+            fu_m[fu_r] = -INFINITY;
+            fu_l[fu_r] = 0.0f;
+            for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                fu_ot[fu_r * 32 + fu_d] = 0.0f;
         }
-    }
-    fr_barrier(nth);
-    { /* %20 append */
-        int64_t f, f_end;
-        fu_part(T * 256, 16, tid, nth, &f, &f_end);
-        if (f < f_end)
-            memcpy(cache_13 + P * 256 + f, y_18 + f, (size_t)(f_end - f) * sizeof *cache_13);
-    }
-    fr_barrier(nth);
-    { /* %21 append */
-        int64_t f, f_end;
-        fu_part(T * 256, 16, tid, nth, &f, &f_end);
-        if (f < f_end)
-            memcpy(cache_14 + P * 256 + f, y_19 + f, (size_t)(f_end - f) * sizeof *cache_14);
-    }
-    fr_barrier(nth);
-    { /* %22 attention */
-        int64_t p0, p1;
-        fr_split(T * 8, tid, nth, &p0, &p1);
-        for (int64_t pr = p0; pr < p1; ++pr) {
-            int64_t t = pr / 8, h = pr % 8;
-            int64_t send = t + P + 1;
-            const float *qh = y_17 + t * 256 + h * 32;
-            const float *kb = k_20 + (h / 1) * 32;
-            const float *vb = v_21 + (h / 1) * 32;
-            float mx = -INFINITY, l = 0.0f, acc[32];
-            for (int64_t d = 0; d < 32; ++d)
-                acc[d] = 0.0f;
-            for (int64_t s = 0; s < send; ++s) {
-                const float *kr = kb + s * 256, *vr = vb + s * 256;
-                float fu_acc0 = 0.0f;
-                int64_t fu_j1 = 0;
-                for (; fu_j1 < 32; ++fu_j1) {
-                    fu_acc0 = (qh[fu_j1] * kr[fu_j1] + fu_acc0);
+        int64_t fu_lim = fu_t0 + fu_nt + P < (T + P) ? fu_t0 + fu_nt + P : (T + P);
+        int64_t fu_chunk = (fu_lim + fu_nsplit - 1) / fu_nsplit;
+        int64_t fu_k0 = fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        const float *fu_kb = b13_13 + fu_g * 32;
+        const float *fu_vb = b14_14 + fu_g * 32;
+        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+            for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 256;
+                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                    fu_kt[fu_d * FU_BK + fu_j] = fu_kr[fu_d];
+            }
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                int64_t fu_jv = fu_t0 + fu_r / 1 + P + 1 - fu_s0;
+                fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
+                if (fu_jv == 0)
+                    continue;
+                const float *fu_qr = fu_qt + fu_r * 32;
+                float *fu_sr = fu_sc + fu_r * FU_BK, *fu_or = fu_ot + fu_r * 32;
+                int64_t fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    float fu_acc = 0.0f;
+                    for (int64_t fu_d = 0; fu_d < fu_hd; ++fu_d)
+                        fu_acc = ((fu_qr[fu_d]) * fu_kt[fu_d * FU_BK + fu_j] + fu_acc);
+                    fu_sr[fu_j] = fu_acc;
                 }
-                float dot = (fu_acc0);
-                float sc = dot * 0.17677669f, corr, p;
-                if (sc > mx) {
-                    corr = expf(mx - sc);
-                    p = 1.0f;
-                    mx = sc;
-                } else {
-                    corr = 1.0f;
-                    p = expf(sc - mx);
+                float fu_vm = (-INFINITY);
+                fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
-                l = l * corr + p;
-                int64_t d = 0;
-                for (; d < 32; ++d) {
-                    acc[d] = ((p) * vr[d] + (acc[d] * (corr)));
+                float fu_mb = (fu_vm);
+                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_corr = expf(fu_m[fu_r] - fu_mnew);
+                float fu_vs = 0.0f;
+                fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mnew)));
+                    fu_sr[fu_j] = fu_p;
+                    fu_vs = (fu_vs + fu_p);
+                }
+                fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
+                fu_m[fu_r] = fu_mnew;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    float fu_o = (fu_or[fu_d] * (fu_corr));
+                    for (int64_t fu_jj = 0; fu_jj < fu_jv; ++fu_jj)
+                        fu_o = ((fu_sr[fu_jj]) * fu_vb[(fu_s0 + fu_jj) * 256 + fu_d] + fu_o);
+                    fu_or[fu_d] = fu_o;
                 }
             }
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            for (int64_t d = 0; d < 32; ++d)
-                y_22[t * 256 + h * 32 + d] = acc[d] * inv;
+        }
+        if (fu_nsplit == 1) {
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;
+                const float *fu_or = fu_ot + fu_r * 32;
+                float *fu_y = b22_22 + (fu_t0 + fu_r / 1) * 256 + (fu_g * 1 + fu_r % 1) * 32;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    fu_y[fu_d] = (fu_or[fu_d] * (fu_inv));
+                }
+            }
+        } else {
+            float *fu_pp = fu_ws + 10416 + (fu_w / nth) * 2176;
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
+                memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
+            }
+        }
+    }
+    if (fu_nsplit > 1) {
+        fr_barrier(nth);
+        for (int64_t fu_b = tid; fu_b < fu_base; fu_b += nth) {
+            int64_t fu_g = fu_b / fu_ntiles, fu_tile = fu_b % fu_ntiles;
+            int64_t fu_t0 = fu_tile * 64, fu_nt = T - fu_t0 < 64 ? T - fu_t0 : 64;
+            float *fu_or = fu_ws + 2048;
+            for (int64_t fu_r = 0; fu_r < fu_nt * 1; ++fu_r) {
+                float fu_mm = -INFINITY, fu_ll = 0.0f;
+                for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                    int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                    fu_mm = fu_po[0] > fu_mm ? fu_po[0] : fu_mm;
+                }
+                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                    fu_or[fu_d] = 0.0f;
+                if (fu_mm != -INFINITY)
+                    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                        int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                        float fu_wt = expf(fu_po[0] - fu_mm);
+                        fu_ll += fu_po[1] * fu_wt;
+                        fu_po += 2;
+                        int64_t fu_d = 0;
+                        for (; fu_d < 32; ++fu_d) {
+                            fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
+                        }
+                    }
+                float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;
+                float *fu_y = b22_22 + (fu_t0 + fu_r / 1) * 256 + (fu_g * 1 + fu_r % 1) * 32;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    fu_y[fu_d] = (fu_or[fu_d] * (fu_inv));
+                }
+            }
         }
     }
 }
@@ -2143,15 +2207,12 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
     float *fu_t16 = (float *)(fa->ws + fa->off[1]);
-    float *fu_t17 = (float *)(fa->ws + fa->off[2]);
-    float *fu_t18 = (float *)(fa->ws + fa->off[3]);
-    float *fu_t19 = (float *)(fa->ws + fa->off[4]);
     float *fu_t22 = (float *)(fa->ws + fa->off[5]);
     float *fu_t24 = (float *)(fa->ws + fa->off[7]);
     float *out_hidden_states = fa->out_hidden_states;
     k15_layer_norm_linear(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
     fr_barrier(nth);
-    k17_slice_slice_slice_append(tid, nth, fu_t16, fu_t17, fu_t18, fu_t19, cache->k_cache, cache->v_cache, cache->k_cache, cache->v_cache, fu_t22, T, P);
+    k17_slice_slice_slice_append(tid, nth, fu_t16, cache->k_cache, cache->v_cache, fu_t22, T, P);
     fr_barrier(nth);
     k23_linear_add(tid, nth, fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, hidden_states, fu_t24, T);
     fr_barrier(nth);
@@ -2196,6 +2257,7 @@ int gpt2_block_forward(const gpt2_block_weights *w,
         return FR_EINVAL;
     size_t fu_scratch = 0;
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164864 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)(14768 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163840 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)1479680 * sizeof(float)));
     if (fr_scratch_reserve(fu_scratch, NULL) != 0)

@@ -2078,116 +2078,189 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
  * %19 = append(%11, %17) : f32[T+P, 64]   # keys
  * %20 = append(%12, %18) : f32[T+P, 64]   # values
  * %21 = attention(%15, %19, %20) : f32[T, 256]   # attn
- *   x_14: f32[T, 256]
- *   pos_1: i32[T] (position_ids)
- *   y_15: f32[T, 256]
- *   x_16: f32[T, 64]
- *   y_17: f32[T, 64]
- *   cache_11: f32[P, 64] (k_cache)
- *   cache_12: f32[P, 64] (v_cache)
- *   x_18: f32[T, 64]
- *   k_19: f32[T+P, 64]
- *   v_20: f32[T+P, 64]
- *   y_21: f32[T, 256] */
-static void k15_rope_rope_append_append(int tid, int nth, const float *x_14, const int32_t *pos_1, float *y_15, const float *x_16, float *y_17, float *cache_11, float *cache_12, const float *x_18, const float *k_19, const float *v_20, float *y_21, int64_t T, int64_t P) {
-    { /* %15 rope */
-        int64_t t0, t1;
-        fr_split(T, tid, nth, &t0, &t1);
-        for (int64_t t = t0; t < t1; ++t) {
-            float cs[16], sn[16];
-            for (int64_t i = 0; i < 16; ++i) {
-                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-                cs[i] = (float)cos(ang);
-                sn[i] = (float)sin(ang);
+ *   b14_14: f32[T, 256]
+ *   b11_11: f32[P, 64] (k_cache)
+ *   b12_12: f32[P, 64] (v_cache)
+ *   b21_21: f32[T, 256]
+ *   b1_1: i32[T] (position_ids)
+ *   b16_16: f32[T, 64]
+ *   b18_18: f32[T, 64] */
+static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, float *b11_11, float *b12_12, float *b21_21, const int32_t *b1_1, const float *b16_16, const float *b18_18, int64_t T, int64_t P) {
+    enum { FU_BK = 64 };
+    const int64_t fu_hd = 32;
+    float *fu_ws = (float *)fr_scratch(tid);
+    float *fu_cs = fu_ws + 10368, *fu_sn = fu_ws + 10385;
+    (void)fu_cs;
+    (void)fu_sn;
+    {
+        int64_t fu_a0, fu_a1;
+        fr_split(T, tid, nth, &fu_a0, &fu_a1);
+        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+            const float *fu_src = b16_16 + fu_t * 64;
+            float *fu_dst = b11_11 + (P + fu_t) * 64;
+            for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                double fu_ang = (double)b1_1[fu_t] * pow(1e+04, -2.0 * (double)fu_i / 32.0);
+                fu_cs[fu_i] = (float)cos(fu_ang);
+                fu_sn[fu_i] = (float)sin(fu_ang);
             }
-            for (int64_t h = 0; h < 8; ++h) {
-                const float *xh = x_14 + t * 256 + h * 32;
-                float *yh = y_15 + t * 256 + h * 32;
-                int64_t i = 0;
-                for (; i < 16; ++i) {
-                    float v1 = xh[i], v2 = xh[i + 16], vc = cs[i], vs = sn[i];
-                    yh[i] = ((v1 * vc) - (v2 * vs));
-                    yh[i + 16] = (v1 * vs + (v2 * vc));
+            for (int64_t fu_h = 0; fu_h < 2; ++fu_h)
+                for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                    float fu_x1 = fu_src[fu_h * 32 + fu_i], fu_x2 = fu_src[fu_h * 32 + fu_i + 16];
+                    fu_dst[fu_h * 32 + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];
+                    fu_dst[fu_h * 32 + fu_i + 16] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];
                 }
-            }
+        }
+        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+            const float *fu_src = b18_18 + fu_t * 64;
+            float *fu_dst = b12_12 + (P + fu_t) * 64;
+            memcpy(fu_dst, fu_src, 64 * sizeof(float));
         }
     }
     fr_barrier(nth);
-    { /* %17 rope */
-        int64_t t0, t1;
-        fr_split(T, tid, nth, &t0, &t1);
-        for (int64_t t = t0; t < t1; ++t) {
-            float cs[16], sn[16];
-            for (int64_t i = 0; i < 16; ++i) {
-                double ang = (double)pos_1[t] * pow(1e+04, -2.0 * (double)i / 32.0);
-                cs[i] = (float)cos(ang);
-                sn[i] = (float)sin(ang);
+    int64_t fu_ntiles = (T + 15) / 16;
+    int64_t fu_base = 2 * fu_ntiles, fu_nsplit = 1;
+    if (fu_base < nth) {
+        fu_nsplit = (nth + fu_base - 1) / fu_base;
+        if (fu_nsplit > ((T + P) + 15) / 16)
+            fu_nsplit = ((T + P) + 15) / 16;
+        if (fu_nsplit < 1)
+            fu_nsplit = 1;
+    }
+    int64_t fu_items = fu_base * fu_nsplit;
+    for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {
+        int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit % fu_ntiles, fu_sp = fu_w % fu_nsplit;
+        int64_t fu_t0 = fu_tile * 16, fu_nt = T - fu_t0 < 16 ? T - fu_t0 : 16;
+        int64_t fu_rows = fu_nt * 4;
+        float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
+        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304;
+        for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
+            const float *fu_qsrc = b14_14 + (fu_t0 + fu_tt) * 256;
+            for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                double fu_ang = (double)b1_1[fu_t0 + fu_tt] * pow(1e+04, -2.0 * (double)fu_i / 32.0);
+                fu_cs[fu_i] = (float)cos(fu_ang);
+                fu_sn[fu_i] = (float)sin(fu_ang);
             }
-            for (int64_t h = 0; h < 2; ++h) {
-                const float *xh = x_16 + t * 64 + h * 32;
-                float *yh = y_17 + t * 64 + h * 32;
-                int64_t i = 0;
-                for (; i < 16; ++i) {
-                    float v1 = xh[i], v2 = xh[i + 16], vc = cs[i], vs = sn[i];
-                    yh[i] = ((v1 * vc) - (v2 * vs));
-                    yh[i + 16] = (v1 * vs + (v2 * vc));
+            for (int64_t fu_gh = 0; fu_gh < 4; ++fu_gh) {
+                const float *fu_qh = fu_qsrc + (fu_g * 4 + fu_gh) * 32;
+                float *fu_qr = fu_qt + (fu_tt * 4 + fu_gh) * 32;
+                for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                    float fu_x1 = fu_qh[fu_i], fu_x2 = fu_qh[fu_i + 16];
+                    fu_qr[fu_i] = (fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i]) * 0.17677669f;
+                    fu_qr[fu_i + 16] = (fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i]) * 0.17677669f;
                 }
             }
         }
-    }
-    fr_barrier(nth);
-    { /* %19 append */
-        int64_t f, f_end;
-        fu_part(T * 64, 16, tid, nth, &f, &f_end);
-        if (f < f_end)
-            memcpy(cache_11 + P * 64 + f, y_17 + f, (size_t)(f_end - f) * sizeof *cache_11);
-    }
-    fr_barrier(nth);
-    { /* %20 append */
-        int64_t f, f_end;
-        fu_part(T * 64, 16, tid, nth, &f, &f_end);
-        if (f < f_end)
-            memcpy(cache_12 + P * 64 + f, x_18 + f, (size_t)(f_end - f) * sizeof *cache_12);
-    }
-    fr_barrier(nth);
-    { /* %21 attention */
-        int64_t p0, p1;
-        fr_split(T * 8, tid, nth, &p0, &p1);
-        for (int64_t pr = p0; pr < p1; ++pr) {
-            int64_t t = pr / 8, h = pr % 8;
-            int64_t send = t + P + 1;
-            const float *qh = y_15 + t * 256 + h * 32;
-            const float *kb = k_19 + (h / 4) * 32;
-            const float *vb = v_20 + (h / 4) * 32;
-            float mx = -INFINITY, l = 0.0f, acc[32];
-            for (int64_t d = 0; d < 32; ++d)
-                acc[d] = 0.0f;
-            for (int64_t s = 0; s < send; ++s) {
-                const float *kr = kb + s * 64, *vr = vb + s * 64;
-                float fu_acc0 = 0.0f;
-                int64_t fu_j1 = 0;
-                for (; fu_j1 < 32; ++fu_j1) {
-                    fu_acc0 = (qh[fu_j1] * kr[fu_j1] + fu_acc0);
+        for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+            fu_m[fu_r] = -INFINITY;
+            fu_l[fu_r] = 0.0f;
+            for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                fu_ot[fu_r * 32 + fu_d] = 0.0f;
+        }
+        int64_t fu_lim = fu_t0 + fu_nt + P < (T + P) ? fu_t0 + fu_nt + P : (T + P);
+        int64_t fu_chunk = (fu_lim + fu_nsplit - 1) / fu_nsplit;
+        int64_t fu_k0 = fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        const float *fu_kb = b11_11 + fu_g * 32;
+        const float *fu_vb = b12_12 + fu_g * 32;
+        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+            for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 64;
+                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                    fu_kt[fu_d * FU_BK + fu_j] = fu_kr[fu_d];
+            }
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                int64_t fu_jv = fu_t0 + fu_r / 4 + P + 1 - fu_s0;
+                fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
+                if (fu_jv == 0)
+                    continue;
+                const float *fu_qr = fu_qt + fu_r * 32;
+                float *fu_sr = fu_sc + fu_r * FU_BK, *fu_or = fu_ot + fu_r * 32;
+                int64_t fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    float fu_acc = 0.0f;
+                    for (int64_t fu_d = 0; fu_d < fu_hd; ++fu_d)
+                        fu_acc = ((fu_qr[fu_d]) * fu_kt[fu_d * FU_BK + fu_j] + fu_acc);
+                    fu_sr[fu_j] = fu_acc;
                 }
-                float dot = (fu_acc0);
-                float sc = dot * 0.17677669f, corr, p;
-                if (sc > mx) {
-                    corr = expf(mx - sc);
-                    p = 1.0f;
-                    mx = sc;
-                } else {
-                    corr = 1.0f;
-                    p = expf(sc - mx);
+                float fu_vm = (-INFINITY);
+                fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
-                l = l * corr + p;
-                int64_t d = 0;
-                for (; d < 32; ++d) {
-                    acc[d] = ((p) * vr[d] + (acc[d] * (corr)));
+                float fu_mb = (fu_vm);
+                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_corr = expf(fu_m[fu_r] - fu_mnew);
+                float fu_vs = 0.0f;
+                fu_j = 0;
+                for (; fu_j < fu_jv; ++fu_j) {
+                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mnew)));
+                    fu_sr[fu_j] = fu_p;
+                    fu_vs = (fu_vs + fu_p);
+                }
+                fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
+                fu_m[fu_r] = fu_mnew;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    float fu_o = (fu_or[fu_d] * (fu_corr));
+                    for (int64_t fu_jj = 0; fu_jj < fu_jv; ++fu_jj)
+                        fu_o = ((fu_sr[fu_jj]) * fu_vb[(fu_s0 + fu_jj) * 64 + fu_d] + fu_o);
+                    fu_or[fu_d] = fu_o;
                 }
             }
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            for (int64_t d = 0; d < 32; ++d)
-                y_21[t * 256 + h * 32 + d] = acc[d] * inv;
+        }
+        if (fu_nsplit == 1) {
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;
+                const float *fu_or = fu_ot + fu_r * 32;
+                float *fu_y = b21_21 + (fu_t0 + fu_r / 4) * 256 + (fu_g * 4 + fu_r % 4) * 32;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    fu_y[fu_d] = (fu_or[fu_d] * (fu_inv));
+                }
+            }
+        } else {
+            float *fu_pp = fu_ws + 10416 + (fu_w / nth) * 2176;
+            for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
+                memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
+            }
+        }
+    }
+    if (fu_nsplit > 1) {
+        fr_barrier(nth);
+        for (int64_t fu_b = tid; fu_b < fu_base; fu_b += nth) {
+            int64_t fu_g = fu_b / fu_ntiles, fu_tile = fu_b % fu_ntiles;
+            int64_t fu_t0 = fu_tile * 16, fu_nt = T - fu_t0 < 16 ? T - fu_t0 : 16;
+            float *fu_or = fu_ws + 2048;
+            for (int64_t fu_r = 0; fu_r < fu_nt * 4; ++fu_r) {
+                float fu_mm = -INFINITY, fu_ll = 0.0f;
+                for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                    int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                    fu_mm = fu_po[0] > fu_mm ? fu_po[0] : fu_mm;
+                }
+                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                    fu_or[fu_d] = 0.0f;
+                if (fu_mm != -INFINITY)
+                    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                        int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                        float fu_wt = expf(fu_po[0] - fu_mm);
+                        fu_ll += fu_po[1] * fu_wt;
+                        fu_po += 2;
+                        int64_t fu_d = 0;
+                        for (; fu_d < 32; ++fu_d) {
+                            fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
+                        }
+                    }
+                float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;
+                float *fu_y = b21_21 + (fu_t0 + fu_r / 4) * 256 + (fu_g * 4 + fu_r % 4) * 32;
+                int64_t fu_d = 0;
+                for (; fu_d < 32; ++fu_d) {
+                    fu_y[fu_d] = (fu_or[fu_d] * (fu_inv));
+                }
+            }
         }
     }
 }
@@ -4907,16 +4980,14 @@ static void fu_run(void *ctx, int tid, int nth) {
     const float *hidden_states = fa->hidden_states;
     const int32_t *position_ids = fa->position_ids;
     float *fu_t14 = (float *)(fa->ws + fa->off[1]);
-    float *fu_t15 = (float *)(fa->ws + fa->off[2]);
     float *fu_t16 = (float *)(fa->ws + fa->off[3]);
-    float *fu_t17 = (float *)(fa->ws + fa->off[4]);
     float *fu_t18 = (float *)(fa->ws + fa->off[5]);
     float *fu_t21 = (float *)(fa->ws + fa->off[6]);
     float *fu_t23 = (float *)(fa->ws + fa->off[8]);
     float *out_hidden_states = fa->out_hidden_states;
     k13_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t14, w->self_attn_k_proj_weight, fu_t16, w->self_attn_v_proj_weight, fu_t18, T);
     fr_barrier(nth);
-    k15_rope_rope_append_append(tid, nth, fu_t14, position_ids, fu_t15, fu_t16, fu_t17, cache->k_cache, cache->v_cache, fu_t18, cache->k_cache, cache->v_cache, fu_t21, T, P);
+    k15_rope_rope_append_append(tid, nth, fu_t14, cache->k_cache, cache->v_cache, fu_t21, position_ids, fu_t16, fu_t18, T, P);
     fr_barrier(nth);
     k22_linear_add(tid, nth, fu_t21, w->self_attn_o_proj_weight, hidden_states, fu_t23, T);
     fr_barrier(nth);
@@ -4961,6 +5032,7 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
         return FR_EINVAL;
     size_t fu_scratch = 0;
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164864 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)(14768 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163840 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)1871616 * sizeof(float)));
     if (fr_scratch_reserve(fu_scratch, NULL) != 0)
