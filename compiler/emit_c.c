@@ -1497,7 +1497,28 @@ static int pick_sym_max(Emit *e) {
             return 0;
         }
     }
-    diag_plain_error("block '%s' is too large: some tensor has more than 2^53 elements", g->name);
+    /* Name the first tensor too large even at the smallest bound, where the
+     * user wrote it, so a huge declared dim is found without a search. */
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        double numel = 1, L = ldexp(1.0, SYM_MAX_LOG2_LO);
+        for (d = 0; d < n->rank; d++) {
+            double v = fabs((double)n->shape[d].c);
+            for (s = 0; s < g->nsyms; s++)
+                v += fabs((double)n->shape[d].k[s]) * L;
+            numel *= v;
+        }
+        if (numel > NUMEL_LIMIT && n->loc.file) {
+            Buf b = {0};
+            ir_type_str(&b, n, g);
+            diag_error(n->loc, "%s%s%s is too large: %s has more than 2^53 elements",
+                       n->name || n->label ? "'" : "", n->name ? n->name : n->label ? n->label : "this tensor",
+                       n->name || n->label ? "'" : "", b.data);
+            free(b.data);
+            return -1;
+        }
+    }
+    diag_plain_error("block '%s' is too large: its tensors have more than 2^53 elements in all", g->name);
     return -1;
 }
 

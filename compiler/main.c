@@ -12,6 +12,7 @@
 #include "fusec.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,16 +67,56 @@ typedef struct Out {
     FILE *f;
 } Out;
 
+/* Temporary files not yet renamed into place.  An internal error exits
+ * from anywhere and a signal kills at any point, so these are also removed
+ * at exit and on SIGINT, SIGTERM and SIGHUP: no run leaves a partial file. */
+#define MAX_PENDING 8
+static const char *volatile pending[MAX_PENDING];
+
+static void pending_remove_all(void) {
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (pending[i]) {
+            unlink(pending[i]);
+            pending[i] = NULL;
+        }
+}
+
+static void on_fatal_signal(int sig) {
+    pending_remove_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void pending_set(const char *tmp, bool add) {
+    static bool hooked;
+    if (!hooked) {
+        hooked = true;
+        if (atexit(pending_remove_all) != 0)
+            fprintf(stderr, "fusec: warning: cannot register the cleanup of temporary files\n");
+        signal(SIGINT, on_fatal_signal);
+        signal(SIGTERM, on_fatal_signal);
+        signal(SIGHUP, on_fatal_signal);
+    }
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (add ? pending[i] == NULL : pending[i] == tmp) {
+            pending[i] = add ? tmp : NULL;
+            return;
+        }
+}
+
 static bool out_open(Out *o, const char *path) {
     o->path = path;
     o->tmp = fu_format("%s.tmp.XXXXXX", path);
     int fd = mkstemp(o->tmp);
+    if (fd >= 0)
+        pending_set(o->tmp, true);
     /* mkstemp creates 0600; give the file the mode a plain fopen would */
     mode_t mask = umask(0);
     umask(mask);
     if (fd >= 0 && fchmod(fd, 0666 & ~mask) != 0) {
         close(fd);
         unlink(o->tmp);
+        pending_set(o->tmp, false);
         fd = -1;
     }
     if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
@@ -84,6 +125,7 @@ static bool out_open(Out *o, const char *path) {
             close(fd);
             unlink(o->tmp);
         }
+        pending_set(o->tmp, false);
         o->tmp = NULL;
         return false;
     }
@@ -96,6 +138,7 @@ static void out_abort(Out *o) {
     if (o->f)
         fclose(o->f);
     unlink(o->tmp);
+    pending_set(o->tmp, false);
     o->tmp = NULL;
 }
 
@@ -104,11 +147,13 @@ static bool out_commit(Out *o) {
     ok = (fclose(o->f) == 0) && ok;
     o->f = NULL;
     if (ok && rename(o->tmp, o->path) == 0) {
+        pending_set(o->tmp, false);
         o->tmp = NULL;
         return true;
     }
     diag_plain_error("cannot write '%s': %s", o->path, strerror(errno));
     unlink(o->tmp);
+    pending_set(o->tmp, false);
     o->tmp = NULL;
     return false;
 }
