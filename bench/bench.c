@@ -475,8 +475,9 @@ typedef struct Contender {
 
 static Contender cont[MAX_CONTENDERS];
 static int ncont;
-/* GFLOP/s of each variant's last check run: predicts its next one */
-static double var_speed[MAX_VARIANTS];
+/* GFLOP/s of each variant's last check run on a bandwidth-bound ([1]) or a
+ * compute-bound ([0]) workload: predicts its next one of the same kind */
+static double var_speed[MAX_VARIANTS][2];
 static int cells_total, cells_done;
 
 typedef struct Row {
@@ -1108,15 +1109,16 @@ static void run_cell(Cell *cell, int ti)
         /* the time guard: an optional variant (another target) whose
          * predicted time does not fit in what is left of this cell's share
          * is not run */
-        if (c->optional && var_speed[c->var] > 0 &&
-            fr_now() - cell_start + flops / (var_speed[c->var] * 1e9) > allowance) {
+        double *speed = &var_speed[c->var < 0 ? 0 : c->var][cell->wl->bw_bound];
+        if (c->optional && (over || (*speed > 0 && fr_now() - cell_start +
+                                                          flops / (*speed * 1e9) > allowance))) {
             c->skipped = 1;
             continue;
         }
         progress(1, "%s, %d thread%s: checking %s", name, threads, threads > 1 ? "s" : "", c->label);
         c->check_s = run_once(c, cell, c->out, 1);
         if (c->kind == C_FUSEC && c->check_s > 0 && c->var >= 0)
-            var_speed[c->var] = flops / c->check_s / 1e9;
+            *speed = flops / c->check_s / 1e9;
         settle(c, threads);
         /* --perturb: shows that the check can fail (every 7th element 1% off) */
         if (opt.perturb && strcmp(opt.perturb, c->label) == 0)

@@ -86,14 +86,17 @@ def color_map(results):
 
 
 def limit_text(limits):
+    """The limits the fractions use: the widest FMA peak (the one measured
+    at the start and at the end) and the read bandwidth, per thread count."""
+    names = set(r["contender"] for r in limits)
     parts = []
     for r in limits:
         name, thr, v = r["contender"], r["threads"], num(r["limit_value"])
-        if name.startswith("fma_peak") and name.count("_") == 3 and "portable" not in name:
-            parts.append("%s %s thr: %.0f GFLOP/s" % (name.split("_")[2], thr, v))
+        if name.startswith("fma_peak") and name.count("_") == 3 and name + "_start" in names:
+            parts.append("%s FMA %s thr: %.0f GFLOP/s" % (name.split("_")[2], thr, v))
         elif name == "read_bw_GBs":
             parts.append("read %s thr: %.1f GB/s" % (thr, v))
-    return "; ".join(parts)
+    return "; ".join(parts) + " (the higher of start and end)"
 
 
 def svg(limits, results, path):
