@@ -28,11 +28,23 @@ static const char usage_text[] =
     "  -o FILE          write the C source to FILE and its header beside it (FILE with .h);\n"
     "                   '-o -' writes the C source to standard output\n"
     "  --emit=KIND      what to write: c (default), h (the header alone), ir (the IR after\n"
-    "                   the passes, to standard output unless -o is given)\n"
-    "  --target=T       target ISA: generic (default)\n"
+    "                   the passes), report (FLOPs, bytes moved and intensity per kernel,\n"
+    "                   fused vs unfused; needs --dim), dot (the graph before and after\n"
+    "                   fusion, for Graphviz); ir, report and dot go to standard output\n"
+    "                   unless -o is given\n"
+    "  --explain        print each kernel with the operators it absorbed and every fusion\n"
+    "                   the passes refused, with the reason (standard output unless -o)\n"
+    "  --dim NAME=V     the value of symbolic dim NAME for --emit=report (the cache length\n"
+    "                   defaults to 0)\n"
+    "  --target=T       target ISA: generic (portable C, the default), x86-64-avx2,\n"
+    "                   x86-64-avx512, aarch64-neon, native (this machine's best), or\n"
+    "                   multi:T1,T2,... (all in one file, picked at run time from the\n"
+    "                   CPU's features; list generic last as the fallback); docs/targets.md\n"
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
+    "  --no-fuse=P,...  turn fusion passes off: elementwise, norm, epilogue, softmax,\n"
+    "                   attention, mlp (docs/fusion.md)\n"
     "  -MD              also write a make dependency file (OUT.d, or the -MF file)\n"
     "  -MF FILE         write the dependency file to FILE (implies -MD)\n"
     "  --help           print this help and exit\n"
@@ -274,12 +286,99 @@ static int write_ir(const Graph *g, const char *out) {
     return out_commit(&o) ? EXIT_OK : EXIT_FAIL;
 }
 
+/* "attention,mlp" -> FUSE_ATTENTION | FUSE_MLP. */
+static bool parse_no_fuse(const char *list, unsigned *bits) {
+    const char *p = list;
+    if (!*p)
+        return false;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        unsigned b = fuse_pass_bit(fu_strndup(p, n));
+        if (!b)
+            return false;
+        *bits |= b;
+        if (!e)
+            return true;
+        p = e + 1;
+    }
+}
+
+/* "T=512" */
+static bool parse_dim(const char *s, const char **name, int64_t *value) {
+    const char *eq = strchr(s, '=');
+    char *end;
+    if (!eq || eq == s || !eq[1])
+        return false;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (errno || *end || v < 0 || v > ((long long)1 << 31))
+        return false;
+    *name = fu_strndup(s, (size_t)(eq - s));
+    *value = v;
+    return true;
+}
+
+/* The symbol values for --emit=report, in the graph's order; NULL after
+ * reporting a missing or unknown dim. */
+static const int64_t *report_syms(const Graph *g, const char **names, const int64_t *values, int n) {
+    int64_t *syms = fu_alloc(sizeof *syms * FU_MAX_SYMS);
+    bool *set = fu_alloc(sizeof *set * FU_MAX_SYMS);
+    for (int i = 0; i < n; i++) {
+        int s = ir_find_sym(g, names[i]);
+        if (s < 0) {
+            usage_error("--dim: the block has no symbolic dim '%s'", names[i]);
+            return NULL;
+        }
+        syms[s] = values[i];
+        set[s] = true;
+    }
+    for (int s = 0; s < g->nsyms; s++)
+        if (!set[s] && s != g->cache_sym) {
+            usage_error("--emit=report needs --dim %s=VALUE", g->sym_names[s]);
+            return NULL;
+        }
+    return syms;
+}
+
+/* --explain, --emit=report, --emit=dot: the fused graph, the same block
+ * compiled with -O0 and (report) the symbol values. */
+typedef struct TextJob {
+    const char *kind;
+    const Graph *g, *unfused;
+    const int64_t *syms;
+} TextJob;
+
+static void print_text(FILE *f, const TextJob *j) {
+    if (strcmp(j->kind, "explain") == 0)
+        explain_print(f, j->g, j->unfused);
+    else if (strcmp(j->kind, "report") == 0)
+        report_print(f, j->g, j->unfused, j->syms);
+    else
+        dot_print(f, j->unfused, j->g);
+}
+
+static int write_text(const TextJob *j, const char *out) {
+    if (!out || strcmp(out, "-") == 0) {
+        print_text(stdout, j);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+    }
+    Out o = {0};
+    if (!out_open(&o, out))
+        return EXIT_FAIL;
+    print_text(o.f, j);
+    return out_commit(&o) ? EXIT_OK : EXIT_FAIL;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return check_main(argc - 1, argv + 1);
 
     Options opt = {.opt_level = 1, .target = "generic"};
     const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL;
+    const char *dim_names[FU_MAX_SYMS];
+    int64_t dim_values[FU_MAX_SYMS];
+    int ndims = 0;
     bool deps = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -296,9 +395,20 @@ int main(int argc, char **argv) {
         } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
             out = a + 2;
         } else if ((v = opt_value(argc, argv, &i, "--emit"))) {
-            if (strcmp(v, "c") && strcmp(v, "h") && strcmp(v, "ir"))
-                return usage_error("unknown --emit kind '%s' (expected c, h or ir)", v);
+            if (strcmp(v, "c") && strcmp(v, "h") && strcmp(v, "ir") && strcmp(v, "report") &&
+                strcmp(v, "dot"))
+                return usage_error("unknown --emit kind '%s' (expected c, h, ir, report or dot)", v);
             emit = v;
+        } else if (strcmp(a, "--explain") == 0) {
+            emit = "explain";
+        } else if ((v = opt_value(argc, argv, &i, "--no-fuse"))) {
+            if (!parse_no_fuse(v, &opt.no_fuse))
+                return usage_error("--no-fuse: expected names from elementwise, norm, epilogue, "
+                                   "softmax, attention, mlp separated by commas, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--dim"))) {
+            if (ndims == FU_MAX_SYMS || !parse_dim(v, &dim_names[ndims], &dim_values[ndims]))
+                return usage_error("--dim: expected NAME=VALUE with 0 <= VALUE <= 2^31, got '%s'", v);
+            ndims++;
         } else if ((v = opt_value(argc, argv, &i, "--target"))) {
             opt.target = v;
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
@@ -328,7 +438,8 @@ int main(int argc, char **argv) {
     if (!t)
         return usage_error("unknown target '%s' (see 'fusec --help')", opt.target);
     bool is_ir = strcmp(emit, "ir") == 0;
-    if (!out && !is_ir)
+    bool is_text = is_ir || !strcmp(emit, "explain") || !strcmp(emit, "report") || !strcmp(emit, "dot");
+    if (!out && !is_text)
         return usage_error("no output file: use -o FILE.c (or -o - for standard output)%s", "");
 
     if (deps && (!out || strcmp(out, "-") == 0) && !dep_file)
@@ -337,6 +448,21 @@ int main(int argc, char **argv) {
     Graph *g = compile_pipeline(input, block, &opt);
     if (!g)
         return EXIT_FAIL;
+    if (is_text && !is_ir) {
+        Options o0 = opt;
+        o0.opt_level = 0;
+        Graph *unfused = compile_pipeline(input, block, &o0);
+        if (!unfused)
+            return EXIT_FAIL;
+        TextJob job = {emit, g, unfused, NULL};
+        if (strcmp(emit, "report") == 0 && !(job.syms = report_syms(g, dim_names, dim_values, ndims)))
+            return EXIT_USAGE;
+        int trc = write_text(&job, out);
+        if (trc != EXIT_OK || !deps)
+            return trc;
+        const char *target = out && strcmp(out, "-") != 0 ? out : input;
+        return write_deps(dep_file ? dep_file : dep_path_for(out), &target, 1);
+    }
     bool header_only = strcmp(emit, "h") == 0;
     int rc = is_ir ? write_ir(g, out) : write_c(g, t, out, header_only);
     if (rc != EXIT_OK || !deps)
