@@ -60,6 +60,8 @@ static const char help_text[] =
     "  --interp         with --golden: check the float64 interpreter, not generated C\n"
     "  --target T       target ISA (default generic)\n"
     "  -O0, -O1         fusion off / on (default -O1)\n"
+    "  --no-fuse P,...  turn fusion passes off (elementwise, norm, epilogue, softmax,\n"
+    "                   attention, mlp), as fusec --no-fuse\n"
     "  --block NAME     the block to check when FILE holds several (default: the last)\n"
     "  --rtol X         pass when every output's relative L2 error <= X (default 1e-5)\n"
     "  --split K        run rows [0, K) at once, then one token at a time through the cache\n"
@@ -80,6 +82,7 @@ typedef struct CheckArgs {
     const char *file, *golden, *target, *block, *keep;
     bool random, interp, verbose;
     int opt_level;
+    unsigned no_fuse;                 /* FUSE_* bits */
     double rtol;
     int64_t split;                    /* 0: all rows in one call */
     int ndims;
@@ -226,6 +229,18 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             a->opt_level = 0;
         } else if (!strcmp(s, "-O1") || !strcmp(s, "-O")) {
             a->opt_level = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--no-fuse", &missing))) {
+            for (const char *p = v;;) {
+                const char *e = strchr(p, ',');
+                unsigned bit = fuse_pass_bit(fu_strndup(p, e ? (size_t)(e - p) : strlen(p)));
+                if (!bit)
+                    return usage_error("--no-fuse: unknown pass in '%s' (elementwise, norm, epilogue, "
+                                       "softmax, attention, mlp)", v);
+                a->no_fuse |= bit;
+                if (!e)
+                    break;
+                p = e + 1;
+            }
         } else if ((v = opt_value(argc, argv, &i, "--golden", &missing))) {
             a->golden = v;
         } else if ((v = opt_value(argc, argv, &i, "--target", &missing))) {
@@ -1035,7 +1050,7 @@ static void print_syms(const Graph *g, const int64_t *syms, const CheckArgs *a)
 
 static int check_run(const CheckArgs *a)
 {
-    Options opt = {a->opt_level, a->target, 0};
+    Options opt = {a->opt_level, a->target, a->no_fuse};
     const Target *t = target_find(a->target);
     Data d;
     fr_st golden;
