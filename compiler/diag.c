@@ -78,12 +78,52 @@ static void quote_line(SrcLoc loc) {
     fputc('\n', stderr);
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4 bytes), or 0. */
+static int utf8_len(const unsigned char *s) {
+    int n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+          : s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 4 && s[0] == 0xf0 && s[1] < 0x90) ||
+        (n == 4 && s[0] == 0xf4 && s[1] >= 0x90) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0))
+        return 0;   /* overlong, past U+10FFFF, or a surrogate */
+    return n;
+}
+
+/* Messages quote user text (names, strings): control bytes and invalid
+ * UTF-8 are written \xNN so that no input can garble the terminal. */
+static void put_message(const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!msg) {
+        vfprintf(stderr, fmt, ap);
+        return;
+    }
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    for (const unsigned char *p = (const unsigned char *)msg; *p;) {
+        int len = utf8_len(p);
+        if (len == 1 && *p >= 32 && *p != 127) {
+            fputc(*p++, stderr);
+        } else if (len > 1) {
+            fwrite(p, 1, (size_t)len, stderr);
+            p += len;
+        } else {
+            fprintf(stderr, "\\x%02X", *p++);
+        }
+    }
+    free(msg);
+}
+
 static void report(SrcLoc loc, const char *kind, const char *fmt, va_list ap) {
     if (loc.file)
         fprintf(stderr, "%s:%d:%d: %s: ", loc.file, loc.line, loc.col, kind);
     else
         fprintf(stderr, "fusec: %s: ", kind);
-    vfprintf(stderr, fmt, ap);
+    put_message(fmt, ap);
     fputc('\n', stderr);
     if (loc.file)
         quote_line(loc);

@@ -263,6 +263,10 @@ static bool infer_shape_op(Why *w, Node *n) {
         if (!dim_is_const(full))
             return fail(w, "'slice': axis %lld of %s is symbolic; only constant axes can be sliced",
                         (long long)ax, ty(x, w->g));
+        /* start + len is not computed when it would overflow (UB) */
+        if (start >= 0 && len >= 1 && start > INT64_MAX - len)
+            return fail(w, "'slice': start %lld with len %lld is outside axis %lld of %s",
+                        (long long)start, (long long)len, (long long)ax, ty(x, w->g));
         if (start < 0 || len < 1 || start > full.c - len)
             return fail(w, "'slice': [%lld, %lld) is outside axis %lld of %s", (long long)start,
                         (long long)(start + len), (long long)ax, ty(x, w->g));
