@@ -766,6 +766,52 @@ static void emit_col_range(Gen *G, const Stage *s, int g, const char *tc, const 
 
 /* ---- GEMM (prefill) ------------------------------------------------------------------ */
 
+/* Packing moves data between row-major and k-major layouts; on SIMD targets
+ * it goes through TW x TW transposes in registers (x86: 8 x 8 with AVX
+ * shuffles, for AVX-512 too; NEON: 4 x 4 with vtrnq), the vocabulary of
+ * pack_target giving the loads and arithmetic at that width. */
+static int pack_width(const Gen *G) {
+    return G->t->isa == ISA_NEON ? 4 : G->t->isa == ISA_GENERIC ? 1 : 8;
+}
+
+static const Target *pack_target(const Gen *G) {
+    return G->t->isa == ISA_AVX512 ? target_find("x86-64-avx2") : G->t;
+}
+
+/* rows[r] are TW vector expressions; column c of the tile is stored at
+ * dst[c], in order c = 0, 1, ... (later stores may overwrite the tail of
+ * earlier ones: the A packer relies on that). */
+static void emit_transpose(Gen *G, const char *const *rows, const char *const *dst) {
+    const Target *pt = pack_target(G);
+    const char *vt = v_type(pt);
+    L("{");
+    in(G);
+    if (G->t->isa == ISA_NEON) {
+        for (int r = 0; r < 4; r++)
+            L("const float32x4_t fu_tr%d = %s;", r, rows[r]);
+        L("const float32x4x2_t fu_tp01 = vtrnq_f32(fu_tr0, fu_tr1), fu_tp23 = vtrnq_f32(fu_tr2, fu_tr3);");
+        for (int c = 0; c < 4; c++)
+            L("vst1q_f32(%s, vcombine_f32(vget_%s_f32(fu_tp01.val[%d]), vget_%s_f32(fu_tp23.val[%d])));", dst[c],
+              c < 2 ? "low" : "high", c & 1, c < 2 ? "low" : "high", c & 1);
+    } else {
+        for (int r = 0; r < 8; r++)
+            L("const %s fu_tr%d = %s;", vt, r, rows[r]);
+        for (int q = 0; q < 4; q++)
+            L("const %s fu_tu%d = _mm256_unpacklo_ps(fu_tr%d, fu_tr%d), fu_tu%d = _mm256_unpackhi_ps(fu_tr%d, fu_tr%d);", vt,
+              2 * q, 2 * q, 2 * q + 1, 2 * q + 1, 2 * q, 2 * q + 1);
+        for (int q = 0; q < 2; q++)
+            L("const %s fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee), "
+              "fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee);",
+              vt, 4 * q, 4 * q, 4 * q + 2, 4 * q + 1, 4 * q, 4 * q + 2, 4 * q + 2, 4 * q + 1, 4 * q + 3, 4 * q + 3,
+              4 * q + 1, 4 * q + 3);
+        for (int c = 0; c < 8; c++)
+            L("_mm256_storeu_ps(%s, _mm256_permute2f128_ps(fu_tv%d, fu_tv%d, 0x%s));", dst[c], c & 3, 4 + (c & 3),
+              c < 4 ? "20" : "31");
+    }
+    out(G);
+    L("}");
+}
+
 /* Packs B's columns [fu_jc, fu_jc + fu_nc) x depth [fu_pc, fu_pc + fu_kc) of
  * product p into micro-panels of NR columns (k-major, zero past N). */
 static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const char *bptr) {
@@ -776,6 +822,31 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     in(G);
     L("float *const fu_d = fu_pb%d + fu_j * fu_kc;", pi);
     L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
+    int tw = pack_width(G);
+    if (p->nk && tw > 1) {
+        /* whole panels: TW rows of B by TW depths at a time, transposed */
+        L("if (fu_nn == %d) {", nr);
+        in(G);
+        L("int64_t fu_p = 0;");
+        L("for (; fu_p + %d <= fu_kc; fu_p += %d) {", tw, tw);
+        in(G);
+        for (int q = 0; q < nr / tw; q++) {
+            const char *rows[8], *dst[8];
+            for (int r = 0; r < tw; r++) {
+                rows[r] = v_load(pack_target(G), fu_format("%s + (fu_jc + fu_j + %d) * %s + fu_pc + fu_p", bptr, q * tw + r, ldb));
+                dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, nr, q * tw);
+            }
+            emit_transpose(G, rows, dst);
+        }
+        out(G);
+        L("}");
+        L("for (int64_t fu_left = fu_kc - fu_p; fu_left > 0; --fu_left, ++fu_p)");
+        L("    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", nr);
+        L("        fu_d[fu_p * %d + fu_q] = %s[(fu_jc + fu_j + fu_q) * %s + fu_pc + fu_p];", nr, bptr, ldb);
+        out(G);
+        L("} else {");
+        in(G);
+    }
     if (p->nk) {
         /* B rows are columns of the tile: read each row along k. */
         L("for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {");
@@ -786,6 +857,10 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
         L("for (int64_t fu_q = fu_nn; fu_q < %d; ++fu_q)", nr);
         L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
         L("        fu_d[fu_p * %d + fu_q] = 0.0f;", nr);
+        if (tw > 1) {
+            out(G);
+            L("}");
+        }
     } else {
         L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {");
         in(G);
@@ -805,6 +880,68 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     L("}");
 }
 
+/* A whole MR-row panel, TW depths at a time: TW-row groups transposed, the
+ * norm applied to the rows first.  When MR is not a multiple of TW the last
+ * group's stores run TW - MR % TW floats into the next depth's slots; the
+ * groups go last to first so the full groups' stores then overwrite them
+ * (and the panel's last column spills into the next panel or the slack
+ * after fu_pa, both written later or never read).  Ends with `continue`. */
+static void emit_pack_a_vec(Gen *G, const Stage *s) {
+    const Target *pt = pack_target(G);
+    int mr = G->b.mr, tw = pack_width(G);
+    const char *K = dimx(G, s->K);
+    const Node *nm = s->norm;
+    L("if (fu_mc - fu_i >= %d) {", mr);
+    in(G);
+    for (int r = 0; r < mr; r++)
+        L("const float *const fu_x%d = fu_A + (fu_m0 + fu_ic + fu_i + %d) * %s + fu_pc;", r, r, K);
+    if (nm)
+        for (int r = 0; r < mr; r++) {
+            L("const float fu_mu%d = fu_st[2 * (fu_ic + fu_i + %d)], fu_iv%d = fu_st[2 * (fu_ic + fu_i + %d) + 1];", r, r,
+              r, r);
+            if (nm->op == OP_RMS_NORM)
+                L("(void)fu_mu%d;", r);
+        }
+    L("int64_t fu_p = 0;");
+    L("for (; fu_p + %d <= fu_kc; fu_p += %d) {", tw, tw);
+    in(G);
+    if (nm) {
+        L("const %s fu_wv = %s;", v_type(pt), v_load(pt, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[1], false))));
+        if (nm->op == OP_LAYER_NORM)
+            L("const %s fu_bv = %s;", v_type(pt), v_load(pt, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[2], false))));
+    }
+    for (int g = (mr + tw - 1) / tw - 1; g >= 0; g--) {
+        const char *rows[8], *dst[8];
+        for (int r = 0; r < tw; r++) {
+            int row = g * tw + r;
+            const char *x = v_load(pt, fu_format("fu_x%d + fu_p", row));
+            if (row >= mr)
+                rows[r] = v_zero(pt);
+            else if (!nm)
+                rows[r] = x;
+            else if (nm->op == OP_RMS_NORM)
+                rows[r] = v_bin(pt, OP_MUL, v_bin(pt, OP_MUL, x, v_set1(pt, fu_format("fu_iv%d", row))), "fu_wv");
+            else
+                rows[r] = v_fma(pt, v_bin(pt, OP_MUL, v_bin(pt, OP_SUB, x, v_set1(pt, fu_format("fu_mu%d", row))),
+                                          v_set1(pt, fu_format("fu_iv%d", row))),
+                                "fu_wv", "fu_bv");
+            dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, mr, g * tw);
+        }
+        emit_transpose(G, rows, dst);
+    }
+    out(G);
+    L("}");
+    L("for (int64_t fu_left = fu_kc - fu_p; fu_left > 0; --fu_left, ++fu_p) {");
+    for (int r = 0; r < mr; r++)
+        L("    fu_d[fu_p * %d + %d] = %s;", mr, r,
+          nm ? norm_expr(G, nm, fu_format("fu_x%d[fu_p]", r), "fu_pc + fu_p", fu_format("fu_mu%d", r), fu_format("fu_iv%d", r))
+             : fu_format("fu_x%d[fu_p]", r));
+    L("}");
+    L("continue;");
+    out(G);
+    L("}");
+}
+
 /* Packs A's rows [fu_rb + fu_ic, + fu_mc) (relative to the chunk start
  * fu_m0) x depth [fu_pc, + fu_kc) into micro-panels of MR rows (k-major,
  * zero past the last row), applying the prologue norm on the way. */
@@ -813,6 +950,8 @@ static void emit_pack_a(Gen *G, const Stage *s) {
     L("for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += %d) {", mr);
     in(G);
     L("float *const fu_d = fu_pa + fu_i * fu_kc;");
+    if (pack_width(G) > 1 && !s->pieces)
+        emit_pack_a_vec(G, s);
     L("for (int64_t fu_q = 0; fu_q < %d; ++fu_q) {", mr);
     in(G);
     L("const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;");
@@ -1364,7 +1503,7 @@ static void layout(Gen *G) {
     int64_t base = at;
     /* GEMM */
     G->off_pa = at;
-    at += round16((int64_t)b->mc * b->kc);
+    at += round16((int64_t)b->mc * b->kc + 16); /* + slack for emit_pack_a_vec */
     G->off_pb = at;
     at += round16(G->npmax * b->kc * G->ncmax);
     if (G->cacc) {

@@ -1,0 +1,206 @@
+/*
+ * bench_gemm.c - how fast the generated GEMM and GEMV run, against what the
+ * machine can do (tests/gemm/bench.sh builds and runs it; not part of make
+ * test).
+ *
+ *   bench_gemm peak              FMA peak (GFLOP/s) and read bandwidth (GB/s)
+ *                                per thread count, measured with the same
+ *                                intrinsics the kernels use
+ *   bench_gemm run T REPS        runs the linked block (DESC) at T rows REPS
+ *                                times; prints GFLOP/s (2 * T * weights) and
+ *                                GB/s of weights streamed, best of REPS
+ *
+ * Each figure is also given per CPU-second (process CPU time, all threads):
+ * on a machine shared with other work the wall clock counts the time this
+ * process was not running, the CPU clock does not.
+ *
+ * The thread count is FUSE_NUM_THREADS, as for any block.  Peak FMA: 12
+ * independent accumulator chains of _mm256_fmadd_ps per thread (enough to
+ * cover the FMA latency on two pipes).  Bandwidth: every thread sums its
+ * share of a 1 GiB buffer with 4 vector accumulators, best of 5 passes.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+
+#include "fusec_rt.h"
+
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern const fr_block_desc DESC;
+
+/* Seconds of CPU time used by the process (every thread). */
+static double cpu_now(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- peak ----------------------------------------------------------------- */
+
+typedef struct PeakCtx {
+    double sink[256];
+    const float *buf;
+    size_t n;
+} PeakCtx;
+
+#define FMA_ITERS 20000000L
+
+static void fma_task(void *vctx, int tid, int nth) {
+    PeakCtx *c = vctx;
+    (void)nth;
+    /* twelve named chains: an array would live in memory */
+    const __m256 m = _mm256_set1_ps(0.999999f), d = _mm256_set1_ps(1e-7f);
+    __m256 a0 = _mm256_set1_ps(0.0f), a1 = _mm256_set1_ps(1.0f), a2 = _mm256_set1_ps(2.0f);
+    __m256 a3 = _mm256_set1_ps(3.0f), a4 = _mm256_set1_ps(4.0f), a5 = _mm256_set1_ps(5.0f);
+    __m256 a6 = _mm256_set1_ps(6.0f), a7 = _mm256_set1_ps(7.0f), a8 = _mm256_set1_ps(8.0f);
+    __m256 a9 = _mm256_set1_ps(9.0f), a10 = _mm256_set1_ps(10.0f), a11 = _mm256_set1_ps(11.0f);
+    for (long it = 0; it < FMA_ITERS; it++) {
+        a0 = _mm256_fmadd_ps(a0, m, d);
+        a1 = _mm256_fmadd_ps(a1, m, d);
+        a2 = _mm256_fmadd_ps(a2, m, d);
+        a3 = _mm256_fmadd_ps(a3, m, d);
+        a4 = _mm256_fmadd_ps(a4, m, d);
+        a5 = _mm256_fmadd_ps(a5, m, d);
+        a6 = _mm256_fmadd_ps(a6, m, d);
+        a7 = _mm256_fmadd_ps(a7, m, d);
+        a8 = _mm256_fmadd_ps(a8, m, d);
+        a9 = _mm256_fmadd_ps(a9, m, d);
+        a10 = _mm256_fmadd_ps(a10, m, d);
+        a11 = _mm256_fmadd_ps(a11, m, d);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    c->sink[tid] = out[0];
+}
+
+static void read_task(void *vctx, int tid, int nth) {
+    PeakCtx *c = vctx;
+    int64_t lo, hi;
+    fr_split((int64_t)(c->n / 32), tid, nth, &lo, &hi);
+    const float *p = c->buf + lo * 32, *e = c->buf + hi * 32;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (; p < e; p += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_load_ps(p));
+        s1 = _mm256_add_ps(s1, _mm256_load_ps(p + 8));
+        s2 = _mm256_add_ps(s2, _mm256_load_ps(p + 16));
+        s3 = _mm256_add_ps(s3, _mm256_load_ps(p + 24));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    c->sink[tid] = out[0];
+}
+
+static int peak(void) {
+    static PeakCtx c;
+    int nth = fr_pool_threads();
+    fr_parallel(fma_task, &c); /* start the pool */
+    double t0 = fr_now(), c0 = cpu_now();
+    fr_parallel(fma_task, &c);
+    double t = fr_now() - t0, ct = cpu_now() - c0;
+    double flop = 2.0 * 8 * 12 * (double)FMA_ITERS * nth;
+    double gflops = flop / t / 1e9;
+    c.n = (size_t)1 << 28; /* 1 GiB of floats */
+    float *buf = fr_alloc(c.n * sizeof(float));
+    if (!buf) {
+        fprintf(stderr, "bench_gemm: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < c.n; i++)
+        buf[i] = (float)(i & 7);
+    c.buf = buf;
+    double best = 1e30, cbest = 1e30;
+    for (int r = 0; r < 5; r++) {
+        t0 = fr_now();
+        c0 = cpu_now();
+        fr_parallel(read_task, &c);
+        t = fr_now() - t0;
+        best = t < best ? t : best;
+        t = cpu_now() - c0;
+        cbest = t < cbest ? t : cbest;
+    }
+    printf("threads %d  fma_peak %.1f GFLOP/s (%.1f per thread; %.1f per CPU-second)  read_bw %.1f GB/s "
+           "(%.1f per CPU-second x threads)\n",
+           nth, gflops, gflops / nth, flop / ct / 1e9, (double)c.n * 4 / best / 1e9,
+           (double)c.n * 4 / (cbest / nth) / 1e9);
+    fr_free(buf);
+    return 0;
+}
+
+/* ---- the block -------------------------------------------------------------- */
+
+static float *rand_floats(int64_t n) {
+    float *p = fr_alloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    uint32_t s = 12345;
+    if (!p)
+        return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (float)((s >> 9) & 0xffff) / 65536.0f - 0.5f;
+    }
+    return p;
+}
+
+static int run(int64_t T, int reps) {
+    const fr_block_desc *b = &DESC;
+    int64_t syms[FR_MAX_SYMS] = {0};
+    const void *w[64];
+    void *x[64], *y[64];
+    if (b->nsyms != 1 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches) {
+        fprintf(stderr, "bench_gemm: the block must have one symbol (T) and no caches\n");
+        return 1;
+    }
+    syms[0] = T;
+    double wfloats = 0;
+    for (int i = 0; i < b->nweights; i++) {
+        int64_t n = fr_desc_numel(&b->weights[i], syms);
+        /* matrices count; vectors (norm weights, biases) are noise */
+        if (b->weights[i].rank == 2)
+            wfloats += (double)n;
+        if (!(w[i] = rand_floats(n)))
+            return 1;
+    }
+    for (int i = 0; i < b->ninputs; i++)
+        if (!(x[i] = rand_floats(fr_desc_numel(&b->inputs[i], syms))))
+            return 1;
+    for (int i = 0; i < b->noutputs; i++)
+        if (!(y[i] = rand_floats(fr_desc_numel(&b->outputs[i], syms))))
+            return 1;
+    void *ws = fr_alloc(b->workspace_size(syms) + 64);
+    if (!ws)
+        return 1;
+    double best = 1e30, cbest = 1e30;
+    int nth = fr_pool_threads();
+    for (int r = 0; r < reps; r++) {
+        double t0 = fr_now(), c0 = cpu_now();
+        if (b->run(w, NULL, 0, syms, (const void *const *)x, y, ws) != 0) {
+            fprintf(stderr, "bench_gemm: the block failed\n");
+            return 1;
+        }
+        double t = fr_now() - t0, ct = cpu_now() - c0;
+        best = t < best ? t : best;
+        cbest = ct < cbest ? ct : cbest;
+    }
+    /* per CPU-second: as if every thread had run the whole time */
+    double ceq = cbest / nth;
+    printf("%s T=%lld threads %d: %.3f ms  %.1f GFLOP/s  %.1f GB/s of weights  |  per CPU-second: %.1f GFLOP/s "
+           "per thread, %.1f GB/s\n",
+           b->name, (long long)T, nth, best * 1e3, 2.0 * (double)T * wfloats / best / 1e9,
+           wfloats * 4 / best / 1e9, 2.0 * (double)T * wfloats / cbest / 1e9, wfloats * 4 / ceq / 1e9);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "peak") == 0)
+        return peak();
+    if (argc == 4 && strcmp(argv[1], "run") == 0)
+        return run(atoll(argv[2]), atoi(argv[3]));
+    fprintf(stderr, "usage: bench_gemm peak | run T REPS\n");
+    return 2;
+}
