@@ -107,7 +107,7 @@ regen: $(FUSEC)
 .PHONY: bench
 bench: all
 	@sh bench/install-deps.sh
-	@CC="$(CC)" BUILD="$(BUILD)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
+	@CC="$(CC)" BUILD="$(BUILD)" SHARED="$(SHARED)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -6,6 +6,7 @@
  *   bench [--quick] [--gen DIR] [--variant LABEL=SUFFIX]... [--torch SCRIPT]
  *         [--python PY] [--data DIR] [--csv FILE] [--threads N,1] [--only W1,W3]
  *         [--perturb LABEL]
+ *   bench --selftest GOLDEN_DIR
  *
  * Each fusec variant (fused, -O0, per target) is a shared object
  * GEN/BLOCK.SUFFIX.so built by bench/run.sh; the driver dlopens it and runs
@@ -134,6 +135,7 @@ static struct {
     int quick;
     const char *gen, *torch, *python, *data, *csv, *only;
     const char *perturb;    /* a contender whose checked output is spoilt on purpose */
+    const char *selftest;   /* --selftest GOLDEN_DIR: check the pieces and the peer, then exit */
     int threads[2], nthreads;
     Variant variants[MAX_VARIANTS];
     int nvariants;
@@ -160,7 +162,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench [--quick] [--gen DIR] [--variant LABEL=SUFFIX]... [--torch SCRIPT]\n"
             "             [--python PY] [--data DIR] [--csv FILE] [--threads N,1] [--only W1,W3]\n"
-            "             [--perturb LABEL]   (spoils LABEL's checked output: tests the check)\n");
+            "             [--perturb LABEL]   (spoils LABEL's checked output: tests the check)\n"
+            "       bench --selftest GOLDEN_DIR  (statistics, FLOPs, the OpenBLAS peer vs Hugging Face)\n");
     exit(2);
 }
 
@@ -210,6 +213,8 @@ static void parse_args(int argc, char **argv)
             opt.only = v;
         else if (strcmp(a, "--perturb") == 0)
             opt.perturb = v;
+        else if (strcmp(a, "--selftest") == 0)
+            opt.selftest = v;
         else if (strcmp(a, "--threads") == 0)
             parse_threads(v);
         else if (strcmp(a, "--variant") == 0) {
@@ -1411,6 +1416,146 @@ static void print_targets(void)
 #undef OK
 }
 
+/* ---- self-test: the pieces against hand values, the OpenBLAS peer against Hugging Face ----------- */
+
+static int st_fail;
+
+static void st_check(int ok, const char *what, double got, double want)
+{
+    printf("  %-62s %s (got %.6g, want %.6g)\n", what, ok ? "ok" : "FAILED", got, want);
+    st_fail |= !ok;
+}
+
+/*
+ * The OpenBLAS peer on a golden layer (computed by Hugging Face
+ * transformers, not by anyone on this project): all T rows at once, then
+ * rows [0, T-1) as a prefill and row T-1 as one decode step through the
+ * cache.  Both must match out64 to float32 accuracy.
+ */
+static void st_golden(const char *dir, const char *file, const Model *m)
+{
+    char path[1024];
+    fr_st f;
+    fr_err err;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (fr_st_open(&f, path, &err) != 0) {
+        printf("  %-62s FAILED (%s)\n", file, err.msg);
+        st_fail = 1;
+        return;
+    }
+    set_free(&weights);
+    for (int i = 0; i < f.ntensors && weights.n < MAX_TENSORS; i++) {
+        const fr_tensor *t = &f.tensors[i];
+        if (strncmp(t->name, "w.", 2) != 0 || t->dtype != FR_F32)
+            continue;
+        Tensor *w = &weights.t[weights.n++];
+        memset(w, 0, sizeof *w);
+        w->name = t->name + 2;
+        w->dtype = FR_F32;
+        w->rank = t->rank;
+        w->numel = 1;
+        for (int d = 0; d < t->rank; d++)
+            w->numel *= w->shape[d] = t->shape[d];
+        w->data = (void *)t->data; /* the file's: never freed here */
+    }
+    const fr_tensor *x = fr_st_find(&f, "in.hidden_states"), *pos = fr_st_find(&f, "in.position_ids");
+    const fr_tensor *want = fr_st_find(&f, "out64.hidden_states");
+    if (!x || !want || want->dtype != FR_F64 || x->rank != 2 || (m->kind == MODEL_LLAMA && !pos)) {
+        printf("  %-62s FAILED (missing tensors)\n", file);
+        st_fail = 1;
+        weights.n = 0;
+        fr_st_close(&f);
+        return;
+    }
+    int64_t T = x->shape[0], D = x->shape[1], KVW = m->kind == MODEL_LLAMA ? m->KVH * m->HD : D;
+    float *out = fr_alloc((size_t)(T * D) * sizeof(float));
+    float *kc = fr_alloc((size_t)(T * KVW) * sizeof(float)), *vc = fr_alloc((size_t)(T * KVW) * sizeof(float));
+    float *scratch = fr_alloc(peer_scratch_floats(m, T, T) * sizeof(float));
+    if (!out || !kc || !vc || !scratch)
+        die("out of memory");
+    const float *xs = x->data;
+    const int32_t *ps = pos ? pos->data : NULL;
+    const double *ref = want->data;
+    for (int mode = 0; mode < 2; mode++) {
+        int rc;
+        if (mode == 0) {
+            const void *in[2] = {xs, ps};
+            rc = peer_run(m, T, 0, in, kc, vc, out, scratch);
+        } else {
+            const void *in[2] = {xs, ps}, *in1[2] = {xs + (T - 1) * D, ps ? ps + T - 1 : NULL};
+            rc = peer_run(m, T - 1, 0, in, kc, vc, out, scratch);
+            if (rc == 0)
+                rc = peer_run(m, 1, T - 1, in1, kc, vc, out + (T - 1) * D, scratch);
+        }
+        double d = 0, n = 0;
+        for (int64_t i = 0; i < T * D; i++) {
+            d += (out[i] - ref[i]) * (out[i] - ref[i]);
+            n += ref[i] * ref[i];
+        }
+        double e = rc == 0 && n > 0 ? sqrt(d / n) : INFINITY;
+        char what[160];
+        snprintf(what, sizeof what, "OpenBLAS peer vs Hugging Face, %s, %s", file,
+                 mode == 0 ? "prefill" : "prefill + decode");
+        st_check(e <= 1e-5, what, e, 1e-5);
+    }
+    fr_free(out);
+    fr_free(kc);
+    fr_free(vc);
+    fr_free(scratch);
+    weights.n = 0;
+    fr_st_close(&f);
+}
+
+static int selftest(const char *golden)
+{
+    printf("bench self-test\n");
+    /* statistics: the median and quartiles of 1..5 and of 1..4, by hand */
+    double a[5] = {1, 2, 3, 4, 5}, b[4] = {1, 2, 3, 4};
+    st_check(quantile(a, 5, 0.5) == 3, "median of 1..5", quantile(a, 5, 0.5), 3);
+    st_check(quantile(b, 4, 0.5) == 2.5, "median of 1..4", quantile(b, 4, 0.5), 2.5);
+    st_check(quantile(b, 4, 0.25) == 1.75, "first quartile of 1..4", quantile(b, 4, 0.25), 1.75);
+    /* relative L2: (1,0) vs (1,1e-3) is 1e-3 / |(1,1e-3)| */
+    float x[2] = {1, 0}, y[2] = {1, 1e-3f};
+    double e = rel_l2(x, y, 2);
+    st_check(fabs(e - 1e-3 / sqrt(1 + 1e-6)) < 1e-9, "relative L2 of (1,0) and (1,1e-3)", e,
+             1e-3 / sqrt(1 + 1e-6));
+    float nanv[1] = {NAN}, one[1] = {1};
+    st_check(isinf(rel_l2(nanv, one, 1)), "relative L2 with a NaN is infinite", rel_l2(nanv, one, 1),
+             INFINITY);
+    /* FLOPs: the MLP at T = 1 is 3 products of 2048 x 8192, 2 flops each;
+     * causal attention at T = 2: 3 (query, key) pairs, 4 * 2048 flops each */
+    st_check(model_flops(&blocks[3].m, 1, 0) == 2.0 * 3 * 2048 * 8192, "MLP FLOPs, T = 1",
+             model_flops(&blocks[3].m, 1, 0), 2.0 * 3 * 2048 * 8192);
+    st_check(model_flops(&blocks[1].m, 2, 0) == 3 * 4.0 * 2048, "attention FLOPs, T = 2",
+             model_flops(&blocks[1].m, 2, 0), 3 * 4.0 * 2048);
+    /* decode with P cached: query 0 sees P + 1 keys */
+    st_check(model_flops(&blocks[1].m, 1, 1024) == 1025 * 4.0 * 2048, "attention FLOPs, T = 1, P = 1024",
+             model_flops(&blocks[1].m, 1, 1024), 1025 * 4.0 * 2048);
+    /* random data is never zero and has the asked-for range */
+    float r[4096];
+    fill_uniform(r, 4096, 42, 0.0f, 0.5f);
+    int zeros = 0, out_of_range = 0;
+    for (int i = 0; i < 4096; i++) {
+        zeros += r[i] == 0.0f;
+        out_of_range += r[i] < -0.5f || r[i] >= 0.5f;
+    }
+    st_check(zeros == 0 && out_of_range == 0, "random data: no zeros, inside [-0.5, 0.5)",
+             zeros + out_of_range, 0);
+    if (!peer_available())
+        printf("  OpenBLAS peer: not built, not checked\n");
+    else if (!golden)
+        printf("  OpenBLAS peer: no golden directory given, not checked\n");
+    else {
+        /* the golden layers' configs (shared/golden/README.md) */
+        const Model llama = {MODEL_LLAMA, 256, 704, 8, 2, 32, 1e-5, 10000.0};
+        const Model gpt2 = {MODEL_GPT2, 256, 1024, 8, 8, 32, 1e-5, 0};
+        st_golden(golden, "llama_layer.safetensors", &llama);
+        st_golden(golden, "gpt2_block.safetensors", &gpt2);
+    }
+    printf("self-test %s\n", st_fail ? "FAILED" : "passed");
+    return st_fail ? 1 : 0;
+}
+
 /* ---- main ---------------------------------------------------------------------------------------------- */
 
 static void read_cpu_name(void)
@@ -1585,6 +1730,8 @@ int main(int argc, char **argv)
 {
     openblas_coretype(argv);
     parse_args(argc, argv);
+    if (opt.selftest)
+        return selftest(opt.selftest);
     if (opt.nvariants == 0)
         die("no fusec variants given (--variant LABEL=SUFFIX); run it through bench/run.sh");
     signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,9 @@ fusec and OpenBLAS in the same repetitions while its weights stay loaded:
     run OUTPATH|-                  -> ok SECONDS              one forward; output written as raw f32
     quit
 
+`peer_torch.py --selftest GOLDEN_DIR` checks the models against the golden
+layers of shared/golden (Hugging Face's own output) instead.
+
 The models are written the way Hugging Face's eager modules compute them
 (LlamaDecoderLayer, GPT2Block; F.linear, rotate-half RoPE, repeat_kv,
 matmul-softmax-matmul attention with a causal mask), with the KV cache
@@ -180,7 +183,51 @@ class Peer:
         return "ok %.9f" % (t1 - t0)
 
 
+def selftest(golden):
+    """The peer on the golden layers (computed by Hugging Face transformers):
+    all rows at once, then all but the last as a prefill and the last as a
+    decode step through the cache; each must match out64 to 1e-5."""
+    if torch is None:
+        print("  PyTorch peer: no torch (%s), not checked" % IMPORT_ERROR)
+        return 0
+    configs = [("llama_layer.safetensors", "llama", (256, 704, 8, 2, 32, 1e-5, 10000.0)),
+               ("gpt2_block.safetensors", "gpt2", (256, 1024, 8, 8, 32, 1e-5, 0.0))]
+    failed = 0
+    for name, model, cfg in configs:
+        path = "%s/%s" % (golden, name)
+        peer = Peer()
+        peer.cmd_weights(model, path, *cfg)
+        t = read_safetensors(path)
+        x = torch.from_numpy(t["in.hidden_states"])
+        pos = torch.from_numpy(t["in.position_ids"]).to(torch.int64) if "in.position_ids" in t else None
+        want = t["out64.hidden_states"]
+        T = x.shape[0]
+        for mode in ("prefill", "prefill + decode"):
+            width = cfg[3] * cfg[4] if model == "llama" else cfg[0]
+            peer.cache = {n: torch.zeros(T, width) for n in ("k_cache", "v_cache")}
+            steps = [(0, T)] if mode == "prefill" else [(0, T - 1), (T - 1, T)]
+            outs = []
+            with torch.no_grad():
+                for a, b in steps:
+                    peer.T, peer.P = b - a, a
+                    peer.x = {"in.hidden_states": x[a:b]}
+                    if pos is not None:
+                        peer.x["in.position_ids"] = pos[a:b]
+                    outs.append(peer.model())
+            got = torch.cat(outs).double().numpy()
+            err = float(np.sqrt(((got - want) ** 2).sum() / (want ** 2).sum()))
+            ok = err <= 1e-5
+            failed |= not ok
+            print("  %-62s %s (got %.6g, want 1e-05)" % ("PyTorch peer vs Hugging Face, %s, %s" % (name, mode),
+                                                        "ok" if ok else "FAILED", err))
+    return failed
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--selftest":
+        failed = selftest(sys.argv[2])
+        print("PyTorch peer self-test %s" % ("FAILED" if failed else "passed"))
+        sys.exit(1 if failed else 0)
     peer = Peer()
     for line in sys.stdin:
         words = line.split()

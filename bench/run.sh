@@ -11,11 +11,14 @@
 #      note, never silently;
 #   3. builds the driver (bench/bench.c, the OpenBLAS peer, the limit
 #      kernels) against the runtime, and runs it with the PyTorch peer;
-#   4. writes bench/results/STAMP-HOST[-quick].csv, and from it an SVG chart
+#   4. checks the driver's pieces and both peers against the golden layers
+#      that Hugging Face computed (shared/golden; --selftest);
+#   5. writes bench/results/STAMP-HOST[-quick].csv, and from it an SVG chart
 #      and a markdown table (bench/chart.py).
 #
 # Environment: CC, BUILD (default build), QUICK=1, BENCH_ARGS (extra driver
-# options, e.g. "--only W1,W3" or "--threads 2"), PYTHON (default /usr/bin/python3).
+# options, e.g. "--only W1,W3" or "--threads 2"), PYTHON (default
+# /usr/bin/python3), SHARED (default ../shared, for golden/).
 set -u
 CC=${CC:-cc}
 BUILD=${BUILD:-build}
@@ -59,7 +62,7 @@ pick_ref() {
     echo generic
 }
 while IFS='	' read -r name ok flags; do
-    [ "$ok" = yes ] || note "target $name: this CPU cannot run its code ($flags): skipped"
+    [ "$ok" = yes ] || note "target $name: this CPU cannot run its code${flags:+ ($flags)}: skipped"
 done <"$B/targets.txt"
 for t in x86-64-avx2 x86-64-avx512; do
     grep -q "^$t	" "$B/targets.txt" || note "fusec does not know --target=$t yet: not measured"
@@ -137,7 +140,25 @@ esac
         -ldl -lm -lpthread
 } || fail "cannot build the driver"
 
-# ---- 4. run ---------------------------------------------------------------------------------
+# ---- 4. self-tests: the statistics, and both peers against Hugging Face's golden layers --------
+selftest_failed=0
+GOLDEN=${SHARED:-../shared}/golden
+if [ -f "$GOLDEN/llama_layer.safetensors" ]; then
+    "$B/bench" --selftest "$GOLDEN" >"$B/selftest.txt" 2>&1 || selftest_failed=1
+    if [ -x "$PYTHON" ]; then
+        "$PYTHON" bench/peer_torch.py --selftest "$GOLDEN" >>"$B/selftest.txt" 2>&1 || selftest_failed=1
+    fi
+    if [ $selftest_failed = 1 ]; then
+        cat "$B/selftest.txt" >&2
+        echo "bench: *** SELF-TEST FAILED: a peer disagrees with Hugging Face (above)" >&2
+    else
+        echo "bench: self-test passed: peers match Hugging Face's golden layers ($B/selftest.txt)" >&2
+    fi
+else
+    note "no golden layers in $GOLDEN (set SHARED): the peers are not checked against Hugging Face"
+fi
+
+# ---- 5. run ---------------------------------------------------------------------------------
 stamp=$(date +%Y%m%d-%H%M%S)
 host=$(hostname -s 2>/dev/null || hostname)
 mode=""
@@ -161,4 +182,5 @@ else
     note "no $PYTHON: no chart"
 fi
 echo "bench: results in $csv, chart ${csv%.csv}.svg, table ${csv%.csv}.md"
-exit $rc
+[ "$selftest_failed" = 0 ] || rc=1
+exit "$rc"
