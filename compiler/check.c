@@ -916,8 +916,14 @@ static int build_harness(const Graph *g, const Target *t, bool verbose)
     argv[n++] = "-Wextra";
     argv[n++] = "-Werror";
     push_words(&argv, &n, t->cflags);
-    if (FUSEC_SAN)
+    if (FUSEC_SAN && !cross_cc) {
+        /* the block under test gets the sanitizers fusec was built with;
+         * undefined behaviour must stop the run, not just print */
+        argv[n++] = "-g";
+        argv[n++] = "-fno-omit-frame-pointer";
         argv[n++] = "-fsanitize=address,undefined";
+        argv[n++] = "-fno-sanitize-recover=undefined";
+    }
     argv[n++] = "-I";
     argv[n++] = rt;
     argv[n++] = fu_format("-DFUSEC_BLOCK_DESC=%s_desc", g->name);
