@@ -1230,6 +1230,8 @@ static void k_causal_mask(Kern *k, const Node *n) {
     rows_open(k, knumel(k, n, 0, n->rank - 1), S, x, y);
     kline(k, "int64_t i = r %% %s, j;", T);
     kline(k, "int64_t vis = i + %s + 1 < %s ? i + %s + 1 : %s;", off, S, off, S);
+    /* T > S: the first rows see no key at all */
+    kline(k, "vis = vis < 0 ? 0 : vis;");
     row_map(k, 6, "0", "vis", NULL, NULL, NULL);
     row_map(k, 7, "vis", S, NULL, NULL, NULL);
     rows_close(k);
