@@ -1,0 +1,221 @@
+#!/bin/sh
+# tests/targets/run.sh - every code-generation target, end to end.
+#
+#  1. Correctness per target: `fusec check` against the golden layers
+#     (prefill 5 + decode one token at a time through the KV cache on 3
+#     threads; llama_layer_prim all at once on 1 thread) and --random
+#     against the float64 interpreter for T = 1, 7, 64 on odd.fdl, whose
+#     sizes are multiples of no vector width (every masked tail runs) and
+#     whose ops_odd block reaches every op of ops.def.  Targets: generic,
+#     x86-64-avx2 and x86-64-avx512 when this CPU has them (else
+#     compile-only with -Werror), and multi:x86-64-avx512,x86-64-avx2,generic.
+#     The unit tests of the emitter (build/tests/test_emit) also run on each.
+#  2. aarch64-neon: cross-compiled with aarch64-linux-gnu-gcc and run under
+#     qemu-aarch64 (`fusec check --cc ... --run-with ...`); installed here
+#     when missing and possible, else skipped with a loud message.
+#  3. Instructions pinned (pin.py): the MLP of llama and gpt2 runs
+#     _mm256_fmadd_ps (AVX2), _mm512_fmadd_ps (AVX-512), vfmaq_f32 (NEON) in
+#     its innermost loops and has no scalar loop on the hot path; generic
+#     fails the same check (the check can fail).
+#  4. The dispatcher of a multi-target block picks the right variant when
+#     features are hidden with FUSEC_CPU_MASK (variant_main.c prints
+#     NAME_variant()), and each variant it picks is correct.
+#  5. ThreadSanitizer: a multi-threaded prefill + decode is race-free.
+#
+# Environment: FUSEC (default build/fusec), SHARED (default ../shared), CC,
+# FUSEC_LIB_DIR (default build), TARGETS_QUICK=1 for a shorter run.
+# Prints "N passed, M failed, K skipped"; exits non-zero when anything failed.
+set -u
+: "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}"
+: "${TARGETS_QUICK:=0}"
+G=$SHARED/golden
+PY=/usr/bin/python3
+pass=0
+fail=0
+skipped=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-targets.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP $1"; }
+
+# run NAME CMD...: CMD must succeed; its last line (the measured error) is
+# shown, or its whole output when it fails.
+run() {
+    name=$1
+    shift
+    if "$@" >"$tmp/log" 2>&1; then
+        ok "$name: $(tail -n 1 "$tmp/log")"
+    else
+        bad "$name"
+        tail -n 25 "$tmp/log" | sed 's/^/       /'
+    fi
+}
+
+# The CPU's features as fusec's runtime sees them (cpuid + xgetbv).
+printf 'const char *probe_variant(void);\nconst char *probe_variant(void) { return "probe"; }\n' >"$tmp/probe.c"
+if ! $CC -std=c99 -O2 -Iruntime -DVARIANT=probe_variant -o "$tmp/probe" tests/targets/variant_main.c \
+    "$tmp/probe.c" "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread >"$tmp/log" 2>&1
+then
+    bad "build the CPU feature probe"
+    cat "$tmp/log"
+    echo "$pass passed, $fail failed, $skipped skipped"
+    exit 1
+fi
+features=$(FUSEC_CPU_MASK='' "$tmp/probe" | cut -d' ' -f2)
+has() { case ",$features," in *",$1,"*) return 0 ;; esac; return 1; }
+echo "CPU features: $features"
+have_avx2=0; has avx2 && has fma && have_avx2=1
+have_avx512=0; [ $have_avx2 = 1 ] && has avx512f && has avx512bw && has avx512vl && have_avx512=1
+
+MULTI=multi:x86-64-avx512,x86-64-avx2,generic
+targets="generic"
+[ $have_avx2 = 1 ] && targets="$targets x86-64-avx2"
+[ $have_avx512 = 1 ] && targets="$targets x86-64-avx512"
+targets="$targets $MULTI"
+golden_of() { case $1 in llama_layer*) echo "$G/llama_layer.safetensors" ;; *) echo "$G/$1.safetensors" ;; esac; }
+
+# ---- 1. correctness per target --------------------------------------------------
+
+for t in $targets; do
+    for ex in llama_layer gpt2_block; do
+        run "$t $ex golden, prefill 5 + decode, 3 threads" env FUSE_NUM_THREADS=3 \
+            "$FUSEC" check "dsl-examples/$ex.fdl" --golden "$(golden_of $ex)" --split 5 --target "$t"
+    done
+    run "$t llama_layer_prim golden, 1 thread" env FUSE_NUM_THREADS=1 \
+        "$FUSEC" check dsl-examples/llama_layer_prim.fdl --golden "$(golden_of llama_layer)" --target "$t"
+    for blk in llama_odd gpt2_odd ops_odd; do
+        for T in 1 7 64; do
+            th=$((T % 5)); [ $th = 0 ] && th=1   # 1, 2 and 4 threads
+            split=""
+            [ $blk != ops_odd ] && [ $T -gt 2 ] && split="--split 3"
+            # shellcheck disable=SC2086 # $split is empty or two words
+            run "$t odd.fdl $blk random T=$T $split, $th threads" env FUSE_NUM_THREADS=$th \
+                "$FUSEC" check tests/targets/odd.fdl --block $blk --random --dim T=$T $split --target "$t"
+            [ "$TARGETS_QUICK" = 1 ] && break
+        done
+    done
+    # (x86-64-avx512 alone is skipped: on a CPU with AVX-512 the multi target runs that variant)
+    if [ -x "$FUSEC_LIB_DIR/tests/test_emit" ] && [ "$t" != x86-64-avx512 ]; then
+        run "$t unit tests of the emitter (test_emit), 3 threads" \
+            env FUSEC_TEST_TARGET="$t" FUSE_NUM_THREADS=3 "$FUSEC_LIB_DIR/tests/test_emit"
+    fi
+done
+
+# x86-64-avx512 on a CPU without it: it must still compile cleanly.
+if [ $have_avx512 = 0 ]; then
+    for ex in llama_layer gpt2_block llama_layer_prim; do
+        if "$FUSEC" --target=x86-64-avx512 "dsl-examples/$ex.fdl" -o "$tmp/$ex.c" &&
+            $CC -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -mavx512f -mavx512bw -mavx512vl \
+                -mavx2 -mfma -c "$tmp/$ex.c" -o "$tmp/$ex.o" >"$tmp/log" 2>&1; then
+            ok "x86-64-avx512 $ex compiles with -Werror (this CPU cannot run it)"
+        else
+            bad "x86-64-avx512 $ex compiles with -Werror"
+            head -20 "$tmp/log" | sed 's/^/       /'
+        fi
+    done
+fi
+
+# ---- 2. aarch64-neon under qemu ------------------------------------------------------
+
+XCC=aarch64-linux-gnu-gcc
+QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+if ! command -v $XCC >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "targets: installing gcc-aarch64-linux-gnu qemu-user for the NEON tests"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >"$tmp/apt.log" 2>&1 || true
+    fi
+fi
+if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+    for ex in llama_layer gpt2_block; do
+        run "aarch64-neon $ex golden, prefill 5 + decode, 2 threads (qemu)" env FUSE_NUM_THREADS=2 \
+            "$FUSEC" check "dsl-examples/$ex.fdl" --golden "$(golden_of $ex)" --split 5 --target aarch64-neon \
+            --cc "$XCC" --run-with "$QEMU"
+    done
+    for blk in llama_odd gpt2_odd ops_odd; do
+        run "aarch64-neon odd.fdl $blk random T=7, 2 threads (qemu)" env FUSE_NUM_THREADS=2 \
+            "$FUSEC" check tests/targets/odd.fdl --block $blk --random --dim T=7 --target aarch64-neon \
+            --cc "$XCC" --run-with "$QEMU"
+    done
+    run "multi:x86-64-avx2,aarch64-neon,generic llama_layer golden (qemu: the NEON variant)" \
+        "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$(golden_of llama_layer)" \
+        --target multi:x86-64-avx2,aarch64-neon,generic --cc "$XCC" --run-with "$QEMU"
+else
+    skip "aarch64-neon: NO NEON TESTS RAN: install gcc-aarch64-linux-gnu and qemu-user"
+fi
+
+# ---- 3. pinned instructions ---------------------------------------------------------------
+
+pin() { # pin TARGET INTRINSIC EXAMPLE
+    if ! "$FUSEC" --target="$1" "dsl-examples/$3.fdl" -o "$tmp/pin_$3.c" >"$tmp/log" 2>&1; then
+        bad "pin $1 $3: fusec failed"
+        cat "$tmp/log"
+        return
+    fi
+    run "pin $1 $3: the MLP's inner loops use $2" $PY tests/targets/pin.py "$tmp/pin_$3.c" "$2"
+}
+for ex in llama_layer gpt2_block; do
+    pin x86-64-avx2 _mm256_fmadd_ps $ex
+    pin x86-64-avx512 _mm512_fmadd_ps $ex
+    pin aarch64-neon vfmaq_f32 $ex
+    "$FUSEC" --target=generic "dsl-examples/$ex.fdl" -o "$tmp/gen_$ex.c"
+    if $PY tests/targets/pin.py "$tmp/gen_$ex.c" _mm256_fmadd_ps >"$tmp/log" 2>&1; then
+        bad "pin: generic $ex must fail the AVX2 check"
+    else
+        ok "pin: generic $ex fails the AVX2 check ($(cat "$tmp/log"))"
+    fi
+    if $PY tests/targets/pin.py "$tmp/gen_$ex.c" fu_acc _mm256_ >"$tmp/log" 2>&1; then
+        bad "pin: generic $ex must fail the scalar-loop check"
+    else
+        ok "pin: generic $ex fails the scalar-loop check"
+    fi
+done
+
+# ---- 4. the dispatcher under FUSEC_CPU_MASK ------------------------------------------------
+
+if "$FUSEC" --target=$MULTI dsl-examples/llama_layer.fdl -o "$tmp/multi.c" >"$tmp/log" 2>&1 &&
+    $CC -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -I"$tmp" -DVARIANT=llama_layer_variant \
+        -o "$tmp/variant" "$tmp/multi.c" tests/targets/variant_main.c "$FUSEC_LIB_DIR/libfusec_rt.a" \
+        -lm -lpthread >>"$tmp/log" 2>&1; then
+    ok "$MULTI compiles with -Werror and no -m flags"
+    # mask, and the variant that must run under it
+    for case in ":x86-64-avx512" "avx512:x86-64-avx2" "avx512vl:x86-64-avx2" "avx512,avx2:generic" \
+        "fma:generic" "all:generic"; do
+        mask=${case%%:*}
+        want=${case#*:}
+        [ "$want" = x86-64-avx512 ] && [ $have_avx512 = 0 ] && want=x86-64-avx2
+        [ "$want" = x86-64-avx2 ] && [ $have_avx2 = 0 ] && want=generic
+        got=$(FUSEC_CPU_MASK=$mask "$tmp/variant" | cut -d' ' -f1)
+        if [ "$got" = "$want" ]; then
+            ok "dispatch with FUSEC_CPU_MASK='$mask': runs $got"
+        else
+            bad "dispatch with FUSEC_CPU_MASK='$mask': runs '$got', want $want"
+        fi
+        case $mask in avx512|all) ;; *) continue ;; esac
+        run "dispatch with FUSEC_CPU_MASK='$mask': $got is correct (golden, prefill + decode, 2 threads)" \
+            env FUSEC_CPU_MASK="$mask" FUSE_NUM_THREADS=2 "$FUSEC" check dsl-examples/llama_layer.fdl \
+            --golden "$(golden_of llama_layer)" --split 5 --target $MULTI
+    done
+else
+    bad "$MULTI compiles with -Werror and no -m flags"
+    head -30 "$tmp/log" | sed 's/^/       /'
+fi
+
+# ---- 5. ThreadSanitizer --------------------------------------------------------------------
+
+if echo 'int main(void){return 0;}' | $CC -fsanitize=thread -x c - -o "$tmp/tsan" >/dev/null 2>&1 &&
+    "$tmp/tsan"; then
+    t=generic
+    [ $have_avx2 = 1 ] && t=x86-64-avx2
+    run "ThreadSanitizer: $t llama_layer prefill 5 + decode on 4 threads" env FUSE_NUM_THREADS=4 \
+        TSAN_OPTIONS="halt_on_error=1" "$FUSEC" check dsl-examples/llama_layer.fdl \
+        --golden "$(golden_of llama_layer)" --split 5 --target $t --cc "$CC -fsanitize=thread -g"
+else
+    skip "ThreadSanitizer is not available here"
+fi
+
+echo "$pass passed, $fail failed, $skipped skipped"
+[ "$fail" -eq 0 ]
