@@ -1,0 +1,205 @@
+#!/bin/sh
+# tests/fusion/run.sh - the fusion passes end to end.
+#
+#  1. kernel counts and kinds, pinned per example, fused and unfused (-O0),
+#     and with each pass turned off (--no-fuse);
+#  2. attention and RMSNorm written from primitives fuse into the same
+#     kernels as the builtins (the "kernel N: kind [ops]" lines of --explain);
+#  3. --explain names what each kernel absorbed and every refusal's reason;
+#     --emit=report and --emit=dot work and fusion saves traffic;
+#  4. fused, unfused and the float64 interpreter agree: fusec check on the
+#     golden layers (all rows, and prefill + decode through the KV cache) and
+#     on random data for T = 1, 7, 64 and blocks of odd sizes, -O0 and
+#     default, with passes turned off, on more threads (the decode split of
+#     the attention kernel) and on the AVX2 target when the CPU has it.
+#
+# Environment: FUSEC (default build/fusec), SHARED (the folder holding golden/).
+# Prints "N passed, M failed"; exits non-zero when anything failed.
+set -u
+: "${FUSEC:=build/fusec}" "${SHARED:=../shared}"
+pass=0
+fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-fusion.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+ex=dsl-examples
+fx=tests/fusion
+
+# ---- 1. kernel counts ------------------------------------------------------------
+
+# kinds FILE [OPTIONS...]: the kernel kinds in order, e.g. "gemm attention gemm mlp"
+kinds() {
+    "$FUSEC" --explain "$@" 2>/dev/null | sed -n 's/^kernel [0-9]*: \([a-z]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'
+}
+# counts FILE [OPTIONS...]: "fused unfused"
+counts() {
+    "$FUSEC" --explain "$@" 2>/dev/null | sed -n '1s/.*: \([0-9]*\) kernels* (unfused: \([0-9]*\)).*/\1 \2/p'
+}
+
+expect_counts() {
+    want=$1
+    shift
+    got=$(counts "$@")
+    if [ "$got" = "$want" ]; then ok "kernels (fused unfused) $want: $*"; else bad "kernels of $*: want '$want', got '$got'"; fi
+}
+expect_kinds() {
+    want=$1
+    shift
+    got=$(kinds "$@")
+    if [ "$got" = "$want" ]; then ok "kinds '$want': $*"; else bad "kinds of $*: want '$want', got '$got'"; fi
+}
+
+expect_counts "4 18" $ex/llama_layer.fdl
+expect_counts "4 15" $ex/gpt2_block.fdl
+expect_counts "4 36" $ex/llama_layer_prim.fdl
+expect_counts "4 18" $fx/odd_llama.fdl
+expect_counts "4 36" $fx/odd_llama_prim.fdl
+expect_counts "4 15" $fx/odd_gpt2.fdl
+expect_counts "4 27" $fx/patterns.fdl
+expect_counts "5 8" $fx/refusals.fdl
+expect_counts "18 18" $ex/llama_layer.fdl -O0
+expect_counts "36 36" $ex/llama_layer_prim.fdl -O0
+expect_counts "15 15" $ex/gpt2_block.fdl -O0
+
+expect_kinds "gemm attention gemm mlp" $ex/llama_layer.fdl
+expect_kinds "gemm attention gemm mlp" $ex/gpt2_block.fdl
+expect_kinds "gemm attention gemm mlp" $ex/llama_layer_prim.fdl
+expect_kinds "rowwise rowwise rowwise rowwise" $fx/patterns.fdl
+# one pass off at a time
+expect_kinds "single gemm attention gemm mlp" $ex/llama_layer.fdl --no-fuse=norm
+expect_kinds "gemm attention single single mlp" $ex/llama_layer.fdl --no-fuse=epilogue
+expect_kinds "gemm single single single gemm mlp" $ex/llama_layer.fdl --no-fuse=attention
+expect_kinds "gemm attention gemm gemm gemm" $ex/llama_layer.fdl --no-fuse=mlp
+expect_kinds "gemm attention gemm mlp" $ex/llama_layer.fdl --no-fuse=elementwise,softmax
+expect_kinds "gemm single single single single single single gemm mlp" $ex/gpt2_block.fdl --no-fuse=attention
+expect_kinds "gemm single single single single single gemm rowwise gemm single gemm mlp" \
+    $ex/llama_layer_prim.fdl --no-fuse=attention
+expect_counts "13 18" $ex/llama_layer.fdl --no-fuse=norm,epilogue,mlp
+expect_counts "18 18" $ex/llama_layer.fdl --no-fuse=elementwise,norm,epilogue,softmax,attention,mlp
+
+# ---- 2. primitives fuse like the builtins ------------------------------------------
+
+same_kernels() {
+    "$FUSEC" --explain "$1" | grep '^kernel ' >"$tmp/a"
+    "$FUSEC" --explain "$2" | grep '^kernel ' >"$tmp/b"
+    if [ -s "$tmp/a" ] && diff "$tmp/a" "$tmp/b" >"$tmp/d"; then
+        ok "same fused kernels: $1 and $2"
+    else
+        bad "different fused kernels: $1 and $2"
+        sed 's/^/       /' "$tmp/d"
+    fi
+}
+same_kernels $ex/llama_layer.fdl $ex/llama_layer_prim.fdl
+same_kernels $fx/odd_llama.fdl $fx/odd_llama_prim.fdl
+
+# ---- 3. explain, report, dot -------------------------------------------------------
+
+expect_text() {
+    what=$1
+    pattern=$2
+    shift 2
+    if "$FUSEC" "$@" >"$tmp/out" 2>&1 && grep -q -- "$pattern" "$tmp/out"; then
+        ok "$what"
+    else
+        bad "$what: no '$pattern' in the output of fusec $*"
+        head -20 "$tmp/out" | sed 's/^/       /'
+    fi
+}
+expect_text "explain: primitive attention recognised" "recognised as attention(q, keys, values, heads=8, kv_heads=2, head_dim=32)" \
+    --explain $ex/llama_layer_prim.fdl
+expect_text "explain: primitive rms_norm recognised" "recognised as rms_norm(hidden_states, input_layernorm.weight)" \
+    --explain $ex/llama_layer_prim.fdl
+expect_text "explain: the norm prologue is never stored" "h is normalised as the GEMM reads it, never stored" \
+    --explain $ex/llama_layer.fdl
+expect_text "explain: absorbed operators listed" "absorbs: %15 rope (q), %17 rope (k), %19 append (keys), %20 append (values), %21 attention (attn)" \
+    --explain $ex/llama_layer.fdl
+expect_text "explain: the MLP intermediate is never stored" "the \[rows, 704\] intermediate is never stored" \
+    --explain $ex/llama_layer.fdl
+expect_text "explain: stored intermediate with 4 consumers" "a joins p's row pass but is stored: it has 4 consumers" \
+    --explain $fx/patterns.fdl
+expect_text "explain: refused MLP names the consumers" "mlp: u is not fused into one MLP kernel with y: u has 2 consumers" \
+    --explain $fx/refusals.fdl
+expect_text "explain: refused prologue names the reason" "norm: h is read by h (output), not only by linear layers" \
+    --explain $fx/refusals.fdl
+expect_text "explain: stored elementwise intermediate" "elementwise: t is stored although its loop also consumes it: t has 2 consumers" \
+    --explain $fx/refusals.fdl
+expect_text "explain: recomputing would be cheaper" "recomputing t (mul) in its other consumer would move fewer bytes" \
+    --explain $fx/refusals.fdl
+expect_text "explain: -O0 fuses nothing" "fusion is off or found nothing to fuse" --explain -O0 $ex/llama_layer.fdl
+expect_text "report: totals fused vs unfused" "^unfused *18 " --emit=report $ex/llama_layer.fdl --dim T=512
+expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $ex/llama_layer.fdl --dim T=1 --dim P=1024
+expect_text "dot: both graphs" "subgraph cluster_a_k3" --emit=dot $ex/llama_layer.fdl
+expect_text "dot: before fusion" "before fusion: llama_layer, 18 kernels" --emit=dot $ex/llama_layer.fdl
+if "$FUSEC" --emit=report $ex/llama_layer.fdl >/dev/null 2>&1; then
+    bad "report without --dim T is refused"
+else
+    ok "report without --dim T is refused"
+fi
+if "$FUSEC" --explain --no-fuse=bogus $ex/llama_layer.fdl >/dev/null 2>&1; then
+    bad "--no-fuse=bogus is refused"
+else
+    ok "--no-fuse=bogus is refused"
+fi
+
+# ---- 4. numbers: fused, unfused and the interpreter agree ---------------------------
+
+check() {
+    what=$1
+    shift
+    if "$FUSEC" check "$@" >"$tmp/log" 2>&1; then
+        ok "$what"
+    else
+        bad "$what: fusec check $*"
+        tail -8 "$tmp/log" | sed 's/^/       /'
+    fi
+}
+
+g=$SHARED/golden
+if [ -f "$g/llama_layer.safetensors" ] && [ -f "$g/gpt2_block.safetensors" ]; then
+    for b in llama_layer llama_layer_prim gpt2_block; do
+        st=$b
+        [ $b = llama_layer_prim ] && st=llama_layer
+        check "golden $b" $ex/$b.fdl --golden "$g/$st.safetensors"
+        check "golden $b, prefill 12 + decode" $ex/$b.fdl --golden "$g/$st.safetensors" --split 12
+        check "golden $b -O0, prefill 12 + decode" $ex/$b.fdl --golden "$g/$st.safetensors" --split 12 -O0
+    done
+else
+    bad "golden files missing under $g"
+fi
+
+for b in llama_layer llama_layer_prim gpt2_block; do
+    for T in 1 7 64; do
+        check "random $b T=$T" $ex/$b.fdl --random --dim T=$T
+        check "random $b T=$T -O0" $ex/$b.fdl --random --dim T=$T -O0
+    done
+done
+for b in odd_llama odd_llama_prim odd_gpt2 patterns refusals; do
+    check "random $b T=1" $fx/$b.fdl --random --dim T=1
+    check "random $b T=13" $fx/$b.fdl --random --dim T=13
+    check "random $b T=13 -O0" $fx/$b.fdl --random --dim T=13 -O0
+done
+check "random patterns T=50 (fully masked rows)" $fx/patterns.fdl --random --dim T=50
+for p in elementwise norm epilogue softmax attention mlp; do
+    check "random llama_layer_prim T=7 --no-fuse=$p" $ex/llama_layer_prim.fdl --random --dim T=7 --no-fuse $p
+done
+check "random gpt2_block T=7 --no-fuse=norm,epilogue,mlp" $ex/gpt2_block.fdl --random --dim T=7 --no-fuse norm,epilogue,mlp
+# decode with more threads than kv heads: the attention kernel splits the cache
+FUSE_NUM_THREADS=4 check "random llama_layer T=40, prefill 2 + decode, 4 threads" \
+    $ex/llama_layer.fdl --random --dim T=40 --split 2
+FUSE_NUM_THREADS=3 check "random odd_llama_prim T=37, prefill 5 + decode, 3 threads" \
+    $fx/odd_llama_prim.fdl --random --dim T=37 --split 5
+if grep -q avx2 /proc/cpuinfo 2>/dev/null && grep -q fma /proc/cpuinfo 2>/dev/null; then
+    FUSE_NUM_THREADS=2 check "random odd_llama T=13 avx2" $fx/odd_llama.fdl --random --dim T=13 --target x86-64-avx2
+    FUSE_NUM_THREADS=2 check "random odd_gpt2 T=29 avx2, prefill 3 + decode" $fx/odd_gpt2.fdl --random --dim T=29 \
+        --target x86-64-avx2 --split 3
+    FUSE_NUM_THREADS=2 check "random patterns T=50 avx2" $fx/patterns.fdl --random --dim T=50 --target x86-64-avx2
+else
+    echo "skip AVX2 checks: the CPU has no AVX2+FMA"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
