@@ -51,7 +51,8 @@
  *            (gcc turns the tile into SSE/NEON vectors when the loop is not
  *            unrolled: 22 GFLOP/s here against 6 with four steps unrolled)
  * The k loop is unrolled where that keeps every accumulator in a register
- * (checked in the assembly: gcc spills at AVX2 x4 and AVX-512 x2).
+ * (checked in the assembly: gcc spills at AVX2 x4 and AVX-512 x2, and at
+ * AVX2 x2 inside a big fused kernel, which then ran 10% slower).
  */
 typedef struct Blk {
     int mr, nr;     /* register tile */
@@ -64,7 +65,7 @@ typedef struct Blk {
 
 static Blk blocking(const Target *t) {
     switch (t->isa) {
-    case ISA_AVX2: return (Blk){6, 16, 8, 2, 2, 256, 144, 512, 576, 256};
+    case ISA_AVX2: return (Blk){6, 16, 8, 2, 1, 256, 144, 512, 576, 256};
     case ISA_AVX512: return (Blk){14, 32, 16, 2, 1, 256, 168, 512, 672, 512};
     case ISA_NEON: return (Blk){8, 12, 4, 3, 2, 256, 128, 480, 512, 192};
     case ISA_GENERIC: break;
@@ -73,7 +74,11 @@ static Blk blocking(const Target *t) {
 }
 
 #define GEMV_MAX_ROWS 4          /* at most this many rows: GEMV */
-#define MLP_PIECE_FLOATS (1 << 20) /* h floats one thread holds per row block */
+/* KK_MLP: floats of h in one row block, over all threads (16 MiB, half the
+ * L3): with F = 8192, 512 rows, so a 512-token prefill streams the MLP's
+ * weights once.  Each thread holds its columns of the block (its piece);
+ * the piece is sized at run time from the thread count. */
+#define MLP_BLOCK_FLOATS (1 << 22)
 #define MAX_GROUP_NODES 48
 #define MAX_GROUPS 4
 
@@ -429,7 +434,7 @@ typedef struct Gen {
     /* scratch layout, in floats from fr_scratch(tid) */
     int64_t off_pa, off_pb, off_cacc, off_st, off_an, off_yb, off_hp, off_hg, total;
     int64_t ncmax, npmax, gchmax;
-    int64_t hcap;           /* KK_MLP: floats of h per thread */
+    const char *hcap;       /* KK_MLP: floats of h per thread (a C expression) */
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -884,21 +889,19 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     L("}");
 }
 
-/* A whole MR-row panel, TW depths at a time: TW-row groups transposed, the
- * norm applied to the rows first.  When MR is not a multiple of TW the last
- * group's stores run TW - MR % TW floats into the next depth's slots; the
- * groups go last to first so the full groups' stores then overwrite them
- * (and the panel's last column spills into the next panel or the slack
- * after fu_pa, both written later or never read).  Ends with `continue`. */
-static void emit_pack_a_vec(Gen *G, const Stage *s) {
+/* Depths [p0, p1) (C expressions, relative to fu_pc) of a whole MR-row
+ * panel, TW at a time: TW-row groups transposed, the norm (if any) applied
+ * to the rows first.  xrow(r) must point so that xrow(r)[fu_p] is A's row r
+ * of the panel at depth fu_pc + fu_p.  When MR is not a multiple of TW the
+ * last group's stores run TW - MR % TW floats into the next depth's slots;
+ * the groups go last to first so the full groups' stores then overwrite
+ * them (and the range's last column spills into depths or panels written
+ * later, or into the slack after fu_pa). */
+static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const char *p0, const char *p1) {
     const Target *pt = pack_target(G);
     int mr = G->b.mr, tw = pack_width(G);
-    const char *K = dimx(G, s->K);
-    const Node *nm = s->norm;
-    L("if (fu_mc - fu_i >= %d) {", mr);
-    in(G);
     for (int r = 0; r < mr; r++)
-        L("const float *const fu_x%d = fu_A + (fu_m0 + fu_ic + fu_i + %d) * %s + fu_pc;", r, r, K);
+        L("const float *const fu_x%d = %s;", r, fu_format(xrow_fmt, r));
     if (nm)
         for (int r = 0; r < mr; r++) {
             L("const float fu_mu%d = fu_st[2 * (fu_ic + fu_i + %d)], fu_iv%d = fu_st[2 * (fu_ic + fu_i + %d) + 1];", r, r,
@@ -906,8 +909,8 @@ static void emit_pack_a_vec(Gen *G, const Stage *s) {
             if (nm->op == OP_RMS_NORM)
                 L("(void)fu_mu%d;", r);
         }
-    L("int64_t fu_p = 0;");
-    L("for (; fu_p + %d <= fu_kc; fu_p += %d) {", tw, tw);
+    L("int64_t fu_p = %s;", p0);
+    L("for (; fu_p + %d <= %s; fu_p += %d) {", tw, p1, tw);
     in(G);
     if (nm) {
         L("const %s fu_wv = %s;", v_type(pt), v_load(pt, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[1], false))));
@@ -935,12 +938,38 @@ static void emit_pack_a_vec(Gen *G, const Stage *s) {
     }
     out(G);
     L("}");
-    L("for (int64_t fu_left = fu_kc - fu_p; fu_left > 0; --fu_left, ++fu_p) {");
+    L("for (int64_t fu_left = %s - fu_p; fu_left > 0; --fu_left, ++fu_p) {", p1);
     for (int r = 0; r < mr; r++)
         L("    fu_d[fu_p * %d + %d] = %s;", mr, r,
           nm ? norm_expr(G, nm, fu_format("fu_x%d[fu_p]", r), "fu_pc + fu_p", fu_format("fu_mu%d", r), fu_format("fu_iv%d", r))
              : fu_format("fu_x%d[fu_p]", r));
     L("}");
+}
+
+/* A whole MR-row panel on a SIMD target; ends with `continue`. */
+static void emit_pack_a_vec(Gen *G, const Stage *s) {
+    int mr = G->b.mr;
+    L("if (fu_mc - fu_i >= %d) {", mr);
+    in(G);
+    if (s->pieces) {
+        /* h's columns are spread over the threads' pieces */
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;");
+        L("const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;");
+        L("if (fu_lo >= fu_hi)");
+        L("    continue;");
+        L("const float *const fu_hb = (const float *)fr_scratch(fu_t) + %lld + fu_pc - fu_f0;", (long long)G->off_hp);
+        emit_pack_a_cols(G, NULL, "fu_hb + (fu_m0 + fu_ic + fu_i + %d - fu_rb) * (fu_f1 - fu_f0)", "fu_lo - fu_pc",
+                         "fu_hi - fu_pc");
+        out(G);
+        L("}");
+    } else {
+        emit_pack_a_cols(G, s->norm, fu_format("fu_A + (fu_m0 + fu_ic + fu_i + %%d) * %s + fu_pc", dimx(G, s->K)), "0",
+                         "fu_kc");
+    }
     L("continue;");
     out(G);
     L("}");
@@ -954,7 +983,7 @@ static void emit_pack_a(Gen *G, const Stage *s) {
     L("for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += %d) {", mr);
     in(G);
     L("float *const fu_d = fu_pa + fu_i * fu_kc;");
-    if (pack_width(G) > 1 && !s->pieces)
+    if (pack_width(G) > 1)
         emit_pack_a_vec(G, s);
     L("for (int64_t fu_q = 0; fu_q < %d; ++fu_q) {", mr);
     in(G);
@@ -1496,13 +1525,8 @@ static void layout(Gen *G) {
             kmax = G->pl.s[s].K.c;
     int64_t at = 0;
     if (G->pl.ns == 2) {
-        /* the piece of h, kept across the barrier: at least MR rows of F */
-        int64_t F = G->pl.s[1].K.c;
-        G->hcap = MLP_PIECE_FLOATS > b->mr * F ? MLP_PIECE_FLOATS : round16(b->mr * F);
-        G->off_hp = 0;
-        at = G->hcap;
         G->off_hg = at;
-        at += round16(GEMV_MAX_ROWS * F);
+        at += round16(GEMV_MAX_ROWS * G->pl.s[1].K.c);
     }
     int64_t base = at;
     /* GEMM */
@@ -1531,6 +1555,17 @@ static void layout(Gen *G) {
     need_gemv = at;
     G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
     (void)kmax;
+    if (G->pl.ns == 2) {
+        /* the piece of h goes last, kept across the barrier: its share of
+         * the row block, and at least a whole row of h.  forward reserves it
+         * for fr_pool_threads() threads; a kernel running on fewer threads
+         * (the pool could not start them all) still computes it from that
+         * count, so it never exceeds what was reserved. */
+        int64_t F = G->pl.s[1].K.c;
+        G->off_hp = round16(G->total);
+        G->hcap = fu_format("((int64_t)%lld / fr_pool_threads() > %lld ? (int64_t)%lld / fr_pool_threads() : %lld)",
+                            (long long)MLP_BLOCK_FLOATS, (long long)F, (long long)MLP_BLOCK_FLOATS, (long long)F);
+    }
 }
 
 /* A comment naming what the kernel computes. */
@@ -1647,7 +1682,10 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     } else {
         G->M = numelx(G, o, 0, o->rank - 1);
     }
-    kern_scratch(k, fu_format("(size_t)%lld * sizeof(float)", (long long)G->total));
+    if (G->pl.ns == 2)
+        kern_scratch(k, fu_format("(size_t)(%lld + %s) * sizeof(float)", (long long)G->off_hp, G->hcap));
+    else
+        kern_scratch(k, fu_format("(size_t)%lld * sizeof(float)", (long long)G->total));
     emit_summary(G, kr);
     L("float *const fu_s = (float *)fr_scratch(tid);");
     L("const int64_t fu_M = %s;", G->M);
@@ -1675,7 +1713,7 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("}");
         out(G);
         L("}");
-        L("int64_t fu_MB = %lld / (fu_fmax > 0 ? fu_fmax : 1);", (long long)G->hcap);
+        L("int64_t fu_MB = %s / (fu_fmax > 0 ? fu_fmax : 1);", G->hcap);
         L("fu_MB = fu_MB > %d ? %d : fu_MB;", G->b.mchunk, G->b.mchunk);
         L("fu_MB = fu_MB >= %d ? fu_MB - fu_MB %% %d : fu_MB;", G->b.mr, G->b.mr);
         L("for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {");
