@@ -23,7 +23,8 @@
 #  5. ThreadSanitizer: a multi-threaded prefill + decode is race-free.
 #
 # Environment: FUSEC (default build/fusec), SHARED (default ../shared), CC,
-# FUSEC_LIB_DIR (default build), TARGETS_QUICK=1 for a shorter run.
+# FUSEC_LIB_DIR (default build), TARGETS_QUICK=1 for a shorter run,
+# TARGETS_NO_INSTALL=1 to never apt-get the NEON tools (offline machines).
 # Prints "N passed, M failed, K skipped"; exits non-zero when anything failed.
 set -u
 : "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}"
@@ -123,7 +124,7 @@ fi
 XCC=aarch64-linux-gnu-gcc
 QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 if ! command -v $XCC >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if [ "${TARGETS_NO_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "targets: installing gcc-aarch64-linux-gnu qemu-user for the NEON tests"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >"$tmp/apt.log" 2>&1 || true
