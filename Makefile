@@ -4,7 +4,11 @@
 #   make test       installs missing build deps, builds, runs every test
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
-#   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer
+#   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
+#                   fusec, the runtime, the unit tests and the C that fusec check compiles
+#   make tsan       ThreadSanitizer on the thread pool and on blocks run on several threads
+#   make fuzz       libFuzzer on the front end and the safetensors reader, FUZZ_SECONDS each (60)
+#   make fuzz-diff  N random programs (default 200) differential-tested on every target here
 #   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
 #
 # Every source file is listed by wildcard: a new pass in compiler/ or a new
@@ -12,6 +16,11 @@
 
 CC      ?= cc
 SHARED  ?= ../shared
+# A sanitized build never shares objects with the plain one (make cannot tell
+# them apart): SAN=1 builds into build-san unless BUILD is given.
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+endif
 BUILD   ?= build
 
 WARN    = -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes
@@ -90,7 +99,7 @@ unit-test: $(UNIT_BIN)
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit-test
-	@FUSEC=$(FUSEC) SHARED=$(SHARED) sh tests/run.sh
+	@FUSEC=$(FUSEC) SHARED=$(SHARED) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -108,6 +117,25 @@ regen: $(FUSEC)
 bench: all
 	@sh bench/install-deps.sh
 	@CC="$(CC)" BUILD="$(BUILD)" SHARED="$(SHARED)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
+
+# ---- reliability (not part of make test) ------------------------------------------
+# make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;
+# corpora grow in $(BUILD)/fuzz, crashes land in $(BUILD)/fuzz/crashes.
+# make fuzz-diff N=1000 [SEED=...]: a new seed each run unless SEED is given.
+# make tsan: its own objects, in $(BUILD)/tsan.
+FUZZ_SECONDS ?= 60
+N ?= 200
+.PHONY: fuzz fuzz-diff tsan
+fuzz: all
+	@sh tests/fuzz/install-deps.sh
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) SHARED=$(SHARED) sh tests/fuzz/fuzz.sh
+
+fuzz-diff: all
+	@/usr/bin/python3 tests/diff/fdlgen.py run --fusec $(FUSEC) -n $(N) --seed $(or $(SEED),$(shell date +%s)) \
+	    --out $(BUILD)/diff-failures
+
+tsan: all
+	@BUILD=$(BUILD) CC="$(CC)" SHARED=$(SHARED) sh tests/tsan.sh
 
 clean:
 	rm -rf $(BUILD)
