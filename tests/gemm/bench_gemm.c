@@ -6,9 +6,13 @@
  *   bench_gemm peak              FMA peak (GFLOP/s) and read bandwidth (GB/s)
  *                                per thread count, measured with the same
  *                                intrinsics the kernels use
- *   bench_gemm run T REPS        runs the linked block (DESC) at T rows REPS
+ *   bench_gemm run T REPS [SETS] runs the linked block (DESC) at T rows REPS
  *                                times; prints GFLOP/s (2 * T * weights) and
- *                                GB/s of weights streamed, best of REPS
+ *                                GB/s of weights streamed, best of REPS.
+ *                                With SETS > 1 the calls cycle through SETS
+ *                                copies of the weights, so that weights
+ *                                larger in total than the last-level cache
+ *                                come from memory on every call
  *
  * Each figure is also given per CPU-second (process CPU time, all threads):
  * on a machine shared with other work the wall clock counts the time this
@@ -147,10 +151,18 @@ static float *rand_floats(int64_t n) {
     return p;
 }
 
-static int run(int64_t T, int reps) {
+#define MAX_SETS 16
+
+static const char *fu_sets_note(int sets) {
+    static char note[32];
+    snprintf(note, sizeof note, ", %d weight sets", sets);
+    return note;
+}
+
+static int run(int64_t T, int reps, int sets) {
     const fr_block_desc *b = &DESC;
     int64_t syms[FR_MAX_SYMS] = {0};
-    const void *w[64];
+    const void *w[MAX_SETS][64];
     void *x[64], *y[64];
     if (b->nsyms != 1 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches) {
         fprintf(stderr, "bench_gemm: the block must have one symbol (T) and no caches\n");
@@ -158,13 +170,18 @@ static int run(int64_t T, int reps) {
     }
     syms[0] = T;
     double wfloats = 0;
+    if (sets < 1 || sets > MAX_SETS) {
+        fprintf(stderr, "bench_gemm: SETS must be 1..%d\n", MAX_SETS);
+        return 1;
+    }
     for (int i = 0; i < b->nweights; i++) {
         int64_t n = fr_desc_numel(&b->weights[i], syms);
         /* matrices count; vectors (norm weights, biases) are noise */
         if (b->weights[i].rank == 2)
             wfloats += (double)n;
-        if (!(w[i] = rand_floats(n)))
-            return 1;
+        for (int k = 0; k < sets; k++)
+            if (!(w[k][i] = rand_floats(n)))
+                return 1;
     }
     for (int i = 0; i < b->ninputs; i++)
         if (!(x[i] = rand_floats(fr_desc_numel(&b->inputs[i], syms))))
@@ -179,7 +196,7 @@ static int run(int64_t T, int reps) {
     int nth = fr_pool_threads();
     for (int r = 0; r < reps; r++) {
         double t0 = fr_now(), c0 = cpu_now();
-        if (b->run(w, NULL, 0, syms, (const void *const *)x, y, ws) != 0) {
+        if (b->run(w[r % sets], NULL, 0, syms, (const void *const *)x, y, ws) != 0) {
             fprintf(stderr, "bench_gemm: the block failed\n");
             return 1;
         }
@@ -189,9 +206,9 @@ static int run(int64_t T, int reps) {
     }
     /* per CPU-second: as if every thread had run the whole time */
     double ceq = cbest / nth;
-    printf("%s T=%lld threads %d: %.3f ms  %.1f GFLOP/s  %.1f GB/s of weights  |  per CPU-second: %.1f GFLOP/s "
+    printf("%s T=%lld threads %d%s: %.3f ms  %.1f GFLOP/s  %.1f GB/s of weights  |  per CPU-second: %.1f GFLOP/s "
            "per thread, %.1f GB/s\n",
-           b->name, (long long)T, nth, best * 1e3, 2.0 * (double)T * wfloats / best / 1e9,
+           b->name, (long long)T, nth, sets > 1 ? fu_sets_note(sets) : "", best * 1e3, 2.0 * (double)T * wfloats / best / 1e9,
            wfloats * 4 / best / 1e9, 2.0 * (double)T * wfloats / cbest / 1e9, wfloats * 4 / ceq / 1e9);
     return 0;
 }
@@ -199,8 +216,8 @@ static int run(int64_t T, int reps) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "peak") == 0)
         return peak();
-    if (argc == 4 && strcmp(argv[1], "run") == 0)
-        return run(atoll(argv[2]), atoi(argv[3]));
-    fprintf(stderr, "usage: bench_gemm peak | run T REPS\n");
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "run") == 0)
+        return run(atoll(argv[2]), atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 1);
+    fprintf(stderr, "usage: bench_gemm peak | run T REPS [SETS]\n");
     return 2;
 }
