@@ -1186,7 +1186,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
             }
         }
     } else {
-        float *const fu_st = fu_s + 163840;
+        float *const fu_st = fu_s + 163856;
         float *const fu_pa = fu_s + 0;
         {
             const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
@@ -1242,7 +1242,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
-                    float *const fu_pb0 = fu_s + 32768;
+                    float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -1288,7 +1288,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                             int64_t fu_p = 0;
-                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1308,78 +1308,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                     fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                     fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[4]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[5]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[6]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[7]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[8]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[9]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[10]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[11]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[12]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[13]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[14]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[15]);
                                                     fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                     fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                     fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -1521,7 +1449,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                     }
-                    float *const fu_pb0 = fu_s + 32768;
+                    float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -1567,7 +1495,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                             int64_t fu_p = 0;
-                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1587,78 +1515,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                     fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                     fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[4]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[5]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[6]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[7]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[8]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[9]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[10]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[11]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[12]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[13]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[14]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[15]);
                                                     fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                     fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                     fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -1800,7 +1656,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                     }
-                    float *const fu_pb0 = fu_s + 32768;
+                    float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -1846,7 +1702,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                             int64_t fu_p = 0;
-                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1866,78 +1722,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                     fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                     fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[4]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[5]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[6]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[7]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[8]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[9]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[10]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[11]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[12]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[13]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[14]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[15]);
                                                     fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                     fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                     fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -2087,9 +1871,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
  *   b18_18: f32[T, 64] */
 static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, float *b11_11, float *b12_12, float *b21_21, const int32_t *b1_1, const float *b16_16, const float *b18_18, int64_t T, int64_t P) {
     enum { FU_BK = 64 };
-    const int64_t fu_hd = 32;
     float *fu_ws = (float *)fr_scratch(tid);
-    float *fu_cs = fu_ws + 10368, *fu_sn = fu_ws + 10385;
+    float *fu_cs = fu_ws + 10432, *fu_sn = fu_ws + 10449;
     (void)fu_cs;
     (void)fu_sn;
     {
@@ -2132,7 +1915,7 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
         int64_t fu_t0 = fu_tile * 16, fu_nt = T - fu_t0 < 16 ? T - fu_t0 : 16;
         int64_t fu_rows = fu_nt * 4;
         float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
-        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304;
+        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
         for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
             const float *fu_qsrc = b14_14 + (fu_t0 + fu_tt) * 256;
             for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
@@ -2163,27 +1946,115 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
         const float *fu_vb = b12_12 + fu_g * 32;
         for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
             int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
-            for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+            for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {
                 const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 64;
                 for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
-                    fu_kt[fu_d * FU_BK + fu_j] = fu_kr[fu_d];
+                    fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;
             }
+            int64_t fu_r = 0;
+            for (; fu_r + 4 <= fu_rows; fu_r += 4)
+                for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
+                    {
+                        const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
+                        const float *fu_q1 = fu_qt + (fu_r + 1) * 32;
+                        const float *fu_q2 = fu_qt + (fu_r + 2) * 32;
+                        const float *fu_q3 = fu_qt + (fu_r + 3) * 32;
+                        float fu_a0_0 = 0.0f;
+                        float fu_a0_1 = 0.0f;
+                        float fu_a0_2 = 0.0f;
+                        float fu_a0_3 = 0.0f;
+                        float fu_a1_0 = 0.0f;
+                        float fu_a1_1 = 0.0f;
+                        float fu_a1_2 = 0.0f;
+                        float fu_a1_3 = 0.0f;
+                        float fu_a2_0 = 0.0f;
+                        float fu_a2_1 = 0.0f;
+                        float fu_a2_2 = 0.0f;
+                        float fu_a2_3 = 0.0f;
+                        float fu_a3_0 = 0.0f;
+                        float fu_a3_1 = 0.0f;
+                        float fu_a3_2 = 0.0f;
+                        float fu_a3_3 = 0.0f;
+                        for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
+                            const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
+                            float fu_k0 = fu_kd[0];
+                            float fu_k1 = fu_kd[1];
+                            float fu_k2 = fu_kd[2];
+                            float fu_k3 = fu_kd[3];
+                            float fu_b0 = (fu_q0[fu_d]);
+                            fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
+                            fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
+                            fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
+                            fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
+                            float fu_b1 = (fu_q1[fu_d]);
+                            fu_a1_0 = (fu_b1 * fu_k0 + fu_a1_0);
+                            fu_a1_1 = (fu_b1 * fu_k1 + fu_a1_1);
+                            fu_a1_2 = (fu_b1 * fu_k2 + fu_a1_2);
+                            fu_a1_3 = (fu_b1 * fu_k3 + fu_a1_3);
+                            float fu_b2 = (fu_q2[fu_d]);
+                            fu_a2_0 = (fu_b2 * fu_k0 + fu_a2_0);
+                            fu_a2_1 = (fu_b2 * fu_k1 + fu_a2_1);
+                            fu_a2_2 = (fu_b2 * fu_k2 + fu_a2_2);
+                            fu_a2_3 = (fu_b2 * fu_k3 + fu_a2_3);
+                            float fu_b3 = (fu_q3[fu_d]);
+                            fu_a3_0 = (fu_b3 * fu_k0 + fu_a3_0);
+                            fu_a3_1 = (fu_b3 * fu_k1 + fu_a3_1);
+                            fu_a3_2 = (fu_b3 * fu_k2 + fu_a3_2);
+                            fu_a3_3 = (fu_b3 * fu_k3 + fu_a3_3);
+                        }
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
+                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 0] = fu_a1_0;
+                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 1] = fu_a1_1;
+                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 2] = fu_a1_2;
+                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 3] = fu_a1_3;
+                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 0] = fu_a2_0;
+                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 1] = fu_a2_1;
+                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 2] = fu_a2_2;
+                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 3] = fu_a2_3;
+                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 0] = fu_a3_0;
+                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 1] = fu_a3_1;
+                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 2] = fu_a3_2;
+                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 3] = fu_a3_3;
+                    }
+            for (; fu_r < fu_rows; ++fu_r)
+                for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
+                    {
+                        const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
+                        float fu_a0_0 = 0.0f;
+                        float fu_a0_1 = 0.0f;
+                        float fu_a0_2 = 0.0f;
+                        float fu_a0_3 = 0.0f;
+                        for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
+                            const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
+                            float fu_k0 = fu_kd[0];
+                            float fu_k1 = fu_kd[1];
+                            float fu_k2 = fu_kd[2];
+                            float fu_k3 = fu_kd[3];
+                            float fu_b0 = (fu_q0[fu_d]);
+                            fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
+                            fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
+                            fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
+                            fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
+                        }
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
+                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
+                    }
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
                 int64_t fu_jv = fu_t0 + fu_r / 4 + P + 1 - fu_s0;
                 fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
-                if (fu_jv == 0)
+                float *fu_sr = fu_sc + fu_r * FU_BK;
+                if (fu_jv == 0) {
+                    memset(fu_sr, 0, (size_t)fu_nb * sizeof(float));
+                    fu_cr[fu_r] = 1.0f;
                     continue;
-                const float *fu_qr = fu_qt + fu_r * 32;
-                float *fu_sr = fu_sc + fu_r * FU_BK, *fu_or = fu_ot + fu_r * 32;
-                int64_t fu_j = 0;
-                for (; fu_j < fu_jv; ++fu_j) {
-                    float fu_acc = 0.0f;
-                    for (int64_t fu_d = 0; fu_d < fu_hd; ++fu_d)
-                        fu_acc = ((fu_qr[fu_d]) * fu_kt[fu_d * FU_BK + fu_j] + fu_acc);
-                    fu_sr[fu_j] = fu_acc;
                 }
                 float fu_vm = (-INFINITY);
-                fu_j = 0;
+                int64_t fu_j = 0;
                 for (; fu_j < fu_jv; ++fu_j) {
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
@@ -2197,16 +2068,119 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                     fu_sr[fu_j] = fu_p;
                     fu_vs = (fu_vs + fu_p);
                 }
+                for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)
+                    fu_sr[fu_j] = 0.0f;
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
                 fu_m[fu_r] = fu_mnew;
-                int64_t fu_d = 0;
-                for (; fu_d < 32; ++fu_d) {
-                    float fu_o = (fu_or[fu_d] * (fu_corr));
-                    for (int64_t fu_jj = 0; fu_jj < fu_jv; ++fu_jj)
-                        fu_o = ((fu_sr[fu_jj]) * fu_vb[(fu_s0 + fu_jj) * 64 + fu_d] + fu_o);
-                    fu_or[fu_d] = fu_o;
-                }
+                fu_cr[fu_r] = fu_corr;
             }
+            fu_r = 0;
+            for (; fu_r + 4 <= fu_rows; fu_r += 4)
+                {
+                for (int64_t fu_dd = 0; fu_dd < 32; fu_dd += 4)
+                    {
+                        float *fu_o0 = fu_ot + (fu_r + 0) * 32 + fu_dd;
+                        const float *fu_p0 = fu_sc + (fu_r + 0) * FU_BK;
+                        float *fu_o1 = fu_ot + (fu_r + 1) * 32 + fu_dd;
+                        const float *fu_p1 = fu_sc + (fu_r + 1) * FU_BK;
+                        float *fu_o2 = fu_ot + (fu_r + 2) * 32 + fu_dd;
+                        const float *fu_p2 = fu_sc + (fu_r + 2) * FU_BK;
+                        float *fu_o3 = fu_ot + (fu_r + 3) * 32 + fu_dd;
+                        const float *fu_p3 = fu_sc + (fu_r + 3) * FU_BK;
+                        float fu_c0 = (fu_cr[fu_r + 0]);
+                        float fu_a0_0 = (fu_o0[0] * fu_c0);
+                        float fu_a0_1 = (fu_o0[1] * fu_c0);
+                        float fu_a0_2 = (fu_o0[2] * fu_c0);
+                        float fu_a0_3 = (fu_o0[3] * fu_c0);
+                        float fu_c1 = (fu_cr[fu_r + 1]);
+                        float fu_a1_0 = (fu_o1[0] * fu_c1);
+                        float fu_a1_1 = (fu_o1[1] * fu_c1);
+                        float fu_a1_2 = (fu_o1[2] * fu_c1);
+                        float fu_a1_3 = (fu_o1[3] * fu_c1);
+                        float fu_c2 = (fu_cr[fu_r + 2]);
+                        float fu_a2_0 = (fu_o2[0] * fu_c2);
+                        float fu_a2_1 = (fu_o2[1] * fu_c2);
+                        float fu_a2_2 = (fu_o2[2] * fu_c2);
+                        float fu_a2_3 = (fu_o2[3] * fu_c2);
+                        float fu_c3 = (fu_cr[fu_r + 3]);
+                        float fu_a3_0 = (fu_o3[0] * fu_c3);
+                        float fu_a3_1 = (fu_o3[1] * fu_c3);
+                        float fu_a3_2 = (fu_o3[2] * fu_c3);
+                        float fu_a3_3 = (fu_o3[3] * fu_c3);
+                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            float fu_b0 = (fu_p0[fu_j]);
+                            fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                            fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                            fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                            fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                            float fu_b1 = (fu_p1[fu_j]);
+                            fu_a1_0 = (fu_b1 * fu_w0 + fu_a1_0);
+                            fu_a1_1 = (fu_b1 * fu_w1 + fu_a1_1);
+                            fu_a1_2 = (fu_b1 * fu_w2 + fu_a1_2);
+                            fu_a1_3 = (fu_b1 * fu_w3 + fu_a1_3);
+                            float fu_b2 = (fu_p2[fu_j]);
+                            fu_a2_0 = (fu_b2 * fu_w0 + fu_a2_0);
+                            fu_a2_1 = (fu_b2 * fu_w1 + fu_a2_1);
+                            fu_a2_2 = (fu_b2 * fu_w2 + fu_a2_2);
+                            fu_a2_3 = (fu_b2 * fu_w3 + fu_a2_3);
+                            float fu_b3 = (fu_p3[fu_j]);
+                            fu_a3_0 = (fu_b3 * fu_w0 + fu_a3_0);
+                            fu_a3_1 = (fu_b3 * fu_w1 + fu_a3_1);
+                            fu_a3_2 = (fu_b3 * fu_w2 + fu_a3_2);
+                            fu_a3_3 = (fu_b3 * fu_w3 + fu_a3_3);
+                        }
+                        fu_o0[0] = fu_a0_0;
+                        fu_o0[1] = fu_a0_1;
+                        fu_o0[2] = fu_a0_2;
+                        fu_o0[3] = fu_a0_3;
+                        fu_o1[0] = fu_a1_0;
+                        fu_o1[1] = fu_a1_1;
+                        fu_o1[2] = fu_a1_2;
+                        fu_o1[3] = fu_a1_3;
+                        fu_o2[0] = fu_a2_0;
+                        fu_o2[1] = fu_a2_1;
+                        fu_o2[2] = fu_a2_2;
+                        fu_o2[3] = fu_a2_3;
+                        fu_o3[0] = fu_a3_0;
+                        fu_o3[1] = fu_a3_1;
+                        fu_o3[2] = fu_a3_2;
+                        fu_o3[3] = fu_a3_3;
+                    }
+                }
+            for (; fu_r < fu_rows; ++fu_r)
+                {
+                for (int64_t fu_dd = 0; fu_dd < 32; fu_dd += 4)
+                    {
+                        float *fu_o0 = fu_ot + (fu_r + 0) * 32 + fu_dd;
+                        const float *fu_p0 = fu_sc + (fu_r + 0) * FU_BK;
+                        float fu_c0 = (fu_cr[fu_r + 0]);
+                        float fu_a0_0 = (fu_o0[0] * fu_c0);
+                        float fu_a0_1 = (fu_o0[1] * fu_c0);
+                        float fu_a0_2 = (fu_o0[2] * fu_c0);
+                        float fu_a0_3 = (fu_o0[3] * fu_c0);
+                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            float fu_b0 = (fu_p0[fu_j]);
+                            fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                            fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                            fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                            fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                        }
+                        fu_o0[0] = fu_a0_0;
+                        fu_o0[1] = fu_a0_1;
+                        fu_o0[2] = fu_a0_2;
+                        fu_o0[3] = fu_a0_3;
+                    }
+                }
         }
         if (fu_nsplit == 1) {
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
@@ -2219,7 +2193,7 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 }
             }
         } else {
-            float *fu_pp = fu_ws + 10416 + (fu_w / nth) * 2176;
+            float *fu_pp = fu_ws + 10480 + (fu_w / nth) * 2176;
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
                 fu_pp[fu_r * 34] = fu_m[fu_r];
                 fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
@@ -2237,7 +2211,7 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 float fu_mm = -INFINITY, fu_ll = 0.0f;
                 for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
                     int64_t fu_w = fu_b * fu_nsplit + fu_sp;
-                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
                     fu_mm = fu_po[0] > fu_mm ? fu_po[0] : fu_mm;
                 }
                 for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
@@ -2245,7 +2219,7 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 if (fu_mm != -INFINITY)
                     for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
                         int64_t fu_w = fu_b * fu_nsplit + fu_sp;
-                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10416 + (fu_w / nth) * 2176 + fu_r * 34;
+                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
                         float fu_wt = expf(fu_po[0] - fu_mm);
                         fu_ll += fu_po[1] * fu_wt;
                         fu_po += 2;
@@ -2649,7 +2623,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
-                    float *const fu_pb0 = fu_s + 32768;
+                    float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -2693,7 +2667,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                             int64_t fu_p = 0;
-                                            for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -2713,78 +2687,6 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                                                     fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                     fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                     fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[4]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[5]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[6]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[7]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[8]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[9]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[10]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[11]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
-                                                {
-                                                    const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[12]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[13]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[14]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[15]);
                                                     fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                     fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                     fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -2978,7 +2880,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
             fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
     }
-    int64_t fu_MB = 1048576 / (fu_fmax > 0 ? fu_fmax : 1);
+    int64_t fu_MB = ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704) / (fu_fmax > 0 ? fu_fmax : 1);
     fu_MB = fu_MB > 512 ? 512 : fu_MB;
     fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
     for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
@@ -2986,7 +2888,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
         if (fu_mb1 - fu_mb0 <= 4) {
             {
                 const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 1051392;
+                float *const fu_an = fu_s + 2816;
                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                     float *const fu_ar = fu_an + fu_i * 256;
@@ -3019,10 +2921,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    float *const fu_hp = fu_s + 0;
+                    float *const fu_hp = fu_s + 823056;
                     const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 1052416;
-                    float *const fu_yb1 = fu_s + 1052672;
+                    float *const fu_yb0 = fu_s + 3840;
+                    float *const fu_yb1 = fu_s + 4096;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
                         switch (fu_mv) {
@@ -3649,7 +3551,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
             fr_barrier(nth);
             {
                 const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_hg = fu_s + 1048576;
+                float *const fu_hg = fu_s + 0;
                 for (int fu_t = 0; fu_t < nth; ++fu_t) {
                     int64_t fu_f0, fu_f1;
                     {
@@ -3661,7 +3563,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_f0 = fu_ua * 4;
                         fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 0;
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 823056;
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
                             fu_hg[fu_i * 704 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
@@ -3677,7 +3579,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
-                    float *const fu_yb0 = fu_s + 1052416;
+                    float *const fu_yb0 = fu_s + 3840;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
                         switch (fu_mv) {
@@ -3996,8 +3898,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                 }
             }
         } else {
-            float *const fu_st = fu_s + 1870592;
-            float *const fu_pa = fu_s + 1051392;
+            float *const fu_st = fu_s + 822032;
+            float *const fu_pa = fu_s + 2816;
             {
                 const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
                 int fu_tm = 1;
@@ -4038,12 +3940,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                         }
-                        float *const fu_hp = fu_s + 0;
+                        float *const fu_hp = fu_s + 823056;
                         const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 1084160;
-                        float *const fu_pb1 = fu_s + 1215232;
-                        float *const fu_cacc0 = fu_s + 1346304;
-                        float *const fu_cacc1 = fu_s + 1608448;
+                        float *const fu_pb0 = fu_s + 35600;
+                        float *const fu_pb1 = fu_s + 166672;
+                        float *const fu_cacc0 = fu_s + 297744;
+                        float *const fu_cacc1 = fu_s + 559888;
                         float fu_t0[16];
                         float fu_t1[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
@@ -4103,7 +4005,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                                 int64_t fu_p = 0;
-                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4123,78 +4025,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                         fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                         fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[4]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[5]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[6]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[7]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[8]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[9]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[10]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[11]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[12]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[13]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[14]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[15]);
                                                         fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                         fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                         fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -4289,7 +4119,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                                 int64_t fu_p = 0;
-                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4309,78 +4139,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                         fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                         fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[4]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[5]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[6]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[7]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[8]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[9]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[10]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[11]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[12]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[13]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[14]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[15]);
                                                         fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                         fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                         fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -4624,8 +4382,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                         }
-                        float *const fu_pb0 = fu_s + 1084160;
-                        float *const fu_cacc0 = fu_s + 1346304;
+                        float *const fu_pb0 = fu_s + 35600;
+                        float *const fu_cacc0 = fu_s + 297744;
                         float fu_t0[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                             const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -4670,7 +4428,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
                                                 if (fu_lo >= fu_hi)
                                                     continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 0 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 823056 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
                                                 for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
                                                     fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
@@ -4686,7 +4444,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
                                                 int64_t fu_p = 0;
-                                                for (; fu_p + 4 <= fu_kc; fu_p += 4, fu_ap += 16, fu_bp += 16) {
+                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4706,78 +4464,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
                                                         fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
                                                         fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[4], fu_b1 = fu_bp[5], fu_b2 = fu_bp[6], fu_b3 = fu_bp[7];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[4]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[5]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[6]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[7]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[8], fu_b1 = fu_bp[9], fu_b2 = fu_bp[10], fu_b3 = fu_bp[11];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[8]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[9]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[10]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[11]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                    {
-                                                        const float fu_b0 = fu_bp[12], fu_b1 = fu_bp[13], fu_b2 = fu_bp[14], fu_b3 = fu_bp[15];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[12]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[13]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[14]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[15]);
                                                         fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
                                                         fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
                                                         fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
@@ -5031,10 +4717,10 @@ int llama_layer_forward(const llama_layer_weights *w,
     if ((T + P) > cache->capacity)
         return FR_EINVAL;
     size_t fu_scratch = 0;
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164864 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)(14768 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163840 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)1871616 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164880 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)(14832 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163856 * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(823056 + ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704)) * sizeof(float)));
     if (fr_scratch_reserve(fu_scratch, NULL) != 0)
         return FR_ENOMEM;
     fu_args fa;
