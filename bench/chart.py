@@ -190,11 +190,11 @@ def svg(limits, results, path):
                          % (a, yy + 1, max(b - a, 1), bar_h - 3, fill))
                 # spread: the same ratio at the min and max times
                 mn, mx = num(r["min_s"]), num(r["max_s"])
-                wr = b
+                wl, wr = a, b
                 if mn > 0 and mx > 0 and int(num(r["n"])) > 1:
                     o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#555"/>'
                              % (rx(ref / mx), yy + bar_h // 2, rx(ref / mn), yy + bar_h // 2))
-                    wr = max(b, rx(ref / mn))
+                    wl, wr = min(a, rx(ref / mx)), max(b, rx(ref / mn))
                 if abs(speed - 1) < 0.005 and num(r["time_vs_fused"]) == 1.0:
                     how = "reference"
                 elif speed >= 1:
@@ -202,9 +202,9 @@ def svg(limits, results, path):
                 else:
                     how = "%.2fx slower" % (1 / speed)
                 txt = "%s, %s%s" % (fmt_time(med), how, "  MISMATCH" if bad else "")
-                tx = wr + 4 if speed >= 1 else a - 4
+                tx = wr + 4 if speed >= 1 else wl - 4
                 anchor = "start" if speed >= 1 else "end"
-                if speed < 1 and a - x1 < 130:
+                if speed < 1 and wl - x1 < 130:
                     tx, anchor = wr + 4, "start"
                 o.append('<text x="%.1f" y="%d" text-anchor="%s" fill="%s">%s</text>'
                          % (tx, yy + 10, anchor, "#d00" if bad else "#222", escape(txt)))
