@@ -341,7 +341,7 @@ static const char *build(const Graph *g, const Target *t, Run run) {
     return prog;
 }
 
-#define MAX_CALLS 10
+#define MAX_CALLS 12
 
 /* Runs g (already fused as the test wants) on target t for each T in
  * `rows` (0-terminated) with 1 and 3 threads; every output must be within
@@ -432,8 +432,9 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
 static const char *const targets[] = {"generic", "x86-64-avx2", "x86-64-avx512", "aarch64-neon"};
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
-/* Row counts: GEMV (1..4), one odd tile, several tiles and row blocks. */
-static const int64_t rows_all[] = {1, 3, 4, 7, 17, 64, 65, 100, 257, 0};
+/* Row counts: GEMV (1..4), one odd tile, several tiles and row blocks,
+ * and more rows than one accumulator chunk (mchunk: 512..672). */
+static const int64_t rows_all[] = {1, 3, 4, 7, 17, 64, 65, 100, 257, 700, 0};
 static const int64_t rows_few[] = {1, 2, 5, 17, 100, 0};
 
 static void check_all_targets(const char *src, KernelKind kind, const char *labels, const int64_t *rows,
@@ -666,6 +667,27 @@ static void test_mlp_gpt2(void **state) {
     check_all_targets(src, KK_MLP, "n f a p y", rows_all, 2e-6);
 }
 
+/* Enough rows for several MLP row blocks: h of 1300 rows x 4000 is more
+ * than the 16 MiB a row block may hold. */
+static void test_mlp_row_blocks(void **state) {
+    (void)state;
+    static const char src[] =
+        "block mlp4 {\n"
+        "  dim T;\n"
+        "  input x: f32[T, 24];\n"
+        "  weight w1: f32[4000, 24];\n"
+        "  weight w2: f32[24, 4000];\n"
+        "  f = linear(x, w1);\n"
+        "  a = relu(f);\n"
+        "  p = linear(a, w2);\n"
+        "  output y = p;\n"
+        "}\n";
+    static const int64_t rows[] = {1300, 0};
+    Graph *g = compile_block(src);
+    fuse(g, KK_MLP, "f a p");
+    check_block(g, "x86-64-avx2", rows, 5e-6);
+}
+
 /* Big enough for several depth blocks and column blocks of the MLP. */
 static void test_mlp_deep(void **state) {
     (void)state;
@@ -781,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_mlp_swiglu),
         cmocka_unit_test(test_mlp_gpt2),
         cmocka_unit_test(test_mlp_deep),
+        cmocka_unit_test(test_mlp_row_blocks),
     };
     /* TEST_GEMM_ONLY=pattern runs the matching tests; TEST_GEMM_KEEP keeps the files */
     if (getenv("TEST_GEMM_ONLY"))
