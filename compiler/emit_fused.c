@@ -723,17 +723,6 @@ typedef struct FaStep {
     const char *a, *b, *c;  /* operands, see each step */
 } FaStep;
 
-/* fu_sc[fu_j..] = sum_d fu_q[d] * fu_kt[d][fu_j..] for one query row */
-static void fa_scores(Kern *k, void *ctx, bool tail) {
-    FaStep *s = ctx;
-    const Target *t = kern_target(k);
-    (void)s;
-    kern_line(k, "%s fu_acc = %s;", vt(k), v_zero(t));
-    kern_line(k, "for (int64_t fu_d = 0; fu_d < fu_hd; ++fu_d)");
-    kern_line(k, "    fu_acc = %s;", v_fma(t, v_set1(t, "fu_qr[fu_d]"), vload(k, "fu_kt + fu_d * FU_BK + fu_j", tail, NULL), "fu_acc"));
-    kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", "fu_acc", tail));
-}
-
 static void fa_max(Kern *k, void *ctx, bool tail) {
     (void)ctx;
     const Target *t = kern_target(k);
@@ -747,18 +736,6 @@ static void fa_exp(Kern *k, void *ctx, bool tail) {
               v_unary(t, OP_EXP, v_bin(t, OP_SUB, vload(k, "fu_sr + fu_j", tail, NULL), v_set1(t, "fu_mnew"))));
     kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", "fu_p", tail));
     kern_line(k, "fu_vs = %s;", v_bin(t, OP_ADD, "fu_vs", tail_only(k, "fu_p", tail, "0.0f")));
-}
-
-/* fu_or[fu_d..] = fu_or * fu_corr + sum_j p_j v_j[fu_d..] */
-static void fa_pv(Kern *k, void *ctx, bool tail) {
-    FaStep *s = ctx;
-    const Target *t = kern_target(k);
-    kern_line(k, "%s fu_o = %s;", vt(k), v_bin(t, OP_MUL, vload(k, "fu_or + fu_d", tail, NULL), v_set1(t, "fu_corr")));
-    kern_line(k, "for (int64_t fu_jj = 0; fu_jj < fu_jv; ++fu_jj)");
-    kern_line(k, "    fu_o = %s;", v_fma(t, v_set1(t, "fu_sr[fu_jj]"),
-                                          vload(k, fu_format("%s + (fu_s0 + fu_jj) * %s + fu_d", s->a, s->b), tail, NULL),
-                                          "fu_o"));
-    kern_line(k, "%s;", vstore(k, "fu_or + fu_d", "fu_o", tail));
 }
 
 /* fu_y[fu_d..] = fu_or[fu_d..] * fu_inv */
@@ -776,6 +753,148 @@ static void fa_merge(Kern *k, void *ctx, bool tail) {
     kern_line(k, "%s;", vstore(k, "fu_or + fu_d",
                                 v_fma(t, vload(k, "fu_po + fu_d", tail, NULL), v_set1(t, "fu_wt"),
                                       vload(k, "fu_or + fu_d", tail, NULL)), tail));
+}
+
+/* Register blocking of the two products: FA_RB query rows at a time, and
+ * enough vectors across keys (scores) or head_dim (P.V) that the FMAs form
+ * independent chains (a single chain waits on the FMA latency). */
+#define FA_RB 4
+
+static int fa_nvb(const Target *t) { return t->vec_floats >= 16 || t->vec_floats <= 4 ? 4 : 2; }
+
+/* Scores of rows fu_r.. (rb of them) for keys fu_v.. (nvb vectors):
+ * fu_sc[r][j] = sum_d fu_qt[r][d] * fu_kt[d][j]. */
+static void scores_block(Kern *k, int rb, int nvb, long long hd) {
+    const Target *t = kern_target(k);
+    int W = t->vec_floats;
+    kern_line(k, "{");
+    kern_indent(k, 1);
+    for (int i = 0; i < rb; i++)
+        kern_line(k, "const float *fu_q%d = fu_qt + (fu_r + %d) * %lld;", i, i, hd);
+    for (int i = 0; i < rb; i++)
+        for (int c = 0; c < nvb; c++)
+            kern_line(k, "%s fu_a%d_%d = %s;", vt(k), i, c, v_zero(t));
+    kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; ++fu_d) {", hd);
+    kern_indent(k, 1);
+    kern_line(k, "const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;");
+    for (int c = 0; c < nvb; c++)
+        kern_line(k, "%s fu_k%d = %s;", vt(k), c, v_load(t, fu_format("fu_kd + %d", c * W)));
+    for (int i = 0; i < rb; i++) {
+        kern_line(k, "%s fu_b%d = %s;", vt(k), i, v_set1(t, fu_format("fu_q%d[fu_d]", i)));
+        for (int c = 0; c < nvb; c++)
+            kern_line(k, "fu_a%d_%d = %s;", i, c, v_fma(t, fu_format("fu_b%d", i), fu_format("fu_k%d", c),
+                                                         fu_format("fu_a%d_%d", i, c)));
+    }
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    for (int i = 0; i < rb; i++)
+        for (int c = 0; c < nvb; c++)
+            kern_line(k, "%s;", v_store(t, fu_format("fu_sc + (fu_r + %d) * FU_BK + fu_v + %d", i, c * W),
+                                        fu_format("fu_a%d_%d", i, c)));
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+static void emit_scores(Kern *k, long long hd) {
+    const Target *t = kern_target(k);
+    int W = t->vec_floats, nvb = fa_nvb(t);
+    FU_ASSERT(FA_BK % (nvb * W) == 0);
+    kern_line(k, "int64_t fu_r = 0;");
+    kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
+    kern_line(k, "    for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += %d)", nvb * W);
+    kern_indent(k, 2);
+    scores_block(k, FA_RB, nvb, hd);
+    kern_indent(k, -2);
+    kern_line(k, "for (; fu_r < fu_rows; ++fu_r)");
+    kern_line(k, "    for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += %d)", nvb * W);
+    kern_indent(k, 2);
+    scores_block(k, 1, nvb, hd);
+    kern_indent(k, -2);
+}
+
+/* Rows fu_r.. (rb of them), head_dim columns fu_dd + [0, nv vectors, the
+ * last `last` wide): fu_ot[r] = fu_ot[r] * fu_cr[r] + sum_j p[r][j] v[s0 + j]. */
+static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd) {
+    const Target *t = kern_target(k);
+    int W = t->vec_floats;
+    kern_line(k, "{");
+    kern_indent(k, 1);
+    for (int i = 0; i < rb; i++) {
+        kern_line(k, "float *fu_o%d = fu_ot + (fu_r + %d) * %lld + fu_dd;", i, i, hd);
+        kern_line(k, "const float *fu_p%d = fu_sc + (fu_r + %d) * FU_BK;", i, i);
+    }
+    for (int i = 0; i < rb; i++) {
+        kern_line(k, "%s fu_c%d = %s;", vt(k), i, v_set1(t, fu_format("fu_cr[fu_r + %d]", i)));
+        for (int c = 0; c < nv; c++) {
+            const char *ptr = fu_format("fu_o%d + %d", i, c * W);
+            const char *ld = c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr);
+            kern_line(k, "%s fu_a%d_%d = %s;", vt(k), i, c, v_bin(t, OP_MUL, ld, fu_format("fu_c%d", i)));
+        }
+    }
+    kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
+    kern_indent(k, 1);
+    kern_line(k, "const float *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", vstride);
+    for (int c = 0; c < nv; c++) {
+        const char *ptr = fu_format("fu_vr + %d", c * W);
+        kern_line(k, "%s fu_w%d = %s;", vt(k), c,
+                  c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr));
+    }
+    for (int i = 0; i < rb; i++) {
+        kern_line(k, "%s fu_b%d = %s;", vt(k), i, v_set1(t, fu_format("fu_p%d[fu_j]", i)));
+        for (int c = 0; c < nv; c++)
+            kern_line(k, "fu_a%d_%d = %s;", i, c, v_fma(t, fu_format("fu_b%d", i), fu_format("fu_w%d", c),
+                                                         fu_format("fu_a%d_%d", i, c)));
+    }
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    for (int i = 0; i < rb; i++)
+        for (int c = 0; c < nv; c++) {
+            const char *ptr = fu_format("fu_o%d + %d", i, c * W), *val = fu_format("fu_a%d_%d", i, c);
+            kern_line(k, "%s;", c == nv - 1 && last < W ? v_store_n(t, ptr, val, fu_format("%d", last))
+                                                         : v_store(t, ptr, val));
+        }
+    (void)hd;
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
+/* The head_dim columns in chunks of nvb full vectors (a loop), then what is
+ * left (at most nvb - 1 full vectors and a partial one), for rb rows. */
+static void pv_rows(Kern *k, int rb, long long vstride, long long hd) {
+    const Target *t = kern_target(k);
+    int W = t->vec_floats, nvb = fa_nvb(t);
+    long long chunk = (long long)nvb * W, full = hd / chunk * chunk, rest = hd - full;
+    if (full) {
+        kern_line(k, "for (int64_t fu_dd = 0; fu_dd < %lld; fu_dd += %lld)", full, chunk);
+        kern_indent(k, 1);
+        pv_block(k, rb, nvb, W, vstride, hd);
+        kern_indent(k, -1);
+    }
+    if (rest) {
+        int nv = (int)((rest + W - 1) / W), last = (int)(rest - (long long)(nv - 1) * W);
+        kern_line(k, "{");
+        kern_indent(k, 1);
+        kern_line(k, "const int64_t fu_dd = %lld;", full);
+        pv_block(k, rb, nv, last, vstride, hd);
+        kern_indent(k, -1);
+        kern_line(k, "}");
+    }
+}
+
+static void emit_pv(Kern *k, long long hd, long long vstride) {
+    kern_line(k, "fu_r = 0;");
+    kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
+    kern_indent(k, 1);
+    kern_line(k, "{");
+    pv_rows(k, FA_RB, vstride, hd);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "for (; fu_r < fu_rows; ++fu_r)");
+    kern_indent(k, 1);
+    kern_line(k, "{");
+    pv_rows(k, 1, vstride, hd);
+    kern_line(k, "}");
+    kern_indent(k, -1);
 }
 
 static void emit_attention(Kern *k, const Kernel *kr) {
@@ -824,13 +943,13 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     long long PART = ROWS * (hd + 2);
     long long off_q = 0, off_o = off_q + ROWS * hd, off_s = off_o + ROWS * hd;
     long long off_kt = off_s + ROWS * FA_BK, off_m = off_kt + hd * FA_BK, off_l = off_m + ROWS;
-    long long off_cs = off_l + ROWS, off_sn = off_cs + half + 1, off_part = off_sn + half + 1;
+    long long off_cr = off_l + ROWS, off_cs = off_cr + ROWS, off_sn = off_cs + half + 1;
+    long long off_part = off_sn + half + 1;
     off_part = (off_part + 15) / 16 * 16;
     long long total = off_part + 2 * PART;
     kern_scratch(k, fu_format("%lld * sizeof(float)", total));
 
     kern_line(k, "enum { FU_BK = %d };", FA_BK);
-    kern_line(k, "const int64_t fu_hd = %lld;", hd);
     kern_line(k, "float *fu_ws = (float *)fr_scratch(tid);");
     kern_line(k, "float *fu_cs = fu_ws + %lld, *fu_sn = fu_ws + %lld;", off_cs, off_sn);
     kern_line(k, "(void)fu_cs;");
@@ -868,7 +987,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "int64_t fu_rows = fu_nt * %lld;", G);
     kern_line(k, "float *fu_qt = fu_ws + %lld, *fu_ot = fu_ws + %lld, *fu_sc = fu_ws + %lld, *fu_kt = fu_ws + %lld;",
               off_q, off_o, off_s, off_kt);
-    kern_line(k, "float *fu_m = fu_ws + %lld, *fu_l = fu_ws + %lld;", off_m, off_l);
+    kern_line(k, "float *fu_m = fu_ws + %lld, *fu_l = fu_ws + %lld, *fu_cr = fu_ws + %lld;", off_m, off_l, off_cr);
     /* the query tile: row fu_tt * G + fu_gh is token t0 + fu_tt, head g * G + fu_gh,
      * rotated and scaled as it is loaded */
     kern_line(k, "for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {");
@@ -912,31 +1031,33 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
     kern_indent(k, 1);
     kern_line(k, "int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;");
-    /* K block transposed: fu_kt[d * BK + j] = k[s0 + j][d] */
-    kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
+    /* K block transposed, zero past the last key: fu_kt[d * BK + j] = k[s0 + j][d] */
+    kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {");
     kern_line(k, "    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", (long long)ks.stride);
     kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
-    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j] = fu_kr[fu_d];");
+    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;");
     kern_line(k, "}");
+    emit_scores(k, hd);
+    /* the online softmax, row by row: p = exp(s - new max) for the visible
+     * keys, 0 for the rest; the old sum and output scale by corr */
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
     kern_indent(k, 1);
-    /* keys visible to this row in the block: j <= t + OFF - s0 */
     if (att->i[3]) {
         kern_line(k, "int64_t fu_jv = fu_t0 + fu_r / %lld + %s + 1 - fu_s0;", G, OFF);
         kern_line(k, "fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;");
     } else {
         kern_line(k, "int64_t fu_jv = fu_nb;");
     }
-    kern_line(k, "if (fu_jv == 0)");
+    kern_line(k, "float *fu_sr = fu_sc + fu_r * FU_BK;");
+    kern_line(k, "if (fu_jv == 0) {");
+    kern_line(k, "    memset(fu_sr, 0, (size_t)fu_nb * sizeof(float));");
+    kern_line(k, "    fu_cr[fu_r] = 1.0f;");
     kern_line(k, "    continue;");
-    kern_line(k, "const float *fu_qr = fu_qt + fu_r * %lld;", hd);
-    kern_line(k, "float *fu_sr = fu_sc + fu_r * FU_BK, *fu_or = fu_ot + fu_r * %lld;", hd);
+    kern_line(k, "}");
     FaStep st = {NULL, NULL, NULL};
-    kern_line(k, "int64_t fu_j = 0;");
-    vloop(k, "fu_j", "fu_jv", fa_scores, &st);
     const Target *t = kern_target(k);
     kern_line(k, "%s fu_vm = %s;", vt(k), v_set1(t, "-INFINITY"));
-    kern_line(k, "fu_j = 0;");
+    kern_line(k, "int64_t fu_j = 0;");
     vloop(k, "fu_j", "fu_jv", fa_max, &st);
     kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
     kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
@@ -944,13 +1065,14 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
     kern_line(k, "fu_j = 0;");
     vloop(k, "fu_j", "fu_jv", fa_exp, &st);
+    kern_line(k, "for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)");
+    kern_line(k, "    fu_sr[fu_j] = 0.0f;");
     kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
     kern_line(k, "fu_m[fu_r] = fu_mnew;");
-    FaStep pv = {"fu_vb", fu_format("%lld", (long long)vs.stride), NULL};
-    kern_line(k, "int64_t fu_d = 0;");
-    vloop(k, "fu_d", fu_format("%lld", hd), fa_pv, &pv);
+    kern_line(k, "fu_cr[fu_r] = fu_corr;");
     kern_indent(k, -1);
     kern_line(k, "}");
+    emit_pv(k, hd, (long long)vs.stride);
     kern_indent(k, -1);
     kern_line(k, "}");
     /* finish: normalise into y, or leave the partial for the merge */
