@@ -477,6 +477,13 @@ static const char *fmt_shape(char *buf, size_t cap, int rank, const int64_t *sha
     return buf;
 }
 
+/* Tensor names come from the file and may be of any length: messages cut
+ * them at MSG_NAME_MAX bytes (with "..."), so that the problem written after
+ * the name still fits in fr_err's message. */
+#define MSG_NAME_MAX 128
+#define MSG_NAME(s) (int)(strlen(s) > MSG_NAME_MAX ? MSG_NAME_MAX : strlen(s)), (s), \
+                    (strlen(s) > MSG_NAME_MAX ? "..." : "")
+
 /* Sets a FR_EFORMAT "FILE: tensor 'NAME': PROBLEM" message (no tensor part
  * when name is NULL). */
 #if defined(__GNUC__)
@@ -492,7 +499,7 @@ static int st_fail(Reader *r, const char *name, const char *fmt, ...)
         problem[0] = '\0';
     va_end(ap);
     if (name)
-        return fr_seterr(r->err, FR_EFORMAT, "%s: tensor '%s': %s", r->path, name, problem);
+        return fr_seterr(r->err, FR_EFORMAT, "%s: tensor '%.*s%s': %s", r->path, MSG_NAME(name), problem);
     return fr_seterr(r->err, FR_EFORMAT, "%s: %s", r->path, problem);
 }
 
@@ -854,8 +861,9 @@ static int st_check_overlaps(Reader *r)
             unsigned long long lb = (unsigned long long)((const char *)last->data - r->data);
             unsigned long long b = (unsigned long long)(tb - r->data);
             rc = fr_seterr(r->err, FR_EFORMAT,
-                           "%s: tensors '%s' and '%s' overlap: data_offsets [%llu, %llu] and [%llu, %llu]",
-                           r->path, last->name, t->name, lb, lb + last->nbytes, b, b + t->nbytes);
+                           "%s: tensors '%.*s%s' and '%.*s%s' overlap: data_offsets [%llu, %llu] and [%llu, %llu]",
+                           r->path, MSG_NAME(last->name), MSG_NAME(t->name), lb, lb + last->nbytes, b,
+                           b + t->nbytes);
         }
         if (!last || tb + t->nbytes > (const char *)last->data + last->nbytes)
             last = t;
@@ -1001,7 +1009,7 @@ static int st_open(fr_st *f, const char *path, fr_err *err)
         qsort(f->tensors, (size_t)f->ntensors, sizeof f->tensors[0], cmp_name);
     for (i = 1; i < f->ntensors; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
-            return st_fail(&r, NULL, "duplicate tensor name '%s'", f->tensors[i].name);
+            return st_fail(&r, NULL, "duplicate tensor name '%.*s%s'", MSG_NAME(f->tensors[i].name));
     rc = st_check_overlaps(&r);
     if (rc < 0)
         return rc;
@@ -1168,13 +1176,13 @@ int fr_st_bind(const fr_st *f, const char *prefix, const char *name, fr_dtype dt
         return fr_seterr(err, FR_ENOTFOUND, "tensor '%s%s' not found in %s", prefix, name, path);
     }
     if (t->dtype != dtype)
-        return fr_seterr(err, FR_ETYPE, "tensor '%s': dtype %s, block expects %s", t->name,
+        return fr_seterr(err, FR_ETYPE, "tensor '%.*s%s': dtype %s, block expects %s", MSG_NAME(t->name),
                          fr_dtype_name(t->dtype), fr_dtype_name(dtype));
     for (i = 0; i < rank && t->rank == rank; i++)
         if (t->shape[i] != shape[i])
             break;
     if (t->rank != rank || i < rank)
-        return fr_seterr(err, FR_ESHAPE, "tensor '%s': shape %s, block expects %s", t->name,
+        return fr_seterr(err, FR_ESHAPE, "tensor '%.*s%s': shape %s, block expects %s", MSG_NAME(t->name),
                          fmt_shape(have, sizeof have, t->rank, t->shape),
                          fmt_shape(want, sizeof want, rank, shape));
     *data = t->data;

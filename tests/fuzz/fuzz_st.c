@@ -74,8 +74,15 @@ static void check_err(const fr_err *err, int rc, const char *must_name)
         fail("err.code differs from the returned code", err->msg);
     if (!memchr(err->msg, '\0', sizeof err->msg) || !err->msg[0])
         fail("an error without a message", NULL);
-    if (must_name && !strstr(err->msg, must_name))
-        fail("the message does not name the tensor", err->msg);
+    /* the runtime cuts long names at 128 bytes so the problem still fits */
+    char head[101];
+    if (must_name) {
+        snprintf(head, sizeof head, "%s", must_name);
+        if (!strstr(err->msg, head))
+            fail("the message does not name the tensor", err->msg);
+        if (strlen(must_name) > 200 && !strstr(err->msg, "expects"))
+            fail("a long name pushed the problem out of the message", err->msg);
+    }
 }
 
 static void check_tensor(const fr_st *f, const fr_tensor *t, int idx)
