@@ -7,7 +7,9 @@
 # Builds two blocks with fusec - a 2048 x 2048 linear (prefill GEMM at T=512)
 # and an 8192 x 2048 linear (decode GEMV at T=1) - links each with
 # tests/gemm/bench_gemm.c and the runtime, and runs them with 1 and 2
-# threads.  Not part of `make test`: timings need a quiet machine.
+# threads; the GEMV also cycling through 16 copies of its weights (1 GiB),
+# so that they come from memory even on a machine with a large L3.  Not
+# part of `make test`: timings need a quiet machine.
 set -eu
 : "${FUSEC:=build/fusec}" "${CC:=cc}"
 target=${1:-x86-64-avx2}
@@ -46,4 +48,5 @@ for n in 1 2; do
     FUSE_NUM_THREADS=$n "$tmp/gemm" peak
     FUSE_NUM_THREADS=$n "$tmp/gemm" run 512 5
     FUSE_NUM_THREADS=$n "$tmp/gemv" run 1 50
+    FUSE_NUM_THREADS=$n "$tmp/gemv" run 1 64 16
 done
