@@ -31,13 +31,13 @@ for h in $FUZZ_HARNESSES; do
     case $h in
     fdl)
         cp dsl-examples/*.fdl dsl-examples/lib/*.fdl tests/errors/*.fdl "$seeds/" 2>/dev/null
-        cp tests/badinput/*.fdl "$seeds/" 2>/dev/null
+        cp tests/badinput/fdl/*.fdl "$seeds/" 2>/dev/null
         cp tests/fuzz/regress/fdl/* "$seeds/" 2>/dev/null
         maxlen=16384
         ;;
     st)
         GOLDEN_DIR=$SHARED/golden /usr/bin/python3 tests/fuzz/make_seeds.py "$seeds" || exit 1
-        cp "$SHARED"/golden/*.safetensors tests/badinput/*.safetensors "$seeds/" 2>/dev/null
+        cp "$SHARED"/golden/*.safetensors tests/badinput/st/*.safetensors "$seeds/" 2>/dev/null
         cp tests/fuzz/regress/st/* "$seeds/" 2>/dev/null
         maxlen=65536
         ;;
