@@ -450,7 +450,7 @@ static void check_all_targets(const char *src, KernelKind kind, const char *labe
 /* ---- tests ----------------------------------------------------------------------- */
 
 /* Plain linears (KK_SINGLE): both layouts, with and without bias, odd N
- * and K, K over two depth blocks. */
+ * and K, K over two depth blocks, N over two GEMV chunks (4096). */
 static void test_linear_single(void **state) {
     (void)state;
     static const char src[] =
@@ -468,12 +468,16 @@ static void test_linear_single(void **state) {
         "  weight db: f32[257];\n"
         "  weight e: f32[33, 600];\n"
         "  weight f: f32[600, 64];\n"
+        "  weight g: f32[4100, 7];\n"
+        "  weight h: f32[7, 4100];\n"
         "  output ya = linear(x1, a);\n"
         "  output yb = linear(x7, b, layout = \"in_out\");\n"
         "  output yc = linear(x65, c, cb);\n"
         "  output yd = linear(x65, d, db, layout = \"in_out\");\n"
         "  output ye = linear(x600, e);\n"
         "  output yf = linear(x600, f, layout = \"in_out\");\n"
+        "  output yg = linear(x7, g);\n"
+        "  output yh = linear(x7, h, layout = \"in_out\");\n"
         "}\n";
     check_all_targets(src, KK_SINGLE, NULL, rows_all, 2e-6);
 }
