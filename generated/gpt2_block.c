@@ -210,12 +210,12 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                     fu_j1 = fu_uz * 4 < 768 ? fu_uz * 4 : 768;
                 }
                 float *const fu_yb0 = fu_s + 1024;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     {
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                                fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
                         int64_t fu_k = 0;
                         for (; fu_k + 4 <= 256; fu_k += 4) {
                             const float *const fu_w0 = b3_3 + (fu_k + 0) * 768 + fu_jc;
@@ -224,7 +224,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                             const float *const fu_w3 = b3_3 + (fu_k + 3) * 768 + fu_jc;
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                 const float *const fu_xr = fu_an + fu_i * 256;
-                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
                                 const float fu_xv0 = (fu_xr[fu_k + 0]);
                                 const float fu_xv1 = (fu_xr[fu_k + 1]);
                                 const float fu_xv2 = (fu_xr[fu_k + 2]);
@@ -244,7 +244,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                             const float *const fu_w0 = b3_3 + (fu_k + 0) * 768 + fu_jc;
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                 const float *const fu_xr = fu_an + fu_i * 256;
-                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
                                 const float fu_xv0 = (fu_xr[fu_k + 0]);
                                 int64_t fu_c = 0;
                                 for (; fu_c + 1 <= fu_nc; fu_c += 1) {
@@ -258,7 +258,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e16 = (fu_yb0[fu_i * 64 + fu_j] + b4_4[(fu_jc + fu_j)]);
+                                const float fu_e16 = (fu_yb0[fu_i * 4096 + fu_j] + b4_4[(fu_jc + fu_j)]);
                                 b16_16[(fu_rb + fu_i) * 768 + (fu_jc + fu_j)] = fu_e16;
                             }
                         }
@@ -931,12 +931,12 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                     fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                 }
                 float *const fu_yb0 = fu_s + 0;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     {
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                                fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
                         int64_t fu_k = 0;
                         for (; fu_k + 4 <= 256; fu_k += 4) {
                             const float *const fu_w0 = b5_5 + (fu_k + 0) * 256 + fu_jc;
@@ -945,7 +945,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                             const float *const fu_w3 = b5_5 + (fu_k + 3) * 256 + fu_jc;
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                 const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
-                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
                                 const float fu_xv0 = (fu_xr[fu_k + 0]);
                                 const float fu_xv1 = (fu_xr[fu_k + 1]);
                                 const float fu_xv2 = (fu_xr[fu_k + 2]);
@@ -965,7 +965,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                             const float *const fu_w0 = b5_5 + (fu_k + 0) * 256 + fu_jc;
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                 const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
-                                float *const fu_yr = fu_yb0 + fu_i * 64;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
                                 const float fu_xv0 = (fu_xr[fu_k + 0]);
                                 int64_t fu_c = 0;
                                 for (; fu_c + 1 <= fu_nc; fu_c += 1) {
@@ -979,7 +979,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e23 = (fu_yb0[fu_i * 64 + fu_j] + b6_6[(fu_jc + fu_j)]);
+                                const float fu_e23 = (fu_yb0[fu_i * 4096 + fu_j] + b6_6[(fu_jc + fu_j)]);
                                 const float fu_e24 = (b0_0[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e23);
                                 b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e24;
                             }
@@ -1340,12 +1340,12 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                     float *const fu_hp = fu_s + 431120;
                     const int64_t fu_hld = fu_j1 - fu_j0;
                     float *const fu_yb0 = fu_s + 5120;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         {
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                                 for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                    fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                                    fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
                             int64_t fu_k = 0;
                             for (; fu_k + 4 <= 256; fu_k += 4) {
                                 const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
@@ -1354,7 +1354,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                 const float *const fu_w3 = b9_9 + (fu_k + 3) * 1024 + fu_jc;
                                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                     const float *const fu_xr = fu_an + fu_i * 256;
-                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
                                     const float fu_xv0 = (fu_xr[fu_k + 0]);
                                     const float fu_xv1 = (fu_xr[fu_k + 1]);
                                     const float fu_xv2 = (fu_xr[fu_k + 2]);
@@ -1374,7 +1374,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                 const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
                                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                     const float *const fu_xr = fu_an + fu_i * 256;
-                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
                                     const float fu_xv0 = (fu_xr[fu_k + 0]);
                                     int64_t fu_c = 0;
                                     for (; fu_c + 1 <= fu_nc; fu_c += 1) {
@@ -1388,7 +1388,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                                 {
-                                    const float fu_e26 = (fu_yb0[fu_i * 64 + fu_j] + b10_10[(fu_jc + fu_j)]);
+                                    const float fu_e26 = (fu_yb0[fu_i * 4096 + fu_j] + b10_10[(fu_jc + fu_j)]);
                                     const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
                                     fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e27;
                                 }
@@ -1428,12 +1428,12 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
                     float *const fu_yb0 = fu_s + 5120;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         {
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                                 for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                    fu_yb0[fu_i * 64 + fu_c] = 0.0f;
+                                    fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
                             int64_t fu_k = 0;
                             for (; fu_k + 4 <= 1024; fu_k += 4) {
                                 const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
@@ -1442,7 +1442,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                 const float *const fu_w3 = b11_11 + (fu_k + 3) * 256 + fu_jc;
                                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                     const float *const fu_xr = fu_hg + fu_i * 1024;
-                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
                                     const float fu_xv0 = (fu_xr[fu_k + 0]);
                                     const float fu_xv1 = (fu_xr[fu_k + 1]);
                                     const float fu_xv2 = (fu_xr[fu_k + 2]);
@@ -1462,7 +1462,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                 const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
                                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                                     const float *const fu_xr = fu_hg + fu_i * 1024;
-                                    float *const fu_yr = fu_yb0 + fu_i * 64;
+                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
                                     const float fu_xv0 = (fu_xr[fu_k + 0]);
                                     int64_t fu_c = 0;
                                     for (; fu_c + 1 <= fu_nc; fu_c += 1) {
@@ -1476,7 +1476,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                                 {
-                                    const float fu_e28 = (fu_yb0[fu_i * 64 + fu_j] + b12_12[(fu_jc + fu_j)]);
+                                    const float fu_e28 = (fu_yb0[fu_i * 4096 + fu_j] + b12_12[(fu_jc + fu_j)]);
                                     const float fu_e29 = (b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e28);
                                     b29_29[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e29;
                                 }

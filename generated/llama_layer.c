@@ -215,8 +215,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                 }
                 float *const fu_yb0 = fu_s + 1024;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -266,10 +266,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                             float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                             float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
@@ -290,7 +290,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                 fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                             }
                             float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -336,14 +336,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z1_2 = (fu_s1_2_0);
                             float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
@@ -361,8 +361,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             }
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -400,12 +400,12 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
@@ -428,9 +428,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -476,14 +476,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z2_1 = (fu_s2_1_0);
                             float fu_z3_0 = (fu_s3_0_0);
                             float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
@@ -511,10 +511,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
@@ -524,7 +524,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e14 = fu_yb0[fu_i * 64 + fu_j];
+                                const float fu_e14 = fu_yb0[fu_i * 4096 + fu_j];
                                 b14_14[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e14;
                             }
                         }
@@ -542,8 +542,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                 }
                 float *const fu_yb0 = fu_s + 1024;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -593,10 +593,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                             float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                             float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
@@ -617,7 +617,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                 fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                             }
                             float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -663,14 +663,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z1_2 = (fu_s1_2_0);
                             float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
@@ -688,8 +688,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             }
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -727,12 +727,12 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
@@ -755,9 +755,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -803,14 +803,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z2_1 = (fu_s2_1_0);
                             float fu_z3_0 = (fu_s3_0_0);
                             float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
@@ -838,10 +838,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
@@ -851,7 +851,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e16 = fu_yb0[fu_i * 64 + fu_j];
+                                const float fu_e16 = fu_yb0[fu_i * 4096 + fu_j];
                                 b16_16[(fu_rb + fu_i) * 64 + (fu_jc + fu_j)] = fu_e16;
                             }
                         }
@@ -869,8 +869,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                 }
                 float *const fu_yb0 = fu_s + 1024;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -920,10 +920,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                             float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                             float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
@@ -944,7 +944,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                 fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                             }
                             float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -990,14 +990,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z1_2 = (fu_s1_2_0);
                             float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
@@ -1015,8 +1015,8 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             }
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -1054,12 +1054,12 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
@@ -1082,9 +1082,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -1130,14 +1130,14 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z2_1 = (fu_s2_1_0);
                             float fu_z3_0 = (fu_s3_0_0);
                             float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
@@ -1165,10 +1165,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
@@ -1178,7 +1178,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e18 = fu_yb0[fu_i * 64 + fu_j];
+                                const float fu_e18 = fu_yb0[fu_i * 4096 + fu_j];
                                 b18_18[(fu_rb + fu_i) * 64 + (fu_jc + fu_j)] = fu_e18;
                             }
                         }
@@ -2269,8 +2269,8 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                     fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                 }
                 float *const fu_yb0 = fu_s + 0;
-                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -2320,10 +2320,10 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                             float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                             float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
@@ -2344,7 +2344,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                                 fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                             }
                             float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -2390,14 +2390,14 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z1_2 = (fu_s1_2_0);
                             float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
@@ -2415,8 +2415,8 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             }
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -2454,12 +2454,12 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z1_1 = (fu_s1_1_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
@@ -2482,9 +2482,9 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z0_0 = (fu_s0_0_0);
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -2530,14 +2530,14 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z2_1 = (fu_s2_1_0);
                             float fu_z3_0 = (fu_s3_0_0);
                             float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
@@ -2565,10 +2565,10 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             float fu_z1_0 = (fu_s1_0_0);
                             float fu_z2_0 = (fu_s2_0_0);
                             float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
@@ -2578,7 +2578,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
-                                const float fu_e22 = fu_yb0[fu_i * 64 + fu_j];
+                                const float fu_e22 = fu_yb0[fu_i * 4096 + fu_j];
                                 const float fu_e23 = (b0_0[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e22);
                                 b23_23[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e23;
                             }
@@ -2924,9 +2924,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                     float *const fu_hp = fu_s + 823056;
                     const int64_t fu_hld = fu_j1 - fu_j0;
                     float *const fu_yb0 = fu_s + 3840;
-                    float *const fu_yb1 = fu_s + 4096;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    float *const fu_yb1 = fu_s + 20224;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         switch (fu_mv) {
                         case 1: {
                             int64_t fu_n = 0;
@@ -2976,10 +2976,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                                 float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                                 float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
@@ -3000,7 +3000,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                     fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                                 }
                                 float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -3046,14 +3046,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z1_2 = (fu_s1_2_0);
                                 float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                                fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
@@ -3071,8 +3071,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 }
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -3110,12 +3110,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
@@ -3138,9 +3138,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3186,14 +3186,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z2_1 = (fu_s2_1_0);
                                 float fu_z3_0 = (fu_s3_0_0);
                                 float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                                fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
@@ -3221,10 +3221,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
@@ -3280,10 +3280,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                                 float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                                 float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb1[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
@@ -3304,7 +3304,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                     fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                                 }
                                 float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -3350,14 +3350,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z1_2 = (fu_s1_2_0);
                                 float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb1[0 * 64 + fu_n + 3] = fu_z0_3;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[1 * 64 + fu_n + 2] = fu_z1_2;
-                                fu_yb1[1 * 64 + fu_n + 3] = fu_z1_3;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[0 * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[1 * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb1[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
@@ -3375,8 +3375,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 }
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -3414,12 +3414,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
@@ -3442,9 +3442,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3490,14 +3490,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z2_1 = (fu_s2_1_0);
                                 float fu_z3_0 = (fu_s3_0_0);
                                 float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[2 * 64 + fu_n + 1] = fu_z2_1;
-                                fu_yb1[3 * 64 + fu_n + 0] = fu_z3_0;
-                                fu_yb1[3 * 64 + fu_n + 1] = fu_z3_1;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[2 * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[3 * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
@@ -3525,10 +3525,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb1[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
@@ -3538,9 +3538,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                                 {
-                                    const float fu_e25 = fu_yb0[fu_i * 64 + fu_j];
+                                    const float fu_e25 = fu_yb0[fu_i * 4096 + fu_j];
                                     const float fu_e26 = fu_silu_generic(fu_e25);
-                                    const float fu_e27 = fu_yb1[fu_i * 64 + fu_j];
+                                    const float fu_e27 = fu_yb1[fu_i * 4096 + fu_j];
                                     const float fu_e28 = (fu_e26 * fu_e27);
                                     fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e28;
                                 }
@@ -3580,8 +3580,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
                     float *const fu_yb0 = fu_s + 3840;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 64) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 64 ? fu_j1 - fu_jc : 64;
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         switch (fu_mv) {
                         case 1: {
                             int64_t fu_n = 0;
@@ -3631,10 +3631,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
                                 float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
                                 float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
@@ -3655,7 +3655,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                     fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
                                 }
                                 float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -3701,14 +3701,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z1_2 = (fu_s1_2_0);
                                 float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 64 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 64 + fu_n + 3] = fu_z0_3;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[1 * 64 + fu_n + 2] = fu_z1_2;
-                                fu_yb0[1 * 64 + fu_n + 3] = fu_z1_3;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
@@ -3726,8 +3726,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 }
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -3765,12 +3765,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_1 = (fu_s1_1_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
@@ -3793,9 +3793,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z0_0 = (fu_s0_0_0);
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3841,14 +3841,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z2_1 = (fu_s2_1_0);
                                 float fu_z3_0 = (fu_s3_0_0);
                                 float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 64 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 64 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 64 + fu_n + 1] = fu_z2_1;
-                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
-                                fu_yb0[3 * 64 + fu_n + 1] = fu_z3_1;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
@@ -3876,10 +3876,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 float fu_z1_0 = (fu_s1_0_0);
                                 float fu_z2_0 = (fu_s2_0_0);
                                 float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb0[0 * 64 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 64 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 64 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[3 * 64 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
@@ -3889,7 +3889,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                                 {
-                                    const float fu_e29 = fu_yb0[fu_i * 64 + fu_j];
+                                    const float fu_e29 = fu_yb0[fu_i * 4096 + fu_j];
                                     const float fu_e30 = (b23_23[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e29);
                                     b30_30[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e30;
                                 }
