@@ -24,18 +24,20 @@
  * Everything is written into the kernel's body (no helper functions), so a
  * multi-target file needs nothing beyond the body's own attribute.  Locals
  * start with fu_ so they never meet a symbol's name.  The blocking numbers
- * per target are in `blockings` below, with the reasons.
+ * per target are in blocking() below, with the reasons.
  */
 #include "fusec.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- blocking per target ------------------------------------------------------ */
 
 /*
- * Sized for a 32 KiB L1, a 512 KiB L2 and a 32 MiB L3 (Zen 3):
+ * Sized for a 32 KiB L1, a 512 KiB L2 and a 32 MiB L3 (a Zen 3 core; any
+ * larger cache only helps):
  *   KC x NR floats of B (one micro-panel) stay in L1 while every MR-row
  *   micro-panel of A streams past them: KC = 256 gives 16 KiB for AVX2;
  *   MC x KC floats of A (the row block) stay in L2: MC = 144 gives 144 KiB;
@@ -200,9 +202,23 @@ static bool classify_arg(const Node *x, const Node *out, ArgKind *kind) {
     return false;
 }
 
-static bool fail(char *why, size_t n, const char *fmt, const Node *a) {
-    if (why && n)
-        snprintf(why, n, fmt, a ? a->id : 0, a ? op_info[a->op].name : "");
+/* Returns false with the reason in why: "%id op: message", or just the
+ * message when the kernel as a whole is at fault (n NULL). */
+static bool refuse(char *why, size_t len, const Node *n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static bool refuse(char *why, size_t len, const Node *n, const char *fmt, ...) {
+    va_list ap;
+    if (!why || len == 0)
+        return false;
+    int at = n ? snprintf(why, len, "%%%d %s: ", n->id, op_info[n->op].name) : 0;
+    if (at < 0 || (size_t)at >= len)
+        return false;
+    va_start(ap, fmt);
+    vsnprintf(why + at, len - (size_t)at, fmt, ap);
+    va_end(ap);
     return false;
 }
 
@@ -261,7 +277,7 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
     int i, j;
     memset(pl, 0, sizeof *pl);
     if (kr->kind != KK_GEMM && kr->kind != KK_MLP && kr->kind != KK_SINGLE)
-        return fail(why, wn, "kernel kind is not a GEMM kind%.0d%s", NULL);
+        return refuse(why, wn, NULL, "kernel kind is not a GEMM kind");
     /* Pass 1: the norm and the products. */
     for (i = 0; i < kr->nnodes; i++) {
         const Node *n = kr->nodes[i];
@@ -270,14 +286,14 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         if (n->op == OP_RESHAPE) {
             const Node *u[1];
             if (kernel_users(kr, n, u, 1) > 0)
-                return fail(why, wn, "%%%d %s: a view inside a GEMM kernel", n);
+                return refuse(why, wn, n, "a view inside a GEMM kernel");
             continue;
         }
         if (op_info[n->op].cat == CAT_NORM) {
             if (norm)
-                return fail(why, wn, "%%%d %s: a second norm", n);
+                return refuse(why, wn, n, "a second norm");
             if (in_kernel(kr, n->in[0]))
-                return fail(why, wn, "%%%d %s: the norm's input must come from outside", n);
+                return refuse(why, wn, n, "the norm's input must come from outside");
             norm = n;
             continue;
         }
@@ -287,13 +303,13 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         Prod p = {n, n->in[1], n->op == OP_LINEAR ? n->i[0] == 0 : n->i[0] != 0,
                   n->op == OP_LINEAR && n->nin > 2 ? n->in[2] : NULL};
         if (in_kernel(kr, p.b) || (p.bias && in_kernel(kr, p.bias)))
-            return fail(why, wn, "%%%d %s: B and bias must come from outside", n);
+            return refuse(why, wn, n, "B and bias must come from outside");
         if (p.b->dtype != DT_F32 || n->dtype != DT_F32)
-            return fail(why, wn, "%%%d %s: not f32", n);
+            return refuse(why, wn, n, "not f32");
         int st = 0;
         if (in_kernel(kr, a) && a != norm) {
             if (kr->kind != KK_MLP)
-                return fail(why, wn, "%%%d %s: A computed inside a KK_GEMM kernel", n);
+                return refuse(why, wn, n, "A computed inside a KK_GEMM kernel");
             st = 1;
         }
         Stage *s = &pl->s[st];
@@ -306,10 +322,10 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             if (st == 1)
                 pl->h = a;
         } else if ((st == 0 && (a == norm ? norm->in[0] : a) != s->x) || (st == 1 && a != pl->h)) {
-            return fail(why, wn, "%%%d %s: products of one stage must share A", n);
+            return refuse(why, wn, n, "products of one stage must share A");
         }
         if (s->ng == MAX_GROUPS)
-            return fail(why, wn, "%%%d %s: too many products", n);
+            return refuse(why, wn, n, "too many products");
         Group *g = &s->g[s->ng++];
         memset(g, 0, sizeof *g);
         g->np = 1;
@@ -325,23 +341,23 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             for (j = 0; same && j < n->rank - 1; j++)
                 same = dim_eq(n->shape[j], pl->out->shape[j]);
             if (!same)
-                return fail(why, wn, "%%%d %s: products with different rows", n);
+                return refuse(why, wn, n, "products with different rows");
         }
     }
     if (!pl->out)
-        return fail(why, wn, "no linear or matmul%.0d%s", NULL);
+        return refuse(why, wn, NULL, "no linear or matmul");
     if (pl->s[0].ng == 0)
-        return fail(why, wn, "no product reads the kernel's input%.0d%s", NULL);
+        return refuse(why, wn, NULL, "no product reads the kernel's input");
     if (norm && pl->s[0].norm != norm)
-        return fail(why, wn, "%%%d %s: the norm feeds no product", norm);
+        return refuse(why, wn, norm, "the norm feeds no product");
     pl->ns = pl->s[1].ng ? 2 : 1;
     if (kr->kind == KK_MLP && pl->ns != 2)
-        return fail(why, wn, "KK_MLP without a second linear%.0d%s", NULL);
+        return refuse(why, wn, NULL, "KK_MLP without a second linear");
     if (pl->matmul) {
         if (pl->ns != 1 || pl->s[0].ng != 1 || norm)
-            return fail(why, wn, "%%%d %s: a matmul must be the kernel's only product", pl->out);
+            return refuse(why, wn, pl->out, "a matmul must be the kernel's only product");
         if (pl->out->op != OP_MATMUL)
-            return fail(why, wn, "%%%d %s: matmul mixed with linear", pl->out);
+            return refuse(why, wn, pl->out, "matmul mixed with linear");
     }
     /* Pass 2: the epilogue nodes join the groups of their operands. */
     for (i = 0; i < kr->nnodes; i++) {
@@ -350,51 +366,51 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             continue;
         OpCat cat = op_info[n->op].cat;
         if (cat != CAT_UNARY && cat != CAT_BINARY && n->op != OP_ROPE)
-            return fail(why, wn, "%%%d %s: not an elementwise epilogue op", n);
+            return refuse(why, wn, n, "not an elementwise epilogue op");
         int st = -1, g = -1;
         for (j = 0; j < (n->op == OP_ROPE ? 1 : n->nin); j++) {
             const Node *x = n->in[j];
             if (!in_kernel(kr, x))
                 continue;
             if (x == norm)
-                return fail(why, wn, "%%%d %s: the prologue norm feeds an epilogue op", n);
+                return refuse(why, wn, n, "the prologue norm feeds an epilogue op");
             int xs = find_group(&pl->s[0], x) >= 0 ? 0 : 1;
             int xg = find_group(&pl->s[xs], x);
             if (xg < 0)
-                return fail(why, wn, "%%%d %s: operand not computed by the tile", n);
+                return refuse(why, wn, n, "operand not computed by the tile");
             if (st >= 0 && st != xs)
-                return fail(why, wn, "%%%d %s: mixes the two stages", n);
+                return refuse(why, wn, n, "mixes the two stages");
             st = xs;
             if (g >= 0 && g != xg) {
                 int a = g < xg ? g : xg, b = g < xg ? xg : g;
                 if (!dim_eq(pl->s[st].g[a].N, pl->s[st].g[b].N) || !merge_groups(&pl->s[st], a, b))
-                    return fail(why, wn, "%%%d %s: combines more than two products", n);
+                    return refuse(why, wn, n, "combines more than two products");
                 g = a;
             } else {
                 g = xg;
             }
         }
         if (st < 0)
-            return fail(why, wn, "%%%d %s: reads nothing the tile computes", n);
+            return refuse(why, wn, n, "reads nothing the tile computes");
         Group *gr = &pl->s[st].g[g];
         if (n->dtype != DT_F32 || !same_shape(n, gr->p[0].mm))
-            return fail(why, wn, "%%%d %s: epilogue op of another shape", n);
+            return refuse(why, wn, n, "epilogue op of another shape");
         if (n->op == OP_ROPE) {
             const Node *u[1];
             if (gr->rope || pl->matmul || n->rank != 2 || n->i[0] <= 0 || n->i[0] % 2 ||
                 !dim_is_const(n->shape[1]) || n->shape[1].c % n->i[0] || in_kernel(kr, n->in[1]) ||
                 n->in[1]->rank != 1 || kernel_users(kr, n, u, 1) > 0)
-                return fail(why, wn, "%%%d %s: rope must be last, on [T, heads*hd], once per product", n);
+                return refuse(why, wn, n, "rope must be last, on [T, heads*hd], once per product");
             gr->rope = n;
             continue;
         }
         for (j = 0; j < n->nin; j++) {
             ArgKind ak;
             if (!in_kernel(kr, n->in[j]) && !classify_arg(n->in[j], gr->p[0].mm, &ak))
-                return fail(why, wn, "%%%d %s: an operand that does not broadcast along rows or columns", n);
+                return refuse(why, wn, n, "an operand that does not broadcast along rows or columns");
         }
         if (gr->nn == MAX_GROUP_NODES)
-            return fail(why, wn, "%%%d %s: epilogue too long", n);
+            return refuse(why, wn, n, "epilogue too long");
         gr->nodes[gr->nn++] = n;
     }
     /* A rope's input must be computed before it and nothing may follow it. */
@@ -402,25 +418,25 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         for (int g = 0; g < pl->s[s].ng; g++) {
             const Group *gr = &pl->s[s].g[g];
             if (gr->rope && find_group(&pl->s[s], gr->rope->in[0]) != g)
-                return fail(why, wn, "%%%d %s: rope of another group", gr->rope);
+                return refuse(why, wn, gr->rope, "rope of another group");
             if (pl->ns == 2 && s == 0 && gr->rope)
-                return fail(why, wn, "%%%d %s: rope inside an MLP", gr->rope);
+                return refuse(why, wn, gr->rope, "rope inside an MLP");
         }
     if (pl->ns == 2) {
         const Node *u[4];
         if (pl->s[0].ng != 1 || pl->s[1].ng != 1 || pl->s[1].g[0].np != 1)
-            return fail(why, wn, "KK_MLP needs one first-layer group and one second linear%.0d%s", NULL);
+            return refuse(why, wn, NULL, "KK_MLP needs one first-layer group and one second linear");
         if (find_group(&pl->s[0], pl->h) != 0 || kernel_users(kr, pl->h, u, 4) != 1)
-            return fail(why, wn, "%%%d %s: the MLP intermediate must feed only the second linear", pl->h);
+            return refuse(why, wn, pl->h, "the MLP intermediate must feed only the second linear");
         if (pl->out->op != OP_LINEAR || pl->s[1].g[0].p[0].mm->op != OP_LINEAR)
-            return fail(why, wn, "KK_MLP of matmuls%.0d%s", NULL);
+            return refuse(why, wn, NULL, "KK_MLP of matmuls");
     }
     return true;
 }
 
 bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen) {
-    Plan *pl = fu_alloc(sizeof *pl);
-    return analyze(kr, pl, why, whylen);
+    Plan pl;
+    return analyze(kr, &pl, why, whylen);
 }
 
 /* ---- text helpers ----------------------------------------------------------------- */
@@ -585,11 +601,12 @@ typedef struct Pos {
     const char *acc[2];
 } Pos;
 
-/* Where a stored node's element (row, col) lives. */
-static const char *dest_addr(Gen *G, const Stage *s, const Node *n, const Pos *ps, bool piece) {
+/* Where a stored node's element (row, col) lives: its buffer, or for the
+ * MLP's h this thread's piece (rows from the block's first, fu_rb; columns
+ * from the thread's first, fu_j0). */
+static const char *dest_addr(Gen *G, const Node *n, const Pos *ps, bool piece) {
     if (piece)
         return fu_format("fu_hp + (%s - fu_rb) * fu_hld + (%s - fu_j0)", ps->row, ps->col);
-    (void)s;
     return fu_format("%s + %s%s * %s + %s", buf_of(G, n, true), G->batch ? "fu_yo + " : "", ps->row,
                      dimx(G, n->shape[n->rank - 1]), ps->col);
 }
@@ -656,15 +673,15 @@ static void emit_position(Gen *G, const Stage *s, const Group *gr, const Pos *ps
         L("const %s fu_e%d = %s;", G->vt, n->id, v);
         bool stored = false;
         if (kern_is_result(G->k, n)) {
-            L("%s;", vstore(G, dest_addr(G, s, n, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
+            L("%s;", vstore(G, dest_addr(G, n, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
             stored = true;
         }
         if (gr->rope && gr->rope->in[0] == n) {
-            L("%s;", vstore(G, dest_addr(G, s, gr->rope, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
+            L("%s;", vstore(G, dest_addr(G, gr->rope, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
             stored = true;
         }
         if (h_piece && n == G->pl.h) {
-            L("%s;", vstore(G, dest_addr(G, s, n, ps, true), fu_format("fu_e%d", n->id), ps->cnt));
+            L("%s;", vstore(G, dest_addr(G, n, ps, true), fu_format("fu_e%d", n->id), ps->cnt));
             stored = true;
         }
         if (!stored && !used_in_group(gr, n))
@@ -1408,8 +1425,8 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
     L("{");
     in(G);
     L("const int64_t fu_rb = %s, fu_mv = %s - fu_rb;", r0, r1);
-    const char *K = dimx(G, s->K);
     if (s->norm) {
+        const char *K = dimx(G, s->K);
         /* each thread normalizes the (at most 4) rows for itself */
         L("float *const fu_an = fu_s + %lld;", (long long)G->off_an);
         L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {");
@@ -1426,6 +1443,7 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
     }
     if (s->pieces) {
         /* gather the rows of h from every thread's piece */
+        const char *K = dimx(G, s->K);
         L("float *const fu_hg = fu_s + %lld;", (long long)G->off_hg);
         L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
         in(G);
@@ -1487,7 +1505,6 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         out(G);
         L("}");
     }
-    (void)K;
     out(G);
     L("}");
 }
@@ -1522,10 +1539,6 @@ static void layout(Gen *G) {
             G->npmax = gr->np > G->npmax ? gr->np : G->npmax;
         }
     }
-    int64_t kmax = 0;
-    for (int s = 0; s < G->pl.ns; s++)
-        if (dim_is_const(G->pl.s[s].K) && G->pl.s[s].K.c > kmax)
-            kmax = G->pl.s[s].K.c;
     int64_t at = 0;
     if (G->pl.ns == 2) {
         G->off_hg = at;
@@ -1557,7 +1570,6 @@ static void layout(Gen *G) {
     at += round16(G->npmax * GEMV_MAX_ROWS * G->gchmax);
     need_gemv = at;
     G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
-    (void)kmax;
     if (G->pl.ns == 2) {
         /* the piece of h goes last, kept across the barrier: its share of
          * the row block, and at least a whole row of h.  forward reserves it
