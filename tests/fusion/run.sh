@@ -134,6 +134,13 @@ expect_text "report: totals fused vs unfused" "^unfused *18 " --emit=report $ex/
 expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $ex/llama_layer.fdl --dim T=1 --dim P=1024
 expect_text "dot: both graphs" "subgraph cluster_a_k3" --emit=dot $ex/llama_layer.fdl
 expect_text "dot: before fusion" "before fusion: llama_layer, 18 kernels" --emit=dot $ex/llama_layer.fdl
+# the Llama-3.2-1B figures of docs/fusion.md
+expect_text "report: llama_1b decode fused bytes" "^fused *4 .* 247570436 " --emit=report $fx/llama_1b.fdl --dim T=1 --dim P=1024
+expect_text "report: llama_1b decode unfused bytes" "^unfused *18 .* 247951368 " --emit=report $fx/llama_1b.fdl --dim T=1 --dim P=1024
+expect_text "report: llama_1b prefill fused bytes" "^fused *4 .* 289425408 " --emit=report $fx/llama_1b.fdl --dim T=512
+expect_text "report: llama_1b prefill unfused bytes" "^unfused *18 .* 484462592 " --emit=report $fx/llama_1b.fdl --dim T=512
+expect_text "report: llama_1b_prim prefill unfused bytes" "^unfused *36 .* 815837184 " --emit=report $fx/llama_1b_prim.fdl --dim T=512
+same_kernels $fx/llama_1b.fdl $fx/llama_1b_prim.fdl
 if "$FUSEC" --emit=report $ex/llama_layer.fdl >/dev/null 2>&1; then
     bad "report without --dim T is refused"
 else
