@@ -1099,17 +1099,23 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
         L("%s %s;", G->vt, b.data);
         free(b.data);
     }
-    L("int64_t fu_p = 0;");
-    L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+    if (U > 1) {
+        L("int64_t fu_p = 0;");
+        L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+    } else {
+        L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
+    }
     in(G);
     for (int u = 0; u < U; u++)
         emit_kstep(G, u);
     out(G);
     L("}");
-    L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
-    in(G);
-    emit_kstep(G, 0);
-    out(G);
+    if (U > 1) {
+        L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+        in(G);
+        emit_kstep(G, 0);
+        out(G);
+    }
     if (G->cacc) {
         L("float *const fu_cp = fu_cacc%d + ((fu_jr / %d) * %d + (fu_ic + fu_ir) / %d) * %d;", pi, nr,
           G->b.mchunk / mr, mr, mr * nr);
