@@ -382,8 +382,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -409,31 +408,6 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -1072,8 +1046,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1099,31 +1072,6 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -1591,8 +1539,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                 float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                int64_t fu_p = 0;
-                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -1618,31 +1565,6 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                         fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                     }
                                                 }
-                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
                                                 float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
                                                 if (!fu_first) {
                                                     fu_c0_0 = (fu_c0_0 + fu_cp[0]);
@@ -1887,8 +1809,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                 float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                int64_t fu_p = 0;
-                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -1914,31 +1835,6 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                         fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                     }
                                                 }
-                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
                                                 float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
                                                 if (!fu_first) {
                                                     fu_c0_0 = (fu_c0_0 + fu_cp[0]);

@@ -1287,8 +1287,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1314,31 +1313,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -1494,8 +1468,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1521,31 +1494,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -1701,8 +1649,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -1728,31 +1675,6 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -2666,8 +2588,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                                             float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                             float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                             float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                            int64_t fu_p = 0;
-                                            for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
                                                     const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                     float fu_a;
@@ -2693,31 +2614,6 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                                                     fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
                                             }
-                                            for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                {
-                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                    float fu_a;
-                                                    fu_a = (fu_ap[0]);
-                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                    fu_a = (fu_ap[1]);
-                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                    fu_a = (fu_ap[2]);
-                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                    fu_a = (fu_ap[3]);
-                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                }
                                             const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
                                             const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
                                             const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
@@ -4004,8 +3900,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                int64_t fu_p = 0;
-                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4031,31 +3926,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                     }
                                                 }
-                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
                                                 float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
                                                 if (!fu_first) {
                                                     fu_c0_0 = (fu_c0_0 + fu_cp[0]);
@@ -4118,8 +3988,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                int64_t fu_p = 0;
-                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4145,31 +4014,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                     }
                                                 }
-                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
                                                 float *const fu_cp = fu_cacc1 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
                                                 if (!fu_first) {
                                                     fu_c0_0 = (fu_c0_0 + fu_cp[0]);
@@ -4443,8 +4287,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
                                                 float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
                                                 float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                int64_t fu_p = 0;
-                                                for (; fu_p + 1 <= fu_kc; fu_p += 1, fu_ap += 4, fu_bp += 4) {
+                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                     {
                                                         const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
                                                         float fu_a;
@@ -4470,31 +4313,6 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                         fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                     }
                                                 }
-                                                for (; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4)
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
                                                 float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
                                                 if (!fu_first) {
                                                     fu_c0_0 = (fu_c0_0 + fu_cp[0]);
