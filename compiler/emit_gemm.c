@@ -78,7 +78,12 @@ static Blk blocking(const Target *t) {
     return (Blk){4, 4, 1, 4, 1, 256, 128, 512, 512, 4096};
 }
 
-#define GEMV_MAX_ROWS 4          /* at most this many rows: GEMV */
+/* At most GEMV_MAX_ROWS rows: GEMV (no packing), rows in register groups
+ * of at most GEMV_GROUP.  Up to 8 rows the GEMV wins: a packed GEMM spends
+ * more on packing the weights than on the multiply (5 rows: 1.4 ms by GEMM
+ * against 0.7 ms for 4 rows by GEMV, 2048 x 2048). */
+#define GEMV_MAX_ROWS 8
+#define GEMV_GROUP 4
 /* KK_MLP: floats of h in one row block, over all threads (16 MiB, half the
  * L3): with F = 8192, 512 rows, so a 512-token prefill streams the MLP's
  * weights once.  Each thread holds its columns of the block (its piece);
@@ -1291,84 +1296,140 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
 
 /* ---- GEMV (decode) --------------------------------------------------------------- */
 
-/* Row pointer of A for GEMV row i (0 <= i < fu_mv). */
-static const char *gemv_arow(Gen *G, const Stage *s, int i) {
+/* Row pointer of A for GEMV row i (an expression, 0 <= i < fu_mv). */
+static const char *gemv_arow(Gen *G, const Stage *s, const char *i) {
     if (s->pieces)
-        return fu_format("(fu_hg + %d * %s)", i, dimx(G, s->K));
+        return fu_format("(fu_hg + (%s) * %s)", i, dimx(G, s->K));
     if (s->norm)
-        return fu_format("(fu_an + %d * %s)", i, dimx(G, s->K));
-    return fu_format("(fu_A + (fu_rb + %d) * %s)", i, dimx(G, s->K));
+        return fu_format("(fu_an + (%s) * %s)", i, dimx(G, s->K));
+    return fu_format("(fu_A + (fu_rb + %s) * %s)", i, dimx(G, s->K));
 }
 
-/* B [N, K]: R output columns at a time, mv rows of A, U vectors of k per
- * step, each (row, column) with its own accumulators; the weights stream
- * once. */
-static void emit_gemv_nk(Gen *G, const Stage *s, int pi, int mv, const char *bptr) {
+/* Dot products of rows [g, g + mv) of A (g a C expression) with the R
+ * weight rows fu_w0.. (output columns fu_n..fu_n + R - 1), U vectors of k per
+ * step, each (row, column) with its own accumulators; results to fu_yb<pi>. */
+static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, const char *g) {
     const Target *t = G->t;
     int vf = G->b.vf;
     const char *K = dimx(G, s->K);
-    for (int pass = 0; pass < 2; pass++) {
-        int R = pass == 0 ? (mv <= 2 ? 4 : 2) : 1;
-        int U = mv == 1 ? 2 : 1;
-        if (pass == 0)
-            L("int64_t fu_n = 0;");
-        if (pass == 0)
-            L("for (; fu_n + %d <= fu_nc; fu_n += %d) {", R, R);
-        else /* counted: "fu_n < fu_nc" here trips gcc's -Waggressive-loop-optimizations */
-            L("for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {");
+    L("{");
+    in(G);
+    for (int i = 0; i < mv; i++)
+        L("const float *const fu_x%d = %s;", i, gemv_arow(G, s, fu_format("%s + %d", g, i)));
+    for (int i = 0; i < mv; i++)
+        for (int r = 0; r < R; r++) {
+            Buf b = {0};
+            for (int u = 0; u < U; u++)
+                buf_printf(&b, "%sfu_s%d_%d_%d = %s", u ? ", " : "", i, r, u, v_zero(t));
+            L("%s %s;", G->vt, b.data);
+            free(b.data);
+        }
+    L("int64_t fu_k = 0;");
+    for (int tail = 0; tail < 2; tail++) {
+        int UU = tail ? 1 : U;
+        if (tail && U == 1)
+            break;
+        L("for (; fu_k + %d <= %s; fu_k += %d) {", UU * vf, K, UU * vf);
         in(G);
-        for (int r = 0; r < R; r++)
-            L("const float *const fu_w%d = %s + (fu_jc + fu_n + %d) * %s;", r, bptr, r, K);
-        for (int i = 0; i < mv; i++)
-            L("const float *const fu_x%d = %s;", i, gemv_arow(G, s, i));
-        for (int i = 0; i < mv; i++)
-            for (int r = 0; r < R; r++) {
-                Buf b = {0};
-                for (int u = 0; u < U; u++)
-                    buf_printf(&b, "%sfu_s%d_%d_%d = %s", u ? ", " : "", i, r, u, v_zero(t));
-                L("%s %s;", G->vt, b.data);
-                free(b.data);
-            }
-        L("int64_t fu_k = 0;");
-        for (int tail = 0; tail < 2; tail++) {
-            int UU = tail ? 1 : U;
-            if (tail && U == 1)
-                break;
-            L("for (; fu_k + %d <= %s; fu_k += %d) {", UU * vf, K, UU * vf);
-            in(G);
-            for (int u = 0; u < UU; u++) {
-                for (int i = 0; i < mv; i++)
-                    L("const %s fu_xv%d_%d = %s;", G->vt, i, u, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf)));
-                for (int r = 0; r < R; r++) {
-                    L("const %s fu_wv%d_%d = %s;", G->vt, r, u, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf)));
-                    for (int i = 0; i < mv; i++)
-                        L("fu_s%d_%d_%d = %s;", i, r, u,
-                          v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
-                }
-            }
-            out(G);
-            L("}");
-        }
-        for (int i = 0; i < mv; i++)
-            for (int r = 0; r < R; r++) {
-                const char *v = fu_format("fu_s%d_%d_0", i, r);
-                for (int u = 1; u < U; u++)
-                    v = v_bin(t, OP_ADD, v, fu_format("fu_s%d_%d_%d", i, r, u));
-                L("float fu_z%d_%d = %s;", i, r, v_hsum(t, v));
-            }
-        if (vf > 1) {
-            L("for (; fu_k < %s; ++fu_k) {", K);
+        for (int u = 0; u < UU; u++) {
             for (int i = 0; i < mv; i++)
-                for (int r = 0; r < R; r++)
-                    L("    fu_z%d_%d += fu_x%d[fu_k] * fu_w%d[fu_k];", i, r, i, r);
-            L("}");
+                L("const %s fu_xv%d_%d = %s;", G->vt, i, u, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf)));
+            for (int r = 0; r < R; r++) {
+                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf)));
+                for (int i = 0; i < mv; i++)
+                    L("fu_s%d_%d_%d = %s;", i, r, u,
+                      v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
+            }
         }
-        for (int i = 0; i < mv; i++)
-            for (int r = 0; r < R; r++)
-                L("fu_yb%d[%d * %lld + fu_n + %d] = fu_z%d_%d;", pi, i, (long long)G->gchmax, r, i, r);
         out(G);
         L("}");
     }
+    for (int i = 0; i < mv; i++)
+        for (int r = 0; r < R; r++) {
+            const char *v = fu_format("fu_s%d_%d_0", i, r);
+            for (int u = 1; u < U; u++)
+                v = v_bin(t, OP_ADD, v, fu_format("fu_s%d_%d_%d", i, r, u));
+            L("float fu_z%d_%d = %s;", i, r, v_hsum(t, v));
+        }
+    if (vf > 1) {
+        L("for (; fu_k < %s; ++fu_k) {", K);
+        for (int i = 0; i < mv; i++)
+            for (int r = 0; r < R; r++)
+                L("    fu_z%d_%d += fu_x%d[fu_k] * fu_w%d[fu_k];", i, r, i, r);
+        L("}");
+    }
+    for (int i = 0; i < mv; i++)
+        for (int r = 0; r < R; r++)
+            L("fu_yb%d[(%s + %d) * %lld + fu_n + %d] = fu_z%d_%d;", pi, g, i, (long long)G->gchmax, r, i, r);
+    out(G);
+    L("}");
+}
+
+/* The loops over output columns, R at a time, then one at a time.  body(R)
+ * writes what R columns need (the weight rows are fu_w0..). */
+static void emit_gemv_cols(Gen *G, const Stage *s, int R, const char *bptr, void (*body)(Gen *, const Stage *, int, int, int),
+                           int pi, int mv) {
+    const char *K = dimx(G, s->K);
+    for (int pass = 0; pass < 2; pass++) {
+        int RR = pass == 0 ? R : 1;
+        if (pass == 0) {
+            L("int64_t fu_n = 0;");
+            L("for (; fu_n + %d <= fu_nc; fu_n += %d) {", RR, RR);
+        } else { /* counted: "fu_n < fu_nc" here trips gcc's -Waggressive-loop-optimizations */
+            L("for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {");
+        }
+        in(G);
+        for (int r = 0; r < RR; r++)
+            L("const float *const fu_w%d = %s + (fu_jc + fu_n + %d) * %s;", r, bptr, r, K);
+        body(G, s, pi, mv, RR);
+        out(G);
+        L("}");
+    }
+}
+
+/* fu_mv rows (1..GEMV_GROUP, mv of them): R = 4 columns at a time for up to
+ * two rows (one row: two accumulators each, to cover the FMA latency), 2 for
+ * more; the weights stream once. */
+static void gemv_body_small(Gen *G, const Stage *s, int pi, int mv, int R) {
+    emit_gemv_dot(G, s, pi, mv, R, mv == 1 && R > 1 ? 2 : 1, "0");
+}
+
+/* GEMV_GROUP + 1 .. GEMV_MAX_ROWS rows: a group of GEMV_GROUP rows, then
+ * the rest, both reading the same R weight rows (in L1 by then). */
+static void gemv_body_wide(Gen *G, const Stage *s, int pi, int mv, int R) {
+    (void)mv;
+    emit_gemv_dot(G, s, pi, GEMV_GROUP, R, 1, "0");
+    L("switch (fu_mv - %d) {", GEMV_GROUP);
+    for (int m = 1; m <= GEMV_MAX_ROWS - GEMV_GROUP; m++) {
+        L("case %d:", m);
+        in(G);
+        emit_gemv_dot(G, s, pi, m, R, 1, fu_format("%d", GEMV_GROUP));
+        L("break;");
+        out(G);
+    }
+    L("default:");
+    L("    break;");
+    L("}");
+}
+
+/* B [N, K]: the switch on the row count picks a fully unrolled loop. */
+static void emit_gemv_nk(Gen *G, const Stage *s, int pi, const char *bptr) {
+    L("switch (fu_mv) {");
+    for (int mv = 1; mv <= GEMV_GROUP; mv++) {
+        L("case %d: {", mv);
+        in(G);
+        emit_gemv_cols(G, s, mv <= 2 ? 4 : 2, bptr, gemv_body_small, pi, mv);
+        L("break;");
+        out(G);
+        L("}");
+    }
+    L("default: {");
+    in(G);
+    emit_gemv_cols(G, s, 2, bptr, gemv_body_wide, pi, 0);
+    L("break;");
+    out(G);
+    L("}");
+    L("}");
 }
 
 /* B [K, N]: y[0..mv) chunk += x[i][k] * row k of B, four rows of B per
@@ -1480,18 +1541,7 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         for (int p = 0; p < gr->np; p++) {
             const char *bptr = G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false);
             if (gr->p[p].nk) {
-                L("switch (fu_mv) {");
-                for (int mv = 1; mv <= GEMV_MAX_ROWS; mv++) {
-                    L("case %d: {", mv);
-                    in(G);
-                    emit_gemv_nk(G, s, p, mv, bptr);
-                    L("break;");
-                    out(G);
-                    L("}");
-                }
-                L("default:");
-                L("    break;");
-                L("}");
+                emit_gemv_nk(G, s, p, bptr);
             } else {
                 L("{");
                 in(G);

@@ -432,10 +432,11 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
 static const char *const targets[] = {"generic", "x86-64-avx2", "x86-64-avx512", "aarch64-neon"};
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
-/* Row counts: GEMV (1..4), one odd tile, several tiles and row blocks,
- * and more rows than one accumulator chunk (mchunk: 512..672). */
-static const int64_t rows_all[] = {1, 3, 4, 7, 17, 64, 65, 100, 257, 700, 0};
-static const int64_t rows_few[] = {1, 2, 5, 17, 100, 0};
+/* Row counts: GEMV (1..8: one register group of rows, or two), one odd
+ * tile, several tiles and row blocks, and more rows than one accumulator
+ * chunk (mchunk: 512..672). */
+static const int64_t rows_all[] = {1, 3, 4, 5, 8, 9, 17, 64, 100, 257, 700, 0};
+static const int64_t rows_few[] = {1, 2, 6, 17, 100, 0};
 
 static void check_all_targets(const char *src, KernelKind kind, const char *labels, const int64_t *rows,
                               double tol) {
@@ -709,7 +710,7 @@ static void test_mlp_deep(void **state) {
         "  d = linear(h, wd);\n"
         "  output y = d;\n"
         "}\n";
-    static const int64_t rows[] = {1, 4, 9, 130, 0};
+    static const int64_t rows[] = {1, 4, 7, 9, 130, 0};
     for (size_t i = 0; i < 2; i++) {
         Graph *g = compile_block(src);
         fuse(g, KK_MLP, "g u sg h d");
