@@ -156,14 +156,14 @@ static inline float fu_gelu_generic(float x) {
  *   b16_16: f32[T, 768] */
 static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const float *b1_1, const float *b2_2, const float *b3_3, const float *b4_4, float *b16_16, int64_t T) {
     /* GEMM stage 1: A = layer_norm(%0) = %15, [%16 linear]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (768 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 4;
     const float *const fu_A = b0_0;
-    if (fu_M <= 4) {
+    if (fu_M <= 8) {
         {
             const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
             float *const fu_an = fu_s + 0;
@@ -209,7 +209,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                     fu_j0 = fu_ua * 4;
                     fu_j1 = fu_uz * 4 < 768 ? fu_uz * 4 : 768;
                 }
-                float *const fu_yb0 = fu_s + 1024;
+                float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                     const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     {
@@ -883,14 +883,14 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
  *   b24_24: f32[T, 256] */
 static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b5_5, const float *b6_6, const float *b0_0, float *b24_24, int64_t T) {
     /* GEMM stage 1: A = %22, [%23 linear %24 add]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (256 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 4;
     const float *const fu_A = b22_22;
-    if (fu_M <= 4) {
+    if (fu_M <= 8) {
         {
             const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
             { /* group 0: %23 */
@@ -1208,7 +1208,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
  *   b29_29: f32[T, 256] */
 static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float *b24_24, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, const float *b11_11, const float *b12_12, float *b29_29, int64_t T) {
     /* MLP stage 1: A = layer_norm(%24) = %25, [%26 linear %27 gelu_tanh]; stage 2: A = %27, [%28 linear %29 add]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (1024 + 3) / 4;
@@ -1239,10 +1239,10 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
     fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
     for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
         const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 4) {
+        if (fu_mb1 - fu_mb0 <= 8) {
             {
                 const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 4096;
+                float *const fu_an = fu_s + 8192;
                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                     float *const fu_ar = fu_an + fu_i * 256;
@@ -1285,9 +1285,9 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                     }
-                    float *const fu_hp = fu_s + 431120;
+                    float *const fu_hp = fu_s + 435216;
                     const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 5120;
+                    float *const fu_yb0 = fu_s + 10240;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         {
@@ -1359,7 +1359,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_f0 = fu_ua * 4;
                         fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                     }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 431120;
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 435216;
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
                             fu_hg[fu_i * 1024 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
@@ -1375,7 +1375,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
-                    float *const fu_yb0 = fu_s + 5120;
+                    float *const fu_yb0 = fu_s + 10240;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         {
@@ -1433,8 +1433,8 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                 }
             }
         } else {
-            float *const fu_st = fu_s + 430096;
-            float *const fu_pa = fu_s + 4096;
+            float *const fu_st = fu_s + 434192;
+            float *const fu_pa = fu_s + 8192;
             {
                 const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
                 int fu_tm = 1;
@@ -1486,10 +1486,10 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                         }
-                        float *const fu_hp = fu_s + 431120;
+                        float *const fu_hp = fu_s + 435216;
                         const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_cacc0 = fu_s + 167952;
+                        float *const fu_pb0 = fu_s + 40976;
+                        float *const fu_cacc0 = fu_s + 172048;
                         float fu_t0[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                             const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -1743,8 +1743,8 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                         }
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_cacc0 = fu_s + 167952;
+                        float *const fu_pb0 = fu_s + 40976;
+                        float *const fu_cacc0 = fu_s + 172048;
                         float fu_t0[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                             const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -1794,7 +1794,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                 const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
                                                 if (fu_lo >= fu_hi)
                                                     continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 431120 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 435216 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
                                                 for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
                                                     fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
@@ -2057,7 +2057,7 @@ int gpt2_block_forward(const gpt2_block_weights *w,
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164880 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)(14832 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163856 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(431120 + ((int64_t)4194304 / fr_pool_threads() > 1024 ? (int64_t)4194304 / fr_pool_threads() : 1024)) * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(435216 + ((int64_t)4194304 / fr_pool_threads() > 1024 ? (int64_t)4194304 / fr_pool_threads() : 1024)) * sizeof(float)));
     if (fr_scratch_reserve(fu_scratch, NULL) != 0)
         return FR_ENOMEM;
     fu_args fa;

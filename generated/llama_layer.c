@@ -167,7 +167,7 @@ static inline float fu_gelu_generic(float x) {
  *   b18_18: f32[T, 64] */
 static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_0, const float *b2_2, const float *b3_3, float *b14_14, const float *b4_4, float *b16_16, const float *b5_5, float *b18_18, int64_t T) {
     /* GEMM stage 1: A = rms_norm(%0) = %13, [%14 linear], [%16 linear], [%18 linear]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (256 + 3) / 4;
@@ -178,7 +178,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
     const int64_t fu_S0_2 = fu_S0_1 + fu_U0_1 * 4;
     const int64_t fu_wt0 = fu_U0_0 * 4 + fu_U0_1 * 4 + fu_U0_2 * 4;
     const float *const fu_A = b0_0;
-    if (fu_M <= 4) {
+    if (fu_M <= 8) {
         {
             const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
             float *const fu_an = fu_s + 0;
@@ -214,7 +214,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j0 = fu_ua * 4;
                     fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                 }
-                float *const fu_yb0 = fu_s + 1024;
+                float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                     const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
@@ -225,72 +225,68 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b3_3 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b3_3 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -301,68 +297,72 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b3_3 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b3_3 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s0_2_0 = 0.0f;
-                            float fu_s0_3_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s1_2_0 = 0.0f;
-                            float fu_s1_3_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z0_2 = (fu_s0_2_0);
-                            float fu_z0_3 = (fu_s0_3_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z1_2 = (fu_s1_2_0);
-                            float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -371,66 +371,70 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -439,87 +443,413 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            float fu_s3_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
-                    default:
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b3_3 + (fu_jc + fu_n + 1) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b3_3 + (fu_jc + fu_n + 0) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
                         break;
+                    }
                     }
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -541,7 +871,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j0 = fu_ua * 4;
                     fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                 }
-                float *const fu_yb0 = fu_s + 1024;
+                float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                     const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
@@ -552,72 +882,68 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b4_4 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b4_4 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -628,68 +954,72 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b4_4 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b4_4 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s0_2_0 = 0.0f;
-                            float fu_s0_3_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s1_2_0 = 0.0f;
-                            float fu_s1_3_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z0_2 = (fu_s0_2_0);
-                            float fu_z0_3 = (fu_s0_3_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z1_2 = (fu_s1_2_0);
-                            float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -698,66 +1028,70 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -766,87 +1100,413 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            float fu_s3_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
-                    default:
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b4_4 + (fu_jc + fu_n + 1) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b4_4 + (fu_jc + fu_n + 0) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
                         break;
+                    }
                     }
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -868,7 +1528,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     fu_j0 = fu_ua * 4;
                     fu_j1 = fu_uz * 4 < 64 ? fu_uz * 4 : 64;
                 }
-                float *const fu_yb0 = fu_s + 1024;
+                float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                     const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                     switch (fu_mv) {
@@ -879,72 +1539,68 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b5_5 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b5_5 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -955,68 +1611,72 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                             const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b5_5 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b5_5 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s0_2_0 = 0.0f;
-                            float fu_s0_3_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s1_2_0 = 0.0f;
-                            float fu_s1_3_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z0_2 = (fu_s0_2_0);
-                            float fu_z0_3 = (fu_s0_3_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z1_2 = (fu_s1_2_0);
-                            float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -1025,66 +1685,70 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -1093,87 +1757,413 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            float fu_s3_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_an + 0 * 256);
-                            const float *const fu_x1 = (fu_an + 1 * 256);
-                            const float *const fu_x2 = (fu_an + 2 * 256);
-                            const float *const fu_x3 = (fu_an + 3 * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
-                    default:
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b5_5 + (fu_jc + fu_n + 1) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b5_5 + (fu_jc + fu_n + 0) * 256;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
                         break;
+                    }
                     }
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -2169,14 +3159,14 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
  *   b23_23: f32[T, 256] */
 static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b6_6, const float *b0_0, float *b23_23, int64_t T) {
     /* GEMM stage 1: A = %21, [%22 linear %23 add]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (256 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 4;
     const float *const fu_A = b21_21;
-    if (fu_M <= 4) {
+    if (fu_M <= 8) {
         {
             const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
             { /* group 0: %22 */
@@ -2201,72 +3191,68 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b6_6 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b6_6 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                            float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                            float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 256; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                            float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                            float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 2 <= 256; fu_k += 2) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                             }
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                            }
-                            float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                         }
                         break;
                     }
@@ -2277,68 +3263,72 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                             const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
                             const float *const fu_w2 = b6_6 + (fu_jc + fu_n + 2) * 256;
                             const float *const fu_w3 = b6_6 + (fu_jc + fu_n + 3) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s0_2_0 = 0.0f;
-                            float fu_s0_3_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s1_2_0 = 0.0f;
-                            float fu_s1_3_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z0_2 = (fu_s0_2_0);
-                            float fu_z0_3 = (fu_s0_3_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z1_2 = (fu_s1_2_0);
-                            float fu_z1_3 = (fu_s1_3_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                            fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                            fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                         }
                         break;
                     }
@@ -2347,66 +3337,70 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                         }
                         break;
                     }
@@ -2415,87 +3409,413 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                         for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
                             const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
-                            const float *const fu_x3 = (fu_A + (fu_rb + 3) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s0_1_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s1_1_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s2_1_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            float fu_s3_1_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z0_1 = (fu_s0_1_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z1_1 = (fu_s1_1_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z2_1 = (fu_s2_1_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            float fu_z3_1 = (fu_s3_1_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                            fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                         }
                         for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                             const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
-                            const float *const fu_x0 = (fu_A + (fu_rb + 0) * 256);
-                            const float *const fu_x1 = (fu_A + (fu_rb + 1) * 256);
-                            const float *const fu_x2 = (fu_A + (fu_rb + 2) * 256);
-                            const float *const fu_x3 = (fu_A + (fu_rb + 3) * 256);
-                            float fu_s0_0_0 = 0.0f;
-                            float fu_s1_0_0 = 0.0f;
-                            float fu_s2_0_0 = 0.0f;
-                            float fu_s3_0_0 = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 1 <= 256; fu_k += 1) {
-                                const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                             }
-                            float fu_z0_0 = (fu_s0_0_0);
-                            float fu_z1_0 = (fu_s1_0_0);
-                            float fu_z2_0 = (fu_s2_0_0);
-                            float fu_z3_0 = (fu_s3_0_0);
-                            fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                            fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                            fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                            fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                         }
                         break;
                     }
-                    default:
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            const float *const fu_w1 = b6_6 + (fu_jc + fu_n + 1) * 256;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b6_6 + (fu_jc + fu_n + 0) * 256;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 256);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 256);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 256);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 256);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 256; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 256);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 256);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 256);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
                         break;
+                    }
                     }
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -2750,7 +4070,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
  *   b30_30: f32[T, 256] */
 static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_23, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, float *b30_30, int64_t T) {
     /* MLP stage 1: A = rms_norm(%23) = %24, [%25 linear %26 silu %27 linear %28 mul]; stage 2: A = %28, [%29 linear %30 add]
-     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 4 rows: GEMV */
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (704 + 3) / 4;
@@ -2781,10 +4101,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
     fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
     for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
         const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 4) {
+        if (fu_mb1 - fu_mb0 <= 8) {
             {
                 const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 2816;
+                float *const fu_an = fu_s + 5632;
                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                     float *const fu_ar = fu_an + fu_i * 256;
@@ -2817,10 +4137,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    float *const fu_hp = fu_s + 823056;
+                    float *const fu_hp = fu_s + 825872;
                     const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 3840;
-                    float *const fu_yb1 = fu_s + 20224;
+                    float *const fu_yb0 = fu_s + 7680;
+                    float *const fu_yb1 = fu_s + 40448;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         switch (fu_mv) {
@@ -2831,72 +4151,68 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
                                 const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 256;
                                 const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 256; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 2 <= 256; fu_k += 2) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                    }
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    }
+                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                                 }
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 256; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                                 }
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -2907,68 +4223,72 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
                                 const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 256;
                                 const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s0_2_0 = 0.0f;
-                                float fu_s0_3_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s1_2_0 = 0.0f;
-                                float fu_s1_3_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s1_2_0 = 0.0f;
+                                    float fu_s1_3_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z0_2 = (fu_s0_2_0);
+                                    float fu_z0_3 = (fu_s0_3_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z1_2 = (fu_s1_2_0);
+                                    float fu_z1_3 = (fu_s1_3_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z0_2 = (fu_s0_2_0);
-                                float fu_z0_3 = (fu_s0_3_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z1_2 = (fu_s1_2_0);
-                                float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                                fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -2977,66 +4297,70 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
                                 const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3045,87 +4369,413 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
                                 const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                const float *const fu_x3 = (fu_an + 3 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                float fu_s3_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                                fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                const float *const fu_x3 = (fu_an + 3 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
-                        default:
+                        default: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 256;
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        float fu_s3_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        float fu_z3_1 = (fu_s3_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 256;
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
                             break;
+                        }
                         }
                         switch (fu_mv) {
                         case 1: {
@@ -3135,72 +4785,68 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
                                 const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 256;
                                 const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 256; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 2 <= 256; fu_k += 2) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                    }
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    }
+                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                                 }
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb1[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 256; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                                 }
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -3211,68 +4857,72 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
                                 const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 256;
                                 const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s0_2_0 = 0.0f;
-                                float fu_s0_3_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s1_2_0 = 0.0f;
-                                float fu_s1_3_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s1_2_0 = 0.0f;
+                                    float fu_s1_3_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z0_2 = (fu_s0_2_0);
+                                    float fu_z0_3 = (fu_s0_3_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z1_2 = (fu_s1_2_0);
+                                    float fu_z1_3 = (fu_s1_3_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z0_2 = (fu_s0_2_0);
-                                float fu_z0_3 = (fu_s0_3_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z1_2 = (fu_s1_2_0);
-                                float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb1[0 * 4096 + fu_n + 3] = fu_z0_3;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[1 * 4096 + fu_n + 2] = fu_z1_2;
-                                fu_yb1[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -3281,66 +4931,70 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
                                 const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3349,87 +5003,413 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
                                 const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                const float *const fu_x3 = (fu_an + 3 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                float fu_s3_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[2 * 4096 + fu_n + 1] = fu_z2_1;
-                                fu_yb1[3 * 4096 + fu_n + 0] = fu_z3_0;
-                                fu_yb1[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
-                                const float *const fu_x0 = (fu_an + 0 * 256);
-                                const float *const fu_x1 = (fu_an + 1 * 256);
-                                const float *const fu_x2 = (fu_an + 2 * 256);
-                                const float *const fu_x3 = (fu_an + 3 * 256);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 256; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb1[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb1[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb1[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb1[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
-                        default:
+                        default: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 256;
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        float fu_s3_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        float fu_z3_1 = (fu_s3_1_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                        fu_yb1[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 256;
+                                {
+                                    const float *const fu_x0 = (fu_an + (0 + 0) * 256);
+                                    const float *const fu_x1 = (fu_an + (0 + 1) * 256);
+                                    const float *const fu_x2 = (fu_an + (0 + 2) * 256);
+                                    const float *const fu_x3 = (fu_an + (0 + 3) * 256);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 256; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_an + (4 + 0) * 256);
+                                        const float *const fu_x1 = (fu_an + (4 + 1) * 256);
+                                        const float *const fu_x2 = (fu_an + (4 + 2) * 256);
+                                        const float *const fu_x3 = (fu_an + (4 + 3) * 256);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 256; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
                             break;
+                        }
                         }
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -3459,7 +5439,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_f0 = fu_ua * 4;
                         fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 823056;
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 825872;
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
                             fu_hg[fu_i * 704 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
@@ -3475,7 +5455,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                     }
-                    float *const fu_yb0 = fu_s + 3840;
+                    float *const fu_yb0 = fu_s + 7680;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
                         const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
                         switch (fu_mv) {
@@ -3486,72 +5466,68 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
                                 const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 704;
                                 const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 704; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 2 <= 704; fu_k += 2) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                    }
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    }
+                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
                                 }
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 2 <= 704; fu_k += 2) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                                 }
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                }
-                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
                             }
                             break;
                         }
@@ -3562,68 +5538,72 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                 const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
                                 const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 704;
                                 const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s0_2_0 = 0.0f;
-                                float fu_s0_3_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s1_2_0 = 0.0f;
-                                float fu_s1_3_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s0_2_0 = 0.0f;
+                                    float fu_s0_3_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s1_2_0 = 0.0f;
+                                    float fu_s1_3_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z0_2 = (fu_s0_2_0);
+                                    float fu_z0_3 = (fu_s0_3_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z1_2 = (fu_s1_2_0);
+                                    float fu_z1_3 = (fu_s1_3_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z0_2 = (fu_s0_2_0);
-                                float fu_z0_3 = (fu_s0_3_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z1_2 = (fu_s1_2_0);
-                                float fu_z1_3 = (fu_s1_3_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[0 * 4096 + fu_n + 2] = fu_z0_2;
-                                fu_yb0[0 * 4096 + fu_n + 3] = fu_z0_3;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[1 * 4096 + fu_n + 2] = fu_z1_2;
-                                fu_yb0[1 * 4096 + fu_n + 3] = fu_z1_3;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
                             }
                             break;
                         }
@@ -3632,66 +5612,70 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
                                 const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                const float *const fu_x2 = (fu_hg + 2 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                const float *const fu_x2 = (fu_hg + 2 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
                             }
                             break;
                         }
@@ -3700,87 +5684,413 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_n + 2 <= fu_nc; fu_n += 2) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
                                 const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                const float *const fu_x2 = (fu_hg + 2 * 704);
-                                const float *const fu_x3 = (fu_hg + 3 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s0_1_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s1_1_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s2_1_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                float fu_s3_1_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z0_1 = (fu_s0_1_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z1_1 = (fu_s1_1_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z2_1 = (fu_s2_1_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                float fu_z3_1 = (fu_s3_1_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[0 * 4096 + fu_n + 1] = fu_z0_1;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[1 * 4096 + fu_n + 1] = fu_z1_1;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[2 * 4096 + fu_n + 1] = fu_z2_1;
-                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
-                                fu_yb0[3 * 4096 + fu_n + 1] = fu_z3_1;
                             }
                             for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
                                 const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
-                                const float *const fu_x0 = (fu_hg + 0 * 704);
-                                const float *const fu_x1 = (fu_hg + 1 * 704);
-                                const float *const fu_x2 = (fu_hg + 2 * 704);
-                                const float *const fu_x3 = (fu_hg + 3 * 704);
-                                float fu_s0_0_0 = 0.0f;
-                                float fu_s1_0_0 = 0.0f;
-                                float fu_s2_0_0 = 0.0f;
-                                float fu_s3_0_0 = 0.0f;
-                                int64_t fu_k = 0;
-                                for (; fu_k + 1 <= 704; fu_k += 1) {
-                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
                                 }
-                                float fu_z0_0 = (fu_s0_0_0);
-                                float fu_z1_0 = (fu_s1_0_0);
-                                float fu_z2_0 = (fu_s2_0_0);
-                                float fu_z3_0 = (fu_s3_0_0);
-                                fu_yb0[0 * 4096 + fu_n + 0] = fu_z0_0;
-                                fu_yb0[1 * 4096 + fu_n + 0] = fu_z1_0;
-                                fu_yb0[2 * 4096 + fu_n + 0] = fu_z2_0;
-                                fu_yb0[3 * 4096 + fu_n + 0] = fu_z3_0;
                             }
                             break;
                         }
-                        default:
+                        default: {
+                            int64_t fu_n = 0;
+                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 704;
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 704);
+                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s0_1_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s1_1_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s2_1_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        float fu_s3_1_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z0_1 = (fu_s0_1_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z1_1 = (fu_s1_1_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z2_1 = (fu_s2_1_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        float fu_z3_1 = (fu_s3_1_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
+                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 704;
+                                {
+                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 704);
+                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 704);
+                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 704);
+                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 704);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 704; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                switch (fu_mv - 4) {
+                                case 1:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    }
+                                    break;
+                                case 2:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    }
+                                    break;
+                                case 3:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    }
+                                    break;
+                                case 4:
+                                    {
+                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 704);
+                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 704);
+                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 704);
+                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 704);
+                                        float fu_s0_0_0 = 0.0f;
+                                        float fu_s1_0_0 = 0.0f;
+                                        float fu_s2_0_0 = 0.0f;
+                                        float fu_s3_0_0 = 0.0f;
+                                        int64_t fu_k = 0;
+                                        for (; fu_k + 1 <= 704; fu_k += 1) {
+                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        }
+                                        float fu_z0_0 = (fu_s0_0_0);
+                                        float fu_z1_0 = (fu_s1_0_0);
+                                        float fu_z2_0 = (fu_s2_0_0);
+                                        float fu_z3_0 = (fu_s3_0_0);
+                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    }
+                                    break;
+                                default:
+                                    break;
+                                }
+                            }
                             break;
+                        }
                         }
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
@@ -3794,8 +6104,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                 }
             }
         } else {
-            float *const fu_st = fu_s + 822032;
-            float *const fu_pa = fu_s + 2816;
+            float *const fu_st = fu_s + 824848;
+            float *const fu_pa = fu_s + 5632;
             {
                 const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
                 int fu_tm = 1;
@@ -3836,12 +6146,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                         }
-                        float *const fu_hp = fu_s + 823056;
+                        float *const fu_hp = fu_s + 825872;
                         const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 35600;
-                        float *const fu_pb1 = fu_s + 166672;
-                        float *const fu_cacc0 = fu_s + 297744;
-                        float *const fu_cacc1 = fu_s + 559888;
+                        float *const fu_pb0 = fu_s + 38416;
+                        float *const fu_pb1 = fu_s + 169488;
+                        float *const fu_cacc0 = fu_s + 300560;
+                        float *const fu_cacc1 = fu_s + 562704;
                         float fu_t0[16];
                         float fu_t1[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
@@ -4226,8 +6536,8 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
                         }
-                        float *const fu_pb0 = fu_s + 35600;
-                        float *const fu_cacc0 = fu_s + 297744;
+                        float *const fu_pb0 = fu_s + 38416;
+                        float *const fu_cacc0 = fu_s + 300560;
                         float fu_t0[16];
                         for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
                             const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
@@ -4272,7 +6582,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
                                                 if (fu_lo >= fu_hi)
                                                     continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 823056 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 825872 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
                                                 for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
                                                     fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
@@ -4538,7 +6848,7 @@ int llama_layer_forward(const llama_layer_weights *w,
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164880 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)(14832 * sizeof(float)));
     fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163856 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(823056 + ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704)) * sizeof(float)));
+    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(825872 + ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704)) * sizeof(float)));
     if (fr_scratch_reserve(fu_scratch, NULL) != 0)
         return FR_ENOMEM;
     fu_args fa;
