@@ -8,7 +8,8 @@
  *     x / sqrt(mean(x * x, axis=-1) + eps) * w        either spelling)
  *
  * and replaces it by one rms_norm(x, w, eps) node, so everything after it
- * (and --explain) sees the composite op.  The pattern's inner nodes must
+ * (and --explain) sees the composite op.  LayerNorm written out is then
+ * rms_norm(x - mean(x), w) + b, which becomes layer_norm(x, w, b, eps).  The pattern's inner nodes must
  * have no other consumer; otherwise their values are needed anyway and the
  * rewrite is refused with the reason.
  *
@@ -124,6 +125,36 @@ static bool try_rms(Graph *g, Node *top) {
     return true;
 }
 
+/* rms_norm(x - mean(x), w) + b, with x - mean(x) read only by the rms_norm
+ * (its mean of squares is the variance): layer_norm(x, w, b). */
+static bool try_layer(Graph *g, Node *add) {
+    if (add->op != OP_ADD)
+        return false;
+    for (int s = 0; s < 2; s++) {
+        Node *rms = add->in[s], *b = add->in[1 - s];
+        if (rms->op != OP_RMS_NORM || rms->nuses != 1 || b->rank != 1 || b->dtype != DT_F32 ||
+            !fuse_same_shape(add, rms))
+            continue;
+        Node *c = rms->in[0];
+        if (c->op != OP_SUB || c->nuses != 1 || c->in[1]->op != OP_MEAN || c->in[1]->nuses != 1)
+            continue;
+        Node *x = c->in[0], *m = c->in[1];
+        if (m->in[0] != x || m->i[0] != x->rank - 1 || !dim_eq(b->shape[0], x->shape[x->rank - 1]))
+            continue;
+        Node *in[3] = {x, rms->in[1], b};
+        Node *nw = ir_node(g, OP_LAYER_NORM, 3, in, add->loc);
+        nw->f[0] = rms->f[0];
+        char why[256];
+        if (!ir_infer(nw, g, why, sizeof why))
+            fu_internal(__FILE__, __LINE__, "layer_norm rewrite: %s", why);
+        fuse_note(g, "norm: %s = rms_norm(x - mean(x), w) + b recognised as layer_norm(%s, %s, %s)",
+                  fuse_name(add), fuse_name(x), fuse_name(rms->in[1]), fuse_name(b));
+        ir_replace(g, add, nw);
+        return true;
+    }
+    return false;
+}
+
 void pass_rewrite_norm(Graph *g, const Options *o) {
     if (!fuse_enabled(o, FUSE_NORM))
         return;
@@ -133,6 +164,11 @@ void pass_rewrite_norm(Graph *g, const Options *o) {
         again = false;
         for (int i = 0; i < g->nnodes && !again; i++)
             again = try_rms(g, g->nodes[i]);
+    }
+    for (bool again = true; again;) {
+        again = false;
+        for (int i = 0; i < g->nnodes && !again; i++)
+            again = try_layer(g, g->nodes[i]);
     }
 }
 

@@ -240,6 +240,27 @@ static void test_rewrite_rms_norm(void **state) {
     assert_int_equal(count_op(compile(fu_format(rms_src, "x * rsqrt(v + 1e-5) * w"), 1, FUSE_NORM), OP_RMS_NORM), 0);
 }
 
+static void test_rewrite_layer_norm(void **state) {
+    (void)state;
+    const char *text = "block ln { dim T; dim D = 10; input x: f32[T, D]; weight w: f32[D]; weight b: f32[D];\n"
+                       "  c = x - mean(x, axis = -1);\n"
+                       "  output y: f32[T, D] = c * rsqrt(mean(c * c, axis = -1) + 1e-5) * w + b; }\n";
+    Graph *before = front(text), *after = compile(text, 1, 0);
+    assert_int_equal(count_op(after, OP_LAYER_NORM), 1);
+    assert_int_equal(count_op(after, OP_RMS_NORM), 0);
+    assert_int_equal(count_op(after, OP_MEAN), 0);
+    assert_true(has_note(after, "recognised as layer_norm(x, w, b)"));
+    int64_t syms[FU_MAX_SYMS] = {6};
+    assert_true(interp_diff(before, after, syms) < 1e-12);
+    /* the centred x read elsewhere stays: rms_norm of it, plus b */
+    Graph *g = compile("block ln2 { dim T; dim D = 10; input x: f32[T, D]; weight w: f32[D]; weight b: f32[D];\n"
+                       "  c = x - mean(x, axis = -1);\n"
+                       "  output y: f32[T, D] = c * rsqrt(mean(c * c, axis = -1) + 1e-5) * w + b;\n"
+                       "  output c: f32[T, D] = c; }\n", 1, 0);
+    assert_int_equal(count_op(g, OP_LAYER_NORM), 0);
+    assert_int_equal(count_op(g, OP_RMS_NORM), 1);
+}
+
 static void test_rewrite_softmax(void **state) {
     (void)state;
     const char *text = "block sm { dim T; input x: f32[T, 9]; z = x * 3.0;\n"
@@ -510,6 +531,7 @@ int main(void) {
         cmocka_unit_test(test_merge_legality),
         cmocka_unit_test(test_pass_names),
         cmocka_unit_test(test_rewrite_rms_norm),
+        cmocka_unit_test(test_rewrite_layer_norm),
         cmocka_unit_test(test_rewrite_softmax),
         cmocka_unit_test(test_rewrite_attention),
         cmocka_unit_test(test_llama_kinds),
