@@ -207,49 +207,103 @@ static int cmp_node_id(const void *x, const void *y) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
+/* A min-heap of kernel indices keyed by their first node's id. */
+typedef struct Heap {
+    int *k, n;
+    const Graph *g;
+} Heap;
+
+static int heap_key(const Heap *h, int i) { return h->g->kernels[h->k[i]]->nodes[0]->id; }
+
+static void heap_push(Heap *h, int k) {
+    int i = h->n++;
+    h->k[i] = k;
+    while (i > 0 && heap_key(h, (i - 1) / 2) > heap_key(h, i)) {
+        int p = (i - 1) / 2, t = h->k[p];
+        h->k[p] = h->k[i];
+        h->k[i] = t;
+        i = p;
+    }
+}
+
+static int heap_pop(Heap *h) {
+    int top = h->k[0], i = 0;
+    h->k[0] = h->k[--h->n];
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && heap_key(h, l) < heap_key(h, m))
+            m = l;
+        if (r < h->n && heap_key(h, r) < heap_key(h, m))
+            m = r;
+        if (m == i)
+            return top;
+        int t = h->k[m];
+        h->k[m] = h->k[i];
+        h->k[i] = t;
+        i = m;
+    }
+}
+
+static int cmp_edge(const void *x, const void *y) {
+    const int *a = x, *b = y;
+    return a[0] != b[0] ? (a[0] > b[0]) - (a[0] < b[0]) : (a[1] > b[1]) - (a[1] < b[1]);
+}
+
 void sched_compact(Graph *g) {
-    int nk = g->nkernels;
-    /* kernel -> its first node id, and in-degree in the kernel graph */
-    int *indeg = fu_alloc(sizeof *indeg * (size_t)(nk + 1));
-    bool *edge = fu_alloc(sizeof *edge * (size_t)(nk * nk + 1));
+    int nk = g->nkernels, ne = 0;
+    for (int k = 0; k < nk; k++)
+        if (g->kernels[k]->nnodes)
+            qsort(g->kernels[k]->nodes, (size_t)g->kernels[k]->nnodes, sizeof(Node *), cmp_node_id);
+    /* producer -> consumer edges between kernels, sorted and each once, as
+     * lists: first[k] .. first[k+1]-1 index kernel k's consumers in to[] */
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->kernel >= 0)
+            ne += g->nodes[i]->nin;
+    int *pairs = fu_alloc(sizeof *pairs * (size_t)(2 * ne + 2));
+    int np = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const Node *c = g->nodes[i];
         if (c->kernel < 0)
             continue;
         for (int j = 0; j < c->nin; j++) {
             int p = sched_kernel_of(c->in[j]);
-            if (p >= 0 && p != c->kernel && !edge[p * nk + c->kernel]) {
-                edge[p * nk + c->kernel] = true;
-                indeg[c->kernel]++;
+            if (p >= 0 && p != c->kernel) {
+                pairs[2 * np] = p;
+                pairs[2 * np + 1] = c->kernel;
+                np++;
             }
         }
     }
-    for (int k = 0; k < nk; k++)
-        if (g->kernels[k]->nnodes)
-            qsort(g->kernels[k]->nodes, (size_t)g->kernels[k]->nnodes, sizeof(Node *), cmp_node_id);
+    qsort(pairs, (size_t)np, 2 * sizeof *pairs, cmp_edge);
+    int *first = fu_alloc(sizeof *first * (size_t)(nk + 1));
+    int *to = fu_alloc(sizeof *to * (size_t)(np + 1));
+    int *indeg = fu_alloc(sizeof *indeg * (size_t)(nk + 1));
+    int nt = 0;
+    for (int e = 0, k = 0; k <= nk; k++) {
+        first[k] = nt;
+        for (; e < np && pairs[2 * e] == k; e++)
+            if (nt == first[k] || to[nt - 1] != pairs[2 * e + 1]) {
+                to[nt++] = pairs[2 * e + 1];
+                indeg[pairs[2 * e + 1]]++;
+            }
+    }
     /* Kahn's algorithm; among ready kernels the one with the smallest first
      * node goes first, so the order follows the block's text. */
     Kernel **order = fu_alloc(sizeof *order * (size_t)(nk + 1));
-    bool *done = fu_alloc(sizeof *done * (size_t)(nk + 1));
+    Heap h = {fu_alloc(sizeof(int) * (size_t)(nk + 1)), 0, g};
+    for (int k = 0; k < nk; k++)
+        if (g->kernels[k]->nnodes && indeg[k] == 0)
+            heap_push(&h, k);
     int n = 0;
-    for (;;) {
-        int best = -1;
-        for (int k = 0; k < nk; k++) {
-            if (done[k] || indeg[k] || !g->kernels[k]->nnodes)
-                continue;
-            if (best < 0 || g->kernels[k]->nodes[0]->id < g->kernels[best]->nodes[0]->id)
-                best = k;
-        }
-        if (best < 0)
-            break;
-        done[best] = true;
-        order[n++] = g->kernels[best];
-        for (int k = 0; k < nk; k++)
-            if (edge[best * nk + k])
-                indeg[k]--;
+    while (h.n) {
+        int k = heap_pop(&h);
+        order[n++] = g->kernels[k];
+        for (int e = first[k]; e < first[k + 1]; e++)
+            if (--indeg[to[e]] == 0)
+                heap_push(&h, to[e]);
     }
     for (int k = 0; k < nk; k++)
-        if (g->kernels[k]->nnodes && !done[k])
+        if (g->kernels[k]->nnodes && indeg[k] > 0)
             fu_internal(__FILE__, __LINE__, "fusion made the kernel graph cyclic (kernel %d)", k);
     for (int k = 0; k < n; k++) {
         order[k]->id = k;
