@@ -34,12 +34,14 @@ for h in $FUZZ_HARNESSES; do
         cp tests/badinput/fdl/*.fdl "$seeds/" 2>/dev/null
         cp tests/fuzz/regress/fdl/* "$seeds/" 2>/dev/null
         maxlen=16384
+        dict=-dict=tests/fuzz/fdl.dict
         ;;
     st)
         GOLDEN_DIR=$SHARED/golden /usr/bin/python3 tests/fuzz/make_seeds.py "$seeds" || exit 1
         cp "$SHARED"/golden/*.safetensors tests/badinput/st/*.safetensors "$seeds/" 2>/dev/null
         cp tests/fuzz/regress/st/* "$seeds/" 2>/dev/null
         maxlen=65536
+        dict=
         ;;
     *) echo "fuzz: unknown harness '$h'" >&2; exit 2 ;;
     esac
@@ -47,7 +49,7 @@ for h in $FUZZ_HARNESSES; do
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$dir/fuzz_$h" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=$maxlen -close_fd_mask=2 -print_final_stats=1 \
+        -max_len=$maxlen $dict -close_fd_mask=2 -print_final_stats=1 \
         -artifact_prefix="$dir/crashes/$h-" $FUZZ_ARGS "$corpus" "$seeds" >"$dir/$h.log" 2>&1
     rc=$?
     secs=$(($(date +%s) - start))
