@@ -812,6 +812,44 @@ static void emit_scores(Kern *k, long long hd) {
     kern_indent(k, -2);
 }
 
+#define FA_DIRECT_ROWS 8
+
+/* Scores by dot products over head_dim, key by key: for a handful of query
+ * rows, transposing the key block would cost more than the products. */
+static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
+    const Target *t = kern_target(k);
+    int W = t->vec_floats;
+    long long two = 2LL * W, nfull2 = hd / two * two, rest = hd - nfull2;
+    kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
+    kern_indent(k, 1);
+    kern_line(k, "const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", kstride);
+    kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
+    kern_indent(k, 1);
+    kern_line(k, "const float *fu_qr = fu_qt + fu_r * %lld;", hd);
+    kern_line(k, "%s fu_a0 = %s, fu_a1 = %s;", vt(k), v_zero(t), v_zero(t));
+    if (nfull2) {
+        kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; fu_d += %lld) {", nfull2, two);
+        kern_line(k, "    fu_a0 = %s;", v_fma(t, v_load(t, "fu_qr + fu_d"), v_load(t, "fu_kr + fu_d"), "fu_a0"));
+        kern_line(k, "    fu_a1 = %s;", v_fma(t, v_load(t, fu_format("fu_qr + fu_d + %d", W)),
+                                           v_load(t, fu_format("fu_kr + fu_d + %d", W)), "fu_a1"));
+        kern_line(k, "}");
+    }
+    for (long long d = nfull2; d < hd; d += W) {
+        long long n = hd - d < W ? hd - d : W;
+        const char *qp = fu_format("fu_qr + %lld", d), *kp = fu_format("fu_kr + %lld", d);
+        const char *nn = fu_format("%lld", n);
+        const char *qv = n < W ? v_load_n(t, qp, nn, NULL) : v_load(t, qp);
+        const char *kv = n < W ? v_load_n(t, kp, nn, NULL) : v_load(t, kp);
+        kern_line(k, "fu_a0 = %s;", v_fma(t, qv, kv, "fu_a0"));
+    }
+    (void)rest;
+    kern_line(k, "fu_sc[fu_r * FU_BK + fu_j] = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_a0", "fu_a1")));
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
 /* Rows fu_r.. (rb of them), head_dim columns fu_dd + [0, nv vectors, the
  * last `last` wide): fu_ot[r] = fu_ot[r] * fu_cr[r] + sum_j p[r][j] v[s0 + j]. */
 static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd) {
@@ -882,7 +920,7 @@ static void pv_rows(Kern *k, int rb, long long vstride, long long hd) {
 }
 
 static void emit_pv(Kern *k, long long hd, long long vstride) {
-    kern_line(k, "fu_r = 0;");
+    kern_line(k, "int64_t fu_r = 0;");
     kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
     kern_indent(k, 1);
     kern_line(k, "{");
@@ -1031,13 +1069,23 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
     kern_indent(k, 1);
     kern_line(k, "int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;");
-    /* K block transposed, zero past the last key: fu_kt[d * BK + j] = k[s0 + j][d] */
+    /* Few query rows (decode): dot products straight from the key rows.
+     * Many: the K block transposed (zero past the last key), fu_kt[d * BK +
+     * j] = k[s0 + j][d], and the register-blocked sweep over keys. */
+    kern_line(k, "if (fu_rows <= %d) {", FA_DIRECT_ROWS);
+    kern_indent(k, 1);
+    emit_scores_direct(k, hd, (long long)ks.stride);
+    kern_indent(k, -1);
+    kern_line(k, "} else {");
+    kern_indent(k, 1);
     kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {");
     kern_line(k, "    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", (long long)ks.stride);
     kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
     kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;");
     kern_line(k, "}");
     emit_scores(k, hd);
+    kern_indent(k, -1);
+    kern_line(k, "}");
     /* the online softmax, row by row: p = exp(s - new max) for the visible
      * keys, 0 for the rest; the old sum and output scale by corr */
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");

@@ -581,104 +581,119 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
         const float *fu_vb = b14_14 + fu_g * 32;
         for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
             int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
-            for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {
-                const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 256;
-                for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
-                    fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;
+            if (fu_rows <= 8) {
+                for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 256;
+                    for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
+                        const float *fu_qr = fu_qt + fu_r * 32;
+                        float fu_a0 = 0.0f, fu_a1 = 0.0f;
+                        for (int64_t fu_d = 0; fu_d < 32; fu_d += 2) {
+                            fu_a0 = (fu_qr[fu_d] * fu_kr[fu_d] + fu_a0);
+                            fu_a1 = (fu_qr[fu_d + 1] * fu_kr[fu_d + 1] + fu_a1);
+                        }
+                        fu_sc[fu_r * FU_BK + fu_j] = ((fu_a0 + fu_a1));
+                    }
+                }
+            } else {
+                for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {
+                    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 256;
+                    for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                        fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;
+                }
+                int64_t fu_r = 0;
+                for (; fu_r + 4 <= fu_rows; fu_r += 4)
+                    for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
+                        {
+                            const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
+                            const float *fu_q1 = fu_qt + (fu_r + 1) * 32;
+                            const float *fu_q2 = fu_qt + (fu_r + 2) * 32;
+                            const float *fu_q3 = fu_qt + (fu_r + 3) * 32;
+                            float fu_a0_0 = 0.0f;
+                            float fu_a0_1 = 0.0f;
+                            float fu_a0_2 = 0.0f;
+                            float fu_a0_3 = 0.0f;
+                            float fu_a1_0 = 0.0f;
+                            float fu_a1_1 = 0.0f;
+                            float fu_a1_2 = 0.0f;
+                            float fu_a1_3 = 0.0f;
+                            float fu_a2_0 = 0.0f;
+                            float fu_a2_1 = 0.0f;
+                            float fu_a2_2 = 0.0f;
+                            float fu_a2_3 = 0.0f;
+                            float fu_a3_0 = 0.0f;
+                            float fu_a3_1 = 0.0f;
+                            float fu_a3_2 = 0.0f;
+                            float fu_a3_3 = 0.0f;
+                            for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
+                                const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
+                                float fu_k0 = fu_kd[0];
+                                float fu_k1 = fu_kd[1];
+                                float fu_k2 = fu_kd[2];
+                                float fu_k3 = fu_kd[3];
+                                float fu_b0 = (fu_q0[fu_d]);
+                                fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
+                                float fu_b1 = (fu_q1[fu_d]);
+                                fu_a1_0 = (fu_b1 * fu_k0 + fu_a1_0);
+                                fu_a1_1 = (fu_b1 * fu_k1 + fu_a1_1);
+                                fu_a1_2 = (fu_b1 * fu_k2 + fu_a1_2);
+                                fu_a1_3 = (fu_b1 * fu_k3 + fu_a1_3);
+                                float fu_b2 = (fu_q2[fu_d]);
+                                fu_a2_0 = (fu_b2 * fu_k0 + fu_a2_0);
+                                fu_a2_1 = (fu_b2 * fu_k1 + fu_a2_1);
+                                fu_a2_2 = (fu_b2 * fu_k2 + fu_a2_2);
+                                fu_a2_3 = (fu_b2 * fu_k3 + fu_a2_3);
+                                float fu_b3 = (fu_q3[fu_d]);
+                                fu_a3_0 = (fu_b3 * fu_k0 + fu_a3_0);
+                                fu_a3_1 = (fu_b3 * fu_k1 + fu_a3_1);
+                                fu_a3_2 = (fu_b3 * fu_k2 + fu_a3_2);
+                                fu_a3_3 = (fu_b3 * fu_k3 + fu_a3_3);
+                            }
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
+                            fu_sc[(fu_r + 1) * FU_BK + fu_v + 0] = fu_a1_0;
+                            fu_sc[(fu_r + 1) * FU_BK + fu_v + 1] = fu_a1_1;
+                            fu_sc[(fu_r + 1) * FU_BK + fu_v + 2] = fu_a1_2;
+                            fu_sc[(fu_r + 1) * FU_BK + fu_v + 3] = fu_a1_3;
+                            fu_sc[(fu_r + 2) * FU_BK + fu_v + 0] = fu_a2_0;
+                            fu_sc[(fu_r + 2) * FU_BK + fu_v + 1] = fu_a2_1;
+                            fu_sc[(fu_r + 2) * FU_BK + fu_v + 2] = fu_a2_2;
+                            fu_sc[(fu_r + 2) * FU_BK + fu_v + 3] = fu_a2_3;
+                            fu_sc[(fu_r + 3) * FU_BK + fu_v + 0] = fu_a3_0;
+                            fu_sc[(fu_r + 3) * FU_BK + fu_v + 1] = fu_a3_1;
+                            fu_sc[(fu_r + 3) * FU_BK + fu_v + 2] = fu_a3_2;
+                            fu_sc[(fu_r + 3) * FU_BK + fu_v + 3] = fu_a3_3;
+                        }
+                for (; fu_r < fu_rows; ++fu_r)
+                    for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
+                        {
+                            const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
+                            float fu_a0_0 = 0.0f;
+                            float fu_a0_1 = 0.0f;
+                            float fu_a0_2 = 0.0f;
+                            float fu_a0_3 = 0.0f;
+                            for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
+                                const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
+                                float fu_k0 = fu_kd[0];
+                                float fu_k1 = fu_kd[1];
+                                float fu_k2 = fu_kd[2];
+                                float fu_k3 = fu_kd[3];
+                                float fu_b0 = (fu_q0[fu_d]);
+                                fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
+                            }
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
+                            fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
+                        }
             }
-            int64_t fu_r = 0;
-            for (; fu_r + 4 <= fu_rows; fu_r += 4)
-                for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
-                    {
-                        const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
-                        const float *fu_q1 = fu_qt + (fu_r + 1) * 32;
-                        const float *fu_q2 = fu_qt + (fu_r + 2) * 32;
-                        const float *fu_q3 = fu_qt + (fu_r + 3) * 32;
-                        float fu_a0_0 = 0.0f;
-                        float fu_a0_1 = 0.0f;
-                        float fu_a0_2 = 0.0f;
-                        float fu_a0_3 = 0.0f;
-                        float fu_a1_0 = 0.0f;
-                        float fu_a1_1 = 0.0f;
-                        float fu_a1_2 = 0.0f;
-                        float fu_a1_3 = 0.0f;
-                        float fu_a2_0 = 0.0f;
-                        float fu_a2_1 = 0.0f;
-                        float fu_a2_2 = 0.0f;
-                        float fu_a2_3 = 0.0f;
-                        float fu_a3_0 = 0.0f;
-                        float fu_a3_1 = 0.0f;
-                        float fu_a3_2 = 0.0f;
-                        float fu_a3_3 = 0.0f;
-                        for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
-                            const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
-                            float fu_k0 = fu_kd[0];
-                            float fu_k1 = fu_kd[1];
-                            float fu_k2 = fu_kd[2];
-                            float fu_k3 = fu_kd[3];
-                            float fu_b0 = (fu_q0[fu_d]);
-                            fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
-                            fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
-                            fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
-                            fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
-                            float fu_b1 = (fu_q1[fu_d]);
-                            fu_a1_0 = (fu_b1 * fu_k0 + fu_a1_0);
-                            fu_a1_1 = (fu_b1 * fu_k1 + fu_a1_1);
-                            fu_a1_2 = (fu_b1 * fu_k2 + fu_a1_2);
-                            fu_a1_3 = (fu_b1 * fu_k3 + fu_a1_3);
-                            float fu_b2 = (fu_q2[fu_d]);
-                            fu_a2_0 = (fu_b2 * fu_k0 + fu_a2_0);
-                            fu_a2_1 = (fu_b2 * fu_k1 + fu_a2_1);
-                            fu_a2_2 = (fu_b2 * fu_k2 + fu_a2_2);
-                            fu_a2_3 = (fu_b2 * fu_k3 + fu_a2_3);
-                            float fu_b3 = (fu_q3[fu_d]);
-                            fu_a3_0 = (fu_b3 * fu_k0 + fu_a3_0);
-                            fu_a3_1 = (fu_b3 * fu_k1 + fu_a3_1);
-                            fu_a3_2 = (fu_b3 * fu_k2 + fu_a3_2);
-                            fu_a3_3 = (fu_b3 * fu_k3 + fu_a3_3);
-                        }
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
-                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 0] = fu_a1_0;
-                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 1] = fu_a1_1;
-                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 2] = fu_a1_2;
-                        fu_sc[(fu_r + 1) * FU_BK + fu_v + 3] = fu_a1_3;
-                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 0] = fu_a2_0;
-                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 1] = fu_a2_1;
-                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 2] = fu_a2_2;
-                        fu_sc[(fu_r + 2) * FU_BK + fu_v + 3] = fu_a2_3;
-                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 0] = fu_a3_0;
-                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 1] = fu_a3_1;
-                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 2] = fu_a3_2;
-                        fu_sc[(fu_r + 3) * FU_BK + fu_v + 3] = fu_a3_3;
-                    }
-            for (; fu_r < fu_rows; ++fu_r)
-                for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += 4)
-                    {
-                        const float *fu_q0 = fu_qt + (fu_r + 0) * 32;
-                        float fu_a0_0 = 0.0f;
-                        float fu_a0_1 = 0.0f;
-                        float fu_a0_2 = 0.0f;
-                        float fu_a0_3 = 0.0f;
-                        for (int64_t fu_d = 0; fu_d < 32; ++fu_d) {
-                            const float *fu_kd = fu_kt + fu_d * FU_BK + fu_v;
-                            float fu_k0 = fu_kd[0];
-                            float fu_k1 = fu_kd[1];
-                            float fu_k2 = fu_kd[2];
-                            float fu_k3 = fu_kd[3];
-                            float fu_b0 = (fu_q0[fu_d]);
-                            fu_a0_0 = (fu_b0 * fu_k0 + fu_a0_0);
-                            fu_a0_1 = (fu_b0 * fu_k1 + fu_a0_1);
-                            fu_a0_2 = (fu_b0 * fu_k2 + fu_a0_2);
-                            fu_a0_3 = (fu_b0 * fu_k3 + fu_a0_3);
-                        }
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 0] = fu_a0_0;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 1] = fu_a0_1;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 2] = fu_a0_2;
-                        fu_sc[(fu_r + 0) * FU_BK + fu_v + 3] = fu_a0_3;
-                    }
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
                 int64_t fu_jv = fu_t0 + fu_r / 1 + P + 1 - fu_s0;
                 fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
@@ -709,7 +724,7 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                 fu_m[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
             }
-            fu_r = 0;
+            int64_t fu_r = 0;
             for (; fu_r + 4 <= fu_rows; fu_r += 4)
                 {
                 for (int64_t fu_dd = 0; fu_dd < 32; fu_dd += 4)
