@@ -1537,7 +1537,11 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
             L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * GEMV_MAX_ROWS * G->gchmax));
         L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->gch);
         in(G);
-        L("const int64_t fu_nc = fu_j1 - fu_jc < %lld ? fu_j1 - fu_jc : %lld;", (long long)gr->gch, (long long)gr->gch);
+        /* fu_jc < fu_j1, so the width is positive, but aarch64 GCC 12's range
+         * analysis misses it and -Waggressive-loop-optimizations fails the
+         * build of the tail loops below (found by tests/diff): clamp at 0. */
+        L("const int64_t fu_nc = fu_j1 - fu_jc < %lld ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : %lld;",
+          (long long)gr->gch, (long long)gr->gch);
         for (int p = 0; p < gr->np; p++) {
             const char *bptr = G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false);
             if (gr->p[p].nk) {

@@ -211,7 +211,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     {
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
@@ -921,7 +921,7 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
                 }
                 float *const fu_yb0 = fu_s + 0;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     {
                         for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                             for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
@@ -1304,7 +1304,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                     const int64_t fu_hld = fu_j1 - fu_j0;
                     float *const fu_yb0 = fu_s + 10240;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                         {
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                                 for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
@@ -1392,7 +1392,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                     }
                     float *const fu_yb0 = fu_s + 10240;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                         {
                             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                                 for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)

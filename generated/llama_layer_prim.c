@@ -216,7 +216,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -873,7 +873,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -1530,7 +1530,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -3197,7 +3197,7 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
                 }
                 float *const fu_yb0 = fu_s + 0;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                     switch (fu_mv) {
                     case 1: {
                         int64_t fu_n = 0;
@@ -4157,7 +4157,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                     float *const fu_yb0 = fu_s + 7680;
                     float *const fu_yb1 = fu_s + 40448;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                         switch (fu_mv) {
                         case 1: {
                             int64_t fu_n = 0;
@@ -5472,7 +5472,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                     }
                     float *const fu_yb0 = fu_s + 7680;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? fu_j1 - fu_jc : 4096;
+                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
                         switch (fu_mv) {
                         case 1: {
                             int64_t fu_n = 0;
