@@ -990,6 +990,50 @@ def cmd_run(a):
     return 1 if failed else 0
 
 
+class Fixed:
+    """A committed reproducer: its text as is, T and split from its header."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path) as f:
+            self.body = f.read()
+        m = re.search(r"fdlgen seed=(\d+) mode=\w+ T=(\d+) split=(\d+)", self.body)
+        self.seed = int(m.group(1)) if m else 1
+        self.T = int(m.group(2)) if m else 7
+        self.split = int(m.group(3)) if m else 0
+
+    def text(self):
+        return self.body
+
+
+def cmd_regress(a):
+    """Every reproducer in a directory, on every variant: the mismatches
+    fixed so far stay fixed."""
+    fusec = os.path.abspath(a.fusec)
+    tmpdir = tempfile.mkdtemp(prefix="fdlgen.")
+    targets, broken = probe_targets(fusec, tmpdir, print)
+    variants = [Variant(t, o, extra) for t, extra in targets for o in (1, 0)]
+    files = sorted(f for f in os.listdir(a.dir) if f.endswith(".fdl"))
+    passed, failed = 0, len(broken)
+    for name in files:
+        prog = Fixed(os.path.join(a.dir, name))
+        for v in variants:
+            kind, out = run_check(fusec, prog, v, prog.seed, a.rtol, tmpdir)
+            if kind == "ok":
+                passed += 1
+            else:
+                failed += 1
+                print(f"FAIL: {name} [{v.name()}]: {kind}")
+                print("  " + out.strip().replace("\n", "\n  ")[-2000:])
+    try:
+        os.rmdir(tmpdir)
+    except OSError:
+        pass
+    print(f"fdlgen: {len(files)} reproducers x {len(variants)} variants")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1002,6 +1046,10 @@ def main():
     r.add_argument("--rtol", type=float, default=RTOL)
     r.add_argument("--targets", default="", help="comma-separated subset of the targets that run here")
     r.add_argument("--budget", type=int, default=150, help="checks the minimiser may run per failure")
+    rg = sub.add_parser("regress")
+    rg.add_argument("dir")
+    rg.add_argument("--fusec", default=os.environ.get("FUSEC", "build/fusec"))
+    rg.add_argument("--rtol", type=float, default=RTOL)
     g = sub.add_parser("gen")
     g.add_argument("seed", type=int)
     sub.add_parser("targets").add_argument("--fusec", default=os.environ.get("FUSEC", "build/fusec"))
@@ -1009,6 +1057,8 @@ def main():
     if a.cmd == "gen":
         sys.stdout.write(generate(a.seed).text())
         return 0
+    if a.cmd == "regress":
+        return cmd_regress(a)
     if a.cmd == "targets":
         tmp = tempfile.mkdtemp(prefix="fdlgen.")
         ok, broken = probe_targets(os.path.abspath(a.fusec), tmp, print)

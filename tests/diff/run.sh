@@ -6,7 +6,9 @@
 #     using sigmoid must make fdlgen.py report failures, and the minimised
 #     reproducer must still use sigmoid and be small.  A tester that cannot
 #     fail proves nothing.
-#  2. DIFF_N random programs (default 40) from seed DIFF_SEED (default 1),
+#  2. The minimised reproducers of every mismatch fixed so far
+#     (tests/diff/regress/*.fdl; T and --split from their first line).
+#  3. DIFF_N random programs (default 40) from seed DIFF_SEED (default 1),
 #     each checked fused and -O0 on every target that runs here, against
 #     the float64 interpreter at rtol 1e-4 (tests/diff/fdlgen.py says why).
 #
@@ -75,7 +77,19 @@ else
     echo "FAIL reproducers are minimised to the sigmoid"
 fi
 
-# ---- 2. the fixed-seed batch --------------------------------------------------
+# ---- 2. reproducers of mismatches fixed so far (tests/diff/regress) ------------
+$PY tests/diff/fdlgen.py regress tests/diff/regress --fusec "$FUSEC" >"$tmp/regress.log" 2>&1
+grep -v '^[0-9]* passed, [0-9]* failed$' "$tmp/regress.log"
+n=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$tmp/regress.log")
+if [ -n "$n" ]; then
+    pass=$((pass + ${n% *}))
+    fail=$((fail + ${n#* }))
+else
+    fail=$((fail + 1))
+    echo "FAIL fdlgen.py regress"
+fi
+
+# ---- 3. the fixed-seed batch --------------------------------------------------
 $PY tests/diff/fdlgen.py run --fusec "$FUSEC" -n "$DIFF_N" --seed "$DIFF_SEED" --jobs "$DIFF_JOBS" \
     --out "$tmp/out" >"$tmp/run.log" 2>&1
 rc=$?
