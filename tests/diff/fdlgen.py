@@ -803,18 +803,24 @@ def minimize(fusec, prog, variant, seed, rtol, kind, out, tmpdir, budget=150):
             cand = best.with_stmts(dce([s for s in best.stmts if s is not o]))
             if fails(cand):
                 best, changed = cand, True
-        # an op replaced by an operand of the same shape
+        # an op replaced by an operand of the same shape, else by an earlier
+        # value of that shape (an input or a let written before it)
         for i in range(len(best.stmts) - 1, -1, -1):
             if i >= len(best.stmts):
                 continue
             st = best.stmts[i]
             if st.kind != "let":
                 continue
-            for alt in st.alts:
+            earlier = [s.name for s in best.stmts[:i] if s.kind in ("input", "let") and s.shape == st.shape
+                       and s.name not in st.alts and s.name != st.name]
+            for alt in st.alts + earlier[-3:]:
+                if alt == st.text:
+                    continue
                 new = [s.copy() for s in best.stmts]
                 new[i].text, new[i].alts = alt, []
                 cand = best.with_stmts(dce(new))
-                if fails(cand):
+                # only strictly smaller programs, so this always ends
+                if len(cand.text()) < len(best.text()) and fails(cand):
                     best, changed = cand, True
                     break
         # an output pointed at an earlier value (drops what only it needed)
