@@ -123,7 +123,8 @@ static void interp_small(const Graph *g)
 static void compile_all(const char *text)
 {
     static const char *const targets[] = {"generic", "x86-64-avx2", "x86-64-avx512",
-                                          "aarch64-neon"};
+                                          "aarch64-neon",
+                                          "multi:x86-64-avx512,x86-64-avx2,generic"};
     char why[512];
     for (int opt = 0; opt <= 1; opt++) {
         diag_reset();
