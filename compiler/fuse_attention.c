@@ -449,7 +449,7 @@ static void fuse_one(Graph *g, Node *att) {
 }
 
 void pass_fuse_attention(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_ATTENTION))
+    if (!fuse_pass_on(g, o, FUSE_ATTENTION, "attention"))
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++)

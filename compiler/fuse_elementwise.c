@@ -59,7 +59,7 @@ static void recompute_note(Graph *g, const Node *p, int others) {
 }
 
 void pass_fuse_elementwise(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_ELEMENTWISE))
+    if (!fuse_pass_on(g, o, FUSE_ELEMENTWISE, "elementwise"))
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++) {

@@ -141,7 +141,7 @@ static const char *epilogue_names(const Graph *g, int k) {
 }
 
 void pass_fuse_epilogue(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_EPILOGUE))
+    if (!fuse_pass_on(g, o, FUSE_EPILOGUE, "epilogue"))
         return;
     if (!fuse_gemm_kinds())
         return;

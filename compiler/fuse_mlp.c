@@ -121,7 +121,7 @@ static bool try_mlp(Graph *g, Node *down) {
 }
 
 void pass_fuse_mlp(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_MLP))
+    if (!fuse_pass_on(g, o, FUSE_MLP, "mlp"))
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++)

@@ -263,7 +263,7 @@ static void grow_rowwise(Graph *g, Node *row, int k, const char *pass) {
 }
 
 void pass_fuse_norm(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_NORM))
+    if (!fuse_pass_on(g, o, FUSE_NORM, "norm"))
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++) {

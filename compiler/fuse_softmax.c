@@ -74,7 +74,7 @@ static bool prologue_op(const Node *n) {
 }
 
 void pass_fuse_softmax(Graph *g, const Options *o) {
-    if (!fuse_enabled(o, FUSE_SOFTMAX))
+    if (!fuse_pass_on(g, o, FUSE_SOFTMAX, "softmax"))
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++) {

@@ -434,6 +434,9 @@ void pass_fuse_elementwise(Graph *g, const Options *o);  /* KK_ELEMWISE */
 
 /* schedule.c: the kernel table and graph edits the fusion passes share. */
 bool fuse_enabled(const Options *o, unsigned bit);  /* opt_level > 0 and not in no_fuse */
+/* fuse_enabled for a fusion pass; notes "NAME: off (--no-fuse=NAME)" when
+ * only the switch turns it off. */
+bool fuse_pass_on(Graph *g, const Options *o, unsigned bit, const char *name);
 bool fuse_gemm_kinds(void);                         /* may KK_GEMM/KK_MLP be built */
 /* Whether emit_gemm_supports takes these nodes as one kernel of `kind`;
  * if not, notes why (prefixed by `pass`) and returns false. */

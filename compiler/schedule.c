@@ -67,6 +67,14 @@ bool fuse_enabled(const Options *o, unsigned bit) {
     return o->opt_level > 0 && !(o->no_fuse & bit);
 }
 
+bool fuse_pass_on(Graph *g, const Options *o, unsigned bit, const char *name) {
+    if (fuse_enabled(o, bit))
+        return true;
+    if (o->opt_level > 0)
+        fuse_note(g, "%s: off (--no-fuse=%s)", name, name);
+    return false;
+}
+
 bool fuse_gemm_kinds(void) {
     const char *e = getenv("FUSEC_GEMM_KINDS");
     return !(e && strcmp(e, "0") == 0);
@@ -377,6 +385,10 @@ void fuse_note(Graph *g, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
+    /* a pass that retries (epilogue growth) would repeat itself */
+    for (int i = 0; i < g->nfuse_notes; i++)
+        if (strcmp(g->fuse_notes[i], s) == 0)
+            return;
     const char **notes = fu_alloc(sizeof *notes * (size_t)(g->nfuse_notes + 1));
     if (g->nfuse_notes)
         memcpy(notes, g->fuse_notes, sizeof *notes * (size_t)g->nfuse_notes);
