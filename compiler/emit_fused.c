@@ -449,11 +449,17 @@ static void row_step(Kern *k, void *ctx, bool tail) {
     const char *x = value_of(k, g, row->in[0], tail);
     switch (s->pass) {
     case RP_SUM:
-        kern_line(k, "%s = %s;", s->acc, v_bin(t, OP_ADD, s->acc, tail_only(k, x, tail, "0.0f")));
+    case RP_SUMSQ: {
+        /* a row read straight from memory has zeros past the tail already */
+        const char *xm = x;
+        if (tail && s->npro > 0) {
+            xm = kern_local(k, "fu_t");
+            kern_line(k, "%s %s = %s;", vt(k), xm, tail_only(k, x, tail, "0.0f"));
+        }
+        kern_line(k, "%s = %s;", s->acc,
+                  s->pass == RP_SUM ? v_bin(t, OP_ADD, s->acc, xm) : v_fma(t, xm, xm, s->acc));
         return;
-    case RP_SUMSQ:
-        kern_line(k, "%s = %s;", s->acc, v_fma(t, tail_only(k, x, tail, "0.0f"), tail_only(k, x, tail, "0.0f"), s->acc));
-        return;
+    }
     case RP_SQDEV: {
         const char *d = kern_local(k, "fu_d");
         kern_line(k, "%s %s = %s;", vt(k), d, tail_only(k, v_bin(t, OP_SUB, x, v_set1(t, s->mu)), tail, "0.0f"));

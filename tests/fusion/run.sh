@@ -193,6 +193,10 @@ check "random patterns T=50 (fully masked rows)" $fx/patterns.fdl --random --dim
 for p in elementwise norm epilogue softmax attention mlp; do
     check "random llama_layer_prim T=7 --no-fuse=$p" $ex/llama_layer_prim.fdl --random --dim T=7 --no-fuse $p
 done
+# without GEMM kernels the norms become row passes with the residual add as prologue
+FUSEC_GEMM_KINDS=0 check "golden gpt2_block without GEMM kinds, prefill 7 + decode" $ex/gpt2_block.fdl \
+    --golden "$g/gpt2_block.safetensors" --split 7
+FUSEC_GEMM_KINDS=0 check "random odd_llama T=13 without GEMM kinds" $fx/odd_llama.fdl --random --dim T=13
 check "random gpt2_block T=7 --no-fuse=norm,epilogue,mlp" $ex/gpt2_block.fdl --random --dim T=7 --no-fuse norm,epilogue,mlp
 # decode with more threads than kv heads: the attention kernel splits the cache
 FUSE_NUM_THREADS=4 check "random llama_layer T=40, prefill 2 + decode, 4 threads" \
