@@ -4,9 +4,10 @@
  * It checks what every pass may rely on: node ids are dense and in
  * topological order, operand counts fit the op table, each operand is a node
  * of this graph, every type is what shape.c derives from the operands, the
- * interface lists hold nodes of the right ops, names are unique, and the
- * kernel numbers are in range.  A failure is a bug in the pass named, so it
- * is reported as an internal error together with the IR dump.
+ * interface lists hold nodes of the right ops, names are unique, the
+ * kernel numbers are in range, and each kernel holds what its kind allows.
+ * A failure is a bug in the pass named, so it is reported as an internal
+ * error together with the IR dump.
  */
 #include "fusec.h"
 
@@ -40,6 +41,39 @@ static bool check_list(const Graph *g, Node *const *list, int n, Op op, const ch
             if (strcmp(list[j]->name, x->name) == 0)
                 return bad(why, len, "two %ss are named '%s'", what, x->name);
     }
+    return true;
+}
+
+/* The node mix each kernel kind promises its emitter (fusec.h, "Kernels";
+ * emit_gemm_supports checks the GEMM kinds in detail). */
+static bool kind_ok(const Kernel *kr, char *why, size_t len) {
+    int rows = 0, att = 0, mm = 0;
+    for (int j = 0; j < kr->nnodes; j++) {
+        const Node *n = kr->nodes[j];
+        bool ew = op_info[n->op].cat == CAT_UNARY || op_info[n->op].cat == CAT_BINARY;
+        rows += n->op == OP_RMS_NORM || n->op == OP_LAYER_NORM || n->op == OP_SOFTMAX;
+        att += n->op == OP_ATTENTION;
+        mm += op_info[n->op].cat == CAT_MATMUL;
+        bool fits = true;
+        switch (kr->kind) {
+        case KK_SINGLE: fits = kr->nnodes == 1; break;
+        case KK_ELEMWISE: fits = ew; break;
+        case KK_ROWWISE: fits = ew || n->op == OP_CAUSAL_MASK || op_info[n->op].cat == CAT_NORM || n->op == OP_SOFTMAX; break;
+        case KK_ATTENTION:
+            fits = n->op == OP_ATTENTION || n->op == OP_ROPE || n->op == OP_APPEND || n->op == OP_SLICE;
+            break;
+        case KK_GEMM: case KK_MLP:
+            fits = ew || mm || n->op == OP_ROPE || op_info[n->op].cat == CAT_NORM;
+            break;
+        }
+        if (!fits)
+            return bad(why, len, "kernel %d of kind %d holds %%%d (%s)", kr->id, (int)kr->kind, n->id,
+                       op_info[n->op].name);
+    }
+    if ((kr->kind == KK_ROWWISE && rows != 1) || (kr->kind == KK_ATTENTION && att != 1) ||
+        ((kr->kind == KK_GEMM || kr->kind == KK_MLP) && mm == 0))
+        return bad(why, len, "kernel %d of kind %d lacks its row op, attention or product", kr->id,
+                   (int)kr->kind);
     return true;
 }
 
@@ -89,6 +123,8 @@ bool ir_check(const Graph *g, char *why, size_t len) {
                     return bad(why, len, "kernel %d's nodes are not in topological order", k);
             }
             placed += kr->nnodes;
+            if (!kind_ok(kr, why, len))
+                return false;
         }
         int in_some = 0;
         for (int i = 0; i < g->nnodes; i++)

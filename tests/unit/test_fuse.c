@@ -180,7 +180,14 @@ static void test_merge_legality(void **state) {
     sched_compact(g);
     assert_int_equal(g->nkernels, 3);
     char why[256];
+    /* two nodes in a KK_SINGLE kernel: the verifier wants a kind that fits */
+    assert_false(ir_check(g, why, sizeof why));
+    assert_non_null(strstr(why, "holds"));
+    g->kernels[ad->kernel]->kind = KK_ELEMWISE;
     assert_true(ir_check(g, why, sizeof why));
+    g->kernels[l->kernel]->kind = KK_ROWWISE;   /* a linear is no row pass */
+    assert_false(ir_check(g, why, sizeof why));
+    g->kernels[l->kernel]->kind = KK_SINGLE;
     assert_true(e->kernel < l->kernel && l->kernel < ad->kernel && m->kernel == ad->kernel);
 }
 
