@@ -683,7 +683,7 @@ static void rope_angles(Kern *k, const Node *rope, const char *pos, const char *
 
 /* Phase A: the new k and v rows go to rows [P, P + T) of their caches, k
  * rotated on the way when its rope is in the kernel. */
-static void emit_appends(Kern *k, const Kernel *kr, const Node *att, const char *T) {
+static void emit_appends(Kern *k, const Kernel *kr, const Node *att) {
     for (int s = 1; s <= 2; s++) {
         const Node *ap = att->in[s];
         if (ap->op != OP_APPEND || !in_kernel(kr, ap))
@@ -721,14 +721,9 @@ static void emit_appends(Kern *k, const Kernel *kr, const Node *att, const char 
         kern_indent(k, -1);
         kern_line(k, "}");
     }
-    (void)T;
 }
 
-/* Vector loop bodies of the attention kernel. */
-typedef struct FaStep {
-    const char *a, *b, *c;  /* operands, see each step */
-} FaStep;
-
+/* Vector loop bodies of the attention kernel (ctx: see each). */
 static void fa_max(Kern *k, void *ctx, bool tail) {
     (void)ctx;
     const Target *t = kern_target(k);
@@ -746,9 +741,9 @@ static void fa_exp(Kern *k, void *ctx, bool tail) {
 
 /* fu_y[fu_d..] = fu_or[fu_d..] * fu_inv */
 static void fa_out(Kern *k, void *ctx, bool tail) {
-    FaStep *s = ctx;
+    const char *y = ctx;    /* the output row */
     const Target *t = kern_target(k);
-    kern_line(k, "%s;", vstore(k, fu_format("%s + fu_d", s->a),
+    kern_line(k, "%s;", vstore(k, fu_format("%s + fu_d", y),
                                 v_bin(t, OP_MUL, vload(k, "fu_or + fu_d", tail, NULL), v_set1(t, "fu_inv")), tail));
 }
 
@@ -825,7 +820,7 @@ static void emit_scores(Kern *k, long long hd) {
 static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
     const Target *t = kern_target(k);
     int W = t->vec_floats;
-    long long two = 2LL * W, nfull2 = hd / two * two, rest = hd - nfull2;
+    long long two = 2LL * W, nfull2 = hd / two * two;
     kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
     kern_indent(k, 1);
     kern_line(k, "const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", kstride);
@@ -848,7 +843,6 @@ static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
         const char *kv = n < W ? v_load_n(t, kp, nn, NULL) : v_load(t, kp);
         kern_line(k, "fu_a0 = %s;", v_fma(t, qv, kv, "fu_a0"));
     }
-    (void)rest;
     kern_line(k, "fu_sc[fu_r * FU_BK + fu_j] = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_a0", "fu_a1")));
     kern_indent(k, -1);
     kern_line(k, "}");
@@ -897,7 +891,6 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
             kern_line(k, "%s;", c == nv - 1 && last < W ? v_store_n(t, ptr, val, fu_format("%d", last))
                                                          : v_store(t, ptr, val));
         }
-    (void)hd;
     kern_indent(k, -1);
     kern_line(k, "}");
 }
@@ -1006,7 +999,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
         kern_indent(k, 1);
         kern_line(k, "int64_t fu_a0, fu_a1;");
         kern_line(k, "fr_split(%s, tid, nth, &fu_a0, &fu_a1);", T);
-        emit_appends(k, kr, att, T);
+        emit_appends(k, kr, att);
         kern_indent(k, -1);
         kern_line(k, "}");
         kern_line(k, "fr_barrier(nth);");
@@ -1108,17 +1101,16 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "    fu_cr[fu_r] = 1.0f;");
     kern_line(k, "    continue;");
     kern_line(k, "}");
-    FaStep st = {NULL, NULL, NULL};
     const Target *t = kern_target(k);
     kern_line(k, "%s fu_vm = %s;", vt(k), v_set1(t, "-INFINITY"));
     kern_line(k, "int64_t fu_j = 0;");
-    vloop(k, "fu_j", "fu_jv", fa_max, &st);
+    vloop(k, "fu_j", "fu_jv", fa_max, NULL);
     kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
     kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
     kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mnew);");
     kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
     kern_line(k, "fu_j = 0;");
-    vloop(k, "fu_j", "fu_jv", fa_exp, &st);
+    vloop(k, "fu_j", "fu_jv", fa_exp, NULL);
     kern_line(k, "for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)");
     kern_line(k, "    fu_sr[fu_j] = 0.0f;");
     kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
@@ -1139,8 +1131,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
               H * hd, G, G, hd);
     kern_line(k, "    int64_t fu_d = 0;");
     kern_indent(k, 1);
-    FaStep out = {"fu_y", NULL, NULL};
-    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, &out);
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, (void *)"fu_y");
     kern_indent(k, -1);
     kern_line(k, "}");
     kern_indent(k, -1);
@@ -1195,7 +1186,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "float *fu_y = %s + (fu_t0 + fu_r / %lld) * %lld + (fu_g * %lld + fu_r %% %lld) * %lld;", y, G, H * hd,
               G, G, hd);
     kern_line(k, "int64_t fu_d = 0;");
-    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, &out);
+    vloop(k, "fu_d", fu_format("%lld", hd), fa_out, (void *)"fu_y");
     kern_indent(k, -1);
     kern_line(k, "}");
     kern_indent(k, -1);
