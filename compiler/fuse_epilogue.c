@@ -13,7 +13,9 @@
  * [N] or a tensor of the output's own shape (the residual): what a tile can
  * read at its own (row, column) coordinates.  A tile or epilogue value that
  * something outside the kernel also reads is stored as well (the emitter
- * asks kern_is_result).  Each refusal is noted for --explain.
+ * asks kern_is_result).  Every growth step is offered to the GEMM emitter
+ * first (emit_gemm_supports, through fuse_gemm_ok): a kernel is only ever
+ * one it can write.  Each refusal is noted for --explain.
  *
  * Afterwards every KK_GEMM kernel holds: optionally the norm that produces
  * A (fuse_norm.c), one or more linears reading A (or one matmul), and

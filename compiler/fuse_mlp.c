@@ -18,6 +18,8 @@
  * otherwise the fusion is refused with the reason (and the GEMM epilogue
  * pass still fuses what it can).
  *
+ * The whole set is offered to emit_gemm_supports before it is merged.
+ *
  * Afterwards a KK_MLP kernel's nodes are, in order: [norm], the up
  * linear(s) (one or two reading the same x), the activation, [the mul],
  * the down linear, [the residual add].
