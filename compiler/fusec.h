@@ -201,7 +201,9 @@ struct Node {
  *                 activation, residual add, scale, the silu(g)*u of two
  *                 linears, rope) (emit_gemm.c)
  *   KK_ATTENTION  flash attention: append, rope of q and k, q.k^T, scale,
- *                 causal mask, online softmax, .v (emit_fused.c)
+ *                 causal mask, online softmax, .v (emit_fused.c); nodes: one
+ *                 attention, the appends feeding it, rope of q and of the new
+ *                 k rows, column slices of a fused qkv (fuse_attention.c)
  *   KK_MLP        the whole MLP (norm, gate/up linears, activation, mul, down
  *                 linear, residual) as one tiled pass in which the [T, F]
  *                 intermediate is never stored whole (emit_gemm.c)
