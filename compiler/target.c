@@ -18,6 +18,7 @@
 #include "fusec.h"
 #include "fusec_rt.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define AVX512_BITS (FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL | FR_CPU_AVX2 | FR_CPU_FMA)
@@ -60,17 +61,21 @@ static const Target *native(void) {
 
 /* "multi:A,B,...": every name a row (or native), no ISA twice, at most
  * FU_MAX_VARIANTS.  The result is cached so that equal names give equal
- * pointers, like the rows. */
+ * pointers, like the rows.  The cache lives outside the arena (static
+ * storage, names from malloc), because a driver may release the arena
+ * between inputs (the fuzz harness does) while the cache lives on. */
 static const Target *multi(const char *name) {
-    static Target *made[16];
+    static Target made[16];
     static int nmade;
+    static Target scratch;
     const char *p = name + strlen("multi:");
     Target *t;
     for (int i = 0; i < nmade; i++)
-        if (strcmp(made[i]->name, name) == 0)
-            return made[i];
-    t = fu_alloc(sizeof *t);
-    t->name = fu_strdup(name);
+        if (strcmp(made[i].name, name) == 0)
+            return &made[i];
+    t = nmade < (int)(sizeof made / sizeof made[0]) ? &made[nmade] : &scratch;
+    memset(t, 0, sizeof *t);
+    t->name = name; /* the caller's, until the name is known to be valid */
     t->cflags = "";
     t->tag = "multi";
     t->attr = "";
@@ -94,8 +99,13 @@ static const Target *multi(const char *name) {
     if (t->nvariants == 0)
         return NULL;
     t->nregs = t->variants[0]->nregs;
-    if (nmade < (int)(sizeof made / sizeof made[0]))
-        made[nmade++] = t;
+    char *copy = malloc(strlen(name) + 1);
+    if (!copy)
+        fu_internal(__FILE__, __LINE__, "out of memory");
+    strcpy(copy, name);
+    t->name = copy;
+    if (t != &scratch)
+        nmade++;
     return t;
 }
 
