@@ -1472,11 +1472,14 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
         out(G);
         L("}");
         if (vf > 1) {
-            L("for (; fu_c < fu_nc; ++fu_c)");
+            /* fewer than vf columns are left; counting them in an int keeps
+             * aarch64 GCC 12 from proving an overflowing trip count
+             * (-Waggressive-loop-optimizations) for `for (; c < nc; ++c)` */
+            L("for (int fu_q = 0, fu_nq = (int)(fu_nc - fu_c); fu_q < fu_nq; ++fu_q)");
             Buf e = {0};
             for (int r = 0; r < R; r++)
-                buf_printf(&e, " + fu_xr[fu_k + %d] * fu_w%d[fu_c]", r, r);
-            L("    fu_yr[fu_c] = fu_yr[fu_c]%s;", e.data);
+                buf_printf(&e, " + fu_xr[fu_k + %d] * fu_w%d[fu_c + fu_q]", r, r);
+            L("    fu_yr[fu_c + fu_q] = fu_yr[fu_c + fu_q]%s;", e.data);
             free(e.data);
         }
         out(G);

@@ -8,17 +8,17 @@
 #     fail proves nothing.
 #  2. The minimised reproducers of every mismatch fixed so far
 #     (tests/diff/regress/*.fdl; T and --split from their first line).
-#  3. DIFF_N random programs (default 40) from seed DIFF_SEED (default 1),
+#  3. DIFF_N random programs (default 16) from seed DIFF_SEED (default 1),
 #     each checked fused and -O0 on every target that runs here, against
 #     the float64 interpreter at rtol 1e-4 (tests/diff/fdlgen.py says why).
 #
-# Environment: FUSEC (default build/fusec), DIFF_N (40; 12 with SAN=1), DIFF_SEED, DIFF_JOBS (2).
+# Environment: FUSEC (default build/fusec), DIFF_N (16; 8 with SAN=1), DIFF_SEED, DIFF_JOBS (2).
 # Prints "N passed, M failed" (checks); exits non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 # sanitized fusec and generated code run several times slower
-[ "${SAN:-0}" = 1 ] && : "${DIFF_N:=12}"
-: "${FUSEC:=build/fusec}" "${DIFF_N:=40}" "${DIFF_SEED:=1}" "${DIFF_JOBS:=2}"
+[ "${SAN:-0}" = 1 ] && : "${DIFF_N:=8}"
+: "${FUSEC:=build/fusec}" "${DIFF_N:=16}" "${DIFF_SEED:=1}" "${DIFF_JOBS:=2}"
 PY=/usr/bin/python3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-diff.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
