@@ -1018,6 +1018,8 @@ def cmd_regress(a):
     fusec = os.path.abspath(a.fusec)
     tmpdir = tempfile.mkdtemp(prefix="fdlgen.")
     targets, broken = probe_targets(fusec, tmpdir, print)
+    if a.targets:
+        targets = [t for t in targets if t[0] in a.targets.split(",")]
     variants = [Variant(t, o, extra) for t, extra in targets for o in (1, 0)]
     files = sorted(f for f in os.listdir(a.dir) if f.endswith(".fdl"))
     passed, failed = 0, len(broken)
@@ -1056,6 +1058,7 @@ def main():
     rg.add_argument("dir")
     rg.add_argument("--fusec", default=os.environ.get("FUSEC", "build/fusec"))
     rg.add_argument("--rtol", type=float, default=RTOL)
+    rg.add_argument("--targets", default="", help="comma-separated subset of the targets that run here")
     g = sub.add_parser("gen")
     g.add_argument("seed", type=int)
     sub.add_parser("targets").add_argument("--fusec", default=os.environ.get("FUSEC", "build/fusec"))
