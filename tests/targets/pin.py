@@ -9,7 +9,8 @@ comment names a weight containing "mlp."), and checks their innermost loops:
   - no innermost loop multiply-accumulates in scalar C (`acc += a * b`,
     `y = y + a * b`, `acc = a * b + acc`) without a vector intrinsic (PREFIX,
     default the INTRINSIC's family: "_mm256_", "_mm512_" or "q_f32(").  A
-    remainder loop - `for (; i < N; ++i)` after a vector loop
+    remainder loop - `for (; i < N; ++i)`, or the same counted from 0 as
+    `for (int q = 0, nq = (int)(N - i); q < nq; ++q)`, after a vector loop
     `for (; i + W <= N; i += W)` over the same i and N - runs fewer than W
     times and is not the hot path.
 
@@ -54,6 +55,12 @@ def loops(body):
 def is_remainder(header, before):
     """`; i < N; ++i` after a vector loop `; i + W <= N; i += W`."""
     m = re.fullmatch(r"\s*;\s*(\w+) < (.+?);\s*(?:\+\+\1|\1\+\+)\s*", header)
+    if not m:
+        # the same remainder counted from 0: `int q = 0, nq = (int)(N - i); q < nq; ++q`
+        c = re.fullmatch(r"\s*int (\w+) = 0, (\w+) = \(int\)\((.+?) - (\w+)\);\s*\1 < \2;\s*\+\+\1\s*", header)
+        if c:
+            v, n = re.escape(c.group(4)), re.escape(c.group(3))
+            return re.search(r"for \(\s*;\s*%s \+ \d+ <= %s;\s*%s \+= \d+\)" % (v, n, v), before) is not None
     if not m:
         return False
     v, n = re.escape(m.group(1)), re.escape(m.group(2))
