@@ -44,6 +44,10 @@
 #define FUSEC_SAN 0
 #endif
 
+/* A sanitized harness exits with this status when ASan or UBSan stops it
+ * (a report, or a signal the sanitizer caught): a crash of the block. */
+#define SAN_EXIT_CODE 86
+
 #define MAX_DIM_VALUE (1 << 20)       /* --dim values: big enough for any test, small enough not to overflow */
 #define MAX_ELEMS ((int64_t)1 << 31)  /* a tensor larger than this is refused, not allocated */
 
@@ -958,9 +962,24 @@ static int build_harness(const Graph *g, const Target *t, bool verbose)
     return EXIT_INTERNAL;
 }
 
+/* Appends ":exitcode=SAN_EXIT_CODE" to the sanitizer options variable
+ * `name`, keeping whatever the user set (a later option wins). */
+static void set_san_exitcode(const char *name)
+{
+    const char *old = getenv(name);
+    const char *v = old && *old ? fu_format("%s:exitcode=%d", old, SAN_EXIT_CODE)
+                                : fu_format("exitcode=%d", SAN_EXIT_CODE);
+    setenv(name, v, 1);
+}
+
 /* Runs the harness on in_path; returns an exit status or -1 when it worked. */
 static int run_harness(const char *in_path, int64_t split, bool verbose)
 {
+    bool sanitized = FUSEC_SAN && !cross_cc;
+    if (sanitized) {
+        set_san_exitcode("ASAN_OPTIONS");
+        set_san_exitcode("UBSAN_OPTIONS");
+    }
     const char **argv = fu_alloc(sizeof(char *) * (8 + (run_with ? strlen(run_with) : 0)));
     int n = 0;
     push_words(&argv, &n, run_with);
@@ -982,6 +1001,10 @@ static int run_harness(const char *in_path, int64_t split, bool verbose)
     if (rc > 128) {
         fprintf(stderr, "fusec: internal error: the generated block crashed (signal %d)\n",
                 rc - 128);
+        return EXIT_INTERNAL;
+    }
+    if (sanitized && rc == SAN_EXIT_CODE) {
+        fprintf(stderr, "fusec: internal error: the generated block failed a sanitizer check\n");
         return EXIT_INTERNAL;
     }
     diag_plain_error("the harness failed (exit %d)", rc);
