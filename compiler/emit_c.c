@@ -6,9 +6,10 @@
  * of its nodes; symbolic dims stay C expressions of the block's symbols, so
  * one file serves every T and P.  NAME_forward calls the kernels in order on
  * buffers that are either the caller's (inputs, weights, caches, outputs) or
- * 64-byte aligned slots of one workspace.  A single static helper, fu_layout,
- * checks the symbols and computes the slot offsets; workspace_size and
- * forward both call it so the two can never disagree.
+ * 64-byte aligned slots of one workspace; slots whose kernels do not overlap
+ * share memory (plan_storage).  A single static helper, fu_layout, checks the
+ * symbols and computes the slot offsets; workspace_size and forward both call
+ * it so the two can never disagree.
  *
  * The float64 interpreter (interp.c) defines what every op means; the loops
  * here follow it in float, with float accumulators.  Only RoPE angles are
@@ -24,6 +25,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +53,12 @@ typedef struct Emit {
     const Target *t;
     Home *home;             /* per node id */
     const char **ref;       /* per node id: C expression for its data in forward */
-    int *slot;              /* per node id: slot index, or -1 */
+    int *slot;              /* per node id: slot index, or -1 (renumbered by plan_storage) */
     int nslots;
+    int *first, *last;      /* per node id: the first and last kernel that names it */
+    int *store;             /* per slot: the storage it shares (plan_storage) */
+    int nstores;
+    bool store_max;         /* some storage holds members of different sizes */
     const char **c_in;      /* mangled input parameter names */
     const char **c_out;     /* "out_" + mangled output names */
     const char **c_w;       /* weight struct fields */
@@ -1697,6 +1703,114 @@ static bool dim_may_be_negative(Dim d) {
     return false;
 }
 
+/* ---- workspace planning ------------------------------------------------------ */
+
+/* Records which kernels of a variant name which slot (through the roots of
+ * their parameters); an output copied at the end of forward lives to the end. */
+static void note_lifetimes(Emit *e, KCall **calls) {
+    const Graph *g = e->g;
+    for (int kid = 0; kid < g->nkernels; kid++) {
+        const KCall *kc = calls[kid];
+        for (int i = 0; kc && i < kc->np; i++) {
+            int r = kc->root[i];
+            if (e->home[r] != HOME_SLOT)
+                continue;
+            e->first[r] = kid < e->first[r] ? kid : e->first[r];
+            e->last[r] = kid > e->last[r] ? kid : e->last[r];
+        }
+    }
+    for (int i = 0; i < g->nnodes; i++)
+        if (e->home[i] == HOME_SLOT && e->needed[i])
+            e->last[i] = INT_MAX;
+}
+
+/* A node's element count with every symbol at 1024: only to rank sizes. */
+static double rank_numel(const Graph *g, const Node *n) {
+    double v = 1;
+    for (int d = 0; d < n->rank; d++) {
+        double x = (double)n->shape[d].c;
+        for (int s = 0; s < g->nsyms; s++)
+            x += 1024.0 * n->shape[d].k[s];
+        v *= x > 1 ? x : 1;
+    }
+    return v;
+}
+
+/*
+ * Gives every slot that some kernel names (or forward copies to an output)
+ * a storage, and drops the others: an intermediate that a fused kernel
+ * keeps in registers or cache has no memory.  Two slots share a storage
+ * when the kernels that name them do not overlap (the later one's first
+ * kernel comes after the earlier one's last: a kernel never reads and
+ * writes the same memory through two names).  Slots are taken in order of
+ * their first kernel; each goes to the free storage its size fits best
+ * (sizes compared with every symbol at 1024, which only steers the choice:
+ * fu_layout sizes each storage by the largest member for the actual
+ * symbols).  Slots are renumbered densely.
+ */
+static void plan_storage(Emit *e) {
+    const Graph *g = e->g;
+    int n = g->nnodes, nlive = 0;
+    int *order = fu_alloc(sizeof *order * (size_t)(n + 1));
+    int *store_last = fu_alloc(sizeof *store_last * (size_t)(n + 1));
+    double *store_size = fu_alloc(sizeof *store_size * (size_t)(n + 1));
+    const char **store_expr = fu_alloc(sizeof *store_expr * (size_t)(n + 1));
+    for (int i = 0; i < n; i++)
+        if (e->home[i] == HOME_SLOT && e->first[i] != INT_MAX)
+            order[nlive++] = i;
+        else
+            e->slot[i] = -1;
+    /* insertion sort by (first kernel, node id): deterministic */
+    for (int a = 1; a < nlive; a++)
+        for (int b = a; b > 0 && e->first[order[b - 1]] > e->first[order[b]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    e->store = fu_alloc(sizeof *e->store * (size_t)(nlive + 1));
+    e->nstores = 0;
+    e->store_max = false;
+    for (int a = 0; a < nlive; a++) {
+        int i = order[a], best = -1;
+        const Node *x = g->nodes[i];
+        double sz = rank_numel(g, x);
+        for (int s = 0; s < e->nstores; s++) {
+            if (store_last[s] >= e->first[i])
+                continue;
+            /* a storage it fits, the smallest; else the largest */
+            bool fits = store_size[s] >= sz;
+            if (best < 0) {
+                best = s;
+                continue;
+            }
+            bool best_fits = store_size[best] >= sz;
+            if (fits ? !best_fits || store_size[s] < store_size[best] : !best_fits && store_size[s] > store_size[best])
+                best = s;
+        }
+        const char *ex = numel_c(g, x->shape, 0, x->rank, NULL);
+        if (best < 0) {
+            best = e->nstores++;
+            store_size[best] = 0;
+            store_expr[best] = ex;
+        } else if (strcmp(store_expr[best], ex) != 0) {
+            e->store_max = true;
+        }
+        store_size[best] = sz > store_size[best] ? sz : store_size[best];
+        store_last[best] = e->last[i];
+        e->slot[i] = a;
+        e->store[a] = best;
+    }
+    e->nslots = nlive;
+}
+
+/* The memory a kernel parameter's root stands for, as an index into the
+ * barrier bookkeeping of emit_run: slots that share a storage are one. */
+static int mem_key(const Emit *e, int root) {
+    if (e->home[root] == HOME_SLOT && e->slot[root] >= 0)
+        return e->g->nnodes + e->store[e->slot[root]];
+    return root;
+}
+
 static void emit_layout(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
@@ -1706,10 +1820,13 @@ static void emit_layout(Emit *e) {
         buf_puts(c, "/* Rounds a slot up to 64 bytes so every slot stays aligned. */\n");
         buf_puts(c, "static uint64_t fu_slot(int64_t numel) {\n"
                     "    return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;\n}\n\n");
+        if (e->store_max)
+            buf_puts(c, "static uint64_t fu_max_u64(uint64_t a, uint64_t b) {\n    return a > b ? a : b;\n}\n\n");
     }
-    buf_puts(c, "/*\n * Checks the symbols and places every intermediate in the workspace: one\n"
-                " * 64-byte aligned slot each, in node order.  forward and workspace_size both\n"
-                " * call this, so they cannot disagree.  Returns 0 or FR_EINVAL.\n */\n");
+    buf_puts(c, "/*\n * Checks the symbols and places every stored intermediate in the workspace:\n"
+                " * intermediates whose kernels do not overlap share a storage (64-byte\n"
+                " * aligned, as large as its largest member).  forward and workspace_size\n"
+                " * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.\n */\n");
     buf_printf(c, "static int fu_layout(%s%ssize_t *off, size_t *total) {\n",
                sym_params(g), g->nsyms ? ", " : "");
     buf_puts(c, "    uint64_t at = 0;\n");
@@ -1732,13 +1849,29 @@ static void emit_layout(Emit *e) {
             buf_puts(c, ex);
         }
     take(&seen, "");
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (e->slot[i] < 0)
-            continue;
-        buf_printf(c, "    off[%d] = (size_t)at; /* %%%d %s: %s */\n", e->slot[i], i,
-                   n->label ? n->label : op_info[n->op].name, type_text(g, n));
-        buf_printf(c, "    at += fu_slot(%s);\n", bare(numel_c(g, n->shape, 0, n->rank, NULL)));
+    for (s = 0; s < e->nstores; s++) {
+        /* storage s: its members' offsets, then the largest of their sizes */
+        const char **sizes = fu_alloc(sizeof *sizes * (size_t)g->nnodes);
+        int nsizes = 0;
+        for (i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (e->slot[i] < 0 || e->store[e->slot[i]] != s)
+                continue;
+            buf_printf(c, "    off[%d] = (size_t)at; /* %%%d %s: %s, kernels %d..%s */\n", e->slot[i], i,
+                       n->label ? n->label : op_info[n->op].name, type_text(g, n), e->first[i],
+                       e->last[i] == INT_MAX ? "end" : fu_format("%d", e->last[i]));
+            const char *sz = fu_format("fu_slot(%s)", bare(numel_c(g, n->shape, 0, n->rank, NULL)));
+            bool dup = false;
+            for (d = 0; d < nsizes; d++)
+                dup |= strcmp(sizes[d], sz) == 0;
+            if (!dup)
+                sizes[nsizes++] = sz;
+        }
+        FU_ASSERT(nsizes > 0);
+        const char *ex = sizes[0];
+        for (d = 1; d < nsizes; d++)
+            ex = fu_format("fu_max_u64(%s, %s)", ex, sizes[d]);
+        buf_printf(c, "    at += %s;\n", ex);
     }
     buf_puts(c, "    if (at > (uint64_t)SIZE_MAX)\n        return FR_EINVAL;\n");
     buf_puts(c, "    *total = (size_t)at;\n    return 0;\n}\n\n");
@@ -2134,8 +2267,9 @@ static void emit_run(Emit *e, KCall **calls) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     int i, ncalls = 0;
-    bool *wr = fu_alloc(sizeof *wr * (size_t)(g->nnodes + 1));
-    bool *rd = fu_alloc(sizeof *rd * (size_t)(g->nnodes + 1));
+    size_t nkeys = 2 * (size_t)g->nnodes + 1;
+    bool *wr = fu_alloc(sizeof *wr * nkeys);
+    bool *rd = fu_alloc(sizeof *rd * nkeys);
     bool any_w = false, any_c = false;
     buf_printf(c, "/* The whole block on thread tid of nth (the CPU's monokernel). */\n");
     buf_printf(c, "static %svoid fu_run%s(void *ctx, int tid, int nth) {\n", v_attr(e->vt), e->suffix);
@@ -2179,16 +2313,19 @@ static void emit_run(Emit *e, KCall **calls) {
         bool need = false;
         if (!kc)
             continue;
-        for (i = 0; i < kc->np; i++)
-            need |= wr[kc->root[i]] || (kc->written[i] && rd[kc->root[i]]);
+        for (i = 0; i < kc->np; i++) {
+            int m = mem_key(e, kc->root[i]);
+            need |= wr[m] || (kc->written[i] && rd[m]);
+        }
         if (need) {
             buf_puts(c, "    fr_barrier(nth);\n");
-            memset(wr, 0, sizeof *wr * (size_t)g->nnodes);
-            memset(rd, 0, sizeof *rd * (size_t)g->nnodes);
+            memset(wr, 0, sizeof *wr * nkeys);
+            memset(rd, 0, sizeof *rd * nkeys);
         }
         for (i = 0; i < kc->np; i++) {
-            rd[kc->root[i]] = true;
-            wr[kc->root[i]] |= kc->written[i];
+            int m = mem_key(e, kc->root[i]);
+            rd[m] = true;
+            wr[m] |= kc->written[i];
         }
         buf_printf(c, "    %s\n", kc->call);
         ncalls++;
@@ -2198,14 +2335,23 @@ static void emit_run(Emit *e, KCall **calls) {
     buf_puts(c, "}\n\n");
 }
 
-/* One variant: its vocabulary, its kernels and its run function. */
-static void emit_variant(Emit *e, const Target *v, bool suffixed) {
+/* One variant's vocabulary and kernels, into e->c; returns their calls. */
+static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
     e->vt = v;
     e->suffix = suffixed ? fu_format("_%s", v->tag) : "";
     if (v->guard[0])
         buf_printf(&e->c, "#if %s\n\n", v->guard);
     v_prelude(&e->c, v);
-    emit_run(e, emit_kernels(e));
+    KCall **calls = emit_kernels(e);
+    note_lifetimes(e, calls);
+    return calls;
+}
+
+/* The variant's run function, after its kernels (the workspace is planned). */
+static void emit_variant_run(Emit *e, const Target *v, bool suffixed, KCall **calls) {
+    e->vt = v;
+    e->suffix = suffixed ? fu_format("_%s", v->tag) : "";
+    emit_run(e, calls);
     if (v->guard[0])
         buf_printf(&e->c, "#endif /* %s */\n\n", v->guard);
 }
@@ -2251,18 +2397,35 @@ static void emit_c_file(Emit *e, const char *header_name) {
                 "    *e = be * grain < n ? be * grain : n;\n"
                 "}\n\n"
                 "static inline size_t fu_max_size(size_t a, size_t b) {\n    return a > b ? a : b;\n}\n\n");
+    /* The kernels first, into their own buffers: which intermediates they
+     * store, and in which kernels, decides the workspace layout that comes
+     * before them in the file. */
+    int nv = t->nvariants ? t->nvariants : 1;
+    Buf top = *c;
+    Buf *text = fu_alloc(sizeof *text * (size_t)nv);
+    KCall ***calls = fu_alloc(sizeof *calls * (size_t)nv);
+    for (int i = 0; i < e->g->nnodes; i++) {
+        e->first[i] = INT_MAX;
+        e->last[i] = -1;
+    }
+    for (int i = 0; i < nv; i++) {
+        memset(c, 0, sizeof *c);
+        calls[i] = emit_variant_kernels(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0);
+        text[i] = *c;
+    }
+    *c = top;
+    plan_storage(e);
     emit_layout(e);
     emit_args(e);
-    if (t->nvariants == 0) {
-        if (t->guard[0])
-            buf_printf(c, "#if !(%s)\n#error \"this file was generated for target %s\"\n#endif\n\n", t->guard,
-                       t->name);
-        emit_variant(e, t, false);
-    } else {
-        for (int i = 0; i < t->nvariants; i++)
-            emit_variant(e, t->variants[i], true);
-        emit_pick(e);
+    if (t->nvariants == 0 && t->guard[0])
+        buf_printf(c, "#if !(%s)\n#error \"this file was generated for target %s\"\n#endif\n\n", t->guard,
+                   t->name);
+    for (int i = 0; i < nv; i++) {
+        buf_puts(c, take(&text[i], ""));
+        emit_variant_run(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0, calls[i]);
     }
+    if (t->nvariants)
+        emit_pick(e);
     e->vt = t;
     emit_forward(e);
     emit_bind_and_desc(e);
@@ -2404,6 +2567,8 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
         return -1;
     place_buffers(&e);
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
+    e.first = fu_alloc(sizeof *e.first * (size_t)(g->nnodes + 1));
+    e.last = fu_alloc(sizeof *e.last * (size_t)(g->nnodes + 1));
     emit_c_file(&e, header_name);
     emit_h_file(&e);
     int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;

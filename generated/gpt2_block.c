@@ -29,10 +29,15 @@ static uint64_t fu_slot(int64_t numel) {
     return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;
 }
 
+static uint64_t fu_max_u64(uint64_t a, uint64_t b) {
+    return a > b ? a : b;
+}
+
 /*
- * Checks the symbols and places every intermediate in the workspace: one
- * 64-byte aligned slot each, in node order.  forward and workspace_size both
- * call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
+ * Checks the symbols and places every stored intermediate in the workspace:
+ * intermediates whose kernels do not overlap share a storage (64-byte
+ * aligned, as large as its largest member).  forward and workspace_size
+ * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
  */
 static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     uint64_t at = 0;
@@ -40,29 +45,10 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
         return FR_EINVAL;
     if (P < 0 || P > FU_SYM_MAX)
         return FR_EINVAL;
-    off[0] = (size_t)at; /* %15 h: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[1] = (size_t)at; /* %16 qkv: f32[T, 768] */
-    at += fu_slot(T * 768);
-    off[2] = (size_t)at; /* %17 q: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[3] = (size_t)at; /* %18 k: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[4] = (size_t)at; /* %19 v: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[5] = (size_t)at; /* %22 attn: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[6] = (size_t)at; /* %23 attn_out: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[7] = (size_t)at; /* %24 r: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[8] = (size_t)at; /* %25 layer_norm: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[9] = (size_t)at; /* %26 linear: f32[T, 1024] */
-    at += fu_slot(T * 1024);
-    off[10] = (size_t)at; /* %27 h: f32[T, 1024] */
-    at += fu_slot(T * 1024);
-    off[11] = (size_t)at; /* %28 m: f32[T, 256] */
+    off[0] = (size_t)at; /* %16 qkv: f32[T, 768], kernels 0..1 */
+    off[2] = (size_t)at; /* %24 r: f32[T, 256], kernels 2..3 */
+    at += fu_max_u64(fu_slot(T * 768), fu_slot(T * 256));
+    off[1] = (size_t)at; /* %22 attn: f32[T, 256], kernels 1..2 */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
         return FR_EINVAL;
@@ -2019,9 +2005,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t T = fa->T;
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
-    float *fu_t16 = (float *)(fa->ws + fa->off[1]);
-    float *fu_t22 = (float *)(fa->ws + fa->off[5]);
-    float *fu_t24 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t16 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t22 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[2]);
     float *out_hidden_states = fa->out_hidden_states;
     k15_layer_norm_linear(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
     fr_barrier(nth);
@@ -2033,7 +2019,7 @@ static void fu_run(void *ctx, int tid, int nth) {
 }
 
 size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
-    size_t off[12], total;
+    size_t off[3], total;
     if (fu_layout(T, P, off, &total) != 0)
         return 0;
     return total;
@@ -2049,7 +2035,7 @@ int gpt2_block_forward(const gpt2_block_weights *w,
                        const float *hidden_states /* f32[T, 256] */,
                        float *out_hidden_states /* f32[T, 256] */,
                        void *workspace) {
-    size_t fu_off[12], fu_total;
+    size_t fu_off[3], fu_total;
     if (!w || !w->ln_1_weight || !w->ln_1_bias
         || !w->attn_c_attn_weight || !w->attn_c_attn_bias || !w->attn_c_proj_weight
         || !w->attn_c_proj_bias || !w->ln_2_weight || !w->ln_2_bias

@@ -30,9 +30,10 @@ static uint64_t fu_slot(int64_t numel) {
 }
 
 /*
- * Checks the symbols and places every intermediate in the workspace: one
- * 64-byte aligned slot each, in node order.  forward and workspace_size both
- * call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
+ * Checks the symbols and places every stored intermediate in the workspace:
+ * intermediates whose kernels do not overlap share a storage (64-byte
+ * aligned, as large as its largest member).  forward and workspace_size
+ * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
  */
 static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     uint64_t at = 0;
@@ -40,35 +41,14 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
         return FR_EINVAL;
     if (P < 0 || P > FU_SYM_MAX)
         return FR_EINVAL;
-    off[0] = (size_t)at; /* %13 h: f32[T, 256] */
+    off[0] = (size_t)at; /* %14 linear: f32[T, 256], kernels 0..1 */
+    off[4] = (size_t)at; /* %23 r: f32[T, 256], kernels 2..3 */
     at += fu_slot(T * 256);
-    off[1] = (size_t)at; /* %14 linear: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[2] = (size_t)at; /* %15 q: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[3] = (size_t)at; /* %16 linear: f32[T, 64] */
+    off[1] = (size_t)at; /* %16 linear: f32[T, 64], kernels 0..1 */
     at += fu_slot(T * 64);
-    off[4] = (size_t)at; /* %17 k: f32[T, 64] */
+    off[2] = (size_t)at; /* %18 v: f32[T, 64], kernels 0..1 */
     at += fu_slot(T * 64);
-    off[5] = (size_t)at; /* %18 v: f32[T, 64] */
-    at += fu_slot(T * 64);
-    off[6] = (size_t)at; /* %21 attn: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[7] = (size_t)at; /* %22 attn_out: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[8] = (size_t)at; /* %23 r: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[9] = (size_t)at; /* %24 rms_norm: f32[T, 256] */
-    at += fu_slot(T * 256);
-    off[10] = (size_t)at; /* %25 linear: f32[T, 704] */
-    at += fu_slot(T * 704);
-    off[11] = (size_t)at; /* %26 silu: f32[T, 704] */
-    at += fu_slot(T * 704);
-    off[12] = (size_t)at; /* %27 linear: f32[T, 704] */
-    at += fu_slot(T * 704);
-    off[13] = (size_t)at; /* %28 mul: f32[T, 704] */
-    at += fu_slot(T * 704);
-    off[14] = (size_t)at; /* %29 m: f32[T, 256] */
+    off[3] = (size_t)at; /* %21 attn: f32[T, 256], kernels 1..2 */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
         return FR_EINVAL;
@@ -6808,11 +6788,11 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
     const int32_t *position_ids = fa->position_ids;
-    float *fu_t14 = (float *)(fa->ws + fa->off[1]);
-    float *fu_t16 = (float *)(fa->ws + fa->off[3]);
-    float *fu_t18 = (float *)(fa->ws + fa->off[5]);
-    float *fu_t21 = (float *)(fa->ws + fa->off[6]);
-    float *fu_t23 = (float *)(fa->ws + fa->off[8]);
+    float *fu_t14 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t16 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t18 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t23 = (float *)(fa->ws + fa->off[4]);
     float *out_hidden_states = fa->out_hidden_states;
     k13_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t14, w->self_attn_k_proj_weight, fu_t16, w->self_attn_v_proj_weight, fu_t18, T);
     fr_barrier(nth);
@@ -6824,7 +6804,7 @@ static void fu_run(void *ctx, int tid, int nth) {
 }
 
 size_t llama_layer_workspace_size(int64_t T, int64_t P) {
-    size_t off[15], total;
+    size_t off[5], total;
     if (fu_layout(T, P, off, &total) != 0)
         return 0;
     return total;
@@ -6841,7 +6821,7 @@ int llama_layer_forward(const llama_layer_weights *w,
                         const int32_t *position_ids /* i32[T] */,
                         float *out_hidden_states /* f32[T, 256] */,
                         void *workspace) {
-    size_t fu_off[15], fu_total;
+    size_t fu_off[5], fu_total;
     if (!w || !w->input_layernorm_weight || !w->self_attn_q_proj_weight
         || !w->self_attn_k_proj_weight || !w->self_attn_v_proj_weight || !w->self_attn_o_proj_weight
         || !w->post_attention_layernorm_weight || !w->mlp_gate_proj_weight || !w->mlp_up_proj_weight

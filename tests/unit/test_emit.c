@@ -863,6 +863,36 @@ static void test_multi_node_kernel(void **state) {
     assert_null(strstr(text, "k2_mul"));
 }
 
+/* Workspace planning: in a chain of unfused kernels each intermediate is
+ * dead two kernels later, so a, c and e share one storage and b and d
+ * another; the run starts from a workspace full of 0xff bytes, so a wrong
+ * overlap shows in the results. */
+static void test_workspace_sharing(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("chain");
+    int T = ir_add_sym(g, "T");
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, S(T), C(5));
+    Node *a = op1(g, OP_EXP, x);
+    Node *b = op2(g, OP_MUL, a, cst(g, 0.5));
+    Node *c = op2(g, OP_ADD, b, x);
+    Node *d = op1(g, OP_NEG, c);
+    Node *e = op1(g, OP_TANH, d);
+    Node *f = op2(g, OP_MUL, e, a); /* a lives to the end: its storage is its own */
+    out(g, "y", f);
+    Spec sp = {.ncalls = 3, .syms = {{3}, {1}, {17}}};
+    run_and_compare(g, &sp);
+    char *text = slurp(tmp_path("chain.c"), NULL);
+    const char *lay = strstr(text, "static int fu_layout(");
+    assert_non_null(lay);
+    const char *end = strstr(lay, "\n}\n");
+    int stores = 0;
+    for (const char *p = strstr(lay, "at += "); p && p < end; p = strstr(p + 1, "at += "))
+        stores++;
+    /* a (kernels 0..5) alone; b, d (1..2, 3..4) and c, e (2..3, 4..5) */
+    assert_int_equal(stores, 3);
+    assert_non_null(strstr(lay, " exp: f32[T, 5], kernels 0..5 */"));
+}
+
 /* ---- tests: the interface ------------------------------------------------- */
 
 /* No symbols, weights or caches: every optional part of the API is absent. */
@@ -1165,6 +1195,7 @@ int main(void) {
         cmocka_unit_test(test_cache_prefill_decode),
         cmocka_unit_test(test_bad_symbols),
         cmocka_unit_test(test_multi_node_kernel),
+        cmocka_unit_test(test_workspace_sharing),
         cmocka_unit_test(test_minimal_block),
         cmocka_unit_test(test_header_contents),
         cmocka_unit_test(test_deterministic),
