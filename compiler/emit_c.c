@@ -354,7 +354,7 @@ static const char *numel_c(const Graph *g, const Dim *shape, int from, int to, u
 
 /* The shortest float literal that reads back as exactly (float)v:
  * 1e-05f rather than 9.99999975e-06f. */
-static const char *float_lit(double v) {
+const char *c_float_lit(double v) {
     char tmp[64];
     float f = (float)v;
     if (isnan(f))
@@ -372,7 +372,7 @@ static const char *float_lit(double v) {
 }
 
 /* The shortest double literal that reads back as exactly v. */
-static const char *double_lit(double v) {
+const char *c_double_lit(double v) {
     char tmp[64];
     if (isnan(v))
         return "NAN";
@@ -659,7 +659,7 @@ static VOperand ew_operand(Kern *k, const Node *n, int i, const char *role) {
     const Node *x = n->in[i];
     VOperand o = {NULL, NULL};
     if (x->op == OP_CONST)
-        o.scalar = float_lit(x->f[0]);
+        o.scalar = c_float_lit(x->f[0]);
     else if (x->rank == 0)
         o.scalar = fu_format("%s[0]", kin(k, n, i, role));
     else
@@ -747,7 +747,7 @@ static void k_binary(Kern *k, const Node *n) {
     VOperand *vo[2] = {&c.a, &c.b};
     for (int q = 0; q < 2; q++) {
         if (ops[q]->op == OP_CONST) {
-            vo[q]->scalar = float_lit(ops[q]->f[0]);
+            vo[q]->scalar = c_float_lit(ops[q]->f[0]);
             continue;
         }
         kline(k, "const float *%s = %s + %s;", names[q], ptrs[q], offs[q]);
@@ -1179,7 +1179,7 @@ static void k_rms_norm(Kern *k, const Node *n) {
     kline(k, "int64_t j;");
     kline(k, "%s vss = %s;", v_type(t), v_zero(t));
     row_map(k, 2, "0", D, NULL, NULL, "vss");
-    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vss"), as_float(D), float_lit(n->f[0]));
+    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vss"), as_float(D), c_float_lit(n->f[0]));
     kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
     row_map(k, 0, "0", D, w, NULL, NULL);
     rows_close(k);
@@ -1198,7 +1198,7 @@ static void k_layer_norm(Kern *k, const Node *n) {
     kline(k, "float mu = sum / %s;", as_float(D));
     kline(k, "%s vmu = %s, vvar = %s;", v_type(t), v_set1(t, "mu"), v_zero(t));
     row_map(k, 3, "0", D, NULL, NULL, "vvar");
-    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vvar"), as_float(D), float_lit(n->f[0]));
+    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vvar"), as_float(D), c_float_lit(n->f[0]));
     kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
     row_map(k, 1, "0", D, w, b, NULL);
     rows_close(k);
@@ -1274,8 +1274,8 @@ static void k_rope(Kern *k, const Node *n) {
     k->indent++;
     kline(k, "float cs[%lld], sn[%lld];", (long long)half, (long long)half);
     kline(k, "for (int64_t i = 0; i < %lld; ++i) {", (long long)half);
-    kline(k, "    double ang = (double)%s[t] * pow(%s, -2.0 * (double)i / %s);", pos, double_lit(n->f[0]),
-          double_lit((double)hd));
+    kline(k, "    double ang = (double)%s[t] * pow(%s, -2.0 * (double)i / %s);", pos, c_double_lit(n->f[0]),
+          c_double_lit((double)hd));
     kline(k, "    cs[i] = (float)cos(ang);");
     kline(k, "    sn[i] = (float)sin(ang);");
     kline(k, "}");
@@ -1332,7 +1332,7 @@ static void k_attention(Kern *k, const Node *n) {
     k->indent++;
     kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
     emit_dot(k, "dot", "qh", "kr", hds);
-    kline(k, "float sc = dot * %s, corr, p;", float_lit(n->f[0]));
+    kline(k, "float sc = dot * %s, corr, p;", c_float_lit(n->f[0]));
     kline(k, "if (sc > mx) {");
     kline(k, "    corr = expf(mx - sc);");
     kline(k, "    p = 1.0f;");
@@ -2022,7 +2022,7 @@ static void emit_forward(Emit *e) {
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         if (n->op == OP_CONST && e->needed[i])
-            buf_printf(c, "    const float fu_c%d = %s;\n", i, float_lit(n->f[0]));
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
         if (e->home[i] == HOME_SLOT && e->needed[i])
             buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
                        ctype(n), e->slot[i]);
@@ -2298,7 +2298,7 @@ static void emit_run(Emit *e, KCall **calls) {
             buf_printf(c, "    %s *%s = fa->%s;\n", ctype(n), e->ref[i], e->ref[i]);
             break;
         case HOME_CONST:
-            buf_printf(c, "    const float fu_c%d = %s;\n", i, float_lit(n->f[0]));
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
             break;
         case HOME_SLOT:
             buf_printf(c, "    %s *%s = (%s *)(fa->ws + fa->off[%d]);\n", ctype(n), e->ref[i], ctype(n),

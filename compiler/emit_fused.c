@@ -73,31 +73,6 @@ static const char *numel(Kern *k, const Node *n, int from, int to) {
     return fu_format("(%s)", s);
 }
 
-static const char *flt(double v) {
-    char tmp[64];
-    float f = (float)v;
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
-        if (strtof(tmp, NULL) == f)
-            break;
-    }
-    if (!strpbrk(tmp, ".einn"))
-        return fu_format("%s.0f", tmp);
-    return fu_format("%sf", tmp);
-}
-
-static const char *dbl(double v) {
-    char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v)
-            break;
-    }
-    if (!strpbrk(tmp, ".e"))
-        return fu_format("%s.0", tmp);
-    return fu_format("%s", tmp);
-}
-
 /* One step of a vector loop; `tail` when only fu_m lanes remain. */
 typedef void (*Step)(Kern *k, void *ctx, bool tail);
 
@@ -216,7 +191,7 @@ static void dag_operands(Kern *k, Dag *g, bool *flat_ok) {
             o->n = x;
             if (x->op == OP_CONST) {
                 o->acc = ACC_SCALAR;
-                o->scalar = flt(x->f[0]);
+                o->scalar = c_float_lit(x->f[0]);
             } else if (x->rank == 0 || all_ones(x)) {
                 o->acc = ACC_SCALAR;
                 o->scalar = fu_format("%s[0]", kern_buf(k, x, false));
@@ -602,7 +577,7 @@ static void emit_rowwise(Kern *k, const Kernel *kr) {
     switch (row->op) {
     case OP_RMS_NORM:
         row_reduce(k, &s, RP_SUMSQ, "fu_ss", N);
-        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_ss / %s + %s);", D, flt(row->f[0]));
+        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_ss / %s + %s);", D, c_float_lit(row->f[0]));
         s.inv = "fu_inv";
         break;
     case OP_LAYER_NORM:
@@ -610,7 +585,7 @@ static void emit_rowwise(Kern *k, const Kernel *kr) {
         kern_line(k, "float fu_mu = fu_sum / %s;", D);
         s.mu = "fu_mu";
         row_reduce(k, &s, RP_SQDEV, "fu_var", N);
-        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_var / %s + %s);", D, flt(row->f[0]));
+        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_var / %s + %s);", D, c_float_lit(row->f[0]));
         s.inv = "fu_inv";
         break;
     case OP_SOFTMAX:
@@ -675,7 +650,7 @@ static void rope_angles(Kern *k, const Node *rope, const char *pos, const char *
     int64_t hd = rope->i[0];
     kern_line(k, "for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", (long long)(hd / 2));
     kern_line(k, "    double fu_ang = (double)%s[%s] * pow(%s, -2.0 * (double)fu_i / %s);", pos, t,
-              dbl(rope->f[0]), dbl((double)hd));
+              c_double_lit(rope->f[0]), c_double_lit((double)hd));
     kern_line(k, "    fu_cs[fu_i] = (float)cos(fu_ang);");
     kern_line(k, "    fu_sn[fu_i] = (float)sin(fu_ang);");
     kern_line(k, "}");
@@ -1038,13 +1013,13 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     if (qrope) {
         kern_line(k, "    for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", half);
         kern_line(k, "        float fu_x1 = fu_qh[fu_i], fu_x2 = fu_qh[fu_i + %lld];", half);
-        kern_line(k, "        fu_qr[fu_i] = (fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i]) * %s;", flt(att->f[0]));
+        kern_line(k, "        fu_qr[fu_i] = (fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i]) * %s;", c_float_lit(att->f[0]));
         kern_line(k, "        fu_qr[fu_i + %lld] = (fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i]) * %s;", half,
-                  flt(att->f[0]));
+                  c_float_lit(att->f[0]));
         kern_line(k, "    }");
     } else {
         kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
-        kern_line(k, "        fu_qr[fu_d] = fu_qh[fu_d] * %s;", flt(att->f[0]));
+        kern_line(k, "        fu_qr[fu_d] = fu_qh[fu_d] * %s;", c_float_lit(att->f[0]));
     }
     kern_line(k, "}");
     kern_indent(k, -1);

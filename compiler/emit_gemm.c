@@ -466,36 +466,6 @@ typedef struct Gen {
 static void in(Gen *G) { kern_indent(G->k, 1); }
 static void out(Gen *G) { kern_indent(G->k, -1); }
 
-/* The shortest float literal that reads back as (float)v. */
-static const char *float_lit(double v) {
-    char tmp[64];
-    float f = (float)v;
-    if (isnan(f))
-        return "NAN";
-    if (isinf(f))
-        return f < 0 ? "(-INFINITY)" : "INFINITY";
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, (double)f);
-        if (strtof(tmp, NULL) == f)
-            break;
-    }
-    if (!strpbrk(tmp, ".e"))
-        return fu_format("%s.0f", tmp);
-    return fu_format("%sf", tmp);
-}
-
-static const char *double_lit(double v) {
-    char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v)
-            break;
-    }
-    if (!strpbrk(tmp, ".e"))
-        return fu_format("%s.0", tmp);
-    return fu_format("%s", tmp);
-}
-
 static const char *dimx(Gen *G, Dim d) { return kern_dim(G->k, d); }
 
 /* The product of dims [from, to) of n as a C expression ("1" when empty). */
@@ -580,7 +550,7 @@ static void emit_row_stats(Gen *G, const Node *norm, const char *xr, const char 
         L("for (; fu_q < %s; ++fu_q)", K);
         L("    fu_ss += %s[fu_q] * %s[fu_q];", xr, xr);
     }
-    L("fu_iv = 1.0f / sqrtf(fu_ss / (float)%s + %s);", K, float_lit(norm->f[0]));
+    L("fu_iv = 1.0f / sqrtf(fu_ss / (float)%s + %s);", K, c_float_lit(norm->f[0]));
     out(G);
     L("}");
 }
@@ -630,7 +600,7 @@ static const char *arg_value(Gen *G, const Group *gr, const Node *x, const Pos *
     bool ok = classify_arg(x, gr->p[0].mm, &ak);
     FU_ASSERT(ok);
     switch (ak) {
-    case ARG_CONST: return v_set1(G->t, float_lit(x->f[0]));
+    case ARG_CONST: return v_set1(G->t, c_float_lit(x->f[0]));
     case ARG_SCALAR: return v_set1(G->t, fu_format("%s[0]", buf_of(G, x, false)));
     case ARG_COL: return vload(G, fu_format("%s + %s", buf_of(G, x, false), ps->col), ps->cnt);
     case ARG_ROW:
@@ -1680,8 +1650,8 @@ static void emit_rope_tables(Gen *G) {
             int64_t hd = r->i[0];
             L("double fu_if%d[%lld];", r->id, (long long)(hd / 2));
             L("for (int64_t fu_q = 0; fu_q < %lld; ++fu_q)", (long long)(hd / 2));
-            L("    fu_if%d[fu_q] = pow(%s, -2.0 * (double)fu_q / %s);", r->id, double_lit(r->f[0]),
-              double_lit((double)hd));
+            L("    fu_if%d[fu_q] = pow(%s, -2.0 * (double)fu_q / %s);", r->id, c_double_lit(r->f[0]),
+              c_double_lit((double)hd));
         }
 }
 

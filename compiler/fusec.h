@@ -616,6 +616,11 @@ const Target *kern_target(const Kern *k);
 bool kern_is_result(const Kern *k, const Node *n);
 /* A local name unique within the kernel: prefix followed by a number. */
 const char *kern_local(Kern *k, const char *prefix);
+/* C literals that read back exactly: the shortest float literal for
+ * (float)v ("1e-05f", "2.0f") and double literal for v; NAN and
+ * (-)INFINITY for the special values. */
+const char *c_float_lit(double v);
+const char *c_double_lit(double v);
 /*
  * Threads.  NAME_forward runs all kernels inside one fr_parallel call, and
  * every kernel function gets `int tid, int nth` as its first parameters:
