@@ -89,9 +89,9 @@ $(FUSEC): $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB)
 	$(CC) $(CFLAGS) -o $@ $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB) $(LDLIBS)
 
 # ---- tests -------------------------------------------------------------------
-$(BUILD)/tests/%: tests/unit/%.c $(FU_OBJ) $(RTLIB) $(HDRS)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/blockrun.c tests/unit/blockrun.h $(FU_OBJ) $(RTLIB) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(FU_CFLAGS) -Wno-missing-prototypes -o $@ $< $(FU_OBJ) $(RTLIB) -lcmocka $(LDLIBS)
+	$(CC) $(FU_CFLAGS) -Wno-missing-prototypes -o $@ $< tests/unit/blockrun.c $(FU_OBJ) $(RTLIB) -lcmocka $(LDLIBS)
 
 unit-test: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

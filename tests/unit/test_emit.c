@@ -11,18 +11,14 @@
  * outputs with NaN before each call and checks canary bytes after them, so a
  * kernel that reads a slot before writing it, or writes past its end, fails.
  *
- * Driver protocol (native byte order), in.bin:
- *   int64 capacity; every cache's capacity rows (f32); every weight;
- *   int64 ncalls; per call: the symbols (int64 each), then every input.
- * out.bin: per call an int32 return code, then (if 0) every output;
- *   finally every cache's capacity rows.
- * Elements are 4 bytes: f32, or i32 for i32 tensors.
+ * The driver and its file protocol are in blockrun.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "blockrun.h"
 #include "fusec.h"
 #include "fusec_rt.h"
 
@@ -35,148 +31,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef FUSEC_RUNTIME_DIR
-#define FUSEC_RUNTIME_DIR "runtime"
-#endif
-#ifndef FUSEC_LIB_DIR
-#define FUSEC_LIB_DIR "build"
-#endif
-#ifndef FUSEC_SAN
-#define FUSEC_SAN 0
-#endif
-
 static char tmpdir[64];
-
-/* ---- the driver ------------------------------------------------------------ */
-
-static const char driver_src[] =
-    "#include \"fusec_rt.h\"\n"
-    "#include <stdio.h>\n"
-    "#include <stdlib.h>\n"
-    "#include <string.h>\n"
-    "extern const fr_block_desc DESC;\n"
-    "#define CANARY 64\n"
-    "static void die(const char *m) {\n"
-    "    fprintf(stderr, \"driver: %s\\n\", m);\n"
-    "    exit(2);\n"
-    "}\n"
-    "static void rd(FILE *f, void *p, size_t n) {\n"
-    "    if (n && fread(p, 1, n, f) != n)\n"
-    "        die(\"short read\");\n"
-    "}\n"
-    "static void wr(FILE *f, const void *p, size_t n) {\n"
-    "    if (n && fwrite(p, 1, n, f) != n)\n"
-    "        die(\"short write\");\n"
-    "}\n"
-    "static unsigned char *guarded(size_t n) {\n"
-    "    unsigned char *p = fr_alloc(n + CANARY);\n"
-    "    if (!p)\n"
-    "        die(\"out of memory\");\n"
-    "    memset(p, 0xff, n + CANARY);\n"
-    "    return p;\n"
-    "}\n"
-    "static void check_canary(const unsigned char *p, size_t n, const char *what) {\n"
-    "    for (size_t i = 0; i < CANARY; i++)\n"
-    "        if (p[n + i] != 0xff)\n"
-    "            die(what);\n"
-    "}\n"
-    "int main(int argc, char **argv) {\n"
-    "    const fr_block_desc *b = &DESC;\n"
-    "    int64_t cap, ncalls, syms[FR_MAX_SYMS] = {0}, crow[FR_MAX_SYMS] = {0};\n"
-    "    void *w[64] = {0}, *x[64] = {0}, *y[64] = {0};\n"
-    "    float *c[64] = {0};\n"
-    "    size_t ysz[64];\n"
-    "    FILE *in, *out;\n"
-    "    if (argc != 3 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches > 64)\n"
-    "        die(\"usage: driver IN OUT\");\n"
-    "    if (!(in = fopen(argv[1], \"rb\")) || !(out = fopen(argv[2], \"wb\")))\n"
-    "        die(\"cannot open files\");\n"
-    "    rd(in, &cap, 8);\n"
-    "    if (b->cache_sym >= 0)\n"
-    "        crow[b->cache_sym] = 1;\n"
-    "    for (int i = 0; i < b->ncaches; i++) {\n"
-    "        size_t n = (size_t)(cap * fr_desc_numel(&b->caches[i], crow)) * 4;\n"
-    "        c[i] = (float *)guarded(n);\n"
-    "        rd(in, c[i], n);\n"
-    "    }\n"
-    "    for (int i = 0; i < b->nweights; i++) {\n"
-    "        size_t n = (size_t)fr_desc_numel(&b->weights[i], syms) * 4;\n"
-    "        w[i] = malloc(n + 4);\n"
-    "        if (!w[i])\n"
-    "            die(\"out of memory\");\n"
-    "        rd(in, w[i], n);\n"
-    "    }\n"
-    "    rd(in, &ncalls, 8);\n"
-    "    for (int64_t call = 0; call < ncalls; call++) {\n"
-    "        rd(in, syms, 8 * (size_t)b->nsyms);\n"
-    "        for (int i = 0; i < b->ninputs; i++) {\n"
-    "            size_t n = (size_t)fr_desc_numel(&b->inputs[i], syms) * 4;\n"
-    "            free(x[i]);\n"
-    "            if (!(x[i] = malloc(n + 4)))\n"
-    "                die(\"out of memory\");\n"
-    "            rd(in, x[i], n);\n"
-    "        }\n"
-    "        for (int i = 0; i < b->noutputs; i++) {\n"
-    "            int64_t n = fr_desc_numel(&b->outputs[i], syms);\n"
-    "            ysz[i] = n > 0 ? (size_t)n * 4 : 0;\n"
-    "            fr_free(y[i]);\n"
-    "            y[i] = guarded(ysz[i]);\n"
-    "        }\n"
-    "        size_t wsz = b->workspace_size(syms);\n"
-    "        unsigned char *ws = guarded(wsz);\n"
-    "        int32_t rc = b->run((const void *const *)w, c, cap, syms, (const void *const *)x, y, ws);\n"
-    "        check_canary(ws, wsz, \"workspace overrun\");\n"
-    "        fr_free(ws);\n"
-    "        wr(out, &rc, 4);\n"
-    "        for (int i = 0; i < b->noutputs; i++) {\n"
-    "            check_canary(y[i], ysz[i], \"output overrun\");\n"
-    "            if (rc == 0)\n"
-    "                wr(out, y[i], ysz[i]);\n"
-    "        }\n"
-    "    }\n"
-    "    for (int i = 0; i < b->ncaches; i++) {\n"
-    "        size_t n = (size_t)(cap * fr_desc_numel(&b->caches[i], crow)) * 4;\n"
-    "        check_canary((unsigned char *)c[i], n, \"cache overrun\");\n"
-    "        wr(out, c[i], n);\n"
-    "        fr_free(c[i]);\n"
-    "    }\n"
-    "    for (int i = 0; i < 64; i++) {\n"
-    "        free(w[i]);\n"
-    "        free(x[i]);\n"
-    "        fr_free(y[i]);\n"
-    "    }\n"
-    "    if (fclose(out) != 0)\n"
-    "        die(\"cannot write output\");\n"
-    "    fclose(in);\n"
-    "    return 0;\n"
-    "}\n";
 
 /* ---- processes and files ------------------------------------------------- */
 
-/* Runs argv; returns its exit status (-1 when it did not exit normally). */
-static int run_argv(char *const argv[]) {
-    pid_t pid = fork();
-    int st;
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *tmp_path(const char *name) {
     return fu_format("%s/%s", tmpdir, name);
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -185,55 +45,34 @@ static char *slurp(const char *path, size_t *len) {
     return s;
 }
 
+/* The target every test runs on: FUSEC_TEST_TARGET (tests/targets/run.sh
+ * runs every test on each target), else generic. */
+static const Target *test_target(void) {
+    const char *tn = getenv("FUSEC_TEST_TARGET");
+    const Target *t = target_find(tn && *tn ? tn : "generic");
+    assert_non_null(t);
+    return t;
+}
+
 /* Emits g as tmpdir/NAME.c and .h; returns emit_c's result. */
 static int emit_files(const Graph *g) {
     FILE *c = fopen(tmp_path(fu_format("%s.c", g->name)), "w");
     FILE *h = fopen(tmp_path(fu_format("%s.h", g->name)), "w");
     assert_non_null(c);
     assert_non_null(h);
-    /* FUSEC_TEST_TARGET runs every test on another target (tests/targets/run.sh) */
-    const char *tn = getenv("FUSEC_TEST_TARGET");
-    const Target *t = target_find(tn && *tn ? tn : "generic");
-    assert_non_null(t);
-    int rc = emit_c(g, t, c, h, fu_format("%s.h", g->name));
+    int rc = emit_c(g, test_target(), c, h, fu_format("%s.h", g->name));
     assert_int_equal(fclose(c), 0);
     assert_int_equal(fclose(h), 0);
     return rc;
 }
 
 /* Compiles the emitted block with the driver under -Werror; returns the
- * program's path. */
-static const char *build_block(const Graph *g) {
-    const char *prog = tmp_path(fu_format("%s_prog", g->name));
-    const char *driver = tmp_path("driver.c");
-    write_text(driver, driver_src);
-    char *argv[32];
-    int a = 0;
-    argv[a++] = getenv("CC") ? getenv("CC") : "cc";
-    argv[a++] = "-std=c99";
-    argv[a++] = "-O2";
-    argv[a++] = "-Wall";
-    argv[a++] = "-Wextra";
-    argv[a++] = "-Wpedantic";
-    argv[a++] = "-Wshadow";
-    argv[a++] = "-Wstrict-prototypes";
-    argv[a++] = "-Wmissing-prototypes";
-    argv[a++] = "-Werror";
-    if (FUSEC_SAN)
-        argv[a++] = "-fsanitize=address,undefined";
-    argv[a++] = "-I" FUSEC_RUNTIME_DIR;
-    argv[a++] = fu_format("-DDESC=%s_desc", g->name);
-    argv[a++] = (char *)tmp_path(fu_format("%s.c", g->name));
-    argv[a++] = (char *)driver;
-    argv[a++] = FUSEC_LIB_DIR "/libfusec_rt.a";
-    argv[a++] = "-lm";
-    argv[a++] = "-lpthread";
-    argv[a++] = "-o";
-    argv[a++] = (char *)prog;
-    argv[a] = NULL;
-    int rc = run_argv(argv);
-    if (rc != 0)
-        fail_msg("generated C for block %s does not compile (kept in %s)", g->name, tmpdir);
+ * program's path (the test is skipped where the target only compiles). */
+static const char *build_block(const Graph *g, BrRun *run) {
+    *run = br_how_to_run(test_target());
+    const char *prog = br_build(tmpdir, g->name, g->name, test_target(), *run);
+    if (!prog)
+        skip();
     return prog;
 }
 
@@ -295,19 +134,8 @@ static Dim S(int s) { return dim_sym(s); }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-/* Uniform in [lo, hi), rounded to float so both sides see the same value. */
-static double urand(double lo, double hi) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(float)(lo + (hi - lo) * (double)(rng >> 11) / 9007199254740992.0);
-}
-
 static double *rand_data(int64_t n, double lo, double hi, bool integer) {
-    double *d = fu_alloc(sizeof *d * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        d[i] = integer ? floor(urand(lo, hi)) : urand(lo, hi);
-    return d;
+    return br_rand_data(&rng, n, lo, hi, integer);
 }
 
 #define MAX_CALLS 4
@@ -336,32 +164,6 @@ static int64_t cache_row(const Node *c) {
     for (int d = 1; d < c->rank; d++)
         r *= c->shape[d].c;
     return r;
-}
-
-static void put(FILE *f, const double *v, int64_t n, DType dt) {
-    for (int64_t i = 0; i < n; i++) {
-        if (dt == DT_I32) {
-            int32_t x = (int32_t)v[i];
-            assert_int_equal(fwrite(&x, 4, 1, f), 1);
-        } else {
-            float x = (float)v[i];
-            assert_int_equal(fwrite(&x, 4, 1, f), 1);
-        }
-    }
-}
-
-static void get(FILE *f, double *v, int64_t n, DType dt) {
-    for (int64_t i = 0; i < n; i++) {
-        if (dt == DT_I32) {
-            int32_t x;
-            assert_int_equal(fread(&x, 4, 1, f), 1);
-            v[i] = x;
-        } else {
-            float x;
-            assert_int_equal(fread(&x, 4, 1, f), 1);
-            v[i] = x;
-        }
-    }
 }
 
 /* The relative L2 error of C's float results against the interpreter's
@@ -416,7 +218,8 @@ static void run_and_compare(Graph *g, Spec *sp) {
         pass_schedule(g, &o);
     ir_verify(g, "schedule");
     assert_int_equal(emit_files(g), 0);
-    const char *prog = build_block(g);
+    BrRun run;
+    const char *prog = build_block(g, &run);
 
     /* data */
     int64_t zero[FU_MAX_SYMS] = {0};
@@ -444,21 +247,20 @@ static void run_and_compare(Graph *g, Spec *sp) {
     assert_non_null(f);
     assert_int_equal(fwrite(&cap, 8, 1, f), 1);
     for (int i = 0; i < g->ncaches; i++)
-        put(f, sp->cache0[i], cap * cache_row(g->caches[i]), DT_F32);
+        br_put(f, sp->cache0[i], cap * cache_row(g->caches[i]), DT_F32);
     for (int i = 0; i < g->nweights; i++)
-        put(f, sp->w[i], ir_numel(g->weights[i], zero), g->weights[i]->dtype);
+        br_put(f, sp->w[i], ir_numel(g->weights[i], zero), g->weights[i]->dtype);
     int64_t nc = sp->ncalls;
     assert_int_equal(fwrite(&nc, 8, 1, f), 1);
     for (int c = 0; c < sp->ncalls; c++) {
         if (g->nsyms)
             assert_int_equal(fwrite(sp->syms[c], 8, (size_t)g->nsyms, f), (size_t)g->nsyms);
         for (int i = 0; i < g->ninputs; i++)
-            put(f, sp->in[c][i], ir_numel(g->inputs[i], sp->syms[c]), g->inputs[i]->dtype);
+            br_put(f, sp->in[c][i], ir_numel(g->inputs[i], sp->syms[c]), g->inputs[i]->dtype);
     }
     assert_int_equal(fclose(f), 0);
 
-    char *argv[] = {(char *)prog, (char *)tmp_path("in.bin"), (char *)tmp_path("out.bin"), NULL};
-    if (run_argv(argv) != 0)
+    if (br_run(prog, run, tmp_path("in.bin"), tmp_path("out.bin"), 0) != 0)
         fail_msg("the generated block %s failed to run (files in %s)", g->name, tmpdir);
 
     f = fopen(tmp_path("out.bin"), "rb");
@@ -482,7 +284,7 @@ static void run_and_compare(Graph *g, Spec *sp) {
         for (int i = 0; i < g->noutputs; i++) {
             int64_t n = ir_numel(g->outputs[i], sp->syms[c]);
             double maxabs, *got = fu_alloc(sizeof(double) * (size_t)(n + 1));
-            get(f, got, n, g->outputs[i]->dtype);
+            br_get(f, got, n, g->outputs[i]->dtype);
             sp->got[c][i] = got;
             const char *what = fu_format("%s call %d output %s", g->name, c, g->outputs[i]->name);
             double rel = sp->expect_mismatch ? rel_err(got, want[i], n, &maxabs)
@@ -493,7 +295,7 @@ static void run_and_compare(Graph *g, Spec *sp) {
     for (int i = 0; i < g->ncaches; i++) {
         int64_t n = cap * cache_row(g->caches[i]);
         double *got = fu_alloc(sizeof(double) * (size_t)(n + 1));
-        get(f, got, n, DT_F32);
+        br_get(f, got, n, DT_F32);
         expect_close(fu_format("%s cache %s", g->name, g->caches[i]->name), got, cref[i], n, sp->tol);
     }
     if (sp->expect_mismatch && !(sp->worst > sp->tol))
@@ -1176,7 +978,7 @@ static int teardown(void **state) {
     if (getenv("KEEP_TMP"))
         return 0;
     char *argv[] = {"rm", "-rf", tmpdir, NULL};
-    return run_argv(argv) == 0 ? 0 : -1;
+    return br_run_argv(argv, 0) == 0 ? 0 : -1;
 }
 
 int main(void) {

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "blockrun.h"
 #include "fusec.h"
 #include "fusec_rt.h"
 
@@ -34,145 +35,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef FUSEC_RUNTIME_DIR
-#define FUSEC_RUNTIME_DIR "runtime"
-#endif
-#ifndef FUSEC_LIB_DIR
-#define FUSEC_LIB_DIR "build"
-#endif
-#ifndef FUSEC_SAN
-#define FUSEC_SAN 0
-#endif
-
 static char tmpdir[64];
-
-/* ---- the driver: runs a block through NAME_desc on binary files ----------- */
-
-/* in.bin: every weight; int64 ncalls; per call the symbols (int64 each),
- * then every input.  out.bin: per call an int32 return code and every
- * output.  Outputs start as NaN and the workspace has a canary after it. */
-static const char driver_src[] =
-    "#include \"fusec_rt.h\"\n"
-    "#include <math.h>\n"
-    "#include <stdio.h>\n"
-    "#include <stdlib.h>\n"
-    "#include <string.h>\n"
-    "extern const fr_block_desc DESC;\n"
-    "static void die(const char *m) {\n"
-    "    fprintf(stderr, \"driver: %s\\n\", m);\n"
-    "    exit(2);\n"
-    "}\n"
-    "static void rd(FILE *f, void *p, size_t n) {\n"
-    "    if (n && fread(p, 1, n, f) != n)\n"
-    "        die(\"short read\");\n"
-    "}\n"
-    "int main(int argc, char **argv) {\n"
-    "    const fr_block_desc *b = &DESC;\n"
-    "    int64_t ncalls, syms[FR_MAX_SYMS] = {0};\n"
-    "    void *w[64] = {0}, *x[64] = {0}, *y[64] = {0};\n"
-    "    FILE *in, *out;\n"
-    "    if (argc != 3 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches)\n"
-    "        die(\"usage: driver IN OUT\");\n"
-    "    if (!(in = fopen(argv[1], \"rb\")) || !(out = fopen(argv[2], \"wb\")))\n"
-    "        die(\"cannot open files\");\n"
-    "    for (int i = 0; i < b->nweights; i++) {\n"
-    "        size_t n = (size_t)fr_desc_numel(&b->weights[i], syms) * 4;\n"
-    "        if (!(w[i] = malloc(n)))\n"
-    "            die(\"out of memory\");\n"
-    "        rd(in, w[i], n);\n"
-    "    }\n"
-    "    rd(in, &ncalls, 8);\n"
-    "    for (int64_t call = 0; call < ncalls; call++) {\n"
-    "        rd(in, syms, 8 * (size_t)b->nsyms);\n"
-    "        for (int i = 0; i < b->ninputs; i++) {\n"
-    "            size_t n = (size_t)fr_desc_numel(&b->inputs[i], syms) * 4;\n"
-    "            free(x[i]);\n"
-    "            if (!(x[i] = malloc(n + 4)))\n"
-    "                die(\"out of memory\");\n"
-    "            rd(in, x[i], n);\n"
-    "        }\n"
-    "        for (int i = 0; i < b->noutputs; i++) {\n"
-    "            size_t n = (size_t)fr_desc_numel(&b->outputs[i], syms);\n"
-    "            free(y[i]);\n"
-    "            if (!(y[i] = malloc(n * 4 + 4)))\n"
-    "                die(\"out of memory\");\n"
-    "            for (size_t j = 0; j < n; j++)\n"
-    "                ((float *)y[i])[j] = NAN;\n"
-    "        }\n"
-    "        size_t ws = b->workspace_size(syms);\n"
-    "        unsigned char *wsp = fr_alloc(ws + 64);\n"
-    "        if (!wsp)\n"
-    "            die(\"out of memory\");\n"
-    "        memset(wsp + ws, 0xa5, 64);\n"
-    "        int32_t rc = b->run((const void *const *)w, NULL, 0, syms, (const void *const *)x, y, wsp);\n"
-    "        for (int i = 0; i < 64; i++)\n"
-    "            if (wsp[ws + i] != 0xa5)\n"
-    "                die(\"workspace overrun\");\n"
-    "        fr_free(wsp);\n"
-    "        if (fwrite(&rc, 4, 1, out) != 1)\n"
-    "            die(\"short write\");\n"
-    "        for (int i = 0; i < b->noutputs && rc == 0; i++) {\n"
-    "            size_t n = (size_t)fr_desc_numel(&b->outputs[i], syms) * 4;\n"
-    "            if (n && fwrite(y[i], 1, n, out) != n)\n"
-    "                die(\"short write\");\n"
-    "        }\n"
-    "    }\n"
-    "    for (int i = 0; i < 64; i++) {\n"
-    "        free(w[i]);\n"
-    "        free(x[i]);\n"
-    "        free(y[i]);\n"
-    "    }\n"
-    "    if (fclose(out) != 0)\n"
-    "        die(\"cannot write output\");\n"
-    "    fclose(in);\n"
-    "    return 0;\n"
-    "}\n";
 
 /* ---- processes and files ------------------------------------------------- */
 
-/* Runs argv with FUSE_NUM_THREADS=threads (0: unchanged); returns its exit
- * status, -1 when it did not exit normally. */
-static int run_argv(char *const argv[], int threads) {
-    pid_t pid = fork();
-    int st;
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        if (threads > 0) {
-            char v[16];
-            snprintf(v, sizeof v, "%d", threads);
-            setenv("FUSE_NUM_THREADS", v, 1);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *tmp_path(const char *name) { return fu_format("%s/%s", tmpdir, name); }
-
-static bool have_program(const char *name) {
-    char *argv[] = {"sh", "-c", (char *)fu_format("command -v %s >/dev/null 2>&1", name), NULL};
-    return run_argv(argv, 0) == 0;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* Pushes the space-separated words of s. */
-static void push_words(char **argv, int *a, const char *s) {
-    char *c = fu_strdup(s), *p = strtok(c, " ");
-    while (p) {
-        argv[(*a)++] = p;
-        p = strtok(NULL, " ");
-    }
-}
 
 /* ---- blocks and kernels ------------------------------------------------------- */
 
@@ -234,30 +101,8 @@ static void fuse(Graph *g, KernelKind kind, const char *labels) {
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 
-static double urand(double lo, double hi) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(float)(lo + (hi - lo) * (double)(rng >> 11) / 9007199254740992.0);
-}
-
 static double *rand_data(int64_t n, bool integer, double lo, double hi) {
-    double *d = fu_alloc(sizeof *d * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        d[i] = integer ? floor(urand(0, 200)) : urand(lo, hi);
-    return d;
-}
-
-static void put(FILE *f, const double *v, int64_t n, DType dt) {
-    for (int64_t i = 0; i < n; i++) {
-        if (dt == DT_I32) {
-            int32_t x = (int32_t)v[i];
-            assert_int_equal(fwrite(&x, 4, 1, f), 1);
-        } else {
-            float x = (float)v[i];
-            assert_int_equal(fwrite(&x, 4, 1, f), 1);
-        }
-    }
+    return integer ? br_rand_data(&rng, n, 0, 200, true) : br_rand_data(&rng, n, lo, hi, false);
 }
 
 /* The relative L2 error of got against ref; NaN anywhere is infinite. */
@@ -275,70 +120,16 @@ static double rel_err(const float *got, const double *ref, int64_t n) {
 
 /* ---- building and running --------------------------------------------------------- */
 
-typedef enum Run { RUN_NATIVE, RUN_QEMU, RUN_COMPILE_ONLY } Run;
-
-/* How a target's programs run here (or whether they can). */
-static Run how_to_run(const Target *t) {
-    if (t->isa == ISA_NEON)
-        return have_program("aarch64-linux-gnu-gcc") && have_program("qemu-aarch64") ? RUN_QEMU
-                                                                                     : RUN_COMPILE_ONLY;
-    if (t->isa == ISA_GENERIC)
-        return RUN_NATIVE;
-    unsigned need = t->features, have = fr_cpu_features();
-    return (need & have) == need ? RUN_NATIVE : RUN_COMPILE_ONLY;
-}
-
 /* Emits g for target t and compiles it with the driver; returns the
  * program, or NULL when the target only compiles here. */
-static const char *build(const Graph *g, const Target *t, Run run) {
-    const char *cfile = tmp_path("blk.c"), *hfile = tmp_path("blk.h");
-    FILE *c = fopen(cfile, "w"), *h = fopen(hfile, "w");
+static const char *build(const Graph *g, const Target *t, BrRun run) {
+    FILE *c = fopen(tmp_path("blk.c"), "w"), *h = fopen(tmp_path("blk.h"), "w");
     assert_non_null(c);
     assert_non_null(h);
     assert_int_equal(emit_c(g, t, c, h, "blk.h"), 0);
     assert_int_equal(fclose(c), 0);
     assert_int_equal(fclose(h), 0);
-    const char *prog = tmp_path("prog");
-    write_text(tmp_path("driver.c"), driver_src);
-    char *argv[64];
-    int a = 0;
-    argv[a++] = run == RUN_QEMU ? "aarch64-linux-gnu-gcc" : getenv("CC") ? getenv("CC") : "cc";
-    push_words(argv, &a, "-std=c99 -O2 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror");
-    if (t->cflags && *t->cflags)
-        push_words(argv, &a, t->cflags);
-    if (FUSEC_SAN && run == RUN_NATIVE)
-        argv[a++] = "-fsanitize=address,undefined";
-    argv[a++] = "-I" FUSEC_RUNTIME_DIR;
-    argv[a++] = (char *)fu_format("-DDESC=%s_desc", g->name);
-    argv[a++] = (char *)cfile;
-    if (run == RUN_COMPILE_ONLY) {
-        argv[a++] = "-c";
-        argv[a++] = "-o";
-        argv[a++] = (char *)tmp_path("blk.o");
-        argv[a] = NULL;
-        if (run_argv(argv, 0) != 0)
-            fail_msg("generated C for %s does not compile (kept in %s)", t->name, tmpdir);
-        return NULL;
-    }
-    argv[a++] = (char *)tmp_path("driver.c");
-    if (run == RUN_QEMU) {
-        /* the runtime's sources, for the other architecture */
-        push_words(argv, &a, fu_format("-static -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE"));
-        static const char *const rt[] = {"block", "cpu", "dtype", "err", "mem", "pool", "safetensors",
-                                         "stwriter", "threads", "timer"};
-        for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
-            argv[a++] = (char *)fu_format("%s/%s.c", FUSEC_RUNTIME_DIR, rt[i]);
-    } else {
-        argv[a++] = FUSEC_LIB_DIR "/libfusec_rt.a";
-    }
-    argv[a++] = "-lm";
-    argv[a++] = "-lpthread";
-    argv[a++] = "-o";
-    argv[a++] = (char *)prog;
-    argv[a] = NULL;
-    if (run_argv(argv, 0) != 0)
-        fail_msg("generated C for %s does not compile (kept in %s)", t->name, tmpdir);
-    return prog;
+    return br_build(tmpdir, "blk", g->name, t, run);
 }
 
 #define MAX_CALLS 12
@@ -349,7 +140,7 @@ static const char *build(const Graph *g, const Target *t, Run run) {
 static double check_block(Graph *g, const char *target, const int64_t *rows, double tol) {
     const Target *t = target_find(target);
     assert_non_null(t);
-    Run run = how_to_run(t);
+    BrRun run = br_how_to_run(t);
     const char *prog = build(g, t, run);
     if (!prog)
         return 0;
@@ -368,8 +159,10 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
     }
     FILE *f = fopen(tmp_path("in.bin"), "wb");
     assert_non_null(f);
+    int64_t cap = 0; /* no caches */
+    assert_int_equal(fwrite(&cap, 8, 1, f), 1);
     for (int i = 0; i < g->nweights; i++)
-        put(f, w[i], ir_numel(g->weights[i], syms[0]), DT_F32);
+        br_put(f, w[i], ir_numel(g->weights[i], syms[0]), DT_F32);
     int64_t nc = ncalls;
     assert_int_equal(fwrite(&nc, 8, 1, f), 1);
     for (int c = 0; c < ncalls; c++) {
@@ -381,24 +174,13 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
         for (int i = 0; i < g->ninputs; i++) {
             const Node *n = g->inputs[i];
             x[c][i] = rand_data(ir_numel(n, syms[c]), n->dtype == DT_I32, -2, 2);
-            put(f, x[c][i], ir_numel(n, syms[c]), n->dtype);
+            br_put(f, x[c][i], ir_numel(n, syms[c]), n->dtype);
         }
     }
     assert_int_equal(fclose(f), 0);
     double worst = 0;
     for (int threads = 1; threads <= 3; threads += 2) {
-        char *argv[8];
-        int a = 0;
-        if (run == RUN_QEMU) {
-            argv[a++] = "qemu-aarch64";
-            argv[a++] = "-L";
-            argv[a++] = "/usr/aarch64-linux-gnu";
-        }
-        argv[a++] = (char *)prog;
-        argv[a++] = (char *)tmp_path("in.bin");
-        argv[a++] = (char *)tmp_path("out.bin");
-        argv[a] = NULL;
-        if (run_argv(argv, threads) != 0)
+        if (br_run(prog, run, tmp_path("in.bin"), tmp_path("out.bin"), threads) != 0)
             fail_msg("the %s program failed with %d threads (kept in %s)", target, threads, tmpdir);
         f = fopen(tmp_path("out.bin"), "rb");
         assert_non_null(f);
@@ -786,7 +568,7 @@ static int teardown(void **state) {
     (void)state;
     if (getenv("TEST_GEMM_KEEP"))
         return 0;
-    const char *names[] = {"blk.c", "blk.h", "blk.o", "driver.c", "prog", "in.bin", "out.bin"};
+    const char *names[] = {"blk.c", "blk.h", "blk.o", "driver.c", "blk_prog", "in.bin", "out.bin"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unlink(tmp_path(names[i]));
     rmdir(tmpdir);
