@@ -499,6 +499,50 @@ void kern_indent(Kern *k, int delta) {
 
 const Target *kern_target(const Kern *k) { return k->e->vt; }
 
+int kern_tw(const Kern *k) {
+    const Target *t = kern_target(k);
+    return t->isa == ISA_NEON ? 4 : t->isa == ISA_GENERIC ? 1 : 8;
+}
+
+const Target *kern_tw_target(const Kern *k) {
+    const Target *t = kern_target(k);
+    return t->isa == ISA_AVX512 ? target_find("x86-64-avx2") : t;
+}
+
+/* The transposes of kern_tw (fusec.h); emit_gemm's A packer relies on the
+ * order of the stores. */
+void kern_transpose(Kern *k, const char *const *rows, const char *const *dst) {
+    const Target *pt = kern_tw_target(k);
+    const char *vt = v_type(pt);
+    FU_ASSERT(kern_tw(k) > 1);
+    kern_line(k, "{");
+    kern_indent(k, 1);
+    if (kern_target(k)->isa == ISA_NEON) {
+        for (int r = 0; r < 4; r++)
+            kern_line(k, "const float32x4_t fu_tr%d = %s;", r, rows[r]);
+        kern_line(k, "const float32x4x2_t fu_tp01 = vtrnq_f32(fu_tr0, fu_tr1), fu_tp23 = vtrnq_f32(fu_tr2, fu_tr3);");
+        for (int c = 0; c < 4; c++)
+            kern_line(k, "vst1q_f32(%s, vcombine_f32(vget_%s_f32(fu_tp01.val[%d]), vget_%s_f32(fu_tp23.val[%d])));", dst[c],
+              c < 2 ? "low" : "high", c & 1, c < 2 ? "low" : "high", c & 1);
+    } else {
+        for (int r = 0; r < 8; r++)
+            kern_line(k, "const %s fu_tr%d = %s;", vt, r, rows[r]);
+        for (int q = 0; q < 4; q++)
+            kern_line(k, "const %s fu_tu%d = _mm256_unpacklo_ps(fu_tr%d, fu_tr%d), fu_tu%d = _mm256_unpackhi_ps(fu_tr%d, fu_tr%d);", vt,
+              2 * q, 2 * q, 2 * q + 1, 2 * q + 1, 2 * q, 2 * q + 1);
+        for (int q = 0; q < 2; q++)
+            kern_line(k, "const %s fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee), "
+              "fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee);",
+              vt, 4 * q, 4 * q, 4 * q + 2, 4 * q + 1, 4 * q, 4 * q + 2, 4 * q + 2, 4 * q + 1, 4 * q + 3, 4 * q + 3,
+              4 * q + 1, 4 * q + 3);
+        for (int c = 0; c < 8; c++)
+            kern_line(k, "_mm256_storeu_ps(%s, _mm256_permute2f128_ps(fu_tv%d, fu_tv%d, 0x%s));", dst[c], c & 3, 4 + (c & 3),
+              c < 4 ? "20" : "31");
+    }
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
 void kern_scratch(Kern *k, const char *bytes_expr) {
     FU_ASSERT(bytes_expr && *bytes_expr);
     k->scratch = k->scratch ? fu_format("fu_max_size(%s, (size_t)(%s))", k->scratch, bytes_expr)

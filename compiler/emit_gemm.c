@@ -770,50 +770,12 @@ static void emit_col_range(Gen *G, const Stage *s, int g, const char *tc, const 
 
 /* ---- GEMM (prefill) ------------------------------------------------------------------ */
 
-/* Packing moves data between row-major and k-major layouts; on SIMD targets
- * it goes through TW x TW transposes in registers (x86: 8 x 8 with AVX
- * shuffles, for AVX-512 too; NEON: 4 x 4 with vtrnq), the vocabulary of
- * pack_target giving the loads and arithmetic at that width. */
-static int pack_width(const Gen *G) {
-    return G->t->isa == ISA_NEON ? 4 : G->t->isa == ISA_GENERIC ? 1 : 8;
-}
-
-static const Target *pack_target(const Gen *G) {
-    return G->t->isa == ISA_AVX512 ? target_find("x86-64-avx2") : G->t;
-}
-
-/* rows[r] are TW vector expressions; column c of the tile is stored at
- * dst[c], in order c = 0, 1, ... (later stores may overwrite the tail of
- * earlier ones: the A packer relies on that). */
+/* Packing moves data between row-major and k-major layouts through the
+ * Kern API's in-register transposes (kern_transpose). */
+static int pack_width(const Gen *G) { return kern_tw(G->k); }
+static const Target *pack_target(const Gen *G) { return kern_tw_target(G->k); }
 static void emit_transpose(Gen *G, const char *const *rows, const char *const *dst) {
-    const Target *pt = pack_target(G);
-    const char *vt = v_type(pt);
-    L("{");
-    in(G);
-    if (G->t->isa == ISA_NEON) {
-        for (int r = 0; r < 4; r++)
-            L("const float32x4_t fu_tr%d = %s;", r, rows[r]);
-        L("const float32x4x2_t fu_tp01 = vtrnq_f32(fu_tr0, fu_tr1), fu_tp23 = vtrnq_f32(fu_tr2, fu_tr3);");
-        for (int c = 0; c < 4; c++)
-            L("vst1q_f32(%s, vcombine_f32(vget_%s_f32(fu_tp01.val[%d]), vget_%s_f32(fu_tp23.val[%d])));", dst[c],
-              c < 2 ? "low" : "high", c & 1, c < 2 ? "low" : "high", c & 1);
-    } else {
-        for (int r = 0; r < 8; r++)
-            L("const %s fu_tr%d = %s;", vt, r, rows[r]);
-        for (int q = 0; q < 4; q++)
-            L("const %s fu_tu%d = _mm256_unpacklo_ps(fu_tr%d, fu_tr%d), fu_tu%d = _mm256_unpackhi_ps(fu_tr%d, fu_tr%d);", vt,
-              2 * q, 2 * q, 2 * q + 1, 2 * q + 1, 2 * q, 2 * q + 1);
-        for (int q = 0; q < 2; q++)
-            L("const %s fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee), "
-              "fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0x44), fu_tv%d = _mm256_shuffle_ps(fu_tu%d, fu_tu%d, 0xee);",
-              vt, 4 * q, 4 * q, 4 * q + 2, 4 * q + 1, 4 * q, 4 * q + 2, 4 * q + 2, 4 * q + 1, 4 * q + 3, 4 * q + 3,
-              4 * q + 1, 4 * q + 3);
-        for (int c = 0; c < 8; c++)
-            L("_mm256_storeu_ps(%s, _mm256_permute2f128_ps(fu_tv%d, fu_tv%d, 0x%s));", dst[c], c & 3, 4 + (c & 3),
-              c < 4 ? "20" : "31");
-    }
-    out(G);
-    L("}");
+    kern_transpose(G->k, rows, dst);
 }
 
 /* Packs B's columns [fu_jc, fu_jc + fu_nc) x depth [fu_pc, fu_pc + fu_kc) of

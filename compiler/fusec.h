@@ -616,6 +616,14 @@ const Target *kern_target(const Kern *k);
 bool kern_is_result(const Kern *k, const Node *n);
 /* A local name unique within the kernel: prefix followed by a number. */
 const char *kern_local(Kern *k, const char *prefix);
+/* In-register transposes of TW x TW floats, TW = kern_tw (x86: 8 x 8 with
+ * AVX shuffles, for AVX-512 too; NEON: 4 x 4 with vtrnq; generic: 1, none):
+ * rows[r] are TW vector expressions of kern_tw_target's vocabulary, and
+ * column c of the tile is stored to the address dst[c], in order c = 0, 1,
+ * ... (later stores may overwrite the tail of earlier ones). */
+int kern_tw(const Kern *k);
+const Target *kern_tw_target(const Kern *k);
+void kern_transpose(Kern *k, const char *const *rows, const char *const *dst);
 /* C literals that read back exactly: the shortest float literal for
  * (float)v ("1e-05f", "2.0f") and double literal for v; NAN and
  * (-)INFINITY for the special values. */
