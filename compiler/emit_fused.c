@@ -909,6 +909,49 @@ static void emit_pv(Kern *k, long long hd, long long vstride) {
     kern_indent(k, -1);
 }
 
+/* The key block transposed into scratch: fu_kt[d * BK + j] = k[s0 + j][d],
+ * zero past the last key (fu_nb).  Whole groups of TW keys go through the
+ * Kern API's TW x TW register transposes (about a quarter of the kernel's
+ * time was this copy when it went element by element); the rest, and the
+ * generic target, element by element. */
+static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
+    int tw = kern_tw(k);
+    const char *scalar = fu_format("fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? "
+                                   "fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d] : 0.0f;", kstride);
+    kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; fu_j += %d) {", tw);
+    kern_indent(k, 1);
+    if (tw > 1) {
+        long long full = hd / tw * tw;
+        kern_line(k, "if (fu_j + %d <= fu_nb) {", tw);
+        kern_indent(k, 1);
+        if (full) {
+            const char *rows[8], *dst[8];
+            for (int r = 0; r < tw; r++) {
+                rows[r] = v_load(kern_tw_target(k), fu_format("fu_kb + (fu_s0 + fu_j + %d) * %lld + fu_d", r, kstride));
+                dst[r] = fu_format("fu_kt + (fu_d + %d) * FU_BK + fu_j", r);
+            }
+            kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; fu_d += %d)", full, tw);
+            kern_indent(k, 1);
+            kern_transpose(k, rows, dst);
+            kern_indent(k, -1);
+        }
+        if (full < hd) {
+            kern_line(k, "for (int64_t fu_d = %lld; fu_d < %lld; ++fu_d)", full, hd);
+            kern_line(k, "    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", tw);
+            kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d];",
+                      kstride);
+        }
+        kern_line(k, "continue;");
+        kern_indent(k, -1);
+        kern_line(k, "}");
+    }
+    kern_line(k, "for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", tw);
+    kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
+    kern_line(k, "        %s", scalar);
+    kern_indent(k, -1);
+    kern_line(k, "}");
+}
+
 static void emit_attention(Kern *k, const Kernel *kr) {
     const Node *att = NULL;
     for (int i = 0; i < kr->nnodes; i++)
@@ -1052,11 +1095,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_indent(k, -1);
     kern_line(k, "} else {");
     kern_indent(k, 1);
-    kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {");
-    kern_line(k, "    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", (long long)ks.stride);
-    kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
-    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;");
-    kern_line(k, "}");
+    emit_transpose_keys(k, hd, (long long)ks.stride);
     emit_scores(k, hd);
     kern_indent(k, -1);
     kern_line(k, "}");

@@ -581,10 +581,10 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                     }
                 }
             } else {
-                for (int64_t fu_j = 0; fu_j < FU_BK; ++fu_j) {
-                    const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 256;
-                    for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
-                        fu_kt[fu_d * FU_BK + fu_j] = fu_j < fu_nb ? fu_kr[fu_d] : 0.0f;
+                for (int64_t fu_j = 0; fu_j < FU_BK; fu_j += 1) {
+                    for (int64_t fu_q = 0; fu_q < 1; ++fu_q)
+                        for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
+                            fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? fu_kb[(fu_s0 + fu_j + fu_q) * 256 + fu_d] : 0.0f;
                 }
                 int64_t fu_r = 0;
                 for (; fu_r + 4 <= fu_rows; fu_r += 4)
