@@ -23,12 +23,18 @@
 #  5. ThreadSanitizer: a multi-threaded prefill + decode is race-free.
 #
 # Environment: FUSEC (default build/fusec), SHARED (default ../shared), CC,
-# FUSEC_LIB_DIR (default build), TARGETS_QUICK=1 for a shorter run,
+# FUSEC_LIB_DIR (default build), SAN=1 for a sanitizer build (its runtime),
+# TARGETS_QUICK=1 for a shorter run (the default with SAN=1, where every
+# check runs sanitized code several times slower: each target keeps its
+# golden prefill + decode checks, the odd blocks at T = 7 and test_emit),
 # TARGETS_NO_INSTALL=1 to never apt-get the NEON tools (offline machines).
 # Prints "N passed, M failed, K skipped"; exits non-zero when anything failed.
 set -u
-: "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}"
-: "${TARGETS_QUICK:=0}"
+: "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
+# a runtime built with SAN=1 links only into programs built with the same sanitizers
+san=""
+[ "$SAN" = 1 ] && san="-fsanitize=address,undefined"
+: "${TARGETS_QUICK:=$SAN}"
 G=$SHARED/golden
 PY=/usr/bin/python3
 pass=0
@@ -57,7 +63,7 @@ run() {
 
 # The CPU's features as fusec's runtime sees them (cpuid + xgetbv).
 printf 'const char *probe_variant(void);\nconst char *probe_variant(void) { return "probe"; }\n' >"$tmp/probe.c"
-if ! $CC -std=c99 -O2 -Iruntime -DVARIANT=probe_variant -o "$tmp/probe" tests/targets/variant_main.c \
+if ! $CC -std=c99 -O2 $san -Iruntime -DVARIANT=probe_variant -o "$tmp/probe" tests/targets/variant_main.c \
     "$tmp/probe.c" "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread >"$tmp/log" 2>&1
 then
     bad "build the CPU feature probe"
@@ -85,17 +91,19 @@ for t in $targets; do
         run "$t $ex golden, prefill 5 + decode, 3 threads" env FUSE_NUM_THREADS=3 \
             "$FUSEC" check "dsl-examples/$ex.fdl" --golden "$(golden_of $ex)" --split 5 --target "$t"
     done
-    run "$t llama_layer_prim golden, 1 thread" env FUSE_NUM_THREADS=1 \
+    # (llama_layer_prim fuses into the same kernels as llama_layer: tests/fusion)
+    [ "$TARGETS_QUICK" = 1 ] || run "$t llama_layer_prim golden, 1 thread" env FUSE_NUM_THREADS=1 \
         "$FUSEC" check dsl-examples/llama_layer_prim.fdl --golden "$(golden_of llama_layer)" --target "$t"
+    Ts="1 7 64"
+    [ "$TARGETS_QUICK" = 1 ] && Ts=7
     for blk in llama_odd gpt2_odd ops_odd; do
-        for T in 1 7 64; do
+        for T in $Ts; do
             th=$((T % 5)); [ $th = 0 ] && th=1   # 1, 2 and 4 threads
             split=""
             [ $blk != ops_odd ] && [ $T -gt 2 ] && split="--split 3"
             # shellcheck disable=SC2086 # $split is empty or two words
             run "$t odd.fdl $blk random T=$T $split, $th threads" env FUSE_NUM_THREADS=$th \
                 "$FUSEC" check tests/targets/odd.fdl --block $blk --random --dim T=$T $split --target "$t"
-            [ "$TARGETS_QUICK" = 1 ] && break
         done
     done
     # (x86-64-avx512 alone is skipped: on a CPU with AVX-512 the multi target runs that variant)
@@ -195,7 +203,7 @@ done
 # ---- 4. the dispatcher under FUSEC_CPU_MASK ------------------------------------------------
 
 if "$FUSEC" --target=$MULTI dsl-examples/llama_layer.fdl -o "$tmp/multi.c" >"$tmp/log" 2>&1 &&
-    $CC -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -I"$tmp" -DVARIANT=llama_layer_variant \
+    $CC -std=c99 -O2 $san -Wall -Wextra -Wpedantic -Werror -Iruntime -I"$tmp" -DVARIANT=llama_layer_variant \
         -o "$tmp/variant" "$tmp/multi.c" tests/targets/variant_main.c "$FUSEC_LIB_DIR/libfusec_rt.a" \
         -lm -lpthread >>"$tmp/log" 2>&1; then
     ok "$MULTI compiles with -Werror and no -m flags"
