@@ -6,7 +6,8 @@ stdin/stdout, one command per line, so that PyTorch runs interleaved with
 fusec and OpenBLAS in the same repetitions while its weights stay loaded:
 
     hello                          -> ok torch VERSION        (or: error ...)
-    threads N                      -> ok                      torch.set_num_threads(N)
+    threads N                      -> ok                      torch.set_num_threads(N), and
+                                                              the same for the BLAS it calls
     weights MODEL PATH CONFIG...   -> ok                      load w.* from a safetensors file
     inputs PATH T P                -> ok                      load in.* and cache.* (rows [0, P))
     run OUTPATH|-                  -> ok SECONDS              one forward; output written as raw f32
@@ -242,7 +243,9 @@ def main():
             elif cmd == "hello":
                 reply = "ok torch " + torch.__version__
             elif cmd == "threads":
-                torch.set_num_threads(int(args[0]))
+                n = int(args[0])
+                torch.set_num_threads(n)
+                set_blas_threads(n)
                 reply = "ok"
             elif cmd == "weights":
                 reply = peer.cmd_weights(*args)
@@ -255,6 +258,30 @@ def main():
         except Exception as e:  # report, keep serving: the driver decides
             reply = "error %s: %s" % (type(e).__name__, str(e).replace("\n", " "))
         print(reply, flush=True)
+
+
+def set_blas_threads(n):
+    """torch.set_num_threads sets PyTorch's own thread pool; Debian's torch
+    multiplies matrices in OpenBLAS (pthreads build), which keeps its own
+    count (all cores) unless told: without this, the "1 thread" cells ran
+    PyTorch's products on every core.  Every OpenBLAS the process has loaded
+    (found in /proc/self/maps) gets the count."""
+    import ctypes
+    seen = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if "blas" in path and path.startswith("/") and path not in seen:
+                    seen.add(path)
+                    try:
+                        fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads", None)
+                    except OSError:
+                        fn = None
+                    if fn:
+                        fn(ctypes.c_int(n))
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
