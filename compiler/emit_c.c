@@ -58,7 +58,6 @@ typedef struct Emit {
     int *first, *last;      /* per node id: the first and last kernel that names it */
     int *store;             /* per slot: the storage it shares (plan_storage) */
     int nstores;
-    bool store_max;         /* some storage holds members of different sizes */
     const char **c_in;      /* mangled input parameter names */
     const char **c_out;     /* "out_" + mangled output names */
     const char **c_w;       /* weight struct fields */
@@ -1798,7 +1797,6 @@ static void plan_storage(Emit *e) {
     int *order = fu_alloc(sizeof *order * (size_t)(n + 1));
     int *store_last = fu_alloc(sizeof *store_last * (size_t)(n + 1));
     double *store_size = fu_alloc(sizeof *store_size * (size_t)(n + 1));
-    const char **store_expr = fu_alloc(sizeof *store_expr * (size_t)(n + 1));
     for (int i = 0; i < n; i++)
         if (e->home[i] == HOME_SLOT && e->first[i] != INT_MAX)
             order[nlive++] = i;
@@ -1813,7 +1811,6 @@ static void plan_storage(Emit *e) {
         }
     e->store = fu_alloc(sizeof *e->store * (size_t)(nlive + 1));
     e->nstores = 0;
-    e->store_max = false;
     for (int a = 0; a < nlive; a++) {
         int i = order[a], best = -1;
         const Node *x = g->nodes[i];
@@ -1831,13 +1828,9 @@ static void plan_storage(Emit *e) {
             if (fits ? !best_fits || store_size[s] < store_size[best] : !best_fits && store_size[s] > store_size[best])
                 best = s;
         }
-        const char *ex = numel_c(g, x->shape, 0, x->rank, NULL);
         if (best < 0) {
             best = e->nstores++;
             store_size[best] = 0;
-            store_expr[best] = ex;
-        } else if (strcmp(store_expr[best], ex) != 0) {
-            e->store_max = true;
         }
         store_size[best] = sz > store_size[best] ? sz : store_size[best];
         store_last[best] = e->last[i];
@@ -1855,16 +1848,46 @@ static int mem_key(const Emit *e, int root) {
     return root;
 }
 
+/* Storage s's size for the actual symbols: the largest of its members'
+ * slot sizes, e.g. "fu_max_u64(fu_slot(T * 64), fu_slot(T * 704))";
+ * *uses_max when it needs fu_max_u64. */
+static const char *store_size_c(const Emit *e, int s, bool *uses_max) {
+    const Graph *g = e->g;
+    const char **sizes = fu_alloc(sizeof *sizes * (size_t)g->nnodes);
+    int nsizes = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (e->slot[i] < 0 || e->store[e->slot[i]] != s)
+            continue;
+        const char *sz = fu_format("fu_slot(%s)", bare(numel_c(g, n->shape, 0, n->rank, NULL)));
+        bool dup = false;
+        for (int d = 0; d < nsizes; d++)
+            dup |= strcmp(sizes[d], sz) == 0;
+        if (!dup)
+            sizes[nsizes++] = sz;
+    }
+    FU_ASSERT(nsizes > 0);
+    *uses_max |= nsizes > 1;
+    const char *ex = sizes[0];
+    for (int d = 1; d < nsizes; d++)
+        ex = fu_format("fu_max_u64(%s, %s)", ex, sizes[d]);
+    return ex;
+}
+
 static void emit_layout(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     int s, i, d;
     Buf seen = {0};
+    const char **store_size = fu_alloc(sizeof *store_size * (size_t)(e->nstores + 1));
+    bool any_max = false;
+    for (s = 0; s < e->nstores; s++)
+        store_size[s] = store_size_c(e, s, &any_max);
     if (e->nslots) {
         buf_puts(c, "/* Rounds a slot up to 64 bytes so every slot stays aligned. */\n");
         buf_puts(c, "static uint64_t fu_slot(int64_t numel) {\n"
                     "    return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;\n}\n\n");
-        if (e->store_max)
+        if (any_max)
             buf_puts(c, "static uint64_t fu_max_u64(uint64_t a, uint64_t b) {\n    return a > b ? a : b;\n}\n\n");
     }
     buf_puts(c, "/*\n * Checks the symbols and places every stored intermediate in the workspace:\n"
@@ -1894,9 +1917,7 @@ static void emit_layout(Emit *e) {
         }
     take(&seen, "");
     for (s = 0; s < e->nstores; s++) {
-        /* storage s: its members' offsets, then the largest of their sizes */
-        const char **sizes = fu_alloc(sizeof *sizes * (size_t)g->nnodes);
-        int nsizes = 0;
+        /* storage s: its members' offsets, then its size */
         for (i = 0; i < g->nnodes; i++) {
             const Node *n = g->nodes[i];
             if (e->slot[i] < 0 || e->store[e->slot[i]] != s)
@@ -1904,18 +1925,8 @@ static void emit_layout(Emit *e) {
             buf_printf(c, "    off[%d] = (size_t)at; /* %%%d %s: %s, kernels %d..%s */\n", e->slot[i], i,
                        n->label ? n->label : op_info[n->op].name, type_text(g, n), e->first[i],
                        e->last[i] == INT_MAX ? "end" : fu_format("%d", e->last[i]));
-            const char *sz = fu_format("fu_slot(%s)", bare(numel_c(g, n->shape, 0, n->rank, NULL)));
-            bool dup = false;
-            for (d = 0; d < nsizes; d++)
-                dup |= strcmp(sizes[d], sz) == 0;
-            if (!dup)
-                sizes[nsizes++] = sz;
         }
-        FU_ASSERT(nsizes > 0);
-        const char *ex = sizes[0];
-        for (d = 1; d < nsizes; d++)
-            ex = fu_format("fu_max_u64(%s, %s)", ex, sizes[d]);
-        buf_printf(c, "    at += %s;\n", ex);
+        buf_printf(c, "    at += %s;\n", store_size[s]);
     }
     buf_puts(c, "    if (at > (uint64_t)SIZE_MAX)\n        return FR_EINVAL;\n");
     buf_puts(c, "    *total = (size_t)at;\n    return 0;\n}\n\n");
@@ -2379,10 +2390,15 @@ static void emit_run(Emit *e, KCall **calls) {
     buf_puts(c, "}\n\n");
 }
 
-/* One variant's vocabulary and kernels, into e->c; returns their calls. */
-static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
+/* Makes v the variant being emitted: its vocabulary and its functions' suffix. */
+static void use_variant(Emit *e, const Target *v, bool suffixed) {
     e->vt = v;
     e->suffix = suffixed ? fu_format("_%s", v->tag) : "";
+}
+
+/* One variant's vocabulary and kernels, into e->c; returns their calls. */
+static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
+    use_variant(e, v, suffixed);
     if (v->guard[0])
         buf_printf(&e->c, "#if %s\n\n", v->guard);
     v_prelude(&e->c, v);
@@ -2393,8 +2409,7 @@ static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
 
 /* The variant's run function, after its kernels (the workspace is planned). */
 static void emit_variant_run(Emit *e, const Target *v, bool suffixed, KCall **calls) {
-    e->vt = v;
-    e->suffix = suffixed ? fu_format("_%s", v->tag) : "";
+    use_variant(e, v, suffixed);
     emit_run(e, calls);
     if (v->guard[0])
         buf_printf(&e->c, "#endif /* %s */\n\n", v->guard);
