@@ -916,8 +916,6 @@ static void emit_pv(Kern *k, long long hd, long long vstride) {
  * generic target, element by element. */
 static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
     int tw = kern_tw(k);
-    const char *scalar = fu_format("fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? "
-                                   "fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d] : 0.0f;", kstride);
     kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; fu_j += %d) {", tw);
     kern_indent(k, 1);
     if (tw > 1) {
@@ -947,7 +945,8 @@ static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
     }
     kern_line(k, "for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", tw);
     kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
-    kern_line(k, "        %s", scalar);
+    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? "
+                 "fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d] : 0.0f;", kstride);
     kern_indent(k, -1);
     kern_line(k, "}");
 }

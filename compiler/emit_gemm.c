@@ -771,12 +771,7 @@ static void emit_col_range(Gen *G, const Stage *s, int g, const char *tc, const 
 /* ---- GEMM (prefill) ------------------------------------------------------------------ */
 
 /* Packing moves data between row-major and k-major layouts through the
- * Kern API's in-register transposes (kern_transpose). */
-static int pack_width(const Gen *G) { return kern_tw(G->k); }
-static const Target *pack_target(const Gen *G) { return kern_tw_target(G->k); }
-static void emit_transpose(Gen *G, const char *const *rows, const char *const *dst) {
-    kern_transpose(G->k, rows, dst);
-}
+ * Kern API's in-register transposes (kern_tw, kern_transpose). */
 
 /* Packs B's columns [fu_jc, fu_jc + fu_nc) x depth [fu_pc, fu_pc + fu_kc) of
  * product p into micro-panels of NR columns (k-major, zero past N). */
@@ -788,7 +783,7 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     in(G);
     L("float *const fu_d = fu_pb%d + fu_j * fu_kc;", pi);
     L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
-    int tw = pack_width(G);
+    int tw = kern_tw(G->k);
     if (p->nk && tw > 1) {
         /* whole panels: TW rows of B by TW depths at a time, transposed */
         L("if (fu_nn == %d) {", nr);
@@ -799,10 +794,10 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
         for (int q = 0; q < nr / tw; q++) {
             const char *rows[8], *dst[8];
             for (int r = 0; r < tw; r++) {
-                rows[r] = v_load(pack_target(G), fu_format("%s + (fu_jc + fu_j + %d) * %s + fu_pc + fu_p", bptr, q * tw + r, ldb));
+                rows[r] = v_load(kern_tw_target(G->k), fu_format("%s + (fu_jc + fu_j + %d) * %s + fu_pc + fu_p", bptr, q * tw + r, ldb));
                 dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, nr, q * tw);
             }
-            emit_transpose(G, rows, dst);
+            kern_transpose(G->k, rows, dst);
         }
         out(G);
         L("}");
@@ -855,8 +850,8 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
  * them (and the range's last column spills into depths or panels written
  * later, or into the slack after fu_pa). */
 static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const char *p0, const char *p1) {
-    const Target *pt = pack_target(G);
-    int mr = G->b.mr, tw = pack_width(G);
+    const Target *pt = kern_tw_target(G->k);
+    int mr = G->b.mr, tw = kern_tw(G->k);
     for (int r = 0; r < mr; r++)
         L("const float *const fu_x%d = %s;", r, fu_format(xrow_fmt, r));
     if (nm)
@@ -891,7 +886,7 @@ static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const
                                 "fu_wv", "fu_bv");
             dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, mr, g * tw);
         }
-        emit_transpose(G, rows, dst);
+        kern_transpose(G->k, rows, dst);
     }
     out(G);
     L("}");
@@ -940,7 +935,7 @@ static void emit_pack_a(Gen *G, const Stage *s) {
     L("for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += %d) {", mr);
     in(G);
     L("float *const fu_d = fu_pa + fu_i * fu_kc;");
-    if (pack_width(G) > 1)
+    if (kern_tw(G->k) > 1)
         emit_pack_a_vec(G, s);
     L("for (int64_t fu_q = 0; fu_q < %d; ++fu_q) {", mr);
     in(G);
