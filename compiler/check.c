@@ -34,16 +34,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef FUSEC_RUNTIME_DIR
-#define FUSEC_RUNTIME_DIR "runtime"
-#endif
-#ifndef FUSEC_LIB_DIR
-#define FUSEC_LIB_DIR "build"
-#endif
-#ifndef FUSEC_SAN
-#define FUSEC_SAN 0
-#endif
-
 /* A sanitized harness exits with this status when ASan or UBSan stops it
  * (a report, or a signal the sanitizer caught): a crash of the block. */
 #define SAN_EXIT_CODE 86

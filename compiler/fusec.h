@@ -41,6 +41,19 @@ void fu_arena_release(void);
 /* Reads a whole file (NUL-terminated).  NULL with errno set on failure. */
 char *fu_read_file(const char *path, size_t *len);
 
+/* Where fusec check (and the unit tests) find the runtime's headers and
+ * sources and libfusec_rt.a, and whether the build is sanitized: the
+ * Makefile passes all three; these are the defaults for a plain cc. */
+#ifndef FUSEC_RUNTIME_DIR
+#define FUSEC_RUNTIME_DIR "runtime"
+#endif
+#ifndef FUSEC_LIB_DIR
+#define FUSEC_LIB_DIR "build"
+#endif
+#ifndef FUSEC_SAN
+#define FUSEC_SAN 0
+#endif
+
 /* A growable string buffer for emitters and printers. */
 typedef struct Buf {
     char *data;

@@ -17,16 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef FUSEC_RUNTIME_DIR
-#define FUSEC_RUNTIME_DIR "runtime"
-#endif
-#ifndef FUSEC_LIB_DIR
-#define FUSEC_LIB_DIR "build"
-#endif
-#ifndef FUSEC_SAN
-#define FUSEC_SAN 0
-#endif
-
 const char br_driver_src[] =
     "#include \"fusec_rt.h\"\n"
     "#include <stdio.h>\n"
