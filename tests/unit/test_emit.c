@@ -665,10 +665,11 @@ static void test_multi_node_kernel(void **state) {
     assert_null(strstr(text, "k2_mul"));
 }
 
-/* Workspace planning: in a chain of unfused kernels each intermediate is
- * dead two kernels later, so a, c and e share one storage and b and d
- * another; the run starts from a workspace full of 0xff bytes, so a wrong
- * overlap shows in the results. */
+/* Workspace planning: in a chain of unfused kernels b, c, d and e are each
+ * dead two kernels after they are made, so b and d share one storage and c
+ * and e another, while a (read again by the last kernel) keeps its own; the
+ * run starts from a workspace full of 0xff bytes, so a wrong overlap shows
+ * in the results. */
 static void test_workspace_sharing(void **state) {
     (void)state;
     Graph *g = ir_graph_new("chain");
