@@ -15,7 +15,8 @@
 # tests/unit/test_*.c is picked up without editing this file.
 
 CC      ?= cc
-SHARED  ?= ../shared
+# The golden Hugging Face files the demo and the tests use (committed copies).
+GOLDEN  ?= tests/golden/hf
 # A sanitized build never shares objects with the plain one (make cannot tell
 # them apart): SAN=1 builds into build-san unless BUILD is given.
 ifeq ($(SAN),1)
@@ -99,13 +100,13 @@ unit-test: $(UNIT_BIN)
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit-test
-	@FUSEC=$(FUSEC) SHARED=$(SHARED) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
+	@FUSEC=$(FUSEC) GOLDEN=$(GOLDEN) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)/demo
 	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c
-	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(SHARED)/golden/llama_layer.safetensors
+	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(GOLDEN)/llama_layer.safetensors
 
 regen: $(FUSEC)
 	@sh tests/regen.sh $(FUSEC)
@@ -116,7 +117,7 @@ regen: $(FUSEC)
 .PHONY: bench
 bench: all
 	@sh bench/install-deps.sh
-	@CC="$(CC)" BUILD="$(BUILD)" SHARED="$(SHARED)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
+	@CC="$(CC)" BUILD="$(BUILD)" GOLDEN="$(GOLDEN)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
 
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;
@@ -128,14 +129,14 @@ N ?= 200
 .PHONY: fuzz fuzz-diff tsan
 fuzz: all
 	@sh tests/fuzz/install-deps.sh
-	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) SHARED=$(SHARED) sh tests/fuzz/fuzz.sh
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) GOLDEN=$(GOLDEN) sh tests/fuzz/fuzz.sh
 
 fuzz-diff: all
 	@/usr/bin/python3 tests/diff/fdlgen.py run --fusec $(FUSEC) -n $(N) --seed $(or $(SEED),$(shell date +%s)) \
 	    --out $(BUILD)/diff-failures
 
 tsan: all
-	@BUILD=$(BUILD) CC="$(CC)" SHARED=$(SHARED) sh tests/tsan.sh
+	@BUILD=$(BUILD) CC="$(CC)" GOLDEN=$(GOLDEN) sh tests/tsan.sh
 
 clean:
 	rm -rf $(BUILD)

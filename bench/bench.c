@@ -1547,7 +1547,7 @@ static int selftest(const char *golden)
     else if (!golden)
         printf("  OpenBLAS peer: no golden directory given, not checked\n");
     else {
-        /* the golden layers' configs (shared/golden/README.md) */
+        /* the golden layers' configs (tests/golden/hf/README.md) */
         const Model llama = {MODEL_LLAMA, 256, 704, 8, 2, 32, 1e-5, 10000.0};
         const Model gpt2 = {MODEL_GPT2, 256, 1024, 8, 8, 32, 1e-5, 0};
         st_golden(golden, "llama_layer.safetensors", &llama);

@@ -14,7 +14,7 @@ fusec and OpenBLAS in the same repetitions while its weights stay loaded:
     quit
 
 `peer_torch.py --selftest GOLDEN_DIR` checks the models against the golden
-layers of shared/golden (Hugging Face's own output) instead.
+layers of tests/golden/hf (Hugging Face's own output) instead.
 
 The models are written the way Hugging Face's eager modules compute them
 (LlamaDecoderLayer, GPT2Block; F.linear, rotate-half RoPE, repeat_kv,

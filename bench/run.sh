@@ -18,7 +18,7 @@
 #
 # Environment: CC, BUILD (default build), QUICK=1, BENCH_ARGS (extra driver
 # options, e.g. "--only W1,W3" or "--threads 2"), PYTHON (default
-# /usr/bin/python3), SHARED (default ../shared, for golden/).
+# /usr/bin/python3), GOLDEN (default tests/golden/hf).
 set -u
 CC=${CC:-cc}
 BUILD=${BUILD:-build}
@@ -142,7 +142,7 @@ esac
 
 # ---- 4. self-tests: the statistics, and both peers against Hugging Face's golden layers --------
 selftest_failed=0
-GOLDEN=${SHARED:-../shared}/golden
+GOLDEN=${GOLDEN:-tests/golden/hf}
 if [ -f "$GOLDEN/llama_layer.safetensors" ]; then
     "$B/bench" --selftest "$GOLDEN" >"$B/selftest.txt" 2>&1 || selftest_failed=1
     if [ -x "$PYTHON" ]; then
@@ -155,7 +155,7 @@ if [ -f "$GOLDEN/llama_layer.safetensors" ]; then
         echo "bench: self-test passed: peers match Hugging Face's golden layers ($B/selftest.txt)" >&2
     fi
 else
-    note "no golden layers in $GOLDEN (set SHARED): the peers are not checked against Hugging Face"
+    note "no golden layers in $GOLDEN (set GOLDEN): the peers are not checked against Hugging Face"
 fi
 
 # ---- 5. run ---------------------------------------------------------------------------------

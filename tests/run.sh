@@ -1,9 +1,9 @@
 #!/bin/sh
 # Runs every end-to-end test suite: each tests/*/run.sh, in name order.
-# Environment: FUSEC (the compiler), SHARED (the folder holding golden/).
+# Environment: FUSEC (the compiler), GOLDEN (the folder of golden .safetensors files, default tests/golden/hf).
 set -u
-: "${FUSEC:=build/fusec}" "${SHARED:=../shared}"
-export FUSEC SHARED
+: "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}"
+export FUSEC GOLDEN
 pass=0; fail=0
 for suite in tests/*/run.sh; do
     [ -f "$suite" ] || continue

@@ -10,11 +10,11 @@
 #     so the pool itself is instrumented too).  A race is a TSan report, which
 #     makes the harness exit 66 and the check fail.
 #
-# Environment: BUILD (build: its fusec emits the C), CC, SHARED (../shared).
+# Environment: BUILD (build: its fusec emits the C), CC, GOLDEN (tests/golden/hf).
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 2
-: "${BUILD:=build}" "${CC:=cc}" "${SHARED:=../shared}"
+: "${BUILD:=build}" "${CC:=cc}" "${GOLDEN:=tests/golden/hf}"
 FUSEC=$BUILD/fusec
 out=$BUILD/tsan
 mkdir -p "$out" || exit 2
@@ -44,8 +44,8 @@ fi
 
 # ---- 2. generated blocks on several threads -----------------------------------
 for ex in llama_layer gpt2_block llama_layer_prim; do
-    case $ex in gpt2_block) gold=$SHARED/golden/gpt2_block.safetensors ;;
-    *) gold=$SHARED/golden/llama_layer.safetensors ;; esac
+    case $ex in gpt2_block) gold=$GOLDEN/gpt2_block.safetensors ;;
+    *) gold=$GOLDEN/llama_layer.safetensors ;; esac
     # fused on 3 threads (rows split unevenly), all at once and prefill +
     # decode; unfused on 4
     for run in "-O1 3 0" "-O1 3 12" "-O0 4 0"; do

@@ -13,10 +13,10 @@
 #     default, with passes turned off, on more threads (the decode split of
 #     the attention kernel) and on the AVX2 target when the CPU has it.
 #
-# Environment: FUSEC (default build/fusec), SHARED (the folder holding golden/).
+# Environment: FUSEC (default build/fusec), GOLDEN (the folder of golden .safetensors files, default tests/golden/hf).
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
-: "${FUSEC:=build/fusec}" "${SHARED:=../shared}"
+: "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}"
 pass=0
 fail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-fusion.XXXXXX") || exit 1
@@ -165,7 +165,7 @@ check() {
     fi
 }
 
-g=$SHARED/golden
+g=$GOLDEN
 if [ -f "$g/llama_layer.safetensors" ] && [ -f "$g/gpt2_block.safetensors" ]; then
     for b in llama_layer llama_layer_prim gpt2_block; do
         st=$b

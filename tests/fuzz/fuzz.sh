@@ -14,10 +14,10 @@
 # totals per harness are printed at the end.
 #
 # Environment: BUILD (build), FUZZ_SECONDS (60), FUZZ_HARNESSES ("fdl st"),
-# SHARED (../shared), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs=2).
+# GOLDEN (tests/golden/hf), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs=2).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-: "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${FUZZ_HARNESSES:=fdl st}" "${SHARED:=../shared}"
+: "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${FUZZ_HARNESSES:=fdl st}" "${GOLDEN:=tests/golden/hf}"
 : "${FUZZ_ARGS:=}"
 dir=$BUILD/fuzz
 sh tests/fuzz/build.sh || exit 1
@@ -37,8 +37,8 @@ for h in $FUZZ_HARNESSES; do
         dict=-dict=tests/fuzz/fdl.dict
         ;;
     st)
-        GOLDEN_DIR=$SHARED/golden /usr/bin/python3 tests/fuzz/make_seeds.py "$seeds" || exit 1
-        cp "$SHARED"/golden/*.safetensors tests/badinput/st/*.safetensors "$seeds/" 2>/dev/null
+        GOLDEN_DIR=$GOLDEN /usr/bin/python3 tests/fuzz/make_seeds.py "$seeds" || exit 1
+        cp "$GOLDEN"/*.safetensors tests/badinput/st/*.safetensors "$seeds/" 2>/dev/null
         cp tests/fuzz/regress/st/* "$seeds/" 2>/dev/null
         maxlen=65536
         dict=

@@ -10,11 +10,11 @@
 # `make fuzz` does the fuzzing itself (clang's libFuzzer, tests/fuzz/fuzz.sh).
 #
 # Environment: FUSEC (build/fusec: its directory is the build), CC, SAN,
-# SHARED (../shared, for the golden files' headers).
+# GOLDEN (tests/golden/hf, for the golden files' headers).
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-: "${FUSEC:=build/fusec}" "${CC:=cc}" "${SAN:=0}" "${SHARED:=../shared}"
+: "${FUSEC:=build/fusec}" "${CC:=cc}" "${SAN:=0}" "${GOLDEN:=tests/golden/hf}"
 BUILD=$(dirname "$FUSEC")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-fuzz.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -67,7 +67,7 @@ cp dsl-examples/*.fdl tests/errors/*.fdl "$tmp/fdl/"
 cp tests/badinput/fdl/*.fdl "$tmp/fdl/" 2>/dev/null
 replay "fdl regressions" "$tmp/replay_fdl" tests/fuzz/regress/fdl
 replay "fdl seeds (examples, tests/errors, tests/badinput)" "$tmp/replay_fdl" "$tmp/fdl"
-if GOLDEN_DIR=$SHARED/golden /usr/bin/python3 tests/fuzz/make_seeds.py "$tmp/st" >"$tmp/log" 2>&1; then
+if GOLDEN_DIR=$GOLDEN /usr/bin/python3 tests/fuzz/make_seeds.py "$tmp/st" >"$tmp/log" 2>&1; then
     cp tests/badinput/st/*.safetensors "$tmp/st/" 2>/dev/null
     replay "st regressions" "$tmp/replay_st" tests/fuzz/regress/st
     replay "st seeds (valid files, tests/badinput)" "$tmp/replay_st" "$tmp/st"

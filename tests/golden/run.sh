@@ -3,7 +3,7 @@
 #
 #  1. The harness alone, on a hand-written block (tiny_block.c) against numpy
 #     (tiny_ref.py): all rows at once, prefill + decode splits, error cases.
-#  2. The examples against the Hugging Face golden layers in $SHARED/golden:
+#  2. The examples against the Hugging Face golden layers in $GOLDEN:
 #     generated C (default and -O0; all at once, --split 12 = prefill 12 then
 #     decode token 12 as the golden README asks, --split 1 = every token
 #     decoded one by one), the float64 interpreter (--interp), and
@@ -18,13 +18,13 @@
 #  4. Checks that must fail: a block with a wrong rope theta, mismatched
 #     golden files, bad usage; and that no temporary directory is left behind.
 #
-# Environment: FUSEC (default build/fusec), SHARED (default ../shared), CC,
+# Environment: FUSEC (default build/fusec), GOLDEN (default tests/golden/hf), CC,
 # FUSEC_LIB_DIR (default build), SAN=1 for a sanitizer build.
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
-: "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
+: "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
 PY=/usr/bin/python3
-G=$SHARED/golden
+G=$GOLDEN
 LLAMA=$G/llama_layer.safetensors
 GPT2=$G/gpt2_block.safetensors
 pass=0

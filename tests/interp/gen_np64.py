@@ -13,7 +13,7 @@ as x W + b), and writes tests/interp/np64/NAME.safetensors with
 out64.hidden_states; test_interp.c holds the interpreter to 1e-12 against it
 and to a looser bound against the golden out64.
 
-    /usr/bin/python3 tests/interp/gen_np64.py [SHARED]    (SHARED: ../shared)
+    /usr/bin/python3 tests/interp/gen_np64.py [GOLDEN]    (GOLDEN: tests/golden/hf)
 """
 import json
 import math
@@ -112,11 +112,11 @@ def gpt2(d):
 
 
 def main():
-    shared = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("SHARED", "../shared")
+    golden = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("GOLDEN", "tests/golden/hf")
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "np64")
     os.makedirs(here, exist_ok=True)
     for name, fn in (("llama_layer", llama), ("gpt2_block", gpt2)):
-        d = st_load(os.path.join(shared, "golden", name + ".safetensors"))
+        d = st_load(os.path.join(golden, name + ".safetensors"))
         y = fn(d)
         want = d["out64.hidden_states"]
         err = np.linalg.norm(y - want) / np.linalg.norm(want)

@@ -22,7 +22,7 @@
 #     NAME_variant()), and each variant it picks is correct.
 #  5. ThreadSanitizer: a multi-threaded prefill + decode is race-free.
 #
-# Environment: FUSEC (default build/fusec), SHARED (default ../shared), CC,
+# Environment: FUSEC (default build/fusec), GOLDEN (default tests/golden/hf), CC,
 # FUSEC_LIB_DIR (default build), SAN=1 for a sanitizer build (its runtime),
 # TARGETS_QUICK=1 for a shorter run (the default with SAN=1, where every
 # check runs sanitized code several times slower: each target keeps its
@@ -30,12 +30,12 @@
 # TARGETS_NO_INSTALL=1 to never apt-get the NEON tools (offline machines).
 # Prints "N passed, M failed, K skipped"; exits non-zero when anything failed.
 set -u
-: "${FUSEC:=build/fusec}" "${SHARED:=../shared}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
+: "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
 # a runtime built with SAN=1 links only into programs built with the same sanitizers
 san=""
 [ "$SAN" = 1 ] && san="-fsanitize=address,undefined"
 : "${TARGETS_QUICK:=$SAN}"
-G=$SHARED/golden
+G=$GOLDEN
 PY=/usr/bin/python3
 pass=0
 fail=0

@@ -860,9 +860,10 @@ static void test_target_find(void **state) {
 
 /* ---- tests: the dsl-examples against the golden layers -------------------- */
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SHARED");
-    return s ? s : "../shared";
+/* The folder of golden files: $GOLDEN, else the committed copies. */
+static const char *golden_dir(void) {
+    const char *s = getenv("GOLDEN");
+    return s && *s ? s : "tests/golden/hf";
 }
 
 static double *f32_data(const fr_tensor *t, int64_t from, int64_t n) {
@@ -896,7 +897,7 @@ static void golden(const char *fdl, const char *st, int split) {
     assert_non_null(g);
     fr_st f;
     fr_err err;
-    if (fr_st_open(&f, fu_format("%s/golden/%s", shared_dir(), st), &err) != 0)
+    if (fr_st_open(&f, fu_format("%s/%s", golden_dir(), st), &err) != 0)
         fail_msg("%s", err.msg);
     const fr_tensor *ref = fr_st_find(&f, "out64.hidden_states");
     assert_non_null(ref);

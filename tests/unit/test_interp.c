@@ -6,7 +6,7 @@
  * elsewhere: hand-computed values, numpy and PyTorch (pasted below as
  * literals; tests/interp/gen_refs.py regenerates them and each array carries
  * the Python line that computed it), and the Hugging Face golden layers in
- * $SHARED/golden (default ../shared; tests run from the repository root).
+ * $GOLDEN (default tests/golden/hf; tests run from the repository root).
  * Every op has a test; graphs are built by hand with the IR API and typed by
  * ir_infer, exactly as sema builds them.
  */
@@ -1079,9 +1079,10 @@ static void test_prefill_then_decode(void **state) {
  * The golden Hugging Face layers                                          *
  * ====================================================================== */
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SHARED");
-    return s && *s ? s : "../shared";
+/* The folder of golden files: $GOLDEN, else the committed copies. */
+static const char *golden_dir(void) {
+    const char *s = getenv("GOLDEN");
+    return s && *s ? s : "tests/golden/hf";
 }
 
 /* A tensor of the file as doubles (F32, F64 or I32), malloc'ed. */
@@ -1149,7 +1150,7 @@ static void compare_golden(const Graph *g, const char *name, double *const *out,
 static void golden_case(const char *name) {
     char fdl[256], st[512], np[256];
     snprintf(fdl, sizeof fdl, "dsl-examples/%s.fdl", name);
-    snprintf(st, sizeof st, "%s/golden/%s.safetensors", shared_dir(), name);
+    snprintf(st, sizeof st, "%s/%s.safetensors", golden_dir(), name);
     snprintf(np, sizeof np, "tests/interp/np64/%s.safetensors", name);
     if (access(fdl, R_OK) != 0) {
         print_message("SKIPPED: %s does not exist yet (front-end examples not landed)\n", fdl);

@@ -2,7 +2,7 @@
  * test_safetensors.c - the safetensors reader, binding and writer.
  *
  * Three kinds of evidence:
- *  - the golden files in $SHARED/golden (made by PyTorch, not by us): names,
+ *  - the golden files in $GOLDEN (default tests/golden/hf) (made by PyTorch, not by us): names,
  *    dtypes, shapes and values that were read independently with numpy
  *    (json + numpy.frombuffer in /usr/bin/python3) and are hard-coded here;
  *  - a corpus of malformed files that each test builds in a temporary folder,
@@ -41,9 +41,9 @@ static char tmpdir[64];
 static const char *golden(const char *file)
 {
     static char path[1024];
-    const char *shared = getenv("SHARED");
+    const char *dir = getenv("GOLDEN");
 
-    snprintf(path, sizeof path, "%s/golden/%s", shared && *shared ? shared : "../shared", file);
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "tests/golden/hf", file);
     return path;
 }
 
