@@ -434,8 +434,7 @@ static void fuse_one(Graph *g, Node *att) {
         n--;
     }
     int k = att->kernel;
-    for (int i = 0; i < n; i++)
-        sched_merge(g, k, ks[i]);
+    sched_merge_set(g, k, ks, n);
     Kernel *kr = g->kernels[k];
     kr->kind = KK_ATTENTION;
     Buf b = {0};

@@ -111,8 +111,7 @@ static bool try_mlp(Graph *g, Node *down) {
         return false;
     }
     int k = down->kernel;
-    for (int i = 0; i < n; i++)
-        sched_merge(g, k, ks[i]);
+    sched_merge_set(g, k, ks, n);
     Kernel *kr = g->kernels[k];
     kr->kind = KK_MLP;
     kr->note = fu_format("%s MLP (%s%s%s) as one tiled pass: the [%s] intermediate is never stored",

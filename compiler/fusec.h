@@ -38,6 +38,15 @@ char *fu_format(const char *fmt, ...)
 /* Frees the whole arena (for drivers that compile many inputs, e.g. the
  * fuzz harness); every pointer into it dies. */
 void fu_arena_release(void);
+/* A map from strings to pointers for name lookups (the arena owns it; keys
+ * are not copied and must outlive it).  strmap_put returns the previous
+ * value (NULL if none); strmap_has tells a NULL value from no key. */
+typedef struct StrMap StrMap;
+StrMap *strmap_new(void);
+void *strmap_get(const StrMap *m, const char *key);
+bool strmap_has(const StrMap *m, const char *key);
+void *strmap_put(StrMap *m, const char *key, void *val);
+size_t strmap_count(const StrMap *m);
 /* Reads a whole file (NUL-terminated).  NULL with errno set on failure. */
 char *fu_read_file(const char *path, size_t *len);
 
@@ -255,6 +264,13 @@ typedef struct Graph {
     /* What the fusion passes did and refused, for --explain (fuse_note). */
     int nfuse_notes;
     const char **fuse_notes;
+    /* Indexes derived from the above and rebuilt on demand; NULL when
+     * stale.  ir_node, ir_replace and ir_dce drop `users`; pass_schedule
+     * and sched_compact drop `sched` (schedule.c). */
+    struct UserIndex *users;          /* ir_users */
+    struct Sched *sched;              /* kernel positions for merge checks */
+    StrMap *note_set;                 /* fuse_note's duplicates */
+    StrMap *const_index;              /* ir_add_const_dim: name -> index + 1 */
 } Graph;
 
 Graph *ir_graph_new(const char *name);
@@ -462,13 +478,18 @@ int sched_kernel_of(const Node *n);
  * runs through a third kernel (the kernel graph stays acyclic). */
 bool sched_can_merge(const Graph *g, int a, int b);
 bool sched_can_merge_set(const Graph *g, const int *ks, int n);  /* the same for n kernels */
-/* Moves every node of kernel `from` into kernel `into` (from becomes empty). */
+/* Moves every node of kernel `from` into kernel `into` (from becomes empty).
+ * The merge must be legal (sched_can_merge). */
 void sched_merge(Graph *g, int into, int from);
+/* The same for the kernels ks[0..n) (into may be among them), at once: a
+ * set that sched_can_merge_set accepts may pass through illegal pairs. */
+void sched_merge_set(Graph *g, int into, const int *ks, int n);
 /* Drops empty kernels, orders kernels by dependence (execution order) and
  * each kernel's nodes by id, renumbers.  Every fusion pass ends with it. */
 void sched_compact(Graph *g);
 /* The consumers of n (nodes with n as an operand), in node order; returns
- * the count and sets *out to an arena array. */
+ * the count and sets *out to an array that is valid (and must not be
+ * written) until the graph's nodes change. */
 int ir_users(const Graph *g, const Node *n, Node ***out);
 /* Puts `nw` (just made by ir_node, so last in g->nodes) where `old` is,
  * makes every user of old use nw, and removes what became dead (ir_dce).

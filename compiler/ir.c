@@ -67,31 +67,42 @@ static void **grow(void **old, int n, int *cap) {
 }
 
 void ir_add_const_dim(Graph *g, const char *name, int64_t value) {
-    for (int i = 0; i < g->nconsts; i++)
-        if (strcmp(g->const_names[i], name) == 0) {
-            g->const_values[i] = value;
-            return;
-        }
-    const char **names = fu_alloc(sizeof(char *) * (size_t)(g->nconsts + 1));
-    int64_t *values = fu_alloc(sizeof(int64_t) * (size_t)(g->nconsts + 1));
-    if (g->nconsts) {
-        memcpy(names, g->const_names, sizeof(char *) * (size_t)g->nconsts);
-        memcpy(values, g->const_values, sizeof(int64_t) * (size_t)g->nconsts);
+    if (!g->const_index)
+        g->const_index = strmap_new();
+    intptr_t at = (intptr_t)strmap_get(g->const_index, name);
+    if (at) {
+        g->const_values[at - 1] = value;
+        return;
     }
-    names[g->nconsts] = fu_strdup(name);
-    values[g->nconsts] = value;
-    g->const_names = names;
-    g->const_values = values;
+    /* arrays grow to the next power of two */
+    if ((g->nconsts & (g->nconsts - 1)) == 0) {
+        size_t cap = g->nconsts ? 2 * (size_t)g->nconsts : 1;
+        const char **names = fu_alloc(sizeof(char *) * cap);
+        int64_t *values = fu_alloc(sizeof(int64_t) * cap);
+        if (g->nconsts) {
+            memcpy(names, g->const_names, sizeof(char *) * (size_t)g->nconsts);
+            memcpy(values, g->const_values, sizeof(int64_t) * (size_t)g->nconsts);
+        }
+        g->const_names = names;
+        g->const_values = values;
+    }
+    g->const_names[g->nconsts] = fu_strdup(name);
+    g->const_values[g->nconsts] = value;
     g->nconsts++;
+    strmap_put(g->const_index, g->const_names[g->nconsts - 1], (void *)(intptr_t)g->nconsts);
 }
 
-/* Appends n to one of the interface lists (they are small; exact-size copies). */
+/* Appends n to one of the interface lists, which grow to the next power of
+ * two (a block may have thousands of weights). */
 static Node **list_push(Node **list, int *count, Node *n) {
-    Node **p = fu_alloc(sizeof(Node *) * (size_t)(*count + 1));
-    if (*count)
-        memcpy(p, list, sizeof(Node *) * (size_t)*count);
-    p[(*count)++] = n;
-    return p;
+    if ((*count & (*count - 1)) == 0) {
+        Node **p = fu_alloc(sizeof(Node *) * (size_t)(*count ? 2 * *count : 1));
+        if (*count)
+            memcpy(p, list, sizeof(Node *) * (size_t)*count);
+        list = p;
+    }
+    list[(*count)++] = n;
+    return list;
 }
 
 Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc) {
@@ -107,6 +118,7 @@ Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc) {
     g->nodes = (Node **)grow((void **)g->nodes, g->nnodes, &g->cap);
     n->id = g->nnodes;
     g->nodes[g->nnodes++] = n;
+    g->users = NULL;
     switch (op) {
     case OP_INPUT: g->inputs = list_push(g->inputs, &g->ninputs, n); break;
     case OP_WEIGHT: g->weights = list_push(g->weights, &g->nweights, n); break;
@@ -147,6 +159,7 @@ void ir_dce(Graph *g) {
             k++;
         }
     g->nnodes = k;
+    g->users = NULL;
     ir_recount(g);
 }
 

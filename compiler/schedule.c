@@ -32,6 +32,7 @@ void pass_schedule(Graph *g, const Options *o) {
     }
     g->nkernels = k;
     g->kernels = fu_alloc(sizeof(Kernel *) * (size_t)(k ? k : 1));
+    g->sched = NULL;
     for (int i = 0; i < g->nnodes; i++) {
         Node *n = g->nodes[i];
         if (n->kernel < 0)
@@ -104,83 +105,221 @@ int sched_kernel_of(const Node *n) {
     return n->kernel;
 }
 
-/* Whether some path leaves the set of kernels `in`, runs through at least
- * one kernel outside it and comes back in: then the set cannot become one
- * kernel.  Breadth first over the outside kernels the set feeds, on a
- * kernel-to-consumer edge list built once per query: linear in the graph,
- * where a scan of every node per visited kernel made fusing a long chain
- * cubic (5000 statements took minutes). */
-static bool path_around(const Graph *g, const bool *in) {
-    int nk = g->nkernels, ne = 0;
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->kernel >= 0)
-            ne += g->nodes[i]->nin;
-    /* first[k] .. first[k+1]-1 index the consumers of kernel k in to[] */
-    int *first = calloc((size_t)nk + 2, sizeof *first);
-    int *to = malloc(sizeof *to * (size_t)(ne + 1));
-    int *queue = malloc(sizeof *queue * (size_t)(nk + 1));
-    bool *seen = calloc((size_t)nk + 1, sizeof *seen);
-    if (!first || !to || !queue || !seen) {
-        fprintf(stderr, "fusec: fatal error: out of memory\n");
-        exit(EXIT_INTERNAL);
-    }
+/* ---- the user index ------------------------------------------------------- */
+
+/* Every node's consumers, each once and in node order, as one array:
+ * v[first[i]] .. v[first[i + 1] - 1] read node i.  Built in one pass over
+ * the graph when ir_users finds it stale (g->users NULL), so a fusion pass
+ * that asks for the users of every node stays linear. */
+struct UserIndex {
+    int n;              /* g->nnodes when built */
+    int *first;
+    Node **v;
+};
+
+static const struct UserIndex *user_index(const Graph *cg) {
+    Graph *g = (Graph *)cg;     /* a cache: building it changes nothing the caller sees */
+    if (g->users && g->users->n == g->nnodes)
+        return g->users;
+    struct UserIndex *u = fu_alloc(sizeof *u);
+    u->n = g->nnodes;
+    u->first = fu_alloc(sizeof *u->first * (size_t)(g->nnodes + 2));
+    int total = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < g->nnodes; i++) {
-            const Node *c = g->nodes[i];
-            if (c->kernel < 0)
-                continue;
+            Node *c = g->nodes[i];
             for (int j = 0; j < c->nin; j++) {
-                int p = sched_kernel_of(c->in[j]);
-                if (p < 0 || p == c->kernel)
+                bool dup = false;
+                for (int k = 0; k < j; k++)
+                    dup |= c->in[k] == c->in[j];
+                if (dup)
                     continue;
+                int p = c->in[j]->id;
+                FU_ASSERT(p >= 0 && p < i && g->nodes[p] == c->in[j]);
                 if (pass == 0)
-                    first[p + 2]++;
+                    u->first[p + 2]++;
                 else
-                    to[first[p + 1]++] = c->kernel;
+                    u->v[u->first[p + 1]++] = c;
             }
         }
-        if (pass == 0)
-            for (int k = 0; k < nk; k++)
-                first[k + 2] += first[k + 1];
-    }
-    int qh = 0, qt = 0;
-    bool found = false;
-    /* kernels outside the set that read something made inside it */
-    for (int k = 0; k < nk; k++) {
-        if (!in[k])
-            continue;
-        for (int e = first[k]; e < first[k + 1]; e++)
-            if (!in[to[e]] && !seen[to[e]]) {
-                seen[to[e]] = true;
-                queue[qt++] = to[e];
-            }
-    }
-    while (qh < qt && !found) {
-        int k = queue[qh++];
-        for (int e = first[k]; e < first[k + 1] && !found; e++) {
-            int c = to[e];
-            if (in[c])
-                found = true;
-            else if (!seen[c]) {
-                seen[c] = true;
-                queue[qt++] = c;
-            }
+        if (pass == 0) {
+            for (int i = 0; i < g->nnodes; i++)
+                u->first[i + 2] += u->first[i + 1];
+            total = u->first[g->nnodes + 1];
+            u->v = fu_alloc(sizeof *u->v * (size_t)(total + 1));
         }
     }
-    free(first);
-    free(to);
-    free(queue);
-    free(seen);
-    return found;
+    g->users = u;
+    return u;
+}
+
+int ir_users(const Graph *g, const Node *n, Node ***out) {
+    const struct UserIndex *u = user_index(g);
+    FU_ASSERT(n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n);
+    *out = u->v + u->first[n->id];
+    return u->first[n->id + 1] - u->first[n->id];
+}
+
+/* ---- the kernel graph: positions and merge checks --------------------------- */
+
+/*
+ * Merge checks look for a path that leaves a set of kernels, runs through
+ * another kernel and comes back.  Such a path only runs through kernels
+ * that lie strictly between the set's first and last kernel in a
+ * topological order of the kernel graph, so each check searches that
+ * window only, and each merge reorders only the window it spans: the
+ * kernels in it that feed the set move before the merged kernel, the rest
+ * after it (Pearce and Kelly's dynamic topological order).  A merge of
+ * neighbours costs next to nothing where a search of the whole graph made
+ * fusion quadratic in the size of the block.
+ *
+ * The positions live in g->sched, built from the kernel table the first
+ * time a pass asks and dropped by pass_schedule and sched_compact.
+ */
+struct Sched {
+    int nk;
+    int *pos;           /* pos[k]: kernel k's place in the order */
+    int *at;            /* at[p]: the kernel at place p */
+    int *seen, *inset;  /* visit marks: equal to `stamp` when set */
+    int stamp;
+    int *queue, *tmp;
+};
+
+/* Calls f(ctx, c) for every kernel c != k that reads n, directly or through
+ * reshape views. */
+static void node_succ(const Graph *g, const Node *n, int k, void (*f)(void *, int), void *ctx) {
+    Node **users;
+    int nu = ir_users(g, n, &users);
+    for (int u = 0; u < nu; u++) {
+        const Node *c = users[u];
+        if (c->kernel >= 0) {
+            if (c->kernel != k)
+                f(ctx, c->kernel);
+        } else if (c->op == OP_RESHAPE) {
+            node_succ(g, c, k, f, ctx);     /* as deep as the views are nested */
+        }
+    }
+}
+
+/* Calls f(ctx, c) for every kernel c != k that reads a node of kernel k
+ * (through reshape views); a kernel may be reported more than once. */
+static void kernel_succ(const Graph *g, int k, void (*f)(void *, int), void *ctx) {
+    const Kernel *kr = g->kernels[k];
+    for (int i = 0; i < kr->nnodes; i++)
+        node_succ(g, kr->nodes[i], k, f, ctx);
+}
+
+/* Calls f(ctx, p) for every kernel p != k that kernel k reads. */
+static void kernel_pred(const Graph *g, int k, void (*f)(void *, int), void *ctx) {
+    const Kernel *kr = g->kernels[k];
+    for (int i = 0; i < kr->nnodes; i++)
+        for (int j = 0; j < kr->nodes[i]->nin; j++) {
+            int p = sched_kernel_of(kr->nodes[i]->in[j]);
+            if (p >= 0 && p != k)
+                f(ctx, p);
+        }
+}
+
+typedef struct Topo {
+    struct Sched *s;
+    int *indeg;
+    int qt;
+} Topo;
+
+static void count_in(void *ctx, int c) { ((Topo *)ctx)->indeg[c]++; }
+
+static void release(void *ctx, int c) {
+    Topo *t = ctx;
+    if (--t->indeg[c] == 0)
+        t->s->queue[t->qt++] = c;
+}
+
+/* The positions for the current kernel table: any topological order. */
+static struct Sched *sched_state(const Graph *cg) {
+    Graph *g = (Graph *)cg;     /* a cache, like the user index */
+    if (g->sched && g->sched->nk == g->nkernels)
+        return g->sched;
+    int nk = g->nkernels;
+    struct Sched *s = fu_alloc(sizeof *s);
+    s->nk = nk;
+    s->pos = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    s->at = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    s->seen = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    s->inset = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    s->queue = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    s->tmp = fu_alloc(sizeof(int) * (size_t)(nk + 1));
+    Topo t = {s, fu_alloc(sizeof(int) * (size_t)(nk + 1)), 0};
+    for (int k = 0; k < nk; k++)
+        kernel_succ(g, k, count_in, &t);
+    for (int k = 0; k < nk; k++)
+        if (t.indeg[k] == 0)
+            s->queue[t.qt++] = k;
+    for (int qh = 0; qh < t.qt; qh++)
+        kernel_succ(g, s->queue[qh], release, &t);
+    if (t.qt != nk)
+        fu_internal(__FILE__, __LINE__, "the kernel graph is cyclic");
+    for (int p = 0; p < nk; p++) {
+        s->at[p] = s->queue[p];
+        s->pos[s->queue[p]] = p;
+    }
+    g->sched = s;
+    return s;
+}
+
+typedef struct Search {
+    struct Sched *s;
+    int hi, qt;         /* only kernels placed before hi can lead back */
+    bool found, first;  /* first: edges out of the set itself */
+} Search;
+
+static void visit_fwd(void *ctx, int c) {
+    Search *q = ctx;
+    struct Sched *s = q->s;
+    if (s->inset[c] == s->stamp) {
+        q->found |= !q->first;
+        return;
+    }
+    if (s->pos[c] < q->hi && s->seen[c] != s->stamp) {
+        s->seen[c] = s->stamp;
+        s->queue[q->qt++] = c;
+    }
+}
+
+/* Marks the set ks in s->inset (a new stamp) and returns its last place;
+ * *lo gets its first. */
+static int mark_set(struct Sched *s, const int *ks, int n, int *lo) {
+    s->stamp++;
+    int hi = -1;
+    *lo = s->nk;
+    for (int i = 0; i < n; i++) {
+        FU_ASSERT(ks[i] >= 0 && ks[i] < s->nk);
+        s->inset[ks[i]] = s->stamp;
+        hi = s->pos[ks[i]] > hi ? s->pos[ks[i]] : hi;
+        *lo = s->pos[ks[i]] < *lo ? s->pos[ks[i]] : *lo;
+    }
+    return hi;
+}
+
+/* Whether some path leaves the set ks, runs through at least one kernel
+ * outside it and comes back in: then the set cannot become one kernel.
+ * Breadth first over the outside kernels the set feeds, placed before
+ * the set's last kernel. */
+static bool path_around(const Graph *g, const int *ks, int n) {
+    struct Sched *s = sched_state(g);
+    int lo;
+    Search q = {s, mark_set(s, ks, n, &lo), 0, false, true};
+    for (int i = 0; i < n; i++)
+        kernel_succ(g, ks[i], visit_fwd, &q);
+    q.first = false;
+    for (int qh = 0; qh < q.qt && !q.found; qh++)
+        kernel_succ(g, s->queue[qh], visit_fwd, &q);
+    return q.found;
 }
 
 bool sched_can_merge_set(const Graph *g, const int *ks, int n) {
-    bool *in = fu_alloc(sizeof *in * (size_t)(g->nkernels + 1));
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         FU_ASSERT(ks[i] >= 0 && ks[i] < g->nkernels);
-        in[ks[i]] = true;
-    }
-    return !path_around(g, in);
+    return !path_around(g, ks, n);
 }
 
 bool sched_can_merge(const Graph *g, int a, int b) {
@@ -188,14 +327,25 @@ bool sched_can_merge(const Graph *g, int a, int b) {
     return sched_can_merge_set(g, ks, 2);
 }
 
-void sched_merge(Graph *g, int into, int from) {
-    FU_ASSERT(into >= 0 && into < g->nkernels && from >= 0 && from < g->nkernels);
-    if (into == from)
-        return;
+typedef struct Back {
+    struct Sched *s;
+    int lo, qt;
+} Back;
+
+static void visit_back(void *ctx, int p) {
+    Back *q = ctx;
+    struct Sched *s = q->s;
+    if (s->inset[p] != s->stamp && s->pos[p] > q->lo && s->seen[p] != s->stamp) {
+        s->seen[p] = s->stamp;
+        s->queue[q->qt++] = p;
+    }
+}
+
+/* Moves the nodes of kernel `from` into `into` (id-sorted lists merged). */
+static void move_nodes(Graph *g, int into, int from) {
     Kernel *a = g->kernels[into], *b = g->kernels[from];
     Node **nodes = fu_alloc(sizeof *nodes * (size_t)(a->nnodes + b->nnodes));
     int n = 0, i = 0, j = 0;
-    /* merge two id-sorted lists */
     while (i < a->nnodes || j < b->nnodes) {
         if (j >= b->nnodes || (i < a->nnodes && a->nodes[i]->id < b->nodes[j]->id))
             nodes[n++] = a->nodes[i++];
@@ -208,6 +358,57 @@ void sched_merge(Graph *g, int into, int from) {
     a->nnodes = n;
     b->nnodes = 0;
     b->nodes = NULL;
+}
+
+void sched_merge_set(Graph *g, int into, const int *ks, int n) {
+    FU_ASSERT(into >= 0 && into < g->nkernels);
+    struct Sched *s = sched_state(g);
+    int *set = fu_alloc(sizeof *set * (size_t)(n + 1)), m = 0;
+    /* the set without repeats, into first */
+    s->stamp++;
+    set[m++] = into;
+    s->inset[into] = s->stamp;
+    for (int i = 0; i < n; i++) {
+        FU_ASSERT(ks[i] >= 0 && ks[i] < g->nkernels);
+        if (s->inset[ks[i]] != s->stamp) {
+            s->inset[ks[i]] = s->stamp;
+            set[m++] = ks[i];
+        }
+    }
+    int lo, hi = mark_set(s, set, m, &lo);
+    /* the kernels between lo and hi that feed the set go before it */
+    Back q = {s, lo, 0};
+    s->stamp++;     /* new `seen` marks; keep the set's */
+    for (int i = 0; i < m; i++)
+        s->inset[set[i]] = s->stamp;
+    for (int i = 0; i < m; i++)
+        kernel_pred(g, set[i], visit_back, &q);
+    for (int qh = 0; qh < q.qt; qh++)
+        kernel_pred(g, s->queue[qh], visit_back, &q);
+    int t = 0;
+    for (int p = lo; p <= hi; p++)
+        if (s->seen[s->at[p]] == s->stamp && s->inset[s->at[p]] != s->stamp)
+            s->tmp[t++] = s->at[p];
+    s->tmp[t++] = into;
+    for (int p = lo; p <= hi; p++)
+        if (s->seen[s->at[p]] != s->stamp && s->inset[s->at[p]] != s->stamp)
+            s->tmp[t++] = s->at[p];
+    for (int i = 1; i < m; i++)
+        s->tmp[t++] = set[i];
+    FU_ASSERT(t == hi - lo + 1);
+    for (int i = 0; i < t; i++) {
+        s->at[lo + i] = s->tmp[i];
+        s->pos[s->tmp[i]] = lo + i;
+    }
+    for (int i = 1; i < m; i++)
+        move_nodes(g, into, set[i]);
+}
+
+void sched_merge(Graph *g, int into, int from) {
+    FU_ASSERT(into >= 0 && into < g->nkernels && from >= 0 && from < g->nkernels);
+    if (into == from)
+        return;
+    sched_merge_set(g, into, &from, 1);
 }
 
 static int cmp_node_id(const void *x, const void *y) {
@@ -320,29 +521,10 @@ void sched_compact(Graph *g) {
     }
     g->kernels = order;
     g->nkernels = n;
+    g->sched = NULL;
 }
 
 /* ---- graph edits ---------------------------------------------------------- */
-
-int ir_users(const Graph *g, const Node *n, Node ***out) {
-    int count = 0;
-    for (int i = n->id + 1; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++)
-            if (g->nodes[i]->in[j] == n) {
-                count++;
-                break;
-            }
-    Node **list = fu_alloc(sizeof *list * (size_t)(count + 1));
-    count = 0;
-    for (int i = n->id + 1; i < g->nnodes; i++)
-        for (int j = 0; j < g->nodes[i]->nin; j++)
-            if (g->nodes[i]->in[j] == n) {
-                list[count++] = g->nodes[i];
-                break;
-            }
-    *out = list;
-    return count;
-}
 
 void ir_replace(Graph *g, Node *old, Node *nw) {
     FU_ASSERT(g->nnodes > 0 && g->nodes[g->nnodes - 1] == nw && old->id < nw->id);
@@ -363,6 +545,7 @@ void ir_replace(Graph *g, Node *old, Node *nw) {
     }
     if (!nw->label)
         nw->label = old->label;
+    g->users = NULL;
     ir_dce(g);
     /* constants the replaced subgraph used are dead too (dce keeps sources) */
     int k = 0;
@@ -373,6 +556,7 @@ void ir_replace(Graph *g, Node *old, Node *nw) {
             k++;
         }
     g->nnodes = k;
+    g->users = NULL;
 }
 
 void fuse_note(Graph *g, const char *fmt, ...) {
@@ -386,14 +570,18 @@ void fuse_note(Graph *g, const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     /* a pass that retries (epilogue growth) would repeat itself */
-    for (int i = 0; i < g->nfuse_notes; i++)
-        if (strcmp(g->fuse_notes[i], s) == 0)
-            return;
-    const char **notes = fu_alloc(sizeof *notes * (size_t)(g->nfuse_notes + 1));
-    if (g->nfuse_notes)
-        memcpy(notes, g->fuse_notes, sizeof *notes * (size_t)g->nfuse_notes);
-    notes[g->nfuse_notes++] = s;
-    g->fuse_notes = notes;
+    if (!g->note_set)
+        g->note_set = strmap_new();
+    if (strmap_has(g->note_set, s))
+        return;
+    strmap_put(g->note_set, s, NULL);
+    if ((g->nfuse_notes & (g->nfuse_notes - 1)) == 0) {
+        const char **notes = fu_alloc(sizeof *notes * (size_t)(g->nfuse_notes ? 2 * g->nfuse_notes : 1));
+        if (g->nfuse_notes)
+            memcpy(notes, g->fuse_notes, sizeof *notes * (size_t)g->nfuse_notes);
+        g->fuse_notes = notes;
+    }
+    g->fuse_notes[g->nfuse_notes++] = s;
 }
 
 bool sched_try_merge(Graph *g, int into, int from) {

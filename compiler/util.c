@@ -163,3 +163,67 @@ void fu_internal(const char *file, int line, const char *fmt, ...) {
     fprintf(stderr, "\nfusec: this is a bug in fusec; please report it with the input that triggered it\n");
     exit(EXIT_INTERNAL);
 }
+
+/* ---- string maps -------------------------------------------------------------- */
+
+/* Open addressing with linear probing, FNV-1a hashes, load at most 1/2;
+ * the table lives in the arena and a grown one leaves the old behind. */
+struct StrMap {
+    const char **keys;
+    void **vals;
+    size_t cap, n;
+};
+
+static size_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)h;
+}
+
+StrMap *strmap_new(void) {
+    StrMap *m = fu_alloc(sizeof *m);
+    m->cap = 16;
+    m->keys = fu_alloc(sizeof *m->keys * m->cap);
+    m->vals = fu_alloc(sizeof *m->vals * m->cap);
+    return m;
+}
+
+static size_t strmap_slot(const StrMap *m, const char *key) {
+    size_t i = str_hash(key) & (m->cap - 1);
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+void *strmap_get(const StrMap *m, const char *key) {
+    size_t i = strmap_slot(m, key);
+    return m->keys[i] ? m->vals[i] : NULL;
+}
+
+bool strmap_has(const StrMap *m, const char *key) { return m->keys[strmap_slot(m, key)] != NULL; }
+
+void *strmap_put(StrMap *m, const char *key, void *val) {
+    if (2 * (m->n + 1) > m->cap) {
+        StrMap old = *m;
+        m->cap *= 2;
+        m->keys = fu_alloc(sizeof *m->keys * m->cap);
+        m->vals = fu_alloc(sizeof *m->vals * m->cap);
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.keys[i]) {
+                size_t j = strmap_slot(m, old.keys[i]);
+                m->keys[j] = old.keys[i];
+                m->vals[j] = old.vals[i];
+            }
+    }
+    size_t i = strmap_slot(m, key);
+    void *prev = m->keys[i] ? m->vals[i] : NULL;
+    if (!m->keys[i]) {
+        m->keys[i] = key;
+        m->n++;
+    }
+    m->vals[i] = val;
+    return prev;
+}
+
+size_t strmap_count(const StrMap *m) { return m->n; }
