@@ -549,13 +549,11 @@ void kern_scratch(Kern *k, const char *bytes_expr) {
 }
 
 bool kern_is_result(const Kern *k, const Node *n) {
-    const Graph *g = k->e->g;
-    for (int i = n->id + 1; i < g->nnodes; i++) {
-        const Node *c = g->nodes[i];
-        for (int j = 0; j < c->nin; j++)
-            if (c->in[j] == n && (c->kernel != n->kernel || c->op == OP_OUTPUT))
-                return true;
-    }
+    Node **users;
+    int nu = ir_users(k->e->g, n, &users);
+    for (int i = 0; i < nu; i++)
+        if (users[i]->kernel != n->kernel || users[i]->op == OP_OUTPUT)
+            return true;
     return false;
 }
 

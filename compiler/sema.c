@@ -57,6 +57,7 @@ struct Scope {
     Scope *parent;
     Entry **v;
     int n, cap;
+    StrMap *index;      /* name -> entry, once the scope is large (a block's thousands of values) */
     bool lenient;       /* an import failed: unknown names are not reported */
 };
 
@@ -94,6 +95,8 @@ static Scope *scope_new(Scope *parent) {
 }
 
 static Entry *scope_find_local(const Scope *s, const char *name) {
+    if (s->index)
+        return strmap_get(s->index, name);
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->v[i]->name, name) == 0)
             return s->v[i];
@@ -126,6 +129,14 @@ static void scope_add(Scope *s, Entry *e) {
         s->cap = cap;
     }
     s->v[s->n++] = e;
+    if (!s->index && s->n > 32) {
+        s->index = strmap_new();
+        for (int i = 0; i < s->n - 1; i++)
+            if (!strmap_has(s->index, s->v[i]->name))    /* the first definition wins */
+                strmap_put(s->index, s->v[i]->name, s->v[i]);
+    }
+    if (s->index && !strmap_has(s->index, e->name))
+        strmap_put(s->index, e->name, e);
 }
 
 static Entry *entry_new(const char *name, EKind kind, SrcLoc loc) {

@@ -29,6 +29,7 @@ static bool bad(char *why, size_t len, const char *fmt, ...) {
 
 static bool check_list(const Graph *g, Node *const *list, int n, Op op, const char *what, char *why,
                        size_t len) {
+    StrMap *names = strmap_new();
     for (int i = 0; i < n; i++) {
         const Node *x = list[i];
         if (x->op != op)
@@ -37,9 +38,8 @@ static bool check_list(const Graph *g, Node *const *list, int n, Op op, const ch
             return bad(why, len, "%s %%%d has no name", what, x->id);
         if (x->id < 0 || x->id >= g->nnodes || g->nodes[x->id] != x)
             return bad(why, len, "%s '%s' is not in the graph", what, x->name);
-        for (int j = 0; j < i; j++)
-            if (strcmp(list[j]->name, x->name) == 0)
-                return bad(why, len, "two %ss are named '%s'", what, x->name);
+        if (strmap_put(names, x->name, (void *)x))
+            return bad(why, len, "two %ss are named '%s'", what, x->name);
     }
     return true;
 }
