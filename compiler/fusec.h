@@ -149,12 +149,24 @@ typedef struct Dim {
 
 Dim dim_const(int64_t c);
 Dim dim_sym(int s);
+/* Checked arithmetic: false when the result is too large (a constant part
+ * beyond +-INT64_MAX or a multiplier beyond +-INT32_MAX), *out untouched.
+ * Whatever builds a dim from the user's input uses these and reports
+ * "dimension too large".  dim_mul is also false when neither side is
+ * constant (not affine; the caller tells the two apart). */
+bool dim_add_ok(Dim a, Dim b, Dim *out);
+bool dim_sub_ok(Dim a, Dim b, Dim *out);
+bool dim_neg_ok(Dim a, Dim *out);
+bool dim_mul(Dim a, Dim b, Dim *out);
+/* Whether d is within those ranges. */
+bool dim_ok(Dim d);
+/* a + b and a - b of dims a verified graph holds (the emitters, the tests);
+ * an overflow there is a bug in fusec (internal error). */
 Dim dim_add(Dim a, Dim b);
 Dim dim_sub(Dim a, Dim b);
-/* a * b: defined only when one side is constant; returns false otherwise. */
-bool dim_mul(Dim a, Dim b, Dim *out);
 bool dim_is_const(Dim d);
 bool dim_eq(Dim a, Dim b);
+/* d's value at the symbol values syms; INT64_MAX when that overflows. */
 int64_t dim_eval(Dim d, const int64_t *syms);
 /* Writes "256", "T", "P+T", "2*T-1" with the graph's symbol names. */
 void dim_print(Buf *b, Dim d, const char *const *sym_names);

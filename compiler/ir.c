@@ -164,8 +164,9 @@ void ir_dce(Graph *g) {
 }
 
 int64_t ir_numel(const Node *n, const int64_t *syms) {
-    int64_t e = 1;
+    Dim e = dim_const(1);
     for (int d = 0; d < n->rank; d++)
-        e *= dim_eval(n->shape[d], syms);
-    return e;
+        if (!dim_mul(e, dim_const(dim_eval(n->shape[d], syms)), &e))
+            return INT64_MAX;
+    return e.c;
 }

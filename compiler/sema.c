@@ -332,6 +332,13 @@ static Node *to_tensor(Sema *s, const Value *v, SrcLoc loc) {
 
 static bool fits_int(double x) { return x == floor(x) && fabs(x) < 9007199254740992.0; }
 
+/* Every dimension computation is checked (dim.c); one that leaves the
+ * representable range is reported where it happens. */
+static bool dim_too_large(const Ast *e) {
+    diag_error(e->loc, "dimension too large");
+    return false;
+}
+
 static bool dim_fail_nested(const Ast *e) {
     diag_error(e->loc, "expression nested too deeply (more than %d levels)", FE_MAX_NESTING);
     return false;
@@ -394,7 +401,8 @@ static bool eval_dim(Sema *s, Scope *sc, const Ast *e, int depth, Dim *out) {
         Dim a;
         if (!eval_dim(s, sc, e->a, depth + 1, &a))
             return false;
-        *out = dim_sub(dim_const(0), a);
+        if (!dim_neg_ok(a, out))
+            return dim_too_large(e);
         return true;
     }
     case AST_BINOP: {
@@ -404,29 +412,18 @@ static bool eval_dim(Sema *s, Scope *sc, const Ast *e, int depth, Dim *out) {
         if (!oka || !okb)
             return false;
         bool ca = dim_is_const(a), cb = dim_is_const(b);
-        int64_t big = INT64_MAX / 4;
-        if ((ca && (a.c > big || a.c < -big)) || (cb && (b.c > big || b.c < -big))) {
-            diag_error(e->loc, "dimension is too large");
-            return false;
-        }
         switch (e->op) {
         case '+':
-            *out = dim_add(a, b);
-            return true;
+            return dim_add_ok(a, b, out) || dim_too_large(e);
         case '-':
-            *out = dim_sub(a, b);
-            return true;
+            return dim_sub_ok(a, b, out) || dim_too_large(e);
         case '*':
-            if (ca && cb && a.c != 0 && llabs(b.c) > big / llabs(a.c)) {
-                diag_error(e->loc, "dimension is too large");
-                return false;
-            }
-            if (!dim_mul(a, b, out)) {
+            if (!ca && !cb) {
                 diag_error(e->loc, "cannot multiply symbolic dimensions %s and %s", dim_str(s, a),
                            dim_str(s, b));
                 return false;
             }
-            return true;
+            return dim_mul(a, b, out) || dim_too_large(e);
         case '/': {
             if (!cb) {
                 diag_error(e->loc, "cannot divide by the symbolic dimension %s", dim_str(s, b));

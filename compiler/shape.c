@@ -87,16 +87,20 @@ static bool broadcast(Why *w, const Node *a, const Node *b, int *rank, Dim *out)
 
 /* Element counts of two shapes agree when the constant parts multiply to the
  * same number and the symbolic dims are the same multiset. */
+/* The product of n's constant dims; false when it leaves int64. */
+static bool const_numel(const Node *n, int64_t *out) {
+    Dim e = dim_const(1);
+    for (int d = 0; d < n->rank; d++)
+        if (dim_is_const(n->shape[d]) && !dim_mul(n->shape[d], e, &e))
+            return false;
+    *out = e.c;
+    return true;
+}
+
 static bool same_numel(const Node *a, const Node *b) {
-    int64_t ca = 1, cb = 1;
+    int64_t ca, cb;
     bool used[FU_MAX_RANK] = {false};
-    for (int d = 0; d < a->rank; d++)
-        if (dim_is_const(a->shape[d]))
-            ca *= a->shape[d].c;
-    for (int d = 0; d < b->rank; d++)
-        if (dim_is_const(b->shape[d]))
-            cb *= b->shape[d].c;
-    if (ca != cb)
+    if (!const_numel(a, &ca) || !const_numel(b, &cb) || ca != cb)
         return false;
     int nsym_a = 0;
     for (int d = 0; d < a->rank; d++) {
@@ -239,6 +243,10 @@ static bool infer_shape_op(Why *w, Node *n) {
             return false;
         if (n->dtype != x->dtype)
             return fail(w, "'reshape' cannot change the dtype");
+        int64_t count;
+        if (!const_numel(x, &count) || !const_numel(n, &count))
+            return fail(w, "'reshape': dimension too large: %s or %s has more than 2^63 elements", ty(x, w->g),
+                        ty(n, w->g));
         if (!same_numel(x, n))
             return fail(w, "cannot reshape %s into %s: element counts differ", ty(x, w->g), ty(n, w->g));
         return true;
@@ -286,7 +294,9 @@ static bool infer_shape_op(Why *w, Node *n) {
                 return fail(w, "'concat': %s and %s differ outside axis %lld", ty(x, w->g), ty(y, w->g),
                             (long long)ax);
         set_type(n, x->dtype, x->rank, x->shape);
-        n->shape[ax] = dim_add(x->shape[ax], y->shape[ax]);
+        if (!dim_add_ok(x->shape[ax], y->shape[ax], &n->shape[ax]))
+            return fail(w, "'concat': dimension too large: axis %lld of %s and %s together", (long long)ax,
+                        ty(x, w->g), ty(y, w->g));
         return true;
     }
     default:
@@ -356,7 +366,9 @@ static bool infer_append(Why *w, Node *n) {
         if (!dim_eq(x->shape[d], c->shape[d]))
             return fail(w, "'append': rows of %s do not match cache %s", ty(x, w->g), ty(c, w->g));
     set_type(n, DT_F32, c->rank, c->shape);
-    n->shape[0] = dim_add(c->shape[0], x->shape[0]);
+    if (!dim_add_ok(c->shape[0], x->shape[0], &n->shape[0]))
+        return fail(w, "'append': dimension too large: the rows of cache %s and %s together", ty(c, w->g),
+                    ty(x, w->g));
     return true;
 }
 

@@ -64,6 +64,54 @@ static void test_dims(void **state) {
     free(b.data);
 }
 
+/* Dim arithmetic at the edges of its ranges (constant part +-INT64_MAX,
+ * multipliers +-INT32_MAX): checked, never wrapped (issue 10, defect 3;
+ * UBSan watches the arithmetic under make test SAN=1). */
+static void test_dim_limits(void **state) {
+    (void)state;
+    Dim t = dim_sym(0), r;
+    const char *names[FU_MAX_SYMS] = {"T"};
+    Dim k31 = dim_const(INT32_MAX), k2_30 = dim_const(1 << 30);
+    /* near 2^31: (2^31 - 1) * T fits, one more T does not */
+    assert_true(dim_mul(k31, t, &r));
+    assert_int_equal(r.k[0], INT32_MAX);
+    assert_false(dim_add_ok(r, t, &r));
+    assert_int_equal(r.k[0], INT32_MAX);        /* untouched on failure */
+    /* 2^30 * T + 2^30 * T is 2^31 * T: too large, not INT32_MIN */
+    Dim h;
+    assert_true(dim_mul(k2_30, t, &h));
+    assert_false(dim_add_ok(h, h, &r));
+    /* -(2^31 - 1) * T prints with its sign once */
+    assert_true(dim_mul(dim_const(-INT32_MAX), t, &r));
+    Buf b = {0};
+    dim_print(&b, r, names);
+    assert_string_equal(b.data, "-2147483647*T");
+    free(b.data);
+    /* near 2^32: 2^32 + 1 as a multiplier is too large (was truncated to 1) */
+    assert_false(dim_mul(dim_const(4294967297LL), t, &r));
+    assert_false(dim_mul(t, dim_const(4294967297LL), &r));
+    /* near 2^53 and 2^63: constants add and multiply up to INT64_MAX */
+    Dim p53 = dim_const(9007199254740993LL);
+    assert_true(dim_add_ok(p53, p53, &r));
+    assert_int_equal(r.c, 18014398509481986LL);
+    assert_true(dim_add_ok(dim_const(INT64_MAX - 1), dim_const(1), &r));
+    assert_int_equal(r.c, INT64_MAX);
+    assert_false(dim_add_ok(r, dim_const(1), &r));
+    assert_false(dim_add_ok(dim_const(4611686018427387904LL), dim_const(4611686018427387904LL), &r));
+    assert_false(dim_sub_ok(dim_const(-INT64_MAX), dim_const(1), &r));
+    assert_true(dim_neg_ok(dim_const(INT64_MAX), &r));
+    assert_int_equal(r.c, -INT64_MAX);
+    assert_false(dim_mul(dim_const(3037000500LL), dim_const(3037000500LL), &r));
+    assert_true(dim_mul(dim_const(3037000499LL), dim_const(3037000499LL), &r));
+    assert_false(dim_mul(dim_const(1LL << 40), h, &r));    /* (2^40) * (2^30 * T) */
+    assert_false(dim_mul(dim_const(-1), dim_const(INT64_MIN), &r));
+    /* evaluation saturates instead of wrapping */
+    int64_t syms[FU_MAX_SYMS] = {INT64_MAX / 2};
+    assert_int_equal(dim_eval(dim_add(t, dim_const(1)), syms), INT64_MAX / 2 + 1);
+    assert_true(dim_mul(k31, t, &r));
+    assert_int_equal(dim_eval(r, syms), INT64_MAX);
+}
+
 static void test_broadcast_rules(void **state) {
     (void)state;
     Graph *g = ir_graph_new("b");
@@ -250,6 +298,7 @@ static void test_op_table(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dims),
+        cmocka_unit_test(test_dim_limits),
         cmocka_unit_test(test_broadcast_rules),
         cmocka_unit_test(test_matmul_linear_rules),
         cmocka_unit_test(test_shape_ops_and_cache),
