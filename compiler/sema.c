@@ -51,6 +51,7 @@ typedef struct Entry {
     Node *node;         /* E_TENSOR */
     const Ast *fn;      /* E_FN */
     Scope *env;         /* E_FN: the scope its body sees (its file's) */
+    bool inlined;       /* E_FN: some call inlined it (else check_uncalled) */
 } Entry;
 
 struct Scope {
@@ -1008,8 +1009,9 @@ static Entry *bind_value(const char *name, SrcLoc loc, const Value *v) {
 /* Inlines fn at a call: binds the arguments (positional, or by parameter
  * name), runs the body in a scope under the fn's own file, and yields the
  * value of its return. */
-static Value call_fn(Sema *s, Scope *sc, const Ast *e, const Entry *fe, int depth) {
+static Value call_fn(Sema *s, Scope *sc, const Ast *e, Entry *fe, int depth) {
     const Ast *fn = fe->fn;
+    fe->inlined = true;
     for (int i = 0; i < s->ninl; i++)
         if (s->inl[i] == fn) {
             diag_error(e->loc, "recursive call to fn '%s'; fns are inlined and cannot recurse", fn->name);
@@ -1522,6 +1524,134 @@ static void check_c_names(Node **nodes, int n, const char *what) {
         }
 }
 
+/* ---- fns no block calls --------------------------------------------------- */
+
+/* A fn is checked when a call inlines it.  One that no call reaches is
+ * checked here, without values: every name it uses must resolve (its
+ * parameters and locals, then its file) and it must not reach itself
+ * through its calls.  Types are not known without a call, so only names
+ * and recursion are checked. */
+typedef struct FnWalk {
+    const Ast *root;            /* the fn under check */
+    const Ast *path[FE_MAX_INLINE];     /* calls from root to the fn being walked */
+    const Ast *path_fn[FE_MAX_INLINE];  /* the fns those calls reach */
+    int depth;
+    bool report;                /* names are reported in root's own body only */
+    bool recursive;             /* a recursion was reported */
+    StrMap *done;               /* fns already walked for this root */
+    StrMap *cyclic;             /* fns on a reported cycle: reported once */
+} FnWalk;
+
+static void walk_fn_body(FnWalk *w, const Entry *fe);
+
+/* A fn's identity as a map key (two files may define fns of one name). */
+static const char *fn_key(const Ast *fn) { return fu_format("%p", (const void *)fn); }
+
+static void walk_expr(FnWalk *w, Scope *sc, const Ast *e) {
+    if (!e || w->recursive)
+        return;
+    switch (e->kind) {
+    case AST_NAME:
+        if (w->report && !scope_find(sc, e->name))
+            unknown_name(sc, e->loc, "name", e->name);
+        return;
+    case AST_NEG:
+        walk_expr(w, sc, e->a);
+        return;
+    case AST_BINOP:
+        walk_expr(w, sc, e->a);
+        walk_expr(w, sc, e->b);
+        return;
+    case AST_KWARG:
+        walk_expr(w, sc, e->a);
+        return;
+    case AST_LIST:
+        for (int i = 0; i < e->list.n; i++)
+            walk_expr(w, sc, e->list.v[i]);
+        return;
+    case AST_CALL: {
+        for (int i = 0; i < e->list.n; i++)
+            walk_expr(w, sc, e->list.v[i]);
+        Entry *en = scope_find(sc, e->name);
+        int op = op_lookup(e->name);
+        bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK;
+        if (en && en->kind == E_FN) {
+            if (en->fn == w->root) {
+                diag_error(e->loc, "recursive call to fn '%s'; fns are inlined and cannot recurse",
+                           w->root->name);
+                for (int i = w->depth - 1; i >= 0; i--) {
+                    diag_note(w->path[i]->loc, "in the call to '%s' here", w->path[i]->name);
+                    strmap_put(w->cyclic, fn_key(w->path_fn[i]), NULL);
+                }
+                w->recursive = true;
+            } else if (w->depth < FE_MAX_INLINE && !strmap_has(w->done, fn_key(en->fn))) {
+                strmap_put(w->done, fn_key(en->fn), NULL);
+                w->path_fn[w->depth] = en->fn;
+                w->path[w->depth++] = e;
+                bool report = w->report;
+                w->report = false;
+                walk_fn_body(w, en);
+                w->report = report;
+                w->depth--;
+            }
+        } else if (w->report && !builtin && !(en && en->kind == E_POISON && en->fn) && !scope_lenient(sc)) {
+            if (en) {
+                diag_error(e->loc, "'%s' is not a function", e->name);
+                diag_note(en->loc, "'%s' is defined here", e->name);
+            } else {
+                diag_error(e->loc, "unknown function '%s'", e->name);
+            }
+        }
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+static void walk_fn_body(FnWalk *w, const Entry *fe) {
+    const Ast *fn = fe->fn;
+    Scope *local = scope_new(fe->env);
+    for (int i = 0; i < fn->list.n; i++)
+        scope_add(local, entry_new(fn->list.v[i]->name, E_POISON, fn->list.v[i]->loc));
+    for (int i = 0; i < fn->body.n && !w->recursive; i++) {
+        const Ast *st = fn->body.v[i];
+        switch (st->kind) {
+        case AST_DIMS:
+            for (int j = 0; j < st->body.n; j++) {
+                walk_expr(w, local, st->body.v[j]->a);
+                scope_add(local, entry_new(st->body.v[j]->name, E_POISON, st->body.v[j]->loc));
+            }
+            break;
+        case AST_CONST:
+        case AST_ASSIGN:
+            walk_expr(w, local, st->a);
+            scope_add(local, entry_new(st->name, E_POISON, st->loc));
+            break;
+        default:
+            walk_expr(w, local, st->a);
+            break;
+        }
+    }
+}
+
+static void check_uncalled(Sema *s) {
+    StrMap *cyclic = strmap_new();
+    for (SFile *f = s->files; f; f = f->next)
+        for (int i = 0; i < f->own.n; i++) {
+            const Entry *fe = f->own.v[i];
+            if (fe->kind != E_FN || fe->inlined || strmap_has(cyclic, fn_key(fe->fn)))
+                continue;
+            FnWalk w;
+            memset(&w, 0, sizeof w);
+            w.root = fe->fn;
+            w.report = true;
+            w.done = strmap_new();
+            w.cyclic = cyclic;
+            walk_fn_body(&w, fe);
+        }
+}
+
 static Graph *lower_block(Sema *s, SFile *root, const Ast *blk) {
     if (!is_c_ident(blk->name)) {
         diag_error(blk->loc, "block name '%s' cannot contain '.'; it names C functions", blk->name);
@@ -1579,6 +1709,7 @@ static Graph *compile(const char *path, const char *text, size_t len, const char
         blk = root->blocks.v[root->blocks.n - 1];
     }
     Graph *g = lower_block(&s, root, blk);
+    check_uncalled(&s);
     if (!g || diag_error_count() > errors)
         return NULL;
     return g;

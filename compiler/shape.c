@@ -42,6 +42,15 @@ static const char *ty(const Node *n, const Graph *g) {
     return s;
 }
 
+/* One dimension as text ("T", "P+T", "64"), in the arena. */
+static const char *dim_text(Dim d, const Graph *g) {
+    Buf b = {0};
+    dim_print(&b, d, g->sym_names);
+    const char *s = fu_strdup(b.data);
+    free(b.data);
+    return s;
+}
+
 static bool is_one(Dim d) { return dim_is_const(d) && d.c == 1; }
 
 static void set_type(Node *n, DType t, int rank, const Dim *shape) {
@@ -321,7 +330,8 @@ static bool infer_rope(Why *w, Node *n) {
     if (x->rank != 2)
         return fail(w, "'rope' needs x as [tokens, heads*head_dim], got %s", ty(x, w->g));
     if (pos->dtype != DT_I32 || pos->rank != 1 || !dim_eq(pos->shape[0], x->shape[0]))
-        return fail(w, "'rope' needs positions as i32[%s], got %s", ty(x, w->g), ty(pos, w->g));
+        return fail(w, "'rope' needs positions as i32[%s] (one per row of %s), got %s", dim_text(x->shape[0], w->g),
+                    ty(x, w->g), ty(pos, w->g));
     int64_t hd = n->i[0];
     Dim f = x->shape[1];
     if (hd < 2 || hd % 2 || !dim_is_const(f) || f.c % hd)
