@@ -418,15 +418,13 @@ typedef struct KParam {
     bool written;
 } KParam;
 
-#define MAX_KPARAMS 64
-
 struct Kern {
     Emit *e;
     bool multi;             /* more than one node: parameter names get the node id */
     Buf body;
     int indent;
-    KParam p[MAX_KPARAMS];
-    int np;
+    KParam *p;              /* grows: a kernel may read any number of buffers */
+    int np, cap;
     unsigned used;          /* symbols the body mentions */
     int nlocals;            /* kern_local's counter */
     const char *scratch;    /* kern_scratch's bytes per thread, or NULL */
@@ -463,7 +461,13 @@ static const char *kparam(Kern *k, const Node *node, const char *role, bool writ
             k->p[i].written |= written;
             return k->p[i].name;
         }
-    FU_ASSERT(k->np < MAX_KPARAMS);
+    if (k->np == k->cap) {
+        k->cap = k->cap ? 2 * k->cap : 16;
+        KParam *p = fu_alloc(sizeof *p * (size_t)k->cap);
+        if (k->np)
+            memcpy(p, k->p, sizeof *p * (size_t)k->np);
+        k->p = p;
+    }
     k->p[k->np].node = node;
     k->p[k->np].name = k->multi ? fu_format("%s_%d", role, node->id) : role;
     k->p[k->np].written = written;
