@@ -1505,23 +1505,20 @@ static bool has_whole_dim(Node **nodes, int n, int sym) {
 /* Names that become C identifiers (weight and cache struct members,
  * function parameters) must stay distinct once '.' becomes '_'. */
 static void check_c_names(Node **nodes, int n, const char *what) {
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++) {
-            const char *a = nodes[i]->name, *b = nodes[j]->name;
-            size_t la = strlen(a);
-            if (la != strlen(b))
-                continue;
-            bool same = true;
-            for (size_t k = 0; k < la && same; k++)
-                same = (a[k] == '.' ? '_' : a[k]) == (b[k] == '.' ? '_' : b[k]);
-            if (same) {
-                char *c = fu_strdup(a);
-                for (char *q = c; *q; q++)
-                    *q = *q == '.' ? '_' : *q;
-                diag_error(nodes[i]->loc, "%s '%s' and '%s' both become the C name '%s'", what, b, a, c);
-                diag_note(nodes[j]->loc, "'%s' is declared here", b);
-            }
+    StrMap *seen = strmap_new();    /* C name -> the first node with it */
+    for (int i = 0; i < n; i++) {
+        char *c = fu_strdup(nodes[i]->name);
+        for (char *q = c; *q; q++)
+            *q = *q == '.' ? '_' : *q;
+        const Node *first = strmap_get(seen, c);
+        if (!first) {
+            strmap_put(seen, c, nodes[i]);
+            continue;
         }
+        diag_error(nodes[i]->loc, "%s '%s' and '%s' both become the C name '%s'", what, first->name,
+                   nodes[i]->name, c);
+        diag_note(first->loc, "'%s' is declared here", first->name);
+    }
 }
 
 /* ---- fns no block calls --------------------------------------------------- */
