@@ -158,6 +158,33 @@ static const char *mangle(const char *s) {
     return m;
 }
 
+/* C11's keywords and the names the headers the generated C includes define
+ * as macros: a user name must not become one either. */
+static const char *const more_reserved[] = {
+    "_Alignas", "_Alignof", "_Atomic", "_Generic", "_Noreturn", "_Static_assert", "_Thread_local",
+    "HUGE_VAL", "HUGE_VALF", "INT64_MAX", "INT64_MIN", "INT32_MAX", "INT32_MIN", "UINT64_MAX",
+    "UINT32_MAX", "errno", "assert", "EOF", "stdin", "stdout", "stderr", "bool", "true", "false",
+    "offsetof", "isnan", "isinf", "isfinite", "signbit", "fpclassify", "M_PI", "M_SQRT1_2", "M_SQRT2",
+    /* fu_args's own fields and fu_layout's parameters and locals */
+    "ws", "off", "at", "total", "syms", "inputs", "outputs", "weights", "caches", "cache_capacity",
+    "main",
+};
+
+/* The C spelling of a user's name: '.' becomes '_', and a name the
+ * generated C or its headers could already mean (a keyword, a macro, a
+ * library or runtime name, a local of the generated functions, a name
+ * the C standard reserves) gets the prefix "u_", as does every name that
+ * already starts with "u_" or "out_", so distinct user names stay distinct
+ * and any name the DSL accepts is usable (issue 10).  in_kernels: the name
+ * is also a parameter of every kernel (a symbol). */
+static const char *c_ident(const char *user, bool in_kernels) {
+    const char *m = mangle(user);
+    bool clash = is_reserved(m, in_kernels) || IN_LIST(m, more_reserved) ||
+                 strncmp(m, "u_", 2) == 0 || strncmp(m, "out_", 4) == 0 ||
+                 (m[0] == '_' && (m[1] == '_' || isupper((unsigned char)m[1])));
+    return clash ? fu_format("u_%s", m) : m;
+}
+
 /* Checks that the C names in one scope are distinct and usable.
  * `names` are the C identifiers, `orig` what the user wrote, `what` their kind. */
 static int check_scope(const char *const *names, const char *const *orig, const char *const *what,
@@ -196,7 +223,7 @@ static int check_names(Emit *e) {
     const char **fo = fu_alloc(sizeof *fo * (size_t)nfield);
     const char **fw = fu_alloc(sizeof *fw * (size_t)nfield);
 
-    if (!valid_name(g->name, false) || is_keyword(g->name)) {
+    if (!valid_name(g->name, false)) {
         diag_plain_error("block name '%s' is not a C identifier", g->name ? g->name : "");
         return -1;
     }
@@ -223,7 +250,7 @@ static int check_names(Emit *e) {
             diag_plain_error("input name '%s' is not usable in C", g->inputs[i]->name);
             return -1;
         }
-        e->c_in[i] = mangle(g->inputs[i]->name);
+        e->c_in[i] = c_ident(g->inputs[i]->name, false);
         pn[np] = e->c_in[i], po[np] = g->inputs[i]->name, pw[np++] = "input";
     }
     for (i = 0; i < g->noutputs; i++) {
@@ -234,28 +261,28 @@ static int check_names(Emit *e) {
         e->c_out[i] = fu_format("out_%s", mangle(g->outputs[i]->name));
         pn[np] = e->c_out[i], po[np] = g->outputs[i]->name, pw[np++] = "output";
     }
-    if (check_scope(pn, po, pw, np, true) != 0)
+    if (check_scope(pn, po, pw, np, false) != 0)
         rc = -1;
 
     /* Struct fields: their own scope, only keywords and duplicates matter. */
     for (i = 0; i < g->nweights; i++) {
         const char *nm = g->weights[i]->name;
-        if (!valid_name(nm, true) || is_keyword(mangle(nm))) {
+        if (!valid_name(nm, true)) {
             diag_plain_error("weight name '%s' is not usable in C", nm ? nm : "");
             return -1;
         }
-        e->c_w[i] = mangle(nm);
+        e->c_w[i] = c_ident(nm, false);
         fo[i] = nm, fw[i] = "weight";
     }
     if (check_scope(e->c_w, fo, fw, g->nweights, false) != 0)
         rc = -1;
     for (i = 0; i < g->ncaches; i++) {
         const char *nm = g->caches[i]->name;
-        if (!valid_name(nm, true) || is_keyword(mangle(nm)) || strcmp(mangle(nm), "capacity") == 0) {
+        if (!valid_name(nm, true)) {
             diag_plain_error("cache name '%s' is not usable in C", nm ? nm : "");
             return -1;
         }
-        e->c_cache[i] = mangle(nm);
+        e->c_cache[i] = strcmp(mangle(nm), "capacity") == 0 ? "u_capacity" : c_ident(nm, false);
         fo[i] = nm, fw[i] = "cache";
     }
     if (check_scope(e->c_cache, fo, fw, g->ncaches, false) != 0)
@@ -2617,6 +2644,17 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     Emit e;
     FU_ASSERT(g && c_out && h_out && header_name);
     memset(&e, 0, sizeof e);
+    /* The emitters read symbol and block names from the graph: a copy
+     * holds their C spellings (c_ident); the nodes are shared. */
+    if (g->name && valid_name(g->name, false)) {
+        Graph *cg = fu_alloc(sizeof *cg);
+        *cg = *g;
+        cg->name = c_ident(g->name, false);
+        for (int i = 0; i < g->nsyms; i++)
+            if (valid_name(g->sym_names[i], false))
+                cg->sym_names[i] = c_ident(g->sym_names[i], true);
+        g = cg;
+    }
     e.g = g;
     e.t = t ? t : target_find("generic");
     FU_ASSERT(e.t);

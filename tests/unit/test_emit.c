@@ -818,7 +818,10 @@ static void test_name_errors(void **state) {
         int rc = emit_c(g, target_find("generic"), cf, hf, "bad.h");
         fclose(cf);
         fclose(hf);
-        if (rc != -1 || diag_error_count() != 1)
+        /* only the collision is an error: reserved names get their C
+         * spelling (emit_c's c_ident, issue 10; tests/limits compiles them) */
+        int want = c == 0 ? -1 : 0;
+        if (rc != want || diag_error_count() != (c == 0))
             fail_msg("%s '%s': emit_c returned %d with %d errors", cases[c][0], cases[c][1], rc,
                      diag_error_count());
         diag_reset();
