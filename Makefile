@@ -10,6 +10,7 @@
 #   make fuzz       libFuzzer on the front end and the safetensors reader, FUZZ_SECONDS each (60)
 #   make fuzz-diff  N random programs (default 200) differential-tested on every target here
 #   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
+#   make bench-compile  compile time and memory against block size, up to 100,000 operators
 #
 # Every source file is listed by wildcard: a new pass in compiler/ or a new
 # tests/unit/test_*.c is picked up without editing this file.
@@ -118,6 +119,13 @@ regen: $(FUSEC)
 bench: all
 	@sh bench/install-deps.sh
 	@CC="$(CC)" BUILD="$(BUILD)" GOLDEN="$(GOLDEN)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
+
+# make bench-compile: how compile time and memory grow with the number of
+# operators (bench/compile/run.py; sizes 1,000 to 100,000; CSV and SVG in
+# bench/results/compile-*).  BENCH_ARGS passes options (--sizes, --opt, --repeat).
+.PHONY: bench-compile
+bench-compile: $(FUSEC)
+	@/usr/bin/python3 bench/compile/run.py --fusec $(FUSEC) $(BENCH_ARGS)
 
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;
