@@ -462,22 +462,20 @@ static void kline(Kern *k, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-static void kline(Kern *k, const char *fmt, ...) {
-    char *s;
-    va_list ap;
-    int n, i;
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    FU_ASSERT(n >= 0);
-    s = fu_alloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    for (i = 0; i < k->indent; i++)
+/* Lines go straight into the body: no copy in the arena (a block of
+ * 100,000 operators writes hundreds of MB of C). */
+static void kline_v(Kern *k, const char *fmt, va_list ap) {
+    for (int i = 0; i < k->indent; i++)
         buf_puts(&k->body, "    ");
-    buf_puts(&k->body, s);
+    buf_vprintf(&k->body, fmt, ap);
     buf_puts(&k->body, "\n");
+}
+
+static void kline(Kern *k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    kline_v(k, fmt, ap);
+    va_end(ap);
 }
 
 /* The kernel's name for node's buffer, adding a parameter on first use. */
@@ -512,14 +510,8 @@ const char *kern_dim(Kern *k, Dim d) { return dim_c(k->e->g, d, &k->used); }
 void kern_line(Kern *k, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    kline_v(k, fmt, ap);
     va_end(ap);
-    FU_ASSERT(n >= 0);
-    char *s = fu_alloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    kline(k, "%s", s);
 }
 
 void kern_indent(Kern *k, int delta) {

@@ -74,6 +74,7 @@ void buf_printf(Buf *b, const char *fmt, ...)
 #endif
     ;
 void buf_puts(Buf *b, const char *s);
+void buf_vprintf(Buf *b, const char *fmt, va_list ap);
 
 /* Internal errors: a bug in fusec, not in the user's input.  They name the
  * compiler's own file and line and exit with status 70 (EX_SOFTWARE). */
