@@ -44,7 +44,7 @@ RT_SRC   = $(wildcard runtime/*.c)
 RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/%.o)
 FU_SRC   = $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 FU_OBJ   = $(FU_SRC:%.c=$(BUILD)/%.o) $(BUILD)/compiler/parse.tab.o $(BUILD)/compiler/lex.yy.o
-HDRS     = compiler/fusec.h compiler/ops.def runtime/fusec_rt.h
+HDRS     = compiler/fusec.h compiler/ops.def compiler/dtypes.def runtime/fusec_rt.h
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 

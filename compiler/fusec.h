@@ -185,7 +185,7 @@ typedef enum Op {
 
 typedef enum OpCat {
     CAT_SOURCE, CAT_UNARY, CAT_BINARY, CAT_REDUCE, CAT_MATMUL, CAT_SHAPE,
-    CAT_NORM, CAT_SOFTMAX, CAT_ROPE, CAT_ATTENTION, CAT_CACHE, CAT_SINK
+    CAT_NORM, CAT_SOFTMAX, CAT_ROPE, CAT_ATTENTION, CAT_CACHE, CAT_SINK, CAT_CONVERT
 } OpCat;
 
 typedef struct OpInfo {
@@ -197,8 +197,13 @@ extern const OpInfo op_info[OP_COUNT];
 /* Op by its DSL/IR name, or -1. */
 int op_lookup(const char *name);
 
-typedef enum DType { DT_F32, DT_I32 } DType;
-const char *dtype_name(DType t); /* "f32", "i32" */
+typedef enum DType {
+#define DT(id, name, fr, ctype, kind) DT_##id,
+#include "dtypes.def"
+#undef DT
+    DT_COUNT
+} DType;
+const char *dtype_name(DType t); /* "f32", "bf16", ... (dtype.c) */
 
 #define FU_MAX_IN 3
 
@@ -293,6 +298,10 @@ void ir_add_const_dim(Graph *g, const char *name, int64_t value);
 /* Appends a node with these inputs; type not yet set.  Interface nodes
  * (input, weight, cache, output) are also recorded in the graph's lists. */
 Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc);
+/* The f32 value of x (bf16 or f16), for a use by `before`, the graph's
+ * last node: an OP_CONVERT of x made earlier, else a new one placed just
+ * before `before`. */
+Node *ir_convert(Graph *g, Node *x, Node *before);
 /* Recomputes nuses for every node. */
 void ir_recount(Graph *g);
 /* Removes nodes that no output depends on (caches' appends stay), renumbers. */
@@ -300,6 +309,12 @@ void ir_dce(Graph *g);
 /* Elements of a node for given symbol values. */
 int64_t ir_numel(const Node *n, const int64_t *syms);
 
+/* shape.c: whether operand j of n may be of dtype t as stored.  f32 and i32
+ * everywhere (the type rules say which); bf16 and f16 only where a kernel
+ * reads them itself - the weight of linear, the keys and values of
+ * attention, the cache of append, convert; q8_0 and q4_0 only as the weight
+ * of linear.  Sema converts a bf16/f16 operand anywhere else (OP_CONVERT). */
+bool ir_takes(const Node *n, int j, DType t);
 /* shape.c: computes n's dtype/rank/shape from its inputs and attributes.
  * For sources and reshape the builder sets the type, and this only checks it.
  * Returns true, or false with a user-facing reason in why. */
@@ -315,6 +330,52 @@ void ir_type_str(Buf *b, const Node *n, const Graph *g);
 void ir_verify(const Graph *g, const char *after_pass);
 /* The same checks, returning the first problem instead (for tests). */
 bool ir_check(const Graph *g, char *why, size_t whylen);
+
+/* ======================================================================
+ * dtype.c - element types (dtypes.def): facts, conversions, quantizers
+ * ====================================================================== */
+
+typedef enum DKind { DK_F32, DK_INT, DK_HALF, DK_QUANT } DKind;
+
+typedef struct DTypeInfo {
+    const char *name;       /* "q8_0" */
+    int fr;                 /* the runtime's fr_dtype */
+    const char *ctype;      /* C type of one stored unit: "float", "uint16_t", "uint8_t" */
+    DKind kind;
+    int block;              /* elements per block: 1, or 32 for DK_QUANT */
+    int block_bytes;        /* bytes per block */
+} DTypeInfo;
+
+const DTypeInfo *dt_info(DType t);
+int dt_lookup(const char *name);        /* the DType called name, or -1 */
+int dt_from_fr(int fr);                 /* the DType of a runtime fr_dtype, or -1 */
+/* The names of the types of the given kinds (bits 1 << DK_*), "f32, bf16". */
+const char *dt_names(unsigned kinds);
+/* C units (of ctype) of one row of n elements: n, or the blocks' bytes. */
+int64_t dt_row_units(DType t, int64_t n);
+/* float16 and bfloat16: round to nearest even, overflow to infinity, NaN
+ * stays a (quiet) NaN; the reverse conversions are exact. */
+uint16_t dt_f32_to_f16(float x);
+float dt_f16_to_f32(uint16_t h);
+uint16_t dt_f32_to_bf16(float x);
+float dt_bf16_to_f32(uint16_t h);
+/* Stores a row of n values as type t into dst (dt_row_units(t, n) units;
+ * quantized types block by block as llama.cpp's reference quantizers do,
+ * the last block padded with zeros).  Returns -1, or for a quantized type
+ * the index of the first value it cannot represent: NaN, infinity, or one
+ * whose block scale overflows float16. */
+int64_t dt_store_row(DType t, const float *x, int64_t n, void *dst);
+/* The exact values of a stored row of n elements. */
+void dt_load_row(DType t, const void *src, int64_t n, double *out);
+/* x stored as t (f32, bf16 or f16) and read back: what a cache holds. */
+double dt_round(DType t, double x);
+/* --weight-type PATTERN=TYPE rules (a glob on the checkpoint name; the last
+ * match wins) and --kv-type, which sema applies to the declarations. */
+bool dt_add_weight_rule(const char *spec, char *why, size_t whylen);
+int dt_weight_rule(const char *name, const char **pattern); /* DType or -1 */
+bool dt_set_kv_type(const char *name, char *why, size_t whylen);
+int dt_kv_type(void);                   /* DType or -1 (as declared) */
+void dt_clear_rules(void);
 
 /* ======================================================================
  * Front end - lex.l, parse.y, ast.c, sema.c
@@ -638,6 +699,27 @@ const char *v_attr(const Target *t);
 void v_prelude(Buf *b, const Target *t);
 
 /*
+ * typed.c - how kernels read stored types (bf16, f16, q8_0, q4_0): the one
+ * seam between kernels and element types.  Each returns a C expression;
+ * for f32 they are vec.c's own words.  `row` points at a row's first unit
+ * (ty_ctype), rows are ty_row_units apart; `lanes` is t->vec_floats, or 8
+ * on AVX-512 (kern_tw's transposes); for q8_0/q4_0 k must be a multiple of
+ * lanes (a vector never straddles a block of 32).
+ */
+const char *ty_ctype(DType t);                       /* "float", "uint16_t", "uint8_t" */
+const char *ty_row_units(DType t, const char *n);    /* C units of a row of n elements */
+const char *ty_load(const Target *t, int lanes, DType dt, const char *row, const char *k);
+/* The first n lanes (0 < n < lanes), the others 0. */
+const char *ty_load_n(const Target *t, int lanes, DType dt, const char *row, const char *k, const char *n);
+const char *ty_load1(DType dt, const char *row, const char *k);    /* a float */
+/* row[k] = x for f32, bf16, f16 (rounding to nearest even): a statement without ';'. */
+const char *ty_store1(DType dt, const char *row, const char *k, const char *x);
+/* The helpers: portable ones once per file, vector ones per ISA variant,
+ * for the types whose bits (1 << DType) are in `used`. */
+void ty_prelude_common(Buf *b, unsigned used);
+void ty_prelude(Buf *b, const Target *t, unsigned used);
+
+/*
  * The Kern API: how a kernel emitter (emit_gemm.c, emit_fused.c) writes one
  * kernel function.  emit_c.c owns the function's signature: every buffer the
  * body names through kern_buf becomes a parameter, every symbol kern_dim
@@ -708,6 +790,8 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
 
 /* `fusec check ...`; argv[0] is "check".  Returns the exit status. */
 int check_main(int argc, char **argv);
+/* `fusec quantize ...` (quantize.c); argv[0] is "quantize". */
+int quantize_main(int argc, char **argv);
 
 /* The driver's pipeline, kept in one place (pipeline.c) so that `fusec FILE`
  * (main.c) and `fusec check` compile a block identically.

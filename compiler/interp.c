@@ -9,6 +9,12 @@
  * those shapes; nothing aliases (sources and reshapes copy).  The semantics
  * are the ones written at the top of ops.def and in docs/design.md.
  *
+ * Typed data: weights come in as the exact values they store (a bf16, f16,
+ * q8_0 or q4_0 weight dequantized to double by the caller, dt_load_row), so
+ * convert is a copy; an append to a bf16/f16 cache rounds the new rows the
+ * way the cache stores them (dt_round), so later reads see what the
+ * generated code sees.
+ *
  * Choices the contract leaves open:
  *  - softmax of a row that is entirely -inf gives zeros (Hugging Face gives
  *    NaN; a causal mask never produces such a row); attention's row with
@@ -675,8 +681,9 @@ static int op_append(Interp *I, const Node *n, Tensor *out) {
     if (out->rank < 1 || out->shape[0] != P + T || out->numel != (P + T) * row)
         return node_fail(I, n, "result is not [P+T, ...] with the cache's rows");
     double *c = I->a->caches[ci];
-    if (x->numel > 0)
-        memcpy(c + P * row, x->data, (size_t)x->numel * sizeof(double));
+    /* the cache holds what its dtype can: a bf16/f16 cache rounds */
+    for (int64_t e = 0; e < x->numel; e++)
+        c[P * row + e] = cn->dtype == DT_F32 ? x->data[e] : dt_round(cn->dtype, x->data[e]);
     if (out->numel > 0)
         memcpy(out->data, c, (size_t)out->numel * sizeof(double));
     return 0;
@@ -726,6 +733,7 @@ static int eval_node(Interp *I, const Node *n, Tensor *out) {
     case OP_ROPE: return op_rope(I, n, out);
     case OP_ATTENTION: return op_attention(I, n, out);
     case OP_APPEND: return op_append(I, n, out);
+    case OP_CONVERT: return op_reshape(I, n, out);  /* the values are exact already */
     case OP_OUTPUT: return op_output(I, n);
     case OP_COUNT: break;
     }

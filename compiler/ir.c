@@ -31,8 +31,6 @@ int op_lookup(const char *name) {
     return -1;
 }
 
-const char *dtype_name(DType t) { return t == DT_I32 ? "i32" : "f32"; }
-
 Graph *ir_graph_new(const char *name) {
     Graph *g = fu_alloc(sizeof *g);
     g->name = fu_strdup(name);
@@ -127,6 +125,23 @@ Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc) {
     default: break;
     }
     return n;
+}
+
+Node *ir_convert(Graph *g, Node *x, Node *before) {
+    FU_ASSERT(g->nnodes > 0 && g->nodes[g->nnodes - 1] == before);
+    for (int i = x->id + 1; i < before->id; i++)
+        if (g->nodes[i]->op == OP_CONVERT && g->nodes[i]->in[0] == x)
+            return g->nodes[i];
+    Node *c = ir_node(g, OP_CONVERT, 1, &x, before->loc);
+    char why[256];
+    if (!ir_infer(c, g, why, sizeof why))
+        fu_internal(__FILE__, __LINE__, "ir_convert: %s", why);
+    /* c goes where `before` was, `before` after it */
+    g->nodes[before->id] = c;
+    g->nodes[c->id] = before;
+    c->id--;
+    before->id++;
+    return c;
 }
 
 void ir_recount(Graph *g) {

@@ -21,6 +21,7 @@
 static const char usage_text[] =
     "usage: fusec [options] FILE.fdl -o OUT.c\n"
     "       fusec check FILE.fdl --golden G.safetensors [options]   (fusec check --help)\n"
+    "       fusec quantize IN.safetensors -o OUT.safetensors --type T   (fusec quantize --help)\n"
     "\n"
     "Compiles a transformer block written in the fusec DSL to C.\n"
     "\n"
@@ -41,6 +42,11 @@ static const char usage_text[] =
     "                   multi:T1,T2,... (all in one file, picked at run time from the\n"
     "                   CPU's features; list generic last as the fallback); docs/targets.md\n"
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
+    "  --weight-type=PATTERN=TYPE\n"
+    "                   give the weights whose checkpoint name matches the glob PATTERN\n"
+    "                   the type TYPE (f32, bf16, f16, q8_0, q4_0) instead of the declared\n"
+    "                   one; repeatable, the last match wins (docs/quantization.md)\n"
+    "  --kv-type=TYPE   store every KV cache as TYPE (f32, bf16 or f16)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
     "  --no-fuse=P,...  turn fusion passes off: elementwise, norm, epilogue, softmax,\n"
@@ -373,6 +379,8 @@ static int write_text(const TextJob *j, const char *out) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return check_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "quantize") == 0)
+        return quantize_main(argc - 1, argv + 1);
 
     Options opt = {.opt_level = 1, .target = "generic"};
     const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL;
@@ -411,6 +419,14 @@ int main(int argc, char **argv) {
             ndims++;
         } else if ((v = opt_value(argc, argv, &i, "--target"))) {
             opt.target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--weight-type"))) {
+            char why[256];
+            if (!dt_add_weight_rule(v, why, sizeof why))
+                return usage_error("--weight-type: %s", why);
+        } else if ((v = opt_value(argc, argv, &i, "--kv-type"))) {
+            char why[256];
+            if (!dt_set_kv_type(v, why, sizeof why))
+                return usage_error("--kv-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
             block = v;
         } else if (strcmp(a, "-MD") == 0) {

@@ -68,6 +68,7 @@ static void yyerror(FeLoc *loc, yyscan_t scanner, FeCtx *ctx, const char *msg);
 %token BLOCK "'block'" DIM "'dim'" CONST "'const'" INPUT "'input'" WEIGHT "'weight'"
 %token CACHE "'cache'" OUTPUT "'output'" FN "'fn'" RETURN "'return'" IMPORT "'import'"
 %token TRUE "'true'" FALSE "'false'" F32 "'f32'" I32 "'i32'"
+%token BF16 "'bf16'" F16 "'f16'" Q8_0 "'q8_0'" Q4_0 "'q4_0'"
 
 %left '+' '-'
 %left '*' '/'
@@ -169,6 +170,10 @@ type:
 dtype:
     F32                                     { $$ = DT_F32; }
     | I32                                   { $$ = DT_I32; }
+    | BF16                                  { $$ = DT_BF16; }
+    | F16                                   { $$ = DT_F16; }
+    | Q8_0                                  { $$ = DT_Q8_0; }
+    | Q4_0                                  { $$ = DT_Q4_0; }
     ;
 
 expr:

@@ -294,11 +294,23 @@ static const char *describe(const Value *v) {
     return "a value";
 }
 
-/* Runs ir_infer on a freshly built node; its reason is the user's error. */
+/* Runs ir_infer on a freshly built node; its reason is the user's error.
+ * A bf16/f16 operand that n cannot read itself is read through a convert
+ * first (ir_convert; ir_takes says which operands read which types). */
 static Value finish(Sema *s, Node *n) {
     char why[512];
+    for (int j = 0; j < n->nin; j++)
+        if (n->in[j] && dt_info(n->in[j]->dtype)->kind == DK_HALF && !ir_takes(n, j, n->in[j]->dtype))
+            n->in[j] = ir_convert(s->g, n->in[j], n);
     if (!ir_infer(n, s->g, why, sizeof why)) {
         diag_error(n->loc, "%s", why);
+        for (int j = 0; j < n->nin; j++) {
+            const Node *x = n->in[j];
+            const char *pat;
+            if (x && x->op == OP_WEIGHT && dt_weight_rule(x->name, &pat) >= 0)
+                diag_note(x->loc, "'%s' is %s by --weight-type '%s=%s'", x->name, dtype_name(x->dtype), pat,
+                          dtype_name(x->dtype));
+        }
         return poison();
     }
     return tensor_value(n);
@@ -1102,7 +1114,8 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, Entry *fe, int depth) {
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     Entry *en = scope_find(sc, e->name);
     int op = op_lookup(e->name);
-    bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK;
+    bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK &&
+                   op_info[op].cat != CAT_CONVERT;
     /* fns shadow builtins; other names do not, so a value may be called `max` */
     if (en && en->kind == E_FN)
         return call_fn(s, sc, e, en, depth);
@@ -1123,7 +1136,7 @@ static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
             return poison();
         }
         for (int i = 0; i < OP_COUNT; i++)
-            if (op_info[i].cat != CAT_SOURCE && op_info[i].cat != CAT_SINK &&
+            if (op_info[i].cat != CAT_SOURCE && op_info[i].cat != CAT_SINK && op_info[i].cat != CAT_CONVERT &&
                 edit_distance(e->name, op_info[i].name) <= typo_limit(e->name)) {
                 diag_note(e->loc, "did you mean '%s'?", op_info[i].name);
                 break;
@@ -1184,6 +1197,10 @@ static void run_source(Sema *s, Scope *sc, const Ast *st) {
         Node *n = ir_node(s->g, op, 0, NULL, st->loc);
         n->name = st->name;
         n->dtype = st->type->dtype;
+        /* --weight-type and --kv-type replace the declared type */
+        int rule = op == OP_WEIGHT ? dt_weight_rule(st->name, NULL) : op == OP_CACHE ? dt_kv_type() : -1;
+        if (rule >= 0)
+            n->dtype = (DType)rule;
         n->rank = rank;
         for (int d = 0; d < rank; d++)
             n->shape[d] = shape[d];

@@ -63,7 +63,33 @@ static void set_type(Node *n, DType t, int rank, const Dim *shape) {
 static bool need_f32(Why *w, const Node *n, const Node *x) {
     if (x->dtype == DT_F32)
         return true;
+    if (dt_info(x->dtype)->kind == DK_QUANT)
+        return fail(w, "'%s' cannot read %s%s%s: a %s weight can only be the weight of 'linear' "
+                       "(docs/quantization.md)", op_info[n->op].name, x->name ? "'" : "", x->name ? x->name : "",
+                    x->name ? fu_format("' %s", ty(x, w->g)) : ty(x, w->g), dtype_name(x->dtype));
     return fail(w, "'%s' needs f32 operands, got %s", op_info[n->op].name, ty(x, w->g));
+}
+
+bool ir_takes(const Node *n, int j, DType t) {
+    switch (dt_info(t)->kind) {
+    case DK_F32:
+    case DK_INT:
+        return true;
+    case DK_HALF:
+        return (n->op == OP_LINEAR && j == 1) || (n->op == OP_ATTENTION && j >= 1) ||
+               (n->op == OP_APPEND && j == 0) || n->op == OP_CONVERT;
+    case DK_QUANT:
+        return n->op == OP_LINEAR && j == 1;
+    }
+    return false;
+}
+
+/* Operand j of n is x (f32, or a type n reads itself). */
+static bool need_float(Why *w, const Node *n, int j) {
+    const Node *x = n->in[j];
+    if (x->dtype != DT_I32 && ir_takes(n, j, x->dtype))
+        return true;
+    return need_f32(w, n, x);
 }
 
 /* A declared type: constant dims >= 1, at most FU_MAX_RANK dims. */
@@ -137,15 +163,24 @@ static bool infer_source(Why *w, Node *n, const Graph *g) {
         if (n->rank != 0 || n->dtype != DT_F32)
             return fail(w, "a constant is an f32 scalar");
         return true;
+    case OP_INPUT:
+        if (n->dtype != DT_F32 && n->dtype != DT_I32)
+            return fail(w, "input '%s' must be f32 or i32, got %s", n->name, ty(n, g));
+        return true;
     case OP_WEIGHT:
+        if (dt_info(n->dtype)->kind == DK_INT && n->dtype != DT_I32)
+            return fail(w, "weight '%s' has type %s", n->name, ty(n, g));
+        if (dt_info(n->dtype)->kind == DK_QUANT && n->rank < 1)
+            return fail(w, "%s weight '%s' needs at least one dimension (its blocks run along the last)",
+                        dtype_name(n->dtype), n->name);
         for (int d = 0; d < n->rank; d++)
             if (!dim_is_const(n->shape[d]))
                 return fail(w, "weight '%s' has symbolic shape %s; weights have constant shapes",
                             n->name, ty(n, g));
         return true;
     case OP_CACHE: {
-        if (n->dtype != DT_F32)
-            return fail(w, "cache '%s' must be f32", n->name);
+        if (n->dtype != DT_F32 && dt_info(n->dtype)->kind != DK_HALF)
+            return fail(w, "cache '%s' must be f32, bf16 or f16, got %s", n->name, ty(n, g));
         if (n->rank < 2)
             return fail(w, "cache '%s' needs a cached-length dimension and a row shape", n->name);
         Dim p = n->shape[0];
@@ -219,7 +254,7 @@ static bool infer_matmul(Why *w, Node *n) {
 
 static bool infer_linear(Why *w, Node *n) {
     Node *x = n->in[0], *W = n->in[1];
-    if (!need_f32(w, n, x) || !need_f32(w, n, W))
+    if (!need_f32(w, n, x) || !need_float(w, n, 1))
         return false;
     if (x->rank < 1)
         return fail(w, "'linear' needs an input with at least 1 dimension, got %s", ty(x, w->g));
@@ -227,6 +262,10 @@ static bool infer_linear(Why *w, Node *n) {
         return fail(w, "'linear' needs a 2-D weight, got %s", ty(W, w->g));
     if (n->i[0] != 0 && n->i[0] != 1)
         return fail(w, "'linear': bad weight layout %lld", (long long)n->i[0]);
+    if (dt_info(W->dtype)->kind == DK_QUANT && n->i[0] != 0)
+        return fail(w, "'linear': the %s weight %s needs layout \"out_in\": its blocks of 32 run along "
+                       "the rows, which must be the reduction dimension (store an [in, out] weight transposed, "
+                       "or as bf16/f16)", dtype_name(W->dtype), ty(W, w->g));
     Dim in = W->shape[n->i[0] == 0 ? 1 : 0], out = W->shape[n->i[0] == 0 ? 0 : 1];
     if (!dim_eq(in, x->shape[x->rank - 1]))
         return fail(w, "'linear': weight %s (layout %s) does not take the last dimension of %s",
@@ -346,7 +385,7 @@ static bool infer_rope(Why *w, Node *n) {
 static bool infer_attention(Why *w, Node *n) {
     Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
     for (int j = 0; j < 3; j++)
-        if (!need_f32(w, n, n->in[j]))
+        if (!need_float(w, n, j))
             return false;
     int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2];
     if (H < 1 || KVH < 1 || hd < 1 || H % KVH)
@@ -375,10 +414,18 @@ static bool infer_append(Why *w, Node *n) {
     for (int d = 1; d < c->rank; d++)
         if (!dim_eq(x->shape[d], c->shape[d]))
             return fail(w, "'append': rows of %s do not match cache %s", ty(x, w->g), ty(c, w->g));
-    set_type(n, DT_F32, c->rank, c->shape);
+    set_type(n, c->dtype, c->rank, c->shape);
     if (!dim_add_ok(c->shape[0], x->shape[0], &n->shape[0]))
         return fail(w, "'append': dimension too large: the rows of cache %s and %s together", ty(c, w->g),
                     ty(x, w->g));
+    return true;
+}
+
+static bool infer_convert(Why *w, Node *n) {
+    Node *x = n->in[0];
+    if (dt_info(x->dtype)->kind != DK_HALF)
+        return fail(w, "'convert' reads a bf16 or f16 tensor, got %s", ty(x, w->g));
+    set_type(n, DT_F32, x->rank, x->shape);
     return true;
 }
 
@@ -390,6 +437,9 @@ bool ir_infer(Node *n, const Graph *g, char *why, size_t whylen) {
     if (n->nin < op_info[n->op].min_in || n->nin > op_info[n->op].max_in)
         return fail(&w, "'%s' takes %d to %d operands, got %d", op_info[n->op].name,
                     op_info[n->op].min_in, op_info[n->op].max_in, n->nin);
+    for (int j = 0; j < n->nin; j++)
+        if (!ir_takes(n, j, n->in[j]->dtype))
+            return need_f32(&w, n, n->in[j]);
     Node *x = n->nin ? n->in[0] : NULL;
     switch (op_info[n->op].cat) {
     case CAT_SOURCE:
@@ -442,8 +492,12 @@ bool ir_infer(Node *n, const Graph *g, char *why, size_t whylen) {
     case CAT_SINK:
         if (!n->name)
             return fail(&w, "an output needs a name");
+        if (x->dtype != DT_F32 && x->dtype != DT_I32)
+            return need_f32(&w, n, x);
         set_type(n, x->dtype, x->rank, x->shape);
         return true;
+    case CAT_CONVERT:
+        return infer_convert(&w, n);
     }
     FU_UNREACHABLE();
 }

@@ -73,23 +73,36 @@ typedef enum fr_dtype {
     FR_U8,
     FR_I8,
     FR_BOOL,
+    FR_Q8_0,        /* block types (docs/quantization.md): stored in a file as U8 */
+    FR_Q4_0,        /* with a "__metadata__" entry; 32 elements per block */
     FR_NDTYPES
 } fr_dtype;
 
-const char *fr_dtype_name(fr_dtype t); /* "F32", ... as safetensors spells it */
-size_t fr_dtype_size(fr_dtype t);
+const char *fr_dtype_name(fr_dtype t); /* "F32", ... as safetensors spells it; "Q8_0", "Q4_0" */
+size_t fr_dtype_size(fr_dtype t);      /* bytes per element; 0 for the block types */
+int fr_dtype_block(fr_dtype t);        /* elements per block: 1, or 32 for Q8_0 and Q4_0 */
+size_t fr_dtype_block_bytes(fr_dtype t); /* bytes per block: 34 for Q8_0, 18 for Q4_0 */
+/* Bytes of a tensor of this dtype and shape: the last dim is a row of
+ * ceil(n / block) blocks (the last one zero-padded).  -1 on overflow, a
+ * negative dim, or a block type of rank 0. */
+int fr_dtype_nbytes(fr_dtype t, int rank, const int64_t *shape, uint64_t *nbytes);
 
 /* ---- safetensors --------------------------------------------------------- */
 
 typedef struct fr_tensor {
     const char *name;     /* points into the file's parsed header */
-    fr_dtype dtype;
+    fr_dtype dtype;       /* Q8_0/Q4_0 for a quantized tensor (stored as U8) */
     int rank;
-    int64_t shape[FR_MAX_RANK];
+    int64_t shape[FR_MAX_RANK]; /* the logical shape, also for quantized tensors */
     const void *data;     /* inside the mapping, or an owned copy when the file places
                              it misaligned: always aligned to the element size */
-    size_t nbytes;
+    size_t nbytes;        /* fr_dtype_nbytes of dtype and shape */
 } fr_tensor;
+
+/* One "__metadata__" entry, decoded. */
+typedef struct fr_meta {
+    const char *key, *value;
+} fr_meta;
 
 typedef struct fr_st {
     void *map;            /* the mmap'ed file */
@@ -97,6 +110,8 @@ typedef struct fr_st {
     int ntensors;
     fr_tensor *tensors;   /* sorted by name */
     char *metadata_json;  /* raw "__metadata__" object text, or NULL */
+    int nmeta;
+    fr_meta *meta;        /* its entries, decoded, in file order */
     char *names;          /* storage for tensor names */
     char *path;           /* the path given to fr_st_open, for messages */
     void *owned;          /* aligned copies of tensors the file places misaligned, or NULL */
@@ -105,12 +120,20 @@ typedef struct fr_st {
 /*
  * Opens and validates a safetensors file: the 8-byte header length, a JSON
  * header that parses, known dtypes, shapes that multiply to the byte ranges,
- * offsets inside the data area, no overlaps, no duplicate names.  Any defect
- * gives FR_EFORMAT and a message naming the tensor and the problem.
+ * offsets inside the data area, no overlaps, no duplicate names, metadata of
+ * strings with no key twice.  Quantized tensors (docs/quantization.md): a U8
+ * tensor NAME with a metadata entry "fusec.quant.NAME" = "Q8_0[N,K]" is
+ * presented as Q8_0 of shape [N, K] once its bytes, its zero padding and the
+ * entry agree.  Any defect gives FR_EFORMAT and a message naming the tensor
+ * and the problem.
  */
 int fr_st_open(fr_st *f, const char *path, fr_err *err);
 void fr_st_close(fr_st *f);
 const fr_tensor *fr_st_find(const fr_st *f, const char *name);
+/* The value of a "__metadata__" entry, or NULL. */
+const char *fr_st_metadata(const fr_st *f, const char *key);
+/* The metadata key prefix of quantized tensors. */
+#define FR_QUANT_KEY "fusec.quant."
 
 /*
  * Looks up prefix+name, checks dtype and shape, and returns its data.
@@ -125,6 +148,9 @@ typedef struct fr_st_writer fr_st_writer;
 fr_st_writer *fr_stw_new(void);
 int fr_stw_add(fr_st_writer *w, const char *name, fr_dtype dtype, int rank,
                const int64_t *shape, const void *data, fr_err *err);
+/* A "__metadata__" entry (key and value copied); keys starting with
+ * FR_QUANT_KEY are the writer's own: fr_stw_add of a Q8_0/Q4_0 tensor makes them. */
+int fr_stw_metadata(fr_st_writer *w, const char *key, const char *value, fr_err *err);
 /* Writes to path via a temporary file and rename, so a failure leaves no partial file. */
 int fr_stw_write(fr_st_writer *w, const char *path, fr_err *err);
 void fr_stw_free(fr_st_writer *w);

@@ -558,6 +558,9 @@ static int st_dtype(Reader *r, const char *name, fr_dtype *out)
         return st_syntax(r);
     for (i = 0; i < FR_NDTYPES; i++)
         if (strcmp(s, fr_dtype_name((fr_dtype)i)) == 0 && strlen(s) == len) {
+            if (fr_dtype_block((fr_dtype)i) != 1)
+                return st_fail(r, name, "dtype '%s' is not a safetensors dtype: a quantized tensor is stored "
+                                        "as U8 with a \"" FR_QUANT_KEY "NAME\" metadata entry", s);
             *out = (fr_dtype)i;
             return 0;
         }
@@ -718,12 +721,16 @@ static int st_entry(Reader *r, fr_tensor *t)
 }
 
 /* metadata = '{' ( string ':' string ( ',' string ':' string )* )? '}'
- * kept as its raw JSON text */
+ * kept as its raw JSON text and as decoded entries (into f->names, after the
+ * tensor names read so far: decoding never lengthens a string, so the header
+ * length bounds everything decoded from it). */
 static int st_metadata(Reader *r)
 {
-    size_t start, len;
+    fr_st *f = r->f;
+    size_t start, len, klen, vlen;
+    int cap = 0;
 
-    if (r->f->metadata_json)
+    if (f->metadata_json)
         return st_fail(r, NULL, "duplicate '__metadata__'");
     js_ws(&r->j);
     if (js_peek(&r->j) != '{')
@@ -735,13 +742,35 @@ static int st_metadata(Reader *r)
         r->j.pos++;
     else
         for (;;) {
-            if (js_string(&r->j, r->scratch, NULL) < 0 || js_expect(&r->j, ':') < 0)
+            char *key = f->names + r->names_used, *value;
+            fr_meta *m;
+            if (js_string(&r->j, key, &klen) < 0 || js_expect(&r->j, ':') < 0)
                 return st_syntax(r);
+            if (strlen(key) != klen)
+                return st_fail(r, NULL, "'__metadata__' key contains a NUL character (\\u0000)");
             js_ws(&r->j);
             if (js_peek(&r->j) != '"')
-                return st_fail(r, NULL, "'__metadata__' value of key '%.64s' is not a string", r->scratch);
-            if (js_string(&r->j, NULL, NULL) < 0)
+                return st_fail(r, NULL, "'__metadata__' value of key '%.64s' is not a string", key);
+            value = key + klen + 1;
+            if (js_string(&r->j, value, &vlen) < 0)
                 return st_syntax(r);
+            if (strlen(value) != vlen)
+                return st_fail(r, NULL, "'__metadata__' value of key '%.64s' contains a NUL character", key);
+            r->names_used += klen + vlen + 2;
+            if (f->nmeta == cap) {
+                fr_meta *nm;
+                int ncap = cap ? cap * 2 : 8;
+                if (cap > (1 << 28) || (size_t)ncap > SIZE_MAX / sizeof *nm)
+                    return fr_seterr(r->err, FR_ENOMEM, "%s: too many metadata entries", r->path);
+                nm = realloc(f->meta, (size_t)ncap * sizeof *nm);
+                if (!nm)
+                    return fr_seterr(r->err, FR_ENOMEM, "%s: out of memory for the metadata", r->path);
+                f->meta = nm;
+                cap = ncap;
+            }
+            m = &f->meta[f->nmeta++];
+            m->key = key;
+            m->value = value;
             js_ws(&r->j);
             if (js_peek(&r->j) == ',') {
                 r->j.pos++;
@@ -752,11 +781,11 @@ static int st_metadata(Reader *r)
             break;
         }
     len = r->j.pos - start;
-    r->f->metadata_json = malloc(len + 1);
-    if (!r->f->metadata_json)
+    f->metadata_json = malloc(len + 1);
+    if (!f->metadata_json)
         return fr_seterr(r->err, FR_ENOMEM, "%s: out of memory for the metadata", r->path);
-    memcpy(r->f->metadata_json, r->j.s + start, len);
-    r->f->metadata_json[len] = '\0';
+    memcpy(f->metadata_json, r->j.s + start, len);
+    f->metadata_json[len] = '\0';
     return 0;
 }
 
@@ -915,6 +944,185 @@ static int st_align(Reader *r)
     return 0;
 }
 
+/* Keys of '__metadata__' must be distinct (a JSON object with a key twice
+ * means whatever the last reader decided). */
+static int cmp_meta_key(const void *a, const void *b)
+{
+    return strcmp((*(const fr_meta *const *)a)->key, (*(const fr_meta *const *)b)->key);
+}
+
+static int st_check_meta_keys(Reader *r)
+{
+    fr_st *f = r->f;
+    const fr_meta **by;
+    int i, rc = 0;
+
+    if (f->nmeta < 2)
+        return 0;
+    by = malloc((size_t)f->nmeta * sizeof *by);
+    if (!by)
+        return fr_seterr(r->err, FR_ENOMEM, "%s: out of memory", r->path);
+    for (i = 0; i < f->nmeta; i++)
+        by[i] = &f->meta[i];
+    qsort(by, (size_t)f->nmeta, sizeof *by, cmp_meta_key);
+    for (i = 1; i < f->nmeta && rc == 0; i++)
+        if (strcmp(by[i - 1]->key, by[i]->key) == 0)
+            rc = st_fail(r, NULL, "duplicate '__metadata__' key '%.*s%s'", MSG_NAME(by[i]->key));
+    free(by);
+    return rc;
+}
+
+static fr_tensor *find_mut(fr_st *f, const char *name)
+{
+    int lo = 0, hi = f->ntensors - 1;
+
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(name, f->tensors[mid].name);
+        if (c == 0)
+            return &f->tensors[mid];
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/* value = TYPE '[' dim ( ',' dim )* ']', spaces allowed between the parts;
+ * TYPE a block type (Q8_0, Q4_0), each dim a decimal number. */
+static int parse_quant(Reader *r, const char *name, const char *v, fr_dtype *dt, int *rank, int64_t *shape)
+{
+    const char *p = v;
+    size_t n;
+    int i;
+
+    while (*p == ' ')
+        p++;
+    n = strcspn(p, " [");
+    *dt = FR_NDTYPES;
+    for (i = 0; i < FR_NDTYPES; i++)
+        if (fr_dtype_block((fr_dtype)i) > 1 && strlen(fr_dtype_name((fr_dtype)i)) == n &&
+            strncmp(p, fr_dtype_name((fr_dtype)i), n) == 0)
+            *dt = (fr_dtype)i;
+    if (*dt == FR_NDTYPES)
+        return st_fail(r, name, "unknown quantized type '%.*s' in '__metadata__' (Q8_0 and Q4_0 are known)",
+                       (int)(n > 32 ? 32 : n), p);
+    p += n;
+    while (*p == ' ')
+        p++;
+    if (*p++ != '[')
+        return st_fail(r, name, "quantized type '%.64s' in '__metadata__' is not TYPE[dims]", v);
+    *rank = 0;
+    for (;;) {
+        int64_t d = 0;
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9')
+            return st_fail(r, name, "quantized shape in '%.64s' is not a list of whole numbers", v);
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (d > (INT64_MAX - (*p - '0')) / 10)
+                return st_fail(r, name, "quantized shape in '%.64s' has a dimension that is too large", v);
+            d = d * 10 + (*p - '0');
+        }
+        if (*rank == FR_MAX_RANK)
+            return st_fail(r, name, "quantized shape in '%.64s' has more than %d dimensions", v, FR_MAX_RANK);
+        shape[(*rank)++] = d;
+        while (*p == ' ')
+            p++;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p++ != ']')
+            return st_fail(r, name, "quantized shape in '%.64s' is not a list of whole numbers", v);
+        break;
+    }
+    while (*p == ' ')
+        p++;
+    if (*p)
+        return st_fail(r, name, "trailing characters after the quantized shape in '%.64s'", v);
+    return 0;
+}
+
+/* The padding of the last block of every row (a row length that is not a
+ * multiple of the block) must encode zeros, so that kernels may run over
+ * whole blocks: q = 0 for Q8_0, nibble 8 (value 0) for Q4_0. */
+static int st_check_padding(Reader *r, const fr_tensor *t, fr_dtype dt, int64_t rows, int64_t k)
+{
+    int64_t blk = fr_dtype_block(dt), nb = (k + blk - 1) / blk, used = k % blk, i;
+    size_t bb = fr_dtype_block_bytes(dt), rowb = (size_t)nb * bb;
+    const unsigned char *p = t->data;
+
+    if (used == 0)
+        return 0;
+    for (i = 0; i < rows; i++) {
+        const unsigned char *b = p + (size_t)i * rowb + (size_t)(nb - 1) * bb + 2;
+        int64_t j;
+        for (j = used; j < blk; j++) {
+            int q = dt == FR_Q8_0 ? b[j] : j < 16 ? (b[j] & 15) - 8 : (b[j - 16] >> 4) - 8;
+            if (q != 0)
+                return st_fail(r, t->name, "%s row %lld has a non-zero padding element %lld (a row of %lld "
+                                           "elements pads its last block with zeros)",
+                               fr_dtype_name(dt), (long long)i, (long long)j, (long long)k);
+        }
+    }
+    return 0;
+}
+
+/* Applies the FR_QUANT_KEY entries: each names a U8 tensor whose bytes are
+ * the blocks of a logical shape, which it then takes. */
+static int st_quant(Reader *r)
+{
+    fr_st *f = r->f;
+    size_t pl = strlen(FR_QUANT_KEY);
+    int i, k, rc;
+
+    for (i = 0; i < f->nmeta; i++) {
+        const char *key = f->meta[i].key, *tname = key + pl;
+        char shp[160], have[160], want[160];
+        int64_t shape[FR_MAX_RANK], rows = 1, stored[FR_MAX_RANK];
+        uint64_t bytes;
+        fr_tensor *t;
+        fr_dtype dt = FR_U8;
+        int rank = 0;
+        if (strncmp(key, FR_QUANT_KEY, pl) != 0)
+            continue;
+        t = find_mut(f, tname);
+        if (!t)
+            return st_fail(r, NULL, "'__metadata__' entry '%.*s%s' names no tensor of the file", MSG_NAME(key));
+        if ((rc = parse_quant(r, tname, f->meta[i].value, &dt, &rank, shape)) < 0)
+            return rc;
+        if (t->dtype != FR_U8)
+            return st_fail(r, tname, "is %s, but a quantized tensor is stored as U8", fr_dtype_name(t->dtype));
+        if (rank < 1 || fr_dtype_nbytes(dt, rank, shape, &bytes) < 0)
+            return st_fail(r, tname, "quantized shape %s of %s is empty or too large",
+                           fmt_shape(shp, sizeof shp, rank, shape), fr_dtype_name(dt));
+        for (k = 0; k < rank; k++)
+            stored[k] = shape[k];
+        stored[rank - 1] = shape[rank - 1] == 0 ? 0 : (int64_t)fr_dtype_block_bytes(dt) *
+                           ((shape[rank - 1] + fr_dtype_block(dt) - 1) / fr_dtype_block(dt));
+        for (k = 0; k < rank && t->rank == rank; k++)
+            if (t->shape[k] != stored[k])
+                break;
+        if (t->rank != rank || k < rank)
+            return st_fail(r, tname, "%s of shape %s is stored as U8 %s, but its blocks need U8 %s",
+                           fr_dtype_name(dt), fmt_shape(shp, sizeof shp, rank, shape),
+                           fmt_shape(have, sizeof have, t->rank, t->shape),
+                           fmt_shape(want, sizeof want, rank, stored));
+        if (bytes != t->nbytes)
+            return st_fail(r, tname, "%s needs %llu bytes, the tensor holds %zu", fr_dtype_name(dt),
+                           (unsigned long long)bytes, t->nbytes);
+        for (k = 0; k + 1 < rank; k++)
+            rows *= shape[k];
+        if (bytes && (rc = st_check_padding(r, t, dt, rows, shape[rank - 1])) < 0)
+            return rc;
+        t->dtype = dt;
+        for (k = 0; k < rank; k++)
+            t->shape[k] = shape[k];
+    }
+    return 0;
+}
+
 static int host_is_little_endian(void)
 {
     uint16_t one = 1;
@@ -1013,7 +1221,9 @@ static int st_open(fr_st *f, const char *path, fr_err *err)
     rc = st_check_overlaps(&r);
     if (rc < 0)
         return rc;
-    return st_align(&r);
+    if ((rc = st_align(&r)) < 0 || (rc = st_check_meta_keys(&r)) < 0)
+        return rc;
+    return st_quant(&r);
 }
 
 int fr_st_open(fr_st *f, const char *path, fr_err *err)
@@ -1042,6 +1252,7 @@ void fr_st_close(fr_st *f)
     free(f->tensors);
     free(f->names);
     free(f->metadata_json);
+    free(f->meta);
     free(f->path);
     fr_free(f->owned);
     memset(f, 0, sizeof *f);
@@ -1089,6 +1300,18 @@ const fr_tensor *fr_st_find(const fr_st *f, const char *name)
     if (!f || !name)
         return NULL;
     return find_prefixed(f, "", name);
+}
+
+const char *fr_st_metadata(const fr_st *f, const char *key)
+{
+    int i;
+
+    if (!f || !key)
+        return NULL;
+    for (i = 0; i < f->nmeta; i++)
+        if (strcmp(f->meta[i].key, key) == 0)
+            return f->meta[i].value;
+    return NULL;
 }
 
 #define HINT_MAX_NAME 128
@@ -1176,8 +1399,12 @@ int fr_st_bind(const fr_st *f, const char *prefix, const char *name, fr_dtype dt
         return fr_seterr(err, FR_ENOTFOUND, "tensor '%s%s' not found in %s", prefix, name, path);
     }
     if (t->dtype != dtype)
-        return fr_seterr(err, FR_ETYPE, "tensor '%.*s%s': dtype %s, block expects %s", MSG_NAME(t->name),
-                         fr_dtype_name(t->dtype), fr_dtype_name(dtype));
+        return fr_seterr(err, FR_ETYPE, "tensor '%.*s%s': dtype %s, block expects %s%s", MSG_NAME(t->name),
+                         fr_dtype_name(t->dtype), fr_dtype_name(dtype),
+                         fr_dtype_block(dtype) > 1 ? " (a quantized tensor is U8 with a \"" FR_QUANT_KEY
+                                                     "NAME\" metadata entry: fusec quantize writes it)"
+                                                   : fr_dtype_block(t->dtype) > 1 || dtype == FR_BF16 || dtype == FR_F16
+                                                         ? " (fusec quantize converts a checkpoint)" : "");
     for (i = 0; i < rank && t->rank == rank; i++)
         if (t->shape[i] != shape[i])
             break;

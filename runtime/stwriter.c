@@ -10,6 +10,11 @@
  * which keeps every tensor aligned to its element size inside the file, so a
  * reader can map it without copies.
  *
+ * A "__metadata__" object is written when there are entries: the caller's
+ * (fr_stw_metadata) and one per quantized tensor, "fusec.quant.NAME" =
+ * "Q8_0[N,K]" (docs/quantization.md), whose bytes are written as a U8
+ * tensor of shape [N, blocks * block bytes].  Keys are sorted too.
+ *
  * The file appears atomically: the bytes go to PATH.tmp.XXXXXX in the same
  * directory, then rename() replaces PATH.  On any failure the temporary file
  * is removed and an existing file at PATH is left as it was.
@@ -33,9 +38,15 @@ typedef struct WEntry {
     uint64_t begin;   /* offset in the data area, set while writing */
 } WEntry;
 
+typedef struct WMeta {
+    char *key, *value;
+} WMeta;
+
 struct fr_st_writer {
     WEntry *e;
     int n, cap;
+    WMeta *m;
+    int nm, mcap;
 };
 
 /* A growable byte buffer for the header; a failed append sets oom. */
@@ -156,7 +167,12 @@ void fr_stw_free(fr_st_writer *w)
         return;
     for (i = 0; i < w->n; i++)
         free(w->e[i].name);
+    for (i = 0; i < w->nm; i++) {
+        free(w->m[i].key);
+        free(w->m[i].value);
+    }
     free(w->e);
+    free(w->m);
     free(w);
 }
 
@@ -183,12 +199,12 @@ int fr_stw_add(fr_st_writer *w, const char *name, fr_dtype dtype, int rank,
                              name, (long long)shape[i]);
         zero |= shape[i] == 0;
     }
-    bytes = zero ? 0 : fr_dtype_size(dtype);
-    for (i = 0; i < rank && !zero; i++) {
-        if (bytes > (uint64_t)INT64_MAX / (uint64_t)shape[i])
-            return fr_seterr(err, FR_EINVAL, "fr_stw_add: tensor '%s': too many elements", name);
-        bytes *= (uint64_t)shape[i];
-    }
+    if (fr_dtype_block(dtype) > 1 && rank == 0)
+        return fr_seterr(err, FR_EINVAL, "fr_stw_add: tensor '%s': a %s tensor needs at least one dimension",
+                         name, fr_dtype_name(dtype));
+    if (fr_dtype_nbytes(dtype, rank, shape, &bytes) < 0 || bytes > (uint64_t)INT64_MAX)
+        return fr_seterr(err, FR_EINVAL, "fr_stw_add: tensor '%s': too many elements", name);
+    (void)zero;
     if (bytes > SIZE_MAX)
         return fr_seterr(err, FR_EINVAL, "fr_stw_add: tensor '%s': too large for this host", name);
     if (bytes > 0 && !data)
@@ -221,6 +237,51 @@ int fr_stw_add(fr_st_writer *w, const char *name, fr_dtype dtype, int rank,
     return FR_OK;
 }
 
+/* A copy of s, or NULL. */
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+
+    if (d)
+        memcpy(d, s, n + 1);
+    return d;
+}
+
+int fr_stw_metadata(fr_st_writer *w, const char *key, const char *value, fr_err *err)
+{
+    WMeta *m;
+
+    if (!w || !key || !value)
+        return fr_seterr(err, FR_EINVAL, "fr_stw_metadata: no writer, key or value");
+    if (!valid_utf8(key) || !valid_utf8(value))
+        return fr_seterr(err, FR_EINVAL, "fr_stw_metadata: key '%s' or its value is not valid UTF-8", key);
+    if (strncmp(key, FR_QUANT_KEY, strlen(FR_QUANT_KEY)) == 0)
+        return fr_seterr(err, FR_EINVAL, "fr_stw_metadata: keys starting with '" FR_QUANT_KEY
+                                         "' are written for quantized tensors ('%s')", key);
+    if (w->nm == w->mcap) {
+        int ncap = w->mcap ? w->mcap * 2 : 8;
+        WMeta *nm;
+        if (w->mcap > (1 << 28) || (size_t)ncap > SIZE_MAX / sizeof *nm)
+            return fr_seterr(err, FR_ENOMEM, "fr_stw_metadata: too many entries");
+        nm = realloc(w->m, (size_t)ncap * sizeof *nm);
+        if (!nm)
+            return fr_seterr(err, FR_ENOMEM, "fr_stw_metadata: out of memory");
+        w->m = nm;
+        w->mcap = ncap;
+    }
+    m = &w->m[w->nm];
+    m->key = dup_str(key);
+    m->value = dup_str(value);
+    if (!m->key || !m->value) {
+        free(m->key);
+        free(m->value);
+        return fr_seterr(err, FR_ENOMEM, "fr_stw_metadata: out of memory");
+    }
+    w->nm++;
+    return FR_OK;
+}
+
 static int cmp_by_name(const void *a, const void *b)
 {
     return strcmp((*(const WEntry *const *)a)->name, (*(const WEntry *const *)b)->name);
@@ -237,24 +298,119 @@ static int cmp_by_layout(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* '{' ( name ':' '{' "dtype" "shape" "data_offsets" '}' ),* '}' then spaces */
-static int build_header(WEntry **byname, int n, WBuf *b)
+/* The stored (U8) last dim of a quantized tensor: its blocks' bytes. */
+static uint64_t stored_last(const WEntry *e)
+{
+    uint64_t k = (uint64_t)e->shape[e->rank - 1], blk = (uint64_t)fr_dtype_block(e->dtype);
+
+    return (k / blk + (k % blk != 0)) * fr_dtype_block_bytes(e->dtype);
+}
+
+/* One metadata entry of the header: the caller's, or a quantized tensor's. */
+typedef struct HMeta {
+    const char *key;     /* without FR_QUANT_KEY for a tensor's */
+    const WMeta *m;      /* NULL for a tensor's */
+    const WEntry *e;
+} HMeta;
+
+static int cmp_hmeta(const void *a, const void *b)
+{
+    const HMeta *x = a, *y = b;
+    size_t pl = strlen(FR_QUANT_KEY);
+    /* tensor keys compare as FR_QUANT_KEY + name */
+    if (!x->m != !y->m) {
+        const char *plain = x->m ? x->key : y->key, *name = x->m ? y->key : x->key;
+        int c = strncmp(plain, FR_QUANT_KEY, pl);
+        if (c == 0)
+            c = strcmp(plain + pl, name);
+        return x->m ? c : -c;
+    }
+    return strcmp(x->key, y->key);
+}
+
+static void wb_meta(WBuf *b, const fr_st_writer *w, WEntry **byname, int n)
+{
+    HMeta *h;
+    int i, k, nh = 0;
+
+    for (i = 0; i < n; i++)
+        nh += fr_dtype_block(byname[i]->dtype) > 1;
+    if (nh + w->nm == 0)
+        return;
+    h = malloc((size_t)(nh + w->nm) * sizeof *h);
+    if (!h) {
+        b->oom = 1;
+        return;
+    }
+    nh = 0;
+    for (i = 0; i < w->nm; i++)
+        h[nh++] = (HMeta){w->m[i].key, &w->m[i], NULL};
+    for (i = 0; i < n; i++)
+        if (fr_dtype_block(byname[i]->dtype) > 1)
+            h[nh++] = (HMeta){byname[i]->name, NULL, byname[i]};
+    qsort(h, (size_t)nh, sizeof *h, cmp_hmeta);
+    wb_str(b, "\"__metadata__\":{");
+    for (i = 0; i < nh; i++) {
+        if (i)
+            wb_str(b, ",");
+        if (h[i].m) {
+            wb_json_string(b, h[i].key);
+            wb_str(b, ":");
+            wb_json_string(b, h[i].m->value);
+            continue;
+        }
+        {
+            /* "fusec.quant.NAME":"Q8_0[N,K]" */
+            WBuf key = {NULL, 0, 0, 0}, val = {NULL, 0, 0, 0};
+            const WEntry *e = h[i].e;
+            wb_str(&key, FR_QUANT_KEY);
+            wb_str(&key, e->name);
+            wb_str(&val, fr_dtype_name(e->dtype));
+            wb_str(&val, "[");
+            for (k = 0; k < e->rank; k++) {
+                if (k)
+                    wb_str(&val, ",");
+                wb_u64(&val, (uint64_t)e->shape[k]);
+            }
+            wb_str(&val, "]");
+            if (key.oom || val.oom)
+                b->oom = 1;
+            else {
+                wb_json_string(b, key.p);
+                wb_str(b, ":");
+                wb_json_string(b, val.p);
+            }
+            free(key.p);
+            free(val.p);
+        }
+    }
+    wb_str(b, "},");
+    free(h);
+}
+
+/* '{' "__metadata__" ':' '{' ... '}' ','? ( name ':' '{' "dtype" "shape" "data_offsets" '}' ),* '}'
+ * then spaces */
+static int build_header(const fr_st_writer *w, WEntry **byname, int n, WBuf *b)
 {
     int i, k;
 
     wb_str(b, "{");
+    wb_meta(b, w, byname, n);
+    if (n == 0 && b->len > 1 && b->p[b->len - 1] == ',')
+        b->p[--b->len] = '\0';
     for (i = 0; i < n; i++) {
         const WEntry *e = byname[i];
+        int quant = fr_dtype_block(e->dtype) > 1;
         if (i)
             wb_str(b, ",");
         wb_json_string(b, e->name);
         wb_str(b, ":{\"dtype\":\"");
-        wb_str(b, fr_dtype_name(e->dtype));
+        wb_str(b, fr_dtype_name(quant ? FR_U8 : e->dtype));
         wb_str(b, "\",\"shape\":[");
         for (k = 0; k < e->rank; k++) {
             if (k)
                 wb_str(b, ",");
-            wb_u64(b, (uint64_t)e->shape[k]);
+            wb_u64(b, quant && k == e->rank - 1 ? stored_last(e) : (uint64_t)e->shape[k]);
         }
         wb_str(b, "],\"data_offsets\":[");
         wb_u64(b, e->begin);
@@ -350,7 +506,15 @@ int fr_stw_write(fr_st_writer *w, const char *path, fr_err *err)
         bylayout[i]->begin = at;
         at += bylayout[i]->nbytes;
     }
-    if (build_header(byname, w->n, &hdr) < 0) {
+    for (i = 0; i < w->nm; i++) {
+        int j;
+        for (j = 0; j < i; j++)
+            if (strcmp(w->m[i].key, w->m[j].key) == 0) {
+                rc = fr_seterr(err, FR_EINVAL, "%s: metadata key '%s' added twice", path, w->m[i].key);
+                goto done;
+            }
+    }
+    if (build_header(w, byname, w->n, &hdr) < 0) {
         rc = fr_seterr(err, FR_ENOMEM, "%s: out of memory building the header", path);
         goto done;
     }

@@ -308,7 +308,8 @@ static void test_bind_golden(void **state)
     assert_int_equal(fr_st_bind(&f, "w.", "", FR_F32, 0, NULL, &p, &e), FR_ENOTFOUND);
 
     assert_int_equal(fr_st_bind(&f, "w.", "self_attn.q_proj.weight", FR_F16, 2, sq, &p, &e), FR_ETYPE);
-    assert_string_equal(e.msg, "tensor 'w.self_attn.q_proj.weight': dtype F32, block expects F16");
+    assert_string_equal(e.msg, "tensor 'w.self_attn.q_proj.weight': dtype F32, block expects F16 "
+                               "(fusec quantize converts a checkpoint)");
     assert_int_equal(fr_st_bind(&f, "w.", "self_attn.q_proj.weight", FR_F32, 2, bad, &p, &e), FR_ESHAPE);
     assert_string_equal(e.msg, "tensor 'w.self_attn.q_proj.weight': shape [256, 256], block expects [256, 255]");
     assert_int_equal(fr_st_bind(&f, "w.", "self_attn.q_proj.weight", FR_F32, 1, flat, &p, &e), FR_ESHAPE);

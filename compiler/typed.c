@@ -1,0 +1,279 @@
+/*
+ * typed.c - how kernels read stored types: bf16, f16, q8_0 and q4_0 rows
+ * turned into float32 values, one element or one vector at a time.
+ *
+ * This is the seam between the kernels and the element types.  An emitter
+ * that reads a weight or a cache never spells a type out: it asks for
+ * ty_load (W float lanes of a typed row, starting at element k), ty_load_n
+ * (a tail), ty_load1 (one element) or ty_store1, and gets an expression.  For
+ * f32 these are the vector vocabulary's own words (vec.c), so float32 code
+ * is what it always was; for the other types they call helpers that
+ * ty_prelude writes into the generated file, once per ISA:
+ *
+ *   fu_ld1_<type>(row, k)             float: element k (portable C, the
+ *                                     reference every vector helper matches)
+ *   fu_ld<W>_<type>_<tag>(row, k)     W lanes from element k; for q8_0/q4_0
+ *                                     k is a multiple of W, so the lanes lie
+ *                                     in one block of 32
+ *   fu_ldn<W>_<type>_<tag>(row, k, n) the first n lanes, the rest 0
+ *   fu_f32_bf16(x), fu_f32_f16(x)     float to bf16/f16, round to nearest
+ *                                     even (cache stores)
+ *
+ * How the lanes are made (exact: every stored value is a float32):
+ *   bf16   the 16 bits shifted into the top of a float
+ *   f16    AVX-512 vcvtph2ps; NEON vcvt_f32_f16; AVX2 (no F16C in that
+ *          target) integer shifts, times 2^112 for normals and subnormals,
+ *          the exponent forced to all ones for inf/NaN
+ *   q8_0   the block's f16 scale d times the int8 values, widened
+ *   q4_0   d times (nibble - 8); elements 0..15 of a block are the low
+ *          nibbles of its 16 bytes, 16..31 the high ones
+ *
+ * A row of a quantized type is (n + 31) / 32 blocks of 34 (q8_0) or 18
+ * (q4_0) bytes; ty_row_units gives the stride.  Faster kernels (int8 dot
+ * products with the activations quantized once per call, AVX512-BF16,
+ * AMX) replace the loops that call these, not these definitions: every one
+ * of them is checked against fu_ld1_<type> through the interpreter.
+ */
+#include "fusec.h"
+
+#include <string.h>
+
+const char *ty_ctype(DType t) { return dt_info(t)->ctype; }
+
+const char *ty_row_units(DType t, const char *n) {
+    const DTypeInfo *d = dt_info(t);
+    if (d->block == 1)
+        return n;
+    return fu_format("(((%s) + %d) / %d * %d)", n, d->block - 1, d->block, d->block_bytes);
+}
+
+/* The 8-lane f32 vocabulary of an AVX-512 variant (kern_tw's transposes). */
+static const Target *half_width(const Target *t, int lanes) {
+    if (lanes == t->vec_floats)
+        return t;
+    FU_ASSERT(t->isa == ISA_AVX512 && lanes == 8);
+    return target_find("x86-64-avx2");
+}
+
+const char *ty_load(const Target *t, int lanes, DType dt, const char *row, const char *k) {
+    if (dt == DT_F32)
+        return v_load(half_width(t, lanes), fu_format("%s + %s", row, k));
+    if (lanes == 1)
+        return ty_load1(dt, row, k);
+    (void)half_width(t, lanes);
+    return fu_format("fu_ld%d_%s_%s(%s, %s)", lanes, dtype_name(dt), t->tag, row, k);
+}
+
+const char *ty_load_n(const Target *t, int lanes, DType dt, const char *row, const char *k, const char *n) {
+    if (dt == DT_F32)
+        return v_load_n(half_width(t, lanes), fu_format("%s + %s", row, k), n, NULL);
+    if (lanes == 1)
+        return fu_format("((%s) > 0 ? %s : 0.0f)", n, ty_load1(dt, row, k));
+    (void)half_width(t, lanes);
+    return fu_format("fu_ldn%d_%s_%s(%s, %s, (int)(%s))", lanes, dtype_name(dt), t->tag, row, k, n);
+}
+
+const char *ty_load1(DType dt, const char *row, const char *k) {
+    if (dt == DT_F32)
+        return fu_format("%s[%s]", row, k);
+    return fu_format("fu_ld1_%s(%s, %s)", dtype_name(dt), row, k);
+}
+
+const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
+    switch (dt) {
+    case DT_F32: return fu_format("%s[%s] = %s", row, k, x);
+    case DT_BF16: return fu_format("%s[%s] = fu_f32_bf16(%s)", row, k, x);
+    case DT_F16: return fu_format("%s[%s] = fu_f32_f16(%s)", row, k, x);
+    default: fu_internal(__FILE__, __LINE__, "ty_store1: cannot store %s", dtype_name(dt));
+    }
+}
+
+/* ---- the helpers ---------------------------------------------------------------- */
+
+#define L(...) (buf_printf(b, __VA_ARGS__), buf_puts(b, "\n"))
+
+void ty_prelude_common(Buf *b, unsigned used) {
+    if (!(used & ~(1u << DT_F32 | 1u << DT_I32)))
+        return;
+    L("/* ---- stored types: bf16, f16, q8_0, q4_0 (compiler/typed.c, docs/quantization.md) ---- */");
+    L("static inline uint16_t fu_rd16(const uint8_t *p) {");
+    L("    return (uint16_t)(p[0] | p[1] << 8);");
+    L("}");
+    L("static inline float fu_bits_f32(uint32_t u) {");
+    L("    float x;");
+    L("    memcpy(&x, &u, sizeof x);");
+    L("    return x;");
+    L("}");
+    L("static inline float fu_bf16_f32(uint16_t h) {");
+    L("    return fu_bits_f32((uint32_t)h << 16);");
+    L("}");
+    L("static inline float fu_f16_f32(uint16_t h) {");
+    L("    uint32_t s = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;");
+    L("    if (e == 0x1fu)");
+    L("        return fu_bits_f32(s | 0x7f800000u | m << 13);");
+    L("    if (e)");
+    L("        return fu_bits_f32(s | (e + 112u) << 23 | m << 13);");
+    L("    return s ? -((float)m * 5.9604644775390625e-8f) : (float)m * 5.9604644775390625e-8f;");
+    L("}");
+    L("/* Round to nearest even; overflow to infinity; NaN stays a quiet NaN. */");
+    L("static inline uint16_t fu_f32_bf16(float x) {");
+    L("    uint32_t u;");
+    L("    memcpy(&u, &x, sizeof u);");
+    L("    if ((u & 0x7fffffffu) > 0x7f800000u)");
+    L("        return (uint16_t)(u >> 16 | 0x40u);");
+    L("    return (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);");
+    L("}");
+    L("static inline uint16_t fu_f32_f16(float x) {");
+    L("    uint32_t u, s, a, h, r;");
+    L("    memcpy(&u, &x, sizeof u);");
+    L("    s = u >> 16 & 0x8000u;");
+    L("    a = u & 0x7fffffffu;");
+    L("    if (a > 0x7f800000u)");
+    L("        return (uint16_t)(s | 0x7e00u | (a >> 13 & 0x3ffu));");
+    L("    if (a >= 0x477ff000u)");
+    L("        return (uint16_t)(s | 0x7c00u);");
+    L("    if (a >= 0x38800000u) {");
+    L("        r = a - 0x38000000u;");
+    L("        h = r >> 13;");
+    L("        r &= 0x1fffu;");
+    L("        return (uint16_t)(s | (h + (r > 0x1000u || (r == 0x1000u && (h & 1u)))));");
+    L("    }");
+    L("    if (a <= 0x33000000u)");
+    L("        return (uint16_t)s;");
+    L("    {");
+    L("        uint32_t m = (a & 0x7fffffu) | 0x800000u, sh = 126u - (a >> 23), half = 1u << (sh - 1u);");
+    L("        h = m >> sh;");
+    L("        r = m & ((1u << sh) - 1u);");
+    L("        return (uint16_t)(s | (h + (r > half || (r == half && (h & 1u)))));");
+    L("    }");
+    L("}");
+    L("/* Element k of a row: the reference for every vector load below. */");
+    L("static inline float fu_ld1_bf16(const uint16_t *r, int64_t k) {");
+    L("    return fu_bf16_f32(r[k]);");
+    L("}");
+    L("static inline float fu_ld1_f16(const uint16_t *r, int64_t k) {");
+    L("    return fu_f16_f32(r[k]);");
+    L("}");
+    L("/* q8_0: blocks of 32 of an f16 scale d and 32 int8 q (34 bytes): x = d * q */");
+    L("static inline float fu_ld1_q8_0(const uint8_t *r, int64_t k) {");
+    L("    const uint8_t *b = r + (k >> 5) * 34;");
+    L("    const int q = b[2 + (k & 31)];");
+    L("    return fu_f16_f32(fu_rd16(b)) * (float)(q - ((q & 128) << 1));");
+    L("}");
+    L("/* q4_0: an f16 scale d and 16 bytes (18 bytes): x = d * (q - 8); element j < 16\n"
+      " * is the low nibble of byte j, element 16 + j its high nibble */");
+    L("static inline float fu_ld1_q4_0(const uint8_t *r, int64_t k) {");
+    L("    const uint8_t *b = r + (k >> 5) * 18;");
+    L("    const int j = (int)(k & 31), q = j < 16 ? b[2 + j] & 15 : b[2 + j - 16] >> 4;");
+    L("    return fu_f16_f32(fu_rd16(b)) * (float)(q - 8);");
+    L("}");
+    buf_puts(b, "\n");
+}
+
+/* The vector helpers of one ISA and width. */
+typedef struct TyIsa {
+    const char *vt;                         /* vector type */
+    const char *bf16, *f16, *q8_0, *q4_0;   /* bodies; r, k in scope */
+} TyIsa;
+
+static TyIsa ty_isa(const Target *t, int lanes) {
+    TyIsa x;
+    memset(&x, 0, sizeof x);
+    if (t->isa == ISA_AVX512 && lanes == 16) {
+        x.vt = "__m512";
+        x.bf16 = "return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(\n"
+                 "        _mm256_loadu_si256((const __m256i *)(r + k))), 16));";
+        x.f16 = "return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + k)));";
+        x.q8_0 = "const uint8_t *b = r + (k >> 5) * 34;\n"
+                 "    const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + (k & 31)))));\n"
+                 "    return _mm512_mul_ps(_mm512_set1_ps(fu_f16_f32(fu_rd16(b))), q);";
+        x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
+                 "    __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));\n"
+                 "    if (k & 16)\n"
+                 "        q = _mm_srli_epi16(q, 4);\n"
+                 "    q = _mm_and_si128(q, _mm_set1_epi8(15));\n"
+                 "    return _mm512_mul_ps(_mm512_set1_ps(fu_f16_f32(fu_rd16(b))),\n"
+                 "                         _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), _mm512_set1_epi32(8))));";
+        return x;
+    }
+    if (t->isa == ISA_AVX512 || t->isa == ISA_AVX2) {
+        FU_ASSERT(lanes == 8);
+        x.vt = "__m256";
+        x.bf16 = "return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(\n"
+                 "        _mm_loadu_si128((const __m128i *)(r + k))), 16));";
+        if (t->isa == ISA_AVX512)
+            x.f16 = "return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)(r + k)));";
+        else
+            x.f16 = "/* no F16C in this target: the bits moved into a float (normals and\n"
+                    "     * subnormals times 2^112, exactly), inf/NaN with the exponent all ones */\n"
+                    "    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + k)));\n"
+                    "    const __m256i em = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), bits = _mm256_slli_epi32(em, 13);\n"
+                    "    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(5.192296858534827628530496e33f));\n"
+                    "    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_or_si256(bits, _mm256_set1_epi32(0x7f800000))),\n"
+                    "                         _mm256_castsi256_ps(_mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff))));\n"
+                    "    return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16)));";
+        x.q8_0 = "const uint8_t *b = r + (k >> 5) * 34;\n"
+                 "    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + (k & 31)))));\n"
+                 "    return _mm256_mul_ps(_mm256_set1_ps(fu_f16_f32(fu_rd16(b))), q);";
+        x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
+                 "    __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + (k & 15)));\n"
+                 "    if (k & 16)\n"
+                 "        q = _mm_srli_epi16(q, 4);\n"
+                 "    q = _mm_and_si128(q, _mm_set1_epi8(15));\n"
+                 "    return _mm256_mul_ps(_mm256_set1_ps(fu_f16_f32(fu_rd16(b))),\n"
+                 "                         _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(q), _mm256_set1_epi32(8))));";
+        return x;
+    }
+    FU_ASSERT(t->isa == ISA_NEON && lanes == 4);
+    x.vt = "float32x4_t";
+    x.bf16 = "return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(r + k), 16));";
+    x.f16 = "return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(r + k)));";
+    x.q8_0 = "const uint8_t *b = r + (k >> 5) * 34;\n"
+             "    int32_t w;\n"
+             "    memcpy(&w, b + 2 + (k & 31), sizeof w);\n"
+             "    const int16x8_t q = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));\n"
+             "    return vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), fu_f16_f32(fu_rd16(b)));";
+    x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
+             "    uint32_t w;\n"
+             "    memcpy(&w, b + 2 + (k & 15), sizeof w);\n"
+             "    w = (k & 16 ? w >> 4 : w) & 0x0f0f0f0fu;\n"
+             "    const uint16x8_t q = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)));\n"
+             "    const int32x4_t s = vsubq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(q))), vdupq_n_s32(8));\n"
+             "    return vmulq_n_f32(vcvtq_f32_s32(s), fu_f16_f32(fu_rd16(b)));";
+    return x;
+}
+
+static void prelude_width(Buf *b, const Target *t, int lanes, unsigned used) {
+    TyIsa x = ty_isa(t, lanes);
+    const char *attr = v_attr(t);
+    for (int dt = 0; dt < DT_COUNT; dt++) {
+        const DTypeInfo *d = dt_info((DType)dt);
+        if (!(used & (1u << dt)) || (d->kind != DK_HALF && d->kind != DK_QUANT))
+            continue;
+        const char *body = dt == DT_BF16 ? x.bf16 : dt == DT_F16 ? x.f16 : dt == DT_Q8_0 ? x.q8_0 : x.q4_0;
+        L("static %sinline %s fu_ld%d_%s_%s(const %s *r, int64_t k) {", attr, x.vt, lanes, d->name, t->tag,
+          d->ctype);
+        L("    %s", body);
+        L("}");
+        L("static %sinline %s fu_ldn%d_%s_%s(const %s *r, int64_t k, int n) {", attr, x.vt, lanes, d->name,
+          t->tag, d->ctype);
+        L("    float a[%d];", lanes);
+        L("    for (int i = 0; i < %d; i++)", lanes);
+        L("        a[i] = i < n ? fu_ld1_%s(r, k + i) : 0.0f;", d->name);
+        L("    return %s;", t->isa == ISA_NEON ? "vld1q_f32(a)" : fu_format("%s(a)", lanes == 16 ? "_mm512_loadu_ps"
+                                                                                              : "_mm256_loadu_ps"));
+        L("}");
+    }
+}
+
+void ty_prelude(Buf *b, const Target *t, unsigned used) {
+    if (!(used & ~(1u << DT_F32 | 1u << DT_I32)) || t->isa == ISA_GENERIC)
+        return;
+    L("/* ---- stored types for %s (compiler/typed.c) ---- */", t->name);
+    L("#if %s", t->guard);
+    prelude_width(b, t, t->vec_floats, used);
+    if (t->isa == ISA_AVX512)
+        prelude_width(b, t, 8, used);
+    L("#endif /* %s */", t->guard);
+    buf_puts(b, "\n");
+}
