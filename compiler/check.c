@@ -57,6 +57,10 @@ static const char help_text[] =
     "  --no-fuse P,...  turn fusion passes off (elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp), as fusec --no-fuse\n"
     "  --block NAME     the block to check when FILE holds several (default: the last)\n"
+    "  --weight-type PATTERN=TYPE\n"
+    "                   weights whose name matches the glob PATTERN are TYPE (f32, bf16,\n"
+    "                   f16, q8_0, q4_0), as fusec --weight-type; with --random they are\n"
+    "                   drawn in float32 and stored as TYPE (docs/quantization.md)\n"
     "  --rtol X         pass when every output's relative L2 error <= X (default 1e-5)\n"
     "  --split K        run rows [0, K) at once, then one token at a time through the cache\n"
     "  --dim NAME=V     with --random: the value of symbolic dim NAME (default T=7, P=0)\n"
@@ -241,6 +245,10 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             a->target = v;
         } else if ((v = opt_value(argc, argv, &i, "--block", &missing))) {
             a->block = v;
+        } else if ((v = opt_value(argc, argv, &i, "--weight-type", &missing))) {
+            char why[256];
+            if (!dt_add_weight_rule(v, why, sizeof why))
+                return usage_error("--weight-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--keep", &missing))) {
             a->keep = v;
         } else if ((v = opt_value(argc, argv, &i, "--cc", &missing))) {
@@ -295,7 +303,7 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
 
 static fr_dtype fr_type(DType t)
 {
-    return t == DT_I32 ? FR_I32 : FR_F32;
+    return (fr_dtype)dt_info(t)->fr;
 }
 
 /* The dim is one symbol with coefficient 1 and nothing else: the only kind
@@ -397,9 +405,22 @@ static bool split_ok(const Graph *g, int rs, const int64_t *syms, int64_t split)
 
 /* ---- reading safetensors ---------------------------------------------------- */
 
-/* A tensor's values as doubles (the data may sit at any alignment). */
+/* A tensor's values as doubles (the data may sit at any alignment); a
+ * bf16, f16, q8_0 or q4_0 tensor's exactly (dt_load_row, row by row). */
 static double *to_double(const fr_tensor *t)
 {
+    int dt = dt_from_fr(t->dtype);
+    if (dt >= 0 && (dt_info((DType)dt)->kind == DK_HALF || dt_info((DType)dt)->kind == DK_QUANT)) {
+        int64_t cols = t->rank ? t->shape[t->rank - 1] : 1, rows = 1;
+        for (int d = 0; d + 1 < t->rank; d++)
+            rows *= t->shape[d];
+        double *v = fu_alloc(sizeof(double) * (size_t)(rows * cols > 0 ? rows * cols : 1));
+        size_t unit = dt_info((DType)dt)->kind == DK_HALF ? 2 : 1;
+        for (int64_t r = 0; r < rows; r++)
+            dt_load_row((DType)dt, (const unsigned char *)t->data + (size_t)(r * dt_row_units((DType)dt, cols)) * unit,
+                        cols, v + r * cols);
+        return v;
+    }
     size_t es = fr_dtype_size(t->dtype), n = es ? t->nbytes / es : 0;
     double *v = fu_alloc(sizeof(double) * (n ? n : 1));
     const unsigned char *p = t->data;
@@ -666,7 +687,7 @@ static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
             break;
         }
         double *v = fu_alloc(sizeof(double) * (size_t)(numel ? numel : 1));
-        void *raw = fu_alloc(4 * (size_t)(numel ? numel : 1));
+        void *raw = fu_alloc(4 * (size_t)(numel ? numel : 1)), *stored = raw;
         double mean = 0, spread = 1;
         if (is_w)
             weight_law(g, n, d->syms, &mean, &spread);
@@ -684,12 +705,27 @@ static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
                 v[e] = x;
             }
         }
+        if (dt_info(n->dtype)->kind == DK_HALF || dt_info(n->dtype)->kind == DK_QUANT) {
+            /* a typed weight: stored as its type, and the interpreter gets
+             * exactly the stored values */
+            int64_t cols = n->rank ? shape[n->rank - 1] : 1, rows = cols ? numel / cols : 0;
+            size_t unit = dt_info(n->dtype)->kind == DK_HALF ? 2 : 1, ru = (size_t)dt_row_units(n->dtype, cols) * unit;
+            stored = fu_alloc(ru * (size_t)(rows ? rows : 1));
+            for (int64_t r = 0; r < rows; r++) {
+                if (dt_store_row(n->dtype, (const float *)raw + r * cols, cols, (char *)stored + ru * (size_t)r) >= 0) {
+                    diag_plain_error("weight '%s': a random value cannot be stored as %s", n->name,
+                                     dtype_name(n->dtype));
+                    return false;
+                }
+                dt_load_row(n->dtype, (const char *)stored + ru * (size_t)r, cols, v + r * cols);
+            }
+        }
         if (is_w)
             d->weights[i] = v;
         else
             d->inputs[i - g->nweights] = v;
         if (fr_stw_add(w, fu_format("%s.%s", is_w ? "w" : "in", n->name), fr_type(n->dtype),
-                       n->rank, shape, raw, &err)) {
+                       n->rank, shape, stored, &err)) {
             diag_plain_error("%s", err.msg);
             ok = false;
         }

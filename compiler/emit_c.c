@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fusec_rt.h"
+
 /* Largest power-of-two bound on every symbol such that each tensor has at
  * most 2^53 elements (exact in double, far from int64 overflow). */
 #define SYM_MAX_LOG2_HI 31
@@ -70,6 +72,7 @@ typedef struct Emit {
     unsigned run_syms;      /* symbols the kernels take */
     int nscratch;
     const char **scratch;   /* per-thread scratch sizes the kernels declared */
+    unsigned types;         /* bits 1 << DType of every node: which typed loads to write */
     Buf c, h;
 } Emit;
 
@@ -428,12 +431,11 @@ static const char *type_text(const Graph *g, const Node *n) {
     return take(&b, "");
 }
 
-static const char *ctype(const Node *n) {
-    return n->dtype == DT_I32 ? "int32_t" : "float";
-}
+/* The C type of n's stored units (typed.c): float, int32_t, uint16_t, uint8_t. */
+static const char *ctype(const Node *n) { return ty_ctype(n->dtype); }
 
 static const char *fr_dtype_c(const Node *n) {
-    return n->dtype == DT_I32 ? "FR_I32" : "FR_F32";
+    return fu_format("FR_%s", fr_dtype_name((fr_dtype)dt_info(n->dtype)->fr));
 }
 
 /* ---- kernels ------------------------------------------------------------- */
@@ -907,25 +909,27 @@ static void k_reduce(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
-/* ---- contractions (until emit_gemm.c takes KK_SINGLE linear/matmul) ---------- */
+/* ---- contractions: what emit_gemm.c refuses (typed weights), and -O0 ------------ */
 
 /* acc (a vector) = sum over kk of a[kk] * b[kk], then `out` = its hsum. */
 typedef struct DotCtx {
     const char *acc, *a, *b, *idx;
+    DType bt;           /* b's type: f32, or a bf16/f16 cache */
 } DotCtx;
 
 static void dot_step(Kern *k, void *ctx, bool tail) {
     DotCtx *c = ctx;
     kline(k, "%s = %s;", c->acc,
           v_fma(kT(k), vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL),
-                vld(k, fu_format("%s + %s", c->b, c->idx), tail, NULL), c->acc));
+                tail ? ty_load_n(kT(k), kW(k), c->bt, c->b, c->idx, "fu_m") : ty_load(kT(k), kW(k), c->bt, c->b, c->idx),
+                c->acc));
 }
 
-static void emit_dot(Kern *k, const char *out, const char *a, const char *b, const char *len) {
+static void emit_dot(Kern *k, const char *out, const char *a, const char *b, DType bt, const char *len) {
     const char *acc = kern_local(k, "fu_acc"), *j = kern_local(k, "fu_j");
     kline(k, "%s %s = %s;", v_type(kT(k)), acc, v_zero(kT(k)));
     kline(k, "int64_t %s = 0;", j);
-    DotCtx c = {acc, a, b, j};
+    DotCtx c = {acc, a, b, j, bt};
     vloop(k, j, len, dot_step, &c);
     kline(k, "float %s = %s;", out, v_hsum(kT(k), acc));
 }
@@ -934,19 +938,21 @@ static void emit_dot(Kern *k, const char *out, const char *a, const char *b, con
 typedef struct AxpyCtx {
     const char *y, *s, *b, *idx;
     bool first;
+    DType bt;           /* b's type: f32, bf16 or f16 */
 } AxpyCtx;
 
 static void axpy_step(Kern *k, void *ctx, bool tail) {
     AxpyCtx *c = ctx;
     const char *yp = fu_format("%s + %s", c->y, c->idx);
-    const char *bv = vld(k, fu_format("%s + %s", c->b, c->idx), tail, NULL);
+    const char *bv = tail ? ty_load_n(kT(k), kW(k), c->bt, c->b, c->idx, "fu_m")
+                          : ty_load(kT(k), kW(k), c->bt, c->b, c->idx);
     kline(k, "%s;", vst(k, yp, v_fma(kT(k), v_set1(kT(k), c->s), bv, vld(k, yp, tail, NULL)), tail));
 }
 
-static void emit_axpy(Kern *k, const char *y, const char *s, const char *b, const char *len) {
+static void emit_axpy(Kern *k, const char *y, const char *s, const char *b, DType bt, const char *len) {
     const char *j = kern_local(k, "fu_j");
     kline(k, "int64_t %s = 0;", j);
-    AxpyCtx c = {y, s, b, j, false};
+    AxpyCtx c = {y, s, b, j, false, bt};
     vloop(k, j, len, axpy_step, &c);
 }
 
@@ -995,7 +1001,7 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "for (int64_t j = 0; j < %s; ++j) {", N);
         k->indent++;
         kline(k, "const float *br = bm + %s;", mul("j", K));
-        emit_dot(k, "acc", "ar", "br", K);
+        emit_dot(k, "acc", "ar", "br", DT_F32, K);
         kline(k, "yr[j] = acc;");
         k->indent--;
         kline(k, "}");
@@ -1006,7 +1012,7 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "for (int64_t kk = 0; kk < %s; ++kk) {", K);
         k->indent++;
         kline(k, "const float *br = bm + %s;", mul("kk", N));
-        emit_axpy(k, "yr", "ar[kk]", "br", N);
+        emit_axpy(k, "yr", "ar[kk]", "br", DT_F32, N);
         k->indent--;
         kline(k, "}");
     }
@@ -1016,9 +1022,13 @@ static void k_matmul(Kern *k, const Node *n) {
 
 /* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,
  * W [in, out]), plus the bias.  Layout 0 splits the output columns over the
- * threads (decode, one row, still uses every thread); layout 1 the rows. */
+ * threads (decode, one row, still uses every thread); layout 1 the rows.
+ * A bf16/f16/q8_0/q4_0 weight (layout 0 only for q8_0/q4_0) is read through
+ * typed.c's loads: dequantized in registers, a vector at a time, never
+ * expanded in memory.  This is every typed linear's path today (emit_gemm.c
+ * refuses typed weights); a VNNI/AMX kernel would take those linears there. */
 static void k_linear(Kern *k, const Node *n) {
-    const Node *xn = n->in[0];
+    const Node *xn = n->in[0], *wn = n->in[1];
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w");
     const char *bias = n->nin > 2 ? kin(k, n, 2, "bias") : NULL;
     const char *y = kout(k, n, "y");
@@ -1032,8 +1042,8 @@ static void k_linear(Kern *k, const Node *n) {
         kline(k, "const float *xr = %s + %s;", x, mul("r", IN));
         kline(k, "for (int64_t o = o0; o < o1; ++o) {");
         k->indent++;
-        kline(k, "const float *wr = %s + %s;", w, mul("o", IN));
-        emit_dot(k, "acc", "xr", "wr", IN);
+        kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("o", ty_row_units(wn->dtype, IN)));
+        emit_dot(k, "acc", "xr", "wr", wn->dtype, IN);
         kline(k, "%s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("acc + %s[o]", bias) : "acc");
         k->indent--;
         kline(k, "}");
@@ -1051,8 +1061,8 @@ static void k_linear(Kern *k, const Node *n) {
     kline(k, "    yr[o] = %s;", bias ? fu_format("%s[o]", bias) : "0.0f");
     kline(k, "for (int64_t i = 0; i < %s; ++i) {", IN);
     k->indent++;
-    kline(k, "const float *wr = %s + %s;", w, mul("i", OUT));
-    emit_axpy(k, "yr", "xr[i]", "wr", OUT);
+    kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("i", OUT));
+    emit_axpy(k, "yr", "xr[i]", "wr", wn->dtype, OUT);
     k->indent--;
     kline(k, "}");
     k->indent--;
@@ -1150,9 +1160,34 @@ static void k_append(Kern *k, const Node *n) {
     const char *row = knumel(k, xn, 1, xn->rank);
     kline(k, "int64_t f, f_end;");
     kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(mul(kdim(k, xn, 0), row)));
-    kline(k, "if (f < f_end)");
-    kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
-          c);
+    if (cn->dtype == DT_F32) {
+        kline(k, "if (f < f_end)");
+        kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row),
+              x, c);
+        return;
+    }
+    /* a bf16/f16 cache: the rows are rounded as they are stored */
+    kline(k, "%s *cr = %s + %s;", ctype(cn), c, mul(kdim(k, cn, 0), row));
+    kline(k, "for (; f < f_end; ++f)");
+    kline(k, "    %s;", ty_store1(cn->dtype, "cr", "f", fu_format("%s[f]", x)));
+}
+
+/* y = x as f32 (x bf16 or f16: exact), elementwise. */
+typedef struct CvCtx {
+    DType t;
+    const char *x, *y;
+} CvCtx;
+
+static void cv_step(Kern *k, void *ctx, bool tail) {
+    CvCtx *c = ctx;
+    const char *v = tail ? ty_load_n(kT(k), kW(k), c->t, c->x, "i", "fu_m") : ty_load(kT(k), kW(k), c->t, c->x, "i");
+    kline(k, "%s;", vst(k, fu_format("%s + i", c->y), v, tail));
+}
+
+static void k_convert(Kern *k, const Node *n) {
+    CvCtx c = {n->in[0]->dtype, kin(k, n, 0, "x"), kout(k, n, "y")};
+    flat_split(k, bare(knumel(k, n, 0, n->rank)));
+    vloop(k, "i", "i_end", cv_step, &c);
 }
 
 /* ---- row-wise ----------------------------------------------------------------- */
@@ -1355,11 +1390,12 @@ static void k_rope(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
-/* acc[d] = acc[d] * corr + p * vr[d] over the head dim. */
+/* acc[d] = acc[d] * corr + p * vr[d] over the head dim (ctx: vr's DType). */
 static void attn_step(Kern *k, void *ctx, bool tail) {
-    (void)ctx;
+    const DType vt = *(const DType *)ctx;
     const Target *t = kT(k);
-    const char *acc = vld(k, "acc + d", tail, NULL), *vr = vld(k, "vr + d", tail, NULL);
+    const char *acc = vld(k, "acc + d", tail, NULL);
+    const char *vr = tail ? ty_load_n(t, kW(k), vt, "vr", "d", "fu_m") : ty_load(t, kW(k), vt, "vr", "d");
     kline(k, "%s;", vst(k, "acc + d", v_fma(t, v_set1(t, "p"), vr, v_bin(t, OP_MUL, acc, v_set1(t, "corr"))), tail));
 }
 
@@ -1387,15 +1423,21 @@ static void k_attention(Kern *k, const Node *n) {
     else
         kline(k, "int64_t send = %s;", kdim(k, kn, 0));
     kline(k, "const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
-    kline(k, "const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
-    kline(k, "const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
+    const DType kt = kn->dtype, vt = n->in[2]->dtype;
+    kline(k, "const %s *kb = %s + (h / %lld) * %lld;", ctype(kn), kk, H / KVH, hd);
+    kline(k, "const %s *vb = %s + (h / %lld) * %lld;", ctype(n->in[2]), v, H / KVH, hd);
     kline(k, "float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
     kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
     kline(k, "    acc[d] = 0.0f;");
     kline(k, "for (int64_t s = 0; s < send; ++s) {");
     k->indent++;
-    kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
-    emit_dot(k, "dot", "qh", "kr", hds);
+    if (kt == vt) {
+        kline(k, "const %s *kr = kb + s * %lld, *vr = vb + s * %lld;", ctype(kn), krow, krow);
+    } else {
+        kline(k, "const %s *kr = kb + s * %lld;", ctype(kn), krow);
+        kline(k, "const %s *vr = vb + s * %lld;", ctype(n->in[2]), krow);
+    }
+    emit_dot(k, "dot", "qh", "kr", kt, hds);
     kline(k, "float sc = dot * %s, corr, p;", c_float_lit(n->f[0]));
     kline(k, "if (sc > mx) {");
     kline(k, "    corr = expf(mx - sc);");
@@ -1407,7 +1449,7 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "}");
     kline(k, "l = l * corr + p;");
     kline(k, "int64_t d = 0;");
-    vloop(k, "d", hds, attn_step, NULL);
+    vloop(k, "d", hds, attn_step, (void *)&vt);
     k->indent--;
     kline(k, "}");
     kline(k, "float inv = l > 0.0f ? 1.0f / l : 0.0f;");
@@ -1437,6 +1479,7 @@ static void emit_node_loops(Kern *k, const Node *n) {
     case OP_ROPE: k_rope(k, n); return;
     case OP_ATTENTION: k_attention(k, n); return;
     case OP_APPEND: k_append(k, n); return;
+    case OP_CONVERT: k_convert(k, n); return;
     default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
     }
 }
@@ -1647,8 +1690,10 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     k->multi = nwork > 1;
     k->indent = 1;
     /* Matrix multiplies, and the kinds built around them: emit_gemm.c. */
+    char why[256];
     bool gemm = kr->kind == KK_GEMM || kr->kind == KK_MLP ||
-                (nwork == 1 && (work[0]->op == OP_LINEAR || work[0]->op == OP_MATMUL));
+                (nwork == 1 && (work[0]->op == OP_LINEAR || work[0]->op == OP_MATMUL) &&
+                 emit_gemm_supports(kr, why, sizeof why));  /* not: typed weights (k_linear) */
     if (gemm)
         emit_gemm_kernel(k, kr);
     /* The other fused kinds: emit_fused.c. */
@@ -2196,8 +2241,8 @@ static void emit_bind_and_desc(Emit *e) {
         for (i = 0; i < g->ncaches; i++) {
             const Node *n = g->caches[i];
             const char *row = numel_c(g, n->shape, 1, n->rank, NULL);
-            buf_printf(c, "    c->%s = (float *)fr_alloc((size_t)capacity * %s * sizeof(float));\n",
-                       e->c_cache[i], row);
+            buf_printf(c, "    c->%s = (%s *)fr_alloc((size_t)capacity * %s * sizeof(%s));\n", e->c_cache[i],
+                       ctype(n), row, ctype(n));
             buf_printf(c, "    if (!c->%s) {\n        %s_cache_free(c);\n", e->c_cache[i], g->name);
             buf_printf(c, "        return fr_seterr(err, FR_ENOMEM, \"%s_cache_init: out of memory "
                           "for cache '%s' (%%lld rows)\", (long long)capacity);\n    }\n",
@@ -2263,7 +2308,8 @@ static void emit_bind_and_desc(Emit *e) {
     for (i = 0; i < g->nweights; i++)
         buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
     for (i = 0; i < g->ncaches; i++)
-        buf_printf(c, "    c.%s = caches[%d];\n", e->c_cache[i], i);
+        buf_printf(c, "    c.%s = %scaches[%d];\n", e->c_cache[i],
+                   g->caches[i]->dtype == DT_F32 ? "" : fu_format("(%s *)", ctype(g->caches[i])), i);
     if (g->ncaches)
         buf_puts(c, "    c.capacity = cache_capacity;\n");
     buf_printf(c, "    return %s_forward(", g->name);
@@ -2423,6 +2469,7 @@ static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
     if (v->guard[0])
         buf_printf(&e->c, "#if %s\n\n", v->guard);
     v_prelude(&e->c, v);
+    ty_prelude(&e->c, v, e->types);
     KCall **calls = emit_kernels(e);
     note_lifetimes(e, calls);
     return calls;
@@ -2477,6 +2524,7 @@ static void emit_c_file(Emit *e, const char *header_name) {
                 "    *e = be * grain < n ? be * grain : n;\n"
                 "}\n\n"
                 "static inline size_t fu_max_size(size_t a, size_t b) {\n    return a > b ? a : b;\n}\n\n");
+    ty_prelude_common(c, e->types);
     /* The kernels first, into their own buffers: which intermediates they
      * store, and in which kernels, decides the workspace layout that comes
      * before them in the file. */
@@ -2589,7 +2637,7 @@ static void emit_h_file(Emit *e) {
     if (g->ncaches) {
         buf_printf(h, "/* KV caches of `capacity` rows each. */\ntypedef struct %s_cache {\n", g->name);
         for (i = 0; i < g->ncaches; i++)
-            buf_printf(h, "    float *%s; /* %s */\n", e->c_cache[i], type_text(g, g->caches[i]));
+            buf_printf(h, "    %s *%s; /* %s */\n", ctype(g->caches[i]), e->c_cache[i], type_text(g, g->caches[i]));
         buf_printf(h, "    int64_t capacity;\n} %s_cache;\n\n", g->name);
         buf_printf(h, "/* Allocates caches of `capacity` rows (64-byte aligned); %s_cache_free releases\n"
                       " * them (safe on a zeroed or already freed cache). */\n"
@@ -2657,6 +2705,8 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     if (check_names(&e) != 0 || pick_sym_max(&e) != 0)
         return -1;
     place_buffers(&e);
+    for (int i = 0; i < g->nnodes; i++)
+        e.types |= 1u << g->nodes[i]->dtype;
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
     e.first = fu_alloc(sizeof *e.first * (size_t)(g->nnodes + 1));
     e.last = fu_alloc(sizeof *e.last * (size_t)(g->nnodes + 1));
