@@ -1,14 +1,14 @@
 /*
  * dtype.c - element types: the facts of dtypes.def, the float16/bfloat16
- * conversions, the quantizers and dequantizers, and the --weight-type and
- * --kv-type rules that sema applies to declarations.
+ * conversions, the quantizers and dequantizers, and the --weight-type
+ * rules that sema applies to declarations.
  *
  * The quantizers reproduce llama.cpp's reference ones bit for bit
  * (quantize_row_q8_0_ref and quantize_row_q4_0_ref in ggml/src/ggml-quants.c),
  * including their float32 arithmetic, so a checkpoint quantized here is the
  * one llama.cpp would make; docs/quantization.md has the formulas and the
- * byte layouts, and tests/types/quant_ref.py is an independent numpy
- * implementation that `make test` compares with `fusec quantize` byte for
+ * byte layouts, and tests/quant/quant_ref.py is an independent numpy
+ * implementation that tests/quant/run.sh compares with `fusec quantize` byte for
  * byte.  The dequantizers give the exact stored values (in double): that is
  * what the float64 interpreter computes with, so a quantized block is
  * checked against the values it really holds.
@@ -251,16 +251,7 @@ void dt_load_row(DType t, const void *src, int64_t n, double *out) {
     }
 }
 
-double dt_round(DType t, double x) {
-    switch (t) {
-    case DT_BF16: return dt_bf16_to_f32(dt_f32_to_bf16((float)x));
-    case DT_F16: return dt_f16_to_f32(dt_f32_to_f16((float)x));
-    case DT_F32: return (float)x;
-    default: FU_UNREACHABLE();
-    }
-}
-
-/* ---- --weight-type and --kv-type ------------------------------------------------- */
+/* ---- --weight-type ------------------------------------------------------------------ */
 
 #define MAX_RULES 64
 
@@ -269,7 +260,6 @@ static struct {
     DType t;
 } rules[MAX_RULES];
 static int nrules;
-static int kv_type = -1;
 
 bool dt_add_weight_rule(const char *spec, char *why, size_t whylen) {
     const char *eq = strrchr(spec, '=');
@@ -308,20 +298,7 @@ int dt_weight_rule(const char *name, const char **pattern) {
     return -1;
 }
 
-bool dt_set_kv_type(const char *name, char *why, size_t whylen) {
-    int t = dt_lookup(name);
-    if (t < 0 || (dt_info((DType)t)->kind != DK_HALF && t != DT_F32)) {
-        snprintf(why, whylen, "unknown cache type '%s' (%s)", name, dt_names(1u << DK_F32 | 1u << DK_HALF));
-        return false;
-    }
-    kv_type = t;
-    return true;
-}
-
-int dt_kv_type(void) { return kv_type; }
-
 void dt_clear_rules(void) {
     while (nrules > 0)
         free(rules[--nrules].pattern);
-    kv_type = -1;
 }

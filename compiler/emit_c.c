@@ -914,7 +914,7 @@ static void k_reduce(Kern *k, const Node *n) {
 /* acc (a vector) = sum over kk of a[kk] * b[kk], then `out` = its hsum. */
 typedef struct DotCtx {
     const char *acc, *a, *b, *idx;
-    DType bt;           /* b's type: f32, or a bf16/f16 cache */
+    DType bt;           /* b's type: f32, or a typed weight's */
 } DotCtx;
 
 static void dot_step(Kern *k, void *ctx, bool tail) {
@@ -1160,16 +1160,9 @@ static void k_append(Kern *k, const Node *n) {
     const char *row = knumel(k, xn, 1, xn->rank);
     kline(k, "int64_t f, f_end;");
     kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(mul(kdim(k, xn, 0), row)));
-    if (cn->dtype == DT_F32) {
-        kline(k, "if (f < f_end)");
-        kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row),
-              x, c);
-        return;
-    }
-    /* a bf16/f16 cache: the rows are rounded as they are stored */
-    kline(k, "%s *cr = %s + %s;", ctype(cn), c, mul(kdim(k, cn, 0), row));
-    kline(k, "for (; f < f_end; ++f)");
-    kline(k, "    %s;", ty_store1(cn->dtype, "cr", "f", fu_format("%s[f]", x)));
+    kline(k, "if (f < f_end)");
+    kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
+          c);
 }
 
 /* y = x as f32 (x bf16 or f16: exact), elementwise. */
@@ -1390,12 +1383,11 @@ static void k_rope(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
-/* acc[d] = acc[d] * corr + p * vr[d] over the head dim (ctx: vr's DType). */
+/* acc[d] = acc[d] * corr + p * vr[d] over the head dim. */
 static void attn_step(Kern *k, void *ctx, bool tail) {
-    const DType vt = *(const DType *)ctx;
+    (void)ctx;
     const Target *t = kT(k);
-    const char *acc = vld(k, "acc + d", tail, NULL);
-    const char *vr = tail ? ty_load_n(t, kW(k), vt, "vr", "d", "fu_m") : ty_load(t, kW(k), vt, "vr", "d");
+    const char *acc = vld(k, "acc + d", tail, NULL), *vr = vld(k, "vr + d", tail, NULL);
     kline(k, "%s;", vst(k, "acc + d", v_fma(t, v_set1(t, "p"), vr, v_bin(t, OP_MUL, acc, v_set1(t, "corr"))), tail));
 }
 
@@ -1423,21 +1415,15 @@ static void k_attention(Kern *k, const Node *n) {
     else
         kline(k, "int64_t send = %s;", kdim(k, kn, 0));
     kline(k, "const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
-    const DType kt = kn->dtype, vt = n->in[2]->dtype;
-    kline(k, "const %s *kb = %s + (h / %lld) * %lld;", ctype(kn), kk, H / KVH, hd);
-    kline(k, "const %s *vb = %s + (h / %lld) * %lld;", ctype(n->in[2]), v, H / KVH, hd);
+    kline(k, "const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
+    kline(k, "const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
     kline(k, "float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
     kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
     kline(k, "    acc[d] = 0.0f;");
     kline(k, "for (int64_t s = 0; s < send; ++s) {");
     k->indent++;
-    if (kt == vt) {
-        kline(k, "const %s *kr = kb + s * %lld, *vr = vb + s * %lld;", ctype(kn), krow, krow);
-    } else {
-        kline(k, "const %s *kr = kb + s * %lld;", ctype(kn), krow);
-        kline(k, "const %s *vr = vb + s * %lld;", ctype(n->in[2]), krow);
-    }
-    emit_dot(k, "dot", "qh", "kr", kt, hds);
+    kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
+    emit_dot(k, "dot", "qh", "kr", DT_F32, hds);
     kline(k, "float sc = dot * %s, corr, p;", c_float_lit(n->f[0]));
     kline(k, "if (sc > mx) {");
     kline(k, "    corr = expf(mx - sc);");
@@ -1449,7 +1435,7 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "}");
     kline(k, "l = l * corr + p;");
     kline(k, "int64_t d = 0;");
-    vloop(k, "d", hds, attn_step, (void *)&vt);
+    vloop(k, "d", hds, attn_step, NULL);
     k->indent--;
     kline(k, "}");
     kline(k, "float inv = l > 0.0f ? 1.0f / l : 0.0f;");
@@ -2241,8 +2227,8 @@ static void emit_bind_and_desc(Emit *e) {
         for (i = 0; i < g->ncaches; i++) {
             const Node *n = g->caches[i];
             const char *row = numel_c(g, n->shape, 1, n->rank, NULL);
-            buf_printf(c, "    c->%s = (%s *)fr_alloc((size_t)capacity * %s * sizeof(%s));\n", e->c_cache[i],
-                       ctype(n), row, ctype(n));
+            buf_printf(c, "    c->%s = (float *)fr_alloc((size_t)capacity * %s * sizeof(float));\n",
+                       e->c_cache[i], row);
             buf_printf(c, "    if (!c->%s) {\n        %s_cache_free(c);\n", e->c_cache[i], g->name);
             buf_printf(c, "        return fr_seterr(err, FR_ENOMEM, \"%s_cache_init: out of memory "
                           "for cache '%s' (%%lld rows)\", (long long)capacity);\n    }\n",
@@ -2308,8 +2294,7 @@ static void emit_bind_and_desc(Emit *e) {
     for (i = 0; i < g->nweights; i++)
         buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
     for (i = 0; i < g->ncaches; i++)
-        buf_printf(c, "    c.%s = %scaches[%d];\n", e->c_cache[i],
-                   g->caches[i]->dtype == DT_F32 ? "" : fu_format("(%s *)", ctype(g->caches[i])), i);
+        buf_printf(c, "    c.%s = caches[%d];\n", e->c_cache[i], i);
     if (g->ncaches)
         buf_puts(c, "    c.capacity = cache_capacity;\n");
     buf_printf(c, "    return %s_forward(", g->name);
@@ -2637,7 +2622,7 @@ static void emit_h_file(Emit *e) {
     if (g->ncaches) {
         buf_printf(h, "/* KV caches of `capacity` rows each. */\ntypedef struct %s_cache {\n", g->name);
         for (i = 0; i < g->ncaches; i++)
-            buf_printf(h, "    %s *%s; /* %s */\n", ctype(g->caches[i]), e->c_cache[i], type_text(g, g->caches[i]));
+            buf_printf(h, "    float *%s; /* %s */\n", e->c_cache[i], type_text(g, g->caches[i]));
         buf_printf(h, "    int64_t capacity;\n} %s_cache;\n\n", g->name);
         buf_printf(h, "/* Allocates caches of `capacity` rows (64-byte aligned); %s_cache_free releases\n"
                       " * them (safe on a zeroed or already freed cache). */\n"

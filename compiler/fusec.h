@@ -311,9 +311,8 @@ int64_t ir_numel(const Node *n, const int64_t *syms);
 
 /* shape.c: whether operand j of n may be of dtype t as stored.  f32 and i32
  * everywhere (the type rules say which); bf16 and f16 only where a kernel
- * reads them itself - the weight of linear, the keys and values of
- * attention, the cache of append, convert; q8_0 and q4_0 only as the weight
- * of linear.  Sema converts a bf16/f16 operand anywhere else (OP_CONVERT). */
+ * reads them itself - the weight of linear, convert; q8_0 and q4_0 only as
+ * the weight of linear.  Sema converts a bf16/f16 operand anywhere else (OP_CONVERT). */
 bool ir_takes(const Node *n, int j, DType t);
 /* shape.c: computes n's dtype/rank/shape from its inputs and attributes.
  * For sources and reshape the builder sets the type, and this only checks it.
@@ -367,14 +366,10 @@ float dt_bf16_to_f32(uint16_t h);
 int64_t dt_store_row(DType t, const float *x, int64_t n, void *dst);
 /* The exact values of a stored row of n elements. */
 void dt_load_row(DType t, const void *src, int64_t n, double *out);
-/* x stored as t (f32, bf16 or f16) and read back: what a cache holds. */
-double dt_round(DType t, double x);
 /* --weight-type PATTERN=TYPE rules (a glob on the checkpoint name; the last
- * match wins) and --kv-type, which sema applies to the declarations. */
+ * match wins), which sema applies to the declarations. */
 bool dt_add_weight_rule(const char *spec, char *why, size_t whylen);
 int dt_weight_rule(const char *name, const char **pattern); /* DType or -1 */
-bool dt_set_kv_type(const char *name, char *why, size_t whylen);
-int dt_kv_type(void);                   /* DType or -1 (as declared) */
 void dt_clear_rules(void);
 
 /* ======================================================================

@@ -11,9 +11,7 @@
  *
  * Typed data: weights come in as the exact values they store (a bf16, f16,
  * q8_0 or q4_0 weight dequantized to double by the caller, dt_load_row), so
- * convert is a copy; an append to a bf16/f16 cache rounds the new rows the
- * way the cache stores them (dt_round), so later reads see what the
- * generated code sees.
+ * convert is a copy.
  *
  * Choices the contract leaves open:
  *  - softmax of a row that is entirely -inf gives zeros (Hugging Face gives
@@ -681,9 +679,8 @@ static int op_append(Interp *I, const Node *n, Tensor *out) {
     if (out->rank < 1 || out->shape[0] != P + T || out->numel != (P + T) * row)
         return node_fail(I, n, "result is not [P+T, ...] with the cache's rows");
     double *c = I->a->caches[ci];
-    /* the cache holds what its dtype can: a bf16/f16 cache rounds */
-    for (int64_t e = 0; e < x->numel; e++)
-        c[P * row + e] = cn->dtype == DT_F32 ? x->data[e] : dt_round(cn->dtype, x->data[e]);
+    if (x->numel > 0)
+        memcpy(c + P * row, x->data, (size_t)x->numel * sizeof(double));
     if (out->numel > 0)
         memcpy(out->data, c, (size_t)out->numel * sizeof(double));
     return 0;

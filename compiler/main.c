@@ -46,7 +46,6 @@ static const char usage_text[] =
     "                   give the weights whose checkpoint name matches the glob PATTERN\n"
     "                   the type TYPE (f32, bf16, f16, q8_0, q4_0) instead of the declared\n"
     "                   one; repeatable, the last match wins (docs/quantization.md)\n"
-    "  --kv-type=TYPE   store every KV cache as TYPE (f32, bf16 or f16)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
     "  --no-fuse=P,...  turn fusion passes off: elementwise, norm, epilogue, softmax,\n"
@@ -423,10 +422,6 @@ int main(int argc, char **argv) {
             char why[256];
             if (!dt_add_weight_rule(v, why, sizeof why))
                 return usage_error("--weight-type: %s", why);
-        } else if ((v = opt_value(argc, argv, &i, "--kv-type"))) {
-            char why[256];
-            if (!dt_set_kv_type(v, why, sizeof why))
-                return usage_error("--kv-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
             block = v;
         } else if (strcmp(a, "-MD") == 0) {

@@ -1197,8 +1197,8 @@ static void run_source(Sema *s, Scope *sc, const Ast *st) {
         Node *n = ir_node(s->g, op, 0, NULL, st->loc);
         n->name = st->name;
         n->dtype = st->type->dtype;
-        /* --weight-type and --kv-type replace the declared type */
-        int rule = op == OP_WEIGHT ? dt_weight_rule(st->name, NULL) : op == OP_CACHE ? dt_kv_type() : -1;
+        /* --weight-type replaces the declared type */
+        int rule = op == OP_WEIGHT ? dt_weight_rule(st->name, NULL) : -1;
         if (rule >= 0)
             n->dtype = (DType)rule;
         n->rank = rank;
