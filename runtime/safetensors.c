@@ -1044,15 +1044,24 @@ static int parse_quant(Reader *r, const char *name, const char *v, fr_dtype *dt,
     return 0;
 }
 
-/* The padding of the last block of every row (a row length that is not a
- * multiple of the block) must encode zeros, so that kernels may run over
- * whole blocks: q = 0 for Q8_0, nibble 8 (value 0) for Q4_0. */
-static int st_check_padding(Reader *r, const fr_tensor *t, fr_dtype dt, int64_t rows, int64_t k)
+/* Every block's float16 scale must be finite, and the padding of the last
+ * block of every row (a row length that is not a multiple of the block)
+ * must encode zeros, so that kernels may run over whole blocks: q = 0 for
+ * Q8_0, nibble 8 (value 0) for Q4_0. */
+static int st_check_blocks(Reader *r, const fr_tensor *t, fr_dtype dt, int64_t rows, int64_t k)
 {
-    int64_t blk = fr_dtype_block(dt), nb = (k + blk - 1) / blk, used = k % blk, i;
+    int64_t blk = fr_dtype_block(dt), nb = (k + blk - 1) / blk, used = k % blk, i, c;
     size_t bb = fr_dtype_block_bytes(dt), rowb = (size_t)nb * bb;
     const unsigned char *p = t->data;
 
+    /* every scale a finite float16: no quantizer makes inf or NaN */
+    for (i = 0; i < rows; i++)
+        for (c = 0; c < nb; c++) {
+            const unsigned char *s = p + (size_t)i * rowb + (size_t)c * bb;
+            if ((s[1] & 0x7c) == 0x7c)
+                return st_fail(r, t->name, "%s row %lld block %lld has a scale that is not finite (f16 bits "
+                                           "0x%02x%02x)", fr_dtype_name(dt), (long long)i, (long long)c, s[1], s[0]);
+        }
     if (used == 0)
         return 0;
     for (i = 0; i < rows; i++) {
@@ -1114,7 +1123,7 @@ static int st_quant(Reader *r)
                            (unsigned long long)bytes, t->nbytes);
         for (k = 0; k + 1 < rank; k++)
             rows *= shape[k];
-        if (bytes && (rc = st_check_padding(r, t, dt, rows, shape[rank - 1])) < 0)
+        if (bytes && (rc = st_check_blocks(r, t, dt, rows, shape[rank - 1])) < 0)
             return rc;
         t->dtype = dt;
         for (k = 0; k < rank; k++)
