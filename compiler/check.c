@@ -455,8 +455,13 @@ static const fr_tensor *find_tensor(const fr_st *f, const char *path, const char
     if (exact ? t->dtype != fr_type(n->dtype)
               : !(t->dtype == FR_F32 || t->dtype == FR_F64 || t->dtype == FR_I32 ||
                   t->dtype == FR_I64)) {
-        diag_plain_error("%s: tensor '%s' has dtype %s, expected %s", path, name,
-                         fr_dtype_name(t->dtype), fr_dtype_name(fr_type(n->dtype)));
+        int have = dt_from_fr(t->dtype);
+        bool typed = n->op == OP_WEIGHT && have >= 0 && have != DT_I32;
+        diag_plain_error("%s: tensor '%s' has dtype %s, expected %s%s", path, name,
+                         fr_dtype_name(t->dtype), fr_dtype_name(fr_type(n->dtype)),
+                         typed ? fu_format(" (to read it as stored: --weight-type '%s=%s', docs/quantization.md)",
+                                           n->name, dtype_name((DType)have))
+                               : "");
         return NULL;
     }
     if (eval_shape(n, syms, shape) < 0)

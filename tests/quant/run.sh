@@ -13,7 +13,7 @@
 #  4. Linear with bf16/f16/q8_0/q4_0 weights against the float64 interpreter
 #     on exactly the stored values (random weights; odd.fdl: K = 45, 7 and
 #     96, N = 13 and 5, T = 1 and 7) on every target, NEON under qemu when
-#     installed; the Llama layer with quantized projections; a checkpoint
+#     installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
 #     quantized by `fusec quantize` run through `fusec check` (its error
 #     against out64, the quantization's, is printed, bounded only loosely).
 #  5. Errors: a quantized weight where only linear's may be, an [in, out]
@@ -123,6 +123,10 @@ for t in q8_0 q4_0 bf16 f16; do
         done
     done
 done
+expect 0 "declared.fdl: q4_0, bf16, q8_0 declared in the DSL, T=2" \
+    "$FUSEC" check tests/quant/declared.fdl --random --target x86-64-avx512 --dim T=2
+expect_msg 0 "--weight-type overrides a declared type" 'weight "a.weight" : f32[13, 45]' \
+    "$FUSEC" tests/quant/declared.fdl --emit=ir --weight-type='a.weight=f32'
 expect 0 "odd.fdl: mixed types (bf16 norm and bias: converted), -O0" \
     "$FUSEC" check $ODD --random --weight-type='*=bf16' --weight-type='[ac].weight=q4_0' \
     --weight-type='b.weight=q8_0' --weight-type='d.weight=f16' -O0 --dim T=3
