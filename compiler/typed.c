@@ -24,7 +24,9 @@
  *   f16    AVX-512 vcvtph2ps; NEON vcvt_f32_f16; AVX2 (no F16C in that
  *          target) integer shifts, times 2^112 for normals and subnormals,
  *          the exponent forced to all ones for inf/NaN
- *   q8_0   the block's f16 scale d times the int8 values, widened
+ *   q8_0   the block's f16 scale d times the int8 values, widened (d
+ *          broadcast and converted by vcvtph2ps / vcvt_f32_f16; AVX2,
+ *          without F16C here, converts it in C)
  *   q4_0   d times (nibble - 8); elements 0..15 of a block are the low
  *          nibbles of its 16 bytes, 16..31 the high ones
  *
@@ -186,13 +188,13 @@ static TyIsa ty_isa(const Target *t, int lanes) {
         x.f16 = "return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + k)));";
         x.q8_0 = "const uint8_t *b = r + (k >> 5) * 34;\n"
                  "    const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + (k & 31)))));\n"
-                 "    return _mm512_mul_ps(_mm512_set1_ps(fu_f16_f32(fu_rd16(b))), q);";
+                 "    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set1_epi16((short)fu_rd16(b))), q);";
         x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
                  "    __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));\n"
                  "    if (k & 16)\n"
                  "        q = _mm_srli_epi16(q, 4);\n"
                  "    q = _mm_and_si128(q, _mm_set1_epi8(15));\n"
-                 "    return _mm512_mul_ps(_mm512_set1_ps(fu_f16_f32(fu_rd16(b))),\n"
+                 "    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set1_epi16((short)fu_rd16(b))),\n"
                  "                         _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), _mm512_set1_epi32(8))));";
         return x;
     }
@@ -212,16 +214,19 @@ static TyIsa ty_isa(const Target *t, int lanes) {
                     "    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_or_si256(bits, _mm256_set1_epi32(0x7f800000))),\n"
                     "                         _mm256_castsi256_ps(_mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff))));\n"
                     "    return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16)));";
-        x.q8_0 = "const uint8_t *b = r + (k >> 5) * 34;\n"
+        /* the block's scale: vcvtph2ps where the target has it (AVX-512VL), else portable C */
+        const char *d8 = t->isa == ISA_AVX512 ? "_mm256_maskz_cvtph_ps(0xff, _mm_set1_epi16((short)fu_rd16(b)))"
+                                              : "_mm256_set1_ps(fu_f16_f32(fu_rd16(b)))";
+        x.q8_0 = fu_format("const uint8_t *b = r + (k >> 5) * 34;\n"
                  "    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + (k & 31)))));\n"
-                 "    return _mm256_mul_ps(_mm256_set1_ps(fu_f16_f32(fu_rd16(b))), q);";
-        x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
+                 "    return _mm256_mul_ps(%s, q);", d8);
+        x.q4_0 = fu_format("const uint8_t *b = r + (k >> 5) * 18;\n"
                  "    __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + (k & 15)));\n"
                  "    if (k & 16)\n"
                  "        q = _mm_srli_epi16(q, 4);\n"
                  "    q = _mm_and_si128(q, _mm_set1_epi8(15));\n"
-                 "    return _mm256_mul_ps(_mm256_set1_ps(fu_f16_f32(fu_rd16(b))),\n"
-                 "                         _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(q), _mm256_set1_epi32(8))));";
+                 "    return _mm256_mul_ps(%s,\n"
+                 "                         _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(q), _mm256_set1_epi32(8))));", d8);
         return x;
     }
     FU_ASSERT(t->isa == ISA_NEON && lanes == 4);
@@ -232,14 +237,14 @@ static TyIsa ty_isa(const Target *t, int lanes) {
              "    int32_t w;\n"
              "    memcpy(&w, b + 2 + (k & 31), sizeof w);\n"
              "    const int16x8_t q = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));\n"
-             "    return vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), fu_f16_f32(fu_rd16(b)));";
+             "    return vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(fu_rd16(b)))));";
     x.q4_0 = "const uint8_t *b = r + (k >> 5) * 18;\n"
              "    uint32_t w;\n"
              "    memcpy(&w, b + 2 + (k & 15), sizeof w);\n"
              "    w = (k & 16 ? w >> 4 : w) & 0x0f0f0f0fu;\n"
              "    const uint16x8_t q = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(w)));\n"
              "    const int32x4_t s = vsubq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(q))), vdupq_n_s32(8));\n"
-             "    return vmulq_n_f32(vcvtq_f32_s32(s), fu_f16_f32(fu_rd16(b)));";
+             "    return vmulq_f32(vcvtq_f32_s32(s), vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(fu_rd16(b)))));";
     return x;
 }
 
