@@ -143,7 +143,7 @@ fuzz-diff: all
 	    --out $(BUILD)/diff-failures
 
 tsan: all
-	@BUILD=$(BUILD) CC="$(CC)" GOLDEN=$(GOLDEN) sh tests/tsan.sh
+	@BUILD=$(BUILD) FUSEC_CHECK_CACHE=$(abspath $(BUILD))/check-cache CC="$(CC)" GOLDEN=$(GOLDEN) sh tests/tsan.sh
 
 # ---- coverage (not part of make test) -------------------------------------------
 # make coverage: fusec, the runtime and the unit tests built with gcc

@@ -12,7 +12,7 @@
 # cache and `make clean` empties it).
 set -u
 : "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}" "${FUSEC_LIB_DIR:=build}"
-: "${FUSEC_CHECK_CACHE:=$FUSEC_LIB_DIR/check-cache}"
+: "${FUSEC_CHECK_CACHE:=$(cd "$FUSEC_LIB_DIR" && pwd)/check-cache}"
 export FUSEC GOLDEN FUSEC_LIB_DIR FUSEC_CHECK_CACHE
 pass=0
 fail=0
