@@ -11,8 +11,8 @@
 # that "does not exist yet") is a failure: after scripts/install-deps.sh
 # every tool a test needs is there.
 #
-# Prints one line per program and "N passed, M failed" (programs); exits
-# non-zero when any failed.  tests/run.sh calls it once per program.
+# Prints one line per program and, for several, "N passed, M failed"
+# (programs); exits non-zero when any failed.  tests/run.sh calls it once per program.
 # Environment: FUSEC_LIB_DIR (default build).
 set -u
 : "${FUSEC_LIB_DIR:=build}"
@@ -69,5 +69,6 @@ for prog in "$@"; do
         grep -v '^\[       OK \]\|^\[ RUN      \]' "$tmp/out" | tail -n 60 | sed 's/^/       /'
     fi
 done
-echo "$pass passed, $fail failed"
+# (one program: its line says it all; tests/run.sh prints the totals)
+[ $# -gt 1 ] && echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
