@@ -154,7 +154,7 @@ tsan: all
 COV_BUILD ?= build-cov
 .PHONY: coverage
 coverage:
-	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) OPT="-O0 -g --coverage" all \
+	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) OPT="-O0 -g --coverage -fprofile-update=atomic" all \
 	    $(UNIT_SRC:tests/unit/%.c=$(COV_BUILD)/tests/%)
 	@COV_BUILD=$(COV_BUILD) GOLDEN=$(GOLDEN) CC="$(CC)" COV_SUITES="$(COV_SUITES)" sh tests/coverage.sh
 
