@@ -4,6 +4,8 @@
 #   make test       installs missing build deps, builds, runs every test
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
+#   make unit-test  builds and runs only the unit-test programs
+#   make coverage   line coverage of compiler/ and runtime/ by all the tests (build-cov/)
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
 #                   fusec, the runtime, the unit tests and the C that fusec check compiles
 #   make tsan       ThreadSanitizer on the thread pool and on blocks run on several threads
@@ -31,13 +33,15 @@ OPT     ?= -O2 -g
 ifeq ($(SAN),1)
 OPT     = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
-CFLAGS  += $(CSTD) $(OPT)
-RT_CFLAGS = $(CFLAGS) $(WARN) -Werror -Iruntime
-FU_CFLAGS = $(CFLAGS) $(WARN) -Werror -Icompiler -I$(BUILD)/compiler -Iruntime \
+# The project's flags first, the user's CFLAGS after them: `make CFLAGS=-O0`
+# adds to -std=c99 ... (and wins where they conflict) instead of replacing them.
+ALL_CFLAGS = $(CSTD) $(OPT) $(CFLAGS)
+RT_CFLAGS = $(ALL_CFLAGS) $(WARN) -Werror -Iruntime
+FU_CFLAGS = $(ALL_CFLAGS) $(WARN) -Werror -Icompiler -I$(BUILD)/compiler -Iruntime \
             -DFUSEC_RUNTIME_DIR='"$(abspath runtime)"' -DFUSEC_LIB_DIR='"$(abspath $(BUILD))"' \
             -DFUSEC_SAN=$(if $(filter 1,$(SAN)),1,0)
 # flex/bison output is not ours to make -Wpedantic clean.
-GEN_CFLAGS = $(CFLAGS) -Wall -Wno-unused-function -Wno-sign-compare -Icompiler -I$(BUILD)/compiler -Iruntime
+GEN_CFLAGS = $(ALL_CFLAGS) -Wall -Wno-unused-function -Wno-sign-compare -Icompiler -I$(BUILD)/compiler -Iruntime
 LDLIBS  = -lm -lpthread
 
 RT_SRC   = $(wildcard runtime/*.c)
@@ -88,19 +92,22 @@ $(BUILD)/compiler/%.o: compiler/%.c $(HDRS) $(BUILD)/compiler/parse.tab.h $(BUIL
 	$(CC) $(FU_CFLAGS) -c $< -o $@
 
 $(FUSEC): $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB)
-	$(CC) $(CFLAGS) -o $@ $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(BUILD)/compiler/main.o $(FU_OBJ) $(RTLIB) $(LDLIBS)
 
 # ---- tests -------------------------------------------------------------------
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/blockrun.c tests/unit/blockrun.h $(FU_OBJ) $(RTLIB) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(FU_CFLAGS) -Wno-missing-prototypes -o $@ $< tests/unit/blockrun.c $(FU_OBJ) $(RTLIB) -lcmocka $(LDLIBS)
+	$(CC) $(FU_CFLAGS) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< tests/unit/blockrun.c $(FU_OBJ) $(RTLIB) -lcmocka $(LDLIBS)
 
+# Every unit program runs, whatever the ones before it did (tests/unit/run.sh
+# judges each: failures, and skips for a reason that does not hold here).
 unit-test: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@FUSEC_LIB_DIR=$(BUILD) sh tests/unit/run.sh $(UNIT_BIN)
 
+# The unit programs and then every suite (tests/run.sh), all of them even
+# after a failure; the last line is "N passed, M failed".
 test: deps
-	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory all $(UNIT_BIN)
 	@FUSEC=$(FUSEC) GOLDEN=$(GOLDEN) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
 
 demo: deps
@@ -144,7 +151,20 @@ fuzz-diff: all
 	    --out $(BUILD)/diff-failures
 
 tsan: all
-	@BUILD=$(BUILD) CC="$(CC)" GOLDEN=$(GOLDEN) sh tests/tsan.sh
+	@BUILD=$(BUILD) FUSEC_CHECK_CACHE=$(abspath $(BUILD))/check-cache CC="$(CC)" GOLDEN=$(GOLDEN) sh tests/tsan.sh
+
+# ---- coverage (not part of make test) -------------------------------------------
+# make coverage: fusec, the runtime and the unit tests built with gcc
+# --coverage into $(COV_BUILD), every test run (COV_SUITES="golden fusion"
+# runs only those suites), then gcovr's line coverage per file of compiler/
+# and runtime/ (tests/coverage.sh installs gcovr when it is missing).
+# docs/reliability.md, "Coverage".
+COV_BUILD ?= build-cov
+.PHONY: coverage
+coverage:
+	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) OPT="-O0 -g --coverage -fprofile-update=atomic" all \
+	    $(UNIT_SRC:tests/unit/%.c=$(COV_BUILD)/tests/%)
+	@COV_BUILD=$(COV_BUILD) GOLDEN=$(GOLDEN) CC="$(CC)" COV_SUITES="$(COV_SUITES)" sh tests/coverage.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(COV_BUILD)

@@ -85,14 +85,19 @@ fi
 # ---- 2. reproducers of mismatches fixed so far (tests/diff/regress) ------------
 # shellcheck disable=SC2086
 $PY tests/diff/fdlgen.py regress tests/diff/regress --fusec "$FUSEC" $targets >"$tmp/regress.log" 2>&1
+rc=$?
 grep -v '^[0-9]* passed, [0-9]* failed$' "$tmp/regress.log"
 n=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$tmp/regress.log")
+nfiles=$(ls tests/diff/regress/*.fdl 2>/dev/null | wc -l)
 if [ -n "$n" ]; then
     pass=$((pass + ${n% *}))
     fail=$((fail + ${n#* }))
-else
+fi
+# every reproducer must have run (at least one check each), and a failing
+# exit status is a failure even when the counts say nothing failed
+if [ -z "$n" ] || [ "${n% *}" -lt "$nfiles" ] || { [ "$rc" -ne 0 ] && [ "${n#* }" -eq 0 ]; }; then
     fail=$((fail + 1))
-    echo "FAIL fdlgen.py regress"
+    echo "FAIL fdlgen.py regress: exit $rc, '${n:-no summary}' (passed failed) for $nfiles reproducers"
 fi
 
 # ---- 3. the fixed-seed batch --------------------------------------------------

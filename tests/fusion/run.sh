@@ -141,16 +141,23 @@ expect_text "report: llama_1b prefill fused bytes" "^fused *4 .* 289425408 " --e
 expect_text "report: llama_1b prefill unfused bytes" "^unfused *18 .* 484462592 " --emit=report $fx/llama_1b.fdl --dim T=512
 expect_text "report: llama_1b_prim prefill unfused bytes" "^unfused *36 .* 815837184 " --emit=report $fx/llama_1b_prim.fdl --dim T=512
 same_kernels $fx/llama_1b.fdl $fx/llama_1b_prim.fdl
-if "$FUSEC" --emit=report $ex/llama_layer.fdl >/dev/null 2>&1; then
-    bad "report without --dim T is refused"
-else
-    ok "report without --dim T is refused"
-fi
-if "$FUSEC" --explain --no-fuse=bogus $ex/llama_layer.fdl >/dev/null 2>&1; then
-    bad "--no-fuse=bogus is refused"
-else
-    ok "--no-fuse=bogus is refused"
-fi
+# refused as bad usage (exit 2, the message saying why), not by a crash
+refused() { # refused NAME REGEX ARGS...
+    name=$1 re=$2
+    shift 2
+    "$FUSEC" "$@" >"$tmp/log" 2>&1
+    got=$?
+    if [ $got -eq 2 ] && grep -Eq -- "$re" "$tmp/log"; then
+        ok "$name"
+    else
+        bad "$name (exit $got, expected 2 and '$re')"
+        sed 's/^/       /' "$tmp/log" | head -10
+    fi
+}
+refused "report without --dim T is refused" "error: --emit=report needs --dim T=VALUE" \
+    --emit=report $ex/llama_layer.fdl
+refused "--no-fuse=bogus is refused" "error: --no-fuse: expected names from .*, got 'bogus'" \
+    --explain --no-fuse=bogus $ex/llama_layer.fdl
 
 # ---- 4. numbers: fused, unfused and the interpreter agree ---------------------------
 

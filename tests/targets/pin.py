@@ -14,8 +14,12 @@ comment names a weight containing "mlp."), and checks their innermost loops:
     `for (; i + W <= N; i += W)` over the same i and N - runs fewer than W
     times and is not the hot path.
 
+INTRINSIC "-" (with PREFIX) checks the second point alone, so that a test
+can assert that the generic target fails it for the reason it names.
+
 Exit status 0 when both hold, 1 otherwise (with the offending loop), so a
-test can also assert that the generic target fails it.
+test can also assert that the generic target fails it; 2 on bad usage or a
+file that cannot be read.
 """
 import re
 import sys
@@ -82,12 +86,18 @@ def scalar_mac(text, prefix):
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__)
+    if len(sys.argv) not in (3, 4) or (sys.argv[2] == "-" and len(sys.argv) != 4):
+        print(__doc__, file=sys.stderr)
+        return 2
     path, intrinsic = sys.argv[1], sys.argv[2]
     prefix = sys.argv[3] if len(sys.argv) == 4 else (
         "_mm256_" if intrinsic.startswith("_mm256") else "_mm512_" if intrinsic.startswith("_mm512") else "q_f32(")
-    text = open(path).read()
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        print("pin: %s" % e, file=sys.stderr)
+        return 2
     mlp = [(n, b) for c, n, b in functions(text) if "(mlp." in c]
     if not mlp:
         print("pin: %s: no kernel touches an mlp.* weight" % path)
@@ -97,12 +107,12 @@ def main():
         for at, header, loop in loops(body):
             if re.search(r"\bfor \(", loop):
                 continue  # not innermost
-            if intrinsic in loop:
+            if intrinsic != "-" and intrinsic in loop:
                 fma_loops += 1
             mac = scalar_mac(loop, prefix)
             if mac and not is_remainder(header, body[:at]):
                 bad.append((name, "for (%s) ... %s;" % (header, mac)))
-    if not fma_loops:
+    if intrinsic != "-" and not fma_loops:
         print("pin: %s: no innermost loop of the MLP kernels (%s) calls %s"
               % (path, ", ".join(n for n, _ in mlp), intrinsic))
         return 1
@@ -110,8 +120,11 @@ def main():
         print("pin: %s: a scalar multiply-accumulate loop on the MLP's hot path, in %s:\n    %s"
               % (path, bad[0][0], bad[0][1]))
         return 1
-    print("pin: %s: %d MLP kernels, %d innermost loops with %s, no scalar loop"
-          % (path, len(mlp), fma_loops, intrinsic))
+    if intrinsic == "-":
+        print("pin: %s: %d MLP kernels, no scalar loop" % (path, len(mlp)))
+    else:
+        print("pin: %s: %d MLP kernels, %d innermost loops with %s, no scalar loop"
+              % (path, len(mlp), fma_loops, intrinsic))
     return 0
 
 

@@ -23,9 +23,15 @@
 
 #include <stdio.h>
 
-/* How a target's programs run here, or whether they only compile. */
+/* How a target's programs run here, or whether they only compile (an x86
+ * target on a CPU without its features; never NEON, whose tools are always
+ * installed). */
 typedef enum BrRun { BR_NATIVE, BR_QEMU, BR_COMPILE_ONLY } BrRun;
 BrRun br_how_to_run(const Target *t);
+/* Skips the running test, where t's program compiled but cannot run (this
+ * CPU lacks t's features): prints "SKIPPED: this CPU has no FLAGS", the
+ * reason tests/unit/run.sh checks against /proc/cpuinfo. */
+void br_skip_compile_only(const Target *t);
 
 /* Runs argv with FUSE_NUM_THREADS=threads (0: unchanged); its exit status,
  * -1 when it did not exit normally. */

@@ -121,7 +121,8 @@ static double rel_err(const float *got, const double *ref, int64_t n) {
 /* ---- building and running --------------------------------------------------------- */
 
 /* Emits g for target t and compiles it with the driver; returns the
- * program, or NULL when the target only compiles here. */
+ * program, or NULL when the target only compiles here (this CPU lacks its
+ * features). */
 static const char *build(const Graph *g, const Target *t, BrRun run) {
     FILE *c = fopen(tmp_path("blk.c"), "w"), *h = fopen(tmp_path("blk.h"), "w");
     assert_non_null(c);
@@ -143,7 +144,7 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
     BrRun run = br_how_to_run(t);
     const char *prog = build(g, t, run);
     if (!prog)
-        return 0;
+        br_skip_compile_only(t); /* compiled with -Werror; this CPU cannot run it */
     int ncalls = 0;
     while (rows[ncalls])
         ncalls++;
@@ -211,7 +212,9 @@ static double check_block(Graph *g, const char *target, const int64_t *rows, dou
     return worst;
 }
 
-static const char *const targets[] = {"generic", "x86-64-avx2", "x86-64-avx512", "aarch64-neon"};
+/* x86-64-avx512 last: on a CPU without it check_block skips the test there,
+ * after every other target ran. */
+static const char *const targets[] = {"generic", "x86-64-avx2", "aarch64-neon", "x86-64-avx512"};
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
 /* Row counts: GEMV (1..8: one register group of rows, or two), one odd
