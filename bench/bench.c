@@ -547,6 +547,7 @@ typedef struct Cell {
     int64_t out_numel;
     float *peer_scratch;
     void *ws;
+    size_t ws_bytes;
     char inputs_path[512];
 } Cell;
 
@@ -558,8 +559,10 @@ static double run_once(Contender *c, Cell *cell, float *out, int want_output)
         const fr_block_desc *d = c->desc;
         t = fr_now();
         int rc = d->run(c->w, d->ncaches ? c->caches : NULL, cell->P + cell->T, c->syms, c->in,
-                        outs, cell->ws);
+                        outs, cell->ws, cell->ws_bytes);
         t = fr_now() - t;
+        if (rc != 0)
+            fprintf(stderr, "bench: *** %s: %s\n", c->label, fr_last_error());
         return rc == 0 ? t : -1;
     }
     if (c->kind == C_OPENBLAS) {
@@ -801,7 +804,9 @@ static void probe(Contender *c, Cell *cell)
         alarm(120);
         fr_set_num_threads(1); /* the pool's workers are not in this process */
         int rc = d->run(c->w, d->ncaches ? c->caches : NULL, cell->P + cell->T, syms, c->in, outs,
-                        cell->ws);
+                        cell->ws, cell->ws_bytes);
+        if (rc != 0)
+            fprintf(stderr, "bench: *** probe of %s: %s\n", c->label, fr_last_error());
         _exit(rc == 0 ? 0 : 1);
     }
     int st = 0;
@@ -877,12 +882,20 @@ static int make_inputs(Cell *cell)
             c->avail = 0;
         }
         if (c->avail) {
+            /* the workspace holds per-thread scratch: size it for the most
+             * threads any run of this cell uses */
+            int most = 1;
+            for (int k = 0; k < opt.nthreads; k++)
+                most = opt.threads[k] > most ? opt.threads[k] : most;
+            fr_set_num_threads(most);
             size_t n = cd->workspace_size(c->syms);
+            fr_set_num_threads(0);
             if (n > ws)
                 ws = n;
         }
     }
     cell->ws = fr_alloc(ws);
+    cell->ws_bytes = ws;
     if (!cell->ws)
         die("out of memory for the workspaces");
     for (int v = 0; v < ncont; v++) {

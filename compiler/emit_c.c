@@ -92,7 +92,8 @@ static const char *const keywords[] = {
 static const char *const library_names[] = {
     "memcpy", "memset", "expf", "logf", "sqrtf", "tanhf", "erff", "pow", "cos", "sin",
     "INFINITY", "NAN", "SIZE_MAX", "INT64_C", "int64_t", "int32_t", "uint64_t", "size_t",
-    "NULL", "w", "cache", "workspace", "fa", "ctx", "tid", "nth",
+    "NULL", "uintptr_t", "UINT64_MAX", "w", "cache", "workspace", "workspace_bytes", "fa", "ctx",
+    "tid", "nth",
 };
 
 /* Every parameter and local of the kernels.  Symbols are kernel parameters
@@ -1945,23 +1946,30 @@ static void emit_layout(Emit *e) {
     buf_puts(c, "/*\n * Checks the symbols and places every stored intermediate in the workspace:\n"
                 " * intermediates whose kernels do not overlap share a storage (64-byte\n"
                 " * aligned, as large as its largest member).  forward and workspace_size\n"
-                " * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.\n */\n");
-    buf_printf(c, "static int fu_layout(%s%ssize_t *off, size_t *total) {\n",
-               sym_params(g), g->nsyms ? ", " : "");
-    buf_puts(c, "    uint64_t at = 0;\n");
+                " * both call this, so they cannot disagree.  Returns 0, or FR_EDIM with\n"
+                " * fr_last_error() naming the symbol or dim and its value.\n */\n");
+    buf_printf(c, "static int fu_layout(const char *fu_who%s%s, size_t *off, size_t *total) {\n",
+               g->nsyms ? ", " : "", sym_params(g));
+    buf_puts(c, "    uint64_t at = 0;\n    *total = 0;\n");
     if (e->nslots == 0)
         buf_puts(c, "    (void)off;\n");
     for (s = 0; s < g->nsyms; s++)
-        buf_printf(c, "    if (%s < %d || %s > FU_SYM_MAX)\n        return FR_EINVAL;\n",
-                   g->sym_names[s], s == g->cache_sym ? 0 : 1, g->sym_names[s]);
+        buf_printf(c, "    if (%s < %d || %s > FU_SYM_MAX)\n"
+                      "        return fr_seterr(NULL, FR_EDIM, \"%%s: %s = %%lld is out of range [%d, %%lld]\",\n"
+                      "                         fu_who, (long long)%s, (long long)FU_SYM_MAX);\n",
+                   g->sym_names[s], s == g->cache_sym ? 0 : 1, g->sym_names[s], g->sym_names[s],
+                   s == g->cache_sym ? 0 : 1, g->sym_names[s]);
     /* Dims like T - 1 could still go negative. */
     for (i = 0; i < g->nnodes; i++)
         for (d = 0; d < g->nodes[i]->rank; d++) {
             Dim dm = g->nodes[i]->shape[d];
-            const char *ex;
+            const char *ex, *dc;
             if (!dim_may_be_negative(dm))
                 continue;
-            ex = fu_format("    if (%s < 0)\n        return FR_EINVAL;\n", dim_c(g, dm, NULL));
+            dc = dim_c(g, dm, NULL);
+            ex = fu_format("    if (%s < 0)\n"
+                           "        return fr_seterr(NULL, FR_EDIM, \"%%s: dimension %s = %%lld is negative\", fu_who,\n"
+                           "                         (long long)%s);\n", dc, bare(dc), dc);
             if (seen.data && strstr(seen.data, ex))
                 continue;
             buf_puts(&seen, ex);
@@ -1980,7 +1988,8 @@ static void emit_layout(Emit *e) {
         }
         buf_printf(c, "    at += %s;\n", store_size[s]);
     }
-    buf_puts(c, "    if (at > (uint64_t)SIZE_MAX)\n        return FR_EINVAL;\n");
+    buf_puts(c, "    if (at > (uint64_t)SIZE_MAX)\n"
+                "        return fr_seterr(NULL, FR_EDIM, \"%s: the workspace would exceed the address space\", fu_who);\n");
     buf_puts(c, "    *total = (size_t)at;\n    return 0;\n}\n\n");
 }
 
@@ -2013,12 +2022,61 @@ static const char *forward_params(Emit *e, const char *indent) {
         buf_printf(&b, "%s%s *%s /* %s */", sep, ctype(n), e->c_out[i], type_text(g, n));
         sep = fu_format(",\n%s", indent);
     }
-    buf_printf(&b, "%svoid *workspace", sep);
+    buf_printf(&b, "%svoid *workspace, size_t workspace_bytes", sep);
     return take(&b, "");
 }
 
 static const char *ws_params(const Graph *g) {
     return g->nsyms ? sym_params(g) : "void";
+}
+
+/* The variant whose features are fewest: what a multi-target block needs at
+ * least, for the message when no variant fits. */
+static const Target *least_variant(const Target *t) {
+    const Target *best = NULL;
+    int nb = 0;
+    for (int i = 0; i < t->nvariants; i++) {
+        int n = 0;
+        for (unsigned f = t->variants[i]->features; f; f &= f - 1)
+            n++;
+        if (!best || n < nb) {
+            best = t->variants[i];
+            nb = n;
+        }
+    }
+    return best;
+}
+
+/*
+ * Per-thread scratch and the workspace's size.  The kernels' scratch lives in
+ * the caller's workspace, after the intermediates: one 64-byte aligned area
+ * per thread of the call, so concurrent calls (each with its own workspace)
+ * never share one.  Its size per thread may depend on the thread count (a
+ * fused MLP splits a fixed budget between the threads), so fu_need says
+ * what a call on nth threads needs; workspace_size sizes for the thread
+ * count of the moment, and forward runs on as many threads as fit.
+ */
+static void emit_scratch(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i, s;
+    if (!e->nscratch)
+        return;
+    buf_puts(c, "/* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */\n");
+    buf_printf(c, "static size_t fu_scratch(%s%sint nth) {\n    size_t fu_s = 0;\n", sym_params(g),
+               g->nsyms ? ", " : "");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, "    (void)%s;\n", g->sym_names[s]);
+    buf_puts(c, "    (void)nth;\n");
+    for (i = 0; i < e->nscratch; i++)
+        buf_printf(c, "    fu_s = fu_max_size(fu_s, %s);\n", e->scratch[i]);
+    buf_puts(c, "    return (fu_s + 63u) & ~(size_t)63u;\n}\n\n");
+    buf_puts(c, "/* The workspace a call on nth threads needs: the intermediates (total bytes,\n"
+                " * from fu_layout), then each thread's scratch; UINT64_MAX if that overflows. */\n");
+    buf_printf(c, "static uint64_t fu_need(size_t total%s%s, int nth) {\n", g->nsyms ? ", " : "", sym_params(g));
+    buf_printf(c, "    uint64_t fu_s = fu_scratch(%snth);\n", sym_list(g, ", "));
+    buf_puts(c, "    if (fu_s > (UINT64_MAX - total) / (uint64_t)nth)\n        return UINT64_MAX;\n"
+                "    return total + fu_s * (uint64_t)nth;\n}\n\n");
 }
 
 static void emit_forward(Emit *e) {
@@ -2027,11 +2085,23 @@ static void emit_forward(Emit *e) {
     Buf caps = {0};
     int i;
     const char *indent = fu_format("%*s", (int)strlen(g->name) + 13, "");
+    const char *who = fu_format("%s_forward", g->name);
+    /* the bytes a call on `n` threads needs, as C */
+    const char *need1 = e->nscratch ? fu_format("fu_need(fu_total, %s1)", sym_list(g, ", ")) : "fu_total";
 
+    emit_scratch(e);
     buf_printf(c, "size_t %s_workspace_size(%s) {\n", g->name, ws_params(g));
     buf_printf(c, "    size_t off[%d], total;\n", e->nslots ? e->nslots : 1);
-    buf_printf(c, "    if (fu_layout(%soff, &total) != 0)\n        return 0;\n", sym_list(g, ", "));
-    buf_puts(c, "    return total;\n}\n\n");
+    buf_printf(c, "    if (fu_layout(\"%s_workspace_size\", %soff, &total) != 0)\n        return 0;\n", g->name,
+               sym_list(g, ", "));
+    if (e->nscratch) {
+        buf_printf(c, "    uint64_t need = fu_need(total, %sfr_pool_threads());\n", sym_list(g, ", "));
+        buf_printf(c, "    if (need >= (uint64_t)SIZE_MAX) {\n"
+                      "        fr_seterr(NULL, FR_EDIM, \"%s_workspace_size: the workspace would exceed the "
+                      "address space\");\n        return 0;\n    }\n    return (size_t)need;\n}\n\n", g->name);
+    } else {
+        buf_puts(c, "    return total;\n}\n\n");
+    }
 
     /* NAME_variant: which variant forward runs here. */
     buf_printf(c, "const char *%s_variant(void) {\n", g->name);
@@ -2045,43 +2115,42 @@ static void emit_forward(Emit *e) {
     }
 
     buf_printf(c, "int %s_forward(%s) {\n", g->name, forward_params(e, indent));
-    buf_printf(c, "    size_t fu_off[%d], fu_total;\n", e->nslots ? e->nslots : 1);
-    /* Null pointers and unbound weights are refused, not dereferenced. */
+    buf_printf(c, "    size_t fu_off[%d], fu_total;\n    int fu_rc;\n", e->nslots ? e->nslots : 1);
+    /* Null pointers and unbound weights are refused, not dereferenced; each
+     * refusal names the argument. */
     if (g->nweights) {
-        buf_puts(c, "    if (!w");
+        buf_printf(c, "    if (!w)\n        return fr_seterr(NULL, FR_ENULL, \"%s: w is NULL\");\n", who);
         for (i = 0; i < g->nweights; i++)
-            buf_printf(c, "%s|| !w->%s", i % 3 == 2 ? "\n        " : " ", e->c_w[i]);
-        buf_puts(c, ")\n        return FR_EINVAL;\n");
+            buf_printf(c, "    if (!w->%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: weight '%s' is "
+                          "not bound (w->%s is NULL)\");\n",
+                       e->c_w[i], who, g->weights[i]->name, e->c_w[i]);
     }
     if (g->ncaches) {
-        buf_puts(c, "    if (!cache");
+        buf_printf(c, "    if (!cache)\n        return fr_seterr(NULL, FR_ENULL, \"%s: cache is NULL\");\n", who);
         for (i = 0; i < g->ncaches; i++)
-            buf_printf(c, " || !cache->%s", e->c_cache[i]);
-        buf_puts(c, ")\n        return FR_EINVAL;\n");
+            buf_printf(c, "    if (!cache->%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: cache '%s' is "
+                          "not allocated (cache->%s is NULL)\");\n",
+                       e->c_cache[i], who, g->caches[i]->name, e->c_cache[i]);
     }
-    if (g->ninputs + g->noutputs) {
-        const char *sep = "    if (";
-        for (i = 0; i < g->ninputs; i++) {
-            buf_printf(c, "%s!%s", sep, e->c_in[i]);
-            sep = " || ";
-        }
-        for (i = 0; i < g->noutputs; i++) {
-            buf_printf(c, "%s!%s", sep, e->c_out[i]);
-            sep = " || ";
-        }
-        buf_puts(c, ")\n        return FR_EINVAL;\n");
-    }
-    buf_printf(c, "    if (fu_layout(%sfu_off, &fu_total) != 0)\n        return FR_EINVAL;\n",
-               sym_list(g, ", "));
-    buf_puts(c, "    if (fu_total > 0 && !workspace)\n        return FR_EINVAL;\n");
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    if (!%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: input '%s' is NULL\");\n",
+                   e->c_in[i], who, e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    if (!%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: output '%s' (%s) is NULL\");\n",
+                   e->c_out[i], who, g->outputs[i]->name, e->c_out[i]);
+    buf_printf(c, "    fu_rc = fu_layout(\"%s\", %sfu_off, &fu_total);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+               who, sym_list(g, ", "));
     /* Every row a cache is read or written at must fit its capacity. */
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
-        const char *ex;
+        const char *ex, *rows;
         if (n->op != OP_CACHE && n->op != OP_APPEND)
             continue;
-        ex = fu_format("    if (%s > cache->capacity)\n        return FR_EINVAL;\n",
-                       dim_c(g, n->shape[0], NULL));
+        rows = dim_c(g, n->shape[0], NULL);
+        ex = fu_format("    if (%s > cache->capacity)\n"
+                       "        return fr_seterr(NULL, FR_ECAPACITY, \"%s: the caches hold %%lld rows, the call "
+                       "needs %s = %%lld\",\n                         (long long)cache->capacity, (long long)%s);\n",
+                       rows, who, bare(rows), rows);
         if (caps.data && strstr(caps.data, ex))
             continue;
         buf_puts(&caps, ex);
@@ -2089,16 +2158,47 @@ static void emit_forward(Emit *e) {
     }
     take(&caps, "");
     /* This CPU must have the target's features (multi: one variant's). */
-    if (e->t->nvariants)
-        buf_puts(c, "    int fu_v = fu_pick();\n    if (fu_v < 0)\n        return FR_EINVAL;\n");
-    else if (e->t->features)
-        buf_printf(c, "    if ((fr_cpu_features() & 0x%xu) != 0x%xu)\n        return FR_EINVAL;\n",
-                   e->t->features, e->t->features);
+    if (e->t->nvariants) {
+        const Target *lv = least_variant(e->t);
+        buf_puts(c, "    fr_task fu_fn;\n    switch (fu_pick()) {\n");
+        for (i = 0; i < e->t->nvariants; i++) {
+            const Target *v = e->t->variants[i];
+            if (v->guard[0])
+                buf_printf(c, "#if %s\n", v->guard);
+            buf_printf(c, "    case %d:\n        fu_fn = fu_run_%s;\n        break;\n", i, v->tag);
+            if (v->guard[0])
+                buf_puts(c, "#endif\n");
+        }
+        buf_printf(c, "    default:\n        fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n"
+                      "        return fu_rc != 0 ? fu_rc\n"
+                      "                          : fr_seterr(NULL, FR_ECPU, \"%s: no variant of target %s "
+                      "was compiled for this CPU\");\n    }\n",
+                   who, lv->name, lv->features, who, e->t->name);
+    } else if (e->t->features) {
+        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+                   who, e->t->name, e->t->features);
+    }
+    /* The workspace: there, aligned, and large enough for one thread. */
+    buf_printf(c, "    uint64_t fu_need1 = %s;\n", need1);
+    buf_printf(c, "    if (!workspace && fu_need1 > 0)\n"
+                  "        return fr_seterr(NULL, FR_ENULL, \"%s: workspace is NULL, the call needs %%llu bytes\",\n"
+                  "                         (unsigned long long)fu_need1);\n", who);
+    buf_printf(c, "    if (((uintptr_t)workspace & 63u) != 0)\n"
+                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace is not 64-byte aligned "
+                  "(allocate it with fr_alloc)\");\n", who);
+    buf_printf(c, "    if (fu_need1 > workspace_bytes)\n"
+                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace has %%zu bytes, the call "
+                  "needs %%llu (%s_workspace_size)\",\n"
+                  "                         workspace_bytes, (unsigned long long)fu_need1);\n",
+               who, g->name);
+    /* Threads: as many as asked for and the workspace has scratch for; the
+     * pool may give fewer (busy, nested, threads refused). */
     if (e->nscratch) {
-        buf_puts(c, "    size_t fu_scratch = 0;\n");
-        for (i = 0; i < e->nscratch; i++)
-            buf_printf(c, "    fu_scratch = fu_max_size(fu_scratch, %s);\n", e->scratch[i]);
-        buf_puts(c, "    if (fr_scratch_reserve(fu_scratch, NULL) != 0)\n        return FR_ENOMEM;\n");
+        const char *fits = fu_format("fu_need(fu_total, %sfu_n) > workspace_bytes", sym_list(g, ", "));
+        buf_printf(c, "    int fu_n = fr_pool_threads();\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
+        buf_printf(c, "    fu_n = fr_pool_acquire(fu_n);\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
+    } else {
+        buf_puts(c, "    int fu_n = fr_pool_acquire(fr_pool_threads());\n");
     }
     buf_puts(c, "    fu_args fa;\n    memset(&fa, 0, sizeof fa);\n");
     if (g->nweights)
@@ -2112,20 +2212,9 @@ static void emit_forward(Emit *e) {
     for (i = 0; i < g->noutputs; i++)
         buf_printf(c, "    fa.%s = %s;\n", e->c_out[i], e->c_out[i]);
     buf_puts(c, "    fa.ws = (char *)workspace;\n    fa.off = fu_off;\n");
-    if (e->t->nvariants) {
-        buf_puts(c, "    switch (fu_v) {\n");
-        for (i = 0; i < e->t->nvariants; i++) {
-            const Target *v = e->t->variants[i];
-            if (v->guard[0])
-                buf_printf(c, "#if %s\n", v->guard);
-            buf_printf(c, "    case %d:\n        fr_parallel(fu_run_%s, &fa);\n        break;\n", i, v->tag);
-            if (v->guard[0])
-                buf_puts(c, "#endif\n");
-        }
-        buf_puts(c, "    default:\n        return FR_EINVAL;\n    }\n");
-    } else {
-        buf_puts(c, "    fr_parallel(fu_run, &fa);\n");
-    }
+    buf_printf(c, "    fr_pool_run(fu_n, %s, &fa, %s);\n", e->t->nvariants ? "fu_fn" : "fu_run",
+               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", sym_list(g, ", "))
+                           : "NULL, 0");
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
         if (n->op == OP_CONST && e->needed[i])
@@ -2265,7 +2354,8 @@ static void emit_bind_and_desc(Emit *e) {
 
     buf_puts(c, "static int fu_desc_run(const void *const *weights, float *const *caches, "
                 "int64_t cache_capacity,\n                       const int64_t *syms, const void "
-                "*const *inputs, void *const *outputs,\n                       void *workspace) {\n");
+                "*const *inputs, void *const *outputs,\n                       void *workspace, "
+                "size_t workspace_bytes) {\n");
     if (g->nweights)
         buf_printf(c, "    %s_weights w;\n", g->name);
     if (g->ncaches)
@@ -2279,7 +2369,8 @@ static void emit_bind_and_desc(Emit *e) {
         if (g->ninputs) { buf_printf(c, "%s!inputs", sep); sep = " || "; any = true; }
         if (g->noutputs) { buf_printf(c, "%s!outputs", sep); any = true; }
         if (any)
-            buf_puts(c, ")\n        return FR_EINVAL;\n");
+            buf_printf(c, ")\n        return fr_seterr(NULL, FR_ENULL, \"%s_desc.run: NULL array argument\");\n",
+                       g->name);
     }
     if (!g->nweights)
         buf_puts(c, "    (void)weights;\n");
@@ -2311,7 +2402,7 @@ static void emit_bind_and_desc(Emit *e) {
             buf_printf(c, "%s(%s *)outputs[%d]", sep, ctype(g->outputs[i]), i);
             sep = ", ";
         }
-        buf_printf(c, "%sworkspace);\n}\n\n", sep);
+        buf_printf(c, "%sworkspace, workspace_bytes);\n}\n\n", sep);
     }
 
     buf_printf(c, "const fr_block_desc %s_desc = {\n", g->name);
@@ -2631,19 +2722,24 @@ static void emit_h_file(Emit *e) {
                    g->name, g->name, g->name, g->name, g->name);
     }
     buf_printf(h, "/* Bytes of workspace forward needs for these symbol values (64-byte aligned\n"
-                  " * memory, e.g. fr_alloc); 0 when the symbols are out of range. */\n"
+                  " * memory, e.g. fr_alloc): the intermediates and the kernels' scratch for\n"
+                  " * fr_get_num_threads() threads as set now; 0 when the symbols are out of\n"
+                  " * range (fr_last_error says which). */\n"
                   "size_t %s_workspace_size(%s);\n\n", g->name, ws_params(g));
     buf_puts(h, "/* Runs the block");
     if (g->ncaches)
         buf_printf(h, " on new rows; rows [0, %s) of the caches hold the earlier ones and\n"
                       " * the new rows are appended after them",
                    g->sym_names[g->cache_sym]);
-    buf_printf(h, ".  Returns 0, or FR_EINVAL for a NULL pointer, an\n"
-                  " * unbound weight, symbols out of range%s, or a CPU without the\n"
-                  " * target's features; FR_ENOMEM when per-thread scratch cannot be had.\n"
-                  " * All work runs in one fr_parallel call on fr_get_num_threads() threads\n"
-                  " * (fr_set_num_threads, FUSE_NUM_THREADS). */\n",
-               g->ncaches ? ", a cache too small for the rows" : "");
+    buf_printf(h, ".  Returns 0, or without computing anything\n"
+                  " * FR_ENULL (a NULL pointer, an unbound weight), FR_EDIM (a symbol out of\n"
+                  " * range)%s, FR_ECPU (the CPU lacks the target's\n"
+                  " * features) or FR_EWORKSPACE (workspace_bytes too small, or misaligned),\n"
+                  " * with the cause in fr_last_error().  Runs on up to fr_get_num_threads()\n"
+                  " * threads (fr_set_num_threads, FUSE_NUM_THREADS), as many as the workspace\n"
+                  " * has scratch for; calls on different caches and workspaces may run at\n"
+                  " * once (the thread pool serves them one after another). */\n",
+               g->ncaches ? ", FR_ECAPACITY (the caches are too small)" : "");
     buf_printf(h, "int %s_forward(%s);\n\n", g->name,
                forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
     buf_printf(h, "/* The target variant forward runs on this CPU, e.g. \"x86-64-avx2\" (a\n"

@@ -1562,13 +1562,13 @@ static void layout(Gen *G) {
     G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
     if (G->pl.ns == 2) {
         /* the piece of h goes last, kept across the barrier: its share of
-         * the row block, and at least a whole row of h.  forward reserves it
-         * for fr_pool_threads() threads; a kernel running on fewer threads
-         * (the pool could not start them all) still computes it from that
-         * count, so it never exceeds what was reserved. */
+         * the row block, and at least a whole row of h.  `nth` is the
+         * call's thread count, both in the kernel and in forward's
+         * fu_scratch, which sizes each thread's scratch for exactly the
+         * threads the call runs on. */
         int64_t F = G->pl.s[1].K.c;
         G->off_hp = round16(G->total);
-        G->hcap = fu_format("((int64_t)%lld / fr_pool_threads() > %lld ? (int64_t)%lld / fr_pool_threads() : %lld)",
+        G->hcap = fu_format("((int64_t)%lld / nth > %lld ? (int64_t)%lld / nth : %lld)",
                             (long long)MLP_BLOCK_FLOATS, (long long)F, (long long)MLP_BLOCK_FLOATS, (long long)F);
     }
 }

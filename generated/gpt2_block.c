@@ -37,21 +37,25 @@ static uint64_t fu_max_u64(uint64_t a, uint64_t b) {
  * Checks the symbols and places every stored intermediate in the workspace:
  * intermediates whose kernels do not overlap share a storage (64-byte
  * aligned, as large as its largest member).  forward and workspace_size
- * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
+ * both call this, so they cannot disagree.  Returns 0, or FR_EDIM with
+ * fr_last_error() naming the symbol or dim and its value.
  */
-static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
+static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size_t *total) {
     uint64_t at = 0;
+    *total = 0;
     if (T < 1 || T > FU_SYM_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: T = %lld is out of range [1, %lld]",
+                         fu_who, (long long)T, (long long)FU_SYM_MAX);
     if (P < 0 || P > FU_SYM_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
+                         fu_who, (long long)P, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %16 qkv: f32[T, 768], kernels 0..1 */
     off[2] = (size_t)at; /* %24 r: f32[T, 256], kernels 2..3 */
     at += fu_max_u64(fu_slot(T * 768), fu_slot(T * 256));
     off[1] = (size_t)at; /* %22 attn: f32[T, 256], kernels 1..2 */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
     *total = (size_t)at;
     return 0;
 }
@@ -1235,7 +1239,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
             fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
     }
-    int64_t fu_MB = ((int64_t)4194304 / fr_pool_threads() > 1024 ? (int64_t)4194304 / fr_pool_threads() : 1024) / (fu_fmax > 0 ? fu_fmax : 1);
+    int64_t fu_MB = ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024) / (fu_fmax > 0 ? fu_fmax : 1);
     fu_MB = fu_MB > 512 ? 512 : fu_MB;
     fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
     for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
@@ -2018,11 +2022,38 @@ static void fu_run(void *ctx, int tid, int nth) {
     k25_layer_norm_linear_gelu_tanh_linear(tid, nth, fu_t24, w->ln_2_weight, w->ln_2_bias, w->mlp_c_fc_weight, w->mlp_c_fc_bias, w->mlp_c_proj_weight, w->mlp_c_proj_bias, out_hidden_states, T);
 }
 
+/* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
+static size_t fu_scratch(int64_t T, int64_t P, int nth) {
+    size_t fu_s = 0;
+    (void)T;
+    (void)P;
+    (void)nth;
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)164880 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)(435216 + ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024)) * sizeof(float)));
+    return (fu_s + 63u) & ~(size_t)63u;
+}
+
+/* The workspace a call on nth threads needs: the intermediates (total bytes,
+ * from fu_layout), then each thread's scratch; UINT64_MAX if that overflows. */
+static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
+    uint64_t fu_s = fu_scratch(T, P, nth);
+    if (fu_s > (UINT64_MAX - total) / (uint64_t)nth)
+        return UINT64_MAX;
+    return total + fu_s * (uint64_t)nth;
+}
+
 size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
     size_t off[3], total;
-    if (fu_layout(T, P, off, &total) != 0)
+    if (fu_layout("gpt2_block_workspace_size", T, P, off, &total) != 0)
         return 0;
-    return total;
+    uint64_t need = fu_need(total, T, P, fr_pool_threads());
+    if (need >= (uint64_t)SIZE_MAX) {
+        fr_seterr(NULL, FR_EDIM, "gpt2_block_workspace_size: the workspace would exceed the address space");
+        return 0;
+    }
+    return (size_t)need;
 }
 
 const char *gpt2_block_variant(void) {
@@ -2034,33 +2065,69 @@ int gpt2_block_forward(const gpt2_block_weights *w,
                        int64_t T, int64_t P,
                        const float *hidden_states /* f32[T, 256] */,
                        float *out_hidden_states /* f32[T, 256] */,
-                       void *workspace) {
+                       void *workspace, size_t workspace_bytes) {
     size_t fu_off[3], fu_total;
-    if (!w || !w->ln_1_weight || !w->ln_1_bias
-        || !w->attn_c_attn_weight || !w->attn_c_attn_bias || !w->attn_c_proj_weight
-        || !w->attn_c_proj_bias || !w->ln_2_weight || !w->ln_2_bias
-        || !w->mlp_c_fc_weight || !w->mlp_c_fc_bias || !w->mlp_c_proj_weight
-        || !w->mlp_c_proj_bias)
-        return FR_EINVAL;
-    if (!cache || !cache->k_cache || !cache->v_cache)
-        return FR_EINVAL;
-    if (!hidden_states || !out_hidden_states)
-        return FR_EINVAL;
-    if (fu_layout(T, P, fu_off, &fu_total) != 0)
-        return FR_EINVAL;
-    if (fu_total > 0 && !workspace)
-        return FR_EINVAL;
+    int fu_rc;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: w is NULL");
+    if (!w->ln_1_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'ln_1.weight' is not bound (w->ln_1_weight is NULL)");
+    if (!w->ln_1_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'ln_1.bias' is not bound (w->ln_1_bias is NULL)");
+    if (!w->attn_c_attn_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'attn.c_attn.weight' is not bound (w->attn_c_attn_weight is NULL)");
+    if (!w->attn_c_attn_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'attn.c_attn.bias' is not bound (w->attn_c_attn_bias is NULL)");
+    if (!w->attn_c_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'attn.c_proj.weight' is not bound (w->attn_c_proj_weight is NULL)");
+    if (!w->attn_c_proj_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'attn.c_proj.bias' is not bound (w->attn_c_proj_bias is NULL)");
+    if (!w->ln_2_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'ln_2.weight' is not bound (w->ln_2_weight is NULL)");
+    if (!w->ln_2_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'ln_2.bias' is not bound (w->ln_2_bias is NULL)");
+    if (!w->mlp_c_fc_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'mlp.c_fc.weight' is not bound (w->mlp_c_fc_weight is NULL)");
+    if (!w->mlp_c_fc_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'mlp.c_fc.bias' is not bound (w->mlp_c_fc_bias is NULL)");
+    if (!w->mlp_c_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'mlp.c_proj.weight' is not bound (w->mlp_c_proj_weight is NULL)");
+    if (!w->mlp_c_proj_bias)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: weight 'mlp.c_proj.bias' is not bound (w->mlp_c_proj_bias is NULL)");
+    if (!cache)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: cache is NULL");
+    if (!cache->k_cache)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: cache 'k_cache' is not allocated (cache->k_cache is NULL)");
+    if (!cache->v_cache)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: cache 'v_cache' is not allocated (cache->v_cache is NULL)");
+    if (!hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: input 'hidden_states' is NULL");
+    if (!out_hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: output 'hidden_states' (out_hidden_states) is NULL");
+    fu_rc = fu_layout("gpt2_block_forward", T, P, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
     if (P > cache->capacity)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_ECAPACITY, "gpt2_block_forward: the caches hold %lld rows, the call needs P = %lld",
+                         (long long)cache->capacity, (long long)P);
     if ((T + P) > cache->capacity)
-        return FR_EINVAL;
-    size_t fu_scratch = 0;
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164880 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)(14832 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163856 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(435216 + ((int64_t)4194304 / fr_pool_threads() > 1024 ? (int64_t)4194304 / fr_pool_threads() : 1024)) * sizeof(float)));
-    if (fr_scratch_reserve(fu_scratch, NULL) != 0)
-        return FR_ENOMEM;
+        return fr_seterr(NULL, FR_ECAPACITY, "gpt2_block_forward: the caches hold %lld rows, the call needs T + P = %lld",
+                         (long long)cache->capacity, (long long)(T + P));
+    uint64_t fu_need1 = fu_need(fu_total, T, P, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "gpt2_block_forward: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "gpt2_block_forward: the workspace has %zu bytes, the call needs %llu (gpt2_block_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, T, P, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, T, P, fu_n) > workspace_bytes)
+        fu_n--;
     fu_args fa;
     memset(&fa, 0, sizeof fa);
     fa.w = w;
@@ -2071,7 +2138,7 @@ int gpt2_block_forward(const gpt2_block_weights *w,
     fa.out_hidden_states = out_hidden_states;
     fa.ws = (char *)workspace;
     fa.off = fu_off;
-    fr_parallel(fu_run, &fa);
+    fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
     return 0;
 }
 
@@ -2200,11 +2267,11 @@ static size_t fu_desc_workspace_size(const int64_t *syms) {
 
 static int fu_desc_run(const void *const *weights, float *const *caches, int64_t cache_capacity,
                        const int64_t *syms, const void *const *inputs, void *const *outputs,
-                       void *workspace) {
+                       void *workspace, size_t workspace_bytes) {
     gpt2_block_weights w;
     gpt2_block_cache c;
     if (!weights || !caches || !syms || !inputs || !outputs)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_ENULL, "gpt2_block_desc.run: NULL array argument");
     w.ln_1_weight = (const float *)weights[0];
     w.ln_1_bias = (const float *)weights[1];
     w.attn_c_attn_weight = (const float *)weights[2];
@@ -2220,7 +2287,7 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     c.k_cache = caches[0];
     c.v_cache = caches[1];
     c.capacity = cache_capacity;
-    return gpt2_block_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (float *)outputs[0], workspace);
+    return gpt2_block_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }
 
 const fr_block_desc gpt2_block_desc = {

@@ -79,21 +79,26 @@ int gpt2_block_cache_init(gpt2_block_cache *c, int64_t capacity, fr_err *err);
 void gpt2_block_cache_free(gpt2_block_cache *c);
 
 /* Bytes of workspace forward needs for these symbol values (64-byte aligned
- * memory, e.g. fr_alloc); 0 when the symbols are out of range. */
+ * memory, e.g. fr_alloc): the intermediates and the kernels' scratch for
+ * fr_get_num_threads() threads as set now; 0 when the symbols are out of
+ * range (fr_last_error says which). */
 size_t gpt2_block_workspace_size(int64_t T, int64_t P);
 
 /* Runs the block on new rows; rows [0, P) of the caches hold the earlier ones and
- * the new rows are appended after them.  Returns 0, or FR_EINVAL for a NULL pointer, an
- * unbound weight, symbols out of range, a cache too small for the rows, or a CPU without the
- * target's features; FR_ENOMEM when per-thread scratch cannot be had.
- * All work runs in one fr_parallel call on fr_get_num_threads() threads
- * (fr_set_num_threads, FUSE_NUM_THREADS). */
+ * the new rows are appended after them.  Returns 0, or without computing anything
+ * FR_ENULL (a NULL pointer, an unbound weight), FR_EDIM (a symbol out of
+ * range), FR_ECAPACITY (the caches are too small), FR_ECPU (the CPU lacks the target's
+ * features) or FR_EWORKSPACE (workspace_bytes too small, or misaligned),
+ * with the cause in fr_last_error().  Runs on up to fr_get_num_threads()
+ * threads (fr_set_num_threads, FUSE_NUM_THREADS), as many as the workspace
+ * has scratch for; calls on different caches and workspaces may run at
+ * once (the thread pool serves them one after another). */
 int gpt2_block_forward(const gpt2_block_weights *w,
                        gpt2_block_cache *cache,
                        int64_t T, int64_t P,
                        const float *hidden_states /* f32[T, 256] */,
                        float *out_hidden_states /* f32[T, 256] */,
-                       void *workspace);
+                       void *workspace, size_t workspace_bytes);
 
 /* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
  * multi-target file picks one at run time; "none" if none fits). */

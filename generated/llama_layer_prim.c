@@ -33,14 +33,18 @@ static uint64_t fu_slot(int64_t numel) {
  * Checks the symbols and places every stored intermediate in the workspace:
  * intermediates whose kernels do not overlap share a storage (64-byte
  * aligned, as large as its largest member).  forward and workspace_size
- * both call this, so they cannot disagree.  Returns 0 or FR_EINVAL.
+ * both call this, so they cannot disagree.  Returns 0, or FR_EDIM with
+ * fr_last_error() naming the symbol or dim and its value.
  */
-static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
+static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size_t *total) {
     uint64_t at = 0;
+    *total = 0;
     if (T < 1 || T > FU_SYM_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: T = %lld is out of range [1, %lld]",
+                         fu_who, (long long)T, (long long)FU_SYM_MAX);
     if (P < 0 || P > FU_SYM_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
+                         fu_who, (long long)P, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %14 linear: f32[T, 256], kernels 0..1 */
     off[4] = (size_t)at; /* %23 r: f32[T, 256], kernels 2..3 */
     at += fu_slot(T * 256);
@@ -51,7 +55,7 @@ static int fu_layout(int64_t T, int64_t P, size_t *off, size_t *total) {
     off[3] = (size_t)at; /* %21 attn: f32[T, 256], kernels 1..2 */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
     *total = (size_t)at;
     return 0;
 }
@@ -4091,7 +4095,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
             fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
     }
-    int64_t fu_MB = ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704) / (fu_fmax > 0 ? fu_fmax : 1);
+    int64_t fu_MB = ((int64_t)4194304 / nth > 704 ? (int64_t)4194304 / nth : 704) / (fu_fmax > 0 ? fu_fmax : 1);
     fu_MB = fu_MB > 512 ? 512 : fu_MB;
     fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
     for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
@@ -6803,11 +6807,38 @@ static void fu_run(void *ctx, int tid, int nth) {
     k24_rms_norm_linear_silu_linear(tid, nth, fu_t23, w->post_attention_layernorm_weight, w->mlp_gate_proj_weight, w->mlp_up_proj_weight, w->mlp_down_proj_weight, out_hidden_states, T);
 }
 
+/* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
+static size_t fu_scratch(int64_t T, int64_t P, int nth) {
+    size_t fu_s = 0;
+    (void)T;
+    (void)P;
+    (void)nth;
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)164880 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)(825872 + ((int64_t)4194304 / nth > 704 ? (int64_t)4194304 / nth : 704)) * sizeof(float)));
+    return (fu_s + 63u) & ~(size_t)63u;
+}
+
+/* The workspace a call on nth threads needs: the intermediates (total bytes,
+ * from fu_layout), then each thread's scratch; UINT64_MAX if that overflows. */
+static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
+    uint64_t fu_s = fu_scratch(T, P, nth);
+    if (fu_s > (UINT64_MAX - total) / (uint64_t)nth)
+        return UINT64_MAX;
+    return total + fu_s * (uint64_t)nth;
+}
+
 size_t llama_layer_prim_workspace_size(int64_t T, int64_t P) {
     size_t off[5], total;
-    if (fu_layout(T, P, off, &total) != 0)
+    if (fu_layout("llama_layer_prim_workspace_size", T, P, off, &total) != 0)
         return 0;
-    return total;
+    uint64_t need = fu_need(total, T, P, fr_pool_threads());
+    if (need >= (uint64_t)SIZE_MAX) {
+        fr_seterr(NULL, FR_EDIM, "llama_layer_prim_workspace_size: the workspace would exceed the address space");
+        return 0;
+    }
+    return (size_t)need;
 }
 
 const char *llama_layer_prim_variant(void) {
@@ -6820,32 +6851,65 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
                              const float *hidden_states /* f32[T, 256] */,
                              const int32_t *position_ids /* i32[T] */,
                              float *out_hidden_states /* f32[T, 256] */,
-                             void *workspace) {
+                             void *workspace, size_t workspace_bytes) {
     size_t fu_off[5], fu_total;
-    if (!w || !w->input_layernorm_weight || !w->self_attn_q_proj_weight
-        || !w->self_attn_k_proj_weight || !w->self_attn_v_proj_weight || !w->self_attn_o_proj_weight
-        || !w->post_attention_layernorm_weight || !w->mlp_gate_proj_weight || !w->mlp_up_proj_weight
-        || !w->mlp_down_proj_weight)
-        return FR_EINVAL;
-    if (!cache || !cache->k_cache || !cache->v_cache)
-        return FR_EINVAL;
-    if (!hidden_states || !position_ids || !out_hidden_states)
-        return FR_EINVAL;
-    if (fu_layout(T, P, fu_off, &fu_total) != 0)
-        return FR_EINVAL;
-    if (fu_total > 0 && !workspace)
-        return FR_EINVAL;
+    int fu_rc;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: w is NULL");
+    if (!w->input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'input_layernorm.weight' is not bound (w->input_layernorm_weight is NULL)");
+    if (!w->self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'self_attn.q_proj.weight' is not bound (w->self_attn_q_proj_weight is NULL)");
+    if (!w->self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'self_attn.k_proj.weight' is not bound (w->self_attn_k_proj_weight is NULL)");
+    if (!w->self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'self_attn.v_proj.weight' is not bound (w->self_attn_v_proj_weight is NULL)");
+    if (!w->self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'self_attn.o_proj.weight' is not bound (w->self_attn_o_proj_weight is NULL)");
+    if (!w->post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'post_attention_layernorm.weight' is not bound (w->post_attention_layernorm_weight is NULL)");
+    if (!w->mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'mlp.gate_proj.weight' is not bound (w->mlp_gate_proj_weight is NULL)");
+    if (!w->mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'mlp.up_proj.weight' is not bound (w->mlp_up_proj_weight is NULL)");
+    if (!w->mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: weight 'mlp.down_proj.weight' is not bound (w->mlp_down_proj_weight is NULL)");
+    if (!cache)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: cache is NULL");
+    if (!cache->k_cache)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: cache 'k_cache' is not allocated (cache->k_cache is NULL)");
+    if (!cache->v_cache)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: cache 'v_cache' is not allocated (cache->v_cache is NULL)");
+    if (!hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: input 'hidden_states' is NULL");
+    if (!position_ids)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: input 'position_ids' is NULL");
+    if (!out_hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: output 'hidden_states' (out_hidden_states) is NULL");
+    fu_rc = fu_layout("llama_layer_prim_forward", T, P, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
     if (P > cache->capacity)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_ECAPACITY, "llama_layer_prim_forward: the caches hold %lld rows, the call needs P = %lld",
+                         (long long)cache->capacity, (long long)P);
     if ((T + P) > cache->capacity)
-        return FR_EINVAL;
-    size_t fu_scratch = 0;
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)164880 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)(14832 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)163856 * sizeof(float)));
-    fu_scratch = fu_max_size(fu_scratch, (size_t)((size_t)(825872 + ((int64_t)4194304 / fr_pool_threads() > 704 ? (int64_t)4194304 / fr_pool_threads() : 704)) * sizeof(float)));
-    if (fr_scratch_reserve(fu_scratch, NULL) != 0)
-        return FR_ENOMEM;
+        return fr_seterr(NULL, FR_ECAPACITY, "llama_layer_prim_forward: the caches hold %lld rows, the call needs T + P = %lld",
+                         (long long)cache->capacity, (long long)(T + P));
+    uint64_t fu_need1 = fu_need(fu_total, T, P, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_forward: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "llama_layer_prim_forward: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "llama_layer_prim_forward: the workspace has %zu bytes, the call needs %llu (llama_layer_prim_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, T, P, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, T, P, fu_n) > workspace_bytes)
+        fu_n--;
     fu_args fa;
     memset(&fa, 0, sizeof fa);
     fa.w = w;
@@ -6857,7 +6921,7 @@ int llama_layer_prim_forward(const llama_layer_prim_weights *w,
     fa.out_hidden_states = out_hidden_states;
     fa.ws = (char *)workspace;
     fa.off = fu_off;
-    fr_parallel(fu_run, &fa);
+    fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
     return 0;
 }
 
@@ -6972,11 +7036,11 @@ static size_t fu_desc_workspace_size(const int64_t *syms) {
 
 static int fu_desc_run(const void *const *weights, float *const *caches, int64_t cache_capacity,
                        const int64_t *syms, const void *const *inputs, void *const *outputs,
-                       void *workspace) {
+                       void *workspace, size_t workspace_bytes) {
     llama_layer_prim_weights w;
     llama_layer_prim_cache c;
     if (!weights || !caches || !syms || !inputs || !outputs)
-        return FR_EINVAL;
+        return fr_seterr(NULL, FR_ENULL, "llama_layer_prim_desc.run: NULL array argument");
     w.input_layernorm_weight = (const float *)weights[0];
     w.self_attn_q_proj_weight = (const float *)weights[1];
     w.self_attn_k_proj_weight = (const float *)weights[2];
@@ -6989,7 +7053,7 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     c.k_cache = caches[0];
     c.v_cache = caches[1];
     c.capacity = cache_capacity;
-    return llama_layer_prim_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace);
+    return llama_layer_prim_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
 
 const fr_block_desc llama_layer_prim_desc = {

@@ -161,3 +161,14 @@ const char *fr_cpu_feature_names(unsigned bits, char *buf, size_t size) {
         snprintf(buf, size, "none");
     return buf;
 }
+
+int fr_cpu_check(const char *who, const char *target, unsigned needed) {
+    unsigned have = fr_cpu_features();
+    char missing[128], has[128];
+    if ((have & needed) == needed)
+        return FR_OK;
+    return fr_seterr(NULL, FR_ECPU, "%s: target %s needs %s, which this CPU lacks (it has %s)",
+                     who ? who : "?", target ? target : "?",
+                     fr_cpu_feature_names(needed & ~have, missing, sizeof missing),
+                     fr_cpu_feature_names(have, has, sizeof has));
+}

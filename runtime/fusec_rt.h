@@ -10,9 +10,10 @@
  *                  generic drivers (fusec check, tests, benchmarks) can run any block
  *  - timers:       a monotonic clock
  *
- * C99, libc and libm only.  Every function that can fail returns 0 on success
- * and a negative FR_E* code on failure, with a message in *err when err is
- * not NULL.  Nothing here aborts on bad input.
+ * C99, POSIX threads, libc and libm.  Every function that can fail returns 0
+ * on success and a negative FR_E* code on failure, with a message in *err
+ * when err is not NULL and in fr_last_error() always.  Nothing here aborts
+ * on bad input.
  */
 #ifndef FUSEC_RT_H
 #define FUSEC_RT_H
@@ -35,8 +36,14 @@ enum {
     FR_ENOTFOUND = -3,/* a named tensor is missing */
     FR_ETYPE = -4,    /* a tensor has the wrong dtype */
     FR_ESHAPE = -5,   /* a tensor has the wrong shape */
-    FR_ENOMEM = -6,
-    FR_EINVAL = -7    /* bad argument (dims out of range, cache too small, ...) */
+    FR_ENOMEM = -6,   /* an allocation failed */
+    FR_EINVAL = -7,   /* another bad argument (a rank out of range, a duplicate name, ...) */
+    /* what NAME_forward refuses, one code per cause */
+    FR_ENULL = -8,      /* a NULL pointer argument or an unbound weight */
+    FR_EDIM = -9,       /* a symbol out of range, or a dimension that would be negative */
+    FR_ECAPACITY = -10, /* the caches have fewer rows than the call needs */
+    FR_ECPU = -11,      /* this CPU lacks a feature the block's target needs */
+    FR_EWORKSPACE = -12 /* the workspace is too small or not 64-byte aligned */
 };
 
 typedef struct fr_err {
@@ -44,12 +51,28 @@ typedef struct fr_err {
     char msg[512];
 } fr_err;
 
-/* Sets err (if not NULL) and returns code. printf-style. */
+/*
+ * Sets err (if not NULL) and returns code. printf-style.  Every call also
+ * keeps the message as this thread's last error (fr_last_error), so a
+ * function without an fr_err parameter (NAME_forward) still says why it
+ * failed.
+ */
 int fr_seterr(fr_err *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* A short text for a code: "cache capacity exceeded" for FR_ECAPACITY, ... */
+const char *fr_strerror(int code);
+
+/*
+ * The message of the last runtime failure on the calling thread, naming the
+ * cause ("llama_layer_forward: the caches hold 16 rows, the call needs
+ * P + T = 17"), or "" when none failed yet.  A successful call leaves it as
+ * it was: read it right after a call returned non-zero.
+ */
+const char *fr_last_error(void);
 
 /* ---- memory ------------------------------------------------------------ */
 
@@ -190,7 +213,7 @@ typedef struct fr_block_desc {
     /* weights[i], caches[i], inputs[i], outputs[i] follow the desc arrays' order. */
     int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
                const int64_t *syms, const void *const *inputs, void *const *outputs,
-               void *workspace);
+               void *workspace, size_t workspace_bytes);
 } fr_block_desc;
 
 /* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name. */
@@ -204,27 +227,37 @@ void fr_set_num_threads(int n);
 int fr_get_num_threads(void);
 
 /*
- * The persistent pool (pool.c).  fr_parallel runs fn(ctx, tid, nthreads) on
- * every thread (the caller is tid 0) and returns when all have returned;
- * workers stay alive between calls, spinning briefly and then sleeping.
- * Inside fn, fr_barrier(nthreads) separates phases (spin, then yield).  A
- * nested fr_parallel runs fn inline on one thread.
+ * The persistent pool (pool.c): one per process, serving one call at a time.
+ *
+ * fr_pool_acquire(want) returns how many threads (1..want) the calling
+ * thread's next fr_pool_run may use.  want > 1 takes the pool: it waits, in
+ * order of arrival and asleep, while another call holds it, and starts
+ * workers up to want - 1 the first time (fewer if the system refuses
+ * threads).  want <= 1, or a call from inside a pool task, returns 1 and
+ * takes nothing: such calls run on their own thread, at once.
+ *
+ * fr_pool_run(n, fn, ctx, scratch, stride) then runs fn(ctx, tid, n) on n
+ * threads (at most what fr_pool_acquire returned; the caller is tid 0),
+ * returns when all have returned, and gives the pool back.  Every
+ * fr_pool_acquire is followed by exactly one fr_pool_run on the same
+ * thread.  Inside fn, fr_barrier(n) separates phases (spin, then yield),
+ * and fr_scratch(t) is thread t's scratch: scratch + t * stride (NULL when
+ * scratch is NULL); the memory is the caller's, so callers never share it.
+ *
+ * fr_parallel(fn, ctx) is both for fr_pool_threads() threads, without
+ * scratch.  Workers stay alive between calls, spinning briefly and then
+ * sleeping, until fr_pool_shutdown (also run at exit).
  */
 typedef void (*fr_task)(void *ctx, int tid, int nthreads);
+int fr_pool_acquire(int want);
+void fr_pool_run(int n, fr_task fn, void *ctx, void *scratch, size_t stride);
 void fr_parallel(fr_task fn, void *ctx);
 void fr_barrier(int nthreads);
-int fr_pool_threads(void);      /* the thread count fr_parallel will use */
-void fr_pool_shutdown(void);    /* joins the workers (also run at exit) */
+void *fr_scratch(int tid);
+int fr_pool_threads(void);      /* fr_get_num_threads() capped at the pool's 256 */
+void fr_pool_shutdown(void);    /* joins the workers (waits for a call in flight) */
 /* [begin, end) of tid's share of n items, balanced to within one item. */
 void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end);
-/*
- * Per-thread scratch memory for kernels (packed panels, attention tiles).
- * NAME_forward calls fr_scratch_reserve(bytes) before fr_parallel (it
- * allocates on growth only, 64-byte aligned, for fr_pool_threads() threads);
- * inside a kernel fr_scratch(tid) is that thread's buffer.
- */
-int fr_scratch_reserve(size_t bytes_per_thread, fr_err *err);
-void *fr_scratch(int tid);
 
 /* ---- CPU features (cpu.c) ------------------------------------------------- */
 
@@ -247,6 +280,10 @@ unsigned fr_cpu_features(void);
 void fr_cpu_mask(unsigned bits);
 /* The features as text, "avx2,fma,..." (or "none"), into buf; returns buf. */
 const char *fr_cpu_feature_names(unsigned bits, char *buf, size_t size);
+/* 0 when this CPU has every feature in `needed`; else FR_ECPU, with a last
+ * error naming the missing features: "WHO: target TARGET needs avx512bw,
+ * which this CPU lacks (it has avx2,fma)". */
+int fr_cpu_check(const char *who, const char *target, unsigned needed);
 
 /* ---- timers --------------------------------------------------------------- */
 

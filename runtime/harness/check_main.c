@@ -374,10 +374,10 @@ int main(int argc, char **argv)
                 out_call[i] = (char *)outputs[i] +
                               (row_sym >= 0 ? (size_t)r0 * row_bytes(&b->outputs[i], syms) : 0);
             t0 = fr_now();
-            rc = b->run(weights, caches, capacity, csyms, in_call, out_call, ws);
+            rc = b->run(weights, caches, capacity, csyms, in_call, out_call, ws, ws_size);
             if (rc)
-                die("block '%s': run failed with code %d on rows [%lld, %lld)", b->name, rc,
-                    (long long)r0, (long long)(r0 + n));
+                die("block '%s' failed on rows [%lld, %lld): %s (%s, code %d)", b->name,
+                    (long long)r0, (long long)(r0 + n), fr_last_error(), fr_strerror(rc), rc);
             if (repeat) {
                 if (call == 0)
                     t_first[rep] = fr_now() - t0;

@@ -197,15 +197,16 @@ static int run(int64_t T, int reps, int sets) {
     for (int i = 0; i < b->noutputs; i++)
         if (!(y[i] = rand_floats(fr_desc_numel(&b->outputs[i], syms))))
             return 1;
-    void *ws = fr_alloc(b->workspace_size(syms) + 64);
+    size_t wsz = b->workspace_size(syms) + 64;
+    void *ws = fr_alloc(wsz);
     if (!ws)
         return 1;
     double best = 1e30, cbest = 1e30;
     int nth = fr_pool_threads();
     for (int r = 0; r < reps; r++) {
         double t0 = fr_now(), c0 = cpu_now();
-        if (b->run(w[r % sets], NULL, 0, syms, (const void *const *)x, y, ws) != 0) {
-            fprintf(stderr, "bench_gemm: the block failed\n");
+        if (b->run(w[r % sets], NULL, 0, syms, (const void *const *)x, y, ws, wsz) != 0) {
+            fprintf(stderr, "bench_gemm: the block failed: %s\n", fr_last_error());
             return 1;
         }
         double t = fr_now() - t0, ct = cpu_now() - c0;

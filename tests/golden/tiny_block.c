@@ -18,7 +18,7 @@
 size_t tiny_workspace_size(const int64_t *syms);
 int tiny_run(const void *const *weights, float *const *caches, int64_t cache_capacity,
              const int64_t *syms, const void *const *inputs, void *const *outputs,
-             void *workspace);
+             void *workspace, size_t workspace_bytes);
 
 static const char *const tiny_sym_names[] = {"T", "P"};
 
@@ -48,7 +48,7 @@ size_t tiny_workspace_size(const int64_t *syms)
 
 int tiny_run(const void *const *weights, float *const *caches, int64_t cache_capacity,
              const int64_t *syms, const void *const *inputs, void *const *outputs,
-             void *workspace)
+             void *workspace, size_t workspace_bytes)
 {
     const float *w = weights[0], *scale = weights[1];   /* w [4, 4], scale [4] */
     const float *x = inputs[0];                          /* [T, 4] */
@@ -59,8 +59,14 @@ int tiny_run(const void *const *weights, float *const *caches, int64_t cache_cap
     int64_t T = syms[0], P = syms[1], t, s;
     int i, j;
 
-    if (T < 1 || P < 0 || P + T > cache_capacity)
-        return FR_EINVAL;
+    if (T < 1 || P < 0)
+        return fr_seterr(NULL, FR_EDIM, "tiny: T = %lld, P = %lld out of range", (long long)T, (long long)P);
+    if (P + T > cache_capacity)
+        return fr_seterr(NULL, FR_ECAPACITY, "tiny: the cache holds %lld rows, the call needs P + T = %lld",
+                         (long long)cache_capacity, (long long)(P + T));
+    if (workspace_bytes < 4 * sizeof(float))
+        return fr_seterr(NULL, FR_EWORKSPACE, "tiny: the workspace has %zu bytes, the call needs %zu",
+                         workspace_bytes, 4 * sizeof(float));
     for (t = 0; t < T; t++)
         for (i = 0; i < 4; i++) {
             float k = 0;

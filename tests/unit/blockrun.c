@@ -92,7 +92,7 @@ const char br_driver_src[] =
     "        }\n"
     "        size_t wsz = b->workspace_size(syms);\n"
     "        unsigned char *ws = guarded(wsz);\n"
-    "        int32_t rc = b->run((const void *const *)w, c, cap, syms, (const void *const *)x, y, ws);\n"
+    "        int32_t rc = b->run((const void *const *)w, c, cap, syms, (const void *const *)x, y, ws, wsz);\n"
     "        check_canary(ws, wsz, \"workspace overrun\");\n"
     "        fr_free(ws);\n"
     "        wr(out, &rc, 4);\n"

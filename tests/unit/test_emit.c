@@ -591,7 +591,7 @@ static void test_cache_prefill_decode(void **state) {
     /* prefill 5, decode 1, then 2 more; then a call past the capacity */
     Spec sp = {.ncalls = 4, .capacity = 9,
                .syms = {{5, 0}, {1, 5}, {2, 6}, {2, 8}},
-               .expect_rc = {0, 0, 0, FR_EINVAL}};
+               .expect_rc = {0, 0, 0, FR_ECAPACITY}};
     run_and_compare(g, &sp);
 
     /* The same 8 tokens at once give the same rows as the three calls. */
@@ -628,7 +628,7 @@ static void test_bad_symbols(void **state) {
     /* T = 0 and a negative P are refused, not run. */
     Graph *g = kv_graph();
     Spec sp = {.ncalls = 3, .capacity = 4, .syms = {{0, 0}, {1, -1}, {1, 3}},
-               .expect_rc = {FR_EINVAL, FR_EINVAL, 0}};
+               .expect_rc = {FR_EDIM, FR_EDIM, 0}};
     run_and_compare(g, &sp);
 }
 

@@ -1,9 +1,11 @@
 /*
  * test_pool.c - the persistent thread pool: every thread runs, barriers
  * order phases (each phase reads what every thread wrote in the one
- * before), the pool survives many calls and thread-count changes, and a
- * nested call runs inline.
+ * before), the pool survives many calls and thread-count changes, a
+ * nested call runs inline, each call's scratch is its own, and several
+ * callers at once each get their own answer.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -112,33 +114,141 @@ static void test_split(void **s) {
     assert_int_equal(e - b, 0);
 }
 
-/* Records each thread's buffer (asserted on by the test, not here). */
+/* Each thread fills its own scratch with its id + 1 (ASan would catch a
+ * buffer that runs into the next thread's); the test asserts on the memory
+ * afterwards (workers never call cmocka's assertions). */
 static void touch_scratch(void *ctx, int tid, int nth) {
-    unsigned char **seen = ctx;
+    size_t stride = *(const size_t *)ctx;
     (void)nth;
     unsigned char *p = fr_scratch(tid);
-    seen[tid] = p;
     if (p && (uintptr_t)p % FR_ALIGN == 0)
-        memset(p, tid + 1, 4096); /* each thread owns its buffer: ASan would catch overlap */
+        memset(p, tid + 1, stride);
 }
 static void test_scratch(void **s) {
     (void)s;
-    fr_err err;
-    fr_set_num_threads(2);
-    assert_int_equal(fr_scratch_reserve(1024, &err), FR_OK);
-    assert_int_equal(fr_scratch_reserve(4096, &err), FR_OK); /* grows */
+    size_t stride = 4096;
     fr_set_num_threads(3);
-    assert_int_equal(fr_scratch_reserve(4096, &err), FR_OK); /* one more slot */
-    unsigned char *seen[3] = {NULL, NULL, NULL};
-    fr_parallel(touch_scratch, seen);
+    unsigned char *mem = fr_alloc(3 * stride);
+    assert_non_null(mem);
+    int n = fr_pool_acquire(3);
+    assert_int_equal(n, 3);
+    fr_pool_run(n, touch_scratch, &stride, mem, stride);
     for (int t = 0; t < 3; t++) {
-        assert_non_null(seen[t]);
-        assert_int_equal((uintptr_t)seen[t] % FR_ALIGN, 0);
+        assert_int_equal(mem[t * stride], t + 1);
+        assert_int_equal(mem[t * stride + stride - 1], t + 1);
     }
-    unsigned char *a = fr_scratch(0), *b = fr_scratch(2);
-    assert_true(a != b);
-    assert_int_equal(a[4095], 1);
-    assert_int_equal(b[0], 3);
+    assert_null(fr_scratch(0)); /* outside a call there is none */
+    fr_free(mem);
+}
+
+/* A call may use fewer threads than it acquired. */
+static void count_threads(void *ctx, int tid, int nth) {
+    int *ran = ctx;
+    __atomic_add_fetch(&ran[tid < nth ? tid : 3], tid < nth ? 1 : 100, __ATOMIC_RELAXED);
+}
+static void test_fewer_than_acquired(void **s) {
+    (void)s;
+    int ran[4] = {0};
+    int n = fr_pool_acquire(4);
+    assert_int_equal(n, 4);
+    fr_pool_run(2, count_threads, ran, NULL, 0);
+    assert_int_equal(ran[0], 1);
+    assert_int_equal(ran[1], 1);
+    assert_int_equal(ran[2], 0);
+    assert_int_equal(ran[3], 0);
+    /* and one thread never takes the pool */
+    assert_int_equal(fr_pool_acquire(1), 1);
+    fr_pool_run(1, count_threads, ran, NULL, 0);
+    assert_int_equal(ran[0], 2);
+}
+
+/* Several callers at once: each runs its own phases with its own scratch
+ * and gets its own right answer; the pool serves them one at a time. */
+typedef struct {
+    Work *w;
+    unsigned char *scratch;
+    int bad;
+} Caller;
+static void phases_scratch(void *ctx, int tid, int nth) {
+    Caller *c = ctx;
+    unsigned char *p = fr_scratch(tid);
+    if (p != c->scratch + (size_t)tid * 256) {
+        c->bad = 1;
+        p = c->scratch + (size_t)tid * 256;
+    }
+    memset(p, 0x5a, 256);
+    phases(c->w, tid, nth);
+    for (int i = 0; i < 256; i++)
+        if (p[i] != 0x5a)
+            c->bad = 1;
+}
+static void *caller_main(void *arg) {
+    Caller *c = arg;
+    for (int k = 0; k < 200; k++) {
+        memset(c->w->b, 0, sizeof c->w->b);
+        int n = fr_pool_acquire(fr_pool_threads());
+        fr_pool_run(n, phases_scratch, c, c->scratch, 256);
+        if (c->w->total != (int64_t)N * (N - 1))
+            c->bad = 1;
+    }
+    return NULL;
+}
+static void test_concurrent_callers(void **s) {
+    (void)s;
+    enum { NC = 4 };
+    pthread_t th[NC];
+    Caller c[NC];
+    fr_set_num_threads(3);
+    for (int i = 0; i < NC; i++) {
+        c[i].w = calloc(1, sizeof *c[i].w);
+        c[i].scratch = fr_alloc(3 * 256);
+        c[i].bad = 0;
+        assert_non_null(c[i].w);
+        assert_non_null(c[i].scratch);
+    }
+    for (int i = 0; i < NC; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, caller_main, &c[i]), 0);
+    for (int i = 0; i < NC; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(c[i].bad, 0);
+        free(c[i].w);
+        fr_free(c[i].scratch);
+    }
+}
+
+/* A nested call inside a task keeps the outer call's scratch afterwards. */
+static int nested_bad;
+static void nested_inner(void *ctx, int tid, int nth) {
+    (void)ctx;
+    if (tid != 0 || nth != 1 || !fr_scratch(0))
+        __atomic_store_n(&nested_bad, 1, __ATOMIC_RELAXED);
+    else
+        memset(fr_scratch(0), 0x77, 64);
+}
+static void nested_outer(void *ctx, int tid, int nth) {
+    unsigned char *inner = ctx;
+    unsigned char *mine = fr_scratch(tid);
+    (void)nth;
+    int n = fr_pool_acquire(4);
+    if (n != 1)
+        __atomic_store_n(&nested_bad, 1, __ATOMIC_RELAXED);
+    fr_pool_run(n, nested_inner, NULL, inner + (size_t)tid * 64, 64);
+    if (fr_scratch(tid) != mine)
+        __atomic_store_n(&nested_bad, 1, __ATOMIC_RELAXED);
+}
+static void test_nested_scratch(void **s) {
+    (void)s;
+    fr_set_num_threads(3);
+    unsigned char *outer = fr_alloc(3 * 64), *inner = fr_alloc(3 * 64);
+    assert_non_null(outer);
+    assert_non_null(inner);
+    int n = fr_pool_acquire(3);
+    fr_pool_run(n, nested_outer, inner, outer, 64);
+    assert_int_equal(nested_bad, 0);
+    for (int t = 0; t < n; t++)
+        assert_int_equal(inner[t * 64 + 63], 0x77);
+    fr_free(outer);
+    fr_free(inner);
 }
 
 int main(void) {
@@ -149,6 +259,9 @@ int main(void) {
         cmocka_unit_test(test_nested_runs_inline),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_scratch),
+        cmocka_unit_test(test_fewer_than_acquired),
+        cmocka_unit_test(test_concurrent_callers),
+        cmocka_unit_test(test_nested_scratch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     fr_pool_shutdown();
