@@ -2173,7 +2173,8 @@ static void emit_forward(Emit *e) {
                       "        return fu_rc != 0 ? fu_rc\n"
                       "                          : fr_seterr(NULL, FR_ECPU, \"%s: no variant of target %s "
                       "was compiled for this CPU\");\n    }\n",
-                   who, lv->name, lv->features, who, e->t->name);
+                   who, fu_format("%s, the least demanding variant of %s,", lv->name, e->t->name),
+                   lv->features, who, e->t->name);
     } else if (e->t->features) {
         buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n    if (fu_rc != 0)\n        return fu_rc;\n",
                    who, e->t->name, e->t->features);
