@@ -47,8 +47,11 @@ void *strmap_get(const StrMap *m, const char *key);
 bool strmap_has(const StrMap *m, const char *key);
 void *strmap_put(StrMap *m, const char *key, void *val);
 size_t strmap_count(const StrMap *m);
-/* Reads a whole file (NUL-terminated).  NULL with errno set on failure. */
+/* Reads a whole file (NUL-terminated).  NULL with errno set on failure;
+ * a FIFO or socket is refused without blocking.  fu_read_error(errno) says
+ * why the last call failed. */
 char *fu_read_file(const char *path, size_t *len);
+const char *fu_read_error(int err);
 
 /* Where fusec check (and the unit tests) find the runtime's headers and
  * sources and libfusec_rt.a, and whether the build is sanitized: the

@@ -1482,9 +1482,9 @@ static SFile *load(Sema *s, const char *path, const char *text, size_t len, SrcL
         text = fu_read_file(path, &len);
         if (!text) {
             if (at.file)
-                diag_error(at, "cannot import '%s': %s", path, strerror(errno));
+                diag_error(at, "cannot import '%s': %s", path, fu_read_error(errno));
             else
-                diag_plain_error("cannot read '%s': %s", path, strerror(errno));
+                diag_plain_error("cannot read '%s': %s", path, fu_read_error(errno));
             return NULL;
         }
     }

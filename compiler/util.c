@@ -8,8 +8,11 @@
 #include "fusec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct Chunk Chunk;
 struct Chunk {
@@ -79,10 +82,38 @@ char *fu_format(const char *fmt, ...) {
  * reading until memory runs out. */
 #define FU_MAX_FILE ((size_t)64 << 20)
 
+static const char *read_why; /* why the last fu_read_file failed, if not errno */
+
+const char *fu_read_error(int err) { return read_why ? read_why : strerror(err); }
+
 char *fu_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Opened without blocking and checked before the first read: a FIFO
+     * (or a socket) with no writer would otherwise block open() forever.
+     * Sources are files; a FIFO is refused even when something writes it. */
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), flags;
+    read_why = NULL;
+    if (fd < 0)
         return NULL;
+    if (fstat(fd, &st) != 0 || (flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+        read_why = S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file" : "a socket, not a regular file";
+        close(fd);
+        errno = EINVAL;
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
     Buf b = {0};
     char tmp[65536];
     size_t n;

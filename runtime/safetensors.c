@@ -1148,13 +1148,16 @@ static int st_map(fr_st *f, const char *path, fr_err *err)
     int fd, rc = FR_OK;
     void *m;
 
-    fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO with no writer would block open() forever; it is
+     * refused below as not a regular file.  (mmap ignores the flag.) */
+    fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return fr_seterr(err, FR_EIO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &sb) != 0)
         rc = fr_seterr(err, FR_EIO, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(sb.st_mode))
-        rc = fr_seterr(err, FR_EIO, "%s: not a regular file", path);
+        rc = fr_seterr(err, FR_EIO, "%s: not a regular file%s", path,
+                       S_ISFIFO(sb.st_mode) ? " (a FIFO)" : S_ISDIR(sb.st_mode) ? " (a directory)" : "");
     else if (sb.st_size < 8)
         rc = fr_seterr(err, FR_EFORMAT, "%s: file is %lld bytes, too short for the 8-byte header length",
                        path, (long long)sb.st_size);
