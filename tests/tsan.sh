@@ -10,9 +10,10 @@
 #     so the pool itself is instrumented too).  A race is a TSan report, which
 #     makes the harness exit 66 and the check fail.
 #  3. tests/concurrent/run.sh under TSan: 4 threads calling the Llama layer
-#     and the GPT-2 block at once (generic and native, FUSE_NUM_THREADS 1 and
-#     2), each result bit-identical to the single-caller run, and no race
-#     between the callers, the pool and the kernels.
+#     and the GPT-2 block at once, 200 calls each (generic and native,
+#     FUSE_NUM_THREADS 1 and 2), each result bit-identical to the
+#     single-caller run, and no race between the callers, the pool and the
+#     kernels (about 5 minutes on 2 busy cores).
 #
 # Environment: BUILD (build: its fusec emits the C), CC, GOLDEN (tests/golden/hf).
 # Prints "N passed, M failed"; exits non-zero when anything failed.
@@ -66,7 +67,7 @@ for ex in llama_layer gpt2_block llama_layer_prim; do
     done
 done
 # ---- 3. concurrent callers ----------------------------------------------------
-if CONC_CFLAGS="$tsan" CONC_RUNTIME=src CONC_CALLS=3 FUSEC=$FUSEC GOLDEN=$GOLDEN CC=$CC \
+if CONC_CFLAGS="$tsan" CONC_RUNTIME=src CONC_CALLS=25 FUSEC=$FUSEC GOLDEN=$GOLDEN CC=$CC \
     sh tests/concurrent/run.sh >"$out/conc.log" 2>&1; then
     ok "concurrent callers under TSan ($(tail -1 "$out/conc.log"))"
 else
