@@ -2,6 +2,7 @@
 # tests/fuzz/build.sh - builds the libFuzzer harnesses into $BUILD/fuzz/:
 #   fuzz_fdl  .fdl text through the front end, passes, emitter, interpreter
 #   fuzz_st   the safetensors reader and weight binding
+#   fuzz_api  the generated API's argument checks (generated/llama_layer.c)
 # with clang -fsanitize=fuzzer,address,undefined.  Needs the flex and bison
 # output that `make` writes to $BUILD/compiler (the Makefile's fuzz target
 # builds that first).  Each harness is one clang command over the sources:
@@ -29,3 +30,6 @@ $FUZZ_CC $flags -DFUZZ_IMPORT_DIR="\"$(pwd)/dsl-examples\"" -o "$out/fuzz_fdl" \
 echo "fuzz build: $out/fuzz_st"
 # shellcheck disable=SC2086
 $FUZZ_CC $flags -o "$out/fuzz_st" tests/fuzz/fuzz_st.c $runtime_src -lm -lpthread
+echo "fuzz build: $out/fuzz_api"
+# shellcheck disable=SC2086
+$FUZZ_CC $flags -Igenerated -o "$out/fuzz_api" tests/fuzz/fuzz_api.c $runtime_src -lm -lpthread

@@ -1,12 +1,18 @@
 #!/bin/sh
 # tests/fuzz/fuzz.sh - `make fuzz`: builds the libFuzzer harnesses
-# (tests/fuzz/build.sh) and runs each for FUZZ_SECONDS, one after the other.
+# (tests/fuzz/build.sh) and runs each for FUZZ_SECONDS, one after the other
+# (a number of seconds, or with a unit: 90s, 30m, 2h).
 #
-# Corpora live in $BUILD/fuzz/corpus_NAME and grow from run to run.  Each
-# run also reads the seeds, fresh: for fdl the examples, tests/errors,
-# tests/badinput and the regression inputs; for st small valid files
-# (make_seeds.py, with the golden files' headers), the golden files
-# themselves, tests/badinput's safetensors and the regression inputs.
+# Corpora live in the repository, tests/fuzz/corpus/NAME, so that a run
+# starts where the last one ended: each run grows its corpus in a scratch
+# copy, then minimises it (libFuzzer -merge=1: the smallest set of inputs
+# with the same coverage; the seeds, read afresh every run, are not copied)
+# back into tests/fuzz/corpus/NAME; commit the change.  Each run also reads the seeds, fresh: for fdl the examples,
+# tests/errors, tests/badinput and the regression inputs; for st small valid
+# files (make_seeds.py, with the golden files' headers), the golden files
+# themselves, tests/badinput's safetensors and the regression inputs; for
+# api the regression inputs (its corpus was seeded with one input per
+# return code).
 # A crash, hang, leak or sanitizer report is written to
 # $BUILD/fuzz/crashes/NAME-*; make it a regression input in
 # tests/fuzz/regress/NAME/ once it is fixed.  Every run appends a line
@@ -17,17 +23,26 @@
 # GOLDEN (tests/golden/hf), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs=2).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-: "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${FUZZ_HARNESSES:=fdl st}" "${GOLDEN:=tests/golden/hf}"
+: "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${FUZZ_HARNESSES:=fdl st api}" "${GOLDEN:=tests/golden/hf}"
 : "${FUZZ_ARGS:=}"
 dir=$BUILD/fuzz
+case $FUZZ_SECONDS in
+*[!0-9smh]* | '' | [smh]*) echo "fuzz: FUZZ_SECONDS='$FUZZ_SECONDS': want seconds, or 90s, 30m, 2h" >&2; exit 2 ;;
+*h) FUZZ_SECONDS=$((${FUZZ_SECONDS%h} * 3600)) ;;
+*m) FUZZ_SECONDS=$((${FUZZ_SECONDS%m} * 60)) ;;
+*s) FUZZ_SECONDS=${FUZZ_SECONDS%s} ;;
+esac
+case $FUZZ_SECONDS in *[!0-9]*) echo "fuzz: FUZZ_SECONDS: one number and one unit" >&2; exit 2 ;; esac
 sh tests/fuzz/build.sh || exit 1
 mkdir -p "$dir/crashes" || exit 1
 status=0
 for h in $FUZZ_HARNESSES; do
+    kept=tests/fuzz/corpus/$h
     corpus=$dir/corpus_$h
     seeds=$dir/seeds_$h
-    rm -rf "$seeds"
-    mkdir -p "$corpus" "$seeds" || exit 1
+    rm -rf "$seeds" "$corpus"
+    mkdir -p "$kept" "$corpus" "$seeds" || exit 1
+    cp "$kept"/* "$corpus/" 2>/dev/null
     case $h in
     fdl)
         cp dsl-examples/*.fdl dsl-examples/lib/*.fdl tests/errors/*.fdl "$seeds/" 2>/dev/null
@@ -43,6 +58,11 @@ for h in $FUZZ_HARNESSES; do
         maxlen=65536
         dict=
         ;;
+    api)
+        cp tests/fuzz/regress/api/* "$seeds/" 2>/dev/null
+        maxlen=64
+        dict=
+        ;;
     *) echo "fuzz: unknown harness '$h'" >&2; exit 2 ;;
     esac
     echo "fuzz: $h for ${FUZZ_SECONDS}s (log $dir/$h.log)"
@@ -56,6 +76,18 @@ for h in $FUZZ_HARNESSES; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/$h.log" | awk '{s += $1} END {print s + 0}')
     printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$h" "$secs" "$execs" "$rc" \
         >>"$dir/stats.tsv"
+    cov=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$dir/$h.log" | tail -1 | sed -n 's/.*cov: \([0-9]*\).*ft: \([0-9]*\).*/cov \1, ft \2/p')
+    # minimise the grown corpus back into the repository's copy
+    rm -rf "$dir/merged_$h"
+    mkdir -p "$dir/merged_$h"
+    if "$dir/fuzz_$h" -merge=1 -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen -close_fd_mask=2 \
+        "$dir/merged_$h" "$corpus" >"$dir/$h.merge.log" 2>&1; then
+        rm -f "$kept"/*
+        cp "$dir/merged_$h"/* "$kept/" 2>/dev/null
+        echo "fuzz: $h: corpus minimised to $(ls "$kept" | wc -l) inputs in $kept ($cov)"
+    else
+        echo "fuzz: $h: minimising the corpus failed (log $dir/$h.merge.log); $kept left as it was"
+    fi
     if [ "$rc" -eq 0 ]; then
         echo "fuzz: $h: $execs executions in ${secs}s, no crash"
     else

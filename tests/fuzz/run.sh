@@ -2,11 +2,11 @@
 # tests/fuzz/run.sh - replays the fuzz harnesses' regression inputs and seed
 # corpora in `make test`, without libFuzzer.
 #
-# Each harness (fuzz_fdl.c, fuzz_st.c) is linked with replay.c and the
-# ordinary build's objects by $CC, with the sanitizers when SAN=1, and run
-# over tests/fuzz/regress/NAME/ (every crash the fuzzers found, once fixed),
-# the examples, tests/errors/, tests/badinput/ and small valid safetensors
-# files.  A crash, sanitizer report or internal error fails the suite.
+# Each harness (fuzz_fdl.c, fuzz_st.c, fuzz_api.c) is linked with replay.c
+# and the ordinary build's objects by $CC, with the sanitizers when SAN=1,
+# and run over tests/fuzz/regress/NAME/ (every crash the fuzzers found, once
+# fixed), the examples, tests/errors/, tests/badinput/, small valid
+# safetensors files and the corpora `make fuzz` keeps in tests/fuzz/corpus/.  A crash, sanitizer report or internal error fails the suite.
 # `make fuzz` does the fuzzing itself (clang's libFuzzer, tests/fuzz/fuzz.sh).
 #
 # Environment: FUSEC (build/fusec: its directory is the build), CC, SAN,
@@ -39,7 +39,9 @@ objs="$objs $BUILD/compiler/parse.tab.o $BUILD/compiler/lex.yy.o"
 if $CC $flags $san -DFUZZ_IMPORT_DIR="\"$(pwd)/dsl-examples\"" tests/fuzz/fuzz_fdl.c tests/fuzz/replay.c \
     $objs "$BUILD/libfusec_rt.a" -lm -lpthread -o "$tmp/replay_fdl" >"$tmp/log" 2>&1 &&
     $CC $flags $san tests/fuzz/fuzz_st.c tests/fuzz/replay.c "$BUILD/libfusec_rt.a" -lm -lpthread \
-        -o "$tmp/replay_st" >>"$tmp/log" 2>&1; then
+        -o "$tmp/replay_st" >>"$tmp/log" 2>&1 &&
+    $CC $flags $san -Igenerated tests/fuzz/fuzz_api.c tests/fuzz/replay.c "$BUILD/libfusec_rt.a" -lm -lpthread \
+        -o "$tmp/replay_api" >>"$tmp/log" 2>&1; then
     ok "replay drivers build"
 else
     bad "replay drivers build"
@@ -75,5 +77,10 @@ else
     bad "make_seeds.py"
     sed 's/^/       /' "$tmp/log"
 fi
+# the corpora make fuzz keeps in the repository
+for h in fdl st api; do
+    [ -d tests/fuzz/corpus/$h ] || continue
+    replay "$h corpus (tests/fuzz/corpus/$h: $(ls tests/fuzz/corpus/$h | wc -l) inputs)" "$tmp/replay_$h" tests/fuzz/corpus/$h
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
