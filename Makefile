@@ -9,7 +9,8 @@
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
 #                   fusec, the runtime, the unit tests and the C that fusec check compiles
 #   make tsan       ThreadSanitizer on the thread pool and on blocks run on several threads
-#   make fuzz       libFuzzer on the front end and the safetensors reader, FUZZ_SECONDS each (60)
+#   make fuzz       libFuzzer on the front end, the safetensors reader and the generated API,
+#                   FUZZ_SECONDS each (60; or 30m, 2h); corpora kept in tests/fuzz/corpus/
 #   make fuzz-diff  N random programs (default 200) differential-tested on every target here
 #   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
 #   make bench-compile  compile time and memory against block size, up to 100,000 operators
@@ -136,7 +137,7 @@ bench-compile: $(FUSEC)
 
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;
-# corpora grow in $(BUILD)/fuzz, crashes land in $(BUILD)/fuzz/crashes.
+# corpora are minimised into tests/fuzz/corpus/, crashes land in $(BUILD)/fuzz/crashes.
 # make fuzz-diff N=1000 [SEED=...]: a new seed each run unless SEED is given.
 # make tsan: its own objects, in $(BUILD)/tsan.
 FUZZ_SECONDS ?= 60
