@@ -209,8 +209,10 @@ typedef struct fr_block_desc {
     int cache_sym;          /* index of the cached-length symbol, -1 if no cache */
     int ninputs, nweights, noutputs, ncaches;
     const fr_tensor_desc *inputs, *weights, *outputs, *caches;
+    /* NAME_workspace_size: bytes for these symbols on fr_get_num_threads() threads */
     size_t (*workspace_size)(const int64_t *syms);
-    /* weights[i], caches[i], inputs[i], outputs[i] follow the desc arrays' order. */
+    /* NAME_forward: weights[i], caches[i], inputs[i], outputs[i] follow the
+     * desc arrays' order; returns 0 or the FR_E* code forward returns. */
     int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
                const int64_t *syms, const void *const *inputs, void *const *outputs,
                void *workspace, size_t workspace_bytes);
