@@ -11,8 +11,8 @@
 # tests/errors, tests/badinput and the regression inputs; for st small valid
 # files (make_seeds.py, with the golden files' headers), the golden files
 # themselves, tests/badinput's safetensors and the regression inputs; for
-# api the regression inputs (its corpus was seeded with one input per
-# return code).
+# api tests/fuzz/seeds/api (one input per return code) and the regression
+# inputs.
 # A crash, hang, leak or sanitizer report is written to
 # $BUILD/fuzz/crashes/NAME-*; make it a regression input in
 # tests/fuzz/regress/NAME/ once it is fixed.  Every run appends a line
@@ -20,11 +20,12 @@
 # totals per harness are printed at the end.
 #
 # Environment: BUILD (build), FUZZ_SECONDS (60), FUZZ_HARNESSES ("fdl st"),
-# GOLDEN (tests/golden/hf), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs=2).
+# GOLDEN (tests/golden/hf), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs=2),
+# FUZZ_BUILD (1: rebuild the harnesses first; 0: use those in $BUILD/fuzz).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 : "${BUILD:=build}" "${FUZZ_SECONDS:=60}" "${FUZZ_HARNESSES:=fdl st api}" "${GOLDEN:=tests/golden/hf}"
-: "${FUZZ_ARGS:=}"
+: "${FUZZ_ARGS:=}" "${FUZZ_BUILD:=1}"
 dir=$BUILD/fuzz
 case $FUZZ_SECONDS in
 *[!0-9smh]* | '' | [smh]*) echo "fuzz: FUZZ_SECONDS='$FUZZ_SECONDS': want seconds, or 90s, 30m, 2h" >&2; exit 2 ;;
@@ -33,7 +34,9 @@ case $FUZZ_SECONDS in
 *s) FUZZ_SECONDS=${FUZZ_SECONDS%s} ;;
 esac
 case $FUZZ_SECONDS in *[!0-9]*) echo "fuzz: FUZZ_SECONDS: one number and one unit" >&2; exit 2 ;; esac
-sh tests/fuzz/build.sh || exit 1
+if [ "$FUZZ_BUILD" = 1 ] || [ ! -x "$dir/fuzz_fdl" ]; then
+    sh tests/fuzz/build.sh || exit 1
+fi
 mkdir -p "$dir/crashes" || exit 1
 status=0
 for h in $FUZZ_HARNESSES; do
@@ -59,7 +62,7 @@ for h in $FUZZ_HARNESSES; do
         dict=
         ;;
     api)
-        cp tests/fuzz/regress/api/* "$seeds/" 2>/dev/null
+        cp tests/fuzz/seeds/api/* tests/fuzz/regress/api/* "$seeds/" 2>/dev/null
         maxlen=64
         dict=
         ;;

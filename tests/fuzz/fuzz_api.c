@@ -158,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* rows before P hold earlier tokens (finite: a NaN there would come out
      * with the sentinel's bits); the rest is sentinel */
     for (int64_t i = 0; i < cap * KV; i++) {
-        int earlier = P > 0 && i < P * KV;
+        int earlier = i / KV < P; /* not i < P * KV: P may be near INT64_MAX */
         cache.k_cache[i] = earlier ? (float)(i % 13 - 6) * 0.01f : 0;
         cache.v_cache[i] = earlier ? (float)(i % 11 - 5) * 0.01f : 0;
         if (!earlier) {

@@ -77,6 +77,7 @@ else
     bad "make_seeds.py"
     sed 's/^/       /' "$tmp/log"
 fi
+replay "api regressions and seeds (one per return code)" "$tmp/replay_api" tests/fuzz/regress/api tests/fuzz/seeds/api
 # the corpora make fuzz keeps in the repository
 for h in fdl st api; do
     [ -d tests/fuzz/corpus/$h ] || continue
