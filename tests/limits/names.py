@@ -33,9 +33,11 @@ ptrdiff_t intptr_t memcpy memset memmove malloc free calloc exit abort printf si
 tanhf erff exp log sqrt tanh erf pow cos sin fabsf fmaxf fminf floorf isnan isinf main offsetof
 __m256 __m512 _mm256_add_ps float32x4_t""".split()
 RUNTIME = """fr_block fr_tensor fr_block_desc fr_pool_threads fr_scratch_reserve fr_parallel FR_EINVAL
-FR_ENOMEM fu_off fu_total fu_layout fu_scratch fu_part fu_max_size fu_desc_run FU_SIMD""".split()
+FR_ENOMEM fu_off fu_total fu_layout fu_scratch fu_part fu_max_size fu_desc_run FU_SIMD
+fr_pool_acquire fr_pool_run fr_last_error fr_strerror fr_cpu_check FR_ENULL FR_EDIM FR_ECAPACITY FR_ECPU
+FR_EWORKSPACE fu_need fu_need1 fu_rc fu_n fu_fn fu_who""".split()
 # identifiers the generated functions use for their own parameters and locals
-GENERATED = """w cache workspace ctx tid nth fa off ws at total capacity syms inputs outputs weights
+GENERATED = """w cache workspace workspace_bytes uintptr_t ctx tid nth fa off ws at total capacity syms inputs outputs weights
 caches cache_capacity c x y a b bias q k v pos i j kk m o r t h s d i0 i1 i2 i3 xr yr ar br wr am bm
 ym av xv acc ss inv mu var e sum mx qh kb vb kr vr sc corr p l send ang cs sn x1 x2 xh yh i_end r0 r1
 q0 q1 o0 o1 f f_end rem cnt t0 t1 p0 p1 pr vis dot vss vinv vx vd vmu vvar vmx vsum ve v1 v2 vc vs
