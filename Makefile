@@ -1,7 +1,7 @@
 # fusec - top-level Makefile.
 #
 #   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
-#   make test       installs missing build deps, builds, runs every test
+#   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
@@ -51,12 +51,17 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUSEC    = $(BUILD)/fusec
 RTLIB    = $(BUILD)/libfusec_rt.a
 
-.PHONY: all deps test unit-test demo regen clean
+.PHONY: all deps deps-build test unit-test demo regen clean
 all: $(FUSEC) $(RTLIB)
 
-# ---- dependencies (flex, bison, cmocka) -------------------------------------
+# ---- dependencies ---------------------------------------------------------------
+# deps: everything make test uses (cmocka, numpy, the AArch64 cross compiler
+# and qemu-user, clang's libFuzzer, pkg-config); deps-build: what make and
+# make demo need (cc, make, flex, bison).  Both install only what is missing.
 deps:
 	@sh scripts/install-deps.sh
+deps-build:
+	@sh scripts/install-deps.sh --build
 
 # ---- runtime -----------------------------------------------------------------
 $(BUILD)/runtime/%.o: runtime/%.c runtime/fusec_rt.h
@@ -103,7 +108,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit-test
 	@FUSEC=$(FUSEC) GOLDEN=$(GOLDEN) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
 
-demo: deps
+demo: deps-build
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)/demo
 	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c

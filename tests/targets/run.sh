@@ -11,8 +11,8 @@
 #     compile-only with -Werror), and multi:x86-64-avx512,x86-64-avx2,generic.
 #     The unit tests of the emitter (build/tests/test_emit) also run on each.
 #  2. aarch64-neon: cross-compiled with aarch64-linux-gnu-gcc and run under
-#     qemu-aarch64 (`fusec check --cc ... --run-with ...`); installed here
-#     when missing and possible, else skipped with a loud message.
+#     qemu-aarch64 (`fusec check --cc ... --run-with ...`), both installed
+#     by scripts/install-deps.sh (make test runs it first).
 #  3. Instructions pinned (pin.py): the MLP of llama and gpt2 runs
 #     _mm256_fmadd_ps (AVX2), _mm512_fmadd_ps (AVX-512), vfmaq_f32 (NEON) in
 #     its innermost loops and has no scalar loop on the hot path; generic
@@ -26,8 +26,7 @@
 # FUSEC_LIB_DIR (default build), SAN=1 for a sanitizer build (its runtime),
 # TARGETS_QUICK=1 for a shorter run (the default with SAN=1, where every
 # check runs sanitized code several times slower: each target keeps its
-# golden prefill + decode checks, the odd blocks at T = 7 and test_emit),
-# TARGETS_NO_INSTALL=1 to never apt-get the NEON tools (offline machines).
+# golden prefill + decode checks, the odd blocks at T = 7 and test_emit).
 # Prints "N passed, M failed, K skipped"; exits non-zero when anything failed.
 set -u
 : "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
@@ -148,13 +147,6 @@ fi
 
 XCC=aarch64-linux-gnu-gcc
 QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-if ! command -v $XCC >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
-    if [ "${TARGETS_NO_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "targets: installing gcc-aarch64-linux-gnu qemu-user for the NEON tests"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >"$tmp/apt.log" 2>&1 || true
-    fi
-fi
 if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     for ex in llama_layer gpt2_block; do
         run "aarch64-neon $ex golden, prefill 5 + decode, 2 threads (qemu)" env FUSE_NUM_THREADS=2 \
