@@ -294,8 +294,12 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
         return usage_error("--interp checks the interpreter against a golden file: use it with --golden%s", "");
     if (a->ndims && !a->random)
         return usage_error("--dim applies to --random only: a golden file fixes the dims%s", "");
-    if (!target_find(a->target))
-        return usage_error("unknown target '%s'", a->target);
+    const Target *t = target_find(a->target);
+    if (!t)
+        return usage_error("%s", target_error(a->target));
+    const char *shadowed[FU_MAX_VARIANTS];
+    for (int i = 0, n = target_shadowed(t, shadowed); i < n; i++)
+        fprintf(stderr, "fusec check: warning: %s\n", shadowed[i]);
     return -1;
 }
 
