@@ -119,5 +119,24 @@ expect_rc "-MF into a missing folder" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o 
 [ -f "$tmp/none/g.d" ] && ok "-MF creates its folder" || bad "-MF creates its folder"
 expect_rc "-MD without an output" 2 "$FUSEC" dsl-examples/gpt2_block.fdl --emit=ir -MD
 
+# fusec check against a file holding more than the block uses (a checkpoint):
+# unused w.* are ignored with a note; an in.* the block lacks is an error
+: "${GOLDEN:=tests/golden/hf}"
+if /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/golden"); from tiny_ref import read_st, write_st
+t = dict(read_st(sys.argv[1])); t["w.model.norm.weight"] = t["w.input_layernorm.weight"]
+t["w.lm_head.weight"] = t["w.mlp.up_proj.weight"]; write_st(sys.argv[2], t)
+t["in.attention_mask"] = t["in.position_ids"]; write_st(sys.argv[3], t)' \
+    "$GOLDEN/llama_layer.safetensors" "$tmp/more.st" "$tmp/morein.st" 2>"$tmp/err"; then
+    expect_rc "check: a golden file with unused weights passes" 0 "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$tmp/more.st"
+    grep -q "note: $tmp/more.st: 2 weights not used by block 'llama_layer', ignored: 'w.lm_head.weight', 'w.model.norm.weight'" \
+        "$tmp/err" && ok "check: the unused weights are named in a note" || { bad "check: unused weights note"; cat "$tmp/err"; }
+    expect_rc "check: an input the block lacks fails" 1 "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$tmp/morein.st"
+    grep -q "tensor 'in.attention_mask' is not an input of block 'llama_layer'" "$tmp/err" \
+        && ok "check: the extra input is named" || { bad "check: the extra input is named"; cat "$tmp/err"; }
+else
+    bad "check: make a golden file with extra tensors"
+    cat "$tmp/err"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
