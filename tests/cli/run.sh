@@ -119,6 +119,15 @@ expect_rc "-MF into a missing folder" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o 
 [ -f "$tmp/none/g.d" ] && ok "-MF creates its folder" || bad "-MF creates its folder"
 expect_rc "-MD without an output" 2 "$FUSEC" dsl-examples/gpt2_block.fdl --emit=ir -MD
 
+# the man page documents every option the two --help texts list
+"$FUSEC" --help >"$tmp/help" && "$FUSEC" check --help >>"$tmp/help"
+sed 's/\\-/-/g' docs/fusec.1 >"$tmp/man"
+opts=$(sed -n 's/^  \(-[-A-Za-z0-9]*\).*/\1/p' "$tmp/help" | sort -u)
+missing=""
+for o in $opts; do grep -qF -- "$o" "$tmp/man" || missing="$missing $o"; done
+[ -n "$opts" ] && [ -z "$missing" ] && ok "docs/fusec.1 documents every option of --help ($(echo $opts | wc -w))" \
+    || bad "docs/fusec.1 lacks:$missing"
+
 # fusec check against a file holding more than the block uses (a checkpoint):
 # unused w.* are ignored with a note; an in.* the block lacks is an error
 : "${GOLDEN:=tests/golden/hf}"
