@@ -126,9 +126,11 @@ demo: deps-build
 # ---- install ------------------------------------------------------------------------
 # fusec-rt.pc names its prefix relative to itself (${pcfiledir}), so it too
 # survives a moved prefix; the library is static, hence -lm -lpthread in Libs.
+# runtimesrcdir: the runtime's sources, for cross builds (examples/downstream).
 $(BUILD)/fusec-rt.pc: compiler/fusec.h Makefile
 	@mkdir -p $(BUILD)
-	printf '%s\n' 'prefix=$${pcfiledir}/../..' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' '' \
+	printf '%s\n' 'prefix=$${pcfiledir}/../..' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' \
+	    'runtimesrcdir=$${prefix}/share/fusec/runtime' '' \
 	    'Name: fusec-rt' \
 	    'Description: runtime of the C that fusec generates (thread pool, workspace, safetensors, CPU dispatch)' \
 	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lfusec_rt -lm -lpthread' >$@
