@@ -71,6 +71,23 @@ if command -v man >/dev/null; then
     check "man -l fusec.1 renders" sh -c "MANWIDTH=80 man -l '$P/share/man/man1/fusec.1' | grep -q 'fusec check'"
 fi
 
+# docs/generated-api.md's example, as printed there, built the way it says:
+# its output must be the one the page shows.
+doc=$root/docs/generated-api.md
+mkdir "$tmp/doc"
+awk '/^## Example: prefill, then decode/ {f = 1} f && /^```c$/ {c = 1; next} c && /^```$/ {exit} c' "$doc" \
+    >"$tmp/doc/example.c"
+want=$(awk '/^## Example: prefill, then decode/ {f = 1} f && /^\$ \.\/example/ {getline; print; exit}' "$doc")
+doc_example() (
+    cd "$tmp/doc" && fusec "$root/dsl-examples/llama_layer.fdl" -o llama_layer.c &&
+        ${CC:-cc} -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror $(pkg-config --cflags fusec-rt) llama_layer.c example.c \
+            $(pkg-config --libs fusec-rt) -o example && ./example "$golden"
+)
+check "docs/generated-api.md: the example compiles and runs" doc_example
+[ -n "$want" ] && [ "$(cat "$tmp/log")" = "$want" ] && ok "docs/generated-api.md: it prints what the page shows" \
+    || bad "docs/generated-api.md: it prints '$(cat "$tmp/log")', the page shows '$want'"
+check "docs/generated-api.md: a file that does not open is an error" sh -c "! '$tmp/doc/example' '$tmp/none.safetensors'"
+
 ex=$tmp/downstream
 cp -R "$root/examples/downstream" "$ex"
 rm -rf "$ex/out"
