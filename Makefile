@@ -2,6 +2,7 @@
 #
 #   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
 #   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
+#                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs)
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
