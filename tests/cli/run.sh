@@ -119,8 +119,8 @@ expect_rc "-MF into a missing folder" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o 
 [ -f "$tmp/none/g.d" ] && ok "-MF creates its folder" || bad "-MF creates its folder"
 expect_rc "-MD without an output" 2 "$FUSEC" dsl-examples/gpt2_block.fdl --emit=ir -MD
 
-# the man page documents every option the two --help texts list
-"$FUSEC" --help >"$tmp/help" && "$FUSEC" check --help >>"$tmp/help"
+# the man page documents every option the three --help texts list
+"$FUSEC" --help >"$tmp/help" && "$FUSEC" check --help >>"$tmp/help" && "$FUSEC" quantize --help >>"$tmp/help"
 sed 's/\\-/-/g' docs/fusec.1 >"$tmp/man"
 opts=$(sed -n 's/^  \(-[-A-Za-z0-9]*\).*/\1/p' "$tmp/help" | sort -u)
 missing=""
