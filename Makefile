@@ -1,7 +1,8 @@
 # fusec - top-level Makefile.
 #
 #   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
-#   make test       installs missing build deps, builds, runs every test
+#   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
+#                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs)
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
 #   make unit-test  builds and runs only the unit-test programs
@@ -14,6 +15,9 @@
 #   make fuzz-diff  N random programs (default 200) differential-tested on every target here
 #   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
 #   make bench-compile  compile time and memory against block size, up to 100,000 operators
+#   make install    PREFIX (/usr/local) and DESTDIR as usual: bin/fusec, lib/libfusec_rt.a,
+#                   include/fusec_rt.h, lib/pkgconfig/fusec-rt.pc, share/man/man1/fusec.1,
+#                   share/fusec/runtime/ (what fusec check compiles); make uninstall
 #
 # Every source file is listed by wildcard: a new pass in compiler/ or a new
 # tests/unit/test_*.c is picked up without editing this file.
@@ -55,13 +59,24 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 FUSEC    = $(BUILD)/fusec
 RTLIB    = $(BUILD)/libfusec_rt.a
+VERSION  = $(shell sed -n 's/^\#define FUSEC_VERSION "\(.*\)"/\1/p' compiler/fusec.h)
 
-.PHONY: all deps test unit-test demo regen clean
+# The layout under PREFIX is fixed: an installed fusec finds share/fusec and
+# lib relative to its own bin/ (so a moved prefix keeps working).
+PREFIX  ?= /usr/local
+DEST     = $(DESTDIR)$(PREFIX)
+
+.PHONY: all deps deps-build test unit-test demo regen clean install uninstall
 all: $(FUSEC) $(RTLIB)
 
-# ---- dependencies (flex, bison, cmocka) -------------------------------------
+# ---- dependencies ---------------------------------------------------------------
+# deps: everything make test uses (cmocka, numpy, the AArch64 cross compiler
+# and qemu-user, clang's libFuzzer, pkg-config); deps-build: what make and
+# make demo need (cc, make, flex, bison).  Both install only what is missing.
 deps:
 	@sh scripts/install-deps.sh
+deps-build:
+	@sh scripts/install-deps.sh --build
 
 # ---- runtime -----------------------------------------------------------------
 $(BUILD)/runtime/%.o: runtime/%.c runtime/fusec_rt.h
@@ -111,11 +126,39 @@ test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN)
 	@FUSEC=$(FUSEC) GOLDEN=$(GOLDEN) SAN=$(SAN) FUSEC_LIB_DIR=$(BUILD) CC="$(CC)" sh tests/run.sh
 
-demo: deps
+demo: deps-build
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)/demo
 	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c
 	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(GOLDEN)/llama_layer.safetensors
+
+# ---- install ------------------------------------------------------------------------
+# fusec-rt.pc names its prefix relative to itself (${pcfiledir}), so it too
+# survives a moved prefix; the library is static, hence -lm -lpthread in Libs.
+# runtimesrcdir: the runtime's sources, for cross builds (examples/downstream).
+$(BUILD)/fusec-rt.pc: compiler/fusec.h Makefile
+	@mkdir -p $(BUILD)
+	printf '%s\n' 'prefix=$${pcfiledir}/../..' 'includedir=$${prefix}/include' 'libdir=$${prefix}/lib' \
+	    'runtimesrcdir=$${prefix}/share/fusec/runtime' '' \
+	    'Name: fusec-rt' \
+	    'Description: runtime of the C that fusec generates (thread pool, workspace, safetensors, CPU dispatch)' \
+	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lfusec_rt -lm -lpthread' >$@
+
+install: all $(BUILD)/fusec-rt.pc
+	install -d $(DEST)/bin $(DEST)/lib/pkgconfig $(DEST)/include $(DEST)/share/man/man1 \
+	    $(DEST)/share/fusec/runtime/harness
+	install -m 755 $(FUSEC) $(DEST)/bin/fusec
+	install -m 644 $(RTLIB) $(DEST)/lib/libfusec_rt.a
+	install -m 644 $(BUILD)/fusec-rt.pc $(DEST)/lib/pkgconfig/fusec-rt.pc
+	install -m 644 runtime/fusec_rt.h $(DEST)/include/fusec_rt.h
+	install -m 644 docs/fusec.1 $(DEST)/share/man/man1/fusec.1
+	install -m 644 $(RT_SRC) runtime/fusec_rt.h $(DEST)/share/fusec/runtime
+	install -m 644 runtime/harness/check_main.c $(DEST)/share/fusec/runtime/harness
+
+uninstall:
+	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/pkgconfig/fusec-rt.pc \
+	    $(DEST)/include/fusec_rt.h $(DEST)/share/man/man1/fusec.1
+	rm -rf $(DEST)/share/fusec
 
 regen: $(FUSEC)
 	@sh tests/regen.sh $(FUSEC)

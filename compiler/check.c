@@ -312,8 +312,12 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
         return usage_error("--interp checks the interpreter against a golden file: use it with --golden%s", "");
     if (a->ndims && !a->random)
         return usage_error("--dim applies to --random only: a golden file fixes the dims%s", "");
-    if (!target_find(a->target))
-        return usage_error("unknown target '%s'", a->target);
+    const Target *t = target_find(a->target);
+    if (!t)
+        return usage_error("%s", target_error(a->target));
+    const char *shadowed[FU_MAX_VARIANTS];
+    for (int i = 0, n = target_shadowed(t, shadowed); i < n; i++)
+        fprintf(stderr, "fusec check: warning: %s\n", shadowed[i]);
     return -1;
 }
 
@@ -537,11 +541,17 @@ static bool infer_syms(const Graph *g, const fr_st *f, const char *path, int64_t
     return true;
 }
 
-/* A w.* or in.* tensor the block does not declare is most likely a
- * misspelt name, so the file and the block disagree: an error, not ignored. */
+/* A golden file or a checkpoint may hold more weights than the block uses
+ * (a whole model, a layer with parts the block leaves out): unused w.*
+ * tensors are ignored, with a note naming them.  A misspelt weight name
+ * still fails, as the weight the block needs is then missing.  An in.*
+ * tensor the block does not declare is an error: a check's inputs are made
+ * for one block, so it means the file and the block disagree. */
 static bool no_extras(const Graph *g, const fr_st *f, const char *path)
 {
     bool ok = true;
+    int unused = 0;
+    Buf names = {0};
     for (int i = 0; i < f->ntensors; i++) {
         const char *name = f->tensors[i].name;
         bool w = strncmp(name, "w.", 2) == 0;
@@ -552,12 +562,22 @@ static bool no_extras(const Graph *g, const fr_st *f, const char *path)
         bool found = false;
         for (int j = 0; j < n && !found; j++)
             found = strcmp(list[j]->name, name + (w ? 2 : 3)) == 0;
-        if (!found) {
-            diag_plain_error("%s: tensor '%s' is not %s of block '%s'", path, name,
-                             w ? "a weight" : "an input", g->name);
-            ok = false;
+        if (found)
+            continue;
+        if (w) {
+            if (unused++ < 4)
+                buf_printf(&names, "%s'%s'", unused > 1 ? ", " : "", name);
+            continue;
         }
+        diag_plain_error("%s: tensor '%s' is not an input of block '%s'", path, name, g->name);
+        ok = false;
     }
+    if (unused) {
+        SrcLoc none = {0};
+        diag_note(none, "%s: %d weight%s not used by block '%s', ignored: %s%s", path, unused,
+                  unused > 1 ? "s" : "", g->name, names.data, unused > 4 ? ", ..." : "");
+    }
+    free(names.data);
     return ok;
 }
 
@@ -911,6 +931,41 @@ static const char *env_or(const char *name, const char *dflt)
 {
     const char *v = getenv(name);
     return v && *v ? v : dflt;
+}
+
+/* Where the runtime's headers, sources and harness (*rt) and libfusec_rt.a
+ * (*lib, a directory) are: FUSEC_RUNTIME_DIR and FUSEC_LIB_DIR when set;
+ * else beside the running fusec (/proc/self/exe, links resolved), as
+ * `make install` lays them out (PREFIX/bin/fusec, PREFIX/share/fusec/runtime,
+ * PREFIX/lib) or as a build tree has them (BUILD/fusec, BUILD/libfusec_rt.a,
+ * BUILD/../runtime), so a moved prefix or checkout still works; else the
+ * build tree fusec was compiled in. */
+static void runtime_dirs(const char **rt, const char **lib)
+{
+    static const char *const layouts[][2] = {
+        {"/../share/fusec/runtime", "/../lib"}, /* installed */
+        {"/../runtime", ""},                    /* a build tree */
+    };
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    *rt = FUSEC_RUNTIME_DIR;
+    *lib = FUSEC_LIB_DIR;
+    if (n > 0 && (size_t)n < sizeof exe - 1) {
+        exe[n] = '\0';
+        const char *dir = fu_strndup(exe, (size_t)(strrchr(exe, '/') - exe));
+        for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+            const char *r = fu_format("%s%s", dir, layouts[i][0]);
+            const char *l = fu_format("%s%s", dir, layouts[i][1]);
+            if (access(fu_format("%s/harness/check_main.c", r), R_OK) == 0 &&
+                access(fu_format("%s/libfusec_rt.a", l), R_OK) == 0) {
+                *rt = r;
+                *lib = l;
+                break;
+            }
+        }
+    }
+    *rt = env_or("FUSEC_RUNTIME_DIR", *rt);
+    *lib = env_or("FUSEC_LIB_DIR", *lib);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1292,8 +1347,9 @@ static const char *harness_entry(const char *cache, const char *const *argv, con
  * same files and command comes from the cache.  Returns an exit status or -1. */
 static int build_harness(const Graph *g, const Target *t, bool verbose)
 {
-    const char *rt = env_or("FUSEC_RUNTIME_DIR", FUSEC_RUNTIME_DIR);
-    const char *lib = fu_format("%s/libfusec_rt.a", env_or("FUSEC_LIB_DIR", FUSEC_LIB_DIR));
+    const char *rt, *lib;
+    runtime_dirs(&rt, &lib);
+    lib = fu_format("%s/libfusec_rt.a", lib);
     const char *harness_c = fu_format("%s/harness/check_main.c", rt);
     const char *cc = cross_cc ? cross_cc : env_or("CC", "cc");
     const char **argv = fu_alloc(sizeof(char *) * (96 + MAX_RT_FILES + strlen(cc) +

@@ -644,6 +644,13 @@ struct Target {
 const Target *target_find(const char *name);
 /* Every target name `--target` accepts, for --help and docs: "generic, ..." */
 const char *target_names(void);
+/* Why target_find(name) failed, naming the bad entry and the nearest valid
+ * name ("unknown target 'avx512'; did you mean 'x86-64-avx512'?"). */
+const char *target_error(const char *name);
+/* The variants of a multi: target the dispatcher can never choose (one
+ * listed before them runs on every CPU that runs them): one message each
+ * into msgs[FU_MAX_VARIANTS]; returns how many. */
+int target_shadowed(const Target *t, const char **msgs);
 
 /* ======================================================================
  * vec.c - the vector vocabulary (one mapping per ISA, ggml style)

@@ -7,7 +7,10 @@
  *
  * Outputs are written to temporary files beside their destination and
  * renamed into place only when everything succeeded, so a failed run never
- * leaves a partial file or clobbers the user's previous one.
+ * leaves a partial file or clobbers the user's previous one.  An output
+ * whose bytes did not change is left as it was (its time stamp too), so
+ * that make does not rebuild what depends on it; missing directories on an
+ * output's path are created, as mkdir -p would.
  */
 #include "fusec.h"
 
@@ -27,7 +30,8 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  -o FILE          write the C source to FILE and its header beside it (FILE with .h);\n"
-    "                   '-o -' writes the C source to standard output\n"
+    "                   '-o -' writes the C source to standard output.  Missing directories\n"
+    "                   are created; an output whose contents did not change is not rewritten\n"
     "  --emit=KIND      what to write: c (default), h (the header alone), ir (the IR after\n"
     "                   the passes), report (FLOPs, bytes moved and intensity per kernel,\n"
     "                   fused vs unfused; needs --dim), dot (the graph before and after\n"
@@ -40,7 +44,8 @@ static const char usage_text[] =
     "  --target=T       target ISA: generic (portable C, the default), x86-64-avx2,\n"
     "                   x86-64-avx512, aarch64-neon, native (this machine's best), or\n"
     "                   multi:T1,T2,... (all in one file, picked at run time from the\n"
-    "                   CPU's features; list generic last as the fallback); docs/targets.md\n"
+    "                   CPU's features, the first listed that the CPU runs; list generic\n"
+    "                   last as the fallback); docs/targets.md\n"
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
     "  --weight-type=PATTERN=TYPE\n"
     "                   give the weights whose checkpoint name matches the glob PATTERN\n"
@@ -121,8 +126,24 @@ static void pending_set(const char *tmp, bool add) {
         }
 }
 
+/* Creates the missing directories on the way to the file `path`. */
+static bool make_parents(const char *path) {
+    char *dir = fu_strdup(path);
+    for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+            diag_plain_error("cannot create directory '%s' for '%s': %s", dir, path, strerror(errno));
+            return false;
+        }
+        *p = '/';
+    }
+    return true;
+}
+
 static bool out_open(Out *o, const char *path) {
     o->path = path;
+    if (!make_parents(path))
+        return false;
     o->tmp = fu_format("%s.tmp.XXXXXX", path);
     int fd = mkstemp(o->tmp);
     if (fd >= 0)
@@ -159,10 +180,37 @@ static void out_abort(Out *o) {
     o->tmp = NULL;
 }
 
+/* Whether files a and b hold the same bytes (false when either cannot be read). */
+static bool same_contents(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0 || !S_ISREG(sb.st_mode) || sa.st_size != sb.st_size)
+        return false;
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    char ba[8192], bb[8192];
+    while (same) {
+        size_t na = fread(ba, 1, sizeof ba, fa), nb = fread(bb, 1, sizeof bb, fb);
+        same = na == nb && memcmp(ba, bb, na) == 0 && !ferror(fa) && !ferror(fb);
+        if (na == 0)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
 static bool out_commit(Out *o) {
     bool ok = !ferror(o->f);
     ok = (fclose(o->f) == 0) && ok;
     o->f = NULL;
+    if (ok && same_contents(o->tmp, o->path)) {
+        unlink(o->tmp);
+        pending_set(o->tmp, false);
+        o->tmp = NULL;
+        return true;
+    }
     if (ok && rename(o->tmp, o->path) == 0) {
         pending_set(o->tmp, false);
         o->tmp = NULL;
@@ -447,7 +495,10 @@ int main(int argc, char **argv) {
         return usage_error("no input file%s", "");
     const Target *t = target_find(opt.target);
     if (!t)
-        return usage_error("unknown target '%s' (see 'fusec --help')", opt.target);
+        return usage_error("%s", target_error(opt.target));
+    const char *shadowed[FU_MAX_VARIANTS];
+    for (int i = 0, n = target_shadowed(t, shadowed); i < n; i++)
+        fprintf(stderr, "fusec: warning: %s\n", shadowed[i]);
     bool is_ir = strcmp(emit, "ir") == 0;
     bool is_text = is_ir || !strcmp(emit, "explain") || !strcmp(emit, "report") || !strcmp(emit, "dot");
     if (!out && !is_text)

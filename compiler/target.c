@@ -18,6 +18,7 @@
 #include "fusec.h"
 #include "fusec_rt.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,154 @@ const Target *target_find(const char *name) {
     if (strncmp(name, "multi:", 6) == 0)
         return multi(name);
     return find_row(name, strlen(name));
+}
+
+/* ---- messages -------------------------------------------------------------------
+ * Names people type for the targets (GCC's -march levels, ISA names, other
+ * tools' spellings): only ever suggested, never accepted, so a build line
+ * says exactly one thing. */
+static const struct {
+    const char *alias, *name;
+} aliases[] = {
+    {"avx512", "x86-64-avx512"},     {"avx-512", "x86-64-avx512"},  {"avx512f", "x86-64-avx512"},
+    {"x86-64-v4", "x86-64-avx512"},  {"skylake-avx512", "x86-64-avx512"},
+    {"avx2", "x86-64-avx2"},         {"avx", "x86-64-avx2"},        {"fma", "x86-64-avx2"},
+    {"x86-64-v3", "x86-64-avx2"},    {"haswell", "x86-64-avx2"},
+    {"neon", "aarch64-neon"},        {"aarch64", "aarch64-neon"},   {"arm64", "aarch64-neon"},
+    {"armv8", "aarch64-neon"},       {"armv8-a", "aarch64-neon"},   {"arm", "aarch64-neon"},
+    {"x86-64", "generic"},           {"x86_64", "generic"},         {"portable", "generic"},
+    {"scalar", "generic"},           {"c", "generic"},              {"none", "generic"},
+    {"host", "native"},              {"auto", "native"},            {"multi", "multi:x86-64-avx512,x86-64-avx2,generic"},
+};
+
+/* Levenshtein distance, case-insensitive, '_' equal to '-'; long strings
+ * (nobody misspells a target by 60 characters) count as far. */
+static int edit_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b);
+    int row[64];
+    if (na >= 64 || nb >= 64)
+        return 99;
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int ca = tolower((unsigned char)(a[i - 1] == '_' ? '-' : a[i - 1]));
+            int cb = tolower((unsigned char)(b[j - 1] == '_' ? '-' : b[j - 1]));
+            int best = diag + (ca != cb);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = row[j];
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+/* The valid name nearest to name[0..len), or NULL when none is near:
+ * an alias first, else a name within a third of its length. */
+static const char *nearest(const char *name, size_t len, bool in_multi) {
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (edit_distance(name, len, aliases[i].alias) == 0)
+            return in_multi && strncmp(aliases[i].name, "multi:", 6) == 0 ? NULL : aliases[i].name;
+    const char *best = NULL;
+    int best_d = 99;
+    for (size_t i = 0; i <= NTARGETS; i++) {
+        const char *cand = i < NTARGETS ? targets[i].name : "native";
+        int d = edit_distance(name, len, cand);
+        if (d < best_d) {
+            best_d = d;
+            best = cand;
+        }
+    }
+    return best_d <= (int)(strlen(best) + 2) / 3 ? best : NULL;
+}
+
+/* "generic, x86-64-avx2, ..., native": what a multi: entry may be. */
+static const char *row_names(void) {
+    Buf b = {0};
+    for (size_t i = 0; i < NTARGETS; i++)
+        buf_printf(&b, "%s, ", targets[i].name);
+    buf_puts(&b, "native");
+    const char *s = fu_strdup(b.data);
+    free(b.data);
+    return s;
+}
+
+static const char *unknown(const char *entry, size_t len, const char *in) {
+    const char *near = nearest(entry, len, in != NULL);
+    const char *where = in ? fu_format(" in '%s'", in) : "";
+    if (near)
+        return fu_format("unknown target '%.*s'%s; did you mean '%s'?", (int)len, entry, where, near);
+    return fu_format("unknown target '%.*s'%s (targets: %s)", (int)len, entry, where,
+                     in ? row_names() : target_names());
+}
+
+/* Why target_find(name) fails: the bad entry and the nearest valid name. */
+const char *target_error(const char *name) {
+    if (strncmp(name, "multi:", 6) != 0)
+        return unknown(name, strlen(name), NULL);
+    const char *p = name + 6;
+    const Target *seen[FU_MAX_VARIANTS];
+    const char *seen_as[FU_MAX_VARIANTS];   /* the entry as written ("native") */
+    int n = 0;
+    if (!*p)
+        return fu_format("'%s' lists no targets (e.g. multi:x86-64-avx512,x86-64-avx2,generic)", name);
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0)
+            return fu_format("an empty entry in '%s' (a stray comma)", name);
+        if (len >= 6 && strncmp(p, "multi:", 6) == 0)
+            return fu_format("'%s' cannot hold another multi: target", name);
+        const Target *v = len == 6 && strncmp(p, "native", 6) == 0 ? native() : find_row(p, len);
+        if (!v)
+            return unknown(p, len, name);
+        const char *as = fu_strndup(p, len);
+        for (int i = 0; i < n; i++)
+            if (seen[i]->isa == v->isa)
+                return strcmp(as, seen_as[i]) == 0
+                           ? fu_format("'%s' is listed twice in '%s'", as, name)
+                           : fu_format("'%s' and '%s' in '%s' are both %s here", seen_as[i], as, name,
+                                       v->name);
+        if (n == FU_MAX_VARIANTS)
+            return fu_format("'%s' lists more than %d targets", name, FU_MAX_VARIANTS);
+        seen_as[n] = as;
+        seen[n++] = v;
+        p += len;
+        if (!*p)
+            break;
+        p++;
+        if (!*p)
+            return fu_format("an empty entry in '%s' (a stray comma)", name);
+    }
+    return fu_format("'%s' is not a valid target", name);
+}
+
+/* The dispatcher runs the first variant whose features the CPU has, so a
+ * variant after one that needs a subset of its features (and compiles
+ * wherever it does) is never run: generic before anything, x86-64-avx2
+ * before x86-64-avx512.  One message per such variant; returns the count. */
+int target_shadowed(const Target *t, const char **msgs) {
+    int n = 0;
+    for (int j = 1; j < t->nvariants; j++) {
+        const Target *v = t->variants[j];
+        for (int i = 0; i < j; i++) {
+            const Target *u = t->variants[i];
+            if ((u->features & v->features) == u->features &&
+                (!u->guard[0] || strcmp(u->guard, v->guard) == 0)) {
+                msgs[n++] = fu_format(
+                    "'%s' in '%s' can never be chosen: '%s', listed before it, runs on every CPU that "
+                    "runs it (the first variant the CPU supports runs: list the most specific first, "
+                    "generic last)",
+                    v->name, t->name, u->name);
+                break;
+            }
+        }
+    }
+    return n;
 }
 
 const char *target_names(void) {

@@ -1,6 +1,8 @@
 #!/bin/sh
 # The fusec command line: help, version, exit codes, outputs written only on
-# success, make dependency files.  Prints "N passed, M failed".
+# success (into directories created as needed, and only when their bytes
+# change), make dependency files, target-string errors and warnings.
+# Prints "N passed, M failed".
 set -u
 : "${FUSEC:=build/fusec}"
 tmp=$(mktemp -d)
@@ -32,7 +34,69 @@ expect_rc "a bad block exits 1" 1 "$FUSEC" "$tmp/bad.fdl" -o "$tmp/keep.c"
 [ "$(cat "$tmp/keep.c")" = "precious" ] && [ ! -e "$tmp/keep.h" ] && ok "failed run leaves outputs alone" \
     || bad "failed run leaves outputs alone"
 [ -z "$(ls "$tmp" | grep '\.tmp\.')" ] && ok "no temporary files left" || bad "no temporary files left"
-expect_rc "unwritable output directory" 1 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/no/such/dir/x.c"
+expect_rc "output under a regular file" 1 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/keep.c/x.c"
+grep -q "cannot write '$tmp/keep.c/x.c': Not a directory" "$tmp/err" && ok "the output that cannot be written is named" \
+    || { bad "the output that cannot be written is named"; cat "$tmp/err"; }
+expect_rc "output two levels under a regular file" 1 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/keep.c/d/x.c"
+grep -q "cannot create directory '$tmp/keep.c/d' for '$tmp/keep.c/d/x.c'" "$tmp/err" \
+    && ok "the directory that cannot be made is named" || { bad "the directory that cannot be made is named"; cat "$tmp/err"; }
+[ "$(cat "$tmp/keep.c")" = "precious" ] && ok "the file in the way is left alone" || bad "the file in the way is left alone"
+
+# -o into missing directories creates them (mkdir -p), for .c, .h and .d
+expect_rc "-o into missing directories" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/new/deep/x.c" -MD
+[ -f "$tmp/new/deep/x.c" ] && [ -f "$tmp/new/deep/x.h" ] && [ -f "$tmp/new/deep/x.d" ] \
+    && ok "-o creates missing directories" || bad "-o creates missing directories"
+expect_rc "--emit=ir -o into a missing directory" 0 "$FUSEC" --emit=ir dsl-examples/gpt2_block.fdl -o "$tmp/ir/g.ir"
+[ -s "$tmp/ir/g.ir" ] && ok "--emit=ir -o creates its directory" || bad "--emit=ir -o creates its directory"
+
+# an output whose bytes did not change keeps its time stamp (make rebuilds
+# nothing downstream); a changed one is replaced; no temporary files left
+touch -d '2001-01-01 00:00' "$tmp/new/deep/x.c" "$tmp/new/deep/x.h" "$tmp/new/deep/x.d"
+old=$(stat -c %Y "$tmp/new/deep/x.c")
+expect_rc "recompile, same output" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/new/deep/x.c" -MD
+[ "$(stat -c %Y "$tmp/new/deep/x.c" "$tmp/new/deep/x.h" "$tmp/new/deep/x.d" | sort -u)" = "$old" ] \
+    && ok "unchanged .c, .h and .d are not rewritten" || bad "unchanged .c, .h and .d are not rewritten"
+expect_rc "recompile with -O0" 0 "$FUSEC" -O0 dsl-examples/gpt2_block.fdl -o "$tmp/new/deep/x.c" -MD
+[ "$(stat -c %Y "$tmp/new/deep/x.c")" != "$old" ] && [ "$(stat -c %Y "$tmp/new/deep/x.d")" = "$old" ] \
+    && ok "a changed .c is rewritten, the unchanged .d is not" || bad "a changed .c is rewritten, the unchanged .d is not"
+"$FUSEC" dsl-examples/gpt2_block.fdl -o - >"$tmp/o1.c"
+sed 's/\bgpt2_block\.h\b/x.h/' "$tmp/o1.c" | cmp -s - "$tmp/new/deep/x.c" && bad "-O0 output differs from -O1" \
+    || ok "-O0 output differs from -O1 (the rewrite test can fail)"
+[ -z "$(ls "$tmp/new/deep" | grep '\.tmp\.')" ] && ok "no temporary files left after unchanged outputs" \
+    || bad "no temporary files left after unchanged outputs"
+
+# target strings: the bad entry named, the nearest name suggested, one hint
+expect_rc "--target=avx512 is a usage error" 2 "$FUSEC" --target=avx512 dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "unknown target 'avx512'; did you mean 'x86-64-avx512'?" "$tmp/err" && ok "avx512: did you mean x86-64-avx512" \
+    || { bad "avx512: did you mean x86-64-avx512"; cat "$tmp/err"; }
+[ "$(grep -c "see 'fusec --help'" "$tmp/err")" = 1 ] && ok "the help hint is printed once" \
+    || { bad "the help hint is printed once"; cat "$tmp/err"; }
+expect_rc "--target=x86_64-avx2" 2 "$FUSEC" --target=x86_64-avx2 dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "did you mean 'x86-64-avx2'?" "$tmp/err" && ok "x86_64-avx2: did you mean x86-64-avx2" \
+    || { bad "x86_64-avx2: did you mean x86-64-avx2"; cat "$tmp/err"; }
+expect_rc "multi: with an unknown entry" 2 "$FUSEC" --target=multi:x86-64-avx512,foo dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "unknown target 'foo' in 'multi:x86-64-avx512,foo' (targets: generic," "$tmp/err" \
+    && ok "multi: names the bad entry and lists the valid ones" || { bad "multi: names the bad entry"; cat "$tmp/err"; }
+expect_rc "multi: with a misspelt entry" 2 "$FUSEC" --target=multi:neon,generic dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "unknown target 'neon' in 'multi:neon,generic'; did you mean 'aarch64-neon'?" "$tmp/err" \
+    && ok "multi: suggests the nearest name" || { bad "multi: suggests the nearest name"; cat "$tmp/err"; }
+expect_rc "multi: with a repeated entry" 2 "$FUSEC" --target=multi:generic,generic dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "'generic' is listed twice" "$tmp/err" && ok "multi: a repeated entry is named" || { bad "multi: repeated"; cat "$tmp/err"; }
+expect_rc "multi: with a stray comma" 2 "$FUSEC" --target=multi:x86-64-avx2,,generic dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "empty entry" "$tmp/err" && ok "multi: an empty entry is named" || { bad "multi: empty entry"; cat "$tmp/err"; }
+expect_rc "multi:generic,x86-64-avx2 compiles" 0 "$FUSEC" --target=multi:generic,x86-64-avx2 dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "warning: 'x86-64-avx2' in 'multi:generic,x86-64-avx2' can never be chosen: 'generic'" "$tmp/err" \
+    && ok "multi: a variant after generic is never chosen: warned" || { bad "multi: warning after generic"; cat "$tmp/err"; }
+expect_rc "multi:x86-64-avx2,x86-64-avx512 compiles" 0 "$FUSEC" --target=multi:x86-64-avx2,x86-64-avx512 \
+    dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "'x86-64-avx512' in 'multi:x86-64-avx2,x86-64-avx512' can never be chosen: 'x86-64-avx2'" "$tmp/err" \
+    && ok "multi: AVX-512 after AVX2 is never chosen: warned" || { bad "multi: warning avx512 after avx2"; cat "$tmp/err"; }
+expect_rc "multi:x86-64-avx512,aarch64-neon,x86-64-avx2,generic compiles" 0 "$FUSEC" \
+    --target=multi:x86-64-avx512,aarch64-neon,x86-64-avx2,generic dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+[ ! -s "$tmp/err" ] && ok "multi: a good order gives no warning" || { bad "multi: a good order gives no warning"; cat "$tmp/err"; }
+expect_rc "fusec check: unknown target" 2 "$FUSEC" check dsl-examples/gpt2_block.fdl --random --target avx2
+grep -q "did you mean 'x86-64-avx2'?" "$tmp/err" && [ "$(grep -c "see 'fusec check --help'" "$tmp/err")" = 1 ] \
+    && ok "fusec check: did you mean, one hint" || { bad "fusec check: did you mean, one hint"; cat "$tmp/err"; }
 
 # success: .c and .h, byte-identical across runs, -o - matches the file
 expect_rc "compile gpt2_block" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/a.c"
@@ -51,8 +115,37 @@ printf '%s\n\n%s\n' "$tmp/l.c $tmp/l.h: dsl-examples/llama_layer.fdl dsl-example
 cmp -s "$tmp/l.d" "$tmp/want.d" && ok "-MD writes OUT.d with imports" || { bad "-MD writes OUT.d with imports"; cat "$tmp/l.d"; }
 expect_rc "-MF" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/g.c" -MF "$tmp/g.dep"
 [ -f "$tmp/g.dep" ] && [ ! -e "$tmp/g.d" ] && ok "-MF names the file" || bad "-MF names the file"
-expect_rc "-MF into a missing folder fails" 1 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/g.c" -MF "$tmp/none/g.d"
+expect_rc "-MF into a missing folder" 0 "$FUSEC" dsl-examples/gpt2_block.fdl -o "$tmp/g.c" -MF "$tmp/none/g.d"
+[ -f "$tmp/none/g.d" ] && ok "-MF creates its folder" || bad "-MF creates its folder"
 expect_rc "-MD without an output" 2 "$FUSEC" dsl-examples/gpt2_block.fdl --emit=ir -MD
+
+# the man page documents every option the three --help texts list
+"$FUSEC" --help >"$tmp/help" && "$FUSEC" check --help >>"$tmp/help" && "$FUSEC" quantize --help >>"$tmp/help"
+sed 's/\\-/-/g' docs/fusec.1 >"$tmp/man"
+opts=$(sed -n 's/^  \(-[-A-Za-z0-9]*\).*/\1/p' "$tmp/help" | sort -u)
+missing=""
+for o in $opts; do grep -qF -- "$o" "$tmp/man" || missing="$missing $o"; done
+[ -n "$opts" ] && [ -z "$missing" ] && ok "docs/fusec.1 documents every option of --help ($(echo $opts | wc -w))" \
+    || bad "docs/fusec.1 lacks:$missing"
+
+# fusec check against a file holding more than the block uses (a checkpoint):
+# unused w.* are ignored with a note; an in.* the block lacks is an error
+: "${GOLDEN:=tests/golden/hf}"
+if /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/golden"); from tiny_ref import read_st, write_st
+t = dict(read_st(sys.argv[1])); t["w.model.norm.weight"] = t["w.input_layernorm.weight"]
+t["w.lm_head.weight"] = t["w.mlp.up_proj.weight"]; write_st(sys.argv[2], t)
+t["in.attention_mask"] = t["in.position_ids"]; write_st(sys.argv[3], t)' \
+    "$GOLDEN/llama_layer.safetensors" "$tmp/more.st" "$tmp/morein.st" 2>"$tmp/err"; then
+    expect_rc "check: a golden file with unused weights passes" 0 "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$tmp/more.st"
+    grep -q "note: $tmp/more.st: 2 weights not used by block 'llama_layer', ignored: 'w.lm_head.weight', 'w.model.norm.weight'" \
+        "$tmp/err" && ok "check: the unused weights are named in a note" || { bad "check: unused weights note"; cat "$tmp/err"; }
+    expect_rc "check: an input the block lacks fails" 1 "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$tmp/morein.st"
+    grep -q "tensor 'in.attention_mask' is not an input of block 'llama_layer'" "$tmp/err" \
+        && ok "check: the extra input is named" || { bad "check: the extra input is named"; cat "$tmp/err"; }
+else
+    bad "check: make a golden file with extra tensors"
+    cat "$tmp/err"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
