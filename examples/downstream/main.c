@@ -52,20 +52,21 @@ int main(int argc, char **argv) {
     }
     if (rc == 0)
         rc = decoder_layer_cache_init(&cache, T, &err);
-    if (rc == 0 && (!(ws = fr_alloc(decoder_layer_workspace_size(T, T))) ||
+    size_t ws_bytes = decoder_layer_workspace_size(T, T);
+    if (rc == 0 && (!(ws = fr_alloc(ws_bytes)) ||
                     !(out = malloc(sizeof(float) * (size_t)(T * D)))))
         rc = fr_seterr(&err, FR_ENOMEM, "out of memory");
     if (rc == 0) {
         const float *hs = x->data;
         const int32_t *ids = pos->data;
         int64_t prefill = T / 2;
-        rc = decoder_layer_forward(&w, &cache, prefill, 0, hs, ids, out, ws);
+        rc = decoder_layer_forward(&w, &cache, prefill, 0, hs, ids, out, ws, ws_bytes);
         for (int64_t t = prefill; rc == 0 && t < T; t++)
-            rc = decoder_layer_forward(&w, &cache, 1, t, hs + t * D, ids + t, out + t * D, ws);
+            rc = decoder_layer_forward(&w, &cache, 1, t, hs + t * D, ids + t, out + t * D, ws, ws_bytes);
         if (rc != 0) {
             char have[128];
-            snprintf(err.msg, sizeof err.msg, "decoder_layer_forward failed (%d); this CPU has %s", rc,
-                     fr_cpu_feature_names(fr_cpu_features(), have, sizeof have));
+            snprintf(err.msg, sizeof err.msg, "decoder_layer_forward: %s (%s); this CPU has %s", fr_last_error(),
+                     fr_strerror(rc), fr_cpu_feature_names(fr_cpu_features(), have, sizeof have));
         }
     }
     if (rc == 0) {
