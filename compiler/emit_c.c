@@ -107,6 +107,8 @@ static const char *const kernel_names[] = {
     "i_end", "r0", "r1", "q", "q0", "q1", "o0", "o1", "c", "f", "f_end", "rem", "cnt", "t0", "t1",
     "p0", "p1", "pr", "vis", "dot", "vss", "vinv", "vx", "vd", "vmu", "vvar", "vmx", "vsum", "ve",
     "v1", "v2", "vc", "vs",
+    /* the norms' corrected two-pass statistics */
+    "lo", "sq", "vlo", "vdev",
 };
 
 static bool in_list(const char *s, const char *const *list, size_t n) {
