@@ -70,6 +70,10 @@ static const char help_text[] =
     "  --split K        run rows [0, K) at once, then one token at a time through the cache\n"
     "  --dim NAME=V     with --random: the value of symbolic dim NAME (default T=7, P=0)\n"
     "  --seed N         with --random: the random seed (default 1)\n"
+    "  --special K,...  with --random: replace a share of the inputs' values by special\n"
+    "                   ones: nan, inf, huge (+-2^62..2^63), denormal (elements);\n"
+    "                   bigrow (x 2^66), tinyrow (x 2^-140), offsetrow (+ 1e6) (rows)\n"
+    "  --special-rate R with --special: the share of elements and rows (default 0.01)\n"
     "  --keep DIR       build in DIR and keep block.c, block.h, the harness and its files\n"
     "  --cc CC          cross-compile with CC (e.g. aarch64-linux-gnu-gcc): the runtime's\n"
     "                   sources are compiled with the block instead of libfusec_rt.a\n"
@@ -92,6 +96,8 @@ typedef struct CheckArgs {
     const char *dim_names[FU_MAX_SYMS];
     int64_t dim_values[FU_MAX_SYMS];
     uint64_t seed;
+    unsigned special;                 /* SP_* bits */
+    double special_rate;
 } CheckArgs;
 
 /* Reference and test data for one run, in the graph's interface order. */
@@ -101,6 +107,12 @@ typedef struct Data {
     double **expect;                  /* reference outputs */
     const char *in_path;              /* the file the harness reads */
 } Data;
+
+/* --special: kinds of special input values (bits), in the order of their names. */
+enum { SP_NAN, SP_INF, SP_HUGE, SP_DENORMAL, SP_BIGROW, SP_TINYROW, SP_OFFSETROW, SP_COUNT };
+#define SP_ROWS ((1u << SP_BIGROW) | (1u << SP_TINYROW) | (1u << SP_OFFSETROW))
+static const char *const special_names[SP_COUNT] = {"nan", "inf", "huge", "denormal", "bigrow", "tinyrow",
+                                                    "offsetrow"};
 
 /* ---- errors and the temporary directory ---------------------------------- */
 
@@ -219,6 +231,25 @@ static bool parse_tol(const char *s, double *out)
     return true;
 }
 
+/* "nan,inf" -> its SP_* bits; false on an unknown or empty name. */
+static bool parse_special(const char *v, unsigned *bits)
+{
+    *bits = 0;
+    for (const char *p = v;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int k = 0;
+        while (k < SP_COUNT && (strlen(special_names[k]) != len || strncmp(p, special_names[k], len)))
+            k++;
+        if (k == SP_COUNT)
+            return false;
+        *bits |= 1u << k;
+        if (!e)
+            return true;
+        p = e + 1;
+    }
+}
+
 /* Returns -1 when the arguments are fine, else the exit status. */
 static int parse_args(int argc, char **argv, CheckArgs *a)
 {
@@ -228,6 +259,7 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
     a->rtol = 1e-5;
     a->max_tol = DEFAULT_MAX_TOL;
     a->seed = 1;
+    a->special_rate = 0.01;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v;
         bool missing = false;
@@ -286,6 +318,16 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             if (!parse_i64(v, 0, INT64_MAX, &n))
                 return usage_error("--seed: expected a whole number >= 0, got '%s'", v);
             a->seed = (uint64_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--special", &missing))) {
+            if (!parse_special(v, &a->special))
+                return usage_error("--special: expected kinds from nan, inf, huge, denormal, bigrow, tinyrow, "
+                                   "offsetrow, separated by commas, got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--special-rate", &missing))) {
+            char *end;
+            errno = 0;
+            a->special_rate = strtod(v, &end);
+            if (end == v || *end || errno || !(a->special_rate > 0 && a->special_rate <= 1))
+                return usage_error("--special-rate: expected a number in (0, 1], got '%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--dim", &missing))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v || !parse_i64(eq + 1, 0, MAX_DIM_VALUE, &n))
@@ -312,6 +354,8 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
         return usage_error("--interp checks the interpreter against a golden file: use it with --golden%s", "");
     if (a->ndims && !a->random)
         return usage_error("--dim applies to --random only: a golden file fixes the dims%s", "");
+    if (a->special && !a->random)
+        return usage_error("--special applies to --random only%s", "");
     const Target *t = target_find(a->target);
     if (!t)
         return usage_error("%s", target_error(a->target));
@@ -685,6 +729,51 @@ static void weight_law(const Graph *g, const Node *w, const int64_t *syms, doubl
     }
 }
 
+/* --special: replaces a share of the values of one f32 input (numel
+ * floats, rows of `row` of them) by special ones, from a generator of its
+ * own, so the ordinary values are the same with and without --special.
+ * Each element becomes, with probability rate, one of the element kinds
+ * asked for (NaN, +-inf, +-[2^62, 2^63) whose squares still fit float but
+ * whose sums of squares do not, a denormal); each row, with probability
+ * rate, one of the row kinds (scaled by 2^66, so x * x overflows; by
+ * 2^-140, into the denormals; shifted by 1e6, where a one-pass variance
+ * cancels).  The stream depends on the seed and the input's index only. */
+static void draw_special(const CheckArgs *a, int input, float *x, int64_t numel, int64_t row)
+{
+    unsigned el = a->special & ~SP_ROWS, rows = a->special & SP_ROWS;
+    uint64_t saved = rng_state;
+    int kinds[SP_COUNT], nel = 0, nrow = 0, rk[SP_COUNT];
+    for (int k = 0; k < SP_COUNT; k++) {
+        if (el & (1u << k))
+            kinds[nel++] = k;
+        if (rows & (1u << k))
+            rk[nrow++] = k;
+    }
+    rng_state = a->seed * 0x2545f4914f6cdd1dULL + (uint64_t)input * 0x9e3779b97f4a7c15ULL + 1;
+#define UNIT() ((double)(rng_next() >> 11) * (1.0 / 9007199254740992.0))
+    for (int64_t r0 = 0; nrow && row > 0 && r0 < numel; r0 += row) {
+        if (UNIT() >= a->special_rate)
+            continue;
+        int k = rk[rng_next() % (uint64_t)nrow];
+        for (int64_t e = r0; e < r0 + row && e < numel; e++)
+            x[e] = k == SP_BIGROW ? x[e] * 0x1p66f : k == SP_TINYROW ? x[e] * 0x1p-140f : x[e] + 1e6f;
+    }
+    for (int64_t e = 0; nel && e < numel; e++) {
+        if (UNIT() >= a->special_rate)
+            continue;
+        int k = kinds[rng_next() % (uint64_t)nel];
+        float sign = rng_next() & 1 ? -1.0f : 1.0f;
+        switch (k) {
+        case SP_NAN: x[e] = NAN; break;
+        case SP_INF: x[e] = sign * INFINITY; break;
+        case SP_HUGE: x[e] = sign * (float)ldexp(1.0 + UNIT(), 62); break;
+        default: x[e] = sign * (float)ldexp((double)(1 + rng_next() % 0x7fffff), -149); break;
+        }
+    }
+#undef UNIT
+    rng_state = saved;
+}
+
 /* Random weights and inputs (float32 values, so the generated C and the
  * interpreter see the same numbers), written to the harness's input file. */
 static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
@@ -761,6 +850,15 @@ static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
                     return false;
                 }
                 dt_load_row(n->dtype, (const char *)stored + ru * (size_t)r, cols, v + r * cols);
+            }
+        }
+        if (a->special && !is_w && n->dtype == DT_F32) {
+            int64_t last = n->rank ? shape[n->rank - 1] : 1;
+            draw_special(a, i - g->nweights, raw, numel, last);
+            for (int64_t e = 0; e < numel; e++) {
+                float x;
+                memcpy(&x, (char *)raw + 4 * e, 4);
+                v[e] = x;
             }
         }
         if (is_w)
@@ -1502,6 +1600,34 @@ static bool read_outputs(const Graph *g, const Data *d, double ***outs)
 
 /* ---- comparing ------------------------------------------------------------------ */
 
+/* The NaN/Inf rule: a NaN of the reference must be a NaN of the result and
+ * the other way round, an inf must be the same inf (the reference's values
+ * beyond float's range count as inf: the result is float).  Returns how many
+ * positions break it, and writes a note for the report ("" when the output
+ * has no NaN or inf at all). */
+static int64_t nonfinite_mismatches(const char *name, const double *got, const double *ref, int64_t numel,
+                                    char *note, size_t len)
+{
+    int64_t bad = 0, first = -1, nonfinite = 0;
+    for (int64_t i = 0; i < numel; i++) {
+        double r = fabs(ref[i]) >= 0x1.ffffffp127 ? copysign(INFINITY, ref[i]) : ref[i];
+        if (isfinite(r) && isfinite(got[i]))
+            continue;
+        nonfinite++;
+        if (isnan(r) ? !isnan(got[i]) : got[i] != r) {
+            if (bad++ == 0)
+                first = i;
+        }
+    }
+    note[0] = '\0';
+    if (bad)
+        snprintf(note, len, " (NaN/Inf at %lld of %lld places differ; first %s[%lld]: got %g, reference %g)",
+                 (long long)bad, (long long)nonfinite, name, (long long)first, got[first], ref[first]);
+    else if (nonfinite)
+        snprintf(note, len, " (NaN/Inf at %lld places, all matching)", (long long)nonfinite);
+    return bad;
+}
+
 /* Prints one output's errors; true when both are within tolerance:
  *
  *   rel_l2_err     R = ||got - ref||_2 / ||ref||_2          against rtol
@@ -1510,20 +1636,20 @@ static bool read_outputs(const Graph *g, const Data *d, double ***outs)
  * (each without its denominator when ref is all zeros).  R judges the whole
  * tensor and is not dominated by one element; M catches the one element that
  * R averages away (one element 3% off among 2^17 moves R by about 1e-4, M by
- * 3% of that element's size relative to the largest).  A NaN anywhere fails
- * (every comparison with NaN is false). */
+ * 3% of that element's size relative to the largest).  Both are taken over
+ * the places where got and ref are finite; NaN and inf places must match
+ * (nonfinite_mismatches). */
 static bool compare(const Node *n, const int64_t *syms, const double *got, const double *ref,
                     double rtol, double max_tol)
 {
     int64_t shape[FU_MAX_RANK], numel = eval_shape(n, syms, shape);
     double max_abs = 0, max_ref = 0, num = 0, den = 0;
-    bool nan = false;
+    char note[300];
+    int64_t bad = nonfinite_mismatches(n->name, got, ref, numel, note, sizeof note);
     for (int64_t i = 0; i < numel; i++) {
         double e = got[i] - ref[i];
-        if (isnan(e)) {
-            nan = true;
-            continue;
-        }
+        if (!isfinite(got[i]) || !isfinite(ref[i]) || fabs(ref[i]) >= 0x1.ffffffp127)
+            continue;       /* the NaN/Inf rule's */
         if (fabs(e) > max_abs)
             max_abs = fabs(e);
         if (fabs(ref[i]) > max_ref)
@@ -1533,11 +1659,9 @@ static bool compare(const Node *n, const int64_t *syms, const double *got, const
     }
     double rel = den > 0 ? sqrt(num) / sqrt(den) : sqrt(num);
     double scaled = max_ref > 0 ? max_abs / max_ref : max_abs;
-    if (nan)
-        max_abs = rel = scaled = NAN;
-    bool ok = rel <= rtol && scaled <= max_tol;
-    printf("%s: max_abs_err=%.3g rel_l2_err=%.3g (rtol %g) scaled_max_err=%.3g (max_tol %g) %s\n",
-           n->name, max_abs, rel, rtol, scaled, max_tol, ok ? "ok" : "FAIL");
+    bool ok = rel <= rtol && scaled <= max_tol && bad == 0;
+    printf("%s: max_abs_err=%.3g rel_l2_err=%.3g (rtol %g) scaled_max_err=%.3g (max_tol %g) %s%s\n",
+           n->name, max_abs, rel, rtol, scaled, max_tol, ok ? "ok" : "FAIL", note);
     return ok;
 }
 

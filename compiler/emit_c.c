@@ -108,6 +108,8 @@ static const char *const kernel_names[] = {
     "i_end", "r0", "r1", "q", "q0", "q1", "o0", "o1", "c", "f", "f_end", "rem", "cnt", "t0", "t1",
     "p0", "p1", "pr", "vis", "dot", "vss", "vinv", "vx", "vd", "vmu", "vvar", "vmx", "vsum", "ve",
     "v1", "v2", "vc", "vs",
+    /* the norms' corrected two-pass statistics */
+    "lo", "sq", "vlo", "vdev",
 };
 
 static bool in_list(const char *s, const char *const *list, size_t n) {
@@ -843,8 +845,7 @@ typedef struct RedCtx {
 static void red_step(Kern *k, void *ctx, bool tail) {
     RedCtx *c = ctx;
     const char *x = vld(k, fu_format("%s + %s", c->ptr, c->idx), tail, c->op == OP_MAXIMUM ? "-INFINITY" : NULL);
-    /* max(x, acc) is `x > acc ? x : acc`: a NaN element is skipped, as in the
-     * interpreter's loop */
+    /* maximum(x, acc) propagates a NaN element, as the interpreter's max does */
     kline(k, "%s = %s;", c->acc, c->op == OP_MAXIMUM ? v_bin(kT(k), OP_MAXIMUM, x, c->acc)
                                                     : v_bin(kT(k), OP_ADD, c->acc, x));
 }
@@ -1205,8 +1206,9 @@ static void rows_close(Kern *k) {
 
 /* A vector map over a row: y[j] = f(x[j], ...) written as a step. */
 typedef struct MapCtx {
-    int kind;           /* 0 rms: x*inv*w; 1 ln: (x-mu)*inv*w+b; 2 sum of squares; 3 var;
-                           4 softmax exp+sum; 5 scale; 6 copy; 7 fill -inf */
+    int kind;           /* 0 rms: x*inv*w; 1 ln: ((x-mu)-lo)*inv*w+b; 2 sum of squares;
+                           3 sums of x-mu and its square; 4 softmax exp+sum; 5 scale;
+                           6 copy; 7 fill -inf */
     const char *w, *b, *acc;
 } MapCtx;
 
@@ -1220,7 +1222,7 @@ static void map_step(Kern *k, void *ctx, bool tail) {
                                                vld(k, fu_format("%s + j", c->w), tail, NULL)), tail));
         break;
     case 1: {
-        const char *nx = v_bin(t, OP_MUL, v_bin(t, OP_SUB, x, "vmu"), "vinv");
+        const char *nx = v_bin(t, OP_MUL, v_bin(t, OP_SUB, v_bin(t, OP_SUB, x, "vmu"), "vlo"), "vinv");
         kline(k, "%s;", vst(k, "yr + j", v_fma(t, nx, vld(k, fu_format("%s + j", c->w), tail, NULL),
                                                vld(k, fu_format("%s + j", c->b), tail, NULL)), tail));
         break;
@@ -1235,6 +1237,7 @@ static void map_step(Kern *k, void *ctx, bool tail) {
         kline(k, "%s vd = %s;", v_type(t),
               v_bin(t, OP_SUB, tail ? v_load_n(t, "xr + j", "fu_m", "mu") : x, "vmu"));
         kline(k, "%s = %s;", c->acc, v_fma(t, "vd", "vd", c->acc));
+        kline(k, "vdev = %s;", v_bin(t, OP_ADD, "vdev", "vd"));
         break;
     case 4:
         kline(k, "%s ve = %s;", v_type(t), v_unary(t, OP_EXP, v_bin(t, OP_SUB, x, "vmx")));
@@ -1262,6 +1265,15 @@ static void row_map(Kern *k, int kind, const char *from, const char *len, const 
     vloop(k, "j", len, map_step, &c);
 }
 
+/* The rescue of a row whose float sum of squares `q` overflowed (or, with
+ * eps < 1e-30, underflowed): its statistics again in double.  NaN rows take
+ * it too and stay NaN. */
+static void norm_rescue(Kern *k, const Node *n, const char *q, const char *D, bool center) {
+    kline(k, "if (!(%s < INFINITY)%s) {", q, n->f[0] < 1e-30 ? fu_format(" || %s < 1e-30f", q) : "");
+    kline(k, "    %s;", v_norm_stats(kT(k), "xr", D, center, n->f[0], "mu", "lo", "inv"));
+    kline(k, "}");
+}
+
 /* y = x / sqrt(mean(x^2) + eps) * w over the last axis. */
 static void k_rms_norm(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
@@ -1272,13 +1284,21 @@ static void k_rms_norm(Kern *k, const Node *n) {
     kline(k, "int64_t j;");
     kline(k, "%s vss = %s;", v_type(t), v_zero(t));
     row_map(k, 2, "0", D, NULL, NULL, "vss");
-    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vss"), as_float(D), c_float_lit(n->f[0]));
+    kline(k, "float ss = %s, mu, lo;", v_hsum(t, "vss"));
+    kline(k, "float inv = 1.0f / sqrtf(ss / %s + %s);", as_float(D), c_float_lit(n->f[0]));
+    norm_rescue(k, n, "ss", D, false);
+    kline(k, "(void)mu;");
+    kline(k, "(void)lo;");
     kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
     row_map(k, 0, "0", D, w, NULL, NULL);
     rows_close(k);
 }
 
-/* y = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased var). */
+/* y = (x - mean) / sqrt(var + eps) * w + b over the last axis (biased var).
+ * The mean is mu + lo: mu the float mean of a first pass, lo the mean of
+ * x - mu from the second, which also sums (x - mu)^2; then var = that / D -
+ * lo^2, and (x - mu) - lo is exact to float rounding even for rows like
+ * 1e6 +- 2, whose mean float cannot hold (corrected two-pass algorithm). */
 static void k_layer_norm(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     const Target *t = kT(k);
@@ -1289,10 +1309,14 @@ static void k_layer_norm(Kern *k, const Node *n) {
     kline(k, "int64_t j;");
     emit_row_reduce(k, OP_ADD, "sum", "xr", D);
     kline(k, "float mu = sum / %s;", as_float(D));
-    kline(k, "%s vmu = %s, vvar = %s;", v_type(t), v_set1(t, "mu"), v_zero(t));
+    kline(k, "%s vmu = %s, vvar = %s, vdev = %s;", v_type(t), v_set1(t, "mu"), v_zero(t), v_zero(t));
     row_map(k, 3, "0", D, NULL, NULL, "vvar");
-    kline(k, "float inv = 1.0f / sqrtf(%s / %s + %s);", v_hsum(t, "vvar"), as_float(D), c_float_lit(n->f[0]));
-    kline(k, "%s vinv = %s;", v_type(t), v_set1(t, "inv"));
+    kline(k, "float sq = %s, lo = %s / %s, var = sq / %s - lo * lo;", v_hsum(t, "vvar"), v_hsum(t, "vdev"),
+          as_float(D), as_float(D));
+    kline(k, "float inv = 1.0f / sqrtf((var < 0.0f ? 0.0f : var) + %s);", c_float_lit(n->f[0]));
+    norm_rescue(k, n, "sq", D, true);
+    kline(k, "vmu = %s;", v_set1(t, "mu"));
+    kline(k, "%s vlo = %s, vinv = %s;", v_type(t), v_set1(t, "lo"), v_set1(t, "inv"));
     row_map(k, 1, "0", D, w, b, NULL);
     rows_close(k);
 }
@@ -1425,21 +1449,21 @@ static void k_attention(Kern *k, const Node *n) {
     k->indent++;
     kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
     emit_dot(k, "dot", "qh", "kr", DT_F32, hds);
-    kline(k, "float sc = dot * %s, corr, p;", c_float_lit(n->f[0]));
+    /* A NaN score skips the max and makes p NaN; +inf makes p = exp(inf -
+     * inf) = NaN, as softmax has it; -inf gives p = 0 even while mx is -inf. */
+    kline(k, "float sc = dot * %s, corr = 1.0f, p;", c_float_lit(n->f[0]));
     kline(k, "if (sc > mx) {");
     kline(k, "    corr = expf(mx - sc);");
-    kline(k, "    p = 1.0f;");
     kline(k, "    mx = sc;");
-    kline(k, "} else {");
-    kline(k, "    corr = 1.0f;");
-    kline(k, "    p = expf(sc - mx);");
     kline(k, "}");
+    kline(k, "p = sc == -INFINITY ? 0.0f : expf(sc - mx);");
     kline(k, "l = l * corr + p;");
     kline(k, "int64_t d = 0;");
     vloop(k, "d", hds, attn_step, NULL);
     k->indent--;
     kline(k, "}");
-    kline(k, "float inv = l > 0.0f ? 1.0f / l : 0.0f;");
+    /* l = 0: no visible key (zeros); NaN stays NaN */
+    kline(k, "float inv = l == 0.0f ? 0.0f : 1.0f / l;");
     kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
     kline(k, "    %s[t * %lld + h * %lld + d] = acc[d] * inv;", y, qrow, hd);
     k->indent--;

@@ -402,14 +402,16 @@ static void emit_elemwise(Kern *k, const Kernel *kr) {
 
 /* ---- KK_ROWWISE ------------------------------------------------------------------ */
 
-typedef enum RowPass { RP_SUM, RP_SQDEV, RP_SUMSQ, RP_MAX, RP_EXPSUM, RP_APPLY } RowPass;
+typedef enum RowPass { RP_SUM, RP_SQDEV, RP_SUMSQ, RP_ABSMAX, RP_MAX, RP_EXPSUM, RP_APPLY } RowPass;
 
 typedef struct RowStep {
     Dag *g;
     RowPass pass;
     int npro;           /* dag[0, npro) is the prologue */
     const char *acc;    /* vector accumulator of the statistics passes */
-    const char *mu, *inv, *mx;
+    const char *acc2;   /* RP_SQDEV's second one: the sum of x - mu */
+    const char *scale;  /* the statistics passes read x * scale (a float), or x when NULL */
+    const char *mu, *lo, *inv, *mx;
     const char *w, *b;  /* norm weight and bias pointers */
     const char *at;     /* store index expression of the apply pass */
 } RowStep;
@@ -422,14 +424,18 @@ static void row_step(Kern *k, void *ctx, bool tail) {
     dag_reset(g);
     dag_eval(k, g, 0, s->npro, tail);
     const char *x = value_of(k, g, row->in[0], tail);
+    const char *xs = s->pass != RP_APPLY && s->scale ? v_bin(t, OP_MUL, x, v_set1(t, s->scale)) : x;
     switch (s->pass) {
     case RP_SUM:
     case RP_SUMSQ: {
         /* a row read straight from memory has zeros past the tail already */
-        const char *xm = x;
+        const char *xm = xs;
         if (tail && s->npro > 0) {
             xm = kern_local(k, "fu_t");
-            kern_line(k, "%s %s = %s;", vt(k), xm, tail_only(k, x, tail, "0.0f"));
+            kern_line(k, "%s %s = %s;", vt(k), xm, tail_only(k, xs, tail, "0.0f"));
+        } else if (xs != x) {
+            xm = kern_local(k, "fu_t");
+            kern_line(k, "%s %s = %s;", vt(k), xm, xs);
         }
         kern_line(k, "%s = %s;", s->acc,
                   s->pass == RP_SUM ? v_bin(t, OP_ADD, s->acc, xm) : v_fma(t, xm, xm, s->acc));
@@ -437,12 +443,23 @@ static void row_step(Kern *k, void *ctx, bool tail) {
     }
     case RP_SQDEV: {
         const char *d = kern_local(k, "fu_d");
-        kern_line(k, "%s %s = %s;", vt(k), d, tail_only(k, v_bin(t, OP_SUB, x, v_set1(t, s->mu)), tail, "0.0f"));
+        kern_line(k, "%s %s = %s;", vt(k), d, tail_only(k, v_bin(t, OP_SUB, xs, v_set1(t, s->mu)), tail, "0.0f"));
         kern_line(k, "%s = %s;", s->acc, v_fma(t, d, d, s->acc));
+        kern_line(k, "%s = %s;", s->acc2, v_bin(t, OP_ADD, s->acc2, d));
+        return;
+    }
+    case RP_ABSMAX: {
+        /* |x| as maximum(x, -x): a NaN stays */
+        const char *a = kern_local(k, "fu_a");
+        kern_line(k, "%s %s = %s;", vt(k), a, x);
+        kern_line(k, "%s = %s;", s->acc,
+                  v_bin(t, OP_MAXIMUM, tail_only(k, v_bin(t, OP_MAXIMUM, a, v_unary(t, OP_NEG, a)), tail, "0.0f"),
+                        s->acc));
         return;
     }
     case RP_MAX:
-        kern_line(k, "%s = %s;", s->acc, v_bin(t, OP_MAXIMUM, tail_only(k, x, tail, "-INFINITY"), s->acc));
+        /* a NaN skipped here still makes the row NaN through exp(x - max) */
+        kern_line(k, "%s = %s;", s->acc, v_max_acc(t, tail_only(k, x, tail, "-INFINITY"), s->acc));
         return;
     case RP_EXPSUM:
         kern_line(k, "%s = %s;", s->acc,
@@ -458,7 +475,9 @@ static void row_step(Kern *k, void *ctx, bool tail) {
         y = v_bin(t, OP_MUL, v_unary(t, OP_EXP, v_bin(t, OP_SUB, x, v_set1(t, s->mx))), v_set1(t, s->inv));
     } else {
         const char *wv = vload(k, fu_format("%s + %s", s->w, g->idx), tail, NULL);
-        const char *xc = row->op == OP_LAYER_NORM ? v_bin(t, OP_SUB, x, v_set1(t, s->mu)) : x;
+        const char *xc = row->op == OP_LAYER_NORM
+                             ? v_bin(t, OP_SUB, v_bin(t, OP_SUB, x, v_set1(t, s->mu)), v_set1(t, s->lo))
+                             : x;
         y = v_bin(t, OP_MUL, v_bin(t, OP_MUL, xc, v_set1(t, s->inv)), wv);
         if (row->op == OP_LAYER_NORM)
             y = v_bin(t, OP_ADD, y, vload(k, fu_format("%s + %s", s->b, g->idx), tail, NULL));
@@ -473,15 +492,93 @@ static void row_step(Kern *k, void *ctx, bool tail) {
 }
 
 /* One sweep over the row with a vector accumulator; leaves the reduced
- * float in `out`. */
-static void row_reduce(Kern *k, RowStep *s, RowPass pass, const char *out, const char *N) {
+ * float in `out` (and RP_SQDEV's sum of x - mu in out2). */
+static void row_reduce(Kern *k, RowStep *s, RowPass pass, const char *out, const char *out2, const char *N) {
     const Target *t = kern_target(k);
+    bool max = pass == RP_MAX || pass == RP_ABSMAX;
     s->pass = pass;
     s->acc = kern_local(k, "fu_acc");
     kern_line(k, "%s %s = %s;", vt(k), s->acc, pass == RP_MAX ? v_set1(t, "-INFINITY") : v_zero(t));
+    if (pass == RP_SQDEV) {
+        s->acc2 = kern_local(k, "fu_acc");
+        kern_line(k, "%s %s = %s;", vt(k), s->acc2, v_zero(t));
+    }
     kern_line(k, "fu_j = 0;");
     vloop(k, "fu_j", N, row_step, s);
-    kern_line(k, "float %s = %s;", out, pass == RP_MAX ? v_hmax(t, s->acc) : v_hsum(t, s->acc));
+    kern_line(k, "float %s = %s;", out, max ? v_hmax(t, s->acc) : v_hsum(t, s->acc));
+    if (pass == RP_SQDEV)
+        kern_line(k, "float %s = %s;", out2, v_hsum(t, s->acc2));
+}
+
+/* The statistics of a layer_norm (center) or rms_norm row, into fu_mu,
+ * fu_lo and fu_inv (declared by the caller), from the passes over x * scale
+ * (NULL: x).  layer_norm: mu is the float mean of a first pass, lo the mean
+ * of x - mu from the second, which also sums (x - mu)^2: var = that / D -
+ * lo^2, and the apply pass's (x - mu) - lo is right to float rounding even
+ * for rows like 1e6 +- 2, whose mean float cannot hold (the corrected
+ * two-pass algorithm).  Leaves the sum of squares in float `q` (declared). */
+static void norm_passes(Kern *k, RowStep *s, bool center, const char *scale, const char *q, const char *N,
+                        const char *D) {
+    s->scale = scale;
+    if (center) {
+        const char *sum = kern_local(k, "fu_sum"), *dev = kern_local(k, "fu_dev");
+        row_reduce(k, s, RP_SUM, sum, NULL, N);
+        kern_line(k, "fu_mu = %s / %s;", sum, D);
+        s->mu = "fu_mu";
+        row_reduce(k, s, RP_SQDEV, q, dev, N);
+        kern_line(k, "fu_lo = %s / %s;", dev, D);
+    } else {
+        row_reduce(k, s, RP_SUMSQ, q, NULL, N);
+    }
+    s->scale = NULL;
+}
+
+/* fu_mu, fu_lo, fu_inv of a norm row (see norm_passes).  A row whose float
+ * sum of squares overflows (|x| above about 1e19; or, with eps < 1e-30,
+ * underflows) is measured again scaled by a power of two that brings its
+ * largest |x| to [0.5, 1), and the statistics are put together in double;
+ * a row holding NaN or inf keeps the first answer (NaN, or x * 0). */
+static void emit_norm_stats(Kern *k, RowStep *s, const Node *row, const char *N) {
+    bool center = row->op == OP_LAYER_NORM;
+    double eps = row->f[0];
+    const char *D = fu_format("(float)%s", N);
+    kern_line(k, "float fu_mu = 0.0f, fu_lo = 0.0f, fu_inv;");
+    if (!center)
+        kern_line(k, "(void)fu_mu, (void)fu_lo;");
+    norm_passes(k, s, center, NULL, "fu_q", N, D);
+    if (center) {
+        /* rounding may leave a constant row's variance a hair below 0 */
+        kern_line(k, "float fu_var = fu_q / %s - fu_lo * fu_lo;", D);
+        kern_line(k, "fu_inv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + %s);", c_float_lit(eps));
+    } else
+        kern_line(k, "fu_inv = 1.0f / sqrtf(fu_q / %s + %s);", D, c_float_lit(eps));
+    kern_line(k, "if (!(fu_q < INFINITY)%s) {", eps < 1e-30 ? " || fu_q < 1e-30f" : "");
+    kern_indent(k, 1);
+    row_reduce(k, s, RP_ABSMAX, "fu_amax", NULL, N);
+    kern_line(k, "if (fu_amax < INFINITY && fu_amax > 0.0f) {");
+    kern_indent(k, 1);
+    kern_line(k, "int fu_e;");
+    kern_line(k, "(void)frexpf(fu_amax, &fu_e);");
+    kern_line(k, "float fu_sc = ldexpf(1.0f, fu_e > 127 ? -127 : fu_e < -126 ? 126 : -fu_e);");
+    kern_line(k, "double fu_ds = fu_sc, fu_var2;");
+    norm_passes(k, s, center, "fu_sc", "fu_q2", N, D);
+    if (center) {
+        kern_line(k, "fu_var2 = (double)fu_q2 / %s - (double)fu_lo * fu_lo;", D);
+        kern_line(k, "double fu_m = ((double)fu_mu + fu_lo) / fu_ds;");
+        kern_line(k, "fu_mu = (float)fu_m;");
+        kern_line(k, "fu_lo = (float)(fu_m - fu_mu);");
+    } else {
+        kern_line(k, "fu_var2 = (double)fu_q2 / %s;", D);
+    }
+    kern_line(k, "fu_inv = (float)(fu_ds / sqrt((fu_var2 < 0.0 ? 0.0 : fu_var2) + %s * fu_ds * fu_ds));",
+              c_double_lit(eps));
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    s->mu = "fu_mu";
+    s->lo = "fu_lo";
+    s->inv = "fu_inv";
 }
 
 /* The ancestors of `row` inside the kernel come first (the prologue), then
@@ -573,29 +670,21 @@ static void emit_rowwise(Kern *k, const Kernel *kr) {
     kern_line(k, "int64_t fu_j;");
     g.idx = "fu_j";
     s.at = fu_format("fu_r * %s + fu_j", N);
-    const char *D = fu_format("(float)%s", N);
     switch (row->op) {
     case OP_RMS_NORM:
-        row_reduce(k, &s, RP_SUMSQ, "fu_ss", N);
-        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_ss / %s + %s);", D, c_float_lit(row->f[0]));
-        s.inv = "fu_inv";
-        break;
     case OP_LAYER_NORM:
-        row_reduce(k, &s, RP_SUM, "fu_sum", N);
-        kern_line(k, "float fu_mu = fu_sum / %s;", D);
-        s.mu = "fu_mu";
-        row_reduce(k, &s, RP_SQDEV, "fu_var", N);
-        kern_line(k, "float fu_inv = 1.0f / sqrtf(fu_var / %s + %s);", D, c_float_lit(row->f[0]));
-        s.inv = "fu_inv";
+        emit_norm_stats(k, &s, row, N);
         break;
     case OP_SOFTMAX:
-        /* a row of -inf only gives zeros, as in the interpreter */
-        row_reduce(k, &s, RP_MAX, "fu_mx", N);
+        /* A row of -inf only gives zeros, as in the interpreter (its sum is 0,
+         * which no other row has: the max contributes exp(0) = 1).  A NaN or
+         * +inf makes the sum and so the whole row NaN, as in PyTorch. */
+        row_reduce(k, &s, RP_MAX, "fu_mx", NULL, N);
         kern_line(k, "if (fu_mx == -INFINITY)");
         kern_line(k, "    fu_mx = 0.0f;");
         s.mx = "fu_mx";
-        row_reduce(k, &s, RP_EXPSUM, "fu_sum", N);
-        kern_line(k, "float fu_inv = fu_sum > 0.0f ? 1.0f / fu_sum : 0.0f;");
+        row_reduce(k, &s, RP_EXPSUM, "fu_sum", NULL, N);
+        kern_line(k, "float fu_inv = fu_sum == 0.0f ? 0.0f : 1.0f / fu_sum;");
         s.inv = "fu_inv";
         break;
     default:
@@ -702,14 +791,14 @@ static void emit_appends(Kern *k, const Kernel *kr, const Node *att) {
 static void fa_max(Kern *k, void *ctx, bool tail) {
     (void)ctx;
     const Target *t = kern_target(k);
-    kern_line(k, "fu_vm = %s;", v_bin(t, OP_MAXIMUM, vload(k, "fu_sr + fu_j", tail, "-INFINITY"), "fu_vm"));
+    kern_line(k, "fu_vm = %s;", v_max_acc(t, vload(k, "fu_sr + fu_j", tail, "-INFINITY"), "fu_vm"));
 }
 
 static void fa_exp(Kern *k, void *ctx, bool tail) {
     (void)ctx;
     const Target *t = kern_target(k);
     kern_line(k, "%s fu_p = %s;", vt(k),
-              v_unary(t, OP_EXP, v_bin(t, OP_SUB, vload(k, "fu_sr + fu_j", tail, NULL), v_set1(t, "fu_mnew"))));
+              v_unary(t, OP_EXP, v_bin(t, OP_SUB, vload(k, "fu_sr + fu_j", tail, NULL), v_set1(t, "fu_mref"))));
     kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", "fu_p", tail));
     kern_line(k, "fu_vs = %s;", v_bin(t, OP_ADD, "fu_vs", tail_only(k, "fu_p", tail, "0.0f")));
 }
@@ -825,9 +914,39 @@ static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
     kern_line(k, "}");
 }
 
+/* Which keys of the block each query row sees: all fu_nb, or with a causal
+ * mask (off: S - T as C) those up to its token's diagonal. */
+typedef struct Vis {
+    const char *off;    /* NULL: no mask */
+    long long G;        /* query rows per token */
+} Vis;
+
+/* Declares fu_e<i>, the keys of the block row fu_r + i sees, for i < rb,
+ * and fu_emin / fu_emax over them. */
+static void pv_limits(Kern *k, int rb, const Vis *vis) {
+    for (int i = 0; i < rb; i++) {
+        if (!vis->off) {
+            kern_line(k, "const int64_t fu_e%d = fu_nb;", i);
+            continue;
+        }
+        kern_line(k, "int64_t fu_e%d = fu_t0 + (fu_r + %d) / %lld + %s + 1 - fu_s0;", i, i, vis->G, vis->off);
+        kern_line(k, "fu_e%d = fu_e%d < 0 ? 0 : fu_e%d > fu_nb ? fu_nb : fu_e%d;", i, i, i, i);
+    }
+    const char *mn = "fu_e0", *mx = "fu_e0";
+    for (int i = 1; i < rb; i++) {
+        mn = fu_format("(fu_e%d < %s ? fu_e%d : %s)", i, mn, i, mn);
+        mx = fu_format("(fu_e%d > %s ? fu_e%d : %s)", i, mx, i, mx);
+    }
+    kern_line(k, "const int64_t fu_emin = %s, fu_emax = %s;", mn, mx);
+}
+
 /* Rows fu_r.. (rb of them), head_dim columns fu_dd + [0, nv vectors, the
- * last `last` wide): fu_ot[r] = fu_ot[r] * fu_cr[r] + sum_j p[r][j] v[s0 + j]. */
-static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd) {
+ * last `last` wide): fu_ot[r] = fu_ot[r] * fu_cr[r] + sum_j p[r][j] v[s0 + j]
+ * over the keys j row r sees.  A masked key is not multiplied by 0: its
+ * value row may hold a NaN or an inf, and it must contribute nothing.  Keys
+ * all rows see go through the plain loop, the few on the diagonal between
+ * fu_emin and fu_emax row by row. */
+static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd, const Vis *vis) {
     const Target *t = kern_target(k);
     int W = t->vec_floats;
     kern_line(k, "{");
@@ -836,6 +955,7 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
         kern_line(k, "float *fu_o%d = fu_ot + (fu_r + %d) * %lld + fu_dd;", i, i, hd);
         kern_line(k, "const float *fu_p%d = fu_sc + (fu_r + %d) * FU_BK;", i, i);
     }
+    pv_limits(k, rb, vis);
     for (int i = 0; i < rb; i++) {
         kern_line(k, "%s fu_c%d = %s;", vt(k), i, v_set1(t, fu_format("fu_cr[fu_r + %d]", i)));
         for (int c = 0; c < nv; c++) {
@@ -844,22 +964,31 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
             kern_line(k, "%s fu_a%d_%d = %s;", vt(k), i, c, v_bin(t, OP_MUL, ld, fu_format("fu_c%d", i)));
         }
     }
-    kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
-    kern_indent(k, 1);
-    kern_line(k, "const float *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", vstride);
-    for (int c = 0; c < nv; c++) {
-        const char *ptr = fu_format("fu_vr + %d", c * W);
-        kern_line(k, "%s fu_w%d = %s;", vt(k), c,
-                  c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr));
+    kern_line(k, "int64_t fu_j = 0;");
+    for (int diag = 0; diag < 1 + (vis->off != NULL); diag++) {
+        kern_line(k, "for (; fu_j < %s; ++fu_j) {", diag ? "fu_emax" : "fu_emin");
+        kern_indent(k, 1);
+        kern_line(k, "const float *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", vstride);
+        for (int c = 0; c < nv; c++) {
+            const char *ptr = fu_format("fu_vr + %d", c * W);
+            kern_line(k, "%s fu_w%d = %s;", vt(k), c,
+                      c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr));
+        }
+        for (int i = 0; i < rb; i++) {
+            if (diag)
+                kern_line(k, "if (fu_j < fu_e%d) {", i);
+            kern_indent(k, diag);
+            kern_line(k, "%s fu_b%d = %s;", vt(k), i, v_set1(t, fu_format("fu_p%d[fu_j]", i)));
+            for (int c = 0; c < nv; c++)
+                kern_line(k, "fu_a%d_%d = %s;", i, c, v_fma(t, fu_format("fu_b%d", i), fu_format("fu_w%d", c),
+                                                             fu_format("fu_a%d_%d", i, c)));
+            kern_indent(k, -diag);
+            if (diag)
+                kern_line(k, "}");
+        }
+        kern_indent(k, -1);
+        kern_line(k, "}");
     }
-    for (int i = 0; i < rb; i++) {
-        kern_line(k, "%s fu_b%d = %s;", vt(k), i, v_set1(t, fu_format("fu_p%d[fu_j]", i)));
-        for (int c = 0; c < nv; c++)
-            kern_line(k, "fu_a%d_%d = %s;", i, c, v_fma(t, fu_format("fu_b%d", i), fu_format("fu_w%d", c),
-                                                         fu_format("fu_a%d_%d", i, c)));
-    }
-    kern_indent(k, -1);
-    kern_line(k, "}");
     for (int i = 0; i < rb; i++)
         for (int c = 0; c < nv; c++) {
             const char *ptr = fu_format("fu_o%d + %d", i, c * W), *val = fu_format("fu_a%d_%d", i, c);
@@ -872,14 +1001,14 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
 
 /* The head_dim columns in chunks of nvb full vectors (a loop), then what is
  * left (at most nvb - 1 full vectors and a partial one), for rb rows. */
-static void pv_rows(Kern *k, int rb, long long vstride, long long hd) {
+static void pv_rows(Kern *k, int rb, long long vstride, long long hd, const Vis *vis) {
     const Target *t = kern_target(k);
     int W = t->vec_floats, nvb = fa_nvb(t);
     long long chunk = (long long)nvb * W, full = hd / chunk * chunk, rest = hd - full;
     if (full) {
         kern_line(k, "for (int64_t fu_dd = 0; fu_dd < %lld; fu_dd += %lld)", full, chunk);
         kern_indent(k, 1);
-        pv_block(k, rb, nvb, W, vstride, hd);
+        pv_block(k, rb, nvb, W, vstride, hd, vis);
         kern_indent(k, -1);
     }
     if (rest) {
@@ -887,24 +1016,24 @@ static void pv_rows(Kern *k, int rb, long long vstride, long long hd) {
         kern_line(k, "{");
         kern_indent(k, 1);
         kern_line(k, "const int64_t fu_dd = %lld;", full);
-        pv_block(k, rb, nv, last, vstride, hd);
+        pv_block(k, rb, nv, last, vstride, hd, vis);
         kern_indent(k, -1);
         kern_line(k, "}");
     }
 }
 
-static void emit_pv(Kern *k, long long hd, long long vstride) {
+static void emit_pv(Kern *k, long long hd, long long vstride, const Vis *vis) {
     kern_line(k, "int64_t fu_r = 0;");
     kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
     kern_indent(k, 1);
     kern_line(k, "{");
-    pv_rows(k, FA_RB, vstride, hd);
+    pv_rows(k, FA_RB, vstride, hd, vis);
     kern_line(k, "}");
     kern_indent(k, -1);
     kern_line(k, "for (; fu_r < fu_rows; ++fu_r)");
     kern_indent(k, 1);
     kern_line(k, "{");
-    pv_rows(k, 1, vstride, hd);
+    pv_rows(k, 1, vstride, hd, vis);
     kern_line(k, "}");
     kern_indent(k, -1);
 }
@@ -1099,7 +1228,10 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_indent(k, -1);
     kern_line(k, "}");
     /* the online softmax, row by row: p = exp(s - new max) for the visible
-     * keys, 0 for the rest; the old sum and output scale by corr */
+     * keys (the rest are never read); the old sum and output scale by corr.
+     * While every score so far is -inf the max is -inf and exp(s - max)
+     * would be NaN: fu_mref is 0 then (p = 0, corr = 0).  A NaN score makes p
+     * NaN, a +inf one makes it exp(inf - inf) = NaN, as softmax has it. */
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
     kern_indent(k, 1);
     if (att->i[3]) {
@@ -1110,7 +1242,6 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     }
     kern_line(k, "float *fu_sr = fu_sc + fu_r * FU_BK;");
     kern_line(k, "if (fu_jv == 0) {");
-    kern_line(k, "    memset(fu_sr, 0, (size_t)fu_nb * sizeof(float));");
     kern_line(k, "    fu_cr[fu_r] = 1.0f;");
     kern_line(k, "    continue;");
     kern_line(k, "}");
@@ -1120,25 +1251,25 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     vloop(k, "fu_j", "fu_jv", fa_max, NULL);
     kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
     kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
-    kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mnew);");
+    kern_line(k, "float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;");
+    kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mref);");
     kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
     kern_line(k, "fu_j = 0;");
     vloop(k, "fu_j", "fu_jv", fa_exp, NULL);
-    kern_line(k, "for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)");
-    kern_line(k, "    fu_sr[fu_j] = 0.0f;");
     kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
     kern_line(k, "fu_m[fu_r] = fu_mnew;");
     kern_line(k, "fu_cr[fu_r] = fu_corr;");
     kern_indent(k, -1);
     kern_line(k, "}");
-    emit_pv(k, hd, (long long)vs.stride);
+    Vis vis = {att->i[3] ? OFF : NULL, G};
+    emit_pv(k, hd, (long long)vs.stride, &vis);
     kern_indent(k, -1);
     kern_line(k, "}");
     /* finish: normalise into y, or leave the partial for the merge */
     kern_line(k, "if (fu_nsplit == 1) {");
     kern_indent(k, 1);
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
-    kern_line(k, "    float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;");
+    kern_line(k, "    float fu_inv = fu_l[fu_r] == 0.0f ? 0.0f : 1.0f / fu_l[fu_r];");
     kern_line(k, "    const float *fu_or = fu_ot + fu_r * %lld;", hd);
     kern_line(k, "    float *fu_y = %s + (fu_t0 + fu_r / %lld) * %lld + (fu_g * %lld + fu_r %% %lld) * %lld;", y, G,
               H * hd, G, G, hd);
@@ -1182,20 +1313,23 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "}");
     kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
     kern_line(k, "    fu_or[fu_d] = 0.0f;");
-    kern_line(k, "if (fu_mm != -INFINITY)");
-    kern_line(k, "    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {");
-    kern_indent(k, 2);
+    /* every split is merged, also when no split saw a key with a finite
+     * score (fu_mm = -inf, weights exp(m - 0) = 0): a NaN in a partial
+     * must reach the output */
+    kern_line(k, "float fu_mref = fu_mm == -INFINITY ? 0.0f : fu_mm;");
+    kern_line(k, "for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {");
+    kern_indent(k, 1);
     kern_line(k, "int64_t fu_w = fu_b * fu_nsplit + fu_sp;");
     kern_line(k, "const float *fu_po = (const float *)fr_scratch((int)(fu_w %% nth)) + %lld + (fu_w / nth) * %lld + fu_r * %lld;",
               off_part, PART, hd + 2);
-    kern_line(k, "float fu_wt = expf(fu_po[0] - fu_mm);");
+    kern_line(k, "float fu_wt = expf(fu_po[0] - fu_mref);");
     kern_line(k, "fu_ll += fu_po[1] * fu_wt;");
     kern_line(k, "fu_po += 2;");
     kern_line(k, "int64_t fu_d = 0;");
     vloop(k, "fu_d", fu_format("%lld", hd), fa_merge, NULL);
-    kern_indent(k, -2);
-    kern_line(k, "    }");
-    kern_line(k, "float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;");
+    kern_indent(k, -1);
+    kern_line(k, "}");
+    kern_line(k, "float fu_inv = fu_ll == 0.0f ? 0.0f : 1.0f / fu_ll;");
     kern_line(k, "float *fu_y = %s + (fu_t0 + fu_r / %lld) * %lld + (fu_g * %lld + fu_r %% %lld) * %lld;", y, G, H * hd,
               G, G, hd);
     kern_line(k, "int64_t fu_d = 0;");

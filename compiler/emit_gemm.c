@@ -506,14 +506,19 @@ static const char *buf_of(Gen *G, const Node *n, bool written) { return kern_buf
 
 /* ---- per-row norm statistics --------------------------------------------------- */
 
-/* Declares fu_mu (layer_norm) and fu_iv for the row at `xr` of K floats:
- * rms_norm: iv = 1 / sqrt(mean(x^2) + eps); layer_norm: mean and
- * 1 / sqrt(mean((x - mu)^2) + eps), two passes for accuracy. */
+/* Declares fu_mu, fu_lo (layer_norm) and fu_iv for the row at `xr` of K
+ * floats: rms_norm: iv = 1 / sqrt(mean(x^2) + eps); layer_norm: the mean as
+ * mu + lo and iv = 1 / sqrt(var + eps), where mu is the float mean of a
+ * first pass and the second sums x - mu (lo is its mean) and (x - mu)^2
+ * (var = that / K - lo^2): the corrected two-pass algorithm, so that
+ * (x - mu) - lo is right to float rounding even for rows like 1e6 +- 2.  A
+ * row whose float sum of squares overflows (|x| above about 1e19; or, with
+ * eps < 1e-30, underflows) is measured again in double (v_norm_stats). */
 static void emit_row_stats(Gen *G, const Node *norm, const char *xr, const char *K) {
     const Target *t = G->t;
     int vf = G->b.vf;
     bool ln = norm->op == OP_LAYER_NORM;
-    L("float fu_mu = 0.0f, fu_iv;");
+    L("float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;");
     L("{");
     in(G);
     L("%s fu_v0 = %s, fu_v1 = %s;", G->vt, v_zero(t), v_zero(t));
@@ -529,16 +534,26 @@ static void emit_row_stats(Gen *G, const Node *norm, const char *xr, const char 
         L("fu_mu = fu_sum / (float)%s;", K);
         L("fu_v0 = %s;", v_zero(t));
         L("fu_v1 = %s;", v_zero(t));
+        L("%s fu_w0 = %s, fu_w1 = %s;", G->vt, v_zero(t), v_zero(t));
         L("const %s fu_vm = %s;", G->vt, v_set1(t, "fu_mu"));
         L("for (fu_q = 0; fu_q + %d <= %s; fu_q += %d) {", 2 * vf, K, 2 * vf);
         L("    const %s fu_d0 = %s, fu_d1 = %s;", G->vt, v_bin(t, OP_SUB, v_load(t, fu_format("%s + fu_q", xr)), "fu_vm"),
           v_bin(t, OP_SUB, v_load(t, fu_format("%s + fu_q + %d", xr, vf)), "fu_vm"));
         L("    fu_v0 = %s;", v_fma(t, "fu_d0", "fu_d0", "fu_v0"));
         L("    fu_v1 = %s;", v_fma(t, "fu_d1", "fu_d1", "fu_v1"));
+        L("    fu_w0 = %s;", v_bin(t, OP_ADD, "fu_w0", "fu_d0"));
+        L("    fu_w1 = %s;", v_bin(t, OP_ADD, "fu_w1", "fu_d1"));
         L("}");
-        L("float fu_ss = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")));
-        L("for (; fu_q < %s; ++fu_q)", K);
+        L("float fu_ss = %s, fu_dev = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")),
+          v_hsum(t, v_bin(t, OP_ADD, "fu_w0", "fu_w1")));
+        L("for (; fu_q < %s; ++fu_q) {", K);
         L("    fu_ss += (%s[fu_q] - fu_mu) * (%s[fu_q] - fu_mu);", xr, xr);
+        L("    fu_dev += %s[fu_q] - fu_mu;", xr);
+        L("}");
+        L("fu_lo = fu_dev / (float)%s;", K);
+        /* rounding may leave a constant row's variance a hair below 0 */
+        L("const float fu_var = fu_ss / (float)%s - fu_lo * fu_lo;", K);
+        L("fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + %s);", c_float_lit(norm->f[0]));
     } else {
         L("for (; fu_q + %d <= %s; fu_q += %d) {", 2 * vf, K, 2 * vf);
         L("    const %s fu_d0 = %s, fu_d1 = %s;", G->vt, v_load(t, fu_format("%s + fu_q", xr)),
@@ -549,19 +564,21 @@ static void emit_row_stats(Gen *G, const Node *norm, const char *xr, const char 
         L("float fu_ss = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_v0", "fu_v1")));
         L("for (; fu_q < %s; ++fu_q)", K);
         L("    fu_ss += %s[fu_q] * %s[fu_q];", xr, xr);
+        L("fu_iv = 1.0f / sqrtf(fu_ss / (float)%s + %s);", K, c_float_lit(norm->f[0]));
     }
-    L("fu_iv = 1.0f / sqrtf(fu_ss / (float)%s + %s);", K, c_float_lit(norm->f[0]));
+    L("if (!(fu_ss < INFINITY)%s)", norm->f[0] < 1e-30 ? " || fu_ss < 1e-30f" : "");
+    L("    %s;", v_norm_stats(t, xr, K, ln, norm->f[0], "fu_mu", "fu_lo", "fu_iv"));
     out(G);
     L("}");
 }
 
-/* The normalized value of x element `xe` at column `col`, given fu_mu/fu_iv
- * expressions mu and iv (scalar C). */
+/* The normalized value of x element `xe` at column `col`, given the
+ * emit_row_stats expressions mu, lo and iv (scalar C). */
 static const char *norm_expr(Gen *G, const Node *norm, const char *xe, const char *col, const char *mu,
-                             const char *iv) {
+                             const char *lo, const char *iv) {
     const char *w = buf_of(G, norm->in[1], false);
     if (norm->op == OP_LAYER_NORM)
-        return fu_format("(%s - %s) * %s * %s[%s] + %s[%s]", xe, mu, iv, w, col,
+        return fu_format("((%s - %s) - %s) * %s * %s[%s] + %s[%s]", xe, mu, lo, iv, w, col,
                          buf_of(G, norm->in[2], false), col);
     return fu_format("%s * %s * %s[%s]", xe, iv, w, col);
 }
@@ -856,10 +873,11 @@ static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const
         L("const float *const fu_x%d = %s;", r, fu_format(xrow_fmt, r));
     if (nm)
         for (int r = 0; r < mr; r++) {
-            L("const float fu_mu%d = fu_st[2 * (fu_ic + fu_i + %d)], fu_iv%d = fu_st[2 * (fu_ic + fu_i + %d) + 1];", r, r,
-              r, r);
+            L("const float fu_mu%d = fu_st[3 * (fu_ic + fu_i + %d)], fu_lo%d = fu_st[3 * (fu_ic + fu_i + %d) + 1];", r,
+              r, r, r);
+            L("const float fu_iv%d = fu_st[3 * (fu_ic + fu_i + %d) + 2];", r, r);
             if (nm->op == OP_RMS_NORM)
-                L("(void)fu_mu%d;", r);
+                L("(void)fu_mu%d, (void)fu_lo%d;", r, r);
         }
     L("int64_t fu_p = %s;", p0);
     L("for (; fu_p + %d <= %s; fu_p += %d) {", tw, p1, tw);
@@ -881,7 +899,9 @@ static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const
             else if (nm->op == OP_RMS_NORM)
                 rows[r] = v_bin(pt, OP_MUL, v_bin(pt, OP_MUL, x, v_set1(pt, fu_format("fu_iv%d", row))), "fu_wv");
             else
-                rows[r] = v_fma(pt, v_bin(pt, OP_MUL, v_bin(pt, OP_SUB, x, v_set1(pt, fu_format("fu_mu%d", row))),
+                rows[r] = v_fma(pt, v_bin(pt, OP_MUL,
+                                          v_bin(pt, OP_SUB, v_bin(pt, OP_SUB, x, v_set1(pt, fu_format("fu_mu%d", row))),
+                                                v_set1(pt, fu_format("fu_lo%d", row))),
                                           v_set1(pt, fu_format("fu_iv%d", row))),
                                 "fu_wv", "fu_bv");
             dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, mr, g * tw);
@@ -893,7 +913,8 @@ static void emit_pack_a_cols(Gen *G, const Node *nm, const char *xrow_fmt, const
     L("for (int64_t fu_left = %s - fu_p; fu_left > 0; --fu_left, ++fu_p) {", p1);
     for (int r = 0; r < mr; r++)
         L("    fu_d[fu_p * %d + %d] = %s;", mr, r,
-          nm ? norm_expr(G, nm, fu_format("fu_x%d[fu_p]", r), "fu_pc + fu_p", fu_format("fu_mu%d", r), fu_format("fu_iv%d", r))
+          nm ? norm_expr(G, nm, fu_format("fu_x%d[fu_p]", r), "fu_pc + fu_p", fu_format("fu_mu%d", r),
+                         fu_format("fu_lo%d", r), fu_format("fu_iv%d", r))
              : fu_format("fu_x%d[fu_p]", r));
     L("}");
 }
@@ -965,12 +986,13 @@ static void emit_pack_a(Gen *G, const Stage *s) {
         const char *K = dimx(G, s->K);
         L("const float *const fu_src = fu_A + fu_row * %s + fu_pc;", K);
         if (s->norm) {
-            L("const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];");
+            L("const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];");
+            L("const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];");
             if (s->norm->op == OP_RMS_NORM)
-                L("(void)fu_mu;");
+                L("(void)fu_mu, (void)fu_lo;");
             L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
             L("    fu_d[fu_p * %d + fu_q] = %s;", mr,
-              norm_expr(G, s->norm, "fu_src[fu_p]", "fu_pc + fu_p", "fu_mu", "fu_iv"));
+              norm_expr(G, s->norm, "fu_src[fu_p]", "fu_pc + fu_p", "fu_mu", "fu_lo", "fu_iv"));
         } else {
             L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
             L("    fu_d[fu_p * %d + fu_q] = fu_src[fu_p];", mr);
@@ -1150,8 +1172,9 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         in(G);
         L("const float *const fu_xr = fu_A + (fu_m0 + fu_i) * %s;", K);
         emit_row_stats(G, s->norm, "fu_xr", K);
-        L("fu_st[2 * fu_i] = fu_mu;");
-        L("fu_st[2 * fu_i + 1] = fu_iv;");
+        L("fu_st[3 * fu_i] = fu_mu;");
+        L("fu_st[3 * fu_i + 1] = fu_lo;");
+        L("fu_st[3 * fu_i + 2] = fu_iv;");
         out(G);
         L("}");
     }
@@ -1432,9 +1455,9 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         L("float *const fu_ar = fu_an + fu_i * %s;", K);
         emit_row_stats(G, s->norm, "fu_xr", K);
         if (s->norm->op == OP_RMS_NORM)
-            L("(void)fu_mu;");
+            L("(void)fu_mu, (void)fu_lo;");
         L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q)", K);
-        L("    fu_ar[fu_q] = %s;", norm_expr(G, s->norm, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_iv"));
+        L("    fu_ar[fu_q] = %s;", norm_expr(G, s->norm, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_lo", "fu_iv"));
         out(G);
         L("}");
     }
@@ -1546,7 +1569,7 @@ static void layout(Gen *G) {
     }
     if (G->pl.s[0].norm) {
         G->off_st = at;
-        at += round16(2 * (int64_t)b->mchunk);
+        at += round16(3 * (int64_t)b->mchunk);
     }
     need_gemm = at;
     /* GEMV, over the same memory */
@@ -1626,9 +1649,9 @@ static void emit_norm_result(Gen *G, const Stage *s) {
     L("const float *const fu_xr = fu_A + fu_i * %s;", K);
     emit_row_stats(G, n, "fu_xr", K);
     if (n->op == OP_RMS_NORM)
-        L("(void)fu_mu;");
+        L("(void)fu_mu, (void)fu_lo;");
     L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q)", K);
-    L("    %s[fu_i * %s + fu_q] = %s;", y, K, norm_expr(G, n, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_iv"));
+    L("    %s[fu_i * %s + fu_q] = %s;", y, K, norm_expr(G, n, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_lo", "fu_iv"));
     out(G);
     L("}");
     out(G);

@@ -683,16 +683,29 @@ const char *v_load_n(const Target *t, const char *ptr, const char *n, const char
 const char *v_store_n(const Target *t, const char *ptr, const char *val, const char *n);
 const char *v_set1(const Target *t, const char *x);   /* broadcast a float */
 const char *v_zero(const Target *t);
-/* a op b for OP_ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM (maximum is `a > b ? a : b`
- * per lane, as the interpreter has it, NaN handling included). */
+/* a op b for OP_ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM; maximum and minimum
+ * are NaN where either lane is NaN (docs/language.md, as the interpreter). */
 const char *v_bin(const Target *t, Op op, const char *a, const char *b);
 const char *v_fma(const Target *t, const char *a, const char *b, const char *c); /* a*b + c */
 /* f(a) for every CAT_UNARY op.  Errors against libm are in docs/targets.md
  * and tested in tests/unit/test_vec.c. */
 const char *v_unary(const Target *t, Op op, const char *a);
-/* Horizontal reductions of a vector to a float. */
+/* Horizontal reductions of a vector to a float; v_hmax is NaN when any
+ * lane is. */
 const char *v_hsum(const Target *t, const char *v);
 const char *v_hmax(const Target *t, const char *v);
+/* The running maximum of row statistics (softmax's max): the larger of x
+ * and acc per lane, one instruction on every ISA.  acc must start non-NaN;
+ * a NaN in x is skipped on some ISAs and kept on others, so only code whose
+ * result is the same either way may use it (softmax: exp(NaN - m) makes
+ * the row NaN whatever m is).  Everything else uses v_bin(OP_MAXIMUM). */
+const char *v_max_acc(const Target *t, const char *x, const char *acc);
+/* A statement (no `;`) that recomputes a norm's row statistics in double
+ * from the n floats at x (contiguous): the mean as float mu + lo (center;
+ * else both 0) and inv = 1 / sqrt(var + eps), into the float lvalues named.
+ * For the rows whose float sums overflow or underflow (docs/language.md). */
+const char *v_norm_stats(const Target *t, const char *x, const char *n, bool center, double eps, const char *mu,
+                         const char *lo, const char *inv);
 /* Lane indices {0.0f, 1.0f, ..., W-1} (causal masks: lane j is key j0 + j). */
 const char *v_iota(const Target *t);
 /* Per lane: a < b ? x : y (ordered compare: false when a or b is NaN). */

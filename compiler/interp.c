@@ -17,6 +17,12 @@
  *  - softmax of a row that is entirely -inf gives zeros (Hugging Face gives
  *    NaN; a causal mask never produces such a row); attention's row with
  *    every key masked gives zeros the same way.
+ *  - NaN and Inf follow PyTorch (docs/language.md, "NaN, Inf and extreme
+ *    values"): relu, maximum, minimum and max propagate NaN; a masked key
+ *    of attention contributes nothing, whatever its value row holds.
+ *  - Values are doubles, but a node's value beyond float32's range is
+ *    +-inf, as it is in the generated code: the interpreter models float32's
+ *    range, not its rounding (x * x of x = 1e20 is inf here too).
  *  - A symbol value < 0 is an error.  Dims of 0 (P = 0 cached rows) are fine.
  *  - Every input shape is checked against what the op needs before a loop
  *    indexes it, so a malformed graph yields an error, never a wild read.
@@ -243,7 +249,7 @@ static double unary(Op op, double x) {
         const double pi = 3.14159265358979323846;
         return 0.5 * x * (1.0 + tanh(sqrt(2.0 / pi) * (x + 0.044715 * x * x * x)));
     }
-    case OP_RELU: return x > 0.0 ? x : 0.0;
+    case OP_RELU: return x > 0.0 || isnan(x) ? x : 0.0;
     default: FU_UNREACHABLE();
     }
 }
@@ -263,8 +269,8 @@ static double binary(Op op, double a, double b) {
     case OP_SUB: return a - b;
     case OP_MUL: return a * b;
     case OP_DIV: return a / b;
-    case OP_MAXIMUM: return a > b ? a : b;
-    case OP_MINIMUM: return a < b ? a : b;
+    case OP_MAXIMUM: return isnan(a) || a > b ? a : b;
+    case OP_MINIMUM: return isnan(a) || a < b ? a : b;
     default: FU_UNREACHABLE();
     }
 }
@@ -308,7 +314,7 @@ static int op_reduce(Interp *I, const Node *n, Tensor *out) {
             for (int64_t k = 0; k < len; k++) {
                 double v = x->data[(o * len + k) * inner + j];
                 if (n->op == OP_MAX)
-                    acc = v > acc ? v : acc;
+                    acc = isnan(v) || v > acc ? v : acc;   /* NaN stays */
                 else
                     acc += v;
             }
@@ -536,11 +542,12 @@ static int op_layer_norm(Interp *I, const Node *n, Tensor *out) {
 }
 
 /* In place softmax of one row of len values; a row that is all -inf (or
- * empty) becomes zeros, by this project's definition. */
+ * empty) becomes zeros, by this project's definition.  A NaN or +inf makes
+ * the whole row NaN (exp(NaN - m), exp(inf - inf)), as in PyTorch. */
 static void softmax_row(double *v, int64_t len) {
     double m = -INFINITY;
     for (int64_t j = 0; j < len; j++)
-        m = v[j] > m ? v[j] : m;
+        m = isnan(v[j]) || v[j] > m ? v[j] : m;
     if (m == -INFINITY) {
         for (int64_t j = 0; j < len; j++)
             v[j] = 0.0;
@@ -614,7 +621,9 @@ static int op_rope(Interp *I, const Node *n, Tensor *out) {
 
 /* q [T, H*hd], k and v [S, KVH*hd]; query head h reads kv head h / (H/KVH).
  * p = softmax_s(scale * q_t . k_s), keys s > t + (S - T) masked when causal;
- * out[t, h*hd + d] = sum_s p[s] v[s, kvh*hd + d]. */
+ * out[t, h*hd + d] = sum_s p[s] v[s, kvh*hd + d] over the visible keys s: a
+ * masked key contributes nothing (not 0 * its value row, which is NaN when
+ * the row holds a NaN or an inf). */
 static int op_attention(Interp *I, const Node *n, Tensor *out) {
     const Tensor *q = in_val(I, n, 0), *k = in_val(I, n, 1), *v = in_val(I, n, 2);
     int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2];
@@ -634,21 +643,20 @@ static int op_attention(Interp *I, const Node *n, Tensor *out) {
         for (int64_t h = 0; h < H; h++) {
             int64_t kvh = h / group;
             const double *qt = q->data + t * H * hd + h * hd;
-            for (int64_t s = 0; s < S; s++) {
-                if (causal && s > t + (S - T)) {
-                    p[s] = -INFINITY;
-                    continue;
-                }
+            /* keys [0, vis) are visible */
+            int64_t vis = causal ? t + (S - T) + 1 : S;
+            vis = vis < 0 ? 0 : vis > S ? S : vis;
+            for (int64_t s = 0; s < vis; s++) {
                 const double *ks = k->data + s * KVH * hd + kvh * hd;
                 double dot = 0.0;
                 for (int64_t d = 0; d < hd; d++)
                     dot += qt[d] * ks[d];
                 p[s] = scale * dot;
             }
-            softmax_row(p, S);
+            softmax_row(p, vis);
             for (int64_t d = 0; d < hd; d++) {
                 double acc = 0.0;
-                for (int64_t s = 0; s < S; s++)
+                for (int64_t s = 0; s < vis; s++)
                     acc += p[s] * v->data[s * KVH * hd + kvh * hd + d];
                 out->data[t * H * hd + h * hd + d] = acc;
             }
@@ -703,6 +711,15 @@ static int op_output(Interp *I, const Node *n) {
 }
 
 /* ---- driver ------------------------------------------------------------------- */
+
+/* Values a float32 cannot hold become +-inf, as the float32 rounding of
+ * them would (FLT_MAX and half an ulp round up to inf, anything below to
+ * FLT_MAX or less). */
+static void to_f32_range(Tensor *t) {
+    for (int64_t e = 0; e < t->numel; e++)
+        if (fabs(t->data[e]) >= 0x1.ffffffp127)
+            t->data[e] = copysign(INFINITY, t->data[e]);
+}
 
 static int eval_node(Interp *I, const Node *n, Tensor *out) {
     switch (n->op) {
@@ -809,6 +826,8 @@ int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen) {
         rc = prepare(&I, n, &I.val[k]);
         if (rc == 0)
             rc = eval_node(&I, n, &I.val[k]);
+        if (rc == 0 && n->dtype == DT_F32 && n->op != OP_OUTPUT)
+            to_f32_range(&I.val[k]);
         I.val[k].done = rc == 0;
     }
     for (int k = 0; k < g->nnodes; k++)

@@ -39,7 +39,13 @@
 typedef struct VecIsa {
     const char *type, *itype, *mtype;   /* float vector, int32 vector, lane mask */
     const char *load, *store, *set1, *zero;
-    const char *add, *sub, *mul, *div, *max, *min, *fma, *sqrt, *neg;
+    const char *add, *sub, *mul, *div, *fma, *sqrt, *neg;
+    /* max/min: the larger/smaller, NaN when $2 is NaN (when $1 is, $2 or
+     * NaN): one instruction, for the templates and relu (max(0, x)).
+     * maxnan/minnan: NaN when either is NaN (maximum and minimum).
+     * maxacc: for accumulators that are never NaN: a NaN in $1 is skipped or
+     * kept, whichever is cheaper. */
+    const char *max, *min, *maxnan, *minnan, *maxacc;
     const char *hsum, *hmax;
     /* only the math templates use these */
     const char *round, *f2i, *i2f, *fasi, *iasf, *iadd, *isub, *iset1, *iand, *ior, *sra, *sll;
@@ -55,6 +61,8 @@ static const VecIsa isas[] = {
         .load = "(*($1))", .store = "(*($1) = ($2))", .set1 = "($1)", .zero = "0.0f",
         .add = "($1 + $2)", .sub = "($1 - $2)", .mul = "($1 * $2)", .div = "($1 / $2)",
         .max = "fu_max_generic($1, $2)", .min = "fu_min_generic($1, $2)",
+        .maxnan = "fu_maxnan_generic($1, $2)", .minnan = "fu_minnan_generic($1, $2)",
+        .maxacc = "fu_max_generic($1, $2)",
         .fma = "($1 * $2 + $3)", .fma1 = "fmaf($1, $2, $3)", .sqrt = "sqrtf($1)", .neg = "(-($1))",
         .hsum = "($1)", .hmax = "($1)",
         .round = "rintf($1)", .f2i = "((int32_t)($1))", .i2f = "((float)($1))",
@@ -74,6 +82,8 @@ static const VecIsa isas[] = {
         /* maxps/minps return the second operand when either is NaN: exactly
          * `a > b ? a : b` and `a < b ? a : b`. */
         .max = "_mm256_max_ps($1, $2)", .min = "_mm256_min_ps($1, $2)",
+        .maxnan = "fu_maxnan_avx2($1, $2)", .minnan = "fu_minnan_avx2($1, $2)",
+        .maxacc = "_mm256_max_ps($1, $2)",
         .fma = "_mm256_fmadd_ps($1, $2, $3)", .fma1 = "_mm256_fmadd_ps($1, $2, $3)", .sqrt = "_mm256_sqrt_ps($1)",
         .neg = "_mm256_xor_ps($1, _mm256_set1_ps(-0.0f))",
         .hsum = "fu_hsum_avx2($1)", .hmax = "fu_hmax_avx2($1)",
@@ -95,11 +105,13 @@ static const VecIsa isas[] = {
         .add = "_mm512_add_ps($1, $2)", .sub = "_mm512_sub_ps($1, $2)",
         .mul = "_mm512_mul_ps($1, $2)", .div = "_mm512_div_ps($1, $2)",
         .max = "_mm512_max_ps($1, $2)", .min = "_mm512_min_ps($1, $2)",
+        .maxnan = "fu_maxnan_avx512($1, $2)", .minnan = "fu_minnan_avx512($1, $2)",
+        .maxacc = "_mm512_max_ps($1, $2)",
         .fma = "_mm512_fmadd_ps($1, $2, $3)", .fma1 = "_mm512_fmadd_ps($1, $2, $3)", .sqrt = "_mm512_sqrt_ps($1)",
         /* _mm512_xor_ps needs AVX512DQ; the integer xor is AVX512F */
         .neg = "_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512($1), "
                "_mm512_set1_epi32((int)0x80000000u)))",
-        .hsum = "_mm512_reduce_add_ps($1)", .hmax = "_mm512_reduce_max_ps($1)",
+        .hsum = "_mm512_reduce_add_ps($1)", .hmax = "fu_hmax_avx512($1)",
         .round = "_mm512_roundscale_ps($1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
         .f2i = "_mm512_cvttps_epi32($1)", .i2f = "_mm512_cvtepi32_ps($1)",
         .fasi = "_mm512_castps_si512($1)", .iasf = "_mm512_castsi512_ps($1)",
@@ -118,8 +130,9 @@ static const VecIsa isas[] = {
         .set1 = "vdupq_n_f32($1)", .zero = "vdupq_n_f32(0.0f)",
         .add = "vaddq_f32($1, $2)", .sub = "vsubq_f32($1, $2)",
         .mul = "vmulq_f32($1, $2)", .div = "vdivq_f32($1, $2)",
-        /* vmaxq_f32 returns NaN for a NaN operand; select to match `a > b ? a : b` */
-        .max = "fu_max_neon($1, $2)", .min = "fu_min_neon($1, $2)",
+        /* FMAX/FMIN (and FMAXV) return NaN when either operand is NaN */
+        .max = "vmaxq_f32($1, $2)", .min = "vminq_f32($1, $2)",
+        .maxnan = "vmaxq_f32($1, $2)", .minnan = "vminq_f32($1, $2)", .maxacc = "vmaxq_f32($1, $2)",
         .fma = "vfmaq_f32($3, $1, $2)", .fma1 = "vfmaq_f32($3, $1, $2)", .sqrt = "vsqrtq_f32($1)", .neg = "vnegq_f32($1)",
         .hsum = "vaddvq_f32($1)", .hmax = "vmaxvq_f32($1)",
         .round = "vrndnq_f32($1)", .f2i = "vcvtq_s32_f32($1)", .i2f = "vcvtq_f32_s32($1)",
@@ -190,6 +203,12 @@ const char *v_fma(const Target *t, const char *a, const char *b, const char *c) 
 }
 const char *v_hsum(const Target *t, const char *v) { return S1(t, hsum, v); }
 const char *v_hmax(const Target *t, const char *v) { return S1(t, hmax, v); }
+const char *v_max_acc(const Target *t, const char *x, const char *acc) { return S2(t, maxacc, x, acc); }
+const char *v_norm_stats(const Target *t, const char *x, const char *n, bool center, double eps, const char *mu,
+                         const char *lo, const char *inv) {
+    return fu_format("fu_norm_stats_%s(%s, %s, %d, %s, &%s, &%s, &%s)", t->tag, x, n, center ? 1 : 0,
+                     c_double_lit(eps), mu, lo, inv);
+}
 const char *v_iota(const Target *t) { return isa(t)->iota; }
 
 const char *v_select_lt(const Target *t, const char *a, const char *b, const char *x, const char *y) {
@@ -224,8 +243,8 @@ const char *v_bin(const Target *t, Op op, const char *a, const char *b) {
     case OP_SUB: return S2(t, sub, a, b);
     case OP_MUL: return S2(t, mul, a, b);
     case OP_DIV: return S2(t, div, a, b);
-    case OP_MAXIMUM: return S2(t, max, a, b);
-    case OP_MINIMUM: return S2(t, min, a, b);
+    case OP_MAXIMUM: return S2(t, maxnan, a, b);
+    case OP_MINIMUM: return S2(t, minnan, a, b);
     default: fu_internal(__FILE__, __LINE__, "v_bin: '%s' is not binary", op_info[op].name);
     }
 }
@@ -237,8 +256,8 @@ const char *v_unary(const Target *t, Op op, const char *a) {
     case OP_SQRT: return S1(t, sqrt, a);
     case OP_RECIP: return S2(t, div, v_set1(t, "1.0f"), a);
     case OP_RSQRT: return S2(t, div, v_set1(t, "1.0f"), S1(t, sqrt, a));
-    /* relu(NaN) is 0, as `v > 0 ? v : 0` has it: max(a, 0) returns 0 */
-    case OP_RELU: return S2(t, max, a, v_zero(t));
+    /* relu(NaN) is NaN: max(0, a) returns a NaN second operand, in one instruction */
+    case OP_RELU: return S2(t, max, v_zero(t), a);
     case OP_EXP: return fu_format("fu_exp_%s(%s)", tag, a);
     case OP_LOG: return fu_format("fu_log_%s(%s)", tag, a);
     case OP_TANH: return fu_format("fu_tanh_%s(%s)", tag, a);
@@ -425,7 +444,7 @@ static void prelude_simple(Buf *b, const Target *t) {
     buf_puts(b, "}\n\n");
 }
 
-/* The ISA-specific helpers: tails, horizontal reductions, NEON's max/min. */
+/* The ISA-specific helpers: tails, horizontal reductions, x86's NaN-propagating max/min. */
 static void prelude_isa(Buf *b, const Target *t) {
     switch (t->isa) {
     case ISA_AVX2:
@@ -446,11 +465,35 @@ static void prelude_isa(Buf *b, const Target *t) {
         L("s = _mm_add_ss(s, _mm_movehdup_ps(s));");
         L("return _mm_cvtss_f32(s);");
         buf_puts(b, "}\n\n");
+        buf_puts(b, "/* The largest lane; NaN when any lane is NaN. */\n");
         fn_open(b, t, "float", "hmax", "__m256 v");
         L("__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));");
         L("s = _mm_max_ps(s, _mm_movehl_ps(s, s));");
         L("s = _mm_max_ss(s, _mm_movehdup_ps(s));");
-        L("return _mm_cvtss_f32(s);");
+        L("return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) ? NAN : _mm_cvtss_f32(s);");
+        buf_puts(b, "}\n\n");
+        buf_puts(b, "/* maximum and minimum: NaN when either lane is NaN (maxps alone returns\n"
+                    " * the second operand); the all-ones lane of the compare is a NaN. */\n");
+        fn_open(b, t, "__m256", "maxnan", "__m256 a, __m256 b");
+        L("return _mm256_or_ps(_mm256_max_ps(a, b), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));");
+        buf_puts(b, "}\n\n");
+        fn_open(b, t, "__m256", "minnan", "__m256 a, __m256 b");
+        L("return _mm256_or_ps(_mm256_min_ps(a, b), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));");
+        buf_puts(b, "}\n\n");
+        break;
+    case ISA_AVX512:
+        buf_puts(b, "/* The largest lane; NaN when any lane is NaN (the reduction alone\n"
+                    " * returns whichever its order of maxps gives). */\n");
+        fn_open(b, t, "float", "hmax", "__m512 v");
+        L("return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) ? NAN : _mm512_reduce_max_ps(v);");
+        buf_puts(b, "}\n\n");
+        buf_puts(b, "/* maximum and minimum: max(a, b) (a NaN b returned) where a is ordered,\n"
+                    " * a (NaN) elsewhere. */\n");
+        fn_open(b, t, "__m512", "maxnan", "__m512 a, __m512 b");
+        L("return _mm512_mask_max_ps(a, _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q), a, b);");
+        buf_puts(b, "}\n\n");
+        fn_open(b, t, "__m512", "minnan", "__m512 a, __m512 b");
+        L("return _mm512_mask_min_ps(a, _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q), a, b);");
         buf_puts(b, "}\n\n");
         break;
     case ISA_NEON:
@@ -467,13 +510,6 @@ static void prelude_isa(Buf *b, const Target *t) {
         L("for (int i = 0; i < n; i++)");
         L("    p[i] = a[i];");
         buf_puts(b, "}\n\n");
-        buf_puts(b, "/* vmaxq_f32 gives NaN for a NaN operand; these are `a > b ? a : b`. */\n");
-        fn_open(b, t, "float32x4_t", "max", "float32x4_t a, float32x4_t b");
-        L("return vbslq_f32(vcgtq_f32(a, b), a, b);");
-        buf_puts(b, "}\n\n");
-        fn_open(b, t, "float32x4_t", "min", "float32x4_t a, float32x4_t b");
-        L("return vbslq_f32(vcltq_f32(a, b), a, b);");
-        buf_puts(b, "}\n\n");
         fn_open(b, t, "float32x4_t", "iota", "void");
         L("static const float i[4] = {0.0f, 1.0f, 2.0f, 3.0f};");
         L("return vld1q_f32(i);");
@@ -484,11 +520,37 @@ static void prelude_isa(Buf *b, const Target *t) {
     }
 }
 
+/* The rescue of a norm's row statistics (v_norm_stats): scalar C in double,
+ * whose range holds the square of any float.  Written for every ISA (with
+ * its attribute, so a multi-target file needs nothing else). */
+static void prelude_norm_stats(Buf *b, const Target *t) {
+    buf_puts(b, "/* A norm's row statistics in double, for the rare rows whose float sums\n"
+                " * overflow (|x| above about 1e19) or underflow: mean (center) as mu + lo,\n"
+                " * the float mean and the rest, and 1 / sqrt(var + eps). */\n");
+    fn_open(b, t, "void", "norm_stats",
+            "const float *x, int64_t n, int center, double eps, float *mu, float *lo, float *inv");
+    L("double m = 0.0, ss = 0.0;");
+    L("int64_t j;");
+    L("if (center) {");
+    L("    for (j = 0; j < n; ++j)");
+    L("        m += x[j];");
+    L("    m /= (double)n;");
+    L("}");
+    L("for (j = 0; j < n; ++j)");
+    L("    ss += ((double)x[j] - m) * ((double)x[j] - m);");
+    L("*mu = (float)m;");
+    L("*lo = (float)(m - (double)*mu);");
+    L("*inv = (float)(1.0 / sqrt(ss / (double)n + eps));");
+    buf_puts(b, "}\n\n");
+}
+
 /* generic: scalar C with libm, as the interpreter defines each op. */
 static void prelude_generic(Buf *b) {
     static const char *const fns[][2] = {
         {"max", "return a > b ? a : b;"},
         {"min", "return a < b ? a : b;"},
+        {"maxnan", "return a != a || a > b ? a : b;"},
+        {"minnan", "return a != a || a < b ? a : b;"},
     };
     static const char *const un[][2] = {
         {"exp", "expf(x)"},
@@ -512,7 +574,9 @@ static void prelude_generic(Buf *b) {
                 "    memcpy(&x, &i, sizeof x);\n    return x;\n}\n\n");
     /* libm's 0.5 x (1 + erf(x / sqrt 2)) cancels for x < 0, and erfc(-x / sqrt 2)
      * grows the rounding of x / sqrt 2 by x^2: the SIMD algorithm is better. */
-    prelude_gelu(b, &(Target){.name = "generic", .tag = "generic", .attr = "", .isa = ISA_GENERIC});
+    const Target *g = &(Target){.name = "generic", .tag = "generic", .attr = "", .isa = ISA_GENERIC};
+    prelude_gelu(b, g);
+    prelude_norm_stats(b, g);
 }
 
 void v_prelude(Buf *b, const Target *t) {
@@ -536,5 +600,6 @@ void v_prelude(Buf *b, const Target *t) {
     prelude_tanh(b, t);
     prelude_simple(b, t);
     prelude_gelu(b, t);
+    prelude_norm_stats(b, t);
     buf_printf(b, "#endif /* %s */\n\n", t->guard);
 }

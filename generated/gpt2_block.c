@@ -79,6 +79,12 @@ static inline float fu_max_generic(float a, float b) {
 static inline float fu_min_generic(float a, float b) {
     return a < b ? a : b;
 }
+static inline float fu_maxnan_generic(float a, float b) {
+    return a != a || a > b ? a : b;
+}
+static inline float fu_minnan_generic(float a, float b) {
+    return a != a || a < b ? a : b;
+}
 static inline float fu_exp_generic(float x) {
     return expf(x);
 }
@@ -136,6 +142,24 @@ static inline float fu_gelu_generic(float x) {
     return (((10.0f) < x) ? x : r);
 }
 
+/* A norm's row statistics in double, for the rare rows whose float sums
+ * overflow (|x| above about 1e19) or underflow: mean (center) as mu + lo,
+ * the float mean and the rest, and 1 / sqrt(var + eps). */
+static inline void fu_norm_stats_generic(const float *x, int64_t n, int center, double eps, float *mu, float *lo, float *inv) {
+    double m = 0.0, ss = 0.0;
+    int64_t j;
+    if (center) {
+        for (j = 0; j < n; ++j)
+            m += x[j];
+        m /= (double)n;
+    }
+    for (j = 0; j < n; ++j)
+        ss += ((double)x[j] - m) * ((double)x[j] - m);
+    *mu = (float)m;
+    *lo = (float)(m - (double)*mu);
+    *inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+}
+
 /* %15 = layer_norm(%0, %1, %2) : f32[T, 256]   # h
  * %16 = linear(%15, %3, %4) : f32[T, 768]   # qkv
  *   b0_0: f32[T, 256] (hidden_states)
@@ -160,7 +184,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                 const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                 float *const fu_ar = fu_an + fu_i * 256;
-                float fu_mu = 0.0f, fu_iv;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                 {
                     float fu_v0 = 0.0f, fu_v1 = 0.0f;
                     int64_t fu_q = 0;
@@ -174,19 +198,28 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                     fu_mu = fu_sum / (float)256;
                     fu_v0 = 0.0f;
                     fu_v1 = 0.0f;
+                    float fu_w0 = 0.0f, fu_w1 = 0.0f;
                     const float fu_vm = (fu_mu);
                     for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
                         const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
                         fu_v0 = (fu_d0 * fu_d0 + fu_v0);
                         fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        fu_w0 = (fu_w0 + fu_d0);
+                        fu_w1 = (fu_w1 + fu_d1);
                     }
-                    float fu_ss = ((fu_v0 + fu_v1));
-                    for (; fu_q < 256; ++fu_q)
+                    float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
+                    for (; fu_q < 256; ++fu_q) {
                         fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
-                    fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                        fu_dev += fu_xr[fu_q] - fu_mu;
+                    }
+                    fu_lo = fu_dev / (float)256;
+                    const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
+                    fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                 }
                 for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
-                    fu_ar[fu_q] = (fu_xr[fu_q] - fu_mu) * fu_iv * b1_1[fu_q] + b2_2[fu_q];
+                    fu_ar[fu_q] = ((fu_xr[fu_q] - fu_mu) - fu_lo) * fu_iv * b1_1[fu_q] + b2_2[fu_q];
             }
             { /* group 0: %16 */
                 int64_t fu_j0, fu_j1;
@@ -284,7 +317,7 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                 const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                 for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
-                    float fu_mu = 0.0f, fu_iv;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
                         int64_t fu_q = 0;
@@ -298,19 +331,29 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                         fu_mu = fu_sum / (float)256;
                         fu_v0 = 0.0f;
                         fu_v1 = 0.0f;
+                        float fu_w0 = 0.0f, fu_w1 = 0.0f;
                         const float fu_vm = (fu_mu);
                         for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
                             const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
                             fu_v0 = (fu_d0 * fu_d0 + fu_v0);
                             fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                            fu_w0 = (fu_w0 + fu_d0);
+                            fu_w1 = (fu_w1 + fu_d1);
                         }
-                        float fu_ss = ((fu_v0 + fu_v1));
-                        for (; fu_q < 256; ++fu_q)
+                        float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
+                        for (; fu_q < 256; ++fu_q) {
                             fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
-                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                            fu_dev += fu_xr[fu_q] - fu_mu;
+                        }
+                        fu_lo = fu_dev / (float)256;
+                        const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
+                        fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    fu_st[2 * fu_i] = fu_mu;
-                    fu_st[2 * fu_i + 1] = fu_iv;
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
                 }
                 { /* group 0: %16 */
                     int64_t fu_j0, fu_j1;
@@ -358,9 +401,10 @@ static void k15_layer_norm_linear(int tid, int nth, const float *b0_0, const flo
                                             continue;
                                         }
                                         const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
                                         for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = (fu_src[fu_p] - fu_mu) * fu_iv * b1_1[fu_pc + fu_p] + b2_2[fu_pc + fu_p];
+                                            fu_d[fu_p * 4 + fu_q] = ((fu_src[fu_p] - fu_mu) - fu_lo) * fu_iv * b1_1[fu_pc + fu_p] + b2_2[fu_pc + fu_p];
                                     }
                                 }
                                 for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
@@ -689,7 +733,6 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                 fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
                 float *fu_sr = fu_sc + fu_r * FU_BK;
                 if (fu_jv == 0) {
-                    memset(fu_sr, 0, (size_t)fu_nb * sizeof(float));
                     fu_cr[fu_r] = 1.0f;
                     continue;
                 }
@@ -700,16 +743,15 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                 }
                 float fu_mb = (fu_vm);
                 float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
-                float fu_corr = expf(fu_m[fu_r] - fu_mnew);
+                float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
+                float fu_corr = expf(fu_m[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = 0;
                 for (; fu_j < fu_jv; ++fu_j) {
-                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mnew)));
+                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mref)));
                     fu_sr[fu_j] = fu_p;
                     fu_vs = (fu_vs + fu_p);
                 }
-                for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)
-                    fu_sr[fu_j] = 0.0f;
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
                 fu_m[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
@@ -727,6 +769,15 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                         const float *fu_p2 = fu_sc + (fu_r + 2) * FU_BK;
                         float *fu_o3 = fu_ot + (fu_r + 3) * 32 + fu_dd;
                         const float *fu_p3 = fu_sc + (fu_r + 3) * FU_BK;
+                        int64_t fu_e0 = fu_t0 + (fu_r + 0) / 1 + P + 1 - fu_s0;
+                        fu_e0 = fu_e0 < 0 ? 0 : fu_e0 > fu_nb ? fu_nb : fu_e0;
+                        int64_t fu_e1 = fu_t0 + (fu_r + 1) / 1 + P + 1 - fu_s0;
+                        fu_e1 = fu_e1 < 0 ? 0 : fu_e1 > fu_nb ? fu_nb : fu_e1;
+                        int64_t fu_e2 = fu_t0 + (fu_r + 2) / 1 + P + 1 - fu_s0;
+                        fu_e2 = fu_e2 < 0 ? 0 : fu_e2 > fu_nb ? fu_nb : fu_e2;
+                        int64_t fu_e3 = fu_t0 + (fu_r + 3) / 1 + P + 1 - fu_s0;
+                        fu_e3 = fu_e3 < 0 ? 0 : fu_e3 > fu_nb ? fu_nb : fu_e3;
+                        const int64_t fu_emin = (fu_e3 < (fu_e2 < (fu_e1 < fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 < fu_e0 ? fu_e1 : fu_e0)) ? fu_e3 : (fu_e2 < (fu_e1 < fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 < fu_e0 ? fu_e1 : fu_e0))), fu_emax = (fu_e3 > (fu_e2 > (fu_e1 > fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 > fu_e0 ? fu_e1 : fu_e0)) ? fu_e3 : (fu_e2 > (fu_e1 > fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 > fu_e0 ? fu_e1 : fu_e0)));
                         float fu_c0 = (fu_cr[fu_r + 0]);
                         float fu_a0_0 = (fu_o0[0] * fu_c0);
                         float fu_a0_1 = (fu_o0[1] * fu_c0);
@@ -747,7 +798,8 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                         float fu_a3_1 = (fu_o3[1] * fu_c3);
                         float fu_a3_2 = (fu_o3[2] * fu_c3);
                         float fu_a3_3 = (fu_o3[3] * fu_c3);
-                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                        int64_t fu_j = 0;
+                        for (; fu_j < fu_emin; ++fu_j) {
                             const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 256 + fu_dd;
                             float fu_w0 = fu_vr[0];
                             float fu_w1 = fu_vr[1];
@@ -774,6 +826,41 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                             fu_a3_2 = (fu_b3 * fu_w2 + fu_a3_2);
                             fu_a3_3 = (fu_b3 * fu_w3 + fu_a3_3);
                         }
+                        for (; fu_j < fu_emax; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 256 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            if (fu_j < fu_e0) {
+                                float fu_b0 = (fu_p0[fu_j]);
+                                fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                            }
+                            if (fu_j < fu_e1) {
+                                float fu_b1 = (fu_p1[fu_j]);
+                                fu_a1_0 = (fu_b1 * fu_w0 + fu_a1_0);
+                                fu_a1_1 = (fu_b1 * fu_w1 + fu_a1_1);
+                                fu_a1_2 = (fu_b1 * fu_w2 + fu_a1_2);
+                                fu_a1_3 = (fu_b1 * fu_w3 + fu_a1_3);
+                            }
+                            if (fu_j < fu_e2) {
+                                float fu_b2 = (fu_p2[fu_j]);
+                                fu_a2_0 = (fu_b2 * fu_w0 + fu_a2_0);
+                                fu_a2_1 = (fu_b2 * fu_w1 + fu_a2_1);
+                                fu_a2_2 = (fu_b2 * fu_w2 + fu_a2_2);
+                                fu_a2_3 = (fu_b2 * fu_w3 + fu_a2_3);
+                            }
+                            if (fu_j < fu_e3) {
+                                float fu_b3 = (fu_p3[fu_j]);
+                                fu_a3_0 = (fu_b3 * fu_w0 + fu_a3_0);
+                                fu_a3_1 = (fu_b3 * fu_w1 + fu_a3_1);
+                                fu_a3_2 = (fu_b3 * fu_w2 + fu_a3_2);
+                                fu_a3_3 = (fu_b3 * fu_w3 + fu_a3_3);
+                            }
+                        }
                         fu_o0[0] = fu_a0_0;
                         fu_o0[1] = fu_a0_1;
                         fu_o0[2] = fu_a0_2;
@@ -798,12 +885,16 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                     {
                         float *fu_o0 = fu_ot + (fu_r + 0) * 32 + fu_dd;
                         const float *fu_p0 = fu_sc + (fu_r + 0) * FU_BK;
+                        int64_t fu_e0 = fu_t0 + (fu_r + 0) / 1 + P + 1 - fu_s0;
+                        fu_e0 = fu_e0 < 0 ? 0 : fu_e0 > fu_nb ? fu_nb : fu_e0;
+                        const int64_t fu_emin = fu_e0, fu_emax = fu_e0;
                         float fu_c0 = (fu_cr[fu_r + 0]);
                         float fu_a0_0 = (fu_o0[0] * fu_c0);
                         float fu_a0_1 = (fu_o0[1] * fu_c0);
                         float fu_a0_2 = (fu_o0[2] * fu_c0);
                         float fu_a0_3 = (fu_o0[3] * fu_c0);
-                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                        int64_t fu_j = 0;
+                        for (; fu_j < fu_emin; ++fu_j) {
                             const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 256 + fu_dd;
                             float fu_w0 = fu_vr[0];
                             float fu_w1 = fu_vr[1];
@@ -815,6 +906,20 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                             fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
                             fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
                         }
+                        for (; fu_j < fu_emax; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 256 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            if (fu_j < fu_e0) {
+                                float fu_b0 = (fu_p0[fu_j]);
+                                fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                            }
+                        }
                         fu_o0[0] = fu_a0_0;
                         fu_o0[1] = fu_a0_1;
                         fu_o0[2] = fu_a0_2;
@@ -824,7 +929,7 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
         }
         if (fu_nsplit == 1) {
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;
+                float fu_inv = fu_l[fu_r] == 0.0f ? 0.0f : 1.0f / fu_l[fu_r];
                 const float *fu_or = fu_ot + fu_r * 32;
                 float *fu_y = b22_22 + (fu_t0 + fu_r / 1) * 256 + (fu_g * 1 + fu_r % 1) * 32;
                 int64_t fu_d = 0;
@@ -856,19 +961,19 @@ static void k17_slice_slice_slice_append(int tid, int nth, const float *b16_16, 
                 }
                 for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                     fu_or[fu_d] = 0.0f;
-                if (fu_mm != -INFINITY)
-                    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
-                        int64_t fu_w = fu_b * fu_nsplit + fu_sp;
-                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
-                        float fu_wt = expf(fu_po[0] - fu_mm);
-                        fu_ll += fu_po[1] * fu_wt;
-                        fu_po += 2;
-                        int64_t fu_d = 0;
-                        for (; fu_d < 32; ++fu_d) {
-                            fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
-                        }
+                float fu_mref = fu_mm == -INFINITY ? 0.0f : fu_mm;
+                for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                    int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
+                    float fu_wt = expf(fu_po[0] - fu_mref);
+                    fu_ll += fu_po[1] * fu_wt;
+                    fu_po += 2;
+                    int64_t fu_d = 0;
+                    for (; fu_d < 32; ++fu_d) {
+                        fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
                     }
-                float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;
+                }
+                float fu_inv = fu_ll == 0.0f ? 0.0f : 1.0f / fu_ll;
                 float *fu_y = b22_22 + (fu_t0 + fu_r / 1) * 256 + (fu_g * 1 + fu_r % 1) * 32;
                 int64_t fu_d = 0;
                 for (; fu_d < 32; ++fu_d) {
@@ -1251,7 +1356,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                     float *const fu_ar = fu_an + fu_i * 256;
-                    float fu_mu = 0.0f, fu_iv;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
                         int64_t fu_q = 0;
@@ -1265,19 +1370,28 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_mu = fu_sum / (float)256;
                         fu_v0 = 0.0f;
                         fu_v1 = 0.0f;
+                        float fu_w0 = 0.0f, fu_w1 = 0.0f;
                         const float fu_vm = (fu_mu);
                         for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
                             const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
                             fu_v0 = (fu_d0 * fu_d0 + fu_v0);
                             fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                            fu_w0 = (fu_w0 + fu_d0);
+                            fu_w1 = (fu_w1 + fu_d1);
                         }
-                        float fu_ss = ((fu_v0 + fu_v1));
-                        for (; fu_q < 256; ++fu_q)
+                        float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
+                        for (; fu_q < 256; ++fu_q) {
                             fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
-                        fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                            fu_dev += fu_xr[fu_q] - fu_mu;
+                        }
+                        fu_lo = fu_dev / (float)256;
+                        const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
+                        fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
                     for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
-                        fu_ar[fu_q] = (fu_xr[fu_q] - fu_mu) * fu_iv * b7_7[fu_q] + b8_8[fu_q];
+                        fu_ar[fu_q] = ((fu_xr[fu_q] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_q] + b8_8[fu_q];
                 }
                 { /* group 0: %26 */
                     int64_t fu_j0, fu_j1;
@@ -1290,7 +1404,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                     }
-                    float *const fu_hp = fu_s + 435216;
+                    float *const fu_hp = fu_s + 435728;
                     const int64_t fu_hld = fu_j1 - fu_j0;
                     float *const fu_yb0 = fu_s + 10240;
                     for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
@@ -1364,7 +1478,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_f0 = fu_ua * 4;
                         fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                     }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 435216;
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 435728;
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
                             fu_hg[fu_i * 1024 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
@@ -1452,7 +1566,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                     const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                     for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
                         const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
-                        float fu_mu = 0.0f, fu_iv;
+                        float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                         {
                             float fu_v0 = 0.0f, fu_v1 = 0.0f;
                             int64_t fu_q = 0;
@@ -1466,19 +1580,29 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                             fu_mu = fu_sum / (float)256;
                             fu_v0 = 0.0f;
                             fu_v1 = 0.0f;
+                            float fu_w0 = 0.0f, fu_w1 = 0.0f;
                             const float fu_vm = (fu_mu);
                             for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
                                 const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
                                 fu_v0 = (fu_d0 * fu_d0 + fu_v0);
                                 fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                                fu_w0 = (fu_w0 + fu_d0);
+                                fu_w1 = (fu_w1 + fu_d1);
                             }
-                            float fu_ss = ((fu_v0 + fu_v1));
-                            for (; fu_q < 256; ++fu_q)
+                            float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
+                            for (; fu_q < 256; ++fu_q) {
                                 fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
-                            fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                                fu_dev += fu_xr[fu_q] - fu_mu;
+                            }
+                            fu_lo = fu_dev / (float)256;
+                            const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
+                            fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
+                            if (!(fu_ss < INFINITY))
+                                fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                         }
-                        fu_st[2 * fu_i] = fu_mu;
-                        fu_st[2 * fu_i + 1] = fu_iv;
+                        fu_st[3 * fu_i] = fu_mu;
+                        fu_st[3 * fu_i + 1] = fu_lo;
+                        fu_st[3 * fu_i + 2] = fu_iv;
                     }
                     { /* group 0: %26 */
                         int64_t fu_j0, fu_j1;
@@ -1491,7 +1615,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                         }
-                        float *const fu_hp = fu_s + 435216;
+                        float *const fu_hp = fu_s + 435728;
                         const int64_t fu_hld = fu_j1 - fu_j0;
                         float *const fu_pb0 = fu_s + 40976;
                         float *const fu_cacc0 = fu_s + 172048;
@@ -1530,9 +1654,10 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                 continue;
                                             }
                                             const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                            const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
+                                            const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                            const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                fu_d[fu_p * 4 + fu_q] = (fu_src[fu_p] - fu_mu) * fu_iv * b7_7[fu_pc + fu_p] + b8_8[fu_pc + fu_p];
+                                                fu_d[fu_p * 4 + fu_q] = ((fu_src[fu_p] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_pc + fu_p] + b8_8[fu_pc + fu_p];
                                         }
                                     }
                                     for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
@@ -1799,7 +1924,7 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                                                 const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
                                                 if (fu_lo >= fu_hi)
                                                     continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 435216 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 435728 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
                                                 for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
                                                     fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
@@ -2028,10 +2153,10 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     (void)T;
     (void)P;
     (void)nth;
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)164880 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(435216 + ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)(435728 + ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024)) * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 

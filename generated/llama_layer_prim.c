@@ -80,6 +80,12 @@ static inline float fu_max_generic(float a, float b) {
 static inline float fu_min_generic(float a, float b) {
     return a < b ? a : b;
 }
+static inline float fu_maxnan_generic(float a, float b) {
+    return a != a || a > b ? a : b;
+}
+static inline float fu_minnan_generic(float a, float b) {
+    return a != a || a < b ? a : b;
+}
 static inline float fu_exp_generic(float x) {
     return expf(x);
 }
@@ -137,6 +143,24 @@ static inline float fu_gelu_generic(float x) {
     return (((10.0f) < x) ? x : r);
 }
 
+/* A norm's row statistics in double, for the rare rows whose float sums
+ * overflow (|x| above about 1e19) or underflow: mean (center) as mu + lo,
+ * the float mean and the rest, and 1 / sqrt(var + eps). */
+static inline void fu_norm_stats_generic(const float *x, int64_t n, int center, double eps, float *mu, float *lo, float *inv) {
+    double m = 0.0, ss = 0.0;
+    int64_t j;
+    if (center) {
+        for (j = 0; j < n; ++j)
+            m += x[j];
+        m /= (double)n;
+    }
+    for (j = 0; j < n; ++j)
+        ss += ((double)x[j] - m) * ((double)x[j] - m);
+    *mu = (float)m;
+    *lo = (float)(m - (double)*mu);
+    *inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+}
+
 /* %13 = rms_norm(%0, %2) : f32[T, 256]   # h
  * %14 = linear(%13, %3) : f32[T, 256]
  * %16 = linear(%13, %4) : f32[T, 64]
@@ -169,7 +193,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
             for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                 const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                 float *const fu_ar = fu_an + fu_i * 256;
-                float fu_mu = 0.0f, fu_iv;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                 {
                     float fu_v0 = 0.0f, fu_v1 = 0.0f;
                     int64_t fu_q = 0;
@@ -182,8 +206,10 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     for (; fu_q < 256; ++fu_q)
                         fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
                     fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 256, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                 }
-                (void)fu_mu;
+                (void)fu_mu, (void)fu_lo;
                 for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
                     fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b2_2[fu_q];
             }
@@ -2188,7 +2214,7 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                 for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
-                    float fu_mu = 0.0f, fu_iv;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
                         int64_t fu_q = 0;
@@ -2201,9 +2227,12 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (; fu_q < 256; ++fu_q)
                             fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
                         fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 256, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    fu_st[2 * fu_i] = fu_mu;
-                    fu_st[2 * fu_i + 1] = fu_iv;
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
                 }
                 { /* group 0: %14 */
                     int64_t fu_j0, fu_j1;
@@ -2246,8 +2275,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             continue;
                                         }
                                         const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
-                                        (void)fu_mu;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
                                         for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
                                             fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
                                     }
@@ -2427,8 +2457,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             continue;
                                         }
                                         const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
-                                        (void)fu_mu;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
                                         for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
                                             fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
                                     }
@@ -2608,8 +2639,9 @@ static void k13_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             continue;
                                         }
                                         const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                        const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
-                                        (void)fu_mu;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
                                         for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
                                             fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
                                     }
@@ -2960,7 +2992,6 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
                 float *fu_sr = fu_sc + fu_r * FU_BK;
                 if (fu_jv == 0) {
-                    memset(fu_sr, 0, (size_t)fu_nb * sizeof(float));
                     fu_cr[fu_r] = 1.0f;
                     continue;
                 }
@@ -2971,16 +3002,15 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 }
                 float fu_mb = (fu_vm);
                 float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
-                float fu_corr = expf(fu_m[fu_r] - fu_mnew);
+                float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
+                float fu_corr = expf(fu_m[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = 0;
                 for (; fu_j < fu_jv; ++fu_j) {
-                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mnew)));
+                    float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mref)));
                     fu_sr[fu_j] = fu_p;
                     fu_vs = (fu_vs + fu_p);
                 }
-                for (fu_j = fu_jv; fu_j < fu_nb; ++fu_j)
-                    fu_sr[fu_j] = 0.0f;
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
                 fu_m[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
@@ -2998,6 +3028,15 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                         const float *fu_p2 = fu_sc + (fu_r + 2) * FU_BK;
                         float *fu_o3 = fu_ot + (fu_r + 3) * 32 + fu_dd;
                         const float *fu_p3 = fu_sc + (fu_r + 3) * FU_BK;
+                        int64_t fu_e0 = fu_t0 + (fu_r + 0) / 4 + P + 1 - fu_s0;
+                        fu_e0 = fu_e0 < 0 ? 0 : fu_e0 > fu_nb ? fu_nb : fu_e0;
+                        int64_t fu_e1 = fu_t0 + (fu_r + 1) / 4 + P + 1 - fu_s0;
+                        fu_e1 = fu_e1 < 0 ? 0 : fu_e1 > fu_nb ? fu_nb : fu_e1;
+                        int64_t fu_e2 = fu_t0 + (fu_r + 2) / 4 + P + 1 - fu_s0;
+                        fu_e2 = fu_e2 < 0 ? 0 : fu_e2 > fu_nb ? fu_nb : fu_e2;
+                        int64_t fu_e3 = fu_t0 + (fu_r + 3) / 4 + P + 1 - fu_s0;
+                        fu_e3 = fu_e3 < 0 ? 0 : fu_e3 > fu_nb ? fu_nb : fu_e3;
+                        const int64_t fu_emin = (fu_e3 < (fu_e2 < (fu_e1 < fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 < fu_e0 ? fu_e1 : fu_e0)) ? fu_e3 : (fu_e2 < (fu_e1 < fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 < fu_e0 ? fu_e1 : fu_e0))), fu_emax = (fu_e3 > (fu_e2 > (fu_e1 > fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 > fu_e0 ? fu_e1 : fu_e0)) ? fu_e3 : (fu_e2 > (fu_e1 > fu_e0 ? fu_e1 : fu_e0) ? fu_e2 : (fu_e1 > fu_e0 ? fu_e1 : fu_e0)));
                         float fu_c0 = (fu_cr[fu_r + 0]);
                         float fu_a0_0 = (fu_o0[0] * fu_c0);
                         float fu_a0_1 = (fu_o0[1] * fu_c0);
@@ -3018,7 +3057,8 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                         float fu_a3_1 = (fu_o3[1] * fu_c3);
                         float fu_a3_2 = (fu_o3[2] * fu_c3);
                         float fu_a3_3 = (fu_o3[3] * fu_c3);
-                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                        int64_t fu_j = 0;
+                        for (; fu_j < fu_emin; ++fu_j) {
                             const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
                             float fu_w0 = fu_vr[0];
                             float fu_w1 = fu_vr[1];
@@ -3045,6 +3085,41 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                             fu_a3_2 = (fu_b3 * fu_w2 + fu_a3_2);
                             fu_a3_3 = (fu_b3 * fu_w3 + fu_a3_3);
                         }
+                        for (; fu_j < fu_emax; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            if (fu_j < fu_e0) {
+                                float fu_b0 = (fu_p0[fu_j]);
+                                fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                            }
+                            if (fu_j < fu_e1) {
+                                float fu_b1 = (fu_p1[fu_j]);
+                                fu_a1_0 = (fu_b1 * fu_w0 + fu_a1_0);
+                                fu_a1_1 = (fu_b1 * fu_w1 + fu_a1_1);
+                                fu_a1_2 = (fu_b1 * fu_w2 + fu_a1_2);
+                                fu_a1_3 = (fu_b1 * fu_w3 + fu_a1_3);
+                            }
+                            if (fu_j < fu_e2) {
+                                float fu_b2 = (fu_p2[fu_j]);
+                                fu_a2_0 = (fu_b2 * fu_w0 + fu_a2_0);
+                                fu_a2_1 = (fu_b2 * fu_w1 + fu_a2_1);
+                                fu_a2_2 = (fu_b2 * fu_w2 + fu_a2_2);
+                                fu_a2_3 = (fu_b2 * fu_w3 + fu_a2_3);
+                            }
+                            if (fu_j < fu_e3) {
+                                float fu_b3 = (fu_p3[fu_j]);
+                                fu_a3_0 = (fu_b3 * fu_w0 + fu_a3_0);
+                                fu_a3_1 = (fu_b3 * fu_w1 + fu_a3_1);
+                                fu_a3_2 = (fu_b3 * fu_w2 + fu_a3_2);
+                                fu_a3_3 = (fu_b3 * fu_w3 + fu_a3_3);
+                            }
+                        }
                         fu_o0[0] = fu_a0_0;
                         fu_o0[1] = fu_a0_1;
                         fu_o0[2] = fu_a0_2;
@@ -3069,12 +3144,16 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                     {
                         float *fu_o0 = fu_ot + (fu_r + 0) * 32 + fu_dd;
                         const float *fu_p0 = fu_sc + (fu_r + 0) * FU_BK;
+                        int64_t fu_e0 = fu_t0 + (fu_r + 0) / 4 + P + 1 - fu_s0;
+                        fu_e0 = fu_e0 < 0 ? 0 : fu_e0 > fu_nb ? fu_nb : fu_e0;
+                        const int64_t fu_emin = fu_e0, fu_emax = fu_e0;
                         float fu_c0 = (fu_cr[fu_r + 0]);
                         float fu_a0_0 = (fu_o0[0] * fu_c0);
                         float fu_a0_1 = (fu_o0[1] * fu_c0);
                         float fu_a0_2 = (fu_o0[2] * fu_c0);
                         float fu_a0_3 = (fu_o0[3] * fu_c0);
-                        for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
+                        int64_t fu_j = 0;
+                        for (; fu_j < fu_emin; ++fu_j) {
                             const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
                             float fu_w0 = fu_vr[0];
                             float fu_w1 = fu_vr[1];
@@ -3086,6 +3165,20 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                             fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
                             fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
                         }
+                        for (; fu_j < fu_emax; ++fu_j) {
+                            const float *fu_vr = fu_vb + (fu_s0 + fu_j) * 64 + fu_dd;
+                            float fu_w0 = fu_vr[0];
+                            float fu_w1 = fu_vr[1];
+                            float fu_w2 = fu_vr[2];
+                            float fu_w3 = fu_vr[3];
+                            if (fu_j < fu_e0) {
+                                float fu_b0 = (fu_p0[fu_j]);
+                                fu_a0_0 = (fu_b0 * fu_w0 + fu_a0_0);
+                                fu_a0_1 = (fu_b0 * fu_w1 + fu_a0_1);
+                                fu_a0_2 = (fu_b0 * fu_w2 + fu_a0_2);
+                                fu_a0_3 = (fu_b0 * fu_w3 + fu_a0_3);
+                            }
+                        }
                         fu_o0[0] = fu_a0_0;
                         fu_o0[1] = fu_a0_1;
                         fu_o0[2] = fu_a0_2;
@@ -3095,7 +3188,7 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
         }
         if (fu_nsplit == 1) {
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                float fu_inv = fu_l[fu_r] > 0.0f ? 1.0f / fu_l[fu_r] : 0.0f;
+                float fu_inv = fu_l[fu_r] == 0.0f ? 0.0f : 1.0f / fu_l[fu_r];
                 const float *fu_or = fu_ot + fu_r * 32;
                 float *fu_y = b21_21 + (fu_t0 + fu_r / 4) * 256 + (fu_g * 4 + fu_r % 4) * 32;
                 int64_t fu_d = 0;
@@ -3127,19 +3220,19 @@ static void k15_rope_rope_append_append(int tid, int nth, const float *b14_14, f
                 }
                 for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                     fu_or[fu_d] = 0.0f;
-                if (fu_mm != -INFINITY)
-                    for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
-                        int64_t fu_w = fu_b * fu_nsplit + fu_sp;
-                        const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
-                        float fu_wt = expf(fu_po[0] - fu_mm);
-                        fu_ll += fu_po[1] * fu_wt;
-                        fu_po += 2;
-                        int64_t fu_d = 0;
-                        for (; fu_d < 32; ++fu_d) {
-                            fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
-                        }
+                float fu_mref = fu_mm == -INFINITY ? 0.0f : fu_mm;
+                for (int64_t fu_sp = 0; fu_sp < fu_nsplit; ++fu_sp) {
+                    int64_t fu_w = fu_b * fu_nsplit + fu_sp;
+                    const float *fu_po = (const float *)fr_scratch((int)(fu_w % nth)) + 10480 + (fu_w / nth) * 2176 + fu_r * 34;
+                    float fu_wt = expf(fu_po[0] - fu_mref);
+                    fu_ll += fu_po[1] * fu_wt;
+                    fu_po += 2;
+                    int64_t fu_d = 0;
+                    for (; fu_d < 32; ++fu_d) {
+                        fu_or[fu_d] = (fu_po[fu_d] * (fu_wt) + fu_or[fu_d]);
                     }
-                float fu_inv = fu_ll > 0.0f ? 1.0f / fu_ll : 0.0f;
+                }
+                float fu_inv = fu_ll == 0.0f ? 0.0f : 1.0f / fu_ll;
                 float *fu_y = b21_21 + (fu_t0 + fu_r / 4) * 256 + (fu_g * 4 + fu_r % 4) * 32;
                 int64_t fu_d = 0;
                 for (; fu_d < 32; ++fu_d) {
@@ -4107,7 +4200,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                 for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
                     const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
                     float *const fu_ar = fu_an + fu_i * 256;
-                    float fu_mu = 0.0f, fu_iv;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
                         int64_t fu_q = 0;
@@ -4120,8 +4213,10 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         for (; fu_q < 256; ++fu_q)
                             fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
                         fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 256, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    (void)fu_mu;
+                    (void)fu_mu, (void)fu_lo;
                     for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
                         fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b7_7[fu_q];
                 }
@@ -4136,7 +4231,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    float *const fu_hp = fu_s + 825872;
+                    float *const fu_hp = fu_s + 826384;
                     const int64_t fu_hld = fu_j1 - fu_j0;
                     float *const fu_yb0 = fu_s + 7680;
                     float *const fu_yb1 = fu_s + 40448;
@@ -5438,7 +5533,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_f0 = fu_ua * 4;
                         fu_f1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                     }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 825872;
+                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 826384;
                     for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
                         for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
                             fu_hg[fu_i * 704 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
@@ -6117,7 +6212,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                     const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                     for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
                         const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
-                        float fu_mu = 0.0f, fu_iv;
+                        float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                         {
                             float fu_v0 = 0.0f, fu_v1 = 0.0f;
                             int64_t fu_q = 0;
@@ -6130,9 +6225,12 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             for (; fu_q < 256; ++fu_q)
                                 fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
                             fu_iv = 1.0f / sqrtf(fu_ss / (float)256 + 1e-05f);
+                            if (!(fu_ss < INFINITY))
+                                fu_norm_stats_generic(fu_xr, 256, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                         }
-                        fu_st[2 * fu_i] = fu_mu;
-                        fu_st[2 * fu_i + 1] = fu_iv;
+                        fu_st[3 * fu_i] = fu_mu;
+                        fu_st[3 * fu_i + 1] = fu_lo;
+                        fu_st[3 * fu_i + 2] = fu_iv;
                     }
                     { /* group 0: %25 and %27 */
                         int64_t fu_j0, fu_j1;
@@ -6145,7 +6243,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                             fu_j0 = fu_ua * 4;
                             fu_j1 = fu_uz * 4 < 704 ? fu_uz * 4 : 704;
                         }
-                        float *const fu_hp = fu_s + 825872;
+                        float *const fu_hp = fu_s + 826384;
                         const int64_t fu_hld = fu_j1 - fu_j0;
                         float *const fu_pb0 = fu_s + 38416;
                         float *const fu_pb1 = fu_s + 169488;
@@ -6194,8 +6292,9 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 continue;
                                             }
                                             const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                            const float fu_mu = fu_st[2 * (fu_row - fu_m0)], fu_iv = fu_st[2 * (fu_row - fu_m0) + 1];
-                                            (void)fu_mu;
+                                            const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                            const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                            (void)fu_mu, (void)fu_lo;
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
                                                 fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b7_7[fu_pc + fu_p];
                                         }
@@ -6581,7 +6680,7 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                 const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
                                                 if (fu_lo >= fu_hi)
                                                     continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 825872 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
+                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 826384 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
                                                 for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
                                                     fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
@@ -6813,10 +6912,10 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     (void)T;
     (void)P;
     (void)nth;
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)164880 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(825872 + ((int64_t)4194304 / nth > 704 ? (int64_t)4194304 / nth : 704)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)(826384 + ((int64_t)4194304 / nth > 704 ? (int64_t)4194304 / nth : 704)) * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 

@@ -96,7 +96,7 @@ static double reference(Op op, double x) {
         double u = (double)0.797884561f * (x + (double)0.044715f * x * x * x);
         return x / (1.0 + exp(-2.0 * u));
     }
-    case OP_RELU: return x > 0 ? x : 0;
+    case OP_RELU: return x > 0 || isnan(x) ? x : 0;   /* NaN stays, as in PyTorch */
     default: return NAN;
     }
 }
@@ -364,13 +364,13 @@ static void check_results(const Target *t, const float *x, int n, const float *o
                 fail_msg("%s %s(%g) = %g, want %g", t->name, op_info[sp[s].op].name, (double)sp[s].x,
                          (double)got, (double)sp[s].y);
         }
-        /* NaN in, NaN out (relu maps NaN to 0, as `v > 0 ? v : 0` does) */
+        /* NaN in, NaN out, relu included (PyTorch's rule, docs/language.md) */
         int xn = 0;
         while (!isnan(x[xn]))
             xn++;
         for (int o = 0; o < NUNARY; o++) {
             float got = out[(size_t)o * (size_t)n + (size_t)xn];
-            if (unary_ops[o] == OP_RELU ? got != 0.0f : !isnan(got))
+            if (!isnan(got))
                 fail_msg("%s %s(NaN) = %g", t->name, op_info[unary_ops[o]].name, (double)got);
         }
     }
@@ -383,8 +383,9 @@ static void check_results(const Target *t, const float *x, int n, const float *o
             case OP_SUB: want1 = a - b; break;
             case OP_MUL: want1 = a * b; break;
             case OP_DIV: want1 = a / b; break;
-            case OP_MAXIMUM: want1 = a > b ? a : b; break;
-            default: want1 = a < b ? a : b; break;
+            /* NaN when either is NaN (PyTorch's maximum and minimum) */
+            case OP_MAXIMUM: want1 = isnan(a) || isnan(b) ? NAN : a > b ? a : b; break;
+            default: want1 = isnan(a) || isnan(b) ? NAN : a < b ? a : b; break;
             }
             if (memcmp(&want1, &p[i], sizeof want1) != 0 && !(isnan(want1) && isnan(p[i])))
                 fail_msg("%s %s(%a, %a) = %a, want %a", t->name, op_info[binary_ops[o]].name, (double)a, (double)b,
@@ -414,11 +415,11 @@ static void check_results(const Target *t, const float *x, int n, const float *o
         for (int i = 0; i < len; i++) {
             sum += x[100 + i];
             sabs += fabs(x[100 + i]);
-            mx = x[100 + i] > mx ? x[100 + i] : mx;
+            mx = isnan(x[100 + i]) || x[100 + i] > mx ? x[100 + i] : mx;   /* NaN stays */
         }
         if (fabs(p[TAILBUF] - sum) > 0x1p-22 * sabs * len)
             fail_msg("%s hsum of %d: %g, want %g", t->name, len, (double)p[TAILBUF], sum);
-        if (p[TAILBUF + 1] != mx)
+        if (p[TAILBUF + 1] != mx && !(isnan(mx) && isnan(p[TAILBUF + 1])))
             fail_msg("%s hmax of %d: %g, want %g", t->name, len, (double)p[TAILBUF + 1], (double)mx);
     }
     for (int i = 0; i < 64; i++) {
