@@ -2,10 +2,11 @@
 #
 #   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
 #   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
-#                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs)
+#                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs;
+#                   JOBS=N runs N of them at once, default the number of CPUs; tests/run.sh says more)
 #   make demo       compiles dsl-examples/llama_layer.fdl and checks it against the golden layer
 #   make regen      rewrites generated/ from dsl-examples/
-#   make unit-test  builds and runs only the unit-test programs
+#   make unit-test  builds and runs only the unit-test programs (make units only builds them)
 #   make coverage   line coverage of compiler/ and runtime/ by all the tests (build-cov/)
 #   make SAN=1 ...  the same with AddressSanitizer and UndefinedBehaviorSanitizer (in build-san/):
 #                   fusec, the runtime, the unit tests and the C that fusec check compiles
@@ -66,7 +67,7 @@ VERSION  = $(shell sed -n 's/^\#define FUSEC_VERSION "\(.*\)"/\1/p' compiler/fus
 PREFIX  ?= /usr/local
 DEST     = $(DESTDIR)$(PREFIX)
 
-.PHONY: all deps deps-build test unit-test demo regen clean install uninstall
+.PHONY: all deps deps-build test units unit-test demo regen clean install uninstall
 all: $(FUSEC) $(RTLIB)
 
 # ---- dependencies ---------------------------------------------------------------
@@ -117,6 +118,8 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/blockrun.c tests/unit/blockrun.h $(F
 
 # Every unit program runs, whatever the ones before it did (tests/unit/run.sh
 # judges each: failures, and skips for a reason that does not hold here).
+units: $(UNIT_BIN)
+
 unit-test: $(UNIT_BIN)
 	@FUSEC_LIB_DIR=$(BUILD) sh tests/unit/run.sh $(UNIT_BIN)
 
