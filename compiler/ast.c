@@ -61,6 +61,28 @@ Ast *ast_binop(SrcLoc loc, int op, Ast *a, Ast *b) {
     return n;
 }
 
+const char *ast_op_text(int op) {
+    switch (op) {
+    case AST_OP_LE: return "<=";
+    case AST_OP_GE: return ">=";
+    case AST_OP_EQ: return "==";
+    case AST_OP_NE: return "!=";
+    case '+': return "+";
+    case '-': return "-";
+    case '*': return "*";
+    case '/': return "/";
+    case '<': return "<";
+    case '>': return ">";
+    default: return "?";
+    }
+}
+
+Ast *ast_assign2(SrcLoc loc, const char *name, SrcLoc loc2, const char *name2, Ast *value) {
+    Ast *n = ast_named(AST_ASSIGN2, loc, name, value);
+    n->b = ast_str(AST_NAME, loc2, name2);
+    return n;
+}
+
 Ast *ast_unary(SrcLoc loc, Ast *a) {
     Ast *n = ast_new(AST_NEG, loc);
     n->a = a;
@@ -153,7 +175,7 @@ static const char *const kind_names[] = {
     [AST_NEG] = "neg",       [AST_CALL] = "call",       [AST_KWARG] = "kw",
     [AST_IMPORT] = "import", [AST_DIMS] = "dims",       [AST_DIM] = "dim",
     [AST_CONST] = "const",   [AST_INPUT] = "input",     [AST_WEIGHT] = "weight",
-    [AST_CACHE] = "cache",   [AST_ASSIGN] = "assign",   [AST_OUTPUT] = "output",
+    [AST_CACHE] = "cache",   [AST_ASSIGN] = "assign",   [AST_OUTPUT] = "output", [AST_ASSIGN2] = "assign2",
     [AST_RETURN] = "return", [AST_FN] = "fn",           [AST_BLOCK] = "block",
     [AST_FILE] = "file",     [AST_TYPE] = "type",
 };
@@ -188,7 +210,7 @@ static void dump(Buf *b, const Ast *n, int depth) {
         buf_puts(b, n->name);
         return;
     case AST_BINOP:
-        buf_printf(b, "(%c ", n->op);
+        buf_printf(b, "(%s ", ast_op_text(n->op));
         dump(b, n->a, depth + 1);
         buf_puts(b, " ");
         dump(b, n->b, depth + 1);
@@ -209,6 +231,8 @@ static void dump(Buf *b, const Ast *n, int depth) {
     buf_printf(b, "(%s", kind_names[n->kind]);
     if (n->name)
         buf_printf(b, " %s", n->name);
+    if (n->kind == AST_ASSIGN2)
+        buf_printf(b, " %s", n->b->name);
     if (n->str)
         buf_printf(b, " \"%s\"", n->str);
     if (n->kind == AST_FN) {

@@ -73,6 +73,7 @@ typedef struct Emit {
     int nscratch;
     const char **scratch;   /* per-thread scratch sizes the kernels declared */
     unsigned types;         /* bits 1 << DType of every node: which typed loads to write */
+    bool has_err;           /* some kernel takes fu_err (forward checks it after the run) */
     Buf c, h;
 } Emit;
 
@@ -460,6 +461,7 @@ struct Kern {
     unsigned used;          /* symbols the body mentions */
     int nlocals;            /* kern_local's counter */
     const char *scratch;    /* kern_scratch's bytes per thread, or NULL */
+    bool err;               /* takes fu_err: records an id out of range (embedding, gather) */
 };
 
 static void kline(Kern *k, const char *fmt, ...)
@@ -1470,6 +1472,184 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
+/* ---- integers, comparisons, indexing (scalar C on every target) ----------------- */
+
+/*
+ * These ops are not fused and are small next to the products around them
+ * (a row of ids, a mask, the router's scores), so each is one plain loop of
+ * portable C that every target compiles as it is.  The flat index space of
+ * the output is split over the threads; an operand broadcast numpy-style
+ * is read at the offset the output index maps to.
+ */
+
+/* The element of operand i of n read at the output's flat index `f`
+ * (declares `off<i>` with the index arithmetic when it needs any). */
+static const char *bcast_elem(Kern *k, const Node *n, int i, const char *role) {
+    const Node *x = n->in[i];
+    if (x->op == OP_CONST)
+        return c_float_lit(x->f[0]);
+    const char *p = kin(k, n, i, role);
+    if (x->rank == 0)
+        return fu_format("%s[0]", p);
+    if (same_shape(x, n))
+        return fu_format("%s[f]", p);
+    Buf b = {0};
+    int lead = n->rank - x->rank;
+    for (int d = 0; d < n->rank; d++) {
+        int xd = d - lead;
+        if (xd < 0 || (dim_is_const(x->shape[xd]) && x->shape[xd].c == 1))
+            continue;
+        const char *inner = knumel(k, n, d + 1, n->rank);
+        const char *idx = d == 0 ? fu_format("(f / %s)", inner)
+                                 : fu_format("(f / %s %% %s)", inner, kdim(k, n, d));
+        if (strcmp(inner, "1") == 0)
+            idx = d == 0 ? "f" : fu_format("(f %% %s)", kdim(k, n, d));
+        buf_printf(&b, "%s%s", b.len ? " + " : "", mul(idx, knumel(k, x, xd + 1, x->rank)));
+    }
+    return fu_format("%s[%s]", p, take(&b, "0"));
+}
+
+/* lt le gt ge eq ne, where, cast: one output element per flat index. */
+static void k_select(Kern *k, const Node *n) {
+    static const char *const roles[3][3] = {{"x"}, {"a", "b"}, {"c", "a", "b"}};
+    const char *v[3];
+    for (int i = 0; i < n->nin; i++)
+        v[i] = bcast_elem(k, n, i, roles[n->nin - 1][i]);
+    const char *y = kout(k, n, "y");
+    const char *val;
+    switch (n->op) {
+    case OP_CAST:
+        if (n->dtype == DT_I32 && n->in[0]->dtype == DT_F32) {
+            kline(k, "int64_t f, f_end;");
+            kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(knumel(k, n, 0, n->rank)));
+            kline(k, "for (; f < f_end; ++f) {");
+            kline(k, "    float v = %s;", v[0]);
+            /* toward zero; NaN 0; saturating (2^31 is the first float past INT32_MAX) */
+            kline(k, "    %s[f] = v != v ? 0 : v >= 2147483648.0f ? INT32_MAX : v <= -2147483648.0f ? INT32_MIN "
+                     ": (int32_t)v;", y);
+            kline(k, "}");
+            return;
+        }
+        val = n->dtype == DT_F32 ? fu_format("(float)%s", v[0]) : v[0];
+        break;
+    case OP_WHERE: val = fu_format("%s != 0 ? %s : %s", v[0], v[1], v[2]); break;
+    case OP_LT: val = fu_format("(double)%s < (double)%s", v[0], v[1]); break;
+    case OP_LE: val = fu_format("(double)%s <= (double)%s", v[0], v[1]); break;
+    case OP_GT: val = fu_format("(double)%s > (double)%s", v[0], v[1]); break;
+    case OP_GE: val = fu_format("(double)%s >= (double)%s", v[0], v[1]); break;
+    case OP_EQ: val = fu_format("(double)%s == (double)%s", v[0], v[1]); break;
+    case OP_NE: val = fu_format("(double)%s != (double)%s", v[0], v[1]); break;
+    default: FU_UNREACHABLE();
+    }
+    kline(k, "int64_t f, f_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(knumel(k, n, 0, n->rank)));
+    kline(k, "for (; f < f_end; ++f)");
+    kline(k, "    %s[f] = %s;", y, val);
+}
+
+/* Thread 0 records the first id outside [0, range) in fu_err (node id,
+ * element, id) for forward to report; the copy never reads past the table. */
+static void check_ids(Kern *k, const Node *n, const char *ids, const char *count, const char *range) {
+    k->err = true;
+    kline(k, "if (tid == 0 && fu_err[0] < 0)");
+    kline(k, "    for (int64_t s = 0; s < %s; ++s)", count);
+    kline(k, "        if (%s[s] < 0 || %s[s] >= %s) {", ids, ids, range);
+    kline(k, "            fu_err[0] = %d;", n->id);
+    kline(k, "            fu_err[1] = s;");
+    kline(k, "            fu_err[2] = %s[s];", ids);
+    kline(k, "            break;");
+    kline(k, "        }");
+}
+
+/* Row ids[s] of table [V, R...]; a row of zeros for an id out of range. */
+static void k_embedding(Kern *k, const Node *n) {
+    const Node *tn = n->in[0], *in = n->in[1];
+    const char *tab = kin(k, n, 0, "table"), *ids = kin(k, n, 1, "ids"), *y = kout(k, n, "y");
+    const char *S = knumel(k, in, 0, in->rank), *R = knumel(k, tn, 1, tn->rank), *V = kdim(k, tn, 0);
+    check_ids(k, n, ids, S, V);
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(S));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    kline(k, "int32_t id = %s[r];", ids);
+    kline(k, "float *yr = %s + %s;", y, mul("r", R));
+    kline(k, "if (id < 0 || id >= %s) {", V);
+    kline(k, "    memset(yr, 0, (size_t)%s * sizeof *yr);", R);
+    kline(k, "    continue;");
+    kline(k, "}");
+    kline(k, "const %s *tr = %s + %s;", ctype(tn), tab, mul("(int64_t)id", ty_row_units(tn->dtype, R)));
+    if (tn->dtype == DT_F32) {
+        kline(k, "memcpy(yr, tr, (size_t)%s * sizeof *yr);", R);
+    } else {
+        kline(k, "for (int64_t j = 0; j < %s; ++j)", R);
+        kline(k, "    yr[j] = %s;", ty_load1(tn->dtype, "tr", "j"));
+    }
+    k->indent--;
+    kline(k, "}");
+}
+
+/* y[r, k] = x[r, ids[r, k]] along the last axis; 0 for an id out of range. */
+static void k_gather(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *ids = kin(k, n, 1, "ids"), *y = kout(k, n, "y");
+    const char *N = kdim(k, xn, xn->rank - 1), *K = kdim(k, n, n->rank - 1);
+    check_ids(k, n, ids, knumel(k, n, 0, n->rank), N);
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(knumel(k, n, 0, n->rank - 1)));
+    kline(k, "for (int64_t r = r0; r < r1; ++r)");
+    kline(k, "    for (int64_t j = 0; j < %s; ++j) {", K);
+    kline(k, "        int32_t id = %s[%s + j];", ids, mul("r", K));
+    kline(k, "        %s[%s + j] = id < 0 || id >= %s ? 0 : %s[%s + id];", y, mul("r", K), N, x, mul("r", N));
+    kline(k, "    }");
+}
+
+/* The indices of the k largest of each row, largest first: an insertion
+ * into the sorted winners, which never moves an earlier (lower) index
+ * behind an equal later one; NaN ranks above everything, as in torch. */
+static void k_topk(Kern *k, const Node *n) {
+    const Node *xn = n->in[0];
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
+    const char *N = kdim(k, xn, xn->rank - 1);
+    long long K = (long long)n->i[0];
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(knumel(k, n, 0, n->rank - 1)));
+    kline(k, "for (int64_t r = r0; r < r1; ++r) {");
+    k->indent++;
+    kline(k, "const float *xr = %s + %s;", x, mul("r", N));
+    kline(k, "int32_t *yr = %s + %s;", y, mul("r", fu_format("%lld", K)));
+    kline(k, "int64_t cnt = 0;");
+    kline(k, "for (int64_t c = 0; c < %s; ++c) {", N);
+    k->indent++;
+    kline(k, "float v = xr[c];");
+    kline(k, "int64_t j = cnt;");
+    kline(k, "while (j > 0) {");
+    kline(k, "    float u = xr[yr[j - 1]];");
+    kline(k, "    if (!(v != v ? u == u : v > u))");
+    kline(k, "        break;");
+    kline(k, "    if (j < %lld)", K);
+    kline(k, "        yr[j] = yr[j - 1];");
+    kline(k, "    j--;");
+    kline(k, "}");
+    kline(k, "if (j < %lld) {", K);
+    kline(k, "    yr[j] = (int32_t)c;");
+    kline(k, "    cnt += cnt < %lld;", K);
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+}
+
+/* P + t for t in [0, T). */
+static void k_positions(Kern *k, const Node *n) {
+    const char *y = kout(k, n, "y"), *T = kdim(k, n, 0);
+    const char *P = n->i[0] >= 0 ? dim_c(k->e->g, dim_sym((int)n->i[0]), &k->used) : "0";
+    kline(k, "int64_t f, f_end;");
+    kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(T));
+    kline(k, "for (; f < f_end; ++f)");
+    kline(k, "    %s[f] = (int32_t)(%s + f);", y, P);
+}
+
 static void emit_node_loops(Kern *k, const Node *n) {
     switch (op_info[n->op].cat) {
     case CAT_UNARY: k_unary(k, n); return;
@@ -1491,6 +1671,13 @@ static void emit_node_loops(Kern *k, const Node *n) {
     case OP_ATTENTION: k_attention(k, n); return;
     case OP_APPEND: k_append(k, n); return;
     case OP_CONVERT: k_convert(k, n); return;
+    case OP_CAST: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: case OP_WHERE:
+        k_select(k, n);
+        return;
+    case OP_EMBEDDING: k_embedding(k, n); return;
+    case OP_GATHER: k_gather(k, n); return;
+    case OP_TOPK: k_topk(k, n); return;
+    case OP_POSITIONS: k_positions(k, n); return;
     default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
     }
 }
@@ -1761,6 +1948,11 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
             buf_printf(&e->c, ", int64_t %s", g->sym_names[s]);
             buf_printf(&call, ", %s", g->sym_names[s]);
         }
+    if (k->err) {
+        buf_puts(&e->c, ", int64_t *fu_err");
+        buf_puts(&call, ", fa->err");
+        e->has_err = true;
+    }
     e->run_syms |= k->used;
     if (k->scratch) {
         bool dup = false;
@@ -2103,6 +2295,17 @@ static void emit_scratch(Emit *e) {
                 "    return total + fu_s * (uint64_t)nth;\n}\n\n");
 }
 
+/* How a message names a node: 'name' (an interface), 'label' (a DSL value) or %id. */
+static const char *node_what(const Node *n) {
+    while (n->op == OP_RESHAPE && !n->label)
+        n = n->in[0];
+    if (n->name)
+        return fu_format("'%s'", n->name);
+    if (n->label)
+        return fu_format("'%s'", n->label);
+    return fu_format("%%%%%d", n->id);
+}
+
 static void emit_forward(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
@@ -2236,6 +2439,8 @@ static void emit_forward(Emit *e) {
         buf_printf(c, "    fa.%s = %s;\n", e->c_in[i], e->c_in[i]);
     for (i = 0; i < g->noutputs; i++)
         buf_printf(c, "    fa.%s = %s;\n", e->c_out[i], e->c_out[i]);
+    if (e->has_err)
+        buf_puts(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    fa.err = fu_err;\n");
     buf_puts(c, "    fa.ws = (char *)workspace;\n    fa.off = fu_off;\n");
     buf_printf(c, "    fr_pool_run(fu_n, %s, &fa, %s);\n", e->t->nvariants ? "fu_fn" : "fu_run",
                e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", sym_list(g, ", "))
@@ -2247,6 +2452,20 @@ static void emit_forward(Emit *e) {
         if (e->home[i] == HOME_SLOT && e->needed[i])
             buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
                        ctype(n), e->slot[i]);
+    }
+    /* An id out of range: the first one thread 0 found. */
+    for (i = 0; e->has_err && i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op != OP_EMBEDDING && n->op != OP_GATHER)
+            continue;
+        const Node *x = n->in[0], *ids = n->in[1];
+        buf_printf(c, "    if (fu_err[0] == %d)\n        return fr_seterr(NULL, FR_EINDEX, \"%s: %s: id %%lld at element "
+                      "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
+                      "(long long)fu_err[1]);\n",
+                   i, who, n->op == OP_EMBEDDING ? "embedding" : "gather", node_what(ids),
+                   (long long)x->shape[n->op == OP_EMBEDDING ? 0 : x->rank - 1].c,
+                   n->op == OP_EMBEDDING ? fu_format("the rows of %s", node_what(x))
+                                         : fu_format("the last axis of %s", node_what(x)));
     }
     /* Outputs not computed in place are copied last: by then every kernel
      * (fused ones too) has finished writing what they copy. */
@@ -2477,6 +2696,8 @@ static void emit_args(Emit *e) {
         buf_printf(c, "    const %s *%s;\n", ctype(g->inputs[i]), e->c_in[i]);
     for (i = 0; i < g->noutputs; i++)
         buf_printf(c, "    %s *%s;\n", ctype(g->outputs[i]), e->c_out[i]);
+    if (e->has_err)
+        buf_puts(c, "    int64_t *err;        /* the first id out of range: node, element, id */\n");
     buf_puts(c, "    char *ws;\n    const size_t *off;\n} fu_args;\n\n");
 }
 

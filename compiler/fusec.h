@@ -188,7 +188,7 @@ typedef enum Op {
 
 typedef enum OpCat {
     CAT_SOURCE, CAT_UNARY, CAT_BINARY, CAT_REDUCE, CAT_MATMUL, CAT_SHAPE,
-    CAT_NORM, CAT_SOFTMAX, CAT_ROPE, CAT_ATTENTION, CAT_CACHE, CAT_SINK, CAT_CONVERT
+    CAT_NORM, CAT_SOFTMAX, CAT_ROPE, CAT_ATTENTION, CAT_CACHE, CAT_SINK, CAT_CONVERT, CAT_INDEX
 } OpCat;
 
 typedef struct OpInfo {
@@ -409,7 +409,7 @@ typedef enum AstKind {
     AST_BOOL,     /* ival 0 or 1 */
     AST_NAME,     /* name */
     AST_LIST,     /* [list...] */
-    AST_BINOP,    /* a op b, op one of '+' '-' '*' '/' */
+    AST_BINOP,    /* a op b, op one of '+' '-' '*' '/' '<' '>' or an AST_OP_* (ast_op_text) */
     AST_NEG,      /* -a */
     AST_CALL,     /* name(list...); keyword arguments are AST_KWARG */
     AST_KWARG,    /* name = a */
@@ -422,6 +422,7 @@ typedef enum AstKind {
     AST_WEIGHT,   /* weight name: type */
     AST_CACHE,    /* cache name: type */
     AST_ASSIGN,   /* name = a */
+    AST_ASSIGN2,  /* name, b->name = a (the two results of topk) */
     AST_OUTPUT,   /* output name [: type] = a */
     AST_RETURN,   /* return a */
     AST_FN,       /* fn name(list of AST_NAME params) { body } */
@@ -460,6 +461,10 @@ Ast *ast_str(AstKind kind, SrcLoc loc, const char *s);   /* AST_STR, AST_NAME, A
 Ast *ast_bool(SrcLoc loc, bool v);
 Ast *ast_binop(SrcLoc loc, int op, Ast *a, Ast *b);
 Ast *ast_unary(SrcLoc loc, Ast *a);
+/* The two-character comparison operators of AST_BINOP. */
+enum { AST_OP_LE = 256, AST_OP_GE, AST_OP_EQ, AST_OP_NE };
+const char *ast_op_text(int op);    /* "+", "<=", ... */
+Ast *ast_assign2(SrcLoc loc, const char *name, SrcLoc loc2, const char *name2, Ast *value);
 Ast *ast_named(AstKind kind, SrcLoc loc, const char *name, Ast *a);  /* DIM CONST ASSIGN KWARG RETURN */
 Ast *ast_call(SrcLoc loc, const char *name, AstList args);
 Ast *ast_list(SrcLoc loc, AstList items);

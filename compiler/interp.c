@@ -666,6 +666,145 @@ static int op_attention(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/* ---- integers, comparisons, indexing ---------------------------------------- */
+
+/* f32 -> i32 as cast does: toward zero, NaN 0, saturating at the range. */
+static double to_i32(double x) {
+    if (isnan(x))
+        return 0.0;
+    if (x >= 2147483647.0)
+        return 2147483647.0;
+    if (x <= -2147483648.0)
+        return -2147483648.0;
+    return trunc(x);
+}
+
+static int op_cast(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0);
+    if (!same_shape(x, out))
+        return node_fail(I, n, "input and output shapes differ");
+    for (int64_t e = 0; e < out->numel; e++)
+        out->data[e] = n->dtype == DT_I32 && n->in[0]->dtype != DT_I32 ? to_i32(x->data[e]) : x->data[e];
+    return 0;
+}
+
+static double compare(Op op, double a, double b) {
+    switch (op) {
+    case OP_LT: return a < b;
+    case OP_LE: return a <= b;
+    case OP_GT: return a > b;
+    case OP_GE: return a >= b;
+    case OP_EQ: return a == b;
+    case OP_NE: return a != b;
+    default: FU_UNREACHABLE();
+    }
+}
+
+/* compare and where: every operand broadcast to out's shape. */
+static int op_select(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *t[3];
+    for (int k = 0; k < n->nin; k++) {
+        t[k] = in_val(I, n, k);
+        if (!broadcasts_to(t[k]->shape, t[k]->rank, out->shape, out->rank))
+            return node_fail(I, n, "operands do not broadcast to the output shape");
+    }
+    if (out->numel == 0)
+        return 0;
+    int64_t idx[FU_MAX_RANK] = {0};
+    int64_t e = 0;
+    do {
+        double v[3];
+        for (int k = 0; k < n->nin; k++)
+            v[k] = t[k]->data[bcast_offset(t[k]->shape, t[k]->rank, idx, out->rank)];
+        out->data[e++] = n->op == OP_WHERE ? (v[0] != 0.0 ? v[1] : v[2]) : compare(n->op, v[0], v[1]);
+    } while (next_index(idx, out->shape, out->rank));
+    return 0;
+}
+
+/* Row ids[s] of table [V, R...]; an id outside [0, V) is an error. */
+static int op_embedding(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *tab = in_val(I, n, 0), *ids = in_val(I, n, 1);
+    if (tab->rank < 1)
+        return node_fail(I, n, "the table has rank 0");
+    int64_t V = tab->shape[0], R = V > 0 ? tab->numel / V : 0;
+    if (out->numel != ids->numel * R)
+        return node_fail(I, n, "output has %lld elements, ids %lld rows of %lld", (long long)out->numel,
+                         (long long)ids->numel, (long long)R);
+    for (int64_t s = 0; s < ids->numel; s++) {
+        double id = ids->data[s];
+        if (!(id >= 0 && id < (double)V))
+            return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)s, (long long)V);
+        if (R > 0)
+            memcpy(out->data + s * R, tab->data + (int64_t)id * R, (size_t)R * sizeof(double));
+    }
+    return 0;
+}
+
+/* out[..., k] = x[..., ids[..., k]] along the last axis. */
+static int op_gather(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0), *ids = in_val(I, n, 1);
+    if (x->rank < 1 || !same_shape(ids, out) || x->rank != ids->rank)
+        return node_fail(I, n, "x, ids and output shapes do not agree");
+    int64_t N = x->shape[x->rank - 1], K = ids->shape[ids->rank - 1];
+    int64_t rows = K > 0 ? ids->numel / K : 0;
+    if (rows * N != x->numel)
+        return node_fail(I, n, "x and ids differ before the last axis");
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < K; k++) {
+            double id = ids->data[r * K + k];
+            if (!(id >= 0 && id < (double)N))
+                return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id,
+                                 (long long)(r * K + k), (long long)N);
+            out->data[r * K + k] = x->data[r * N + (int64_t)id];
+        }
+    return 0;
+}
+
+/* a comes before b in topk's order: larger first, NaN largest, ties by index. */
+static bool topk_before(double a, int64_t ia, double b, int64_t ib) {
+    if (isnan(a) != isnan(b))
+        return isnan(a);
+    if (!isnan(a) && a != b)
+        return a > b;
+    return ia < ib;
+}
+
+/* The indices of the k largest along the last axis, in topk's order. */
+static int op_topk(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0);
+    int64_t K = n->i[0];
+    if (x->rank < 1 || out->rank != x->rank || out->shape[out->rank - 1] != K)
+        return node_fail(I, n, "output is not [..., k]");
+    int64_t N = x->shape[x->rank - 1], rows = N > 0 ? x->numel / N : 0;
+    if (K < 1 || K > N)
+        return node_fail(I, n, "k = %lld is outside [1, %lld]", (long long)K, (long long)N);
+    for (int64_t r = 0; r < rows; r++) {
+        const double *xr = x->data + r * N;
+        double *yr = out->data + r * K;
+        /* selection: the j-th winner is the best of those not yet taken */
+        for (int64_t j = 0; j < K; j++) {
+            int64_t best = -1;
+            for (int64_t c = 0; c < N; c++) {
+                bool taken = false;
+                for (int64_t q = 0; q < j && !taken; q++)
+                    taken = (int64_t)yr[q] == c;
+                if (!taken && (best < 0 || topk_before(xr[c], c, xr[best], best)))
+                    best = c;
+            }
+            yr[j] = (double)best;
+        }
+    }
+    return 0;
+}
+
+/* P + t for the T rows of x (P = 0 without caches). */
+static int op_positions(Interp *I, const Node *n, Tensor *out) {
+    int64_t P = n->i[0] >= 0 && n->i[0] < I->g->nsyms ? I->syms[n->i[0]] : 0;
+    for (int64_t t = 0; t < out->numel; t++)
+        out->data[t] = (double)(P + t);
+    return 0;
+}
+
 /* ---- state and sinks ---------------------------------------------------------- */
 
 /* Writes x's T rows at rows [P, P+T) of the cache; yields rows [0, P+T). */
@@ -748,6 +887,13 @@ static int eval_node(Interp *I, const Node *n, Tensor *out) {
     case OP_ATTENTION: return op_attention(I, n, out);
     case OP_APPEND: return op_append(I, n, out);
     case OP_CONVERT: return op_reshape(I, n, out);  /* the values are exact already */
+    case OP_CAST: return op_cast(I, n, out);
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE: case OP_WHERE:
+        return op_select(I, n, out);
+    case OP_EMBEDDING: return op_embedding(I, n, out);
+    case OP_GATHER: return op_gather(I, n, out);
+    case OP_TOPK: return op_topk(I, n, out);
+    case OP_POSITIONS: return op_positions(I, n, out);
     case OP_OUTPUT: return op_output(I, n);
     case OP_COUNT: break;
     }

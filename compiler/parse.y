@@ -70,6 +70,8 @@ static void yyerror(FeLoc *loc, yyscan_t scanner, FeCtx *ctx, const char *msg);
 %token TRUE "'true'" FALSE "'false'" F32 "'f32'" I32 "'i32'"
 %token BF16 "'bf16'" F16 "'f16'" Q8_0 "'q8_0'" Q4_0 "'q4_0'"
 
+%token LE "'<='" GE "'>='" EQ "'=='" NE "'!='"
+%nonassoc '<' '>' LE GE EQ NE
 %left '+' '-'
 %left '*' '/'
 %precedence NEG
@@ -116,6 +118,7 @@ stmt:
     | WEIGHT IDENT ':' type ';'             { $$ = ast_decl(AST_WEIGHT, L(@2), $2, $4, NULL); }
     | CACHE IDENT ':' type ';'              { $$ = ast_decl(AST_CACHE, L(@2), $2, $4, NULL); }
     | IDENT '=' expr ';'                    { $$ = ast_named(AST_ASSIGN, L(@1), $1, $3); }
+    | IDENT ',' IDENT '=' expr ';'          { $$ = ast_assign2(L(@1), $1, L(@3), $3, $5); }
     | OUTPUT IDENT '=' expr ';'             { $$ = ast_decl(AST_OUTPUT, L(@2), $2, NULL, $4); }
     | OUTPUT IDENT ':' type '=' expr ';'    { $$ = ast_decl(AST_OUTPUT, L(@2), $2, $4, $6); }
     ;
@@ -160,6 +163,7 @@ fn_body:
 fn_stmt:
     common_stmt
     | IDENT '=' expr ';'                    { $$ = ast_named(AST_ASSIGN, L(@1), $1, $3); }
+    | IDENT ',' IDENT '=' expr ';'          { $$ = ast_assign2(L(@1), $1, L(@3), $3, $5); }
     | RETURN expr ';'                       { $$ = ast_named(AST_RETURN, L(@1), NULL, $2); }
     ;
 
@@ -181,6 +185,12 @@ expr:
     | expr '-' expr                         { $$ = ast_binop(L(@2), '-', $1, $3); }
     | expr '*' expr                         { $$ = ast_binop(L(@2), '*', $1, $3); }
     | expr '/' expr                         { $$ = ast_binop(L(@2), '/', $1, $3); }
+    | expr '<' expr                         { $$ = ast_binop(L(@2), '<', $1, $3); }
+    | expr '>' expr                         { $$ = ast_binop(L(@2), '>', $1, $3); }
+    | expr LE expr                          { $$ = ast_binop(L(@2), AST_OP_LE, $1, $3); }
+    | expr GE expr                          { $$ = ast_binop(L(@2), AST_OP_GE, $1, $3); }
+    | expr EQ expr                          { $$ = ast_binop(L(@2), AST_OP_EQ, $1, $3); }
+    | expr NE expr                          { $$ = ast_binop(L(@2), AST_OP_NE, $1, $3); }
     | '-' expr %prec NEG                    { $$ = ast_unary(L(@1), $2); }
     | primary
     ;
@@ -190,6 +200,7 @@ primary:
     | STRING                                { $$ = ast_str(AST_STR, L(@1), $1); }
     | TRUE                                  { $$ = ast_bool(L(@1), true); }
     | FALSE                                 { $$ = ast_bool(L(@1), false); }
+    | dtype                                 { $$ = ast_str(AST_STR, L(@1), dtype_name($1)); }
     | IDENT                                 { $$ = ast_str(AST_NAME, L(@1), $1); }
     | IDENT '(' args_opt ')'                { $$ = ast_call(L(@1), $1, $3); }
     | '(' expr ')'                          { $$ = $2; }
@@ -245,7 +256,8 @@ static bool starts_expr(yysymbol_kind_t k) {
 }
 
 static bool is_binop(yysymbol_kind_t k) {
-    return sym_is(k, "'+'") || sym_is(k, "'-'") || sym_is(k, "'*'") || sym_is(k, "'/'");
+    return sym_is(k, "'+'") || sym_is(k, "'-'") || sym_is(k, "'*'") || sym_is(k, "'/'") || sym_is(k, "'<'") ||
+           sym_is(k, "'>'") || sym_is(k, "'<='") || sym_is(k, "'>='") || sym_is(k, "'=='") || sym_is(k, "'!='");
 }
 
 /* "syntax error, unexpected X, expecting Y or Z", with the expected set

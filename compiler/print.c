@@ -50,6 +50,8 @@ static void print_attrs(Buf *b, const Node *n) {
                    (long long)n->i[0], (long long)n->i[1], (long long)n->i[2], n->i[3] ? "true" : "false",
                    n->f[0]);
         break;
+    case OP_CAST: buf_printf(b, " {to=%s}", dtype_name((DType)n->i[0])); break;
+    case OP_TOPK: buf_printf(b, " {k=%lld}", (long long)n->i[0]); break;
     default: break;
     }
 }

@@ -87,6 +87,8 @@ typedef struct Sema {
     Node **appended;            /* caches already appended to */
     int nappended;
     bool bad_source;            /* an input or cache failed: symbols may look unbound */
+    const Ast *pair_call;       /* the topk call of `v, i = topk(...)` being evaluated */
+    Node *pair_values;          /* its values (a gather of x by the indices) */
 } Sema;
 
 static Scope *scope_new(Scope *parent) {
@@ -547,11 +549,29 @@ static Value name_value(Scope *sc, const Ast *e) {
     FU_UNREACHABLE();
 }
 
+static Op compare_op(int op) {
+    switch (op) {
+    case '<': return OP_LT;
+    case '>': return OP_GT;
+    case AST_OP_LE: return OP_LE;
+    case AST_OP_GE: return OP_GE;
+    case AST_OP_EQ: return OP_EQ;
+    case AST_OP_NE: return OP_NE;
+    default: return OP_COUNT;
+    }
+}
+
 static Value binop(Sema *s, const Ast *e, Value a, Value b) {
     if (a.kind == V_POISON || b.kind == V_POISON)
         return poison();
     if (a.kind == V_NUM && b.kind == V_NUM) {
         switch (e->op) {
+        case '<': return num_value(a.num < b.num);
+        case '>': return num_value(a.num > b.num);
+        case AST_OP_LE: return num_value(a.num <= b.num);
+        case AST_OP_GE: return num_value(a.num >= b.num);
+        case AST_OP_EQ: return num_value(a.num == b.num);
+        case AST_OP_NE: return num_value(a.num != b.num);
         case '+': return num_value(a.num + b.num);
         case '-': return num_value(a.num - b.num);
         case '*': return num_value(a.num * b.num);
@@ -568,7 +588,7 @@ static Value binop(Sema *s, const Ast *e, Value a, Value b) {
                        : (b.kind != V_TENSOR && b.kind != V_NUM) ? &b
                                                                  : NULL;
     if (bad) {
-        diag_error(e->loc, "operator '%c' needs tensors or numbers, got %s", e->op, describe(bad));
+        diag_error(e->loc, "operator '%s' needs tensors or numbers, got %s", ast_op_text(e->op), describe(bad));
         return poison();
     }
     if (!s->g) {
@@ -578,7 +598,8 @@ static Value binop(Sema *s, const Ast *e, Value a, Value b) {
     Node *in[2] = {to_tensor(s, &a, e->a->loc), to_tensor(s, &b, e->b->loc)};
     if (!in[0] || !in[1])
         return poison();
-    Op op = e->op == '+' ? OP_ADD : e->op == '-' ? OP_SUB : e->op == '*' ? OP_MUL : OP_DIV;
+    Op op = e->op == '+' ? OP_ADD : e->op == '-' ? OP_SUB : e->op == '*' ? OP_MUL : e->op == '/' ? OP_DIV
+                                                                                     : compare_op(e->op);
     return finish(s, ir_node(s->g, op, 2, in, e->loc));
 }
 
@@ -685,6 +706,9 @@ static Builtin builtin_spec(Op op) {
         b.kw[0] = (KwSpec){"head_dim", K_INT, true};
         b.kw[1] = (KwSpec){"theta", K_FLOAT, false};
         break;
+    case OP_TOPK:
+        b.kw[0] = (KwSpec){"k", K_INT, false};
+        break;
     case OP_ATTENTION:
         b.kw[0] = (KwSpec){"heads", K_INT, true};
         b.kw[1] = (KwSpec){"kv_heads", K_INT, false};
@@ -781,8 +805,8 @@ static Value fold_unary(const Ast *e, Op op, double x) {
 
 static const char *plural(int n, const char *one, const char *many) { return n == 1 ? one : many; }
 
-static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
-    const char *fname = op_info[op].name;
+static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, bool argmax, int depth) {
+    const char *fname = argmax ? "argmax" : op_info[op].name;
     Builtin spec = builtin_spec(op);
     const Ast *pos[8];
     int npos = 0;
@@ -818,6 +842,18 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
             pos[npos] = a;
         npos++;
     }
+    /* cast(x, i32) and topk(x, 2): a type or k after the tensor */
+    const Ast *extra = NULL;
+    if ((op == OP_CAST || (op == OP_TOPK && !argmax)) && npos == 2) {
+        extra = pos[1];
+        npos = 1;
+    }
+    if (op == OP_CAST && !extra) {
+        diag_error(e->loc, "'cast' needs the type to convert to, e.g. cast(x, i32)");
+        return poison();
+    }
+    if (argmax)
+        spec.kw[0].name = NULL;
     if (npos < spec.tmin || npos > spec.tmax) {
         if (spec.tmin == spec.tmax)
             diag_error(e->loc, "'%s' takes %d tensor %s, got %d", fname, spec.tmin,
@@ -868,9 +904,49 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
     if (!ok)
         return poison();
 
+    int64_t topk_k = 1;
+    if (op == OP_TOPK && !argmax) {
+        if (extra && kv[0].given) {
+            diag_error(kv[0].loc, "'topk': k is given twice");
+            return poison();
+        }
+        if (!extra && !kv[0].given) {
+            diag_error(e->loc, "'topk' needs k, e.g. topk(x, 2)");
+            return poison();
+        }
+        if (extra && !eval_const_int(s, sc, extra, "k", &topk_k))
+            return poison();
+        if (!extra)
+            topk_k = kv[0].i;
+    }
+    DType cast_to = DT_F32;
+    if (op == OP_CAST) {
+        Value tv = eval(s, sc, extra, depth + 1);
+        if (tv.kind == V_POISON)
+            return poison();
+        if (tv.kind != V_STR || (strcmp(tv.str, "f32") != 0 && strcmp(tv.str, "i32") != 0)) {
+            diag_error(extra->loc, "'cast' converts to f32 or i32, got %s", describe(&tv));
+            return poison();
+        }
+        cast_to = strcmp(tv.str, "i32") == 0 ? DT_I32 : DT_F32;
+    }
+    if (op == OP_TOPK && !argmax && s->pair_call != e) {
+        diag_error(e->loc, "'topk' gives two values: write `values, indices = topk(x, k);`");
+        return poison();
+    }
+
     Node *n = ir_node(s->g, op, npos, in, e->loc);
     Node *x = in[0];
     switch (op) {
+    case OP_CAST:
+        n->i[0] = cast_to;
+        break;
+    case OP_TOPK:
+        n->i[0] = topk_k;
+        break;
+    case OP_POSITIONS:
+        n->i[0] = s->g->cache_sym;
+        break;
     case OP_SUM: case OP_MAX: case OP_MEAN: {
         KwVal ax = kv[0];
         if (!ax.given)
@@ -983,6 +1059,14 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, int depth) {
         break;
     }
     Value v = finish(s, n);
+    if (v.kind == V_TENSOR && op == OP_TOPK && !argmax) {
+        /* the values: x at the indices (the same node form as gather(x, i)) */
+        Node *gin[2] = {x, n};
+        Value gv = finish(s, ir_node(s->g, OP_GATHER, 2, gin, e->loc));
+        if (gv.kind != V_TENSOR)
+            return poison();
+        s->pair_values = gv.node;
+    }
     if (v.kind == V_TENSOR && op == OP_APPEND) {
         for (int i = 0; i < s->nappended; i++)
             if (s->appended[i] == x) {
@@ -1114,6 +1198,9 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, Entry *fe, int depth) {
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     Entry *en = scope_find(sc, e->name);
     int op = op_lookup(e->name);
+    bool argmax = strcmp(e->name, "argmax") == 0;
+    if (argmax)
+        op = OP_TOPK;
     bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK &&
                    op_info[op].cat != CAT_CONVERT;
     /* fns shadow builtins; other names do not, so a value may be called `max` */
@@ -1147,7 +1234,7 @@ static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
         diag_error(e->loc, "'%s' builds a tensor; tensors exist only inside a block", e->name);
         return poison();
     }
-    return call_builtin(s, sc, e, (Op)op, depth);
+    return call_builtin(s, sc, e, (Op)op, argmax, depth);
 }
 
 /* ---- statements ---------------------------------------------------------- */
@@ -1267,6 +1354,33 @@ static void run_stmt(Sema *s, Scope *sc, const Ast *st, int depth) {
             op_info[en->node->op].cat != CAT_SOURCE)
             en->node->label = st->name;
         define(sc, en);
+        return;
+    }
+    case AST_ASSIGN2: {
+        /* values, indices = topk(x, k) (a fn may not return two values) */
+        const Ast *c = st->a;
+        Entry *fe = c->kind == AST_CALL ? scope_find(sc, c->name) : NULL;
+        Value vi = poison(), vv = poison();
+        if (c->kind != AST_CALL || strcmp(c->name, "topk") != 0 || (fe && fe->kind == E_FN)) {
+            diag_error(c->loc, "only 'topk' gives two values; `a, b = ...` needs a call of topk");
+        } else {
+            const Ast *saved = s->pair_call;
+            s->pair_call = c;
+            s->pair_values = NULL;
+            vi = eval(s, sc, c, depth);
+            s->pair_call = saved;
+            if (vi.kind == V_TENSOR && s->pair_values)
+                vv = tensor_value(s->pair_values);
+            else
+                vi = poison();
+        }
+        Entry *ev = bind_value(st->name, st->loc, &vv), *ei = bind_value(st->b->name, st->b->loc, &vi);
+        if (ev->kind == E_TENSOR && !ev->node->label)
+            ev->node->label = st->name;
+        if (ei->kind == E_TENSOR && !ei->node->label)
+            ei->node->label = st->b->name;
+        define(sc, ev);
+        define(sc, ei);
         return;
     }
     case AST_INPUT:
@@ -1587,7 +1701,7 @@ static void walk_expr(FnWalk *w, Scope *sc, const Ast *e) {
         for (int i = 0; i < e->list.n; i++)
             walk_expr(w, sc, e->list.v[i]);
         Entry *en = scope_find(sc, e->name);
-        int op = op_lookup(e->name);
+        int op = strcmp(e->name, "argmax") == 0 ? OP_TOPK : op_lookup(e->name);
         bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK;
         if (en && en->kind == E_FN) {
             if (en->fn == w->root) {
@@ -1642,6 +1756,11 @@ static void walk_fn_body(FnWalk *w, const Entry *fe) {
             walk_expr(w, local, st->a);
             scope_add(local, entry_new(st->name, E_POISON, st->loc));
             break;
+        case AST_ASSIGN2:
+            walk_expr(w, local, st->a);
+            scope_add(local, entry_new(st->name, E_POISON, st->loc));
+            scope_add(local, entry_new(st->b->name, E_POISON, st->b->loc));
+            break;
         default:
             walk_expr(w, local, st->a);
             break;
@@ -1683,6 +1802,11 @@ static Graph *lower_block(Sema *s, SFile *root, const Ast *blk) {
     Scope *sc = scope_new(root->scope);
     for (int i = 0; i < blk->body.n; i++)
         run_stmt(s, sc, blk->body.v[i], 0);
+    /* positions count from the caches' cached length, wherever the caches
+     * were declared */
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_POSITIONS)
+            g->nodes[i]->i[0] = g->cache_sym;
 
     for (int k = 0; k < g->nsyms && !s->bad_source; k++)
         if (!has_whole_dim(g->inputs, g->ninputs, k) && !has_whole_dim(g->caches, g->ncaches, k))

@@ -76,7 +76,7 @@ bool ir_takes(const Node *n, int j, DType t) {
     case DK_INT:
         return true;
     case DK_HALF:
-        return (n->op == OP_LINEAR && j == 1) || n->op == OP_CONVERT;
+        return (n->op == OP_LINEAR && j == 1) || n->op == OP_CONVERT || (n->op == OP_EMBEDDING && j == 0);
     case DK_QUANT:
         return n->op == OP_LINEAR && j == 1;
     }
@@ -429,6 +429,115 @@ static bool infer_convert(Why *w, Node *n) {
     return true;
 }
 
+/* f32 or i32 (what the integer and indexing ops read). */
+static bool need_num(Why *w, const Node *n, const Node *x) {
+    if (x->dtype == DT_F32 || x->dtype == DT_I32)
+        return true;
+    return need_f32(w, n, x);
+}
+
+static bool need_i32(Why *w, const Node *n, const Node *x, const char *what) {
+    if (x->dtype == DT_I32)
+        return true;
+    return fail(w, "'%s' needs %s of type i32, got %s%s", op_info[n->op].name, what, ty(x, w->g),
+                x->dtype == DT_F32 ? " (cast(x, i32) converts)" : "");
+}
+
+static bool infer_index(Why *w, Node *n, const Graph *g) {
+    Node *x = n->in[0];
+    Dim out[FU_MAX_RANK];
+    int r = 0;
+    switch (n->op) {
+    case OP_CAST:
+        if (!need_num(w, n, x))
+            return false;
+        if (n->i[0] != DT_F32 && n->i[0] != DT_I32)
+            return fail(w, "'cast' converts to f32 or i32");
+        set_type(n, (DType)n->i[0], x->rank, x->shape);
+        return true;
+    case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_EQ: case OP_NE:
+        if (!need_num(w, n, x) || !need_num(w, n, n->in[1]) || !broadcast(w, x, n->in[1], &r, out))
+            return false;
+        set_type(n, DT_I32, r, out);
+        return true;
+    case OP_WHERE: {
+        Node *a = n->in[1], *b = n->in[2];
+        Dim ab[FU_MAX_RANK];
+        int rab = 0;
+        if (!need_i32(w, n, x, "its condition") || !need_num(w, n, a) || !need_num(w, n, b))
+            return false;
+        if (a->dtype != b->dtype)
+            return fail(w, "'where' needs its two values of one type, got %s and %s", ty(a, w->g), ty(b, w->g));
+        if (!broadcast(w, a, b, &rab, ab))
+            return false;
+        Node tmp = *a;
+        set_type(&tmp, a->dtype, rab, ab);
+        if (!broadcast(w, x, &tmp, &r, out))
+            return false;
+        set_type(n, a->dtype, r, out);
+        return true;
+    }
+    case OP_EMBEDDING: {
+        Node *ids = n->in[1];
+        if (!need_float(w, n, 0) || !need_i32(w, n, ids, "ids"))
+            return false;
+        if (x->rank < 1 || !dim_is_const(x->shape[0]))
+            return fail(w, "'embedding' needs a table [rows, ...] with a constant number of rows, got %s",
+                        ty(x, w->g));
+        if (ids->rank + x->rank - 1 > FU_MAX_RANK)
+            return fail(w, "'embedding' of %s by %s has more than %d dimensions", ty(x, w->g), ty(ids, w->g),
+                        FU_MAX_RANK);
+        for (int d = 0; d < ids->rank; d++)
+            out[r++] = ids->shape[d];
+        for (int d = 1; d < x->rank; d++)
+            out[r++] = x->shape[d];
+        set_type(n, DT_F32, r, out);
+        return true;
+    }
+    case OP_GATHER: {
+        Node *ids = n->in[1];
+        if (!need_num(w, n, x) || !need_i32(w, n, ids, "ids"))
+            return false;
+        if (x->rank < 1 || ids->rank != x->rank)
+            return fail(w, "'gather' needs ids with the rank of %s, got %s", ty(x, w->g), ty(ids, w->g));
+        for (int d = 0; d + 1 < x->rank; d++)
+            if (!dim_eq(x->shape[d], ids->shape[d]))
+                return fail(w, "'gather': %s and ids %s differ before the last axis", ty(x, w->g), ty(ids, w->g));
+        if (!dim_is_const(x->shape[x->rank - 1]))
+            return fail(w, "'gather': the last axis of %s is symbolic; only constant axes can be indexed",
+                        ty(x, w->g));
+        set_type(n, x->dtype, ids->rank, ids->shape);
+        return true;
+    }
+    case OP_TOPK: {
+        if (!need_f32(w, n, x))
+            return false;
+        if (x->rank < 1)
+            return fail(w, "'topk' needs at least 1 dimension, got %s", ty(x, w->g));
+        Dim N = x->shape[x->rank - 1];
+        if (!dim_is_const(N))
+            return fail(w, "'topk': the last axis of %s is symbolic; k must be checked against a constant",
+                        ty(x, w->g));
+        if (n->i[0] < 1)
+            return fail(w, "'topk': k must be at least 1, got %lld", (long long)n->i[0]);
+        if (n->i[0] > N.c)
+            return fail(w, "'topk': k = %lld is larger than the last axis of %s", (long long)n->i[0], ty(x, w->g));
+        set_type(n, DT_I32, x->rank, x->shape);
+        n->shape[x->rank - 1] = dim_const(n->i[0]);
+        return true;
+    }
+    case OP_POSITIONS:
+        if (x->rank < 1)
+            return fail(w, "'positions' needs a tensor of tokens [T, ...], got %s", ty(x, w->g));
+        if (n->i[0] < -1 || n->i[0] >= g->nsyms || (n->i[0] >= 0 && n->i[0] != g->cache_sym))
+            return fail(w, "'positions': symbol %lld is not the caches' cached length", (long long)n->i[0]);
+        set_type(n, DT_I32, 1, x->shape);
+        return true;
+    default:
+        FU_UNREACHABLE();
+    }
+}
+
 bool ir_infer(Node *n, const Graph *g, char *why, size_t whylen) {
     Why w = {why, whylen, g};
     for (int j = 0; j < n->nin; j++)
@@ -498,6 +607,8 @@ bool ir_infer(Node *n, const Graph *g, char *why, size_t whylen) {
         return true;
     case CAT_CONVERT:
         return infer_convert(&w, n);
+    case CAT_INDEX:
+        return infer_index(&w, n, g);
     }
     FU_UNREACHABLE();
 }

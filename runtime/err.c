@@ -60,6 +60,7 @@ const char *fr_strerror(int code)
     case FR_ECAPACITY: return "cache capacity exceeded";
     case FR_ECPU: return "CPU lacks a feature the target needs";
     case FR_EWORKSPACE: return "workspace too small or misaligned";
+    case FR_EINDEX: return "index out of range";
     default: return "unknown error code";
     }
 }

@@ -43,7 +43,8 @@ enum {
     FR_EDIM = -9,       /* a symbol out of range, or a dimension that would be negative */
     FR_ECAPACITY = -10, /* the caches have fewer rows than the call needs */
     FR_ECPU = -11,      /* this CPU lacks a feature the block's target needs */
-    FR_EWORKSPACE = -12 /* the workspace is too small or not 64-byte aligned */
+    FR_EWORKSPACE = -12,/* the workspace is too small or not 64-byte aligned */
+    FR_EINDEX = -13     /* an id of embedding or gather is outside its table (the message names it) */
 };
 
 typedef struct fr_err {
