@@ -776,6 +776,27 @@ static void draw_special(const CheckArgs *a, int input, float *x, int64_t numel,
 
 /* Random weights and inputs (float32 values, so the generated C and the
  * interpreter see the same numbers), written to the harness's input file. */
+/* For an i32 input that embedding or gather read as ids (through reshapes):
+ * the fewest rows any of them indexes, so random ids stay in range; 0 when
+ * none does. */
+static int64_t ids_range(const Graph *g, const Node *in)
+{
+    int64_t range = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if ((n->op != OP_EMBEDDING && n->op != OP_GATHER) || n->nin < 2)
+            continue;
+        const Node *ids = n->in[1];
+        while (ids->op == OP_RESHAPE)
+            ids = ids->in[0];
+        const Node *x = n->in[0];
+        Dim rows = x->shape[n->op == OP_EMBEDDING ? 0 : x->rank - 1];
+        if (ids == in && dim_is_const(rows) && (range == 0 || rows.c < range))
+            range = rows.c;
+    }
+    return range;
+}
+
 static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
 {
     fr_err err;
@@ -821,14 +842,17 @@ static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
         double *v = fu_alloc(sizeof(double) * (size_t)(numel ? numel : 1));
         void *raw = fu_alloc(4 * (size_t)(numel ? numel : 1)), *stored = raw;
         double mean = 0, spread = 1;
+        int64_t id_range = is_w ? 0 : ids_range(g, n);
         if (is_w)
             weight_law(g, n, d->syms, &mean, &spread);
         if (n->rank > 0 && shape[0] > 0)
             row = numel / shape[0];
         for (int64_t e = 0; e < numel; e++) {
             if (n->dtype == DT_I32) {
-                /* position ids: the row index after the P0 = 0 cached rows */
-                int32_t x = (int32_t)(row ? e / row : 0);
+                /* ids of an embedding or gather: uniform over the rows they
+                 * index; else position ids: the row index after the P0 = 0
+                 * cached rows */
+                int32_t x = id_range ? (int32_t)(rng_next() % (uint64_t)id_range) : (int32_t)(row ? e / row : 0);
                 memcpy((char *)raw + 4 * e, &x, 4);
                 v[e] = x;
             } else {
