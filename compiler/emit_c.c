@@ -2984,8 +2984,12 @@ static void emit_h_file(Emit *e) {
                   " * with the cause in fr_last_error().  Runs on up to fr_get_num_threads()\n"
                   " * threads (fr_set_num_threads, FUSE_NUM_THREADS), as many as the workspace\n"
                   " * has scratch for; calls on different caches and workspaces may run at\n"
-                  " * once (the thread pool serves them one after another). */\n",
-               g->ncaches ? ", FR_ECAPACITY (the caches are too small)" : "");
+                  " * once (the thread pool serves them one after another).%s */\n",
+               g->ncaches ? ", FR_ECAPACITY (the caches are too small)" : "",
+               e->has_err ? "\n * An id of embedding or gather outside its table gives FR_EINDEX after\n"
+                            " * the run, naming the id: the outputs (and the new cache rows) are\n"
+                            " * then unspecified, but no row past the table is ever read."
+                          : "");
     buf_printf(h, "int %s_forward(%s);\n\n", g->name,
                forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
     buf_printf(h, "/* The target variant forward runs on this CPU, e.g. \"x86-64-avx2\" (a\n"
