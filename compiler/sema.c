@@ -925,7 +925,8 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, bool argmax, 
         if (tv.kind == V_POISON)
             return poison();
         if (tv.kind != V_STR || (strcmp(tv.str, "f32") != 0 && strcmp(tv.str, "i32") != 0)) {
-            diag_error(extra->loc, "'cast' converts to f32 or i32, got %s", describe(&tv));
+            diag_error(extra->loc, "'cast' converts to f32 or i32, got %s",
+                       tv.kind == V_STR ? fu_format("%s", tv.str) : describe(&tv));
             return poison();
         }
         cast_to = strcmp(tv.str, "i32") == 0 ? DT_I32 : DT_F32;
