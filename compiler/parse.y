@@ -252,7 +252,8 @@ static bool sym_is(yysymbol_kind_t k, const char *name) {
 static bool starts_expr(yysymbol_kind_t k) {
     return k == YYSYMBOL_IDENT || k == YYSYMBOL_NUMBER || k == YYSYMBOL_STRING ||
            k == YYSYMBOL_TRUE || k == YYSYMBOL_FALSE || sym_is(k, "'('") ||
-           sym_is(k, "'['") || sym_is(k, "'-'");
+           sym_is(k, "'['") || sym_is(k, "'-'") || k == YYSYMBOL_F32 || k == YYSYMBOL_I32 || k == YYSYMBOL_BF16 ||
+           k == YYSYMBOL_F16 || k == YYSYMBOL_Q8_0 || k == YYSYMBOL_Q4_0;
 }
 
 static bool is_binop(yysymbol_kind_t k) {
