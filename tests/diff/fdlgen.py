@@ -10,7 +10,13 @@ random shapes (odd sizes, size 1, T = 1, broadcasting against lower-rank
 weights, reductions over any axis, reshapes and transposes, slices and
 concats, norms feeding linears, rope, softmax and causal_mask, attention
 with random head counts and grouped-query KV heads, the same written from
-primitives, appends to KV caches) and random symbol values.  Every program
+primitives, appends to KV caches, comparisons and where, cast, embedding of
+int32 ids, topk/argmax and gather, positions from the cache offset) and
+random symbol values.  The ops whose result jumps (a comparison, cast to
+i32, the indices of topk and argmax) read only inputs, whose float32 values
+the interpreter sees exactly, so both sides decide alike; what they feed
+may be anything (where(a > b, a, b) is continuous, so it takes any values,
+and topk's values are continuous in x).  Every program
 runs through `fusec check --random` (the generated C on random float32
 data against the float64 interpreter on the unfused graph; for a third of
 the seeds with NaN, +-inf, huge, denormal values or extreme rows mixed in,
@@ -137,8 +143,9 @@ class Stmt:
     alts: operands of a let with its shape (the minimiser may replace the
     let's expression by one of them)."""
 
-    def __init__(self, kind, name, text, shape=None, alts=()):
+    def __init__(self, kind, name, text, shape=None, alts=(), name2=None):
         self.kind, self.name, self.text, self.shape, self.alts = kind, name, text, shape, list(alts)
+        self.name2 = name2  # let2: the second name (`values, indices = topk(...)`)
 
     def line(self):
         if self.kind == "dim":
@@ -147,10 +154,12 @@ class Stmt:
             return f"{self.kind} {self.name}: {self.text};"
         if self.kind == "let":
             return f"{self.name} = {self.text};"
+        if self.kind == "let2":
+            return f"{self.name}, {self.name2} = {self.text};"
         return f"output {self.name} = {self.text};"
 
     def copy(self):
-        return Stmt(self.kind, self.name, self.text, self.shape, self.alts)
+        return Stmt(self.kind, self.name, self.text, self.shape, self.alts, self.name2)
 
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
@@ -171,7 +180,7 @@ class Program:
     def text(self):
         lines = [f"// fdlgen seed={self.seed} mode={self.mode} T={self.T} split={self.split or 0}",
                  f"block rnd{self.seed} {{"]
-        order = {"dim": 0, "input": 1, "weight": 1, "cache": 1, "let": 2, "output": 3}
+        order = {"dim": 0, "input": 1, "weight": 1, "cache": 1, "let": 2, "let2": 2, "output": 3}
         for st in sorted(self.stmts, key=lambda s: order[s.kind]):
             lines.append("    " + st.line())
         lines.append("}")
@@ -184,8 +193,9 @@ class Program:
 
 def dce(stmts):
     """Keeps what the outputs need (and the dims the kept types name)."""
-    defined = {s.name for s in stmts if s.kind != "output"}
+    defined = {s.name for s in stmts if s.kind != "output"} | {s.name2 for s in stmts if s.name2}
     by_name = {s.name: s for s in stmts if s.kind != "output"}
+    by_name.update({s.name2: s for s in stmts if s.name2})
     need = set()
     work = [s for s in stmts if s.kind == "output"]
     while work:
@@ -194,15 +204,16 @@ def dce(stmts):
             if r not in need:
                 need.add(r)
                 work.append(by_name[r])
-    return [s for s in stmts if s.kind == "output" or s.name in need]
+    return [s for s in stmts if s.kind == "output" or s.name in need or (s.name2 and s.name2 in need)]
 
 
 # ---- the generator ------------------------------------------------------------
 
 
 class Value:
-    def __init__(self, name, shape, mag, rows=True):
+    def __init__(self, name, shape, mag, rows=True, exact=False):
         self.name, self.shape, self.mag, self.rows = name, tuple(shape), mag, rows
+        self.exact = exact  # an f32 input: the same float32 values on both sides
 
 
 class Gen:
@@ -224,6 +235,8 @@ class Gen:
         self.pos = None
         self.has_cache = False
         self.dotted = r.random() < 0.5
+        self.first_input = None
+        self.ids = None
 
     # -- helpers
     def fresh(self, prefix):
@@ -549,9 +562,78 @@ class Gen:
 
     def positions(self):
         if self.pos is None:
+            if self.r.random() < 0.4:
+                # P .. P+T-1 from the cache offset: no position input
+                self.pos = f"positions({self.first_input})"
+                return self.pos
             self.pos = "pos" if self.r.random() < 0.5 else "position_ids"
             self.stmts.append(Stmt("input", self.pos, "i32[T]", (TOK,)))
         return self.pos
+
+    def op_index(self):
+        """comparisons, where, cast, topk/argmax, gather, embedding: a
+        decision (mask, cast to i32, indices) reads inputs only."""
+        r = self.r
+        kind = r.choice(["where", "where", "leaky", "mask", "cast", "topk", "topk", "argmax", "embed"])
+        cmp = r.choice(["<", "<=", ">", ">=", "==", "!="])
+        if kind == "where":
+            a = self.pick()
+            b = self.pick(lambda v: v is not a and broadcast(a.shape, v.shape) is not None)
+            if b is None:
+                return None
+            out = broadcast(a.shape, b.shape)
+            if out is None or not self.ok_shape(out):
+                return None
+            c = r.choice([">", ">=", "<", "<="])
+            x, y = (a, b) if c in (">", ">=") else (b, a)
+            # the larger (or the smaller) of a and b: continuous where they meet
+            if r.random() < 0.5:
+                x, y = y, x
+            return self.let(f"where({a.name} {c} {b.name}, {x.name}, {y.name})", out, max(a.mag, b.mag),
+                            alts=[a, b])
+        if kind == "leaky":
+            v = self.pick()
+            return self.let(f"where({v.name} >= 0.0, {v.name}, {v.name} * 0.125)", v.shape, v.mag, alts=[v])
+        x = self.pick(lambda v: v.exact)
+        if x is None:
+            return None
+        if kind == "mask":
+            v = self.pick(lambda v: broadcast(x.shape, v.shape) == tuple(v.shape))
+            if v is None:
+                return None
+            return self.let(f"{v.name} * cast({x.name} {cmp} {self.number()}, f32)", v.shape, v.mag, alts=[v])
+        if kind == "cast":
+            # x * 4 is exact in float32 and double; huge values saturate alike
+            return self.let(f"cast(cast({x.name} * 4.0, i32), f32) * 0.25", x.shape, x.mag + 1, alts=[x])
+        if not is_const(x.shape[-1]):
+            return None
+        N = x.shape[-1][0]
+        y = self.pick(lambda v: v.shape == x.shape)
+        if kind == "argmax":
+            i = self.let(f"argmax({x.name})", x.shape[:-1] + (ONE,), 1, pool=False)
+            if r.random() < 0.5:
+                return self.let(f"gather({y.name}, {i.name})", i.shape, y.mag)
+            return self.let(f"cast({i.name}, f32) / {float(N)}", i.shape, 1)
+        if kind == "topk":
+            k = r.randint(1, N)
+            vname, iname = self.fresh("v"), self.fresh("i")
+            ks = f"{k}" if r.random() < 0.5 else f"k = {k}"
+            shape = x.shape[:-1] + (cdim(k),)
+            if not self.ok_shape(shape):
+                return None
+            self.stmts.append(Stmt("let2", vname, f"topk({x.name}, {ks})", shape, [], iname))
+            vals = Value(vname, shape, x.mag)
+            self.pool.append(vals)
+            if r.random() < 0.5:
+                return self.let(f"gather({y.name}, {iname}) + cast({iname}, f32)", shape, y.mag + N)
+            return vals
+        # embed: rows of a table by int32 ids (check draws them inside the table)
+        if self.ids is None:
+            self.ids = "ids" if r.random() < 0.5 else "input_ids"
+            self.stmts.append(Stmt("input", self.ids, "i32[T]", (TOK,)))
+        V, D = self.size(), self.size()
+        w = self.weight([cdim(V), cdim(D)], "embed")
+        return self.let(f"embedding({w}, {self.ids})", (TOK, cdim(D)), 4)
 
     def op_rope(self):
         v = self.pick(lambda v: len(v.shape) == 2 and v.shape[0] == TOK and is_const(v.shape[1]))
@@ -670,11 +752,13 @@ class Gen:
                 r.shuffle(s)
             name = ("x" if i == 0 else "x2") if not self.dotted else ("hidden_states" if i == 0 else "input.extra")
             self.stmts.append(Stmt("input", name, "f32" + shape_text(s), tuple(s)))
-            self.pool.append(Value(name, s, 3.5))
+            self.pool.append(Value(name, s, 3.5, exact=True))
+            if i == 0:
+                self.first_input = name
         ops = [(self.op_unary, 10), (self.op_binary, 12), (self.op_reduce, 5), (self.op_linear, 8),
                (self.op_matmul, 5), (self.op_reshape, 4), (self.op_transpose, 3), (self.op_slice, 3),
                (self.op_concat, 3), (self.op_norm, 6), (self.op_norm_prim, 2), (self.op_softmax, 4),
-               (self.op_rope, 2), (self.op_attention, 5), (self.op_mlp, 3)]
+               (self.op_rope, 2), (self.op_attention, 5), (self.op_mlp, 3), (self.op_index, 5)]
         if self.mode == "free":
             ops.append((self.op_append, 1))
         funcs, weights = zip(*ops)
@@ -683,13 +767,13 @@ class Gen:
         while made < nstmts and tries < 200:
             tries += 1
             f = r.choices(funcs, weights)[0]
-            mark = len(self.stmts), len(self.pool), self.n, self.pos, self.has_cache
+            mark = len(self.stmts), len(self.pool), self.n, self.pos, self.has_cache, self.ids
             v = f()
             if v is None:
                 # undo the weights and helpers a failed attempt declared
                 del self.stmts[mark[0]:]
                 del self.pool[mark[1]:]
-                self.n, self.pos, self.has_cache = mark[2], mark[3], mark[4]
+                self.n, self.pos, self.has_cache, self.ids = mark[2], mark[3], mark[4], mark[5]
                 continue
             made += 1
             if v.mag > 1e4:
