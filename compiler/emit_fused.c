@@ -937,7 +937,10 @@ static void pv_limits(Kern *k, int rb, const Vis *vis) {
         mn = fu_format("(fu_e%d < %s ? fu_e%d : %s)", i, mn, i, mn);
         mx = fu_format("(fu_e%d > %s ? fu_e%d : %s)", i, mx, i, mx);
     }
-    kern_line(k, "const int64_t fu_emin = %s, fu_emax = %s;", mn, mx);
+    if (vis->off)
+        kern_line(k, "const int64_t fu_emin = %s, fu_emax = %s;", mn, mx);
+    else
+        kern_line(k, "const int64_t fu_emin = %s;", mn);    /* no diagonal: fu_emax unused */
 }
 
 /* Rows fu_r.. (rb of them), head_dim columns fu_dd + [0, nv vectors, the
