@@ -15,6 +15,7 @@
 #     naming each bad id of embedding and gather.
 #  3. Against the interpreter (--random): ops.fdl's mixed block (every op,
 #     odd sizes, a bf16 table) at T = 1, prefill 5 + decode, NaN/inf/huge;
+#     moves (i32 through transpose, reshape, slice, concat; a tied bf16 table);
 #     llama_embed.fdl (ids -> embedding -> a Llama layer with in-block
 #     positions -> argmax of tied logits), prefill + decode.
 #  4. Against Hugging Face: llama_pos.fdl (the golden Llama layer with
@@ -118,6 +119,8 @@ for t in $targets; do
     expect 0 "llama_embed: $t, prefill 6 + decode, T=11" "$FUSEC" check $D/llama_embed.fdl --random --dim T=11 \
         --split 6 --target $t
 done
+expect 0 "moves: $best, T=5" "$FUSEC" check $D/ops.fdl --block moves --random --dim T=5 --target $best
+expect 0 "moves: -O0, T=5" "$FUSEC" check $D/ops.fdl --block moves --random --dim T=5 -O0
 expect 0 "mixed: -O0, prefill 5 + decode, T=13" "$FUSEC" check $D/ops.fdl --block mixed --random --dim T=13 \
     --split 5 -O0
 [ $neon = 1 ] && expect 0 "mixed: aarch64-neon (qemu), prefill 5 + decode, T=13" "$FUSEC" check $D/ops.fdl \
