@@ -562,8 +562,10 @@ class Gen:
 
     def positions(self):
         if self.pos is None:
-            if self.r.random() < 0.4:
-                # P .. P+T-1 from the cache offset: no position input
+            if self.r.random() < 0.4 and (self.mode == "free" or self.has_cache):
+                # P .. P+T-1 from the cache offset: no position input (in
+                # rows mode only with a cache: without one, each call of
+                # --split starts again at 0, as it should, unlike one call)
                 self.pos = f"positions({self.first_input})"
                 return self.pos
             self.pos = "pos" if self.r.random() < 0.5 else "position_ids"
