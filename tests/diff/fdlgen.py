@@ -143,9 +143,10 @@ class Stmt:
     alts: operands of a let with its shape (the minimiser may replace the
     let's expression by one of them)."""
 
-    def __init__(self, kind, name, text, shape=None, alts=(), name2=None):
+    def __init__(self, kind, name, text, shape=None, alts=(), name2=None, i32=False):
         self.kind, self.name, self.text, self.shape, self.alts = kind, name, text, shape, list(alts)
         self.name2 = name2  # let2: the second name (`values, indices = topk(...)`)
+        self.i32 = i32      # an i32 value (the minimiser makes only f32 ones inputs)
 
     def line(self):
         if self.kind == "dim":
@@ -159,7 +160,7 @@ class Stmt:
         return f"output {self.name} = {self.text};"
 
     def copy(self):
-        return Stmt(self.kind, self.name, self.text, self.shape, self.alts, self.name2)
+        return Stmt(self.kind, self.name, self.text, self.shape, self.alts, self.name2, self.i32)
 
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
@@ -263,10 +264,10 @@ class Gen:
             return False
         return rows_ok(s) if self.mode == "rows" else True
 
-    def let(self, text, shape, mag, alts=(), pool=True):
+    def let(self, text, shape, mag, alts=(), pool=True, i32=False):
         name = self.fresh("v")
         alts = [a for a in alts if a is not None and a.shape == tuple(shape)]
-        self.stmts.append(Stmt("let", name, text, tuple(shape), [a.name for a in alts]))
+        self.stmts.append(Stmt("let", name, text, tuple(shape), [a.name for a in alts], i32=i32))
         v = Value(name, shape, min(mag, 1e6))
         if pool:
             self.pool.append(v)
@@ -612,7 +613,7 @@ class Gen:
         N = x.shape[-1][0]
         y = self.pick(lambda v: v.shape == x.shape)
         if kind == "argmax":
-            i = self.let(f"argmax({x.name})", x.shape[:-1] + (ONE,), 1, pool=False)
+            i = self.let(f"argmax({x.name})", x.shape[:-1] + (ONE,), 1, pool=False, i32=True)
             if r.random() < 0.5:
                 return self.let(f"gather({y.name}, {i.name})", i.shape, y.mag)
             return self.let(f"cast({i.name}, f32) / {float(N)}", i.shape, 1)
@@ -918,6 +919,25 @@ def minimize(fusec, prog, variant, seed, rtol, kind, out, tmpdir, budget=150):
                 break
             cand = best.with_stmts(dce([s for s in best.stmts if s is not o]))
             if fails(cand):
+                best, changed = cand, True
+        # a value made an input of its shape: cuts off everything that only
+        # computed it (f32 lets; in rows mode [T, const...] only, as --split
+        # needs; never a shape of the cache length P)
+        for i in range(len(best.stmts) - 1, -1, -1):
+            if i >= len(best.stmts):
+                continue
+            st = best.stmts[i]
+            sh = st.shape
+            if st.kind != "let" or st.i32 or not sh or any(d[2] for d in sh):
+                continue
+            if best.mode == "rows" and (sh[0] != TOK or not all(is_const(d) for d in sh[1:])):
+                continue
+            if not any(d == TOK for d in sh):
+                continue  # T must stay bindable by this input or another
+            new = [x.copy() for x in best.stmts]
+            new[i] = Stmt("input", st.name, "f32" + shape_text(sh), sh)
+            cand = best.with_stmts(dce(new))
+            if len(cand.stmts) < len(best.stmts) and fails(cand):
                 best, changed = cand, True
         # an op replaced by an operand of the same shape, else by an earlier
         # value of that shape (an input or a let written before it)
