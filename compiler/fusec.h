@@ -314,8 +314,9 @@ int64_t ir_numel(const Node *n, const int64_t *syms);
 
 /* shape.c: whether operand j of n may be of dtype t as stored.  f32 and i32
  * everywhere (the type rules say which); bf16 and f16 only where a kernel
- * reads them itself - the weight of linear, convert; q8_0 and q4_0 only as
- * the weight of linear.  Sema converts a bf16/f16 operand anywhere else (OP_CONVERT). */
+ * reads them itself - the weight of linear, the table of embedding, convert;
+ * q8_0 and q4_0 only as the weight of linear.  Sema converts a bf16/f16
+ * operand anywhere else (OP_CONVERT). */
 bool ir_takes(const Node *n, int j, DType t);
 /* shape.c: computes n's dtype/rank/shape from its inputs and attributes.
  * For sources and reshape the builder sets the type, and this only checks it.
