@@ -29,7 +29,8 @@ compile() {
     "$FUSEC" "$1" -o "$tmp/$name.c" 2>"$tmp/err"
     rc=$?
     if [ "$rc" -ne 0 ]; then bad "$name: fusec exit $rc: $(head -1 "$tmp/err")"; return; fi
-    if ! "$CC" -std=c99 -Wall -Wextra -Werror -Iruntime -c "$tmp/$name.c" -o "$tmp/$name.o" 2>"$tmp/err"; then
+    # shellcheck disable=SC2086 # CC may be a command line ("cc --coverage")
+    if ! $CC -std=c99 -Wall -Wextra -Werror -Iruntime -c "$tmp/$name.c" -o "$tmp/$name.o" 2>"$tmp/err"; then
         bad "$name: the C does not compile: $(grep error "$tmp/err" | head -1)"
         return
     fi

@@ -249,6 +249,69 @@ static void test_print_and_dce(void **state) {
     assert_int_equal(g->nodes[0]->nuses, 2);
 }
 
+static char *print_str(const Graph *g) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    ir_print(f, g);
+    fclose(f);
+    return text;
+}
+
+/* Every attribute the printer writes (axes, layouts, slice bounds, perms,
+ * constants, rope's), against the expected text; and a matmul of a
+ * transposed second operand, which only the passes build. */
+static void test_print_attributes(void **state) {
+    (void)state;
+    Graph *g = fe_compile_string("p.fdl",
+                                 "block pr { dim T; dim D = 4; input pos: i32[T];\n"
+                                 "  input x: f32[T, D]; weight w: f32[D, 6]; weight m: f32[D, D];\n"
+                                 "  h = linear(x, w, layout = \"in_out\");\n"
+                                 "  s = sum(h, axis = 1) + max(h) + mean(h, axis = -1);\n"
+                                 "  c = concat(slice(h, axis = 1, start = 2, len = 3), matmul(x, transpose(m)), axis = 1);\n"
+                                 "  k = linear(x, m);\n"
+                                 "  output y: f32[T, 6] = h * 3.5 + s; output z: f32[T, 7] = c;\n"
+                                 "  output r: f32[T, D] = rope(k, pos, head_dim = 2, theta = 500.0); }\n",
+                                 NULL);
+    assert_non_null(g);
+    ir_dce(g);
+    char *text = print_str(g);
+    assert_string_equal(text, "block pr(T)\n"
+                              "  %0 = input \"pos\" : i32[T]\n"
+                              "  %1 = input \"x\" : f32[T, 4]\n"
+                              "  %2 = weight \"w\" : f32[4, 6]\n"
+                              "  %3 = weight \"m\" : f32[4, 4]\n"
+                              "  %4 = linear(%1, %2) {layout=in_out} : f32[T, 6]  # h\n"
+                              "  %5 = sum(%4) {axis=1} : f32[T, 1]\n"
+                              "  %6 = max(%4) {axis=1} : f32[T, 1]\n"
+                              "  %7 = add(%5, %6) : f32[T, 1]\n"
+                              "  %8 = mean(%4) {axis=1} : f32[T, 1]\n"
+                              "  %9 = add(%7, %8) : f32[T, 1]  # s\n"
+                              "  %10 = slice(%4) {axis=1, start=2, len=3} : f32[T, 3]\n"
+                              "  %11 = transpose(%3) {perm=[1, 0]} : f32[4, 4]\n"
+                              "  %12 = matmul(%1, %11) : f32[T, 4]\n"
+                              "  %13 = concat(%10, %12) {axis=1} : f32[T, 7]  # c\n"
+                              "  %14 = linear(%1, %3) {layout=out_in} : f32[T, 4]  # k\n"
+                              "  %15 = const 3.5 : f32[]\n"
+                              "  %16 = mul(%4, %15) : f32[T, 6]\n"
+                              "  %17 = add(%16, %9) : f32[T, 6]\n"
+                              "  %18 = output \"y\"(%17) : f32[T, 6]\n"
+                              "  %19 = output \"z\"(%13) : f32[T, 7]\n"
+                              "  %20 = rope(%14, %0) {head_dim=2, theta=500} : f32[T, 4]\n"
+                              "  %21 = output \"r\"(%20) : f32[T, 4]\n");
+    free(text);
+    Node *mm = g->nodes[12];
+    assert_int_equal(mm->op, OP_MATMUL);
+    mm->in[1] = g->nodes[3]; /* m itself, read transposed: the same type */
+    mm->i[0] = 1;
+    char why[256];
+    assert_true(ir_check(g, why, sizeof why));
+    text = print_str(g);
+    assert_non_null(strstr(text, "\n  %12 = matmul(%1, %3) {transpose_b} : f32[T, 4]\n"));
+    free(text);
+}
+
 static void test_verifier_catches(void **state) {
     (void)state;
     char why[256];
@@ -303,6 +366,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_linear_rules),
         cmocka_unit_test(test_shape_ops_and_cache),
         cmocka_unit_test(test_print_and_dce),
+        cmocka_unit_test(test_print_attributes),
         cmocka_unit_test(test_verifier_catches),
         cmocka_unit_test(test_op_table),
     };
