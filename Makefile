@@ -204,11 +204,12 @@ tsan: all
 # make coverage: fusec, the runtime and the unit tests built with gcc
 # --coverage into $(COV_BUILD), every test run (COV_SUITES="golden fusion"
 # runs only those suites), then gcovr's line coverage per file of compiler/
-# and runtime/ (tests/coverage.sh installs gcovr when it is missing).
-# docs/reliability.md, "Coverage".
+# and runtime/.  scripts/install-deps.sh --coverage first installs what the
+# tests use and gcovr (Debian's), when missing.  docs/coverage.md.
 COV_BUILD ?= build-cov
 .PHONY: coverage
 coverage:
+	@sh scripts/install-deps.sh --coverage
 	@$(MAKE) --no-print-directory BUILD=$(COV_BUILD) OPT="-O0 -g --coverage -fprofile-update=atomic" all \
 	    $(UNIT_SRC:tests/unit/%.c=$(COV_BUILD)/tests/%)
 	@COV_BUILD=$(COV_BUILD) GOLDEN=$(GOLDEN) CC="$(CC)" COV_SUITES="$(COV_SUITES)" sh tests/coverage.sh

@@ -31,10 +31,10 @@ void *fu_alloc(size_t n) {
     if (!arena || arena->cap - arena->used < need) {
         size_t cap = need > (1u << 20) ? need : (1u << 20);
         Chunk *c = malloc(sizeof(Chunk) + cap);
-        if (!c) {
+        if (!c) { /* GCOVR_EXCL_START: out of memory (docs/coverage.md) */
             fprintf(stderr, "fusec: fatal error: out of memory\n");
             exit(EXIT_INTERNAL);
-        }
+        } /* GCOVR_EXCL_STOP */
         c->next = arena;
         c->used = 0;
         c->cap = cap;
@@ -96,11 +96,12 @@ char *fu_read_file(const char *path, size_t *len) {
     if (fd < 0)
         return NULL;
     if (fstat(fd, &st) != 0 || (flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        /* GCOVR_EXCL_START: fstat and fcntl fail only for a bad fd (docs/coverage.md) */
         int e = errno;
         close(fd);
         errno = e;
         return NULL;
-    }
+    } /* GCOVR_EXCL_STOP */
     if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
         read_why = S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file" : "a socket, not a regular file";
         close(fd);
@@ -108,12 +109,12 @@ char *fu_read_file(const char *path, size_t *len) {
         return NULL;
     }
     FILE *f = fdopen(fd, "rb");
-    if (!f) {
+    if (!f) { /* GCOVR_EXCL_START: fdopen of an open fd fails only out of memory (docs/coverage.md) */
         int e = errno;
         close(fd);
         errno = e;
         return NULL;
-    }
+    } /* GCOVR_EXCL_STOP */
     Buf b = {0};
     char tmp[65536];
     size_t n;
@@ -157,10 +158,10 @@ static void buf_reserve(Buf *b, size_t extra) {
     while (cap < b->len + extra + 1)
         cap *= 2;
     char *d = realloc(b->data, cap);
-    if (!d) {
+    if (!d) { /* GCOVR_EXCL_START: out of memory (docs/coverage.md) */
         fprintf(stderr, "fusec: fatal error: out of memory\n");
         exit(EXIT_INTERNAL);
-    }
+    } /* GCOVR_EXCL_STOP */
     b->data = d;
     b->cap = cap;
 }
@@ -190,6 +191,7 @@ void buf_puts(Buf *b, const char *s) {
     b->len += n;
 }
 
+/* GCOVR_EXCL_START: reached only through a bug of fusec (docs/coverage.md) */
 void fu_internal(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "fusec: internal error at %s:%d: ", file, line);
@@ -199,6 +201,7 @@ void fu_internal(const char *file, int line, const char *fmt, ...) {
     fprintf(stderr, "\nfusec: this is a bug in fusec; please report it with the input that triggered it\n");
     exit(EXIT_INTERNAL);
 }
+/* GCOVR_EXCL_STOP */
 
 /* ---- string maps -------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #                  builds examples/downstream through fusec-rt.pc).
 #   --build        only what building fusec and `make demo` need: a C
 #                  compiler, make, flex, bison.
+#   --coverage     everything of the first, and gcovr (`make coverage`).
 #
 # Works as root or through sudo; waits up to 10 minutes for another apt or
 # dpkg run to release its lock.  Every tool is probed again after the
@@ -21,7 +22,8 @@ mode=all
 case "${1:-}" in
     "") ;;
     --build) mode=build ;;
-    *) echo "usage: scripts/install-deps.sh [--build]" >&2; exit 2 ;;
+    --coverage) mode=coverage ;;
+    *) echo "usage: scripts/install-deps.sh [--build | --coverage]" >&2; exit 2 ;;
 esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-deps.XXXXXX")
@@ -51,6 +53,7 @@ probe() {
     have aarch64-linux-gnu-gcc || missing="$missing gcc-aarch64-linux-gnu"
     [ -f /usr/aarch64-linux-gnu/include/stdio.h ] || missing="$missing libc6-dev-arm64-cross"
     have qemu-aarch64 || missing="$missing qemu-user"
+    if [ $mode = coverage ]; then have gcovr || missing="$missing gcovr"; fi
     if ! have clang; then
         missing="$missing clang"
     elif ! links 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' \
