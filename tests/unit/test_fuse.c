@@ -404,6 +404,23 @@ static void test_elementwise_and_consumers(void **state) {
     g = compile("block ew3 { dim T; input x: f32[T, 5]; output y: f32[T, 5] = exp(x) * 2.0; }\n", 1,
                 FUSE_ELEMENTWISE);
     assert_string_equal(kinds(g), "single single");
+    /* stored for an outside consumer: recomputing exp(x) there reads T*5
+     * elements (5120 at 1024 per symbol) against storing and reading it
+     * again (10240); recomputing x + z reads two operands (10240): no note */
+    g = compile("block rc { dim T; input x: f32[T, 5]; input z: f32[T, 5];\n"
+                "  a = exp(x); b = a * 2.0; output y: f32[T, 5] = b; output s: f32[T, 1] = sum(a);\n"
+                "  c = x + z; d = c * 3.0; output e: f32[T, 5] = d; output f: f32[T, 1] = max(c); }\n",
+                1, 0);
+    assert_string_equal(kinds(g), "elementwise single elementwise single");
+    assert_true(has_note(g, "elementwise: a is stored although its loop also consumes it: a has 2 consumers"));
+    assert_true(has_note(g, "elementwise: recomputing a (exp) in its other consumer would move fewer bytes "
+                            "than storing it (5.12e+03 vs 1.02e+04 elements at 1024 per symbol)"));
+    assert_true(has_note(g, "elementwise: c is stored although its loop also consumes it"));
+    assert_false(has_note(g, "recomputing c"));
+    /* a -> sum -> mul and a -> mul: a in mul's loop would need sum before and after it */
+    g = compile("block cj { dim T; input x: f32[T, 5]; a = exp(x); output y: f32[T, 5] = a * sum(a); }\n", 1, 0);
+    assert_string_equal(kinds(g), "single single single");
+    assert_true(has_note(g, "elementwise: a cannot join %3's loop (a path between them runs through another kernel)"));
 }
 
 static void test_rowwise(void **state) {
