@@ -18,6 +18,7 @@ that does not compile (exit 70).  Prints one line per failure and
 import concurrent.futures
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -86,7 +87,7 @@ def one(fusec, out, inc, cc, place, text, name):
         lines = r.stderr.strip().splitlines()
         why = "fusec exit %d: %s" % (r.returncode, lines[0] if lines else "")
     elif place not in DSL_ONLY:
-        r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", inc, "-c", c, "-o", o],
+        r = subprocess.run(cc + ["-std=c99", "-Wall", "-Wextra", "-Werror", "-I", inc, "-c", c, "-o", o],
                            capture_output=True, text=True)
         if r.returncode != 0:
             err = [l for l in r.stderr.splitlines() if "error" in l]
@@ -105,7 +106,7 @@ def main():
     names = NAMES if len(sys.argv) < 4 else sys.argv[3].split(",")
     os.makedirs(out, exist_ok=True)
     inc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "runtime")
-    cc = os.environ.get("CC", "cc")
+    cc = shlex.split(os.environ.get("CC", "cc"))  # a command line: "cc --coverage"
     jobs = [(place, text, name) for place, text in PLACES.items() for name in names]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda j: one(fusec, out, inc, cc, *j), jobs))

@@ -346,6 +346,96 @@ static void test_verifier_catches(void **state) {
     assert_true(g->nodes[2]->kernel >= 0);
 }
 
+/* ir_check on g must fail with a reason containing `want`. */
+static void check_fails(const Graph *g, const char *want) {
+    char why[256];
+    assert_false(ir_check(g, why, sizeof why));
+    if (!strstr(why, want))
+        fail_msg("ir_check said \"%s\", expected \"%s\"", why, want);
+}
+
+/* small_graph without its dead node, scheduled at -O0: kernel 0 holds
+ * %2 rms_norm, kernel 1 %3 add. */
+static Graph *scheduled_graph(void) {
+    Graph *g = small_graph();
+    ir_dce(g);
+    Options o = {.opt_level = 0, .target = "generic"};
+    pass_schedule(g, &o);
+    char why[256];
+    assert_true(ir_check(g, why, sizeof why));
+    assert_int_equal(g->nkernels, 2);
+    assert_int_equal(g->nodes[2]->kernel, 0);
+    assert_int_equal(g->nodes[3]->kernel, 1);
+    return g;
+}
+
+/* Each way a pass could break a graph, and the verifier's reason. */
+static void test_verifier_reasons(void **state) {
+    (void)state;
+    Graph *g = small_graph();
+    g->nodes[2]->id = 7;
+    check_fails(g, "node at position 2 has id %7");
+    g = small_graph();
+    g->nodes[2]->op = OP_COUNT;
+    check_fails(g, "%2 has an invalid op");
+    g = small_graph();
+    g->nodes[4]->nin = 1;
+    check_fails(g, "%4 (add) has 1 operands");
+    g = small_graph();
+    g->nodes[2]->in[1] = g->nodes[0]; /* rms_norm's weight is now f32[T, 8] */
+    check_fails(g, "%2 (rms_norm): ");
+    g = small_graph();
+    g->ninputs = 0;
+    check_fails(g, "interface lists do not match");
+    g = small_graph();
+    g->inputs[0] = g->weights[0];
+    check_fails(g, "input list holds %1, a 'weight'");
+    g = small_graph();
+    g->inputs[0]->name = NULL;
+    check_fails(g, "input %0 has no name");
+    g = small_graph();
+    g->inputs[0] = small_graph()->inputs[0];
+    check_fails(g, "input 'x' is not in the graph");
+    g = small_graph();
+    Node *o2 = ir_node(g, OP_OUTPUT, 1, &g->nodes[4], noloc);
+    o2->name = "y";
+    char why[256];
+    assert_true(ir_infer(o2, g, why, sizeof why));
+    check_fails(g, "two outputs are named 'y'");
+    g = small_graph();
+    Node *e = op2(g, OP_EXP, g->outputs[0], NULL, why);
+    assert_non_null(e);
+    check_fails(g, "%6 (exp) reads an output node");
+
+    /* the kernel lists */
+    g = scheduled_graph();
+    g->kernels[1]->id = 0;
+    check_fails(g, "kernel 1 is missing, misnumbered or empty");
+    g = scheduled_graph();
+    g->nodes[2]->kernel = 1;
+    check_fails(g, "kernel 0 lists %2, which is not in it");
+    g = scheduled_graph();
+    g->nodes[1]->kernel = 0; /* the weight, in no kernel's list */
+    check_fails(g, "3 nodes have a kernel but the kernels list 2");
+    g = scheduled_graph();
+    g->kernels[0]->kind = KK_ELEMWISE;
+    check_fails(g, "kernel 0 of kind 1 holds %2 (rms_norm)");
+    g = scheduled_graph();
+    g->kernels[1]->kind = KK_ROWWISE;
+    check_fails(g, "kernel 1 of kind 2 lacks its row op, attention or product");
+    g = scheduled_graph();
+    /* one kernel listing add before rms_norm */
+    Kernel *k0 = g->kernels[0];
+    k0->nodes = (Node *[]){g->nodes[3], g->nodes[2]};
+    k0->nnodes = 2;
+    k0->kind = KK_ROWWISE;
+    g->nodes[3]->kernel = 0;
+    g->nkernels = 1;
+    check_fails(g, "kernel 0's nodes are not in topological order");
+    k0->nodes = (Node *[]){g->nodes[2], g->nodes[3]};
+    assert_true(ir_check(g, why, sizeof why));
+}
+
 static void test_op_table(void **state) {
     (void)state;
     assert_int_equal(op_lookup("rms_norm"), OP_RMS_NORM);
@@ -368,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_print_and_dce),
         cmocka_unit_test(test_print_attributes),
         cmocka_unit_test(test_verifier_catches),
+        cmocka_unit_test(test_verifier_reasons),
         cmocka_unit_test(test_op_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
