@@ -528,6 +528,39 @@ static void test_report_numbers(void **state) {
  * of 4: the causal pairs are (3 + 1) + (3 + 2) = 9, each (4*4 + 5) FLOPs;
  * it reads q (2x4), both caches through the appends (5x4 each) and writes
  * the output (2x4) and the new cache rows (2x4 each). */
+/* The FLOPs and bytes of each row op at T = 2 (8 elements of x), by hand:
+ * sum reads its 8 inputs; rms_norm 4 per element, layer_norm 7, softmax 5,
+ * causal_mask 1, rope 3; reads: x 32 bytes, w and b 16 each, pos 8. */
+static void test_report_row_ops(void **state) {
+    (void)state;
+    const char *text = "block rq { dim T; input x: f32[T, 4]; input pos: i32[T]; weight w: f32[4]; weight b: f32[4];\n"
+                       "  output s: f32[T, 1] = sum(x); output r: f32[T, 4] = rms_norm(x, w);\n"
+                       "  output l: f32[T, 4] = layer_norm(x, w, b);\n"
+                       "  output m: f32[T, 2, 2] = softmax(causal_mask(reshape(x, [T, 2, 2])));\n"
+                       "  output p: f32[T, 4] = rope(x, pos, head_dim = 2); }\n";
+    Graph *g = compile(text, 0, 0), *u = compile(text, 0, 0);
+    int64_t syms[FU_MAX_SYMS] = {2};
+    Pair p = {g, u, syms};
+    char *s = capture(report_fn, &p);
+    static const struct {
+        const char *op;
+        double flops, rd, wr;
+    } want[] = {{"sum", 8, 32, 8},          {"rms_norm", 32, 48, 32}, {"layer_norm", 56, 64, 32},
+                {"causal_mask", 8, 32, 32}, {"softmax", 40, 32, 32},  {"rope", 24, 40, 32}};
+    for (int k = 0; k < 6; k++) {
+        char head[16], kind[32], op[32];
+        snprintf(head, sizeof head, "\n%d ", k);
+        const char *row = strstr(s, head);
+        assert_non_null(row);
+        double fl, rd, wr, in;
+        assert_int_equal(sscanf(row, " %*d %31s %lf %lf %lf %lf %31s", kind, &fl, &rd, &wr, &in, op), 6);
+        assert_string_equal(op, want[k].op);
+        if (fl != want[k].flops || rd != want[k].rd || wr != want[k].wr)
+            fail_msg("%s: %g FLOPs, %g read, %g written", op, fl, rd, wr);
+    }
+    assert_non_null(strstr(s, "\nunfused         6              168              248              168"));
+}
+
 static void test_report_attention(void **state) {
     (void)state;
     const char *text = "block ra { dim T, P; input q: f32[T, 4]; input k: f32[T, 4]; input v: f32[T, 4];\n"
@@ -564,6 +597,7 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_explain),
         cmocka_unit_test(test_report_numbers),
+        cmocka_unit_test(test_report_row_ops),
         cmocka_unit_test(test_report_attention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
