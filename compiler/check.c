@@ -825,7 +825,7 @@ static bool make_random(const Graph *g, const CheckArgs *a, Data *d)
     }
     fr_st_writer *w = fr_stw_new();
     if (!w) {
-        diag_plain_error("out of memory");
+        diag_plain_error("out of memory"); // GCOVR_EXCL_LINE: out of memory
         return false;
     }
     d->inputs = fu_alloc(sizeof(double *) * (size_t)(g->ninputs + 1));

@@ -998,6 +998,245 @@ static void test_bad_arguments(void **state) {
 }
 
 /* ====================================================================== *
+ * Refusals: the interpreter trusts no graph                               *
+ * ====================================================================== */
+
+/* g (built with constant shapes, so no symbols unless given) must be
+ * refused with a message containing `want`, and nothing may crash. */
+static void refused_(Graph *g, const int64_t *syms, const char *want, int line) {
+    static double data[8][256];
+    static double outs[4][256];
+    const double *in[8], *w[8];
+    double *caches[2] = {data[6], data[7]}, *out[4];
+    for (int i = 0; i < 8; i++)
+        in[i] = w[i] = data[i];
+    for (int i = 0; i < 4; i++)
+        out[i] = outs[i];
+    char err[512] = "";
+    InterpArgs a = {syms, in, w, caches, 16, out};
+    if (interp_run(g, &a, err, sizeof err) != -1)
+        fail_msg("line %d: interp_run accepted the graph (expected \"%s\")", line, want);
+    if (!strstr(err, want))
+        fail_msg("line %d: interp_run said \"%s\", expected \"%s\"", line, err, want);
+}
+#define REFUSED(g, want) refused_(g, NULL, want, __LINE__)
+
+/* x f32[2, 3] -> op -> output "o": the op, typed, for the caller to break. */
+static Graph *g_x;
+static Node *unary_case(Op op) {
+    g_x = ir_graph_new("r");
+    Node *n = op1(g_x, op, INPUT(g_x, "x", 2, 2, 3));
+    output(g_x, "o", n);
+    return n;
+}
+static Node *binary_case(Op op, Node *(*second)(Graph *)) {
+    g_x = ir_graph_new("r");
+    Node *x = INPUT(g_x, "x", 2, 2, 3);
+    Node *n = node(g_x, op, x, second(g_x), NULL);
+    return n;
+}
+static Node *in_2x3(Graph *g) { return INPUT(g, "y", 2, 2, 3); }
+static Node *w_3x4(Graph *g) { return WEIGHT(g, "w", 2, 3, 4); }
+static Node *w_4x3(Graph *g) { return WEIGHT(g, "w", 2, 4, 3); }
+static Node *w_3(Graph *g) { return WEIGHT(g, "w", 1, 3); }
+static Node *finish(Node *n) {
+    typed(g_x, n);
+    output(g_x, "o", n);
+    return n;
+}
+
+static void test_refusals_elementwise_and_reduce(void **state) {
+    (void)state;
+    Node *n = unary_case(OP_EXP);
+    n->shape[1] = dim_const(4);
+    REFUSED(g_x, "%1 (exp): input and output shapes differ");
+    n = unary_case(OP_SOFTMAX);
+    n->shape[0] = dim_const(1);
+    REFUSED(g_x, "%1 (softmax): input and output shapes differ");
+    n = unary_case(OP_CAUSAL_MASK);
+    n->shape[1] = dim_const(1);
+    REFUSED(g_x, "%1 (causal_mask): needs matching shapes of rank >= 2");
+    n = finish(binary_case(OP_ADD, in_2x3));
+    n->shape[1] = dim_const(4);
+    REFUSED(g_x, "%2 (add): operands do not broadcast to the output shape");
+    n = unary_case(OP_SUM);
+    n->i[0] = 5;
+    REFUSED(g_x, "%1 (sum): axis 5 out of range for rank 2");
+    n = unary_case(OP_MAX); /* axis 0: [1, 3] */
+    n->shape[0] = dim_const(2);
+    REFUSED(g_x, "%1 (max): output must keep the reduced axis with size 1");
+    n = unary_case(OP_MEAN);
+    n->shape[1] = dim_const(2);
+    REFUSED(g_x, "%1 (mean): output dim 1 differs from the input's");
+}
+
+static void test_refusals_products(void **state) {
+    (void)state;
+    Node *n = finish(binary_case(OP_MATMUL, w_3x4));
+    n->shape[1] = dim_const(5);
+    REFUSED(g_x, "%2 (matmul): shapes do not contract");
+    n = finish(binary_case(OP_MATMUL, w_3x4));
+    n->rank = 1;
+    REFUSED(g_x, "%2 (matmul): operands and result need rank >= 2");
+    n = finish(binary_case(OP_LINEAR, w_4x3));
+    n->shape[1] = dim_const(5);
+    REFUSED(g_x, "%2 (linear): weight is [4, 3], x has 3 features, y 5");
+    n = finish(binary_case(OP_LINEAR, w_4x3));
+    n->shape[0] = dim_const(3);
+    REFUSED(g_x, "%2 (linear): output has the wrong number of rows");
+    n = finish(binary_case(OP_LINEAR, w_4x3));
+    n->rank = 1;
+    REFUSED(g_x, "%2 (linear): bad ranks");
+    g_x = ir_graph_new("r");
+    Node *x = INPUT(g_x, "x", 2, 2, 3), *w = WEIGHT(g_x, "w", 2, 4, 3);
+    Node *b4 = WEIGHT(g_x, "b", 1, 4), *b5 = WEIGHT(g_x, "b5", 1, 5);
+    n = finish(node(g_x, OP_LINEAR, x, w, b4));
+    n->in[2] = b5;
+    REFUSED(g_x, "%4 (linear): bias has 5 elements, expected 4");
+}
+
+static void test_refusals_shape_ops(void **state) {
+    (void)state;
+    Node *n = binary_case(OP_CONCAT, in_2x3);
+    n->i[0] = 1;
+    finish(n)->shape[0] = dim_const(1);
+    REFUSED(g_x, "%2 (concat): shapes do not concatenate on dim 0");
+    n = binary_case(OP_CONCAT, in_2x3);
+    n->i[0] = 1;
+    finish(n)->i[0] = 9;
+    REFUSED(g_x, "%2 (concat): bad axis or ranks");
+    g_x = ir_graph_new("r");
+    n = node(g_x, OP_SLICE, INPUT(g_x, "x", 2, 2, 3), NULL, NULL);
+    n->i[0] = 1, n->i[1] = 1, n->i[2] = 2;
+    finish(n)->i[1] = 2;
+    REFUSED(g_x, "%1 (slice): start 2 len 2 outside axis of size 3");
+    n->i[1] = 1, n->i[0] = 7;
+    REFUSED(g_x, "%1 (slice): bad axis or rank");
+    n->i[0] = 1, n->shape[0] = dim_const(1);
+    REFUSED(g_x, "%1 (slice): output dim 0 differs from the input's");
+    g_x = ir_graph_new("r");
+    n = node(g_x, OP_TRANSPOSE, INPUT(g_x, "x", 2, 2, 3), NULL, NULL);
+    n->i[0] = 1, n->i[1] = 0;
+    finish(n)->i[1] = 1;
+    REFUSED(g_x, "%1 (transpose): i[] is not a permutation matching the shapes");
+    n->i[1] = 0, n->rank = 3, n->shape[2] = dim_const(1);
+    REFUSED(g_x, "%1 (transpose): rank changes");
+    g_x = ir_graph_new("r");
+    n = node(g_x, OP_RESHAPE, INPUT(g_x, "x", 2, 2, 3), NULL, NULL);
+    set_dims(n, DT_F32, 1, (const int64_t[]){6});
+    finish(n)->shape[0] = dim_const(5);
+    REFUSED(g_x, "%1 (reshape): 6 elements cannot become 5");
+}
+
+static void test_refusals_rows_and_attention(void **state) {
+    (void)state;
+    Node *n = binary_case(OP_RMS_NORM, w_3);
+    n->f[0] = 1e-5;
+    finish(n)->shape[1] = dim_const(4);
+    REFUSED(g_x, "%2 (rms_norm): x, w and output shapes do not agree");
+    g_x = ir_graph_new("r");
+    n = node(g_x, OP_LAYER_NORM, INPUT(g_x, "x", 2, 2, 3), WEIGHT(g_x, "w", 1, 3), WEIGHT(g_x, "b", 1, 3));
+    n->f[0] = 1e-5;
+    finish(n)->shape[1] = dim_const(4);
+    REFUSED(g_x, "%3 (layer_norm): x, w, b and output shapes do not agree");
+    g_x = ir_graph_new("r");
+    Node *x = INPUT(g_x, "x", 2, 2, 4);
+    Node *pos = src(g_x, OP_INPUT, "pos", DT_I32, 1, (const int64_t[]){2});
+    n = node(g_x, OP_ROPE, x, pos, NULL);
+    n->i[0] = 2, n->f[0] = 10000;
+    finish(n)->i[0] = 3;
+    REFUSED(g_x, "%2 (rope): head_dim 3 must be even and divide 4");
+    n->i[0] = 2, n->shape[0] = dim_const(3);
+    REFUSED(g_x, "%2 (rope): x must be [T, n*hd] and pos [T]");
+    g_x = ir_graph_new("r");
+    Node *q = INPUT(g_x, "q", 2, 2, 4), *k = INPUT(g_x, "k", 2, 3, 2), *v = INPUT(g_x, "v", 2, 3, 2);
+    n = attention(g_x, q, k, v, 2, 1, 2, true, 0.5);
+    output(g_x, "o", n);
+    n->i[1] = 3;
+    REFUSED(g_x, "%3 (attention): heads 2, kv_heads 3, head_dim 2 do not fit");
+    n->i[1] = 1, n->shape[1] = dim_const(2);
+    REFUSED(g_x, "%3 (attention): q must be [T, H*hd], k and v [S, KVH*hd]");
+}
+
+static void test_refusals_wiring(void **state) {
+    (void)state;
+    Node *n = unary_case(OP_EXP);
+    n->nin = 0;
+    REFUSED(g_x, "%1 (exp): 0 operands");
+    n = unary_case(OP_EXP);
+    n->in[0] = g_x->outputs[0];
+    REFUSED(g_x, "%1 (exp): operand 0 is not an earlier node");
+    n = unary_case(OP_EXP);
+    op1(g_x, OP_EXP, g_x->outputs[0]);
+    REFUSED(g_x, "%3 (exp): operand 0 is an output");
+    n = unary_case(OP_EXP);
+    n->rank = FU_MAX_RANK + 1;
+    char want[64];
+    snprintf(want, sizeof want, "%%1 (exp): rank %d", FU_MAX_RANK + 1);
+    REFUSED(g_x, want);
+    n = unary_case(OP_EXP);
+    n->shape[0] = dim_const(-1);
+    REFUSED(g_x, "%1 (exp): dim 0 evaluates to -1");
+    n = unary_case(OP_EXP);
+    n->shape[0] = n->shape[1] = dim_const((int64_t)1 << 40);
+    REFUSED(g_x, "%1 (exp): too many elements");
+    n = unary_case(OP_EXP);
+    n->id = 5;
+    REFUSED(g_x, "node 1 has id 5: ids must be dense and in order");
+    n = unary_case(OP_EXP);
+    n->op = OP_COUNT;
+    REFUSED(g_x, "node 1 has an invalid op");
+    unary_case(OP_EXP);
+    g_x->outputs[0]->shape[1] = dim_const(4);
+    REFUSED(g_x, "%2 (output): value has 6 elements, output 'o' 8");
+    unary_case(OP_EXP);
+    g_x->noutputs = 0;
+    REFUSED(g_x, "%2 (output): output 'o' is not in the graph's output list");
+    unary_case(OP_EXP);
+    g_x->ninputs = 0;
+    REFUSED(g_x, "%0 (input): input 'x' is not in the graph's input list");
+    binary_case(OP_RMS_NORM, w_3);
+    g_x->nweights = 0;
+    REFUSED(g_x, "%1 (weight): weight 'w' is not in the graph's weight list");
+    binary_case(OP_RMS_NORM, w_3);
+    char err[256] = "";
+    InterpArgs a = {NULL, (const double *const[]){(double[6]){0}}, NULL, NULL, 0, NULL};
+    assert_int_equal(interp_run(g_x, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "%1 (weight): no data for weight 'w'"));
+    /* the symbols */
+    unary_case(OP_EXP);
+    g_x->nsyms = FU_MAX_SYMS + 1;
+    REFUSED(g_x, "graph has 9 symbols");
+    unary_case(OP_EXP);
+    ir_add_sym(g_x, "T");
+    REFUSED(g_x, "no symbol values given");
+}
+
+/* The cache's own checks: the graph append_graph builds, broken. */
+static void test_refusals_cache(void **state) {
+    (void)state;
+    const int64_t syms[2] = {3, 3};
+    Graph *g = append_graph();
+    g->ncaches = 0;
+    refused_(g, syms, "(cache): cache 'c' is not in the graph's cache list", __LINE__);
+    g = append_graph();
+    g->cache_sym = -1;
+    refused_(g, syms, "(cache): the graph has a cache but no cached-length symbol", __LINE__);
+    g = append_graph();
+    g->caches[0]->shape[0] = dim_const(7);
+    refused_(g, syms, "(cache): first dim 7 is not P = 3", __LINE__);
+    g = append_graph();
+    g->inputs[0]->shape[2] = dim_const(4);
+    refused_(g, syms, "(append): new rows do not have the cache's row size 6", __LINE__);
+    g = append_graph();
+    g->nodes[3]->shape[0] = dim_const(5);
+    refused_(g, syms, "(append): result is not [P+T, ...] with the cache's rows", __LINE__);
+    g = append_graph();
+    g->nodes[3]->in[0] = g->inputs[0];
+    refused_(g, syms, "(append): first operand is not a cache", __LINE__);
+}
+
+/* ====================================================================== *
  * Prefill then decode equals all at once                                  *
  * ====================================================================== */
 
@@ -1278,6 +1517,12 @@ int main(void) {
         cmocka_unit_test(test_append),
         cmocka_unit_test(test_append_capacity_error),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_refusals_elementwise_and_reduce),
+        cmocka_unit_test(test_refusals_products),
+        cmocka_unit_test(test_refusals_shape_ops),
+        cmocka_unit_test(test_refusals_rows_and_attention),
+        cmocka_unit_test(test_refusals_wiring),
+        cmocka_unit_test(test_refusals_cache),
         cmocka_unit_test(test_prefill_then_decode),
         cmocka_unit_test(test_golden_llama_layer),
         cmocka_unit_test(test_golden_gpt2_block),
