@@ -206,6 +206,155 @@ static void test_shape_ops_and_cache(void **state) {
     assert_false(ir_infer(bad, g, why, sizeof why));
 }
 
+/* A source node typed by hand, not yet checked. */
+static Node *raw(Graph *g, Op op, const char *name, DType t, int rank, const Dim *shape) {
+    Node *n = ir_node(g, op, 0, NULL, noloc);
+    n->name = name;
+    n->dtype = t;
+    n->rank = rank;
+    for (int d = 0; d < rank; d++)
+        n->shape[d] = shape[d];
+    return n;
+}
+
+/* ir_infer must refuse n with a reason containing `want`. */
+static void refuses_(Node *n, const Graph *g, const char *want, int line) {
+    char why[512] = "";
+    if (ir_infer(n, g, why, sizeof why))
+        fail_msg("line %d: ir_infer accepted %s (expected \"%s\")", line, op_info[n->op].name, want);
+    if (!strstr(why, want))
+        fail_msg("line %d: ir_infer said \"%s\", expected \"%s\"", line, why, want);
+}
+#define REFUSES(n, want) refuses_(n, g, want, __LINE__)
+
+static Node *nd(Graph *g, Op op, int nin, Node *a, Node *b, Node *c) {
+    return ir_node(g, op, nin, (Node *[]){a, b, c}, noloc);
+}
+
+/* The declared types of sources, and what each rule refuses, with its
+ * reason: the verifier re-derives every node's type through these rules,
+ * so each is the check that would catch a pass building a wrong node. */
+static void test_type_rule_reasons(void **state) {
+    (void)state;
+    Graph *g = ir_graph_new("r");
+    int T = ir_add_sym(g, "T"), P = ir_add_sym(g, "P");
+    Dim t3[2] = {dim_sym(T), dim_const(3)}, c43[2] = {dim_const(4), dim_const(3)};
+    Dim c3[1] = {dim_const(3)}, c4[1] = {dim_const(4)}, p3[2] = {dim_sym(P), dim_const(3)};
+    Dim big[2] = {dim_const((int64_t)1 << 40), dim_const((int64_t)1 << 40)};
+    Node *x = src(g, OP_INPUT, "x", DT_F32, 2, t3);
+    Node *w = src(g, OP_WEIGHT, "w", DT_F32, 2, c43);
+    Node *v3 = src(g, OP_WEIGHT, "v3", DT_F32, 1, c3);
+    Node *v4 = src(g, OP_WEIGHT, "v4", DT_F32, 1, c4);
+    Node *q8 = src(g, OP_WEIGHT, "wq", DT_Q8_0, 2, (Dim[]){dim_const(4), dim_const(32)});
+    Node *s = src(g, OP_CONST, NULL, DT_F32, 0, NULL);
+    Node *ipos = src(g, OP_INPUT, "pos", DT_I32, 1, (Dim[]){dim_sym(T)});
+    Node *cache = src(g, OP_CACHE, "kc", DT_F32, 2, p3);
+    Node *huge = src(g, OP_WEIGHT, "huge", DT_F32, 2, big);
+
+    /* sources */
+    Node *r9 = raw(g, OP_INPUT, "r9", DT_F32, 1, c3);
+    r9->rank = FU_MAX_RANK + 1;
+    REFUSES(r9, "is out of range (at most");
+    REFUSES(raw(g, OP_INPUT, "z", DT_F32, 1, (Dim[]){dim_const(0)}), "dimension 0 of f32[0] must be at least 1");
+    REFUSES(raw(g, OP_CONST, NULL, DT_F32, 1, c3), "a constant is an f32 scalar");
+    REFUSES(raw(g, OP_INPUT, "h", DT_BF16, 1, c3), "input 'h' must be f32 or i32, got bf16[3]");
+    REFUSES(raw(g, OP_WEIGHT, "q", DT_Q4_0, 0, NULL), "q4_0 weight 'q' needs at least one dimension");
+    REFUSES(raw(g, OP_WEIGHT, "ws", DT_F32, 2, t3), "weight 'ws' has symbolic shape f32[T, 3]");
+    REFUSES(raw(g, OP_CACHE, "cb", DT_BF16, 2, p3), "cache 'cb' must be f32, got bf16[P, 3]");
+    REFUSES(raw(g, OP_CACHE, "c1", DT_F32, 1, p3), "cache 'c1' needs a cached-length dimension and a row shape");
+    REFUSES(raw(g, OP_CACHE, "cr", DT_F32, 2, (Dim[]){dim_sym(P), dim_sym(T)}),
+            "the rows of cache 'cr' must have a constant shape");
+
+    /* operands */
+    REFUSES(nd(g, OP_EXP, 1, q8, NULL, NULL), "'exp' cannot read 'wq' q8_0[4, 32]: a q8_0 weight can only be");
+    REFUSES(nd(g, OP_EXP, 1, ipos, NULL, NULL), "'exp' needs f32 operands, got i32[T]");
+    REFUSES(nd(g, OP_EXP, 2, x, x, NULL), "'exp' takes 1 to 1 operands, got 2");
+    Node *hole = nd(g, OP_ADD, 2, x, x, NULL);
+    hole->in[1] = NULL;
+    REFUSES(hole, "operand 1 is missing");
+
+    /* reductions and products */
+    Node *r = nd(g, OP_SUM, 1, x, NULL, NULL);
+    r->i[0] = 2;
+    REFUSES(r, "'sum': axis 2 is out of range for f32[T, 3]");
+    REFUSES(nd(g, OP_MATMUL, 2, v3, w, NULL), "'matmul' needs operands with at least 2 dimensions, got f32[3] and f32[4, 3]");
+    Node *b2 = src(g, OP_INPUT, "b2", DT_F32, 3, (Dim[]){dim_const(2), dim_sym(T), dim_const(3)});
+    Node *b3 = src(g, OP_INPUT, "b3", DT_F32, 3, (Dim[]){dim_const(3), dim_const(3), dim_const(4)});
+    REFUSES(nd(g, OP_MATMUL, 2, b2, b3, NULL), "'matmul': batch dimensions of f32[2, T, 3] and f32[3, 3, 4] do not broadcast");
+    REFUSES(nd(g, OP_LINEAR, 2, s, w, NULL), "'linear' needs an input with at least 1 dimension, got f32[]");
+    REFUSES(nd(g, OP_LINEAR, 2, x, v3, NULL), "'linear' needs a 2-D weight, got f32[3]");
+    Node *l = nd(g, OP_LINEAR, 2, x, w, NULL);
+    l->i[0] = 2;
+    REFUSES(l, "'linear': bad weight layout 2");
+    l = nd(g, OP_LINEAR, 2, x, q8, NULL);
+    l->i[0] = 1;
+    REFUSES(l, "'linear': the q8_0 weight q8_0[4, 32] needs layout \"out_in\"");
+    REFUSES(nd(g, OP_LINEAR, 3, x, w, v3), "'linear': bias f32[3] does not match the f32[4, 3] output features");
+
+    /* shape ops */
+    Node *rs = nd(g, OP_RESHAPE, 1, x, NULL, NULL);
+    rs->dtype = DT_I32, rs->rank = 2, rs->shape[0] = dim_sym(T), rs->shape[1] = dim_const(3);
+    REFUSES(rs, "'reshape' cannot change the dtype");
+    rs = nd(g, OP_RESHAPE, 1, huge, NULL, NULL);
+    rs->dtype = DT_F32, rs->rank = 1, rs->shape[0] = dim_const(1);
+    REFUSES(rs, "'reshape': dimension too large: f32[1099511627776, 1099511627776] or f32[1] has more than 2^63");
+    Node *sl = nd(g, OP_SLICE, 1, x, NULL, NULL);
+    sl->i[0] = 3, sl->i[2] = 1;
+    REFUSES(sl, "'slice': axis 3 is out of range for f32[T, 3]");
+    Node *cc = nd(g, OP_CONCAT, 2, x, ipos, NULL);
+    cc->i[0] = 0;
+    REFUSES(cc, "'concat': cannot join f32[T, 3] and i32[T]");
+    cc = nd(g, OP_CONCAT, 2, x, x, NULL);
+    cc->i[0] = 5;
+    REFUSES(cc, "'concat': axis 5 is out of range for f32[T, 3]");
+    cc = nd(g, OP_CONCAT, 2, x, w, NULL);
+    cc->i[0] = 1;
+    REFUSES(cc, "'concat': f32[T, 3] and f32[4, 3] differ outside axis 1");
+
+    /* norms, softmax, rope, attention */
+    Node *nm = nd(g, OP_RMS_NORM, 2, s, v3, NULL);
+    nm->f[0] = 1e-5;
+    REFUSES(nm, "'rms_norm' needs at least 1 dimension");
+    nm = nd(g, OP_RMS_NORM, 2, x, v3, NULL);
+    REFUSES(nm, "'rms_norm': eps must be positive");
+    REFUSES(nd(g, OP_CAUSAL_MASK, 1, v3, NULL, NULL), "'causal_mask' needs at least 2 dimensions, got f32[3]");
+    REFUSES(nd(g, OP_SOFTMAX, 1, s, NULL, NULL), "'softmax' needs at least 1 dimension");
+    Node *x4 = src(g, OP_INPUT, "x4", DT_F32, 2, (Dim[]){dim_sym(T), dim_const(4)});
+    Node *ro = nd(g, OP_ROPE, 2, v4, ipos, NULL);
+    ro->i[0] = 2, ro->f[0] = 1e4;
+    REFUSES(ro, "'rope' needs x as [tokens, heads*head_dim], got f32[4]");
+    ro = nd(g, OP_ROPE, 2, x4, ipos, NULL);
+    ro->i[0] = 3, ro->f[0] = 1e4;
+    REFUSES(ro, "'rope': head_dim 3 must be even and divide the last dimension of f32[T, 4]");
+    ro->i[0] = 2, ro->f[0] = 0;
+    REFUSES(ro, "'rope': theta must be positive");
+    Node *k2 = src(g, OP_INPUT, "k2", DT_F32, 2, (Dim[]){dim_const(5), dim_const(2)});
+    Node *v5 = src(g, OP_INPUT, "v5", DT_F32, 2, (Dim[]){dim_const(6), dim_const(2)});
+    Node *at = nd(g, OP_ATTENTION, 3, x4, k2, k2);
+    at->i[0] = 2, at->i[1] = 3, at->i[2] = 2, at->f[0] = 0.5;
+    REFUSES(at, "'attention': heads (2) must be a multiple of kv_heads (3), both positive");
+    at->i[1] = 1, at->i[2] = 4;
+    REFUSES(at, "'attention': q must be [tokens, 8] (heads 2 x head_dim 4), got f32[T, 4]");
+    at->i[2] = 2, at->in[1] = x4;
+    REFUSES(at, "'attention': k must be [keys, 2] (kv_heads 1 x head_dim 2), got f32[T, 4]");
+    at->in[1] = k2, at->in[2] = v5;
+    REFUSES(at, "'attention': v f32[6, 2] must have the shape of k f32[5, 2]");
+    at->in[2] = k2, at->f[0] = -1;
+    REFUSES(at, "'attention': scale must be positive");
+    at->f[0] = 0.5;
+    char why[256];
+    assert_true(ir_infer(at, g, why, sizeof why));
+
+    /* append */
+    REFUSES(nd(g, OP_APPEND, 2, x, x, NULL), "'append' needs a cache as its first argument");
+    REFUSES(nd(g, OP_APPEND, 2, cache, v3, NULL), "'append': cannot append f32[3] to cache f32[P, 3]");
+    REFUSES(nd(g, OP_APPEND, 2, cache, x4, NULL), "'append': rows of f32[T, 4] do not match cache f32[P, 3]");
+    Dim many = dim_sym(P); /* INT32_MAX * P rows: with the cache's P, a coefficient past int32 */
+    many.k[P] = INT32_MAX;
+    Node *far = src(g, OP_INPUT, "far", DT_F32, 2, (Dim[]){many, dim_const(3)});
+    REFUSES(nd(g, OP_APPEND, 2, cache, far, NULL), "'append': dimension too large: the rows of cache f32[P, 3]");
+}
+
 /* A small valid graph: y = rms_norm(x, w) + x, output "y". */
 static Graph *small_graph(void) {
     Graph *g = ir_graph_new("small");
@@ -455,6 +604,7 @@ int main(void) {
         cmocka_unit_test(test_broadcast_rules),
         cmocka_unit_test(test_matmul_linear_rules),
         cmocka_unit_test(test_shape_ops_and_cache),
+        cmocka_unit_test(test_type_rule_reasons),
         cmocka_unit_test(test_print_and_dce),
         cmocka_unit_test(test_print_attributes),
         cmocka_unit_test(test_verifier_catches),
