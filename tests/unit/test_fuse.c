@@ -453,6 +453,45 @@ static void test_refusals(void **state) {
     assert_int_equal(g->kernels[find_op(g, OP_RMS_NORM)->kernel]->kind, KK_ROWWISE);
 }
 
+/* Near misses of the attention rewrite: refused with the reason, and the
+ * graph still computes what it did. */
+static void test_attention_refusals(void **state) {
+    (void)state;
+    double d;
+    Graph *g = attention_case(q_ok, k_ok, "exp(matmul(qh, kt))", &d);
+    assert_true(d < 1e-12);
+    assert_int_equal(count_op(g, OP_ATTENTION), 0);
+    assert_true(has_note(g, "attention: the softmax(q k^T) v at ctx is not rewritten: the softmax does not "
+                            "read q k^T (through scale and mask)"));
+    /* keys split [S, HD, KVH]: a head's columns are not contiguous */
+    g = attention_case(q_ok, "reshape(transpose(reshape(keys, [S, HD, KVH]), [2, 1, 0]), [KVH, 1, HD, S])",
+                       "matmul(qh, kt)", &d);
+    assert_true(d < 1e-12);
+    assert_int_equal(count_op(g, OP_ATTENTION), 0);
+    assert_true(has_note(g, "q, k or v does not have tokens as rows and head_dim as columns"));
+}
+
+/* A rope that something else reads stays out of the attention kernel. */
+static void test_attention_rope_kept_out(void **state) {
+    (void)state;
+    Graph *g = compile("block ar { dim T, P; dim HD = 4;\n"
+                       "  input x: f32[T, 8]; input pos: i32[T];\n"
+                       "  weight wq: f32[8, 8]; weight wk: f32[4, 8]; weight wv: f32[4, 8];\n"
+                       "  cache kc: f32[P, 4]; cache vc: f32[P, 4];\n"
+                       "  q = rope(linear(x, wq), pos, head_dim = HD); kr = rope(linear(x, wk), pos, head_dim = HD);\n"
+                       "  k = append(kc, kr); v = append(vc, linear(x, wv));\n"
+                       "  output y: f32[T, 8] = attention(q, k, v, heads = 2, kv_heads = 1, causal = true);\n"
+                       "  output q2: f32[T, 8] = q * 2.0; output k2: f32[T, 4] = kr * 2.0; }\n",
+                       1, 0);
+    const Node *at = find_op(g, OP_ATTENTION);
+    assert_int_equal(g->kernels[at->kernel]->kind, KK_ATTENTION);
+    assert_true(has_note(g, "attention: rope q is not applied inside the attention kernel: q has 2 consumers"));
+    assert_true(has_note(g, "attention: rope kr is not applied inside the attention kernel: kr has 2 consumers"));
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_ROPE)
+            assert_true(g->nodes[i]->kernel != at->kernel);
+}
+
 /* ---- explain, report, dot ------------------------------------------------------------ */
 
 typedef struct Pair {
@@ -591,6 +630,8 @@ int main(void) {
         cmocka_unit_test(test_rewrite_layer_norm),
         cmocka_unit_test(test_rewrite_softmax),
         cmocka_unit_test(test_rewrite_attention),
+        cmocka_unit_test(test_attention_refusals),
+        cmocka_unit_test(test_attention_rope_kept_out),
         cmocka_unit_test(test_llama_kinds),
         cmocka_unit_test(test_elementwise_and_consumers),
         cmocka_unit_test(test_rowwise),
