@@ -459,6 +459,16 @@ static void test_print_attributes(void **state) {
     text = print_str(g);
     assert_non_null(strstr(text, "\n  %12 = matmul(%1, %3) {transpose_b} : f32[T, 4]\n"));
     free(text);
+    g = fe_compile_string("pa.fdl",
+                          "block pa { dim T; input q: f32[T, 8]; input k: f32[T, 4]; input v: f32[T, 4];\n"
+                          "  output y: f32[T, 8] = attention(q, k, v, heads = 2, kv_heads = 1, causal = true,\n"
+                          "                                  scale = 0.25); }\n",
+                          NULL);
+    assert_non_null(g);
+    text = print_str(g);
+    assert_non_null(strstr(text, "\n  %3 = attention(%0, %1, %2) {heads=2, kv_heads=1, head_dim=4, causal=true, "
+                                 "scale=0.25} : f32[T, 8]\n"));
+    free(text);
 }
 
 static void test_verifier_catches(void **state) {
