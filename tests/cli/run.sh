@@ -147,5 +147,27 @@ else
     cat "$tmp/err"
 fi
 
+# usage errors name what is wrong (exit 2); the spellings of -o and -O1
+usage() { # usage NAME MESSAGE ARGS...: exit 2 and MESSAGE on stderr
+    name=$1; msg=$2; shift 2
+    expect_rc "$name" 2 "$FUSEC" "$@"
+    grep -qF "fusec: error: $msg" "$tmp/err" && ok "$name: the message" || { bad "$name: the message"; cat "$tmp/err"; }
+}
+g=dsl-examples/gpt2_block.fdl
+usage "-o without a file" "'-o' needs a file name" "$g" -o
+usage "-MF without a file" "'-MF' needs a file name" "$g" -MD -MF
+usage "unknown --emit kind" "unknown --emit kind 'asm' (expected c, h, ir, report or dot)" "$g" --emit=asm
+usage "--dim without a number" "--dim: expected NAME=VALUE with 0 <= VALUE <= 2^31, got 'T=x'" "$g" --emit=report --dim T=x
+usage "--dim past 2^31" "--dim: expected NAME=VALUE with 0 <= VALUE <= 2^31, got 'T=2147483649'" \
+    "$g" --emit=report --dim T=2147483649
+usage "--dim of a name the block lacks" "--dim: the block has no symbolic dim 'Q'" "$g" --emit=report --dim Q=3
+usage "two input files" "more than one input file ('$g')" "$g" "$g" -o "$tmp/u.c"
+"$FUSEC" "$g" -o "$tmp/sp.c" && "$FUSEC" "$g" -o"$tmp/jo.c" && "$FUSEC" -O1 "$g" -o "$tmp/o1.c" \
+    && sed 's/\bjo\.h\b/sp.h/' "$tmp/jo.c" | cmp -s - "$tmp/sp.c" && sed 's/\bo1\.h\b/sp.h/' "$tmp/o1.c" | cmp -s - "$tmp/sp.c" \
+    && ok "-oFILE and -O1 give the default output" || bad "-oFILE and -O1 give the default output"
+"$FUSEC" --emit=report "$g" --dim T=4 >"$tmp/rep.txt" && "$FUSEC" --emit=report "$g" --dim T=4 -o "$tmp/r/rep.txt" \
+    && cmp -s "$tmp/rep.txt" "$tmp/r/rep.txt" && grep -q '^report: block gpt2_block at T=4, P=0' "$tmp/rep.txt" \
+    && ok "--emit=report -o writes what standard output gets" || bad "--emit=report -o writes what standard output gets"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
