@@ -88,6 +88,45 @@ expect_msg 2 "quantize: unknown --type" "--type" \
     "$FUSEC" quantize "$tmp/src.safetensors" -o "$tmp/x.safetensors" --type q5_1
 expect_msg 1 "quantize: the output is never the input" "never overwrites its input" \
     "$FUSEC" quantize "$tmp/src.safetensors" -o "$tmp/src.safetensors" --type q8_0
+# usage errors (exit 2, the mistake named), and tensors it cannot convert
+# when asked to (exit 1, no output); -v names each conversion
+src="$tmp/src.safetensors"
+qusage() { # qusage NAME MESSAGE ARGS...
+    name=$1 msg=$2
+    shift 2
+    expect_msg 2 "quantize: $name" "fusec quantize: error: $msg" "$FUSEC" quantize "$@"
+}
+qusage "-o without a file" "'-o' needs a file name" "$src" -o
+qusage "--type without a value" "'--type' needs a value" "$src" -o "$tmp/u.safetensors" --type
+qusage "unknown option" "unknown option '--frob'" "$src" -o "$tmp/u.safetensors" --type q8_0 --frob
+qusage "two inputs" "more than one input file ('$src')" "$src" "$src" -o "$tmp/u.safetensors" --type q8_0
+qusage "no input" "no input file" -o "$tmp/u.safetensors" --type q8_0
+qusage "no output" "no output file: use -o OUT.safetensors" "$src" --type q8_0
+qusage "no --type" "no --type (bf16, f16, q8_0 or q4_0)" "$src" -o "$tmp/u.safetensors"
+globs=""
+for i in $(seq 65); do globs="$globs x$i"; done
+# shellcheck disable=SC2046,SC2086 # one --include=GLOB (--exclude=GLOB) per word
+qusage "65 --include globs" "more than 64 --include globs" "$src" -o "$tmp/u.safetensors" --type q8_0 \
+    $(printf -- '--include=%s ' $globs)
+# shellcheck disable=SC2046,SC2086
+qusage "65 --exclude globs" "more than 64 --exclude globs" "$src" -o "$tmp/u.safetensors" --type q8_0 \
+    $(printf -- '--exclude=%s ' $globs)
+[ -e "$tmp/u.safetensors" ] && bad "quantize: a usage error wrote an output" || ok "quantize: usage errors write nothing"
+$PY - "$tmp/odd.safetensors" <<'EOF'
+import sys; sys.path.insert(0, "tests/quant"); import numpy as np, quant_ref as q
+q.write_st(sys.argv[1], {"pos": ("I32", [4], np.arange(4, dtype=np.int32).tobytes()),
+                         "s": ("F32", [], np.float32(2).tobytes()),
+                         "w": ("F32", [2, 32], np.ones((2, 32), np.float32).tobytes())})
+EOF
+expect_msg 1 "quantize: an i32 tensor asked for" "tensor 'pos' is I32: fusec quantize converts F32, BF16 and F16" \
+    "$FUSEC" quantize "$tmp/odd.safetensors" -o "$tmp/odd_q.safetensors" --type q8_0 --include=pos
+expect_msg 1 "quantize: a scalar asked for" "tensor 's' is a scalar: q8_0 needs rows" \
+    "$FUSEC" quantize "$tmp/odd.safetensors" -o "$tmp/odd_q.safetensors" --type q8_0 --include=s
+[ -e "$tmp/odd_q.safetensors" ] && bad "quantize: a refused tensor left an output" || ok "quantize: a refused tensor writes nothing"
+expect_msg 0 "quantize -v: names the conversion, keeps the rest" "quantize: w: F32 -> BF16" \
+    "$FUSEC" quantize -v "$tmp/odd.safetensors" -o "$tmp/odd_b.safetensors" --type bf16
+grep -qF "1 tensors converted to bf16, 2 kept" "$tmp/log" && ok "quantize -v: the summary counts" \
+    || { bad "quantize -v: the summary counts"; sed 's/^/       /' "$tmp/log"; }
 
 # ---- 2. malformed quantized tensors -------------------------------------------------------
 mkdir "$tmp/bad"
