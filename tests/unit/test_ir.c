@@ -1,12 +1,14 @@
 /*
- * test_ir.c - symbolic dims, the type rules of shape.c, the printer, dead
- * code elimination and the verifier (which must catch broken graphs).
+ * test_ir.c - symbolic dims, the type rules of shape.c (and each refusal's
+ * reason), the printer, dead code elimination, the verifier (which must
+ * catch broken graphs), and dtype.c's conversions, rows and weight rules.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <cmocka.h>
 
 #include "fusec.h"
@@ -595,6 +597,134 @@ static void test_verifier_reasons(void **state) {
     assert_true(ir_check(g, why, sizeof why));
 }
 
+static float f32_of(uint32_t u) {
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static uint32_t bits_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
+/* The compiler's f16 and bf16 conversions on the values where rounding,
+ * NaN and the subnormal range decide the bits (IEEE 754 binary16). */
+static void test_half_conversions(void **state) {
+    (void)state;
+    static const struct {
+        uint32_t f;
+        uint16_t h;
+    } to_f16[] = {
+        {0x3f800000, 0x3c00}, /* 1 */
+        {0xc0000000, 0xc000}, /* -2 */
+        {0x477fe000, 0x7bff}, /* 65504, the largest */
+        {0x477ff000, 0x7c00}, /* 65520 rounds to infinity */
+        {0x7f800000, 0x7c00}, {0xff800000, 0xfc00},
+        {0x7fc00000, 0x7e00}, /* quiet NaN */
+        {0xffc02000, 0xfe01}, /* its sign and the top of its payload */
+        {0x7f800001, 0x7e00}, /* a signalling NaN comes out quiet */
+        {0x38800000, 0x0400}, /* 2^-14, the smallest normal */
+        {0x33800000, 0x0001}, /* 2^-24, the smallest subnormal */
+        {0x33000000, 0x0000}, /* 2^-25: a tie, to even (0) */
+        {0x33c00000, 0x0002}, /* 3 * 2^-25: a tie, to even (2) */
+        {0xb3800000, 0x8001}, /* -2^-24 */
+        {0x3f801000, 0x3c00}, /* 1 + 2^-11: a tie, to even */
+        {0x3f803000, 0x3c02}, /* 1 + 3 * 2^-11: a tie, to even */
+    };
+    for (size_t i = 0; i < sizeof to_f16 / sizeof *to_f16; i++) {
+        uint16_t h = dt_f32_to_f16(f32_of(to_f16[i].f));
+        if (h != to_f16[i].h)
+            fail_msg("f16 of 0x%08x: 0x%04x, expected 0x%04x", (unsigned)to_f16[i].f, h, to_f16[i].h);
+    }
+    /* back to f32: exact for all but NaN, which stays NaN */
+    static const uint16_t halves[] = {0x3c00, 0xc000, 0x7bff, 0x0400, 0x0001, 0x8001, 0x03ff, 0x7c00, 0xfc00};
+    for (size_t i = 0; i < sizeof halves / sizeof *halves; i++)
+        assert_int_equal(dt_f32_to_f16(dt_f16_to_f32(halves[i])), halves[i]);
+    assert_true(dt_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    assert_true(dt_f16_to_f32(0x8001) == -ldexpf(1.0f, -24));
+    assert_true(isinf(dt_f16_to_f32(0xfc00)) && dt_f16_to_f32(0xfc00) < 0);
+    assert_true(isnan(dt_f16_to_f32(0x7e00)));
+    static const struct {
+        uint32_t f;
+        uint16_t b;
+    } to_bf16[] = {
+        {0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, /* 1 + 2^-8: a tie, to even */
+        {0x3f818000, 0x3f82},                       /* 1 + 3 * 2^-8: a tie, to even */
+        {0x3f808001, 0x3f81}, {0x7f7fffff, 0x7f80}, /* FLT_MAX rounds to infinity */
+        {0x7f800001, 0x7fc0},                       /* a signalling NaN comes out quiet */
+        {0xffc00000, 0xffc0},
+    };
+    for (size_t i = 0; i < sizeof to_bf16 / sizeof *to_bf16; i++) {
+        uint16_t b = dt_f32_to_bf16(f32_of(to_bf16[i].f));
+        if (b != to_bf16[i].b)
+            fail_msg("bf16 of 0x%08x: 0x%04x, expected 0x%04x", (unsigned)to_bf16[i].f, b, to_bf16[i].b);
+    }
+    assert_int_equal(bits_of(dt_bf16_to_f32(0x3f81)), 0x3f810000);
+}
+
+/* Rows stored and loaded: f32 and i32 as they are; a quantized block whose
+ * scale overflows float16 or that holds a NaN names its element. */
+static void test_rows(void **state) {
+    (void)state;
+    float x[40];
+    for (int i = 0; i < 40; i++)
+        x[i] = (float)i - 20.5f;
+    float f[40];
+    assert_int_equal(dt_store_row(DT_F32, x, 40, f), -1);
+    assert_memory_equal(f, x, sizeof x);
+    double d[40];
+    dt_load_row(DT_F32, f, 40, d);
+    for (int i = 0; i < 40; i++)
+        assert_true(d[i] == x[i]);
+    int32_t k[3] = {-7, 0, 2147483647};
+    dt_load_row(DT_I32, k, 3, d);
+    assert_true(d[0] == -7 && d[1] == 0 && d[2] == 2147483647.0);
+    uint8_t q[4 * 34];
+    x[37] = 1e9f; /* block 1, element 5: its scale 1e9 / 127 is past 65504 */
+    assert_int_equal(dt_store_row(DT_Q8_0, x, 40, q), 37);
+    assert_int_equal(dt_store_row(DT_Q4_0, x, 40, q), 37);
+    x[37] = 0.0f;
+    x[3] = NAN;
+    assert_int_equal(dt_store_row(DT_Q8_0, x, 40, q), 3);
+    x[3] = 1.0f;
+    assert_int_equal(dt_store_row(DT_Q8_0, x, 40, q), -1);
+    dt_load_row(DT_Q8_0, q, 40, d);
+    for (int i = 0; i < 40; i++) /* within half a step of the block's scale */
+        assert_true(fabs(d[i] - x[i]) <= 20.5 / 127 / 2 * 1.01);
+}
+
+/* --weight-type rules: the last match wins, bad specs are refused, at most
+ * MAX_RULES of them, and clearing forgets them. */
+static void test_weight_rules(void **state) {
+    (void)state;
+    char why[256];
+    assert_false(dt_add_weight_rule("=q8_0", why, sizeof why));
+    assert_string_equal(why, "expected PATTERN=TYPE, got '=q8_0'");
+    assert_false(dt_add_weight_rule("*.weight=i32", why, sizeof why));
+    assert_non_null(strstr(why, "unknown weight type 'i32' (f32, bf16, f16, q8_0, q4_0)"));
+    assert_true(dt_add_weight_rule("*.weight=q8_0", why, sizeof why));
+    assert_true(dt_add_weight_rule("*norm*=f32", why, sizeof why));
+    const char *pat = NULL;
+    assert_int_equal(dt_weight_rule("mlp.up.weight", &pat), DT_Q8_0);
+    assert_string_equal(pat, "*.weight");
+    assert_int_equal(dt_weight_rule("ln.norm.weight", &pat), DT_F32);
+    assert_string_equal(pat, "*norm*");
+    assert_int_equal(dt_weight_rule("bias", NULL), -1);
+    int n = 2;
+    while (dt_add_weight_rule("x=bf16", why, sizeof why))
+        n++;
+    assert_true(n >= 8);
+    char want[64];
+    snprintf(want, sizeof want, "more than %d rules", n);
+    assert_string_equal(why, want);
+    dt_clear_rules();
+    assert_int_equal(dt_weight_rule("mlp.up.weight", NULL), -1);
+    assert_true(dt_add_weight_rule("x=bf16", why, sizeof why));
+    assert_int_equal(dt_weight_rule("x", NULL), DT_BF16);
+    dt_clear_rules();
+}
+
 static void test_op_table(void **state) {
     (void)state;
     assert_int_equal(op_lookup("rms_norm"), OP_RMS_NORM);
@@ -620,6 +750,9 @@ int main(void) {
         cmocka_unit_test(test_verifier_catches),
         cmocka_unit_test(test_verifier_reasons),
         cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_half_conversions),
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_weight_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
