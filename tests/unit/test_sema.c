@@ -101,6 +101,36 @@ static const char *type_of(const Graph *g, const Node *n) {
     return s;
 }
 
+/* With no error limit (the fuzz harness's setting) every error is reported
+ * and compiling goes on past DIAG_MAX_ERRORS; forgetting the sources drops
+ * the quoted line but not the located message. */
+static void test_error_limit_and_sources(void **state) {
+    (void)state;
+    Buf b = {0};
+    buf_puts(&b, "block b { dim T; input x: f32[T, 4];\n");
+    for (int i = 0; i < DIAG_MAX_ERRORS + 5; i++)
+        buf_printf(&b, "  a%d = x + nope%d;\n", i, i);
+    buf_puts(&b, "  output y = x; }\n");
+    diag_set_max_errors(0);
+    assert_null(compile(b.data));
+    diag_set_max_errors(DIAG_MAX_ERRORS);
+    free(b.data);
+    assert_int_equal(diag_error_count(), DIAG_MAX_ERRORS + 5);
+    char want[64];
+    snprintf(want, sizeof want, "t.fdl:%d:13: error: unknown name 'nope%d'\n", DIAG_MAX_ERRORS + 6,
+             DIAG_MAX_ERRORS + 4);
+    assert_non_null(strstr(errors_text, want));
+    assert_null(strstr(errors_text, "too many errors"));
+    assert_non_null(strstr(errors_text, "\n    2 |   a0 = x + nope0;\n"));
+    diag_reset();
+    int saved;
+    FILE *tmp = capture_begin(&saved);
+    diag_forget_sources();
+    diag_error((SrcLoc){"t.fdl", 2, 12, 5}, "again");
+    errors_text = capture_end(tmp, saved);
+    assert_string_equal(errors_text, "t.fdl:2:12: error: again\n");
+}
+
 static int setup(void **state) {
     (void)state;
     diag_reset();
@@ -687,6 +717,7 @@ int main(void) {
         cmocka_unit_test_setup(test_example_llama, setup),
         cmocka_unit_test_setup(test_example_gpt2, setup),
         cmocka_unit_test_setup(test_example_llama_prim, setup),
+        cmocka_unit_test_setup(test_error_limit_and_sources, setup),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
