@@ -169,5 +169,35 @@ usage "two input files" "more than one input file ('$g')" "$g" "$g" -o "$tmp/u.c
     && cmp -s "$tmp/rep.txt" "$tmp/r/rep.txt" && grep -q '^report: block gpt2_block at T=4, P=0' "$tmp/rep.txt" \
     && ok "--emit=report -o writes what standard output gets" || bad "--emit=report -o writes what standard output gets"
 
+# fusec check: usage errors (exit 2) and inputs it refuses before building
+# anything (exit 1), each with its message
+chk() { # chk RC NAME MESSAGE ARGS...
+    want=$1; name=$2; msg=$3; shift 3
+    expect_rc "check: $name" "$want" "$FUSEC" check "$@"
+    grep -qF -- "$msg" "$tmp/err" && ok "check: $name: the message" || { bad "check: $name: the message"; cat "$tmp/err"; }
+}
+chk 2 "unknown --no-fuse pass" "--no-fuse: unknown pass in 'foo' (elementwise, norm," "$g" --random --no-fuse foo
+chk 2 "--weight-type without =" "--weight-type: expected PATTERN=TYPE, got 'nope'" "$g" --random --weight-type nope
+chk 2 "--split 0" "--split: expected a row count >= 1, got '0'" "$g" --random --split 0
+chk 2 "--seed -1" "--seed: expected a whole number >= 0, got '-1'" "$g" --random --seed -1
+chk 2 "--dim without a number" "--dim: expected NAME=VALUE with 0 <= VALUE <= 1048576, got 'T=x'" "$g" --random --dim T=x
+chk 2 "nine --dim" "--dim: more than 8 dims ('I=1')" "$g" --random --dim A=1 --dim B=1 --dim C=1 --dim D=1 \
+    --dim E=1 --dim F=1 --dim G=1 --dim H=1 --dim I=1
+chk 2 "--rtol without a value" "'--rtol' needs a value" "$g" --random --rtol
+chk 2 "two input files" "more than one input file ('$g')" "$g" "$g" --random
+chk 2 "--interp without --golden" "--interp checks the interpreter against a golden file" "$g" --random --interp
+chk 2 "--dim with --golden" "--dim applies to --random only" "$g" --golden tests/golden/hf/gpt2_block.safetensors --dim T=3
+chk 1 "--keep on a file" "--keep: '$tmp/keep.c' is not a directory" "$g" --random --keep "$tmp/keep.c"
+chk 1 "--keep under a file" "cannot create '$tmp/keep.c/sub': Not a directory" "$g" --random --keep "$tmp/keep.c/sub"
+chk 1 "--dim P=3 (the cache starts empty)" "--dim P: the cache starts empty, so 'P' must be 0" "$g" --random --dim P=3
+chk 1 "--dim T=0" "--dim T=0: a block runs on at least one token" "$g" --random --dim T=0
+chk 1 "--dim of a name the block lacks" "--dim Q: block 'gpt2_block' has no symbolic dim 'Q'" "$g" --random --dim Q=3
+printf 'block s {\n  input x: f32[4, 4];\n  output y = exp(x);\n}\n' >"$tmp/static.fdl"
+chk 1 "--split without a token input" "--split: block 's' has no input whose first dim is a token symbol" \
+    "$tmp/static.fdl" --random --split 2
+chk 1 "--cc that does not exist" "cannot run the C compiler '$tmp/nope-cc' (set CC or --cc)" "$g" --random --cc "$tmp/nope-cc"
+FUSEC_RUNTIME_DIR="$tmp/nowhere" chk 1 "a runtime directory without the harness" \
+    "harness '$tmp/nowhere/harness/check_main.c' not found: set FUSEC_RUNTIME_DIR" "$g" --random
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
