@@ -107,6 +107,8 @@ static double interp_diff(const Graph *a, const Graph *b, const int64_t *syms) {
     int64_t cap = 64;
     assert_int_equal(a->ninputs, b->ninputs);
     assert_int_equal(a->nweights, b->nweights);
+    assert_int_equal(a->noutputs, 1); /* the interpreter writes every output */
+    assert_int_equal(b->noutputs, 1);
     const double **in = fu_alloc(sizeof *in * (size_t)(a->ninputs + 1));
     const double **w = fu_alloc(sizeof *w * (size_t)(a->nweights + 1));
     double **ca = fu_alloc(sizeof *ca * (size_t)(a->ncaches + 1));
@@ -471,6 +473,47 @@ static void test_attention_refusals(void **state) {
     assert_true(has_note(g, "q, k or v does not have tokens as rows and head_dim as columns"));
 }
 
+/* Attention from primitives outside attn_src's mould: refused with the
+ * reason (and the graph computes what it did), or, with heads split from
+ * a [T, H*hd] input and put back, recognised.  One output each
+ * (interp_diff compares the first). */
+static void test_attention_refusals_more(void **state) {
+    (void)state;
+    static const struct {
+        const char *text, *note;
+    } cases[] = {
+        {"block a2 { dim T; input q: f32[T, 4]; input k: f32[T, 4]; input v: f32[T, 4];\n"
+         "  s = matmul(q, transpose(k)); p = softmax(s);\n"
+         "  output o: f32[T, 4] = matmul(p, v) * sum(s, axis = -1); }\n",
+         "not rewritten: s has 2 consumers"},
+        {"block a3 { dim T; input q: f32[2, T, 4]; input k: f32[2, T, 4]; input v: f32[2, T, 4];\n"
+         "  p = softmax(matmul(q, transpose(k, [0, 2, 1]))); output o: f32[2, T, 4] = matmul(p, v); }\n",
+         "not rewritten: q, k or v is not a reshape/transpose view of a [rows, heads*head_dim] tensor"},
+        {"block a4 { dim T; input q: f32[T, 8]; input k: f32[T, 4]; input v: f32[T, 4];\n"
+         "  qh = transpose(reshape(q, [T, 2, 4]), [1, 0, 2]); kt = reshape(transpose(k), [1, 4, T]);\n"
+         "  vh = reshape(v, [1, T, 4]); output o: f32[2, T, 4] = matmul(softmax(matmul(qh, kt)), vh); }\n",
+         "not rewritten: the context is not reshaped back to [tokens, heads*head_dim]"},
+        {"block a5 { dim T; input q: f32[T, 8]; input k: f32[T, 4]; input v: f32[T, 4];\n"
+         "  qh = transpose(reshape(q, [T, 2, 4]), [1, 0, 2]); kt = reshape(transpose(k), [1, 4, T]);\n"
+         "  vh = reshape(v, [1, T, 4]); c = matmul(softmax(matmul(qh, kt)), vh);\n"
+         "  output o: f32[T, 8] = reshape(c, [T, 8]); }\n",
+         "not rewritten: the output reshape is not a view of the result"},
+        {"block a6 { dim T; input q: f32[T, 8]; input k: f32[T, 4]; input v: f32[T, 4];\n"
+         "  qh = transpose(reshape(q, [T, 2, 4]), [1, 0, 2]); kt = reshape(transpose(k), [1, 4, T]);\n"
+         "  vh = reshape(v, [1, T, 4]); c = matmul(softmax(matmul(qh, kt)), vh);\n"
+         "  output o: f32[T, 8] = reshape(transpose(c, [1, 0, 2]), [T, 8]); }\n",
+         "recognised as attention(q, k, v, heads=2, kv_heads=1, head_dim=4)"},
+    };
+    int64_t syms[FU_MAX_SYMS] = {5};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        Graph *before = front(cases[i].text), *after = compile(cases[i].text, 1, 0);
+        if (!has_note(after, cases[i].note))
+            fail_msg("case %zu: no note \"%s\"", i, cases[i].note);
+        assert_int_equal(count_op(after, OP_ATTENTION), i == 4);
+        assert_true(interp_diff(before, after, syms) < 1e-12);
+    }
+}
+
 /* A rope that something else reads stays out of the attention kernel. */
 static void test_attention_rope_kept_out(void **state) {
     (void)state;
@@ -631,6 +674,7 @@ int main(void) {
         cmocka_unit_test(test_rewrite_softmax),
         cmocka_unit_test(test_rewrite_attention),
         cmocka_unit_test(test_attention_refusals),
+        cmocka_unit_test(test_attention_refusals_more),
         cmocka_unit_test(test_attention_rope_kept_out),
         cmocka_unit_test(test_llama_kinds),
         cmocka_unit_test(test_elementwise_and_consumers),
