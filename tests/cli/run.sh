@@ -169,6 +169,22 @@ usage "two input files" "more than one input file ('$g')" "$g" "$g" -o "$tmp/u.c
     && cmp -s "$tmp/rep.txt" "$tmp/r/rep.txt" && grep -q '^report: block gpt2_block at T=4, P=0' "$tmp/rep.txt" \
     && ok "--emit=report -o writes what standard output gets" || bad "--emit=report -o writes what standard output gets"
 
+# make rules quote what make would split or expand; outputs not named .c get
+# .h and .d appended; text outputs get a .d too; a directory in the way of
+# the output is named and nothing is left behind
+odd="$tmp/q/a b#c\$d.out"
+expect_rc "-o with a space, '#' and '\$' and -MD" 0 "$FUSEC" "$g" -o "$odd" -MD
+[ -f "$odd" ] && [ -f "$odd.h" ] && head -n 1 "$odd.d" | grep -qF "$tmp/q/a\\ b\\#c\$\$d.out $tmp/q/a\\ b\\#c\$\$d.out.h: " \
+    && ok "make-quoted targets, .h and .d appended" || { bad "make-quoted targets, .h and .d appended"; cat "$odd.d"; }
+expect_rc "--emit=report -MD" 0 "$FUSEC" --emit=report --dim T=4 "$g" -o "$tmp/q/r.txt" -MD
+head -n 1 "$tmp/q/r.txt.d" | grep -q "^$tmp/q/r.txt: .*gpt2_block.fdl .*lib/transformer.fdl" \
+    && ok "--emit=report -MD names the report and the sources" || { bad "--emit=report -MD"; cat "$tmp/q/r.txt.d"; }
+mkdir "$tmp/q/isdir.c"
+expect_rc "output onto a directory" 1 "$FUSEC" "$g" -o "$tmp/q/isdir.c"
+grep -qF "cannot write '$tmp/q/isdir.c': Is a directory" "$tmp/err" && [ ! -e "$tmp/q/isdir.h" ] \
+    && [ -z "$(ls "$tmp/q" | grep '\.tmp\.')" ] && ok "output onto a directory: named, nothing left" \
+    || { bad "output onto a directory: named, nothing left"; cat "$tmp/err"; ls "$tmp/q"; }
+
 # fusec check: usage errors (exit 2) and inputs it refuses before building
 # anything (exit 1), each with its message
 chk() { # chk RC NAME MESSAGE ARGS...
