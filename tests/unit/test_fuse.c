@@ -514,6 +514,38 @@ static void test_attention_refusals_more(void **state) {
     }
 }
 
+/* What the attention kernel takes in: column slices of a fused projection
+ * (read in place) and a rope on one; an append whose cache something
+ * else reads on the way to the other append stays out (a cycle). */
+static void test_attention_kernel_parts(void **state) {
+    (void)state;
+    const char *c5 = "block c5 { dim T; input x: f32[T, 4]; input pos: i32[T]; weight w: f32[12, 4];\n"
+                     "  qkv = linear(x, w); q = rope(slice(qkv, axis = 1, start = 0, len = 4), pos, head_dim = 4);\n"
+                     "  output o: f32[T, 4] = attention(q, slice(qkv, axis = 1, start = 4, len = 4),\n"
+                     "                                  slice(qkv, axis = 1, start = 8, len = 4), heads = 1, kv_heads = 1); }\n";
+    int64_t syms[FU_MAX_SYMS] = {5, 3};
+    Graph *g = compile(c5, 1, 0);
+    const Node *at = find_op(g, OP_ATTENTION);
+    const Kernel *k = g->kernels[at->kernel];
+    assert_int_equal(k->kind, KK_ATTENTION);
+    assert_int_equal(k->nnodes, 5); /* three slices, the rope, the attention */
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_SLICE || g->nodes[i]->op == OP_ROPE)
+            assert_int_equal(g->nodes[i]->kernel, at->kernel);
+    assert_non_null(strstr(k->note, "rope q, slice %4, slice %6, slice %7"));
+    assert_true(interp_diff(front(c5), g, syms) < 1e-12);
+    const char *c6 = "block c6 { dim T, P; input xk: f32[T, 4]; input xv: f32[T, 4]; input q: f32[T, 4];\n"
+                     "  cache kc: f32[P, 4]; cache vc: f32[P, 4];\n"
+                     "  k = append(kc, xk); v = append(vc, xv * max(k, axis = 0));\n"
+                     "  output o: f32[T, 4] = attention(q, k, v, heads = 1, kv_heads = 1); }\n";
+    g = compile(c6, 1, 0);
+    at = find_op(g, OP_ATTENTION);
+    assert_int_equal(g->kernels[at->kernel]->nnodes, 1);
+    assert_true(has_note(g, "attention: v stays out of the attention kernel (a path runs through another kernel)"));
+    assert_true(has_note(g, "attention: k stays out of the attention kernel (a path runs through another kernel)"));
+    assert_true(interp_diff(front(c6), g, syms) < 1e-12);
+}
+
 /* A rope that something else reads stays out of the attention kernel. */
 static void test_attention_rope_kept_out(void **state) {
     (void)state;
@@ -675,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_rewrite_attention),
         cmocka_unit_test(test_attention_refusals),
         cmocka_unit_test(test_attention_refusals_more),
+        cmocka_unit_test(test_attention_kernel_parts),
         cmocka_unit_test(test_attention_rope_kept_out),
         cmocka_unit_test(test_llama_kinds),
         cmocka_unit_test(test_elementwise_and_consumers),
