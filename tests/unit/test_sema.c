@@ -101,6 +101,31 @@ static const char *type_of(const Graph *g, const Node *n) {
     return s;
 }
 
+/* Builtins applied to numbers fold to constants, against values computed
+ * elsewhere (Phi(1) for gelu, the tanh form's published value). */
+static void test_constant_folding(void **state) {
+    (void)state;
+    Graph *g = compile_ok("block f { dim T; input x: f32[T, 2];\n"
+                          "  output y: f32[T, 2] = x * neg(2.0) + exp(1.0) + sqrt(4.0) + recip(8.0) + tanh(0.5)\n"
+                          "    + sigmoid(0.25) + silu(1.5) + relu(-3.0) + gelu(1.0) + gelu_tanh(1.0) + rsqrt(16.0); }\n");
+    static const double want[] = {-2.0,         2.718281828459045, 2.0,   0.125, 0.46211715726000974,
+                                  0.5621765008857981, 1.2263617142904656, 0.0, 0.8413447460685429,
+                                  0.8411919906082768, 0.25};
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op != OP_CONST)
+            continue;
+        assert_true(k < (int)(sizeof want / sizeof *want));
+        if (fabs(n->f[0] - want[k]) > 1e-12 * (1 + fabs(want[k])))
+            fail_msg("constant %d: %.17g, expected %.17g", k, n->f[0], want[k]);
+        k++;
+    }
+    assert_int_equal(k, (int)(sizeof want / sizeof *want));
+    assert_null(compile("block f { dim T; input x: f32[T, 2]; output y: f32[T, 2] = x * sqrt(-1.0); }\n"));
+    assert_non_null(strstr(errors_text, "t.fdl:1:64: error: 'sqrt' of -1 is not a finite number"));
+}
+
 /* With no error limit (the fuzz harness's setting) every error is reported
  * and compiling goes on past DIAG_MAX_ERRORS; forgetting the sources drops
  * the quoted line but not the located message. */
@@ -718,6 +743,7 @@ int main(void) {
         cmocka_unit_test_setup(test_example_gpt2, setup),
         cmocka_unit_test_setup(test_example_llama_prim, setup),
         cmocka_unit_test_setup(test_error_limit_and_sources, setup),
+        cmocka_unit_test_setup(test_constant_folding, setup),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
