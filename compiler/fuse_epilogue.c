@@ -45,7 +45,7 @@ static bool tile_node(const Node *n, int k) {
 
 /* Whether u can run on the tile of t (a tile node of kernel k); if not,
  * *why says why. */
-static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
+static bool epilogue_ok(const Graph *g, const Node *u, const Node *t, int k, const char **why) {
     if (!fuse_same_shape(u, t)) {
         *why = "its shape differs from the GEMM output's";
         return false;
@@ -65,7 +65,7 @@ static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
         const Node *x = u->in[j];
         if (x->kernel == k) {
             if (!tile_node(x, k) || !fuse_same_shape(x, u)) {
-                *why = fu_format("it reads %s, which is not a tile of this kernel", fuse_name(x));
+                *why = fu_format("it reads %s, which is not a tile of this kernel", fuse_name(g, x));
                 return false;
             }
             continue;
@@ -74,7 +74,7 @@ static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
                   (x->rank == 1 && dim_eq(x->shape[0], u->shape[u->rank - 1]));
         if (!ok) {
             *why = fu_format("operand %s is neither a scalar, a per-column vector nor of the "
-                             "output's shape", fuse_name(x));
+                             "output's shape", fuse_name(g, x));
             return false;
         }
     }
@@ -106,9 +106,9 @@ static int grow_epilogue(Graph *g, int k) {
                 const char *why = NULL;
                 if (!single(g, u) || (!fuse_is_elementwise(u) && u->op != OP_ROPE))
                     continue;
-                if (!epilogue_ok(u, t, k, &why)) {
-                    fuse_note(g, "epilogue: %s (%s) stays out of the GEMM of %s: %s", fuse_name(u),
-                              op_info[u->op].name, fuse_name(t), why);
+                if (!epilogue_ok(g, u, t, k, &why)) {
+                    fuse_note(g, "epilogue: %s (%s) stays out of the GEMM of %s: %s", fuse_name(g, u),
+                              op_info[u->op].name, fuse_name(g, t), why);
                     continue;
                 }
                 if (!gemm_with(g, k, u))
@@ -116,7 +116,7 @@ static int grow_epilogue(Graph *g, int k) {
                 if (!sched_try_merge(g, k, u->kernel)) {
                     fuse_note(g, "epilogue: %s (%s) cannot join the GEMM of %s (a path between "
                                  "them runs through another kernel)",
-                              fuse_name(u), op_info[u->op].name, fuse_name(t));
+                              fuse_name(g, u), op_info[u->op].name, fuse_name(g, t));
                     continue;
                 }
                 added++;
@@ -170,7 +170,7 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
             if (!sched_try_merge(g, k, s->kernel))
                 fuse_note(g, "epilogue: linears %s and %s read the same input but cannot share a "
                              "kernel (a path between them runs through another kernel)",
-                          fuse_name(l), fuse_name(s));
+                          fuse_name(g, l), fuse_name(g, s));
         }
     }
     for (int k = 0; k < g->nkernels; k++) {
@@ -186,8 +186,8 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
             }
         int added = grow_epilogue(g, k);
         kr = g->kernels[k];
-        const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(first->in[0]))
-                                    : fu_format("%s %s", op_info[first->op].name, fuse_name(first));
+        const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(g, first->in[0]))
+                                    : fu_format("%s %s", op_info[first->op].name, fuse_name(g, first));
         if (added)
             what = fu_format("%s; epilogue on the accumulator tile: %s", what, epilogue_names(g, k));
         kr->note = kr->note ? fu_format("%s; %s", kr->note, what) : what;
