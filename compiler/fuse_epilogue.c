@@ -90,13 +90,28 @@ static bool gemm_with(Graph *g, int k, Node *x) {
     return fuse_gemm_ok(g, cand, kr->nnodes + (x ? 1 : 0), KK_GEMM, "epilogue");
 }
 
-/* Absorbs epilogue nodes into GEMM kernel k until none is left. */
+static int cmp_id(const void *x, const void *y) {
+    const Node *a = *(Node *const *)x, *b = *(Node *const *)y;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Absorbs epilogue nodes into GEMM kernel k until none is left.  Each sweep
+ * visits the kernel's nodes in node order, a node that joins included (it
+ * reads a tile node, so it comes after the one being visited): the order a
+ * scan of the whole graph would visit them in, at the cost of the kernel. */
 static int grow_epilogue(Graph *g, int k) {
     int added = 0;
     for (bool again = true; again;) {
         again = false;
-        for (int i = 0; i < g->nnodes; i++) {
-            Node *t = g->nodes[i];
+        const Kernel *kr = g->kernels[k];
+        int n = kr->nnodes, cap = n + 8;
+        Node **v = malloc(sizeof *v * (size_t)cap);
+        if (!v)
+            fu_internal(__FILE__, __LINE__, "out of memory");
+        memcpy(v, kr->nodes, sizeof *v * (size_t)n);
+        qsort(v, (size_t)n, sizeof *v, cmp_id);
+        for (int i = 0; i < n; i++) {
+            Node *t = v[i];
             if (!tile_node(t, k))
                 continue;
             Node **users;
@@ -121,8 +136,23 @@ static int grow_epilogue(Graph *g, int k) {
                 }
                 added++;
                 again = true;
+                /* u joins the nodes still to visit, in order */
+                if (n == cap) {
+                    cap *= 2;
+                    v = realloc(v, sizeof *v * (size_t)cap);
+                    if (!v)
+                        fu_internal(__FILE__, __LINE__, "out of memory");
+                }
+                int at = n;
+                while (at > i + 1 && v[at - 1]->id > u->id) {
+                    v[at] = v[at - 1];
+                    at--;
+                }
+                v[at] = u;
+                n++;
             }
         }
+        free(v);
     }
     return added;
 }
