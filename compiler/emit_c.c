@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fusec_rt.h"
 
@@ -75,6 +76,12 @@ typedef struct Emit {
     unsigned types;         /* bits 1 << DType of every node: which typed loads to write */
     bool has_err;           /* some kernel takes fu_err (forward checks it after the run) */
     Buf c, h;
+    FILE *cfile;            /* where the .c goes, written as it is made (flush_c) */
+    FILE *spool;            /* the kernels' text until the layout before it is written; NULL: in e->c */
+    bool spool_tried;       /* spool_open was called (once the text is large) */
+    long spooled;           /* bytes written to the spool */
+    int werr;               /* errno of the first failed write, or 0 */
+    const char *wwhat;      /* what it was writing */
 } Emit;
 
 /* ---- names ---------------------------------------------------------------- */
@@ -1966,7 +1973,11 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
             e->scratch = grown;
         }
     }
-    buf_printf(&e->c, ") {\n%s}\n\n", take(&k->body, ""));
+    buf_puts(&e->c, ") {\n");
+    if (k->body.len)
+        buf_puts(&e->c, k->body.data);
+    buf_puts(&e->c, "}\n\n");
+    free(k->body.data);
     buf_puts(&call, ");");
     kc->call = take(&call, "");
     return kc;
@@ -2661,6 +2672,72 @@ static void emit_bind_and_desc(Emit *e) {
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
 }
 
+/* ---- writing the .c as it is made --------------------------------------------- */
+
+/*
+ * The generated C of a large block runs to hundreds of megabytes (about 6
+ * KB per operator), so it is not held in memory: what e->c holds goes to
+ * the file as soon as the order of the file allows.  The kernels come
+ * after the workspace layout in the file, and their emission decides the
+ * layout, so once their text passes SPOOL_AFTER bytes it waits in a
+ * temporary file (the spool) and is copied after the layout; a smaller
+ * block's, or where no temporary file can be made (TMPDIR unwritable), it
+ * waits in memory.  Either way the bytes are the same.  Write errors are
+ * kept (e->werr) and reported once, at the end.
+ */
+#define SPOOL_AFTER (8 << 20)
+
+static void write_c_text(Emit *e, FILE *f, const char *data, size_t n, const char *what) {
+    if (n && !e->werr && fwrite(data, 1, n, f) != n) {
+        e->werr = errno ? errno : EIO;
+        e->wwhat = what;
+    }
+}
+
+/* The spool: a file in $TMPDIR (or /tmp), unlinked at once so nothing is
+ * left behind; NULL when none can be made. */
+static FILE *spool_open(void) {
+    const char *dir = getenv("TMPDIR");
+    char *path = fu_format("%s/fusec-spool-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    unlink(path);
+    FILE *f = fdopen(fd, "w+");
+    if (!f)
+        close(fd);
+    return f;
+}
+
+/* What e->c holds, to the .c file. */
+static void flush_c(Emit *e) {
+    write_c_text(e, e->cfile, e->c.data, e->c.len, "C file");
+    e->c.len = 0;
+}
+
+/* What e->c holds, to the spool. */
+static void spool_c(Emit *e) {
+    write_c_text(e, e->spool, e->c.data, e->c.len, "kernels to a temporary file");
+    e->spooled += (long)e->c.len;
+    e->c.len = 0;
+}
+
+/* The next n bytes of the spool, to the .c file. */
+static void unspool(Emit *e, long n) {
+    char chunk[1 << 16];
+    while (n > 0 && !e->werr) {
+        size_t want = n < (long)sizeof chunk ? (size_t)n : sizeof chunk;
+        size_t got = fread(chunk, 1, want, e->spool);
+        if (got != want) {
+            e->werr = ferror(e->spool) && errno ? errno : EIO;
+            e->wwhat = "kernels back from a temporary file";
+            return;
+        }
+        write_c_text(e, e->cfile, chunk, got, "C file");
+        n -= (long)got;
+    }
+}
+
 /* One function per kernel of the schedule for the current variant;
  * returns the calls, indexed by kernel id, which is the execution order. */
 static KCall **emit_kernels(Emit *e) {
@@ -2674,6 +2751,12 @@ static KCall **emit_kernels(Emit *e) {
     for (int kid = 0; kid < g->nkernels; kid++) {
         FU_ASSERT(g->kernels[kid] && g->kernels[kid]->id == kid);
         calls[kid] = emit_kernel(e, g->kernels[kid]);
+        if (!e->spool_tried && e->c.len > SPOOL_AFTER) {
+            e->spool = spool_open();
+            e->spool_tried = true;
+        }
+        if (e->spool)
+            spool_c(e);
     }
     return calls;
 }
@@ -2853,15 +2936,24 @@ static void emit_c_file(Emit *e, const char *header_name) {
     int nv = t->nvariants ? t->nvariants : 1;
     Buf top = *c;
     Buf *text = fu_alloc(sizeof *text * (size_t)nv);
+    long *spooled = fu_alloc(sizeof *spooled * (size_t)nv);
     KCall ***calls = fu_alloc(sizeof *calls * (size_t)nv);
     for (int i = 0; i < e->g->nnodes; i++) {
         e->first[i] = INT_MAX;
         e->last[i] = -1;
     }
     for (int i = 0; i < nv; i++) {
+        long before = e->spooled;
         memset(c, 0, sizeof *c);
         calls[i] = emit_variant_kernels(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0);
+        if (e->spool)
+            spool_c(e);
+        spooled[i] = e->spooled - before;
         text[i] = *c;
+    }
+    if (e->spool && fseek(e->spool, 0, SEEK_SET) != 0 && !e->werr) {
+        e->werr = errno;
+        e->wwhat = "kernels back from a temporary file";
     }
     *c = top;
     plan_storage(e);
@@ -2871,7 +2963,13 @@ static void emit_c_file(Emit *e, const char *header_name) {
         buf_printf(c, "#if !(%s)\n#error \"this file was generated for target %s\"\n#endif\n\n", t->guard,
                    t->name);
     for (int i = 0; i < nv; i++) {
-        buf_puts(c, take(&text[i], ""));
+        if (spooled[i]) {
+            flush_c(e);
+            unspool(e, spooled[i]);
+        }
+        if (text[i].len)
+            buf_puts(c, text[i].data);
+        free(text[i].data);
         emit_variant_run(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0, calls[i]);
     }
     if (t->nvariants)
@@ -2879,6 +2977,10 @@ static void emit_c_file(Emit *e, const char *header_name) {
     e->vt = t;
     emit_forward(e);
     emit_bind_and_desc(e);
+    flush_c(e);
+    if (e->spool)
+        fclose(e->spool);
+    e->spool = NULL;
 }
 
 /* ---- the .h file --------------------------------------------------------- */
@@ -3041,7 +3143,13 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
     e.first = fu_alloc(sizeof *e.first * (size_t)(g->nnodes + 1));
     e.last = fu_alloc(sizeof *e.last * (size_t)(g->nnodes + 1));
+    e.cfile = c_out;
     emit_c_file(&e, header_name);
+    if (e.werr) {
+        diag_plain_error("cannot write the generated %s: %s", e.wwhat, strerror(e.werr));
+        free(e.c.data);
+        return -1;
+    }
     emit_h_file(&e);
     int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;
     free(e.h.data);
