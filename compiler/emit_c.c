@@ -1875,6 +1875,7 @@ typedef struct KCall {
     int np;
     int *root;
     bool *written;
+    const char *scratch;    /* its per-thread scratch bytes (kern_scratch), or NULL */
 } KCall;
 
 /* Emits one kernel's function for the current variant and returns its
@@ -1961,18 +1962,7 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         e->has_err = true;
     }
     e->run_syms |= k->used;
-    if (k->scratch) {
-        bool dup = false;
-        for (i = 0; i < e->nscratch; i++)
-            dup |= strcmp(e->scratch[i], k->scratch) == 0;
-        if (!dup) {
-            const char **grown = fu_alloc(sizeof *grown * (size_t)(e->nscratch + 1));
-            if (e->nscratch)
-                memcpy(grown, e->scratch, sizeof *grown * (size_t)e->nscratch);
-            grown[e->nscratch++] = k->scratch;
-            e->scratch = grown;
-        }
-    }
+    kc->scratch = k->scratch;
     buf_puts(&e->c, ") {\n");
     if (k->body.len)
         buf_puts(&e->c, k->body.data);
@@ -2738,6 +2728,46 @@ static void unspool(Emit *e, long n) {
     }
 }
 
+/* Records a kernel's scratch size for the workspace, once per expression. */
+static void add_scratch(Emit *e, const char *scratch) {
+    for (int i = 0; i < e->nscratch; i++)
+        if (strcmp(e->scratch[i], scratch) == 0)
+            return;
+    const char **grown = fu_alloc(sizeof *grown * (size_t)(e->nscratch + 1));
+    if (e->nscratch)
+        memcpy(grown, e->scratch, sizeof *grown * (size_t)e->nscratch);
+    grown[e->nscratch++] = fu_strdup(scratch);
+    e->scratch = grown;
+}
+
+/* What emit_kernel returned, copied out of everything it allocated since m
+ * (the text it wrote is in e->c; the rest was its temporaries), which is
+ * then released: the emitter's memory stays that of one kernel. */
+static KCall *keep_call(const KCall *kc, FuMark m) {
+    int np = kc->np;
+    size_t ncall = strlen(kc->call) + 1, nscr = kc->scratch ? strlen(kc->scratch) + 1 : 0;
+    size_t nroot = sizeof *kc->root * (size_t)np, nwr = sizeof *kc->written * (size_t)np;
+    char *tmp = malloc(nroot + nwr + ncall + nscr + 1);
+    if (!tmp)
+        fu_internal(__FILE__, __LINE__, "out of memory");
+    memcpy(tmp, kc->root, nroot);
+    memcpy(tmp + nroot, kc->written, nwr);
+    memcpy(tmp + nroot + nwr, kc->call, ncall);
+    if (nscr)
+        memcpy(tmp + nroot + nwr + ncall, kc->scratch, nscr);
+    fu_arena_release_to(m);
+    KCall *out = fu_alloc(sizeof *out);
+    out->np = np;
+    out->root = fu_alloc(nroot + sizeof *out->root);
+    out->written = fu_alloc(nwr + sizeof *out->written);
+    memcpy(out->root, tmp, nroot);
+    memcpy(out->written, tmp + nroot, nwr);
+    out->call = fu_strndup(tmp + nroot + nwr, ncall - 1);
+    out->scratch = nscr ? fu_strndup(tmp + nroot + nwr + ncall, nscr - 1) : NULL;
+    free(tmp);
+    return out;
+}
+
 /* One function per kernel of the schedule for the current variant;
  * returns the calls, indexed by kernel id, which is the execution order. */
 static KCall **emit_kernels(Emit *e) {
@@ -2748,9 +2778,22 @@ static KCall **emit_kernels(Emit *e) {
         if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0)
             fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s was not scheduled", i,
                         op_info[g->nodes[i]->op].name);
+    /* the user index (kern_is_result) is built now, not inside a kernel's
+     * temporaries */
+    Node **users;
+    if (g->nnodes)
+        ir_users(g, g->nodes[0], &users);
     for (int kid = 0; kid < g->nkernels; kid++) {
         FU_ASSERT(g->kernels[kid] && g->kernels[kid]->id == kid);
+        FuMark m = fu_arena_mark();
         calls[kid] = emit_kernel(e, g->kernels[kid]);
+        if (calls[kid]) {
+            calls[kid] = keep_call(calls[kid], m);
+            if (calls[kid]->scratch)
+                add_scratch(e, calls[kid]->scratch);
+        } else {
+            fu_arena_release_to(m);
+        }
         if (!e->spool_tried && e->c.len > SPOOL_AFTER) {
             e->spool = spool_open();
             e->spool_tried = true;

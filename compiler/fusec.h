@@ -38,6 +38,16 @@ char *fu_format(const char *fmt, ...)
 /* Frees the whole arena (for drivers that compile many inputs, e.g. the
  * fuzz harness); every pointer into it dies. */
 void fu_arena_release(void);
+/* A point in the arena's history, and going back to it: everything
+ * allocated since is freed (and what is reused is overwritten).  For a
+ * stage whose temporaries are many and whose results are few (the emitter,
+ * per kernel): copy the results out, release, copy them back. */
+typedef struct FuMark {
+    void *chunk;
+    size_t used;
+} FuMark;
+FuMark fu_arena_mark(void);
+void fu_arena_release_to(FuMark m);
 /* A map from strings to pointers for name lookups (the arena owns it; keys
  * are not copied and must outlive it).  strmap_put returns the previous
  * value (NULL if none); strmap_has tells a NULL value from no key. */

@@ -56,6 +56,25 @@ void fu_arena_release(void) {
     }
 }
 
+FuMark fu_arena_mark(void) {
+    FuMark m = {arena, arena ? arena->used : 0};
+    return m;
+}
+
+void fu_arena_release_to(FuMark m) {
+    while (arena && arena != (Chunk *)m.chunk) {
+        Chunk *next = arena->next;
+        free(arena);
+        arena = next;
+    }
+    FU_ASSERT(arena == (Chunk *)m.chunk);
+    if (arena) {
+        /* a stale pointer into the reused part reads garbage, not a plausible string */
+        memset((char *)arena->data + m.used, 0xa5, arena->used - m.used);
+        arena->used = m.used;
+    }
+}
+
 char *fu_strndup(const char *s, size_t n) {
     char *p = fu_alloc(n + 1);
     memcpy(p, s, n);
