@@ -719,6 +719,20 @@ void ir_replace(Graph *g, Node *old, Node *nw) {
         patch_users(g, rw->touched[i], nw);
 }
 
+/* FUSEC_CHECK_REWRITES=1 (the test suites set it): after every rewrite,
+ * try every node before the resume point again, as a scan from 0 would,
+ * and stop with an internal error if one now matches or notes something
+ * new.  Quadratic; for the small blocks of the tests. */
+static void recheck(Graph *g, bool (*try_at)(Graph *g, Node *n), int resume) {
+    for (int j = 0; j < resume; j++) {
+        Node *n = g->nodes[j];
+        int notes = g->nfuse_notes;
+        if (n && (try_at(g, n) || g->nfuse_notes != notes))
+            fu_internal(__FILE__, __LINE__, "a rewrite pass resumed at position %d, past position %d, whose match it changed: %s",
+                        resume, j, notes < g->nfuse_notes ? g->fuse_notes[notes] : "it now matches");
+    }
+}
+
 void ir_rewrite_all(Graph *g, bool (*try_at)(Graph *g, Node *n)) {
     FU_ASSERT(!g->rw);
     ir_recount(g);
@@ -726,10 +740,16 @@ void ir_rewrite_all(Graph *g, bool (*try_at)(Graph *g, Node *n)) {
     rw->n = g->nnodes;
     rw->holes = fu_alloc(sizeof *rw->holes * (size_t)(g->nnodes + 1));
     g->rw = rw;
+    const char *env = getenv("FUSEC_CHECK_REWRITES");
+    bool check = env && strcmp(env, "1") == 0;
     for (int i = 0; i < g->nnodes; i++) {
         Node *n = g->nodes[i];
-        if (n && try_at(g, n))
-            i = (rw->low < i ? rw->low : i) - 1;
+        if (n && try_at(g, n)) {
+            int resume = rw->low < i ? rw->low : i;
+            if (check)
+                recheck(g, try_at, resume);
+            i = resume - 1;
+        }
     }
     g->rw = NULL;
     int k = 0;
