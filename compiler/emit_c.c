@@ -204,7 +204,11 @@ static const char *c_ident(const char *user, bool in_kernels) {
 static int check_scope(const char *const *names, const char *const *orig, const char *const *what,
                        int n, bool check_reserved) {
     int i, j, bad = 0;
+    StrMap *first = strmap_new();   /* name -> 1 + the index that has it first */
     for (i = 0; i < n; i++) {
+        intptr_t at = (intptr_t)strmap_get(first, names[i]);
+        if (!at)
+            strmap_put(first, names[i], (void *)(intptr_t)(i + 1));
         if (check_reserved && is_reserved(names[i], strcmp(what[i], "symbol") == 0)) {
             if (strcmp(orig[i], names[i]) == 0)
                 diag_plain_error("%s name '%s' is reserved in the generated C; rename it", what[i],
@@ -215,13 +219,12 @@ static int check_scope(const char *const *names, const char *const *orig, const 
             bad = -1;
             continue;
         }
-        for (j = 0; j < i; j++)
-            if (strcmp(names[i], names[j]) == 0) {
-                diag_plain_error("%s '%s' and %s '%s' both become the C name '%s'", what[j],
-                                 orig[j], what[i], orig[i], names[i]);
-                bad = -1;
-                break;
-            }
+        if (at) {
+            j = (int)at - 1;
+            diag_plain_error("%s '%s' and %s '%s' both become the C name '%s'", what[j],
+                             orig[j], what[i], orig[i], names[i]);
+            bad = -1;
+        }
     }
     return bad;
 }
