@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fusec_rt.h"
 
@@ -75,6 +76,12 @@ typedef struct Emit {
     unsigned types;         /* bits 1 << DType of every node: which typed loads to write */
     bool has_err;           /* some kernel takes fu_err (forward checks it after the run) */
     Buf c, h;
+    FILE *cfile;            /* where the .c goes, written as it is made (flush_c) */
+    FILE *spool;            /* the kernels' text until the layout before it is written; NULL: in e->c */
+    bool spool_tried;       /* spool_open was called (once the text is large) */
+    long spooled;           /* bytes written to the spool */
+    int werr;               /* errno of the first failed write, or 0 */
+    const char *wwhat;      /* what it was writing */
 } Emit;
 
 /* ---- names ---------------------------------------------------------------- */
@@ -197,7 +204,11 @@ static const char *c_ident(const char *user, bool in_kernels) {
 static int check_scope(const char *const *names, const char *const *orig, const char *const *what,
                        int n, bool check_reserved) {
     int i, j, bad = 0;
+    StrMap *first = strmap_new();   /* name -> 1 + the index that has it first */
     for (i = 0; i < n; i++) {
+        intptr_t at = (intptr_t)strmap_get(first, names[i]);
+        if (!at)
+            strmap_put(first, names[i], (void *)(intptr_t)(i + 1));
         if (check_reserved && is_reserved(names[i], strcmp(what[i], "symbol") == 0)) {
             if (strcmp(orig[i], names[i]) == 0)
                 diag_plain_error("%s name '%s' is reserved in the generated C; rename it", what[i],
@@ -208,13 +219,12 @@ static int check_scope(const char *const *names, const char *const *orig, const 
             bad = -1;
             continue;
         }
-        for (j = 0; j < i; j++)
-            if (strcmp(names[i], names[j]) == 0) {
-                diag_plain_error("%s '%s' and %s '%s' both become the C name '%s'", what[j],
-                                 orig[j], what[i], orig[i], names[i]);
-                bad = -1;
-                break;
-            }
+        if (at) {
+            j = (int)at - 1;
+            diag_plain_error("%s '%s' and %s '%s' both become the C name '%s'", what[j],
+                             orig[j], what[i], orig[i], names[i]);
+            bad = -1;
+        }
     }
     return bad;
 }
@@ -1868,6 +1878,7 @@ typedef struct KCall {
     int np;
     int *root;
     bool *written;
+    const char *scratch;    /* its per-thread scratch bytes (kern_scratch), or NULL */
 } KCall;
 
 /* Emits one kernel's function for the current variant and returns its
@@ -1954,19 +1965,12 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         e->has_err = true;
     }
     e->run_syms |= k->used;
-    if (k->scratch) {
-        bool dup = false;
-        for (i = 0; i < e->nscratch; i++)
-            dup |= strcmp(e->scratch[i], k->scratch) == 0;
-        if (!dup) {
-            const char **grown = fu_alloc(sizeof *grown * (size_t)(e->nscratch + 1));
-            if (e->nscratch)
-                memcpy(grown, e->scratch, sizeof *grown * (size_t)e->nscratch);
-            grown[e->nscratch++] = k->scratch;
-            e->scratch = grown;
-        }
-    }
-    buf_printf(&e->c, ") {\n%s}\n\n", take(&k->body, ""));
+    kc->scratch = k->scratch;
+    buf_puts(&e->c, ") {\n");
+    if (k->body.len)
+        buf_puts(&e->c, k->body.data);
+    buf_puts(&e->c, "}\n\n");
+    free(k->body.data);
     buf_puts(&call, ");");
     kc->call = take(&call, "");
     return kc;
@@ -2661,6 +2665,112 @@ static void emit_bind_and_desc(Emit *e) {
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
 }
 
+/* ---- writing the .c as it is made --------------------------------------------- */
+
+/*
+ * The generated C of a large block runs to hundreds of megabytes (about 6
+ * KB per operator), so it is not held in memory: what e->c holds goes to
+ * the file as soon as the order of the file allows.  The kernels come
+ * after the workspace layout in the file, and their emission decides the
+ * layout, so once their text passes SPOOL_AFTER bytes it waits in a
+ * temporary file (the spool) and is copied after the layout; a smaller
+ * block's, or where no temporary file can be made (TMPDIR unwritable), it
+ * waits in memory.  Either way the bytes are the same.  Write errors are
+ * kept (e->werr) and reported once, at the end.
+ */
+#define SPOOL_AFTER (8 << 20)
+
+static void write_c_text(Emit *e, FILE *f, const char *data, size_t n, const char *what) {
+    if (n && !e->werr && fwrite(data, 1, n, f) != n) {
+        e->werr = errno ? errno : EIO;
+        e->wwhat = what;
+    }
+}
+
+/* The spool: a file in $TMPDIR (or /tmp), unlinked at once so nothing is
+ * left behind; NULL when none can be made. */
+static FILE *spool_open(void) {
+    const char *dir = getenv("TMPDIR");
+    char *path = fu_format("%s/fusec-spool-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    unlink(path);
+    FILE *f = fdopen(fd, "w+");
+    if (!f)
+        close(fd);
+    return f;
+}
+
+/* What e->c holds, to the .c file. */
+static void flush_c(Emit *e) {
+    write_c_text(e, e->cfile, e->c.data, e->c.len, "C file");
+    e->c.len = 0;
+}
+
+/* What e->c holds, to the spool. */
+static void spool_c(Emit *e) {
+    write_c_text(e, e->spool, e->c.data, e->c.len, "kernels to a temporary file");
+    e->spooled += (long)e->c.len;
+    e->c.len = 0;
+}
+
+/* The next n bytes of the spool, to the .c file. */
+static void unspool(Emit *e, long n) {
+    char chunk[1 << 16];
+    while (n > 0 && !e->werr) {
+        size_t want = n < (long)sizeof chunk ? (size_t)n : sizeof chunk;
+        size_t got = fread(chunk, 1, want, e->spool);
+        if (got != want) {
+            e->werr = ferror(e->spool) && errno ? errno : EIO;
+            e->wwhat = "kernels back from a temporary file";
+            return;
+        }
+        write_c_text(e, e->cfile, chunk, got, "C file");
+        n -= (long)got;
+    }
+}
+
+/* Records a kernel's scratch size for the workspace, once per expression. */
+static void add_scratch(Emit *e, const char *scratch) {
+    for (int i = 0; i < e->nscratch; i++)
+        if (strcmp(e->scratch[i], scratch) == 0)
+            return;
+    const char **grown = fu_alloc(sizeof *grown * (size_t)(e->nscratch + 1));
+    if (e->nscratch)
+        memcpy(grown, e->scratch, sizeof *grown * (size_t)e->nscratch);
+    grown[e->nscratch++] = fu_strdup(scratch);
+    e->scratch = grown;
+}
+
+/* What emit_kernel returned, copied out of everything it allocated since m
+ * (the text it wrote is in e->c; the rest was its temporaries), which is
+ * then released: the emitter's memory stays that of one kernel. */
+static KCall *keep_call(const KCall *kc, FuMark m) {
+    int np = kc->np;
+    size_t ncall = strlen(kc->call) + 1, nscr = kc->scratch ? strlen(kc->scratch) + 1 : 0;
+    size_t nroot = sizeof *kc->root * (size_t)np, nwr = sizeof *kc->written * (size_t)np;
+    char *tmp = malloc(nroot + nwr + ncall + nscr + 1);
+    if (!tmp)
+        fu_internal(__FILE__, __LINE__, "out of memory");
+    memcpy(tmp, kc->root, nroot);
+    memcpy(tmp + nroot, kc->written, nwr);
+    memcpy(tmp + nroot + nwr, kc->call, ncall);
+    if (nscr)
+        memcpy(tmp + nroot + nwr + ncall, kc->scratch, nscr);
+    fu_arena_release_to(m);
+    KCall *out = fu_alloc(sizeof *out);
+    out->np = np;
+    out->root = fu_alloc(nroot + sizeof *out->root);
+    out->written = fu_alloc(nwr + sizeof *out->written);
+    memcpy(out->root, tmp, nroot);
+    memcpy(out->written, tmp + nroot, nwr);
+    out->call = fu_strndup(tmp + nroot + nwr, ncall - 1);
+    out->scratch = nscr ? fu_strndup(tmp + nroot + nwr + ncall, nscr - 1) : NULL;
+    free(tmp);
+    return out;
+}
+
 /* One function per kernel of the schedule for the current variant;
  * returns the calls, indexed by kernel id, which is the execution order. */
 static KCall **emit_kernels(Emit *e) {
@@ -2671,9 +2781,28 @@ static KCall **emit_kernels(Emit *e) {
         if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0)
             fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s was not scheduled", i,
                         op_info[g->nodes[i]->op].name);
+    /* the user index (kern_is_result) is built now, not inside a kernel's
+     * temporaries */
+    Node **users;
+    if (g->nnodes)
+        ir_users(g, g->nodes[0], &users);
     for (int kid = 0; kid < g->nkernels; kid++) {
         FU_ASSERT(g->kernels[kid] && g->kernels[kid]->id == kid);
+        FuMark m = fu_arena_mark();
         calls[kid] = emit_kernel(e, g->kernels[kid]);
+        if (calls[kid]) {
+            calls[kid] = keep_call(calls[kid], m);
+            if (calls[kid]->scratch)
+                add_scratch(e, calls[kid]->scratch);
+        } else {
+            fu_arena_release_to(m);
+        }
+        if (!e->spool_tried && e->c.len > SPOOL_AFTER) {
+            e->spool = spool_open();
+            e->spool_tried = true;
+        }
+        if (e->spool)
+            spool_c(e);
     }
     return calls;
 }
@@ -2853,15 +2982,24 @@ static void emit_c_file(Emit *e, const char *header_name) {
     int nv = t->nvariants ? t->nvariants : 1;
     Buf top = *c;
     Buf *text = fu_alloc(sizeof *text * (size_t)nv);
+    long *spooled = fu_alloc(sizeof *spooled * (size_t)nv);
     KCall ***calls = fu_alloc(sizeof *calls * (size_t)nv);
     for (int i = 0; i < e->g->nnodes; i++) {
         e->first[i] = INT_MAX;
         e->last[i] = -1;
     }
     for (int i = 0; i < nv; i++) {
+        long before = e->spooled;
         memset(c, 0, sizeof *c);
         calls[i] = emit_variant_kernels(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0);
+        if (e->spool)
+            spool_c(e);
+        spooled[i] = e->spooled - before;
         text[i] = *c;
+    }
+    if (e->spool && fseek(e->spool, 0, SEEK_SET) != 0 && !e->werr) {
+        e->werr = errno;
+        e->wwhat = "kernels back from a temporary file";
     }
     *c = top;
     plan_storage(e);
@@ -2871,7 +3009,13 @@ static void emit_c_file(Emit *e, const char *header_name) {
         buf_printf(c, "#if !(%s)\n#error \"this file was generated for target %s\"\n#endif\n\n", t->guard,
                    t->name);
     for (int i = 0; i < nv; i++) {
-        buf_puts(c, take(&text[i], ""));
+        if (spooled[i]) {
+            flush_c(e);
+            unspool(e, spooled[i]);
+        }
+        if (text[i].len)
+            buf_puts(c, text[i].data);
+        free(text[i].data);
         emit_variant_run(e, t->nvariants ? t->variants[i] : t, t->nvariants > 0, calls[i]);
     }
     if (t->nvariants)
@@ -2879,6 +3023,10 @@ static void emit_c_file(Emit *e, const char *header_name) {
     e->vt = t;
     emit_forward(e);
     emit_bind_and_desc(e);
+    flush_c(e);
+    if (e->spool)
+        fclose(e->spool);
+    e->spool = NULL;
 }
 
 /* ---- the .h file --------------------------------------------------------- */
@@ -3041,7 +3189,13 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
     e.first = fu_alloc(sizeof *e.first * (size_t)(g->nnodes + 1));
     e.last = fu_alloc(sizeof *e.last * (size_t)(g->nnodes + 1));
+    e.cfile = c_out;
     emit_c_file(&e, header_name);
+    if (e.werr) {
+        diag_plain_error("cannot write the generated %s: %s", e.wwhat, strerror(e.werr));
+        free(e.c.data);
+        return -1;
+    }
     emit_h_file(&e);
     int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;
     free(e.h.data);

@@ -33,21 +33,19 @@ static int working_kernels(const Graph *g) {
 static bool stored(const Graph *g, const Node *n) {
     if (n->op == OP_APPEND)
         return true; /* it writes its cache rows */
-    for (int i = n->id + 1; i < g->nnodes; i++) {
-        const Node *c = g->nodes[i];
-        for (int j = 0; j < c->nin; j++) {
-            if (c->in[j] != n)
-                continue;
-            if (c->op == OP_OUTPUT)
+    Node **users;
+    int nu = ir_users(g, n, &users);
+    for (int i = 0; i < nu; i++) {
+        const Node *c = users[i];
+        if (c->op == OP_OUTPUT)
+            return true;
+        if (c->op == OP_RESHAPE) {
+            if (stored(g, c))
                 return true;
-            if (c->op == OP_RESHAPE) {
-                if (stored(g, c))
-                    return true;
-                continue;
-            }
-            if (c->kernel != n->kernel)
-                return true;
+            continue;
         }
+        if (c->kernel != n->kernel)
+            return true;
     }
     return false;
 }

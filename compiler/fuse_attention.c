@@ -173,7 +173,7 @@ typedef struct Match {
 } Match;
 
 static bool refuse(Graph *g, const Node *at, const char *why) {
-    fuse_note(g, "attention: the softmax(q k^T) v at %s is not rewritten: %s", fuse_name(at), why);
+    fuse_note(g, "attention: the softmax(q k^T) v at %s is not rewritten: %s", fuse_name(g, at), why);
     return false;
 }
 
@@ -245,12 +245,12 @@ static bool check_inner(const View *v, bool rows_then_hd, int64_t hd) {
 
 /* The [T, H*hd] node the output chain ends in, and ctx as a view of it. */
 static bool output_view(Graph *g, Match *m, const Node *at) {
-    Node *chain[16];
+    Node *chain[FU_VIEW_CHAIN];
     int n = 0;
     Node *x = m->ctx;
     Node **users;
     /* follow single-consumer reshapes and transposes */
-    while (n < 16 && x->nuses == 1 && ir_users(g, x, &users) == 1 &&
+    while (n < FU_VIEW_CHAIN && x->nuses == 1 && ir_users(g, x, &users) == 1 &&
            (users[0]->op == OP_RESHAPE || users[0]->op == OP_TRANSPOSE)) {
         chain[n++] = users[0];
         x = users[0];
@@ -277,7 +277,7 @@ static bool output_view(Graph *g, Match *m, const Node *at) {
 static bool single_use(Graph *g, Node *n, const Node *at) {
     if (n->nuses == 1)
         return true;
-    return refuse(g, at, fu_format("%s has %d consumers", fuse_name(n), n->nuses));
+    return refuse(g, at, fu_format("%s has %d consumers", fuse_name(g, n), n->nuses));
 }
 
 static bool match_attention(Graph *g, Node *ctx, Match *m) {
@@ -348,8 +348,8 @@ static bool try_attention(Graph *g, Node *ctx) {
         fu_internal(__FILE__, __LINE__, "attention rewrite: %s", why);
     fuse_note(g, "attention: matmul/%s%ssoftmax/matmul at %s recognised as attention(%s, %s, %s, "
                  "heads=%lld, kv_heads=%lld, head_dim=%lld)",
-              m.scale != 1.0 ? "scale/" : "", m.mask ? "causal_mask/" : "", fuse_name(ctx),
-              fuse_name(m.q.base), fuse_name(m.k.base), fuse_name(m.v.base), (long long)m.H,
+              m.scale != 1.0 ? "scale/" : "", m.mask ? "causal_mask/" : "", fuse_name(g, ctx),
+              fuse_name(g, m.q.base), fuse_name(g, m.k.base), fuse_name(g, m.v.base), (long long)m.H,
               (long long)m.KVH, (long long)m.hd);
     ir_replace(g, m.out, nw);
     return true;
@@ -358,15 +358,7 @@ static bool try_attention(Graph *g, Node *ctx) {
 void pass_rewrite_attention(Graph *g, const Options *o) {
     if (!fuse_enabled(o, FUSE_ATTENTION))
         return;
-    ir_recount(g);
-    for (bool again = true; again;) {
-        again = false;
-        for (int i = 0; i < g->nnodes && !again; i++) {
-            again = try_attention(g, g->nodes[i]);
-            if (again)
-                ir_recount(g);
-        }
-    }
+    ir_rewrite_all(g, try_attention);
 }
 
 /* ---- the fusion --------------------------------------------------------------- */
@@ -400,7 +392,7 @@ static void fuse_one(Graph *g, Node *att) {
                 n = add(g, set, n, q->in[0]);
         } else {
             fuse_note(g, "attention: rope %s is not applied inside the attention kernel: %s",
-                      fuse_name(q), q->nuses != 1 ? fu_format("%s has %d consumers", fuse_name(q), q->nuses)
+                      fuse_name(g, q), q->nuses != 1 ? fu_format("%s has %d consumers", fuse_name(g, q), q->nuses)
                                                   : "it is already fused elsewhere");
         }
     } else if (col_slice(q)) {
@@ -416,7 +408,7 @@ static void fuse_one(Graph *g, Node *att) {
                 rows = rows->in[0];
             } else if (rows->op == OP_ROPE) {
                 fuse_note(g, "attention: rope %s is not applied inside the attention kernel: %s has "
-                             "%d consumers", fuse_name(rows), fuse_name(rows), rows->nuses);
+                             "%d consumers", fuse_name(g, rows), fuse_name(g, rows), rows->nuses);
             }
             if (col_slice(rows) && single(g, rows))
                 n = add(g, set, n, rows);
@@ -430,7 +422,7 @@ static void fuse_one(Graph *g, Node *att) {
     /* a part that would make the graph cyclic is left out, the rest kept */
     while (n > 1 && !sched_can_merge_set(g, ks, n)) {
         fuse_note(g, "attention: %s stays out of the attention kernel (a path runs through another "
-                     "kernel)", fuse_name(set[n - 1]));
+                     "kernel)", fuse_name(g, set[n - 1]));
         n--;
     }
     int k = att->kernel;
@@ -439,7 +431,7 @@ static void fuse_one(Graph *g, Node *att) {
     kr->kind = KK_ATTENTION;
     Buf b = {0};
     for (int i = 1; i < n; i++)
-        buf_printf(&b, ", %s %s", op_info[set[i]->op].name, fuse_name(set[i]));
+        buf_printf(&b, ", %s %s", op_info[set[i]->op].name, fuse_name(g, set[i]));
     kr->note = fu_format("flash attention (%lld heads, %lld kv heads, head_dim %lld%s): online "
                          "softmax, the scores are never stored%s",
                          (long long)att->i[0], (long long)att->i[1], (long long)att->i[2],

@@ -55,7 +55,7 @@ static void recompute_note(Graph *g, const Node *p, int others) {
     if (recompute < store)
         fuse_note(g, "elementwise: recomputing %s (%s) in its other consumer%s would move fewer "
                      "bytes than storing it (%.3g vs %.3g elements at 1024 per symbol)",
-                  fuse_name(p), op_info[p->op].name, others > 1 ? "s" : "", recompute, store);
+                  fuse_name(g, p), op_info[p->op].name, others > 1 ? "s" : "", recompute, store);
 }
 
 void pass_fuse_elementwise(Graph *g, const Options *o) {
@@ -72,13 +72,13 @@ void pass_fuse_elementwise(Graph *g, const Options *o) {
                 continue;
             if (!fuse_same_shape(p, n)) {
                 fuse_note(g, "elementwise: %s (%s) and %s (%s) have different shapes: separate loops",
-                          fuse_name(p), op_info[p->op].name, fuse_name(n), op_info[n->op].name);
+                          fuse_name(g, p), op_info[p->op].name, fuse_name(g, n), op_info[n->op].name);
                 continue;
             }
             int from = p->kernel, into = n->kernel;
             if (!sched_try_merge(g, into, from)) {
                 fuse_note(g, "elementwise: %s cannot join %s's loop (a path between them runs "
-                             "through another kernel)", fuse_name(p), fuse_name(n));
+                             "through another kernel)", fuse_name(g, p), fuse_name(g, n));
                 continue;
             }
             g->kernels[into]->kind = KK_ELEMWISE;
@@ -102,8 +102,8 @@ void pass_fuse_elementwise(Graph *g, const Options *o) {
         if (!inside || (!outside && !output))
             continue;
         fuse_note(g, "elementwise: %s is stored although its loop also consumes it: %s",
-                  fuse_name(p), output ? "it is a block output"
-                                       : fu_format("%s has %d consumers", fuse_name(p), nu));
+                  fuse_name(g, p), output ? "it is a block output"
+                                       : fu_format("%s has %d consumers", fuse_name(g, p), nu));
         if (outside)
             recompute_note(g, p, outside);
     }

@@ -45,7 +45,7 @@ static bool tile_node(const Node *n, int k) {
 
 /* Whether u can run on the tile of t (a tile node of kernel k); if not,
  * *why says why. */
-static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
+static bool epilogue_ok(const Graph *g, const Node *u, const Node *t, int k, const char **why) {
     if (!fuse_same_shape(u, t)) {
         *why = "its shape differs from the GEMM output's";
         return false;
@@ -65,7 +65,7 @@ static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
         const Node *x = u->in[j];
         if (x->kernel == k) {
             if (!tile_node(x, k) || !fuse_same_shape(x, u)) {
-                *why = fu_format("it reads %s, which is not a tile of this kernel", fuse_name(x));
+                *why = fu_format("it reads %s, which is not a tile of this kernel", fuse_name(g, x));
                 return false;
             }
             continue;
@@ -74,7 +74,7 @@ static bool epilogue_ok(const Node *u, const Node *t, int k, const char **why) {
                   (x->rank == 1 && dim_eq(x->shape[0], u->shape[u->rank - 1]));
         if (!ok) {
             *why = fu_format("operand %s is neither a scalar, a per-column vector nor of the "
-                             "output's shape", fuse_name(x));
+                             "output's shape", fuse_name(g, x));
             return false;
         }
     }
@@ -90,13 +90,28 @@ static bool gemm_with(Graph *g, int k, Node *x) {
     return fuse_gemm_ok(g, cand, kr->nnodes + (x ? 1 : 0), KK_GEMM, "epilogue");
 }
 
-/* Absorbs epilogue nodes into GEMM kernel k until none is left. */
+static int cmp_id(const void *x, const void *y) {
+    const Node *a = *(Node *const *)x, *b = *(Node *const *)y;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Absorbs epilogue nodes into GEMM kernel k until none is left.  Each sweep
+ * visits the kernel's nodes in node order, a node that joins included (it
+ * reads a tile node, so it comes after the one being visited): the order a
+ * scan of the whole graph would visit them in, at the cost of the kernel. */
 static int grow_epilogue(Graph *g, int k) {
     int added = 0;
     for (bool again = true; again;) {
         again = false;
-        for (int i = 0; i < g->nnodes; i++) {
-            Node *t = g->nodes[i];
+        const Kernel *kr = g->kernels[k];
+        int n = kr->nnodes, cap = n + 8;
+        Node **v = malloc(sizeof *v * (size_t)cap);
+        if (!v)
+            fu_internal(__FILE__, __LINE__, "out of memory");
+        memcpy(v, kr->nodes, sizeof *v * (size_t)n);
+        qsort(v, (size_t)n, sizeof *v, cmp_id);
+        for (int i = 0; i < n; i++) {
+            Node *t = v[i];
             if (!tile_node(t, k))
                 continue;
             Node **users;
@@ -106,9 +121,9 @@ static int grow_epilogue(Graph *g, int k) {
                 const char *why = NULL;
                 if (!single(g, u) || (!fuse_is_elementwise(u) && u->op != OP_ROPE))
                     continue;
-                if (!epilogue_ok(u, t, k, &why)) {
-                    fuse_note(g, "epilogue: %s (%s) stays out of the GEMM of %s: %s", fuse_name(u),
-                              op_info[u->op].name, fuse_name(t), why);
+                if (!epilogue_ok(g, u, t, k, &why)) {
+                    fuse_note(g, "epilogue: %s (%s) stays out of the GEMM of %s: %s", fuse_name(g, u),
+                              op_info[u->op].name, fuse_name(g, t), why);
                     continue;
                 }
                 if (!gemm_with(g, k, u))
@@ -116,13 +131,28 @@ static int grow_epilogue(Graph *g, int k) {
                 if (!sched_try_merge(g, k, u->kernel)) {
                     fuse_note(g, "epilogue: %s (%s) cannot join the GEMM of %s (a path between "
                                  "them runs through another kernel)",
-                              fuse_name(u), op_info[u->op].name, fuse_name(t));
+                              fuse_name(g, u), op_info[u->op].name, fuse_name(g, t));
                     continue;
                 }
                 added++;
                 again = true;
+                /* u joins the nodes still to visit, in order */
+                if (n == cap) {
+                    cap *= 2;
+                    v = realloc(v, sizeof *v * (size_t)cap);
+                    if (!v)
+                        fu_internal(__FILE__, __LINE__, "out of memory");
+                }
+                int at = n;
+                while (at > i + 1 && v[at - 1]->id > u->id) {
+                    v[at] = v[at - 1];
+                    at--;
+                }
+                v[at] = u;
+                n++;
             }
         }
+        free(v);
     }
     return added;
 }
@@ -170,7 +200,7 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
             if (!sched_try_merge(g, k, s->kernel))
                 fuse_note(g, "epilogue: linears %s and %s read the same input but cannot share a "
                              "kernel (a path between them runs through another kernel)",
-                          fuse_name(l), fuse_name(s));
+                          fuse_name(g, l), fuse_name(g, s));
         }
     }
     for (int k = 0; k < g->nkernels; k++) {
@@ -186,8 +216,8 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
             }
         int added = grow_epilogue(g, k);
         kr = g->kernels[k];
-        const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(first->in[0]))
-                                    : fu_format("%s %s", op_info[first->op].name, fuse_name(first));
+        const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(g, first->in[0]))
+                                    : fu_format("%s %s", op_info[first->op].name, fuse_name(g, first));
         if (added)
             what = fu_format("%s; epilogue on the accumulator tile: %s", what, epilogue_names(g, k));
         kr->note = kr->note ? fu_format("%s; %s", kr->note, what) : what;

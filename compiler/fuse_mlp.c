@@ -43,7 +43,7 @@ static bool inner(Graph *g, const Node *n, const Node *mlp_root) {
         return false;
     if (n->nuses != 1) {
         fuse_note(g, "mlp: %s is not fused into one MLP kernel with %s: %s has %d consumers",
-                  fuse_name(n), fuse_name(mlp_root), fuse_name(n), n->nuses);
+                  fuse_name(g, n), fuse_name(g, mlp_root), fuse_name(g, n), n->nuses);
         return false;
     }
     return true;
@@ -88,7 +88,7 @@ static bool try_mlp(Graph *g, Node *down) {
         if (x->nuses == (up_u ? 2 : 1))
             set[n++] = x;
         else
-            fuse_note(g, "mlp: %s stays out of the MLP kernel: it has %d consumers", fuse_name(x),
+            fuse_note(g, "mlp: %s stays out of the MLP kernel: it has %d consumers", fuse_name(g, x),
                       x->nuses);
     }
     /* the residual add consuming the down projection */
@@ -107,7 +107,7 @@ static bool try_mlp(Graph *g, Node *down) {
         ks[i] = set[i]->kernel;
     if (!sched_can_merge_set(g, ks, n)) {
         fuse_note(g, "mlp: the MLP ending in %s cannot be one kernel (a path between its parts runs "
-                     "through another kernel)", fuse_name(down));
+                     "through another kernel)", fuse_name(g, down));
         return false;
     }
     int k = down->kernel;

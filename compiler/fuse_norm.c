@@ -120,7 +120,7 @@ static bool try_rms(Graph *g, Node *top) {
     if (!ir_infer(nw, g, why, sizeof why))
         fu_internal(__FILE__, __LINE__, "rms_norm rewrite: %s", why);
     fuse_note(g, "norm: %s = x * rsqrt(mean(x*x) + eps) * w recognised as rms_norm(%s, %s)",
-              fuse_name(top), fuse_name(x), fuse_name(w));
+              fuse_name(g, top), fuse_name(g, x), fuse_name(g, w));
     ir_replace(g, top, nw);
     return true;
 }
@@ -148,7 +148,7 @@ static bool try_layer(Graph *g, Node *add) {
         if (!ir_infer(nw, g, why, sizeof why))
             fu_internal(__FILE__, __LINE__, "layer_norm rewrite: %s", why);
         fuse_note(g, "norm: %s = rms_norm(x - mean(x), w) + b recognised as layer_norm(%s, %s, %s)",
-                  fuse_name(add), fuse_name(x), fuse_name(rms->in[1]), fuse_name(b));
+                  fuse_name(g, add), fuse_name(g, x), fuse_name(g, rms->in[1]), fuse_name(g, b));
         ir_replace(g, add, nw);
         return true;
     }
@@ -158,18 +158,8 @@ static bool try_layer(Graph *g, Node *add) {
 void pass_rewrite_norm(Graph *g, const Options *o) {
     if (!fuse_enabled(o, FUSE_NORM))
         return;
-    ir_recount(g);
-    /* Each rewrite renumbers the graph, so start over after one. */
-    for (bool again = true; again;) {
-        again = false;
-        for (int i = 0; i < g->nnodes && !again; i++)
-            again = try_rms(g, g->nodes[i]);
-    }
-    for (bool again = true; again;) {
-        again = false;
-        for (int i = 0; i < g->nnodes && !again; i++)
-            again = try_layer(g, g->nodes[i]);
-    }
+    ir_rewrite_all(g, try_rms);
+    ir_rewrite_all(g, try_layer);
 }
 
 /* ---- the fusion --------------------------------------------------------------- */
@@ -188,12 +178,12 @@ static bool as_prologue(Graph *g, Node *norm) {
         Node *u = users[i];
         if (u->op != OP_LINEAR || u->in[0] != norm) {
             fuse_note(g, "norm: %s is read by %s (%s), not only by linear layers: no GEMM prologue",
-                      fuse_name(norm), fuse_name(u), op_info[u->op].name);
+                      fuse_name(g, norm), fuse_name(g, u), op_info[u->op].name);
             return false;
         }
         if (!single(g, u)) {
             fuse_note(g, "norm: %s feeds %s, which is already fused elsewhere: no GEMM prologue",
-                      fuse_name(norm), fuse_name(u));
+                      fuse_name(g, norm), fuse_name(g, u));
             return false;
         }
     }
@@ -207,17 +197,17 @@ static bool as_prologue(Graph *g, Node *norm) {
     for (int i = 1; i < nu; i++)
         if (!sched_try_merge(g, k, users[i]->kernel)) {
             fuse_note(g, "norm: linears %s and %s cannot share a kernel (a path between them runs "
-                         "through another kernel)", fuse_name(users[0]), fuse_name(users[i]));
+                         "through another kernel)", fuse_name(g, users[0]), fuse_name(g, users[i]));
             return false;
         }
     if (!sched_try_merge(g, k, norm->kernel)) {
-        fuse_note(g, "norm: %s cannot join its linears' kernel", fuse_name(norm));
+        fuse_note(g, "norm: %s cannot join its linears' kernel", fuse_name(g, norm));
         return false;
     }
     Kernel *kr = g->kernels[k];
     kr->kind = KK_GEMM;
     kr->note = fu_format("%s prologue: %s is normalised as the GEMM reads it, never stored",
-                         op_info[norm->op].name, fuse_name(norm));
+                         op_info[norm->op].name, fuse_name(g, norm));
     return true;
 }
 
@@ -234,12 +224,12 @@ static void grow_rowwise(Graph *g, Node *row, int k, const char *pass) {
             continue;
         if (!sched_try_merge(g, k, p->kernel)) {
             fuse_note(g, "%s: %s cannot join %s's row pass (the kernel graph would be cyclic)", pass,
-                      fuse_name(p), fuse_name(row));
+                      fuse_name(g, p), fuse_name(g, row));
             continue;
         }
         if (p->nuses > 1)
             fuse_note(g, "%s: %s joins %s's row pass but is stored: it has %d consumers", pass,
-                      fuse_name(p), fuse_name(row), p->nuses);
+                      fuse_name(g, p), fuse_name(g, row), p->nuses);
         for (int j = 0; j < p->nin && sp < 30; j++)
             stack[sp++] = p->in[j];
     }

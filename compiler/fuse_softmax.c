@@ -45,8 +45,8 @@ static bool try_softmax(Graph *g, Node *div) {
     char why[256];
     if (!ir_infer(nw, g, why, sizeof why))
         fu_internal(__FILE__, __LINE__, "softmax rewrite: %s", why);
-    fuse_note(g, "softmax: %s = exp / sum(exp) recognised as softmax(%s)", fuse_name(div),
-              fuse_name(x));
+    fuse_note(g, "softmax: %s = exp / sum(exp) recognised as softmax(%s)", fuse_name(g, div),
+              fuse_name(g, x));
     ir_replace(g, div, nw);
     return true;
 }
@@ -54,12 +54,7 @@ static bool try_softmax(Graph *g, Node *div) {
 void pass_rewrite_softmax(Graph *g, const Options *o) {
     if (!fuse_enabled(o, FUSE_SOFTMAX))
         return;
-    ir_recount(g);
-    for (bool again = true; again;) {
-        again = false;
-        for (int i = 0; i < g->nnodes && !again; i++)
-            again = try_softmax(g, g->nodes[i]);
-    }
+    ir_rewrite_all(g, try_softmax);
 }
 
 /* ---- the fusion --------------------------------------------------------------- */
@@ -91,13 +86,13 @@ void pass_fuse_softmax(Graph *g, const Options *o) {
                 continue;
             if (!sched_try_merge(g, k, p->kernel)) {
                 fuse_note(g, "softmax: %s cannot join %s's row pass (the kernel graph would be cyclic)",
-                          fuse_name(p), fuse_name(sm));
+                          fuse_name(g, p), fuse_name(g, sm));
                 continue;
             }
             absorbed++;
             if (p->nuses > 1)
                 fuse_note(g, "softmax: %s joins %s's row pass but is stored: it has %d consumers",
-                          fuse_name(p), fuse_name(sm), p->nuses);
+                          fuse_name(g, p), fuse_name(g, sm), p->nuses);
             for (int j = 0; j < p->nin && sp < 30; j++)
                 stack[sp++] = p->in[j];
         }

@@ -38,6 +38,16 @@ char *fu_format(const char *fmt, ...)
 /* Frees the whole arena (for drivers that compile many inputs, e.g. the
  * fuzz harness); every pointer into it dies. */
 void fu_arena_release(void);
+/* A point in the arena's history, and going back to it: everything
+ * allocated since is freed (and what is reused is overwritten).  For a
+ * stage whose temporaries are many and whose results are few (the emitter,
+ * per kernel): copy the results out, release, copy them back. */
+typedef struct FuMark {
+    void *chunk;
+    size_t used;
+} FuMark;
+FuMark fu_arena_mark(void);
+void fu_arena_release_to(FuMark m);
 /* A map from strings to pointers for name lookups (the arena owns it; keys
  * are not copied and must outlive it).  strmap_put returns the previous
  * value (NULL if none); strmap_has tells a NULL value from no key. */
@@ -292,6 +302,7 @@ typedef struct Graph {
     struct Sched *sched;              /* kernel positions for merge checks */
     StrMap *note_set;                 /* fuse_note's duplicates */
     StrMap *const_index;              /* ir_add_const_dim: name -> index + 1 */
+    struct Rewrite *rw;               /* during ir_rewrite_all (schedule.c); else NULL */
 } Graph;
 
 Graph *ir_graph_new(const char *name);
@@ -569,14 +580,24 @@ void sched_compact(Graph *g);
  * the count and sets *out to an array that is valid (and must not be
  * written) until the graph's nodes change. */
 int ir_users(const Graph *g, const Node *n, Node ***out);
-/* Puts `nw` (just made by ir_node, so last in g->nodes) where `old` is,
- * makes every user of old use nw, and removes what became dead (ir_dce).
- * nw's operands must come before old. */
+/* A rewrite pass: try_at(g, n) at every node n in order, until none
+ * rewrites; try_at returns true after one ir_replace.  During the pass,
+ * g->nodes may hold holes (NULL) where nodes were removed; at its end the
+ * graph is dense again, as if every rewrite had renumbered it (schedule.c
+ * says why that is the same graph, notes and all). */
+void ir_rewrite_all(Graph *g, bool (*try_at)(Graph *g, Node *n));
+/* Within ir_rewrite_all: puts `nw` (just made by ir_node, so last in
+ * g->nodes) where `old` is, makes every user of old use nw, and removes
+ * what became dead (as ir_dce would, and constants nothing reads).  nw's
+ * operands must come before old. */
 void ir_replace(Graph *g, Node *old, Node *nw);
+/* The longest chain of reshapes and transposes a rewrite pattern follows
+ * down from the node it is tried at (fuse_attention.c's output side). */
+#define FU_VIEW_CHAIN 16
 /* sched_can_merge, then sched_merge; false (nothing changed) when illegal. */
 bool sched_try_merge(Graph *g, int into, int from);
 /* How messages name a node: its DSL variable ("h") or "%13". */
-const char *fuse_name(const Node *n);
+const char *fuse_name(const Graph *g, const Node *n);
 bool fuse_same_shape(const Node *a, const Node *b);
 bool fuse_is_elementwise(const Node *n);            /* CAT_UNARY or CAT_BINARY */
 /* Records a fusion decision for --explain ("epilogue: h has 2 consumers"). */

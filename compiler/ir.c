@@ -116,7 +116,8 @@ Node *ir_node(Graph *g, Op op, int nin, Node *const *in, SrcLoc loc) {
     g->nodes = (Node **)grow((void **)g->nodes, g->nnodes, &g->cap);
     n->id = g->nnodes;
     g->nodes[g->nnodes++] = n;
-    g->users = NULL;
+    if (!g->rw)
+        g->users = NULL;        /* (a rewrite's ir_replace keeps the index up to date) */
     switch (op) {
     case OP_INPUT: g->inputs = list_push(g->inputs, &g->ninputs, n); break;
     case OP_WEIGHT: g->weights = list_push(g->weights, &g->nweights, n); break;

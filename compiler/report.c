@@ -96,14 +96,12 @@ static double read_bytes(const Node *c, const Node *x, int k, const int64_t *sym
 }
 
 static bool is_result(const Graph *g, const Node *n) {
-    for (int i = n->id + 1; i < g->nnodes; i++) {
-        const Node *c = g->nodes[i];
-        for (int j = 0; j < c->nin; j++) {
-            if (c->in[j] != n)
-                continue;
-            if (c->op == OP_OUTPUT || (c->op == OP_RESHAPE ? is_result(g, c) : c->kernel != n->kernel))
-                return true;
-        }
+    Node **users;
+    int nu = ir_users(g, n, &users);
+    for (int i = 0; i < nu; i++) {
+        const Node *c = users[i];
+        if (c->op == OP_OUTPUT || (c->op == OP_RESHAPE ? is_result(g, c) : c->kernel != n->kernel))
+            return true;
     }
     return false;
 }

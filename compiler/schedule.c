@@ -93,7 +93,7 @@ bool fuse_gemm_ok(Graph *g, Node *const *nodes, int n, KernelKind kind, const ch
     if (emit_gemm_supports(&kr, why, sizeof why))
         return true;
     fuse_note(g, "%s: the GEMM emitter cannot take %s as one kernel: %s", pass,
-              fuse_name(kr.nodes[n - 1]), why);
+              fuse_name(g, kr.nodes[n - 1]), why);
     return false;
 }
 
@@ -107,14 +107,15 @@ int sched_kernel_of(const Node *n) {
 
 /* ---- the user index ------------------------------------------------------- */
 
-/* Every node's consumers, each once and in node order, as one array:
- * v[first[i]] .. v[first[i + 1] - 1] read node i.  Built in one pass over
- * the graph when ir_users finds it stale (g->users NULL), so a fusion pass
- * that asks for the users of every node stays linear. */
+/* Every node's consumers, each once and in node order: list[i][0 ..
+ * cnt[i]) read the node at position i.  Built in one pass over the graph
+ * when ir_users finds it stale (g->users NULL), so a fusion pass that asks
+ * for the users of every node stays linear; a rewrite (ir_replace) patches
+ * the lists it changes instead of dropping the index. */
 struct UserIndex {
     int n;              /* g->nnodes when built */
-    int *first;
-    Node **v;
+    int *cnt;
+    Node ***list;
 };
 
 static const struct UserIndex *user_index(const Graph *cg) {
@@ -123,11 +124,15 @@ static const struct UserIndex *user_index(const Graph *cg) {
         return g->users;
     struct UserIndex *u = fu_alloc(sizeof *u);
     u->n = g->nnodes;
-    u->first = fu_alloc(sizeof *u->first * (size_t)(g->nnodes + 2));
-    int total = 0;
+    u->cnt = fu_alloc(sizeof *u->cnt * (size_t)(g->nnodes + 1));
+    u->list = fu_alloc(sizeof *u->list * (size_t)(g->nnodes + 1));
+    int *first = fu_alloc(sizeof *first * (size_t)(g->nnodes + 2));
+    Node **v = NULL;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < g->nnodes; i++) {
             Node *c = g->nodes[i];
+            if (!c)
+                continue;       /* a hole a rewrite left (ir_replace) */
             for (int j = 0; j < c->nin; j++) {
                 bool dup = false;
                 for (int k = 0; k < j; k++)
@@ -137,18 +142,19 @@ static const struct UserIndex *user_index(const Graph *cg) {
                 int p = c->in[j]->id;
                 FU_ASSERT(p >= 0 && p < i && g->nodes[p] == c->in[j]);
                 if (pass == 0)
-                    u->first[p + 2]++;
+                    first[p + 1]++;
                 else
-                    u->v[u->first[p + 1]++] = c;
+                    v[first[p] + u->cnt[p]++] = c;
             }
         }
         if (pass == 0) {
             for (int i = 0; i < g->nnodes; i++)
-                u->first[i + 2] += u->first[i + 1];
-            total = u->first[g->nnodes + 1];
-            u->v = fu_alloc(sizeof *u->v * (size_t)(total + 1));
+                first[i + 1] += first[i];
+            v = fu_alloc(sizeof *v * (size_t)(first[g->nnodes] + 1));
         }
     }
+    for (int i = 0; i < g->nnodes; i++)
+        u->list[i] = v + first[i];
     g->users = u;
     return u;
 }
@@ -156,8 +162,8 @@ static const struct UserIndex *user_index(const Graph *cg) {
 int ir_users(const Graph *g, const Node *n, Node ***out) {
     const struct UserIndex *u = user_index(g);
     FU_ASSERT(n->id >= 0 && n->id < g->nnodes && g->nodes[n->id] == n);
-    *out = u->v + u->first[n->id];
-    return u->first[n->id + 1] - u->first[n->id];
+    *out = u->list[n->id];
+    return u->cnt[n->id];
 }
 
 /* ---- the kernel graph: positions and merge checks --------------------------- */
@@ -524,39 +530,238 @@ void sched_compact(Graph *g) {
     g->sched = NULL;
 }
 
-/* ---- graph edits ---------------------------------------------------------- */
+/* ---- graph edits: the rewrite passes ------------------------------------- */
+
+/*
+ * A rewrite pass (ir_rewrite_all) tries a pattern at every node in order;
+ * a rewrite (ir_replace) puts the new node where the old one was and
+ * removes what became dead.  Renumbering the graph, eliminating dead code
+ * over all of it and starting the scan over after every rewrite made these
+ * passes quadratic in the size of the block.  Instead, during a pass:
+ *  - a removed node leaves a hole (NULL) in g->nodes, so every other node
+ *    keeps its position; ir_rewrite_all closes the holes once, at the end;
+ *  - removal goes by reference count (nuses): the graph is acyclic and held
+ *    no dead node before, so the nodes whose count drops to zero are
+ *    exactly those dead-code elimination would remove (constants included);
+ *  - the user index is patched where users changed, not rebuilt;
+ *  - messages name a node by the number it will have once the holes are
+ *    closed (its position less the holes before it: a Fenwick tree);
+ *  - the scan resumes at the lowest position the rewrite can have changed
+ *    the outcome of, not at 0.  A pattern is matched from the node it is
+ *    tried at up through operands (their op, shape, attributes and nuses;
+ *    never the nuses or users of a source), and down at most
+ *    FU_VIEW_CHAIN reshapes and transposes of its result (attention's
+ *    output side).  A node before every removed node, before every
+ *    non-source node whose nuses or users changed, and before the head of
+ *    each one's reshape/transpose chain sees what it saw when it was last
+ *    tried, under the same numbers: it would be refused again with the
+ *    same notes, which fuse_note drops as duplicates.  So the graph and
+ *    the notes are the ones a scan from 0 after every rewrite gives.
+ */
+struct Rewrite {
+    int n;              /* g->nnodes during the pass */
+    int *holes;         /* Fenwick tree: a 1 at every hole's position */
+    int low;            /* where the scan resumes after the last ir_replace */
+    bool swept;         /* unused constants removed (the first ir_replace does it) */
+    Node **stack;       /* nodes removed whose operands are still to drop */
+    int nstack, capstack;
+    Node **touched;     /* live nodes whose users changed */
+    int ntouched, captouched;
+};
+
+static void hole_add(struct Rewrite *rw, int pos) {
+    for (int i = pos + 1; i <= rw->n; i += i & -i)
+        rw->holes[i]++;
+}
+
+static int holes_before(const struct Rewrite *rw, int pos) {
+    int s = 0;
+    for (int i = pos; i > 0; i -= i & -i)
+        s += rw->holes[i];
+    return s;
+}
+
+static void push(Node ***v, int *n, int *cap, Node *x) {
+    if (*n == *cap) {
+        int ncap = *cap ? 2 * *cap : 16;
+        Node **p = fu_alloc(sizeof *p * (size_t)ncap);
+        if (*n)
+            memcpy(p, *v, sizeof *p * (size_t)*n);
+        *v = p;
+        *cap = ncap;
+    }
+    (*v)[(*n)++] = x;
+}
+
+/* The first node of the reshape/transpose chain that ends in x. */
+static int chain_head(const Node *x) {
+    for (int steps = 0; steps < FU_VIEW_CHAIN && (x->op == OP_RESHAPE || x->op == OP_TRANSPOSE); steps++)
+        x = x->in[0];
+    return x->id;
+}
+
+static void lower(struct Rewrite *rw, const Node *x) {
+    int at = chain_head(x);
+    if (at < rw->low)
+        rw->low = at;
+}
+
+static void remove_node(Graph *g, Node *x) {
+    struct Rewrite *rw = g->rw;
+    FU_ASSERT(g->nodes[x->id] == x);
+    g->nodes[x->id] = NULL;
+    hole_add(rw, x->id);
+    lower(rw, x);
+    push(&rw->stack, &rw->nstack, &rw->capstack, x);
+}
+
+/* x lost a consumer (or gained one: nw) */
+static void touch(Graph *g, Node *x) {
+    struct Rewrite *rw = g->rw;
+    if (op_info[x->op].cat != CAT_SOURCE)
+        lower(rw, x);
+    push(&rw->touched, &rw->ntouched, &rw->captouched, x);
+}
+
+/* What dead-code elimination keeps however few its consumers: sources
+ * other than constants, outputs, and appends (they write the caches). */
+static bool is_root(const Node *x) {
+    return (op_info[x->op].cat == CAT_SOURCE && x->op != OP_CONST) || x->op == OP_OUTPUT ||
+           x->op == OP_APPEND;
+}
+
+/* Drops dead x's uses of its operands, and every node that leaves dead. */
+static void drop_uses(Graph *g, Node *x) {
+    struct Rewrite *rw = g->rw;
+    push(&rw->stack, &rw->nstack, &rw->capstack, x);
+    while (rw->nstack) {
+        Node *d = rw->stack[--rw->nstack];
+        for (int j = 0; j < d->nin; j++) {
+            Node *y = d->in[j];
+            FU_ASSERT(y->nuses > 0);
+            if (--y->nuses == 0 && !is_root(y))
+                remove_node(g, y);
+            else
+                touch(g, y);
+        }
+    }
+}
+
+/* Brings the user list of live x up to date: no removed users, and nw if
+ * it reads x, in node order. */
+static void patch_users(Graph *g, Node *x, Node *nw) {
+    struct UserIndex *u = g->users;
+    if (!u || u->n != g->nnodes || g->nodes[x->id] != x)
+        return;
+    Node **l = u->list[x->id];
+    int c = u->cnt[x->id], k = 0;
+    bool want = false, have = false;
+    for (int j = 0; j < nw->nin; j++)
+        want |= nw->in[j] == x;
+    for (int i = 0; i < c; i++) {
+        have |= l[i] == nw;
+        if (g->nodes[l[i]->id] == l[i])
+            l[k++] = l[i];
+    }
+    if (want && !have) {
+        Node **p = fu_alloc(sizeof *p * (size_t)(k + 1));
+        int i = 0, m = 0;
+        while (i < k && l[i]->id < nw->id)
+            p[m++] = l[i++];
+        p[m++] = nw;
+        while (i < k)
+            p[m++] = l[i++];
+        l = p;
+        k = m;
+    }
+    u->list[x->id] = l;
+    u->cnt[x->id] = k;
+}
 
 void ir_replace(Graph *g, Node *old, Node *nw) {
-    FU_ASSERT(g->nnodes > 0 && g->nodes[g->nnodes - 1] == nw && old->id < nw->id);
+    struct Rewrite *rw = g->rw;
+    FU_ASSERT(rw && g->nnodes == rw->n + 1 && g->nodes[rw->n] == nw);
+    FU_ASSERT(old->id >= 0 && old->id < rw->n && g->nodes[old->id] == old);
     for (int j = 0; j < nw->nin; j++)
-        FU_ASSERT(nw->in[j]->id < old->id);
+        FU_ASSERT(nw->in[j]->id < old->id && g->nodes[nw->in[j]->id] == nw->in[j]);
+    g->nnodes = rw->n;          /* nw leaves the end of the list for old's place */
     int at = old->id;
-    memmove(g->nodes + at + 1, g->nodes + at, sizeof(Node *) * (size_t)(g->nnodes - 1 - at));
-    g->nodes[at] = nw;
-    for (int i = 0; i < g->nnodes; i++)
-        g->nodes[i]->id = i;
-    for (int i = 0; i < g->nnodes; i++) {
-        Node *c = g->nodes[i];
-        if (c == nw)
-            continue;
-        for (int j = 0; j < c->nin; j++)
-            if (c->in[j] == old)
-                c->in[j] = nw;
+    rw->low = at;
+    rw->ntouched = 0;
+    if (!rw->swept) {
+        /* a constant nothing reads is dead too (the front end's dce keeps sources) */
+        for (int i = 0; i < rw->n; i++)
+            if (g->nodes[i] && g->nodes[i]->op == OP_CONST && g->nodes[i]->nuses == 0)
+                remove_node(g, g->nodes[i]);
+        rw->nstack = 0;
+        rw->swept = true;
     }
+    Node **users;
+    int nu = ir_users(g, old, &users);
+    for (int i = 0; i < nu; i++)
+        for (int j = 0; j < users[i]->nin; j++)
+            if (users[i]->in[j] == old) {
+                users[i]->in[j] = nw;
+                nw->nuses++;
+            }
+    FU_ASSERT(nw->nuses == old->nuses);
+    old->nuses = 0;
+    nw->id = at;
+    g->nodes[at] = nw;          /* old's consumers, and so its user list, are nw's now */
     if (!nw->label)
         nw->label = old->label;
-    g->users = NULL;
-    ir_dce(g);
-    /* constants the replaced subgraph used are dead too (dce keeps sources) */
+    for (int j = 0; j < nw->nin; j++) {
+        nw->in[j]->nuses++;
+        touch(g, nw->in[j]);
+    }
+    drop_uses(g, old);
+    for (int i = 0; i < rw->ntouched; i++)
+        patch_users(g, rw->touched[i], nw);
+}
+
+/* FUSEC_CHECK_REWRITES=1 (the test suites set it): after every rewrite,
+ * try every node before the resume point again, as a scan from 0 would,
+ * and stop with an internal error if one now matches or notes something
+ * new.  Quadratic; for the small blocks of the tests. */
+static void recheck(Graph *g, bool (*try_at)(Graph *g, Node *n), int resume) {
+    for (int j = 0; j < resume; j++) {
+        Node *n = g->nodes[j];
+        int notes = g->nfuse_notes;
+        if (n && (try_at(g, n) || g->nfuse_notes != notes))
+            fu_internal(__FILE__, __LINE__, "a rewrite pass resumed at position %d, past position %d, whose match it changed: %s",
+                        resume, j, notes < g->nfuse_notes ? g->fuse_notes[notes] : "it now matches");
+    }
+}
+
+void ir_rewrite_all(Graph *g, bool (*try_at)(Graph *g, Node *n)) {
+    FU_ASSERT(!g->rw);
+    ir_recount(g);
+    struct Rewrite *rw = fu_alloc(sizeof *rw);
+    rw->n = g->nnodes;
+    rw->holes = fu_alloc(sizeof *rw->holes * (size_t)(g->nnodes + 1));
+    g->rw = rw;
+    const char *env = getenv("FUSEC_CHECK_REWRITES");
+    bool check = env && strcmp(env, "1") == 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        if (n && try_at(g, n)) {
+            int resume = rw->low < i ? rw->low : i;
+            if (check)
+                recheck(g, try_at, resume);
+            i = resume - 1;
+        }
+    }
+    g->rw = NULL;
     int k = 0;
     for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op != OP_CONST || g->nodes[i]->nuses > 0) {
+        if (g->nodes[i]) {
             g->nodes[k] = g->nodes[i];
             g->nodes[k]->id = k;
             k++;
         }
+    if (k != g->nnodes)
+        g->users = NULL;
     g->nnodes = k;
-    g->users = NULL;
 }
 
 void fuse_note(Graph *g, const char *fmt, ...) {
@@ -591,12 +796,13 @@ bool sched_try_merge(Graph *g, int into, int from) {
     return true;
 }
 
-const char *fuse_name(const Node *n) {
+const char *fuse_name(const Graph *g, const Node *n) {
     if (n->label)
         return n->label;
     if (n->name)
         return n->name;
-    return fu_format("%%%d", n->id);
+    /* during a rewrite pass: the number it will have once the holes are closed */
+    return fu_format("%%%d", g->rw ? n->id - holes_before(g->rw, n->id) : n->id);
 }
 
 bool fuse_same_shape(const Node *a, const Node *b) {

@@ -56,6 +56,25 @@ void fu_arena_release(void) {
     }
 }
 
+FuMark fu_arena_mark(void) {
+    FuMark m = {arena, arena ? arena->used : 0};
+    return m;
+}
+
+void fu_arena_release_to(FuMark m) {
+    while (arena && arena != (Chunk *)m.chunk) {
+        Chunk *next = arena->next;
+        free(arena);
+        arena = next;
+    }
+    FU_ASSERT(arena == (Chunk *)m.chunk);
+    if (arena) {
+        /* a stale pointer into the reused part reads garbage, not a plausible string */
+        memset((char *)arena->data + m.used, 0xa5, arena->used - m.used);
+        arena->used = m.used;
+    }
+}
+
 char *fu_strndup(const char *s, size_t n) {
     char *p = fu_alloc(n + 1);
     memcpy(p, s, n);
@@ -66,11 +85,14 @@ char *fu_strndup(const char *s, size_t n) {
 char *fu_strdup(const char *s) { return fu_strndup(s, strlen(s)); }
 
 char *fu_format(const char *fmt, ...) {
+    char small[256];        /* most results fit: format once */
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     FU_ASSERT(n >= 0);
+    if ((size_t)n < sizeof small)
+        return fu_strndup(small, (size_t)n);
     char *p = fu_alloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(p, (size_t)n + 1, fmt, ap);
@@ -167,12 +189,18 @@ static void buf_reserve(Buf *b, size_t extra) {
 }
 
 void buf_vprintf(Buf *b, const char *fmt, va_list ap) {
+    /* format into the room there is; only when it is too small, grow and
+     * format again (formatting twice every time cost a tenth of a compile) */
     va_list again;
     va_copy(again, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    buf_reserve(b, 0);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     FU_ASSERT(n >= 0);
-    buf_reserve(b, (size_t)n);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    if ((size_t)n >= room) {
+        buf_reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    }
     va_end(again);
     b->len += (size_t)n;
 }

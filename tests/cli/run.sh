@@ -215,5 +215,21 @@ chk 1 "--cc that does not exist" "cannot run the C compiler '$tmp/nope-cc' (set 
 FUSEC_RUNTIME_DIR="$tmp/nowhere" chk 1 "a runtime directory without the harness" \
     "harness '$tmp/nowhere/harness/check_main.c' not found: set FUSEC_RUNTIME_DIR" "$g" --random
 
+# a large block's kernels wait in a temporary file in $TMPDIR until the
+# layout before them is written (emit_c.c); where none can be made they wait
+# in memory: the same bytes either way, single and multi-target
+/usr/bin/python3 bench/compile/gen.py 2000 -o "$tmp/big.fdl"
+for t in generic multi:x86-64-avx2,generic; do
+    if "$FUSEC" --target=$t "$tmp/big.fdl" -o "$tmp/spooled.c" 2>"$tmp/err" &&
+        TMPDIR="$tmp/none" "$FUSEC" --target=$t "$tmp/big.fdl" -o "$tmp/inmemory.c" 2>>"$tmp/err" &&
+        [ "$(wc -c <"$tmp/spooled.c")" -gt 8388608 ] && sed 's/inmemory\.h/spooled.h/' "$tmp/inmemory.c" | cmp -s - "$tmp/spooled.c"; then
+        ok "a large block's C is the same through a temporary file and in memory ($t)"
+    else
+        bad "a large block's C through a temporary file and in memory ($t)"
+        cat "$tmp/err"
+    fi
+done
+rm -f "$tmp/big.fdl" "$tmp/spooled.c" "$tmp/spooled.h" "$tmp/inmemory.c" "$tmp/inmemory.h"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

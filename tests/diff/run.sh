@@ -24,6 +24,8 @@ if [ "${SAN:-0}" = 1 ]; then
     targets="--targets generic,x86-64-avx2,x86-64-avx512"
 fi
 : "${FUSEC:=build/fusec}" "${DIFF_N:=16}" "${DIFF_SEED:=1}" "${DIFF_JOBS:=2}"
+# the rewrite passes check every point they resume their scan at (schedule.c)
+export FUSEC_CHECK_REWRITES=1
 PY=/usr/bin/python3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-diff.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT

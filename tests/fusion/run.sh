@@ -17,6 +17,9 @@
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
 : "${FUSEC:=build/fusec}" "${GOLDEN:=tests/golden/hf}"
+# every rewrite pass checks, after each rewrite, that no node before the
+# point it resumes at would now match or be noted differently (schedule.c)
+export FUSEC_CHECK_REWRITES=1
 pass=0
 fail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-fusion.XXXXXX") || exit 1
@@ -129,6 +132,12 @@ expect_text "explain: stored elementwise intermediate" "elementwise: t is stored
     --explain $fx/refusals.fdl
 expect_text "explain: recomputing would be cheaper" "recomputing t (mul) in its other consumer would move fewer bytes" \
     --explain $fx/refusals.fdl
+# a's rewrite removes nodes before the refused b: b is noted under its
+# number before and after it, as a scan from the start after every rewrite gives
+expect_text "explain: refused rewrite under its first number" "softmax(q k^T) v at %18 is not rewritten: the scores are scaled" \
+    --explain $fx/rewrite_order.fdl
+expect_text "explain: refused rewrite under its number after a rewrite" "softmax(q k^T) v at %13 is not rewritten: the scores are scaled" \
+    --explain $fx/rewrite_order.fdl
 expect_text "explain: -O0 fuses nothing" "fusion is off or found nothing to fuse" --explain -O0 $ex/llama_layer.fdl
 expect_text "report: totals fused vs unfused" "^unfused *18 " --emit=report $ex/llama_layer.fdl --dim T=512
 expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $ex/llama_layer.fdl --dim T=1 --dim P=1024
@@ -196,6 +205,7 @@ for b in odd_llama odd_llama_prim odd_gpt2 patterns refusals; do
     check "random $b T=13" $fx/$b.fdl --random --dim T=13
     check "random $b T=13 -O0" $fx/$b.fdl --random --dim T=13 -O0
 done
+check "random rewrite_order T=9" $fx/rewrite_order.fdl --random --dim T=9
 check "random patterns T=50 (fully masked rows)" $fx/patterns.fdl --random --dim T=50
 for p in elementwise norm epilogue softmax attention mlp; do
     check "random llama_layer_prim T=7 --no-fuse=$p" $ex/llama_layer_prim.fdl --random --dim T=7 --no-fuse $p
