@@ -12,7 +12,8 @@
 #     each checked fused and -O0 on every target that runs here, against
 #     the float64 interpreter at rtol 1e-4 (tests/diff/fdlgen.py says why).
 #
-# Environment: FUSEC (default build/fusec), DIFF_N (16; 8 with SAN=1), DIFF_SEED, DIFF_JOBS (2).
+# Environment: FUSEC (default build/fusec), DIFF_N (16; 8 with SAN=1), DIFF_SEED, DIFF_JOBS (2),
+# FDLGEN_CHECK_TIMEOUT (600: seconds of wall time after which a check counts as a hang).
 # Prints "N passed, M failed" (checks); exits non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
