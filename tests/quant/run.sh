@@ -12,10 +12,13 @@
 #     generic, AVX2, AVX-512, -O0 and prefill + decode.
 #  4. Linear with bf16/f16/q8_0/q4_0 weights against the float64 interpreter
 #     on exactly the stored values (random weights; odd.fdl: K = 45, 7 and
-#     96, N = 13 and 5, T = 1 and 7) on every target, NEON under qemu when
-#     installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
+#     96, N = 13 and 5, T = 1 and 7) on every target (x86-64-avx512-bf16,
+#     x86-64-spr, x86-64-avx2-vnni where this CPU has them), NEON and
+#     NEON-dotprod under qemu when installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
 #     quantized by `fusec quantize` run through `fusec check` (its error
 #     against out64, the quantization's, is printed, bounded only loosely).
+#     q8_0/q4_0 linears against quant_ref.py's numpy model of the quantized
+#     activations (qlinear.fdl), and a reference without them, which fails.
 #  5. Errors: a quantized weight where only linear's may be, an [in, out]
 #     quantized weight, bad --weight-type values, a bf16 file on an f32 block.
 #
@@ -153,14 +156,76 @@ expect 0 "llama_layer_bf16: the interpreter on the bf16 values" \
     "$FUSEC" check $LLAMA --golden "$B16" --weight-type='*=bf16' --interp
 
 # ---- 4. typed linears against the interpreter ---------------------------------------------
+# the rows with VNNI/BF16/F16C where this CPU has them (x86-64-spr and
+# x86-64-avx2-vnni: compiled by tests/targets where they cannot run)
+lp=
+grep -q avx512_vnni /proc/cpuinfo 2>/dev/null && grep -q avx512_bf16 /proc/cpuinfo && lp=x86-64-avx512-bf16
+grep -q amx_int8 /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-spr"
+grep -q avx_vnni /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-avx2-vnni"
+best=${lp# }
+best=${best%% *}
+[ -n "$best" ] || best=x86-64-avx512
 for t in q8_0 q4_0 bf16 f16; do
-    for tg in generic x86-64-avx2 x86-64-avx512; do
+    for tg in generic x86-64-avx2 x86-64-avx512 $lp; do
         for T in 1 7; do
             expect 0 "odd.fdl: $t weights, $tg, T=$T" \
                 "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
                 --target $tg --dim T=$T --seed $T
         done
     done
+done
+# q8_0/q4_0: the prefill path (T > 8: the quantized activations dequantized)
+# and special activations (a NaN or an infinity makes its row NaN, the
+# interpreter says so too; huge and subnormal values quantize normally)
+for t in q8_0 q4_0; do
+    for tg in generic x86-64-avx2 $best; do
+        expect 0 "odd.fdl: $t weights, $tg, T=12 (prefill path)" \
+            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $tg --dim T=12 --seed 12
+    done
+    for sp in nan,inf huge,denormal; do
+        for T in 1 7; do
+            expect 0 "odd.fdl: $t weights, activations with $sp, $best T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $best --dim T=$T \
+                --special $sp --special-rate 0.05 --seed $T
+        done
+    done
+    expect 0 "odd.fdl: $t weights, activations with nan,inf, generic T=7" \
+        "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target generic --dim T=7 \
+        --special nan,inf --special-rate 0.05
+done
+# q8_0/q4_0 against quant_ref.py's independent numpy model of the quantized
+# activations (ties to even, an all-zero block, a subnormal scale): the
+# interpreter, decode (T = 7), prefill + decode (T = 12, --split 9), NEON;
+# a reference without the activations quantized must fail (error ~1e-2)
+QL=tests/quant/qlinear.fdl
+if $PY $REF linear "$tmp/ql7.safetensors" 7 && $PY $REF linear "$tmp/ql12.safetensors" 12 &&
+    $PY $REF linear "$tmp/ql7p.safetensors" 7 plain; then
+    for o in --interp "--target generic" "--target $best" "--target x86-64-avx2" -O0; do
+        # shellcheck disable=SC2086
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=7 ($o)" \
+            "$FUSEC" check $QL --golden "$tmp/ql7.safetensors" $o
+    done
+    for tg in generic $best; do
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode ($tg)" \
+            "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9
+    done
+    expect 1 "qlinear.fdl: unquantized activations are out of tolerance (the check can fail)" \
+        "$FUSEC" check $QL --golden "$tmp/ql7p.safetensors" --target $best
+else
+    bad "quant_ref.py linear"
+fi
+# the rows this CPU cannot run: their int8 kernels compile cleanly
+for tg in x86-64-spr x86-64-avx2-vnni x86-64-avx512-bf16; do
+    case " $lp " in *" $tg "*) continue ;; esac
+    if "$FUSEC" --target=$tg $ODD --weight-type='[ab].weight=q8_0' --weight-type='[cd].weight=q4_0' \
+        -o "$tmp/qrow.c" >"$tmp/log" 2>&1 &&
+        ${CC:-cc} -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -c "$tmp/qrow.c" -o "$tmp/qrow.o" \
+            >>"$tmp/log" 2>&1; then
+        ok "odd.fdl: q8_0/q4_0 on $tg compiles with -Werror (this CPU cannot run it)"
+    else
+        bad "odd.fdl: q8_0/q4_0 on $tg compiles with -Werror"
+        head -20 "$tmp/log"
+    fi
 done
 expect 0 "declared.fdl: q4_0, bf16, q8_0 declared in the DSL, T=2" \
     "$FUSEC" check tests/quant/declared.fdl --random --target x86-64-avx512 --dim T=2
@@ -178,9 +243,21 @@ expect 0 "gpt2_block: bf16 [in, out] weights (layout in_out)" \
 XCC=aarch64-linux-gnu-gcc
 if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     for t in q8_0 q4_0 bf16 f16; do
-        expect 0 "odd.fdl: $t weights, aarch64-neon under qemu" \
-            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
-            --target aarch64-neon --cc $XCC --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=3
+        Ts=3
+        case $t in q*) Ts="1 7" ;; esac
+        for T in $Ts; do
+            expect 0 "odd.fdl: $t weights, aarch64-neon under qemu, T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
+                --target aarch64-neon --cc $XCC --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=$T
+            expect 0 "odd.fdl: $t weights, aarch64-neon-dotprod under qemu -cpu max, T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target aarch64-neon-dotprod \
+                --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=$T
+        done
+    done
+    [ -f "$tmp/ql12.safetensors" ] && for tg in aarch64-neon aarch64-neon-dotprod; do
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode, $tg under qemu" \
+            "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9 --cc $XCC \
+            --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu"
     done
 else
     echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"
