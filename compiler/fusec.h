@@ -627,7 +627,7 @@ int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen);
  */
 typedef enum Isa { ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON } Isa;
 
-#define FU_MAX_VARIANTS 4
+#define FU_MAX_VARIANTS 8
 
 typedef struct Target Target;
 struct Target {

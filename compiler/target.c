@@ -22,20 +22,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AVX512_BITS (FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL | FR_CPU_AVX2 | FR_CPU_FMA)
+#define X86 "defined(__x86_64__) || defined(__i386__)"
+#define AVX2_BITS (FR_CPU_AVX2 | FR_CPU_FMA)
+#define AVX512_BITS (FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL | AVX2_BITS)
+#define AVX512BF16_BITS (AVX512_BITS | FR_CPU_AVX512DQ | FR_CPU_F16C | FR_CPU_AVX512BF16 | FR_CPU_AVX512VNNI)
+#define SPR_BITS (AVX512BF16_BITS | FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8)
+#define SPR_ATTR "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,f16c,avx2,fma"
 
+/* Each row's tag is its own: it names the row's helpers (fu_exp_<tag>, ...)
+ * and variant functions, so rows that share an ISA may share a multi: file. */
 static const Target targets[] = {
     {.name = "generic", .cflags = "", .vec_floats = 1, .nregs = 16, .isa = ISA_GENERIC,
      .tag = "generic", .attr = "", .guard = "", .features = 0},
     {.name = "x86-64-avx2", .cflags = "-mavx2 -mfma", .vec_floats = 8, .nregs = 16,
-     .isa = ISA_AVX2, .tag = "avx2", .attr = "avx2,fma",
-     .guard = "defined(__x86_64__) || defined(__i386__)", .features = FR_CPU_AVX2 | FR_CPU_FMA},
+     .isa = ISA_AVX2, .tag = "avx2", .attr = "avx2,fma", .guard = X86, .features = AVX2_BITS},
+    /* AVX2 with F16C and AVX-VNNI (the VEX vpdpbusd): Alder Lake and later
+     * client cores, Sierra Forest */
+    {.name = "x86-64-avx2-vnni", .cflags = "-mavx2 -mfma -mf16c -mavxvnni", .vec_floats = 8, .nregs = 16,
+     .isa = ISA_AVX2, .tag = "avx2vnni", .attr = "avx2,fma,f16c,avxvnni", .guard = X86,
+     .features = AVX2_BITS | FR_CPU_F16C | FR_CPU_AVXVNNI},
     {.name = "x86-64-avx512", .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma",
      .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "avx512",
-     .attr = "avx512f,avx512bw,avx512vl,avx2,fma",
-     .guard = "defined(__x86_64__) || defined(__i386__)", .features = AVX512_BITS},
+     .attr = "avx512f,avx512bw,avx512vl,avx2,fma", .guard = X86, .features = AVX512_BITS},
+    /* AVX-512 with DQ, BF16 (vdpbf16ps), VNNI (vpdpbusd) and F16C: Cooper
+     * Lake, AMD Zen 4 and Zen 5 */
+    {.name = "x86-64-avx512-bf16",
+     .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mf16c -mavx2 -mfma",
+     .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "avx512bf16", .attr = SPR_ATTR, .guard = X86,
+     .features = AVX512BF16_BITS},
+    /* all that, and AMX tiles with bf16 and int8 products: Sapphire Rapids,
+     * Emerald Rapids, Granite Rapids (the process must also have Linux's
+     * permission for the tile state: runtime/amx.c) */
+    {.name = "x86-64-spr",
+     .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mf16c -mavx2 -mfma "
+               "-mamx-tile -mamx-bf16 -mamx-int8",
+     .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "spr", .attr = SPR_ATTR ",amx-tile,amx-bf16,amx-int8",
+     .guard = X86, .features = SPR_BITS},
     {.name = "aarch64-neon", .cflags = "", .vec_floats = 4, .nregs = 32, .isa = ISA_NEON,
      .tag = "neon", .attr = "", .guard = "defined(__aarch64__)", .features = FR_CPU_NEON},
+    /* ARMv8.2-A's dot product (sdot/udot): Cortex-A76 and later, Neoverse
+     * N1/V1, Apple M1, Graviton 2 */
+    {.name = "aarch64-neon-dotprod", .cflags = "-march=armv8.2-a+dotprod", .vec_floats = 4, .nregs = 32,
+     .isa = ISA_NEON, .tag = "neondp", .attr = "arch=armv8.2-a+dotprod", .guard = "defined(__aarch64__)",
+     .features = FR_CPU_NEON | FR_CPU_NEON_DOTPROD},
 };
 
 #define NTARGETS (sizeof targets / sizeof targets[0])
@@ -48,9 +77,11 @@ static const Target *find_row(const char *name, size_t len) {
 }
 
 /* The best row whose features this CPU has (the table is not in preference
- * order, so rank explicitly: widest vectors first). */
+ * order, so rank explicitly: widest vectors first, then most features). */
 static const Target *native(void) {
-    static const char *const order[] = {"x86-64-avx512", "aarch64-neon", "x86-64-avx2"};
+    static const char *const order[] = {"x86-64-spr",           "x86-64-avx512-bf16", "x86-64-avx512",
+                                        "aarch64-neon-dotprod", "aarch64-neon",       "x86-64-avx2-vnni",
+                                        "x86-64-avx2"};
     unsigned have = fr_cpu_features();
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         const Target *t = find_row(order[i], strlen(order[i]));
@@ -60,7 +91,7 @@ static const Target *native(void) {
     return &targets[0];
 }
 
-/* "multi:A,B,...": every name a row (or native), no ISA twice, at most
+/* "multi:A,B,...": every name a row (or native), no row twice, at most
  * FU_MAX_VARIANTS.  The result is cached so that equal names give equal
  * pointers, like the rows.  The cache lives outside the arena (static
  * storage, names from malloc), because a driver may release the arena
@@ -88,7 +119,7 @@ static const Target *multi(const char *name) {
         if (!v || t->nvariants == FU_MAX_VARIANTS)
             return NULL;
         for (int i = 0; i < t->nvariants; i++)
-            if (t->variants[i]->isa == v->isa)
+            if (t->variants[i] == v)
                 return NULL;
         t->variants[t->nvariants++] = v;
         if (v->vec_floats > t->vec_floats)
@@ -134,6 +165,21 @@ static const struct {
     {"x86-64-v3", "x86-64-avx2"},    {"haswell", "x86-64-avx2"},
     {"neon", "aarch64-neon"},        {"aarch64", "aarch64-neon"},   {"arm64", "aarch64-neon"},
     {"armv8", "aarch64-neon"},       {"armv8-a", "aarch64-neon"},   {"arm", "aarch64-neon"},
+    {"x86-64-v4-bf16", "x86-64-avx512-bf16"}, {"avx512bf16", "x86-64-avx512-bf16"},
+    {"avx512-bf16", "x86-64-avx512-bf16"}, {"avx512vnni", "x86-64-avx512-bf16"},
+    {"avx512-vnni", "x86-64-avx512-bf16"}, {"x86-64-avx512-vnni", "x86-64-avx512-bf16"},
+    {"cooperlake", "x86-64-avx512-bf16"}, {"znver4", "x86-64-avx512-bf16"}, {"zen4", "x86-64-avx512-bf16"},
+    {"znver5", "x86-64-avx512-bf16"}, {"zen5", "x86-64-avx512-bf16"},
+    {"spr", "x86-64-spr"}, {"sapphirerapids", "x86-64-spr"}, {"sapphire-rapids", "x86-64-spr"},
+    {"emeraldrapids", "x86-64-spr"}, {"graniterapids", "x86-64-spr"}, {"amx", "x86-64-spr"},
+    {"x86-64-amx", "x86-64-spr"}, {"x86-64-avx512-amx", "x86-64-spr"}, {"amx-bf16", "x86-64-spr"},
+    {"amx-int8", "x86-64-spr"},
+    {"avxvnni", "x86-64-avx2-vnni"}, {"avx-vnni", "x86-64-avx2-vnni"}, {"x86-64-avxvnni", "x86-64-avx2-vnni"},
+    {"alderlake", "x86-64-avx2-vnni"}, {"sierraforest", "x86-64-avx2-vnni"}, {"vnni", "x86-64-avx2-vnni"},
+    {"dotprod", "aarch64-neon-dotprod"}, {"neon-dotprod", "aarch64-neon-dotprod"},
+    {"aarch64-dotprod", "aarch64-neon-dotprod"}, {"armv8.2-a", "aarch64-neon-dotprod"},
+    {"armv8.2-a+dotprod", "aarch64-neon-dotprod"}, {"sdot", "aarch64-neon-dotprod"},
+    {"neoverse-n1", "aarch64-neon-dotprod"}, {"apple-m1", "aarch64-neon-dotprod"},
     {"x86-64", "generic"},           {"x86_64", "generic"},         {"portable", "generic"},
     {"scalar", "generic"},           {"c", "generic"},              {"none", "generic"},
     {"host", "native"},              {"auto", "native"},            {"multi", "multi:x86-64-avx512,x86-64-avx2,generic"},
@@ -226,7 +272,7 @@ const char *target_error(const char *name) {
             return unknown(p, len, name);
         const char *as = fu_strndup(p, len);
         for (int i = 0; i < n; i++)
-            if (seen[i]->isa == v->isa)
+            if (seen[i] == v)
                 return strcmp(as, seen_as[i]) == 0
                            ? fu_format("'%s' is listed twice in '%s'", as, name)
                            : fu_format("'%s' and '%s' in '%s' are both %s here", seen_as[i], as, name,
@@ -270,5 +316,6 @@ int target_shadowed(const Target *t, const char **msgs) {
 }
 
 const char *target_names(void) {
-    return "generic (default), x86-64-avx2, x86-64-avx512, aarch64-neon, native, multi:T1,T2,...";
+    return "generic (default), x86-64-avx2, x86-64-avx2-vnni, x86-64-avx512, x86-64-avx512-bf16, x86-64-spr, "
+           "aarch64-neon, aarch64-neon-dotprod, native, multi:T1,T2,...";
 }

@@ -8,7 +8,9 @@
  * table `isas` holds the intrinsic spelling of each word, with $1 $2 $3 for
  * the operands; words that need several intrinsics (tails, reductions, the
  * transcendental functions) become static inline helpers named
- * fu_<what>_<tag> that v_prelude writes once per ISA into the generated file.
+ * fu_<what>_<tag> that v_prelude writes once per target row into the generated
+ * file ($T in a template is the row's tag, so rows that share an ISA can
+ * share a file).
  *
  * The transcendental helpers are written once below, as templates over the
  * same table (plus a few integer and mask words that only they need), so
@@ -82,11 +84,11 @@ static const VecIsa isas[] = {
         /* maxps/minps return the second operand when either is NaN: exactly
          * `a > b ? a : b` and `a < b ? a : b`. */
         .max = "_mm256_max_ps($1, $2)", .min = "_mm256_min_ps($1, $2)",
-        .maxnan = "fu_maxnan_avx2($1, $2)", .minnan = "fu_minnan_avx2($1, $2)",
+        .maxnan = "fu_maxnan_$T($1, $2)", .minnan = "fu_minnan_$T($1, $2)",
         .maxacc = "_mm256_max_ps($1, $2)",
         .fma = "_mm256_fmadd_ps($1, $2, $3)", .fma1 = "_mm256_fmadd_ps($1, $2, $3)", .sqrt = "_mm256_sqrt_ps($1)",
         .neg = "_mm256_xor_ps($1, _mm256_set1_ps(-0.0f))",
-        .hsum = "fu_hsum_avx2($1)", .hmax = "fu_hmax_avx2($1)",
+        .hsum = "fu_hsum_$T($1)", .hmax = "fu_hmax_$T($1)",
         .round = "_mm256_round_ps($1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
         .f2i = "_mm256_cvttps_epi32($1)", .i2f = "_mm256_cvtepi32_ps($1)",
         .fasi = "_mm256_castps_si256($1)", .iasf = "_mm256_castsi256_ps($1)",
@@ -105,13 +107,13 @@ static const VecIsa isas[] = {
         .add = "_mm512_add_ps($1, $2)", .sub = "_mm512_sub_ps($1, $2)",
         .mul = "_mm512_mul_ps($1, $2)", .div = "_mm512_div_ps($1, $2)",
         .max = "_mm512_max_ps($1, $2)", .min = "_mm512_min_ps($1, $2)",
-        .maxnan = "fu_maxnan_avx512($1, $2)", .minnan = "fu_minnan_avx512($1, $2)",
+        .maxnan = "fu_maxnan_$T($1, $2)", .minnan = "fu_minnan_$T($1, $2)",
         .maxacc = "_mm512_max_ps($1, $2)",
         .fma = "_mm512_fmadd_ps($1, $2, $3)", .fma1 = "_mm512_fmadd_ps($1, $2, $3)", .sqrt = "_mm512_sqrt_ps($1)",
         /* _mm512_xor_ps needs AVX512DQ; the integer xor is AVX512F */
         .neg = "_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512($1), "
                "_mm512_set1_epi32((int)0x80000000u)))",
-        .hsum = "_mm512_reduce_add_ps($1)", .hmax = "fu_hmax_avx512($1)",
+        .hsum = "_mm512_reduce_add_ps($1)", .hmax = "fu_hmax_$T($1)",
         .round = "_mm512_roundscale_ps($1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
         .f2i = "_mm512_cvttps_epi32($1)", .i2f = "_mm512_cvtepi32_ps($1)",
         .fasi = "_mm512_castps_si512($1)", .iasf = "_mm512_castsi512_ps($1)",
@@ -142,7 +144,7 @@ static const VecIsa isas[] = {
         .sll = "vshlq_n_s32($1, $2)",
         .lt = "vcltq_f32($1, $2)", .eq = "vceqq_f32($1, $2)",
         .isnan_ = "vmvnq_u32(vceqq_f32($1, $1))", .sel = "vbslq_f32($1, $2, $3)",
-        .iota = "fu_iota_neon()",
+        .iota = "fu_iota_$T()",
     },
 };
 
@@ -152,10 +154,13 @@ static const VecIsa *isa(const Target *t) {
 }
 
 /* The template with $1, $2, $3 replaced by a, b, c (arena string). */
-static const char *subst(const char *tmpl, const char *a, const char *b, const char *c) {
+static const char *subst(const char *tag, const char *tmpl, const char *a, const char *b, const char *c) {
     Buf o = {0};
     for (const char *p = tmpl; *p; p++) {
-        if (p[0] == '$' && p[1] >= '1' && p[1] <= '3') {
+        if (p[0] == '$' && p[1] == 'T') {
+            buf_puts(&o, tag);
+            p++;
+        } else if (p[0] == '$' && p[1] >= '1' && p[1] <= '3') {
             const char *arg = p[1] == '1' ? a : p[1] == '2' ? b : c;
             FU_ASSERT(arg);
             buf_puts(&o, arg);
@@ -169,9 +174,9 @@ static const char *subst(const char *tmpl, const char *a, const char *b, const c
     return s;
 }
 
-#define S1(t, f, a) subst(isa(t)->f, a, NULL, NULL)
-#define S2(t, f, a, b) subst(isa(t)->f, a, b, NULL)
-#define S3(t, f, a, b, c) subst(isa(t)->f, a, b, c)
+#define S1(t, f, a) subst((t)->tag, isa(t)->f, a, NULL, NULL)
+#define S2(t, f, a, b) subst((t)->tag, isa(t)->f, a, b, NULL)
+#define S3(t, f, a, b, c) subst((t)->tag, isa(t)->f, a, b, c)
 
 /* ---- the vocabulary ---------------------------------------------------------- */
 
@@ -209,7 +214,7 @@ const char *v_norm_stats(const Target *t, const char *x, const char *n, bool cen
     return fu_format("fu_norm_stats_%s(%s, %s, %d, %s, &%s, &%s, &%s)", t->tag, x, n, center ? 1 : 0,
                      c_double_lit(eps), mu, lo, inv);
 }
-const char *v_iota(const Target *t) { return isa(t)->iota; }
+const char *v_iota(const Target *t) { return subst(t->tag, isa(t)->iota, NULL, NULL, NULL); }
 
 const char *v_select_lt(const Target *t, const char *a, const char *b, const char *x, const char *y) {
     return S3(t, sel, S2(t, lt, a, b), x, y);
@@ -453,11 +458,11 @@ static void prelude_isa(Buf *b, const Target *t) {
         L("return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));");
         buf_puts(b, "}\n\n");
         fn_open(b, t, "__m256", "load_n", "const float *p, int n, float fill");
-        L("__m256i m = fu_tailmask_avx2(n);");
+        L("__m256i m = fu_tailmask_%s(n);", t->tag);
         L("return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));");
         buf_puts(b, "}\n\n");
         fn_open(b, t, "void", "store_n", "float *p, __m256 v, int n");
-        L("_mm256_maskstore_ps(p, fu_tailmask_avx2(n), v);");
+        L("_mm256_maskstore_ps(p, fu_tailmask_%s(n), v);", t->tag);
         buf_puts(b, "}\n\n");
         fn_open(b, t, "float", "hsum", "__m256 v");
         L("__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));");

@@ -4,9 +4,13 @@
  *
  * x86: an extension is usable only when cpuid reports it AND the OS saves
  * its registers on a context switch (xgetbv: XCR0 has the SSE/AVX state bits
- * for AVX2, and the opmask/ZMM bits too for AVX-512); a CPU with AVX-512 under
- * an OS that does not enable it must run the AVX2 variant.  AArch64 Linux:
- * getauxval(AT_HWCAP) & HWCAP_ASIMD (every AArch64 Linux CPU has it, but ask).
+ * for AVX2, F16C and AVX-VNNI, the opmask/ZMM bits too for AVX-512 and its
+ * BF16/VNNI/FP16 extensions, the tile config/data bits 17 and 18 for AMX);
+ * a CPU with AVX-512 under an OS that does not enable it must run the AVX2
+ * variant.  AMX needs one more step on Linux, the process's permission for
+ * the tile data (fr_amx_enable in amx.c): without it the AMX bits stay off.
+ * AArch64 Linux: getauxval(AT_HWCAP) & HWCAP_ASIMD (every AArch64 Linux CPU
+ * has it, but ask) and HWCAP_ASIMDDP for the dot-product instructions.
  *
  * Detection runs once; the result is cached with atomics so that threads
  * calling forward for the first time at once do not race.  Tests hide
@@ -27,12 +31,27 @@ static const struct {
     const char *name;
     unsigned bits;
 } feature_names[] = {
-    {"avx2", FR_CPU_AVX2},         {"fma", FR_CPU_FMA},
-    {"avx512f", FR_CPU_AVX512F},   {"avx512bw", FR_CPU_AVX512BW},
-    {"avx512vl", FR_CPU_AVX512VL}, {"neon", FR_CPU_NEON},
+    {"avx2", FR_CPU_AVX2},
+    {"fma", FR_CPU_FMA},
+    {"avx512f", FR_CPU_AVX512F},
+    {"avx512bw", FR_CPU_AVX512BW},
+    {"avx512vl", FR_CPU_AVX512VL},
+    {"neon", FR_CPU_NEON},
+    {"avx512dq", FR_CPU_AVX512DQ},
+    {"f16c", FR_CPU_F16C},
+    {"avx512bf16", FR_CPU_AVX512BF16},
+    {"avx512vnni", FR_CPU_AVX512VNNI},
+    {"avxvnni", FR_CPU_AVXVNNI},
+    {"avxvnniint8", FR_CPU_AVXVNNIINT8},
+    {"avx512fp16", FR_CPU_AVX512FP16},
+    {"amx-tile", FR_CPU_AMX_TILE},
+    {"amx-bf16", FR_CPU_AMX_BF16},
+    {"amx-int8", FR_CPU_AMX_INT8},
+    {"dotprod", FR_CPU_NEON_DOTPROD},
 };
 
-#define ALL_BITS (FR_CPU_AVX2 | FR_CPU_FMA | FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL | FR_CPU_NEON)
+#define AMX_BITS (FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8)
+#define ALL_BITS ((FR_CPU_NEON_DOTPROD << 1) - 1u)
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 static void cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
@@ -46,7 +65,7 @@ static unsigned long long xgetbv0(void) {
 }
 
 static unsigned detect(void) {
-    unsigned r[4], f = 0, max;
+    unsigned r[4], f = 0, max, sub1_eax = 0, sub1_edx = 0;
     cpuid(0, 0, r);
     max = r[0];
     if (max < 7)
@@ -55,32 +74,68 @@ static unsigned detect(void) {
     /* OSXSAVE (ecx 27) is needed before xgetbv may run at all. */
     if (!(r[2] & (1u << 27)) || !(r[2] & (1u << 28)))
         return 0;
-    unsigned has_fma = r[2] & (1u << 12);
+    unsigned has_fma = r[2] & (1u << 12), has_f16c = r[2] & (1u << 29);
     unsigned long long xcr0 = xgetbv0();
     if ((xcr0 & 0x6) != 0x6) /* XMM and YMM state */
         return 0;
     cpuid(7, 0, r);
+    if (r[0] >= 1) { /* subleaf 1 exists */
+        unsigned r1[4];
+        cpuid(7, 1, r1);
+        sub1_eax = r1[0];
+        sub1_edx = r1[3];
+    }
     if (r[1] & (1u << 5))
         f |= FR_CPU_AVX2;
     if (has_fma)
         f |= FR_CPU_FMA;
+    if (has_f16c)
+        f |= FR_CPU_F16C;
+    if (sub1_eax & (1u << 4))
+        f |= FR_CPU_AVXVNNI;
+    if (sub1_edx & (1u << 4))
+        f |= FR_CPU_AVXVNNIINT8;
     if ((xcr0 & 0xe0) == 0xe0) { /* opmask, ZMM0-15 upper halves, ZMM16-31 */
         if (r[1] & (1u << 16))
             f |= FR_CPU_AVX512F;
+        if (r[1] & (1u << 17))
+            f |= FR_CPU_AVX512DQ;
         if (r[1] & (1u << 30))
             f |= FR_CPU_AVX512BW;
         if (r[1] & (1u << 31))
             f |= FR_CPU_AVX512VL;
+        if (r[2] & (1u << 11))
+            f |= FR_CPU_AVX512VNNI;
+        if (r[3] & (1u << 23))
+            f |= FR_CPU_AVX512FP16;
+        if (sub1_eax & (1u << 5))
+            f |= FR_CPU_AVX512BF16;
+    }
+    /* AMX: cpuid edx 24 (tile), 22 (bf16), 25 (int8); XCR0 17 and 18 (tile
+     * config and data); then the kernel's permission for this process. */
+    if ((xcr0 & 0x60000) == 0x60000 && (r[3] & (1u << 24))) {
+        unsigned amx = FR_CPU_AMX_TILE;
+        if (r[3] & (1u << 22))
+            amx |= FR_CPU_AMX_BF16;
+        if (r[3] & (1u << 25))
+            amx |= FR_CPU_AMX_INT8;
+        if (fr_amx_enable(NULL) == FR_OK)
+            f |= amx;
     }
     return f;
 }
 #elif defined(__aarch64__) && defined(__linux__)
-static unsigned detect(void) {
-#ifdef HWCAP_ASIMD
-    return (getauxval(AT_HWCAP) & HWCAP_ASIMD) ? FR_CPU_NEON : 0;
-#else
-    return FR_CPU_NEON; /* Advanced SIMD is mandatory in ARMv8-A */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1ul << 1)
 #endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
+static unsigned detect(void) {
+    unsigned long hw = getauxval(AT_HWCAP);
+    if (!(hw & HWCAP_ASIMD))
+        return 0;
+    return FR_CPU_NEON | ((hw & HWCAP_ASIMDDP) ? FR_CPU_NEON_DOTPROD : 0u);
 }
 #elif defined(__aarch64__)
 static unsigned detect(void) { return FR_CPU_NEON; }
@@ -105,6 +160,8 @@ static unsigned parse_mask(const char *s) {
         int known = 0;
         if (n == 6 && strncmp(s, "avx512", 6) == 0)
             bits |= FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL, known = 1;
+        else if (n == 3 && strncmp(s, "amx", 3) == 0)
+            bits |= AMX_BITS, known = 1;
         else if (n == 3 && strncmp(s, "all", 3) == 0)
             bits |= ALL_BITS, known = 1;
         for (i = 0; i < sizeof feature_names / sizeof feature_names[0]; i++)
@@ -164,11 +221,16 @@ const char *fr_cpu_feature_names(unsigned bits, char *buf, size_t size) {
 
 int fr_cpu_check(const char *who, const char *target, unsigned needed) {
     unsigned have = fr_cpu_features();
-    char missing[128], has[128];
+    char missing[256], has[256];
+    fr_err amx;
     if ((have & needed) == needed)
         return FR_OK;
-    return fr_seterr(NULL, FR_ECPU, "%s: target %s needs %s, which this CPU lacks (it has %s)",
+    /* AMX missing: say why (no AMX at all, or Linux refused the tile state) */
+    amx.msg[0] = '\0';
+    if (needed & ~have & AMX_BITS)
+        (void)fr_amx_enable(&amx);
+    return fr_seterr(NULL, FR_ECPU, "%s: target %s needs %s, which this CPU lacks (it has %s)%s%s",
                      who ? who : "?", target ? target : "?",
                      fr_cpu_feature_names(needed & ~have, missing, sizeof missing),
-                     fr_cpu_feature_names(have, has, sizeof has));
+                     fr_cpu_feature_names(have, has, sizeof has), amx.msg[0] ? "; " : "", amx.msg);
 }

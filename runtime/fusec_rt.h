@@ -262,22 +262,37 @@ void fr_pool_shutdown(void);    /* joins the workers (waits for a call in flight
 /* [begin, end) of tid's share of n items, balanced to within one item. */
 void fr_split(int64_t n, int tid, int nthreads, int64_t *begin, int64_t *end);
 
-/* ---- CPU features (cpu.c) ------------------------------------------------- */
+/* ---- CPU features (cpu.c, amx.c) ------------------------------------------- */
 
 /* What the CPU and the OS support (x86: cpuid + xgetbv; AArch64 Linux:
- * getauxval(AT_HWCAP)).  Multi-target blocks dispatch on these. */
+ * getauxval(AT_HWCAP)).  Multi-target blocks dispatch on these.  The AMX bits
+ * count only once Linux has granted this process the tile data state
+ * (fr_amx_enable, asked for during detection): a CPU with AMX under a kernel
+ * that refuses it reports no AMX, so the dispatcher takes a variant without. */
 enum {
     FR_CPU_AVX2 = 1u << 0,
     FR_CPU_FMA = 1u << 1,
     FR_CPU_AVX512F = 1u << 2,
     FR_CPU_AVX512BW = 1u << 3,
     FR_CPU_AVX512VL = 1u << 4,
-    FR_CPU_NEON = 1u << 5
+    FR_CPU_NEON = 1u << 5,
+    FR_CPU_AVX512DQ = 1u << 6,
+    FR_CPU_F16C = 1u << 7,          /* vcvtph2ps / vcvtps2ph */
+    FR_CPU_AVX512BF16 = 1u << 8,    /* vdpbf16ps, vcvtne2ps2bf16 */
+    FR_CPU_AVX512VNNI = 1u << 9,    /* vpdpbusd on zmm (and on ymm with AVX512VL) */
+    FR_CPU_AVXVNNI = 1u << 10,      /* vpdpbusd, VEX-encoded (256-bit, no AVX-512 needed) */
+    FR_CPU_AVXVNNIINT8 = 1u << 11,  /* vpdpbssd: signed x signed bytes */
+    FR_CPU_AVX512FP16 = 1u << 12,
+    FR_CPU_AMX_TILE = 1u << 13,     /* tile registers, ldtilecfg (and the OS's permission) */
+    FR_CPU_AMX_BF16 = 1u << 14,     /* tdpbf16ps */
+    FR_CPU_AMX_INT8 = 1u << 15,     /* tdpbssd, tdpbusd, ... */
+    FR_CPU_NEON_DOTPROD = 1u << 16  /* AArch64 sdot/udot (HWCAP_ASIMDDP) */
 };
 /* The detected features minus the masked ones.  The mask is fr_cpu_mask's
  * if a program set one, else the FUSEC_CPU_MASK environment variable (read
  * once): feature names separated by commas ("avx512f,avx2"; "avx512" means
- * all three AVX-512 bits, "all" every bit) or a number (0x...). */
+ * the AVX-512 F, BW and VL bits, "amx" the three AMX bits, "all" every bit;
+ * fr_cpu_feature_names spells each one) or a number (0x...). */
 unsigned fr_cpu_features(void);
 /* Hides `bits` from fr_cpu_features (for tests); 0 shows everything again. */
 void fr_cpu_mask(unsigned bits);
@@ -287,6 +302,16 @@ const char *fr_cpu_feature_names(unsigned bits, char *buf, size_t size);
  * error naming the missing features: "WHO: target TARGET needs avx512bw,
  * which this CPU lacks (it has avx2,fma)". */
 int fr_cpu_check(const char *who, const char *target, unsigned needed);
+/*
+ * Asks Linux for this process's permission to use the AMX tile data state
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), Linux 5.16 and
+ * later), once per process; later calls return the first answer.  0 when
+ * granted; FR_EINVAL with the kernel's reason in *err otherwise (no AMX in
+ * this CPU or kernel, not Linux, or a signal stack too small for the tile
+ * state).  Code that executes tile instructions must have had 0 from here:
+ * without the permission the first tile instruction kills the process.
+ */
+int fr_amx_enable(fr_err *err);
 
 /* ---- timers --------------------------------------------------------------- */
 

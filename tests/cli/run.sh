@@ -94,6 +94,13 @@ grep -q "'x86-64-avx512' in 'multi:x86-64-avx2,x86-64-avx512' can never be chose
 expect_rc "multi:x86-64-avx512,aarch64-neon,x86-64-avx2,generic compiles" 0 "$FUSEC" \
     --target=multi:x86-64-avx512,aarch64-neon,x86-64-avx2,generic dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
 [ ! -s "$tmp/err" ] && ok "multi: a good order gives no warning" || { bad "multi: a good order gives no warning"; cat "$tmp/err"; }
+expect_rc "--target=sapphirerapids is a usage error" 2 "$FUSEC" --target=sapphirerapids dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "unknown target 'sapphirerapids'; did you mean 'x86-64-spr'?" "$tmp/err" && ok "sapphirerapids: did you mean x86-64-spr" \
+    || { bad "sapphirerapids: did you mean x86-64-spr"; cat "$tmp/err"; }
+expect_rc "multi:x86-64-avx512,x86-64-spr compiles" 0 "$FUSEC" --target=multi:x86-64-avx512,x86-64-spr \
+    dsl-examples/gpt2_block.fdl -o "$tmp/t.c"
+grep -q "'x86-64-spr' in 'multi:x86-64-avx512,x86-64-spr' can never be chosen: 'x86-64-avx512'" "$tmp/err" \
+    && ok "multi: x86-64-spr after x86-64-avx512 is never chosen: warned" || { bad "multi: warning spr after avx512"; cat "$tmp/err"; }
 expect_rc "fusec check: unknown target" 2 "$FUSEC" check dsl-examples/gpt2_block.fdl --random --target avx2
 grep -q "did you mean 'x86-64-avx2'?" "$tmp/err" && [ "$(grep -c "see 'fusec check --help'" "$tmp/err")" = 1 ] \
     && ok "fusec check: did you mean, one hint" || { bad "fusec check: did you mean, one hint"; cat "$tmp/err"; }

@@ -12,8 +12,9 @@
 #     generic, AVX2, AVX-512, -O0 and prefill + decode.
 #  4. Linear with bf16/f16/q8_0/q4_0 weights against the float64 interpreter
 #     on exactly the stored values (random weights; odd.fdl: K = 45, 7 and
-#     96, N = 13 and 5, T = 1 and 7) on every target, NEON under qemu when
-#     installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
+#     96, N = 13 and 5, T = 1 and 7) on every target (x86-64-avx512-bf16,
+#     x86-64-spr, x86-64-avx2-vnni where this CPU has them), NEON and
+#     NEON-dotprod under qemu when installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
 #     quantized by `fusec quantize` run through `fusec check` (its error
 #     against out64, the quantization's, is printed, bounded only loosely).
 #  5. Errors: a quantized weight where only linear's may be, an [in, out]
@@ -114,8 +115,14 @@ expect 0 "llama_layer_bf16: the interpreter on the bf16 values" \
     "$FUSEC" check $LLAMA --golden "$B16" --weight-type='*=bf16' --interp
 
 # ---- 4. typed linears against the interpreter ---------------------------------------------
+# the rows with VNNI/BF16/F16C where this CPU has them (x86-64-spr and
+# x86-64-avx2-vnni: compiled by tests/targets where they cannot run)
+lp=
+grep -q avx512_vnni /proc/cpuinfo 2>/dev/null && grep -q avx512_bf16 /proc/cpuinfo && lp=x86-64-avx512-bf16
+grep -q amx_int8 /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-spr"
+grep -q avx_vnni /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-avx2-vnni"
 for t in q8_0 q4_0 bf16 f16; do
-    for tg in generic x86-64-avx2 x86-64-avx512; do
+    for tg in generic x86-64-avx2 x86-64-avx512 $lp; do
         for T in 1 7; do
             expect 0 "odd.fdl: $t weights, $tg, T=$T" \
                 "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
@@ -142,6 +149,9 @@ if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; t
         expect 0 "odd.fdl: $t weights, aarch64-neon under qemu" \
             "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
             --target aarch64-neon --cc $XCC --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=3
+        expect 0 "odd.fdl: $t weights, aarch64-neon-dotprod under qemu -cpu max" \
+            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
+            --target aarch64-neon-dotprod --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=3
     done
 else
     echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"

@@ -23,6 +23,13 @@
 #  4. The dispatcher of a multi-target block picks the right variant when
 #     features are hidden with FUSEC_CPU_MASK (variant_main.c prints
 #     NAME_variant()), and each variant it picks is correct.
+#  4b. The rows with low-precision features (x86-64-avx2-vnni,
+#     x86-64-avx512-bf16, x86-64-spr, aarch64-neon-dotprod): golden where
+#     this CPU runs them (else compile-only with -Werror and no -m flags),
+#     the dispatcher of multi:x86-64-spr,x86-64-avx512-bf16,x86-64-avx512,
+#     x86-64-avx2-vnni,x86-64-avx2,generic under masks (the variant it must
+#     pick worked out from the features), and multi:aarch64-neon-dotprod,
+#     aarch64-neon,generic under qemu -cpu max and cortex-a53 (no dotprod).
 #  5. ThreadSanitizer: a multi-threaded prefill + decode is race-free.
 #
 # Environment: FUSEC (default build/fusec), GOLDEN (default tests/golden/hf), CC,
@@ -79,6 +86,9 @@ has() { case ",$features," in *",$1,"*) return 0 ;; esac; return 1; }
 echo "CPU features: $features"
 have_avx2=0; has avx2 && has fma && have_avx2=1
 have_avx512=0; [ $have_avx2 = 1 ] && has avx512f && has avx512bw && has avx512vl && have_avx512=1
+have_vnni2=0; [ $have_avx2 = 1 ] && has f16c && has avxvnni && have_vnni2=1
+have_bf16=0; [ $have_avx512 = 1 ] && has avx512dq && has f16c && has avx512bf16 && has avx512vnni && have_bf16=1
+have_amx=0; [ $have_bf16 = 1 ] && has amx-tile && has amx-bf16 && has amx-int8 && have_amx=1
 
 MULTI=multi:x86-64-avx512,x86-64-avx2,generic
 targets="generic"
@@ -256,6 +266,90 @@ if "$FUSEC" --target=$MULTI dsl-examples/llama_layer.fdl -o "$tmp/multi.c" >"$tm
 else
     bad "$MULTI compiles with -Werror and no -m flags"
     head -30 "$tmp/log" | sed 's/^/       /'
+fi
+
+# ---- 4b. the rows with low-precision features ----------------------------------------------
+
+for row in x86-64-avx2-vnni:$have_vnni2 x86-64-avx512-bf16:$have_bf16 x86-64-spr:$have_amx; do
+    t=${row%:*}
+    if [ "${row#*:}" = 1 ]; then
+        run "$t llama_layer golden, prefill 5 + decode, 2 threads" env FUSE_NUM_THREADS=2 \
+            "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$(golden_of llama_layer)" --split 5 --target $t
+    elif "$FUSEC" --target=$t dsl-examples/llama_layer.fdl -o "$tmp/lp.c" >"$tmp/log" 2>&1 &&
+        $CC -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -c "$tmp/lp.c" -o "$tmp/lp.o" >>"$tmp/log" 2>&1
+    then
+        ok "$t llama_layer compiles with -Werror and no -m flags (this CPU cannot run it)"
+    else
+        bad "$t llama_layer compiles with -Werror and no -m flags"
+        head -20 "$tmp/log" | sed 's/^/       /'
+    fi
+done
+LP=multi:x86-64-spr,x86-64-avx512-bf16,x86-64-avx512,x86-64-avx2-vnni,x86-64-avx2,generic
+# hidden NAME: FUSEC_CPU_MASK=$mask hides feature NAME (by its name or a group)
+hidden() {
+    case ",$mask," in
+    *",$1,"* | *",all,"*) return 0 ;;
+    *",amx,"*) case $1 in amx-*) return 0 ;; esac ;;
+    *",avx512,"*) case $1 in avx512f | avx512bw | avx512vl) return 0 ;; esac ;;
+    esac
+    return 1
+}
+usable() { has "$1" && ! hidden "$1"; }
+if "$FUSEC" --target=$LP dsl-examples/llama_layer.fdl -o "$tmp/lp.c" >"$tmp/log" 2>&1 &&
+    $CC -std=c99 -O2 $san -Wall -Wextra -Wpedantic -Werror -Iruntime -I"$tmp" -DVARIANT=llama_layer_variant \
+        -o "$tmp/lpvariant" "$tmp/lp.c" tests/targets/variant_main.c "$FUSEC_LIB_DIR/libfusec_rt.a" \
+        -lm -lpthread >>"$tmp/log" 2>&1; then
+    ok "$LP compiles with -Werror and no -m flags"
+    for mask in "" amx amx-tile amx-int8 avx512bf16 avx512vnni f16c avx512dq avx512 avx512,avxvnni avx512bw,amx fma all
+    do
+        want=generic
+        usable avx2 && usable fma && want=x86-64-avx2
+        [ $want = x86-64-avx2 ] && usable f16c && usable avxvnni && want=x86-64-avx2-vnni
+        [ $want != generic ] && usable avx512f && usable avx512bw && usable avx512vl && {
+            want=x86-64-avx512
+            usable avx512dq && usable f16c && usable avx512bf16 && usable avx512vnni && want=x86-64-avx512-bf16
+            [ $want = x86-64-avx512-bf16 ] && usable amx-tile && usable amx-bf16 && usable amx-int8 && want=x86-64-spr
+        }
+        got=$(FUSEC_CPU_MASK=$mask "$tmp/lpvariant" | cut -d' ' -f1)
+        if [ "$got" = "$want" ]; then
+            ok "dispatch with FUSEC_CPU_MASK='$mask': runs $got"
+        else
+            bad "dispatch with FUSEC_CPU_MASK='$mask': runs '$got', want $want"
+        fi
+    done
+    [ $have_bf16 = 1 ] && run "$LP llama_layer golden under FUSEC_CPU_MASK=amx, 2 threads" \
+        env FUSEC_CPU_MASK=amx FUSE_NUM_THREADS=2 "$FUSEC" check dsl-examples/llama_layer.fdl \
+        --golden "$(golden_of llama_layer)" --split 5 --target $LP
+else
+    bad "$LP compiles with -Werror and no -m flags"
+    head -30 "$tmp/log" | sed 's/^/       /'
+fi
+if [ "$SAN" = 1 ]; then
+    echo "note: aarch64-neon-dotprod under qemu: not rerun under SAN=1"
+elif command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+    # qemu's -cpu max has the dot product; cortex-a53 (ARMv8.0) has not
+    DP=multi:aarch64-neon-dotprod,aarch64-neon,generic
+    if "$FUSEC" --target=$DP dsl-examples/llama_layer.fdl -o "$tmp/dp.c" >"$tmp/log" 2>&1 &&
+        $XCC -std=c99 -O1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror -Iruntime -I"$tmp" \
+            -DVARIANT=llama_layer_variant -o "$tmp/dpvariant" "$tmp/dp.c" tests/targets/variant_main.c \
+            runtime/*.c -lm -lpthread >>"$tmp/log" 2>&1; then
+        for cpu in max:aarch64-neon-dotprod cortex-a53:aarch64-neon; do
+            got=$(qemu-aarch64 -cpu "${cpu%:*}" -L /usr/aarch64-linux-gnu "$tmp/dpvariant" | cut -d' ' -f1)
+            if [ "$got" = "${cpu#*:}" ]; then
+                ok "$DP on qemu -cpu ${cpu%:*}: runs $got"
+            else
+                bad "$DP on qemu -cpu ${cpu%:*}: runs '$got', want ${cpu#*:}"
+            fi
+        done
+        run "aarch64-neon-dotprod llama_layer golden, prefill 5 + decode, 2 threads (qemu -cpu max)" \
+            env FUSE_NUM_THREADS=2 "$FUSEC" check dsl-examples/llama_layer.fdl --golden "$(golden_of llama_layer)" \
+            --split 5 --target aarch64-neon-dotprod --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu"
+    else
+        bad "$DP compiles for AArch64 with -Werror"
+        head -20 "$tmp/log" | sed 's/^/       /'
+    fi
+else
+    bad "aarch64-neon-dotprod: no $XCC or qemu-aarch64 (scripts/install-deps.sh installs them)"
 fi
 
 # ---- 5. ThreadSanitizer --------------------------------------------------------------------

@@ -15,7 +15,7 @@
 const char *VARIANT(void);
 
 int main(void) {
-    char buf[128];
+    char buf[512];
     if (printf("%s %s\n", VARIANT(), fr_cpu_feature_names(fr_cpu_features(), buf, sizeof buf)) < 0)
         return 1;
     return 0;

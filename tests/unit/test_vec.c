@@ -502,6 +502,33 @@ static void test_neon(void **state) {
     run_target("aarch64-neon", &neon);
 }
 
+/* The rows with features beyond their ISA's base write the same vocabulary
+ * under their own tag: x86-64-avx512-bf16 where this CPU runs it (else
+ * compiled only), aarch64-neon-dotprod under qemu -cpu max. */
+static void test_avx512bf16(void **state) {
+    (void)state;
+    const Target *t = target_find("x86-64-avx512-bf16");
+    Runner r = native_runner();
+    if ((fr_cpu_features() & t->features) != t->features) {
+        char *src = driver_source(t);
+        const char *dir = fu_format("%s/bf16c", tmpdir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        write_file(fu_format("%s/drv.c", dir), src, strlen(src));
+        assert_int_equal(sh(fu_format("%s -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -c -o %s/drv.o %s/drv.c",
+                                      r.cc, dir, dir)), 0);
+        skip_no_cpu(t, "x86-64-avx512-bf16 compiled only");
+    }
+    run_target("x86-64-avx512-bf16", &r);
+}
+
+static void test_neon_dotprod(void **state) {
+    (void)state;
+    static const Runner dp = {"aarch64-linux-gnu-gcc", "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu"};
+    if (sh("command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1") != 0)
+        fail_msg("NEON needs aarch64-linux-gnu-gcc and qemu-aarch64: run scripts/install-deps.sh");
+    run_target("aarch64-neon-dotprod", &dp);
+}
+
 /* Words that need no program: the spelling of a few, and the attribute. */
 static void test_spelling(void **state) {
     (void)state;
@@ -551,9 +578,79 @@ static void test_targets(void **state) {
     fr_cpu_mask(0);
 }
 
+/* The rows with low-precision features: what they require, that they are
+ * the only spellings (an alias is only suggested), multi: with rows that
+ * share an ISA, native's order among them, and the helpers named by tag. */
+static void test_lowprec_targets(void **state) {
+    (void)state;
+    const Target *bf = target_find("x86-64-avx512-bf16"), *spr = target_find("x86-64-spr");
+    const Target *a5 = target_find("x86-64-avx512"), *dp = target_find("aarch64-neon-dotprod");
+    const Target *v2 = target_find("x86-64-avx2-vnni"), *a2 = target_find("x86-64-avx2");
+    assert_non_null(bf);
+    assert_non_null(spr);
+    assert_non_null(dp);
+    assert_non_null(v2);
+    assert_null(target_find("sapphirerapids"));
+    assert_non_null(strstr(target_error("sapphirerapids"), "did you mean 'x86-64-spr'"));
+    assert_non_null(strstr(target_error("zen4"), "did you mean 'x86-64-avx512-bf16'"));
+    assert_non_null(strstr(target_error("avx-vnni"), "did you mean 'x86-64-avx2-vnni'"));
+    assert_non_null(strstr(target_error("dotprod"), "did you mean 'aarch64-neon-dotprod'"));
+    assert_non_null(strstr(target_error("x86-64-sp"), "did you mean 'x86-64-spr'"));
+    assert_int_equal(spr->isa, ISA_AVX512);
+    assert_int_equal(bf->isa, ISA_AVX512);
+    assert_int_equal(v2->isa, ISA_AVX2);
+    assert_int_equal(dp->isa, ISA_NEON);
+    /* each row needs what the one below it needs, and more */
+    assert_int_equal(bf->features & a5->features, a5->features);
+    assert_int_equal(spr->features & bf->features, bf->features);
+    assert_int_equal(v2->features & a2->features, a2->features);
+    unsigned want_bf = FR_CPU_AVX512BF16 | FR_CPU_AVX512VNNI | FR_CPU_AVX512DQ | FR_CPU_F16C;
+    unsigned want_amx = FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8;
+    assert_int_equal(bf->features & want_bf, want_bf);
+    assert_int_equal(bf->features & want_amx, 0);
+    assert_int_equal(spr->features & want_amx, want_amx);
+    assert_int_equal(v2->features, FR_CPU_AVX2 | FR_CPU_FMA | FR_CPU_F16C | FR_CPU_AVXVNNI);
+    assert_int_equal(dp->features, FR_CPU_NEON | FR_CPU_NEON_DOTPROD);
+    assert_non_null(strstr(spr->attr, "amx-tile"));
+    assert_non_null(strstr(spr->cflags, "-mamx-bf16"));
+    assert_non_null(strstr(v2->attr, "avxvnni"));
+    assert_non_null(strstr(dp->attr, "dotprod"));
+    /* rows sharing an ISA share a multi: file; a row twice (or via native) may not */
+    const Target *m = target_find("multi:x86-64-spr,x86-64-avx512-bf16,x86-64-avx512,x86-64-avx2-vnni,"
+                                  "x86-64-avx2,generic");
+    assert_non_null(m);
+    assert_int_equal(m->nvariants, 6);
+    assert_ptr_equal(m->variants[0], spr);
+    assert_null(target_find("multi:x86-64-spr,x86-64-spr"));
+    assert_non_null(target_find("multi:aarch64-neon-dotprod,aarch64-neon"));
+    assert_non_null(strstr(target_error("multi:x86-64-spr,x86-64-spr"), "listed twice"));
+    /* the vocabulary names its helpers by the row's tag */
+    assert_string_equal(v_hsum(v2, "x"), "fu_hsum_avx2vnni(x)");
+    assert_string_equal(v_hmax(spr, "x"), "fu_hmax_spr(x)");
+    assert_string_equal(v_iota(dp), "fu_iota_neondp()");
+    /* native: AMX, else BF16, else AVX-512, as far as the CPU (and the mask) allow */
+    unsigned have = fr_cpu_features();
+    const char *want = (have & spr->features) == spr->features  ? "x86-64-spr"
+                       : (have & bf->features) == bf->features  ? "x86-64-avx512-bf16"
+                       : (have & a5->features) == a5->features  ? "x86-64-avx512"
+                       : (have & dp->features) == dp->features  ? "aarch64-neon-dotprod"
+                       : (have & v2->features) == v2->features  ? "x86-64-avx2-vnni"
+                                                                : NULL;
+    if (want)
+        assert_string_equal(target_find("native")->name, want);
+    fr_cpu_mask(FR_CPU_AMX_TILE);
+    assert_string_not_equal(target_find("native")->name, "x86-64-spr");
+    fr_cpu_mask(FR_CPU_AVX512BF16);
+    assert_string_not_equal(target_find("native")->name, "x86-64-avx512-bf16");
+    assert_string_not_equal(target_find("native")->name, "x86-64-spr");
+    if ((have & a5->features) == a5->features)
+        assert_string_equal(target_find("native")->name, "x86-64-avx512");
+    fr_cpu_mask(0);
+}
+
 static void test_cpu_mask(void **state) {
     (void)state;
-    char buf[128];
+    char buf[256];
     unsigned all = fr_cpu_features();
     fr_cpu_mask(FR_CPU_AVX512F);
     assert_int_equal(fr_cpu_features(), all & ~(unsigned)FR_CPU_AVX512F);
@@ -561,6 +658,59 @@ static void test_cpu_mask(void **state) {
     assert_int_equal(fr_cpu_features(), all);
     assert_string_equal(fr_cpu_feature_names(FR_CPU_AVX2 | FR_CPU_FMA, buf, sizeof buf), "avx2,fma");
     assert_string_equal(fr_cpu_feature_names(0, buf, sizeof buf), "none");
+    assert_string_equal(fr_cpu_feature_names(FR_CPU_AVX512BF16 | FR_CPU_AMX_INT8 | FR_CPU_NEON_DOTPROD, buf,
+                                             sizeof buf),
+                        "avx512bf16,amx-int8,dotprod");
+    /* AMX is reported only where the kernel granted the tile state; else
+     * a target that needs it is refused with the kernel's reason */
+    fr_err err;
+    memset(&err, 0, sizeof err);
+    int amx = fr_amx_enable(&err);
+    if (all & FR_CPU_AMX_TILE) {
+        assert_int_equal(amx, FR_OK);
+    } else if (amx != FR_OK) {
+        assert_int_equal(amx, FR_EINVAL);
+        assert_non_null(strstr(err.msg, "AMX"));
+        print_message("   (no AMX here: %s)\n", err.msg);
+        assert_int_equal(fr_cpu_check("blk", "x86-64-spr", FR_CPU_AMX_TILE), FR_ECPU);
+        assert_non_null(strstr(fr_last_error(), "amx-tile"));
+        assert_non_null(strstr(fr_last_error(), "arch_prctl"));
+    }
+    assert_int_equal(fr_amx_enable(NULL), amx); /* asked once, the same answer */
+}
+
+/* FUSEC_CPU_MASK's names: every feature's own, and the groups.  A child
+ * process (this program with --print-features) reads the variable, as any
+ * program does once; every name must be known (no "unknown feature" note)
+ * and hide exactly its bits. */
+static const char *self_path;
+
+static void test_cpu_mask_env(void **state) {
+    (void)state;
+    static const struct {
+        const char *mask;
+        unsigned bits;
+    } cases[] = {
+        {"amx-tile,avx512bf16", FR_CPU_AMX_TILE | FR_CPU_AVX512BF16},
+        {"amx", FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8},
+        {"avx512", FR_CPU_AVX512F | FR_CPU_AVX512BW | FR_CPU_AVX512VL},
+        {"f16c avx512vnni,avxvnni", FR_CPU_F16C | FR_CPU_AVX512VNNI | FR_CPU_AVXVNNI},
+        {"avx512dq,avx512fp16,avxvnniint8,dotprod,amx-bf16,amx-int8",
+         FR_CPU_AVX512DQ | FR_CPU_AVX512FP16 | FR_CPU_AVXVNNIINT8 | FR_CPU_NEON_DOTPROD | FR_CPU_AMX_BF16 |
+             FR_CPU_AMX_INT8},
+    };
+    unsigned all = fr_cpu_features();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[512] = "";
+        FILE *p = popen(fu_format("FUSEC_CPU_MASK='%s' '%s' --print-features 2>&1", cases[i].mask, self_path), "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = '\0';
+        assert_int_equal(pclose(p), 0);
+        if (strstr(out, "unknown"))
+            fail_msg("FUSEC_CPU_MASK='%s': %s", cases[i].mask, out);
+        assert_int_equal(strtoul(out, NULL, 0), all & ~cases[i].bits);
+    }
 }
 
 static int setup(void **state) {
@@ -576,11 +726,15 @@ static int teardown(void **state) {
     return sh(fu_format("rm -rf '%s'", tmpdir)) == 0 ? 0 : -1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--print-features") == 0)
+        return printf("0x%x\n", fr_cpu_features()) > 0 ? 0 : 1;
+    self_path = argv[0];
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lowprec_targets), cmocka_unit_test(test_cpu_mask_env),
         cmocka_unit_test(test_spelling), cmocka_unit_test(test_targets), cmocka_unit_test(test_cpu_mask),
         cmocka_unit_test(test_generic),  cmocka_unit_test(test_avx2),    cmocka_unit_test(test_avx512),
-        cmocka_unit_test(test_neon),
+        cmocka_unit_test(test_neon),     cmocka_unit_test(test_avx512bf16), cmocka_unit_test(test_neon_dotprod),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
