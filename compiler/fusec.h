@@ -742,6 +742,12 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x);
  * for the types whose bits (1 << DType) are in `used`. */
 void ty_prelude_common(Buf *b, unsigned used);
 void ty_prelude(Buf *b, const Target *t, unsigned used);
+/* The q8_0/q4_0 linear's helpers on target t: the activation quantizer,
+ * fn(const float *x, int64_t k, int8_t *xq), and the dot products of a
+ * weight row with R <= 8 quantized rows xs bytes apart,
+ * fn(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R, float *out). */
+const char *ty_qx_fn(const Target *t);
+const char *ty_qdot_fn(const Target *t, DType dt);
 
 /*
  * The Kern API: how a kernel emitter (emit_gemm.c, emit_fused.c) writes one

@@ -32,6 +32,7 @@
  */
 #include "fusec.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,8 +370,43 @@ static int op_matmul(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/*
+ * The activations of a q8_0/q4_0 linear, as its kernels see them
+ * (docs/quantization.md, typed.c's fu_qx_*): the row of k elements rounded to
+ * float32, then per block of 32, in float32 arithmetic (each float32 operation
+ * done here in double and rounded to float, which gives the float32 result
+ * exactly): amax = max |x|, d = amax / 127, id = 1 / d (0 where d is 0 or
+ * subnormal), q = rint(x * id), ties to even; xh = d * q.  A block with a NaN
+ * or an infinity is NaN throughout.
+ */
+static void quantize_row(const double *x, int64_t k, double *xh) {
+    for (int64_t b0 = 0; b0 < k; b0 += 32) {
+        int n = k - b0 < 32 ? (int)(k - b0) : 32;
+        float xf[32], amax = 0.0f;
+        bool finite = true;
+        for (int j = 0; j < n; j++) {
+            xf[j] = (float)x[b0 + j];
+            float a = fabsf(xf[j]);
+            if (!(a <= FLT_MAX))
+                finite = false;
+            else if (a > amax)
+                amax = a;
+        }
+        if (!finite) {
+            for (int j = 0; j < n; j++)
+                xh[b0 + j] = NAN;
+            continue;
+        }
+        float d = (float)((double)amax / 127.0);
+        float id = d >= FLT_MIN ? (float)(1.0 / (double)d) : 0.0f;
+        for (int j = 0; j < n; j++)
+            xh[b0 + j] = (double)d * nearbyint((double)(float)((double)xf[j] * (double)id));
+    }
+}
+
 /* x [..., in] with W [out, in] (i[0] == 0, y = x W^T) or W [in, out]
- * (i[0] == 1, y = x W), plus an optional bias [out]. */
+ * (i[0] == 1, y = x W), plus an optional bias [out].  With a q8_0/q4_0
+ * weight each row of x is quantized first (quantize_row). */
 static int op_linear(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *w = in_val(I, n, 1);
     const Tensor *bias = n->nin > 2 ? in_val(I, n, 2) : NULL;
@@ -390,16 +426,26 @@ static int op_linear(Interp *I, const Node *n, Tensor *out) {
     int64_t rows = IN > 0 ? x->numel / IN : 0;
     if (rows * OUT != out->numel)
         return node_fail(I, n, "output has the wrong number of rows");
+    bool quant = dt_info(n->in[1]->dtype)->kind == DK_QUANT;
+    double *xq = quant && IN > 0 ? malloc(sizeof *xq * (size_t)IN) : NULL;
+    if (quant && IN > 0 && !xq)
+        return node_fail(I, n, "out of memory");
     for (int64_t t = 0; t < rows; t++) {
+        const double *xr = x->data + t * IN;
+        if (xq) {
+            quantize_row(xr, IN, xq);
+            xr = xq;
+        }
         for (int64_t o = 0; o < OUT; o++) {
             double acc = 0.0;
             for (int64_t k = 0; k < IN; k++)
-                acc += x->data[t * IN + k] * (in_out ? w->data[k * OUT + o] : w->data[o * IN + k]);
+                acc += xr[k] * (in_out ? w->data[k * OUT + o] : w->data[o * IN + k]);
             if (bias)
                 acc += bias->data[o];
             out->data[t * OUT + o] = acc;
         }
     }
+    free(xq);
     return 0;
 }
 

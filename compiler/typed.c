@@ -21,8 +21,8 @@
  *
  * How the lanes are made (exact: every stored value is a float32):
  *   bf16   the 16 bits shifted into the top of a float
- *   f16    AVX-512 vcvtph2ps; NEON vcvt_f32_f16; AVX2 (no F16C in that
- *          target) integer shifts, times 2^112 for normals and subnormals,
+ *   f16    AVX-512 vcvtph2ps; NEON vcvt_f32_f16; x86-64-avx2-vnni F16C's
+ *          vcvtph2ps; x86-64-avx2 (no F16C in that target) integer shifts, times 2^112 for normals and subnormals,
  *          the exponent forced to all ones for inf/NaN
  *   q8_0   the block's f16 scale d times the int8 values, widened (d
  *          broadcast and converted by vcvtph2ps / vcvt_f32_f16; AVX2,
@@ -31,12 +31,16 @@
  *          nibbles of its 16 bytes, 16..31 the high ones
  *
  * A row of a quantized type is (n + 31) / 32 blocks of 34 (q8_0) or 18
- * (q4_0) bytes; ty_row_units gives the stride.  Faster kernels (int8 dot
- * products with the activations quantized once per call, AVX512-BF16,
+ * (q4_0) bytes; ty_row_units gives the stride.  Faster kernels (AVX512-BF16,
  * AMX) replace the loops that call these, not these definitions: every one
  * of them is checked against fu_ld1_<type> through the interpreter.
+ *
+ * The q8_0/q4_0 linear does not multiply floats by these: its activations
+ * are quantized too, and the dot products run in int8 with int32 sums
+ * (fu_qx_*, fu_qdot_*, below; ty_qx_fn and ty_qdot_fn name them).
  */
 #include "fusec.h"
+#include "fusec_rt.h"
 
 #include <string.h>
 
@@ -93,6 +97,8 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
 /* ---- the helpers ---------------------------------------------------------------- */
 
 #define L(...) (buf_printf(b, __VA_ARGS__), buf_puts(b, "\n"))
+
+static void prelude_qx_common(Buf *b, unsigned used);
 
 void ty_prelude_common(Buf *b, unsigned used) {
     if (!(used & ~(1u << DT_F32 | 1u << DT_I32)))
@@ -170,6 +176,247 @@ void ty_prelude_common(Buf *b, unsigned used) {
     L("    return fu_f16_f32(fu_rd16(b)) * (float)(q - 8);");
     L("}");
     buf_puts(b, "\n");
+    if (used & (1u << DT_Q8_0 | 1u << DT_Q4_0))
+        prelude_qx_common(b, used);
+}
+
+/*
+ * The q8_0/q4_0 linear's activations (docs/quantization.md, "The q8_0/q4_0
+ * linear"): each row of x quantized once per call into blocks of 32 like
+ * llama.cpp's quantize_row_q8_0, with a float32 scale.  A quantized row of k
+ * elements, nb = ceil(k / 32) blocks, at a multiple of fu_qx_stride(k)
+ * bytes in the caller's scratch: int8 q[nb * 32] (the last block padded with
+ * zeros), then float d[nb].  Per block, in float32: amax = max |x|;
+ * d = amax / 127; id = 1 / d, or 0 where d is 0 or subnormal; q = rint(x * id)
+ * (nearest, ties to even: the SIMD quantizers' rounding).  A block holding a
+ * NaN or an infinity gets d = NaN and q = 0: every output of its row is NaN.
+ * The interpreter computes the same values (interp.c, quantize_row).  These
+ * portable helpers are the generic target's kernels and the reference the
+ * vector ones match.
+ */
+static void prelude_qx_common(Buf *b, unsigned used) {
+    bool q8 = used & (1u << DT_Q8_0), q4 = used & (1u << DT_Q4_0);
+    L("/* ---- the q8_0/q4_0 linear: activations quantized per row, int8 dot products ---- */");
+    L("static inline int64_t fu_qx_stride(int64_t k) {");
+    L("    return ((k + 31) / 32 * 36 + 63) / 64 * 64;");
+    L("}");
+    L("static inline void fu_qx_block_ref(const float *x, int n, int8_t *q, float *d) {");
+    L("    float amax = 0.0f;");
+    L("    int j, finite = 1;");
+    L("    for (j = 0; j < n; j++) {");
+    L("        const float a = fabsf(x[j]);");
+    L("        if (!(a <= 3.40282347e+38f))");
+    L("            finite = 0;");
+    L("        else if (a > amax)");
+    L("            amax = a;");
+    L("    }");
+    L("    if (!finite) {");
+    L("        memset(q, 0, 32);");
+    L("        *d = NAN;");
+    L("        return;");
+    L("    }");
+    L("    const float dd = amax / 127.0f, id = dd >= 1.17549435e-38f ? 1.0f / dd : 0.0f;");
+    L("    for (j = 0; j < n; j++)");
+    L("        q[j] = (int8_t)lrintf(x[j] * id);");
+    L("    for (; j < 32; j++)");
+    L("        q[j] = 0;");
+    L("    *d = dd;");
+    L("}");
+    L("static inline void fu_qx_ref(const float *x, int64_t k, int8_t *xq) {");
+    L("    const int64_t nb = (k + 31) / 32;");
+    L("    float *d = (float *)(void *)(xq + nb * 32);");
+    L("    for (int64_t b = 0; b < nb; b++)");
+    L("        fu_qx_block_ref(x + 32 * b, k - 32 * b < 32 ? (int)(k - 32 * b) : 32, xq + 32 * b, d + b);");
+    L("}");
+    L("/* The dequantized row, d * q (prefill: the float kernels then use it). */");
+    L("static inline void fu_qdq(const int8_t *xq, int64_t nb, float *xh) {");
+    L("    const float *d = (const float *)(const void *)(xq + nb * 32);");
+    L("    for (int64_t b = 0; b < nb; b++)");
+    L("        for (int j = 0; j < 32; j++)");
+    L("            xh[32 * b + j] = d[b] * (float)xq[32 * b + j];");
+    L("}");
+    /* the reference dots: weight block times quantized activation block, int sums */
+    for (int q = 0; q < 2; q++) {
+        if (!(q ? q4 : q8))
+            continue;
+        const char *name = q ? "q4_0" : "q8_0";
+        L("/* out[t] = sum over blocks of d_w * d_x[t] * (int) sum_j w_j x_j, t < R */");
+        L("static inline void fu_qdot_%s_ref(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R,",
+          name);
+        L("                                 float *out) {");
+        L("    for (int t = 0; t < R; t++) {");
+        L("        const int8_t *x = xq + t * xs;");
+        L("        const float *dx = (const float *)(const void *)(x + nb * 32);");
+        L("        float acc = 0.0f;");
+        L("        for (int64_t b = 0; b < nb; b++) {");
+        L("            const uint8_t *blk = w + %d * b;", q ? 18 : 34);
+        L("            int32_t s = 0;");
+        if (q) {
+            L("            for (int j = 0; j < 16; j++)");
+            L("                s += ((blk[2 + j] & 15) - 8) * x[32 * b + j] + ((blk[2 + j] >> 4) - 8) * x[32 * b + 16 + j];");
+        } else {
+            L("            for (int j = 0; j < 32; j++)");
+            L("                s += (blk[2 + j] - ((blk[2 + j] & 128) << 1)) * x[32 * b + j];");
+        }
+        L("            acc += fu_f16_f32(fu_rd16(blk)) * dx[b] * (float)s;");
+        L("        }");
+        L("        out[t] = acc;");
+        L("    }");
+        L("}");
+    }
+    buf_puts(b, "\n");
+}
+
+/* x86 (every x86 row, 256-bit): the quantizer, and the dot products by
+ * the sign trick (|w| unsigned times x with w's sign, exact for every int8
+ * w including -128): vpdpbusd where the row has VNNI (AVX512-VNNI on ymm,
+ * or AVX-VNNI), else vpmaddubsw + vpmaddwd (no saturation: |w| <= 128,
+ * |x| <= 127).  One block of 32 per step. */
+static void prelude_qx_x86(Buf *b, const Target *t, unsigned used) {
+    const char *a = v_attr(t), *g = t->tag;
+    bool vnni512 = t->features & FR_CPU_AVX512VNNI, vnni = t->features & FR_CPU_AVXVNNI;
+    bool f16c = t->features & FR_CPU_F16C, avx512 = t->isa == ISA_AVX512;
+    L("static %sinline void fu_qx_%s(const float *x, int64_t k, int8_t *xq) {", a, g);
+    L("    const int64_t nb = (k + 31) / 32;");
+    L("    float *d = (float *)(void *)(xq + nb * 32);");
+    L("    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);");
+    L("    for (int64_t b = 0; b < nb; b++) {");
+    L("        const float *xb = x + 32 * b;");
+    L("        float tmp[32];");
+    L("        if (k - 32 * b < 32) {");
+    L("            const int n = (int)(k - 32 * b);");
+    L("            for (int j = 0; j < 32; j++)");
+    L("                tmp[j] = j < n ? xb[j] : 0.0f;");
+    L("            xb = tmp;");
+    L("        }");
+    L("        const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);");
+    L("        const __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);");
+    L("        const __m256 a0 = _mm256_andnot_ps(sign, v0), a1 = _mm256_andnot_ps(sign, v1);");
+    L("        const __m256 a2 = _mm256_andnot_ps(sign, v2), a3 = _mm256_andnot_ps(sign, v3);");
+    L("        /* NaN or infinity: unordered or not below inf */");
+    L("        const __m256 bad = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a0, inf, _CMP_NLT_UQ), _mm256_cmp_ps(a1, inf, _CMP_NLT_UQ)),");
+    L("                                        _mm256_or_ps(_mm256_cmp_ps(a2, inf, _CMP_NLT_UQ), _mm256_cmp_ps(a3, inf, _CMP_NLT_UQ)));");
+    L("        if (_mm256_movemask_ps(bad)) {");
+    L("            memset(xq + 32 * b, 0, 32);");
+    L("            d[b] = NAN;");
+    L("            continue;");
+    L("        }");
+    L("        const __m256 m = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));");
+    L("        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));");
+    L("        h = _mm_max_ps(h, _mm_movehl_ps(h, h));");
+    L("        h = _mm_max_ss(h, _mm_movehdup_ps(h));");
+    L("        const float amax = _mm_cvtss_f32(h), dd = amax / 127.0f, id = dd >= 1.17549435e-38f ? 1.0f / dd : 0.0f;");
+    L("        const __m256 vid = _mm256_set1_ps(id);");
+    L("        /* rounding: the MXCSR's, nearest even */");
+    L("        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));");
+    L("        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));");
+    L("        i0 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));");
+    L("        i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));");
+    L("        _mm256_storeu_si256((__m256i *)(void *)(xq + 32 * b), i0);");
+    L("        d[b] = dd;");
+    L("    }");
+    L("}");
+    L("/* sum of |w| * (x with w's sign) over each 4 bytes: 8 int32 */");
+    L("static %sinline __m256i fu_qsum_%s(__m256i aw, __m256i sx) {", a, g);
+    if (vnni512)
+        L("    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);");
+    else if (vnni)
+        L("    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx);");
+    else
+        L("    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));");
+    L("}");
+    const char *dw = f16c ? "_mm256_cvtph_ps(_mm_set1_epi16((short)fu_rd16(blk)))"
+                     : avx512 ? "_mm256_maskz_cvtph_ps(0xff, _mm_set1_epi16((short)fu_rd16(blk)))"
+                              : "_mm256_set1_ps(fu_f16_f32(fu_rd16(blk)))";
+    for (int q = 0; q < 2; q++) {
+        if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
+            continue;
+        const char *name = q ? "q4_0" : "q8_0";
+        L("static %sinline void fu_qdot_%s_%s(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R,", a,
+          name, g);
+        L("                                 float *out) {");
+        L("    __m256 acc[8];");
+        L("    for (int t = 0; t < R; t++)");
+        L("        acc[t] = _mm256_setzero_ps();");
+        L("    for (int64_t b = 0; b < nb; b++) {");
+        L("        const uint8_t *blk = w + %d * b;", q ? 18 : 34);
+        if (q) {
+            L("        const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
+            L("        const __m256i wq = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
+            L("                                                            _mm256_set1_epi8(15)), _mm256_set1_epi8(8));");
+        } else {
+            L("        const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));");
+        }
+        L("        const __m256i aw = _mm256_abs_epi8(wq);");
+        L("        const __m256 dw = %s;", dw);
+        L("        for (int t = 0; t < R; t++) {");
+        L("            const int8_t *x = xq + t * xs;");
+        L("            const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(x + 32 * b)), wq);");
+        L("            const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(fu_qsum_%s(aw, sx)),", g);
+        L("                                           _mm256_broadcast_ss((const float *)(const void *)(x + nb * 32) + b));");
+        L("            acc[t] = _mm256_fmadd_ps(p, dw, acc[t]);");
+        L("        }");
+        L("    }");
+        L("    for (int t = 0; t < R; t++) {");
+        L("        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));");
+        L("        s = _mm_add_ps(s, _mm_movehl_ps(s, s));");
+        L("        out[t] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));");
+        L("    }");
+        L("}");
+    }
+}
+
+/* NEON: sdot where the row has the dot product, else vmull_s8 pairs (|w x|
+ * <= 16384: two fit an int16) widened by vpadal; the reference quantizer. */
+static void prelude_qx_neon(Buf *b, const Target *t, unsigned used) {
+    const char *a = v_attr(t), *g = t->tag;
+    bool dot = t->features & FR_CPU_NEON_DOTPROD;
+    for (int q = 0; q < 2; q++) {
+        if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
+            continue;
+        const char *name = q ? "q4_0" : "q8_0";
+        L("static %sinline void fu_qdot_%s_%s(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R,", a,
+          name, g);
+        L("                                 float *out) {");
+        L("    float32x4_t acc[8];");
+        L("    for (int t = 0; t < R; t++)");
+        L("        acc[t] = vdupq_n_f32(0.0f);");
+        L("    for (int64_t b = 0; b < nb; b++) {");
+        L("        const uint8_t *blk = w + %d * b;", q ? 18 : 34);
+        if (q) {
+            L("        const uint8x16_t n = vld1q_u8(blk + 2);");
+            L("        const int8x16_t w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(n, vdupq_n_u8(15))), vdupq_n_s8(8));");
+            L("        const int8x16_t w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(n, 4)), vdupq_n_s8(8));");
+        } else {
+            L("        const int8x16_t w0 = vld1q_s8((const int8_t *)(blk + 2)), w1 = vld1q_s8((const int8_t *)(blk + 18));");
+        }
+        L("        const float dw = fu_f16_f32(fu_rd16(blk));");
+        L("        for (int t = 0; t < R; t++) {");
+        L("            const int8_t *x = xq + t * xs;");
+        L("            const int8x16_t x0 = vld1q_s8(x + 32 * b), x1 = vld1q_s8(x + 32 * b + 16);");
+        if (dot) {
+            L("            const int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);");
+        } else {
+            L("            const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), vget_low_s8(w1), vget_low_s8(x1));");
+            L("            const int16x8_t p1 = vmlal_high_s8(vmull_high_s8(w0, x0), w1, x1);");
+            L("            const int32x4_t s = vpadalq_s16(vpaddlq_s16(p0), p1);");
+        }
+        L("            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(s), dw * ((const float *)(const void *)(x + nb * 32))[b]);");
+        L("        }");
+        L("    }");
+        L("    for (int t = 0; t < R; t++)");
+        L("        out[t] = vaddvq_f32(acc[t]);");
+        L("}");
+    }
+}
+
+const char *ty_qx_fn(const Target *t) {
+    return t->isa == ISA_AVX2 || t->isa == ISA_AVX512 ? fu_format("fu_qx_%s", t->tag) : "fu_qx_ref";
+}
+
+const char *ty_qdot_fn(const Target *t, DType dt) {
+    FU_ASSERT(dt == DT_Q8_0 || dt == DT_Q4_0);
+    return fu_format("fu_qdot_%s_%s", dtype_name(dt), t->isa == ISA_GENERIC ? "ref" : t->tag);
 }
 
 /* The vector helpers of one ISA and width. */
@@ -205,6 +452,8 @@ static TyIsa ty_isa(const Target *t, int lanes) {
                  "        _mm_loadu_si128((const __m128i *)(r + k))), 16));";
         if (t->isa == ISA_AVX512)
             x.f16 = "return _mm256_maskz_cvtph_ps(0xff, _mm_loadu_si128((const __m128i *)(r + k)));";
+        else if (t->features & FR_CPU_F16C)
+            x.f16 = "return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + k)));";
         else
             x.f16 = "/* no F16C in this target: the bits moved into a float (normals and\n"
                     "     * subnormals times 2^112, exactly), inf/NaN with the exponent all ones */\n"
@@ -215,8 +464,9 @@ static TyIsa ty_isa(const Target *t, int lanes) {
                     "                         _mm256_castsi256_ps(_mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff))));\n"
                     "    return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16)));";
         /* the block's scale: vcvtph2ps where the target has it (AVX-512VL), else portable C */
-        const char *d8 = t->isa == ISA_AVX512 ? "_mm256_maskz_cvtph_ps(0xff, _mm_set1_epi16((short)fu_rd16(b)))"
-                                              : "_mm256_set1_ps(fu_f16_f32(fu_rd16(b)))";
+        const char *d8 = t->isa == ISA_AVX512         ? "_mm256_maskz_cvtph_ps(0xff, _mm_set1_epi16((short)fu_rd16(b)))"
+                         : t->features & FR_CPU_F16C ? "_mm256_cvtph_ps(_mm_set1_epi16((short)fu_rd16(b)))"
+                                                     : "_mm256_set1_ps(fu_f16_f32(fu_rd16(b)))";
         x.q8_0 = fu_format("const uint8_t *b = r + (k >> 5) * 34;\n"
                  "    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + (k & 31)))));\n"
                  "    return _mm256_mul_ps(%s, q);", d8);
@@ -279,6 +529,12 @@ void ty_prelude(Buf *b, const Target *t, unsigned used) {
     prelude_width(b, t, t->vec_floats, used);
     if (t->isa == ISA_AVX512)
         prelude_width(b, t, 8, used);
+    if (used & (1u << DT_Q8_0 | 1u << DT_Q4_0)) {
+        if (t->isa == ISA_NEON)
+            prelude_qx_neon(b, t, used);
+        else
+            prelude_qx_x86(b, t, used);
+    }
     L("#endif /* %s */", t->guard);
     buf_puts(b, "\n");
 }
