@@ -121,6 +121,9 @@ lp=
 grep -q avx512_vnni /proc/cpuinfo 2>/dev/null && grep -q avx512_bf16 /proc/cpuinfo && lp=x86-64-avx512-bf16
 grep -q amx_int8 /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-spr"
 grep -q avx_vnni /proc/cpuinfo 2>/dev/null && lp="$lp x86-64-avx2-vnni"
+best=${lp# }
+best=${best%% *}
+[ -n "$best" ] || best=x86-64-avx512
 for t in q8_0 q4_0 bf16 f16; do
     for tg in generic x86-64-avx2 x86-64-avx512 $lp; do
         for T in 1 7; do
@@ -129,6 +132,38 @@ for t in q8_0 q4_0 bf16 f16; do
                 --target $tg --dim T=$T --seed $T
         done
     done
+done
+# q8_0/q4_0: the prefill path (T > 8: the quantized activations dequantized)
+# and special activations (a NaN or an infinity makes its row NaN, the
+# interpreter says so too; huge and subnormal values quantize normally)
+for t in q8_0 q4_0; do
+    for tg in generic x86-64-avx2 $best; do
+        expect 0 "odd.fdl: $t weights, $tg, T=12 (prefill path)" \
+            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $tg --dim T=12 --seed 12
+    done
+    for sp in nan,inf huge,denormal; do
+        for T in 1 7; do
+            expect 0 "odd.fdl: $t weights, activations with $sp, $best T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $best --dim T=$T \
+                --special $sp --special-rate 0.05 --seed $T
+        done
+    done
+    expect 0 "odd.fdl: $t weights, activations with nan,inf, generic T=7" \
+        "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target generic --dim T=7 \
+        --special nan,inf --special-rate 0.05
+done
+# the rows this CPU cannot run: their int8 kernels compile cleanly
+for tg in x86-64-spr x86-64-avx2-vnni x86-64-avx512-bf16; do
+    case " $lp " in *" $tg "*) continue ;; esac
+    if "$FUSEC" --target=$tg $ODD --weight-type='[ab].weight=q8_0' --weight-type='[cd].weight=q4_0' \
+        -o "$tmp/qrow.c" >"$tmp/log" 2>&1 &&
+        ${CC:-cc} -std=c99 -O2 -Wall -Wextra -Wpedantic -Werror -Iruntime -c "$tmp/qrow.c" -o "$tmp/qrow.o" \
+            >>"$tmp/log" 2>&1; then
+        ok "odd.fdl: q8_0/q4_0 on $tg compiles with -Werror (this CPU cannot run it)"
+    else
+        bad "odd.fdl: q8_0/q4_0 on $tg compiles with -Werror"
+        head -20 "$tmp/log"
+    fi
 done
 expect 0 "declared.fdl: q4_0, bf16, q8_0 declared in the DSL, T=2" \
     "$FUSEC" check tests/quant/declared.fdl --random --target x86-64-avx512 --dim T=2
@@ -146,12 +181,16 @@ expect 0 "gpt2_block: bf16 [in, out] weights (layout in_out)" \
 XCC=aarch64-linux-gnu-gcc
 if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     for t in q8_0 q4_0 bf16 f16; do
-        expect 0 "odd.fdl: $t weights, aarch64-neon under qemu" \
-            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
-            --target aarch64-neon --cc $XCC --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=3
-        expect 0 "odd.fdl: $t weights, aarch64-neon-dotprod under qemu -cpu max" \
-            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
-            --target aarch64-neon-dotprod --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=3
+        Ts=3
+        case $t in q*) Ts="1 7" ;; esac
+        for T in $Ts; do
+            expect 0 "odd.fdl: $t weights, aarch64-neon under qemu, T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" \
+                --target aarch64-neon --cc $XCC --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=$T
+            expect 0 "odd.fdl: $t weights, aarch64-neon-dotprod under qemu -cpu max, T=$T" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target aarch64-neon-dotprod \
+                --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=$T
+        done
     done
 else
     echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"
