@@ -20,6 +20,13 @@ A safetensors file is read and written here with json and numpy alone.
   quant_ref.py malformed DIR       quantized files that the reader must refuse
                                    (DIR/bad_*.safetensors; DIR/bad.txt: name and
                                    the message each must give)
+  quant_ref.py linear OUT T [plain] a golden file for qlinear.fdl: in.x [T, 45],
+                                   w.a q8_0 [13, 45], w.b q4_0 [5, 45], and out64.y,
+                                   out64.z computed with the activations quantized
+                                   as docs/quantization.md defines (per block of
+                                   32, d = amax / 127, q = rint(x / d), ties to
+                                   even); `plain` leaves them unquantized (a
+                                   reference the kernels must fail against)
 """
 import json
 import struct
@@ -153,6 +160,70 @@ def gen(path):
     write_st(path, t, {"config": "{\"note\": \"quant_ref\"}"})
 
 
+
+def deq(ty, b, shape):
+    """The float64 values of a q8_0/q4_0 tensor's bytes."""
+    k = shape[-1]
+    nb = (k + 31) // 32
+    bb = 34 if ty == "q8_0" else 18
+    raw = np.frombuffer(b, np.uint8).reshape(-1, nb, bb)
+    d = raw[:, :, :2].copy().view(np.float16)[:, :, 0].astype(np.float64)
+    if ty == "q8_0":
+        q = raw[:, :, 2:].view(np.int8).astype(np.float64)
+    else:
+        n = raw[:, :, 2:].astype(np.int64)
+        q = np.concatenate([n & 15, n >> 4], axis=2).astype(np.float64) - 8
+    return (d[:, :, None] * q).reshape(raw.shape[0], nb * 32)[:, :k]
+
+
+def quantize_act(x):
+    """A row of activations as the q8_0/q4_0 linear sees it (float64 result)."""
+    k = x.shape[-1]
+    out = np.zeros(k, np.float64)
+    for b0 in range(0, k, 32):
+        xb = x[b0:b0 + 32].astype(np.float32)
+        if not np.all(np.isfinite(xb)):
+            out[b0:b0 + 32] = np.nan
+            continue
+        amax = np.float32(np.max(np.abs(xb)))
+        d = np.float32(amax / np.float32(127))
+        idv = np.float32(np.float32(1) / d) if d >= np.finfo(np.float32).tiny else np.float32(0)
+        q = np.rint((xb * idv).astype(np.float32))        # numpy's rint: ties to even
+        out[b0:b0 + 32] = np.float64(d) * q.astype(np.float64)
+    return out
+
+
+def linear(path, T, plain=False):
+    rng = np.random.default_rng(5)
+    T = int(T)
+    x = (rng.standard_normal((T, 45)) * np.exp(rng.uniform(-3, 3, (T, 1)))).astype(np.float32)
+    # a block whose largest element is 127: d = 1, and x * id = k + 1/2 exactly
+    # for the halves (ties to even: 2.5 -> 2, -3.5 -> -4; roundf would give 3, -4)
+    x[0, :32] = np.arange(-16, 16, dtype=np.float32) + np.float32(0.5)
+    x[0, 31] = 127.0
+    if T > 1:
+        x[1, 32:] = 0.0                                   # an all-zero (padded) block
+    if T > 2:
+        x[2, :32] *= np.float32(1e-38)                    # d subnormal: the block counts 0
+    t = {"in.x": ("F32", [T, 45], x.tobytes())}
+    meta = {}
+    outs = {}
+    for name, ty, n in (("a", "q8_0", 13), ("b", "q4_0", 5)):
+        w = rng.standard_normal((n, 45)).astype(np.float32)
+        dt, shape, b, m = quantize(w, ty)
+        t["w." + name] = (dt, shape, b)
+        meta[QKEY + "w." + name] = m
+        outs[name] = deq(ty, b, [n, 45])
+    for oname, wname in (("y", "a"), ("z", "b")):
+        wd = outs[wname]
+        y = np.zeros((T, wd.shape[0]), np.float64)
+        for r in range(T):
+            xr = x[r].astype(np.float64) if plain else quantize_act(x[r])
+            y[r] = wd @ xr
+        t["out64." + oname] = ("F64", [T, wd.shape[0]], y.tobytes())
+    write_st(path, t, meta)
+    return 0
+
 def compare(inp, out, ty):
     src, smeta = read_st(inp)
     dst, dmeta = read_st(out)
@@ -237,4 +308,6 @@ if __name__ == "__main__":
         sys.exit(compare(*sys.argv[2:]))
     if cmd == "malformed" and len(sys.argv) == 3:
         sys.exit(malformed(sys.argv[2]))
+    if cmd == "linear" and len(sys.argv) in (4, 5):
+        sys.exit(linear(sys.argv[2], sys.argv[3], len(sys.argv) == 5 and sys.argv[4] == "plain"))
     sys.exit(__doc__)

@@ -17,6 +17,8 @@
 #     NEON-dotprod under qemu when installed; types declared in the DSL (declared.fdl); the Llama layer with quantized projections; a checkpoint
 #     quantized by `fusec quantize` run through `fusec check` (its error
 #     against out64, the quantization's, is printed, bounded only loosely).
+#     q8_0/q4_0 linears against quant_ref.py's numpy model of the quantized
+#     activations (qlinear.fdl), and a reference without them, which fails.
 #  5. Errors: a quantized weight where only linear's may be, an [in, out]
 #     quantized weight, bad --weight-type values, a bf16 file on an f32 block.
 #
@@ -152,6 +154,27 @@ for t in q8_0 q4_0; do
         "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target generic --dim T=7 \
         --special nan,inf --special-rate 0.05
 done
+# q8_0/q4_0 against quant_ref.py's independent numpy model of the quantized
+# activations (ties to even, an all-zero block, a subnormal scale): the
+# interpreter, decode (T = 7), prefill + decode (T = 12, --split 9), NEON;
+# a reference without the activations quantized must fail (error ~1e-2)
+QL=tests/quant/qlinear.fdl
+if $PY $REF linear "$tmp/ql7.safetensors" 7 && $PY $REF linear "$tmp/ql12.safetensors" 12 &&
+    $PY $REF linear "$tmp/ql7p.safetensors" 7 plain; then
+    for o in --interp "--target generic" "--target $best" "--target x86-64-avx2" -O0; do
+        # shellcheck disable=SC2086
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=7 ($o)" \
+            "$FUSEC" check $QL --golden "$tmp/ql7.safetensors" $o
+    done
+    for tg in generic $best; do
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode ($tg)" \
+            "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9
+    done
+    expect 1 "qlinear.fdl: unquantized activations are out of tolerance (the check can fail)" \
+        "$FUSEC" check $QL --golden "$tmp/ql7p.safetensors" --target $best
+else
+    bad "quant_ref.py linear"
+fi
 # the rows this CPU cannot run: their int8 kernels compile cleanly
 for tg in x86-64-spr x86-64-avx2-vnni x86-64-avx512-bf16; do
     case " $lp " in *" $tg "*) continue ;; esac
@@ -191,6 +214,11 @@ if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; t
                 "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target aarch64-neon-dotprod \
                 --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=$T
         done
+    done
+    [ -f "$tmp/ql12.safetensors" ] && for tg in aarch64-neon aarch64-neon-dotprod; do
+        expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode, $tg under qemu" \
+            "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9 --cc $XCC \
+            --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu"
     done
 else
     echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"
