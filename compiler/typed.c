@@ -332,10 +332,37 @@ static void prelude_qx_x86(Buf *b, const Target *t, unsigned used) {
         if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
             continue;
         const char *name = q ? "q4_0" : "q8_0";
+        /* one block of one row, for R == 1 (decode): two chains in registers */
+        L("static %sinline __m256 fu_qblk_%s_%s(const uint8_t *blk, const int8_t *x, float dx, __m256 acc) {", a, name, g);
+        if (q) {
+            L("    const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
+            L("    const __m256i wq = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
+            L("                                                        _mm256_set1_epi8(15)), _mm256_set1_epi8(8));");
+        } else {
+            L("    const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));");
+        }
+        L("    const __m256i sx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(const void *)x), wq);");
+        L("    const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(fu_qsum_%s(_mm256_abs_epi8(wq), sx)), _mm256_set1_ps(dx));", g);
+        L("    return _mm256_fmadd_ps(p, %s, acc);", dw);
+        L("}");
         L("static %sinline void fu_qdot_%s_%s(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R,", a,
           name, g);
         L("                                 float *out) {");
         L("    __m256 acc[8];");
+        L("    const int one = R == 1;");
+        L("    if (one) {");
+        L("        const float *dx = (const float *)(const void *)(xq + nb * 32);");
+        L("        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();");
+        L("        int64_t b = 0;");
+        L("        for (; b + 2 <= nb; b += 2) {");
+        L("            a0 = fu_qblk_%s_%s(w + %d * b, xq + 32 * b, dx[b], a0);", name, g, q ? 18 : 34);
+        L("            a1 = fu_qblk_%s_%s(w + %d * (b + 1), xq + 32 * (b + 1), dx[b + 1], a1);", name, g, q ? 18 : 34);
+        L("        }");
+        L("        if (b < nb)");
+        L("            a0 = fu_qblk_%s_%s(w + %d * b, xq + 32 * b, dx[b], a0);", name, g, q ? 18 : 34);
+        L("        acc[0] = _mm256_add_ps(a0, a1);");
+        L("        R = 0;");
+        L("    }");
         L("    for (int t = 0; t < R; t++)");
         L("        acc[t] = _mm256_setzero_ps();");
         L("    for (int64_t b = 0; b < nb; b++) {");
@@ -357,7 +384,7 @@ static void prelude_qx_x86(Buf *b, const Target *t, unsigned used) {
         L("            acc[t] = _mm256_fmadd_ps(p, dw, acc[t]);");
         L("        }");
         L("    }");
-        L("    for (int t = 0; t < R; t++) {");
+        L("    for (int t = 0; t < (one ? 1 : R); t++) {");
         L("        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));");
         L("        s = _mm_add_ps(s, _mm_movehl_ps(s, s));");
         L("        out[t] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));");
