@@ -134,6 +134,7 @@ typedef struct Plan {
     Stage s[2];
     const Node *h;      /* KK_MLP: the intermediate */
     bool matmul;        /* one batched matmul */
+    bool bf16;          /* --compute=bf16: A and B rounded to bf16 (linear_bf16) */
     const Node *out;    /* a product: its shape gives rows and batch */
 } Plan;
 
@@ -311,6 +312,9 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             return refuse(why, wn, n, "B and bias must come from outside");
         if (p.b->dtype != DT_F32 || n->dtype != DT_F32)
             return refuse(why, wn, n, "not f32");
+        if (pl->out && linear_bf16(n) != pl->bf16)
+            return refuse(why, wn, n, "products of f32 and bf16 compute");
+        pl->bf16 = linear_bf16(n);
         int st = 0;
         if (in_kernel(kr, a) && a != norm) {
             if (kr->kind != KK_MLP)
@@ -601,6 +605,30 @@ static const char *dest_addr(Gen *G, const Node *n, const Pos *ps, bool piece) {
         return fu_format("fu_hp + (%s - fu_rb) * fu_hld + (%s - fu_j0)", ps->row, ps->col);
     return fu_format("%s + %s%s * %s + %s", buf_of(G, n, true), G->batch ? "fu_yo + " : "", ps->row,
                      dimx(G, n->shape[n->rank - 1]), ps->col);
+}
+
+/* --compute=bf16: a vector (rv) or a float (rs) rounded to bf16; as is otherwise. */
+static const char *rv(Gen *G, const char *v) { return G->pl.bf16 ? ty_bf16r(G->t, G->b.vf, v) : v; }
+static const char *rs(Gen *G, const char *x) { return G->pl.bf16 ? fu_format("fu_bf16r(%s)", x) : x; }
+
+/* --compute=bf16: the n floats at p rounded to bf16 in place (packed panels). */
+static void emit_round_panel(Gen *G, const char *p, const char *n) {
+    if (!G->pl.bf16)
+        return;
+    int vf = G->b.vf;
+    L("{");
+    in(G);
+    L("float *const fu_rp = %s;", p);
+    L("const int64_t fu_rn = %s;", n);
+    L("int64_t fu_ri = 0;");
+    if (vf > 1) {
+        L("for (; fu_ri + %d <= fu_rn; fu_ri += %d)", vf, vf);
+        L("    %s;", v_store(G->t, "fu_rp + fu_ri", rv(G, v_load(G->t, "fu_rp + fu_ri"))));
+    }
+    L("for (int64_t fu_left = fu_rn - fu_ri; fu_left > 0; --fu_left, ++fu_ri)"); /* counted: see emit_gemv_cols */
+    L("    fu_rp[fu_ri] = fu_bf16r(fu_rp[fu_ri]);");
+    out(G);
+    L("}");
 }
 
 static const char *vload(Gen *G, const char *p, const char *cnt) {
@@ -1206,12 +1234,15 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         L("const int64_t fu_kc = %s - fu_pc < %d ? %s - fu_pc : %d;", K, b->kc, K, b->kc);
         if (G->cacc)
             L("const int fu_first = fu_pc == 0, fu_last = fu_pc + %d >= %s;", b->kc, K);
-        for (int p = 0; p < gr->np; p++)
+        for (int p = 0; p < gr->np; p++) {
             emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
+            emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * fu_kc", b->nr - 1, b->nr, b->nr));
+        }
         L("for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += %d) {", b->mc);
         in(G);
         L("const int64_t fu_mc = fu_mch - fu_ic < %d ? fu_mch - fu_ic : %d;", b->mc, b->mc);
         emit_pack_a(G, s);
+        emit_round_panel(G, "fu_pa", fu_format("(fu_mc + %d) / %d * %d * fu_kc", b->mr - 1, b->mr, b->mr));
         L("for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += %d)", b->nr);
         L("    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += %d) {", b->mr);
         in(G);
@@ -1283,9 +1314,9 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
         in(G);
         for (int u = 0; u < UU; u++) {
             for (int i = 0; i < mv; i++)
-                L("const %s fu_xv%d_%d = %s;", G->vt, i, u, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf)));
+                L("const %s fu_xv%d_%d = %s;", G->vt, i, u, rv(G, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf))));
             for (int r = 0; r < R; r++) {
-                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf)));
+                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, rv(G, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf))));
                 for (int i = 0; i < mv; i++)
                     L("fu_s%d_%d_%d = %s;", i, r, u,
                       v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
@@ -1305,7 +1336,7 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
         L("for (; fu_k < %s; ++fu_k) {", K);
         for (int i = 0; i < mv; i++)
             for (int r = 0; r < R; r++)
-                L("    fu_z%d_%d += fu_x%d[fu_k] * fu_w%d[fu_k];", i, r, i, r);
+                L("    fu_z%d_%d += %s * %s;", i, r, rs(G, fu_format("fu_x%d[fu_k]", i)), rs(G, fu_format("fu_w%d[fu_k]", r)));
         L("}");
     }
     for (int i = 0; i < mv; i++)
@@ -1411,13 +1442,13 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
         L("const float *const fu_xr = %s;", xrow);
         L("float *const fu_yr = fu_yb%d + fu_i * %lld;", pi, ld);
         for (int r = 0; r < R; r++)
-            L("const %s fu_xv%d = %s;", G->vt, r, v_set1(t, fu_format("fu_xr[fu_k + %d]", r)));
+            L("const %s fu_xv%d = %s;", G->vt, r, v_set1(t, rs(G, fu_format("fu_xr[fu_k + %d]", r))));
         L("int64_t fu_c = 0;");
         L("for (; fu_c + %d <= fu_nc; fu_c += %d) {", vf, vf);
         in(G);
         L("%s fu_acc = %s;", G->vt, v_load(t, "fu_yr + fu_c"));
         for (int r = 0; r < R; r++)
-            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), v_load(t, fu_format("fu_w%d + fu_c", r)), "fu_acc"));
+            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), rv(G, v_load(t, fu_format("fu_w%d + fu_c", r))), "fu_acc"));
         L("%s;", v_store(t, "fu_yr + fu_c", "fu_acc"));
         out(G);
         L("}");
@@ -1428,7 +1459,7 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
             L("for (int fu_q = 0, fu_nq = (int)(fu_nc - fu_c); fu_q < fu_nq; ++fu_q)");
             Buf e = {0};
             for (int r = 0; r < R; r++)
-                buf_printf(&e, " + fu_xr[fu_k + %d] * fu_w%d[fu_c + fu_q]", r, r);
+                buf_printf(&e, " + %s * %s", rs(G, fu_format("fu_xr[fu_k + %d]", r)), rs(G, fu_format("fu_w%d[fu_c + fu_q]", r)));
             L("    fu_yr[fu_c + fu_q] = fu_yr[fu_c + fu_q]%s;", e.data);
             free(e.data);
         }

@@ -94,6 +94,13 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
     }
 }
 
+const char *ty_bf16r(const Target *t, int lanes, const char *v) {
+    if (lanes == 1 || t->isa == ISA_GENERIC)
+        return fu_format("fu_bf16r(%s)", v);
+    (void)half_width(t, lanes);
+    return fu_format("fu_bf16r%d_%s(%s)", lanes, t->tag, v);
+}
+
 /* ---- the helpers ---------------------------------------------------------------- */
 
 #define L(...) (buf_printf(b, __VA_ARGS__), buf_puts(b, "\n"))
@@ -101,7 +108,20 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
 static void prelude_qx_common(Buf *b, unsigned used);
 
 void ty_prelude_common(Buf *b, unsigned used) {
-    if (!(used & ~(1u << DT_F32 | 1u << DT_I32)))
+    if (used & TY_BF16R) {
+        L("/* --compute=bf16: x rounded to bf16 (nearest even), as a float; NaN kept */");
+        L("static inline float fu_bf16r(float x) {");
+        L("    uint32_t u;");
+        L("    if (x != x)");
+        L("        return x;");
+        L("    memcpy(&u, &x, sizeof u);");
+        L("    u = (u + 0x7fffu + (u >> 16 & 1u)) & 0xffff0000u;");
+        L("    memcpy(&x, &u, sizeof x);");
+        L("    return x;");
+        L("}");
+        buf_puts(b, "\n");
+    }
+    if (!(used & ~(1u << DT_F32 | 1u << DT_I32 | TY_BF16R)))
         return;
     L("/* ---- stored types: bf16, f16, q8_0, q4_0 (compiler/typed.c, docs/quantization.md) ---- */");
     L("static inline uint16_t fu_rd16(const uint8_t *p) {");
@@ -525,9 +545,41 @@ static TyIsa ty_isa(const Target *t, int lanes) {
     return x;
 }
 
+/* fu_bf16r<W>_<tag>: the lanes of fu_bf16r (integer add of 0x7fff plus
+ * the lowest kept bit, then the low half cleared; NaN lanes kept). */
+static void prelude_bf16r(Buf *b, const Target *t, int lanes) {
+    const char *attr = v_attr(t);
+    if (t->isa == ISA_AVX512 && lanes == 16) {
+        L("static %sinline __m512 fu_bf16r16_%s(__m512 x) {", attr, t->tag);
+        L("    const __m512i u = _mm512_castps_si512(x);");
+        L("    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),");
+        L("                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));");
+        L("    r = _mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u));");
+        L("    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_castsi512_ps(r), x);");
+        L("}");
+    } else if (t->isa == ISA_AVX512 || t->isa == ISA_AVX2) {
+        L("static %sinline __m256 fu_bf16r8_%s(__m256 x) {", attr, t->tag);
+        L("    const __m256i u = _mm256_castps_si256(x);");
+        L("    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),");
+        L("                                 _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))));");
+        L("    r = _mm256_and_si256(r, _mm256_set1_epi32((int)0xffff0000u));");
+        L("    return _mm256_blendv_ps(_mm256_castsi256_ps(r), x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));");
+        L("}");
+    } else {
+        L("static %sinline float32x4_t fu_bf16r4_%s(float32x4_t x) {", attr, t->tag);
+        L("    const uint32x4_t u = vreinterpretq_u32_f32(x);");
+        L("    uint32x4_t r = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fffu), vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1u))));");
+        L("    r = vandq_u32(r, vdupq_n_u32(0xffff0000u));");
+        L("    return vbslq_f32(vceqq_f32(x, x), vreinterpretq_f32_u32(r), x);");
+        L("}");
+    }
+}
+
 static void prelude_width(Buf *b, const Target *t, int lanes, unsigned used) {
     TyIsa x = ty_isa(t, lanes);
     const char *attr = v_attr(t);
+    if (used & TY_BF16R)
+        prelude_bf16r(b, t, lanes);
     for (int dt = 0; dt < DT_COUNT; dt++) {
         const DTypeInfo *d = dt_info((DType)dt);
         if (!(used & (1u << dt)) || (d->kind != DK_HALF && d->kind != DK_QUANT))
