@@ -27,6 +27,7 @@
  * per target are in blocking() below, with the reasons.
  */
 #include "fusec.h"
+#include "fusec_rt.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -450,6 +451,15 @@ bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen) {
 
 /* ---- text helpers ----------------------------------------------------------------- */
 
+/* The prefill microkernel's arithmetic.  Under --compute=bf16 the packed
+ * panels hold bf16 values either way; where the target has AVX512-BF16 the
+ * panels are then packed into k pairs (two bf16 in each 32-bit word, the
+ * layout vdpbf16ps and AMX read) and each instruction does two k steps. */
+typedef enum Dot {
+    DOT_F32,    /* float32 FMAs (also on bf16-rounded panels) */
+    DOT_BF16    /* vdpbf16ps on k pairs */
+} Dot;
+
 typedef struct Gen {
     Kern *k;
     const Target *t;
@@ -463,6 +473,7 @@ typedef struct Gen {
     int64_t off_pa, off_pb, off_cacc, off_st, off_an, off_yb, off_hp, off_hg, total;
     int64_t ncmax, npmax, gchmax;
     const char *hcap;       /* KK_MLP: floats of h per thread (a C expression) */
+    Dot dot;                /* how the prefill tile multiplies */
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -627,6 +638,38 @@ static void emit_round_panel(Gen *G, const char *p, const char *n) {
     }
     L("for (int64_t fu_left = fu_rn - fu_ri; fu_left > 0; --fu_left, ++fu_ri)"); /* counted: see emit_gemv_cols */
     L("    fu_rp[fu_ri] = fu_bf16r(fu_rp[fu_ri]);");
+    out(G);
+    L("}");
+}
+
+/* DOT_BF16: the npan micro-panels of w floats per depth at base (each
+ * w * fu_kc floats apart, already rounded to bf16) packed in place into
+ * k pairs: word (p, c) of a panel = bf16 of depth 2p in its low half, of
+ * depth 2p + 1 (0 past fu_kc) in its high half.  Pair p is written below
+ * depth 2p, which is read first, so in place is safe going forward. */
+static void emit_pair_panels(Gen *G, const char *base, int w, const char *npan) {
+    L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q) {", npan);
+    in(G);
+    L("float *const fu_pp = %s + fu_q * %d * fu_kc;", base, w);
+    L("for (int64_t fu_p = 0; fu_p < (fu_kc + 1) / 2; ++fu_p) {");
+    in(G);
+    L("const float *const fu_lo = fu_pp + 2 * fu_p * %d;", w);
+    L("const int fu_odd = 2 * fu_p + 1 >= fu_kc;");
+    for (int c = 0; c < w; c += 16) {
+        int n = w - c < 16 ? w - c : 16;
+        const char *m = fu_format("(__mmask16)0x%x", n == 16 ? 0xffff : (1 << n) - 1);
+        L("{");
+        in(G);
+        L("const __m512i fu_l = _mm512_maskz_loadu_epi32(%s, fu_lo + %d);", m, c);
+        L("const __m512i fu_h = fu_odd ? _mm512_setzero_si512() : _mm512_maskz_loadu_epi32(%s, fu_lo + %d);", m,
+          w + c);
+        L("_mm512_mask_storeu_epi32(fu_pp + fu_p * %d + %d, %s, _mm512_or_si512(_mm512_srli_epi32(fu_l, 16),", w, c, m);
+        L("                         _mm512_and_si512(fu_h, _mm512_set1_epi32((int)0xffff0000u))));");
+        out(G);
+        L("}");
+    }
+    out(G);
+    L("}");
     out(G);
     L("}");
 }
@@ -1063,6 +1106,28 @@ static void emit_kstep(Gen *G, int u) {
     L("}");
 }
 
+/* DOT_BF16: the k loop of the MR x NR tile over k pairs (emit_pair_panels),
+ * two depths per vdpbf16ps: one broadcast word of A (row i's pair) times
+ * NV vectors of B words. */
+static void emit_kloop_bf16(Gen *G) {
+    int mr = G->b.mr, nr = G->b.nr, vf = G->b.vf, nv = G->b.nv;
+    L("for (int64_t fu_p = 0; fu_p < (fu_kc + 1) / 2; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
+    in(G);
+    Buf b = {0};
+    for (int v = 0; v < nv; v++)
+        buf_printf(&b, "%sfu_b%d = (__m512bh)_mm512_loadu_ps(fu_bp + %d)", v ? ", " : "", v, v * vf);
+    L("const __m512bh %s;", b.data);
+    free(b.data);
+    L("__m512bh fu_a;");
+    for (int i = 0; i < mr; i++) {
+        L("fu_a = (__m512bh)_mm512_set1_ps(fu_ap[%d]);", i);
+        for (int v = 0; v < nv; v++)
+            L("fu_c%d_%d = _mm512_dpbf16_ps(fu_c%d_%d, fu_a, fu_b%d);", i, v, i, v, v);
+    }
+    out(G);
+    L("}");
+}
+
 /* The microkernel of product pi of group gr: the MR x NR tile at
  * (fu_ir, fu_jr) of the current blocks over depth fu_kc, then either its
  * partial sums into cacc or (last depth block) the epilogue. */
@@ -1081,22 +1146,26 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
         L("%s %s;", G->vt, b.data);
         free(b.data);
     }
-    if (U > 1) {
-        L("int64_t fu_p = 0;");
-        L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+    if (G->dot == DOT_BF16) {
+        emit_kloop_bf16(G);
     } else {
-        L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
-    }
-    in(G);
-    for (int u = 0; u < U; u++)
-        emit_kstep(G, u);
-    out(G);
-    L("}");
-    if (U > 1) {
-        L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+        if (U > 1) {
+            L("int64_t fu_p = 0;");
+            L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+        } else {
+            L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
+        }
         in(G);
-        emit_kstep(G, 0);
+        for (int u = 0; u < U; u++)
+            emit_kstep(G, u);
         out(G);
+        L("}");
+        if (U > 1) {
+            L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+            in(G);
+            emit_kstep(G, 0);
+            out(G);
+        }
     }
     if (G->cacc) {
         L("float *const fu_cp = fu_cacc%d + ((fu_jr / %d) * %d + (fu_ic + fu_ir) / %d) * %d;", pi, nr,
@@ -1237,12 +1306,16 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         for (int p = 0; p < gr->np; p++) {
             emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
             emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * fu_kc", b->nr - 1, b->nr, b->nr));
+            if (G->dot == DOT_BF16)
+                emit_pair_panels(G, fu_format("fu_pb%d", p), b->nr, fu_format("(fu_nc + %d) / %d", b->nr - 1, b->nr));
         }
         L("for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += %d) {", b->mc);
         in(G);
         L("const int64_t fu_mc = fu_mch - fu_ic < %d ? fu_mch - fu_ic : %d;", b->mc, b->mc);
         emit_pack_a(G, s);
         emit_round_panel(G, "fu_pa", fu_format("(fu_mc + %d) / %d * %d * fu_kc", b->mr - 1, b->mr, b->mr));
+        if (G->dot == DOT_BF16)
+            emit_pair_panels(G, "fu_pa", b->mr, fu_format("(fu_mc + %d) / %d", b->mr - 1, b->mr));
         L("for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += %d)", b->nr);
         L("    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += %d) {", b->mr);
         in(G);
@@ -1733,6 +1806,8 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     G->vt = v_type(G->t);
     if (!analyze(kr, &G->pl, why, sizeof why))
         fu_internal(__FILE__, __LINE__, "emit_gemm: kernel %d is not a GEMM kernel: %s", kr->id, why);
+    if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AVX512BF16))
+        G->dot = DOT_BF16;
     layout(G);
     const Node *o = G->pl.out;
     if (G->pl.matmul) {
