@@ -2463,8 +2463,11 @@ static void emit_forward(Emit *e) {
                    who, fu_format("%s, the least demanding variant of %s,", lv->name, e->t->name),
                    lv->features, who, e->t->name);
     } else if (e->t->features) {
-        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n    if (fu_rc != 0)\n        return fu_rc;\n",
-                   who, e->t->name, e->t->features);
+        /* FU_AMX_NEED: the AMX bits, unless tests emulate the tiles (typed.c) */
+        bool amx = (e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R);
+        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", %s);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+                   who, e->t->name,
+                   amx ? fu_format("FU_AMX_NEED(0x%xu)", e->t->features) : fu_format("0x%xu", e->t->features));
     }
     /* The workspace: there, aligned, and large enough for one thread. */
     buf_printf(c, "    uint64_t fu_need1 = %s;\n", need1);

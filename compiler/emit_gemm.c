@@ -69,6 +69,8 @@ typedef struct Blk {
     int gch;        /* GEMV: output columns per chunk */
 } Blk;
 
+static Blk blocking_amx(void);
+
 static Blk blocking(const Target *t) {
     switch (t->isa) {
     case ISA_AVX2: return (Blk){6, 16, 8, 2, 1, 256, 144, 512, 576, 4096};
@@ -457,8 +459,15 @@ bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen) {
  * layout vdpbf16ps and AMX read) and each instruction does two k steps. */
 typedef enum Dot {
     DOT_F32,    /* float32 FMAs (also on bf16-rounded panels) */
-    DOT_BF16    /* vdpbf16ps on k pairs */
+    DOT_BF16,   /* vdpbf16ps on k pairs */
+    DOT_AMX     /* AMX tdpbf16ps: B in k pairs, A as bf16 rows (emit_pack_a_amx) */
 } Dot;
+
+/* DOT_AMX: a 32 x 32 tile of 2 x 2 accumulator tiles (16 x 16 floats), two
+ * tiles of A (16 rows x 32 bf16) and two of B (16 k pairs x 16 columns) per
+ * 32 depths; depth blocks of 512 (a multiple of 32: every depth block but
+ * the last fills whole tiles, the last is padded with zeros to fu_kcs). */
+static Blk blocking_amx(void) { return (Blk){32, 32, 16, 2, 1, 512, 128, 512, 640, 4096}; }
 
 typedef struct Gen {
     Kern *k;
@@ -474,6 +483,7 @@ typedef struct Gen {
     int64_t ncmax, npmax, gchmax;
     const char *hcap;       /* KK_MLP: floats of h per thread (a C expression) */
     Dot dot;                /* how the prefill tile multiplies */
+    const char *kcs;        /* depths between B micro-panels: fu_kc, or fu_kcs (DOT_AMX: whole tiles) */
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -650,7 +660,7 @@ static void emit_round_panel(Gen *G, const char *p, const char *n) {
 static void emit_pair_panels(Gen *G, const char *base, int w, const char *npan) {
     L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q) {", npan);
     in(G);
-    L("float *const fu_pp = %s + fu_q * %d * fu_kc;", base, w);
+    L("float *const fu_pp = %s + fu_q * %d * %s;", base, w, G->kcs);
     L("for (int64_t fu_p = 0; fu_p < (fu_kc + 1) / 2; ++fu_p) {");
     in(G);
     L("const float *const fu_lo = fu_pp + 2 * fu_p * %d;", w);
@@ -670,6 +680,11 @@ static void emit_pair_panels(Gen *G, const char *base, int w, const char *npan) 
     }
     out(G);
     L("}");
+    if (G->dot == DOT_AMX) {
+        /* whole tiles: the pairs past the depth are zero */
+        L("for (int64_t fu_z = (fu_kc + 1) / 2 * %d; fu_z < fu_kcs / 2 * %d; ++fu_z)", w, w);
+        L("    fu_pp[fu_z] = 0.0f;");
+    }
     out(G);
     L("}");
 }
@@ -869,7 +884,7 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     const char *ldb = p->nk ? dimx(G, s->K) : dimx(G, p->mm->shape[p->mm->rank - 1]);
     L("for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += %d) {", nr);
     in(G);
-    L("float *const fu_d = fu_pb%d + fu_j * fu_kc;", pi);
+    L("float *const fu_d = fu_pb%d + fu_j * %s;", pi, G->kcs);
     L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
     int tw = kern_tw(G->k);
     if (p->nk && tw > 1) {
@@ -1075,6 +1090,76 @@ static void emit_pack_a(Gen *G, const Stage *s) {
     L("}");
 }
 
+/* DOT_AMX: A's rows [fu_ic, + fu_mc) of the chunk, depths [fu_pc, + fu_kc),
+ * as bf16 rows of fu_kcs (zeros past the depth and past the rows, up to a
+ * multiple of 32 rows), the norm applied first: the A tiles' layout.  The
+ * rounding is vcvtneps2bf16's (nearest even, as fu_bf16_bits). */
+static void emit_pack_a_amx(Gen *G, const Stage *s) {
+    const Target *t = G->t;
+    L("{");
+    in(G);
+    L("uint16_t *const fu_a16 = (uint16_t *)fu_pa;");
+    L("const int64_t fu_mcp = (fu_mc + 31) / 32 * 32;");
+    L("for (int64_t fu_q = 0; fu_q < fu_mcp; ++fu_q) {");
+    in(G);
+    L("uint16_t *const fu_d = fu_a16 + fu_q * fu_kcs;");
+    L("const int64_t fu_row = fu_m0 + fu_ic + fu_q;");
+    L("if (fu_q >= fu_mc) {");
+    L("    memset(fu_d, 0, (size_t)fu_kcs * sizeof *fu_d);");
+    L("    continue;");
+    L("}");
+    if (s->pieces) {
+        L("memset(fu_d, 0, (size_t)fu_kcs * sizeof *fu_d);");
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;");
+        L("const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;");
+        L("if (fu_lo >= fu_hi)");
+        L("    continue;");
+        L("const float *const fu_src = (const float *)fr_scratch(fu_t) + %lld + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;",
+          (long long)G->off_hp);
+        L("for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)");
+        L("    fu_d[fu_p - fu_pc] = fu_bf16_bits(fu_src[fu_p]);");
+        out(G);
+        L("}");
+    } else {
+        const char *K = dimx(G, s->K);
+        const Node *nm = s->norm;
+        L("const float *const fu_src = fu_A + fu_row * %s + fu_pc;", K);
+        if (nm) {
+            L("const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];");
+            L("const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];");
+            if (nm->op == OP_RMS_NORM)
+                L("(void)fu_mu, (void)fu_lo;");
+        }
+        L("int64_t fu_p = 0;");
+        L("for (; fu_p + 16 <= fu_kc; fu_p += 16) {");
+        in(G);
+        const char *x = "_mm512_loadu_ps(fu_src + fu_p)";
+        if (nm) {
+            const char *w = v_load(t, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[1], false)));
+            if (nm->op == OP_RMS_NORM)
+                x = v_bin(t, OP_MUL, v_bin(t, OP_MUL, x, v_set1(t, "fu_iv")), w);
+            else
+                x = v_fma(t, v_bin(t, OP_MUL, v_bin(t, OP_SUB, v_bin(t, OP_SUB, x, v_set1(t, "fu_mu")), v_set1(t, "fu_lo")),
+                                   v_set1(t, "fu_iv")),
+                          w, v_load(t, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[2], false))));
+        }
+        L("_mm256_storeu_si256((__m256i *)(fu_d + fu_p), (__m256i)_mm512_cvtneps_pbh(%s));", x);
+        out(G);
+        L("}");
+        L("for (int64_t fu_left = fu_kcs - fu_p; fu_left > 0; --fu_left, ++fu_p)"); /* counted: see emit_gemv_cols */
+        L("    fu_d[fu_p] = fu_p < fu_kc ? fu_bf16_bits(%s) : 0;",
+          nm ? norm_expr(G, nm, "fu_src[fu_p]", "fu_pc + fu_p", "fu_mu", "fu_lo", "fu_iv") : "fu_src[fu_p]");
+    }
+    out(G);
+    L("}");
+    out(G);
+    L("}");
+}
+
 /* One k step of the MR x NR tile at offset u steps from fu_ap/fu_bp. */
 static void emit_kstep(Gen *G, int u) {
     const Target *t = G->t;
@@ -1128,6 +1213,39 @@ static void emit_kloop_bf16(Gen *G) {
     L("}");
 }
 
+/* DOT_AMX: the 32 x 32 tile through the four accumulator tiles, stored to
+ * fu_ct and loaded into the fu_c registers for the epilogue. */
+static void emit_kloop_amx(Gen *G) {
+    L("(void)fu_ap;");
+    L("{");
+    in(G);
+    L("const uint16_t *const fu_ta = (const uint16_t *)fu_pa + fu_ir * fu_kcs;");
+    L("float fu_ct[32 * 32];");
+    for (int c = 0; c < 4; c++)
+        L("FU_TILE_ZERO(%d);", c);
+    L("for (int64_t fu_p = 0; fu_p < fu_kcs / 2; fu_p += 16) {");
+    in(G);
+    L("FU_TILE_LOAD(4, fu_ta + 2 * fu_p, fu_kcs * 2);");
+    L("FU_TILE_LOAD(5, fu_ta + 16 * fu_kcs + 2 * fu_p, fu_kcs * 2);");
+    L("FU_TILE_LOAD(6, fu_bp + fu_p * 32, 128);");
+    L("FU_TILE_LOAD(7, fu_bp + fu_p * 32 + 16, 128);");
+    L("FU_TILE_DP(0, 4, 6);");
+    L("FU_TILE_DP(1, 4, 7);");
+    L("FU_TILE_DP(2, 5, 6);");
+    L("FU_TILE_DP(3, 5, 7);");
+    out(G);
+    L("}");
+    L("FU_TILE_STORE(0, fu_ct, 128);");
+    L("FU_TILE_STORE(1, fu_ct + 16, 128);");
+    L("FU_TILE_STORE(2, fu_ct + 512, 128);");
+    L("FU_TILE_STORE(3, fu_ct + 528, 128);");
+    for (int i = 0; i < 32; i++)
+        for (int v = 0; v < 2; v++)
+            L("fu_c%d_%d = _mm512_loadu_ps(fu_ct + %d);", i, v, i * 32 + v * 16);
+    out(G);
+    L("}");
+}
+
 /* The microkernel of product pi of group gr: the MR x NR tile at
  * (fu_ir, fu_jr) of the current blocks over depth fu_kc, then either its
  * partial sums into cacc or (last depth block) the epilogue. */
@@ -1138,7 +1256,7 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
     L("{");
     in(G);
     L("const float *fu_ap = fu_pa + fu_ir * fu_kc;");
-    L("const float *fu_bp = fu_pb%d + fu_jr * fu_kc;", pi);
+    L("const float *fu_bp = fu_pb%d + fu_jr * %s;", pi, G->kcs);
     for (int i = 0; i < mr; i++) {
         Buf b = {0};
         for (int v = 0; v < nv; v++)
@@ -1146,7 +1264,9 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
         L("%s %s;", G->vt, b.data);
         free(b.data);
     }
-    if (G->dot == DOT_BF16) {
+    if (G->dot == DOT_AMX) {
+        emit_kloop_amx(G);
+    } else if (G->dot == DOT_BF16) {
         emit_kloop_bf16(G);
     } else {
         if (U > 1) {
@@ -1301,21 +1421,27 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         L("for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < %s; fu_pc += %d) {", K, b->kc);
         in(G);
         L("const int64_t fu_kc = %s - fu_pc < %d ? %s - fu_pc : %d;", K, b->kc, K, b->kc);
+        if (G->dot == DOT_AMX)
+            L("const int64_t fu_kcs = (fu_kc + 31) / 32 * 32;");
         if (G->cacc)
             L("const int fu_first = fu_pc == 0, fu_last = fu_pc + %d >= %s;", b->kc, K);
         for (int p = 0; p < gr->np; p++) {
             emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
-            emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * fu_kc", b->nr - 1, b->nr, b->nr));
-            if (G->dot == DOT_BF16)
+            emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * %s", b->nr - 1, b->nr, b->nr, G->kcs));
+            if (G->dot != DOT_F32)
                 emit_pair_panels(G, fu_format("fu_pb%d", p), b->nr, fu_format("(fu_nc + %d) / %d", b->nr - 1, b->nr));
         }
         L("for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += %d) {", b->mc);
         in(G);
         L("const int64_t fu_mc = fu_mch - fu_ic < %d ? fu_mch - fu_ic : %d;", b->mc, b->mc);
-        emit_pack_a(G, s);
-        emit_round_panel(G, "fu_pa", fu_format("(fu_mc + %d) / %d * %d * fu_kc", b->mr - 1, b->mr, b->mr));
-        if (G->dot == DOT_BF16)
-            emit_pair_panels(G, "fu_pa", b->mr, fu_format("(fu_mc + %d) / %d", b->mr - 1, b->mr));
+        if (G->dot == DOT_AMX) {
+            emit_pack_a_amx(G, s);
+        } else {
+            emit_pack_a(G, s);
+            emit_round_panel(G, "fu_pa", fu_format("(fu_mc + %d) / %d * %d * fu_kc", b->mr - 1, b->mr, b->mr));
+            if (G->dot == DOT_BF16)
+                emit_pair_panels(G, "fu_pa", b->mr, fu_format("(fu_mc + %d) / %d", b->mr - 1, b->mr));
+        }
         L("for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += %d)", b->nr);
         L("    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += %d) {", b->mr);
         in(G);
@@ -1806,8 +1932,13 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     G->vt = v_type(G->t);
     if (!analyze(kr, &G->pl, why, sizeof why))
         fu_internal(__FILE__, __LINE__, "emit_gemm: kernel %d is not a GEMM kernel: %s", kr->id, why);
-    if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AVX512BF16))
+    if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AMX_BF16)) {
+        G->dot = DOT_AMX;
+        G->b = blocking_amx();
+    } else if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AVX512BF16)) {
         G->dot = DOT_BF16;
+    }
+    G->kcs = G->dot == DOT_AMX ? "fu_kcs" : "fu_kc";
     layout(G);
     const Node *o = G->pl.out;
     if (G->pl.matmul) {
@@ -1822,6 +1953,16 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         kern_scratch(k, fu_format("(size_t)%lld * sizeof(float)", (long long)G->total));
     emit_summary(G, kr);
     L("float *const fu_s = (float *)fr_scratch(tid);");
+    if (G->dot == DOT_AMX) {
+        /* palette 1, tiles 0..7 of 16 rows of 64 bytes (per thread; forward's
+         * fr_cpu_check has had Linux's permission for the tile data) */
+        L("unsigned char fu_tcfg[64] = {1};");
+        L("for (int fu_i = 0; fu_i < 8; ++fu_i) {");
+        L("    fu_tcfg[16 + 2 * fu_i] = 64;");
+        L("    fu_tcfg[48 + fu_i] = 16;");
+        L("}");
+        L("FU_TILE_CONFIG(fu_tcfg);");
+    }
     L("const int64_t fu_M = %s;", G->M);
     emit_rope_tables(G);
     for (int si = 0; si < G->pl.ns; si++)
@@ -1873,6 +2014,8 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("fr_barrier(nth);");
         out(G);
         L("}");
+        if (G->dot == DOT_AMX)
+            L("FU_TILE_RELEASE();");
         return;
     }
     if (G->pl.matmul) {
@@ -1896,4 +2039,6 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         out(G);
         L("}");
     }
+    if (G->dot == DOT_AMX)
+        L("FU_TILE_RELEASE();");
 }

@@ -7,7 +7,10 @@
 #     of the float64 interpreter, which rounds the same float32 values, for
 #     T = 1 (GEMV), 9, 17 and 300 (GEMM, K over one depth block) on every
 #     target this machine runs, -O0, bf16 and f16 weights, NaN/Inf inputs,
-#     and aarch64-neon under qemu when installed.
+#     and aarch64-neon under qemu when installed; x86-64-avx512-bf16
+#     (vdpbf16ps) where the CPU has it; x86-64-spr's AMX kernels with the
+#     tiles emulated in C (cc -DFU_AMX_EMULATE) on any CPU, on the tiles
+#     where the CPU has AMX, else its clear error (no SIGILL).
 #  2. The Llama and GPT-2 layers against the interpreter at rtol 1e-3: a
 #     float32 operand that differs by an ulp from the interpreter's (after a
 #     norm, attention, another linear) may round to the other bf16
@@ -87,6 +90,37 @@ else
     echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"
 fi
 
+# AVX512-BF16 (vdpbf16ps on k pairs) where this CPU has it
+if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+    for T in 9 300; do
+        expect 0 "odd.fdl: x86-64-avx512-bf16 (vdpbf16ps), T=$T" \
+            "$FUSEC" check $ODD --random --compute=bf16 --target x86-64-avx512-bf16 --dim T=$T
+    done
+    expect_msg 0 "odd.fdl: x86-64-avx512-bf16, NaN/Inf inputs, T=17" "all matching" \
+        "$FUSEC" check $ODD --random --compute=bf16 --special nan,inf,huge --target x86-64-avx512-bf16 --dim T=17
+else
+    echo "skip x86-64-avx512-bf16: this CPU has no AVX512-BF16"
+fi
+# AMX: the tile kernels with the tiles emulated in C (FU_AMX_EMULATE; every
+# CPU), then for real where the CPU has AMX, else the clear error
+EMU="cc -DFU_AMX_EMULATE"
+for T in 9 40 300; do
+    expect 0 "odd.fdl: x86-64-spr, AMX tiles emulated, T=$T" \
+        env CC="$EMU" "$FUSEC" check $ODD --random --compute=bf16 --target x86-64-spr --dim T=$T
+done
+expect_msg 0 "odd.fdl: x86-64-spr, AMX emulated, NaN/Inf inputs, 3 threads, T=33" "all matching" \
+    env CC="$EMU" FUSE_NUM_THREADS=3 "$FUSEC" check $ODD --random --compute=bf16 --special nan,inf,huge \
+    --target x86-64-spr --dim T=33
+if grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null; then
+    for T in 9 300; do
+        expect 0 "odd.fdl: x86-64-spr on AMX, T=$T" \
+            "$FUSEC" check $ODD --random --compute=bf16 --target x86-64-spr --dim T=$T
+    done
+else
+    expect_msg 1 "x86-64-spr without AMX: a clear error, not SIGILL" "AMX: Linux refused the tile data state" \
+        "$FUSEC" check $ODD --random --compute=bf16 --target x86-64-spr --dim T=9
+fi
+
 # ---- 2. the layers against the interpreter ------------------------------------------------
 for a in "--target generic --dim T=9" "--target x86-64-avx2 --dim T=17" \
          "--target x86-64-avx512 --dim T=17 --split 9" "-O0 --dim T=17"; do
@@ -95,6 +129,21 @@ for a in "--target generic --dim T=9" "--target x86-64-avx2 --dim T=17" \
         expect 0 "$(basename $f .fdl): $a" "$FUSEC" check $f --random --compute=bf16 $a --rtol 1e-3 --max-tol 5e-3
     done
 done
+
+for a in "--dim T=17" "--dim T=64 --split 40" "-O0 --dim T=33"; do
+    for f in $LLAMA $GPT2; do
+        # shellcheck disable=SC2086
+        expect 0 "$(basename $f .fdl): x86-64-spr, AMX emulated, $a" \
+            env CC="$EMU" "$FUSEC" check $f --random --compute=bf16 --target x86-64-spr $a --rtol 1e-3 --max-tol 5e-3
+    done
+done
+if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+    for f in $LLAMA $GPT2; do
+        expect 0 "$(basename $f .fdl): x86-64-avx512-bf16, T=300, prefill + decode" \
+            "$FUSEC" check $f --random --compute=bf16 --target x86-64-avx512-bf16 --dim T=300 --split 150 \
+            --rtol 1e-3 --max-tol 5e-3
+    done
+fi
 
 # ---- 3. golden layers ---------------------------------------------------------------------
 for tg in generic x86-64-avx512; do
@@ -105,6 +154,9 @@ done
 expect 0 "llama_layer_bf16 golden (bf16 checkpoint), x86-64-avx512, prefill + decode" \
     "$FUSEC" check $LLAMA --golden "$GOLDEN/llama_layer_bf16.safetensors" --weight-type='*=bf16' --compute=bf16 \
     --target x86-64-avx512 --split 12 --rtol 8.1e-3 --max-tol 2e-2
+expect 0 "llama_layer_bf16 golden, x86-64-spr, AMX emulated" \
+    env CC="$EMU" "$FUSEC" check $LLAMA --golden "$GOLDEN/llama_layer_bf16.safetensors" --weight-type='*=bf16' \
+    --compute=bf16 --target x86-64-spr --rtol 8.1e-3 --max-tol 2e-2
 expect 0 "gpt2_block golden, x86-64-avx2" \
     "$FUSEC" check $GPT2 --golden "$GOLDEN/gpt2_block.safetensors" --compute=bf16 --target x86-64-avx2 \
     --rtol 8.1e-3 --max-tol 2e-2
