@@ -14,7 +14,8 @@
  *                                and two B tiles (16 x 16 x 32 x 2 flops
  *                                each), after fr_amx_enable; or why not
  *   bench_gemm run T REPS [SETS] runs the linked block (DESC) at T rows REPS
- *                                times; prints GFLOP/s (2 * T * weights) and
+ *                                times (a layer with caches: after 0 cached
+ *                                rows, so a prefill); prints GFLOP/s (2 * T * weights) and
  *                                GB/s of weights streamed, best of REPS.
  *                                With SETS > 1 the calls cycle through SETS
  *                                copies of the weights, so that weights
@@ -283,11 +284,22 @@ static int run(int64_t T, int reps, int sets) {
     int64_t syms[FR_MAX_SYMS] = {0};
     const void *w[MAX_SETS][64];
     void *x[64], *y[64];
-    if (b->nsyms != 1 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches) {
-        fprintf(stderr, "bench_gemm: the block must have one symbol (T) and no caches\n");
+    float *caches[64];
+    int tsym = b->cache_sym == 0 ? 1 : 0;
+    if (b->nsyms < 1 || b->nsyms > 2 || (b->nsyms == 2 && b->cache_sym < 0) || b->nweights > 64 ||
+        b->ninputs > 64 || b->noutputs > 64 || b->ncaches > 64) {
+        fprintf(stderr, "bench_gemm: the block must have one symbol (T), and the cache's (run at 0)\n");
         return 1;
     }
-    syms[0] = T;
+    syms[tsym] = T;
+    /* caches (a layer's K and V): room for the T rows this call appends */
+    for (int i = 0; i < b->ncaches; i++) {
+        syms[b->cache_sym] = 1;
+        int64_t row = fr_desc_numel(&b->caches[i], syms);
+        syms[b->cache_sym] = 0;
+        if (!(caches[i] = rand_floats(row * T)))
+            return 1;
+    }
     double wfloats = 0;
     if (sets < 1 || sets > MAX_SETS) {
         fprintf(stderr, "bench_gemm: SETS must be 1..%d\n", MAX_SETS);
@@ -302,9 +314,14 @@ static int run(int64_t T, int reps, int sets) {
             if (!(w[k][i] = rand_floats(n)))
                 return 1;
     }
-    for (int i = 0; i < b->ninputs; i++)
-        if (!(x[i] = rand_floats(fr_desc_numel(&b->inputs[i], syms))))
+    for (int i = 0; i < b->ninputs; i++) {
+        int64_t n = fr_desc_numel(&b->inputs[i], syms);
+        if (!(x[i] = rand_floats(n)))
             return 1;
+        if (b->inputs[i].dtype == FR_I32) /* positions */
+            for (int64_t k = 0; k < n; k++)
+                ((int32_t *)x[i])[k] = (int32_t)k;
+    }
     for (int i = 0; i < b->noutputs; i++)
         if (!(y[i] = rand_floats(fr_desc_numel(&b->outputs[i], syms))))
             return 1;
@@ -316,7 +333,8 @@ static int run(int64_t T, int reps, int sets) {
     int nth = fr_pool_threads();
     for (int r = 0; r < reps; r++) {
         double t0 = fr_now(), c0 = cpu_now();
-        if (b->run(w[r % sets], NULL, 0, syms, (const void *const *)x, y, ws, wsz) != 0) {
+        if (b->run(w[r % sets], b->ncaches ? caches : NULL, b->ncaches ? T : 0, syms, (const void *const *)x, y, ws,
+                   wsz) != 0) {
             fprintf(stderr, "bench_gemm: the block failed: %s\n", fr_last_error());
             return 1;
         }
