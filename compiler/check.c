@@ -60,6 +60,8 @@ static const char help_text[] =
     "  --no-fuse P,...  turn fusion passes off (elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp), as fusec --no-fuse\n"
     "  --block NAME     the block to check when FILE holds several (default: the last)\n"
+    "  --compute T      f32 (default) or bf16: linears round their operands to bf16 and\n"
+    "                   sum in f32, and so does the interpreter, as fusec --compute\n"
     "  --weight-type PATTERN=TYPE\n"
     "                   weights whose name matches the glob PATTERN are TYPE (f32, bf16,\n"
     "                   f16, q8_0, q4_0), as fusec --weight-type; with --random they are\n"
@@ -89,6 +91,7 @@ typedef struct CheckArgs {
     const char *file, *golden, *target, *block, *keep;
     bool random, interp, verbose;
     int opt_level;
+    bool compute_bf16;                /* --compute=bf16 */
     unsigned no_fuse;                 /* FUSE_* bits */
     double rtol, max_tol;             /* --rtol, --max-tol */
     int64_t split;                    /* 0: all rows in one call */
@@ -289,6 +292,10 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
                     break;
                 p = e + 1;
             }
+        } else if ((v = opt_value(argc, argv, &i, "--compute", &missing))) {
+            if (strcmp(v, "f32") && strcmp(v, "bf16"))
+                return usage_error("--compute: expected f32 or bf16, got '%s'", v);
+            a->compute_bf16 = strcmp(v, "bf16") == 0;
         } else if ((v = opt_value(argc, argv, &i, "--golden", &missing))) {
             a->golden = v;
         } else if ((v = opt_value(argc, argv, &i, "--target", &missing))) {
@@ -1703,7 +1710,7 @@ static void print_syms(const Graph *g, const int64_t *syms, const CheckArgs *a)
 
 static int check_run(const CheckArgs *a)
 {
-    Options opt = {a->opt_level, a->target, a->no_fuse};
+    Options opt = {a->opt_level, a->target, a->no_fuse, a->compute_bf16};
     const Target *t = target_find(a->target);
     Data d;
     fr_st golden;
@@ -1715,6 +1722,7 @@ static int check_run(const CheckArgs *a)
     Graph *g = compile_front(a->file, a->block);
     if (!g)
         return EXIT_FAIL;
+    pass_mark_compute(g, &opt);
 
     /* The reference, and the data the block will run on. */
     if (a->golden) {

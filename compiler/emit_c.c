@@ -929,21 +929,29 @@ static void k_reduce(Kern *k, const Node *n) {
 typedef struct DotCtx {
     const char *acc, *a, *b, *idx;
     DType bt;           /* b's type: f32, or a typed weight's */
+    bool rnd;           /* --compute=bf16: both operands rounded to bf16 */
 } DotCtx;
+
+/* v rounded to bf16 when rnd (a bf16 weight is already). */
+static const char *rnd_bf16(Kern *k, bool rnd, DType dt, const char *v) {
+    return rnd && dt != DT_BF16 ? ty_bf16r(kT(k), kW(k), v) : v;
+}
 
 static void dot_step(Kern *k, void *ctx, bool tail) {
     DotCtx *c = ctx;
     kline(k, "%s = %s;", c->acc,
-          v_fma(kT(k), vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL),
-                tail ? ty_load_n(kT(k), kW(k), c->bt, c->b, c->idx, "fu_m") : ty_load(kT(k), kW(k), c->bt, c->b, c->idx),
+          v_fma(kT(k), rnd_bf16(k, c->rnd, DT_F32, vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL)),
+                rnd_bf16(k, c->rnd, c->bt,
+                         tail ? ty_load_n(kT(k), kW(k), c->bt, c->b, c->idx, "fu_m")
+                              : ty_load(kT(k), kW(k), c->bt, c->b, c->idx)),
                 c->acc));
 }
 
-static void emit_dot(Kern *k, const char *out, const char *a, const char *b, DType bt, const char *len) {
+static void emit_dot(Kern *k, const char *out, const char *a, const char *b, DType bt, const char *len, bool rnd) {
     const char *acc = kern_local(k, "fu_acc"), *j = kern_local(k, "fu_j");
     kline(k, "%s %s = %s;", v_type(kT(k)), acc, v_zero(kT(k)));
     kline(k, "int64_t %s = 0;", j);
-    DotCtx c = {acc, a, b, j, bt};
+    DotCtx c = {acc, a, b, j, bt, rnd};
     vloop(k, j, len, dot_step, &c);
     kline(k, "float %s = %s;", out, v_hsum(kT(k), acc));
 }
@@ -953,6 +961,7 @@ typedef struct AxpyCtx {
     const char *y, *s, *b, *idx;
     bool first;
     DType bt;           /* b's type: f32, bf16 or f16 */
+    bool rnd;           /* --compute=bf16: b rounded to bf16 (s already is) */
 } AxpyCtx;
 
 static void axpy_step(Kern *k, void *ctx, bool tail) {
@@ -960,13 +969,14 @@ static void axpy_step(Kern *k, void *ctx, bool tail) {
     const char *yp = fu_format("%s + %s", c->y, c->idx);
     const char *bv = tail ? ty_load_n(kT(k), kW(k), c->bt, c->b, c->idx, "fu_m")
                           : ty_load(kT(k), kW(k), c->bt, c->b, c->idx);
+    bv = rnd_bf16(k, c->rnd, c->bt, bv);
     kline(k, "%s;", vst(k, yp, v_fma(kT(k), v_set1(kT(k), c->s), bv, vld(k, yp, tail, NULL)), tail));
 }
 
-static void emit_axpy(Kern *k, const char *y, const char *s, const char *b, DType bt, const char *len) {
+static void emit_axpy(Kern *k, const char *y, const char *s, const char *b, DType bt, const char *len, bool rnd) {
     const char *j = kern_local(k, "fu_j");
     kline(k, "int64_t %s = 0;", j);
-    AxpyCtx c = {y, s, b, j, false, bt};
+    AxpyCtx c = {y, s, b, j, false, bt, rnd};
     vloop(k, j, len, axpy_step, &c);
 }
 
@@ -1015,7 +1025,7 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "for (int64_t j = 0; j < %s; ++j) {", N);
         k->indent++;
         kline(k, "const float *br = bm + %s;", mul("j", K));
-        emit_dot(k, "acc", "ar", "br", DT_F32, K);
+        emit_dot(k, "acc", "ar", "br", DT_F32, K, false);
         kline(k, "yr[j] = acc;");
         k->indent--;
         kline(k, "}");
@@ -1026,7 +1036,7 @@ static void k_matmul(Kern *k, const Node *n) {
         kline(k, "for (int64_t kk = 0; kk < %s; ++kk) {", K);
         k->indent++;
         kline(k, "const float *br = bm + %s;", mul("kk", N));
-        emit_axpy(k, "yr", "ar[kk]", "br", DT_F32, N);
+        emit_axpy(k, "yr", "ar[kk]", "br", DT_F32, N, false);
         k->indent--;
         kline(k, "}");
     }
@@ -1088,7 +1098,7 @@ static void k_linear(Kern *k, const Node *n) {
         kline(k, "for (int64_t o = o0; o < o1; ++o) {");
         k->indent++;
         kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("o", ty_row_units(wn->dtype, IN)));
-        emit_dot(k, "acc", "fu_xh", "wr", wn->dtype, IN);
+        emit_dot(k, "acc", "fu_xh", "wr", wn->dtype, IN, false);
         kline(k, "%s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("acc + %s[o]", bias) : "acc");
         k->indent--;
         kline(k, "}");
@@ -1107,7 +1117,7 @@ static void k_linear(Kern *k, const Node *n) {
         kline(k, "for (int64_t o = o0; o < o1; ++o) {");
         k->indent++;
         kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("o", ty_row_units(wn->dtype, IN)));
-        emit_dot(k, "acc", "xr", "wr", wn->dtype, IN);
+        emit_dot(k, "acc", "xr", "wr", wn->dtype, IN, linear_bf16(n));
         kline(k, "%s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("acc + %s[o]", bias) : "acc");
         k->indent--;
         kline(k, "}");
@@ -1126,7 +1136,7 @@ static void k_linear(Kern *k, const Node *n) {
     kline(k, "for (int64_t i = 0; i < %s; ++i) {", IN);
     k->indent++;
     kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("i", OUT));
-    emit_axpy(k, "yr", "xr[i]", "wr", wn->dtype, OUT);
+    emit_axpy(k, "yr", linear_bf16(n) ? "fu_bf16r(xr[i])" : "xr[i]", "wr", wn->dtype, OUT, linear_bf16(n));
     k->indent--;
     kline(k, "}");
     k->indent--;
@@ -1510,7 +1520,7 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "for (int64_t s = 0; s < send; ++s) {");
     k->indent++;
     kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
-    emit_dot(k, "dot", "qh", "kr", DT_F32, hds);
+    emit_dot(k, "dot", "qh", "kr", DT_F32, hds, false);
     /* A NaN score skips the max and makes p NaN; +inf makes p = exp(inf -
      * inf) = NaN, as softmax has it; -inf gives p = 0 even while mx is -inf. */
     kline(k, "float sc = dot * %s, corr = 1.0f, p;", c_float_lit(n->f[0]));
@@ -2457,8 +2467,11 @@ static void emit_forward(Emit *e) {
                    who, fu_format("%s, the least demanding variant of %s,", lv->name, e->t->name),
                    lv->features, who, e->t->name);
     } else if (e->t->features) {
-        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n    if (fu_rc != 0)\n        return fu_rc;\n",
-                   who, e->t->name, e->t->features);
+        /* FU_AMX_NEED: the AMX bits, unless tests emulate the tiles (typed.c) */
+        bool amx = (e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R);
+        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", %s);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+                   who, e->t->name,
+                   amx ? fu_format("FU_AMX_NEED(0x%xu)", e->t->features) : fu_format("0x%xu", e->t->features));
     }
     /* The workspace: there, aligned, and large enough for one thread. */
     buf_printf(c, "    uint64_t fu_need1 = %s;\n", need1);
@@ -3235,7 +3248,7 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
         return -1;
     place_buffers(&e);
     for (int i = 0; i < g->nnodes; i++)
-        e.types |= 1u << g->nodes[i]->dtype;
+        e.types |= 1u << g->nodes[i]->dtype | (linear_bf16(g->nodes[i]) ? TY_BF16R : 0);
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));
     e.first = fu_alloc(sizeof *e.first * (size_t)(g->nnodes + 1));
     e.last = fu_alloc(sizeof *e.last * (size_t)(g->nnodes + 1));

@@ -27,6 +27,7 @@
  * per target are in blocking() below, with the reasons.
  */
 #include "fusec.h"
+#include "fusec_rt.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -67,6 +68,8 @@ typedef struct Blk {
     int mchunk;     /* rows whose accumulators one cacc holds (a multiple of mr) */
     int gch;        /* GEMV: output columns per chunk */
 } Blk;
+
+static Blk blocking_amx(void);
 
 static Blk blocking(const Target *t) {
     switch (t->isa) {
@@ -134,6 +137,7 @@ typedef struct Plan {
     Stage s[2];
     const Node *h;      /* KK_MLP: the intermediate */
     bool matmul;        /* one batched matmul */
+    bool bf16;          /* --compute=bf16: A and B rounded to bf16 (linear_bf16) */
     const Node *out;    /* a product: its shape gives rows and batch */
 } Plan;
 
@@ -311,6 +315,9 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             return refuse(why, wn, n, "B and bias must come from outside");
         if (p.b->dtype != DT_F32 || n->dtype != DT_F32)
             return refuse(why, wn, n, "not f32");
+        if (pl->out && linear_bf16(n) != pl->bf16)
+            return refuse(why, wn, n, "products of f32 and bf16 compute");
+        pl->bf16 = linear_bf16(n);
         int st = 0;
         if (in_kernel(kr, a) && a != norm) {
             if (kr->kind != KK_MLP)
@@ -446,6 +453,22 @@ bool emit_gemm_supports(const Kernel *kr, char *why, size_t whylen) {
 
 /* ---- text helpers ----------------------------------------------------------------- */
 
+/* The prefill microkernel's arithmetic.  Under --compute=bf16 the packed
+ * panels hold bf16 values either way; where the target has AVX512-BF16 the
+ * panels are then packed into k pairs (two bf16 in each 32-bit word, the
+ * layout vdpbf16ps and AMX read) and each instruction does two k steps. */
+typedef enum Dot {
+    DOT_F32,    /* float32 FMAs (also on bf16-rounded panels) */
+    DOT_BF16,   /* vdpbf16ps on k pairs */
+    DOT_AMX     /* AMX tdpbf16ps: B in k pairs, A as bf16 rows (emit_pack_a_amx) */
+} Dot;
+
+/* DOT_AMX: a 32 x 32 tile of 2 x 2 accumulator tiles (16 x 16 floats), two
+ * tiles of A (16 rows x 32 bf16) and two of B (16 k pairs x 16 columns) per
+ * 32 depths; depth blocks of 512 (a multiple of 32: every depth block but
+ * the last fills whole tiles, the last is padded with zeros to fu_kcs). */
+static Blk blocking_amx(void) { return (Blk){32, 32, 16, 2, 1, 512, 128, 512, 640, 4096}; }
+
 typedef struct Gen {
     Kern *k;
     const Target *t;
@@ -459,6 +482,8 @@ typedef struct Gen {
     int64_t off_pa, off_pb, off_cacc, off_st, off_an, off_yb, off_hp, off_hg, total;
     int64_t ncmax, npmax, gchmax;
     const char *hcap;       /* KK_MLP: floats of h per thread (a C expression) */
+    Dot dot;                /* how the prefill tile multiplies */
+    const char *kcs;        /* depths between B micro-panels: fu_kc, or fu_kcs (DOT_AMX: whole tiles) */
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -601,6 +626,67 @@ static const char *dest_addr(Gen *G, const Node *n, const Pos *ps, bool piece) {
         return fu_format("fu_hp + (%s - fu_rb) * fu_hld + (%s - fu_j0)", ps->row, ps->col);
     return fu_format("%s + %s%s * %s + %s", buf_of(G, n, true), G->batch ? "fu_yo + " : "", ps->row,
                      dimx(G, n->shape[n->rank - 1]), ps->col);
+}
+
+/* --compute=bf16: a vector (rv) or a float (rs) rounded to bf16; as is otherwise. */
+static const char *rv(Gen *G, const char *v) { return G->pl.bf16 ? ty_bf16r(G->t, G->b.vf, v) : v; }
+static const char *rs(Gen *G, const char *x) { return G->pl.bf16 ? fu_format("fu_bf16r(%s)", x) : x; }
+
+/* --compute=bf16: the n floats at p rounded to bf16 in place (packed panels). */
+static void emit_round_panel(Gen *G, const char *p, const char *n) {
+    if (!G->pl.bf16)
+        return;
+    int vf = G->b.vf;
+    L("{");
+    in(G);
+    L("float *const fu_rp = %s;", p);
+    L("const int64_t fu_rn = %s;", n);
+    L("int64_t fu_ri = 0;");
+    if (vf > 1) {
+        L("for (; fu_ri + %d <= fu_rn; fu_ri += %d)", vf, vf);
+        L("    %s;", v_store(G->t, "fu_rp + fu_ri", rv(G, v_load(G->t, "fu_rp + fu_ri"))));
+    }
+    L("for (int64_t fu_left = fu_rn - fu_ri; fu_left > 0; --fu_left, ++fu_ri)"); /* counted: see emit_gemv_cols */
+    L("    fu_rp[fu_ri] = fu_bf16r(fu_rp[fu_ri]);");
+    out(G);
+    L("}");
+}
+
+/* DOT_BF16: the npan micro-panels of w floats per depth at base (each
+ * w * fu_kc floats apart, already rounded to bf16) packed in place into
+ * k pairs: word (p, c) of a panel = bf16 of depth 2p in its low half, of
+ * depth 2p + 1 (0 past fu_kc) in its high half.  Pair p is written below
+ * depth 2p, which is read first, so in place is safe going forward. */
+static void emit_pair_panels(Gen *G, const char *base, int w, const char *npan) {
+    L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q) {", npan);
+    in(G);
+    L("float *const fu_pp = %s + fu_q * %d * %s;", base, w, G->kcs);
+    L("for (int64_t fu_p = 0; fu_p < (fu_kc + 1) / 2; ++fu_p) {");
+    in(G);
+    L("const float *const fu_lo = fu_pp + 2 * fu_p * %d;", w);
+    L("const int fu_odd = 2 * fu_p + 1 >= fu_kc;");
+    for (int c = 0; c < w; c += 16) {
+        int n = w - c < 16 ? w - c : 16;
+        const char *m = fu_format("(__mmask16)0x%x", n == 16 ? 0xffff : (1 << n) - 1);
+        L("{");
+        in(G);
+        L("const __m512i fu_l = _mm512_maskz_loadu_epi32(%s, fu_lo + %d);", m, c);
+        L("const __m512i fu_h = fu_odd ? _mm512_setzero_si512() : _mm512_maskz_loadu_epi32(%s, fu_lo + %d);", m,
+          w + c);
+        L("_mm512_mask_storeu_epi32(fu_pp + fu_p * %d + %d, %s, _mm512_or_si512(_mm512_srli_epi32(fu_l, 16),", w, c, m);
+        L("                         _mm512_and_si512(fu_h, _mm512_set1_epi32((int)0xffff0000u))));");
+        out(G);
+        L("}");
+    }
+    out(G);
+    L("}");
+    if (G->dot == DOT_AMX) {
+        /* whole tiles: the pairs past the depth are zero */
+        L("for (int64_t fu_z = (fu_kc + 1) / 2 * %d; fu_z < fu_kcs / 2 * %d; ++fu_z)", w, w);
+        L("    fu_pp[fu_z] = 0.0f;");
+    }
+    out(G);
+    L("}");
 }
 
 static const char *vload(Gen *G, const char *p, const char *cnt) {
@@ -798,7 +884,7 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     const char *ldb = p->nk ? dimx(G, s->K) : dimx(G, p->mm->shape[p->mm->rank - 1]);
     L("for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += %d) {", nr);
     in(G);
-    L("float *const fu_d = fu_pb%d + fu_j * fu_kc;", pi);
+    L("float *const fu_d = fu_pb%d + fu_j * %s;", pi, G->kcs);
     L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
     int tw = kern_tw(G->k);
     if (p->nk && tw > 1) {
@@ -1004,6 +1090,76 @@ static void emit_pack_a(Gen *G, const Stage *s) {
     L("}");
 }
 
+/* DOT_AMX: A's rows [fu_ic, + fu_mc) of the chunk, depths [fu_pc, + fu_kc),
+ * as bf16 rows of fu_kcs (zeros past the depth and past the rows, up to a
+ * multiple of 32 rows), the norm applied first: the A tiles' layout.  The
+ * rounding is vcvtneps2bf16's (nearest even, as fu_bf16_bits). */
+static void emit_pack_a_amx(Gen *G, const Stage *s) {
+    const Target *t = G->t;
+    L("{");
+    in(G);
+    L("uint16_t *const fu_a16 = (uint16_t *)fu_pa;");
+    L("const int64_t fu_mcp = (fu_mc + 31) / 32 * 32;");
+    L("for (int64_t fu_q = 0; fu_q < fu_mcp; ++fu_q) {");
+    in(G);
+    L("uint16_t *const fu_d = fu_a16 + fu_q * fu_kcs;");
+    L("const int64_t fu_row = fu_m0 + fu_ic + fu_q;");
+    L("if (fu_q >= fu_mc) {");
+    L("    memset(fu_d, 0, (size_t)fu_kcs * sizeof *fu_d);");
+    L("    continue;");
+    L("}");
+    if (s->pieces) {
+        L("memset(fu_d, 0, (size_t)fu_kcs * sizeof *fu_d);");
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;");
+        L("const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;");
+        L("if (fu_lo >= fu_hi)");
+        L("    continue;");
+        L("const float *const fu_src = (const float *)fr_scratch(fu_t) + %lld + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;",
+          (long long)G->off_hp);
+        L("for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)");
+        L("    fu_d[fu_p - fu_pc] = fu_bf16_bits(fu_src[fu_p]);");
+        out(G);
+        L("}");
+    } else {
+        const char *K = dimx(G, s->K);
+        const Node *nm = s->norm;
+        L("const float *const fu_src = fu_A + fu_row * %s + fu_pc;", K);
+        if (nm) {
+            L("const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];");
+            L("const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];");
+            if (nm->op == OP_RMS_NORM)
+                L("(void)fu_mu, (void)fu_lo;");
+        }
+        L("int64_t fu_p = 0;");
+        L("for (; fu_p + 16 <= fu_kc; fu_p += 16) {");
+        in(G);
+        const char *x = "_mm512_loadu_ps(fu_src + fu_p)";
+        if (nm) {
+            const char *w = v_load(t, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[1], false)));
+            if (nm->op == OP_RMS_NORM)
+                x = v_bin(t, OP_MUL, v_bin(t, OP_MUL, x, v_set1(t, "fu_iv")), w);
+            else
+                x = v_fma(t, v_bin(t, OP_MUL, v_bin(t, OP_SUB, v_bin(t, OP_SUB, x, v_set1(t, "fu_mu")), v_set1(t, "fu_lo")),
+                                   v_set1(t, "fu_iv")),
+                          w, v_load(t, fu_format("%s + fu_pc + fu_p", buf_of(G, nm->in[2], false))));
+        }
+        L("_mm256_storeu_si256((__m256i *)(fu_d + fu_p), (__m256i)_mm512_cvtneps_pbh(%s));", x);
+        out(G);
+        L("}");
+        L("for (int64_t fu_left = fu_kcs - fu_p; fu_left > 0; --fu_left, ++fu_p)"); /* counted: see emit_gemv_cols */
+        L("    fu_d[fu_p] = fu_p < fu_kc ? fu_bf16_bits(%s) : 0;",
+          nm ? norm_expr(G, nm, "fu_src[fu_p]", "fu_pc + fu_p", "fu_mu", "fu_lo", "fu_iv") : "fu_src[fu_p]");
+    }
+    out(G);
+    L("}");
+    out(G);
+    L("}");
+}
+
 /* One k step of the MR x NR tile at offset u steps from fu_ap/fu_bp. */
 static void emit_kstep(Gen *G, int u) {
     const Target *t = G->t;
@@ -1035,6 +1191,61 @@ static void emit_kstep(Gen *G, int u) {
     L("}");
 }
 
+/* DOT_BF16: the k loop of the MR x NR tile over k pairs (emit_pair_panels),
+ * two depths per vdpbf16ps: one broadcast word of A (row i's pair) times
+ * NV vectors of B words. */
+static void emit_kloop_bf16(Gen *G) {
+    int mr = G->b.mr, nr = G->b.nr, vf = G->b.vf, nv = G->b.nv;
+    L("for (int64_t fu_p = 0; fu_p < (fu_kc + 1) / 2; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
+    in(G);
+    Buf b = {0};
+    for (int v = 0; v < nv; v++)
+        buf_printf(&b, "%sfu_b%d = (__m512bh)_mm512_loadu_ps(fu_bp + %d)", v ? ", " : "", v, v * vf);
+    L("const __m512bh %s;", b.data);
+    free(b.data);
+    L("__m512bh fu_a;");
+    for (int i = 0; i < mr; i++) {
+        L("fu_a = (__m512bh)_mm512_set1_ps(fu_ap[%d]);", i);
+        for (int v = 0; v < nv; v++)
+            L("fu_c%d_%d = _mm512_dpbf16_ps(fu_c%d_%d, fu_a, fu_b%d);", i, v, i, v, v);
+    }
+    out(G);
+    L("}");
+}
+
+/* DOT_AMX: the 32 x 32 tile through the four accumulator tiles, stored to
+ * fu_ct and loaded into the fu_c registers for the epilogue. */
+static void emit_kloop_amx(Gen *G) {
+    L("(void)fu_ap;");
+    L("{");
+    in(G);
+    L("const uint16_t *const fu_ta = (const uint16_t *)fu_pa + fu_ir * fu_kcs;");
+    L("float fu_ct[32 * 32];");
+    for (int c = 0; c < 4; c++)
+        L("FU_TILE_ZERO(%d);", c);
+    L("for (int64_t fu_p = 0; fu_p < fu_kcs / 2; fu_p += 16) {");
+    in(G);
+    L("FU_TILE_LOAD(4, fu_ta + 2 * fu_p, fu_kcs * 2);");
+    L("FU_TILE_LOAD(5, fu_ta + 16 * fu_kcs + 2 * fu_p, fu_kcs * 2);");
+    L("FU_TILE_LOAD(6, fu_bp + fu_p * 32, 128);");
+    L("FU_TILE_LOAD(7, fu_bp + fu_p * 32 + 16, 128);");
+    L("FU_TILE_DP(0, 4, 6);");
+    L("FU_TILE_DP(1, 4, 7);");
+    L("FU_TILE_DP(2, 5, 6);");
+    L("FU_TILE_DP(3, 5, 7);");
+    out(G);
+    L("}");
+    L("FU_TILE_STORE(0, fu_ct, 128);");
+    L("FU_TILE_STORE(1, fu_ct + 16, 128);");
+    L("FU_TILE_STORE(2, fu_ct + 512, 128);");
+    L("FU_TILE_STORE(3, fu_ct + 528, 128);");
+    for (int i = 0; i < 32; i++)
+        for (int v = 0; v < 2; v++)
+            L("fu_c%d_%d = _mm512_loadu_ps(fu_ct + %d);", i, v, i * 32 + v * 16);
+    out(G);
+    L("}");
+}
+
 /* The microkernel of product pi of group gr: the MR x NR tile at
  * (fu_ir, fu_jr) of the current blocks over depth fu_kc, then either its
  * partial sums into cacc or (last depth block) the epilogue. */
@@ -1045,7 +1256,7 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
     L("{");
     in(G);
     L("const float *fu_ap = fu_pa + fu_ir * fu_kc;");
-    L("const float *fu_bp = fu_pb%d + fu_jr * fu_kc;", pi);
+    L("const float *fu_bp = fu_pb%d + fu_jr * %s;", pi, G->kcs);
     for (int i = 0; i < mr; i++) {
         Buf b = {0};
         for (int v = 0; v < nv; v++)
@@ -1053,22 +1264,28 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
         L("%s %s;", G->vt, b.data);
         free(b.data);
     }
-    if (U > 1) {
-        L("int64_t fu_p = 0;");
-        L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+    if (G->dot == DOT_AMX) {
+        emit_kloop_amx(G);
+    } else if (G->dot == DOT_BF16) {
+        emit_kloop_bf16(G);
     } else {
-        L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
-    }
-    in(G);
-    for (int u = 0; u < U; u++)
-        emit_kstep(G, u);
-    out(G);
-    L("}");
-    if (U > 1) {
-        L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+        if (U > 1) {
+            L("int64_t fu_p = 0;");
+            L("for (; fu_p + %d <= fu_kc; fu_p += %d, fu_ap += %d, fu_bp += %d) {", U, U, U * mr, U * nr);
+        } else {
+            L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d) {", mr, nr);
+        }
         in(G);
-        emit_kstep(G, 0);
+        for (int u = 0; u < U; u++)
+            emit_kstep(G, u);
         out(G);
+        L("}");
+        if (U > 1) {
+            L("for (; fu_p < fu_kc; ++fu_p, fu_ap += %d, fu_bp += %d)", mr, nr);
+            in(G);
+            emit_kstep(G, 0);
+            out(G);
+        }
     }
     if (G->cacc) {
         L("float *const fu_cp = fu_cacc%d + ((fu_jr / %d) * %d + (fu_ic + fu_ir) / %d) * %d;", pi, nr,
@@ -1204,14 +1421,27 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         L("for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < %s; fu_pc += %d) {", K, b->kc);
         in(G);
         L("const int64_t fu_kc = %s - fu_pc < %d ? %s - fu_pc : %d;", K, b->kc, K, b->kc);
+        if (G->dot == DOT_AMX)
+            L("const int64_t fu_kcs = (fu_kc + 31) / 32 * 32;");
         if (G->cacc)
             L("const int fu_first = fu_pc == 0, fu_last = fu_pc + %d >= %s;", b->kc, K);
-        for (int p = 0; p < gr->np; p++)
+        for (int p = 0; p < gr->np; p++) {
             emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
+            emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * %s", b->nr - 1, b->nr, b->nr, G->kcs));
+            if (G->dot != DOT_F32)
+                emit_pair_panels(G, fu_format("fu_pb%d", p), b->nr, fu_format("(fu_nc + %d) / %d", b->nr - 1, b->nr));
+        }
         L("for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += %d) {", b->mc);
         in(G);
         L("const int64_t fu_mc = fu_mch - fu_ic < %d ? fu_mch - fu_ic : %d;", b->mc, b->mc);
-        emit_pack_a(G, s);
+        if (G->dot == DOT_AMX) {
+            emit_pack_a_amx(G, s);
+        } else {
+            emit_pack_a(G, s);
+            emit_round_panel(G, "fu_pa", fu_format("(fu_mc + %d) / %d * %d * fu_kc", b->mr - 1, b->mr, b->mr));
+            if (G->dot == DOT_BF16)
+                emit_pair_panels(G, "fu_pa", b->mr, fu_format("(fu_mc + %d) / %d", b->mr - 1, b->mr));
+        }
         L("for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += %d)", b->nr);
         L("    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += %d) {", b->mr);
         in(G);
@@ -1283,9 +1513,9 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
         in(G);
         for (int u = 0; u < UU; u++) {
             for (int i = 0; i < mv; i++)
-                L("const %s fu_xv%d_%d = %s;", G->vt, i, u, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf)));
+                L("const %s fu_xv%d_%d = %s;", G->vt, i, u, rv(G, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf))));
             for (int r = 0; r < R; r++) {
-                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf)));
+                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, rv(G, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf))));
                 for (int i = 0; i < mv; i++)
                     L("fu_s%d_%d_%d = %s;", i, r, u,
                       v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
@@ -1305,7 +1535,7 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
         L("for (; fu_k < %s; ++fu_k) {", K);
         for (int i = 0; i < mv; i++)
             for (int r = 0; r < R; r++)
-                L("    fu_z%d_%d += fu_x%d[fu_k] * fu_w%d[fu_k];", i, r, i, r);
+                L("    fu_z%d_%d += %s * %s;", i, r, rs(G, fu_format("fu_x%d[fu_k]", i)), rs(G, fu_format("fu_w%d[fu_k]", r)));
         L("}");
     }
     for (int i = 0; i < mv; i++)
@@ -1411,13 +1641,13 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
         L("const float *const fu_xr = %s;", xrow);
         L("float *const fu_yr = fu_yb%d + fu_i * %lld;", pi, ld);
         for (int r = 0; r < R; r++)
-            L("const %s fu_xv%d = %s;", G->vt, r, v_set1(t, fu_format("fu_xr[fu_k + %d]", r)));
+            L("const %s fu_xv%d = %s;", G->vt, r, v_set1(t, rs(G, fu_format("fu_xr[fu_k + %d]", r))));
         L("int64_t fu_c = 0;");
         L("for (; fu_c + %d <= fu_nc; fu_c += %d) {", vf, vf);
         in(G);
         L("%s fu_acc = %s;", G->vt, v_load(t, "fu_yr + fu_c"));
         for (int r = 0; r < R; r++)
-            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), v_load(t, fu_format("fu_w%d + fu_c", r)), "fu_acc"));
+            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), rv(G, v_load(t, fu_format("fu_w%d + fu_c", r))), "fu_acc"));
         L("%s;", v_store(t, "fu_yr + fu_c", "fu_acc"));
         out(G);
         L("}");
@@ -1428,7 +1658,7 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
             L("for (int fu_q = 0, fu_nq = (int)(fu_nc - fu_c); fu_q < fu_nq; ++fu_q)");
             Buf e = {0};
             for (int r = 0; r < R; r++)
-                buf_printf(&e, " + fu_xr[fu_k + %d] * fu_w%d[fu_c + fu_q]", r, r);
+                buf_printf(&e, " + %s * %s", rs(G, fu_format("fu_xr[fu_k + %d]", r)), rs(G, fu_format("fu_w%d[fu_c + fu_q]", r)));
             L("    fu_yr[fu_c + fu_q] = fu_yr[fu_c + fu_q]%s;", e.data);
             free(e.data);
         }
@@ -1702,6 +1932,13 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     G->vt = v_type(G->t);
     if (!analyze(kr, &G->pl, why, sizeof why))
         fu_internal(__FILE__, __LINE__, "emit_gemm: kernel %d is not a GEMM kernel: %s", kr->id, why);
+    if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AMX_BF16)) {
+        G->dot = DOT_AMX;
+        G->b = blocking_amx();
+    } else if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AVX512BF16)) {
+        G->dot = DOT_BF16;
+    }
+    G->kcs = G->dot == DOT_AMX ? "fu_kcs" : "fu_kc";
     layout(G);
     const Node *o = G->pl.out;
     if (G->pl.matmul) {
@@ -1716,6 +1953,16 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         kern_scratch(k, fu_format("(size_t)%lld * sizeof(float)", (long long)G->total));
     emit_summary(G, kr);
     L("float *const fu_s = (float *)fr_scratch(tid);");
+    if (G->dot == DOT_AMX) {
+        /* palette 1, tiles 0..7 of 16 rows of 64 bytes (per thread; forward's
+         * fr_cpu_check has had Linux's permission for the tile data) */
+        L("unsigned char fu_tcfg[64] = {1};");
+        L("for (int fu_i = 0; fu_i < 8; ++fu_i) {");
+        L("    fu_tcfg[16 + 2 * fu_i] = 64;");
+        L("    fu_tcfg[48 + fu_i] = 16;");
+        L("}");
+        L("FU_TILE_CONFIG(fu_tcfg);");
+    }
     L("const int64_t fu_M = %s;", G->M);
     emit_rope_tables(G);
     for (int si = 0; si < G->pl.ns; si++)
@@ -1767,6 +2014,8 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("fr_barrier(nth);");
         out(G);
         L("}");
+        if (G->dot == DOT_AMX)
+            L("FU_TILE_RELEASE();");
         return;
     }
     if (G->pl.matmul) {
@@ -1790,4 +2039,6 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         out(G);
         L("}");
     }
+    if (G->dot == DOT_AMX)
+        L("FU_TILE_RELEASE();");
 }

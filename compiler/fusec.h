@@ -517,7 +517,16 @@ typedef struct Options {
     int opt_level;              /* 0: every op its own kernel; 1 (default): fuse */
     const char *target;         /* target name, "generic" by default */
     unsigned no_fuse;           /* bitmask of disabled fusion passes (fusion issue) */
+    bool compute_bf16;          /* --compute=bf16: linears of f32/bf16/f16 weights get i[1] = 1 */
 } Options;
+
+/* pipeline.c: --compute=bf16 marks the linears it applies to (i[1] = 1:
+ * operands rounded to bf16, products summed in f32; docs/quantization.md).
+ * Weights of q8_0/q4_0 keep their own arithmetic. */
+bool linear_bf16(const Node *n);    /* a linear marked so */
+/* Marks them; compile_passes does it first, and fusec check before it runs
+ * the interpreter on the unfused graph.  Idempotent. */
+void pass_mark_compute(Graph *g, const Options *o);
 
 /* schedule.c: assigns every compute node a kernel (unfused: one per op;
  * reshape is a view and outputs are copies or aliases). */
@@ -759,8 +768,13 @@ const char *ty_load_n(const Target *t, int lanes, DType dt, const char *row, con
 const char *ty_load1(DType dt, const char *row, const char *k);    /* a float */
 /* row[k] = x for f32, bf16, f16 (rounding to nearest even): a statement without ';'. */
 const char *ty_store1(DType dt, const char *row, const char *k, const char *x);
+/* --compute=bf16: v (W lanes, or a float when lanes is 1 or the target
+ * generic) rounded to bf16 (nearest even) as a float32; NaN kept.  Needs
+ * TY_BF16R in `used`. */
+const char *ty_bf16r(const Target *t, int lanes, const char *v);
+#define TY_BF16R (1u << 31)
 /* The helpers: portable ones once per file, vector ones per ISA variant,
- * for the types whose bits (1 << DType) are in `used`. */
+ * for the types whose bits (1 << DType) are in `used` (and TY_BF16R). */
 void ty_prelude_common(Buf *b, unsigned used);
 void ty_prelude(Buf *b, const Target *t, unsigned used);
 /* The q8_0/q4_0 linear's helpers on target t: the activation quantizer,

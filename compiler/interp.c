@@ -404,9 +404,23 @@ static void quantize_row(const double *x, int64_t k, double *xh) {
     }
 }
 
+/* --compute=bf16 (when r): the float32 value of x rounded to bf16, nearest
+ * even, as the kernels round their float32 operands; NaN stays NaN. */
+static double bf16_round(bool r, double x) {
+    if (!r || x != x)
+        return x;
+    float f = (float)x;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u + 0x7fffu + (u >> 16 & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* x [..., in] with W [out, in] (i[0] == 0, y = x W^T) or W [in, out]
  * (i[0] == 1, y = x W), plus an optional bias [out].  With a q8_0/q4_0
- * weight each row of x is quantized first (quantize_row). */
+ * weight each row of x is quantized first (quantize_row); under
+ * --compute=bf16 (linear_bf16) both operands are rounded (bf16_round). */
 static int op_linear(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *w = in_val(I, n, 1);
     const Tensor *bias = n->nin > 2 ? in_val(I, n, 2) : NULL;
@@ -426,6 +440,7 @@ static int op_linear(Interp *I, const Node *n, Tensor *out) {
     int64_t rows = IN > 0 ? x->numel / IN : 0;
     if (rows * OUT != out->numel)
         return node_fail(I, n, "output has the wrong number of rows");
+    bool r = linear_bf16(n);
     bool quant = dt_info(n->in[1]->dtype)->kind == DK_QUANT;
     double *xq = quant && IN > 0 ? malloc(sizeof *xq * (size_t)IN) : NULL;
     if (quant && IN > 0 && !xq)
@@ -439,7 +454,7 @@ static int op_linear(Interp *I, const Node *n, Tensor *out) {
         for (int64_t o = 0; o < OUT; o++) {
             double acc = 0.0;
             for (int64_t k = 0; k < IN; k++)
-                acc += xr[k] * (in_out ? w->data[k * OUT + o] : w->data[o * IN + k]);
+                acc += bf16_round(r, xr[k]) * bf16_round(r, in_out ? w->data[k * OUT + o] : w->data[o * IN + k]);
             if (bias)
                 acc += bias->data[o];
             out->data[t * OUT + o] = acc;

@@ -48,6 +48,11 @@ static const char usage_text[] =
     "                   CPU's features, the first listed that the CPU runs; list generic\n"
     "                   last as the fallback); docs/targets.md\n"
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
+    "  --compute=T      the arithmetic of linear: f32 (default), or bf16: both operands\n"
+    "                   rounded to bf16 (nearest even), products summed in f32; f32 and\n"
+    "                   f16 weights are converted while packing, bf16 ones used as stored,\n"
+    "                   q8_0/q4_0 unaffected; prefill on vdpbf16ps (x86-64-avx512-bf16)\n"
+    "                   or AMX tiles (x86-64-spr) (docs/quantization.md)\n"
     "  --weight-type=PATTERN=TYPE\n"
     "                   give the weights whose checkpoint name matches the glob PATTERN\n"
     "                   the type TYPE (f32, bf16, f16, q8_0, q4_0) instead of the declared\n"
@@ -467,6 +472,10 @@ int main(int argc, char **argv) {
             ndims++;
         } else if ((v = opt_value(argc, argv, &i, "--target"))) {
             opt.target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--compute"))) {
+            if (strcmp(v, "f32") && strcmp(v, "bf16"))
+                return usage_error("--compute: expected f32 or bf16, got '%s'", v);
+            opt.compute_bf16 = strcmp(v, "bf16") == 0;
         } else if ((v = opt_value(argc, argv, &i, "--weight-type"))) {
             char why[256];
             if (!dt_add_weight_rule(v, why, sizeof why))

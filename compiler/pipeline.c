@@ -15,7 +15,21 @@ Graph *compile_front(const char *path, const char *block) {
     return g;
 }
 
+bool linear_bf16(const Node *n) { return n->op == OP_LINEAR && n->i[1] == 1; }
+
+void pass_mark_compute(Graph *g, const Options *o) {
+    if (!o->compute_bf16)
+        return;
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        DType w = n->op == OP_LINEAR ? n->in[1]->dtype : DT_F32;
+        if (n->op == OP_LINEAR && (w == DT_F32 || w == DT_BF16 || w == DT_F16))
+            n->i[1] = 1;
+    }
+}
+
 void compile_passes(Graph *g, const Options *o) {
+    pass_mark_compute(g, o);
     /* rewrites of primitive spellings (fuse_*.c; nothing at -O0) */
     pass_rewrite_norm(g, o);
     ir_verify(g, "rewrite norm");

@@ -32,7 +32,9 @@ static void print_attrs(Buf *b, const Node *n) {
         if (n->i[0])
             buf_puts(b, " {transpose_b}");
         break;
-    case OP_LINEAR: buf_printf(b, " {layout=%s}", n->i[0] ? "in_out" : "out_in"); break;
+    case OP_LINEAR:
+        buf_printf(b, " {layout=%s%s}", n->i[0] ? "in_out" : "out_in", n->i[1] ? ", compute=bf16" : "");
+        break;
     case OP_TRANSPOSE:
         buf_puts(b, " {perm=[");
         for (int a = 0; a < n->in[0]->rank; a++)

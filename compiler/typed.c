@@ -94,6 +94,13 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
     }
 }
 
+const char *ty_bf16r(const Target *t, int lanes, const char *v) {
+    if (lanes == 1 || t->isa == ISA_GENERIC)
+        return fu_format("fu_bf16r(%s)", v);
+    (void)half_width(t, lanes);
+    return fu_format("fu_bf16r%d_%s(%s)", lanes, t->tag, v);
+}
+
 /* ---- the helpers ---------------------------------------------------------------- */
 
 #define L(...) (buf_printf(b, __VA_ARGS__), buf_puts(b, "\n"))
@@ -101,7 +108,25 @@ const char *ty_store1(DType dt, const char *row, const char *k, const char *x) {
 static void prelude_qx_common(Buf *b, unsigned used);
 
 void ty_prelude_common(Buf *b, unsigned used) {
-    if (!(used & ~(1u << DT_F32 | 1u << DT_I32)))
+    if (used & TY_BF16R) {
+        L("/* --compute=bf16: x rounded to bf16 (nearest even), as a float; a NaN stays NaN\n"
+          " * with its quiet bit set, so that its top 16 bits are a bf16 NaN too */");
+        L("static inline float fu_bf16r(float x) {");
+        L("    uint32_t u;");
+        L("    memcpy(&u, &x, sizeof u);");
+        L("    u = x != x ? u | 0x00400000u : (u + 0x7fffu + (u >> 16 & 1u)) & 0xffff0000u;");
+        L("    memcpy(&x, &u, sizeof x);");
+        L("    return x;");
+        L("}");
+        L("static inline uint16_t fu_bf16_bits(float x) {");
+        L("    uint32_t u;");
+        L("    x = fu_bf16r(x);");
+        L("    memcpy(&u, &x, sizeof u);");
+        L("    return (uint16_t)(u >> 16);");
+        L("}");
+        buf_puts(b, "\n");
+    }
+    if (!(used & ~(1u << DT_F32 | 1u << DT_I32 | TY_BF16R)))
         return;
     L("/* ---- stored types: bf16, f16, q8_0, q4_0 (compiler/typed.c, docs/quantization.md) ---- */");
     L("static inline uint16_t fu_rd16(const uint8_t *p) {");
@@ -525,9 +550,43 @@ static TyIsa ty_isa(const Target *t, int lanes) {
     return x;
 }
 
+/* fu_bf16r<W>_<tag>: the lanes of fu_bf16r (integer add of 0x7fff plus
+ * the lowest kept bit, then the low half cleared; NaN lanes kept). */
+static void prelude_bf16r(Buf *b, const Target *t, int lanes) {
+    const char *attr = v_attr(t);
+    if (t->isa == ISA_AVX512 && lanes == 16) {
+        L("static %sinline __m512 fu_bf16r16_%s(__m512 x) {", attr, t->tag);
+        L("    const __m512i u = _mm512_castps_si512(x);");
+        L("    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),");
+        L("                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));");
+        L("    r = _mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u));");
+        L("    r = _mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), u, _mm512_set1_epi32(0x00400000));");
+        L("    return _mm512_castsi512_ps(r);");
+        L("}");
+    } else if (t->isa == ISA_AVX512 || t->isa == ISA_AVX2) {
+        L("static %sinline __m256 fu_bf16r8_%s(__m256 x) {", attr, t->tag);
+        L("    const __m256i u = _mm256_castps_si256(x);");
+        L("    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),");
+        L("                                 _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))));");
+        L("    r = _mm256_and_si256(r, _mm256_set1_epi32((int)0xffff0000u));");
+        L("    return _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_or_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x00400000))),");
+        L("                            _mm256_cmp_ps(x, x, _CMP_UNORD_Q));");
+        L("}");
+    } else {
+        L("static %sinline float32x4_t fu_bf16r4_%s(float32x4_t x) {", attr, t->tag);
+        L("    const uint32x4_t u = vreinterpretq_u32_f32(x);");
+        L("    uint32x4_t r = vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fffu), vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1u))));");
+        L("    r = vandq_u32(r, vdupq_n_u32(0xffff0000u));");
+        L("    return vbslq_f32(vceqq_f32(x, x), vreinterpretq_f32_u32(r), vreinterpretq_f32_u32(vorrq_u32(u, vdupq_n_u32(0x00400000u))));");
+        L("}");
+    }
+}
+
 static void prelude_width(Buf *b, const Target *t, int lanes, unsigned used) {
     TyIsa x = ty_isa(t, lanes);
     const char *attr = v_attr(t);
+    if (used & TY_BF16R)
+        prelude_bf16r(b, t, lanes);
     for (int dt = 0; dt < DT_COUNT; dt++) {
         const DTypeInfo *d = dt_info((DType)dt);
         if (!(used & (1u << dt)) || (d->kind != DK_HALF && d->kind != DK_QUANT))
@@ -548,11 +607,67 @@ static void prelude_width(Buf *b, const Target *t, int lanes, unsigned used) {
     }
 }
 
+/* The AMX words of emit_gemm.c's DOT_AMX kernels: the tile intrinsics, or,
+ * when the file is compiled with -DFU_AMX_EMULATE (tests/bf16 on a CPU
+ * without AMX), the same operations in C on one thread's eight 1 KiB tiles
+ * (rows of 64 bytes; every tile 16 x 64 bytes, the only configuration the
+ * kernels use), and a CPU check that leaves the AMX bits out. */
+static void prelude_amx(Buf *b) {
+    L("#ifndef FU_TILE_DP");
+    L("#if defined(FU_AMX_EMULATE)");
+    L("static __thread unsigned char fu_emu_tile[8][16][64];");
+    L("static inline void fu_emu_load(int t, const void *p, int64_t stride) {");
+    L("    for (int r = 0; r < 16; r++)");
+    L("        memcpy(fu_emu_tile[t][r], (const unsigned char *)p + r * stride, 64);");
+    L("}");
+    L("static inline void fu_emu_store(int t, void *p, int64_t stride) {");
+    L("    for (int r = 0; r < 16; r++)");
+    L("        memcpy((unsigned char *)p + r * stride, fu_emu_tile[t][r], 64);");
+    L("}");
+    L("static inline float fu_emu_bf16(const unsigned char *p) {");
+    L("    uint32_t u = (uint32_t)(p[0] | p[1] << 8) << 16;");
+    L("    float x;");
+    L("    memcpy(&x, &u, sizeof x);");
+    L("    return x;");
+    L("}");
+    L("/* tdpbf16ps: C[m][n] += sum over k pairs of A[m][k].lo * B[k][n].lo + A[m][k].hi * B[k][n].hi */");
+    L("static inline void fu_emu_dp(int c, int a, int bt) {");
+    L("    for (int m = 0; m < 16; m++)");
+    L("        for (int n = 0; n < 16; n++) {");
+    L("            float acc;");
+    L("            memcpy(&acc, fu_emu_tile[c][m] + 4 * n, sizeof acc);");
+    L("            for (int k = 0; k < 16; k++)");
+    L("                for (int e = 0; e < 2; e++)");
+    L("                    acc += fu_emu_bf16(fu_emu_tile[a][m] + 4 * k + 2 * e) * fu_emu_bf16(fu_emu_tile[bt][k] + 4 * n + 2 * e);");
+    L("            memcpy(fu_emu_tile[c][m] + 4 * n, &acc, sizeof acc);");
+    L("        }");
+    L("}");
+    L("#define FU_TILE_CONFIG(p) ((void)(p))");
+    L("#define FU_TILE_RELEASE() ((void)0)");
+    L("#define FU_TILE_ZERO(t) memset(fu_emu_tile[t], 0, sizeof fu_emu_tile[t])");
+    L("#define FU_TILE_LOAD(t, p, s) fu_emu_load(t, p, s)");
+    L("#define FU_TILE_STORE(t, p, s) fu_emu_store(t, p, s)");
+    L("#define FU_TILE_DP(c, a, bt) fu_emu_dp(c, a, bt)");
+    L("#define FU_AMX_NEED(bits) ((bits) & ~0x%xu)", FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8);
+    L("#else");
+    L("#define FU_TILE_CONFIG(p) _tile_loadconfig(p)");
+    L("#define FU_TILE_RELEASE() _tile_release()");
+    L("#define FU_TILE_ZERO(t) _tile_zero(t)");
+    L("#define FU_TILE_LOAD(t, p, s) _tile_loadd(t, p, s)");
+    L("#define FU_TILE_STORE(t, p, s) _tile_stored(t, p, s)");
+    L("#define FU_TILE_DP(c, a, bt) _tile_dpbf16ps(c, a, bt)");
+    L("#define FU_AMX_NEED(bits) (bits)");
+    L("#endif");
+    L("#endif");
+}
+
 void ty_prelude(Buf *b, const Target *t, unsigned used) {
     if (!(used & ~(1u << DT_F32 | 1u << DT_I32)) || t->isa == ISA_GENERIC)
         return;
     L("/* ---- stored types for %s (compiler/typed.c) ---- */", t->name);
     L("#if %s", t->guard);
+    if ((used & TY_BF16R) && (t->features & FR_CPU_AMX_BF16))
+        prelude_amx(b);
     prelude_width(b, t, t->vec_floats, used);
     if (t->isa == ISA_AVX512)
         prelude_width(b, t, 8, used);

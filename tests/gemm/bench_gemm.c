@@ -6,8 +6,16 @@
  *   bench_gemm peak              FMA peak (GFLOP/s) and read bandwidth (GB/s)
  *                                per thread count, measured with the same
  *                                intrinsics the kernels use
+ *   bench_gemm peak-bf16         one thread's AVX512-BF16 peak: 12 chains of
+ *                                vdpbf16ps (64 flops each: 16 lanes x 2
+ *                                products), or why it cannot run
+ *   bench_gemm peak-amx          one thread's AMX bf16 peak: tdpbf16ps into
+ *                                four 16 x 16 accumulator tiles from two A
+ *                                and two B tiles (16 x 16 x 32 x 2 flops
+ *                                each), after fr_amx_enable; or why not
  *   bench_gemm run T REPS [SETS] runs the linked block (DESC) at T rows REPS
- *                                times; prints GFLOP/s (2 * T * weights) and
+ *                                times (a layer with caches: after 0 cached
+ *                                rows, so a prefill); prints GFLOP/s (2 * T * weights) and
  *                                GB/s of weights streamed, best of REPS.
  *                                With SETS > 1 the calls cycle through SETS
  *                                copies of the weights, so that weights
@@ -145,6 +153,110 @@ static int peak(void) {
     return 0;
 }
 
+/* ---- bf16 peaks (one thread) ------------------------------------------------- */
+
+#define DP_ITERS 20000000L
+
+/* GFLOP/s by the wall clock; *per_cpu by the process's CPU time. */
+__attribute__((target("avx512f,avx512bf16"))) static double dpbf16_loop(double *per_cpu) {
+    const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3f803f80), a = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    double t0 = fr_now(), ct0 = cpu_now();
+    for (long it = 0; it < DP_ITERS; it++) {
+        c0 = _mm512_dpbf16_ps(c0, a, b);
+        c1 = _mm512_dpbf16_ps(c1, a, b);
+        c2 = _mm512_dpbf16_ps(c2, a, b);
+        c3 = _mm512_dpbf16_ps(c3, a, b);
+        c4 = _mm512_dpbf16_ps(c4, a, b);
+        c5 = _mm512_dpbf16_ps(c5, a, b);
+        c6 = _mm512_dpbf16_ps(c6, a, b);
+        c7 = _mm512_dpbf16_ps(c7, a, b);
+        c8 = _mm512_dpbf16_ps(c8, a, b);
+        c9 = _mm512_dpbf16_ps(c9, a, b);
+        c10 = _mm512_dpbf16_ps(c10, a, b);
+        c11 = _mm512_dpbf16_ps(c11, a, b);
+    }
+    double t = fr_now() - t0, ct = cpu_now() - ct0;
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    *per_cpu = 12.0 * DP_ITERS * 64 / ct / 1e9;
+    return 12.0 * DP_ITERS * 64 / t / 1e9;
+}
+
+static int peak_bf16(void) {
+    if (!(fr_cpu_features() & FR_CPU_AVX512BF16)) {
+        printf("avx512bf16_peak: this CPU has no AVX512-BF16\n");
+        return 0;
+    }
+    double pc, w = dpbf16_loop(&pc);
+    printf("threads 1  avx512bf16_peak %.1f GFLOP/s (vdpbf16ps; %.1f per CPU-second)\n", w, pc);
+    return 0;
+}
+
+#define AMX_ITERS 5000000L
+
+/* The palette-1 tile configuration: 64 bytes. */
+typedef struct AmxCfg {
+    unsigned char palette, start_row, reserved[14];
+    unsigned short colsb[16];
+    unsigned char rows[16];
+} AmxCfg;
+
+__attribute__((target("amx-tile,amx-bf16"))) static double amx_loop(double *per_cpu) {
+    static unsigned short ab[2][16 * 32] __attribute__((aligned(64)));
+    static float out[16 * 16] __attribute__((aligned(64)));
+    AmxCfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = 16;
+        cfg.colsb[i] = 64;
+    }
+    for (int i = 0; i < 16 * 32; i++) {
+        ab[0][i] = 0x3f80; /* 1.0 */
+        ab[1][i] = 0x33d6; /* 1e-7 */
+    }
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, ab[0], 64);
+    _tile_loadd(5, ab[0], 64);
+    _tile_loadd(6, ab[1], 64);
+    _tile_loadd(7, ab[1], 64);
+    double t0 = fr_now(), ct0 = cpu_now();
+    for (long it = 0; it < AMX_ITERS; it++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    double t = fr_now() - t0, ct = cpu_now() - ct0;
+    _tile_stored(0, out, 64);
+    _tile_release();
+    volatile float sink = out[0];
+    (void)sink;
+    *per_cpu = 4.0 * AMX_ITERS * 16 * 16 * 32 * 2 / ct / 1e9;
+    return 4.0 * AMX_ITERS * 16 * 16 * 32 * 2 / t / 1e9;
+}
+
+static int peak_amx(void) {
+    fr_err err;
+    if (!(fr_cpu_features() & FR_CPU_AMX_BF16) || fr_amx_enable(&err) != 0) {
+        printf("amx_bf16_peak: no AMX bf16 here (%s)\n",
+               fr_cpu_features() & FR_CPU_AMX_BF16 ? err.msg : "the CPU or the kernel lacks it");
+        return 0;
+    }
+    double pc, w = amx_loop(&pc);
+    printf("threads 1  amx_bf16_peak %.1f GFLOP/s (tdpbf16ps, 2 x 2 tiles; %.1f per CPU-second)\n", w, pc);
+    return 0;
+}
+
 /* ---- the block -------------------------------------------------------------- */
 
 static float *rand_floats(int64_t n) {
@@ -172,11 +284,22 @@ static int run(int64_t T, int reps, int sets) {
     int64_t syms[FR_MAX_SYMS] = {0};
     const void *w[MAX_SETS][64];
     void *x[64], *y[64];
-    if (b->nsyms != 1 || b->nweights > 64 || b->ninputs > 64 || b->noutputs > 64 || b->ncaches) {
-        fprintf(stderr, "bench_gemm: the block must have one symbol (T) and no caches\n");
+    float *caches[64];
+    int tsym = b->cache_sym == 0 ? 1 : 0;
+    if (b->nsyms < 1 || b->nsyms > 2 || (b->nsyms == 2 && b->cache_sym < 0) || b->nweights > 64 ||
+        b->ninputs > 64 || b->noutputs > 64 || b->ncaches > 64) {
+        fprintf(stderr, "bench_gemm: the block must have one symbol (T), and the cache's (run at 0)\n");
         return 1;
     }
-    syms[0] = T;
+    syms[tsym] = T;
+    /* caches (a layer's K and V): room for the T rows this call appends */
+    for (int i = 0; i < b->ncaches; i++) {
+        syms[b->cache_sym] = 1;
+        int64_t row = fr_desc_numel(&b->caches[i], syms);
+        syms[b->cache_sym] = 0;
+        if (!(caches[i] = rand_floats(row * T)))
+            return 1;
+    }
     double wfloats = 0;
     if (sets < 1 || sets > MAX_SETS) {
         fprintf(stderr, "bench_gemm: SETS must be 1..%d\n", MAX_SETS);
@@ -191,9 +314,14 @@ static int run(int64_t T, int reps, int sets) {
             if (!(w[k][i] = rand_floats(n)))
                 return 1;
     }
-    for (int i = 0; i < b->ninputs; i++)
-        if (!(x[i] = rand_floats(fr_desc_numel(&b->inputs[i], syms))))
+    for (int i = 0; i < b->ninputs; i++) {
+        int64_t n = fr_desc_numel(&b->inputs[i], syms);
+        if (!(x[i] = rand_floats(n)))
             return 1;
+        if (b->inputs[i].dtype == FR_I32) /* positions */
+            for (int64_t k = 0; k < n; k++)
+                ((int32_t *)x[i])[k] = (int32_t)k;
+    }
     for (int i = 0; i < b->noutputs; i++)
         if (!(y[i] = rand_floats(fr_desc_numel(&b->outputs[i], syms))))
             return 1;
@@ -205,7 +333,8 @@ static int run(int64_t T, int reps, int sets) {
     int nth = fr_pool_threads();
     for (int r = 0; r < reps; r++) {
         double t0 = fr_now(), c0 = cpu_now();
-        if (b->run(w[r % sets], NULL, 0, syms, (const void *const *)x, y, ws, wsz) != 0) {
+        if (b->run(w[r % sets], b->ncaches ? caches : NULL, b->ncaches ? T : 0, syms, (const void *const *)x, y, ws,
+                   wsz) != 0) {
             fprintf(stderr, "bench_gemm: the block failed: %s\n", fr_last_error());
             return 1;
         }
@@ -225,8 +354,12 @@ static int run(int64_t T, int reps, int sets) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "peak") == 0)
         return peak();
+    if (argc == 2 && strcmp(argv[1], "peak-bf16") == 0)
+        return peak_bf16();
+    if (argc == 2 && strcmp(argv[1], "peak-amx") == 0)
+        return peak_amx();
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "run") == 0)
         return run(atoll(argv[2]), atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 1);
-    fprintf(stderr, "usage: bench_gemm peak | run T REPS [SETS]\n");
+    fprintf(stderr, "usage: bench_gemm peak | peak-bf16 | peak-amx | run T REPS [SETS]\n");
     return 2;
 }

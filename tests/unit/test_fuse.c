@@ -27,7 +27,7 @@ static Graph *front(const char *text) {
 
 static Graph *compile(const char *text, int opt_level, unsigned no_fuse) {
     Graph *g = front(text);
-    Options o = {opt_level, "generic", no_fuse};
+    Options o = {opt_level, "generic", no_fuse, false};
     compile_passes(g, &o);
     return g;
 }
@@ -200,7 +200,7 @@ static void test_pass_names(void **state) {
     assert_int_equal(fuse_pass_bit("elementwise"), FUSE_ELEMENTWISE);
     assert_int_equal(fuse_pass_bit("Attention"), 0);
     assert_int_equal(fuse_pass_bit(""), 0);
-    Options o = {1, "generic", FUSE_NORM};
+    Options o = {1, "generic", FUSE_NORM, false};
     assert_false(fuse_enabled(&o, FUSE_NORM));
     assert_true(fuse_enabled(&o, FUSE_MLP));
     o.opt_level = 0;
@@ -370,7 +370,7 @@ static void test_rewrite_attention(void **state) {
 
 static void test_llama_kinds(void **state) {
     (void)state;
-    Options o = {1, "generic", 0};
+    Options o = {1, "generic", 0, false};
     Graph *g = compile_pipeline("dsl-examples/llama_layer.fdl", NULL, &o);
     assert_non_null(g);
     assert_string_equal(kinds(g), "gemm attention gemm mlp");
@@ -379,12 +379,12 @@ static void test_llama_kinds(void **state) {
     assert_int_equal(n->kernel, 0);
     assert_int_equal(find_op(g, OP_ROPE)->kernel, 1);
     assert_int_equal(find_op(g, OP_APPEND)->kernel, 1);
-    Options p = {1, "generic", FUSE_MLP | FUSE_ATTENTION};
+    Options p = {1, "generic", FUSE_MLP | FUSE_ATTENTION, false};
     g = compile_pipeline("dsl-examples/llama_layer.fdl", NULL, &p);
     /* without attention fusion the ropes are projection epilogues */
     assert_string_equal(kinds(g), "gemm single single single gemm gemm gemm");
     assert_int_equal(find_op(g, OP_ROPE)->kernel, 0);
-    Options z = {0, "generic", 0};
+    Options z = {0, "generic", 0, false};
     g = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &z);
     assert_int_equal(g->nkernels, 36);
 }
@@ -591,7 +591,7 @@ static void dot_fn(FILE *f, const void *arg) {
 
 static void test_explain(void **state) {
     (void)state;
-    Options o = {1, "generic", 0}, z = {0, "generic", 0};
+    Options o = {1, "generic", 0, false}, z = {0, "generic", 0, false};
     Graph *g = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &o);
     Graph *u = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &z);
     Pair p = {g, u, NULL};
