@@ -87,7 +87,7 @@ if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; t
         "$FUSEC" check $ODD --random --compute=bf16 --target aarch64-neon --cc $XCC \
         --run-with "qemu-aarch64 -L /usr/aarch64-linux-gnu" --dim T=9
 else
-    echo "skip aarch64-neon: no $XCC or qemu-aarch64 (tests/targets/run.sh installs them)"
+    bad "aarch64-neon: no $XCC or qemu-aarch64 (scripts/install-deps.sh installs them)"
 fi
 
 # AVX512-BF16 (vdpbf16ps on k pairs) where this CPU has it
@@ -103,7 +103,7 @@ else
 fi
 # AMX: the tile kernels with the tiles emulated in C (FU_AMX_EMULATE; every
 # CPU), then for real where the CPU has AMX, else the clear error
-EMU="cc -DFU_AMX_EMULATE"
+EMU="${CC:-cc} -DFU_AMX_EMULATE"
 for T in 9 40 300; do
     expect 0 "odd.fdl: x86-64-spr, AMX tiles emulated, T=$T" \
         env CC="$EMU" "$FUSEC" check $ODD --random --compute=bf16 --target x86-64-spr --dim T=$T
