@@ -1,0 +1,75 @@
+#!/bin/sh
+# bench/types.sh - one Llama-3.2-1B layer (bench/blocks/llama_1b.fdl) for
+# every weight type and for --compute=bf16: W1 (decode, T = 1 after P = 1024
+# cached tokens, caches flushed before each call) and W2 (prefill, T = 512,
+# P = 0), side by side in one run.  Not part of make test (timings).
+#
+#   sh bench/types.sh                                  # after make
+#   TARGET=x86-64-spr THREADS="1 16" sh bench/types.sh # the 16-core host
+#
+# For each variant, `fusec check --random` first builds the layer for TARGET
+# and checks it against the float64 interpreter at T = 1 (quantized types
+# and bf16 compute at rtol 1e-3: the interpreter rounds its own activations,
+# docs/quantization.md) and keeps the weights it drew, stored as the variant's type; bench/layer_main.c then times the same
+# generated block with those weights.  Medians of REPS (decode) and PREPS
+# (prefill) calls, min..max beside them.
+#
+# Environment: BUILD (build), CC (cc), TARGET (native), THREADS ("1 2"),
+# REPS (21), PREPS (5), VARIANTS (all: f32 bf16 f16 q8_0 q4_0 f32+bf16c
+# bf16+bf16c; "+bf16c" = --compute=bf16), SKIP_PREFILL=1.
+set -u
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+TARGET=${TARGET:-native}
+THREADS=${THREADS:-1 2}
+REPS=${REPS:-21}
+PREPS=${PREPS:-5}
+VARIANTS=${VARIANTS:-f32 bf16 f16 q8_0 q4_0 f32+bf16c bf16+bf16c}
+FUSEC=$BUILD/fusec
+FDL=bench/blocks/llama_1b.fdl
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-types.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+[ -x "$FUSEC" ] && [ -f "$BUILD/libfusec_rt.a" ] || { echo "types.sh: run make first" >&2; exit 1; }
+f2="-mavx2 -mfma"
+f512="-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma"
+case $(uname -m) in x86_64) ;; *) f2="" f512="" ;; esac
+$CC -O2 -Iruntime -Ibench -c bench/limits.c -o "$tmp/limits.o" &&
+    $CC -O2 -Iruntime -Ibench $f2 -c bench/limits_avx2.c -o "$tmp/limits_avx2.o" &&
+    $CC -O2 -Iruntime -Ibench $f512 -c bench/limits_avx512.c -o "$tmp/limits_avx512.o" ||
+    { echo "types.sh: cannot build bench/limits*.c" >&2; exit 1; }
+echo "# llama_1b layer, target $TARGET; decode T=1 P=1024 (median of $REPS, caches flushed), prefill T=512 P=0 (median of $PREPS)"
+echo "# variant workload threads median_ms min_ms max_ms weight_MB weight_GB/s"
+for v in $VARIANTS; do
+    ty=${v%+bf16c}
+    opts=""
+    [ "$ty" = f32 ] || opts="--weight-type=self_attn.*=$ty --weight-type=mlp.*=$ty"
+    [ "$ty" = "$v" ] || opts="$opts --compute=bf16"
+    tol=""
+    case $v in q* | *bf16c) tol="--rtol 1e-3 --max-tol 1e-2" ;; esac
+    d=$tmp/$v
+    # shellcheck disable=SC2086
+    if ! "$FUSEC" check "$FDL" --random $opts $tol --dim T=1 --target "$TARGET" --keep "$d" \
+        >"$tmp/check.log" 2>&1; then
+        echo "types.sh: $v: fusec check failed:" >&2
+        tail -5 "$tmp/check.log" >&2
+        exit 1
+    fi
+    $CC -O2 $f2 -Iruntime -Ibench -I"$d" -DDESC=llama_1b_desc -o "$d/layer" bench/layer_main.c "$d/block.c" \
+        "$tmp/limits.o" "$tmp/limits_avx2.o" "$tmp/limits_avx512.o" "$BUILD/libfusec_rt.a" -lm -lpthread ||
+        { echo "types.sh: $v: cannot build the driver" >&2; exit 1; }
+    for n in $THREADS; do
+        for wl in decode prefill; do
+            if [ $wl = decode ]; then
+                line=$("$d/layer" "$d/in.safetensors" 1 1024 "$n" "$REPS") || exit 1
+            else
+                [ "${SKIP_PREFILL:-}" = 1 ] && continue
+                line=$("$d/layer" "$d/in.safetensors" 512 0 "$n" "$PREPS") || exit 1
+            fi
+            echo "$line" | awk -v v="$v" -v wl="$wl" '{
+                for (i = 1; i < NF; i++) f[$i] = $(i + 1)
+                printf "%-11s %-7s %2d %9.3f %9.3f %9.3f %8.1f %7.2f\n", v, wl, f["threads"], f["median_ms"],
+                    f["min_ms"], f["max_ms"], f["weight_bytes"] / 1e6, f["GB/s"] }'
+        done
+    done
+done
