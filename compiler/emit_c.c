@@ -1060,46 +1060,37 @@ static void k_linear(Kern *k, const Node *n) {
     const char *OUT = kdim(k, n, n->rank - 1);
     if (dt_info(wn->dtype)->kind == DK_QUANT) {
         /* q8_0/q4_0 (layout 0): the rows of x quantized like the weights
-         * (typed.c, docs/quantization.md), in this thread's scratch.  Up to
-         * 8 rows (decode): int8 dot products, each weight block read once
-         * for all rows.  More (prefill): each row dequantized again, d * q,
-         * and the float dot products against the weights, so that decode
-         * and prefill compute the same function. */
+         * (typed.c, docs/quantization.md), 32 at a time, into this
+         * thread's scratch; int8 dot products, each weight block loaded
+         * once for up to 8 rows.  Decode (T <= 8) is one pass; prefill
+         * walks the rows in chunks, so each weight row is streamed R / 32
+         * times and stays in L1 across its chunk's dots.  Every
+         * row of every call computes the same function. */
         FU_ASSERT(n->i[0] == 0);
-        kern_scratch(k, fu_format("((%s) + 31) / 32 * 288 + 512", IN));
+        /* 32 rows of fu_qx_stride(IN) <= 36 * nb + 63 bytes */
+        kern_scratch(k, fu_format("((%s) + 31) / 32 * %d + %d", IN, 36 * 32, 64 * 32 + 64));
         kline(k, "int64_t o0, o1;");
         kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
         kline(k, "int8_t *fu_xq = (int8_t *)fr_scratch(tid);");
         kline(k, "const int64_t fu_nb = ((%s) + 31) / 32, fu_xs = fu_qx_stride(%s);", IN, IN);
         kline(k, "if (o0 == o1)");
         kline(k, "    return;");
-        kline(k, "if (%s <= 8) {", R);
+        kline(k, "for (int64_t rc = 0; rc < %s; rc += 32) {", R);
         k->indent++;
-        kline(k, "for (int64_t r = 0; r < %s; ++r)", R);
-        kline(k, "    %s(%s + %s, %s, fu_xq + r * fu_xs);", ty_qx_fn(kT(k)), x, mul("r", IN), IN);
-        kline(k, "for (int64_t o = o0; o < o1; ++o) {");
-        k->indent++;
-        kline(k, "float fu_acc[8];");
-        kline(k, "%s(%s + %s, fu_xq, fu_xs, fu_nb, (int)(%s), fu_acc);", ty_qdot_fn(kT(k), wn->dtype), w,
-              mul("o", ty_row_units(wn->dtype, IN)), R);
-        kline(k, "for (int64_t r = 0; r < %s; ++r)", R);
-        kline(k, "    %s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("fu_acc[r] + %s[o]", bias) : "fu_acc[r]");
-        k->indent--;
-        kline(k, "}");
-        k->indent--;
-        kline(k, "} else {");
-        k->indent++;
-        kline(k, "float *fu_xh = (float *)(void *)fu_xq;");
-        kline(k, "int8_t *fu_q1 = (int8_t *)(fu_xh + fu_nb * 32);");
-        kline(k, "for (int64_t r = 0; r < %s; ++r) {", R);
-        k->indent++;
-        kline(k, "%s(%s + %s, %s, fu_q1);", ty_qx_fn(kT(k)), x, mul("r", IN), IN);
-        kline(k, "fu_qdq(fu_q1, fu_nb, fu_xh);");
+        kline(k, "const int nr = %s - rc < 32 ? (int)(%s - rc) : 32;", R, R);
+        kline(k, "for (int r = 0; r < nr; ++r)");
+        kline(k, "    %s(%s + %s, %s, fu_xq + r * fu_xs);", ty_qx_fn(kT(k)), x, mul("(rc + r)", IN), IN);
         kline(k, "for (int64_t o = o0; o < o1; ++o) {");
         k->indent++;
         kline(k, "const %s *wr = %s + %s;", ctype(wn), w, mul("o", ty_row_units(wn->dtype, IN)));
-        emit_dot(k, "acc", "fu_xh", "wr", wn->dtype, IN, false);
-        kline(k, "%s[%s + o] = %s;", y, mul("r", OUT), bias ? fu_format("acc + %s[o]", bias) : "acc");
+        kline(k, "for (int r8 = 0; r8 < nr; r8 += 8) {");
+        k->indent++;
+        kline(k, "const int m = nr - r8 < 8 ? nr - r8 : 8;");
+        kline(k, "float fu_acc[8];");
+        kline(k, "%s(wr, fu_xq + r8 * fu_xs, fu_xs, fu_nb, m, fu_acc);", ty_qdot_fn(kT(k), wn->dtype));
+        kline(k, "for (int r = 0; r < m; ++r)");
+        kline(k, "    %s[%s + o] = %s;", y, mul("(rc + r8 + r)", OUT),
+              bias ? fu_format("fu_acc[r] + %s[o]", bias) : "fu_acc[r]");
         k->indent--;
         kline(k, "}");
         k->indent--;

@@ -253,13 +253,6 @@ static void prelude_qx_common(Buf *b, unsigned used) {
     L("    for (int64_t b = 0; b < nb; b++)");
     L("        fu_qx_block_ref(x + 32 * b, k - 32 * b < 32 ? (int)(k - 32 * b) : 32, xq + 32 * b, d + b);");
     L("}");
-    L("/* The dequantized row, d * q (prefill: the float kernels then use it). */");
-    L("static inline void fu_qdq(const int8_t *xq, int64_t nb, float *xh) {");
-    L("    const float *d = (const float *)(const void *)(xq + nb * 32);");
-    L("    for (int64_t b = 0; b < nb; b++)");
-    L("        for (int j = 0; j < 32; j++)");
-    L("            xh[32 * b + j] = d[b] * (float)xq[32 * b + j];");
-    L("}");
     /* the reference dots: weight block times quantized activation block, int sums */
     for (int q = 0; q < 2; q++) {
         if (!(q ? q4 : q8))

@@ -174,13 +174,15 @@ for t in q8_0 q4_0 bf16 f16; do
         done
     done
 done
-# q8_0/q4_0: the prefill path (T > 8: the quantized activations dequantized)
-# and special activations (a NaN or an infinity makes its row NaN, the
+# q8_0/q4_0: prefill (T > 8: rows in chunks of 32, dots 8 rows at a time;
+# T = 45 is a full chunk, then 13 rows = 8 + 5) and special activations (a NaN or an infinity makes its row NaN, the
 # interpreter says so too; huge and subnormal values quantize normally)
 for t in q8_0 q4_0; do
     for tg in generic x86-64-avx2 $best; do
-        expect 0 "odd.fdl: $t weights, $tg, T=12 (prefill path)" \
-            "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $tg --dim T=12 --seed 12
+        for T in 12 45; do
+            expect 0 "odd.fdl: $t weights, $tg, T=$T (prefill path)" \
+                "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target $tg --dim T=$T --seed $T
+        done
     done
     for sp in nan,inf huge,denormal; do
         for T in 1 7; do
