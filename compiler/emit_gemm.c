@@ -313,8 +313,12 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
                   n->op == OP_LINEAR && n->nin > 2 ? n->in[2] : NULL};
         if (in_kernel(kr, p.b) || (p.bias && in_kernel(kr, p.bias)))
             return refuse(why, wn, n, "B and bias must come from outside");
-        if (p.b->dtype != DT_F32 || n->dtype != DT_F32)
-            return refuse(why, wn, n, "not f32");
+        /* B may be a bf16/f16 weight of a linear: the packers and the GEMV
+         * read it through typed.c's loads (exact widening); q8_0/q4_0 are
+         * k_linear's (int8 dot products of quantized activations) */
+        if (n->dtype != DT_F32 ||
+            !(p.b->dtype == DT_F32 || (n->op == OP_LINEAR && (p.b->dtype == DT_BF16 || p.b->dtype == DT_F16))))
+            return refuse(why, wn, n, "not f32, or a bf16/f16 linear weight");
         if (pl->out && linear_bf16(n) != pl->bf16)
             return refuse(why, wn, n, "products of f32 and bf16 compute");
         pl->bf16 = linear_bf16(n);
@@ -484,6 +488,7 @@ typedef struct Gen {
     const char *hcap;       /* KK_MLP: floats of h per thread (a C expression) */
     Dot dot;                /* how the prefill tile multiplies */
     const char *kcs;        /* depths between B micro-panels: fu_kc, or fu_kcs (DOT_AMX: whole tiles) */
+    DType wdt;              /* the element type of the B being packed or read (f32, bf16, f16) */
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -877,17 +882,24 @@ static void emit_col_range(Gen *G, const Stage *s, int g, const char *tc, const 
  * Kern API's in-register transposes (kern_tw, kern_transpose). */
 
 /* Packs B's columns [fu_jc, fu_jc + fu_nc) x depth [fu_pc, fu_pc + fu_kc) of
- * product p into micro-panels of NR columns (k-major, zero past N). */
+ * product p into micro-panels of NR columns (k-major, zero past N), as
+ * float32: a bf16/f16 B (G->wdt) is widened while packing (exact), so every
+ * microkernel reads float panels whatever the weights' type. */
 static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const char *bptr) {
     const Target *t = G->t;
     int nr = G->b.nr, vf = G->b.vf;
+    const DType dt = G->wdt;
+    const char *ct = ty_ctype(dt);
     const char *ldb = p->nk ? dimx(G, s->K) : dimx(G, p->mm->shape[p->mm->rank - 1]);
     L("for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += %d) {", nr);
     in(G);
     L("float *const fu_d = fu_pb%d + fu_j * %s;", pi, G->kcs);
     L("const int64_t fu_nn = fu_nc - fu_j < %d ? fu_nc - fu_j : %d;", nr, nr);
     int tw = kern_tw(G->k);
-    if (p->nk && tw > 1) {
+    /* whole panels through the in-register transposes (a bf16/f16 B widened
+     * by typed.c's TW-lane loads) */
+    const bool fast = p->nk && tw > 1;
+    if (fast) {
         /* whole panels: TW rows of B by TW depths at a time, transposed */
         L("if (fu_nn == %d) {", nr);
         in(G);
@@ -897,7 +909,9 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
         for (int q = 0; q < nr / tw; q++) {
             const char *rows[8], *dst[8];
             for (int r = 0; r < tw; r++) {
-                rows[r] = v_load(kern_tw_target(G->k), fu_format("%s + (fu_jc + fu_j + %d) * %s + fu_pc + fu_p", bptr, q * tw + r, ldb));
+                rows[r] = dt == DT_F32 ? v_load(kern_tw_target(G->k), fu_format("%s + (fu_jc + fu_j + %d) * %s + fu_pc + fu_p", bptr, q * tw + r, ldb))
+                                       : ty_load(t, tw, dt, fu_format("%s + (fu_jc + fu_j + %d) * %s", bptr, q * tw + r, ldb),
+                                                 "fu_pc + fu_p");
                 dst[r] = fu_format("fu_d + (fu_p + %d) * %d + %d", r, nr, q * tw);
             }
             kern_transpose(G->k, rows, dst);
@@ -906,7 +920,9 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
         L("}");
         L("for (int64_t fu_left = fu_kc - fu_p; fu_left > 0; --fu_left, ++fu_p)");
         L("    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", nr);
-        L("        fu_d[fu_p * %d + fu_q] = %s[(fu_jc + fu_j + fu_q) * %s + fu_pc + fu_p];", nr, bptr, ldb);
+        L("        fu_d[fu_p * %d + fu_q] = %s;", nr,
+          dt == DT_F32 ? fu_format("%s[(fu_jc + fu_j + fu_q) * %s + fu_pc + fu_p]", bptr, ldb)
+                       : ty_load1(dt, fu_format("%s + (fu_jc + fu_j + fu_q) * %s", bptr, ldb), "fu_pc + fu_p"));
         out(G);
         L("} else {");
         in(G);
@@ -914,28 +930,28 @@ static void emit_pack_b(Gen *G, const Stage *s, const Prod *p, int pi, const cha
     if (p->nk) {
         /* B rows are columns of the tile: read each row along k. */
         L("for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {");
-        L("    const float *const fu_src = %s + (fu_jc + fu_j + fu_q) * %s + fu_pc;", bptr, ldb);
+        L("    const %s *const fu_src = %s + (fu_jc + fu_j + fu_q) * %s + fu_pc;", ct, bptr, ldb);
         L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
-        L("        fu_d[fu_p * %d + fu_q] = fu_src[fu_p];", nr);
+        L("        fu_d[fu_p * %d + fu_q] = %s;", nr, ty_load1(dt, "fu_src", "fu_p"));
         L("}");
         L("for (int64_t fu_q = fu_nn; fu_q < %d; ++fu_q)", nr);
         L("    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)");
         L("        fu_d[fu_p * %d + fu_q] = 0.0f;", nr);
-        if (tw > 1) {
+        if (fast) {
             out(G);
             L("}");
         }
     } else {
         L("for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {");
         in(G);
-        L("const float *const fu_src = %s + (fu_pc + fu_p) * %s + fu_jc + fu_j;", bptr, ldb);
+        L("const %s *const fu_src = %s + (fu_pc + fu_p) * %s + fu_jc + fu_j;", ct, bptr, ldb);
         L("float *const fu_dr = fu_d + fu_p * %d;", nr);
         L("if (fu_nn == %d) {", nr);
         for (int v = 0; v < G->b.nv; v++)
-            L("    %s;", v_store(t, fu_format("fu_dr + %d", v * vf), v_load(t, fu_format("fu_src + %d", v * vf))));
+            L("    %s;", v_store(t, fu_format("fu_dr + %d", v * vf), ty_load(t, vf, dt, "fu_src", fu_format("%d", v * vf))));
         L("} else {");
         L("    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", nr);
-        L("        fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;");
+        L("        fu_dr[fu_q] = fu_q < fu_nn ? %s : 0.0f;", ty_load1(dt, "fu_src", "fu_q"));
         L("}");
         out(G);
         L("}");
@@ -1426,6 +1442,7 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         if (G->cacc)
             L("const int fu_first = fu_pc == 0, fu_last = fu_pc + %d >= %s;", b->kc, K);
         for (int p = 0; p < gr->np; p++) {
+            G->wdt = gr->p[p].b->dtype;
             emit_pack_b(G, s, &gr->p[p], p, G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false));
             emit_round_panel(G, fu_format("fu_pb%d", p), fu_format("(fu_nc + %d) / %d * %d * %s", b->nr - 1, b->nr, b->nr, G->kcs));
             if (G->dot != DOT_F32)
@@ -1515,7 +1532,8 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
             for (int i = 0; i < mv; i++)
                 L("const %s fu_xv%d_%d = %s;", G->vt, i, u, rv(G, v_load(t, fu_format("fu_x%d + fu_k + %d", i, u * vf))));
             for (int r = 0; r < R; r++) {
-                L("const %s fu_wv%d_%d = %s;", G->vt, r, u, rv(G, v_load(t, fu_format("fu_w%d + fu_k + %d", r, u * vf))));
+                L("const %s fu_wv%d_%d = %s;", G->vt, r, u,
+                  rv(G, ty_load(t, vf, G->wdt, fu_format("fu_w%d", r), fu_format("fu_k + %d", u * vf))));
                 for (int i = 0; i < mv; i++)
                     L("fu_s%d_%d_%d = %s;", i, r, u,
                       v_fma(t, fu_format("fu_xv%d_%d", i, u), fu_format("fu_wv%d_%d", r, u), fu_format("fu_s%d_%d_%d", i, r, u)));
@@ -1535,7 +1553,8 @@ static void emit_gemv_dot(Gen *G, const Stage *s, int pi, int mv, int R, int U, 
         L("for (; fu_k < %s; ++fu_k) {", K);
         for (int i = 0; i < mv; i++)
             for (int r = 0; r < R; r++)
-                L("    fu_z%d_%d += %s * %s;", i, r, rs(G, fu_format("fu_x%d[fu_k]", i)), rs(G, fu_format("fu_w%d[fu_k]", r)));
+                L("    fu_z%d_%d += %s * %s;", i, r, rs(G, fu_format("fu_x%d[fu_k]", i)),
+                  rs(G, ty_load1(G->wdt, fu_format("fu_w%d", r), "fu_k")));
         L("}");
     }
     for (int i = 0; i < mv; i++)
@@ -1560,7 +1579,7 @@ static void emit_gemv_cols(Gen *G, const Stage *s, int R, const char *bptr, void
         }
         in(G);
         for (int r = 0; r < RR; r++)
-            L("const float *const fu_w%d = %s + (fu_jc + fu_n + %d) * %s;", r, bptr, r, K);
+            L("const %s *const fu_w%d = %s + (fu_jc + fu_n + %d) * %s;", ty_ctype(G->wdt), r, bptr, r, K);
         body(G, s, pi, mv, RR);
         out(G);
         L("}");
@@ -1632,7 +1651,7 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
         }
         in(G);
         for (int r = 0; r < R; r++)
-            L("const float *const fu_w%d = %s + (fu_k + %d) * %s + fu_jc;", r, bptr, r, ldb);
+            L("const %s *const fu_w%d = %s + (fu_k + %d) * %s + fu_jc;", ty_ctype(G->wdt), r, bptr, r, ldb);
         L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {");
         in(G);
         const char *xrow = s->pieces ? fu_format("fu_hg + fu_i * %s", K)
@@ -1647,7 +1666,8 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
         in(G);
         L("%s fu_acc = %s;", G->vt, v_load(t, "fu_yr + fu_c"));
         for (int r = 0; r < R; r++)
-            L("fu_acc = %s;", v_fma(t, fu_format("fu_xv%d", r), rv(G, v_load(t, fu_format("fu_w%d + fu_c", r))), "fu_acc"));
+            L("fu_acc = %s;",
+              v_fma(t, fu_format("fu_xv%d", r), rv(G, ty_load(t, vf, G->wdt, fu_format("fu_w%d", r), "fu_c")), "fu_acc"));
         L("%s;", v_store(t, "fu_yr + fu_c", "fu_acc"));
         out(G);
         L("}");
@@ -1658,7 +1678,8 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
             L("for (int fu_q = 0, fu_nq = (int)(fu_nc - fu_c); fu_q < fu_nq; ++fu_q)");
             Buf e = {0};
             for (int r = 0; r < R; r++)
-                buf_printf(&e, " + %s * %s", rs(G, fu_format("fu_xr[fu_k + %d]", r)), rs(G, fu_format("fu_w%d[fu_c + fu_q]", r)));
+                buf_printf(&e, " + %s * %s", rs(G, fu_format("fu_xr[fu_k + %d]", r)),
+                           rs(G, ty_load1(G->wdt, fu_format("fu_w%d", r), "fu_c + fu_q")));
             L("    fu_yr[fu_c + fu_q] = fu_yr[fu_c + fu_q]%s;", e.data);
             free(e.data);
         }
@@ -1727,6 +1748,7 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
           (long long)gr->gch, (long long)gr->gch);
         for (int p = 0; p < gr->np; p++) {
             const char *bptr = G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false);
+            G->wdt = gr->p[p].b->dtype;
             if (gr->p[p].nk) {
                 emit_gemv_nk(G, s, p, bptr);
             } else {

@@ -280,6 +280,13 @@ for t in q8_0 q4_0; do
     fi
 done
 
+# bf16/f16 weights take the GEMM emitter and its fusions (the norm prologue,
+# the fused MLP), as float32 does; q8_0 does not (k_linear)
+for t in bf16 f16; do
+    expect_msg 0 "llama_layer: $t weights keep the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
+        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512
+done
+
 # ---- 5. errors -----------------------------------------------------------------------------
 expect_msg 1 "a q8_0 norm weight is an error" "can only be the weight of 'linear'" \
     "$FUSEC" $ODD -o "$tmp/x.c" --weight-type='n.weight=q8_0'
