@@ -783,7 +783,7 @@ static void draw_special(const CheckArgs *a, int input, float *x, int64_t numel,
 
 /* Random weights and inputs (float32 values, so the generated C and the
  * interpreter see the same numbers), written to the harness's input file. */
-/* For an i32 input that embedding or gather read as ids (through reshapes):
+/* For an i32 input that embedding, gather, moe_up or moe_down read as ids (through reshapes):
  * the fewest rows any of them indexes, so random ids stay in range; 0 when
  * none does. */
 static int64_t ids_range(const Graph *g, const Node *in)
@@ -791,13 +791,14 @@ static int64_t ids_range(const Graph *g, const Node *in)
     int64_t range = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
-        if ((n->op != OP_EMBEDDING && n->op != OP_GATHER) || n->nin < 2)
+        bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
+        if ((n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe) || n->nin < 2)
             continue;
         const Node *ids = n->in[1];
         while (ids->op == OP_RESHAPE)
             ids = ids->in[0];
-        const Node *x = n->in[0];
-        Dim rows = x->shape[n->op == OP_EMBEDDING ? 0 : x->rank - 1];
+        const Node *x = n->in[moe ? 2 : 0];
+        Dim rows = x->shape[n->op == OP_GATHER ? x->rank - 1 : 0];
         if (ids == in && dim_is_const(rows) && (range == 0 || rows.c < range))
             range = rows.c;
     }

@@ -1701,6 +1701,133 @@ static void k_topk(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
+/* ---- sparse MoE experts (docs/language.md "Sparse MoE") ------------------ */
+
+/*
+ * moe_up and moe_down read only the experts that ids selects.  Every thread
+ * sorts the T*K (token, slot) pairs by expert in its own scratch (a counting
+ * sort, T*K + E steps: cheap next to one expert row), so the work is grouped
+ * by expert without a barrier: a weight row is loaded once for all the
+ * tokens routed to its expert while it sits in L1, and an unselected
+ * expert's weights are never touched.  Decode (T = 1) is a GEMV over the K
+ * experts' rows; prefill, one pass per expert over its tokens.
+ *
+ * fu_st[e] .. fu_st[e + 1] index fu_ord, the pairs q = t * K + k of expert
+ * e in increasing q; an id out of range is left out (and reported).
+ */
+static void moe_group(Kern *k, const char *ids, const char *TK, const char *E) {
+    kern_scratch(k, fu_format("((size_t)(%s) + %s + 2) * sizeof(int32_t)", TK, E));
+    kline(k, "int32_t *fu_st = (int32_t *)fr_scratch(tid), *fu_ord = fu_st + %s + 1;", E);
+    kline(k, "memset(fu_st, 0, (size_t)(%s + 1) * sizeof *fu_st);", E);
+    kline(k, "for (int64_t q = 0; q < %s; ++q)", TK);
+    kline(k, "    if (%s[q] >= 0 && %s[q] < %s)", ids, ids, E);
+    kline(k, "        fu_st[%s[q] + 1]++;", ids);
+    kline(k, "for (int64_t e = 0; e < %s; ++e)", E);
+    kline(k, "    fu_st[e + 1] += fu_st[e];");
+    kline(k, "for (int64_t q = 0; q < %s; ++q)", TK);
+    kline(k, "    if (%s[q] >= 0 && %s[q] < %s)", ids, ids, E);
+    kline(k, "        fu_ord[fu_st[%s[q]]++] = (int32_t)q;", ids);
+    kline(k, "for (int64_t e = %s; e > 0; --e)", E);
+    kline(k, "    fu_st[e] = fu_st[e - 1];");
+    kline(k, "fu_st[0] = 0;");
+}
+
+/* Two dot products sharing the loads of a: ga += g . a, ua += u . a. */
+typedef struct Dot2Ctx {
+    const char *ga, *ua, *g, *u, *a, *idx;
+} Dot2Ctx;
+
+static void dot2_step(Kern *k, void *ctx, bool tail) {
+    Dot2Ctx *c = ctx;
+    const char *av = kern_local(k, "fu_a");
+    kline(k, "const %s %s = %s;", v_type(kT(k)), av, vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL));
+    kline(k, "%s = %s;", c->ga, v_fma(kT(k), vld(k, fu_format("%s + %s", c->g, c->idx), tail, NULL), av, c->ga));
+    kline(k, "%s = %s;", c->ua, v_fma(kT(k), vld(k, fu_format("%s + %s", c->u, c->idx), tail, NULL), av, c->ua));
+}
+
+/* h[q, i] = silu(gate_i . x[t]) * (up_i . x[t]) for the pairs q = t*K + k.
+ * The work is the T*K*I (expert, row, pair) units in expert order, split
+ * evenly over the threads (a row may be shared by two): balanced however
+ * the tokens spread over the experts, and each unit computed the same way
+ * whatever the split. */
+static void k_moe_up(Kern *k, const Node *n) {
+    const Node *wn = n->in[2];
+    const Target *t = kT(k);
+    const char *x = kin(k, n, 0, "x"), *ids = kin(k, n, 1, "ids"), *gu = kin(k, n, 2, "gu"), *h = kout(k, n, "h");
+    const char *TK = knumel(k, n->in[1], 0, 2), *K = kdim(k, n, 1), *I = kdim(k, n, 2), *D = kdim(k, n->in[0], 1);
+    const char *E = kdim(k, wn, 0);
+    check_ids(k, n, ids, TK, E);
+    moe_group(k, ids, TK, E);
+    kline(k, "int64_t u0, u1, base = 0;");
+    kline(k, "fr_split(%s, tid, nth, &u0, &u1);", bare(mul(TK, I)));
+    kline(k, "for (int64_t e = 0; e < %s && base < u1; ++e) {", E);
+    k->indent++;
+    kline(k, "const int64_t c = fu_st[e + 1] - fu_st[e], span = c * %s;", I);
+    kline(k, "if (c == 0 || base + span <= u0) {");
+    kline(k, "    base += span;");
+    kline(k, "    continue;");
+    kline(k, "}");
+    kline(k, "const int64_t hi = u1 - base < span ? u1 - base : span;");
+    kline(k, "for (int64_t v = u0 > base ? u0 - base : 0; v < hi;) {");
+    k->indent++;
+    kline(k, "const int64_t i = v / c, p0 = v %% c, p1 = c < p0 + (hi - v) ? c : p0 + (hi - v);");
+    kline(k, "const float *gr = %s + (e * %s + i) * %s, *ur = gr + %s;", gu, mul("2", I), D, mul(I, D));
+    kline(k, "for (int64_t p = p0; p < p1; ++p) {");
+    k->indent++;
+    kline(k, "const int64_t q = fu_ord[fu_st[e] + p];");
+    kline(k, "const float *xr = %s + q / %s * %s;", x, K, D);
+    kline(k, "%s fu_g = %s, fu_u = %s;", v_type(t), v_zero(t), v_zero(t));
+    kline(k, "int64_t fu_j = 0;");
+    Dot2Ctx c = {"fu_g", "fu_u", "gr", "ur", "xr", "fu_j"};
+    vloop(k, "fu_j", D, dot2_step, &c);
+    kline(k, "const float g = %s, u = %s;", v_hsum(t, "fu_g"), v_hsum(t, "fu_u"));
+    kline(k, "%s[q * %s + i] = g / (1.0f + expf(-g)) * u;", h, I);
+    k->indent--;
+    kline(k, "}");
+    kline(k, "v += p1 - p0;");
+    k->indent--;
+    kline(k, "}");
+    kline(k, "base += span;");
+    k->indent--;
+    kline(k, "}");
+}
+
+/* y[t, d] = sum over the pairs (t, k) of down[ids[t, k], d] . h[t, k]: the
+ * threads split D; each runs over the selected experts in order, so every
+ * y element is summed in expert order whatever the thread count. */
+static void k_moe_down(Kern *k, const Node *n) {
+    const Node *wn = n->in[2];
+    const char *hh = kin(k, n, 0, "h"), *ids = kin(k, n, 1, "ids"), *dn = kin(k, n, 2, "dn"), *y = kout(k, n, "y");
+    const char *TK = knumel(k, n->in[1], 0, 2), *T = kdim(k, n, 0), *K = kdim(k, n->in[0], 1);
+    const char *I = kdim(k, n->in[0], 2), *D = kdim(k, n, 1), *E = kdim(k, wn, 0);
+    check_ids(k, n, ids, TK, E);
+    moe_group(k, ids, TK, E);
+    kline(k, "int64_t d0, d1;");
+    kline(k, "fr_split(%s, tid, nth, &d0, &d1);", bare(D));
+    kline(k, "for (int64_t t = 0; t < %s; ++t)", T);
+    kline(k, "    for (int64_t d = d0; d < d1; ++d)");
+    kline(k, "        %s[t * %s + d] = 0.0f;", y, D);
+    kline(k, "for (int64_t e = 0; e < %s; ++e) {", E);
+    k->indent++;
+    kline(k, "if (fu_st[e] == fu_st[e + 1])");
+    kline(k, "    continue;");
+    kline(k, "for (int64_t d = d0; d < d1; ++d) {");
+    k->indent++;
+    kline(k, "const float *wr = %s + (e * %s + d) * %s;", dn, D, I);
+    kline(k, "for (int32_t p = fu_st[e]; p < fu_st[e + 1]; ++p) {");
+    k->indent++;
+    kline(k, "const int64_t q = fu_ord[p];");
+    kline(k, "const float *hr = %s + q * %s;", hh, I);
+    emit_dot(k, "acc", "hr", "wr", DT_F32, I, false);
+    kline(k, "%s[q / %s * %s + d] += acc;", y, K, D);
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+}
+
 /* P + t for t in [0, T). */
 static void k_positions(Kern *k, const Node *n) {
     const char *y = kout(k, n, "y"), *T = kdim(k, n, 0);
@@ -1739,6 +1866,8 @@ static void emit_node_loops(Kern *k, const Node *n) {
     case OP_GATHER: k_gather(k, n); return;
     case OP_TOPK: k_topk(k, n); return;
     case OP_POSITIONS: k_positions(k, n); return;
+    case OP_MOE_UP: k_moe_up(k, n); return;
+    case OP_MOE_DOWN: k_moe_down(k, n); return;
     default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
     }
 }
@@ -2514,16 +2643,17 @@ static void emit_forward(Emit *e) {
     /* An id out of range: the first one thread 0 found. */
     for (i = 0; e->has_err && i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
-        if (n->op != OP_EMBEDDING && n->op != OP_GATHER)
+        bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
+        if (n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe)
             continue;
-        const Node *x = n->in[0], *ids = n->in[1];
+        const Node *x = n->in[moe ? 2 : 0], *ids = n->in[1];
         buf_printf(c, "    if (fu_err[0] == %d)\n        return fr_seterr(NULL, FR_EINDEX, \"%s: %s: id %%lld at element "
                       "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
                       "(long long)fu_err[1]);\n",
-                   i, who, n->op == OP_EMBEDDING ? "embedding" : "gather", node_what(ids),
-                   (long long)x->shape[n->op == OP_EMBEDDING ? 0 : x->rank - 1].c,
-                   n->op == OP_EMBEDDING ? fu_format("the rows of %s", node_what(x))
-                                         : fu_format("the last axis of %s", node_what(x)));
+                   i, who, op_info[n->op].name, node_what(ids),
+                   (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
+                   n->op == OP_GATHER ? fu_format("the last axis of %s", node_what(x))
+                                      : fu_format("the %s of %s", moe ? "experts" : "rows", node_what(x)));
     }
     /* Outputs not computed in place are copied last: by then every kernel
      * (fused ones too) has finished writing what they copy. */

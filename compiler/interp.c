@@ -858,6 +858,51 @@ static int op_topk(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/* moe_up: h[t, k, i] = silu(g) * u, g and u the dot products of x[t] with
+ * rows i and I + i of expert ids[t, k]'s gate_up [E, 2I, D].
+ * moe_down: y[t] = sum over k of down[ids[t, k]] h[t, k] (down [E, D, I]). */
+static int op_moe(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0), *ids = in_val(I, n, 1), *w = in_val(I, n, 2);
+    bool up = n->op == OP_MOE_UP;
+    if (ids->rank != 2 || w->rank != 3 || x->rank != (up ? 2 : 3) || x->shape[0] != ids->shape[0])
+        return node_fail(I, n, "operand shapes do not agree");
+    int64_t T = ids->shape[0], K = ids->shape[1], E = w->shape[0];
+    int64_t D = up ? x->shape[1] : w->shape[1], F = up ? w->shape[1] / 2 : x->shape[2];
+    if (w->shape[1] != (up ? 2 * F : D) || w->shape[2] != (up ? D : F) || (!up && x->shape[1] != K) ||
+        out->numel != T * (up ? K * F : D))
+        return node_fail(I, n, "operand shapes do not agree");
+    if (!up)
+        memset(out->data, 0, (size_t)out->numel * sizeof(double));
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t k = 0; k < K; k++) {
+            double id = ids->data[t * K + k];
+            if (!(id >= 0 && id < (double)E))
+                return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)(t * K + k),
+                                 (long long)E);
+            const double *we = w->data + (int64_t)id * w->shape[1] * w->shape[2];
+            if (up) {
+                const double *xr = x->data + t * D;
+                for (int64_t i = 0; i < F; i++) {
+                    double g = 0.0, u = 0.0;
+                    for (int64_t d = 0; d < D; d++) {
+                        g += we[i * D + d] * xr[d];
+                        u += we[(F + i) * D + d] * xr[d];
+                    }
+                    out->data[(t * K + k) * F + i] = g * sigmoid(g) * u;
+                }
+            } else {
+                const double *hr = x->data + (t * K + k) * F;
+                for (int64_t d = 0; d < D; d++) {
+                    double acc = 0.0;
+                    for (int64_t i = 0; i < F; i++)
+                        acc += we[d * F + i] * hr[i];
+                    out->data[t * D + d] += acc;
+                }
+            }
+        }
+    return 0;
+}
+
 /* P + t for the T rows of x (P = 0 without caches). */
 static int op_positions(Interp *I, const Node *n, Tensor *out) {
     int64_t P = n->i[0] >= 0 && n->i[0] < I->g->nsyms ? I->syms[n->i[0]] : 0;
@@ -955,6 +1000,7 @@ static int eval_node(Interp *I, const Node *n, Tensor *out) {
     case OP_GATHER: return op_gather(I, n, out);
     case OP_TOPK: return op_topk(I, n, out);
     case OP_POSITIONS: return op_positions(I, n, out);
+    case OP_MOE_UP: case OP_MOE_DOWN: return op_moe(I, n, out);
     case OP_OUTPUT: return op_output(I, n);
     case OP_COUNT: break;
     }

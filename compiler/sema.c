@@ -1195,13 +1195,122 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, Entry *fe, int depth) {
     return result;
 }
 
+/* One step of moe's lowering: a node of op on `in`, typed (NULL after an error). */
+static Node *moe_step(Sema *s, Op op, int nin, Node *a, Node *b, Node *c, SrcLoc loc) {
+    Node *in[FU_MAX_IN] = {a, b, c};
+    Value v = finish(s, ir_node(s->g, op, nin, in, loc));
+    return v.kind == V_TENSOR ? v.node : NULL;
+}
+
+/*
+ * moe(x, router, gate_up, down, top_k = K, norm_topk = B): the sparse MoE
+ * MLP of Mixtral and Qwen3-MoE, lowered to the ops that compute it:
+ *   p = softmax(linear(x, router))          [T, E]  (router [E, D])
+ *   ids = topk(p, K); w = gather(p, ids)    [T, K]  (ties: the lower expert)
+ *   w = w / sum(w)                          (norm_topk: Mixtral, Qwen3's norm_topk_prob)
+ *   h = moe_up(x, ids, gate_up) * w[..., None]   [T, K, I]  (gate_up [E, 2I, D])
+ *   y = moe_down(h, ids, down)              [T, D]  (down [E, D, I])
+ * Only the K selected experts' weights are read (emit_c.c).
+ */
+static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
+    static const KwSpec specs[2] = {{"top_k", K_INT, true}, {"norm_topk", K_BOOL, true}};
+    KwVal kv[2];
+    memset(kv, 0, sizeof kv);
+    const Ast *pos[4];
+    int npos = 0;
+    bool ok = true;
+    for (int i = 0; i < e->list.n; i++) {
+        const Ast *a = e->list.v[i];
+        if (a->kind != AST_KWARG) {
+            if (npos < 4)
+                pos[npos] = a;
+            npos++;
+            continue;
+        }
+        int k = strcmp(a->name, "top_k") == 0 ? 0 : strcmp(a->name, "norm_topk") == 0 ? 1 : -1;
+        if (k < 0) {
+            diag_error(a->loc, "unknown keyword '%s' for 'moe' (it takes top_k and norm_topk)", a->name);
+            ok = false;
+        } else if (kv[k].given) {
+            diag_error(a->loc, "keyword '%s' is given twice", a->name);
+            ok = false;
+        } else {
+            read_kw(s, sc, "moe", &specs[k], a->a, depth, &kv[k]);
+            ok = ok && kv[k].ok;
+        }
+    }
+    if (npos != 4) {
+        diag_error(e->loc, "'moe' takes 4 tensor arguments (x, router, gate_up, down), got %d", npos);
+        return poison();
+    }
+    for (int k = 0; k < 2; k++)
+        if (!kv[k].given) {
+            diag_error(e->loc, "'moe' needs the keyword '%s'", specs[k].name);
+            ok = false;
+        }
+    Node *in[4];
+    for (int i = 0; i < 4; i++) {
+        Value v = eval(s, sc, pos[i], depth + 1);
+        in[i] = to_tensor(s, &v, pos[i]->loc);
+        ok = ok && in[i];
+    }
+    if (!ok)
+        return poison();
+    Node *x = in[0], *r = in[1];
+    if (x->rank != 2 || r->rank != 2 || !dim_is_const(r->shape[0]) || !dim_eq(r->shape[1], x->shape[1])) {
+        diag_error(e->loc, "'moe' needs x [T, D] and a router [E, D], got %s and %s", node_type_str(s, x),
+                   node_type_str(s, r));
+        return poison();
+    }
+    int64_t E = r->shape[0].c, K = kv[0].i;
+    if (K < 1 || K > E) {
+        diag_error(kv[0].loc, "'moe': top_k = %lld is outside [1, %lld], the router's experts", (long long)K,
+                   (long long)E);
+        return poison();
+    }
+    for (int i = 2; i < 4; i++)
+        if (in[i]->rank != 3 || !dim_eq(in[i]->shape[0], r->shape[0])) {
+            diag_error(pos[i]->loc, "'moe': %s must be [E = %lld, %s], got %s", i == 2 ? "gate_up" : "down",
+                       (long long)E, i == 2 ? "2I, D" : "D, I", node_type_str(s, in[i]));
+            return poison();
+        }
+    SrcLoc at = e->loc;
+    Node *lin = moe_step(s, OP_LINEAR, 2, x, r, NULL, at);
+    Node *p = lin ? moe_step(s, OP_SOFTMAX, 1, lin, NULL, NULL, at) : NULL;
+    Node *ids = p ? ir_node(s->g, OP_TOPK, 1, &p, at) : NULL;
+    if (ids) {
+        ids->i[0] = K;
+        ids = finish(s, ids).node;
+    }
+    Node *w = ids ? moe_step(s, OP_GATHER, 2, p, ids, NULL, at) : NULL;
+    if (w && kv[1].b) {
+        Node *sum = ir_node(s->g, OP_SUM, 1, &w, at);
+        sum->i[0] = 1;
+        sum = finish(s, sum).node;
+        w = sum ? moe_step(s, OP_DIV, 2, w, sum, NULL, at) : NULL;
+    }
+    Node *h = w ? moe_step(s, OP_MOE_UP, 3, x, ids, in[2], at) : NULL;
+    Node *w3 = h ? ir_node(s->g, OP_RESHAPE, 1, &w, at) : NULL;
+    if (w3) {
+        w3->rank = 3;
+        w3->dtype = DT_F32;
+        w3->shape[0] = w->shape[0];
+        w3->shape[1] = w->shape[1];
+        w3->shape[2] = dim_const(1);
+        w3 = finish(s, w3).node;
+    }
+    Node *hw = w3 ? moe_step(s, OP_MUL, 2, h, w3, NULL, at) : NULL;
+    Node *y = hw ? moe_step(s, OP_MOE_DOWN, 3, hw, ids, in[3], at) : NULL;
+    return y ? tensor_value(y) : poison();
+}
+
 /* call = name '(' [arg {',' arg}] ')': a fn in scope, else a builtin. */
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     Entry *en = scope_find(sc, e->name);
     int op = op_lookup(e->name);
-    bool argmax = strcmp(e->name, "argmax") == 0;
-    if (argmax)
-        op = OP_TOPK;
+    bool argmax = strcmp(e->name, "argmax") == 0, moe = strcmp(e->name, "moe") == 0;
+    if (argmax || moe)
+        op = argmax ? OP_TOPK : OP_MOE_DOWN;
     bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK &&
                    op_info[op].cat != CAT_CONVERT;
     /* fns shadow builtins; other names do not, so a value may be called `max` */
@@ -1235,6 +1344,8 @@ static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
         diag_error(e->loc, "'%s' builds a tensor; tensors exist only inside a block", e->name);
         return poison();
     }
+    if (moe)
+        return call_moe(s, sc, e, depth);
     return call_builtin(s, sc, e, (Op)op, argmax, depth);
 }
 
@@ -1702,7 +1813,8 @@ static void walk_expr(FnWalk *w, Scope *sc, const Ast *e) {
         for (int i = 0; i < e->list.n; i++)
             walk_expr(w, sc, e->list.v[i]);
         Entry *en = scope_find(sc, e->name);
-        int op = strcmp(e->name, "argmax") == 0 ? OP_TOPK : op_lookup(e->name);
+        int op = strcmp(e->name, "argmax") == 0 ? OP_TOPK : strcmp(e->name, "moe") == 0 ? OP_MOE_DOWN
+                                                                                        : op_lookup(e->name);
         bool builtin = op >= 0 && op_info[op].cat != CAT_SOURCE && op_info[op].cat != CAT_SINK;
         if (en && en->kind == E_FN) {
             if (en->fn == w->root) {
