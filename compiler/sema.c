@@ -1269,9 +1269,11 @@ static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
         return poison();
     }
     for (int i = 2; i < 4; i++)
-        if (in[i]->rank != 3 || !dim_eq(in[i]->shape[0], r->shape[0])) {
-            diag_error(pos[i]->loc, "'moe': %s must be [E = %lld, %s], got %s", i == 2 ? "gate_up" : "down",
-                       (long long)E, i == 2 ? "2I, D" : "D, I", node_type_str(s, in[i]));
+        if (in[i]->rank != 3 || !dim_eq(in[i]->shape[0], r->shape[0]) ||
+            !dim_eq(in[i]->shape[i == 2 ? 2 : 1], x->shape[1])) {
+            diag_error(pos[i]->loc, "'moe': %s must be [E = %lld, %s] with the D of x %s, got %s",
+                       i == 2 ? "gate_up" : "down", (long long)E, i == 2 ? "2I, D" : "D, I", node_type_str(s, x),
+                       node_type_str(s, in[i]));
             return poison();
         }
     SrcLoc at = e->loc;
