@@ -11,7 +11,8 @@ weights, reductions over any axis, reshapes and transposes, slices and
 concats, norms feeding linears, rope, softmax and causal_mask, attention
 with random head counts and grouped-query KV heads, the same written from
 primitives, appends to KV caches, comparisons and where, cast, embedding of
-int32 ids, topk/argmax and gather, positions from the cache offset) and
+int32 ids, topk/argmax and gather, positions from the cache offset, sparse
+MoE: moe() routed by an input, moe_up/moe_down on int32 expert ids) and
 random symbol values.  The ops whose result jumps (a comparison, cast to
 i32, the indices of topk and argmax) read only inputs, whose float32 values
 the interpreter sees exactly, so both sides decide alike; what they feed
@@ -733,6 +734,26 @@ class Gen:
         h = self.let(f'gelu_tanh(linear({x.name}, {w1}, {b1}, layout = "in_out"))', x.shape[:-1] + (F,), 4)
         return self.let(f'linear({h.name}, {w2}, {b2}, layout = "in_out")', x.shape, 4)
 
+    def op_moe(self):
+        """moe(): the router decides from an input (exact on both sides);
+        or moe_up/moe_down on int32 expert ids (check draws them in [0, E))."""
+        r = self.r
+        x = self.pick(lambda v: v.exact and len(v.shape) == 2 and v.shape[0] == TOK and is_const(v.shape[1]))
+        if x is None:
+            return None
+        D, E, I = x.shape[1], cdim(r.randint(1, 6)), cdim(self.size())
+        k = r.randint(1, E[0])
+        gu = self.weight([E, cdim(2 * I[0]), D], "gate_up")
+        dn = self.weight([E, D, I], "down")
+        if r.random() < 0.7:
+            wr = self.weight([E, D], "router")
+            norm = r.choice(["true", "false"])
+            return self.let(f"moe({x.name}, {wr}, {gu}, {dn}, top_k = {k}, norm_topk = {norm})", x.shape, 4)
+        ids = self.fresh("experts")
+        self.stmts.append(Stmt("input", ids, "i32" + shape_text((TOK, cdim(k))), (TOK, cdim(k))))
+        h = self.let(f"moe_up({x.name}, {ids}, {gu})", (TOK, cdim(k), I), 4, pool=False)
+        return self.let(f"moe_down({h.name}, {ids}, {dn})", x.shape, 4)
+
     def op_append(self):
         """free mode: an append whose result is used like any value (P = 0)."""
         v = self.pick(lambda v: len(v.shape) == 2 and v.shape[0] == TOK and is_const(v.shape[1]))
@@ -764,7 +785,7 @@ class Gen:
         ops = [(self.op_unary, 10), (self.op_binary, 12), (self.op_reduce, 5), (self.op_linear, 8),
                (self.op_matmul, 5), (self.op_reshape, 4), (self.op_transpose, 3), (self.op_slice, 3),
                (self.op_concat, 3), (self.op_norm, 6), (self.op_norm_prim, 2), (self.op_softmax, 4),
-               (self.op_rope, 2), (self.op_attention, 5), (self.op_mlp, 3), (self.op_index, 5)]
+               (self.op_rope, 2), (self.op_attention, 5), (self.op_mlp, 3), (self.op_index, 5), (self.op_moe, 2)]
         if self.mode == "free":
             ops.append((self.op_append, 1))
         funcs, weights = zip(*ops)
