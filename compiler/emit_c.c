@@ -1704,29 +1704,88 @@ static void k_topk(Kern *k, const Node *n) {
 /* ---- sparse MoE experts (docs/language.md "Sparse MoE") ------------------ */
 
 /*
- * moe_up and moe_down read only the experts that ids selects.  Every thread
- * sorts the T*K (token, slot) pairs by expert in its own scratch (a counting
- * sort, T*K + E steps: cheap next to one expert row), so the work is grouped
- * by expert without a barrier: a weight row is loaded once for all the
- * tokens routed to its expert while it sits in L1, and an unselected
- * expert's weights are never touched.  Decode (T = 1) is a GEMV over the K
- * experts' rows; prefill, one pass per expert over its tokens.
+ * moe_up and moe_down read only the experts that the ids select.  Every
+ * thread routes the tokens (moe's form: softmax of the router's logits,
+ * top-k, renormalised) and sorts the T*K (token, slot) pairs by expert in
+ * its own scratch - T*(E + K) + E steps, cheap next to one expert row - so
+ * the work is grouped by expert without a barrier: a weight row is loaded
+ * once for all the tokens routed to its expert while it sits in L1, and an
+ * unselected expert's weights are never touched.  Decode (T = 1) is a GEMV
+ * over the K experts' rows; prefill, one pass per expert over its tokens.
  *
- * fu_st[e] .. fu_st[e + 1] index fu_ord, the pairs q = t * K + k of expert
- * e in increasing q; an id out of range is left out (and reported).
+ * After moe_group: fu_id[q] and (routed) fu_w[q] are pair q = t*K + k's
+ * expert and weight; fu_st[e] .. fu_st[e + 1] index fu_ord, expert e's
+ * pairs in increasing q.  An id out of range is left out (and reported).
  */
-static void moe_group(Kern *k, const char *ids, const char *TK, const char *E) {
-    kern_scratch(k, fu_format("((size_t)(%s) + %s + 2) * sizeof(int32_t)", TK, E));
+static void moe_group(Kern *k, const Node *n, const char *TK, const char *K, const char *E) {
+    const Node *rn = n->in[1];
+    bool routed = rn->dtype == DT_F32;
+    const char *ids = kin(k, n, 1, routed ? "logits" : "ids");
+    /* int32 st[E + 1], ord[TK] (and routed: id[TK], float w[TK], p[E]) */
+    kern_scratch(k, fu_format("((size_t)(%s) * %d + %s * %d + 2) * 4", TK, routed ? 3 : 1, E, routed ? 2 : 1));
     kline(k, "int32_t *fu_st = (int32_t *)fr_scratch(tid), *fu_ord = fu_st + %s + 1;", E);
+    if (routed) {
+        const char *T = kdim(k, n, 0);
+        long long nk = (long long)n->i[0];
+        kline(k, "int32_t *fu_id = fu_ord + %s;", TK);
+        kline(k, "float *fu_w = (float *)(void *)(fu_id + %s), *fu_p = fu_w + %s;", TK, TK);
+        /* softmax as the softmax kernel defines it (a row of -inf: zeros;
+         * NaN or +inf: NaN), then topk's insertion (NaN largest, ties: the
+         * lower expert first), then the weights (renormalised). */
+        kline(k, "for (int64_t t = 0; t < %s; ++t) {", T);
+        k->indent++;
+        kline(k, "const float *lr = %s + t * %s;", ids, E);
+        kline(k, "int32_t *ir = fu_id + t * %lld;", nk);
+        kline(k, "float *wr = fu_w + t * %lld, m = -INFINITY, s = 0.0f;", nk);
+        kline(k, "for (int64_t e = 0; e < %s; ++e)", E);
+        kline(k, "    m = lr[e] != lr[e] || lr[e] > m ? lr[e] : m;");
+        kline(k, "for (int64_t e = 0; e < %s; ++e)", E);
+        kline(k, "    s += fu_p[e] = m == -INFINITY ? 0.0f : expf(lr[e] - m);");
+        kline(k, "int64_t cnt = 0;");
+        kline(k, "for (int64_t e = 0; e < %s; ++e) {", E);
+        k->indent++;
+        kline(k, "float v = fu_p[e] = m == -INFINITY ? 0.0f : fu_p[e] / s;");
+        kline(k, "int64_t j = cnt;");
+        kline(k, "while (j > 0) {");
+        kline(k, "    float u = fu_p[ir[j - 1]];");
+        kline(k, "    if (!(v != v ? u == u : v > u))");
+        kline(k, "        break;");
+        kline(k, "    if (j < %lld)", nk);
+        kline(k, "        ir[j] = ir[j - 1];");
+        kline(k, "    j--;");
+        kline(k, "}");
+        kline(k, "if (j < %lld) {", nk);
+        kline(k, "    ir[j] = (int32_t)e;");
+        kline(k, "    cnt += cnt < %lld;", nk);
+        kline(k, "}");
+        k->indent--;
+        kline(k, "}");
+        kline(k, "float ws = 0.0f;");
+        kline(k, "for (int64_t j = 0; j < %lld; ++j)", nk);
+        kline(k, "    ws += wr[j] = fu_p[ir[j]];");
+        if (n->i[1]) {
+            kline(k, "for (int64_t j = 0; j < %lld; ++j)", nk);
+            kline(k, "    wr[j] /= ws;");
+        } else {
+            kline(k, "(void)ws;");
+        }
+        k->indent--;
+        kline(k, "}");
+        ids = "fu_id";
+    } else {
+        check_ids(k, n, ids, TK, E);
+        kline(k, "const int32_t *fu_id = %s;", ids);
+    }
+    (void)K;
     kline(k, "memset(fu_st, 0, (size_t)(%s + 1) * sizeof *fu_st);", E);
     kline(k, "for (int64_t q = 0; q < %s; ++q)", TK);
-    kline(k, "    if (%s[q] >= 0 && %s[q] < %s)", ids, ids, E);
-    kline(k, "        fu_st[%s[q] + 1]++;", ids);
+    kline(k, "    if (fu_id[q] >= 0 && fu_id[q] < %s)", E);
+    kline(k, "        fu_st[fu_id[q] + 1]++;");
     kline(k, "for (int64_t e = 0; e < %s; ++e)", E);
     kline(k, "    fu_st[e + 1] += fu_st[e];");
     kline(k, "for (int64_t q = 0; q < %s; ++q)", TK);
-    kline(k, "    if (%s[q] >= 0 && %s[q] < %s)", ids, ids, E);
-    kline(k, "        fu_ord[fu_st[%s[q]]++] = (int32_t)q;", ids);
+    kline(k, "    if (fu_id[q] >= 0 && fu_id[q] < %s)", E);
+    kline(k, "        fu_ord[fu_st[fu_id[q]]++] = (int32_t)q;");
     kline(k, "for (int64_t e = %s; e > 0; --e)", E);
     kline(k, "    fu_st[e] = fu_st[e - 1];");
     kline(k, "fu_st[0] = 0;");
@@ -1753,11 +1812,10 @@ static void dot2_step(Kern *k, void *ctx, bool tail) {
 static void k_moe_up(Kern *k, const Node *n) {
     const Node *wn = n->in[2];
     const Target *t = kT(k);
-    const char *x = kin(k, n, 0, "x"), *ids = kin(k, n, 1, "ids"), *gu = kin(k, n, 2, "gu"), *h = kout(k, n, "h");
-    const char *TK = knumel(k, n->in[1], 0, 2), *K = kdim(k, n, 1), *I = kdim(k, n, 2), *D = kdim(k, n->in[0], 1);
+    const char *x = kin(k, n, 0, "x"), *gu = kin(k, n, 2, "gu"), *h = kout(k, n, "h");
+    const char *TK = knumel(k, n, 0, 2), *K = kdim(k, n, 1), *I = kdim(k, n, 2), *D = kdim(k, n->in[0], 1);
     const char *E = kdim(k, wn, 0);
-    check_ids(k, n, ids, TK, E);
-    moe_group(k, ids, TK, E);
+    moe_group(k, n, TK, K, E);
     kline(k, "int64_t u0, u1, base = 0;");
     kline(k, "fr_split(%s, tid, nth, &u0, &u1);", bare(mul(TK, I)));
     kline(k, "for (int64_t e = 0; e < %s && base < u1; ++e) {", E);
@@ -1781,7 +1839,7 @@ static void k_moe_up(Kern *k, const Node *n) {
     Dot2Ctx c = {"fu_g", "fu_u", "gr", "ur", "xr", "fu_j"};
     vloop(k, "fu_j", D, dot2_step, &c);
     kline(k, "const float g = %s, u = %s;", v_hsum(t, "fu_g"), v_hsum(t, "fu_u"));
-    kline(k, "%s[q * %s + i] = g / (1.0f + expf(-g)) * u;", h, I);
+    kline(k, "%s[q * %s + i] = %sg / (1.0f + expf(-g)) * u;", h, I, n->in[1]->dtype == DT_F32 ? "fu_w[q] * " : "");
     k->indent--;
     kline(k, "}");
     kline(k, "v += p1 - p0;");
@@ -1797,11 +1855,10 @@ static void k_moe_up(Kern *k, const Node *n) {
  * y element is summed in expert order whatever the thread count. */
 static void k_moe_down(Kern *k, const Node *n) {
     const Node *wn = n->in[2];
-    const char *hh = kin(k, n, 0, "h"), *ids = kin(k, n, 1, "ids"), *dn = kin(k, n, 2, "dn"), *y = kout(k, n, "y");
-    const char *TK = knumel(k, n->in[1], 0, 2), *T = kdim(k, n, 0), *K = kdim(k, n->in[0], 1);
+    const char *hh = kin(k, n, 0, "h"), *dn = kin(k, n, 2, "dn"), *y = kout(k, n, "y");
+    const char *TK = knumel(k, n->in[0], 0, 2), *T = kdim(k, n, 0), *K = kdim(k, n->in[0], 1);
     const char *I = kdim(k, n->in[0], 2), *D = kdim(k, n, 1), *E = kdim(k, wn, 0);
-    check_ids(k, n, ids, TK, E);
-    moe_group(k, ids, TK, E);
+    moe_group(k, n, TK, K, E);
     kline(k, "int64_t d0, d1;");
     kline(k, "fr_split(%s, tid, nth, &d0, &d1);", bare(D));
     kline(k, "for (int64_t t = 0; t < %s; ++t)", T);

@@ -858,27 +858,81 @@ static int op_topk(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/* The routing of moe (routed moe_up/moe_down): row t of the logits
+ * [T, E] -> softmax -> the K largest (topk's order) -> their probabilities,
+ * divided by their sum when norm.  ids and wts are [T, K]. */
+static bool moe_route(const Tensor *logits, int64_t K, bool norm, double *ids, double *wts) {
+    int64_t T = logits->shape[0], E = logits->shape[1];
+    double *p = malloc((size_t)(E > 0 ? E : 1) * sizeof *p);
+    if (!p)
+        return false; // GCOVR_EXCL_LINE: out of memory
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(p, logits->data + t * E, (size_t)E * sizeof *p);
+        softmax_row(p, E);
+        double s = 0.0;
+        for (int64_t j = 0; j < K; j++) {
+            int64_t best = -1;
+            for (int64_t c = 0; c < E; c++) {
+                bool taken = false;
+                for (int64_t q = 0; q < j && !taken; q++)
+                    taken = (int64_t)ids[t * K + q] == c;
+                if (!taken && (best < 0 || topk_before(p[c], c, p[best], best)))
+                    best = c;
+            }
+            ids[t * K + j] = (double)best;
+            s += wts[t * K + j] = p[best];
+        }
+        for (int64_t j = 0; norm && j < K; j++)
+            wts[t * K + j] /= s;
+    }
+    free(p);
+    return true;
+}
+
 /* moe_up: h[t, k, i] = silu(g) * u, g and u the dot products of x[t] with
  * rows i and I + i of expert ids[t, k]'s gate_up [E, 2I, D].
- * moe_down: y[t] = sum over k of down[ids[t, k]] h[t, k] (down [E, D, I]). */
+ * moe_down: y[t] = sum over k of down[ids[t, k]] h[t, k] (down [E, D, I]).
+ * Routed (operand 1 the router's logits [T, E], i[0] = K, i[1] = norm):
+ * ids from moe_route, and moe_up's h scaled by the routing weight. */
 static int op_moe(Interp *I, const Node *n, Tensor *out) {
     const Tensor *x = in_val(I, n, 0), *ids = in_val(I, n, 1), *w = in_val(I, n, 2);
-    bool up = n->op == OP_MOE_UP;
-    if (ids->rank != 2 || w->rank != 3 || x->rank != (up ? 2 : 3) || x->shape[0] != ids->shape[0])
+    bool up = n->op == OP_MOE_UP, routed = n->in[1]->dtype == DT_F32;
+    if (ids->rank != 2 || w->rank != 3 || x->rank != (up ? 2 : 3) || x->shape[0] != ids->shape[0] ||
+        (routed && (ids->shape[1] != w->shape[0] || n->i[0] < 1 || n->i[0] > ids->shape[1])))
         return node_fail(I, n, "operand shapes do not agree");
-    int64_t T = ids->shape[0], K = ids->shape[1], E = w->shape[0];
+    int64_t T = ids->shape[0], K = routed ? n->i[0] : ids->shape[1], E = w->shape[0];
+    Tensor rt = {0};
+    double *wts = NULL;
+    if (routed) {
+        rt.rank = 2;
+        rt.shape[0] = T;
+        rt.shape[1] = K;
+        rt.numel = T * K;
+        rt.data = malloc((size_t)(T * K > 0 ? T * K : 1) * 2 * sizeof(double));
+        wts = rt.data ? rt.data + T * K : NULL;
+        if (!rt.data || !moe_route(ids, K, n->i[1] != 0, rt.data, wts)) {
+            free(rt.data);  // GCOVR_EXCL_LINE: out of memory
+            return node_fail(I, n, "out of memory"); // GCOVR_EXCL_LINE: out of memory
+        }
+        ids = &rt;
+    }
+    int rc = 0;
     int64_t D = up ? x->shape[1] : w->shape[1], F = up ? w->shape[1] / 2 : x->shape[2];
     if (w->shape[1] != (up ? 2 * F : D) || w->shape[2] != (up ? D : F) || (!up && x->shape[1] != K) ||
-        out->numel != T * (up ? K * F : D))
+        out->numel != T * (up ? K * F : D)) {
+        free(rt.data);
         return node_fail(I, n, "operand shapes do not agree");
+    }
     if (!up)
         memset(out->data, 0, (size_t)out->numel * sizeof(double));
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < T && rc == 0; t++)
         for (int64_t k = 0; k < K; k++) {
             double id = ids->data[t * K + k];
-            if (!(id >= 0 && id < (double)E))
-                return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)(t * K + k),
-                                 (long long)E);
+            if (!(id >= 0 && id < (double)E)) {
+                rc = node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)(t * K + k),
+                               (long long)E);
+                break;
+            }
             const double *we = w->data + (int64_t)id * w->shape[1] * w->shape[2];
             if (up) {
                 const double *xr = x->data + t * D;
@@ -888,7 +942,7 @@ static int op_moe(Interp *I, const Node *n, Tensor *out) {
                         g += we[i * D + d] * xr[d];
                         u += we[(F + i) * D + d] * xr[d];
                     }
-                    out->data[(t * K + k) * F + i] = g * sigmoid(g) * u;
+                    out->data[(t * K + k) * F + i] = (wts ? wts[t * K + k] : 1.0) * (g * sigmoid(g) * u);
                 }
             } else {
                 const double *hr = x->data + (t * K + k) * F;
@@ -900,7 +954,8 @@ static int op_moe(Interp *I, const Node *n, Tensor *out) {
                 }
             }
         }
-    return 0;
+    free(rt.data);
+    return rc;
 }
 
 /* P + t for the T rows of x (P = 0 without caches). */

@@ -1195,22 +1195,27 @@ static Value call_fn(Sema *s, Scope *sc, const Ast *e, Entry *fe, int depth) {
     return result;
 }
 
-/* One step of moe's lowering: a node of op on `in`, typed (NULL after an error). */
-static Node *moe_step(Sema *s, Op op, int nin, Node *a, Node *b, Node *c, SrcLoc loc) {
+/* One step of moe's lowering: a node of op on `in` with i[0] = k, i[1] =
+ * norm, typed (NULL after an error). */
+static Node *moe_step(Sema *s, Op op, int nin, Node *a, Node *b, Node *c, int64_t k, bool norm, SrcLoc loc) {
     Node *in[FU_MAX_IN] = {a, b, c};
-    Value v = finish(s, ir_node(s->g, op, nin, in, loc));
+    Node *n = ir_node(s->g, op, nin, in, loc);
+    n->i[0] = k;
+    n->i[1] = norm;
+    Value v = finish(s, n);
     return v.kind == V_TENSOR ? v.node : NULL;
 }
 
 /*
  * moe(x, router, gate_up, down, top_k = K, norm_topk = B): the sparse MoE
- * MLP of Mixtral and Qwen3-MoE, lowered to the ops that compute it:
- *   p = softmax(linear(x, router))          [T, E]  (router [E, D])
- *   ids = topk(p, K); w = gather(p, ids)    [T, K]  (ties: the lower expert)
- *   w = w / sum(w)                          (norm_topk: Mixtral, Qwen3's norm_topk_prob)
- *   h = moe_up(x, ids, gate_up) * w[..., None]   [T, K, I]  (gate_up [E, 2I, D])
- *   y = moe_down(h, ids, down)              [T, D]  (down [E, D, I])
- * Only the K selected experts' weights are read (emit_c.c).
+ * MLP of Mixtral and Qwen3-MoE, lowered to
+ *   logits = linear(x, router)                  [T, E]  (router [E, D])
+ *   h = moe_up(x, logits, gate_up) {K, B}       [T, K, I]  (gate_up [E, 2I, D])
+ *   y = moe_down(h, logits, down) {K, B}        [T, D]  (down [E, D, I])
+ * where both expert ops route each token themselves (ops.def): softmax of
+ * its logits, the K largest (ties: the lower expert), their probabilities
+ * renormalised when B; moe_up scales h by them.  Only the K selected
+ * experts' weights are read (emit_c.c).
  */
 static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
     static const KwSpec specs[2] = {{"top_k", K_INT, true}, {"norm_topk", K_BOOL, true}};
@@ -1277,32 +1282,9 @@ static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
             return poison();
         }
     SrcLoc at = e->loc;
-    Node *lin = moe_step(s, OP_LINEAR, 2, x, r, NULL, at);
-    Node *p = lin ? moe_step(s, OP_SOFTMAX, 1, lin, NULL, NULL, at) : NULL;
-    Node *ids = p ? ir_node(s->g, OP_TOPK, 1, &p, at) : NULL;
-    if (ids) {
-        ids->i[0] = K;
-        ids = finish(s, ids).node;
-    }
-    Node *w = ids ? moe_step(s, OP_GATHER, 2, p, ids, NULL, at) : NULL;
-    if (w && kv[1].b) {
-        Node *sum = ir_node(s->g, OP_SUM, 1, &w, at);
-        sum->i[0] = 1;
-        sum = finish(s, sum).node;
-        w = sum ? moe_step(s, OP_DIV, 2, w, sum, NULL, at) : NULL;
-    }
-    Node *h = w ? moe_step(s, OP_MOE_UP, 3, x, ids, in[2], at) : NULL;
-    Node *w3 = h ? ir_node(s->g, OP_RESHAPE, 1, &w, at) : NULL;
-    if (w3) {
-        w3->rank = 3;
-        w3->dtype = DT_F32;
-        w3->shape[0] = w->shape[0];
-        w3->shape[1] = w->shape[1];
-        w3->shape[2] = dim_const(1);
-        w3 = finish(s, w3).node;
-    }
-    Node *hw = w3 ? moe_step(s, OP_MUL, 2, h, w3, NULL, at) : NULL;
-    Node *y = hw ? moe_step(s, OP_MOE_DOWN, 3, hw, ids, in[3], at) : NULL;
+    Node *lin = moe_step(s, OP_LINEAR, 2, x, r, NULL, 0, false, at);
+    Node *h = lin ? moe_step(s, OP_MOE_UP, 3, x, lin, in[2], K, kv[1].b, at) : NULL;
+    Node *y = h ? moe_step(s, OP_MOE_DOWN, 3, h, lin, in[3], K, kv[1].b, at) : NULL;
     return y ? tensor_value(y) : poison();
 }
 

@@ -450,24 +450,33 @@ static bool infer_moe(Why *w, Node *n) {
     const Node *x = n->in[0], *ids = n->in[1], *wt = n->in[2];
     bool up = n->op == OP_MOE_UP;
     const char *name = op_info[n->op].name;
-    if (!need_f32(w, n, x) || !need_i32(w, n, ids, "ids") || !need_f32(w, n, wt))
+    /* routed (moe's lowering): operand 1 is the router's logits [T, E] */
+    bool routed = ids->dtype == DT_F32 && n->i[0] > 0;
+    if (!need_f32(w, n, x) || (!routed && !need_i32(w, n, ids, "ids")) || !need_f32(w, n, wt))
         return false;
     if (x->rank != (up ? 2 : 3))
         return fail(w, "'%s' needs %s, got %s", name, up ? "x of shape [T, D]" : "h of shape [T, K, I]", ty(x, w->g));
-    if (ids->rank != 2 || !dim_eq(ids->shape[0], x->shape[0]) || !dim_is_const(ids->shape[1]) ||
-        (!up && !dim_eq(ids->shape[1], x->shape[1])))
-        return fail(w, "'%s' needs ids [T, K] with the T%s of %s, got %s", name, up ? "" : " and K", ty(x, w->g),
-                    ty(ids, w->g));
     if (wt->rank != 3 || !dim_is_const(wt->shape[0]) || !dim_is_const(wt->shape[1]) || !dim_is_const(wt->shape[2]))
         return fail(w, "'%s' needs the experts' weights as a constant [E, %s], got %s", name,
                     up ? "2I, D" : "D, I", ty(wt, w->g));
+    if (ids->rank != 2 || !dim_eq(ids->shape[0], x->shape[0]) || !dim_is_const(ids->shape[1]))
+        return fail(w, "'%s' needs ids [T, K] with the T of %s, got %s", name, ty(x, w->g), ty(ids, w->g));
+    if (routed && (!dim_eq(ids->shape[1], wt->shape[0]) || n->i[0] > wt->shape[0].c))
+        return fail(w, "'%s': routed by logits %s, it needs one per expert of %s and k = %lld in [1, E]", name,
+                    ty(ids, w->g), ty(wt, w->g), (long long)n->i[0]);
+    if (!routed && n->i[0] != 0)
+        return fail(w, "'%s': k = %lld is for routing by logits; ids %s choose the experts", name,
+                    (long long)n->i[0], ty(ids, w->g));
+    Dim K = routed ? dim_const(n->i[0]) : ids->shape[1];
+    if (!up && !dim_eq(K, x->shape[1]))
+        return fail(w, "'moe_down' needs h [T, K, I] with the K of the ids, got %s", ty(x, w->g));
     Dim D = up ? x->shape[1] : wt->shape[1], I = up ? dim_const(wt->shape[1].c / 2) : x->shape[2];
     if (up && (wt->shape[1].c % 2 || !dim_eq(wt->shape[2], D)))
         return fail(w, "'moe_up' needs gate_up [E, 2I, D] (gate rows then up rows) with the D of %s, got %s",
                     ty(x, w->g), ty(wt, w->g));
     if (!up && !dim_eq(wt->shape[2], I))
         return fail(w, "'moe_down' needs down [E, D, I] with the I of %s, got %s", ty(x, w->g), ty(wt, w->g));
-    Dim out[3] = {x->shape[0], up ? ids->shape[1] : D, I};
+    Dim out[3] = {x->shape[0], up ? K : D, I};
     set_type(n, DT_F32, up ? 3 : 2, out);
     return true;
 }

@@ -52,27 +52,19 @@ static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size
     off[0] = (size_t)at; /* %16 linear: f32[T, 256], kernels 0..1 */
     off[4] = (size_t)at; /* %22 rms_norm: f32[T, 4, 32], kernels 2..3 */
     off[6] = (size_t)at; /* %30 linear: f32[T, 256], kernels 4..5 */
-    off[10] = (size_t)at; /* %34 softmax: f32[T, 16], kernels 7..9 */
-    off[13] = (size_t)at; /* %37 sum: f32[T, 1], kernels 10..11 */
-    off[15] = (size_t)at; /* %39 moe_up: f32[T, 4, 96], kernels 12..13 */
-    off[17] = (size_t)at; /* %42 m: f32[T, 256], kernels 14..15 */
-    at += fu_max_u64(fu_max_u64(fu_max_u64(fu_max_u64(fu_slot(T * 256), fu_slot(T * 128)), fu_slot(T * 16)), fu_slot(T)), fu_slot(T * 384));
+    off[10] = (size_t)at; /* %34 moe_up: f32[T, 4, 96], kernels 7..8 */
+    at += fu_max_u64(fu_max_u64(fu_slot(T * 256), fu_slot(T * 128)), fu_slot(T * 384));
     off[1] = (size_t)at; /* %18 linear: f32[T, 128], kernels 0..2 */
     off[5] = (size_t)at; /* %29 attn: f32[T, 256], kernels 3..4 */
-    off[7] = (size_t)at; /* %31 r: f32[T, 256], kernels 5..15 */
+    off[7] = (size_t)at; /* %31 r: f32[T, 256], kernels 5..9 */
     at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 256));
     off[2] = (size_t)at; /* %26 v: f32[T, 128], kernels 0..3 */
-    off[9] = (size_t)at; /* %33 linear: f32[T, 16], kernels 6..7 */
-    off[11] = (size_t)at; /* %35 topk: i32[T, 4], kernels 8..14 */
-    at += fu_max_u64(fu_max_u64(fu_slot(T * 128), fu_slot(T * 16)), fu_slot(T * 4));
+    off[9] = (size_t)at; /* %33 linear: f32[T, 16], kernels 6..8 */
+    at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 16));
     off[3] = (size_t)at; /* %20 rms_norm: f32[T, 8, 32], kernels 1..3 */
-    off[8] = (size_t)at; /* %32 rms_norm: f32[T, 256], kernels 5..12 */
-    off[16] = (size_t)at; /* %41 mul: f32[T, 4, 96], kernels 13..14 */
-    at += fu_max_u64(fu_slot(T * 256), fu_slot(T * 384));
-    off[12] = (size_t)at; /* %36 gather: f32[T, 4], kernels 9..11 */
-    at += fu_slot(T * 4);
-    off[14] = (size_t)at; /* %38 div: f32[T, 4], kernels 11..13 */
-    at += fu_slot(T * 4);
+    off[8] = (size_t)at; /* %32 rms_norm: f32[T, 256], kernels 5..7 */
+    off[11] = (size_t)at; /* %35 m: f32[T, 256], kernels 8..9 */
+    at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
     *total = (size_t)at;
@@ -88,7 +80,6 @@ typedef struct fu_args {
     const float *hidden_states;
     const int32_t *position_ids;
     float *out_hidden_states;
-    int64_t *err;        /* the first id out of range: node, element, id */
     char *ws;
     const size_t *off;
 } fu_args;
@@ -5209,154 +5200,55 @@ static void k33_linear(int tid, int nth, const float *b32, const float *b10, flo
     }
 }
 
-/* %34 = softmax(%33) : f32[T, 16]
- *   b33: f32[T, 16]
- *   b34: f32[T, 16] */
-static void k34_softmax(int tid, int nth, const float *b33, float *b34, int64_t T) {
-    int64_t fu_r0, fu_r1;
-    fr_split((T), tid, nth, &fu_r0, &fu_r1);
-    for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {
-        const float *fu_row0 = b33 + fu_r * 16;
-        int64_t fu_j;
-        float fu_acc1 = (-INFINITY);
-        fu_j = 0;
-        for (; fu_j < 16; ++fu_j) {
-            float fu_x2 = fu_row0[fu_j];
-            fu_acc1 = fu_max_generic(fu_x2, fu_acc1);
-        }
-        float fu_mx = (fu_acc1);
-        if (fu_mx == -INFINITY)
-            fu_mx = 0.0f;
-        float fu_acc3 = 0.0f;
-        fu_j = 0;
-        for (; fu_j < 16; ++fu_j) {
-            float fu_x4 = fu_row0[fu_j];
-            fu_acc3 = (fu_acc3 + fu_exp_generic((fu_x4 - (fu_mx))));
-        }
-        float fu_sum = (fu_acc3);
-        float fu_inv = fu_sum == 0.0f ? 0.0f : 1.0f / fu_sum;
-        fu_j = 0;
-        for (; fu_j < 16; ++fu_j) {
-            float fu_x5 = fu_row0[fu_j];
-            float fu_y6 = (fu_exp_generic((fu_x5 - (fu_mx))) * (fu_inv));
-            b34[fu_r * 16 + fu_j] = fu_y6;
-        }
-    }
-}
-
-/* %35 = topk(%34) : i32[T, 4]
- *   x: f32[T, 16]
- *   y: i32[T, 4] */
-static void k35_topk(int tid, int nth, const float *x, int32_t *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        const float *xr = x + r * 16;
-        int32_t *yr = y + r * 4;
+/* %34 = moe_up(%32, %33, %11) : f32[T, 4, 96]
+ *   x: f32[T, 256]
+ *   gu: f32[16, 192, 256] (mlp.experts.gate_up_proj)
+ *   h: f32[T, 4, 96]
+ *   logits: f32[T, 16] */
+static void k34_moe_up(int tid, int nth, const float *x, const float *gu, float *h, const float *logits, int64_t T) {
+    int32_t *fu_st = (int32_t *)fr_scratch(tid), *fu_ord = fu_st + 16 + 1;
+    int32_t *fu_id = fu_ord + (T * 4);
+    float *fu_w = (float *)(void *)(fu_id + (T * 4)), *fu_p = fu_w + (T * 4);
+    for (int64_t t = 0; t < T; ++t) {
+        const float *lr = logits + t * 16;
+        int32_t *ir = fu_id + t * 4;
+        float *wr = fu_w + t * 4, m = -INFINITY, s = 0.0f;
+        for (int64_t e = 0; e < 16; ++e)
+            m = lr[e] != lr[e] || lr[e] > m ? lr[e] : m;
+        for (int64_t e = 0; e < 16; ++e)
+            s += fu_p[e] = m == -INFINITY ? 0.0f : expf(lr[e] - m);
         int64_t cnt = 0;
-        for (int64_t c = 0; c < 16; ++c) {
-            float v = xr[c];
+        for (int64_t e = 0; e < 16; ++e) {
+            float v = fu_p[e] = m == -INFINITY ? 0.0f : fu_p[e] / s;
             int64_t j = cnt;
             while (j > 0) {
-                float u = xr[yr[j - 1]];
+                float u = fu_p[ir[j - 1]];
                 if (!(v != v ? u == u : v > u))
                     break;
                 if (j < 4)
-                    yr[j] = yr[j - 1];
+                    ir[j] = ir[j - 1];
                 j--;
             }
             if (j < 4) {
-                yr[j] = (int32_t)c;
+                ir[j] = (int32_t)e;
                 cnt += cnt < 4;
             }
         }
+        float ws = 0.0f;
+        for (int64_t j = 0; j < 4; ++j)
+            ws += wr[j] = fu_p[ir[j]];
+        for (int64_t j = 0; j < 4; ++j)
+            wr[j] /= ws;
     }
-}
-
-/* %36 = gather(%34, %35) : f32[T, 4]
- *   x: f32[T, 16]
- *   ids: i32[T, 4]
- *   y: f32[T, 4] */
-static void k36_gather(int tid, int nth, const float *x, const int32_t *ids, float *y, int64_t T, int64_t *fu_err) {
-    if (tid == 0 && fu_err[0] < 0)
-        for (int64_t s = 0; s < (T * 4); ++s)
-            if (ids[s] < 0 || ids[s] >= 16) {
-                fu_err[0] = 36;
-                fu_err[1] = s;
-                fu_err[2] = ids[s];
-                break;
-            }
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r)
-        for (int64_t j = 0; j < 4; ++j) {
-            int32_t id = ids[r * 4 + j];
-            y[r * 4 + j] = id < 0 || id >= 16 ? 0 : x[r * 16 + id];
-        }
-}
-
-/* %37 = sum(%36) : f32[T, 1]
- *   x: f32[T, 4]
- *   y: f32[T, 1] */
-static void k37_sum(int tid, int nth, const float *x, float *y, int64_t T) {
-    int64_t o0, o1;
-    fr_split(T, tid, nth, &o0, &o1);
-    for (int64_t o = o0; o < o1; ++o) {
-        float fu_acc0 = 0.0f;
-        int64_t fu_j1 = 0;
-        for (; fu_j1 < 4; ++fu_j1) {
-            fu_acc0 = (fu_acc0 + (*((x + o * 4) + fu_j1)));
-        }
-        float acc = (fu_acc0);
-        y[o] = acc;
-    }
-}
-
-/* %38 = div(%36, %37) : f32[T, 4]
- *   a: f32[T, 4]
- *   b: f32[T, 1]
- *   y: f32[T, 4] */
-static void k38_div(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        int64_t q = r;
-        int64_t i0 = q;
-        (void)q;
-        const float *ar = a + i0 * 4;
-        const float *br = b + i0;
-        float *yr = y + r * 4;
-        int64_t j = 0;
-        for (; j < 4; ++j) {
-            yr[j] = (ar[j] / (br[0]));
-        }
-    }
-}
-
-/* %39 = moe_up(%32, %35, %11) : f32[T, 4, 96]
- *   x: f32[T, 256]
- *   ids: i32[T, 4]
- *   gu: f32[16, 192, 256] (mlp.experts.gate_up_proj)
- *   h: f32[T, 4, 96] */
-static void k39_moe_up(int tid, int nth, const float *x, const int32_t *ids, const float *gu, float *h, int64_t T, int64_t *fu_err) {
-    if (tid == 0 && fu_err[0] < 0)
-        for (int64_t s = 0; s < (T * 4); ++s)
-            if (ids[s] < 0 || ids[s] >= 16) {
-                fu_err[0] = 39;
-                fu_err[1] = s;
-                fu_err[2] = ids[s];
-                break;
-            }
-    int32_t *fu_st = (int32_t *)fr_scratch(tid), *fu_ord = fu_st + 16 + 1;
     memset(fu_st, 0, (size_t)(16 + 1) * sizeof *fu_st);
     for (int64_t q = 0; q < (T * 4); ++q)
-        if (ids[q] >= 0 && ids[q] < 16)
-            fu_st[ids[q] + 1]++;
+        if (fu_id[q] >= 0 && fu_id[q] < 16)
+            fu_st[fu_id[q] + 1]++;
     for (int64_t e = 0; e < 16; ++e)
         fu_st[e + 1] += fu_st[e];
     for (int64_t q = 0; q < (T * 4); ++q)
-        if (ids[q] >= 0 && ids[q] < 16)
-            fu_ord[fu_st[ids[q]]++] = (int32_t)q;
+        if (fu_id[q] >= 0 && fu_id[q] < 16)
+            fu_ord[fu_st[fu_id[q]]++] = (int32_t)q;
     for (int64_t e = 16; e > 0; --e)
         fu_st[e] = fu_st[e - 1];
     fu_st[0] = 0;
@@ -5383,7 +5275,7 @@ static void k39_moe_up(int tid, int nth, const float *x, const int32_t *ids, con
                     fu_u = (ur[fu_j] * fu_a0 + fu_u);
                 }
                 const float g = (fu_g), u = (fu_u);
-                h[q * 96 + i] = g / (1.0f + expf(-g)) * u;
+                h[q * 96 + i] = fu_w[q] * g / (1.0f + expf(-g)) * u;
             }
             v += p1 - p0;
         }
@@ -5391,53 +5283,55 @@ static void k39_moe_up(int tid, int nth, const float *x, const int32_t *ids, con
     }
 }
 
-/* %41 = mul(%39, %40) : f32[T, 4, 96]
- *   a: f32[T, 4, 96]
- *   b: f32[T, 4, 1]
- *   y: f32[T, 4, 96] */
-static void k41_mul(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
-    int64_t r0, r1;
-    fr_split(T * 4, tid, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; ++r) {
-        int64_t q = r;
-        int64_t i1 = q % 4;
-        q /= 4;
-        int64_t i0 = q;
-        (void)q;
-        const float *ar = a + i0 * 384 + i1 * 96;
-        const float *br = b + i0 * 4 + i1;
-        float *yr = y + r * 96;
-        int64_t j = 0;
-        for (; j < 96; ++j) {
-            yr[j] = (ar[j] * (br[0]));
-        }
-    }
-}
-
-/* %42 = moe_down(%41, %35, %12) : f32[T, 256]   # m
+/* %35 = moe_down(%34, %33, %12) : f32[T, 256]   # m
  *   h: f32[T, 4, 96]
- *   ids: i32[T, 4]
  *   dn: f32[16, 256, 96] (mlp.experts.down_proj)
- *   y: f32[T, 256] */
-static void k42_moe_down(int tid, int nth, const float *h, const int32_t *ids, const float *dn, float *y, int64_t T, int64_t *fu_err) {
-    if (tid == 0 && fu_err[0] < 0)
-        for (int64_t s = 0; s < (T * 4); ++s)
-            if (ids[s] < 0 || ids[s] >= 16) {
-                fu_err[0] = 42;
-                fu_err[1] = s;
-                fu_err[2] = ids[s];
-                break;
-            }
+ *   y: f32[T, 256]
+ *   logits: f32[T, 16] */
+static void k35_moe_down(int tid, int nth, const float *h, const float *dn, float *y, const float *logits, int64_t T) {
     int32_t *fu_st = (int32_t *)fr_scratch(tid), *fu_ord = fu_st + 16 + 1;
+    int32_t *fu_id = fu_ord + (T * 4);
+    float *fu_w = (float *)(void *)(fu_id + (T * 4)), *fu_p = fu_w + (T * 4);
+    for (int64_t t = 0; t < T; ++t) {
+        const float *lr = logits + t * 16;
+        int32_t *ir = fu_id + t * 4;
+        float *wr = fu_w + t * 4, m = -INFINITY, s = 0.0f;
+        for (int64_t e = 0; e < 16; ++e)
+            m = lr[e] != lr[e] || lr[e] > m ? lr[e] : m;
+        for (int64_t e = 0; e < 16; ++e)
+            s += fu_p[e] = m == -INFINITY ? 0.0f : expf(lr[e] - m);
+        int64_t cnt = 0;
+        for (int64_t e = 0; e < 16; ++e) {
+            float v = fu_p[e] = m == -INFINITY ? 0.0f : fu_p[e] / s;
+            int64_t j = cnt;
+            while (j > 0) {
+                float u = fu_p[ir[j - 1]];
+                if (!(v != v ? u == u : v > u))
+                    break;
+                if (j < 4)
+                    ir[j] = ir[j - 1];
+                j--;
+            }
+            if (j < 4) {
+                ir[j] = (int32_t)e;
+                cnt += cnt < 4;
+            }
+        }
+        float ws = 0.0f;
+        for (int64_t j = 0; j < 4; ++j)
+            ws += wr[j] = fu_p[ir[j]];
+        for (int64_t j = 0; j < 4; ++j)
+            wr[j] /= ws;
+    }
     memset(fu_st, 0, (size_t)(16 + 1) * sizeof *fu_st);
     for (int64_t q = 0; q < (T * 4); ++q)
-        if (ids[q] >= 0 && ids[q] < 16)
-            fu_st[ids[q] + 1]++;
+        if (fu_id[q] >= 0 && fu_id[q] < 16)
+            fu_st[fu_id[q] + 1]++;
     for (int64_t e = 0; e < 16; ++e)
         fu_st[e + 1] += fu_st[e];
     for (int64_t q = 0; q < (T * 4); ++q)
-        if (ids[q] >= 0 && ids[q] < 16)
-            fu_ord[fu_st[ids[q]]++] = (int32_t)q;
+        if (fu_id[q] >= 0 && fu_id[q] < 16)
+            fu_ord[fu_st[fu_id[q]]++] = (int32_t)q;
     for (int64_t e = 16; e > 0; --e)
         fu_st[e] = fu_st[e - 1];
     fu_st[0] = 0;
@@ -5466,11 +5360,11 @@ static void k42_moe_down(int tid, int nth, const float *h, const int32_t *ids, c
     }
 }
 
-/* %43 = add(%31, %42) : f32[T, 256]
+/* %36 = add(%31, %35) : f32[T, 256]
  *   a: f32[T, 256]
  *   b: f32[T, 256]
  *   y: f32[T, 256] */
-static void k43_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
+static void k36_add(int tid, int nth, const float *a, const float *b, float *y, int64_t T) {
     int64_t i, i_end;
     fu_part(T * 256, 16, tid, nth, &i, &i_end);
     for (; i < i_end; ++i) {
@@ -5498,13 +5392,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *fu_t32 = (float *)(fa->ws + fa->off[8]);
     float *fu_t33 = (float *)(fa->ws + fa->off[9]);
     float *fu_t34 = (float *)(fa->ws + fa->off[10]);
-    int32_t *fu_t35 = (int32_t *)(fa->ws + fa->off[11]);
-    float *fu_t36 = (float *)(fa->ws + fa->off[12]);
-    float *fu_t37 = (float *)(fa->ws + fa->off[13]);
-    float *fu_t38 = (float *)(fa->ws + fa->off[14]);
-    float *fu_t39 = (float *)(fa->ws + fa->off[15]);
-    float *fu_t41 = (float *)(fa->ws + fa->off[16]);
-    float *fu_t42 = (float *)(fa->ws + fa->off[17]);
+    float *fu_t35 = (float *)(fa->ws + fa->off[11]);
     float *out_hidden_states = fa->out_hidden_states;
     k15_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t16, w->self_attn_k_proj_weight, fu_t18, w->self_attn_v_proj_weight, fu_t26, T);
     fr_barrier(nth);
@@ -5520,23 +5408,11 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k33_linear(tid, nth, fu_t32, w->mlp_gate_weight, fu_t33, T);
     fr_barrier(nth);
-    k34_softmax(tid, nth, fu_t33, fu_t34, T);
+    k34_moe_up(tid, nth, fu_t32, w->mlp_experts_gate_up_proj, fu_t34, fu_t33, T);
     fr_barrier(nth);
-    k35_topk(tid, nth, fu_t34, fu_t35, T);
+    k35_moe_down(tid, nth, fu_t34, w->mlp_experts_down_proj, fu_t35, fu_t33, T);
     fr_barrier(nth);
-    k36_gather(tid, nth, fu_t34, fu_t35, fu_t36, T, fa->err);
-    fr_barrier(nth);
-    k37_sum(tid, nth, fu_t36, fu_t37, T);
-    fr_barrier(nth);
-    k38_div(tid, nth, fu_t36, fu_t37, fu_t38, T);
-    fr_barrier(nth);
-    k39_moe_up(tid, nth, fu_t32, fu_t35, w->mlp_experts_gate_up_proj, fu_t39, T, fa->err);
-    fr_barrier(nth);
-    k41_mul(tid, nth, fu_t39, fu_t38, fu_t41, T);
-    fr_barrier(nth);
-    k42_moe_down(tid, nth, fu_t41, fu_t35, w->mlp_experts_down_proj, fu_t42, T, fa->err);
-    fr_barrier(nth);
-    k43_add(tid, nth, fu_t31, fu_t42, out_hidden_states, T);
+    k36_add(tid, nth, fu_t31, fu_t35, out_hidden_states, T);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -5548,7 +5424,7 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)(((size_t)((T * 4)) + 16 + 2) * sizeof(int32_t)));
+    fu_s = fu_max_size(fu_s, (size_t)(((size_t)((T * 4)) * 3 + 16 * 2 + 2) * 4));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 
@@ -5562,7 +5438,7 @@ static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
 }
 
 size_t qwen3_moe_layer_workspace_size(int64_t T, int64_t P) {
-    size_t off[18], total;
+    size_t off[12], total;
     if (fu_layout("qwen3_moe_layer_workspace_size", T, P, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, P, fr_pool_threads());
@@ -5584,7 +5460,7 @@ int qwen3_moe_layer_forward(const qwen3_moe_layer_weights *w,
                             const int32_t *position_ids /* i32[T] */,
                             float *out_hidden_states /* f32[T, 256] */,
                             void *workspace, size_t workspace_bytes) {
-    size_t fu_off[18], fu_total;
+    size_t fu_off[12], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "qwen3_moe_layer_forward: w is NULL");
@@ -5655,20 +5531,9 @@ int qwen3_moe_layer_forward(const qwen3_moe_layer_weights *w,
     fa.hidden_states = hidden_states;
     fa.position_ids = position_ids;
     fa.out_hidden_states = out_hidden_states;
-    int64_t fu_err[3] = {-1, -1, -1};
-    fa.err = fu_err;
     fa.ws = (char *)workspace;
     fa.off = fu_off;
     fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
-    if (fu_err[0] == 36)
-        return fr_seterr(NULL, FR_EINDEX, "qwen3_moe_layer_forward: gather: id %lld at element %lld of %%35 is outside [0, 16) (the last axis of %%34)",
-                         (long long)fu_err[2], (long long)fu_err[1]);
-    if (fu_err[0] == 39)
-        return fr_seterr(NULL, FR_EINDEX, "qwen3_moe_layer_forward: moe_up: id %lld at element %lld of %%35 is outside [0, 16) (the experts of 'mlp.experts.gate_up_proj')",
-                         (long long)fu_err[2], (long long)fu_err[1]);
-    if (fu_err[0] == 42)
-        return fr_seterr(NULL, FR_EINDEX, "qwen3_moe_layer_forward: moe_down: id %lld at element %lld of %%35 is outside [0, 16) (the experts of 'mlp.experts.down_proj')",
-                         (long long)fu_err[2], (long long)fu_err[1]);
     return 0;
 }
 

@@ -93,10 +93,7 @@ size_t qwen3_moe_layer_workspace_size(int64_t T, int64_t P);
  * with the cause in fr_last_error().  Runs on up to fr_get_num_threads()
  * threads (fr_set_num_threads, FUSE_NUM_THREADS), as many as the workspace
  * has scratch for; calls on different caches and workspaces may run at
- * once (the thread pool serves them one after another).
- * An id of embedding or gather outside its table gives FR_EINDEX after
- * the run, naming the id: the outputs (and the new cache rows) are
- * then unspecified, but no row past the table is ever read. */
+ * once (the thread pool serves them one after another). */
 int qwen3_moe_layer_forward(const qwen3_moe_layer_weights *w,
                             qwen3_moe_layer_cache *cache,
                             int64_t T, int64_t P,
