@@ -169,10 +169,14 @@ regen: $(FUSEC)
 # ---- benchmarks (not part of make test) ---------------------------------------
 # bench/run.sh builds the variants and the driver under $(BUILD)/bench and
 # writes bench/results/; bench/install-deps.sh adds OpenBLAS and PyTorch.
-.PHONY: bench
+.PHONY: bench bench-moe
 bench: all
 	@sh bench/install-deps.sh
 	@CC="$(CC)" BUILD="$(BUILD)" GOLDEN="$(GOLDEN)" QUICK="$(QUICK)" BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
+
+# W7: the sparse MoE block against the dense workaround (bench/moe/run.sh)
+bench-moe: all
+	@CC="$(CC)" BUILD="$(BUILD)" sh bench/moe/run.sh
 
 # make bench-compile: how compile time and memory grow with the number of
 # operators (bench/compile/run.py; sizes 1,000 to 100,000; CSV and SVG in

@@ -1791,27 +1791,62 @@ static void moe_group(Kern *k, const Node *n, const char *TK, const char *K, con
     kline(k, "fu_st[0] = 0;");
 }
 
-/* Two dot products sharing the loads of a: ga += g . a, ua += u . a. */
-typedef struct Dot2Ctx {
-    const char *ga, *ua, *g, *u, *a, *idx;
-} Dot2Ctx;
+/* nw weight rows (1 or 2) against nt token rows (1 to 4) in one pass:
+ * accumulator <prefix><w>_<t> += w[w] . a[t], each weight vector loaded
+ * once for all the tokens.  Every dot product is summed lane by lane in the
+ * same order whatever nt, so a token's result does not depend on the
+ * blocking (nor on the thread split). */
+typedef struct MDotCtx {
+    int nw, nt;
+    const char *w[2], *a[4], *prefix, *idx;
+} MDotCtx;
 
-static void dot2_step(Kern *k, void *ctx, bool tail) {
-    Dot2Ctx *c = ctx;
-    const char *av = kern_local(k, "fu_a");
-    kline(k, "const %s %s = %s;", v_type(kT(k)), av, vld(k, fu_format("%s + %s", c->a, c->idx), tail, NULL));
-    kline(k, "%s = %s;", c->ga, v_fma(kT(k), vld(k, fu_format("%s + %s", c->g, c->idx), tail, NULL), av, c->ga));
-    kline(k, "%s = %s;", c->ua, v_fma(kT(k), vld(k, fu_format("%s + %s", c->u, c->idx), tail, NULL), av, c->ua));
+static void mdot_step(Kern *k, void *ctx, bool tail) {
+    MDotCtx *c = ctx;
+    const char *vt = v_type(kT(k));
+    for (int w = 0; w < c->nw; w++)
+        kline(k, "const %s fu_wv%d = %s;", vt, w, vld(k, fu_format("%s + %s", c->w[w], c->idx), tail, NULL));
+    for (int t = 0; t < c->nt; t++) {
+        kline(k, "const %s fu_av%d = %s;", vt, t, vld(k, fu_format("%s + %s", c->a[t], c->idx), tail, NULL));
+        for (int w = 0; w < c->nw; w++) {
+            const char *acc = fu_format("%s%d_%d", c->prefix, w, t);
+            kline(k, "%s = %s;", acc, v_fma(kT(k), fu_format("fu_wv%d", w), fu_format("fu_av%d", t), acc));
+        }
+    }
 }
 
-/* h[q, i] = silu(gate_i . x[t]) * (up_i . x[t]) for the pairs q = t*K + k.
+/* Declares the accumulators, runs the vector loop over [0, len) and
+ * leaves the sums in floats <prefix>s<w>_<t>. */
+static void emit_mdot(Kern *k, MDotCtx *c, const char *len) {
+    const Target *t = kT(k);
+    for (int w = 0; w < c->nw; w++)
+        for (int j = 0; j < c->nt; j++)
+            kline(k, "%s %s%d_%d = %s;", v_type(t), c->prefix, w, j, v_zero(t));
+    kline(k, "int64_t %s = 0;", c->idx);
+    vloop(k, c->idx, len, mdot_step, c);
+    for (int w = 0; w < c->nw; w++)
+        for (int j = 0; j < c->nt; j++)
+            kline(k, "const float %ss%d_%d = %s;", c->prefix, w, j, v_hsum(t, fu_format("%s%d_%d", c->prefix, w, j)));
+}
+
+/* The pairs p .. p + nt - 1 of expert e: q<j>, and the row of `base` (a
+ * [.., len] tensor) each reads at q<j> / div (div "1": at q<j>). */
+static void moe_rows(Kern *k, int nt, const char *base, const char *div, const char *len, const char **rows) {
+    for (int j = 0; j < nt; j++) {
+        kline(k, "const int64_t q%d = fu_ord[fu_st[e] + p + %d];", j, j);
+        rows[j] = fu_format("r%d", j);
+        kline(k, "const float *r%d = %s + %s * %s;", j, base,
+              strcmp(div, "1") == 0 ? fu_format("q%d", j) : fu_format("(q%d / %s)", j, div), len);
+    }
+}
+
+/* h[q, i] = silu(gate_i . x[t]) * (up_i . x[t]) (times the routing weight)
+ * for the pairs q = t*K + k, four tokens at a time against the two rows.
  * The work is the T*K*I (expert, row, pair) units in expert order, split
  * evenly over the threads (a row may be shared by two): balanced however
- * the tokens spread over the experts, and each unit computed the same way
- * whatever the split. */
+ * the tokens spread over the experts. */
 static void k_moe_up(Kern *k, const Node *n) {
     const Node *wn = n->in[2];
-    const Target *t = kT(k);
     const char *x = kin(k, n, 0, "x"), *gu = kin(k, n, 2, "gu"), *h = kout(k, n, "h");
     const char *TK = knumel(k, n, 0, 2), *K = kdim(k, n, 1), *I = kdim(k, n, 2), *D = kdim(k, n->in[0], 1);
     const char *E = kdim(k, wn, 0);
@@ -1830,18 +1865,19 @@ static void k_moe_up(Kern *k, const Node *n) {
     k->indent++;
     kline(k, "const int64_t i = v / c, p0 = v %% c, p1 = c < p0 + (hi - v) ? c : p0 + (hi - v);");
     kline(k, "const float *gr = %s + (e * %s + i) * %s, *ur = gr + %s;", gu, mul("2", I), D, mul(I, D));
-    kline(k, "for (int64_t p = p0; p < p1; ++p) {");
-    k->indent++;
-    kline(k, "const int64_t q = fu_ord[fu_st[e] + p];");
-    kline(k, "const float *xr = %s + q / %s * %s;", x, K, D);
-    kline(k, "%s fu_g = %s, fu_u = %s;", v_type(t), v_zero(t), v_zero(t));
-    kline(k, "int64_t fu_j = 0;");
-    Dot2Ctx c = {"fu_g", "fu_u", "gr", "ur", "xr", "fu_j"};
-    vloop(k, "fu_j", D, dot2_step, &c);
-    kline(k, "const float g = %s, u = %s;", v_hsum(t, "fu_g"), v_hsum(t, "fu_u"));
-    kline(k, "%s[q * %s + i] = %sg / (1.0f + expf(-g)) * u;", h, I, n->in[1]->dtype == DT_F32 ? "fu_w[q] * " : "");
-    k->indent--;
-    kline(k, "}");
+    kline(k, "int64_t p = p0;");
+    for (int nt = 4; nt >= 1; nt -= 3) {
+        kline(k, nt == 4 ? "for (; p + 4 <= p1; p += 4) {" : "for (; p < p1; ++p) {");
+        k->indent++;
+        MDotCtx c = {2, nt, {"gr", "ur"}, {NULL}, "fu_m", "fu_j"};
+        moe_rows(k, nt, x, K, D, c.a);
+        emit_mdot(k, &c, D);
+        for (int j = 0; j < nt; j++)
+            kline(k, "%s[q%d * %s + i] = %sfu_ms0_%d / (1.0f + expf(-fu_ms0_%d)) * fu_ms1_%d;", h, j, I,
+                  n->in[1]->dtype == DT_F32 ? fu_format("fu_w[q%d] * ", j) : "", j, j, j);
+        k->indent--;
+        kline(k, "}");
+    }
     kline(k, "v += p1 - p0;");
     k->indent--;
     kline(k, "}");
@@ -1871,14 +1907,19 @@ static void k_moe_down(Kern *k, const Node *n) {
     kline(k, "for (int64_t d = d0; d < d1; ++d) {");
     k->indent++;
     kline(k, "const float *wr = %s + (e * %s + d) * %s;", dn, D, I);
-    kline(k, "for (int32_t p = fu_st[e]; p < fu_st[e + 1]; ++p) {");
-    k->indent++;
-    kline(k, "const int64_t q = fu_ord[p];");
-    kline(k, "const float *hr = %s + q * %s;", hh, I);
-    emit_dot(k, "acc", "hr", "wr", DT_F32, I, false);
-    kline(k, "%s[q / %s * %s + d] += acc;", y, K, D);
-    k->indent--;
-    kline(k, "}");
+    kline(k, "const int64_t c = fu_st[e + 1] - fu_st[e];");
+    kline(k, "int64_t p = 0;");
+    for (int nt = 4; nt >= 1; nt -= 3) {
+        kline(k, nt == 4 ? "for (; p + 4 <= c; p += 4) {" : "for (; p < c; ++p) {");
+        k->indent++;
+        MDotCtx c = {1, nt, {"wr"}, {NULL}, "fu_m", "fu_j"};
+        moe_rows(k, nt, hh, "1", I, c.a);
+        emit_mdot(k, &c, I);
+        for (int j = 0; j < nt; j++)
+            kline(k, "%s[q%d / %s * %s + d] += fu_ms0_%d;", y, j, K, D, j);
+        k->indent--;
+        kline(k, "}");
+    }
     k->indent--;
     kline(k, "}");
     k->indent--;
