@@ -5264,18 +5264,70 @@ static void k34_moe_up(int tid, int nth, const float *x, const float *gu, float 
         for (int64_t v = u0 > base ? u0 - base : 0; v < hi;) {
             const int64_t i = v / c, p0 = v % c, p1 = c < p0 + (hi - v) ? c : p0 + (hi - v);
             const float *gr = gu + (e * 2 * 96 + i) * 256, *ur = gr + 96 * 256;
-            for (int64_t p = p0; p < p1; ++p) {
-                const int64_t q = fu_ord[fu_st[e] + p];
-                const float *xr = x + q / 4 * 256;
-                float fu_g = 0.0f, fu_u = 0.0f;
+            int64_t p = p0;
+            for (; p + 4 <= p1; p += 4) {
+                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+                const float *r0 = x + (q0 / 4) * 256;
+                const int64_t q1 = fu_ord[fu_st[e] + p + 1];
+                const float *r1 = x + (q1 / 4) * 256;
+                const int64_t q2 = fu_ord[fu_st[e] + p + 2];
+                const float *r2 = x + (q2 / 4) * 256;
+                const int64_t q3 = fu_ord[fu_st[e] + p + 3];
+                const float *r3 = x + (q3 / 4) * 256;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                float fu_m0_2 = 0.0f;
+                float fu_m0_3 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                float fu_m1_1 = 0.0f;
+                float fu_m1_2 = 0.0f;
+                float fu_m1_3 = 0.0f;
                 int64_t fu_j = 0;
                 for (; fu_j < 256; ++fu_j) {
-                    const float fu_a0 = xr[fu_j];
-                    fu_g = (gr[fu_j] * fu_a0 + fu_g);
-                    fu_u = (ur[fu_j] * fu_a0 + fu_u);
+                    const float fu_wv0 = gr[fu_j];
+                    const float fu_wv1 = ur[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                    fu_m1_1 = (fu_wv1 * fu_av1 + fu_m1_1);
+                    const float fu_av2 = r2[fu_j];
+                    fu_m0_2 = (fu_wv0 * fu_av2 + fu_m0_2);
+                    fu_m1_2 = (fu_wv1 * fu_av2 + fu_m1_2);
+                    const float fu_av3 = r3[fu_j];
+                    fu_m0_3 = (fu_wv0 * fu_av3 + fu_m0_3);
+                    fu_m1_3 = (fu_wv1 * fu_av3 + fu_m1_3);
                 }
-                const float g = (fu_g), u = (fu_u);
-                h[q * 96 + i] = fu_w[q] * g / (1.0f + expf(-g)) * u;
+                const float fu_ms0_0 = (fu_m0_0);
+                const float fu_ms0_1 = (fu_m0_1);
+                const float fu_ms0_2 = (fu_m0_2);
+                const float fu_ms0_3 = (fu_m0_3);
+                const float fu_ms1_0 = (fu_m1_0);
+                const float fu_ms1_1 = (fu_m1_1);
+                const float fu_ms1_2 = (fu_m1_2);
+                const float fu_ms1_3 = (fu_m1_3);
+                h[q0 * 96 + i] = fu_w[q0] * fu_ms0_0 / (1.0f + expf(-fu_ms0_0)) * fu_ms1_0;
+                h[q1 * 96 + i] = fu_w[q1] * fu_ms0_1 / (1.0f + expf(-fu_ms0_1)) * fu_ms1_1;
+                h[q2 * 96 + i] = fu_w[q2] * fu_ms0_2 / (1.0f + expf(-fu_ms0_2)) * fu_ms1_2;
+                h[q3 * 96 + i] = fu_w[q3] * fu_ms0_3 / (1.0f + expf(-fu_ms0_3)) * fu_ms1_3;
+            }
+            for (; p < p1; ++p) {
+                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+                const float *r0 = x + (q0 / 4) * 256;
+                float fu_m0_0 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 256; ++fu_j) {
+                    const float fu_wv0 = gr[fu_j];
+                    const float fu_wv1 = ur[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                }
+                const float fu_ms0_0 = (fu_m0_0);
+                const float fu_ms1_0 = (fu_m1_0);
+                h[q0 * 96 + i] = fu_w[q0] * fu_ms0_0 / (1.0f + expf(-fu_ms0_0)) * fu_ms1_0;
             }
             v += p1 - p0;
         }
@@ -5345,16 +5397,54 @@ static void k35_moe_down(int tid, int nth, const float *h, const float *dn, floa
             continue;
         for (int64_t d = d0; d < d1; ++d) {
             const float *wr = dn + (e * 256 + d) * 96;
-            for (int32_t p = fu_st[e]; p < fu_st[e + 1]; ++p) {
-                const int64_t q = fu_ord[p];
-                const float *hr = h + q * 96;
-                float fu_acc0 = 0.0f;
-                int64_t fu_j1 = 0;
-                for (; fu_j1 < 96; ++fu_j1) {
-                    fu_acc0 = (hr[fu_j1] * wr[fu_j1] + fu_acc0);
+            const int64_t c = fu_st[e + 1] - fu_st[e];
+            int64_t p = 0;
+            for (; p + 4 <= c; p += 4) {
+                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+                const float *r0 = h + q0 * 96;
+                const int64_t q1 = fu_ord[fu_st[e] + p + 1];
+                const float *r1 = h + q1 * 96;
+                const int64_t q2 = fu_ord[fu_st[e] + p + 2];
+                const float *r2 = h + q2 * 96;
+                const int64_t q3 = fu_ord[fu_st[e] + p + 3];
+                const float *r3 = h + q3 * 96;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                float fu_m0_2 = 0.0f;
+                float fu_m0_3 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                    const float fu_av2 = r2[fu_j];
+                    fu_m0_2 = (fu_wv0 * fu_av2 + fu_m0_2);
+                    const float fu_av3 = r3[fu_j];
+                    fu_m0_3 = (fu_wv0 * fu_av3 + fu_m0_3);
                 }
-                float acc = (fu_acc0);
-                y[q / 4 * 256 + d] += acc;
+                const float fu_ms0_0 = (fu_m0_0);
+                const float fu_ms0_1 = (fu_m0_1);
+                const float fu_ms0_2 = (fu_m0_2);
+                const float fu_ms0_3 = (fu_m0_3);
+                y[q0 / 4 * 256 + d] += fu_ms0_0;
+                y[q1 / 4 * 256 + d] += fu_ms0_1;
+                y[q2 / 4 * 256 + d] += fu_ms0_2;
+                y[q3 / 4 * 256 + d] += fu_ms0_3;
+            }
+            for (; p < c; ++p) {
+                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+                const float *r0 = h + q0 * 96;
+                float fu_m0_0 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                }
+                const float fu_ms0_0 = (fu_m0_0);
+                y[q0 / 4 * 256 + d] += fu_ms0_0;
             }
         }
     }
