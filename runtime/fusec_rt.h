@@ -44,7 +44,7 @@ enum {
     FR_ECAPACITY = -10, /* the caches have fewer rows than the call needs */
     FR_ECPU = -11,      /* this CPU lacks a feature the block's target needs */
     FR_EWORKSPACE = -12,/* the workspace is too small or not 64-byte aligned */
-    FR_EINDEX = -13     /* an id of embedding or gather is outside its table (the message names it) */
+    FR_EINDEX = -13     /* an id of embedding, gather, moe_up or moe_down is outside its table (the message names it) */
 };
 
 typedef struct fr_err {
