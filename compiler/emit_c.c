@@ -588,13 +588,26 @@ void kern_scratch(Kern *k, const char *bytes_expr) {
                             : fu_format("(size_t)(%s)", bytes_expr);
 }
 
-bool kern_is_result(const Kern *k, const Node *n) {
+/* Whether a node of kernel `kernel` reads n outside it; in a GEMM kernel a
+ * reshape is looked through (a per-head norm of the tile reads a view of it
+ * and is fed from registers, emit_gemm.c), elsewhere a view is a reader. */
+static bool read_outside(const Graph *g, const Node *n, int kernel) {
     Node **users;
-    int nu = ir_users(k->e->g, n, &users);
-    for (int i = 0; i < nu; i++)
-        if (users[i]->kernel != n->kernel || users[i]->op == OP_OUTPUT)
+    int nu = ir_users(g, n, &users);
+    for (int i = 0; i < nu; i++) {
+        const Node *u = users[i];
+        if (u->op == OP_RESHAPE && g->kernels[kernel]->kind == KK_GEMM) {
+            if (read_outside(g, u, kernel))
+                return true;
+        } else if (u->kernel != kernel || u->op == OP_OUTPUT) {
             return true;
+        }
+    }
     return false;
+}
+
+bool kern_is_result(const Kern *k, const Node *n) {
+    return read_outside(k->e->g, n, n->kernel);
 }
 
 const char *kern_local(Kern *k, const char *prefix) { return fu_format("%s%d", prefix, k->nlocals++); }

@@ -252,7 +252,8 @@ struct Node {
  *                 the normalized tensor is never stored), followed by
  *                 elementwise epilogue ops on the accumulator tile (bias,
  *                 activation, residual add, scale, the silu(g)*u of two
- *                 linears, rope) (emit_gemm.c)
+ *                 linears, rope, or an rms_norm over each head of a
+ *                 [rows, heads, hd] view of the tile) (emit_gemm.c)
  *   KK_ATTENTION  flash attention: append, rope of q and k, q.k^T, scale,
  *                 causal mask, online softmax, .v (emit_fused.c); nodes: one
  *                 attention, the appends feeding it, rope of q and of the new
