@@ -77,6 +77,11 @@ expect_kinds "rowwise rowwise rowwise rowwise" $fx/patterns.fdl
 expect_kinds "gemm attention gemm mlp" $ex/qwen3_layer.fdl
 expect_counts "4 20" $ex/qwen3_layer.fdl
 expect_kinds "gemm gemm attention gemm mlp" $fx/odd_qknorm.fdl
+# weight-only ops are folded at bind time: Gemma-3's six 1 + w leave the
+# schedule (FUSEC_FOLD=0 and -O0 keep them as per-call kernels)
+expect_counts "6 28" $ex/gemma3_layer.fdl
+FUSEC_FOLD=0 expect_counts "12 28" $ex/gemma3_layer.fdl
+expect_counts "3 24" $fx/fold.fdl
 expect_kinds "gemm rowwise rowwise single single rowwise attention single single mlp" $fx/odd_qknorm.fdl --no-fuse=epilogue
 # one pass off at a time
 expect_kinds "single gemm attention gemm mlp" $ex/llama_layer.fdl --no-fuse=norm
@@ -148,6 +153,11 @@ expect_text "explain: q_norm joins the q projection's GEMM" \
     "epilogue: qh (rms_norm over each 32-wide head of %16) joins the GEMM" --explain $ex/qwen3_layer.fdl
 expect_text "explain: the q/k norms are stored, the projections not" \
     "stores: %18 rms_norm (qh), %21 rms_norm (kh), %26 linear (v)$" --explain $ex/qwen3_layer.fdl
+expect_text "explain: Gemma's 1 + w folded" \
+    "fold: %18 = add(1, input_layernorm.weight) (256 floats) is computed once when the weights are bound" \
+    --explain $ex/gemma3_layer.fdl
+expect_text "explain: too large to fold" "fold: %34 (mul of weights) is computed at every call: the folded values would pass 65536 floats" \
+    --explain $fx/fold.fdl
 expect_text "explain: -O0 fuses nothing" "fusion is off or found nothing to fuse" --explain -O0 $ex/llama_layer.fdl
 expect_text "report: totals fused vs unfused" "^unfused *18 " --emit=report $ex/llama_layer.fdl --dim T=512
 expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $ex/llama_layer.fdl --dim T=1 --dim P=1024
@@ -213,6 +223,12 @@ done
 for T in 1 7 64; do
     check "random qwen3_layer T=$T" $ex/qwen3_layer.fdl --random --dim T=$T
 done
+for T in 1 7; do
+    check "random fold T=$T" $fx/fold.fdl --random --dim T=$T
+done
+check "random fold T=7 -O0" $fx/fold.fdl --random --dim T=7 -O0
+check "random gemma3_layer T=20, prefill 9 + decode" $ex/gemma3_layer.fdl --random --dim T=20 --split 9
+FUSEC_FOLD=0 check "random gemma3_layer T=7 without folding" $ex/gemma3_layer.fdl --random --dim T=7
 check "random qwen3_layer T=20 -O0, prefill 9 + decode" $ex/qwen3_layer.fdl --random --dim T=20 --split 9 -O0
 FUSE_NUM_THREADS=3 check "random qwen3_layer T=20, prefill 9 + decode, 3 threads" $ex/qwen3_layer.fdl \
     --random --dim T=20 --split 9
