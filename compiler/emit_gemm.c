@@ -886,12 +886,19 @@ static void emit_hnorm_block(Gen *G, const Node *nm, const char *r0, const char 
     L("for (int64_t fu_r = %s; fu_r < %s; ++fu_r)", r0, r1);
     L("    for (int64_t fu_hh = %s; fu_hh < %s; fu_hh += %lld) {", c0, c1, (long long)hd);
     L("        float *const fu_yh = %s + fu_r * %lld + fu_hh;", y, (long long)W);
-    L("        double fu_ss = 0.0;");
-    L("        for (int64_t fu_q = 0; fu_q < %lld; ++fu_q)", (long long)hd);
-    L("            fu_ss += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];");
+    /* four partial sums: no chain of dependent double adds (gcc keeps the
+     * order of a double sum without -ffast-math) */
+    L("        double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};");
+    L("        int64_t fu_q = 0;");
+    L("        for (; fu_q + 4 <= %lld; fu_q += 4)", (long long)hd);
+    L("            for (int fu_l = 0; fu_l < 4; ++fu_l)");
+    L("                fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];");
+    L("        for (; fu_q < %lld; ++fu_q)", (long long)hd);
+    L("            fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];");
+    L("        const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);");
     L("        const float fu_iv = (float)(1.0 / sqrt(fu_ss / %s + %s));", c_double_lit((double)hd),
       c_double_lit(nm->f[0]));
-    L("        for (int64_t fu_q = 0; fu_q < %lld; ++fu_q)", (long long)hd);
+    L("        for (fu_q = 0; fu_q < %lld; ++fu_q)", (long long)hd);
     L("            fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * %s[fu_q];", w);
     L("    }");
 }

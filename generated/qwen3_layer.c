@@ -875,11 +875,16 @@ static void k15_rms_norm_linear_rms_norm_linear(int tid, int nth, const float *b
                     for (int64_t fu_r = fu_rb; fu_r < fu_rb + fu_mv; ++fu_r)
                         for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
                             float *const fu_yh = b18_18 + fu_r * 256 + fu_hh;
-                            double fu_ss = 0.0;
-                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
-                                fu_ss += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                            int64_t fu_q = 0;
+                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                            for (; fu_q < 32; ++fu_q)
+                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
                             const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
-                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
+                            for (fu_q = 0; fu_q < 32; ++fu_q)
                                 fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b6_6[fu_q];
                         }
                 }
@@ -1542,11 +1547,16 @@ static void k15_rms_norm_linear_rms_norm_linear(int tid, int nth, const float *b
                     for (int64_t fu_r = fu_rb; fu_r < fu_rb + fu_mv; ++fu_r)
                         for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
                             float *const fu_yh = b21_21 + fu_r * 64 + fu_hh;
-                            double fu_ss = 0.0;
-                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
-                                fu_ss += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                            int64_t fu_q = 0;
+                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                            for (; fu_q < 32; ++fu_q)
+                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
                             const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
-                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
+                            for (fu_q = 0; fu_q < 32; ++fu_q)
                                 fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b7_7[fu_q];
                         }
                 }
@@ -2440,11 +2450,16 @@ static void k15_rms_norm_linear_rms_norm_linear(int tid, int nth, const float *b
                                     for (int64_t fu_r = fu_m0 + fu_ic; fu_r < fu_m0 + fu_ic + fu_mc; ++fu_r)
                                         for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
                                             float *const fu_yh = b18_18 + fu_r * 256 + fu_hh;
-                                            double fu_ss = 0.0;
-                                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
-                                                fu_ss += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                                            int64_t fu_q = 0;
+                                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                                            for (; fu_q < 32; ++fu_q)
+                                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
                                             const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
-                                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
+                                            for (fu_q = 0; fu_q < 32; ++fu_q)
                                                 fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b6_6[fu_q];
                                         }
                                 }
@@ -2634,11 +2649,16 @@ static void k15_rms_norm_linear_rms_norm_linear(int tid, int nth, const float *b
                                     for (int64_t fu_r = fu_m0 + fu_ic; fu_r < fu_m0 + fu_ic + fu_mc; ++fu_r)
                                         for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
                                             float *const fu_yh = b21_21 + fu_r * 64 + fu_hh;
-                                            double fu_ss = 0.0;
-                                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
-                                                fu_ss += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                                            int64_t fu_q = 0;
+                                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                                            for (; fu_q < 32; ++fu_q)
+                                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
                                             const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
-                                            for (int64_t fu_q = 0; fu_q < 32; ++fu_q)
+                                            for (fu_q = 0; fu_q < 32; ++fu_q)
                                                 fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b7_7[fu_q];
                                         }
                                 }
