@@ -2455,8 +2455,11 @@ static void emit_fold(Emit *e) {
         if (!n->folded)
             continue;
         const char *a = fold_operand(e, n, n->in[0]), *v = NULL;
+        if (n->op == OP_CONVERT) /* typed.c's exact bf16/f16 -> f32 */
+            a = fu_format("fu_%s_f32(%s)", dtype_name(n->in[0]->dtype), a);
         const char *b = n->nin > 1 ? fold_operand(e, n, n->in[1]) : NULL;
         switch (n->op) {
+        case OP_CONVERT: v = "fu_a"; break;
         case OP_NEG: v = "-fu_a"; break;
         case OP_EXP: v = "expf(fu_a)"; break;
         case OP_LOG: v = "logf(fu_a)"; break;

@@ -7,7 +7,8 @@
  * the schedule (node->folded, kernel -1): emit_c.c gives the weights struct
  * an array per folded node and NAME_bind (or NAME_fold) computes them,
  * scalar C in node order; the kernels read them like weights.  Only f32
- * weights, constant shapes and the ops below fold, and at most
+ * weights (and bf16/f16 ones read as f32: OP_CONVERT), constant shapes
+ * and the ops below fold, and at most
  * FOLD_MAX_FLOATS floats per block (the arrays live in the struct, which a
  * caller may keep on its stack); the rest stays per-call kernels, and
  * --explain says why.  -O0 folds nothing: the unfused baseline still
@@ -29,6 +30,7 @@ bool fold_op(Op op) {
     case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT: case OP_RECIP: case OP_TANH:
     case OP_SIGMOID: case OP_RELU:
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_MINIMUM:
+    case OP_CONVERT:
         return true;
     default:
         return false;
@@ -57,7 +59,9 @@ void pass_fold_weights(Graph *g, const Options *o) {
         bool ok = true, weight = false;
         for (int j = 0; j < n->nin && ok; j++) {
             const Node *x = n->in[j];
-            ok = x->dtype == DT_F32 && (x->op == OP_WEIGHT || x->op == OP_CONST || x->folded);
+            /* convert: a bf16/f16 weight read as f32 (a bf16 checkpoint's norm weight) */
+            bool half = n->op == OP_CONVERT && (x->dtype == DT_BF16 || x->dtype == DT_F16);
+            ok = (x->dtype == DT_F32 || half) && (x->op == OP_WEIGHT || x->op == OP_CONST || x->folded);
             weight |= x->op == OP_WEIGHT || x->folded;
         }
         if (!ok || !weight)

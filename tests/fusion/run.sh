@@ -82,6 +82,8 @@ expect_kinds "gemm gemm attention gemm mlp" $fx/odd_qknorm.fdl
 expect_counts "6 28" $ex/gemma3_layer.fdl
 FUSEC_FOLD=0 expect_counts "12 28" $ex/gemma3_layer.fdl
 expect_counts "3 24" $fx/fold.fdl
+# bf16 norm weights: their conversion to f32 folds too
+expect_counts "6 34" $ex/gemma3_layer.fdl --weight-type='*norm.weight=bf16'
 expect_kinds "gemm rowwise rowwise single single rowwise attention single single mlp" $fx/odd_qknorm.fdl --no-fuse=epilogue
 # one pass off at a time
 expect_kinds "single gemm attention gemm mlp" $ex/llama_layer.fdl --no-fuse=norm
@@ -229,6 +231,10 @@ done
 check "random fold T=7 -O0" $fx/fold.fdl --random --dim T=7 -O0
 check "random gemma3_layer T=20, prefill 9 + decode" $ex/gemma3_layer.fdl --random --dim T=20 --split 9
 FUSEC_FOLD=0 check "random gemma3_layer T=7 without folding" $ex/gemma3_layer.fdl --random --dim T=7
+check "random gemma3_layer T=7, bf16 norm weights, prefill 3 + decode" $ex/gemma3_layer.fdl --random --dim T=7 \
+    --split 3 --weight-type='*norm.weight=bf16'
+check "random gemma3_layer T=7, f16 norm weights -O0" $ex/gemma3_layer.fdl --random --dim T=7 -O0 \
+    --weight-type='*norm.weight=f16'
 check "random qwen3_layer T=20 -O0, prefill 9 + decode" $ex/qwen3_layer.fdl --random --dim T=20 --split 9 -O0
 FUSE_NUM_THREADS=3 check "random qwen3_layer T=20, prefill 9 + decode, 3 threads" $ex/qwen3_layer.fdl \
     --random --dim T=20 --split 9
