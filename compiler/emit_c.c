@@ -44,6 +44,7 @@ typedef enum Home {
     HOME_NONE,      /* output nodes: they only copy */
     HOME_INPUT,     /* the caller's input pointer */
     HOME_WEIGHT,    /* w->field */
+    HOME_FOLD,      /* w->fu_fold<id>: a weight-only node NAME_bind computed (fold.c) */
     HOME_CACHE,     /* cache->field */
     HOME_CONST,     /* a local float in forward */
     HOME_VIEW,      /* the same memory as another node (reshape, append) */
@@ -588,13 +589,26 @@ void kern_scratch(Kern *k, const char *bytes_expr) {
                             : fu_format("(size_t)(%s)", bytes_expr);
 }
 
-bool kern_is_result(const Kern *k, const Node *n) {
+/* Whether a node of kernel `kernel` reads n outside it; in a GEMM kernel a
+ * reshape is looked through (a per-head norm of the tile reads a view of it
+ * and is fed from registers, emit_gemm.c), elsewhere a view is a reader. */
+static bool read_outside(const Graph *g, const Node *n, int kernel) {
     Node **users;
-    int nu = ir_users(k->e->g, n, &users);
-    for (int i = 0; i < nu; i++)
-        if (users[i]->kernel != n->kernel || users[i]->op == OP_OUTPUT)
+    int nu = ir_users(g, n, &users);
+    for (int i = 0; i < nu; i++) {
+        const Node *u = users[i];
+        if (u->op == OP_RESHAPE && g->kernels[kernel]->kind == KK_GEMM) {
+            if (read_outside(g, u, kernel))
+                return true;
+        } else if (u->kernel != kernel || u->op == OP_OUTPUT) {
             return true;
+        }
+    }
     return false;
+}
+
+bool kern_is_result(const Kern *k, const Node *n) {
+    return read_outside(k->e->g, n, n->kernel);
 }
 
 const char *kern_local(Kern *k, const char *prefix) { return fu_format("%s%d", prefix, k->nlocals++); }
@@ -2019,6 +2033,11 @@ static void place_buffers(Emit *e) {
         const Node *n = g->nodes[i];
         e->slot[i] = -1;
         FU_ASSERT(n->id == i);
+        if (n->folded) {
+            e->home[i] = HOME_FOLD;
+            e->ref[i] = fu_format("w->fu_fold%d", i);
+            continue;
+        }
         switch (n->op) {
         case OP_INPUT:
             e->home[i] = HOME_INPUT;
@@ -2588,6 +2607,115 @@ static const char *node_what(const Node *n) {
     return fu_format("%%%%%d", n->id);
 }
 
+/* ---- folded weight-only values (fold.c) ------------------------------------ */
+
+/* The weights folded nodes read, as indexes into g->weights (src may be
+ * NULL); their count. */
+static int fold_sources(const Graph *g, int *src) {
+    int n = 0;
+    for (int i = 0; i < g->nweights; i++) {
+        bool used = false;
+        for (int j = 0; j < g->nnodes && !used; j++)
+            for (int q = 0; q < g->nodes[j]->nin && g->nodes[j]->folded; q++)
+                used |= g->nodes[j]->in[q] == g->weights[i];
+        if (used && src)
+            src[n] = i;
+        n += used;
+    }
+    return n;
+}
+
+/* "add(const, self_attn.q_norm.weight)" for the struct's comment. */
+static const char *fold_text(const Graph *g, const Node *n) {
+    (void)g;
+    Buf b = {0};
+    buf_printf(&b, "%s(", op_info[n->op].name);
+    for (int j = 0; j < n->nin; j++) {
+        const Node *x = n->in[j];
+        buf_printf(&b, "%s%s", j ? ", " : "",
+                   x->op == OP_WEIGHT ? x->name : x->op == OP_CONST ? c_float_lit(x->f[0])
+                                                                    : fu_format("fu_fold%d", x->id));
+    }
+    buf_puts(&b, ")");
+    return take(&b, "");
+}
+
+/* Operand x of folded n at n's flat index fu_i, numpy broadcasting (all
+ * shapes constant). */
+static const char *fold_operand(const Emit *e, const Node *n, const Node *x) {
+    if (x->op == OP_CONST)
+        return c_float_lit(x->f[0]);
+    Buf b = {0};
+    int lead = n->rank - x->rank;
+    int64_t nstride = 1, xstride = 1;
+    for (int d = n->rank - 1; d >= 0; d--) {
+        int xd = d - lead;
+        if (xd >= 0 && x->shape[xd].c != 1) {
+            const char *q = nstride > 1 ? fu_format("fu_i / %lld", (long long)nstride) : "fu_i";
+            if (d > 0)
+                q = fu_format("(%s %% %lld)", q, (long long)n->shape[d].c);
+            buf_printf(&b, "%s%s%s", b.len ? " + " : "", q,
+                       xstride > 1 ? fu_format(" * %lld", (long long)xstride) : "");
+            xstride *= x->shape[xd].c;
+        }
+        nstride *= n->shape[d].c;
+    }
+    const char *base = x->op == OP_WEIGHT ? fu_format("w->%s", e->c_w[index_in(e->g->weights, e->g->nweights, x)])
+                                          : fu_format("w->fu_fold%d", x->id);
+    return fu_format("%s[%s]", base, take(&b, "0"));
+}
+
+/* NAME_fold: every folded node in node order, scalar float C. */
+static void emit_fold(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int *src = fu_alloc(sizeof *src * (size_t)(g->nweights + 1));
+    int nsrc = fold_sources(g, src);
+    buf_printf(c, "int %s_fold(%s_weights *w, fr_err *err) {\n", g->name, g->name);
+    buf_printf(c, "    if (!w)\n        return fr_seterr(err, FR_EINVAL, \"%s_fold: NULL argument\");\n", g->name);
+    for (int i = 0; i < nsrc; i++)
+        buf_printf(c, "    if (!w->%s)\n        return fr_seterr(err, FR_ENULL, \"%s_fold: weight '%s' is not "
+                      "bound (w->%s is NULL)\");\n",
+                   e->c_w[src[i]], g->name, g->weights[src[i]]->name, e->c_w[src[i]]);
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (!n->folded)
+            continue;
+        const char *a = fold_operand(e, n, n->in[0]), *v = NULL;
+        if (n->op == OP_CONVERT) /* typed.c's exact bf16/f16 -> f32 */
+            a = fu_format("fu_%s_f32(%s)", dtype_name(n->in[0]->dtype), a);
+        const char *b = n->nin > 1 ? fold_operand(e, n, n->in[1]) : NULL;
+        switch (n->op) {
+        case OP_CONVERT: v = "fu_a"; break;
+        case OP_NEG: v = "-fu_a"; break;
+        case OP_EXP: v = "expf(fu_a)"; break;
+        case OP_LOG: v = "logf(fu_a)"; break;
+        case OP_SQRT: v = "sqrtf(fu_a)"; break;
+        case OP_RSQRT: v = "1.0f / sqrtf(fu_a)"; break;
+        case OP_RECIP: v = "1.0f / fu_a"; break;
+        case OP_TANH: v = "tanhf(fu_a)"; break;
+        case OP_SIGMOID: v = "1.0f / (1.0f + expf(-fu_a))"; break;
+        case OP_RELU: v = "fu_a > 0.0f || isnan(fu_a) ? fu_a : 0.0f"; break;
+        case OP_ADD: v = "fu_a + fu_b"; break;
+        case OP_SUB: v = "fu_a - fu_b"; break;
+        case OP_MUL: v = "fu_a * fu_b"; break;
+        case OP_DIV: v = "fu_a / fu_b"; break;
+        case OP_MAXIMUM: v = "isnan(fu_a) || fu_a > fu_b ? fu_a : fu_b"; break;
+        case OP_MINIMUM: v = "isnan(fu_a) || fu_a < fu_b ? fu_a : fu_b"; break;
+        default: fu_internal(__FILE__, __LINE__, "emit_c: '%s' cannot be folded", op_info[n->op].name);
+        }
+        buf_printf(c, "    for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) { /* %s */\n", (long long)ir_numel(n, NULL),
+                   fold_text(g, n));
+        buf_printf(c, "        const float fu_a = %s;\n", a);
+        if (b)
+            buf_printf(c, "        const float fu_b = %s;\n", b);
+        buf_printf(c, "        w->fu_fold%d[fu_i] = %s;\n    }\n", i, v);
+    }
+    for (int i = 0; i < nsrc; i++)
+        buf_printf(c, "    w->fu_fold_src[%d] = (const void *)w->%s;\n", i, e->c_w[src[i]]);
+    buf_puts(c, "    return 0;\n}\n\n");
+}
+
 static void emit_forward(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
@@ -2633,6 +2761,13 @@ static void emit_forward(Emit *e) {
             buf_printf(c, "    if (!w->%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: weight '%s' is "
                           "not bound (w->%s is NULL)\");\n",
                        e->c_w[i], who, g->weights[i]->name, e->c_w[i]);
+        int *src = fu_alloc(sizeof *src * (size_t)(g->nweights + 1));
+        int nsrc = fold_sources(g, src);
+        for (i = 0; i < nsrc; i++)
+            buf_printf(c, "    if (w->fu_fold_src[%d] != (const void *)w->%s)\n        return fr_seterr(NULL, "
+                          "FR_ENULL, \"%s: weight '%s' is not the one its folded values were computed from "
+                          "(call %s_bind or %s_fold again)\");\n",
+                       i, e->c_w[src[i]], who, g->weights[src[i]]->name, g->name, g->name);
     }
     if (g->ncaches) {
         buf_printf(c, "    if (!cache)\n        return fr_seterr(NULL, FR_ENULL, \"%s: cache is NULL\");\n", who);
@@ -2799,6 +2934,8 @@ static void emit_bind_and_desc(Emit *e) {
     Buf *c = &e->c;
     int i, d, s;
 
+    if (fold_sources(g, NULL))
+        emit_fold(e);
     if (g->nweights) {
         buf_printf(c, "int %s_bind(%s_weights *w, const fr_st *file, const char *prefix, fr_err *err) {\n",
                    g->name, g->name);
@@ -2819,7 +2956,10 @@ static void emit_bind_and_desc(Emit *e) {
             buf_printf(c, "    if (rc != 0)\n        return rc;\n    w->%s = (const %s *)p;\n",
                        e->c_w[i], ctype(n));
         }
-        buf_puts(c, "    return 0;\n}\n\n");
+        if (fold_sources(g, NULL))
+            buf_printf(c, "    return %s_fold(w, err);\n}\n\n", g->name);
+        else
+            buf_puts(c, "    return 0;\n}\n\n");
     }
 
     if (g->ncaches) {
@@ -2914,6 +3054,9 @@ static void emit_bind_and_desc(Emit *e) {
         buf_puts(c, "    (void)outputs;\n");
     for (i = 0; i < g->nweights; i++)
         buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
+    if (fold_sources(g, NULL)) /* generic drivers have no bind: fold on each call */
+        buf_printf(c, "    {\n        int fu_frc = %s_fold(&w, NULL);\n        if (fu_frc != 0)\n"
+                      "            return fu_frc;\n    }\n", g->name);
     for (i = 0; i < g->ncaches; i++)
         buf_printf(c, "    c.%s = caches[%d];\n", e->c_cache[i], i);
     if (g->ncaches)
@@ -3060,7 +3203,7 @@ static KCall **emit_kernels(Emit *e) {
     KCall **calls = fu_alloc(sizeof *calls * (size_t)(g->nkernels + 1));
     FU_ASSERT(g->nkernels == 0 || g->kernels);
     for (int i = 0; i < g->nnodes; i++)
-        if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0)
+        if (is_computed(g->nodes[i]) && g->nodes[i]->kernel < 0 && !g->nodes[i]->folded)
             fu_internal(__FILE__, __LINE__, "emit_c: %%%d %s was not scheduled", i,
                         op_info[g->nodes[i]->op].name);
     /* the user index (kern_is_result) is built now, not inside a kernel's
@@ -3131,7 +3274,7 @@ static void emit_run(Emit *e, KCall **calls) {
     buf_puts(c, "    const fu_args *fa = (const fu_args *)ctx;\n");
     for (i = 0; i < g->nnodes; i++)
         if (e->run_used[i]) {
-            any_w |= e->home[i] == HOME_WEIGHT;
+            any_w |= e->home[i] == HOME_WEIGHT || e->home[i] == HOME_FOLD;
             any_c |= e->home[i] == HOME_CACHE;
         }
     if (any_w)
@@ -3380,11 +3523,26 @@ static void emit_h_file(Emit *e) {
         for (i = 0; i < g->nweights; i++)
             buf_printf(h, "    const %s *%s; /* %s %s */\n", ctype(g->weights[i]), e->c_w[i],
                        g->weights[i]->name, type_text(g, g->weights[i]));
+        int nsrc = fold_sources(g, NULL);
+        if (nsrc) {
+            buf_puts(h, "    /* weight-only values, computed by NAME_bind / NAME_fold (docs/generated-api.md) */\n");
+            for (i = 0; i < g->nnodes; i++)
+                if (g->nodes[i]->folded)
+                    buf_printf(h, "    float fu_fold%d[%lld]; /* %s */\n", i,
+                               (long long)ir_numel(g->nodes[i], NULL), fold_text(g, g->nodes[i]));
+            buf_printf(h, "    const void *fu_fold_src[%d]; /* the weights they were computed from */\n", nsrc);
+        }
         buf_printf(h, "} %s_weights;\n\n", g->name);
         buf_printf(h, "/* Binds every weight by prefix + checkpoint name; checks dtype and shape.\n"
                       " * The pointers point into `file`, which must stay open. */\n"
                       "int %s_bind(%s_weights *w, const fr_st *file, const char *prefix, fr_err *err);\n\n",
                    g->name, g->name);
+        if (nsrc)
+            buf_printf(h, "/* Computes the weight-only values (fu_fold*) from the bound weights; %s_bind\n"
+                          " * calls it.  Call it again after pointing a weight elsewhere or changing\n"
+                          " * its data: forward refuses pointers that differ from the folded ones. */\n"
+                          "int %s_fold(%s_weights *w, fr_err *err);\n\n",
+                       g->name, g->name, g->name);
     }
     if (g->ncaches) {
         buf_printf(h, "/* KV caches of `capacity` rows each. */\ntypedef struct %s_cache {\n", g->name);

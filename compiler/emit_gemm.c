@@ -117,6 +117,8 @@ typedef struct Group {
     int nn;
     const Node *nodes[MAX_GROUP_NODES]; /* products, then epilogue nodes, in order */
     const Node *rope;   /* a rope of one of them, applied to the finished block */
+    const Node *hnorm;  /* a per-head rms_norm of reshape(one of them) to [rows, heads, hd],
+                         * applied to the finished block (Qwen3's q_norm/k_norm) */
     int64_t unit;       /* columns per unit of the thread split */
     int64_t nc;         /* GEMM column block, a multiple of unit */
     int64_t gch;        /* GEMV column chunk, a multiple of unit */
@@ -155,6 +157,25 @@ static bool in_kernel(const Kernel *kr, const Node *n) {
         if (kr->nodes[i] == n)
             return !is_source(n) && n->op != OP_RESHAPE;
     return false;
+}
+
+/* n with the reshapes (views) in front of it looked through. */
+static const Node *view_root(const Node *n) {
+    while (n->op == OP_RESHAPE)
+        n = n->in[0];
+    return n;
+}
+
+/* The head_dim of a per-head norm: an rms_norm over the last axis of a
+ * [rows, heads, hd] view of a [rows, heads*hd] tile with weight [hd]; else 0. */
+static int64_t head_norm_hd(const Node *n, const Node *tile) {
+    const Node *x = n->in[0], *w = n->in[1];
+    if (n->op != OP_RMS_NORM || x->op != OP_RESHAPE || view_root(x) != tile || x->rank != 3 ||
+        tile->rank != 2 || !dim_eq(x->shape[0], tile->shape[0]) || !dim_is_const(x->shape[2]) ||
+        !dim_is_const(tile->shape[1]) || x->shape[2].c <= 0 || tile->shape[1].c % x->shape[2].c ||
+        w->rank != 1 || w->dtype != DT_F32 || n->dtype != DT_F32)
+        return 0;
+    return x->shape[2].c;
 }
 
 static bool same_shape(const Node *a, const Node *b) {
@@ -257,6 +278,8 @@ static bool merge_groups(Stage *s, int a, int b) {
         }
     if (gb->rope)
         ga->rope = gb->rope;
+    if (gb->hnorm)
+        ga->hnorm = gb->hnorm;
     s->ng--;
     if (b != s->ng)
         s->g[b] = s->g[s->ng];
@@ -298,6 +321,8 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
                 return refuse(why, wn, n, "a view inside a GEMM kernel");
             continue;
         }
+        if (op_info[n->op].cat == CAT_NORM && in_kernel(kr, view_root(n->in[0])))
+            continue; /* a norm of the tile: pass 2 */
         if (op_info[n->op].cat == CAT_NORM) {
             if (norm)
                 return refuse(why, wn, n, "a second norm");
@@ -381,6 +406,19 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         if (!in_kernel(kr, n) || n == norm || n->op == OP_LINEAR || n->op == OP_MATMUL)
             continue;
         OpCat cat = op_info[n->op].cat;
+        if (cat == CAT_NORM) {
+            /* a per-head norm of a finished tile: the group's last value */
+            const Node *src = view_root(n->in[0]), *u[1];
+            int hg = find_group(&pl->s[0], src);
+            if (hg < 0 || pl->ns != 1 || pl->matmul || !head_norm_hd(n, src) || in_kernel(kr, n->in[1]) ||
+                pl->s[0].g[hg].hnorm || pl->s[0].g[hg].rope || kernel_users(kr, src, u, 1) > 0 ||
+                kernel_users(kr, n, u, 1) > 0 || !same_shape(src, pl->s[0].g[hg].p[0].mm))
+                return refuse(why, wn, n, "a norm of the tile must be rms_norm over each head of a "
+                                          "[rows, heads, hd] view of the last value, weight [hd], read by "
+                                          "nothing in the kernel");
+            pl->s[0].g[hg].hnorm = n;
+            continue;
+        }
         if (cat != CAT_UNARY && cat != CAT_BINARY && n->op != OP_ROPE)
             return refuse(why, wn, n, "not an elementwise epilogue op");
         int st = -1, g = -1;
@@ -413,7 +451,7 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
             return refuse(why, wn, n, "epilogue op of another shape");
         if (n->op == OP_ROPE) {
             const Node *u[1];
-            if (gr->rope || pl->matmul || n->rank != 2 || n->i[0] <= 0 || n->i[0] % 2 ||
+            if (gr->rope || gr->hnorm || pl->matmul || n->rank != 2 || n->i[0] <= 0 || n->i[0] % 2 ||
                 !dim_is_const(n->shape[1]) || n->shape[1].c % n->i[0] || in_kernel(kr, n->in[1]) ||
                 n->in[1]->rank != 1 || kernel_users(kr, n, u, 1) > 0)
                 return refuse(why, wn, n, "rope must be last, on [T, heads*hd], once per product");
@@ -763,6 +801,13 @@ static void emit_position(Gen *G, const Stage *s, const Group *gr, const Pos *ps
             L("%s;", vstore(G, dest_addr(G, gr->rope, ps, false), fu_format("fu_e%d", n->id), ps->cnt));
             stored = true;
         }
+        if (gr->hnorm && view_root(gr->hnorm->in[0]) == n) {
+            /* the norm's [rows, heads, hd] buffer has the tile's layout */
+            L("%s;", vstore(G, fu_format("%s + %s * %s + %s", buf_of(G, gr->hnorm, true), ps->row,
+                                         dimx(G, n->shape[1]), ps->col),
+                            fu_format("fu_e%d", n->id), ps->cnt));
+            stored = true;
+        }
         if (h_piece && n == G->pl.h) {
             L("%s;", vstore(G, dest_addr(G, n, ps, true), fu_format("fu_e%d", n->id), ps->cnt));
             stored = true;
@@ -828,6 +873,34 @@ static void emit_rope_block(Gen *G, const Node *rope, const char *r0, const char
     L("        }");
     L("    }");
     L("}");
+}
+
+/* A per-head rms_norm in place on the norm's buffer over rows [r0, r1) and
+ * the whole heads in columns [c0, c1): each head's mean square summed in
+ * double (no overflow or underflow for any float, as the interpreter), then
+ * y = x * inv * w.  The head's values are in L1 from the epilogue's store. */
+static void emit_hnorm_block(Gen *G, const Node *nm, const char *r0, const char *r1, const char *c0,
+                             const char *c1) {
+    int64_t hd = nm->shape[2].c, W = view_root(nm->in[0])->shape[1].c;
+    const char *y = buf_of(G, nm, true), *w = buf_of(G, nm->in[1], false);
+    L("for (int64_t fu_r = %s; fu_r < %s; ++fu_r)", r0, r1);
+    L("    for (int64_t fu_hh = %s; fu_hh < %s; fu_hh += %lld) {", c0, c1, (long long)hd);
+    L("        float *const fu_yh = %s + fu_r * %lld + fu_hh;", y, (long long)W);
+    /* four partial sums: no chain of dependent double adds (gcc keeps the
+     * order of a double sum without -ffast-math) */
+    L("        double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};");
+    L("        int64_t fu_q = 0;");
+    L("        for (; fu_q + 4 <= %lld; fu_q += 4)", (long long)hd);
+    L("            for (int fu_l = 0; fu_l < 4; ++fu_l)");
+    L("                fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];");
+    L("        for (; fu_q < %lld; ++fu_q)", (long long)hd);
+    L("            fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];");
+    L("        const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);");
+    L("        const float fu_iv = (float)(1.0 / sqrt(fu_ss / %s + %s));", c_double_lit((double)hd),
+      c_double_lit(nm->f[0]));
+    L("        for (fu_q = 0; fu_q < %lld; ++fu_q)", (long long)hd);
+    L("            fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * %s[fu_q];", w);
+    L("    }");
 }
 
 /* ---- thread split ------------------------------------------------------------------ */
@@ -1468,11 +1541,14 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
         out(G);
         out(G);
         L("    }");
-        if (gr->rope) {
-            /* the block's rows are final: rotate them while they are in cache */
+        if (gr->rope || gr->hnorm) {
+            /* the block's rows are final: rotate (or normalise) them while they are in cache */
             L("%s{", G->cacc ? "if (fu_last) " : "");
             in(G);
-            emit_rope_block(G, gr->rope, "fu_m0 + fu_ic", "fu_m0 + fu_ic + fu_mc", "fu_jc", "fu_jc + fu_nc");
+            if (gr->hnorm)
+                emit_hnorm_block(G, gr->hnorm, "fu_m0 + fu_ic", "fu_m0 + fu_ic + fu_mc", "fu_jc", "fu_jc + fu_nc");
+            else
+                emit_rope_block(G, gr->rope, "fu_m0 + fu_ic", "fu_m0 + fu_ic + fu_mc", "fu_jc", "fu_jc + fu_nc");
             out(G);
             L("}");
         }
@@ -1765,6 +1841,8 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         emit_region_epilogue(G, s, gr, vals, G->gchmax, "fu_mv", "fu_nc", "fu_rb", "fu_jc", h_piece);
         if (gr->rope)
             emit_rope_block(G, gr->rope, "fu_rb", "fu_rb + fu_mv", "fu_jc", "fu_jc + fu_nc");
+        if (gr->hnorm)
+            emit_hnorm_block(G, gr->hnorm, "fu_rb", "fu_rb + fu_mv", "fu_jc", "fu_jc + fu_nc");
         out(G);
         L("}");
         out(G);
@@ -1792,8 +1870,8 @@ static void layout(Gen *G) {
         for (int g = 0; g < st->ng; g++) {
             Group *gr = &st->g[g];
             int64_t unit = b->nr;
-            if (gr->rope) {
-                int64_t hd = gr->rope->i[0];
+            if (gr->rope || gr->hnorm) {
+                int64_t hd = gr->rope ? gr->rope->i[0] : gr->hnorm->shape[2].c;
                 unit = unit / gcd64(unit, hd) * hd;
             }
             gr->unit = unit;
@@ -1863,6 +1941,8 @@ static void emit_summary(Gen *G, const Kernel *kr) {
                 buf_printf(&b, "%s%%%d %s", i ? " " : "", gr->nodes[i]->id, op_info[gr->nodes[i]->op].name);
             if (gr->rope)
                 buf_printf(&b, " %%%d rope", gr->rope->id);
+            if (gr->hnorm)
+                buf_printf(&b, " %%%d rms_norm per head", gr->hnorm->id);
             buf_puts(&b, "]");
         }
     }

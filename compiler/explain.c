@@ -30,9 +30,7 @@ static int working_kernels(const Graph *g) {
 
 /* Whether n is stored: read by a node of another kernel (through views), or
  * a block output. */
-static bool stored(const Graph *g, const Node *n) {
-    if (n->op == OP_APPEND)
-        return true; /* it writes its cache rows */
+static bool read_outside(const Graph *g, const Node *n, int kernel) {
     Node **users;
     int nu = ir_users(g, n, &users);
     for (int i = 0; i < nu; i++) {
@@ -40,14 +38,18 @@ static bool stored(const Graph *g, const Node *n) {
         if (c->op == OP_OUTPUT)
             return true;
         if (c->op == OP_RESHAPE) {
-            if (stored(g, c))
+            if (read_outside(g, c, kernel))
                 return true;
             continue;
         }
-        if (c->kernel != n->kernel)
+        if (c->kernel != kernel)
             return true;
     }
     return false;
+}
+
+static bool stored(const Graph *g, const Node *n) {
+    return n->op == OP_APPEND || read_outside(g, n, n->kernel); /* an append writes its cache rows */
 }
 
 static const char *node_text(const Node *n) {

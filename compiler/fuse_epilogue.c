@@ -5,8 +5,12 @@
  * q, k and v projections read h once), and the elementwise ops that
  * consume their outputs join it as an epilogue that runs on the
  * accumulator tile before it is stored: bias add, activation, residual add,
- * scaling, the silu(g) * u of two linears, and RoPE on a projection's
- * output.  A lone matmul becomes a KK_GEMM of one node the same way.
+ * scaling, the silu(g) * u of two linears, RoPE on a projection's
+ * output, and a per-head RMSNorm of it (Qwen3's q_norm and k_norm: the
+ * projection reshaped to [T, heads, hd], rms_norm over hd with a weight
+ * [hd]; the tile holds whole heads, so each head's mean square comes from
+ * its hd columns of the finished block).  A lone matmul becomes a KK_GEMM
+ * of one node the same way.
  *
  * An epilogue node must have the shape of the tile it consumes, and its
  * operands from outside the kernel must be a scalar, a per-column vector
@@ -157,15 +161,61 @@ static int grow_epilogue(Graph *g, int k) {
     return added;
 }
 
+/* The per-head rms_norm reading a reshape of tile node t (alone in its
+ * kernel: the norm pass left it a one-node row pass), or NULL. */
+static Node *head_norm_of(Graph *g, Node *t) {
+    Node **users;
+    int nu = ir_users(g, t, &users);
+    for (int i = 0; i < nu; i++) {
+        Node *r = users[i], **ru;
+        if (r->op != OP_RESHAPE || r->rank != 3)
+            continue;
+        int nr = ir_users(g, r, &ru);
+        for (int j = 0; j < nr; j++) {
+            Node *n = ru[j];
+            if (n->op == OP_RMS_NORM && n->in[0] == r && n->kernel >= 0 && g->kernels[n->kernel]->nnodes == 1 &&
+                (g->kernels[n->kernel]->kind == KK_SINGLE || g->kernels[n->kernel]->kind == KK_ROWWISE))
+                return n;
+        }
+    }
+    return NULL;
+}
+
+/* Per-head norms of the kernel's last values join it (emit_gemm.c applies
+ * them to each finished block, in place, before it leaves the cache). */
+static int grow_head_norms(Graph *g, int k) {
+    int added = 0;
+    for (int i = 0; i < g->kernels[k]->nnodes; i++) {
+        Node *t = g->kernels[k]->nodes[i], *n;
+        if (!tile_node(t, k) || !(n = head_norm_of(g, t)))
+            continue;
+        const char *what = fu_format("%s (rms_norm over each %lld-wide head of %s)", fuse_name(g, n),
+                                     (long long)n->shape[2].c, fuse_name(g, t));
+        if (!gemm_with(g, k, n)) {
+            fuse_note(g, "epilogue: %s stays a row pass", what);
+            continue;
+        }
+        if (!sched_try_merge(g, k, n->kernel)) {
+            fuse_note(g, "epilogue: %s cannot join the GEMM (a path between them runs through "
+                         "another kernel)", what);
+            continue;
+        }
+        fuse_note(g, "epilogue: %s joins the GEMM: each head's mean square from its columns of the "
+                     "finished tile, normalised in place; no separate pass", what);
+        added++;
+    }
+    return added;
+}
+
 /* Names of a kernel's epilogue ops for its note: "add, silu, mul". */
 static const char *epilogue_names(const Graph *g, int k) {
     Buf b = {0};
     for (int i = 0; i < g->kernels[k]->nnodes; i++) {
         const Node *n = g->kernels[k]->nodes[i];
         OpCat c = op_info[n->op].cat;
-        if (c == CAT_NORM || c == CAT_MATMUL)
+        if ((c == CAT_NORM && n->in[0]->op != OP_RESHAPE) || c == CAT_MATMUL)
             continue;
-        buf_printf(&b, "%s%s", b.len ? ", " : "", op_info[n->op].name);
+        buf_printf(&b, "%s%s%s", b.len ? ", " : "", op_info[n->op].name, c == CAT_NORM ? " per head" : "");
     }
     const char *s = b.len ? fu_strdup(b.data) : "";
     free(b.data);
@@ -215,6 +265,7 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
                 first = first ? first : kr->nodes[i];
             }
         int added = grow_epilogue(g, k);
+        added += grow_head_norms(g, k);
         kr = g->kernels[k];
         const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(g, first->in[0]))
                                     : fu_format("%s %s", op_info[first->op].name, fuse_name(g, first));

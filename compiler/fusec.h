@@ -236,6 +236,7 @@ struct Node {
     SrcLoc loc;         /* where the DSL wrote it */
     int nuses;          /* consumers, maintained by ir_recount */
     int kernel;         /* the kernel it was scheduled into; -1 for none */
+    bool folded;        /* weight-only: computed when weights are bound (fold.c) */
 };
 
 /*
@@ -252,7 +253,8 @@ struct Node {
  *                 the normalized tensor is never stored), followed by
  *                 elementwise epilogue ops on the accumulator tile (bias,
  *                 activation, residual add, scale, the silu(g)*u of two
- *                 linears, rope) (emit_gemm.c)
+ *                 linears, rope, or an rms_norm over each head of a
+ *                 [rows, heads, hd] view of the tile) (emit_gemm.c)
  *   KK_ATTENTION  flash attention: append, rope of q and k, q.k^T, scale,
  *                 causal mask, online softmax, .v (emit_fused.c); nodes: one
  *                 attention, the appends feeding it, rope of q and of the new
@@ -560,6 +562,10 @@ void pass_fuse_softmax(Graph *g, const Options *o);      /* KK_ROWWISE */
 void pass_fuse_norm(Graph *g, const Options *o);         /* KK_GEMM prologue, KK_ROWWISE */
 void pass_fuse_epilogue(Graph *g, const Options *o);     /* KK_GEMM */
 void pass_fuse_elementwise(Graph *g, const Options *o);  /* KK_ELEMWISE */
+/* fold.c: weight-only elementwise nodes leave the schedule (node->folded);
+ * NAME_bind computes them once.  fold_op: the ops it folds. */
+void pass_fold_weights(Graph *g, const Options *o);
+bool fold_op(Op op);
 
 /* schedule.c: the kernel table and graph edits the fusion passes share. */
 bool fuse_enabled(const Options *o, unsigned bit);  /* opt_level > 0 and not in no_fuse */

@@ -39,6 +39,8 @@ void compile_passes(Graph *g, const Options *o) {
     ir_verify(g, "rewrite attention");
     pass_schedule(g, o);
     ir_verify(g, "schedule");
+    pass_fold_weights(g, o);
+    ir_verify(g, "fold weights");
     /* fusion: the biggest patterns claim their nodes first */
     pass_fuse_attention(g, o);
     ir_verify(g, "fuse attention");

@@ -1,5 +1,6 @@
 #!/bin/sh
-# tests/api/run.sh - the generated API's error codes (api_errors.c).
+# tests/api/run.sh - the generated API's error codes (api_errors.c), and
+# folded weight-only values on the Gemma-3 layer (fold_api.c).
 #
 # Builds api_errors.c with the Llama layer for the generic target ("args":
 # every argument error, its code and its message) and, where this CPU has
@@ -56,5 +57,22 @@ for spec in "generic args" "x86-64-avx2 cpu -mavx2 -mfma" "multi:x86-64-avx512,x
         sed 's/^/       /' "$tmp/log" | head -60
     fi
 done
+
+# folded weight-only values (Gemma's 1 + w): bind, rebinding, NAME_fold (fold_api.c)
+d=$tmp/fold
+mkdir -p "$d"
+if ! "$FUSEC" dsl-examples/gemma3_layer.fdl -o "$d/gemma3_layer.c" >"$tmp/log" 2>&1; then
+    bad "gemma3_layer folded weights: fusec failed"
+    sed 's/^/       /' "$tmp/log" | head -20
+elif ! $CC $flags -Iruntime -I"$d" tests/api/fold_api.c "$d/gemma3_layer.c" \
+    "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$d/fold_api" >"$tmp/log" 2>&1; then
+    bad "gemma3_layer folded weights: build failed"
+    sed 's/^/       /' "$tmp/log" | head -20
+elif FUSE_NUM_THREADS=2 timeout 300 "$d/fold_api" tests/layers/gemma3_layer.safetensors >"$tmp/log" 2>&1; then
+    ok "gemma3_layer folded weights: $(tail -1 "$tmp/log")"
+else
+    bad "gemma3_layer folded weights"
+    sed 's/^/       /' "$tmp/log" | head -40
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -72,6 +72,19 @@ expect_kinds "gemm attention gemm mlp" $ex/llama_layer.fdl
 expect_kinds "gemm attention gemm mlp" $ex/gpt2_block.fdl
 expect_kinds "gemm attention gemm mlp" $ex/llama_layer_prim.fdl
 expect_kinds "rowwise rowwise rowwise rowwise" $fx/patterns.fdl
+# per-head q/k RMSNorm (Qwen3) joins the projection GEMM; without the
+# epilogue pass it stays a row pass per norm
+expect_kinds "gemm attention gemm mlp" $ex/qwen3_layer.fdl
+expect_counts "4 20" $ex/qwen3_layer.fdl
+expect_kinds "gemm gemm attention gemm mlp" $fx/odd_qknorm.fdl
+# weight-only ops are folded at bind time: Gemma-3's six 1 + w leave the
+# schedule (FUSEC_FOLD=0 and -O0 keep them as per-call kernels)
+expect_counts "6 28" $ex/gemma3_layer.fdl
+FUSEC_FOLD=0 expect_counts "12 28" $ex/gemma3_layer.fdl
+expect_counts "3 24" $fx/fold.fdl
+# bf16 norm weights: their conversion to f32 folds too
+expect_counts "6 34" $ex/gemma3_layer.fdl --weight-type='*norm.weight=bf16'
+expect_kinds "gemm rowwise rowwise single single rowwise attention single single mlp" $fx/odd_qknorm.fdl --no-fuse=epilogue
 # one pass off at a time
 expect_kinds "single gemm attention gemm mlp" $ex/llama_layer.fdl --no-fuse=norm
 expect_kinds "gemm attention single single mlp" $ex/llama_layer.fdl --no-fuse=epilogue
@@ -138,6 +151,15 @@ expect_text "explain: refused rewrite under its first number" "softmax(q k^T) v 
     --explain $fx/rewrite_order.fdl
 expect_text "explain: refused rewrite under its number after a rewrite" "softmax(q k^T) v at %13 is not rewritten: the scores are scaled" \
     --explain $fx/rewrite_order.fdl
+expect_text "explain: q_norm joins the q projection's GEMM" \
+    "epilogue: qh (rms_norm over each 32-wide head of %16) joins the GEMM" --explain $ex/qwen3_layer.fdl
+expect_text "explain: the q/k norms are stored, the projections not" \
+    "stores: %18 rms_norm (qh), %21 rms_norm (kh), %26 linear (v)$" --explain $ex/qwen3_layer.fdl
+expect_text "explain: Gemma's 1 + w folded" \
+    "fold: %18 = add(1, input_layernorm.weight) (256 floats) is computed once when the weights are bound" \
+    --explain $ex/gemma3_layer.fdl
+expect_text "explain: too large to fold" "fold: %34 (mul of weights) is computed at every call: the folded values would pass 65536 floats" \
+    --explain $fx/fold.fdl
 expect_text "explain: -O0 fuses nothing" "fusion is off or found nothing to fuse" --explain -O0 $ex/llama_layer.fdl
 expect_text "report: totals fused vs unfused" "^unfused *18 " --emit=report $ex/llama_layer.fdl --dim T=512
 expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $ex/llama_layer.fdl --dim T=1 --dim P=1024
@@ -200,7 +222,27 @@ for b in llama_layer llama_layer_prim gpt2_block; do
         check "random $b T=$T -O0" $ex/$b.fdl --random --dim T=$T -O0
     done
 done
-for b in odd_llama odd_llama_prim odd_gpt2 patterns refusals; do
+for T in 1 7 64; do
+    check "random qwen3_layer T=$T" $ex/qwen3_layer.fdl --random --dim T=$T
+done
+for T in 1 7; do
+    check "random fold T=$T" $fx/fold.fdl --random --dim T=$T
+done
+check "random fold T=7 -O0" $fx/fold.fdl --random --dim T=7 -O0
+check "random gemma3_layer T=20, prefill 9 + decode" $ex/gemma3_layer.fdl --random --dim T=20 --split 9
+FUSEC_FOLD=0 check "random gemma3_layer T=7 without folding" $ex/gemma3_layer.fdl --random --dim T=7
+check "random gemma3_layer T=7, bf16 norm weights, prefill 3 + decode" $ex/gemma3_layer.fdl --random --dim T=7 \
+    --split 3 --weight-type='*norm.weight=bf16'
+check "random gemma3_layer T=7, f16 norm weights -O0" $ex/gemma3_layer.fdl --random --dim T=7 -O0 \
+    --weight-type='*norm.weight=f16'
+check "random qwen3_layer T=20 -O0, prefill 9 + decode" $ex/qwen3_layer.fdl --random --dim T=20 --split 9 -O0
+FUSE_NUM_THREADS=3 check "random qwen3_layer T=20, prefill 9 + decode, 3 threads" $ex/qwen3_layer.fdl \
+    --random --dim T=20 --split 9
+# the head norms on extreme rows (2^66, 2^-140: squares beyond float) and NaN/Inf
+for k in nan,inf bigrow tinyrow huge,denormal; do
+    check "random odd_qknorm T=17 --special $k" $fx/odd_qknorm.fdl --random --dim T=17 --special $k --special-rate 0.2
+done
+for b in odd_llama odd_llama_prim odd_gpt2 odd_qknorm patterns refusals; do
     check "random $b T=1" $fx/$b.fdl --random --dim T=1
     check "random $b T=13" $fx/$b.fdl --random --dim T=13
     check "random $b T=13 -O0" $fx/$b.fdl --random --dim T=13 -O0
@@ -225,6 +267,8 @@ if grep -q avx2 /proc/cpuinfo 2>/dev/null && grep -q fma /proc/cpuinfo 2>/dev/nu
     FUSE_NUM_THREADS=2 check "random odd_gpt2 T=29 avx2, prefill 3 + decode" $fx/odd_gpt2.fdl --random --dim T=29 \
         --target x86-64-avx2 --split 3
     FUSE_NUM_THREADS=2 check "random patterns T=50 avx2" $fx/patterns.fdl --random --dim T=50 --target x86-64-avx2
+    FUSE_NUM_THREADS=2 check "random odd_qknorm T=29 avx2, prefill 3 + decode" $fx/odd_qknorm.fdl --random --dim T=29 \
+        --target x86-64-avx2 --split 3
 else
     echo "skip AVX2 checks: the CPU has no AVX2+FMA"
 fi
