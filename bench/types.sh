@@ -16,7 +16,8 @@
 #
 # Environment: BUILD (build), CC (cc), TARGET (native), THREADS ("1 2"),
 # REPS (21), PREPS (5), VARIANTS (all: f32 bf16 f16 q8_0 q4_0 f32+bf16c
-# bf16+bf16c; "+bf16c" = --compute=bf16), SKIP_PREFILL=1.
+# bf16+bf16c; "+bf16c" = --compute=bf16), SKIP_PREFILL=1, FLUSH (1: flush the
+# caches before each decode call, the default; 0: don't).
 set -u
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -38,7 +39,7 @@ $CC -O2 -Iruntime -Ibench -c bench/limits.c -o "$tmp/limits.o" &&
     $CC -O2 -Iruntime -Ibench $f2 -c bench/limits_avx2.c -o "$tmp/limits_avx2.o" &&
     $CC -O2 -Iruntime -Ibench $f512 -c bench/limits_avx512.c -o "$tmp/limits_avx512.o" ||
     { echo "types.sh: cannot build bench/limits*.c" >&2; exit 1; }
-echo "# llama_1b layer, target $TARGET; decode T=1 P=1024 (median of $REPS, caches flushed), prefill T=512 P=0 (median of $PREPS)"
+echo "# llama_1b layer, target $TARGET; decode T=1 P=1024 (median of $REPS, cache flush ${FLUSH:-1}), prefill T=512 P=0 (median of $PREPS)"
 echo "# variant workload threads median_ms min_ms max_ms weight_MB weight_GB/s"
 for v in $VARIANTS; do
     ty=${v%+bf16c}
@@ -61,7 +62,7 @@ for v in $VARIANTS; do
     for n in $THREADS; do
         for wl in decode prefill; do
             if [ $wl = decode ]; then
-                line=$("$d/layer" "$d/in.safetensors" 1 1024 "$n" "$REPS") || exit 1
+                line=$("$d/layer" "$d/in.safetensors" 1 1024 "$n" "$REPS" "${FLUSH:-1}") || exit 1
             else
                 [ "${SKIP_PREFILL:-}" = 1 ] && continue
                 line=$("$d/layer" "$d/in.safetensors" 512 0 "$n" "$PREPS") || exit 1

@@ -49,21 +49,19 @@ static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size
     if (P < 0 || P > FU_SYM_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
                          fu_who, (long long)P, (long long)FU_SYM_MAX);
-    off[0] = (size_t)at; /* %16 linear: f32[T, 256], kernels 0..1 */
-    off[4] = (size_t)at; /* %22 rms_norm: f32[T, 4, 32], kernels 2..3 */
-    off[6] = (size_t)at; /* %30 linear: f32[T, 256], kernels 4..5 */
-    off[10] = (size_t)at; /* %34 moe_up: f32[T, 4, 96], kernels 7..8 */
-    at += fu_max_u64(fu_max_u64(fu_slot(T * 256), fu_slot(T * 128)), fu_slot(T * 384));
-    off[1] = (size_t)at; /* %18 linear: f32[T, 128], kernels 0..2 */
-    off[5] = (size_t)at; /* %29 attn: f32[T, 256], kernels 3..4 */
-    off[7] = (size_t)at; /* %31 r: f32[T, 256], kernels 5..9 */
+    off[0] = (size_t)at; /* %20 rms_norm: f32[T, 8, 32], kernels 0..1 */
+    off[4] = (size_t)at; /* %30 linear: f32[T, 256], kernels 2..3 */
+    off[8] = (size_t)at; /* %34 moe_up: f32[T, 4, 96], kernels 5..6 */
+    at += fu_max_u64(fu_slot(T * 256), fu_slot(T * 384));
+    off[1] = (size_t)at; /* %22 rms_norm: f32[T, 4, 32], kernels 0..1 */
+    off[6] = (size_t)at; /* %32 rms_norm: f32[T, 256], kernels 3..5 */
+    off[9] = (size_t)at; /* %35 m: f32[T, 256], kernels 6..7 */
     at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 256));
-    off[2] = (size_t)at; /* %26 v: f32[T, 128], kernels 0..3 */
-    off[9] = (size_t)at; /* %33 linear: f32[T, 16], kernels 6..8 */
+    off[2] = (size_t)at; /* %26 v: f32[T, 128], kernels 0..1 */
+    off[7] = (size_t)at; /* %33 linear: f32[T, 16], kernels 4..6 */
     at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 16));
-    off[3] = (size_t)at; /* %20 rms_norm: f32[T, 8, 32], kernels 1..3 */
-    off[8] = (size_t)at; /* %32 rms_norm: f32[T, 256], kernels 5..7 */
-    off[11] = (size_t)at; /* %35 m: f32[T, 256], kernels 8..9 */
+    off[3] = (size_t)at; /* %29 attn: f32[T, 256], kernels 1..2 */
+    off[5] = (size_t)at; /* %31 r: f32[T, 256], kernels 3..7 */
     at += fu_slot(T * 256);
     if (at > (uint64_t)SIZE_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
@@ -175,27 +173,31 @@ static inline void fu_norm_stats_generic(const float *x, int64_t n, int center, 
 /* %15 = rms_norm(%0, %2) : f32[T, 256]   # h
  * %16 = linear(%15, %3) : f32[T, 256]
  * %18 = linear(%15, %4) : f32[T, 128]
+ * %20 = rms_norm(%17, %7) : f32[T, 8, 32]
+ * %22 = rms_norm(%19, %8) : f32[T, 4, 32]
  * %26 = linear(%15, %5) : f32[T, 128]   # v
  *   b0_0: f32[T, 256] (hidden_states)
  *   b2_2: f32[256] (input_layernorm.weight)
  *   b3_3: f32[256, 256] (self_attn.q_proj.weight)
- *   b16_16: f32[T, 256]
+ *   b20_20: f32[T, 8, 32]
+ *   b7_7: f32[32] (self_attn.q_norm.weight)
  *   b4_4: f32[128, 256] (self_attn.k_proj.weight)
- *   b18_18: f32[T, 128]
+ *   b22_22: f32[T, 4, 32]
+ *   b8_8: f32[32] (self_attn.k_norm.weight)
  *   b5_5: f32[128, 256] (self_attn.v_proj.weight)
  *   b26_26: f32[T, 128] */
-static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_0, const float *b2_2, const float *b3_3, float *b16_16, const float *b4_4, float *b18_18, const float *b5_5, float *b26_26, int64_t T) {
-    /* GEMM stage 1: A = rms_norm(%0) = %15, [%16 linear], [%18 linear], [%26 linear]
+static void k15_rms_norm_linear_linear_rms_norm(int tid, int nth, const float *b0_0, const float *b2_2, const float *b3_3, float *b20_20, const float *b7_7, const float *b4_4, float *b22_22, const float *b8_8, const float *b5_5, float *b26_26, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%0) = %15, [%16 linear %20 rms_norm per head], [%18 linear %22 rms_norm per head], [%26 linear]
      * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
-    const int64_t fu_U0_0 = (256 + 3) / 4;
+    const int64_t fu_U0_0 = (256 + 31) / 32;
     const int64_t fu_S0_0 = 0;
-    const int64_t fu_U0_1 = (128 + 3) / 4;
-    const int64_t fu_S0_1 = fu_S0_0 + fu_U0_0 * 4;
+    const int64_t fu_U0_1 = (128 + 31) / 32;
+    const int64_t fu_S0_1 = fu_S0_0 + fu_U0_0 * 32;
     const int64_t fu_U0_2 = (128 + 3) / 4;
-    const int64_t fu_S0_2 = fu_S0_1 + fu_U0_1 * 4;
-    const int64_t fu_wt0 = fu_U0_0 * 4 + fu_U0_1 * 4 + fu_U0_2 * 4;
+    const int64_t fu_S0_2 = fu_S0_1 + fu_U0_1 * 32;
+    const int64_t fu_wt0 = fu_U0_0 * 32 + fu_U0_1 * 32 + fu_U0_2 * 4;
     const float *const fu_A = b0_0;
     if (fu_M <= 8) {
         {
@@ -228,12 +230,12 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 int64_t fu_j0, fu_j1;
                 {
                     const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
-                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 31) / 32;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 31) / 32;
                     fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
                     fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                    fu_j0 = fu_ua * 4;
-                    fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    fu_j0 = fu_ua * 32;
+                    fu_j1 = fu_uz * 32 < 256 ? fu_uz * 32 : 256;
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
@@ -876,8 +878,23 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
                                 const float fu_e16 = fu_yb0[fu_i * 4096 + fu_j];
-                                b16_16[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e16;
+                                b20_20[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e16;
                             }
+                        }
+                    for (int64_t fu_r = fu_rb; fu_r < fu_rb + fu_mv; ++fu_r)
+                        for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
+                            float *const fu_yh = b20_20 + fu_r * 256 + fu_hh;
+                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                            int64_t fu_q = 0;
+                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                            for (; fu_q < 32; ++fu_q)
+                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
+                            const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
+                            for (fu_q = 0; fu_q < 32; ++fu_q)
+                                fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b7_7[fu_q];
                         }
                 }
             }
@@ -885,12 +902,12 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                 int64_t fu_j0, fu_j1;
                 {
                     const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
-                    int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 3) / 4;
-                    int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 3) / 4;
+                    int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 31) / 32;
+                    int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 31) / 32;
                     fu_ua = fu_ua < fu_U0_1 ? fu_ua : fu_U0_1;
                     fu_uz = fu_uz < fu_U0_1 ? fu_uz : fu_U0_1;
-                    fu_j0 = fu_ua * 4;
-                    fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
+                    fu_j0 = fu_ua * 32;
+                    fu_j1 = fu_uz * 32 < 128 ? fu_uz * 32 : 128;
                 }
                 float *const fu_yb0 = fu_s + 2048;
                 for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
@@ -1533,8 +1550,23 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                         for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
                             {
                                 const float fu_e18 = fu_yb0[fu_i * 4096 + fu_j];
-                                b18_18[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e18;
+                                b22_22[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e18;
                             }
+                        }
+                    for (int64_t fu_r = fu_rb; fu_r < fu_rb + fu_mv; ++fu_r)
+                        for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
+                            float *const fu_yh = b22_22 + fu_r * 128 + fu_hh;
+                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                            int64_t fu_q = 0;
+                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                            for (; fu_q < 32; ++fu_q)
+                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
+                            const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
+                            for (fu_q = 0; fu_q < 32; ++fu_q)
+                                fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b8_8[fu_q];
                         }
                 }
             }
@@ -2249,12 +2281,12 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     int64_t fu_j0, fu_j1;
                     {
                         const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 31) / 32;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 31) / 32;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
                         fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                        fu_j0 = fu_ua * 4;
-                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                        fu_j0 = fu_ua * 32;
+                        fu_j1 = fu_uz * 32 < 256 ? fu_uz * 32 : 256;
                     }
                     float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
@@ -2334,67 +2366,67 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             if (fu_mr == 4 && fu_nr == 4) {
                                                 {
                                                     const float fu_e16 = fu_c0_0;
-                                                    b16_16[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e16;
+                                                    b20_20[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c0_1;
-                                                    b16_16[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e16;
+                                                    b20_20[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c0_2;
-                                                    b16_16[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e16;
+                                                    b20_20[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c0_3;
-                                                    b16_16[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e16;
+                                                    b20_20[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c1_0;
-                                                    b16_16[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e16;
+                                                    b20_20[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c1_1;
-                                                    b16_16[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e16;
+                                                    b20_20[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c1_2;
-                                                    b16_16[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e16;
+                                                    b20_20[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c1_3;
-                                                    b16_16[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e16;
+                                                    b20_20[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c2_0;
-                                                    b16_16[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e16;
+                                                    b20_20[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c2_1;
-                                                    b16_16[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e16;
+                                                    b20_20[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c2_2;
-                                                    b16_16[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e16;
+                                                    b20_20[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c2_3;
-                                                    b16_16[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e16;
+                                                    b20_20[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c3_0;
-                                                    b16_16[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e16;
+                                                    b20_20[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c3_1;
-                                                    b16_16[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e16;
+                                                    b20_20[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c3_2;
-                                                    b16_16[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e16;
+                                                    b20_20[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e16;
                                                 }
                                                 {
                                                     const float fu_e16 = fu_c3_3;
-                                                    b16_16[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e16;
+                                                    b20_20[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e16;
                                                 }
                                             } else {
                                                 fu_t0[0] = fu_c0_0;
@@ -2417,12 +2449,29 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
                                                         {
                                                             const float fu_e16 = fu_t0[fu_i * 4 + fu_j];
-                                                            b16_16[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e16;
+                                                            b20_20[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e16;
                                                         }
                                                     }
                                             }
                                         }
                                     }
+                                {
+                                    for (int64_t fu_r = fu_m0 + fu_ic; fu_r < fu_m0 + fu_ic + fu_mc; ++fu_r)
+                                        for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
+                                            float *const fu_yh = b20_20 + fu_r * 256 + fu_hh;
+                                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                                            int64_t fu_q = 0;
+                                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                                            for (; fu_q < 32; ++fu_q)
+                                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
+                                            const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
+                                            for (fu_q = 0; fu_q < 32; ++fu_q)
+                                                fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b7_7[fu_q];
+                                        }
+                                }
                             }
                         }
                     }
@@ -2431,12 +2480,12 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     int64_t fu_j0, fu_j1;
                     {
                         const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                        int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 3) / 4;
+                        int64_t fu_ua = fu_lw <= fu_S0_1 ? 0 : (fu_lw - fu_S0_1 + 31) / 32;
+                        int64_t fu_uz = fu_hw <= fu_S0_1 ? 0 : (fu_hw - fu_S0_1 + 31) / 32;
                         fu_ua = fu_ua < fu_U0_1 ? fu_ua : fu_U0_1;
                         fu_uz = fu_uz < fu_U0_1 ? fu_uz : fu_U0_1;
-                        fu_j0 = fu_ua * 4;
-                        fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
+                        fu_j0 = fu_ua * 32;
+                        fu_j1 = fu_uz * 32 < 128 ? fu_uz * 32 : 128;
                     }
                     float *const fu_pb0 = fu_s + 32784;
                     float fu_t0[16];
@@ -2516,67 +2565,67 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                             if (fu_mr == 4 && fu_nr == 4) {
                                                 {
                                                     const float fu_e18 = fu_c0_0;
-                                                    b18_18[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e18;
+                                                    b22_22[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c0_1;
-                                                    b18_18[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e18;
+                                                    b22_22[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c0_2;
-                                                    b18_18[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e18;
+                                                    b22_22[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c0_3;
-                                                    b18_18[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e18;
+                                                    b22_22[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c1_0;
-                                                    b18_18[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e18;
+                                                    b22_22[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c1_1;
-                                                    b18_18[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e18;
+                                                    b22_22[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c1_2;
-                                                    b18_18[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e18;
+                                                    b22_22[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c1_3;
-                                                    b18_18[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e18;
+                                                    b22_22[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c2_0;
-                                                    b18_18[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e18;
+                                                    b22_22[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c2_1;
-                                                    b18_18[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e18;
+                                                    b22_22[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c2_2;
-                                                    b18_18[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e18;
+                                                    b22_22[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c2_3;
-                                                    b18_18[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e18;
+                                                    b22_22[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c3_0;
-                                                    b18_18[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e18;
+                                                    b22_22[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c3_1;
-                                                    b18_18[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e18;
+                                                    b22_22[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c3_2;
-                                                    b18_18[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e18;
+                                                    b22_22[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e18;
                                                 }
                                                 {
                                                     const float fu_e18 = fu_c3_3;
-                                                    b18_18[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e18;
+                                                    b22_22[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e18;
                                                 }
                                             } else {
                                                 fu_t0[0] = fu_c0_0;
@@ -2599,12 +2648,29 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                                                     for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
                                                         {
                                                             const float fu_e18 = fu_t0[fu_i * 4 + fu_j];
-                                                            b18_18[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e18;
+                                                            b22_22[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e18;
                                                         }
                                                     }
                                             }
                                         }
                                     }
+                                {
+                                    for (int64_t fu_r = fu_m0 + fu_ic; fu_r < fu_m0 + fu_ic + fu_mc; ++fu_r)
+                                        for (int64_t fu_hh = fu_jc; fu_hh < fu_jc + fu_nc; fu_hh += 32) {
+                                            float *const fu_yh = b22_22 + fu_r * 128 + fu_hh;
+                                            double fu_s4[4] = {0.0, 0.0, 0.0, 0.0};
+                                            int64_t fu_q = 0;
+                                            for (; fu_q + 4 <= 32; fu_q += 4)
+                                                for (int fu_l = 0; fu_l < 4; ++fu_l)
+                                                    fu_s4[fu_l] += (double)fu_yh[fu_q + fu_l] * (double)fu_yh[fu_q + fu_l];
+                                            for (; fu_q < 32; ++fu_q)
+                                                fu_s4[0] += (double)fu_yh[fu_q] * (double)fu_yh[fu_q];
+                                            const double fu_ss = (fu_s4[0] + fu_s4[1]) + (fu_s4[2] + fu_s4[3]);
+                                            const float fu_iv = (float)(1.0 / sqrt(fu_ss / 32.0 + 1e-06));
+                                            for (fu_q = 0; fu_q < 32; ++fu_q)
+                                                fu_yh[fu_q] = fu_yh[fu_q] * fu_iv * b8_8[fu_q];
+                                        }
+                                }
                             }
                         }
                     }
@@ -2792,116 +2858,6 @@ static void k15_rms_norm_linear_linear_linear(int tid, int nth, const float *b0_
                     }
                 }
             }
-        }
-    }
-}
-
-/* %20 = rms_norm(%17, %7) : f32[T, 8, 32]
- *   b17: f32[T, 8, 32]
- *   b7: f32[32] (self_attn.q_norm.weight)
- *   b20: f32[T, 8, 32] */
-static void k20_rms_norm(int tid, int nth, const float *b17, const float *b7, float *b20, int64_t T) {
-    int64_t fu_r0, fu_r1;
-    fr_split((T * 8), tid, nth, &fu_r0, &fu_r1);
-    for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {
-        const float *fu_row0 = b17 + fu_r * 32;
-        int64_t fu_j;
-        float fu_mu = 0.0f, fu_lo = 0.0f, fu_inv;
-        (void)fu_mu, (void)fu_lo;
-        float fu_acc1 = 0.0f;
-        fu_j = 0;
-        for (; fu_j < 32; ++fu_j) {
-            float fu_x2 = fu_row0[fu_j];
-            fu_acc1 = (fu_x2 * fu_x2 + fu_acc1);
-        }
-        float fu_q = (fu_acc1);
-        fu_inv = 1.0f / sqrtf(fu_q / (float)32 + 1e-06f);
-        if (!(fu_q < INFINITY)) {
-            float fu_acc3 = 0.0f;
-            fu_j = 0;
-            for (; fu_j < 32; ++fu_j) {
-                float fu_x4 = fu_row0[fu_j];
-                float fu_a5 = fu_x4;
-                fu_acc3 = fu_maxnan_generic(fu_maxnan_generic(fu_a5, (-(fu_a5))), fu_acc3);
-            }
-            float fu_amax = (fu_acc3);
-            if (fu_amax < INFINITY && fu_amax > 0.0f) {
-                int fu_e;
-                (void)frexpf(fu_amax, &fu_e);
-                float fu_sc = ldexpf(1.0f, fu_e > 127 ? -127 : fu_e < -126 ? 126 : -fu_e);
-                double fu_ds = fu_sc, fu_var2;
-                float fu_acc6 = 0.0f;
-                fu_j = 0;
-                for (; fu_j < 32; ++fu_j) {
-                    float fu_x7 = fu_row0[fu_j];
-                    float fu_t8 = (fu_x7 * (fu_sc));
-                    fu_acc6 = (fu_t8 * fu_t8 + fu_acc6);
-                }
-                float fu_q2 = (fu_acc6);
-                fu_var2 = (double)fu_q2 / (float)32;
-                fu_inv = (float)(fu_ds / sqrt((fu_var2 < 0.0 ? 0.0 : fu_var2) + 1e-06 * fu_ds * fu_ds));
-            }
-        }
-        fu_j = 0;
-        for (; fu_j < 32; ++fu_j) {
-            float fu_x9 = fu_row0[fu_j];
-            float fu_y10 = ((fu_x9 * (fu_inv)) * b7[fu_j]);
-            b20[fu_r * 32 + fu_j] = fu_y10;
-        }
-    }
-}
-
-/* %22 = rms_norm(%19, %8) : f32[T, 4, 32]
- *   b19: f32[T, 4, 32]
- *   b8: f32[32] (self_attn.k_norm.weight)
- *   b22: f32[T, 4, 32] */
-static void k22_rms_norm(int tid, int nth, const float *b19, const float *b8, float *b22, int64_t T) {
-    int64_t fu_r0, fu_r1;
-    fr_split((T * 4), tid, nth, &fu_r0, &fu_r1);
-    for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {
-        const float *fu_row0 = b19 + fu_r * 32;
-        int64_t fu_j;
-        float fu_mu = 0.0f, fu_lo = 0.0f, fu_inv;
-        (void)fu_mu, (void)fu_lo;
-        float fu_acc1 = 0.0f;
-        fu_j = 0;
-        for (; fu_j < 32; ++fu_j) {
-            float fu_x2 = fu_row0[fu_j];
-            fu_acc1 = (fu_x2 * fu_x2 + fu_acc1);
-        }
-        float fu_q = (fu_acc1);
-        fu_inv = 1.0f / sqrtf(fu_q / (float)32 + 1e-06f);
-        if (!(fu_q < INFINITY)) {
-            float fu_acc3 = 0.0f;
-            fu_j = 0;
-            for (; fu_j < 32; ++fu_j) {
-                float fu_x4 = fu_row0[fu_j];
-                float fu_a5 = fu_x4;
-                fu_acc3 = fu_maxnan_generic(fu_maxnan_generic(fu_a5, (-(fu_a5))), fu_acc3);
-            }
-            float fu_amax = (fu_acc3);
-            if (fu_amax < INFINITY && fu_amax > 0.0f) {
-                int fu_e;
-                (void)frexpf(fu_amax, &fu_e);
-                float fu_sc = ldexpf(1.0f, fu_e > 127 ? -127 : fu_e < -126 ? 126 : -fu_e);
-                double fu_ds = fu_sc, fu_var2;
-                float fu_acc6 = 0.0f;
-                fu_j = 0;
-                for (; fu_j < 32; ++fu_j) {
-                    float fu_x7 = fu_row0[fu_j];
-                    float fu_t8 = (fu_x7 * (fu_sc));
-                    fu_acc6 = (fu_t8 * fu_t8 + fu_acc6);
-                }
-                float fu_q2 = (fu_acc6);
-                fu_var2 = (double)fu_q2 / (float)32;
-                fu_inv = (float)(fu_ds / sqrt((fu_var2 < 0.0 ? 0.0 : fu_var2) + 1e-06 * fu_ds * fu_ds));
-            }
-        }
-        fu_j = 0;
-        for (; fu_j < 32; ++fu_j) {
-            float fu_x9 = fu_row0[fu_j];
-            float fu_y10 = ((fu_x9 * (fu_inv)) * b8[fu_j]);
-            b22[fu_r * 32 + fu_j] = fu_y10;
         }
     }
 }
@@ -5471,24 +5427,18 @@ static void fu_run(void *ctx, int tid, int nth) {
     int64_t P = fa->P;
     const float *hidden_states = fa->hidden_states;
     const int32_t *position_ids = fa->position_ids;
-    float *fu_t16 = (float *)(fa->ws + fa->off[0]);
-    float *fu_t18 = (float *)(fa->ws + fa->off[1]);
-    float *fu_t20 = (float *)(fa->ws + fa->off[3]);
-    float *fu_t22 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t20 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t22 = (float *)(fa->ws + fa->off[1]);
     float *fu_t26 = (float *)(fa->ws + fa->off[2]);
-    float *fu_t29 = (float *)(fa->ws + fa->off[5]);
-    float *fu_t30 = (float *)(fa->ws + fa->off[6]);
-    float *fu_t31 = (float *)(fa->ws + fa->off[7]);
-    float *fu_t32 = (float *)(fa->ws + fa->off[8]);
-    float *fu_t33 = (float *)(fa->ws + fa->off[9]);
-    float *fu_t34 = (float *)(fa->ws + fa->off[10]);
-    float *fu_t35 = (float *)(fa->ws + fa->off[11]);
+    float *fu_t29 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t30 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t31 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t32 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t33 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t34 = (float *)(fa->ws + fa->off[8]);
+    float *fu_t35 = (float *)(fa->ws + fa->off[9]);
     float *out_hidden_states = fa->out_hidden_states;
-    k15_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t16, w->self_attn_k_proj_weight, fu_t18, w->self_attn_v_proj_weight, fu_t26, T);
-    fr_barrier(nth);
-    k20_rms_norm(tid, nth, fu_t16, w->self_attn_q_norm_weight, fu_t20, T);
-    fr_barrier(nth);
-    k22_rms_norm(tid, nth, fu_t18, w->self_attn_k_norm_weight, fu_t22, T);
+    k15_rms_norm_linear_linear_rms_norm(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t20, w->self_attn_q_norm_weight, w->self_attn_k_proj_weight, fu_t22, w->self_attn_k_norm_weight, w->self_attn_v_proj_weight, fu_t26, T);
     fr_barrier(nth);
     k24_rope_rope_append_append(tid, nth, fu_t20, cache->k_cache, cache->v_cache, fu_t29, position_ids, fu_t22, fu_t26, T, P);
     fr_barrier(nth);
@@ -5528,7 +5478,7 @@ static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
 }
 
 size_t qwen3_moe_layer_workspace_size(int64_t T, int64_t P) {
-    size_t off[12], total;
+    size_t off[10], total;
     if (fu_layout("qwen3_moe_layer_workspace_size", T, P, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, P, fr_pool_threads());
@@ -5550,7 +5500,7 @@ int qwen3_moe_layer_forward(const qwen3_moe_layer_weights *w,
                             const int32_t *position_ids /* i32[T] */,
                             float *out_hidden_states /* f32[T, 256] */,
                             void *workspace, size_t workspace_bytes) {
-    size_t fu_off[12], fu_total;
+    size_t fu_off[10], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "qwen3_moe_layer_forward: w is NULL");
