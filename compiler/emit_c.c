@@ -1201,8 +1201,11 @@ static void k_slice(Kern *k, const Node *n) {
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
     const char *inner = knumel(k, xn, ax + 1, xn->rank);
     const char *nx = kdim(k, xn, ax), *len = kdim(k, n, ax);
+    /* a negative start counts from the end (the last rows of a symbolic axis) */
+    const char *start = n->i[1] < 0 ? fu_format("%s - %lld", nx, (long long)-n->i[1])
+                                    : fu_format("%lld", (long long)n->i[1]);
     emit_runs(k, y, knumel(k, n, 0, n->rank), mul(len, inner),
-              fu_format("%s + %s + rem", x, mul(fu_format("(o * %s + %lld)", nx, (long long)n->i[1]), inner)));
+              fu_format("%s + %s + rem", x, mul(fu_format("(o * %s + %s)", nx, start), inner)));
 }
 
 /* a then b along axis i[0]: a run of na * inner from a, then nb * inner from b. */

@@ -370,7 +370,7 @@ static bool single(const Graph *g, const Node *n) {
 /* A column slice of a 2-D tensor read only here: the kernel reads it in
  * place (row stride of the source, column offset). */
 static bool col_slice(const Node *n) {
-    return n->op == OP_SLICE && n->rank == 2 && n->i[0] == 1 && n->nuses == 1;
+    return n->op == OP_SLICE && n->rank == 2 && n->i[0] == 1 && n->i[1] >= 0 && n->nuses == 1;
 }
 
 static int add(const Graph *g, Node **set, int n, Node *x) {

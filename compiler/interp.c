@@ -511,7 +511,7 @@ static int op_slice(Interp *I, const Node *n, Tensor *out) {
     int ax;
     if (!norm_axis(n->i[0], x->rank, &ax) || out->rank != x->rank)
         return node_fail(I, n, "bad axis or rank");
-    int64_t start = n->i[1], len = n->i[2];
+    int64_t start = n->i[1] < 0 ? x->shape[ax] + n->i[1] : n->i[1], len = n->i[2];
     if (start < 0 || len < 0 || start + len > x->shape[ax] || out->shape[ax] != len)
         return node_fail(I, n, "start %lld len %lld outside axis of size %lld",
                          (long long)start, (long long)len, (long long)x->shape[ax]);

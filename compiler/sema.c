@@ -89,7 +89,11 @@ typedef struct Sema {
     bool bad_source;            /* an input or cache failed: symbols may look unbound */
     const Ast *pair_call;       /* the topk call of `v, i = topk(...)` being evaluated */
     Node *pair_values;          /* its values (a gather of x by the indices) */
+    SFile *root;                /* the file compiled: the blocks `repeat` may name */
+    const Ast *block;           /* the block being lowered */
+    struct Inst *inst;          /* the layer `repeat` is inlining, innermost; NULL outside */
 } Sema;
+
 
 static Scope *scope_new(Scope *parent) {
     Scope *s = fu_alloc(sizeof *s);
@@ -262,6 +266,26 @@ typedef struct Value {
     bool b;             /* V_BOOL */
     const Ast *list;    /* V_LIST: the AST_LIST */
 } Value;
+
+/* One layer of `repeat(BLOCK, x, ...)`: BLOCK's statements run with its
+ * inputs bound to the call's tensors, its weights and caches named
+ * prefix + name, its symbolic dims the caller's, and its output the value. */
+typedef struct Inst {
+    const Ast *blk;
+    const char *prefix;         /* "model.layers.3." */
+    const Value *args;          /* the inputs, in BLOCK's declaration order */
+    int nargs, next;            /* next: the input declared next */
+    Value result;               /* its (one) output */
+    bool has_result;
+    struct Inst *outer;
+} Inst;
+
+static bool same_type(const Node *x, DType t, int rank, const Dim *shape) {
+    bool same = x->dtype == t && x->rank == rank;
+    for (int d = 0; same && d < rank; d++)
+        same = dim_eq(x->shape[d], shape[d]);
+    return same;
+}
 
 static Value poison(void) {
     Value v;
@@ -1288,6 +1312,138 @@ static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
     return y ? tensor_value(y) : poison();
 }
 
+#define REPEAT_MAX_ARGS 8
+
+/* "model.layers.{i}." with {i} replaced by the layer's index. */
+static const char *layer_prefix(const char *p, int64_t i) {
+    Buf b = {0};
+    for (const char *q = p; *q;) {
+        if (strncmp(q, "{i}", 3) == 0) {
+            buf_printf(&b, "%lld", (long long)i);
+            q += 3;
+        } else {
+            buf_printf(&b, "%c", *q++);
+        }
+    }
+    const char *r = fu_strdup(b.data ? b.data : "");
+    free(b.data);
+    return r;
+}
+
+/* repeat(BLOCK, x, extra..., n = N, prefix = "model.layers.{i}."): BLOCK's
+ * statements inlined N times, layer i's output feeding layer i+1's first
+ * input (the extra tensors feed every layer's further inputs), layer i's
+ * weights and caches named prefix (with {i} = i) + their names.  The graph
+ * holds every layer; kernels identical but for their buffers are emitted
+ * once (emit_c.c). */
+static Value call_repeat(Sema *s, Scope *sc, const Ast *e, int depth) {
+    const Ast *bname = NULL, *blk = NULL;
+    Value args[REPEAT_MAX_ARGS];
+    int nargs = 0;
+    int64_t n = -1;
+    const char *prefix = "";
+    bool ok = true;
+    SrcLoc nloc = e->loc;
+    for (int i = 0; i < e->list.n; i++) {
+        const Ast *a = e->list.v[i];
+        if (a->kind == AST_KWARG && strcmp(a->name, "n") == 0) {
+            ok = eval_const_int(s, sc, a->a, "'n'", &n) && ok;
+            nloc = a->a->loc;
+        } else if (a->kind == AST_KWARG && strcmp(a->name, "prefix") == 0) {
+            Value v = eval(s, sc, a->a, depth + 1);
+            if (v.kind == V_STR)
+                prefix = v.str;
+            else if (v.kind != V_POISON)
+                diag_error(a->a->loc, "keyword 'prefix' of 'repeat' expects a string, got %s", describe(&v));
+            ok = ok && v.kind == V_STR;
+        } else if (a->kind == AST_KWARG) {
+            diag_error(a->loc, "unknown keyword '%s' for 'repeat' (it takes n and prefix)", a->name);
+            ok = false;
+        } else if (!bname) {
+            bname = a;
+            if (a->kind != AST_NAME) {
+                diag_error(a->loc, "'repeat' needs the name of a block first, got %s", ast_what(a));
+                ok = false;
+            }
+        } else if (nargs == REPEAT_MAX_ARGS) {
+            diag_error(a->loc, "'repeat' takes at most %d tensors", REPEAT_MAX_ARGS);
+            ok = false;
+        } else {
+            args[nargs] = eval(s, sc, a, depth + 1);
+            if (args[nargs].kind != V_TENSOR && args[nargs].kind != V_POISON)
+                diag_error(a->loc, "'repeat' passes tensors to the block, got %s", describe(&args[nargs]));
+            ok = ok && args[nargs++].kind == V_TENSOR;
+        }
+    }
+    if (!bname) {
+        diag_error(e->loc, "'repeat' needs a block and its input: repeat(BLOCK, x, n = N, prefix = \"...{i}.\")");
+        return poison();
+    }
+    if (bname->kind == AST_NAME) {
+        for (int i = 0; s->root && i < s->root->blocks.n; i++)
+            if (strcmp(s->root->blocks.v[i]->name, bname->name) == 0)
+                blk = s->root->blocks.v[i];
+        if (!blk) {
+            diag_error(bname->loc, "'repeat': no block named '%s' in this file", bname->name);
+            ok = false;
+        }
+    }
+    if (ok && nargs == 0) {
+        diag_error(e->loc, "'repeat' needs the tensor the first layer takes");
+        ok = false;
+    }
+    if (ok && n < 1) {
+        diag_error(nloc, n < 0 ? "'repeat' needs the number of layers: n = N" : "'repeat': n must be at least 1");
+        ok = false;
+    }
+    if (ok && n > 1 && !strstr(prefix, "{i}")) {
+        diag_error(e->loc, "'repeat': prefix \"%s\" has no {i}: the %lld layers' weights and caches would "
+                   "share names", prefix, (long long)n);
+        ok = false;
+    }
+    if (ok && blk == s->block) {
+        diag_error(bname->loc, "'repeat': block '%s' cannot repeat itself", blk->name);
+        ok = false;
+    }
+    for (const Inst *o = s->inst; ok && o; o = o->outer)
+        if (o->blk == blk) {
+            diag_error(bname->loc, "'repeat': block '%s' repeats itself through its layers", blk->name);
+            ok = false;
+        }
+    if (!ok)
+        return poison();
+    int errors = diag_error_count();
+    for (int64_t i = 0; i < n; i++) {
+        Inst in;
+        memset(&in, 0, sizeof in);
+        in.blk = blk;
+        in.prefix = layer_prefix(prefix, i);
+        in.args = args;
+        in.nargs = nargs;
+        in.outer = s->inst;
+        s->inst = &in;
+        Scope *local = scope_new(s->root->scope);
+        for (int j = 0; j < blk->body.n; j++)
+            run_stmt(s, local, blk->body.v[j], depth + 1);
+        s->inst = in.outer;
+        if (diag_error_count() == errors && in.next < nargs)
+            diag_error(e->loc, "'repeat': block '%s' has %d %s, the call gives %d tensors", blk->name, in.next,
+                       plural(in.next, "input", "inputs"), nargs);
+        else if (diag_error_count() == errors && !in.has_result)
+            diag_error(blk->loc, "block '%s' has no outputs", blk->name);
+        else if (diag_error_count() == errors && i + 1 < n && in.result.kind == V_TENSOR &&
+                 !same_type(in.result.node, args[0].node->dtype, args[0].node->rank, args[0].node->shape))
+            diag_error(e->loc, "'repeat': block '%s' gives %s, which cannot be the next layer's %s", blk->name,
+                       node_type_str(s, in.result.node), node_type_str(s, args[0].node));
+        if (diag_error_count() > errors) {
+            diag_note(e->loc, "in layer %lld of the 'repeat' here", (long long)i);
+            return poison();
+        }
+        args[0] = in.result;
+    }
+    return args[0];
+}
+
 /* call = name '(' [arg {',' arg}] ')': a fn in scope, else a builtin. */
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     Entry *en = scope_find(sc, e->name);
@@ -1300,6 +1456,8 @@ static Value call(Sema *s, Scope *sc, const Ast *e, int depth) {
     /* fns shadow builtins; other names do not, so a value may be called `max` */
     if (en && en->kind == E_FN)
         return call_fn(s, sc, e, en, depth);
+    if (!en && strcmp(e->name, "repeat") == 0 && s->g)
+        return call_repeat(s, sc, e, depth);
     if (en && en->kind == E_POISON && (en->fn || !builtin))
         return poison();
     if (en && !builtin) {
@@ -1341,6 +1499,15 @@ static void run_dim(Sema *s, Scope *sc, const Ast *d) {
     Entry *en = entry_new(d->name, E_POISON, d->loc);
     if (!is_c_ident(d->name)) {
         diag_error(d->loc, "dimension name '%s' cannot contain '.'", d->name);
+    } else if (!d->a && s->inst) {
+        /* a repeated block's symbols are the caller's, by name */
+        int k = ir_find_sym(s->g, d->name);
+        if (k < 0)
+            diag_error(d->loc, "'repeat': block '%s' declares the symbolic dimension '%s', which block "
+                       "'%s' lacks; declare `dim %s;` there", s->inst->blk->name, d->name, s->block->name,
+                       d->name);
+        else
+            en->kind = E_DIM, en->dim = dim_sym(k);
     } else if (!d->a) {
         if (!s->g || s->ninl) {
             diag_error(d->loc, "symbolic dimension '%s' must be declared in a block", d->name);
@@ -1367,21 +1534,53 @@ static void run_dim(Sema *s, Scope *sc, const Ast *d) {
             }
         }
     }
-    if (define(sc, en) && s->g && !s->ninl && en->kind == E_DIM && dim_is_const(en->dim))
+    if (define(sc, en) && s->g && !s->ninl && !s->inst && en->kind == E_DIM && dim_is_const(en->dim))
         ir_add_const_dim(s->g, en->name, en->dim.c);
+}
+
+
+/* An input of a repeated block is the call's tensor of that place, of the
+ * declared type. */
+static void inst_input(Sema *s, Scope *sc, const Ast *st, Entry *en) {
+    Inst *in = s->inst;
+    int rank = 0;
+    Dim shape[FU_MAX_RANK];
+    int at = in->next++;
+    if (!eval_type(s, sc, st->type, &rank, shape))
+        return;
+    if (at >= in->nargs) {
+        diag_error(st->loc, "'repeat': input '%s' of block '%s' has no tensor: the call gives %d", st->name,
+                   in->blk->name, in->nargs);
+        return;
+    }
+    Node *x = in->args[at].node;
+    if (!x)
+        return;
+    if (!same_type(x, st->type->dtype, rank, shape)) {
+        diag_error(st->loc, "'repeat': input '%s' of block '%s' is %s, the tensor given is %s", st->name,
+                   in->blk->name, type_str(s, st->type->dtype, rank, shape), node_type_str(s, x));
+        return;
+    }
+    en->kind = E_TENSOR;
+    en->node = x;
 }
 
 static void run_source(Sema *s, Scope *sc, const Ast *st) {
     Entry *en = entry_new(st->name, E_POISON, st->loc);
     int rank = 0;
     Dim shape[FU_MAX_RANK];
+    if (s->inst && st->kind == AST_INPUT) {
+        inst_input(s, sc, st, en);
+        define(sc, en);
+        return;
+    }
     if (eval_type(s, sc, st->type, &rank, shape)) {
         Op op = st->kind == AST_INPUT ? OP_INPUT : st->kind == AST_WEIGHT ? OP_WEIGHT : OP_CACHE;
         Node *n = ir_node(s->g, op, 0, NULL, st->loc);
-        n->name = st->name;
+        n->name = s->inst ? fu_format("%s%s", s->inst->prefix, st->name) : st->name;
         n->dtype = st->type->dtype;
         /* --weight-type replaces the declared type */
-        int rule = op == OP_WEIGHT ? dt_weight_rule(st->name, NULL) : -1;
+        int rule = op == OP_WEIGHT ? dt_weight_rule(n->name, NULL) : -1;
         if (rule >= 0)
             n->dtype = (DType)rule;
         n->rank = rank;
@@ -1408,6 +1607,18 @@ static void run_output(Sema *s, Scope *sc, const Ast *st) {
     bool typed = st->type && eval_type(s, sc, st->type, &rank, shape);
     Value v = eval(s, sc, st->a, 0);
     Entry *en = entry_new(st->name, E_POISON, st->loc);
+    if (s->inst) {
+        Node *x = to_tensor(s, &v, st->a->loc);
+        if (s->inst->has_result)
+            diag_error(st->loc, "'repeat': block '%s' has a second output; a repeated block has one",
+                       s->inst->blk->name);
+        else if (typed && x && !same_type(x, st->type->dtype, rank, shape))
+            diag_error(st->loc, "output '%s' is declared %s but its value is %s", st->name,
+                       type_str(s, st->type->dtype, rank, shape), node_type_str(s, x));
+        s->inst->has_result = true;
+        s->inst->result = x ? tensor_value(x) : poison();
+        return;
+    }
     if (!define(&s->outputs, en))
         return;
     Node *x = to_tensor(s, &v, st->a->loc);
@@ -1889,6 +2100,8 @@ static Graph *lower_block(Sema *s, SFile *root, const Ast *blk) {
     }
     Graph *g = ir_graph_new(blk->name);
     s->g = g;
+    s->root = root;
+    s->block = blk;
     /* The file's constant dims (its own and imported ones) go into the
      * generated header too. */
     for (int i = 0; i < root->scope->n; i++) {

@@ -316,9 +316,24 @@ static bool infer_shape_op(Why *w, Node *n) {
         if (ax < 0 || ax >= x->rank)
             return fail(w, "'slice': axis %lld is out of range for %s", (long long)ax, ty(x, w->g));
         Dim full = x->shape[ax];
-        if (!dim_is_const(full))
-            return fail(w, "'slice': axis %lld of %s is symbolic; only constant axes can be sliced",
-                        (long long)ax, ty(x, w->g));
+        if (!dim_is_const(full)) {
+            /* the last len rows (start = -len), as logits of the last token:
+             * len at most the axis's least size (symbols >= 1, the cached
+             * length >= 0) */
+            int64_t least = full.c;
+            bool down = false;
+            for (int k = 0; k < FU_MAX_SYMS; k++) {
+                down = down || full.k[k] < 0;
+                least += k == w->g->cache_sym ? 0 : full.k[k];
+            }
+            if (start >= 0 || start != -len || down || len > least)
+                return fail(w, "'slice': axis %lld of %s is symbolic; it can give only its last rows "
+                            "(start = -len, len at most %lld)", (long long)ax, ty(x, w->g),
+                            (long long)(down ? 0 : least));
+            set_type(n, x->dtype, x->rank, x->shape);
+            n->shape[ax] = dim_const(len);
+            return true;
+        }
         /* start + len is not computed when it would overflow (UB) */
         if (start >= 0 && len >= 1 && start > INT64_MAX - len)
             return fail(w, "'slice': start %lld with len %lld is outside axis %lld of %s",
