@@ -83,6 +83,8 @@ typedef struct Emit {
     long spooled;           /* bytes written to the spool */
     int werr;               /* errno of the first failed write, or 0 */
     const char *wwhat;      /* what it was writing */
+    struct KSeen *seen;     /* the kernels written, by their text (same_kernel); malloc'd */
+    int nseen, capseen;
 } Emit;
 
 /* ---- names ---------------------------------------------------------------- */
@@ -2181,6 +2183,107 @@ typedef struct KCall {
     const char *scratch;    /* its per-thread scratch bytes (kern_scratch), or NULL */
 } KCall;
 
+/* The kernels written so far, each by its canonical text (same_kernel). */
+typedef struct KSeen {
+    uint64_t hash;
+    char *text;
+    char *name;
+} KSeen;
+
+/* A kernel's text with its parameters renamed by position (fu_p0, fu_p1,
+ * ...), the node ids its locals' names end in numbered by first appearance
+ * and its comments left out, its parameters' types, the symbols it
+ * takes and its scratch: two kernels with the same text compute the same
+ * function of their arguments. */
+static char *kernel_text(const Emit *e, const Kern *k, const Kernel *kr) {
+    Buf b = {0};
+    StrMap *pos = strmap_new();
+    buf_printf(&b, "%s|%u|%d|%s|", e->suffix, k->used, (int)k->err, k->scratch ? k->scratch : "");
+    for (int i = 0; i < k->np; i++) {
+        buf_printf(&b, "%s,", param_decl(&(KParam){k->p[i].node, "", k->p[i].written}));
+        strmap_put(pos, k->p[i].name, (void *)(intptr_t)(i + 1));
+    }
+    buf_puts(&b, "|");
+    /* the kernel's nodes and its parameters' nodes, whose ids its locals'
+     * names end in (fu_e17): numbered by first appearance */
+    int nn = e->g->nnodes, next = 0;
+    int *ord = fu_alloc(sizeof *ord * (size_t)(nn + 1));
+    for (int i = 0; i < kr->nnodes; i++)
+        ord[kr->nodes[i]->id] = -1;
+    for (int i = 0; i < k->np; i++)
+        ord[k->p[i].node->id] = -1;
+    const char *t = k->body.data ? k->body.data : "";
+    while (*t) {
+        const char *q = t;
+        if (isalpha((unsigned char)*t) || *t == '_') {
+            while (isalnum((unsigned char)*q) || *q == '_')
+                q++;
+            const char *id = fu_strndup(t, (size_t)(q - t));
+            intptr_t at = (intptr_t)strmap_get(pos, id);
+            const char *d = q;
+            while (d > t && isdigit((unsigned char)d[-1]))
+                d--;
+            long v = d < q && q - d < 9 ? strtol(d, NULL, 10) : -1;
+            /* not the helpers fu_exp_avx512, fu_max_u64, ... */
+            bool local = strncmp(id, "fu_", 3) == 0 && d > t && (isalpha((unsigned char)d[-1]) || d[-1] == '_') &&
+                         !(d - t >= 3 && strncmp(d - 3, "avx", 3) == 0) && !(d[-1] == 'u' && d[-2] == '_');
+            if (at) {
+                buf_printf(&b, "fu_p%d", (int)at - 1);
+            } else if (local && v >= 0 && v < nn && ord[v]) {
+                if (ord[v] < 0)
+                    ord[v] = ++next;
+                buf_printf(&b, "%.*s#%d", (int)(d - t), t, ord[v]);
+            } else {
+                buf_puts(&b, id);
+            }
+        } else if (isdigit((unsigned char)*t)) {
+            while (isalnum((unsigned char)*q) || *q == '_' || *q == '.')
+                q++;
+            buf_printf(&b, "%.*s", (int)(q - t), t);
+        } else if (t[0] == '/' && t[1] == '*') {      /* comments name node ids: left out */
+            q = strstr(t + 2, "*/");
+            q = q ? q + 2 : t + strlen(t);
+        } else if (*t == '"' || *t == '\'') {         /* literals as they are */
+            for (q++; *q && *q != *t; q++)
+                if (*q == '\\' && q[1])
+                    q++;
+            if (*q)
+                q++;
+            buf_printf(&b, "%.*s", (int)(q - t), t);
+        } else {
+            buf_printf(&b, "%c", *q++);
+        }
+        t = q;
+    }
+    return b.data;      /* malloc'd by the Buf */
+}
+
+/* The name of an earlier kernel with k's text, or NULL (then k is noted
+ * under name). */
+static const char *same_kernel(Emit *e, const Kern *k, const Kernel *kr, const char *name) {
+    char *text = kernel_text(e, k, kr);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *c = text; *c; c++)
+        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    for (int i = 0; i < e->nseen; i++)
+        if (e->seen[i].hash == h && strcmp(e->seen[i].text, text) == 0) {
+            free(text);
+            return fu_strdup(e->seen[i].name);
+        }
+    if (e->nseen == e->capseen) {
+        e->capseen = e->capseen ? 2 * e->capseen : 16;
+        e->seen = realloc(e->seen, sizeof *e->seen * (size_t)e->capseen);
+        if (!e->seen)
+            fu_internal(__FILE__, __LINE__, "out of memory");
+    }
+    char *nm = malloc(strlen(name) + 1);
+    if (!nm)
+        fu_internal(__FILE__, __LINE__, "out of memory");
+    strcpy(nm, name);
+    e->seen[e->nseen++] = (KSeen){h, text, nm};
+    return NULL;
+}
+
 /* Emits one kernel's function for the current variant and returns its
  * call, or NULL for a kernel with nothing to compute.  KK_SINGLE kernels are
  * written here; the fused kinds are written by their emitters when those
@@ -2224,6 +2327,12 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         }
     }
 
+    /* A kernel whose text is an earlier one's but for its buffers (the
+     * layers of a `repeat`) is not written again: its call uses that one. */
+    const char *same = same_kernel(e, k, kr, name);
+    if (same)
+        name = same;
+
     /* Comment: what it computes, then the shape of every parameter. */
     buf_printf(&e->c, "/* ");
     for (i = 0; i < nwork; i++) {
@@ -2238,39 +2347,46 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     for (i = 0; i < k->np; i++)
         buf_printf(&e->c, "\n *   %s: %s%s", k->p[i].name, type_text(g, k->p[i].node),
                    k->p[i].node->name ? fu_format(" (%s)", k->p[i].node->name) : "");
+    if (same)
+        buf_printf(&e->c, "\n * computed by %s, the same code", same);
     buf_puts(&e->c, " */\n");
+    Buf *text = &e->c;
+    Buf discard = {0};
+    if (same)
+        text = &discard;
 
     KCall *kc = fu_alloc(sizeof *kc);
     kc->np = k->np;
     kc->root = fu_alloc(sizeof *kc->root * (size_t)(k->np + 1));
     kc->written = fu_alloc(sizeof *kc->written * (size_t)(k->np + 1));
-    buf_printf(&e->c, "static %svoid %s(int tid, int nth", v_attr(e->vt), name);
+    buf_printf(text, "static %svoid %s(int tid, int nth", v_attr(e->vt), name);
     buf_printf(&call, "%s(tid, nth", name);
     for (i = 0; i < k->np; i++) {
         const Node *r = root(e, k->p[i].node);
         e->run_used[r->id] = true;
         kc->root[i] = r->id;
         kc->written[i] = k->p[i].written;
-        buf_printf(&e->c, ", %s", param_decl(&k->p[i]));
+        buf_printf(text, ", %s", param_decl(&k->p[i]));
         buf_printf(&call, ", %s", e->ref[k->p[i].node->id]);
     }
     for (s = 0; s < g->nsyms; s++)
         if (k->used & (1u << s)) {
-            buf_printf(&e->c, ", int64_t %s", g->sym_names[s]);
+            buf_printf(text, ", int64_t %s", g->sym_names[s]);
             buf_printf(&call, ", %s", g->sym_names[s]);
         }
     if (k->err) {
-        buf_puts(&e->c, ", int64_t *fu_err");
+        buf_puts(text, ", int64_t *fu_err");
         buf_puts(&call, ", fa->err");
         e->has_err = true;
     }
     e->run_syms |= k->used;
     kc->scratch = k->scratch;
-    buf_puts(&e->c, ") {\n");
+    buf_puts(text, ") {\n");
     if (k->body.len)
-        buf_puts(&e->c, k->body.data);
-    buf_puts(&e->c, "}\n\n");
+        buf_puts(text, k->body.data);
+    buf_puts(text, "}\n\n");
     free(k->body.data);
+    free(discard.data);
     buf_puts(&call, ");");
     kc->call = take(&call, "");
     return kc;
@@ -3640,6 +3756,11 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
         return -1;
     }
     emit_h_file(&e);
+    for (int i = 0; i < e.nseen; i++) {
+        free(e.seen[i].text);
+        free(e.seen[i].name);
+    }
+    free(e.seen);
     int rc = write_all(h_out, &e.h, "header") == 0 && write_all(c_out, &e.c, "C file") == 0 ? 0 : -1;
     free(e.h.data);
     free(e.c.data);
