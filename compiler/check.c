@@ -1475,12 +1475,12 @@ static const char *harness_entry(const char *cache, const char *const *argv, con
 /* Compiles block.c with the harness and the runtime; generated C that does
  * not compile is fusec's bug (exit 70).  A harness built before from the
  * same files and command comes from the cache.  Returns an exit status or -1. */
-static int build_harness(const Graph *g, const Target *t, bool verbose)
+static int build_harness(const Graph *g, const Target *t, const char *harness, bool verbose)
 {
     const char *rt, *lib;
     runtime_dirs(&rt, &lib);
     lib = fu_format("%s/libfusec_rt.a", lib);
-    const char *harness_c = fu_format("%s/harness/check_main.c", rt);
+    const char *harness_c = fu_format("%s/harness/%s", rt, harness);
     const char *cc = cross_cc ? cross_cc : env_or("CC", "cc");
     const char **argv = fu_alloc(sizeof(char *) * (96 + MAX_RT_FILES + strlen(cc) +
                                                    strlen(t->cflags ? t->cflags : "")));
@@ -1761,7 +1761,7 @@ static int check_run(const CheckArgs *a)
         compile_passes(g, &opt);
         if (!write_block(g, t))
             return EXIT_FAIL;
-        if ((rc = build_harness(g, t, a->verbose)) >= 0)
+        if ((rc = build_harness(g, t, "check_main.c", a->verbose)) >= 0)
             return rc;
         if ((rc = run_harness(d.in_path, a->split, a->verbose)) >= 0)
             return rc;
@@ -1777,6 +1777,21 @@ static int check_run(const CheckArgs *a)
         return EXIT_FAIL;
     }
     return ok ? EXIT_OK : EXIT_FAIL;
+}
+
+/* For `fusec run` (run.c): g emitted for t and compiled with
+ * runtime/harness/HARNESS in a temporary directory (removed at exit). */
+int check_build_program(const Graph *g, const Target *t, const char *harness, bool verbose, const char **exe)
+{
+    CheckArgs a;
+    memset(&a, 0, sizeof a);
+    int rc;
+    if (!tmp_make(&a) || !write_block(g, t))
+        return EXIT_FAIL;
+    if ((rc = build_harness(g, t, harness, verbose)) >= 0)
+        return rc;
+    *exe = tmp_path("harness");
+    return -1;
 }
 
 int check_main(int argc, char **argv)

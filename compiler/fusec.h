@@ -396,6 +396,9 @@ void dt_clear_rules(void);
 /* Parses path (and the files it imports) and lowers its block to a graph.
  * `block` selects a block by name when the file has several (NULL: the only
  * one / the last).  Returns NULL after reporting errors with diag_error. */
+/* Loads config.json for the names config.KEY (fusec --config); 0, or -1
+ * after reporting. */
+int fe_load_config(const char *path);
 Graph *fe_compile_file(const char *path, const char *block);
 /* The same from text in memory (for tests); `path` is used in messages. */
 Graph *fe_compile_string(const char *path, const char *text, const char *block);
@@ -861,6 +864,12 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
 
 /* `fusec check ...`; argv[0] is "check".  Returns the exit status. */
 int check_main(int argc, char **argv);
+/* check.c: g emitted for t and compiled with runtime/harness/HARNESS and the
+ * runtime in a temporary directory removed at exit; *exe is the program.
+ * Returns -1, or an exit status after reporting. */
+int check_build_program(const Graph *g, const Target *t, const char *harness, bool verbose, const char **exe);
+/* `fusec run ...` (run.c); argv[0] is "run". */
+int run_main(int argc, char **argv);
 /* `fusec quantize ...` (quantize.c); argv[0] is "quantize". */
 int quantize_main(int argc, char **argv);
 

@@ -432,6 +432,8 @@ static int write_text(const TextJob *j, const char *out) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return check_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+        return run_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "quantize") == 0)
         return quantize_main(argc - 1, argv + 1);
 

@@ -27,6 +27,7 @@
  * body sees its parameters and locals, then the file that defined it.
  */
 #include "fusec.h"
+#include "fusec_rt.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -94,6 +95,9 @@ typedef struct Sema {
     struct Inst *inst;          /* the layer `repeat` is inlining, innermost; NULL outside */
 } Sema;
 
+
+static void note_dependency(const char *path);
+static Entry *config_entry(const Ast *e);
 
 static Scope *scope_new(Scope *parent) {
     Scope *s = fu_alloc(sizeof *s);
@@ -411,6 +415,8 @@ static bool eval_dim(Sema *s, Scope *sc, const Ast *e, int depth, Dim *out) {
         return true;
     case AST_NAME: {
         Entry *en = scope_find(sc, e->name);
+        if (!en)
+            en = config_entry(e);
         if (!en) {
             unknown_name(sc, e->loc, "dimension", e->name);
             return false;
@@ -537,8 +543,71 @@ static bool eval_type(Sema *s, Scope *sc, const Ast *t, int *rank, Dim *shape) {
 static Value eval(Sema *s, Scope *sc, const Ast *e, int depth);
 static Value call(Sema *s, Scope *sc, const Ast *e, int depth);
 
+/* ---- config.json ---------------------------------------------------------- */
+
+/* The model's config (fusec --config): `config.hidden_size`, or a nested
+ * `config.rope_parameters.rope_theta`, is its value wherever a name may be. */
+static fr_json config_json;
+static const char *config_path;
+
+int fe_load_config(const char *path) {
+    fr_err err;
+    fr_json_free(&config_json);
+    config_path = NULL;
+    if (fr_json_load(&config_json, path, &err) != FR_OK) {
+        diag_plain_error("%s", err.msg);
+        return -1;
+    }
+    if (config_json.type != FR_JSON_OBJ) {
+        diag_plain_error("config '%s' is not a JSON object", path);
+        fr_json_free(&config_json);
+        return -1;
+    }
+    config_path = fu_strdup(path);
+    note_dependency(config_path);
+    return 0;
+}
+
+/* The entry of an unbound name config.KEY[.KEY...]: a number, boolean or
+ * string of the config, or poison after reporting; NULL for other names. */
+static Entry *config_entry(const Ast *e) {
+    if (strncmp(e->name, "config.", 7) != 0)
+        return NULL;
+    Entry *en = entry_new(e->name, E_POISON, e->loc);
+    if (!config_path) {
+        diag_error(e->loc, "'%s' reads the model's config.json, but none was given (fusec --config FILE)",
+                   e->name);
+        return en;
+    }
+    const fr_json *v = &config_json;
+    const char *p = e->name + 7;
+    while (v && *p) {
+        const char *dot = strchr(p, '.');
+        const char *key = fu_strndup(p, dot ? (size_t)(dot - p) : strlen(p));
+        v = fr_json_get(v, key);
+        p = dot ? dot + 1 : p + strlen(p);
+    }
+    if (!v) {
+        diag_error(e->loc, "config '%s' has no '%s'", config_path, e->name + 7);
+    } else if (v->type == FR_JSON_NUM) {
+        en->kind = E_NUM;
+        en->num = v->num;
+    } else if (v->type == FR_JSON_BOOL) {
+        en->kind = E_BOOL;
+        en->b = v->num != 0;
+    } else if (v->type == FR_JSON_STR) {
+        en->kind = E_STR;
+        en->str = fu_strdup(v->str);
+    } else {
+        diag_error(e->loc, "'%s' in config '%s' is not a number, boolean or string", e->name + 7, config_path);
+    }
+    return en;
+}
+
 static Value name_value(Scope *sc, const Ast *e) {
     Entry *en = scope_find(sc, e->name);
+    if (!en)
+        en = config_entry(e);
     if (!en) {
         unknown_name(sc, e->loc, "name", e->name);
         return poison();

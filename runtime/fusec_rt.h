@@ -223,6 +223,56 @@ typedef struct fr_block_desc {
 int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
                   const void **weights, fr_err *err);
 
+/* ---- JSON (config.json, model.safetensors.index.json) ---------------------- */
+
+typedef enum fr_json_type {
+    FR_JSON_NULL, FR_JSON_BOOL, FR_JSON_NUM, FR_JSON_STR, FR_JSON_ARR, FR_JSON_OBJ
+} fr_json_type;
+
+/* A parsed JSON value: num for BOOL (0/1) and NUM, str for STR, n items for
+ * ARR and OBJ (keys[i] names items[i] of an OBJ). */
+typedef struct fr_json {
+    fr_json_type type;
+    double num;
+    char *str;
+    int n;
+    char **keys;
+    struct fr_json *items;
+} fr_json;
+
+/* Parses a whole file (RFC 8259; nesting at most 64 deep); FR_EIO when it
+ * cannot be read, FR_EFORMAT naming the line and column of a syntax error. */
+int fr_json_load(fr_json *j, const char *path, fr_err *err);
+const fr_json *fr_json_get(const fr_json *obj, const char *key);   /* NULL: no such key or not an object */
+void fr_json_free(fr_json *j);
+
+/* ---- checkpoints as published: one file or shards ------------------------- */
+
+/*
+ * A checkpoint as Hugging Face publishes it: one .safetensors file, or a
+ * model.safetensors.index.json whose "weight_map" names, for every tensor,
+ * the file beside the index that holds it (model-00001-of-00004.safetensors
+ * ...).  Each shard is opened (mapped) once.
+ */
+typedef struct fr_shards {
+    int nfiles;
+    fr_st *files;
+    char **file_names;      /* as the index names them */
+    int nmap;
+    char **map_names;       /* the weight_map, sorted by tensor name */
+    int *map_file;
+    char *path;
+} fr_shards;
+
+int fr_shards_open(fr_shards *s, const char *path, fr_err *err);
+void fr_shards_close(fr_shards *s);
+/* The file that holds tensor `name` (the index's, or the one file); NULL when
+ * the index does not list it (*err says so). */
+const fr_st *fr_shards_file(const fr_shards *s, const char *name, fr_err *err);
+/* fr_bind_block over the shards: weights[i] = prefix + desc->weights[i].name. */
+int fr_shards_bind(const fr_shards *s, const fr_block_desc *b, const char *prefix, const void **weights,
+                   fr_err *err);
+
 /* ---- threads -------------------------------------------------------------- */
 
 /* Thread count for kernels: fr_set_num_threads, else FUSE_NUM_THREADS, else 1. */

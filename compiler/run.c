@@ -1,0 +1,280 @@
+/*
+ * run.c - `fusec run`: compile a whole model and generate tokens with it.
+ *
+ *   fusec run MODEL.fdl --weights CKPT --prompt-ids 1,2,3 [-n 32]
+ *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--eos ID]
+ *
+ * The model block takes the token ids (i32[T]) and gives logits (f32[1, V]
+ * for the last position, or f32[T, V]); its caches hold every layer's keys
+ * and values.  fusec checks that interface and the checkpoint (every weight
+ * present with its shape and dtype, in one file or the shards of a
+ * model.safetensors.index.json) before it builds anything, then compiles the
+ * block with the generation driver runtime/harness/run_main.c the way
+ * `fusec check` compiles its harness (check_build_program, cached), and runs
+ * it: the generated tokens go to stdout.  All sampling happens in the
+ * driver; docs/language.md ("Whole models") describes it.
+ */
+#include "fusec.h"
+#include "fusec_rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_NEW_TOKENS (1 << 20)
+
+static const char help_text[] =
+    "usage: fusec run MODEL.fdl --weights CKPT --prompt-ids 1,2,3 [options]\n"
+    "\n"
+    "Compiles the model block of MODEL.fdl (ids i32[T] in, logits f32[1 or T, V] out,\n"
+    "a KV cache per layer), prefills the prompt, then generates one token at a time;\n"
+    "the new tokens go to stdout, space-separated.\n"
+    "\n"
+    "options:\n"
+    "  --weights CKPT     a .safetensors file, or a Hugging Face model.safetensors.index.json\n"
+    "                     (the weights spread over the shards it names)\n"
+    "  --prompt-ids LIST  the prompt's token ids, comma-separated\n"
+    "  -n N               tokens to generate (default 32)\n"
+    "  --temperature T    0 (default): greedy, the first largest logit; else sample from\n"
+    "                     softmax(logits / T)\n"
+    "  --top-k K          sample among the K largest logits only (default 0: all)\n"
+    "  --top-p P          sample among the most probable tokens whose mass reaches P\n"
+    "                     (default 1: all)\n"
+    "  --seed S           the sampling seed (default 0): a seed gives the same tokens\n"
+    "  --eos ID           stop after generating ID\n"
+    "  --weight-prefix S  put S before every weight name (e.g. w. for a golden file)\n"
+    "  --block NAME       the model block (default: the last in MODEL.fdl)\n"
+    "  --config FILE      config.json: dims and consts written config.NAME read from it\n"
+    "  --target T         target ISA (default native)\n"
+    "  --stats            print the prefill and decode speeds on stderr\n"
+    "  -v                 print the build commands\n"
+    "  --help             print this help and exit\n"
+    "\n"
+    "exit status: 0 success, 1 bad input (the model, the checkpoint, an id out of range),\n"
+    "             2 bad usage, 70 internal error\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "fusec run: error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nfusec run: see 'fusec run --help'\n");
+    return EXIT_USAGE;
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "1,2,3": every id a whole number in [0, 2^31) */
+static bool parse_ids(const char *s, int64_t *count)
+{
+    *count = 0;
+    for (const char *p = s;;) {
+        const char *e = strchr(p, ',');
+        const char *tok = fu_strndup(p, e ? (size_t)(e - p) : strlen(p));
+        long long v;
+        if (!parse_int(tok, 0, INT32_MAX, &v) || (*tok < '0' || *tok > '9'))
+            return false;
+        ++*count;
+        if (!e)
+            return true;
+        p = e + 1;
+    }
+}
+
+/* The model's interface: ids i32[T] in, logits f32[1 or T, V] out, caches. */
+static bool check_interface(const Graph *g)
+{
+    int ts = -1;
+    if (g->ninputs == 1 && g->inputs[0]->dtype == DT_I32 && g->inputs[0]->rank == 1)
+        for (int k = 0; k < g->nsyms; k++)
+            if (k != g->cache_sym && dim_eq(g->inputs[0]->shape[0], dim_sym(k)))
+                ts = k;
+    if (ts < 0) {
+        diag_plain_error("fusec run: block '%s' must take one input, the token ids i32[T]", g->name);
+        return false;
+    }
+    if (g->cache_sym < 0 || g->nsyms != 2) {
+        diag_plain_error("fusec run: block '%s' must have caches and the two symbols T and P (it has %d "
+                         "symbols%s)", g->name, g->nsyms, g->cache_sym < 0 ? ", no cache" : "");
+        return false;
+    }
+    const Node *o = g->noutputs == 1 ? g->outputs[0] : NULL;
+    if (!o || o->dtype != DT_F32 || o->rank != 2 || !dim_is_const(o->shape[1]) ||
+        !(dim_eq(o->shape[0], dim_const(1)) || dim_eq(o->shape[0], dim_sym(ts)))) {
+        diag_plain_error("fusec run: block '%s' must give one output, the logits f32[1, V] (the last "
+                         "position) or f32[T, V]", g->name);
+        return false;
+    }
+    return true;
+}
+
+/* Every weight in the checkpoint with its shape and dtype, before building. */
+static bool check_weights(const Graph *g, const char *path, const char *prefix)
+{
+    fr_shards sh;
+    fr_err err;
+    if (fr_shards_open(&sh, path, &err) != FR_OK) {
+        diag_plain_error("%s", err.msg);
+        return false;
+    }
+    bool ok = true;
+    for (int i = 0; i < g->nweights && ok; i++) {
+        const Node *w = g->weights[i];
+        int64_t shape[FU_MAX_RANK];
+        for (int d = 0; d < w->rank; d++)
+            shape[d] = w->shape[d].c;
+        const char *full = fu_format("%s%s", prefix ? prefix : "", w->name);
+        const fr_st *f = fr_shards_file(&sh, full, &err);
+        const void *data;
+        ok = f && fr_st_bind(f, prefix, w->name, (fr_dtype)dt_info(w->dtype)->fr, w->rank, shape, &data, &err) == FR_OK;
+        if (!ok)
+            diag_plain_error("%s", err.msg);
+    }
+    fr_shards_close(&sh);
+    return ok;
+}
+
+int run_main(int argc, char **argv)
+{
+    const char *file = NULL, *weights = NULL, *ids = NULL, *block = NULL, *config = NULL;
+    const char *target = "native", *prefix = NULL;
+    double temp = 0, top_p = 1;
+    long long n = 32, top_k = 0, seed = 0, eos = -1;
+    bool stats = false, verbose = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = strcmp(a, "--weights") == 0 || strcmp(a, "--prompt-ids") == 0 || strcmp(a, "-n") == 0 ||
+                     strcmp(a, "--temperature") == 0 || strcmp(a, "--top-k") == 0 ||
+                     strcmp(a, "--top-p") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--eos") == 0 ||
+                     strcmp(a, "--weight-prefix") == 0 || strcmp(a, "--block") == 0 ||
+                     strcmp(a, "--config") == 0 || strcmp(a, "--target") == 0;
+        if (strcmp(a, "--help") == 0) {
+            fputs(help_text, stdout);
+            return EXIT_OK;
+        }
+        if (takes && !v)
+            return usage_error("%s needs a value", a);
+        if (strcmp(a, "--stats") == 0)
+            stats = true;
+        else if (strcmp(a, "-v") == 0)
+            verbose = true;
+        else if (strcmp(a, "--weights") == 0)
+            weights = v;
+        else if (strcmp(a, "--prompt-ids") == 0)
+            ids = v;
+        else if (strcmp(a, "--weight-prefix") == 0)
+            prefix = v;
+        else if (strcmp(a, "--block") == 0)
+            block = v;
+        else if (strcmp(a, "--config") == 0)
+            config = v;
+        else if (strcmp(a, "--target") == 0)
+            target = v;
+        else if (strcmp(a, "-n") == 0 && !parse_int(v, 1, MAX_NEW_TOKENS, &n))
+            return usage_error("-n: expected a token count in [1, 1048576], got '%s'", v);
+        else if (strcmp(a, "--temperature") == 0 && !parse_num(v, 0, 1e6, &temp))
+            return usage_error("--temperature: expected a number >= 0, got '%s'", v);
+        else if (strcmp(a, "--top-p") == 0 && (!parse_num(v, 0, 1, &top_p) || top_p == 0))
+            return usage_error("--top-p: expected a number in (0, 1], got '%s'", v);
+        else if (strcmp(a, "--top-k") == 0 && !parse_int(v, 0, INT32_MAX, &top_k))
+            return usage_error("--top-k: expected a whole number >= 0, got '%s'", v);
+        else if (strcmp(a, "--seed") == 0 && !parse_int(v, 0, INT64_MAX, &seed))
+            return usage_error("--seed: expected a whole number >= 0, got '%s'", v);
+        else if (strcmp(a, "--eos") == 0 && !parse_int(v, 0, INT32_MAX, &eos))
+            return usage_error("--eos: expected a token id, got '%s'", v);
+        else if (!takes && a[0] == '-')
+            return usage_error("unknown option '%s'", a);
+        else if (!takes && file)
+            return usage_error("one model file, got a second: '%s'", a);
+        else if (!takes)
+            file = a;
+        if (takes)
+            i++;
+    }
+    if (!file)
+        return usage_error("%s", "no model file");
+    if (!weights)
+        return usage_error("%s", "--weights is required");
+    if (!ids)
+        return usage_error("%s", "--prompt-ids is required");
+    int64_t nids;
+    if (!parse_ids(ids, &nids))
+        return usage_error("--prompt-ids: expected token ids (whole numbers >= 0) separated by commas, got "
+                           "'%s'", ids);
+    const Target *t = target_find(target);
+    if (!t)
+        return usage_error("unknown target '%s' (see fusec --help)", target);
+    if (config && fe_load_config(config) != 0)
+        return EXIT_FAIL;
+
+    Options opt = {1, target, 0, false};
+    Graph *g = compile_front(file, block);
+    if (!g)
+        return EXIT_FAIL;
+    if (!check_interface(g) || !check_weights(g, weights, prefix))
+        return EXIT_FAIL;
+    compile_passes(g, &opt);
+    const char *exe;
+    int rc = check_build_program(g, t, "run_main.c", verbose, &exe);
+    if (rc >= 0)
+        return rc;
+
+    char *args[12];
+    args[0] = (char *)exe;
+    args[1] = (char *)weights;
+    args[2] = (char *)(prefix ? prefix : "-");
+    args[3] = (char *)ids;
+    args[4] = fu_format("%lld", n);
+    args[5] = fu_format("%.17g", temp);
+    args[6] = fu_format("%lld", top_k);
+    args[7] = fu_format("%.17g", top_p);
+    args[8] = fu_format("%lld", seed);
+    args[9] = fu_format("%lld", eos);
+    args[10] = stats ? "1" : "0";
+    args[11] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        diag_plain_error("cannot start the model: %s", strerror(errno)); // GCOVR_EXCL_LINE: fork fails only without resources
+        return EXIT_FAIL; // GCOVR_EXCL_LINE
+    }
+    if (pid == 0) {
+        execv(exe, args);
+        _exit(127); // GCOVR_EXCL_LINE: the child's lines are not counted
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            diag_plain_error("cannot wait for the model: %s", strerror(errno)); // GCOVR_EXCL_LINE
+            return EXIT_FAIL; // GCOVR_EXCL_LINE
+        }
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "fusec: internal error: the generated model crashed (signal %d)\n", WTERMSIG(status));
+        return EXIT_INTERNAL;
+    }
+    return WEXITSTATUS(status) == 0 ? EXIT_OK : EXIT_FAIL;
+}
