@@ -60,6 +60,7 @@ static const char help_text[] =
     "  --no-fuse P,...  turn fusion passes off (elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp), as fusec --no-fuse\n"
     "  --block NAME     the block to check when FILE holds several (default: the last)\n"
+    "  --config FILE    a model's config.json for the names config.KEY, as fusec --config\n"
     "  --compute T      f32 (default) or bf16: linears round their operands to bf16 and\n"
     "                   sum in f32, and so does the interpreter, as fusec --compute\n"
     "  --weight-type PATTERN=TYPE\n"
@@ -302,6 +303,9 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             a->target = v;
         } else if ((v = opt_value(argc, argv, &i, "--block", &missing))) {
             a->block = v;
+        } else if ((v = opt_value(argc, argv, &i, "--config", &missing))) {
+            if (fe_load_config(v) != 0)
+                return EXIT_FAIL;
         } else if ((v = opt_value(argc, argv, &i, "--weight-type", &missing))) {
             char why[256];
             if (!dt_add_weight_rule(v, why, sizeof why))
@@ -1781,9 +1785,11 @@ static int check_run(const CheckArgs *a)
 
 /* For `fusec run` (run.c): g emitted for t and compiled with
  * runtime/harness/HARNESS in a temporary directory (removed at exit). */
-int check_build_program(const Graph *g, const Target *t, const char *harness, bool verbose, const char **exe)
+int check_build_program(const Graph *g, const Target *t, const char *harness, const char *cc, bool verbose,
+                        const char **exe)
 {
     CheckArgs a;
+    cross_cc = cc;
     memset(&a, 0, sizeof a);
     int rc;
     if (!tmp_make(&a) || !write_block(g, t))

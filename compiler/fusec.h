@@ -865,9 +865,11 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
 /* `fusec check ...`; argv[0] is "check".  Returns the exit status. */
 int check_main(int argc, char **argv);
 /* check.c: g emitted for t and compiled with runtime/harness/HARNESS and the
- * runtime in a temporary directory removed at exit; *exe is the program.
+ * runtime in a temporary directory removed at exit; *exe is the program;
+ * cc: a cross compiler (as check --cc), or NULL.
  * Returns -1, or an exit status after reporting. */
-int check_build_program(const Graph *g, const Target *t, const char *harness, bool verbose, const char **exe);
+int check_build_program(const Graph *g, const Target *t, const char *harness, const char *cc, bool verbose,
+                        const char **exe);
 /* `fusec run ...` (run.c); argv[0] is "run". */
 int run_main(int argc, char **argv);
 /* `fusec quantize ...` (quantize.c); argv[0] is "quantize". */

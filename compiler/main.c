@@ -48,6 +48,7 @@ static const char usage_text[] =
     "                   CPU's features, the first listed that the CPU runs; list generic\n"
     "                   last as the fallback); docs/targets.md\n"
     "  --block=NAME     the block to compile when FILE holds several (default: the last)\n"
+    "  --config=FILE    a model's config.json: names config.KEY in FILE are its values\n"
     "  --compute=T      the arithmetic of linear: f32 (default), or bf16: both operands\n"
     "                   rounded to bf16 (nearest even), products summed in f32; f32 and\n"
     "                   f16 weights are converted while packing, bf16 ones used as stored,\n"
@@ -484,6 +485,9 @@ int main(int argc, char **argv) {
                 return usage_error("--weight-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
             block = v;
+        } else if ((v = opt_value(argc, argv, &i, "--config"))) {
+            if (fe_load_config(v) != 0)
+                return EXIT_FAIL;
         } else if (strcmp(a, "-MD") == 0) {
             deps = true;
         } else if (strcmp(a, "-MF") == 0) {

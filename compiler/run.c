@@ -49,6 +49,8 @@ static const char help_text[] =
     "  --block NAME       the model block (default: the last in MODEL.fdl)\n"
     "  --config FILE      config.json: dims and consts written config.NAME read from it\n"
     "  --target T         target ISA (default native)\n"
+    "  --cc CC            cross-compile with CC (e.g. aarch64-linux-gnu-gcc), as fusec check\n"
+    "  --run-with CMD     run the model as CMD PROGRAM ... (e.g. \"qemu-aarch64 -L /usr/aarch64-linux-gnu\")\n"
     "  --stats            print the prefill and decode speeds on stderr\n"
     "  -v                 print the build commands\n"
     "  --help             print this help and exit\n"
@@ -159,7 +161,7 @@ static bool check_weights(const Graph *g, const char *path, const char *prefix)
 int run_main(int argc, char **argv)
 {
     const char *file = NULL, *weights = NULL, *ids = NULL, *block = NULL, *config = NULL;
-    const char *target = "native", *prefix = NULL;
+    const char *target = "native", *prefix = NULL, *cc = NULL, *run_with = NULL;
     double temp = 0, top_p = 1;
     long long n = 32, top_k = 0, seed = 0, eos = -1;
     bool stats = false, verbose = false;
@@ -170,7 +172,8 @@ int run_main(int argc, char **argv)
                      strcmp(a, "--temperature") == 0 || strcmp(a, "--top-k") == 0 ||
                      strcmp(a, "--top-p") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--eos") == 0 ||
                      strcmp(a, "--weight-prefix") == 0 || strcmp(a, "--block") == 0 ||
-                     strcmp(a, "--config") == 0 || strcmp(a, "--target") == 0;
+                     strcmp(a, "--config") == 0 || strcmp(a, "--target") == 0 || strcmp(a, "--cc") == 0 ||
+                     strcmp(a, "--run-with") == 0;
         if (strcmp(a, "--help") == 0) {
             fputs(help_text, stdout);
             return EXIT_OK;
@@ -193,6 +196,10 @@ int run_main(int argc, char **argv)
             config = v;
         else if (strcmp(a, "--target") == 0)
             target = v;
+        else if (strcmp(a, "--cc") == 0)
+            cc = v;
+        else if (strcmp(a, "--run-with") == 0)
+            run_with = v;
         else if (strcmp(a, "-n") == 0 && !parse_int(v, 1, MAX_NEW_TOKENS, &n))
             return usage_error("-n: expected a token count in [1, 1048576], got '%s'", v);
         else if (strcmp(a, "--temperature") == 0 && !parse_num(v, 0, 1e6, &temp))
@@ -238,11 +245,21 @@ int run_main(int argc, char **argv)
         return EXIT_FAIL;
     compile_passes(g, &opt);
     const char *exe;
-    int rc = check_build_program(g, t, "run_main.c", verbose, &exe);
+    int rc = check_build_program(g, t, "run_main.c", cc, verbose, &exe);
     if (rc >= 0)
         return rc;
 
-    char *args[12];
+    /* [run_with words...] exe args... */
+    char **args = fu_alloc(sizeof(char *) * (12 + (run_with ? strlen(run_with) : 0)));
+    int k = 0;
+    for (const char *p = run_with; p && *p;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, " \t");
+        if (len)
+            args[k++] = fu_strndup(p, len);
+        p += len;
+    }
+    args += k;
     args[0] = (char *)exe;
     args[1] = (char *)weights;
     args[2] = (char *)(prefix ? prefix : "-");
@@ -263,7 +280,7 @@ int run_main(int argc, char **argv)
         return EXIT_FAIL; // GCOVR_EXCL_LINE
     }
     if (pid == 0) {
-        execv(exe, args);
+        execvp((args - k)[0], args - k);
         _exit(127); // GCOVR_EXCL_LINE: the child's lines are not counted
     }
     int status;
