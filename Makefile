@@ -156,7 +156,7 @@ install: all $(BUILD)/fusec-rt.pc
 	install -m 644 runtime/fusec_rt.h $(DEST)/include/fusec_rt.h
 	install -m 644 docs/fusec.1 $(DEST)/share/man/man1/fusec.1
 	install -m 644 $(RT_SRC) runtime/fusec_rt.h $(DEST)/share/fusec/runtime
-	install -m 644 runtime/harness/check_main.c $(DEST)/share/fusec/runtime/harness
+	install -m 644 runtime/harness/check_main.c runtime/harness/run_main.c $(DEST)/share/fusec/runtime/harness
 
 uninstall:
 	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/pkgconfig/fusec-rt.pc \

@@ -1479,8 +1479,10 @@ static Value call_repeat(Sema *s, Scope *sc, const Ast *e, int depth) {
             diag_error(bname->loc, "'repeat': block '%s' repeats itself through its layers", blk->name);
             ok = false;
         }
-    if (!ok)
+    if (!ok) {
+        s->bad_source = true;   /* its caches are missing: no 'cannot be bound' after this */
         return poison();
+    }
     int errors = diag_error_count();
     for (int64_t i = 0; i < n; i++) {
         Inst in;
@@ -1506,6 +1508,7 @@ static Value call_repeat(Sema *s, Scope *sc, const Ast *e, int depth) {
                        node_type_str(s, in.result.node), node_type_str(s, args[0].node));
         if (diag_error_count() > errors) {
             diag_note(e->loc, "in layer %lld of the 'repeat' here", (long long)i);
+            s->bad_source = true;
             return poison();
         }
         args[0] = in.result;

@@ -36,7 +36,7 @@ check "make install PREFIX=<fresh temporary directory>" \
     make --no-print-directory -s install PREFIX="$P" BUILD="${FUSEC_LIB_DIR:-build}" CC="${CC:-cc}"
 missing=
 for f in bin/fusec lib/libfusec_rt.a include/fusec_rt.h lib/pkgconfig/fusec-rt.pc share/man/man1/fusec.1 \
-         share/fusec/runtime/fusec_rt.h share/fusec/runtime/harness/check_main.c; do
+         share/fusec/runtime/fusec_rt.h share/fusec/runtime/harness/check_main.c share/fusec/runtime/harness/run_main.c; do
     [ -f "$P/$f" ] || missing="$missing $f"
 done
 for f in runtime/*.c; do [ -f "$P/share/fusec/runtime/${f#runtime/}" ] || missing="$missing share/fusec/$f"; done
