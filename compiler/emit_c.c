@@ -2261,6 +2261,11 @@ static char *kernel_text(const Emit *e, const Kern *k, const Kernel *kr) {
 /* The name of an earlier kernel with k's text, or NULL (then k is noted
  * under name). */
 static const char *same_kernel(Emit *e, const Kern *k, const Kernel *kr, const char *name) {
+    /* FUSEC_SHARE_KERNELS=0 writes every kernel (tests/cli: the spool of a
+     * large block's distinct kernels) */
+    const char *share = getenv("FUSEC_SHARE_KERNELS");
+    if (share && strcmp(share, "0") == 0)
+        return NULL;
     char *text = kernel_text(e, k, kr);
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const char *c = text; *c; c++)

@@ -18,7 +18,10 @@ for fdl in dsl-examples/*.fdl; do
     grep -Eq '^[[:space:]]*block[[:space:]]' "$fdl" || continue
     name=$(basename "$fdl" .fdl)
     names="$names $name"
-    if ! "$FUSEC" "$fdl" -o "$DIR/$name.c"; then
+    # a model written from its config.json: compiled with the config beside it
+    config=
+    [ -f "${fdl%.fdl}.config.json" ] && config="--config=${fdl%.fdl}.config.json"
+    if ! "$FUSEC" $config "$fdl" -o "$DIR/$name.c"; then
         echo "regen: $FUSEC $fdl failed" >&2
         status=1
     fi
