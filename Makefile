@@ -185,6 +185,13 @@ bench-moe: all
 bench-compile: $(FUSEC)
 	@/usr/bin/python3 bench/compile/run.py --fusec $(FUSEC) $(BENCH_ARGS)
 
+# make bench-model: W6, a whole model at Llama-3.2-1B shape (random weights, about
+# 5 GB in $(BUILD)/bench/w6), prefill 512 and decode, fusec run against PyTorch
+# (bench/model/w6.sh; THREADS, PROMPT, DECODE, REPEAT and smaller shapes by variable).
+.PHONY: bench-model
+bench-model: all
+	@FUSEC=$(FUSEC) DIR=$(BUILD)/bench/w6 sh bench/model/w6.sh
+
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;
 # corpora are minimised into tests/fuzz/corpus/, crashes land in $(BUILD)/fuzz/crashes.
