@@ -312,6 +312,68 @@ static void test_bind_block(void **state)
 
 /* ---- clock ------------------------------------------------------------- */
 
+/* ---- JSON ------------------------------------------------------------------ */
+
+static const char *json_file(const char *text)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "/tmp/fr_json_test.%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_json(void **state)
+{
+    fr_json j;
+    fr_err e;
+    (void)state;
+    const char *p = json_file("{\"a\": {\"b\": [1, -2.5e3, true, null]}, \"s\": \"x\\u00e9\\n\", "
+                              "\"n\": 1, \"n\": 2}");
+    assert_int_equal(fr_json_load(&j, p, &e), FR_OK);
+    const fr_json *a = fr_json_get(&j, "a"), *b = fr_json_get(a, "b");
+    assert_non_null(b);
+    assert_int_equal(b->type, FR_JSON_ARR);
+    assert_int_equal(b->n, 4);
+    assert_true(b->items[1].num == -2500.0);
+    assert_int_equal(b->items[2].type, FR_JSON_BOOL);
+    assert_true(b->items[2].num == 1);
+    assert_int_equal(b->items[3].type, FR_JSON_NULL);
+    assert_string_equal(fr_json_get(&j, "s")->str, "x\xc3\xa9\n");    /* U+00E9 in UTF-8 */
+    assert_true(fr_json_get(&j, "n")->num == 2);                       /* the last of a repeated key */
+    assert_null(fr_json_get(&j, "missing"));
+    assert_null(fr_json_get(b, "b"));                                  /* not an object */
+    fr_json_free(&j);
+
+    /* errors name the line and column */
+    static const char *const bad[][2] = {
+        {"{\"a\": 1,}", ":1:9: expected a key string"},
+        {"[1, 2", ":1:6: expected ',' or ']'"},
+        {"{\"a\" 1}", ":1:6: expected ':'"},
+        {"\"abc", ":1:5: unterminated string"},
+        {"{}\n x", ":2:2: text after the JSON value"},
+        {"[1e999999999999999999999999999999999999999999999999999999999999999999]", "bad number"},
+        {"", ":1:1: unexpected end of the file"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = json_file(bad[i][0]);
+        assert_int_equal(fr_json_load(&j, p, &e), FR_EFORMAT);
+        if (!strstr(e.msg, bad[i][1]))
+            fail_msg("'%s': got '%s', expected '%s'", bad[i][0], e.msg, bad[i][1]);
+    }
+    /* nesting beyond 64 is refused, not a stack overflow */
+    char deep[200];
+    memset(deep, '[', 150);
+    deep[150] = '\0';
+    p = json_file(deep);
+    assert_int_equal(fr_json_load(&j, p, &e), FR_EFORMAT);
+    assert_non_null(strstr(e.msg, "nested too deeply"));
+    unlink(p);
+    assert_int_equal(fr_json_load(&j, "/nonexistent/config.json", &e), FR_EIO);
+}
+
 static void test_now_monotonic(void **state)
 {
     struct timespec ten_ms = {0, 10 * 1000 * 1000};
@@ -346,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_desc_shape_reads_only_used_symbols),
         cmocka_unit_test_setup_teardown(test_bind_block, make_tmpdir, remove_tmpdir),
         cmocka_unit_test(test_now_monotonic),
+        cmocka_unit_test(test_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
