@@ -103,6 +103,12 @@ for t in generic x86-64-avx2 x86-64-avx512; do
     tokens "greedy, $t" "$WANT" $RUN -n 8 --target $t
 done
 tokens "greedy, all-positions logits, generic" "$WANT" $RUN -n 8 --target generic --block smollm_logits
+tokens "greedy, 3 threads" "$WANT" env FUSE_NUM_THREADS=3 $RUN -n 8
+# decoding after a one-token prompt and prefilling what it made agree
+ONE=$($RUN -n 3 --prompt-ids 5 2>&1)
+tokens "prompt 5 then 3 tokens ($ONE); their prefill gives the third" "$(echo "$ONE" | cut -d' ' -f3)" \
+    $RUN -n 1 --prompt-ids "5,$(echo "$ONE" | cut -d' ' -f1-2 | tr ' ' ,)"
+
 if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     tokens "greedy, aarch64-neon (qemu)" "$WANT" $RUN -n 8 --target aarch64-neon --cc $XCC --run-with "$QEMU"
 fi
