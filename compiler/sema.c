@@ -1382,6 +1382,7 @@ static Value call_moe(Sema *s, Scope *sc, const Ast *e, int depth) {
 }
 
 #define REPEAT_MAX_ARGS 8
+#define REPEAT_MAX_LAYERS 4096    /* every layer is inlined: a bound, not a hang */
 
 /* "model.layers.{i}." with {i} replaced by the layer's index. */
 static const char *layer_prefix(const char *p, int64_t i) {
@@ -1461,8 +1462,11 @@ static Value call_repeat(Sema *s, Scope *sc, const Ast *e, int depth) {
         diag_error(e->loc, "'repeat' needs the tensor the first layer takes");
         ok = false;
     }
-    if (ok && n < 1) {
-        diag_error(nloc, n < 0 ? "'repeat' needs the number of layers: n = N" : "'repeat': n must be at least 1");
+    if (ok && (n < 1 || n > REPEAT_MAX_LAYERS)) {
+        if (n < 0)
+            diag_error(nloc, "'repeat' needs the number of layers: n = N");
+        else
+            diag_error(nloc, "'repeat': n must be in [1, %d], got %lld", REPEAT_MAX_LAYERS, (long long)n);
         ok = false;
     }
     if (ok && n > 1 && !strstr(prefix, "{i}")) {
