@@ -127,6 +127,8 @@ fi
 L=dsl-examples/llama_model.fdl
 CK="--config $tmp/ck/config.json --weights $tmp/ck/model.safetensors.index.json"
 tokens "llama_model.fdl, config.json + 2 shards" "$WANT" $FUSEC run $L $CK --prompt-ids "$IDS" -n 8
+expect 0 "llama_model.fdl with its config vs the interpreter (fusec check --config)" $FUSEC check $L \
+    --config "$tmp/ck/config.json" --random --dim T=4
 tokens "llama_model.fdl, one file" "$WANT" $FUSEC run $L --config "$tmp/ck/config.json" --weights "$G" \
     --weight-prefix w. --prompt-ids "$IDS" -n 8
 
