@@ -153,6 +153,11 @@ static bool check_weights(const Graph *g, const char *path, const char *prefix)
         ok = f && fr_st_bind(f, prefix, w->name, (fr_dtype)dt_info(w->dtype)->fr, w->rank, shape, &data, &err) == FR_OK;
         if (!ok)
             diag_plain_error("%s", err.msg);
+        /* a tied checkpoint has no lm_head: the logits read the embedding table */
+        if (!ok && strcmp(w->name, "lm_head.weight") == 0)
+            fprintf(stderr, "fusec run: note: a checkpoint without lm_head.weight ties its embeddings "
+                            "(tie_word_embeddings): use a block whose logits read model.embed_tokens.weight "
+                            "(dsl-examples/llama_model.fdl: --block llama_model)\n");
     }
     fr_shards_close(&sh);
     return ok;

@@ -146,6 +146,8 @@ refuse 2 "unknown option" "unknown option '--topk'" $RUN --topk 3
 refuse 1 "id beyond the vocabulary" "id 512 at element 1 of 'input_ids' is outside [0, 512)" \
     $FUSEC run $M --weights "$G" --weight-prefix w. --prompt-ids 1,512 -n 2 --target generic
 refuse 1 "weights without their prefix" "model.embed_tokens.weight" $FUSEC run $M --weights "$G" --prompt-ids 1
+refuse 1 "the untied block on a tied checkpoint" "use a block whose logits read model.embed_tokens.weight" \
+    $FUSEC run $L $CK --block llama_model_untied --prompt-ids 1
 refuse 1 "a block that is no model" "must take one input, the token ids i32[T]" \
     $FUSEC run dsl-examples/llama_layer.fdl --weights "$GOLDEN/llama_layer.safetensors" --prompt-ids 1
 mkdir -p "$tmp/bad"
