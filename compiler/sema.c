@@ -95,7 +95,6 @@ typedef struct Sema {
     struct Inst *inst;          /* the layer `repeat` is inlining, innermost; NULL outside */
 } Sema;
 
-
 static void note_dependency(const char *path);
 static Entry *config_entry(const Ast *e);
 
