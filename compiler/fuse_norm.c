@@ -168,8 +168,29 @@ static bool single(const Graph *g, const Node *n) {
     return n->kernel >= 0 && g->kernels[n->kernel]->kind == KK_SINGLE;
 }
 
-/* The norm and every linear reading it become one KK_GEMM kernel. */
-static bool as_prologue(Graph *g, Node *norm) {
+/* The model's verdict on a prologue: the GEMM that normalises A as it
+ * packs it (again for every column block) against the norm's own row pass
+ * and the plain GEMMs, at each of cost_points. */
+static bool prologue_pays(Graph *g, const Options *o, Node **cand, int nu, Node *norm) {
+    if (o->fuse_all)
+        return true;
+    Machine m = cost_machine(o);
+    int64_t syms[COST_POINTS][FU_MAX_SYMS];
+    cost_points(g, syms);
+    double fused[COST_POINTS], unfused[COST_POINTS];
+    for (int p = 0; p < COST_POINTS; p++) {
+        fused[p] = cost_nodes(g, cand, nu + 1, KK_GEMM, &m, syms[p]).t;
+        unfused[p] = cost_nodes(g, &norm, 1, KK_ROWWISE, &m, syms[p]).t;
+        for (int i = 0; i < nu; i++)
+            unfused[p] += cost_nodes(g, &cand[i], 1, KK_SINGLE, &m, syms[p]).t;
+    }
+    return cost_decide(g, &m, "norm", fu_format("%s as the prologue of its linears", fuse_name(g, norm)), fused,
+                       unfused);
+}
+
+/* The norm and every linear reading it become one KK_GEMM kernel, where
+ * the cost model says that pays. */
+static bool as_prologue(Graph *g, const Options *o, Node *norm) {
     Node **users;
     int nu = ir_users(g, norm, &users);
     if (nu == 0)
@@ -190,7 +211,7 @@ static bool as_prologue(Graph *g, Node *norm) {
     Node **cand = fu_alloc(sizeof *cand * (size_t)(nu + 1));
     memcpy(cand, users, sizeof *cand * (size_t)nu);
     cand[nu] = norm;
-    if (!fuse_gemm_ok(g, cand, nu + 1, KK_GEMM, "norm"))
+    if (!fuse_gemm_ok(g, cand, nu + 1, KK_GEMM, "norm") || !prologue_pays(g, o, cand, nu, norm))
         return false;
     /* Merge the linears first (they share A), then the norm. */
     int k = users[0]->kernel;
@@ -260,7 +281,7 @@ void pass_fuse_norm(Graph *g, const Options *o) {
         Node *n = g->nodes[i];
         if (op_info[n->op].cat != CAT_NORM || !single(g, n))
             continue;
-        if (as_prologue(g, n))
+        if (as_prologue(g, o, n))
             continue;
         int k = n->kernel;
         grow_rowwise(g, n, k, "norm");
