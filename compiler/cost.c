@@ -469,3 +469,20 @@ bool cost_decide(Graph *g, const Machine *m, const char *pass, const char *what,
     free(b.data);
     return yes;
 }
+
+bool cost_pays(Graph *g, const Options *o, const char *pass, const char *what, CostPart fused,
+               const CostPart *parts, int nparts) {
+    if (o->fuse_all)
+        return true;
+    Machine m = cost_machine(o);
+    int64_t syms[COST_POINTS][FU_MAX_SYMS];
+    cost_points(g, syms);
+    double f[COST_POINTS], u[COST_POINTS];
+    for (int p = 0; p < COST_POINTS; p++) {
+        f[p] = cost_nodes(g, fused.nodes, fused.n, fused.kind, &m, syms[p]).t;
+        u[p] = 0;
+        for (int i = 0; i < nparts; i++)
+            u[p] += cost_nodes(g, parts[i].nodes, parts[i].n, parts[i].kind, &m, syms[p]).t;
+    }
+    return cost_decide(g, &m, pass, what, f, u);
+}

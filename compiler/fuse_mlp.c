@@ -57,12 +57,7 @@ static bool inner(Graph *g, const Node *n, const Node *mlp_root) {
  * activation epilogue in one GEMM, the down projection with its residual
  * add in another), at each of cost_points. */
 static bool pays(Graph *g, const Options *o, Node **set, int n, Node *down) {
-    if (o->fuse_all)
-        return true;
-    Machine m = cost_machine(o);
-    int64_t syms[COST_POINTS][FU_MAX_SYMS];
-    cost_points(g, syms);
-    Node *first[8], *second[2];
+    Node **first = fu_alloc(sizeof *first * (size_t)n), **second = fu_alloc(sizeof *second * 2);
     int nf = 0, ns = 0;
     for (int i = 0; i < n; i++) {
         if (set[i] == down || (set[i]->op == OP_ADD && (set[i]->in[0] == down || set[i]->in[1] == down)))
@@ -70,14 +65,9 @@ static bool pays(Graph *g, const Options *o, Node **set, int n, Node *down) {
         else
             first[nf++] = set[i];
     }
-    double fused[COST_POINTS], unfused[COST_POINTS];
-    for (int p = 0; p < COST_POINTS; p++) {
-        fused[p] = cost_nodes(g, set, n, KK_MLP, &m, syms[p]).t;
-        unfused[p] = cost_nodes(g, first, nf, KK_GEMM, &m, syms[p]).t +
-                     cost_nodes(g, second, ns, KK_GEMM, &m, syms[p]).t;
-    }
-    return cost_decide(g, &m, "mlp", fu_format("the MLP ending in %s as one kernel", fuse_name(g, down)), fused,
-                       unfused);
+    CostPart parts[2] = {{first, nf, KK_GEMM}, {second, ns, KK_GEMM}};
+    return cost_pays(g, o, "mlp", fu_format("the MLP ending in %s as one kernel", fuse_name(g, down)),
+                     (CostPart){set, n, KK_MLP}, parts, 2);
 }
 
 static bool try_mlp(Graph *g, const Options *o, Node *down) {

@@ -172,20 +172,12 @@ static bool single(const Graph *g, const Node *n) {
  * packs it (again for every column block) against the norm's own row pass
  * and the plain GEMMs, at each of cost_points. */
 static bool prologue_pays(Graph *g, const Options *o, Node **cand, int nu, Node *norm) {
-    if (o->fuse_all)
-        return true;
-    Machine m = cost_machine(o);
-    int64_t syms[COST_POINTS][FU_MAX_SYMS];
-    cost_points(g, syms);
-    double fused[COST_POINTS], unfused[COST_POINTS];
-    for (int p = 0; p < COST_POINTS; p++) {
-        fused[p] = cost_nodes(g, cand, nu + 1, KK_GEMM, &m, syms[p]).t;
-        unfused[p] = cost_nodes(g, &norm, 1, KK_ROWWISE, &m, syms[p]).t;
-        for (int i = 0; i < nu; i++)
-            unfused[p] += cost_nodes(g, &cand[i], 1, KK_SINGLE, &m, syms[p]).t;
-    }
-    return cost_decide(g, &m, "norm", fu_format("%s as the prologue of its linears", fuse_name(g, norm)), fused,
-                       unfused);
+    CostPart *parts = fu_alloc(sizeof *parts * (size_t)(nu + 1));
+    parts[0] = (CostPart){&cand[nu], 1, KK_ROWWISE};
+    for (int i = 0; i < nu; i++)
+        parts[i + 1] = (CostPart){&cand[i], 1, KK_SINGLE};
+    return cost_pays(g, o, "norm", fu_format("%s as the prologue of its linears", fuse_name(g, norm)),
+                     (CostPart){cand, nu + 1, KK_GEMM}, parts, nu + 1);
 }
 
 /* The norm and every linear reading it become one KK_GEMM kernel, where

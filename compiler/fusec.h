@@ -931,6 +931,17 @@ const char *const *cost_points(const Graph *g, int64_t syms[COST_POINTS][FU_MAX_
  * fused 1.2 ms / unfused 1.3 ms at T=512, ..."). */
 bool cost_decide(Graph *g, const Machine *m, const char *pass, const char *what,
                  const double *fused, const double *unfused);
+/* The hook a fusion pass calls before it merges: `fused` as one kernel
+ * against the kernels `parts` it would otherwise be, at each of
+ * cost_points on cost_machine(o); cost_decide's rule and note.  True
+ * without asking under --fuse-all. */
+typedef struct CostPart {
+    Node *const *nodes;
+    int n;
+    KernelKind kind;
+} CostPart;
+bool cost_pays(Graph *g, const Options *o, const char *pass, const char *what, CostPart fused,
+               const CostPart *parts, int nparts);
 
 /* ======================================================================
  * pipeline.c, main.c, check.c - the drivers
