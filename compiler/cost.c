@@ -5,7 +5,8 @@
  * A kernel's time is a roofline with the costs fusion adds:
  *
  *     t = max(t_comp, t_mem) + t_sync
- *     t_comp = matmul FLOPs / (peak * gemm_eff)  +  other FLOPs / (peak * vec_eff)
+ *     t_comp = matmul FLOPs / (peak * gemm_eff)  +  attention FLOPs / (peak * attn_eff)
+ *              +  other FLOPs / (peak * vec_eff)   (-O0's one-op loops: loop_eff)
  *              (KK_MLP: the matmul part / mlp_eff; + recomputed FLOPs)
  *     t_mem  = (compulsory bytes + bytes streamed again) / bandwidth
  *     t_sync = barriers * sync_us    (one per kernel, two more per MLP row block)
@@ -41,10 +42,14 @@
  * in make bench (W2 and W5b, 69-78%); vec_eff is rarely binding (row
  * passes are memory-bound); mlp_eff from W5b at T = 512, where the fused
  * MLP ran at 0.99x (1 thread) and 0.87x (2 threads) of the unfused GEMMs
- * (docs/benchmarks.md); sync_us from fr_barrier on 2 threads; tol is the
+ * (docs/benchmarks.md); attn_eff from W3 (the attention kernel at 41-43%
+ * of the FMA peak); loop_eff from -O0's attention op (W3 at 2.5-4%, W2
+ * nearer 15%: its keys fit the L2; 5% between them); sync_us from fr_barrier on 2 threads; tol is the
  * model's resolution: a predicted difference under 2% is none. */
 #define GEMM_EFF 0.75
 #define VEC_EFF 0.25
+#define ATTN_EFF 0.45
+#define LOOP_EFF 0.05
 #define MLP_EFF 0.93
 #define SYNC_US 2.0
 #define TOL 0.02
@@ -57,6 +62,8 @@ Machine cost_defaults(const Target *t) {
     m.p = *t->peaks;
     m.gemm_eff = GEMM_EFF;
     m.vec_eff = VEC_EFF;
+    m.attn_eff = ATTN_EFF;
+    m.loop_eff = LOOP_EFF;
     m.mlp_eff = MLP_EFF;
     m.sync_us = SYNC_US;
     m.tol = TOL;
@@ -99,7 +106,7 @@ static const Key keys[] = {
     {"l1_bytes", 1, offsetof(Machine, p.l1), 1024, 1e9},
     {"l2_bytes", 1, offsetof(Machine, p.l2), 1024, 1e10},
     {"l3_bytes", 1, offsetof(Machine, p.l3), 0, 1e12},
-    D(gemm_eff, 0.01, 1), D(vec_eff, 0.01, 1), D(mlp_eff, 0.01, 2), D(sync_us, 0, 1e6), D(tol, 0, 1),
+    D(gemm_eff, 0.01, 1), D(vec_eff, 0.01, 1), D(attn_eff, 0.001, 1), D(loop_eff, 0.001, 1), D(mlp_eff, 0.01, 2), D(sync_us, 0, 1e6), D(tol, 0, 1),
 };
 #undef D
 #undef P
@@ -359,7 +366,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     const TargetTiles *tl = target_find(m->target)->tiles;
     const Node **seen = fu_alloc(sizeof *seen * (size_t)(3 * n + 1));
     int nseen = 0;
-    double mm_flops = 0, weights = 0, norm_flops = 0, ncols = 0, rows = 0, F = 0;
+    double mm_flops = 0, attn_flops = 0, weights = 0, norm_flops = 0, ncols = 0, rows = 0, F = 0;
     bool bf16 = false;
     for (int i = 0; i < n; i++) {
         const Node *x = nodes[i];
@@ -381,6 +388,8 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
         }
         if (op_info[x->op].cat == CAT_NORM)
             norm_flops += f;
+        if (op_info[x->op].cat == CAT_ATTENTION)
+            attn_flops += f;
         for (int j = 0; j < x->nin; j++) {
             if (x->op == OP_APPEND && j == 0)
                 continue;                 /* appending does not read the cache */
@@ -421,11 +430,13 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
         if (norm_flops > 0 && gemm)
             c.extra_flops = norm_flops * (double)(cdiv((int64_t)ncols, tl->nc) - 1);
     }
-    double other = c.flops - mm_flops + c.extra_flops;
+    double other = c.flops - mm_flops - attn_flops + c.extra_flops;
+    double vec = peak(m, false) * (kind == KK_SINGLE ? m->loop_eff : m->vec_eff);
+    c.t_comp = other / vec + attn_flops / (peak(m, false) * (kind == KK_ATTENTION ? m->attn_eff : m->loop_eff));
     if (gemm)
-        c.t_comp = mm_flops / (peak(m, bf16) * mm_rate) + other / (peak(m, false) * m->vec_eff);
+        c.t_comp += mm_flops / (peak(m, bf16) * mm_rate);
     else
-        c.t_comp = c.flops / (peak(m, false) * m->vec_eff);   /* GEMV and row passes */
+        c.t_comp += mm_flops / (peak(m, false) * m->vec_eff);   /* GEMV: memory-bound anyway */
     c.t_mem = (c.rd + c.wr + c.extra_rd) / bandwidth(m);
     c.t_sync = barriers * m->sync_us * 1e-6;
     c.t = (c.t_comp > c.t_mem ? c.t_comp : c.t_mem) + c.t_sync;

@@ -889,7 +889,9 @@ typedef struct Machine {
     int threads;            /* the thread count the estimates assume */
     TargetPeaks p;
     double gemm_eff;        /* the GEMM microkernel, of the FMA peak */
-    double vec_eff;         /* row passes and elementwise loops, of the FMA peak */
+    double vec_eff;         /* fused row passes and elementwise loops, of the FMA peak */
+    double attn_eff;        /* the flash-attention kernel, of the FMA peak */
+    double loop_eff;        /* -O0's plain loop of one non-matmul op (attention above all) */
     double mlp_eff;         /* KK_MLP's two stages, of the plain GEMM's rate */
     double sync_us;         /* one barrier between kernels or stages, microseconds */
     double tol;             /* a predicted loss below this fraction is within the model's error */
