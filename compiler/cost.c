@@ -384,6 +384,8 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
                 else
                     F = (double)dim_eval(x->in[0]->shape[x->in[0]->rank - 1], syms);
                 rows = numel(x, syms) / (double)dim_eval(x->shape[x->rank - 1], syms);
+            } else {
+                rows = (double)dim_eval(x->shape[x->rank - 2], syms);   /* matmul: M per batch */
             }
         }
         if (op_info[x->op].cat == CAT_NORM)

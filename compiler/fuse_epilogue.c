@@ -108,7 +108,7 @@ static bool epilogue_pays(Graph *g, const Options *o, int k, Node *u, const Node
     Node **cand = fu_alloc(sizeof *cand * (size_t)(kr->nnodes + 1));
     memcpy(cand, kr->nodes, sizeof *cand * (size_t)kr->nnodes);
     cand[kr->nnodes] = u;
-    CostPart parts[2] = {{kr->nodes, kr->nnodes, KK_GEMM}, {&cand[kr->nnodes], 1, KK_SINGLE}};
+    CostPart parts[2] = {{kr->nodes, kr->nnodes, KK_GEMM}, {&cand[kr->nnodes], 1, fuse_is_elementwise(u) ? KK_ELEMWISE : KK_SINGLE}};
     return cost_pays(g, o, "epilogue",
                      fu_format("%s (%s) on the tile of %s", fuse_name(g, u), op_info[u->op].name, fuse_name(g, t)),
                      (CostPart){cand, kr->nnodes + 1, KK_GEMM}, parts, 2);
