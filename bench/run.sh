@@ -14,7 +14,9 @@
 #   4. checks the driver's pieces and both peers against the golden layers
 #      that Hugging Face computed (shared/golden; --selftest);
 #   5. writes bench/results/STAMP-HOST[-quick].csv, and from it an SVG chart
-#      and a markdown table (bench/chart.py).
+#      and a markdown table (bench/chart.py);
+#   6. prints the cost model's predicted times beside the measured ones
+#      (bench/predict.py: fusec tune per thread count, then --emit=report).
 #
 # Environment: CC, BUILD (default build), QUICK=1, BENCH_ARGS (extra driver
 # options, e.g. "--only W1,W3" or "--threads 2"), PYTHON (default
@@ -180,6 +182,11 @@ if [ -x "$PYTHON" ]; then
         note "bench/chart.py failed: no chart"
 else
     note "no $PYTHON: no chart"
+fi
+# ---- 6. the cost model against the measurement -------------------------------------------
+if [ -x "$PYTHON" ]; then
+    "$PYTHON" bench/predict.py "$csv" --fusec "$FUSEC" --target "$REF" --md "${csv%.csv}-predicted.md" ||
+        note "bench/predict.py failed: no predicted times"
 fi
 echo "bench: results in $csv, chart ${csv%.csv}.svg, table ${csv%.csv}.md"
 [ "$selftest_failed" = 0 ] || rc=1

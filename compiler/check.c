@@ -57,6 +57,8 @@ static const char help_text[] =
     "  --interp         with --golden: check the float64 interpreter, not generated C\n"
     "  --target T       target ISA (default generic)\n"
     "  -O0, -O1         fusion off / on (default -O1)\n"
+    "  --tune FILE      the cost model's machine (fusec tune), as fusec --tune\n"
+    "  --fuse-all       every legal fusion, without the cost model, as fusec --fuse-all\n"
     "  --no-fuse P,...  turn fusion passes off (elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp), as fusec --no-fuse\n"
     "  --block NAME     the block to check when FILE holds several (default: the last)\n"
@@ -94,6 +96,8 @@ typedef struct CheckArgs {
     int opt_level;
     bool compute_bf16;                /* --compute=bf16 */
     unsigned no_fuse;                 /* FUSE_* bits */
+    const char *tune;                 /* --tune=FILE */
+    bool fuse_all;                    /* --fuse-all */
     double rtol, max_tol;             /* --rtol, --max-tol */
     int64_t split;                    /* 0: all rows in one call */
     int ndims;
@@ -301,6 +305,10 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             a->golden = v;
         } else if ((v = opt_value(argc, argv, &i, "--target", &missing))) {
             a->target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--tune", &missing))) {
+            a->tune = v;
+        } else if (!strcmp(s, "--fuse-all")) {
+            a->fuse_all = true;
         } else if ((v = opt_value(argc, argv, &i, "--block", &missing))) {
             a->block = v;
         } else if ((v = opt_value(argc, argv, &i, "--config", &missing))) {
@@ -1715,9 +1723,14 @@ static void print_syms(const Graph *g, const int64_t *syms, const CheckArgs *a)
 
 static int check_run(const CheckArgs *a)
 {
-    Options opt = {a->opt_level, a->target, a->no_fuse, a->compute_bf16};
+    Options opt = {a->opt_level, a->target, a->no_fuse, a->compute_bf16, NULL, a->fuse_all};
     const Target *t = target_find(a->target);
     Data d;
+    char why[512];
+    if (a->tune && !cost_use_tune(&opt, a->tune, why, sizeof why)) {
+        fprintf(stderr, "%s\n", why);
+        return EXIT_FAIL;
+    }
     fr_st golden;
     fr_err err;
     double **got = NULL;

@@ -24,7 +24,7 @@
  * Everything is written into the kernel's body (no helper functions), so a
  * multi-target file needs nothing beyond the body's own attribute.  Locals
  * start with fu_ so they never meet a symbol's name.  The blocking numbers
- * per target are in blocking() below, with the reasons.
+ * per target are in target.c's table; the reasons are below.
  */
 #include "fusec.h"
 #include "fusec_rt.h"
@@ -37,7 +37,8 @@
 /* ---- blocking per target ------------------------------------------------------ */
 
 /*
- * Sized for a 32 KiB L1, a 512 KiB L2 and a 32 MiB L3 (a Zen 3 core; any
+ * The numbers live in target.c's table (TargetTiles); this is why they are what
+ * they are.  Sized for a 32 KiB L1, a 512 KiB L2 and a 32 MiB L3 (a Zen 3 core; any
  * larger cache only helps):
  *   KC x NR floats of B (one micro-panel) stay in L1 while every MR-row
  *   micro-panel of A streams past them: KC = 256 gives 16 KiB for AVX2;
@@ -60,26 +61,10 @@
  * (checked in the assembly: gcc spills at AVX2 x4 and AVX-512 x2, and at
  * AVX2 x2 inside a big fused kernel, which then ran 10% slower).
  */
-typedef struct Blk {
-    int mr, nr;     /* register tile */
-    int vf, nv;     /* floats per vector, vectors per tile row (nr = vf * nv) */
-    int unroll;     /* k steps per iteration of the microkernel loop */
-    int kc, mc, nc; /* depth, row and column blocks */
-    int mchunk;     /* rows whose accumulators one cacc holds (a multiple of mr) */
-    int gch;        /* GEMV: output columns per chunk */
-} Blk;
+typedef TargetTiles Blk;
 
-static Blk blocking_amx(void);
-
-static Blk blocking(const Target *t) {
-    switch (t->isa) {
-    case ISA_AVX2: return (Blk){6, 16, 8, 2, 1, 256, 144, 512, 576, 4096};
-    case ISA_AVX512: return (Blk){14, 32, 16, 2, 1, 256, 168, 512, 672, 4096};
-    case ISA_NEON: return (Blk){8, 12, 4, 3, 2, 256, 128, 480, 512, 4032};
-    case ISA_GENERIC: break;
-    }
-    return (Blk){4, 4, 1, 4, 1, 256, 128, 512, 512, 4096};
-}
+/* The row's tiles (target.c's table). */
+static Blk blocking(const Target *t) { return *t->tiles; }
 
 /* At most GEMV_MAX_ROWS rows: GEMV (no packing), rows in register groups
  * of at most GEMV_GROUP.  Up to 8 rows the GEMV wins: a packed GEMM spends
@@ -87,11 +72,11 @@ static Blk blocking(const Target *t) {
  * against 0.7 ms for 4 rows by GEMV, 2048 x 2048). */
 #define GEMV_MAX_ROWS 8
 #define GEMV_GROUP 4
-/* KK_MLP: floats of h in one row block, over all threads (16 MiB, half the
- * L3): with F = 8192, 512 rows, so a 512-token prefill streams the MLP's
- * weights once.  Each thread holds its columns of the block (its piece);
- * the piece is sized at run time from the thread count. */
-#define MLP_BLOCK_FLOATS (1 << 22)
+/* KK_MLP: floats of h in one row block, over all threads: the row's
+ * mlp_floats (2^22 = 16 MiB, half the L3): with F = 8192, 512 rows, so a
+ * 512-token prefill streams the MLP's weights once.  Each thread holds its
+ * columns of the block (its piece); the piece is sized at run time from
+ * the thread count. */
 #define MAX_GROUP_NODES 48
 #define MAX_GROUPS 4
 
@@ -509,7 +494,6 @@ typedef enum Dot {
  * tiles of A (16 rows x 32 bf16) and two of B (16 k pairs x 16 columns) per
  * 32 depths; depth blocks of 512 (a multiple of 32: every depth block but
  * the last fills whole tiles, the last is padded with zeros to fu_kcs). */
-static Blk blocking_amx(void) { return (Blk){32, 32, 16, 2, 1, 512, 128, 512, 640, 4096}; }
 
 typedef struct Gen {
     Kern *k;
@@ -1922,7 +1906,7 @@ static void layout(Gen *G) {
         int64_t F = G->pl.s[1].K.c;
         G->off_hp = round16(G->total);
         G->hcap = fu_format("((int64_t)%lld / nth > %lld ? (int64_t)%lld / nth : %lld)",
-                            (long long)MLP_BLOCK_FLOATS, (long long)F, (long long)MLP_BLOCK_FLOATS, (long long)F);
+                            (long long)G->b.mlp_floats, (long long)F, (long long)G->b.mlp_floats, (long long)F);
     }
 }
 
@@ -2036,7 +2020,7 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         fu_internal(__FILE__, __LINE__, "emit_gemm: kernel %d is not a GEMM kernel: %s", kr->id, why);
     if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AMX_BF16)) {
         G->dot = DOT_AMX;
-        G->b = blocking_amx();
+        G->b = *G->t->tiles_amx;
     } else if (G->pl.bf16 && G->t->isa == ISA_AVX512 && (G->t->features & FR_CPU_AVX512BF16)) {
         G->dot = DOT_BF16;
     }
@@ -2091,8 +2075,15 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         out(G);
         L("}");
         L("int64_t fu_MB = %s / (fu_fmax > 0 ? fu_fmax : 1);", G->hcap);
-        L("fu_MB = fu_MB > %d ? %d : fu_MB;", G->b.mchunk, G->b.mchunk);
-        L("fu_MB = fu_MB >= %d ? fu_MB - fu_MB %% %d : fu_MB;", G->b.mr, G->b.mr);
+        L("fu_MB = fu_MB > %d ? %d : fu_MB < 1 ? 1 : fu_MB;", G->b.mchunk, G->b.mchunk);
+        /* balanced row blocks: T = 512 with room for 504 rows is two blocks
+         * of 256, not 504 and a GEMV tail of 8 that streams every weight
+         * again (docs/fusion.md, the MLP row tile) */
+        L("if (fu_MB < fu_M) {");
+        L("    const int64_t fu_nb = (fu_M + fu_MB - 1) / fu_MB, fu_b = (fu_M + fu_nb - 1) / fu_nb;");
+        L("    const int64_t fu_bu = (fu_b + %d) / %d * %d;", G->b.mr - 1, G->b.mr, G->b.mr);
+        L("    fu_MB = fu_bu <= fu_MB ? fu_bu : fu_b;");
+        L("}");
         L("for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {");
         in(G);
         L("const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;");

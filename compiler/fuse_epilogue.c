@@ -103,7 +103,22 @@ static int cmp_id(const void *x, const void *y) {
  * visits the kernel's nodes in node order, a node that joins included (it
  * reads a tile node, so it comes after the one being visited): the order a
  * scan of the whole graph would visit them in, at the cost of the kernel. */
-static int grow_epilogue(Graph *g, int k) {
+/* The model's verdict on u joining GEMM kernel k (it only removes u's
+ * traffic and a barrier, so it pays wherever u moves bytes; asked so that
+ * --explain shows the estimate, and so that an epilogue that could cost
+ * something has its hook). */
+static bool epilogue_pays(Graph *g, const Options *o, int k, Node *u, const Node *t) {
+    const Kernel *kr = g->kernels[k];
+    Node **cand = fu_alloc(sizeof *cand * (size_t)(kr->nnodes + 1));
+    memcpy(cand, kr->nodes, sizeof *cand * (size_t)kr->nnodes);
+    cand[kr->nnodes] = u;
+    CostPart parts[2] = {{kr->nodes, kr->nnodes, KK_GEMM}, {&cand[kr->nnodes], 1, fuse_is_elementwise(u) ? KK_ELEMWISE : KK_SINGLE}};
+    return cost_pays(g, o, "epilogue",
+                     fu_format("%s (%s) on the tile of %s", fuse_name(g, u), op_info[u->op].name, fuse_name(g, t)),
+                     (CostPart){cand, kr->nnodes + 1, KK_GEMM}, parts, 2);
+}
+
+static int grow_epilogue(Graph *g, const Options *o, int k) {
     int added = 0;
     for (bool again = true; again;) {
         again = false;
@@ -132,12 +147,15 @@ static int grow_epilogue(Graph *g, int k) {
                 }
                 if (!gemm_with(g, k, u))
                     continue;
-                if (!sched_try_merge(g, k, u->kernel)) {
+                if (!sched_can_merge(g, k, u->kernel)) {
                     fuse_note(g, "epilogue: %s (%s) cannot join the GEMM of %s (a path between "
                                  "them runs through another kernel)",
                               fuse_name(g, u), op_info[u->op].name, fuse_name(g, t));
                     continue;
                 }
+                if (!epilogue_pays(g, o, k, u, t))
+                    continue;
+                sched_merge(g, k, u->kernel);
                 added++;
                 again = true;
                 /* u joins the nodes still to visit, in order */
@@ -264,7 +282,7 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
                 nlin++;
                 first = first ? first : kr->nodes[i];
             }
-        int added = grow_epilogue(g, k);
+        int added = grow_epilogue(g, o, k);
         added += grow_head_norms(g, k);
         kr = g->kernels[k];
         const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(g, first->in[0]))

@@ -18,7 +18,10 @@
  * otherwise the fusion is refused with the reason (and the GEMM epilogue
  * pass still fuses what it can).
  *
- * The whole set is offered to emit_gemm_supports before it is merged.
+ * The whole set is offered to emit_gemm_supports before it is merged, and
+ * then to the cost model (cost.c): the MLP becomes one kernel only where
+ * that is predicted to be faster than the two GEMM kernels the later passes
+ * would build instead (--fuse-all skips the question).
  *
  * Afterwards a KK_MLP kernel's nodes are, in order: [norm], the up
  * linear(s) (one or two reading the same x), the activation, [the mul],
@@ -49,7 +52,25 @@ static bool inner(Graph *g, const Node *n, const Node *mlp_root) {
     return true;
 }
 
-static bool try_mlp(Graph *g, Node *down) {
+/* The model's verdict: the MLP as one kernel against what the later
+ * passes build instead (the up projections with their norm prologue and
+ * activation epilogue in one GEMM, the down projection with its residual
+ * add in another), at each of cost_points. */
+static bool pays(Graph *g, const Options *o, Node **set, int n, Node *down) {
+    Node **first = fu_alloc(sizeof *first * (size_t)n), **second = fu_alloc(sizeof *second * 2);
+    int nf = 0, ns = 0;
+    for (int i = 0; i < n; i++) {
+        if (set[i] == down || (set[i]->op == OP_ADD && (set[i]->in[0] == down || set[i]->in[1] == down)))
+            second[ns++] = set[i];
+        else
+            first[nf++] = set[i];
+    }
+    CostPart parts[2] = {{first, nf, KK_GEMM}, {second, ns, KK_GEMM}};
+    return cost_pays(g, o, "mlp", fu_format("the MLP ending in %s as one kernel", fuse_name(g, down)),
+                     (CostPart){set, n, KK_MLP}, parts, 2);
+}
+
+static bool try_mlp(Graph *g, const Options *o, Node *down) {
     Node *set[8];
     int n = 0;
     if (down->op != OP_LINEAR || !single(g, down))
@@ -102,6 +123,8 @@ static bool try_mlp(Graph *g, Node *down) {
     }
     if (!fuse_gemm_ok(g, set, n, KK_MLP, "mlp"))
         return false;
+    if (!pays(g, o, set, n, down))
+        return false;
     int ks[8];
     for (int i = 0; i < n; i++)
         ks[i] = set[i]->kernel;
@@ -126,6 +149,6 @@ void pass_fuse_mlp(Graph *g, const Options *o) {
         return;
     ir_recount(g);
     for (int i = 0; i < g->nnodes; i++)
-        try_mlp(g, g->nodes[i]);
+        try_mlp(g, o, g->nodes[i]);
     sched_compact(g);
 }

@@ -168,8 +168,21 @@ static bool single(const Graph *g, const Node *n) {
     return n->kernel >= 0 && g->kernels[n->kernel]->kind == KK_SINGLE;
 }
 
-/* The norm and every linear reading it become one KK_GEMM kernel. */
-static bool as_prologue(Graph *g, Node *norm) {
+/* The model's verdict on a prologue: the GEMM that normalises A as it
+ * packs it (again for every column block) against the norm's own row pass
+ * and the plain GEMMs, at each of cost_points. */
+static bool prologue_pays(Graph *g, const Options *o, Node **cand, int nu, Node *norm) {
+    CostPart *parts = fu_alloc(sizeof *parts * (size_t)(nu + 1));
+    parts[0] = (CostPart){&cand[nu], 1, KK_ROWWISE};
+    for (int i = 0; i < nu; i++)
+        parts[i + 1] = (CostPart){&cand[i], 1, KK_SINGLE};
+    return cost_pays(g, o, "norm", fu_format("%s as the prologue of its linears", fuse_name(g, norm)),
+                     (CostPart){cand, nu + 1, KK_GEMM}, parts, nu + 1);
+}
+
+/* The norm and every linear reading it become one KK_GEMM kernel, where
+ * the cost model says that pays. */
+static bool as_prologue(Graph *g, const Options *o, Node *norm) {
     Node **users;
     int nu = ir_users(g, norm, &users);
     if (nu == 0)
@@ -190,7 +203,7 @@ static bool as_prologue(Graph *g, Node *norm) {
     Node **cand = fu_alloc(sizeof *cand * (size_t)(nu + 1));
     memcpy(cand, users, sizeof *cand * (size_t)nu);
     cand[nu] = norm;
-    if (!fuse_gemm_ok(g, cand, nu + 1, KK_GEMM, "norm"))
+    if (!fuse_gemm_ok(g, cand, nu + 1, KK_GEMM, "norm") || !prologue_pays(g, o, cand, nu, norm))
         return false;
     /* Merge the linears first (they share A), then the norm. */
     int k = users[0]->kernel;
@@ -260,7 +273,7 @@ void pass_fuse_norm(Graph *g, const Options *o) {
         Node *n = g->nodes[i];
         if (op_info[n->op].cat != CAT_NORM || !single(g, n))
             continue;
-        if (as_prologue(g, n))
+        if (as_prologue(g, o, n))
             continue;
         int k = n->kernel;
         grow_rowwise(g, n, k, "norm");

@@ -523,6 +523,8 @@ typedef struct Options {
     const char *target;         /* target name, "generic" by default */
     unsigned no_fuse;           /* bitmask of disabled fusion passes (fusion issue) */
     bool compute_bf16;          /* --compute=bf16: linears of f32/bf16/f16 weights get i[1] = 1 */
+    const struct Machine *machine; /* --tune=FILE's machine; NULL: the target's defaults (cost.c) */
+    bool fuse_all;              /* --fuse-all: every legal fusion, no cost decision */
 } Options;
 
 /* pipeline.c: --compute=bf16 marks the linears it applies to (i[1] = 1:
@@ -630,7 +632,8 @@ void fuse_note(Graph *g, const char *fmt, ...)
 void explain_print(FILE *out, const Graph *g, const Graph *unfused);
 /* Per kernel FLOPs, bytes from memory and intensity at the symbol values
  * `syms` (the graph's order), and the totals fused vs unfused. */
-void report_print(FILE *out, const Graph *g, const Graph *unfused, const int64_t *syms);
+struct Machine;
+void report_print(FILE *out, const Graph *g, const Graph *unfused, const int64_t *syms, const struct Machine *m);
 void dot_print(FILE *out, const Graph *before, const Graph *after);
 
 /* ======================================================================
@@ -666,6 +669,28 @@ int interp_run(const Graph *g, const InterpArgs *a, char *err, size_t errlen);
  */
 typedef enum Isa { ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON } Isa;
 
+/* A row's GEMM blocking (emit_gemm.c says what each number is for and
+ * why it has its value): the register tile mr x nr (vf floats per vector,
+ * nv vectors per tile row), k steps unrolled, the depth/row/column blocks
+ * kc/mc/nc, the rows one accumulator buffer holds (mchunk), the GEMV
+ * column chunk (gch), and the KK_MLP's row block budget in floats of h
+ * (mlp_floats: half the L3 the row assumes). */
+typedef struct TargetTiles {
+    int mr, nr, vf, nv, unroll, kc, mc, nc, mchunk, gch;
+    int64_t mlp_floats;
+} TargetTiles;
+
+/* What a row assumes of the machine when no tune file says otherwise
+ * (cost.c's defaults; `fusec tune` measures them): per-core peaks in
+ * GFLOP/s (an FMA counts 2), 0 where the row has no such unit; read
+ * bandwidth of one core and of the whole socket in GB/s; cache bytes
+ * (L1 and L2 per core, L3 shared). */
+typedef struct TargetPeaks {
+    double fma_gflops, bf16_gflops, int8_gops;
+    double bw1_gbs, bw_gbs;
+    int64_t l1, l2, l3;
+} TargetPeaks;
+
 #define FU_MAX_VARIANTS 8
 
 typedef struct Target Target;
@@ -680,6 +705,9 @@ struct Target {
     const char *guard;          /* #if condition under which it compiles, e.g.
                                    "defined(__x86_64__)"; "" for anywhere */
     unsigned features;          /* FR_CPU_* bits (fusec_rt.h) the CPU needs to run it */
+    const TargetTiles *tiles;   /* GEMM blocking */
+    const TargetTiles *tiles_amx; /* the same on AMX tiles (x86-64-spr); NULL elsewhere */
+    const TargetPeaks *peaks;   /* the cost model's default machine */
     /* multi:... only: the variants in order of preference (nvariants 0 otherwise). */
     int nvariants;
     const Target *variants[FU_MAX_VARIANTS];
@@ -859,6 +887,74 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out,
            const char *header_name);
 
 /* ======================================================================
+ * cost.c - the cost model: kernel times from FLOPs, bytes and peaks
+ * ====================================================================== */
+
+/* The machine the model assumes: a target row's TargetPeaks, or what a
+ * tune file (fusec tune) measured.  Efficiencies are fractions of the
+ * peak that a kind of code reaches (docs/fusion.md gives their sources). */
+typedef struct Machine {
+    const char *target;     /* the target row it describes */
+    int threads;            /* the thread count the estimates assume */
+    TargetPeaks p;
+    double gemm_eff;        /* the GEMM microkernel, of the FMA peak */
+    double vec_eff;         /* fused row passes and elementwise loops, of the FMA peak */
+    double attn_eff;        /* the flash-attention kernel, of the FMA peak */
+    double loop_eff;        /* -O0's plain loop of one non-matmul op (attention above all) */
+    double mlp_eff;         /* KK_MLP's two stages, of the plain GEMM's rate */
+    double sync_us;         /* one barrier between kernels or stages, microseconds */
+    double tol;             /* a predicted loss below this fraction is within the model's error */
+} Machine;
+
+/* The defaults for target t (a multi: target: its first variant). */
+Machine cost_defaults(const Target *t);
+/* The machine of options o: o->machine, else cost_defaults of o->target. */
+Machine cost_machine(const Options *o);
+/* Reads a tune file into *m (starting from cost_defaults of the file's
+ * target); false with "FILE:LINE: why" in why. */
+bool cost_read_tune(const char *path, Machine *m, char *why, size_t whylen);
+/* --tune=FILE: reads it into o->machine; false with the message (the
+ * file's target must be o->target's row, or a multi: target's first). */
+bool cost_use_tune(Options *o, const char *path, char *why, size_t whylen);
+/* Writes m as a tune file (`note` goes into its header comment). */
+void cost_write_tune(FILE *f, const Machine *m, const char *note);
+
+/* The estimate for a set of nodes run as one kernel of `kind`: what they
+ * read from outside the set, write for outside readers, compute, and the
+ * time that takes on m at the symbol values syms. */
+typedef struct CostEst {
+    double flops, rd, wr;   /* compulsory traffic (report.c's numbers) */
+    double extra_rd;        /* weights streamed again, A re-normalised: bytes */
+    double extra_flops;     /* recomputation (a prologue norm per column block) */
+    double t_comp, t_mem, t_sync, t; /* seconds: t = max(comp, mem) + sync */
+} CostEst;
+CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, const Machine *m,
+                   const int64_t *syms);
+CostEst cost_kernel(const Graph *g, const Kernel *kr, const Machine *m, const int64_t *syms);
+/* The points a decision is taken at, since T is symbolic: decode (every
+ * symbol 1, the cache length 1024) and prefill (every symbol 512, no
+ * cache).  Fills syms[COST_POINTS][FU_MAX_SYMS], returns their names. */
+#define COST_POINTS 2
+const char *const *cost_points(const Graph *g, int64_t syms[COST_POINTS][FU_MAX_SYMS]);
+/* A fusion decision: the fused and unfused alternatives' times at each
+ * point.  Fuse when no point loses more than m->tol and the gains sum to
+ * more than 0; notes the estimate for --explain either way ("PASS: WHAT:
+ * fused 1.2 ms / unfused 1.3 ms at T=512, ..."). */
+bool cost_decide(Graph *g, const Machine *m, const char *pass, const char *what,
+                 const double *fused, const double *unfused);
+/* The hook a fusion pass calls before it merges: `fused` as one kernel
+ * against the kernels `parts` it would otherwise be, at each of
+ * cost_points on cost_machine(o); cost_decide's rule and note.  True
+ * without asking under --fuse-all. */
+typedef struct CostPart {
+    Node *const *nodes;
+    int n;
+    KernelKind kind;
+} CostPart;
+bool cost_pays(Graph *g, const Options *o, const char *pass, const char *what, CostPart fused,
+               const CostPart *parts, int nparts);
+
+/* ======================================================================
  * pipeline.c, main.c, check.c - the drivers
  * ====================================================================== */
 
@@ -872,6 +968,8 @@ int check_build_program(const Graph *g, const Target *t, const char *harness, co
                         const char **exe);
 /* `fusec run ...` (run.c); argv[0] is "run". */
 int run_main(int argc, char **argv);
+/* `fusec tune ...` (tune.c); argv[0] is "tune". */
+int tune_main(int argc, char **argv);
 /* `fusec quantize ...` (quantize.c); argv[0] is "quantize". */
 int quantize_main(int argc, char **argv);
 

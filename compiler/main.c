@@ -24,6 +24,7 @@
 static const char usage_text[] =
     "usage: fusec [options] FILE.fdl -o OUT.c\n"
     "       fusec check FILE.fdl --golden G.safetensors [options]   (fusec check --help)\n"
+    "       fusec tune [--target T] [--threads N] -o machine.tune   (fusec tune --help)\n"
     "       fusec quantize IN.safetensors -o OUT.safetensors --type T   (fusec quantize --help)\n"
     "\n"
     "Compiles a transformer block written in the fusec DSL to C.\n"
@@ -60,6 +61,9 @@ static const char usage_text[] =
     "                   one; repeatable, the last match wins (docs/quantization.md)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
+    "  --tune=FILE      the machine the cost model assumes, as `fusec tune` measured it\n"
+    "                   (default: the target's own figures; docs/fusion.md)\n"
+    "  --fuse-all       every legal fusion, without asking the cost model\n"
     "  --no-fuse=P,...  turn fusion passes off: elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp (docs/fusion.md)\n"
     "  -MD              also write a make dependency file (OUT.d, or the -MF file)\n"
@@ -407,13 +411,14 @@ typedef struct TextJob {
     const char *kind;
     const Graph *g, *unfused;
     const int64_t *syms;
+    const Machine *m;
 } TextJob;
 
 static void print_text(FILE *f, const TextJob *j) {
     if (strcmp(j->kind, "explain") == 0)
         explain_print(f, j->g, j->unfused);
     else if (strcmp(j->kind, "report") == 0)
-        report_print(f, j->g, j->unfused, j->syms);
+        report_print(f, j->g, j->unfused, j->syms, j->m);
     else
         dot_print(f, j->unfused, j->g);
 }
@@ -435,11 +440,13 @@ int main(int argc, char **argv) {
         return check_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "run") == 0)
         return run_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "tune") == 0)
+        return tune_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "quantize") == 0)
         return quantize_main(argc - 1, argv + 1);
 
     Options opt = {.opt_level = 1, .target = "generic"};
-    const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL;
+    const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL, *tune = NULL;
     const char *dim_names[FU_MAX_SYMS];
     int64_t dim_values[FU_MAX_SYMS];
     int ndims = 0;
@@ -475,6 +482,10 @@ int main(int argc, char **argv) {
             ndims++;
         } else if ((v = opt_value(argc, argv, &i, "--target"))) {
             opt.target = v;
+        } else if ((v = opt_value(argc, argv, &i, "--tune"))) {
+            tune = v;
+        } else if (strcmp(a, "--fuse-all") == 0) {
+            opt.fuse_all = true;
         } else if ((v = opt_value(argc, argv, &i, "--compute"))) {
             if (strcmp(v, "f32") && strcmp(v, "bf16"))
                 return usage_error("--compute: expected f32 or bf16, got '%s'", v);
@@ -515,6 +526,11 @@ int main(int argc, char **argv) {
     const char *shadowed[FU_MAX_VARIANTS];
     for (int i = 0, n = target_shadowed(t, shadowed); i < n; i++)
         fprintf(stderr, "fusec: warning: %s\n", shadowed[i]);
+    char why[512];
+    if (tune && !cost_use_tune(&opt, tune, why, sizeof why)) {
+        fprintf(stderr, "%s\n", why);
+        return EXIT_FAIL;
+    }
     bool is_ir = strcmp(emit, "ir") == 0;
     bool is_text = is_ir || !strcmp(emit, "explain") || !strcmp(emit, "report") || !strcmp(emit, "dot");
     if (!out && !is_text)
@@ -532,7 +548,8 @@ int main(int argc, char **argv) {
         Graph *unfused = compile_pipeline(input, block, &o0);
         if (!unfused)
             return EXIT_FAIL;
-        TextJob job = {emit, g, unfused, NULL};
+        Machine m = cost_machine(&opt);
+        TextJob job = {emit, g, unfused, NULL, &m};
         if (strcmp(emit, "report") == 0 && !(job.syms = report_syms(g, dim_names, dim_values, ndims)))
             return EXIT_USAGE;
         int trc = write_text(&job, out);

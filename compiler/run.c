@@ -242,7 +242,7 @@ int run_main(int argc, char **argv)
     if (config && fe_load_config(config) != 0)
         return EXIT_FAIL;
 
-    Options opt = {1, target, 0, false};
+    Options opt = {1, target, 0, false, NULL, false};
     Graph *g = compile_front(file, block);
     if (!g)
         return EXIT_FAIL;

@@ -29,27 +29,62 @@
 #define SPR_BITS (AVX512BF16_BITS | FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8)
 #define SPR_ATTR "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,f16c,avx2,fma"
 
+/* GEMM blocking per ISA (emit_gemm.c explains every number: the register
+ * tile fills the vector registers, KC x NR floats of B stay in L1, MC x KC
+ * of A in L2, KC x NC of B in L3) and the KK_MLP row block budget: 2^22
+ * floats of h, half of a 32 MiB L3. */
+#define MLP_FLOATS ((int64_t)1 << 22)
+static const TargetTiles tiles_generic = {4, 4, 1, 4, 1, 256, 128, 512, 512, 4096, MLP_FLOATS};
+static const TargetTiles tiles_avx2 = {6, 16, 8, 2, 1, 256, 144, 512, 576, 4096, MLP_FLOATS};
+static const TargetTiles tiles_avx512 = {14, 32, 16, 2, 1, 256, 168, 512, 672, 4096, MLP_FLOATS};
+static const TargetTiles tiles_amx = {32, 32, 16, 2, 1, 512, 128, 512, 640, 4096, MLP_FLOATS};
+static const TargetTiles tiles_neon = {8, 12, 4, 3, 2, 256, 128, 480, 512, 4032, MLP_FLOATS};
+
+/* The cost model's machine per row when no tune file is given: the FMA
+ * peaks are what bench/limits.c measured on a Zen 4 core (avx512 216,
+ * avx2 105 GFLOP/s; generic: 30, four SSE lanes, since gcc vectorises the
+ * portable GEMM tile, which reached 21.6 GFLOP/s on W2), bf16 and int8 dot products at their
+ * instructions' throughput relative to those, AMX at half its nominal
+ * 2048 bf16 FLOP per cycle; read bandwidth 17 GB/s per core, 34 in all
+ * (the same machine); caches of a Zen 4 core.  NEON: a 2.5 GHz core with
+ * two 128-bit FMA pipes.  `fusec tune` measures the machine instead. */
+#define KIB 1024
+#define MIB (1024 * 1024)
+static const TargetPeaks peaks_generic = {30, 0, 0, 17, 34, 32 * KIB, 1 * MIB, 32 * MIB};
+static const TargetPeaks peaks_avx2 = {100, 0, 0, 17, 34, 32 * KIB, 1 * MIB, 32 * MIB};
+static const TargetPeaks peaks_avx2_vnni = {100, 0, 400, 17, 34, 48 * KIB, 2 * MIB, 32 * MIB};
+static const TargetPeaks peaks_avx512 = {200, 0, 0, 17, 34, 32 * KIB, 1 * MIB, 32 * MIB};
+static const TargetPeaks peaks_avx512_bf16 = {200, 400, 800, 17, 34, 32 * KIB, 1 * MIB, 32 * MIB};
+static const TargetPeaks peaks_spr = {200, 1000, 2000, 17, 34, 48 * KIB, 2 * MIB, 32 * MIB};
+static const TargetPeaks peaks_neon = {40, 0, 0, 17, 34, 64 * KIB, 1 * MIB, 32 * MIB};
+static const TargetPeaks peaks_neon_dp = {40, 0, 160, 17, 34, 64 * KIB, 1 * MIB, 32 * MIB};
+
 /* Each row's tag is its own: it names the row's helpers (fu_exp_<tag>, ...)
  * and variant functions, so rows that share an ISA may share a multi: file. */
 static const Target targets[] = {
     {.name = "generic", .cflags = "", .vec_floats = 1, .nregs = 16, .isa = ISA_GENERIC,
-     .tag = "generic", .attr = "", .guard = "", .features = 0},
+     .tag = "generic", .attr = "", .guard = "", .features = 0,
+     .tiles = &tiles_generic, .tiles_amx = NULL, .peaks = &peaks_generic},
     {.name = "x86-64-avx2", .cflags = "-mavx2 -mfma", .vec_floats = 8, .nregs = 16,
-     .isa = ISA_AVX2, .tag = "avx2", .attr = "avx2,fma", .guard = X86, .features = AVX2_BITS},
+     .isa = ISA_AVX2, .tag = "avx2", .attr = "avx2,fma", .guard = X86, .features = AVX2_BITS,
+     .tiles = &tiles_avx2, .tiles_amx = NULL, .peaks = &peaks_avx2},
     /* AVX2 with F16C and AVX-VNNI (the VEX vpdpbusd): Alder Lake and later
      * client cores, Sierra Forest */
     {.name = "x86-64-avx2-vnni", .cflags = "-mavx2 -mfma -mf16c -mavxvnni", .vec_floats = 8, .nregs = 16,
      .isa = ISA_AVX2, .tag = "avx2vnni", .attr = "avx2,fma,f16c,avxvnni", .guard = X86,
-     .features = AVX2_BITS | FR_CPU_F16C | FR_CPU_AVXVNNI},
+     .features = AVX2_BITS | FR_CPU_F16C | FR_CPU_AVXVNNI,
+     .tiles = &tiles_avx2, .tiles_amx = NULL, .peaks = &peaks_avx2_vnni},
     {.name = "x86-64-avx512", .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma",
      .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "avx512",
-     .attr = "avx512f,avx512bw,avx512vl,avx2,fma", .guard = X86, .features = AVX512_BITS},
+     .attr = "avx512f,avx512bw,avx512vl,avx2,fma", .guard = X86, .features = AVX512_BITS,
+     .tiles = &tiles_avx512, .tiles_amx = NULL, .peaks = &peaks_avx512},
     /* AVX-512 with DQ, BF16 (vdpbf16ps), VNNI (vpdpbusd) and F16C: Cooper
      * Lake, AMD Zen 4 and Zen 5 */
     {.name = "x86-64-avx512-bf16",
      .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mf16c -mavx2 -mfma",
      .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "avx512bf16", .attr = SPR_ATTR, .guard = X86,
-     .features = AVX512BF16_BITS},
+     .features = AVX512BF16_BITS,
+     .tiles = &tiles_avx512, .tiles_amx = NULL, .peaks = &peaks_avx512_bf16},
     /* all that, and AMX tiles with bf16 and int8 products: Sapphire Rapids,
      * Emerald Rapids, Granite Rapids (the process must also have Linux's
      * permission for the tile state: runtime/amx.c) */
@@ -57,14 +92,17 @@ static const Target targets[] = {
      .cflags = "-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mf16c -mavx2 -mfma "
                "-mamx-tile -mamx-bf16 -mamx-int8",
      .vec_floats = 16, .nregs = 32, .isa = ISA_AVX512, .tag = "spr", .attr = SPR_ATTR ",amx-tile,amx-bf16,amx-int8",
-     .guard = X86, .features = SPR_BITS},
+     .guard = X86, .features = SPR_BITS,
+     .tiles = &tiles_avx512, .tiles_amx = &tiles_amx, .peaks = &peaks_spr},
     {.name = "aarch64-neon", .cflags = "", .vec_floats = 4, .nregs = 32, .isa = ISA_NEON,
-     .tag = "neon", .attr = "", .guard = "defined(__aarch64__)", .features = FR_CPU_NEON},
+     .tag = "neon", .attr = "", .guard = "defined(__aarch64__)", .features = FR_CPU_NEON,
+     .tiles = &tiles_neon, .tiles_amx = NULL, .peaks = &peaks_neon},
     /* ARMv8.2-A's dot product (sdot/udot): Cortex-A76 and later, Neoverse
      * N1/V1, Apple M1, Graviton 2 */
     {.name = "aarch64-neon-dotprod", .cflags = "-march=armv8.2-a+dotprod", .vec_floats = 4, .nregs = 32,
      .isa = ISA_NEON, .tag = "neondp", .attr = "arch=armv8.2-a+dotprod", .guard = "defined(__aarch64__)",
-     .features = FR_CPU_NEON | FR_CPU_NEON_DOTPROD},
+     .features = FR_CPU_NEON | FR_CPU_NEON_DOTPROD,
+     .tiles = &tiles_neon, .tiles_amx = NULL, .peaks = &peaks_neon_dp},
 };
 
 #define NTARGETS (sizeof targets / sizeof targets[0])
@@ -131,6 +169,9 @@ static const Target *multi(const char *name) {
     if (t->nvariants == 0)
         return NULL;
     t->nregs = t->variants[0]->nregs;
+    t->tiles = t->variants[0]->tiles;
+    t->tiles_amx = t->variants[0]->tiles_amx;
+    t->peaks = t->variants[0]->peaks;
     char *copy = malloc(strlen(name) + 1);
     if (!copy)
         fu_internal(__FILE__, __LINE__, "out of memory");

@@ -50,10 +50,11 @@ static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size
         return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
                          fu_who, (long long)P, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %16 qkv: f32[T, 768], kernels 0..1 */
-    off[2] = (size_t)at; /* %24 r: f32[T, 256], kernels 2..3 */
+    off[2] = (size_t)at; /* %24 r: f32[T, 256], kernels 2..4 */
     at += fu_max_u64(fu_slot(T * 768), fu_slot(T * 256));
     off[1] = (size_t)at; /* %22 attn: f32[T, 256], kernels 1..2 */
-    at += fu_slot(T * 256);
+    off[3] = (size_t)at; /* %27 h: f32[T, 1024], kernels 3..4 */
+    at += fu_max_u64(fu_slot(T * 256), fu_slot(T * 1024));
     if (at > (uint64_t)SIZE_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
     *total = (size_t)at;
@@ -1306,56 +1307,162 @@ static void k23_linear_add(int tid, int nth, const float *b22_22, const float *b
 /* %25 = layer_norm(%24, %7, %8) : f32[T, 256]
  * %26 = linear(%25, %9, %10) : f32[T, 1024]
  * %27 = gelu_tanh(%26) : f32[T, 1024]   # h
- * %28 = linear(%27, %11, %12) : f32[T, 256]   # m
- * %29 = add(%24, %28) : f32[T, 256]
  *   b24_24: f32[T, 256]
  *   b7_7: f32[256] (ln_2.weight)
  *   b8_8: f32[256] (ln_2.bias)
  *   b9_9: f32[256, 1024] (mlp.c_fc.weight)
  *   b10_10: f32[1024] (mlp.c_fc.bias)
- *   b11_11: f32[1024, 256] (mlp.c_proj.weight)
- *   b12_12: f32[256] (mlp.c_proj.bias)
- *   b29_29: f32[T, 256] */
-static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float *b24_24, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, const float *b11_11, const float *b12_12, float *b29_29, int64_t T) {
-    /* MLP stage 1: A = layer_norm(%24) = %25, [%26 linear %27 gelu_tanh]; stage 2: A = %27, [%28 linear %29 add]
+ *   b27_27: f32[T, 1024] */
+static void k25_layer_norm_linear_gelu_tanh(int tid, int nth, const float *b24_24, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, float *b27_27, int64_t T) {
+    /* GEMM stage 1: A = layer_norm(%24) = %25, [%26 linear %27 gelu_tanh]
      * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (1024 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 4;
-    const int64_t fu_U1_0 = (256 + 3) / 4;
-    const int64_t fu_S1_0 = 0;
-    const int64_t fu_wt1 = fu_U1_0 * 4;
     const float *const fu_A = b24_24;
-    int64_t fu_fmax = 0;
-    {
-        for (int fu_t = 0; fu_t < nth; ++fu_t) {
-            int64_t fu_f0, fu_f1;
-            {
-                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                fu_f0 = fu_ua * 4;
-                fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
+                float *const fu_ar = fu_an + fu_i * 256;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 256; fu_q += 2) {
+                        fu_v0 = (fu_v0 + fu_xr[fu_q]);
+                        fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
+                    }
+                    float fu_sum = ((fu_v0 + fu_v1));
+                    for (; fu_q < 256; ++fu_q)
+                        fu_sum += fu_xr[fu_q];
+                    fu_mu = fu_sum / (float)256;
+                    fu_v0 = 0.0f;
+                    fu_v1 = 0.0f;
+                    float fu_w0 = 0.0f, fu_w1 = 0.0f;
+                    const float fu_vm = (fu_mu);
+                    for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
+                        const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        fu_w0 = (fu_w0 + fu_d0);
+                        fu_w1 = (fu_w1 + fu_d1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
+                    for (; fu_q < 256; ++fu_q) {
+                        fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
+                        fu_dev += fu_xr[fu_q] - fu_mu;
+                    }
+                    fu_lo = fu_dev / (float)256;
+                    const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
+                    fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                }
+                for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
+                    fu_ar[fu_q] = ((fu_xr[fu_q] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_q] + b8_8[fu_q];
             }
-            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
+            { /* group 0: %26 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                }
+                float *const fu_yb0 = fu_s + 2048;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    {
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
+                        int64_t fu_k = 0;
+                        for (; fu_k + 4 <= 256; fu_k += 4) {
+                            const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
+                            const float *const fu_w1 = b9_9 + (fu_k + 1) * 1024 + fu_jc;
+                            const float *const fu_w2 = b9_9 + (fu_k + 2) * 1024 + fu_jc;
+                            const float *const fu_w3 = b9_9 + (fu_k + 3) * 1024 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_an + fu_i * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                        for (; fu_k < 256; ++fu_k) {
+                            const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_an + fu_i * 256;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e26 = (fu_yb0[fu_i * 4096 + fu_j] + b10_10[(fu_jc + fu_j)]);
+                                const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                b27_27[(fu_rb + fu_i) * 1024 + (fu_jc + fu_j)] = fu_e27;
+                            }
+                        }
+                }
+            }
         }
-    }
-    int64_t fu_MB = ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024) / (fu_fmax > 0 ? fu_fmax : 1);
-    fu_MB = fu_MB > 512 ? 512 : fu_MB;
-    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
-    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
-        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 8) {
+    } else {
+        float *const fu_st = fu_s + 163856;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
             {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 8192;
-                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                    const float *const fu_xr = fu_A + (fu_rb + fu_i) * 256;
-                    float *const fu_ar = fu_an + fu_i * 256;
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
                     float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
@@ -1390,13 +1497,14 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         if (!(fu_ss < INFINITY))
                             fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    for (int64_t fu_q = 0; fu_q < 256; ++fu_q)
-                        fu_ar[fu_q] = ((fu_xr[fu_q] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_q] + b8_8[fu_q];
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
                 }
                 { /* group 0: %26 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
                         int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
                         int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
@@ -1404,725 +1512,559 @@ static void k25_layer_norm_linear_gelu_tanh_linear(int tid, int nth, const float
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
                     }
-                    float *const fu_hp = fu_s + 435728;
-                    const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 10240;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        {
-                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                                for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                    fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 4 <= 256; fu_k += 4) {
-                                const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
-                                const float *const fu_w1 = b9_9 + (fu_k + 1) * 1024 + fu_jc;
-                                const float *const fu_w2 = b9_9 + (fu_k + 2) * 1024 + fu_jc;
-                                const float *const fu_w3 = b9_9 + (fu_k + 3) * 1024 + fu_jc;
-                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                                    const float *const fu_xr = fu_an + fu_i * 256;
-                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
-                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
-                                    const float fu_xv1 = (fu_xr[fu_k + 1]);
-                                    const float fu_xv2 = (fu_xr[fu_k + 2]);
-                                    const float fu_xv3 = (fu_xr[fu_k + 3]);
-                                    int64_t fu_c = 0;
-                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
-                                        float fu_acc = fu_yr[fu_c];
-                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
-                                        fu_yr[fu_c] = fu_acc;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
+                            const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                    const float *const fu_src = b9_9 + (fu_pc + fu_p) * 1024 + fu_jc + fu_j;
+                                    float *const fu_dr = fu_d + fu_p * 4;
+                                    if (fu_nn == 4) {
+                                        fu_dr[0] = fu_src[0];
+                                        fu_dr[1] = fu_src[1];
+                                        fu_dr[2] = fu_src[2];
+                                        fu_dr[3] = fu_src[3];
+                                    } else {
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                            fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
                                     }
                                 }
                             }
-                            for (; fu_k < 256; ++fu_k) {
-                                const float *const fu_w0 = b9_9 + (fu_k + 0) * 1024 + fu_jc;
-                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                                    const float *const fu_xr = fu_an + fu_i * 256;
-                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
-                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
-                                    int64_t fu_c = 0;
-                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
-                                        float fu_acc = fu_yr[fu_c];
-                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
-                                        fu_yr[fu_c] = fu_acc;
-                                    }
-                                }
-                            }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e26 = (fu_yb0[fu_i * 4096 + fu_j] + b10_10[(fu_jc + fu_j)]);
-                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e27;
-                                }
-                            }
-                    }
-                }
-            }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_hg = fu_s + 0;
-                for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                    int64_t fu_f0, fu_f1;
-                    {
-                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                        fu_f0 = fu_ua * 4;
-                        fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
-                    }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 435728;
-                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
-                            fu_hg[fu_i * 1024 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
-                }
-                { /* group 0: %28 */
-                    int64_t fu_j0, fu_j1;
-                    {
-                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
-                        fu_j0 = fu_ua * 4;
-                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
-                    }
-                    float *const fu_yb0 = fu_s + 10240;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        {
-                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                                for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
-                                    fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
-                            int64_t fu_k = 0;
-                            for (; fu_k + 4 <= 1024; fu_k += 4) {
-                                const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
-                                const float *const fu_w1 = b11_11 + (fu_k + 1) * 256 + fu_jc;
-                                const float *const fu_w2 = b11_11 + (fu_k + 2) * 256 + fu_jc;
-                                const float *const fu_w3 = b11_11 + (fu_k + 3) * 256 + fu_jc;
-                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                                    const float *const fu_xr = fu_hg + fu_i * 1024;
-                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
-                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
-                                    const float fu_xv1 = (fu_xr[fu_k + 1]);
-                                    const float fu_xv2 = (fu_xr[fu_k + 2]);
-                                    const float fu_xv3 = (fu_xr[fu_k + 3]);
-                                    int64_t fu_c = 0;
-                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
-                                        float fu_acc = fu_yr[fu_c];
-                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
-                                        fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
-                                        fu_yr[fu_c] = fu_acc;
-                                    }
-                                }
-                            }
-                            for (; fu_k < 1024; ++fu_k) {
-                                const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
-                                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                                    const float *const fu_xr = fu_hg + fu_i * 1024;
-                                    float *const fu_yr = fu_yb0 + fu_i * 4096;
-                                    const float fu_xv0 = (fu_xr[fu_k + 0]);
-                                    int64_t fu_c = 0;
-                                    for (; fu_c + 1 <= fu_nc; fu_c += 1) {
-                                        float fu_acc = fu_yr[fu_c];
-                                        fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
-                                        fu_yr[fu_c] = fu_acc;
-                                    }
-                                }
-                            }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e28 = (fu_yb0[fu_i * 4096 + fu_j] + b12_12[(fu_jc + fu_j)]);
-                                    const float fu_e29 = (b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e28);
-                                    b29_29[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e29;
-                                }
-                            }
-                    }
-                }
-            }
-        } else {
-            float *const fu_st = fu_s + 434192;
-            float *const fu_pa = fu_s + 8192;
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
-                        const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 256;
-                        float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
-                        {
-                            float fu_v0 = 0.0f, fu_v1 = 0.0f;
-                            int64_t fu_q = 0;
-                            for (; fu_q + 2 <= 256; fu_q += 2) {
-                                fu_v0 = (fu_v0 + fu_xr[fu_q]);
-                                fu_v1 = (fu_v1 + fu_xr[fu_q + 1]);
-                            }
-                            float fu_sum = ((fu_v0 + fu_v1));
-                            for (; fu_q < 256; ++fu_q)
-                                fu_sum += fu_xr[fu_q];
-                            fu_mu = fu_sum / (float)256;
-                            fu_v0 = 0.0f;
-                            fu_v1 = 0.0f;
-                            float fu_w0 = 0.0f, fu_w1 = 0.0f;
-                            const float fu_vm = (fu_mu);
-                            for (fu_q = 0; fu_q + 2 <= 256; fu_q += 2) {
-                                const float fu_d0 = (fu_xr[fu_q] - fu_vm), fu_d1 = (fu_xr[fu_q + 1] - fu_vm);
-                                fu_v0 = (fu_d0 * fu_d0 + fu_v0);
-                                fu_v1 = (fu_d1 * fu_d1 + fu_v1);
-                                fu_w0 = (fu_w0 + fu_d0);
-                                fu_w1 = (fu_w1 + fu_d1);
-                            }
-                            float fu_ss = ((fu_v0 + fu_v1)), fu_dev = ((fu_w0 + fu_w1));
-                            for (; fu_q < 256; ++fu_q) {
-                                fu_ss += (fu_xr[fu_q] - fu_mu) * (fu_xr[fu_q] - fu_mu);
-                                fu_dev += fu_xr[fu_q] - fu_mu;
-                            }
-                            fu_lo = fu_dev / (float)256;
-                            const float fu_var = fu_ss / (float)256 - fu_lo * fu_lo;
-                            fu_iv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-05f);
-                            if (!(fu_ss < INFINITY))
-                                fu_norm_stats_generic(fu_xr, 256, 1, 1e-05, &fu_mu, &fu_lo, &fu_iv);
-                        }
-                        fu_st[3 * fu_i] = fu_mu;
-                        fu_st[3 * fu_i + 1] = fu_lo;
-                        fu_st[3 * fu_i + 2] = fu_iv;
-                    }
-                    { /* group 0: %26 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
-                        }
-                        float *const fu_hp = fu_s + 435728;
-                        const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 40976;
-                        float *const fu_cacc0 = fu_s + 172048;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 256; fu_pc += 256) {
-                                const int64_t fu_kc = 256 - fu_pc < 256 ? 256 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 256;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
-                                        const float *const fu_src = b9_9 + (fu_pc + fu_p) * 1024 + fu_jc + fu_j;
-                                        float *const fu_dr = fu_d + fu_p * 4;
-                                        if (fu_nn == 4) {
-                                            fu_dr[0] = fu_src[0];
-                                            fu_dr[1] = fu_src[1];
-                                            fu_dr[2] = fu_src[2];
-                                            fu_dr[3] = fu_src[3];
-                                        } else {
-                                            for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
-                                                fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
-                                        }
-                                    }
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
-                                            const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
-                                            const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                fu_d[fu_p * 4 + fu_q] = ((fu_src[fu_p] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_pc + fu_p] + b8_8[fu_pc + fu_p];
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
                                         }
-                                    }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e26 = (fu_c0_0 + b10_10[(fu_col0 + 0)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c0_1 + b10_10[(fu_col0 + 1)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c0_2 + b10_10[(fu_col0 + 2)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c0_3 + b10_10[(fu_col0 + 3)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c1_0 + b10_10[(fu_col0 + 0)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c1_1 + b10_10[(fu_col0 + 1)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c1_2 + b10_10[(fu_col0 + 2)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c1_3 + b10_10[(fu_col0 + 3)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c2_0 + b10_10[(fu_col0 + 0)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c2_1 + b10_10[(fu_col0 + 1)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c2_2 + b10_10[(fu_col0 + 2)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c2_3 + b10_10[(fu_col0 + 3)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c3_0 + b10_10[(fu_col0 + 0)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c3_1 + b10_10[(fu_col0 + 1)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c3_2 + b10_10[(fu_col0 + 2)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e27;
-                                                        }
-                                                        {
-                                                            const float fu_e26 = (fu_c3_3 + b10_10[(fu_col0 + 3)]);
-                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e27;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e26 = (fu_t0[fu_i * 4 + fu_j] + b10_10[(fu_col0 + fu_j)]);
-                                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
-                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e27;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    { /* group 0: %28 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
-                        }
-                        float *const fu_pb0 = fu_s + 40976;
-                        float *const fu_cacc0 = fu_s + 172048;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 1024; fu_pc += 256) {
-                                const int64_t fu_kc = 1024 - fu_pc < 256 ? 1024 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 1024;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
-                                        const float *const fu_src = b11_11 + (fu_pc + fu_p) * 256 + fu_jc + fu_j;
-                                        float *const fu_dr = fu_d + fu_p * 4;
-                                        if (fu_nn == 4) {
-                                            fu_dr[0] = fu_src[0];
-                                            fu_dr[1] = fu_src[1];
-                                            fu_dr[2] = fu_src[2];
-                                            fu_dr[3] = fu_src[3];
-                                        } else {
-                                            for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
-                                                fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
-                                        }
+                                        const float *const fu_src = fu_A + fu_row * 256 + fu_pc;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = ((fu_src[fu_p] - fu_mu) - fu_lo) * fu_iv * b7_7[fu_pc + fu_p] + b8_8[fu_pc + fu_p];
                                     }
                                 }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                                                int64_t fu_f0, fu_f1;
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
-                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                                                    fu_f0 = fu_ua * 4;
-                                                    fu_f1 = fu_uz * 4 < 1024 ? fu_uz * 4 : 1024;
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
-                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
-                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
-                                                if (fu_lo >= fu_hi)
-                                                    continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 435728 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
-                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
-                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e26 = (fu_c0_0 + b10_10[(fu_col0 + 0)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 0) * 1024 + (fu_col0 + 0)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c0_1 + b10_10[(fu_col0 + 1)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 0) * 1024 + (fu_col0 + 1)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c0_2 + b10_10[(fu_col0 + 2)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 0) * 1024 + (fu_col0 + 2)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c0_3 + b10_10[(fu_col0 + 3)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 0) * 1024 + (fu_col0 + 3)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c1_0 + b10_10[(fu_col0 + 0)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 1) * 1024 + (fu_col0 + 0)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c1_1 + b10_10[(fu_col0 + 1)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 1) * 1024 + (fu_col0 + 1)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c1_2 + b10_10[(fu_col0 + 2)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 1) * 1024 + (fu_col0 + 2)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c1_3 + b10_10[(fu_col0 + 3)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 1) * 1024 + (fu_col0 + 3)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c2_0 + b10_10[(fu_col0 + 0)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 2) * 1024 + (fu_col0 + 0)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c2_1 + b10_10[(fu_col0 + 1)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 2) * 1024 + (fu_col0 + 1)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c2_2 + b10_10[(fu_col0 + 2)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 2) * 1024 + (fu_col0 + 2)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c2_3 + b10_10[(fu_col0 + 3)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 2) * 1024 + (fu_col0 + 3)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c3_0 + b10_10[(fu_col0 + 0)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 3) * 1024 + (fu_col0 + 0)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c3_1 + b10_10[(fu_col0 + 1)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 3) * 1024 + (fu_col0 + 1)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c3_2 + b10_10[(fu_col0 + 2)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 3) * 1024 + (fu_col0 + 2)] = fu_e27;
+                                                }
+                                                {
+                                                    const float fu_e26 = (fu_c3_3 + b10_10[(fu_col0 + 3)]);
+                                                    const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                    b27_27[(fu_row0 + 3) * 1024 + (fu_col0 + 3)] = fu_e27;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e26 = (fu_t0[fu_i * 4 + fu_j] + b10_10[(fu_col0 + fu_j)]);
+                                                            const float fu_e27 = fu_gelu_tanh_generic(fu_e26);
+                                                            b27_27[(fu_row0 + fu_i) * 1024 + (fu_col0 + fu_j)] = fu_e27;
+                                                        }
+                                                    }
                                             }
                                         }
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e28 = (fu_c0_0 + b12_12[(fu_col0 + 0)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e28);
-                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c0_1 + b12_12[(fu_col0 + 1)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e28);
-                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c0_2 + b12_12[(fu_col0 + 2)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e28);
-                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c0_3 + b12_12[(fu_col0 + 3)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e28);
-                                                            b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c1_0 + b12_12[(fu_col0 + 0)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e28);
-                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c1_1 + b12_12[(fu_col0 + 1)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e28);
-                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c1_2 + b12_12[(fu_col0 + 2)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e28);
-                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c1_3 + b12_12[(fu_col0 + 3)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e28);
-                                                            b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c2_0 + b12_12[(fu_col0 + 0)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e28);
-                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c2_1 + b12_12[(fu_col0 + 1)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e28);
-                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c2_2 + b12_12[(fu_col0 + 2)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e28);
-                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c2_3 + b12_12[(fu_col0 + 3)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e28);
-                                                            b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c3_0 + b12_12[(fu_col0 + 0)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e28);
-                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c3_1 + b12_12[(fu_col0 + 1)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e28);
-                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c3_2 + b12_12[(fu_col0 + 2)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e28);
-                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e29;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = (fu_c3_3 + b12_12[(fu_col0 + 3)]);
-                                                            const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e28);
-                                                            b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e29;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e28 = (fu_t0[fu_i * 4 + fu_j] + b12_12[(fu_col0 + fu_j)]);
-                                                                    const float fu_e29 = (b24_24[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e28);
-                                                                    b29_29[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e29;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
                             }
                         }
                     }
                 }
             }
         }
-        fr_barrier(nth);
+    }
+}
+
+/* %28 = linear(%27, %11, %12) : f32[T, 256]   # m
+ * %29 = add(%24, %28) : f32[T, 256]
+ *   b27_27: f32[T, 1024]
+ *   b11_11: f32[1024, 256] (mlp.c_proj.weight)
+ *   b12_12: f32[256] (mlp.c_proj.bias)
+ *   b24_24: f32[T, 256]
+ *   b29_29: f32[T, 256] */
+static void k28_linear_add(int tid, int nth, const float *b27_27, const float *b11_11, const float *b12_12, const float *b24_24, float *b29_29, int64_t T) {
+    /* GEMM stage 1: A = %27, [%28 linear %29 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (256 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b27_27;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %28 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    {
+                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                            for (int64_t fu_c = 0; fu_c < fu_nc; ++fu_c)
+                                fu_yb0[fu_i * 4096 + fu_c] = 0.0f;
+                        int64_t fu_k = 0;
+                        for (; fu_k + 4 <= 1024; fu_k += 4) {
+                            const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
+                            const float *const fu_w1 = b11_11 + (fu_k + 1) * 256 + fu_jc;
+                            const float *const fu_w2 = b11_11 + (fu_k + 2) * 256 + fu_jc;
+                            const float *const fu_w3 = b11_11 + (fu_k + 3) * 256 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 1024;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                const float fu_xv1 = (fu_xr[fu_k + 1]);
+                                const float fu_xv2 = (fu_xr[fu_k + 2]);
+                                const float fu_xv3 = (fu_xr[fu_k + 3]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv1 * fu_w1[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv2 * fu_w2[fu_c] + fu_acc);
+                                    fu_acc = (fu_xv3 * fu_w3[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                        for (; fu_k < 1024; ++fu_k) {
+                            const float *const fu_w0 = b11_11 + (fu_k + 0) * 256 + fu_jc;
+                            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 1024;
+                                float *const fu_yr = fu_yb0 + fu_i * 4096;
+                                const float fu_xv0 = (fu_xr[fu_k + 0]);
+                                int64_t fu_c = 0;
+                                for (; fu_c + 1 <= fu_nc; fu_c += 1) {
+                                    float fu_acc = fu_yr[fu_c];
+                                    fu_acc = (fu_xv0 * fu_w0[fu_c] + fu_acc);
+                                    fu_yr[fu_c] = fu_acc;
+                                }
+                            }
+                        }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e28 = (fu_yb0[fu_i * 4096 + fu_j] + b12_12[(fu_jc + fu_j)]);
+                                const float fu_e29 = (b24_24[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] + fu_e28);
+                                b29_29[(fu_rb + fu_i) * 256 + (fu_jc + fu_j)] = fu_e29;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                { /* group 0: %28 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 256 ? fu_uz * 4 : 256;
+                    }
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_cacc0 = fu_s + 163856;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 1024; fu_pc += 256) {
+                            const int64_t fu_kc = 1024 - fu_pc < 256 ? 1024 - fu_pc : 256;
+                            const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 1024;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p) {
+                                    const float *const fu_src = b11_11 + (fu_pc + fu_p) * 256 + fu_jc + fu_j;
+                                    float *const fu_dr = fu_d + fu_p * 4;
+                                    if (fu_nn == 4) {
+                                        fu_dr[0] = fu_src[0];
+                                        fu_dr[1] = fu_src[1];
+                                        fu_dr[2] = fu_src[2];
+                                        fu_dr[3] = fu_src[3];
+                                    } else {
+                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q)
+                                            fu_dr[fu_q] = fu_q < fu_nn ? fu_src[fu_q] : 0.0f;
+                                    }
+                                }
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 1024 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                            if (!fu_first) {
+                                                fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                            }
+                                            if (!fu_last) {
+                                                fu_cp[0] = fu_c0_0;
+                                                fu_cp[1] = fu_c0_1;
+                                                fu_cp[2] = fu_c0_2;
+                                                fu_cp[3] = fu_c0_3;
+                                                fu_cp[4] = fu_c1_0;
+                                                fu_cp[5] = fu_c1_1;
+                                                fu_cp[6] = fu_c1_2;
+                                                fu_cp[7] = fu_c1_3;
+                                                fu_cp[8] = fu_c2_0;
+                                                fu_cp[9] = fu_c2_1;
+                                                fu_cp[10] = fu_c2_2;
+                                                fu_cp[11] = fu_c2_3;
+                                                fu_cp[12] = fu_c3_0;
+                                                fu_cp[13] = fu_c3_1;
+                                                fu_cp[14] = fu_c3_2;
+                                                fu_cp[15] = fu_c3_3;
+                                            } else {
+                                                const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                if (fu_mr == 4 && fu_nr == 4) {
+                                                    {
+                                                        const float fu_e28 = (fu_c0_0 + b12_12[(fu_col0 + 0)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                        b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c0_1 + b12_12[(fu_col0 + 1)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                        b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c0_2 + b12_12[(fu_col0 + 2)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                        b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c0_3 + b12_12[(fu_col0 + 3)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 0) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                        b29_29[(fu_row0 + 0) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c1_0 + b12_12[(fu_col0 + 0)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                        b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c1_1 + b12_12[(fu_col0 + 1)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                        b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c1_2 + b12_12[(fu_col0 + 2)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                        b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c1_3 + b12_12[(fu_col0 + 3)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 1) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                        b29_29[(fu_row0 + 1) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c2_0 + b12_12[(fu_col0 + 0)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                        b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c2_1 + b12_12[(fu_col0 + 1)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                        b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c2_2 + b12_12[(fu_col0 + 2)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                        b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c2_3 + b12_12[(fu_col0 + 3)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 2) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                        b29_29[(fu_row0 + 2) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c3_0 + b12_12[(fu_col0 + 0)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 0)] + fu_e28);
+                                                        b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 0)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c3_1 + b12_12[(fu_col0 + 1)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 1)] + fu_e28);
+                                                        b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 1)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c3_2 + b12_12[(fu_col0 + 2)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 2)] + fu_e28);
+                                                        b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 2)] = fu_e29;
+                                                    }
+                                                    {
+                                                        const float fu_e28 = (fu_c3_3 + b12_12[(fu_col0 + 3)]);
+                                                        const float fu_e29 = (b24_24[(fu_row0 + 3) * 256 + (fu_col0 + 3)] + fu_e28);
+                                                        b29_29[(fu_row0 + 3) * 256 + (fu_col0 + 3)] = fu_e29;
+                                                    }
+                                                } else {
+                                                    fu_t0[0] = fu_c0_0;
+                                                    fu_t0[1] = fu_c0_1;
+                                                    fu_t0[2] = fu_c0_2;
+                                                    fu_t0[3] = fu_c0_3;
+                                                    fu_t0[4] = fu_c1_0;
+                                                    fu_t0[5] = fu_c1_1;
+                                                    fu_t0[6] = fu_c1_2;
+                                                    fu_t0[7] = fu_c1_3;
+                                                    fu_t0[8] = fu_c2_0;
+                                                    fu_t0[9] = fu_c2_1;
+                                                    fu_t0[10] = fu_c2_2;
+                                                    fu_t0[11] = fu_c2_3;
+                                                    fu_t0[12] = fu_c3_0;
+                                                    fu_t0[13] = fu_c3_1;
+                                                    fu_t0[14] = fu_c3_2;
+                                                    fu_t0[15] = fu_c3_3;
+                                                    for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                        for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                            {
+                                                                const float fu_e28 = (fu_t0[fu_i * 4 + fu_j] + b12_12[(fu_col0 + fu_j)]);
+                                                                const float fu_e29 = (b24_24[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] + fu_e28);
+                                                                b29_29[(fu_row0 + fu_i) * 256 + (fu_col0 + fu_j)] = fu_e29;
+                                                            }
+                                                        }
+                                                }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -2137,6 +2079,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *fu_t16 = (float *)(fa->ws + fa->off[0]);
     float *fu_t22 = (float *)(fa->ws + fa->off[1]);
     float *fu_t24 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t27 = (float *)(fa->ws + fa->off[3]);
     float *out_hidden_states = fa->out_hidden_states;
     k15_layer_norm_linear(tid, nth, hidden_states, w->ln_1_weight, w->ln_1_bias, w->attn_c_attn_weight, w->attn_c_attn_bias, fu_t16, T);
     fr_barrier(nth);
@@ -2144,7 +2087,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k23_linear_add(tid, nth, fu_t22, w->attn_c_proj_weight, w->attn_c_proj_bias, hidden_states, fu_t24, T);
     fr_barrier(nth);
-    k25_layer_norm_linear_gelu_tanh_linear(tid, nth, fu_t24, w->ln_2_weight, w->ln_2_bias, w->mlp_c_fc_weight, w->mlp_c_fc_bias, w->mlp_c_proj_weight, w->mlp_c_proj_bias, out_hidden_states, T);
+    k25_layer_norm_linear_gelu_tanh(tid, nth, fu_t24, w->ln_2_weight, w->ln_2_bias, w->mlp_c_fc_weight, w->mlp_c_fc_bias, fu_t27, T);
+    fr_barrier(nth);
+    k28_linear_add(tid, nth, fu_t27, w->mlp_c_proj_weight, w->mlp_c_proj_bias, fu_t24, out_hidden_states, T);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -2156,7 +2101,7 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(435728 + ((int64_t)4194304 / nth > 1024 ? (int64_t)4194304 / nth : 1024)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)426000 * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 
@@ -2170,7 +2115,7 @@ static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
 }
 
 size_t gpt2_block_workspace_size(int64_t T, int64_t P) {
-    size_t off[3], total;
+    size_t off[4], total;
     if (fu_layout("gpt2_block_workspace_size", T, P, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, P, fr_pool_threads());
@@ -2191,7 +2136,7 @@ int gpt2_block_forward(const gpt2_block_weights *w,
                        const float *hidden_states /* f32[T, 256] */,
                        float *out_hidden_states /* f32[T, 256] */,
                        void *workspace, size_t workspace_bytes) {
-    size_t fu_off[3], fu_total;
+    size_t fu_off[4], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "gpt2_block_forward: w is NULL");

@@ -240,5 +240,42 @@ for t in generic multi:x86-64-avx2,generic; do
 done
 rm -f "$tmp/big.fdl" "$tmp/spooled.c" "$tmp/spooled.h" "$tmp/inmemory.c" "$tmp/inmemory.h"
 
+# ---- fusec tune and --tune (the cost model's machine; docs/fusion.md) ----
+tu() { # tu NAME WANT MESSAGE ARGS...: fusec tune's exit status and message
+    name=$1; want=$2; msg=$3; shift 3
+    expect_rc "$name" "$want" "$FUSEC" tune "$@"
+    grep -qF -- "$msg" "$tmp/err" && ok "$name: the message" || { bad "$name: the message"; cat "$tmp/err"; }
+}
+expect_rc "tune --help exits 0" 0 "$FUSEC" tune --help
+tu "tune without -o" 2 "fusec tune: error: no output file: use -o FILE"
+tu "tune --threads 0" 2 "--threads: expected a count from 1 to 256, got '0'" --threads 0 -o "$tmp/m.tune"
+tu "tune of an unknown target" 2 "unknown target 'avx512'; did you mean 'x86-64-avx512'?" --target=avx512 -o "$tmp/m.tune"
+tu "tune of a multi: target" 2 "a tune file describes one target row" --target=multi:generic -o "$tmp/m.tune"
+tu "tune with a stray argument" 2 "unknown argument 'x.fdl'" x.fdl
+[ ! -e "$tmp/m.tune" ] && ok "a refused tune writes nothing" || bad "a refused tune wrote $tmp/m.tune"
+expect_rc "tune of generic on 2 threads" 0 "$FUSEC" tune --target=generic --threads=2 -o "$tmp/m.tune"
+grep -q "^fusec-tune 1$" "$tmp/m.tune" && grep -q "^target generic$" "$tmp/m.tune" && grep -q "^threads 2$" "$tmp/m.tune" &&
+    ok "tune writes a tune file" || { bad "tune writes a tune file"; cat "$tmp/m.tune"; }
+"$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t1.c" && "$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t2.c" &&
+    sed 's/t2\.h/t1.h/' "$tmp/t2.c" | cmp -s - "$tmp/t1.c" && ok "--tune: the same file gives the same C" ||
+    bad "--tune: the same file gives the same C"
+"$FUSEC" --explain --tune="$tmp/m.tune" "$g" >"$tmp/out" && grep -q "mlp: .*(cost: decode .*generic, 2 threads)" "$tmp/out" &&
+    ok "--explain gives the tuned machine's estimates" || { bad "--explain gives the tuned machine's estimates"; cat "$tmp/out"; }
+badtune() { # badtune NAME MESSAGE TEXT [ARGS...]: exit 1 with FILE:LINE: error: MESSAGE
+    name=$1; msg=$2; printf "$3" >"$tmp/bad.tune"; shift 3
+    expect_rc "$name" 1 "$FUSEC" --tune="$tmp/bad.tune" "$@" "$g" -o "$tmp/bt.c"
+    grep -qF -- "$msg" "$tmp/err" && ok "$name: the message" || { bad "$name: the message"; cat "$tmp/err"; }
+    [ ! -e "$tmp/bt.c" ] && ok "$name: no output" || bad "$name: wrote output"
+}
+badtune "--tune: no header" "bad.tune:1: error: expected the header 'fusec-tune 1'" "target generic\n"
+badtune "--tune: unknown key" "bad.tune:3: error: unknown key 'speed'" "fusec-tune 1\ntarget generic\nspeed 3\n"
+badtune "--tune: a bad number" "bad.tune:3: error: 'x' is not a number" "fusec-tune 1\ntarget generic\nbw_gbs x\n"
+badtune "--tune: another target" "the tune file measured target generic, not x86-64-avx2 (run fusec tune --target=x86-64-avx2)" \
+    "fusec-tune 1\ntarget generic\n" --target=x86-64-avx2
+expect_rc "--tune: a missing file" 1 "$FUSEC" --tune="$tmp/none.tune" "$g" -o "$tmp/bt.c"
+grep -qF "none.tune: error: cannot read the tune file" "$tmp/err" && ok "--tune: a missing file: the message" ||
+    { bad "--tune: a missing file: the message"; cat "$tmp/err"; }
+expect_rc "check --tune: a bad file" 1 "$FUSEC" check "$g" --random --tune="$tmp/bad.tune" --target=x86-64-avx2
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -34,13 +34,15 @@ fx=tests/fusion
 
 # ---- 1. kernel counts ------------------------------------------------------------
 
+# The pins below are what each pass can do (--fuse-all: every legal fusion);
+# what the cost model then keeps is pinned after them (default_kinds).
 # kinds FILE [OPTIONS...]: the kernel kinds in order, e.g. "gemm attention gemm mlp"
 kinds() {
-    "$FUSEC" --explain "$@" 2>/dev/null | sed -n 's/^kernel [0-9]*: \([a-z]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'
+    "$FUSEC" --explain --fuse-all "$@" 2>/dev/null | sed -n 's/^kernel [0-9]*: \([a-z]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//'
 }
 # counts FILE [OPTIONS...]: "fused unfused"
 counts() {
-    "$FUSEC" --explain "$@" 2>/dev/null | sed -n '1s/.*: \([0-9]*\) kernels* (unfused: \([0-9]*\)).*/\1 \2/p'
+    "$FUSEC" --explain --fuse-all "$@" 2>/dev/null | sed -n '1s/.*: \([0-9]*\) kernels* (unfused: \([0-9]*\)).*/\1 \2/p'
 }
 
 expect_counts() {
@@ -96,6 +98,17 @@ expect_kinds "gemm single single single single single gemm rowwise gemm single g
     $ex/llama_layer_prim.fdl --no-fuse=attention
 expect_counts "13 18" $ex/llama_layer.fdl --no-fuse=norm,epilogue,mlp
 expect_counts "18 18" $ex/llama_layer.fdl --no-fuse=elementwise,norm,epilogue,softmax,attention,mlp
+# what the cost model keeps by default (cost.c: the fused MLP does not pay
+# at T = 512 and gains nothing at T = 1; cheap epilogues stay fused)
+default_kinds() {
+    got=$("$FUSEC" --explain "$@" 2>/dev/null | sed -n 's/^kernel [0-9]*: \([a-z]*\) .*/\1/p' | tr '\n' ' ' | sed 's/ $//')
+    if [ "$got" = "$want" ]; then ok "default kinds '$want': $*"; else bad "default kinds of $*: want '$want', got '$got'"; fi
+}
+want="gemm attention gemm gemm gemm" default_kinds $ex/llama_layer.fdl
+want="gemm attention gemm gemm gemm" default_kinds $ex/gpt2_block.fdl
+want="gemm attention gemm gemm gemm" default_kinds $ex/gpt2_block.fdl --target=x86-64-avx512
+want="gemm attention gemm gemm gemm" default_kinds $ex/llama_layer.fdl --target=x86-64-avx512
+want="gemm attention gemm mlp" default_kinds $ex/llama_layer.fdl --fuse-all
 
 # ---- 2. primitives fuse like the builtins ------------------------------------------
 
@@ -134,7 +147,11 @@ expect_text "explain: the norm prologue is never stored" "h is normalised as the
 expect_text "explain: absorbed operators listed" "absorbs: %15 rope (q), %17 rope (k), %19 append (keys), %20 append (values), %21 attention (attn)" \
     --explain $ex/llama_layer.fdl
 expect_text "explain: the MLP intermediate is never stored" "the \[rows, 704\] intermediate is never stored" \
+    --explain --fuse-all $ex/llama_layer.fdl
+expect_text "explain: the cost model's verdict on the MLP" \
+    "mlp: the MLP ending in m as one kernel: not fused, it does not pay (cost: decode .* prefill .*generic, 1 thread)" \
     --explain $ex/llama_layer.fdl
+expect_text "report: predicted times" "^fused .* ms$" --emit=report $ex/llama_layer.fdl --dim T=512
 expect_text "explain: stored intermediate with 4 consumers" "a joins p's row pass but is stored: it has 4 consumers" \
     --explain $fx/patterns.fdl
 expect_text "explain: refused MLP names the consumers" "mlp: u is not fused into one MLP kernel with y: u has 2 consumers" \
@@ -166,9 +183,9 @@ expect_text "report: traffic saved" "^saved: [1-9][0-9]* bytes" --emit=report $e
 expect_text "dot: both graphs" "subgraph cluster_a_k3" --emit=dot $ex/llama_layer.fdl
 expect_text "dot: before fusion" "before fusion: llama_layer, 18 kernels" --emit=dot $ex/llama_layer.fdl
 # the Llama-3.2-1B figures of docs/fusion.md
-expect_text "report: llama_1b decode fused bytes" "^fused *4 .* 247570436 " --emit=report $fx/llama_1b.fdl --dim T=1 --dim P=1024
+expect_text "report: llama_1b decode fused bytes" "^fused *4 .* 247570436 " --emit=report --fuse-all $fx/llama_1b.fdl --dim T=1 --dim P=1024
 expect_text "report: llama_1b decode unfused bytes" "^unfused *18 .* 247951368 " --emit=report $fx/llama_1b.fdl --dim T=1 --dim P=1024
-expect_text "report: llama_1b prefill fused bytes" "^fused *4 .* 289425408 " --emit=report $fx/llama_1b.fdl --dim T=512
+expect_text "report: llama_1b prefill fused bytes" "^fused *4 .* 289425408 " --emit=report --fuse-all $fx/llama_1b.fdl --dim T=512
 expect_text "report: llama_1b prefill unfused bytes" "^unfused *18 .* 484462592 " --emit=report $fx/llama_1b.fdl --dim T=512
 expect_text "report: llama_1b_prim prefill unfused bytes" "^unfused *36 .* 815837184 " --emit=report $fx/llama_1b_prim.fdl --dim T=512
 same_kernels $fx/llama_1b.fdl $fx/llama_1b_prim.fdl

@@ -151,7 +151,7 @@ static void compile_all(const char *text)
             if (!h)
                 abort();    /* the same text compiled a moment ago */
             ir_dce(h);
-            Options o = {opt, targets[t], 0, false};
+            Options o = {opt, targets[t], 0, false, NULL, false};
             compile_passes(h, &o);
             emit_to_memory(h, tg);
         }

@@ -215,7 +215,7 @@ static double expect_close(const char *what, const double *got, const double *re
 /* Emits, compiles and runs g on sp's calls; checks every result (and the
  * caches at the end) against interp_run on the same data. */
 static void run_and_compare(Graph *g, Spec *sp) {
-    Options o = {0, "generic", 0, false};
+    Options o = {0, "generic", 0, false, NULL, false};
     int64_t cap = sp->capacity;
     if (sp->tol == 0)
         sp->tol = 1e-5;
@@ -649,7 +649,7 @@ static void test_multi_node_kernel(void **state) {
     Node *c = op2(g, OP_ADD, b, x);
     out(g, "y", c);
     out(g, "z", a);
-    Options o = {0, "generic", 0, false};
+    Options o = {0, "generic", 0, false, NULL, false};
     ir_recount(g);
     pass_schedule(g, &o);
     /* merge the first three kernels (exp, mul, add) into kernel 0 */
@@ -731,7 +731,7 @@ static void test_header_contents(void **state) {
     ir_add_const_dim(g, "HD", 4);
     Node *w = src(g, OP_WEIGHT, "self_attn.q_proj.weight", DT_F32, 2, C(16), C(16));
     out(g, "qp", infer(g, mk(g, OP_LINEAR, g->inputs[0], w, NULL)));
-    Options o = {0, "generic", 0, false};
+    Options o = {0, "generic", 0, false, NULL, false};
     ir_recount(g);
     pass_schedule(g, &o);
     assert_int_equal(emit_files(g), 0);
@@ -764,7 +764,7 @@ static void test_header_contents(void **state) {
  * same bytes. */
 static void test_deterministic(void **state) {
     (void)state;
-    Options o = {0, "generic", 0, false};
+    Options o = {0, "generic", 0, false, NULL, false};
     char *text[3];
     size_t len[3];
     Graph *g = NULL;
@@ -817,7 +817,7 @@ static void test_name_errors(void **state) {
             y = op2(g, OP_ADD, op2(g, OP_ADD, x, w1), w2);
         }
         out(g, "y", op1(g, OP_EXP, y));
-        Options o = {0, "generic", 0, false};
+        Options o = {0, "generic", 0, false, NULL, false};
         ir_recount(g);
         pass_schedule(g, &o);
         diag_reset();
@@ -902,7 +902,7 @@ static double *f32_data(const fr_tensor *t, int64_t from, int64_t n) {
 static void golden(const char *fdl, const char *st, int split) {
     if (access(fdl, R_OK) != 0)
         fail_msg("%s: %s", fdl, strerror(errno));
-    Options o = {0, "generic", 0, false};
+    Options o = {0, "generic", 0, false, NULL, false};
     Graph *g = compile_pipeline(fdl, NULL, &o);
     assert_non_null(g);
     fr_st f;

@@ -27,7 +27,7 @@ static Graph *front(const char *text) {
 
 static Graph *compile(const char *text, int opt_level, unsigned no_fuse) {
     Graph *g = front(text);
-    Options o = {opt_level, "generic", no_fuse, false};
+    Options o = {opt_level, "generic", no_fuse, false, NULL, true};
     compile_passes(g, &o);
     return g;
 }
@@ -200,7 +200,7 @@ static void test_pass_names(void **state) {
     assert_int_equal(fuse_pass_bit("elementwise"), FUSE_ELEMENTWISE);
     assert_int_equal(fuse_pass_bit("Attention"), 0);
     assert_int_equal(fuse_pass_bit(""), 0);
-    Options o = {1, "generic", FUSE_NORM, false};
+    Options o = {1, "generic", FUSE_NORM, false, NULL, true};
     assert_false(fuse_enabled(&o, FUSE_NORM));
     assert_true(fuse_enabled(&o, FUSE_MLP));
     o.opt_level = 0;
@@ -370,7 +370,7 @@ static void test_rewrite_attention(void **state) {
 
 static void test_llama_kinds(void **state) {
     (void)state;
-    Options o = {1, "generic", 0, false};
+    Options o = {1, "generic", 0, false, NULL, true};
     Graph *g = compile_pipeline("dsl-examples/llama_layer.fdl", NULL, &o);
     assert_non_null(g);
     assert_string_equal(kinds(g), "gemm attention gemm mlp");
@@ -379,12 +379,12 @@ static void test_llama_kinds(void **state) {
     assert_int_equal(n->kernel, 0);
     assert_int_equal(find_op(g, OP_ROPE)->kernel, 1);
     assert_int_equal(find_op(g, OP_APPEND)->kernel, 1);
-    Options p = {1, "generic", FUSE_MLP | FUSE_ATTENTION, false};
+    Options p = {1, "generic", FUSE_MLP | FUSE_ATTENTION, false, NULL, true};
     g = compile_pipeline("dsl-examples/llama_layer.fdl", NULL, &p);
     /* without attention fusion the ropes are projection epilogues */
     assert_string_equal(kinds(g), "gemm single single single gemm gemm gemm");
     assert_int_equal(find_op(g, OP_ROPE)->kernel, 0);
-    Options z = {0, "generic", 0, false};
+    Options z = {0, "generic", 0, false, NULL, false};
     g = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &z);
     assert_int_equal(g->nkernels, 36);
 }
@@ -581,7 +581,8 @@ static void explain_fn(FILE *f, const void *arg) {
 
 static void report_fn(FILE *f, const void *arg) {
     const Pair *p = arg;
-    report_print(f, p->g, p->u, p->syms);
+    Machine m = cost_defaults(target_find("generic"));
+    report_print(f, p->g, p->u, p->syms, &m);
 }
 
 static void dot_fn(FILE *f, const void *arg) {
@@ -591,7 +592,7 @@ static void dot_fn(FILE *f, const void *arg) {
 
 static void test_explain(void **state) {
     (void)state;
-    Options o = {1, "generic", 0, false}, z = {0, "generic", 0, false};
+    Options o = {1, "generic", 0, false, NULL, true}, z = {0, "generic", 0, false, NULL, false};
     Graph *g = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &o);
     Graph *u = compile_pipeline("dsl-examples/llama_layer_prim.fdl", NULL, &z);
     Pair p = {g, u, NULL};
@@ -667,7 +668,7 @@ static void test_report_row_ops(void **state) {
         const char *row = strstr(s, head);
         assert_non_null(row);
         double fl, rd, wr, in;
-        assert_int_equal(sscanf(row, " %*d %31s %lf %lf %lf %lf %31s", kind, &fl, &rd, &wr, &in, op), 6);
+        assert_int_equal(sscanf(row, " %*d %31s %lf %lf %lf %lf %*f ms %31s", kind, &fl, &rd, &wr, &in, op), 6);
         assert_string_equal(op, want[k].op);
         if (fl != want[k].flops || rd != want[k].rd || wr != want[k].wr)
             fail_msg("%s: %g FLOPs, %g read, %g written", op, fl, rd, wr);
