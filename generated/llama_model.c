@@ -50,33 +50,36 @@ static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size
         return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
                          fu_who, (long long)P, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %3 x: f32[T, 192], kernels 0..4 */
-    off[7] = (size_t)at; /* %33 add: f32[T, 192], kernels 5..9 */
-    off[14] = (size_t)at; /* %63 add: f32[T, 192], kernels 10..14 */
-    off[21] = (size_t)at; /* %93 h: f32[T, 192], kernels 15..16 */
-    at += fu_slot(T * 192);
+    off[7] = (size_t)at; /* %31 mul: f32[T, 512], kernels 5..6 */
+    off[13] = (size_t)at; /* %54 a: f32[T, 192], kernels 9..10 */
+    off[15] = (size_t)at; /* %61 mul: f32[T, 512], kernels 11..12 */
+    off[21] = (size_t)at; /* %84 a: f32[T, 192], kernels 15..16 */
+    off[23] = (size_t)at; /* %91 mul: f32[T, 512], kernels 17..18 */
+    at += fu_max_u64(fu_slot(T * 192), fu_slot(T * 512));
     off[1] = (size_t)at; /* %15 pos: i32[T], kernels 1..3 */
-    off[8] = (size_t)at; /* %45 pos: i32[T], kernels 6..8 */
-    off[15] = (size_t)at; /* %75 pos: i32[T], kernels 11..13 */
-    off[22] = (size_t)at; /* %94 last: f32[1, 192], kernels 16..17 */
+    off[9] = (size_t)at; /* %45 pos: i32[T], kernels 7..9 */
+    off[17] = (size_t)at; /* %75 pos: i32[T], kernels 13..15 */
+    off[25] = (size_t)at; /* %94 last: f32[1, 192], kernels 19..20 */
     at += fu_max_u64(fu_slot(T), fu_slot(192));
     off[2] = (size_t)at; /* %17 linear: f32[T, 192], kernels 2..3 */
-    off[6] = (size_t)at; /* %26 r: f32[T, 192], kernels 4..5 */
-    off[9] = (size_t)at; /* %47 linear: f32[T, 192], kernels 7..8 */
-    off[13] = (size_t)at; /* %56 r: f32[T, 192], kernels 9..10 */
-    off[16] = (size_t)at; /* %77 linear: f32[T, 192], kernels 12..13 */
-    off[20] = (size_t)at; /* %86 r: f32[T, 192], kernels 14..15 */
+    off[6] = (size_t)at; /* %26 r: f32[T, 192], kernels 4..6 */
+    off[10] = (size_t)at; /* %47 linear: f32[T, 192], kernels 8..9 */
+    off[14] = (size_t)at; /* %56 r: f32[T, 192], kernels 10..12 */
+    off[18] = (size_t)at; /* %77 linear: f32[T, 192], kernels 14..15 */
+    off[22] = (size_t)at; /* %86 r: f32[T, 192], kernels 16..18 */
     at += fu_slot(T * 192);
     off[3] = (size_t)at; /* %19 linear: f32[T, 64], kernels 2..3 */
-    off[10] = (size_t)at; /* %49 linear: f32[T, 64], kernels 7..8 */
-    off[17] = (size_t)at; /* %79 linear: f32[T, 64], kernels 12..13 */
+    off[11] = (size_t)at; /* %49 linear: f32[T, 64], kernels 8..9 */
+    off[19] = (size_t)at; /* %79 linear: f32[T, 64], kernels 14..15 */
     at += fu_slot(T * 64);
     off[4] = (size_t)at; /* %21 v: f32[T, 64], kernels 2..3 */
-    off[11] = (size_t)at; /* %51 v: f32[T, 64], kernels 7..8 */
-    off[18] = (size_t)at; /* %81 v: f32[T, 64], kernels 12..13 */
+    off[12] = (size_t)at; /* %51 v: f32[T, 64], kernels 8..9 */
+    off[20] = (size_t)at; /* %81 v: f32[T, 64], kernels 14..15 */
     at += fu_slot(T * 64);
     off[5] = (size_t)at; /* %24 a: f32[T, 192], kernels 3..4 */
-    off[12] = (size_t)at; /* %54 a: f32[T, 192], kernels 8..9 */
-    off[19] = (size_t)at; /* %84 a: f32[T, 192], kernels 13..14 */
+    off[8] = (size_t)at; /* %33 add: f32[T, 192], kernels 6..10 */
+    off[16] = (size_t)at; /* %63 add: f32[T, 192], kernels 12..16 */
+    off[24] = (size_t)at; /* %93 h: f32[T, 192], kernels 18..19 */
     at += fu_slot(T * 192);
     if (at > (uint64_t)SIZE_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
@@ -4212,54 +4215,1372 @@ static void k25_linear_add(int tid, int nth, const float *b24_24, const float *b
  * %29 = silu(%28) : f32[T, 512]
  * %30 = linear(%27, %11) : f32[T, 512]
  * %31 = mul(%29, %30) : f32[T, 512]
- * %32 = linear(%31, %12) : f32[T, 192]   # m
- * %33 = add(%26, %32) : f32[T, 192]
  *   b26_26: f32[T, 192]
  *   b9_9: f32[192] (model.layers.0.post_attention_layernorm.weight)
  *   b10_10: f32[512, 192] (model.layers.0.mlp.gate_proj.weight)
  *   b11_11: f32[512, 192] (model.layers.0.mlp.up_proj.weight)
- *   b12_12: f32[192, 512] (model.layers.0.mlp.down_proj.weight)
- *   b33_33: f32[T, 192] */
-static void k27_rms_norm_linear_silu_linear(int tid, int nth, const float *b26_26, const float *b9_9, const float *b10_10, const float *b11_11, const float *b12_12, float *b33_33, int64_t T) {
-    /* MLP stage 1: A = rms_norm(%26) = %27, [%28 linear %29 silu %30 linear %31 mul]; stage 2: A = %31, [%32 linear %33 add]
+ *   b31_31: f32[T, 512] */
+static void k27_rms_norm_linear_silu_linear(int tid, int nth, const float *b26_26, const float *b9_9, const float *b10_10, const float *b11_11, float *b31_31, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%26) = %27, [%28 linear %29 silu %30 linear %31 mul]
      * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (512 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 8;
-    const int64_t fu_U1_0 = (192 + 3) / 4;
-    const int64_t fu_S1_0 = 0;
-    const int64_t fu_wt1 = fu_U1_0 * 4;
     const float *const fu_A = b26_26;
-    int64_t fu_fmax = 0;
-    {
-        for (int fu_t = 0; fu_t < nth; ++fu_t) {
-            int64_t fu_f0, fu_f1;
-            {
-                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                fu_f0 = fu_ua * 4;
-                fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 192;
+                float *const fu_ar = fu_an + fu_i * 192;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 192; fu_q += 2) {
+                        const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 192; ++fu_q)
+                        fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                }
+                (void)fu_mu, (void)fu_lo;
+                for (int64_t fu_q = 0; fu_q < 192; ++fu_q)
+                    fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b9_9[fu_q];
             }
-            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
+            { /* group 0: %28 and %30 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                }
+                float *const fu_yb0 = fu_s + 1536;
+                float *const fu_yb1 = fu_s + 34304;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 192; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b11_11 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b11_11 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 192; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b11_11 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b11_11 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e28 = fu_yb0[fu_i * 4096 + fu_j];
+                                const float fu_e29 = fu_silu_generic(fu_e28);
+                                const float fu_e30 = fu_yb1[fu_i * 4096 + fu_j];
+                                const float fu_e31 = (fu_e29 * fu_e30);
+                                b31_31[(fu_rb + fu_i) * 512 + (fu_jc + fu_j)] = fu_e31;
+                            }
+                        }
+                }
+            }
         }
-    }
-    int64_t fu_MB = ((int64_t)4194304 / nth > 512 ? (int64_t)4194304 / nth : 512) / (fu_fmax > 0 ? fu_fmax : 1);
-    fu_MB = fu_MB > 512 ? 512 : fu_MB;
-    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
-    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
-        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 8) {
+    } else {
+        float *const fu_st = fu_s + 294928;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
             {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 4096;
-                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                    const float *const fu_xr = fu_A + (fu_rb + fu_i) * 192;
-                    float *const fu_ar = fu_an + fu_i * 192;
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 2;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 192;
                     float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
@@ -4276,14 +5597,14 @@ static void k27_rms_norm_linear_silu_linear(int tid, int nth, const float *b26_2
                         if (!(fu_ss < INFINITY))
                             fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    (void)fu_mu, (void)fu_lo;
-                    for (int64_t fu_q = 0; fu_q < 192; ++fu_q)
-                        fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b9_9[fu_q];
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
                 }
                 { /* group 0: %28 and %30 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
                         int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
                         int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
@@ -4291,2145 +5612,1203 @@ static void k27_rms_norm_linear_silu_linear(int tid, int nth, const float *b26_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
                     }
-                    float *const fu_hp = fu_s + 824848;
-                    const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 5632;
-                    float *const fu_yb1 = fu_s + 38400;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
-                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 192;
-                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 192; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_pb1 = fu_s + 163856;
+                    float fu_t0[16];
+                    float fu_t1[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 192; fu_pc += 256) {
+                            const int64_t fu_kc = 192 - fu_pc < 256 ? 192 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b10_10 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb1 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b11_11 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            break;
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 192 + fu_pc;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b9_9[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            fu_t0[0] = fu_c0_0;
+                                            fu_t0[1] = fu_c0_1;
+                                            fu_t0[2] = fu_c0_2;
+                                            fu_t0[3] = fu_c0_3;
+                                            fu_t0[4] = fu_c1_0;
+                                            fu_t0[5] = fu_c1_1;
+                                            fu_t0[6] = fu_c1_2;
+                                            fu_t0[7] = fu_c1_3;
+                                            fu_t0[8] = fu_c2_0;
+                                            fu_t0[9] = fu_c2_1;
+                                            fu_t0[10] = fu_c2_2;
+                                            fu_t0[11] = fu_c2_3;
+                                            fu_t0[12] = fu_c3_0;
+                                            fu_t0[13] = fu_c3_1;
+                                            fu_t0[14] = fu_c3_2;
+                                            fu_t0[15] = fu_c3_3;
+                                        }
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb1 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e28 = fu_t0[0];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c0_0;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 0) * 512 + (fu_col0 + 0)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[1];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c0_1;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 0) * 512 + (fu_col0 + 1)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[2];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c0_2;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 0) * 512 + (fu_col0 + 2)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[3];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c0_3;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 0) * 512 + (fu_col0 + 3)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[4];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c1_0;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 1) * 512 + (fu_col0 + 0)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[5];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c1_1;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 1) * 512 + (fu_col0 + 1)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[6];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c1_2;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 1) * 512 + (fu_col0 + 2)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[7];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c1_3;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 1) * 512 + (fu_col0 + 3)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[8];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c2_0;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 2) * 512 + (fu_col0 + 0)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[9];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c2_1;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 2) * 512 + (fu_col0 + 1)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[10];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c2_2;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 2) * 512 + (fu_col0 + 2)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[11];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c2_3;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 2) * 512 + (fu_col0 + 3)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[12];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c3_0;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 3) * 512 + (fu_col0 + 0)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[13];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c3_1;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 3) * 512 + (fu_col0 + 1)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[14];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c3_2;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 3) * 512 + (fu_col0 + 2)] = fu_e31;
+                                                }
+                                                {
+                                                    const float fu_e28 = fu_t0[15];
+                                                    const float fu_e29 = fu_silu_generic(fu_e28);
+                                                    const float fu_e30 = fu_c3_3;
+                                                    const float fu_e31 = (fu_e29 * fu_e30);
+                                                    b31_31[(fu_row0 + 3) * 512 + (fu_col0 + 3)] = fu_e31;
+                                                }
+                                            } else {
+                                                fu_t1[0] = fu_c0_0;
+                                                fu_t1[1] = fu_c0_1;
+                                                fu_t1[2] = fu_c0_2;
+                                                fu_t1[3] = fu_c0_3;
+                                                fu_t1[4] = fu_c1_0;
+                                                fu_t1[5] = fu_c1_1;
+                                                fu_t1[6] = fu_c1_2;
+                                                fu_t1[7] = fu_c1_3;
+                                                fu_t1[8] = fu_c2_0;
+                                                fu_t1[9] = fu_c2_1;
+                                                fu_t1[10] = fu_c2_2;
+                                                fu_t1[11] = fu_c2_3;
+                                                fu_t1[12] = fu_c3_0;
+                                                fu_t1[13] = fu_c3_1;
+                                                fu_t1[14] = fu_c3_2;
+                                                fu_t1[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e28 = fu_t0[fu_i * 4 + fu_j];
+                                                            const float fu_e29 = fu_silu_generic(fu_e28);
+                                                            const float fu_e30 = fu_t1[fu_i * 4 + fu_j];
+                                                            const float fu_e31 = (fu_e29 * fu_e30);
+                                                            b31_31[(fu_row0 + fu_i) * 512 + (fu_col0 + fu_j)] = fu_e31;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
                         }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
-                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 192;
-                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
-                                const float *const fu_w2 = b11_11 + (fu_jc + fu_n + 2) * 192;
-                                const float *const fu_w3 = b11_11 + (fu_jc + fu_n + 3) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 192; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
-                                const float *const fu_w2 = b11_11 + (fu_jc + fu_n + 2) * 192;
-                                const float *const fu_w3 = b11_11 + (fu_jc + fu_n + 3) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                const float *const fu_w1 = b11_11 + (fu_jc + fu_n + 1) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b11_11 + (fu_jc + fu_n + 0) * 192;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 192);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 192);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 192);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 192);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 192; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 192);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 192);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 192);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 192);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 192; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e28 = fu_yb0[fu_i * 4096 + fu_j];
-                                    const float fu_e29 = fu_silu_generic(fu_e28);
-                                    const float fu_e30 = fu_yb1[fu_i * 4096 + fu_j];
-                                    const float fu_e31 = (fu_e29 * fu_e30);
-                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e31;
-                                }
-                            }
                     }
                 }
             }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_hg = fu_s + 0;
-                for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                    int64_t fu_f0, fu_f1;
-                    {
-                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                        fu_f0 = fu_ua * 4;
-                        fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
-                    }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 824848;
-                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
-                            fu_hg[fu_i * 512 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
+        }
+    }
+}
+
+/* %32 = linear(%31, %12) : f32[T, 192]   # m
+ * %33 = add(%26, %32) : f32[T, 192]
+ *   b31_31: f32[T, 512]
+ *   b12_12: f32[192, 512] (model.layers.0.mlp.down_proj.weight)
+ *   b26_26: f32[T, 192]
+ *   b33_33: f32[T, 192] */
+static void k32_linear_add(int tid, int nth, const float *b31_31, const float *b12_12, const float *b26_26, float *b33_33, int64_t T) {
+    /* GEMM stage 1: A = %31, [%32 linear %33 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (192 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b31_31;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %32 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 192 ? fu_uz * 4 : 192;
                 }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
+                            const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 512;
+                            const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 512; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
+                            const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 512;
+                            const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e32 = fu_yb0[fu_i * 4096 + fu_j];
+                                const float fu_e33 = (b26_26[(fu_rb + fu_i) * 192 + (fu_jc + fu_j)] + fu_e32);
+                                b33_33[(fu_rb + fu_i) * 192 + (fu_jc + fu_j)] = fu_e33;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                 { /* group 0: %32 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 192 ? fu_uz * 4 : 192;
                     }
-                    float *const fu_yb0 = fu_s + 5632;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
-                                const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 512;
-                                const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 512; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_cacc0 = fu_s + 163856;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 512; fu_pc += 256) {
+                            const int64_t fu_kc = 512 - fu_pc < 256 ? 512 - fu_pc : 256;
+                            const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 512;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b12_12 + (fu_jc + fu_j + fu_q) * 512 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
-                                const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 512;
-                                const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e32 = fu_yb0[fu_i * 4096 + fu_j];
-                                    const float fu_e33 = (b26_26[(fu_rb + fu_i) * 192 + (fu_jc + fu_j)] + fu_e32);
-                                    b33_33[(fu_rb + fu_i) * 192 + (fu_jc + fu_j)] = fu_e33;
-                                }
-                            }
-                    }
-                }
-            }
-        } else {
-            float *const fu_st = fu_s + 823312;
-            float *const fu_pa = fu_s + 4096;
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
-                        const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 192;
-                        float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
-                        {
-                            float fu_v0 = 0.0f, fu_v1 = 0.0f;
-                            int64_t fu_q = 0;
-                            for (; fu_q + 2 <= 192; fu_q += 2) {
-                                const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
-                                fu_v0 = (fu_d0 * fu_d0 + fu_v0);
-                                fu_v1 = (fu_d1 * fu_d1 + fu_v1);
-                            }
-                            float fu_ss = ((fu_v0 + fu_v1));
-                            for (; fu_q < 192; ++fu_q)
-                                fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
-                            fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
-                            if (!(fu_ss < INFINITY))
-                                fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
-                        }
-                        fu_st[3 * fu_i] = fu_mu;
-                        fu_st[3 * fu_i + 1] = fu_lo;
-                        fu_st[3 * fu_i + 2] = fu_iv;
-                    }
-                    { /* group 0: %28 and %30 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
-                        }
-                        float *const fu_hp = fu_s + 824848;
-                        const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_pb1 = fu_s + 167952;
-                        float *const fu_cacc0 = fu_s + 299024;
-                        float *const fu_cacc1 = fu_s + 561168;
-                        float fu_t0[16];
-                        float fu_t1[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 192; fu_pc += 256) {
-                                const int64_t fu_kc = 192 - fu_pc < 256 ? 192 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 192;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b10_10 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb1 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b11_11 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            const float *const fu_src = fu_A + fu_row * 192 + fu_pc;
-                                            const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
-                                            const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
-                                            (void)fu_mu, (void)fu_lo;
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b9_9[fu_pc + fu_p];
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
                                         }
+                                        const float *const fu_src = fu_A + fu_row * 512 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                            if (!fu_first) {
+                                                fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                            }
+                                            if (!fu_last) {
+                                                fu_cp[0] = fu_c0_0;
+                                                fu_cp[1] = fu_c0_1;
+                                                fu_cp[2] = fu_c0_2;
+                                                fu_cp[3] = fu_c0_3;
+                                                fu_cp[4] = fu_c1_0;
+                                                fu_cp[5] = fu_c1_1;
+                                                fu_cp[6] = fu_c1_2;
+                                                fu_cp[7] = fu_c1_3;
+                                                fu_cp[8] = fu_c2_0;
+                                                fu_cp[9] = fu_c2_1;
+                                                fu_cp[10] = fu_c2_2;
+                                                fu_cp[11] = fu_c2_3;
+                                                fu_cp[12] = fu_c3_0;
+                                                fu_cp[13] = fu_c3_1;
+                                                fu_cp[14] = fu_c3_2;
+                                                fu_cp[15] = fu_c3_3;
+                                            } else {
+                                                const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                if (fu_mr == 4 && fu_nr == 4) {
                                                     {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                        const float fu_e32 = fu_c0_0;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 0)] + fu_e32);
+                                                        b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 0)] = fu_e33;
                                                     }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
+                                                    {
+                                                        const float fu_e32 = fu_c0_1;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 1)] + fu_e32);
+                                                        b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 1)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c0_2;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 2)] + fu_e32);
+                                                        b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 2)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c0_3;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 3)] + fu_e32);
+                                                        b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 3)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c1_0;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 0)] + fu_e32);
+                                                        b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 0)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c1_1;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 1)] + fu_e32);
+                                                        b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 1)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c1_2;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 2)] + fu_e32);
+                                                        b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 2)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c1_3;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 3)] + fu_e32);
+                                                        b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 3)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c2_0;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 0)] + fu_e32);
+                                                        b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 0)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c2_1;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 1)] + fu_e32);
+                                                        b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 1)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c2_2;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 2)] + fu_e32);
+                                                        b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 2)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c2_3;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 3)] + fu_e32);
+                                                        b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 3)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c3_0;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 0)] + fu_e32);
+                                                        b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 0)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c3_1;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 1)] + fu_e32);
+                                                        b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 1)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c3_2;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 2)] + fu_e32);
+                                                        b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 2)] = fu_e33;
+                                                    }
+                                                    {
+                                                        const float fu_e32 = fu_c3_3;
+                                                        const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 3)] + fu_e32);
+                                                        b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 3)] = fu_e33;
+                                                    }
                                                 } else {
                                                     fu_t0[0] = fu_c0_0;
                                                     fu_t0[1] = fu_c0_1;
@@ -6447,498 +6826,24 @@ static void k27_rms_norm_linear_silu_linear(int tid, int nth, const float *b26_2
                                                     fu_t0[13] = fu_c3_1;
                                                     fu_t0[14] = fu_c3_2;
                                                     fu_t0[15] = fu_c3_3;
-                                                }
-                                            }
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb1 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc1 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e28 = fu_t0[0];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c0_0;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[1];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c0_1;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[2];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c0_2;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[3];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c0_3;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[4];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c1_0;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[5];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c1_1;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[6];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c1_2;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[7];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c1_3;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[8];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c2_0;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[9];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c2_1;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[10];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c2_2;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[11];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c2_3;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[12];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c3_0;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[13];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c3_1;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[14];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c3_2;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e31;
-                                                        }
-                                                        {
-                                                            const float fu_e28 = fu_t0[15];
-                                                            const float fu_e29 = fu_silu_generic(fu_e28);
-                                                            const float fu_e30 = fu_c3_3;
-                                                            const float fu_e31 = (fu_e29 * fu_e30);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e31;
-                                                        }
-                                                    } else {
-                                                        fu_t1[0] = fu_c0_0;
-                                                        fu_t1[1] = fu_c0_1;
-                                                        fu_t1[2] = fu_c0_2;
-                                                        fu_t1[3] = fu_c0_3;
-                                                        fu_t1[4] = fu_c1_0;
-                                                        fu_t1[5] = fu_c1_1;
-                                                        fu_t1[6] = fu_c1_2;
-                                                        fu_t1[7] = fu_c1_3;
-                                                        fu_t1[8] = fu_c2_0;
-                                                        fu_t1[9] = fu_c2_1;
-                                                        fu_t1[10] = fu_c2_2;
-                                                        fu_t1[11] = fu_c2_3;
-                                                        fu_t1[12] = fu_c3_0;
-                                                        fu_t1[13] = fu_c3_1;
-                                                        fu_t1[14] = fu_c3_2;
-                                                        fu_t1[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e28 = fu_t0[fu_i * 4 + fu_j];
-                                                                    const float fu_e29 = fu_silu_generic(fu_e28);
-                                                                    const float fu_e30 = fu_t1[fu_i * 4 + fu_j];
-                                                                    const float fu_e31 = (fu_e29 * fu_e30);
-                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e31;
-                                                                }
+                                                    for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                        for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                            {
+                                                                const float fu_e32 = fu_t0[fu_i * 4 + fu_j];
+                                                                const float fu_e33 = (b26_26[(fu_row0 + fu_i) * 192 + (fu_col0 + fu_j)] + fu_e32);
+                                                                b33_33[(fu_row0 + fu_i) * 192 + (fu_col0 + fu_j)] = fu_e33;
                                                             }
-                                                    }
+                                                        }
                                                 }
-                                            }
-                                        }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    { /* group 0: %32 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 192 ? fu_uz * 4 : 192;
-                        }
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_cacc0 = fu_s + 299024;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 512; fu_pc += 256) {
-                                const int64_t fu_kc = 512 - fu_pc < 256 ? 512 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 512;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b12_12 + (fu_jc + fu_j + fu_q) * 512 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                                                int64_t fu_f0, fu_f1;
-                                                {
-                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                                                    fu_f0 = fu_ua * 4;
-                                                    fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
-                                                }
-                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
-                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
-                                                if (fu_lo >= fu_hi)
-                                                    continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 824848 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
-                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
-                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
                                         }
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e32 = fu_c0_0;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 0)] + fu_e32);
-                                                            b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 0)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c0_1;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 1)] + fu_e32);
-                                                            b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 1)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c0_2;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 2)] + fu_e32);
-                                                            b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 2)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c0_3;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 0) * 192 + (fu_col0 + 3)] + fu_e32);
-                                                            b33_33[(fu_row0 + 0) * 192 + (fu_col0 + 3)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c1_0;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 0)] + fu_e32);
-                                                            b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 0)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c1_1;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 1)] + fu_e32);
-                                                            b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 1)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c1_2;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 2)] + fu_e32);
-                                                            b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 2)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c1_3;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 1) * 192 + (fu_col0 + 3)] + fu_e32);
-                                                            b33_33[(fu_row0 + 1) * 192 + (fu_col0 + 3)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c2_0;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 0)] + fu_e32);
-                                                            b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 0)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c2_1;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 1)] + fu_e32);
-                                                            b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 1)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c2_2;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 2)] + fu_e32);
-                                                            b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 2)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c2_3;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 2) * 192 + (fu_col0 + 3)] + fu_e32);
-                                                            b33_33[(fu_row0 + 2) * 192 + (fu_col0 + 3)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c3_0;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 0)] + fu_e32);
-                                                            b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 0)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c3_1;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 1)] + fu_e32);
-                                                            b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 1)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c3_2;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 2)] + fu_e32);
-                                                            b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 2)] = fu_e33;
-                                                        }
-                                                        {
-                                                            const float fu_e32 = fu_c3_3;
-                                                            const float fu_e33 = (b26_26[(fu_row0 + 3) * 192 + (fu_col0 + 3)] + fu_e32);
-                                                            b33_33[(fu_row0 + 3) * 192 + (fu_col0 + 3)] = fu_e33;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e32 = fu_t0[fu_i * 4 + fu_j];
-                                                                    const float fu_e33 = (b26_26[(fu_row0 + fu_i) * 192 + (fu_col0 + fu_j)] + fu_e32);
-                                                                    b33_33[(fu_row0 + fu_i) * 192 + (fu_col0 + fu_j)] = fu_e33;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
                             }
                         }
                     }
                 }
             }
         }
-        fr_barrier(nth);
     }
 }
 
@@ -10491,15 +10396,19 @@ static void k55_linear_add(int tid, int nth, const float *b54_54, const float *b
  * %59 = silu(%58) : f32[T, 512]
  * %60 = linear(%57, %41) : f32[T, 512]
  * %61 = mul(%59, %60) : f32[T, 512]
- * %62 = linear(%61, %42) : f32[T, 192]   # m
- * %63 = add(%56, %62) : f32[T, 192]
  *   b56_56: f32[T, 192]
  *   b39_39: f32[192] (model.layers.1.post_attention_layernorm.weight)
  *   b40_40: f32[512, 192] (model.layers.1.mlp.gate_proj.weight)
  *   b41_41: f32[512, 192] (model.layers.1.mlp.up_proj.weight)
- *   b42_42: f32[192, 512] (model.layers.1.mlp.down_proj.weight)
- *   b63_63: f32[T, 192]
+ *   b61_61: f32[T, 512]
  * computed by k27_rms_norm_linear_silu_linear, the same code */
+/* %62 = linear(%61, %42) : f32[T, 192]   # m
+ * %63 = add(%56, %62) : f32[T, 192]
+ *   b61_61: f32[T, 512]
+ *   b42_42: f32[192, 512] (model.layers.1.mlp.down_proj.weight)
+ *   b56_56: f32[T, 192]
+ *   b63_63: f32[T, 192]
+ * computed by k32_linear_add, the same code */
 /* %75 = positions(%63) : i32[T]   # pos
  *   y: i32[T]
  * computed by k15_positions, the same code */
@@ -10541,15 +10450,19 @@ static void k55_linear_add(int tid, int nth, const float *b54_54, const float *b
  * %89 = silu(%88) : f32[T, 512]
  * %90 = linear(%87, %71) : f32[T, 512]
  * %91 = mul(%89, %90) : f32[T, 512]
- * %92 = linear(%91, %72) : f32[T, 192]   # m
- * %93 = add(%86, %92) : f32[T, 192]   # h
  *   b86_86: f32[T, 192]
  *   b69_69: f32[192] (model.layers.2.post_attention_layernorm.weight)
  *   b70_70: f32[512, 192] (model.layers.2.mlp.gate_proj.weight)
  *   b71_71: f32[512, 192] (model.layers.2.mlp.up_proj.weight)
- *   b72_72: f32[192, 512] (model.layers.2.mlp.down_proj.weight)
- *   b93_93: f32[T, 192]
+ *   b91_91: f32[T, 512]
  * computed by k27_rms_norm_linear_silu_linear, the same code */
+/* %92 = linear(%91, %72) : f32[T, 192]   # m
+ * %93 = add(%86, %92) : f32[T, 192]   # h
+ *   b91_91: f32[T, 512]
+ *   b72_72: f32[192, 512] (model.layers.2.mlp.down_proj.weight)
+ *   b86_86: f32[T, 192]
+ *   b93_93: f32[T, 192]
+ * computed by k32_linear_add, the same code */
 /* %94 = slice(%93) : f32[1, 192]   # last
  *   x: f32[T, 192]
  *   y: f32[1, 192] */
@@ -11516,22 +11429,25 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *fu_t21 = (float *)(fa->ws + fa->off[4]);
     float *fu_t24 = (float *)(fa->ws + fa->off[5]);
     float *fu_t26 = (float *)(fa->ws + fa->off[6]);
-    float *fu_t33 = (float *)(fa->ws + fa->off[7]);
-    int32_t *fu_t45 = (int32_t *)(fa->ws + fa->off[8]);
-    float *fu_t47 = (float *)(fa->ws + fa->off[9]);
-    float *fu_t49 = (float *)(fa->ws + fa->off[10]);
-    float *fu_t51 = (float *)(fa->ws + fa->off[11]);
-    float *fu_t54 = (float *)(fa->ws + fa->off[12]);
-    float *fu_t56 = (float *)(fa->ws + fa->off[13]);
-    float *fu_t63 = (float *)(fa->ws + fa->off[14]);
-    int32_t *fu_t75 = (int32_t *)(fa->ws + fa->off[15]);
-    float *fu_t77 = (float *)(fa->ws + fa->off[16]);
-    float *fu_t79 = (float *)(fa->ws + fa->off[17]);
-    float *fu_t81 = (float *)(fa->ws + fa->off[18]);
-    float *fu_t84 = (float *)(fa->ws + fa->off[19]);
-    float *fu_t86 = (float *)(fa->ws + fa->off[20]);
-    float *fu_t93 = (float *)(fa->ws + fa->off[21]);
-    float *fu_t94 = (float *)(fa->ws + fa->off[22]);
+    float *fu_t31 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t33 = (float *)(fa->ws + fa->off[8]);
+    int32_t *fu_t45 = (int32_t *)(fa->ws + fa->off[9]);
+    float *fu_t47 = (float *)(fa->ws + fa->off[10]);
+    float *fu_t49 = (float *)(fa->ws + fa->off[11]);
+    float *fu_t51 = (float *)(fa->ws + fa->off[12]);
+    float *fu_t54 = (float *)(fa->ws + fa->off[13]);
+    float *fu_t56 = (float *)(fa->ws + fa->off[14]);
+    float *fu_t61 = (float *)(fa->ws + fa->off[15]);
+    float *fu_t63 = (float *)(fa->ws + fa->off[16]);
+    int32_t *fu_t75 = (int32_t *)(fa->ws + fa->off[17]);
+    float *fu_t77 = (float *)(fa->ws + fa->off[18]);
+    float *fu_t79 = (float *)(fa->ws + fa->off[19]);
+    float *fu_t81 = (float *)(fa->ws + fa->off[20]);
+    float *fu_t84 = (float *)(fa->ws + fa->off[21]);
+    float *fu_t86 = (float *)(fa->ws + fa->off[22]);
+    float *fu_t91 = (float *)(fa->ws + fa->off[23]);
+    float *fu_t93 = (float *)(fa->ws + fa->off[24]);
+    float *fu_t94 = (float *)(fa->ws + fa->off[25]);
     float *out_logits = fa->out_logits;
     k3_embedding(tid, nth, w->model_embed_tokens_weight, input_ids, fu_t3, T, fa->err);
     k15_positions(tid, nth, fu_t15, T, P);
@@ -11542,7 +11458,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k25_linear_add(tid, nth, fu_t24, w->model_layers_0_self_attn_o_proj_weight, fu_t3, fu_t26, T);
     fr_barrier(nth);
-    k27_rms_norm_linear_silu_linear(tid, nth, fu_t26, w->model_layers_0_post_attention_layernorm_weight, w->model_layers_0_mlp_gate_proj_weight, w->model_layers_0_mlp_up_proj_weight, w->model_layers_0_mlp_down_proj_weight, fu_t33, T);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t26, w->model_layers_0_post_attention_layernorm_weight, w->model_layers_0_mlp_gate_proj_weight, w->model_layers_0_mlp_up_proj_weight, fu_t31, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t31, w->model_layers_0_mlp_down_proj_weight, fu_t26, fu_t33, T);
     k15_positions(tid, nth, fu_t45, T, P);
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t33, w->model_layers_1_input_layernorm_weight, w->model_layers_1_self_attn_q_proj_weight, fu_t47, w->model_layers_1_self_attn_k_proj_weight, fu_t49, w->model_layers_1_self_attn_v_proj_weight, fu_t51, T);
@@ -11551,7 +11469,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t54, w->model_layers_1_self_attn_o_proj_weight, fu_t33, fu_t56, T);
     fr_barrier(nth);
-    k27_rms_norm_linear_silu_linear(tid, nth, fu_t56, w->model_layers_1_post_attention_layernorm_weight, w->model_layers_1_mlp_gate_proj_weight, w->model_layers_1_mlp_up_proj_weight, w->model_layers_1_mlp_down_proj_weight, fu_t63, T);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t56, w->model_layers_1_post_attention_layernorm_weight, w->model_layers_1_mlp_gate_proj_weight, w->model_layers_1_mlp_up_proj_weight, fu_t61, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t61, w->model_layers_1_mlp_down_proj_weight, fu_t56, fu_t63, T);
     k15_positions(tid, nth, fu_t75, T, P);
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t63, w->model_layers_2_input_layernorm_weight, w->model_layers_2_self_attn_q_proj_weight, fu_t77, w->model_layers_2_self_attn_k_proj_weight, fu_t79, w->model_layers_2_self_attn_v_proj_weight, fu_t81, T);
@@ -11560,7 +11480,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t84, w->model_layers_2_self_attn_o_proj_weight, fu_t63, fu_t86, T);
     fr_barrier(nth);
-    k27_rms_norm_linear_silu_linear(tid, nth, fu_t86, w->model_layers_2_post_attention_layernorm_weight, w->model_layers_2_mlp_gate_proj_weight, w->model_layers_2_mlp_up_proj_weight, w->model_layers_2_mlp_down_proj_weight, fu_t93, T);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t86, w->model_layers_2_post_attention_layernorm_weight, w->model_layers_2_mlp_gate_proj_weight, w->model_layers_2_mlp_up_proj_weight, fu_t91, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t91, w->model_layers_2_mlp_down_proj_weight, fu_t86, fu_t93, T);
     fr_barrier(nth);
     k94_slice(tid, nth, fu_t93, fu_t94, T);
     fr_barrier(nth);
@@ -11576,7 +11498,8 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14620 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(824848 + ((int64_t)4194304 / nth > 512 ? (int64_t)4194304 / nth : 512)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)296464 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)426000 * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 
@@ -11590,7 +11513,7 @@ static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
 }
 
 size_t llama_model_workspace_size(int64_t T, int64_t P) {
-    size_t off[23], total;
+    size_t off[26], total;
     if (fu_layout("llama_model_workspace_size", T, P, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, P, fr_pool_threads());
@@ -11611,7 +11534,7 @@ int llama_model_forward(const llama_model_weights *w,
                         const int32_t *input_ids /* i32[T] */,
                         float *out_logits /* f32[1, 512] */,
                         void *workspace, size_t workspace_bytes) {
-    size_t fu_off[23], fu_total;
+    size_t fu_off[26], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "llama_model_forward: w is NULL");
