@@ -796,13 +796,15 @@ static void draw_special(const CheckArgs *a, int input, float *x, int64_t numel,
 /* Random weights and inputs (float32 values, so the generated C and the
  * interpreter see the same numbers), written to the harness's input file. */
 /* For an i32 input that embedding, gather, moe_up or moe_down read as ids (through reshapes):
- * the fewest rows any of them indexes, so random ids stay in range; 0 when
- * none does. */
+ * the fewest rows any of them indexes, so random ids stay in range; 2 (0/1)
+ * for an attention mask; 0 when none does. */
 static int64_t ids_range(const Graph *g, const Node *in)
 {
     int64_t range = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
+        if (n->op == OP_ATTENTION && n->nin == 4 && n->in[3] == in)
+            return 2;   /* an attention mask: 0 or 1 */
         bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
         if ((n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe) || n->nin < 2)
             continue;

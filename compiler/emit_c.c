@@ -1527,13 +1527,29 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
     kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
     kline(k, "    acc[d] = 0.0f;");
-    kline(k, "for (int64_t s = 0; s < send; ++s) {");
+    /* a window: keys [send - W, send) (the causal diagonal is send - 1) */
+    if (n->i[4])
+        kline(k, "int64_t sbeg = send - %lld < 0 ? 0 : send - %lld;", (long long)n->i[4], (long long)n->i[4]);
+    else
+        kline(k, "int64_t sbeg = 0;");
+    kline(k, "for (int64_t s = sbeg; s < send; ++s) {");
     k->indent++;
     kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
     emit_dot(k, "dot", "qh", "kr", DT_F32, hds, false);
     /* A NaN score skips the max and makes p NaN; +inf makes p = exp(inf -
      * inf) = NaN, as softmax has it; -inf gives p = 0 even while mx is -inf. */
     kline(k, "float sc = dot * %s, corr = 1.0f, p;", c_float_lit(n->f[0]));
+    if (n->f[1] > 0)
+        kline(k, "sc = %s * tanhf(sc / %s);", c_float_lit(n->f[1]), c_float_lit(n->f[1]));
+    if (n->nin == 4) {
+        const Node *mn = n->in[3];
+        const char *m = kin(k, n, 3, "mask");
+        const char *at = mn->rank == 2 ? fu_format("%s[t * %s + s]", m, kdim(k, kn, 0)) : fu_format("%s[s]", m);
+        if (mn->dtype == DT_I32)
+            kline(k, "sc = %s != 0 ? sc : -INFINITY;", at);
+        else
+            kline(k, "sc += %s;", at);
+    }
     kline(k, "if (sc > mx) {");
     kline(k, "    corr = expf(mx - sc);");
     kline(k, "    mx = sc;");

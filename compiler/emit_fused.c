@@ -803,6 +803,15 @@ static void fa_exp(Kern *k, void *ctx, bool tail) {
     kern_line(k, "fu_vs = %s;", v_bin(t, OP_ADD, "fu_vs", tail_only(k, "fu_p", tail, "0.0f")));
 }
 
+/* softcap: fu_sr[fu_j..] = C tanh(fu_sr[fu_j..] / C), ctx the attention node */
+static void fa_cap(Kern *k, void *ctx, bool tail) {
+    const Node *att = ctx;
+    const Target *t = kern_target(k);
+    const char *x = v_bin(t, OP_MUL, vload(k, "fu_sr + fu_j", tail, NULL), v_set1(t, c_float_lit(1.0 / att->f[1])));
+    kern_line(k, "%s;", vstore(k, "fu_sr + fu_j", v_bin(t, OP_MUL, v_unary(t, OP_TANH, x), v_set1(t, c_float_lit(att->f[1]))),
+                               tail));
+}
+
 /* fu_y[fu_d..] = fu_or[fu_d..] * fu_inv */
 static void fa_out(Kern *k, void *ctx, bool tail) {
     const char *y = ctx;    /* the output row */
@@ -919,10 +928,12 @@ static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
 typedef struct Vis {
     const char *off;    /* NULL: no mask */
     long long G;        /* query rows per token */
+    long long W;        /* a sliding window: keys (diagonal - W, diagonal]; 0: none */
 } Vis;
 
 /* Declares fu_e<i>, the keys of the block row fu_r + i sees, for i < rb,
- * and fu_emin / fu_emax over them. */
+ * and fu_emin / fu_emax over them; with a window, the first keys fu_lo<i>
+ * and fu_lomin / fu_lomax too. */
 static void pv_limits(Kern *k, int rb, const Vis *vis) {
     for (int i = 0; i < rb; i++) {
         if (!vis->off) {
@@ -941,6 +952,19 @@ static void pv_limits(Kern *k, int rb, const Vis *vis) {
         kern_line(k, "const int64_t fu_emin = %s, fu_emax = %s;", mn, mx);
     else
         kern_line(k, "const int64_t fu_emin = %s;", mn);    /* no diagonal: fu_emax unused */
+    if (!vis->W)
+        return;
+    for (int i = 0; i < rb; i++) {
+        kern_line(k, "int64_t fu_lo%d = fu_t0 + (fu_r + %d) / %lld + %s + 1 - %lld - fu_s0;", i, i, vis->G, vis->off,
+                  vis->W);
+        kern_line(k, "fu_lo%d = fu_lo%d < 0 ? 0 : fu_lo%d > fu_e%d ? fu_e%d : fu_lo%d;", i, i, i, i, i, i);
+    }
+    mn = "fu_lo0", mx = "fu_lo0";
+    for (int i = 1; i < rb; i++) {
+        mn = fu_format("(fu_lo%d < %s ? fu_lo%d : %s)", i, mn, i, mn);
+        mx = fu_format("(fu_lo%d > %s ? fu_lo%d : %s)", i, mx, i, mx);
+    }
+    kern_line(k, "const int64_t fu_lomin = %s, fu_lomax = %s;", mn, mx);
 }
 
 /* Rows fu_r.. (rb of them), head_dim columns fu_dd + [0, nv vectors, the
@@ -967,9 +991,25 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
             kern_line(k, "%s fu_a%d_%d = %s;", vt(k), i, c, v_bin(t, OP_MUL, ld, fu_format("fu_c%d", i)));
         }
     }
-    kern_line(k, "int64_t fu_j = 0;");
-    for (int diag = 0; diag < 1 + (vis->off != NULL); diag++) {
-        kern_line(k, "for (; fu_j < %s; ++fu_j) {", diag ? "fu_emax" : "fu_emin");
+    /* the keys in phases: [lomin, min(lomax, emin)) checked (window only),
+     * [.., emin) for every row, [.., emax) checked (causal only) */
+    const char *ends[3];
+    bool checked[3];
+    int nph = 0;
+    if (vis->W) {
+        ends[nph] = "(fu_lomax < fu_emin ? fu_lomax : fu_emin)";
+        checked[nph++] = true;
+    }
+    ends[nph] = "fu_emin";
+    checked[nph++] = false;
+    if (vis->off) {
+        ends[nph] = "fu_emax";
+        checked[nph++] = true;
+    }
+    kern_line(k, "int64_t fu_j = %s;", vis->W ? "fu_lomin" : "0");
+    for (int ph = 0; ph < nph; ph++) {
+        int diag = checked[ph];
+        kern_line(k, "for (; fu_j < %s; ++fu_j) {", ends[ph]);
         kern_indent(k, 1);
         kern_line(k, "const float *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", vstride);
         for (int c = 0; c < nv; c++) {
@@ -978,7 +1018,9 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
                       c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr));
         }
         for (int i = 0; i < rb; i++) {
-            if (diag)
+            if (diag && vis->W)
+                kern_line(k, "if (fu_j >= fu_lo%d && fu_j < fu_e%d) {", i, i);
+            else if (diag)
                 kern_line(k, "if (fu_j < fu_e%d) {", i);
             kern_indent(k, diag);
             kern_line(k, "%s fu_b%d = %s;", vt(k), i, v_set1(t, fu_format("fu_p%d[fu_j]", i)));
@@ -1158,10 +1200,14 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "int64_t fu_ntiles = (%s + %lld) / %lld;", T, BQ - 1, BQ);
     kern_line(k, "int64_t fu_base = %lld * fu_ntiles, fu_nsplit = 1;", KVH);
     /* fewer items than threads: split the keys, at least 16 per split */
+    kern_line(k, "int64_t fu_nkeys = %s;", S);
+    if (att->i[4])  /* a window: an item's tile sees at most W + BQ - 1 keys */
+        kern_line(k, "fu_nkeys = fu_nkeys < %lld ? fu_nkeys : %lld;", (long long)att->i[4] + BQ - 1,
+                  (long long)att->i[4] + BQ - 1);
     kern_line(k, "if (fu_base < nth) {");
     kern_line(k, "    fu_nsplit = (nth + fu_base - 1) / fu_base;");
-    kern_line(k, "    if (fu_nsplit > (%s + 15) / 16)", S);
-    kern_line(k, "        fu_nsplit = (%s + 15) / 16;", S);
+    kern_line(k, "    if (fu_nsplit > (fu_nkeys + 15) / 16)");
+    kern_line(k, "        fu_nsplit = (fu_nkeys + 15) / 16;");
     kern_line(k, "    if (fu_nsplit < 1)");
     kern_line(k, "        fu_nsplit = 1;");
     kern_line(k, "}");
@@ -1210,8 +1256,17 @@ static void emit_attention(Kern *k, const Kernel *kr) {
         kern_line(k, "int64_t fu_lim = fu_t0 + fu_nt + %s < %s ? fu_t0 + fu_nt + %s : %s;", OFF, S, OFF, S);
     else
         kern_line(k, "int64_t fu_lim = %s;", S);
-    kern_line(k, "int64_t fu_chunk = (fu_lim + fu_nsplit - 1) / fu_nsplit;");
-    kern_line(k, "int64_t fu_k0 = fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;");
+    /* with a window, from the first key its first token sees: decode reads
+     * only the last W rows of the cache */
+    if (att->i[4]) {
+        kern_line(k, "int64_t fu_kst = fu_t0 + %s + 1 - %lld;", OFF, (long long)att->i[4]);
+        kern_line(k, "fu_kst = fu_kst < 0 ? 0 : fu_kst;");
+        kern_line(k, "fu_lim = fu_lim < fu_kst ? fu_kst : fu_lim;");
+    } else {
+        kern_line(k, "const int64_t fu_kst = 0;");
+    }
+    kern_line(k, "int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;");
+    kern_line(k, "int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;");
     kern_line(k, "const float *fu_kb = %s + fu_g * %lld;", ks.off ? fu_format("%s + %lld", ks.ptr, (long long)ks.off) : ks.ptr, hd);
     kern_line(k, "const float *fu_vb = %s + fu_g * %lld;", vs.off ? fu_format("%s + %lld", vs.ptr, (long long)vs.off) : vs.ptr, hd);
     kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
@@ -1243,28 +1298,50 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     } else {
         kern_line(k, "int64_t fu_jv = fu_nb;");
     }
+    if (att->i[4]) {
+        kern_line(k, "int64_t fu_jlo = fu_t0 + fu_r / %lld + %s + 1 - %lld - fu_s0;", G, OFF, (long long)att->i[4]);
+        kern_line(k, "fu_jlo = fu_jlo < 0 ? 0 : fu_jlo > fu_jv ? fu_jv : fu_jlo;");
+    } else {
+        kern_line(k, "const int64_t fu_jlo = 0;");
+    }
     kern_line(k, "float *fu_sr = fu_sc + fu_r * FU_BK;");
-    kern_line(k, "if (fu_jv == 0) {");
+    kern_line(k, "if (fu_jv == fu_jlo) {");
     kern_line(k, "    fu_cr[fu_r] = 1.0f;");
     kern_line(k, "    continue;");
     kern_line(k, "}");
     const Target *t = kern_target(k);
+    kern_line(k, "int64_t fu_j = fu_jlo;");
+    if (att->f[1] > 0) {     /* softcap, then the mask */
+        vloop(k, "fu_j", "fu_jv", fa_cap, (void *)att);
+        kern_line(k, "fu_j = fu_jlo;");
+    }
+    if (att->nin == 4) {
+        const Node *mn = att->in[3];
+        const char *m = kern_buf(k, mn, false);
+        const char *row = mn->rank == 2 ? fu_format("%s + (fu_t0 + fu_r / %lld) * %s", m, G, S) : m;
+        kern_line(k, "const %s *fu_mr = %s + fu_s0;", mn->dtype == DT_I32 ? "int32_t" : "float", row);
+        kern_line(k, "for (; fu_j < fu_jv; ++fu_j)");
+        if (mn->dtype == DT_I32)
+            kern_line(k, "    fu_sr[fu_j] = fu_mr[fu_j] != 0 ? fu_sr[fu_j] : -INFINITY;");
+        else
+            kern_line(k, "    fu_sr[fu_j] += fu_mr[fu_j];");
+        kern_line(k, "fu_j = fu_jlo;");
+    }
     kern_line(k, "%s fu_vm = %s;", vt(k), v_set1(t, "-INFINITY"));
-    kern_line(k, "int64_t fu_j = 0;");
     vloop(k, "fu_j", "fu_jv", fa_max, NULL);
     kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
     kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
     kern_line(k, "float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;");
     kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mref);");
     kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
-    kern_line(k, "fu_j = 0;");
+    kern_line(k, "fu_j = fu_jlo;");
     vloop(k, "fu_j", "fu_jv", fa_exp, NULL);
     kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
     kern_line(k, "fu_m[fu_r] = fu_mnew;");
     kern_line(k, "fu_cr[fu_r] = fu_corr;");
     kern_indent(k, -1);
     kern_line(k, "}");
-    Vis vis = {att->i[3] ? OFF : NULL, G};
+    Vis vis = {att->i[3] ? OFF : NULL, G, att->i[4]};
     emit_pv(k, hd, (long long)vs.stride, &vis);
     kern_indent(k, -1);
     kern_line(k, "}");

@@ -218,7 +218,7 @@ typedef enum DType {
 } DType;
 const char *dtype_name(DType t); /* "f32", "bf16", ... (dtype.c) */
 
-#define FU_MAX_IN 3
+#define FU_MAX_IN 4
 
 typedef struct Node Node;
 struct Node {
@@ -230,7 +230,7 @@ struct Node {
     int nin;
     Node *in[FU_MAX_IN];
     double f[2];        /* float attributes (see ops.def) */
-    int64_t i[FU_MAX_RANK]; /* integer attributes (see ops.def) */
+    int64_t i[FU_MAX_RANK + 1]; /* integer attributes (see ops.def); transpose's permutation fills FU_MAX_RANK */
     const char *name;   /* interface name of input/weight/cache/output */
     const char *label;  /* the DSL variable it came from, for dumps; may be NULL */
     SrcLoc loc;         /* where the DSL wrote it */

@@ -687,9 +687,10 @@ static int op_rope(Interp *I, const Node *n, Tensor *out) {
  * the row holds a NaN or an inf). */
 static int op_attention(Interp *I, const Node *n, Tensor *out) {
     const Tensor *q = in_val(I, n, 0), *k = in_val(I, n, 1), *v = in_val(I, n, 2);
-    int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2];
+    const Tensor *mask = n->nin == 4 ? in_val(I, n, 3) : NULL;
+    int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2], W = n->i[4];
     bool causal = n->i[3] != 0;
-    double scale = n->f[0];
+    double scale = n->f[0], cap = n->f[1];
     if (H <= 0 || KVH <= 0 || hd <= 0 || H % KVH != 0)
         return node_fail(I, n, "heads %lld, kv_heads %lld, head_dim %lld do not fit", (long long)H,
                          (long long)KVH, (long long)hd);
@@ -697,27 +698,40 @@ static int op_attention(Interp *I, const Node *n, Tensor *out) {
         q->shape[1] != H * hd || k->shape[1] != KVH * hd)
         return node_fail(I, n, "q must be [T, H*hd], k and v [S, KVH*hd]");
     int64_t T = q->shape[0], S = k->shape[0], group = H / KVH;
+    if (mask && (mask->rank < 1 || mask->rank > 2 || mask->shape[mask->rank - 1] != S ||
+                 (mask->rank == 2 && mask->shape[0] != T)))
+        return node_fail(I, n, "the mask must be [S] or [T, S]");
     double *p = malloc((size_t)(S > 0 ? S : 1) * sizeof(double));
     if (!p)
         return node_fail(I, n, "out of memory for %lld scores", (long long)S); // GCOVR_EXCL_LINE: out of memory
     for (int64_t t = 0; t < T; t++) {
+        const double *mrow = !mask ? NULL : mask->rank == 2 ? mask->data + t * S : mask->data;
         for (int64_t h = 0; h < H; h++) {
             int64_t kvh = h / group;
             const double *qt = q->data + t * H * hd + h * hd;
-            /* keys [0, vis) are visible */
+            /* keys [lo, vis) are visible: the causal mask and the window */
             int64_t vis = causal ? t + (S - T) + 1 : S;
             vis = vis < 0 ? 0 : vis > S ? S : vis;
-            for (int64_t s = 0; s < vis; s++) {
+            int64_t lo = W > 0 ? t + (S - T) - W + 1 : 0;
+            lo = lo < 0 ? 0 : lo > vis ? vis : lo;
+            for (int64_t s = lo; s < vis; s++) {
                 const double *ks = k->data + s * KVH * hd + kvh * hd;
                 double dot = 0.0;
                 for (int64_t d = 0; d < hd; d++)
                     dot += qt[d] * ks[d];
-                p[s] = scale * dot;
+                double sc = scale * dot;
+                if (cap > 0)
+                    sc = cap * tanh(sc / cap);
+                if (mrow && n->in[3]->dtype == DT_I32)
+                    sc = mrow[s] != 0 ? sc : -INFINITY;
+                else if (mrow)
+                    sc += mrow[s];
+                p[s] = sc;
             }
-            softmax_row(p, vis);
+            softmax_row(p + lo, vis - lo);
             for (int64_t d = 0; d < hd; d++) {
                 double acc = 0.0;
-                for (int64_t s = 0; s < vis; s++)
+                for (int64_t s = lo; s < vis; s++)
                     acc += p[s] * v->data[s * KVH * hd + kvh * hd + d];
                 out->data[t * H * hd + h * hd + d] = acc;
             }

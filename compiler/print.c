@@ -48,9 +48,14 @@ static void print_attrs(Buf *b, const Node *n) {
     case OP_RMS_NORM: case OP_LAYER_NORM: buf_printf(b, " {eps=%.9g}", n->f[0]); break;
     case OP_ROPE: buf_printf(b, " {head_dim=%lld, theta=%.9g}", (long long)n->i[0], n->f[0]); break;
     case OP_ATTENTION:
-        buf_printf(b, " {heads=%lld, kv_heads=%lld, head_dim=%lld, causal=%s, scale=%.9g}",
+        buf_printf(b, " {heads=%lld, kv_heads=%lld, head_dim=%lld, causal=%s, scale=%.9g",
                    (long long)n->i[0], (long long)n->i[1], (long long)n->i[2], n->i[3] ? "true" : "false",
                    n->f[0]);
+        if (n->f[1] > 0)
+            buf_printf(b, ", softcap=%.9g", n->f[1]);
+        if (n->i[4])
+            buf_printf(b, ", window=%lld", (long long)n->i[4]);
+        buf_puts(b, "}");
         break;
     case OP_CAST: buf_printf(b, " {to=%s}", dtype_name((DType)n->i[0])); break;
     case OP_TOPK: buf_printf(b, " {k=%lld}", (long long)n->i[0]); break;

@@ -753,7 +753,7 @@ typedef struct KwSpec {
     bool required;
 } KwSpec;
 
-#define MAX_KW 4
+#define MAX_KW 6
 
 /* What a builtin takes besides its tensors. */
 typedef struct Builtin {
@@ -806,6 +806,8 @@ static Builtin builtin_spec(Op op) {
         b.kw[1] = (KwSpec){"kv_heads", K_INT, false};
         b.kw[2] = (KwSpec){"causal", K_BOOL, false};
         b.kw[3] = (KwSpec){"scale", K_FLOAT, false};
+        b.kw[4] = (KwSpec){"softcap", K_FLOAT, false};
+        b.kw[5] = (KwSpec){"window", K_INT, false};
         break;
     default:
         break;
@@ -1103,6 +1105,18 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, bool argmax, 
         n->i[2] = last.c / H;
         n->i[3] = kv[2].given && kv[2].b;
         n->f[0] = kv[3].given ? kv[3].f : 1.0 / sqrt((double)n->i[2]);
+        if (kv[4].given && !(kv[4].f > 0 && isfinite(kv[4].f))) {
+            diag_error(kv[4].loc, "'attention': softcap must be a positive number, got %g", kv[4].f);
+            return poison();
+        }
+        n->f[1] = kv[4].given ? kv[4].f : 0.0;
+        if (kv[5].given && (kv[5].i < 1 || !n->i[3])) {
+            diag_error(kv[5].loc, kv[5].i < 1 ? "'attention': window must be at least 1, got %lld"
+                                              : "'attention': window needs causal = true",
+                       (long long)kv[5].i);
+            return poison();
+        }
+        n->i[4] = kv[5].given ? kv[5].i : 0;
         break;
     }
     case OP_RESHAPE: {

@@ -416,6 +416,16 @@ static bool infer_attention(Why *w, Node *n) {
         return fail(w, "'attention': v %s must have the shape of k %s", ty(v, w->g), ty(k, w->g));
     if (!(n->f[0] > 0))
         return fail(w, "'attention': scale must be positive");
+    if (n->f[1] < 0 || n->i[4] < 0 || (n->i[4] && !n->i[3]))
+        return fail(w, "'attention': softcap and window must be positive, a window only with causal");
+    if (n->nin == 4) {
+        /* the mask: i32 (0 hides a key) or f32 (added), [S] or [T, S] */
+        const Node *m = n->in[3];
+        if ((m->dtype != DT_I32 && m->dtype != DT_F32) || m->rank < 1 || m->rank > 2 ||
+            !dim_eq(m->shape[m->rank - 1], k->shape[0]) || (m->rank == 2 && !dim_eq(m->shape[0], q->shape[0])))
+            return fail(w, "'attention': the mask must be i32 or f32 [keys] or [tokens, keys] (%s, %s), got %s",
+                        dim_text(k->shape[0], w->g), dim_text(q->shape[0], w->g), ty(m, w->g));
+    }
     set_type(n, DT_F32, 2, q->shape);
     return true;
 }
