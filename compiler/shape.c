@@ -423,8 +423,9 @@ static bool infer_attention(Why *w, Node *n) {
         const Node *m = n->in[3];
         if ((m->dtype != DT_I32 && m->dtype != DT_F32) || m->rank < 1 || m->rank > 2 ||
             !dim_eq(m->shape[m->rank - 1], k->shape[0]) || (m->rank == 2 && !dim_eq(m->shape[0], q->shape[0])))
-            return fail(w, "'attention': the mask must be i32 or f32 [keys] or [tokens, keys] (%s, %s), got %s",
-                        dim_text(k->shape[0], w->g), dim_text(q->shape[0], w->g), ty(m, w->g));
+            return fail(w, "'attention': the mask must be i32 or f32 [%s] (keys) or [%s, %s] (tokens, keys), got %s",
+                        dim_text(k->shape[0], w->g), dim_text(q->shape[0], w->g), dim_text(k->shape[0], w->g),
+                        ty(m, w->g));
     }
     set_type(n, DT_F32, 2, q->shape);
     return true;

@@ -1,0 +1,108 @@
+#!/bin/sh
+# tests/attn/run.sh - attention variants (issue 12, item 3; docs/language.md,
+# "attention"): logit soft-capping, a sliding window, masks.
+#
+#  1. Against the float64 interpreter (--random): every block of attn.fdl
+#     on -O0, each x86 target this CPU runs and NEON under qemu: T = 1,
+#     prefill + decode through the caches (decode steps past the window),
+#     3 threads (decode splits its keys), NaN/inf inputs; window_long
+#     crosses the kernel's 64-key blocks and query tiles.  Fully masked rows
+#     (masked_rows) give zeros in all three.
+#  2. window_main.c: a decode and a 5-token step never read the cache rows
+#     before the window (those rows overwritten with NaN change nothing), on
+#     every target and -O0.
+#
+# Environment: FUSEC (build/fusec), CC, FUSEC_LIB_DIR (build), SAN=1
+# (window_main built with ASan + UBSan).
+# Prints "N passed, M failed"; exits non-zero when anything failed.
+set -u
+: "${FUSEC:=build/fusec}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
+D=tests/attn
+pass=0
+fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-attn.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+# expect NAME CMD...: CMD must exit 0.
+expect() {
+    name=$1
+    shift
+    if "$@" >"$tmp/log" 2>&1; then
+        ok "$name"
+    else
+        bad "$name (exit $?)"
+        sed 's/^/       /' "$tmp/log" | head -40
+    fi
+}
+
+targets=generic
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && targets="$targets x86-64-avx2"
+grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo &&
+    targets="$targets x86-64-avx512"
+XCC=aarch64-linux-gnu-gcc
+QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+neon=0
+command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && neon=1
+
+# ---- 1. against the interpreter ------------------------------------------------------
+cached="window window1 window_wide"
+plain="padded masked_rows additive"
+for o in -O0 $targets; do
+    case $o in -O0) opt=-O0 ;; *) opt="--target $o" ;; esac
+    for b in $cached; do
+        # shellcheck disable=SC2086
+        expect "$b: $o, T=1" "$FUSEC" check $D/attn.fdl --block $b --random --dim T=1 $opt
+        # shellcheck disable=SC2086
+        expect "$b: $o, prefill 6 + decode to 13, 3 threads" env FUSE_NUM_THREADS=3 "$FUSEC" check $D/attn.fdl \
+            --block $b --random --dim T=13 --split 6 $opt
+    done
+    for b in $plain; do
+        # shellcheck disable=SC2086
+        expect "$b: $o, T=1" "$FUSEC" check $D/attn.fdl --block $b --random --dim T=1 $opt
+        # shellcheck disable=SC2086
+        expect "$b: $o, T=13, 3 threads" env FUSE_NUM_THREADS=3 "$FUSEC" check $D/attn.fdl --block $b --random \
+            --dim T=13 $opt
+    done
+    for b in window padded additive; do
+        # shellcheck disable=SC2086
+        expect "$b: $o, nan/inf, T=11" "$FUSEC" check $D/attn.fdl --block $b --random --dim T=11 \
+            --special nan,inf --special-rate 0.03 $opt
+    done
+    # shellcheck disable=SC2086
+    expect "window_long: $o, prefill 190 + decode to 200, 4 threads" env FUSE_NUM_THREADS=4 "$FUSEC" check \
+        $D/attn.fdl --block window_long --random --dim T=200 --split 190 $opt
+done
+if [ $neon = 1 ]; then
+    for b in window window_long padded additive; do
+        expect "$b: aarch64-neon (qemu), prefill 70 + decode to 75" "$FUSEC" check $D/attn.fdl --block $b \
+            --random --dim T=75 --target aarch64-neon --cc $XCC --run-with "$QEMU" \
+            $(case $b in window*) echo "--split 70" ;; esac)
+    done
+else
+    bad "aarch64-neon: no $XCC or qemu-aarch64 (scripts/install-deps.sh installs them)"
+fi
+
+# ---- 2. the window reads no cache row before it -----------------------------------------------
+flags="-std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -g -Wall -Wextra -Werror"
+[ "$SAN" = 1 ] && flags="$flags -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+for o in -O0 $targets; do
+    case $o in -O0) opt="-O0 --target generic" ;; *) opt="--target $o" ;; esac
+    # shellcheck disable=SC2086
+    if "$FUSEC" $opt $D/attn.fdl --block window -o "$tmp/window.c" >"$tmp/log" 2>&1 &&
+        # shellcheck disable=SC2086
+        $CC $flags -Iruntime -I"$tmp" $D/window_main.c "$tmp/window.c" "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread \
+            -o "$tmp/window_main" >>"$tmp/log" 2>&1; then
+        expect "window_main ($o, 2 threads): no cache row before the window is read" \
+            env FUSE_NUM_THREADS=2 "$tmp/window_main"
+    else
+        bad "window_main ($o): build failed"
+        sed 's/^/       /' "$tmp/log" | head -20
+    fi
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
