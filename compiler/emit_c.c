@@ -1244,6 +1244,12 @@ static void k_append(Kern *k, const Node *n) {
     const char *row = knumel(k, xn, 1, xn->rank);
     kline(k, "int64_t f, f_end;");
     kline(k, "fu_part(%s, 16, tid, nth, &f, &f_end);", bare(mul(kdim(k, xn, 0), row)));
+    if (cn->dtype != DT_F32) {  /* an f16/bf16 cache: rounded to nearest even */
+        kline(k, "for (int64_t e = f; e < f_end; ++e)");
+        kline(k, "    %s;", ty_store1(cn->dtype, fu_format("(%s + %s)", c, mul(kdim(k, cn, 0), row)), "e",
+                                     fu_format("%s[e]", x)));
+        return;
+    }
     kline(k, "if (f < f_end)");
     kline(k, "    memcpy(%s + %s + f, %s + f, (size_t)(f_end - f) * sizeof *%s);", c, mul(kdim(k, cn, 0), row), x,
           c);
@@ -1492,9 +1498,10 @@ static void k_rope(Kern *k, const Node *n) {
 
 /* acc[d] = acc[d] * corr + p * vr[d] over the head dim. */
 static void attn_step(Kern *k, void *ctx, bool tail) {
-    (void)ctx;
+    DType vt = *(const DType *)ctx;     /* v's type: f32, f16 or bf16 */
     const Target *t = kT(k);
-    const char *acc = vld(k, "acc + d", tail, NULL), *vr = vld(k, "vr + d", tail, NULL);
+    const char *acc = vld(k, "acc + d", tail, NULL);
+    const char *vr = tail ? ty_load_n(t, kW(k), vt, "vr", "d", "fu_m") : ty_load(t, kW(k), vt, "vr", "d");
     kline(k, "%s;", vst(k, "acc + d", v_fma(t, v_set1(t, "p"), vr, v_bin(t, OP_MUL, acc, v_set1(t, "corr"))), tail));
 }
 
@@ -1522,8 +1529,9 @@ static void k_attention(Kern *k, const Node *n) {
     else
         kline(k, "int64_t send = %s;", kdim(k, kn, 0));
     kline(k, "const float *qh = %s + t * %lld + h * %lld;", q, qrow, hd);
-    kline(k, "const float *kb = %s + (h / %lld) * %lld;", kk, H / KVH, hd);
-    kline(k, "const float *vb = %s + (h / %lld) * %lld;", v, H / KVH, hd);
+    DType kt = kn->dtype, vt = n->in[2]->dtype;
+    kline(k, "const %s *kb = %s + (h / %lld) * %lld;", ctype(kn), kk, H / KVH, hd);
+    kline(k, "const %s *vb = %s + (h / %lld) * %lld;", ctype(n->in[2]), v, H / KVH, hd);
     kline(k, "float mx = -INFINITY, l = 0.0f, acc[%lld];", hd);
     kline(k, "for (int64_t d = 0; d < %lld; ++d)", hd);
     kline(k, "    acc[d] = 0.0f;");
@@ -1534,8 +1542,9 @@ static void k_attention(Kern *k, const Node *n) {
         kline(k, "int64_t sbeg = 0;");
     kline(k, "for (int64_t s = sbeg; s < send; ++s) {");
     k->indent++;
-    kline(k, "const float *kr = kb + s * %lld, *vr = vb + s * %lld;", krow, krow);
-    emit_dot(k, "dot", "qh", "kr", DT_F32, hds, false);
+    kline(k, "const %s *kr = kb + s * %lld;", ctype(kn), krow);
+    kline(k, "const %s *vr = vb + s * %lld;", ctype(n->in[2]), krow);
+    emit_dot(k, "dot", "qh", "kr", kt, hds, false);
     /* A NaN score skips the max and makes p NaN; +inf makes p = exp(inf -
      * inf) = NaN, as softmax has it; -inf gives p = 0 even while mx is -inf. */
     kline(k, "float sc = dot * %s, corr = 1.0f, p;", c_float_lit(n->f[0]));
@@ -1557,7 +1566,7 @@ static void k_attention(Kern *k, const Node *n) {
     kline(k, "p = sc == -INFINITY ? 0.0f : expf(sc - mx);");
     kline(k, "l = l * corr + p;");
     kline(k, "int64_t d = 0;");
-    vloop(k, "d", hds, attn_step, NULL);
+    vloop(k, "d", hds, attn_step, &vt);
     k->indent--;
     kline(k, "}");
     /* l = 0: no visible key (zeros); NaN stays NaN */
@@ -3120,14 +3129,14 @@ static void emit_bind_and_desc(Emit *e) {
             maxrow = row > maxrow ? row : maxrow;
         }
         buf_printf(c, "    if (capacity < 1 || capacity > FU_SYM_MAX || (uint64_t)capacity * %lld > "
-                      "SIZE_MAX / sizeof(float))\n", (long long)maxrow);
+                      "SIZE_MAX / sizeof(float))\n", (long long)maxrow);     /* f32 is the widest */
         buf_printf(c, "        return fr_seterr(err, FR_EINVAL, \"%s_cache_init: capacity %%lld "
                       "out of range\", (long long)capacity);\n", g->name);
         for (i = 0; i < g->ncaches; i++) {
             const Node *n = g->caches[i];
             const char *row = numel_c(g, n->shape, 1, n->rank, NULL);
-            buf_printf(c, "    c->%s = (float *)fr_alloc((size_t)capacity * %s * sizeof(float));\n",
-                       e->c_cache[i], row);
+            buf_printf(c, "    c->%s = (%s *)fr_alloc((size_t)capacity * %s * sizeof(%s));\n",
+                       e->c_cache[i], ctype(n), row, ctype(n));
             buf_printf(c, "    if (!c->%s) {\n        %s_cache_free(c);\n", e->c_cache[i], g->name);
             buf_printf(c, "        return fr_seterr(err, FR_ENOMEM, \"%s_cache_init: out of memory "
                           "for cache '%s' (%%lld rows)\", (long long)capacity);\n    }\n",
@@ -3198,7 +3207,7 @@ static void emit_bind_and_desc(Emit *e) {
         buf_printf(c, "    {\n        int fu_frc = %s_fold(&w, NULL);\n        if (fu_frc != 0)\n"
                       "            return fu_frc;\n    }\n", g->name);
     for (i = 0; i < g->ncaches; i++)
-        buf_printf(c, "    c.%s = caches[%d];\n", e->c_cache[i], i);
+        buf_printf(c, "    c.%s = (%s *)caches[%d];\n", e->c_cache[i], ctype(g->caches[i]), i);
     if (g->ncaches)
         buf_puts(c, "    c.capacity = cache_capacity;\n");
     buf_printf(c, "    return %s_forward(", g->name);
@@ -3687,7 +3696,7 @@ static void emit_h_file(Emit *e) {
     if (g->ncaches) {
         buf_printf(h, "/* KV caches of `capacity` rows each. */\ntypedef struct %s_cache {\n", g->name);
         for (i = 0; i < g->ncaches; i++)
-            buf_printf(h, "    float *%s; /* %s */\n", e->c_cache[i], type_text(g, g->caches[i]));
+            buf_printf(h, "    %s *%s; /* %s */\n", ctype(g->caches[i]), e->c_cache[i], type_text(g, g->caches[i]));
         buf_printf(h, "    int64_t capacity;\n} %s_cache;\n\n", g->name);
         buf_printf(h, "/* Allocates caches of `capacity` rows (64-byte aligned); %s_cache_free releases\n"
                       " * them (safe on a zeroed or already freed cache). */\n"

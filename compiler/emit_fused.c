@@ -707,6 +707,7 @@ static void emit_rowwise(Kern *k, const Kernel *kr) {
 typedef struct Src {
     const char *ptr;
     int64_t stride, off;
+    DType dt;           /* f32, or an f16/bf16 cache or weight read in registers */
 } Src;
 
 static Src source(Kern *k, const Kernel *kr, const Node *n) {
@@ -717,12 +718,14 @@ static Src source(Kern *k, const Kernel *kr, const Node *n) {
         s.ptr = kern_buf(k, b, false);
         s.stride = b->shape[1].c;
         s.off = n->i[1];
+        s.dt = b->dtype;
         return s;
     }
     FU_ASSERT(n->rank == 2 && dim_is_const(n->shape[1]));
     s.ptr = kern_buf(k, n, false);
     s.stride = n->shape[1].c;
     s.off = 0;
+    s.dt = n->dtype;
     return s;
 }
 
@@ -766,9 +769,12 @@ static void emit_appends(Kern *k, const Kernel *kr, const Node *att) {
         kern_line(k, "for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {");
         kern_indent(k, 1);
         kern_line(k, "const float *fu_src = %s;", src_row(&src, "fu_t"));
-        kern_line(k, "float *fu_dst = %s + (%s + fu_t) * %lld;", c, P, (long long)width);
-        if (!rope) {
+        kern_line(k, "%s *fu_dst = %s + (%s + fu_t) * %lld;", ty_ctype(cache->dtype), c, P, (long long)width);
+        if (!rope && cache->dtype == DT_F32) {
             kern_line(k, "memcpy(fu_dst, fu_src, %lld * sizeof(float));", (long long)width);
+        } else if (!rope) {     /* an f16/bf16 cache: rounded to nearest even */
+            kern_line(k, "for (int64_t fu_i = 0; fu_i < %lld; ++fu_i)", (long long)width);
+            kern_line(k, "    %s;", ty_store1(cache->dtype, "fu_dst", "fu_i", "fu_src[fu_i]"));
         } else {
             int64_t hd = rope->i[0], half = hd / 2;
             rope_angles(k, rope, kern_buf(k, rope->in[1], false), "fu_t");
@@ -776,10 +782,11 @@ static void emit_appends(Kern *k, const Kernel *kr, const Node *att) {
             kern_line(k, "    for (int64_t fu_i = 0; fu_i < %lld; ++fu_i) {", (long long)half);
             kern_line(k, "        float fu_x1 = fu_src[fu_h * %lld + fu_i], fu_x2 = fu_src[fu_h * %lld + fu_i + %lld];",
                       (long long)hd, (long long)hd, (long long)half);
-            kern_line(k, "        fu_dst[fu_h * %lld + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];",
-                      (long long)hd);
-            kern_line(k, "        fu_dst[fu_h * %lld + fu_i + %lld] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];",
-                      (long long)hd, (long long)half);
+            kern_line(k, "        %s;", ty_store1(cache->dtype, "fu_dst", fu_format("fu_h * %lld + fu_i", (long long)hd),
+                                                 "fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i]"));
+            kern_line(k, "        %s;", ty_store1(cache->dtype, "fu_dst",
+                                                 fu_format("fu_h * %lld + fu_i + %lld", (long long)hd, (long long)half),
+                                                 "fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i]"));
             kern_line(k, "    }");
         }
         kern_indent(k, -1);
@@ -890,30 +897,30 @@ static void emit_scores(Kern *k, long long hd) {
 
 /* Scores by dot products over head_dim, key by key: for a handful of query
  * rows, transposing the key block would cost more than the products. */
-static void emit_scores_direct(Kern *k, long long hd, long long kstride) {
+static void emit_scores_direct(Kern *k, long long hd, long long kstride, DType kt) {
     const Target *t = kern_target(k);
     int W = t->vec_floats;
     long long two = 2LL * W, nfull2 = hd / two * two;
     kern_line(k, "for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {");
     kern_indent(k, 1);
-    kern_line(k, "const float *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", kstride);
+    kern_line(k, "const %s *fu_kr = fu_kb + (fu_s0 + fu_j) * %lld;", ty_ctype(kt), kstride);
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
     kern_indent(k, 1);
     kern_line(k, "const float *fu_qr = fu_qt + fu_r * %lld;", hd);
     kern_line(k, "%s fu_a0 = %s, fu_a1 = %s;", vt(k), v_zero(t), v_zero(t));
     if (nfull2) {
         kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; fu_d += %lld) {", nfull2, two);
-        kern_line(k, "    fu_a0 = %s;", v_fma(t, v_load(t, "fu_qr + fu_d"), v_load(t, "fu_kr + fu_d"), "fu_a0"));
+        kern_line(k, "    fu_a0 = %s;", v_fma(t, v_load(t, "fu_qr + fu_d"), ty_load(t, W, kt, "fu_kr", "fu_d"), "fu_a0"));
         kern_line(k, "    fu_a1 = %s;", v_fma(t, v_load(t, fu_format("fu_qr + fu_d + %d", W)),
-                                           v_load(t, fu_format("fu_kr + fu_d + %d", W)), "fu_a1"));
+                                           ty_load(t, W, kt, "fu_kr", fu_format("fu_d + %d", W)), "fu_a1"));
         kern_line(k, "}");
     }
     for (long long d = nfull2; d < hd; d += W) {
         long long n = hd - d < W ? hd - d : W;
-        const char *qp = fu_format("fu_qr + %lld", d), *kp = fu_format("fu_kr + %lld", d);
+        const char *qp = fu_format("fu_qr + %lld", d), *kd = fu_format("%lld", d);
         const char *nn = fu_format("%lld", n);
         const char *qv = n < W ? v_load_n(t, qp, nn, NULL) : v_load(t, qp);
-        const char *kv = n < W ? v_load_n(t, kp, nn, NULL) : v_load(t, kp);
+        const char *kv = n < W ? ty_load_n(t, W, kt, "fu_kr", kd, nn) : ty_load(t, W, kt, "fu_kr", kd);
         kern_line(k, "fu_a0 = %s;", v_fma(t, qv, kv, "fu_a0"));
     }
     kern_line(k, "fu_sc[fu_r * FU_BK + fu_j] = %s;", v_hsum(t, v_bin(t, OP_ADD, "fu_a0", "fu_a1")));
@@ -973,7 +980,7 @@ static void pv_limits(Kern *k, int rb, const Vis *vis) {
  * value row may hold a NaN or an inf, and it must contribute nothing.  Keys
  * all rows see go through the plain loop, the few on the diagonal between
  * fu_emin and fu_emax row by row. */
-static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd, const Vis *vis) {
+static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long long hd, const Vis *vis, DType vdt) {
     const Target *t = kern_target(k);
     int W = t->vec_floats;
     kern_line(k, "{");
@@ -1011,11 +1018,12 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
         int diag = checked[ph];
         kern_line(k, "for (; fu_j < %s; ++fu_j) {", ends[ph]);
         kern_indent(k, 1);
-        kern_line(k, "const float *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", vstride);
+        kern_line(k, "const %s *fu_vr = fu_vb + (fu_s0 + fu_j) * %lld + fu_dd;", ty_ctype(vdt), vstride);
         for (int c = 0; c < nv; c++) {
-            const char *ptr = fu_format("fu_vr + %d", c * W);
+            const char *at = fu_format("%d", c * W);
             kern_line(k, "%s fu_w%d = %s;", vt(k), c,
-                      c == nv - 1 && last < W ? v_load_n(t, ptr, fu_format("%d", last), NULL) : v_load(t, ptr));
+                      c == nv - 1 && last < W ? ty_load_n(t, W, vdt, "fu_vr", at, fu_format("%d", last))
+                                              : ty_load(t, W, vdt, "fu_vr", at));
         }
         for (int i = 0; i < rb; i++) {
             if (diag && vis->W)
@@ -1046,14 +1054,14 @@ static void pv_block(Kern *k, int rb, int nv, int last, long long vstride, long 
 
 /* The head_dim columns in chunks of nvb full vectors (a loop), then what is
  * left (at most nvb - 1 full vectors and a partial one), for rb rows. */
-static void pv_rows(Kern *k, int rb, long long vstride, long long hd, const Vis *vis) {
+static void pv_rows(Kern *k, int rb, long long vstride, long long hd, const Vis *vis, DType vt) {
     const Target *t = kern_target(k);
     int W = t->vec_floats, nvb = fa_nvb(t);
     long long chunk = (long long)nvb * W, full = hd / chunk * chunk, rest = hd - full;
     if (full) {
         kern_line(k, "for (int64_t fu_dd = 0; fu_dd < %lld; fu_dd += %lld)", full, chunk);
         kern_indent(k, 1);
-        pv_block(k, rb, nvb, W, vstride, hd, vis);
+        pv_block(k, rb, nvb, W, vstride, hd, vis, vt);
         kern_indent(k, -1);
     }
     if (rest) {
@@ -1061,24 +1069,24 @@ static void pv_rows(Kern *k, int rb, long long vstride, long long hd, const Vis 
         kern_line(k, "{");
         kern_indent(k, 1);
         kern_line(k, "const int64_t fu_dd = %lld;", full);
-        pv_block(k, rb, nv, last, vstride, hd, vis);
+        pv_block(k, rb, nv, last, vstride, hd, vis, vt);
         kern_indent(k, -1);
         kern_line(k, "}");
     }
 }
 
-static void emit_pv(Kern *k, long long hd, long long vstride, const Vis *vis) {
+static void emit_pv(Kern *k, long long hd, long long vstride, const Vis *vis, DType vt) {
     kern_line(k, "int64_t fu_r = 0;");
     kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
     kern_indent(k, 1);
     kern_line(k, "{");
-    pv_rows(k, FA_RB, vstride, hd, vis);
+    pv_rows(k, FA_RB, vstride, hd, vis, vt);
     kern_line(k, "}");
     kern_indent(k, -1);
     kern_line(k, "for (; fu_r < fu_rows; ++fu_r)");
     kern_indent(k, 1);
     kern_line(k, "{");
-    pv_rows(k, 1, vstride, hd, vis);
+    pv_rows(k, 1, vstride, hd, vis, vt);
     kern_line(k, "}");
     kern_indent(k, -1);
 }
@@ -1088,7 +1096,7 @@ static void emit_pv(Kern *k, long long hd, long long vstride, const Vis *vis) {
  * Kern API's TW x TW register transposes (about a quarter of the kernel's
  * time was this copy when it went element by element); the rest, and the
  * generic target, element by element. */
-static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
+static void emit_transpose_keys(Kern *k, long long hd, long long kstride, DType kt) {
     int tw = kern_tw(k);
     kern_line(k, "for (int64_t fu_j = 0; fu_j < FU_BK; fu_j += %d) {", tw);
     kern_indent(k, 1);
@@ -1099,7 +1107,7 @@ static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
         if (full) {
             const char *rows[8], *dst[8];
             for (int r = 0; r < tw; r++) {
-                rows[r] = v_load(kern_tw_target(k), fu_format("fu_kb + (fu_s0 + fu_j + %d) * %lld + fu_d", r, kstride));
+                rows[r] = ty_load(kern_target(k), tw, kt, fu_format("(fu_kb + (fu_s0 + fu_j + %d) * %lld)", r, kstride), "fu_d");
                 dst[r] = fu_format("fu_kt + (fu_d + %d) * FU_BK + fu_j", r);
             }
             kern_line(k, "for (int64_t fu_d = 0; fu_d < %lld; fu_d += %d)", full, tw);
@@ -1110,8 +1118,8 @@ static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
         if (full < hd) {
             kern_line(k, "for (int64_t fu_d = %lld; fu_d < %lld; ++fu_d)", full, hd);
             kern_line(k, "    for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", tw);
-            kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d];",
-                      kstride);
+            kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = %s;",
+                      ty_load1(kt, "fu_kb", fu_format("(fu_s0 + fu_j + fu_q) * %lld + fu_d", kstride)));
         }
         kern_line(k, "continue;");
         kern_indent(k, -1);
@@ -1119,8 +1127,8 @@ static void emit_transpose_keys(Kern *k, long long hd, long long kstride) {
     }
     kern_line(k, "for (int64_t fu_q = 0; fu_q < %d; ++fu_q)", tw);
     kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
-    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? "
-                 "fu_kb[(fu_s0 + fu_j + fu_q) * %lld + fu_d] : 0.0f;", kstride);
+    kern_line(k, "        fu_kt[fu_d * FU_BK + fu_j + fu_q] = fu_j + fu_q < fu_nb ? %s : 0.0f;",
+              ty_load1(kt, "fu_kb", fu_format("(fu_s0 + fu_j + fu_q) * %lld + fu_d", kstride)));
     kern_indent(k, -1);
     kern_line(k, "}");
 }
@@ -1147,6 +1155,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
         ks.ptr = kern_buf(k, kc, true);
         ks.stride = KVH * hd;
         ks.off = 0;
+        ks.dt = kc->dtype;
     } else {
         ks = source(k, kr, kn);
     }
@@ -1154,6 +1163,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
         vs.ptr = kern_buf(k, vc, true);
         vs.stride = KVH * hd;
         vs.off = 0;
+        vs.dt = vc->dtype;
     } else {
         vs = source(k, kr, vn);
     }
@@ -1267,8 +1277,8 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     }
     kern_line(k, "int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;");
     kern_line(k, "int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;");
-    kern_line(k, "const float *fu_kb = %s + fu_g * %lld;", ks.off ? fu_format("%s + %lld", ks.ptr, (long long)ks.off) : ks.ptr, hd);
-    kern_line(k, "const float *fu_vb = %s + fu_g * %lld;", vs.off ? fu_format("%s + %lld", vs.ptr, (long long)vs.off) : vs.ptr, hd);
+    kern_line(k, "const %s *fu_kb = %s + fu_g * %lld;", ty_ctype(ks.dt), ks.off ? fu_format("%s + %lld", ks.ptr, (long long)ks.off) : ks.ptr, hd);
+    kern_line(k, "const %s *fu_vb = %s + fu_g * %lld;", ty_ctype(vs.dt), vs.off ? fu_format("%s + %lld", vs.ptr, (long long)vs.off) : vs.ptr, hd);
     kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
     kern_indent(k, 1);
     kern_line(k, "int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;");
@@ -1277,11 +1287,11 @@ static void emit_attention(Kern *k, const Kernel *kr) {
      * j] = k[s0 + j][d], and the register-blocked sweep over keys. */
     kern_line(k, "if (fu_rows <= %d) {", FA_DIRECT_ROWS);
     kern_indent(k, 1);
-    emit_scores_direct(k, hd, (long long)ks.stride);
+    emit_scores_direct(k, hd, (long long)ks.stride, ks.dt);
     kern_indent(k, -1);
     kern_line(k, "} else {");
     kern_indent(k, 1);
-    emit_transpose_keys(k, hd, (long long)ks.stride);
+    emit_transpose_keys(k, hd, (long long)ks.stride, ks.dt);
     emit_scores(k, hd);
     kern_indent(k, -1);
     kern_line(k, "}");
@@ -1342,7 +1352,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_indent(k, -1);
     kern_line(k, "}");
     Vis vis = {att->i[3] ? OFF : NULL, G, att->i[4]};
-    emit_pv(k, hd, (long long)vs.stride, &vis);
+    emit_pv(k, hd, (long long)vs.stride, &vis, vs.dt);
     kern_indent(k, -1);
     kern_line(k, "}");
     /* finish: normalise into y, or leave the partial for the merge */

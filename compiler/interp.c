@@ -1003,6 +1003,11 @@ static int op_append(Interp *I, const Node *n, Tensor *out) {
     double *c = I->a->caches[ci];
     if (x->numel > 0)
         memcpy(c + P * row, x->data, (size_t)x->numel * sizeof(double));
+    /* an f16 or bf16 cache keeps the rows rounded (nearest even) from float */
+    for (int64_t e = 0; e < x->numel && cn->dtype != DT_F32; e++) {
+        float f = (float)c[P * row + e];
+        c[P * row + e] = cn->dtype == DT_F16 ? dt_f16_to_f32(dt_f32_to_f16(f)) : dt_bf16_to_f32(dt_f32_to_bf16(f));
+    }
     if (out->numel > 0)
         memcpy(out->data, c, (size_t)out->numel * sizeof(double));
     return 0;

@@ -76,7 +76,8 @@ bool ir_takes(const Node *n, int j, DType t) {
     case DK_INT:
         return true;
     case DK_HALF:
-        return (n->op == OP_LINEAR && j == 1) || n->op == OP_CONVERT || (n->op == OP_EMBEDDING && j == 0);
+        return (n->op == OP_LINEAR && j == 1) || n->op == OP_CONVERT || (n->op == OP_EMBEDDING && j == 0) ||
+               (n->op == OP_APPEND && j == 0) || (n->op == OP_ATTENTION && (j == 1 || j == 2));
     case DK_QUANT:
         return n->op == OP_LINEAR && j == 1;
     }
@@ -178,9 +179,8 @@ static bool infer_source(Why *w, Node *n, const Graph *g) {
                             n->name, ty(n, g));
         return true;
     case OP_CACHE: {
-        if (n->dtype != DT_F32)
-            return fail(w, "cache '%s' must be f32, got %s (bf16/f16 KV caches are not implemented yet)",
-                        n->name, ty(n, g));
+        if (n->dtype != DT_F32 && n->dtype != DT_F16 && n->dtype != DT_BF16)
+            return fail(w, "cache '%s' must be f32, f16 or bf16, got %s", n->name, ty(n, g));
         if (n->rank < 2)
             return fail(w, "cache '%s' needs a cached-length dimension and a row shape", n->name);
         Dim p = n->shape[0];
@@ -400,7 +400,7 @@ static bool infer_rope(Why *w, Node *n) {
 static bool infer_attention(Why *w, Node *n) {
     Node *q = n->in[0], *k = n->in[1], *v = n->in[2];
     for (int j = 0; j < 3; j++)
-        if (!need_f32(w, n, n->in[j]))
+        if (!need_float(w, n, j))
             return false;
     int64_t H = n->i[0], KVH = n->i[1], hd = n->i[2];
     if (H < 1 || KVH < 1 || hd < 1 || H % KVH)

@@ -317,8 +317,8 @@ int main(int argc, char **argv)
     for (i = 0; i < b->ncaches; i++) {
         const fr_tensor_desc *c = &b->caches[i];
         size_t rb;
-        if (c->dtype != FR_F32)
-            die("cache '%s': dtype %s, the harness supports F32 caches", c->name,
+        if (c->dtype != FR_F32 && c->dtype != FR_F16 && c->dtype != FR_BF16)
+            die("cache '%s': dtype %s, the harness supports F32, F16 and BF16 caches", c->name,
                 fr_dtype_name(c->dtype));
         rb = row_bytes(c, syms);
         if (rb && (size_t)capacity > (size_t)-1 / rb)

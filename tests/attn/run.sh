@@ -1,13 +1,16 @@
 #!/bin/sh
 # tests/attn/run.sh - attention variants (issue 12, item 3; docs/language.md,
-# "attention"): logit soft-capping, a sliding window, masks.
+# "Attention variants"): logit soft-capping, a sliding window, masks; f16 and
+# bf16 KV caches (issue 11, item 4).
 #
 #  1. Against the float64 interpreter (--random): every block of attn.fdl
 #     on -O0, each x86 target this CPU runs and NEON under qemu: T = 1,
 #     prefill + decode through the caches (decode steps past the window),
 #     3 threads (decode splits its keys), NaN/inf inputs; window_long
 #     crosses the kernel's 64-key blocks and query tiles.  Fully masked rows
-#     (masked_rows) give zeros in all three.
+#     (masked_rows) give zeros in all three.  kv_half and kv_half_long keep
+#     f16 and bf16 caches: the interpreter computes from the rounded rows, so
+#     the kernels must store exactly those and read them back exactly.
 #  2. window_main.c: a decode and a 5-token step never read the cache rows
 #     before the window (those rows overwritten with NaN change nothing), on
 #     every target and -O0.
@@ -49,7 +52,7 @@ neon=0
 command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && neon=1
 
 # ---- 1. against the interpreter ------------------------------------------------------
-cached="window window1 window_wide"
+cached="window window1 window_wide kv_half"
 plain="padded masked_rows additive"
 for o in -O0 $targets; do
     case $o in -O0) opt=-O0 ;; *) opt="--target $o" ;; esac
@@ -67,20 +70,23 @@ for o in -O0 $targets; do
         expect "$b: $o, T=13, 3 threads" env FUSE_NUM_THREADS=3 "$FUSEC" check $D/attn.fdl --block $b --random \
             --dim T=13 $opt
     done
-    for b in window padded additive; do
+    for b in window padded additive kv_half; do
         # shellcheck disable=SC2086
         expect "$b: $o, nan/inf, T=11" "$FUSEC" check $D/attn.fdl --block $b --random --dim T=11 \
             --special nan,inf --special-rate 0.03 $opt
     done
     # shellcheck disable=SC2086
-    expect "window_long: $o, prefill 190 + decode to 200, 4 threads" env FUSE_NUM_THREADS=4 "$FUSEC" check \
-        $D/attn.fdl --block window_long --random --dim T=200 --split 190 $opt
+    for b in window_long kv_half_long; do
+        # shellcheck disable=SC2086
+        expect "$b: $o, prefill 190 + decode to 200, 4 threads" env FUSE_NUM_THREADS=4 "$FUSEC" check \
+            $D/attn.fdl --block $b --random --dim T=200 --split 190 $opt
+    done
 done
 if [ $neon = 1 ]; then
-    for b in window window_long padded additive; do
+    for b in window window_long padded additive kv_half kv_half_long; do
         expect "$b: aarch64-neon (qemu), prefill 70 + decode to 75" "$FUSEC" check $D/attn.fdl --block $b \
             --random --dim T=75 --target aarch64-neon --cc $XCC --run-with "$QEMU" \
-            $(case $b in window*) echo "--split 70" ;; esac)
+            $(case $b in window* | kv*) echo "--split 70" ;; esac)
     done
 else
     bad "aarch64-neon: no $XCC or qemu-aarch64 (scripts/install-deps.sh installs them)"

@@ -262,7 +262,7 @@ static void test_type_rule_reasons(void **state) {
     REFUSES(raw(g, OP_INPUT, "h", DT_BF16, 1, c3), "input 'h' must be f32 or i32, got bf16[3]");
     REFUSES(raw(g, OP_WEIGHT, "q", DT_Q4_0, 0, NULL), "q4_0 weight 'q' needs at least one dimension");
     REFUSES(raw(g, OP_WEIGHT, "ws", DT_F32, 2, t3), "weight 'ws' has symbolic shape f32[T, 3]");
-    REFUSES(raw(g, OP_CACHE, "cb", DT_BF16, 2, p3), "cache 'cb' must be f32, got bf16[P, 3]");
+    REFUSES(raw(g, OP_CACHE, "cb", DT_Q8_0, 2, p3), "cache 'cb' must be f32, f16 or bf16, got q8_0[P, 3]");
     REFUSES(raw(g, OP_CACHE, "c1", DT_F32, 1, p3), "cache 'c1' needs a cached-length dimension and a row shape");
     REFUSES(raw(g, OP_CACHE, "cr", DT_F32, 2, (Dim[]){dim_sym(P), dim_sym(T)}),
             "the rows of cache 'cr' must have a constant shape");
