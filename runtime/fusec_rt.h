@@ -213,7 +213,8 @@ typedef struct fr_block_desc {
     /* NAME_workspace_size: bytes for these symbols on fr_get_num_threads() threads */
     size_t (*workspace_size)(const int64_t *syms);
     /* NAME_forward: weights[i], caches[i], inputs[i], outputs[i] follow the
-     * desc arrays' order; returns 0 or the FR_E* code forward returns. */
+     * desc arrays' order (a cache of desc dtype F16 or BF16 holds 16-bit elements
+     * behind its float pointer); returns 0 or the FR_E* code forward returns. */
     int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
                const int64_t *syms, const void *const *inputs, void *const *outputs,
                void *workspace, size_t workspace_bytes);
