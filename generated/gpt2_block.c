@@ -2357,8 +2357,8 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     w.mlp_c_fc_bias = (const float *)weights[9];
     w.mlp_c_proj_weight = (const float *)weights[10];
     w.mlp_c_proj_bias = (const float *)weights[11];
-    c.k_cache = caches[0];
-    c.v_cache = caches[1];
+    c.k_cache = (float *)caches[0];
+    c.v_cache = (float *)caches[1];
     c.capacity = cache_capacity;
     return gpt2_block_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }

@@ -7063,8 +7063,8 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     w.mlp_gate_proj_weight = (const float *)weights[6];
     w.mlp_up_proj_weight = (const float *)weights[7];
     w.mlp_down_proj_weight = (const float *)weights[8];
-    c.k_cache = caches[0];
-    c.v_cache = caches[1];
+    c.k_cache = (float *)caches[0];
+    c.v_cache = (float *)caches[1];
     c.capacity = cache_capacity;
     return llama_layer_prim_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
