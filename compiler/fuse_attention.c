@@ -432,10 +432,14 @@ static void fuse_one(Graph *g, Node *att) {
     Buf b = {0};
     for (int i = 1; i < n; i++)
         buf_printf(&b, ", %s %s", op_info[set[i]->op].name, fuse_name(g, set[i]));
+    const char *variant = fu_format("%s%s%s%s", att->i[3] ? ", causal" : "",
+                                    att->i[4] ? fu_format(", window %lld", (long long)att->i[4]) : "",
+                                    att->f[1] > 0 ? fu_format(", softcap %g", att->f[1]) : "",
+                                    att->nin == 4 ? fu_format(", %s mask", dtype_name(att->in[3]->dtype)) : "");
     kr->note = fu_format("flash attention (%lld heads, %lld kv heads, head_dim %lld%s): online "
                          "softmax, the scores are never stored%s",
-                         (long long)att->i[0], (long long)att->i[1], (long long)att->i[2],
-                         att->i[3] ? ", causal" : "", b.len ? b.data : "");
+                         (long long)att->i[0], (long long)att->i[1], (long long)att->i[2], variant,
+                         b.len ? b.data : "");
     free(b.data);
 }
 

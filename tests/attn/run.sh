@@ -54,6 +54,14 @@ QEMU="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 neon=0
 command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 && neon=1
 
+# ---- 0. the IR and --explain say what the attention does -----------------------------
+"$FUSEC" --emit=ir $D/attn.fdl --block window >"$tmp/ir" 2>&1
+grep -q 'causal=true, scale=0.447213595, softcap=2.5, window=3}' "$tmp/ir" && ok "window: the IR prints softcap and window" ||
+    bad "window: the IR prints softcap and window"
+"$FUSEC" --explain dsl-examples/bert_layer.fdl >"$tmp/ex" 2>&1
+grep -q 'flash attention (4 heads, 4 kv heads, head_dim 32, i32 mask)' "$tmp/ex" &&
+    ok "bert_layer: --explain names the mask" || bad "bert_layer: --explain names the mask"
+
 # ---- 1. against the interpreter ------------------------------------------------------
 # (each check compiles a block: the widest target and -O0 take every case,
 # the other targets the blocks whose vector loops and tails differ per width)
