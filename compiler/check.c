@@ -69,6 +69,7 @@ static const char help_text[] =
     "                   weights whose name matches the glob PATTERN are TYPE (f32, bf16,\n"
     "                   f16, q8_0, q4_0), as fusec --weight-type; with --random they are\n"
     "                   drawn in float32 and stored as TYPE (docs/quantization.md)\n"
+    "  --kv-type TYPE   every KV cache is TYPE (f32, f16, bf16), as fusec --kv-type\n"
     "  --rtol X         pass when every output's relative L2 error <= X (default 1e-5)\n"
     "  --max-tol X      and its largest elementwise error over its largest |ref| <= X\n"
     "                   (default 1e-4)\n"
@@ -318,6 +319,10 @@ static int parse_args(int argc, char **argv, CheckArgs *a)
             char why[256];
             if (!dt_add_weight_rule(v, why, sizeof why))
                 return usage_error("--weight-type: %s", why);
+        } else if ((v = opt_value(argc, argv, &i, "--kv-type", &missing))) {
+            char why[256];
+            if (!dt_set_kv_type(v, why, sizeof why))
+                return usage_error("--kv-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--keep", &missing))) {
             a->keep = v;
         } else if ((v = opt_value(argc, argv, &i, "--cc", &missing))) {

@@ -298,7 +298,23 @@ int dt_weight_rule(const char *name, const char **pattern) {
     return -1;
 }
 
+/* --kv-type: the type of every cache, or -1 for the declared ones. */
+static int kv_type = -1;
+
+bool dt_set_kv_type(const char *name, char *why, size_t whylen) {
+    int t = dt_lookup(name);
+    if (t != DT_F32 && t != DT_F16 && t != DT_BF16) {
+        snprintf(why, whylen, "expected f32, f16 or bf16, got '%s'", name);
+        return false;
+    }
+    kv_type = t;
+    return true;
+}
+
+int dt_kv_type(void) { return kv_type; }
+
 void dt_clear_rules(void) {
     while (nrules > 0)
         free(rules[--nrules].pattern);
+    kv_type = -1;
 }

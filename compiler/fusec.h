@@ -387,7 +387,9 @@ void dt_load_row(DType t, const void *src, int64_t n, double *out);
  * match wins), which sema applies to the declarations. */
 bool dt_add_weight_rule(const char *spec, char *why, size_t whylen);
 int dt_weight_rule(const char *name, const char **pattern); /* DType or -1 */
-void dt_clear_rules(void);
+bool dt_set_kv_type(const char *name, char *why, size_t whylen);   /* --kv-type */
+int dt_kv_type(void);                                   /* DType of every cache, or -1 */
+void dt_clear_rules(void);                              /* the weight rules and --kv-type */
 
 /* ======================================================================
  * Front end - lex.l, parse.y, ast.c, sema.c

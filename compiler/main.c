@@ -59,6 +59,8 @@ static const char usage_text[] =
     "                   give the weights whose checkpoint name matches the glob PATTERN\n"
     "                   the type TYPE (f32, bf16, f16, q8_0, q4_0) instead of the declared\n"
     "                   one; repeatable, the last match wins (docs/quantization.md)\n"
+    "  --kv-type=TYPE   every KV cache is TYPE (f32, f16, bf16) instead of the declared\n"
+    "                   type; f16/bf16 rows are rounded as appended (docs/language.md)\n"
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
     "  --tune=FILE      the machine the cost model assumes, as `fusec tune` measured it\n"
@@ -494,6 +496,10 @@ int main(int argc, char **argv) {
             char why[256];
             if (!dt_add_weight_rule(v, why, sizeof why))
                 return usage_error("--weight-type: %s", why);
+        } else if ((v = opt_value(argc, argv, &i, "--kv-type"))) {
+            char why[256];
+            if (!dt_set_kv_type(v, why, sizeof why))
+                return usage_error("--kv-type: %s", why);
         } else if ((v = opt_value(argc, argv, &i, "--block"))) {
             block = v;
         } else if ((v = opt_value(argc, argv, &i, "--config"))) {

@@ -1669,7 +1669,7 @@ static void run_source(Sema *s, Scope *sc, const Ast *st) {
         n->name = s->inst ? fu_format("%s%s", s->inst->prefix, st->name) : st->name;
         n->dtype = st->type->dtype;
         /* --weight-type replaces the declared type */
-        int rule = op == OP_WEIGHT ? dt_weight_rule(n->name, NULL) : -1;
+        int rule = op == OP_WEIGHT ? dt_weight_rule(n->name, NULL) : op == OP_CACHE ? dt_kv_type() : -1;
         if (rule >= 0)
             n->dtype = (DType)rule;
         n->rank = rank;

@@ -109,6 +109,24 @@ else
     bad "aarch64-neon: no $XCC or qemu-aarch64 (scripts/install-deps.sh installs them)"
 fi
 
+# --kv-type: the Llama example's caches in f16 and bf16 (k from a GEMM with RoPE in the
+# attention kernel, rounded as appended), against the interpreter
+for kt in f16 bf16; do
+    for o in -O0 "$best"; do
+        case $o in -O0) opt=-O0 ;; *) opt="--target $o" ;; esac
+        # shellcheck disable=SC2086
+        expect "llama_layer --kv-type=$kt: $o, prefill 5 + decode to 13" "$FUSEC" check dsl-examples/llama_layer.fdl \
+            --random --dim T=13 --split 5 --kv-type $kt $opt
+    done
+done
+if "$FUSEC" --kv-type=q8_0 dsl-examples/llama_layer.fdl -o "$tmp/x.c" >"$tmp/log" 2>&1; then
+    bad "--kv-type=q8_0 is refused"
+else
+    [ $? -eq 2 ] && grep -q "kv-type: expected f32, f16 or bf16, got 'q8_0'" "$tmp/log" && ok "--kv-type=q8_0 is refused" ||
+        bad "--kv-type=q8_0 is refused (exit 2 and the message)"
+fi
+[ ! -e "$tmp/x.c" ] && ok "--kv-type=q8_0 writes nothing" || bad "--kv-type=q8_0 writes nothing"
+
 # ---- 2. the window reads no cache row before it -----------------------------------------------
 flags="-std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -g -Wall -Wextra -Werror"
 [ "$SAN" = 1 ] && flags="$flags -fsanitize=address,undefined -fno-sanitize-recover=undefined"
