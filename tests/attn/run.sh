@@ -110,13 +110,16 @@ else
 fi
 
 # --kv-type: the Llama example's caches in f16 and bf16 (k from a GEMM with RoPE in the
-# attention kernel, rounded as appended), against the interpreter
+# attention kernel, rounded as appended), against the interpreter.  k is computed
+# (in float here, in double there): an element a hair from a rounding boundary
+# may round to the neighbouring f16/bf16 value, so these agree to 1e-4, not 1e-5
+# (kv_half above, whose k is an input, holds 1e-5).
 for kt in f16 bf16; do
     for o in -O0 "$best"; do
         case $o in -O0) opt=-O0 ;; *) opt="--target $o" ;; esac
         # shellcheck disable=SC2086
         expect "llama_layer --kv-type=$kt: $o, prefill 5 + decode to 13" "$FUSEC" check dsl-examples/llama_layer.fdl \
-            --random --dim T=13 --split 5 --kv-type $kt $opt
+            --random --dim T=13 --split 5 --kv-type $kt --rtol 1e-4 $opt
     done
 done
 if "$FUSEC" --kv-type=q8_0 dsl-examples/llama_layer.fdl -o "$tmp/x.c" >"$tmp/log" 2>&1; then
