@@ -1105,8 +1105,9 @@ static Value call_builtin(Sema *s, Scope *sc, const Ast *e, Op op, bool argmax, 
         n->i[2] = last.c / H;
         n->i[3] = kv[2].given && kv[2].b;
         n->f[0] = kv[3].given ? kv[3].f : 1.0 / sqrt((double)n->i[2]);
-        if (kv[4].given && !(kv[4].f > 0 && isfinite(kv[4].f))) {
-            diag_error(kv[4].loc, "'attention': softcap must be a positive number, got %g", kv[4].f);
+        /* C and 1 / C must be normal floats: the kernels compute C * tanh(s * (1 / C)) */
+        if (kv[4].given && !(kv[4].f >= 1e-30 && kv[4].f <= 1e30)) {
+            diag_error(kv[4].loc, "'attention': softcap must be a number in [1e-30, 1e30], got %g", kv[4].f);
             return poison();
         }
         n->f[1] = kv[4].given ? kv[4].f : 0.0;
