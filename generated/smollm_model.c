@@ -2893,10 +2893,11 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
     fr_barrier(nth);
     int64_t fu_ntiles = (T + 20) / 21;
     int64_t fu_base = 2 * fu_ntiles, fu_nsplit = 1;
+    int64_t fu_nkeys = (T + P);
     if (fu_base < nth) {
         fu_nsplit = (nth + fu_base - 1) / fu_base;
-        if (fu_nsplit > ((T + P) + 15) / 16)
-            fu_nsplit = ((T + P) + 15) / 16;
+        if (fu_nsplit > (fu_nkeys + 15) / 16)
+            fu_nsplit = (fu_nkeys + 15) / 16;
         if (fu_nsplit < 1)
             fu_nsplit = 1;
     }
@@ -2931,8 +2932,9 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
                 fu_ot[fu_r * 32 + fu_d] = 0.0f;
         }
         int64_t fu_lim = fu_t0 + fu_nt + P < (T + P) ? fu_t0 + fu_nt + P : (T + P);
-        int64_t fu_chunk = (fu_lim + fu_nsplit - 1) / fu_nsplit;
-        int64_t fu_k0 = fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        const int64_t fu_kst = 0;
+        int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;
+        int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
         const float *fu_kb = b13_13 + fu_g * 32;
         const float *fu_vb = b14_14 + fu_g * 32;
         for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
@@ -3053,13 +3055,14 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
                 int64_t fu_jv = fu_t0 + fu_r / 3 + P + 1 - fu_s0;
                 fu_jv = fu_jv < 0 ? 0 : fu_jv > fu_nb ? fu_nb : fu_jv;
+                const int64_t fu_jlo = 0;
                 float *fu_sr = fu_sc + fu_r * FU_BK;
-                if (fu_jv == 0) {
+                if (fu_jv == fu_jlo) {
                     fu_cr[fu_r] = 1.0f;
                     continue;
                 }
+                int64_t fu_j = fu_jlo;
                 float fu_vm = (-INFINITY);
-                int64_t fu_j = 0;
                 for (; fu_j < fu_jv; ++fu_j) {
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
@@ -3068,7 +3071,7 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
                 float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
                 float fu_corr = expf(fu_m[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
-                fu_j = 0;
+                fu_j = fu_jlo;
                 for (; fu_j < fu_jv; ++fu_j) {
                     float fu_p = fu_exp_generic((fu_sr[fu_j] - (fu_mref)));
                     fu_sr[fu_j] = fu_p;
@@ -11933,12 +11936,12 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     w.model_layers_2_mlp_gate_proj_weight = (const float *)weights[26];
     w.model_layers_2_mlp_up_proj_weight = (const float *)weights[27];
     w.model_layers_2_mlp_down_proj_weight = (const float *)weights[28];
-    c.model_layers_0_k_cache = caches[0];
-    c.model_layers_0_v_cache = caches[1];
-    c.model_layers_1_k_cache = caches[2];
-    c.model_layers_1_v_cache = caches[3];
-    c.model_layers_2_k_cache = caches[4];
-    c.model_layers_2_v_cache = caches[5];
+    c.model_layers_0_k_cache = (float *)caches[0];
+    c.model_layers_0_v_cache = (float *)caches[1];
+    c.model_layers_1_k_cache = (float *)caches[2];
+    c.model_layers_1_v_cache = (float *)caches[3];
+    c.model_layers_2_k_cache = (float *)caches[4];
+    c.model_layers_2_v_cache = (float *)caches[5];
     c.capacity = cache_capacity;
     return smollm_forward(&w, &c, syms[0], syms[1], (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }
