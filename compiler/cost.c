@@ -297,7 +297,8 @@ static double node_flops(const Node *n, const int64_t *syms) {
             pairs = 0;
             for (double t = 0; t < T; t++) {
                 double v = t + S - T + 1;
-                pairs += v < 0 ? 0 : v > S ? S : v;
+                v = v < 0 ? 0 : v > S ? S : v;
+                pairs += n->i[4] && v > (double)n->i[4] ? (double)n->i[4] : v;   /* a window: its last W */
             }
         }
         return pairs * (double)n->i[0] * (4.0 * (double)n->i[2] + 5.0);

@@ -29,6 +29,10 @@ static uint64_t fu_slot(int64_t numel) {
     return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;
 }
 
+static uint64_t fu_max_u64(uint64_t a, uint64_t b) {
+    return a > b ? a : b;
+}
+
 /*
  * Checks the symbols and places every stored intermediate in the workspace:
  * intermediates whose kernels do not overlap share a storage (64-byte
@@ -44,12 +48,13 @@ static int fu_layout(const char *fu_who, int64_t T, size_t *off, size_t *total) 
                          fu_who, (long long)T, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %18 q: f32[T, 128], kernels 0..1 */
     off[4] = (size_t)at; /* %22 linear: f32[T, 128], kernels 2..3 */
-    off[6] = (size_t)at; /* %28 add: f32[T, 128], kernels 4..5 */
-    at += fu_slot(T * 128);
+    off[6] = (size_t)at; /* %26 f: f32[T, 512], kernels 4..5 */
+    at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 512));
     off[1] = (size_t)at; /* %19 k: f32[T, 128], kernels 0..1 */
-    off[5] = (size_t)at; /* %24 a: f32[T, 128], kernels 3..4 */
+    off[5] = (size_t)at; /* %24 a: f32[T, 128], kernels 3..6 */
     at += fu_slot(T * 128);
     off[2] = (size_t)at; /* %20 v: f32[T, 128], kernels 0..1 */
+    off[7] = (size_t)at; /* %27 linear: f32[T, 128], kernels 5..6 */
     at += fu_slot(T * 128);
     off[3] = (size_t)at; /* %21 ctx: f32[T, 128], kernels 1..2 */
     at += fu_slot(T * 128);
@@ -4085,54 +4090,711 @@ static void k23_add_layer_norm(int tid, int nth, const float *b22_22, const floa
 
 /* %25 = linear(%24, %12, %13) : f32[T, 512]
  * %26 = gelu(%25) : f32[T, 512]   # f
- * %27 = linear(%26, %14, %15) : f32[T, 128]
- * %28 = add(%27, %24) : f32[T, 128]
  *   b24_24: f32[T, 128]
  *   b12_12: f32[512, 128] (intermediate.dense.weight)
  *   b13_13: f32[512] (intermediate.dense.bias)
- *   b14_14: f32[128, 512] (output.dense.weight)
- *   b15_15: f32[128] (output.dense.bias)
- *   b28_28: f32[T, 128] */
-static void k25_linear_gelu_linear_add(int tid, int nth, const float *b24_24, const float *b12_12, const float *b13_13, const float *b14_14, const float *b15_15, float *b28_28, int64_t T) {
-    /* MLP stage 1: A = %24, [%25 linear %26 gelu]; stage 2: A = %26, [%27 linear %28 add]
+ *   b26_26: f32[T, 512] */
+static void k25_linear_gelu(int tid, int nth, const float *b24_24, const float *b12_12, const float *b13_13, float *b26_26, int64_t T) {
+    /* GEMM stage 1: A = %24, [%25 linear %26 gelu]
      * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (512 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 4;
-    const int64_t fu_U1_0 = (128 + 3) / 4;
-    const int64_t fu_S1_0 = 0;
-    const int64_t fu_wt1 = fu_U1_0 * 4;
     const float *const fu_A = b24_24;
-    int64_t fu_fmax = 0;
-    {
-        for (int fu_t = 0; fu_t < nth; ++fu_t) {
-            int64_t fu_f0, fu_f1;
-            {
-                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                fu_f0 = fu_ua * 4;
-                fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %25 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 128; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e25 = (fu_yb0[fu_i * 4096 + fu_j] + b13_13[(fu_jc + fu_j)]);
+                                const float fu_e26 = fu_gelu_generic(fu_e25);
+                                b26_26[(fu_rb + fu_i) * 512 + (fu_jc + fu_j)] = fu_e26;
+                            }
+                        }
+                }
             }
-            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
         }
-    }
-    int64_t fu_MB = ((int64_t)4194304 / nth > 512 ? (int64_t)4194304 / nth : 512) / (fu_fmax > 0 ? fu_fmax : 1);
-    fu_MB = fu_MB > 512 ? 512 : fu_MB;
-    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
-    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
-        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 8) {
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
             {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                 { /* group 0: %25 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
                         int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
                         int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
@@ -4140,1926 +4802,1203 @@ static void k25_linear_gelu_linear_add(int tid, int nth, const float *b24_24, co
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
                     }
-                    float *const fu_hp = fu_s + 430096;
-                    const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 4096;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 128; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 128; fu_pc += 256) {
+                            const int64_t fu_kc = 128 - fu_pc < 256 ? 128 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b12_12 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 128 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                     }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
                                 }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e25 = (fu_c0_0 + b13_13[(fu_col0 + 0)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 0) * 512 + (fu_col0 + 0)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c0_1 + b13_13[(fu_col0 + 1)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 0) * 512 + (fu_col0 + 1)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c0_2 + b13_13[(fu_col0 + 2)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 0) * 512 + (fu_col0 + 2)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c0_3 + b13_13[(fu_col0 + 3)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 0) * 512 + (fu_col0 + 3)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c1_0 + b13_13[(fu_col0 + 0)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 1) * 512 + (fu_col0 + 0)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c1_1 + b13_13[(fu_col0 + 1)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 1) * 512 + (fu_col0 + 1)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c1_2 + b13_13[(fu_col0 + 2)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 1) * 512 + (fu_col0 + 2)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c1_3 + b13_13[(fu_col0 + 3)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 1) * 512 + (fu_col0 + 3)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c2_0 + b13_13[(fu_col0 + 0)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 2) * 512 + (fu_col0 + 0)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c2_1 + b13_13[(fu_col0 + 1)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 2) * 512 + (fu_col0 + 1)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c2_2 + b13_13[(fu_col0 + 2)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 2) * 512 + (fu_col0 + 2)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c2_3 + b13_13[(fu_col0 + 3)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 2) * 512 + (fu_col0 + 3)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c3_0 + b13_13[(fu_col0 + 0)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 3) * 512 + (fu_col0 + 0)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c3_1 + b13_13[(fu_col0 + 1)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 3) * 512 + (fu_col0 + 1)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c3_2 + b13_13[(fu_col0 + 2)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 3) * 512 + (fu_col0 + 2)] = fu_e26;
+                                                }
+                                                {
+                                                    const float fu_e25 = (fu_c3_3 + b13_13[(fu_col0 + 3)]);
+                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                    b26_26[(fu_row0 + 3) * 512 + (fu_col0 + 3)] = fu_e26;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e25 = (fu_t0[fu_i * 4 + fu_j] + b13_13[(fu_col0 + fu_j)]);
+                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
+                                                            b26_26[(fu_row0 + fu_i) * 512 + (fu_col0 + fu_j)] = fu_e26;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
                             }
-                            break;
                         }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b12_12 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b12_12 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b12_12 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b12_12 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e25 = (fu_yb0[fu_i * 4096 + fu_j] + b13_13[(fu_jc + fu_j)]);
-                                    const float fu_e26 = fu_gelu_generic(fu_e25);
-                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e26;
-                                }
-                            }
                     }
                 }
             }
-            fr_barrier(nth);
+        }
+    }
+}
+
+/* %27 = linear(%26, %14, %15) : f32[T, 128]
+ *   b26: f32[T, 512]
+ *   b14: f32[128, 512] (output.dense.weight)
+ *   b15: f32[128] (output.dense.bias)
+ *   b27: f32[T, 128] */
+static void k27_linear(int tid, int nth, const float *b26, const float *b14, const float *b15, float *b27, int64_t T) {
+    /* GEMM stage 1: A = %26, [%27 linear]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (128 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b26;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %27 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
+                }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b14 + (fu_jc + fu_n + 1) * 512;
+                            const float *const fu_w2 = b14 + (fu_jc + fu_n + 2) * 512;
+                            const float *const fu_w3 = b14 + (fu_jc + fu_n + 3) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 512; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b14 + (fu_jc + fu_n + 1) * 512;
+                            const float *const fu_w2 = b14 + (fu_jc + fu_n + 2) * 512;
+                            const float *const fu_w3 = b14 + (fu_jc + fu_n + 3) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b14 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b14 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            const float *const fu_w1 = b14 + (fu_jc + fu_n + 1) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b14 + (fu_jc + fu_n + 0) * 512;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 512);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 512);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 512);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 512);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 512; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 512);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 512);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 512);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 512);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 512; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e27 = (fu_yb0[fu_i * 4096 + fu_j] + b15[(fu_jc + fu_j)]);
+                                b27[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e27;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
             {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_hg = fu_s + 0;
-                for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                    int64_t fu_f0, fu_f1;
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                { /* group 0: %27 */
+                    int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
                         int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
                         int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
                         fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                        fu_f0 = fu_ua * 4;
-                        fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
-                    }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 430096;
-                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
-                            fu_hg[fu_i * 512 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
-                }
-                { /* group 0: %27 */
-                    int64_t fu_j0, fu_j1;
-                    {
-                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
                     }
-                    float *const fu_yb0 = fu_s + 4096;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b14_14 + (fu_jc + fu_n + 1) * 512;
-                                const float *const fu_w2 = b14_14 + (fu_jc + fu_n + 2) * 512;
-                                const float *const fu_w3 = b14_14 + (fu_jc + fu_n + 3) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 512; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_cacc0 = fu_s + 163856;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 512; fu_pc += 256) {
+                            const int64_t fu_kc = 512 - fu_pc < 256 ? 512 - fu_pc : 256;
+                            const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 512;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b14 + (fu_jc + fu_j + fu_q) * 512 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b14_14 + (fu_jc + fu_n + 1) * 512;
-                                const float *const fu_w2 = b14_14 + (fu_jc + fu_n + 2) * 512;
-                                const float *const fu_w3 = b14_14 + (fu_jc + fu_n + 3) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b14_14 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b14_14 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                const float *const fu_w1 = b14_14 + (fu_jc + fu_n + 1) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b14_14 + (fu_jc + fu_n + 0) * 512;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 512);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 512);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 512);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 512);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 512; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 512);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 512);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 512);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 512);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 512; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e27 = (fu_yb0[fu_i * 4096 + fu_j] + b15_15[(fu_jc + fu_j)]);
-                                    const float fu_e28 = (fu_e27 + b24_24[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)]);
-                                    b28_28[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e28;
-                                }
-                            }
-                    }
-                }
-            }
-        } else {
-            float *const fu_pa = fu_s + 4096;
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    { /* group 0: %25 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
-                        }
-                        float *const fu_hp = fu_s + 430096;
-                        const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_cacc0 = fu_s + 167952;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 128; fu_pc += 256) {
-                                const int64_t fu_kc = 128 - fu_pc < 256 ? 128 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 128;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b12_12 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            const float *const fu_src = fu_A + fu_row * 128 + fu_pc;
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
                                         }
-                                    }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e25 = (fu_c0_0 + b13_13[(fu_col0 + 0)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c0_1 + b13_13[(fu_col0 + 1)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c0_2 + b13_13[(fu_col0 + 2)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c0_3 + b13_13[(fu_col0 + 3)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c1_0 + b13_13[(fu_col0 + 0)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c1_1 + b13_13[(fu_col0 + 1)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c1_2 + b13_13[(fu_col0 + 2)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c1_3 + b13_13[(fu_col0 + 3)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c2_0 + b13_13[(fu_col0 + 0)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c2_1 + b13_13[(fu_col0 + 1)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c2_2 + b13_13[(fu_col0 + 2)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c2_3 + b13_13[(fu_col0 + 3)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c3_0 + b13_13[(fu_col0 + 0)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c3_1 + b13_13[(fu_col0 + 1)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c3_2 + b13_13[(fu_col0 + 2)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e26;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = (fu_c3_3 + b13_13[(fu_col0 + 3)]);
-                                                            const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e26;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e25 = (fu_t0[fu_i * 4 + fu_j] + b13_13[(fu_col0 + fu_j)]);
-                                                                    const float fu_e26 = fu_gelu_generic(fu_e25);
-                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e26;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    { /* group 0: %27 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
-                        }
-                        float *const fu_pb0 = fu_s + 36880;
-                        float *const fu_cacc0 = fu_s + 167952;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 512; fu_pc += 256) {
-                                const int64_t fu_kc = 512 - fu_pc < 256 ? 512 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 512;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b14_14 + (fu_jc + fu_j + fu_q) * 512 + fu_pc;
+                                        const float *const fu_src = fu_A + fu_row * 512 + fu_pc;
                                         for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
                                             fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                     }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
                                 }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                                                int64_t fu_f0, fu_f1;
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
                                                 {
-                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
-                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
-                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                                                    fu_f0 = fu_ua * 4;
-                                                    fu_f1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
                                                 }
-                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
-                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
-                                                if (fu_lo >= fu_hi)
-                                                    continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 430096 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
-                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
-                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
+                                            }
+                                            float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                            if (!fu_first) {
+                                                fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                            }
+                                            if (!fu_last) {
+                                                fu_cp[0] = fu_c0_0;
+                                                fu_cp[1] = fu_c0_1;
+                                                fu_cp[2] = fu_c0_2;
+                                                fu_cp[3] = fu_c0_3;
+                                                fu_cp[4] = fu_c1_0;
+                                                fu_cp[5] = fu_c1_1;
+                                                fu_cp[6] = fu_c1_2;
+                                                fu_cp[7] = fu_c1_3;
+                                                fu_cp[8] = fu_c2_0;
+                                                fu_cp[9] = fu_c2_1;
+                                                fu_cp[10] = fu_c2_2;
+                                                fu_cp[11] = fu_c2_3;
+                                                fu_cp[12] = fu_c3_0;
+                                                fu_cp[13] = fu_c3_1;
+                                                fu_cp[14] = fu_c3_2;
+                                                fu_cp[15] = fu_c3_3;
+                                            } else {
+                                                const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                if (fu_mr == 4 && fu_nr == 4) {
+                                                    {
+                                                        const float fu_e27 = (fu_c0_0 + b15[(fu_col0 + 0)]);
+                                                        b27[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c0_1 + b15[(fu_col0 + 1)]);
+                                                        b27[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c0_2 + b15[(fu_col0 + 2)]);
+                                                        b27[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c0_3 + b15[(fu_col0 + 3)]);
+                                                        b27[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c1_0 + b15[(fu_col0 + 0)]);
+                                                        b27[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c1_1 + b15[(fu_col0 + 1)]);
+                                                        b27[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c1_2 + b15[(fu_col0 + 2)]);
+                                                        b27[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c1_3 + b15[(fu_col0 + 3)]);
+                                                        b27[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c2_0 + b15[(fu_col0 + 0)]);
+                                                        b27[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c2_1 + b15[(fu_col0 + 1)]);
+                                                        b27[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c2_2 + b15[(fu_col0 + 2)]);
+                                                        b27[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c2_3 + b15[(fu_col0 + 3)]);
+                                                        b27[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c3_0 + b15[(fu_col0 + 0)]);
+                                                        b27[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c3_1 + b15[(fu_col0 + 1)]);
+                                                        b27[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c3_2 + b15[(fu_col0 + 2)]);
+                                                        b27[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e27;
+                                                    }
+                                                    {
+                                                        const float fu_e27 = (fu_c3_3 + b15[(fu_col0 + 3)]);
+                                                        b27[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e27;
+                                                    }
+                                                } else {
+                                                    fu_t0[0] = fu_c0_0;
+                                                    fu_t0[1] = fu_c0_1;
+                                                    fu_t0[2] = fu_c0_2;
+                                                    fu_t0[3] = fu_c0_3;
+                                                    fu_t0[4] = fu_c1_0;
+                                                    fu_t0[5] = fu_c1_1;
+                                                    fu_t0[6] = fu_c1_2;
+                                                    fu_t0[7] = fu_c1_3;
+                                                    fu_t0[8] = fu_c2_0;
+                                                    fu_t0[9] = fu_c2_1;
+                                                    fu_t0[10] = fu_c2_2;
+                                                    fu_t0[11] = fu_c2_3;
+                                                    fu_t0[12] = fu_c3_0;
+                                                    fu_t0[13] = fu_c3_1;
+                                                    fu_t0[14] = fu_c3_2;
+                                                    fu_t0[15] = fu_c3_3;
+                                                    for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                        for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                            {
+                                                                const float fu_e27 = (fu_t0[fu_i * 4 + fu_j] + b15[(fu_col0 + fu_j)]);
+                                                                b27[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e27;
+                                                            }
+                                                        }
+                                                }
                                             }
                                         }
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e27 = (fu_c0_0 + b15_15[(fu_col0 + 0)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 0) * 128 + (fu_col0 + 0)]);
-                                                            b28_28[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c0_1 + b15_15[(fu_col0 + 1)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 0) * 128 + (fu_col0 + 1)]);
-                                                            b28_28[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c0_2 + b15_15[(fu_col0 + 2)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 0) * 128 + (fu_col0 + 2)]);
-                                                            b28_28[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c0_3 + b15_15[(fu_col0 + 3)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 0) * 128 + (fu_col0 + 3)]);
-                                                            b28_28[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c1_0 + b15_15[(fu_col0 + 0)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 1) * 128 + (fu_col0 + 0)]);
-                                                            b28_28[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c1_1 + b15_15[(fu_col0 + 1)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 1) * 128 + (fu_col0 + 1)]);
-                                                            b28_28[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c1_2 + b15_15[(fu_col0 + 2)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 1) * 128 + (fu_col0 + 2)]);
-                                                            b28_28[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c1_3 + b15_15[(fu_col0 + 3)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 1) * 128 + (fu_col0 + 3)]);
-                                                            b28_28[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c2_0 + b15_15[(fu_col0 + 0)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 2) * 128 + (fu_col0 + 0)]);
-                                                            b28_28[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c2_1 + b15_15[(fu_col0 + 1)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 2) * 128 + (fu_col0 + 1)]);
-                                                            b28_28[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c2_2 + b15_15[(fu_col0 + 2)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 2) * 128 + (fu_col0 + 2)]);
-                                                            b28_28[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c2_3 + b15_15[(fu_col0 + 3)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 2) * 128 + (fu_col0 + 3)]);
-                                                            b28_28[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c3_0 + b15_15[(fu_col0 + 0)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 3) * 128 + (fu_col0 + 0)]);
-                                                            b28_28[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c3_1 + b15_15[(fu_col0 + 1)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 3) * 128 + (fu_col0 + 1)]);
-                                                            b28_28[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c3_2 + b15_15[(fu_col0 + 2)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 3) * 128 + (fu_col0 + 2)]);
-                                                            b28_28[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e27 = (fu_c3_3 + b15_15[(fu_col0 + 3)]);
-                                                            const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + 3) * 128 + (fu_col0 + 3)]);
-                                                            b28_28[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e28;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e27 = (fu_t0[fu_i * 4 + fu_j] + b15_15[(fu_col0 + fu_j)]);
-                                                                    const float fu_e28 = (fu_e27 + b24_24[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)]);
-                                                                    b28_28[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e28;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
                             }
                         }
                     }
                 }
             }
         }
-        fr_barrier(nth);
     }
 }
 
-/* %29 = layer_norm(%28, %16, %17) : f32[T, 128]
- *   b28: f32[T, 128]
- *   b16: f32[128] (output.LayerNorm.weight)
- *   b17: f32[128] (output.LayerNorm.bias)
- *   b29: f32[T, 128] */
-static void k29_layer_norm(int tid, int nth, const float *b28, const float *b16, const float *b17, float *b29, int64_t T) {
+/* %28 = add(%27, %24) : f32[T, 128]
+ * %29 = layer_norm(%28, %16, %17) : f32[T, 128]
+ *   b27_27: f32[T, 128]
+ *   b24_24: f32[T, 128]
+ *   b16_16: f32[128] (output.LayerNorm.weight)
+ *   b17_17: f32[128] (output.LayerNorm.bias)
+ *   b29_29: f32[T, 128] */
+static void k28_add_layer_norm(int tid, int nth, const float *b27_27, const float *b24_24, const float *b16_16, const float *b17_17, float *b29_29, int64_t T) {
     int64_t fu_r0, fu_r1;
     fr_split((T), tid, nth, &fu_r0, &fu_r1);
     for (int64_t fu_r = fu_r0; fu_r < fu_r1; ++fu_r) {
-        const float *fu_row0 = b28 + fu_r * 128;
+        const float *fu_row0 = b27_27 + fu_r * 128;
+        const float *fu_row1 = b24_24 + fu_r * 128;
         int64_t fu_j;
         float fu_mu = 0.0f, fu_lo = 0.0f, fu_inv;
-        float fu_acc3 = 0.0f;
+        float fu_acc4 = 0.0f;
         fu_j = 0;
         for (; fu_j < 128; ++fu_j) {
-            float fu_x4 = fu_row0[fu_j];
-            fu_acc3 = (fu_acc3 + fu_x4);
+            float fu_x5 = fu_row0[fu_j];
+            float fu_x6 = fu_row1[fu_j];
+            float fu_v7 = (fu_x5 + fu_x6);
+            fu_acc4 = (fu_acc4 + fu_v7);
         }
-        float fu_sum1 = (fu_acc3);
-        fu_mu = fu_sum1 / (float)128;
-        float fu_acc5 = 0.0f;
-        float fu_acc6 = 0.0f;
+        float fu_sum2 = (fu_acc4);
+        fu_mu = fu_sum2 / (float)128;
+        float fu_acc8 = 0.0f;
+        float fu_acc9 = 0.0f;
         fu_j = 0;
         for (; fu_j < 128; ++fu_j) {
-            float fu_x7 = fu_row0[fu_j];
-            float fu_d8 = (fu_x7 - (fu_mu));
-            fu_acc5 = (fu_d8 * fu_d8 + fu_acc5);
-            fu_acc6 = (fu_acc6 + fu_d8);
+            float fu_x10 = fu_row0[fu_j];
+            float fu_x11 = fu_row1[fu_j];
+            float fu_v12 = (fu_x10 + fu_x11);
+            float fu_d13 = (fu_v12 - (fu_mu));
+            fu_acc8 = (fu_d13 * fu_d13 + fu_acc8);
+            fu_acc9 = (fu_acc9 + fu_d13);
         }
-        float fu_q = (fu_acc5);
-        float fu_dev2 = (fu_acc6);
-        fu_lo = fu_dev2 / (float)128;
+        float fu_q = (fu_acc8);
+        float fu_dev3 = (fu_acc9);
+        fu_lo = fu_dev3 / (float)128;
         float fu_var = fu_q / (float)128 - fu_lo * fu_lo;
         fu_inv = 1.0f / sqrtf((fu_var < 0.0f ? 0.0f : fu_var) + 1e-12f);
         if (!(fu_q < INFINITY)) {
-            float fu_acc9 = 0.0f;
+            float fu_acc14 = 0.0f;
             fu_j = 0;
             for (; fu_j < 128; ++fu_j) {
-                float fu_x10 = fu_row0[fu_j];
-                float fu_a11 = fu_x10;
-                fu_acc9 = fu_maxnan_generic(fu_maxnan_generic(fu_a11, (-(fu_a11))), fu_acc9);
+                float fu_x15 = fu_row0[fu_j];
+                float fu_x16 = fu_row1[fu_j];
+                float fu_v17 = (fu_x15 + fu_x16);
+                float fu_a18 = fu_v17;
+                fu_acc14 = fu_maxnan_generic(fu_maxnan_generic(fu_a18, (-(fu_a18))), fu_acc14);
             }
-            float fu_amax = (fu_acc9);
+            float fu_amax = (fu_acc14);
             if (fu_amax < INFINITY && fu_amax > 0.0f) {
                 int fu_e;
                 (void)frexpf(fu_amax, &fu_e);
                 float fu_sc = ldexpf(1.0f, fu_e > 127 ? -127 : fu_e < -126 ? 126 : -fu_e);
                 double fu_ds = fu_sc, fu_var2;
-                float fu_acc14 = 0.0f;
+                float fu_acc21 = 0.0f;
                 fu_j = 0;
                 for (; fu_j < 128; ++fu_j) {
-                    float fu_x15 = fu_row0[fu_j];
-                    float fu_t16 = (fu_x15 * (fu_sc));
-                    fu_acc14 = (fu_acc14 + fu_t16);
+                    float fu_x22 = fu_row0[fu_j];
+                    float fu_x23 = fu_row1[fu_j];
+                    float fu_v24 = (fu_x22 + fu_x23);
+                    float fu_t25 = (fu_v24 * (fu_sc));
+                    fu_acc21 = (fu_acc21 + fu_t25);
                 }
-                float fu_sum12 = (fu_acc14);
-                fu_mu = fu_sum12 / (float)128;
-                float fu_acc17 = 0.0f;
-                float fu_acc18 = 0.0f;
+                float fu_sum19 = (fu_acc21);
+                fu_mu = fu_sum19 / (float)128;
+                float fu_acc26 = 0.0f;
+                float fu_acc27 = 0.0f;
                 fu_j = 0;
                 for (; fu_j < 128; ++fu_j) {
-                    float fu_x19 = fu_row0[fu_j];
-                    float fu_d20 = ((fu_x19 * (fu_sc)) - (fu_mu));
-                    fu_acc17 = (fu_d20 * fu_d20 + fu_acc17);
-                    fu_acc18 = (fu_acc18 + fu_d20);
+                    float fu_x28 = fu_row0[fu_j];
+                    float fu_x29 = fu_row1[fu_j];
+                    float fu_v30 = (fu_x28 + fu_x29);
+                    float fu_d31 = ((fu_v30 * (fu_sc)) - (fu_mu));
+                    fu_acc26 = (fu_d31 * fu_d31 + fu_acc26);
+                    fu_acc27 = (fu_acc27 + fu_d31);
                 }
-                float fu_q2 = (fu_acc17);
-                float fu_dev13 = (fu_acc18);
-                fu_lo = fu_dev13 / (float)128;
+                float fu_q2 = (fu_acc26);
+                float fu_dev20 = (fu_acc27);
+                fu_lo = fu_dev20 / (float)128;
                 fu_var2 = (double)fu_q2 / (float)128 - (double)fu_lo * fu_lo;
                 double fu_m = ((double)fu_mu + fu_lo) / fu_ds;
                 fu_mu = (float)fu_m;
@@ -6069,9 +6008,11 @@ static void k29_layer_norm(int tid, int nth, const float *b28, const float *b16,
         }
         fu_j = 0;
         for (; fu_j < 128; ++fu_j) {
-            float fu_x21 = fu_row0[fu_j];
-            float fu_y22 = (((((fu_x21 - (fu_mu)) - (fu_lo)) * (fu_inv)) * b16[fu_j]) + b17[fu_j]);
-            b29[fu_r * 128 + fu_j] = fu_y22;
+            float fu_x32 = fu_row0[fu_j];
+            float fu_x33 = fu_row1[fu_j];
+            float fu_v34 = (fu_x32 + fu_x33);
+            float fu_y35 = (((((fu_v34 - (fu_mu)) - (fu_lo)) * (fu_inv)) * b16_16[fu_j]) + b17_17[fu_j]);
+            b29_29[fu_r * 128 + fu_j] = fu_y35;
         }
     }
 }
@@ -6089,7 +6030,8 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *fu_t21 = (float *)(fa->ws + fa->off[3]);
     float *fu_t22 = (float *)(fa->ws + fa->off[4]);
     float *fu_t24 = (float *)(fa->ws + fa->off[5]);
-    float *fu_t28 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t27 = (float *)(fa->ws + fa->off[7]);
     float *out_hidden_states = fa->out_hidden_states;
     k18_linear_linear_linear(tid, nth, hidden_states, w->attention_self_query_weight, w->attention_self_query_bias, fu_t18, w->attention_self_key_weight, w->attention_self_key_bias, fu_t19, w->attention_self_value_weight, w->attention_self_value_bias, fu_t20, T);
     fr_barrier(nth);
@@ -6099,9 +6041,11 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k23_add_layer_norm(tid, nth, fu_t22, hidden_states, w->attention_output_LayerNorm_weight, w->attention_output_LayerNorm_bias, fu_t24, T);
     fr_barrier(nth);
-    k25_linear_gelu_linear_add(tid, nth, fu_t24, w->intermediate_dense_weight, w->intermediate_dense_bias, w->output_dense_weight, w->output_dense_bias, fu_t28, T);
+    k25_linear_gelu(tid, nth, fu_t24, w->intermediate_dense_weight, w->intermediate_dense_bias, fu_t26, T);
     fr_barrier(nth);
-    k29_layer_norm(tid, nth, fu_t28, w->output_LayerNorm_weight, w->output_LayerNorm_bias, out_hidden_states, T);
+    k27_linear(tid, nth, fu_t26, w->output_dense_weight, w->output_dense_bias, fu_t27, T);
+    fr_barrier(nth);
+    k28_add_layer_norm(tid, nth, fu_t27, fu_t24, w->output_LayerNorm_weight, w->output_LayerNorm_bias, out_hidden_states, T);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -6111,7 +6055,7 @@ static size_t fu_scratch(int64_t T, int nth) {
     (void)nth;
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(430096 + ((int64_t)4194304 / nth > 512 ? (int64_t)4194304 / nth : 512)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)426000 * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 
@@ -6125,7 +6069,7 @@ static uint64_t fu_need(size_t total, int64_t T, int nth) {
 }
 
 size_t bert_layer_workspace_size(int64_t T) {
-    size_t off[7], total;
+    size_t off[8], total;
     if (fu_layout("bert_layer_workspace_size", T, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, fr_pool_threads());
@@ -6146,7 +6090,7 @@ int bert_layer_forward(const bert_layer_weights *w,
                        const int32_t *attention_mask /* i32[T] */,
                        float *out_hidden_states /* f32[T, 128] */,
                        void *workspace, size_t workspace_bytes) {
-    size_t fu_off[7], fu_total;
+    size_t fu_off[8], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "bert_layer_forward: w is NULL");

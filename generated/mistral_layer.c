@@ -29,6 +29,10 @@ static uint64_t fu_slot(int64_t numel) {
     return ((uint64_t)numel * 4u + 63u) & ~(uint64_t)63u;
 }
 
+static uint64_t fu_max_u64(uint64_t a, uint64_t b) {
+    return a > b ? a : b;
+}
+
 /*
  * Checks the symbols and places every stored intermediate in the workspace:
  * intermediates whose kernels do not overlap share a storage (64-byte
@@ -46,14 +50,15 @@ static int fu_layout(const char *fu_who, int64_t T, int64_t P, size_t *off, size
         return fr_seterr(NULL, FR_EDIM, "%s: P = %lld is out of range [0, %lld]",
                          fu_who, (long long)P, (long long)FU_SYM_MAX);
     off[0] = (size_t)at; /* %14 linear: f32[T, 128], kernels 0..1 */
-    off[4] = (size_t)at; /* %23 r: f32[T, 128], kernels 2..3 */
+    off[4] = (size_t)at; /* %23 r: f32[T, 128], kernels 2..4 */
     at += fu_slot(T * 128);
     off[1] = (size_t)at; /* %16 linear: f32[T, 64], kernels 0..1 */
     at += fu_slot(T * 64);
     off[2] = (size_t)at; /* %18 v: f32[T, 64], kernels 0..1 */
     at += fu_slot(T * 64);
     off[3] = (size_t)at; /* %21 attn: f32[T, 128], kernels 1..2 */
-    at += fu_slot(T * 128);
+    off[5] = (size_t)at; /* %28 mul: f32[T, 320], kernels 3..4 */
+    at += fu_max_u64(fu_slot(T * 128), fu_slot(T * 320));
     if (at > (uint64_t)SIZE_MAX)
         return fr_seterr(NULL, FR_EDIM, "%s: the workspace would exceed the address space", fu_who);
     *total = (size_t)at;
@@ -4220,54 +4225,1372 @@ static void k22_linear_add(int tid, int nth, const float *b21_21, const float *b
  * %26 = silu(%25) : f32[T, 320]
  * %27 = linear(%24, %9) : f32[T, 320]
  * %28 = mul(%26, %27) : f32[T, 320]
- * %29 = linear(%28, %10) : f32[T, 128]   # m
- * %30 = add(%23, %29) : f32[T, 128]
  *   b23_23: f32[T, 128]
  *   b7_7: f32[128] (post_attention_layernorm.weight)
  *   b8_8: f32[320, 128] (mlp.gate_proj.weight)
  *   b9_9: f32[320, 128] (mlp.up_proj.weight)
- *   b10_10: f32[128, 320] (mlp.down_proj.weight)
- *   b30_30: f32[T, 128] */
-static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_23, const float *b7_7, const float *b8_8, const float *b9_9, const float *b10_10, float *b30_30, int64_t T) {
-    /* MLP stage 1: A = rms_norm(%23) = %24, [%25 linear %26 silu %27 linear %28 mul]; stage 2: A = %28, [%29 linear %30 add]
+ *   b28_28: f32[T, 320] */
+static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_23, const float *b7_7, const float *b8_8, const float *b9_9, float *b28_28, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%23) = %24, [%25 linear %26 silu %27 linear %28 mul]
      * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
     float *const fu_s = (float *)fr_scratch(tid);
     const int64_t fu_M = (T);
     const int64_t fu_U0_0 = (320 + 3) / 4;
     const int64_t fu_S0_0 = 0;
     const int64_t fu_wt0 = fu_U0_0 * 8;
-    const int64_t fu_U1_0 = (128 + 3) / 4;
-    const int64_t fu_S1_0 = 0;
-    const int64_t fu_wt1 = fu_U1_0 * 4;
     const float *const fu_A = b23_23;
-    int64_t fu_fmax = 0;
-    {
-        for (int fu_t = 0; fu_t < nth; ++fu_t) {
-            int64_t fu_f0, fu_f1;
-            {
-                const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                fu_f0 = fu_ua * 4;
-                fu_f1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 128;
+                float *const fu_ar = fu_an + fu_i * 128;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 128; fu_q += 2) {
+                        const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 128; ++fu_q)
+                        fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)128 + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 128, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                }
+                (void)fu_mu, (void)fu_lo;
+                for (int64_t fu_q = 0; fu_q < 128; ++fu_q)
+                    fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b7_7[fu_q];
             }
-            fu_fmax = fu_f1 - fu_f0 > fu_fmax ? fu_f1 - fu_f0 : fu_fmax;
+            { /* group 0: %25 and %27 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
+                }
+                float *const fu_yb0 = fu_s + 1024;
+                float *const fu_yb1 = fu_s + 33792;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 128; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 128; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
+                            const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 128;
+                            const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 128);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 128);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 128);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 128);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 128; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 128);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 128);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 128);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 128);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 128; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e25 = fu_yb0[fu_i * 4096 + fu_j];
+                                const float fu_e26 = fu_silu_generic(fu_e25);
+                                const float fu_e27 = fu_yb1[fu_i * 4096 + fu_j];
+                                const float fu_e28 = (fu_e26 * fu_e27);
+                                b28_28[(fu_rb + fu_i) * 320 + (fu_jc + fu_j)] = fu_e28;
+                            }
+                        }
+                }
+            }
         }
-    }
-    int64_t fu_MB = ((int64_t)4194304 / nth > 320 ? (int64_t)4194304 / nth : 320) / (fu_fmax > 0 ? fu_fmax : 1);
-    fu_MB = fu_MB > 512 ? 512 : fu_MB;
-    fu_MB = fu_MB >= 4 ? fu_MB - fu_MB % 4 : fu_MB;
-    for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {
-        const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;
-        if (fu_mb1 - fu_mb0 <= 8) {
+    } else {
+        float *const fu_st = fu_s + 294928;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
             {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_an = fu_s + 2560;
-                for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
-                    const float *const fu_xr = fu_A + (fu_rb + fu_i) * 128;
-                    float *const fu_ar = fu_an + fu_i * 128;
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 2;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 128;
                     float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
                     {
                         float fu_v0 = 0.0f, fu_v1 = 0.0f;
@@ -4284,14 +5607,14 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         if (!(fu_ss < INFINITY))
                             fu_norm_stats_generic(fu_xr, 128, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
                     }
-                    (void)fu_mu, (void)fu_lo;
-                    for (int64_t fu_q = 0; fu_q < 128; ++fu_q)
-                        fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b7_7[fu_q];
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
                 }
                 { /* group 0: %25 and %27 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
                         int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
                         int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
                         fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
@@ -4299,2145 +5622,1203 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
                     }
-                    float *const fu_hp = fu_s + 823312;
-                    const int64_t fu_hld = fu_j1 - fu_j0;
-                    float *const fu_yb0 = fu_s + 3584;
-                    float *const fu_yb1 = fu_s + 36352;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 128; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_pb1 = fu_s + 163856;
+                    float fu_t0[16];
+                    float fu_t1[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 128; fu_pc += 256) {
+                            const int64_t fu_kc = 128 - fu_pc < 256 ? 128 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b8_8 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb1 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b9_9 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            break;
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 128 + fu_pc;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b7_7[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            fu_t0[0] = fu_c0_0;
+                                            fu_t0[1] = fu_c0_1;
+                                            fu_t0[2] = fu_c0_2;
+                                            fu_t0[3] = fu_c0_3;
+                                            fu_t0[4] = fu_c1_0;
+                                            fu_t0[5] = fu_c1_1;
+                                            fu_t0[6] = fu_c1_2;
+                                            fu_t0[7] = fu_c1_3;
+                                            fu_t0[8] = fu_c2_0;
+                                            fu_t0[9] = fu_c2_1;
+                                            fu_t0[10] = fu_c2_2;
+                                            fu_t0[11] = fu_c2_3;
+                                            fu_t0[12] = fu_c3_0;
+                                            fu_t0[13] = fu_c3_1;
+                                            fu_t0[14] = fu_c3_2;
+                                            fu_t0[15] = fu_c3_3;
+                                        }
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb1 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e25 = fu_t0[0];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c0_0;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 0) * 320 + (fu_col0 + 0)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[1];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c0_1;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 0) * 320 + (fu_col0 + 1)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[2];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c0_2;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 0) * 320 + (fu_col0 + 2)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[3];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c0_3;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 0) * 320 + (fu_col0 + 3)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[4];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c1_0;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 1) * 320 + (fu_col0 + 0)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[5];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c1_1;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 1) * 320 + (fu_col0 + 1)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[6];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c1_2;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 1) * 320 + (fu_col0 + 2)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[7];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c1_3;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 1) * 320 + (fu_col0 + 3)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[8];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c2_0;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 2) * 320 + (fu_col0 + 0)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[9];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c2_1;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 2) * 320 + (fu_col0 + 1)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[10];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c2_2;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 2) * 320 + (fu_col0 + 2)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[11];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c2_3;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 2) * 320 + (fu_col0 + 3)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[12];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c3_0;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 3) * 320 + (fu_col0 + 0)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[13];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c3_1;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 3) * 320 + (fu_col0 + 1)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[14];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c3_2;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 3) * 320 + (fu_col0 + 2)] = fu_e28;
+                                                }
+                                                {
+                                                    const float fu_e25 = fu_t0[15];
+                                                    const float fu_e26 = fu_silu_generic(fu_e25);
+                                                    const float fu_e27 = fu_c3_3;
+                                                    const float fu_e28 = (fu_e26 * fu_e27);
+                                                    b28_28[(fu_row0 + 3) * 320 + (fu_col0 + 3)] = fu_e28;
+                                                }
+                                            } else {
+                                                fu_t1[0] = fu_c0_0;
+                                                fu_t1[1] = fu_c0_1;
+                                                fu_t1[2] = fu_c0_2;
+                                                fu_t1[3] = fu_c0_3;
+                                                fu_t1[4] = fu_c1_0;
+                                                fu_t1[5] = fu_c1_1;
+                                                fu_t1[6] = fu_c1_2;
+                                                fu_t1[7] = fu_c1_3;
+                                                fu_t1[8] = fu_c2_0;
+                                                fu_t1[9] = fu_c2_1;
+                                                fu_t1[10] = fu_c2_2;
+                                                fu_t1[11] = fu_c2_3;
+                                                fu_t1[12] = fu_c3_0;
+                                                fu_t1[13] = fu_c3_1;
+                                                fu_t1[14] = fu_c3_2;
+                                                fu_t1[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e25 = fu_t0[fu_i * 4 + fu_j];
+                                                            const float fu_e26 = fu_silu_generic(fu_e25);
+                                                            const float fu_e27 = fu_t1[fu_i * 4 + fu_j];
+                                                            const float fu_e28 = (fu_e26 * fu_e27);
+                                                            b28_28[(fu_row0 + fu_i) * 320 + (fu_col0 + fu_j)] = fu_e28;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
                         }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b8_8 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b8_8 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b8_8 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b8_8 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 128; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
-                                const float *const fu_w2 = b9_9 + (fu_jc + fu_n + 2) * 128;
-                                const float *const fu_w3 = b9_9 + (fu_jc + fu_n + 3) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                const float *const fu_w1 = b9_9 + (fu_jc + fu_n + 1) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b9_9 + (fu_jc + fu_n + 0) * 128;
-                                {
-                                    const float *const fu_x0 = (fu_an + (0 + 0) * 128);
-                                    const float *const fu_x1 = (fu_an + (0 + 1) * 128);
-                                    const float *const fu_x2 = (fu_an + (0 + 2) * 128);
-                                    const float *const fu_x3 = (fu_an + (0 + 3) * 128);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 128; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb1[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb1[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb1[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb1[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_an + (4 + 0) * 128);
-                                        const float *const fu_x1 = (fu_an + (4 + 1) * 128);
-                                        const float *const fu_x2 = (fu_an + (4 + 2) * 128);
-                                        const float *const fu_x3 = (fu_an + (4 + 3) * 128);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 128; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb1[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb1[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb1[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb1[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e25 = fu_yb0[fu_i * 4096 + fu_j];
-                                    const float fu_e26 = fu_silu_generic(fu_e25);
-                                    const float fu_e27 = fu_yb1[fu_i * 4096 + fu_j];
-                                    const float fu_e28 = (fu_e26 * fu_e27);
-                                    fu_hp[((fu_rb + fu_i) - fu_rb) * fu_hld + ((fu_jc + fu_j) - fu_j0)] = fu_e28;
-                                }
-                            }
                     }
                 }
             }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_mv = fu_mb1 - fu_rb;
-                float *const fu_hg = fu_s + 0;
-                for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                    int64_t fu_f0, fu_f1;
-                    {
-                        const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                        fu_f0 = fu_ua * 4;
-                        fu_f1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
-                    }
-                    const float *const fu_src = (const float *)fr_scratch(fu_t) + 823312;
-                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                        for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)
-                            fu_hg[fu_i * 320 + fu_q] = fu_src[fu_i * (fu_f1 - fu_f0) + fu_q - fu_f0];
+        }
+    }
+}
+
+/* %29 = linear(%28, %10) : f32[T, 128]   # m
+ * %30 = add(%23, %29) : f32[T, 128]
+ *   b28_28: f32[T, 320]
+ *   b10_10: f32[128, 320] (mlp.down_proj.weight)
+ *   b23_23: f32[T, 128]
+ *   b30_30: f32[T, 128] */
+static void k29_linear_add(int tid, int nth, const float *b28_28, const float *b10_10, const float *b23_23, float *b30_30, int64_t T) {
+    /* GEMM stage 1: A = %28, [%29 linear %30 add]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (128 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b28_28;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            { /* group 0: %29 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
                 }
+                float *const fu_yb0 = fu_s + 0;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
+                            const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 320;
+                            const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 320; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
+                            const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 320;
+                            const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 320);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
+                            {
+                                const float *const fu_x0 = (fu_A + (fu_rb + 0 + 0) * 320);
+                                const float *const fu_x1 = (fu_A + (fu_rb + 0 + 1) * 320);
+                                const float *const fu_x2 = (fu_A + (fu_rb + 0 + 2) * 320);
+                                const float *const fu_x3 = (fu_A + (fu_rb + 0 + 3) * 320);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 320; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_A + (fu_rb + 4 + 0) * 320);
+                                    const float *const fu_x1 = (fu_A + (fu_rb + 4 + 1) * 320);
+                                    const float *const fu_x2 = (fu_A + (fu_rb + 4 + 2) * 320);
+                                    const float *const fu_x3 = (fu_A + (fu_rb + 4 + 3) * 320);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 320; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e29 = fu_yb0[fu_i * 4096 + fu_j];
+                                const float fu_e30 = (b23_23[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] + fu_e29);
+                                b30_30[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e30;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
                 { /* group 0: %29 */
                     int64_t fu_j0, fu_j1;
                     {
-                        const int64_t fu_lw = fu_wt1 * (tid) / (nth), fu_hw = fu_wt1 * ((tid) + 1) / (nth);
-                        int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                        int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                        fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                        fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
                         fu_j0 = fu_ua * 4;
                         fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
                     }
-                    float *const fu_yb0 = fu_s + 3584;
-                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
-                        const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
-                        switch (fu_mv) {
-                        case 1: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
-                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 320;
-                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 2 <= 320; fu_k += 2) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        const float fu_xv0_1 = fu_x0[fu_k + 1];
-                                        const float fu_wv0_1 = fu_w0[fu_k + 1];
-                                        fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
-                                        const float fu_wv1_1 = fu_w1[fu_k + 1];
-                                        fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
-                                        const float fu_wv2_1 = fu_w2[fu_k + 1];
-                                        fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
-                                        const float fu_wv3_1 = fu_w3[fu_k + 1];
-                                        fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
-                                    }
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                    }
-                                    float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
-                                    float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
-                                    float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
-                                    float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                    float *const fu_pb0 = fu_s + 32784;
+                    float *const fu_cacc0 = fu_s + 163856;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 320; fu_pc += 256) {
+                            const int64_t fu_kc = 320 - fu_pc < 256 ? 320 - fu_pc : 256;
+                            const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 320;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b10_10 + (fu_jc + fu_j + fu_q) * 320 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                 }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
                             }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 2: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 4 <= fu_nc; fu_n += 4) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
-                                const float *const fu_w2 = b10_10 + (fu_jc + fu_n + 2) * 320;
-                                const float *const fu_w3 = b10_10 + (fu_jc + fu_n + 3) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s0_2_0 = 0.0f;
-                                    float fu_s0_3_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s1_2_0 = 0.0f;
-                                    float fu_s1_3_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        const float fu_wv2_0 = fu_w2[fu_k + 0];
-                                        fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
-                                        fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
-                                        const float fu_wv3_0 = fu_w3[fu_k + 0];
-                                        fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
-                                        fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z0_2 = (fu_s0_2_0);
-                                    float fu_z0_3 = (fu_s0_3_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z1_2 = (fu_s1_2_0);
-                                    float fu_z1_3 = (fu_s1_3_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 3: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                }
-                            }
-                            break;
-                        }
-                        case 4: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                            }
-                            break;
-                        }
-                        default: {
-                            int64_t fu_n = 0;
-                            for (; fu_n + 2 <= fu_nc; fu_n += 2) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                const float *const fu_w1 = b10_10 + (fu_jc + fu_n + 1) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s0_1_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s1_1_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s2_1_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    float fu_s3_1_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z0_1 = (fu_s0_1_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z1_1 = (fu_s1_1_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z2_1 = (fu_s2_1_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    float fu_z3_1 = (fu_s3_1_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 320);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s0_1_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s1_1_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s2_1_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        float fu_s3_1_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                            const float fu_wv1_0 = fu_w1[fu_k + 0];
-                                            fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
-                                            fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
-                                            fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
-                                            fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z0_1 = (fu_s0_1_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z1_1 = (fu_s1_1_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z2_1 = (fu_s2_1_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        float fu_z3_1 = (fu_s3_1_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
-                                const float *const fu_w0 = b10_10 + (fu_jc + fu_n + 0) * 320;
-                                {
-                                    const float *const fu_x0 = (fu_hg + (0 + 0) * 320);
-                                    const float *const fu_x1 = (fu_hg + (0 + 1) * 320);
-                                    const float *const fu_x2 = (fu_hg + (0 + 2) * 320);
-                                    const float *const fu_x3 = (fu_hg + (0 + 3) * 320);
-                                    float fu_s0_0_0 = 0.0f;
-                                    float fu_s1_0_0 = 0.0f;
-                                    float fu_s2_0_0 = 0.0f;
-                                    float fu_s3_0_0 = 0.0f;
-                                    int64_t fu_k = 0;
-                                    for (; fu_k + 1 <= 320; fu_k += 1) {
-                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                    }
-                                    float fu_z0_0 = (fu_s0_0_0);
-                                    float fu_z1_0 = (fu_s1_0_0);
-                                    float fu_z2_0 = (fu_s2_0_0);
-                                    float fu_z3_0 = (fu_s3_0_0);
-                                    fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                }
-                                switch (fu_mv - 4) {
-                                case 1:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                    }
-                                    break;
-                                case 2:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                    }
-                                    break;
-                                case 3:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                    }
-                                    break;
-                                case 4:
-                                    {
-                                        const float *const fu_x0 = (fu_hg + (4 + 0) * 320);
-                                        const float *const fu_x1 = (fu_hg + (4 + 1) * 320);
-                                        const float *const fu_x2 = (fu_hg + (4 + 2) * 320);
-                                        const float *const fu_x3 = (fu_hg + (4 + 3) * 320);
-                                        float fu_s0_0_0 = 0.0f;
-                                        float fu_s1_0_0 = 0.0f;
-                                        float fu_s2_0_0 = 0.0f;
-                                        float fu_s3_0_0 = 0.0f;
-                                        int64_t fu_k = 0;
-                                        for (; fu_k + 1 <= 320; fu_k += 1) {
-                                            const float fu_xv0_0 = fu_x0[fu_k + 0];
-                                            const float fu_xv1_0 = fu_x1[fu_k + 0];
-                                            const float fu_xv2_0 = fu_x2[fu_k + 0];
-                                            const float fu_xv3_0 = fu_x3[fu_k + 0];
-                                            const float fu_wv0_0 = fu_w0[fu_k + 0];
-                                            fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
-                                            fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
-                                            fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
-                                            fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
-                                        }
-                                        float fu_z0_0 = (fu_s0_0_0);
-                                        float fu_z1_0 = (fu_s1_0_0);
-                                        float fu_z2_0 = (fu_s2_0_0);
-                                        float fu_z3_0 = (fu_s3_0_0);
-                                        fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
-                                        fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
-                                        fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
-                                        fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
-                                    }
-                                    break;
-                                default:
-                                    break;
-                                }
-                            }
-                            break;
-                        }
-                        }
-                        for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
-                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
-                                {
-                                    const float fu_e29 = fu_yb0[fu_i * 4096 + fu_j];
-                                    const float fu_e30 = (b23_23[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] + fu_e29);
-                                    b30_30[(fu_rb + fu_i) * 128 + (fu_jc + fu_j)] = fu_e30;
-                                }
-                            }
-                    }
-                }
-            }
-        } else {
-            float *const fu_st = fu_s + 821776;
-            float *const fu_pa = fu_s + 2560;
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
-                        const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 128;
-                        float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
-                        {
-                            float fu_v0 = 0.0f, fu_v1 = 0.0f;
-                            int64_t fu_q = 0;
-                            for (; fu_q + 2 <= 128; fu_q += 2) {
-                                const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
-                                fu_v0 = (fu_d0 * fu_d0 + fu_v0);
-                                fu_v1 = (fu_d1 * fu_d1 + fu_v1);
-                            }
-                            float fu_ss = ((fu_v0 + fu_v1));
-                            for (; fu_q < 128; ++fu_q)
-                                fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
-                            fu_iv = 1.0f / sqrtf(fu_ss / (float)128 + 1e-05f);
-                            if (!(fu_ss < INFINITY))
-                                fu_norm_stats_generic(fu_xr, 128, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
-                        }
-                        fu_st[3 * fu_i] = fu_mu;
-                        fu_st[3 * fu_i + 1] = fu_lo;
-                        fu_st[3 * fu_i + 2] = fu_iv;
-                    }
-                    { /* group 0: %25 and %27 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                            int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                            fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                            fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
-                        }
-                        float *const fu_hp = fu_s + 823312;
-                        const int64_t fu_hld = fu_j1 - fu_j0;
-                        float *const fu_pb0 = fu_s + 35344;
-                        float *const fu_pb1 = fu_s + 166416;
-                        float *const fu_cacc0 = fu_s + 297488;
-                        float *const fu_cacc1 = fu_s + 559632;
-                        float fu_t0[16];
-                        float fu_t1[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 128; fu_pc += 256) {
-                                const int64_t fu_kc = 128 - fu_pc < 256 ? 128 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 128;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b8_8 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb1 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b9_9 + (fu_jc + fu_j + fu_q) * 128 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            const float *const fu_src = fu_A + fu_row * 128 + fu_pc;
-                                            const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
-                                            const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
-                                            (void)fu_mu, (void)fu_lo;
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
                                             for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b7_7[fu_pc + fu_p];
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
                                         }
+                                        const float *const fu_src = fu_A + fu_row * 320 + fu_pc;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
+                                            if (!fu_first) {
+                                                fu_c0_0 = (fu_c0_0 + fu_cp[0]);
+                                                fu_c0_1 = (fu_c0_1 + fu_cp[1]);
+                                                fu_c0_2 = (fu_c0_2 + fu_cp[2]);
+                                                fu_c0_3 = (fu_c0_3 + fu_cp[3]);
+                                                fu_c1_0 = (fu_c1_0 + fu_cp[4]);
+                                                fu_c1_1 = (fu_c1_1 + fu_cp[5]);
+                                                fu_c1_2 = (fu_c1_2 + fu_cp[6]);
+                                                fu_c1_3 = (fu_c1_3 + fu_cp[7]);
+                                                fu_c2_0 = (fu_c2_0 + fu_cp[8]);
+                                                fu_c2_1 = (fu_c2_1 + fu_cp[9]);
+                                                fu_c2_2 = (fu_c2_2 + fu_cp[10]);
+                                                fu_c2_3 = (fu_c2_3 + fu_cp[11]);
+                                                fu_c3_0 = (fu_c3_0 + fu_cp[12]);
+                                                fu_c3_1 = (fu_c3_1 + fu_cp[13]);
+                                                fu_c3_2 = (fu_c3_2 + fu_cp[14]);
+                                                fu_c3_3 = (fu_c3_3 + fu_cp[15]);
+                                            }
+                                            if (!fu_last) {
+                                                fu_cp[0] = fu_c0_0;
+                                                fu_cp[1] = fu_c0_1;
+                                                fu_cp[2] = fu_c0_2;
+                                                fu_cp[3] = fu_c0_3;
+                                                fu_cp[4] = fu_c1_0;
+                                                fu_cp[5] = fu_c1_1;
+                                                fu_cp[6] = fu_c1_2;
+                                                fu_cp[7] = fu_c1_3;
+                                                fu_cp[8] = fu_c2_0;
+                                                fu_cp[9] = fu_c2_1;
+                                                fu_cp[10] = fu_c2_2;
+                                                fu_cp[11] = fu_c2_3;
+                                                fu_cp[12] = fu_c3_0;
+                                                fu_cp[13] = fu_c3_1;
+                                                fu_cp[14] = fu_c3_2;
+                                                fu_cp[15] = fu_c3_3;
+                                            } else {
+                                                const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                                const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                                const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                                if (fu_mr == 4 && fu_nr == 4) {
                                                     {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                        const float fu_e29 = fu_c0_0;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 0)] + fu_e29);
+                                                        b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e30;
                                                     }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
+                                                    {
+                                                        const float fu_e29 = fu_c0_1;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 1)] + fu_e29);
+                                                        b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c0_2;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 2)] + fu_e29);
+                                                        b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c0_3;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 3)] + fu_e29);
+                                                        b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c1_0;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 0)] + fu_e29);
+                                                        b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c1_1;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 1)] + fu_e29);
+                                                        b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c1_2;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 2)] + fu_e29);
+                                                        b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c1_3;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 3)] + fu_e29);
+                                                        b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c2_0;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 0)] + fu_e29);
+                                                        b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c2_1;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 1)] + fu_e29);
+                                                        b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c2_2;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 2)] + fu_e29);
+                                                        b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c2_3;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 3)] + fu_e29);
+                                                        b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c3_0;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 0)] + fu_e29);
+                                                        b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c3_1;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 1)] + fu_e29);
+                                                        b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c3_2;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 2)] + fu_e29);
+                                                        b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e30;
+                                                    }
+                                                    {
+                                                        const float fu_e29 = fu_c3_3;
+                                                        const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 3)] + fu_e29);
+                                                        b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e30;
+                                                    }
                                                 } else {
                                                     fu_t0[0] = fu_c0_0;
                                                     fu_t0[1] = fu_c0_1;
@@ -6455,498 +6836,24 @@ static void k24_rms_norm_linear_silu_linear(int tid, int nth, const float *b23_2
                                                     fu_t0[13] = fu_c3_1;
                                                     fu_t0[14] = fu_c3_2;
                                                     fu_t0[15] = fu_c3_3;
-                                                }
-                                            }
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb1 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc1 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e25 = fu_t0[0];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c0_0;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[1];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c0_1;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[2];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c0_2;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[3];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c0_3;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 0) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[4];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c1_0;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[5];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c1_1;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[6];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c1_2;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[7];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c1_3;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 1) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[8];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c2_0;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[9];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c2_1;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[10];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c2_2;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[11];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c2_3;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 2) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[12];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c3_0;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 0) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[13];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c3_1;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 1) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[14];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c3_2;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 2) - fu_j0)] = fu_e28;
-                                                        }
-                                                        {
-                                                            const float fu_e25 = fu_t0[15];
-                                                            const float fu_e26 = fu_silu_generic(fu_e25);
-                                                            const float fu_e27 = fu_c3_3;
-                                                            const float fu_e28 = (fu_e26 * fu_e27);
-                                                            fu_hp[((fu_row0 + 3) - fu_rb) * fu_hld + ((fu_col0 + 3) - fu_j0)] = fu_e28;
-                                                        }
-                                                    } else {
-                                                        fu_t1[0] = fu_c0_0;
-                                                        fu_t1[1] = fu_c0_1;
-                                                        fu_t1[2] = fu_c0_2;
-                                                        fu_t1[3] = fu_c0_3;
-                                                        fu_t1[4] = fu_c1_0;
-                                                        fu_t1[5] = fu_c1_1;
-                                                        fu_t1[6] = fu_c1_2;
-                                                        fu_t1[7] = fu_c1_3;
-                                                        fu_t1[8] = fu_c2_0;
-                                                        fu_t1[9] = fu_c2_1;
-                                                        fu_t1[10] = fu_c2_2;
-                                                        fu_t1[11] = fu_c2_3;
-                                                        fu_t1[12] = fu_c3_0;
-                                                        fu_t1[13] = fu_c3_1;
-                                                        fu_t1[14] = fu_c3_2;
-                                                        fu_t1[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e25 = fu_t0[fu_i * 4 + fu_j];
-                                                                    const float fu_e26 = fu_silu_generic(fu_e25);
-                                                                    const float fu_e27 = fu_t1[fu_i * 4 + fu_j];
-                                                                    const float fu_e28 = (fu_e26 * fu_e27);
-                                                                    fu_hp[((fu_row0 + fu_i) - fu_rb) * fu_hld + ((fu_col0 + fu_j) - fu_j0)] = fu_e28;
-                                                                }
+                                                    for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                        for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                            {
+                                                                const float fu_e29 = fu_t0[fu_i * 4 + fu_j];
+                                                                const float fu_e30 = (b23_23[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] + fu_e29);
+                                                                b30_30[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e30;
                                                             }
-                                                    }
+                                                        }
                                                 }
-                                            }
-                                        }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            fr_barrier(nth);
-            {
-                const int64_t fu_rb = fu_mb0, fu_rows = fu_mb1 - fu_rb;
-                int fu_tm = 1;
-                const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
-                int64_t fu_r0, fu_r1;
-                fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
-                fu_r0 = fu_rb + fu_r0 * 4;
-                fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
-                for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
-                    const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
-                    { /* group 0: %29 */
-                        int64_t fu_j0, fu_j1;
-                        {
-                            const int64_t fu_lw = fu_wt1 * (fu_tc) / (fu_tn), fu_hw = fu_wt1 * ((fu_tc) + 1) / (fu_tn);
-                            int64_t fu_ua = fu_lw <= fu_S1_0 ? 0 : (fu_lw - fu_S1_0 + 3) / 4;
-                            int64_t fu_uz = fu_hw <= fu_S1_0 ? 0 : (fu_hw - fu_S1_0 + 3) / 4;
-                            fu_ua = fu_ua < fu_U1_0 ? fu_ua : fu_U1_0;
-                            fu_uz = fu_uz < fu_U1_0 ? fu_uz : fu_U1_0;
-                            fu_j0 = fu_ua * 4;
-                            fu_j1 = fu_uz * 4 < 128 ? fu_uz * 4 : 128;
-                        }
-                        float *const fu_pb0 = fu_s + 35344;
-                        float *const fu_cacc0 = fu_s + 297488;
-                        float fu_t0[16];
-                        for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
-                            const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
-                            for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 320; fu_pc += 256) {
-                                const int64_t fu_kc = 320 - fu_pc < 256 ? 320 - fu_pc : 256;
-                                const int fu_first = fu_pc == 0, fu_last = fu_pc + 256 >= 320;
-                                for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
-                                    float *const fu_d = fu_pb0 + fu_j * fu_kc;
-                                    const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
-                                    for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
-                                        const float *const fu_src = b10_10 + (fu_jc + fu_j + fu_q) * 320 + fu_pc;
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
-                                    }
-                                    for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
-                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                            fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                }
-                                for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
-                                    const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
-                                    for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
-                                        float *const fu_d = fu_pa + fu_i * fu_kc;
-                                        for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
-                                            const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
-                                            if (fu_i + fu_q >= fu_mc) {
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
-                                                    fu_d[fu_p * 4 + fu_q] = 0.0f;
-                                                continue;
-                                            }
-                                            for (int fu_t = 0; fu_t < nth; ++fu_t) {
-                                                int64_t fu_f0, fu_f1;
-                                                {
-                                                    const int64_t fu_lw = fu_wt0 * (fu_t) / (nth), fu_hw = fu_wt0 * ((fu_t) + 1) / (nth);
-                                                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 7) / 8;
-                                                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 7) / 8;
-                                                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
-                                                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
-                                                    fu_f0 = fu_ua * 4;
-                                                    fu_f1 = fu_uz * 4 < 320 ? fu_uz * 4 : 320;
-                                                }
-                                                const int64_t fu_lo = fu_f0 > fu_pc ? fu_f0 : fu_pc;
-                                                const int64_t fu_hi = fu_f1 < fu_pc + fu_kc ? fu_f1 : fu_pc + fu_kc;
-                                                if (fu_lo >= fu_hi)
-                                                    continue;
-                                                const float *const fu_src = (const float *)fr_scratch(fu_t) + 823312 + (fu_row - fu_rb) * (fu_f1 - fu_f0) - fu_f0;
-                                                for (int64_t fu_p = fu_lo; fu_p < fu_hi; ++fu_p)
-                                                    fu_d[(fu_p - fu_pc) * 4 + fu_q] = fu_src[fu_p];
                                             }
                                         }
                                     }
-                                    for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
-                                        for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
-                                            {
-                                                const float *fu_ap = fu_pa + fu_ir * fu_kc;
-                                                const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
-                                                float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
-                                                float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
-                                                float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
-                                                float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
-                                                for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
-                                                    {
-                                                        const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
-                                                        float fu_a;
-                                                        fu_a = (fu_ap[0]);
-                                                        fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
-                                                        fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
-                                                        fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
-                                                        fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
-                                                        fu_a = (fu_ap[1]);
-                                                        fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
-                                                        fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
-                                                        fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
-                                                        fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
-                                                        fu_a = (fu_ap[2]);
-                                                        fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
-                                                        fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
-                                                        fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
-                                                        fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
-                                                        fu_a = (fu_ap[3]);
-                                                        fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
-                                                        fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
-                                                        fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
-                                                        fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
-                                                    }
-                                                }
-                                                float *const fu_cp = fu_cacc0 + ((fu_jr / 4) * 128 + (fu_ic + fu_ir) / 4) * 16;
-                                                if (!fu_first) {
-                                                    fu_c0_0 = (fu_c0_0 + fu_cp[0]);
-                                                    fu_c0_1 = (fu_c0_1 + fu_cp[1]);
-                                                    fu_c0_2 = (fu_c0_2 + fu_cp[2]);
-                                                    fu_c0_3 = (fu_c0_3 + fu_cp[3]);
-                                                    fu_c1_0 = (fu_c1_0 + fu_cp[4]);
-                                                    fu_c1_1 = (fu_c1_1 + fu_cp[5]);
-                                                    fu_c1_2 = (fu_c1_2 + fu_cp[6]);
-                                                    fu_c1_3 = (fu_c1_3 + fu_cp[7]);
-                                                    fu_c2_0 = (fu_c2_0 + fu_cp[8]);
-                                                    fu_c2_1 = (fu_c2_1 + fu_cp[9]);
-                                                    fu_c2_2 = (fu_c2_2 + fu_cp[10]);
-                                                    fu_c2_3 = (fu_c2_3 + fu_cp[11]);
-                                                    fu_c3_0 = (fu_c3_0 + fu_cp[12]);
-                                                    fu_c3_1 = (fu_c3_1 + fu_cp[13]);
-                                                    fu_c3_2 = (fu_c3_2 + fu_cp[14]);
-                                                    fu_c3_3 = (fu_c3_3 + fu_cp[15]);
-                                                }
-                                                if (!fu_last) {
-                                                    fu_cp[0] = fu_c0_0;
-                                                    fu_cp[1] = fu_c0_1;
-                                                    fu_cp[2] = fu_c0_2;
-                                                    fu_cp[3] = fu_c0_3;
-                                                    fu_cp[4] = fu_c1_0;
-                                                    fu_cp[5] = fu_c1_1;
-                                                    fu_cp[6] = fu_c1_2;
-                                                    fu_cp[7] = fu_c1_3;
-                                                    fu_cp[8] = fu_c2_0;
-                                                    fu_cp[9] = fu_c2_1;
-                                                    fu_cp[10] = fu_c2_2;
-                                                    fu_cp[11] = fu_c2_3;
-                                                    fu_cp[12] = fu_c3_0;
-                                                    fu_cp[13] = fu_c3_1;
-                                                    fu_cp[14] = fu_c3_2;
-                                                    fu_cp[15] = fu_c3_3;
-                                                } else {
-                                                    const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
-                                                    const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
-                                                    const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
-                                                    if (fu_mr == 4 && fu_nr == 4) {
-                                                        {
-                                                            const float fu_e29 = fu_c0_0;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 0)] + fu_e29);
-                                                            b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 0)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c0_1;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 1)] + fu_e29);
-                                                            b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 1)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c0_2;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 2)] + fu_e29);
-                                                            b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 2)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c0_3;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 0) * 128 + (fu_col0 + 3)] + fu_e29);
-                                                            b30_30[(fu_row0 + 0) * 128 + (fu_col0 + 3)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c1_0;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 0)] + fu_e29);
-                                                            b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 0)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c1_1;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 1)] + fu_e29);
-                                                            b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 1)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c1_2;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 2)] + fu_e29);
-                                                            b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 2)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c1_3;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 1) * 128 + (fu_col0 + 3)] + fu_e29);
-                                                            b30_30[(fu_row0 + 1) * 128 + (fu_col0 + 3)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c2_0;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 0)] + fu_e29);
-                                                            b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 0)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c2_1;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 1)] + fu_e29);
-                                                            b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 1)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c2_2;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 2)] + fu_e29);
-                                                            b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 2)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c2_3;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 2) * 128 + (fu_col0 + 3)] + fu_e29);
-                                                            b30_30[(fu_row0 + 2) * 128 + (fu_col0 + 3)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c3_0;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 0)] + fu_e29);
-                                                            b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 0)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c3_1;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 1)] + fu_e29);
-                                                            b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 1)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c3_2;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 2)] + fu_e29);
-                                                            b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 2)] = fu_e30;
-                                                        }
-                                                        {
-                                                            const float fu_e29 = fu_c3_3;
-                                                            const float fu_e30 = (b23_23[(fu_row0 + 3) * 128 + (fu_col0 + 3)] + fu_e29);
-                                                            b30_30[(fu_row0 + 3) * 128 + (fu_col0 + 3)] = fu_e30;
-                                                        }
-                                                    } else {
-                                                        fu_t0[0] = fu_c0_0;
-                                                        fu_t0[1] = fu_c0_1;
-                                                        fu_t0[2] = fu_c0_2;
-                                                        fu_t0[3] = fu_c0_3;
-                                                        fu_t0[4] = fu_c1_0;
-                                                        fu_t0[5] = fu_c1_1;
-                                                        fu_t0[6] = fu_c1_2;
-                                                        fu_t0[7] = fu_c1_3;
-                                                        fu_t0[8] = fu_c2_0;
-                                                        fu_t0[9] = fu_c2_1;
-                                                        fu_t0[10] = fu_c2_2;
-                                                        fu_t0[11] = fu_c2_3;
-                                                        fu_t0[12] = fu_c3_0;
-                                                        fu_t0[13] = fu_c3_1;
-                                                        fu_t0[14] = fu_c3_2;
-                                                        fu_t0[15] = fu_c3_3;
-                                                        for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
-                                                            for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
-                                                                {
-                                                                    const float fu_e29 = fu_t0[fu_i * 4 + fu_j];
-                                                                    const float fu_e30 = (b23_23[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] + fu_e29);
-                                                                    b30_30[(fu_row0 + fu_i) * 128 + (fu_col0 + fu_j)] = fu_e30;
-                                                                }
-                                                            }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                }
                             }
                         }
                     }
                 }
             }
         }
-        fr_barrier(nth);
     }
 }
 
@@ -6964,6 +6871,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *fu_t18 = (float *)(fa->ws + fa->off[2]);
     float *fu_t21 = (float *)(fa->ws + fa->off[3]);
     float *fu_t23 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t28 = (float *)(fa->ws + fa->off[5]);
     float *out_hidden_states = fa->out_hidden_states;
     k13_rms_norm_linear_linear_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t14, w->self_attn_k_proj_weight, fu_t16, w->self_attn_v_proj_weight, fu_t18, T);
     fr_barrier(nth);
@@ -6971,7 +6879,9 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k22_linear_add(tid, nth, fu_t21, w->self_attn_o_proj_weight, hidden_states, fu_t23, T);
     fr_barrier(nth);
-    k24_rms_norm_linear_silu_linear(tid, nth, fu_t23, w->post_attention_layernorm_weight, w->mlp_gate_proj_weight, w->mlp_up_proj_weight, w->mlp_down_proj_weight, out_hidden_states, T);
+    k24_rms_norm_linear_silu_linear(tid, nth, fu_t23, w->post_attention_layernorm_weight, w->mlp_gate_proj_weight, w->mlp_up_proj_weight, fu_t28, T);
+    fr_barrier(nth);
+    k29_linear_add(tid, nth, fu_t28, w->mlp_down_proj_weight, fu_t23, out_hidden_states, T);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -6983,7 +6893,8 @@ static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     fu_s = fu_max_size(fu_s, (size_t)((size_t)165392 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)(14832 * sizeof(float)));
     fu_s = fu_max_size(fu_s, (size_t)((size_t)163856 * sizeof(float)));
-    fu_s = fu_max_size(fu_s, (size_t)((size_t)(823312 + ((int64_t)4194304 / nth > 320 ? (int64_t)4194304 / nth : 320)) * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)296464 * sizeof(float)));
+    fu_s = fu_max_size(fu_s, (size_t)((size_t)426000 * sizeof(float)));
     return (fu_s + 63u) & ~(size_t)63u;
 }
 
@@ -6997,7 +6908,7 @@ static uint64_t fu_need(size_t total, int64_t T, int64_t P, int nth) {
 }
 
 size_t mistral_layer_workspace_size(int64_t T, int64_t P) {
-    size_t off[5], total;
+    size_t off[6], total;
     if (fu_layout("mistral_layer_workspace_size", T, P, off, &total) != 0)
         return 0;
     uint64_t need = fu_need(total, T, P, fr_pool_threads());
@@ -7019,7 +6930,7 @@ int mistral_layer_forward(const mistral_layer_weights *w,
                           const int32_t *position_ids /* i32[T] */,
                           float *out_hidden_states /* f32[T, 128] */,
                           void *workspace, size_t workspace_bytes) {
-    size_t fu_off[5], fu_total;
+    size_t fu_off[6], fu_total;
     int fu_rc;
     if (!w)
         return fr_seterr(NULL, FR_ENULL, "mistral_layer_forward: w is NULL");
