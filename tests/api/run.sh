@@ -20,8 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 flags="-std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror"
 if [ "$SAN" = 1 ]; then

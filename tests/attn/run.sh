@@ -30,8 +30,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-attn.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 # expect NAME CMD...: CMD must exit 0.
 expect() {

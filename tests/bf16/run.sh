@@ -34,37 +34,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-bf16.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# expect STATUS NAME CMD...: CMD exits with STATUS (its err= lines shown).
-expect() {
-    want=$1 name=$2
-    shift 2
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        ok "$name"
-        grep -E 'err=' "$tmp/log" | sed 's/^/       /'
-    else
-        bad "$name (exit $got, expected $want)"
-        sed 's/^/       /' "$tmp/log"
-    fi
-}
-
-# expect_msg STATUS NAME TEXT CMD...: also the output must contain TEXT.
-expect_msg() {
-    want=$1 name=$2 text=$3
-    shift 3
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ] && grep -qF -- "$text" "$tmp/log"; then
-        ok "$name"
-    else
-        bad "$name (exit $got, expected $want and '$text')"
-        sed 's/^/       /' "$tmp/log"
-    fi
-}
+. tests/lib.sh
 
 # ---- 1. odd sizes, exact against the interpreter -----------------------------------------
 for tg in generic x86-64-avx2 x86-64-avx512; do

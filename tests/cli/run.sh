@@ -9,7 +9,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok()  { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 expect_rc() { # expect_rc NAME WANT CMD...
     name=$1; want=$2; shift 2
     "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?

@@ -19,8 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 mkfifo "$tmp/fifo" || { echo "FAIL mkfifo"; exit 1; }
 printf 'import "%s";\n' "$tmp/fifo" >"$tmp/imports_fifo.fdl"

@@ -26,8 +26,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-fusion.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 ex=dsl-examples
 fx=tests/fusion

@@ -21,8 +21,7 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 san=
 [ "$SAN" = 1 ] && san="-g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"

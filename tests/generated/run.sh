@@ -18,8 +18,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-generated.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 if sh tests/regen.sh "$FUSEC" "$tmp/a" >"$tmp/log" 2>&1; then
     ok "regen into a temporary directory"

@@ -44,24 +44,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-golden.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# expect 0 NAME CMD...: CMD must succeed.  The output of a passing check is
-# shown indented (it holds the measured errors); a failing one shows everything.
-expect() {
-    name=$2
-    shift 2
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq 0 ]; then
-        ok "$name"
-        grep -E 'err=' "$tmp/log" | sed 's/^/       /'
-    else
-        bad "$name (exit $got, expected 0)"
-        sed 's/^/       /' "$tmp/log" | head -40
-    fi
-}
+. tests/lib.sh
 
 # fails STATUS REGEX NAME CMD...: CMD must exit with STATUS and print a line
 # matching the extended regular expression REGEX: the failure expected, not

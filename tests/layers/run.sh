@@ -24,23 +24,7 @@ fail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-layers.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# expect STATUS NAME CMD...: CMD must exit with STATUS.
-expect() {
-    want=$1 name=$2
-    shift 2
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        ok "$name"
-        grep -E 'err=' "$tmp/log" | sed 's/^/       /'
-    else
-        bad "$name (exit $got, expected $want)"
-        sed 's/^/       /' "$tmp/log" | head -30
-    fi
-}
+. tests/lib.sh
 
 targets=generic
 grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && targets="$targets x86-64-avx2"

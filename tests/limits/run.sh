@@ -20,8 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 # compiles FILE to C (exit 0) and the C with -Werror; $2: also fusec check --random
 compile() {

@@ -30,8 +30,7 @@ fail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-model.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 
 # expect STATUS NAME CMD...: CMD exits with STATUS.
 expect() {

@@ -35,22 +35,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-ops.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# expect STATUS NAME CMD...: CMD must exit with STATUS.
-expect() {
-    want=$1 name=$2
-    shift 2
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        ok "$name"
-    else
-        bad "$name (exit $got, expected $want)"
-        sed 's/^/       /' "$tmp/log" | head -40
-    fi
-}
+. tests/lib.sh
 
 # expect_msg TEXT NAME CMD...: CMD must fail (exit 1) and print TEXT.
 expect_msg() {

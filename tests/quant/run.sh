@@ -35,37 +35,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-quant.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-
-# expect STATUS NAME CMD...: CMD exits with STATUS (its err= lines shown).
-expect() {
-    want=$1 name=$2
-    shift 2
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ]; then
-        ok "$name"
-        grep -E 'err=' "$tmp/log" | sed 's/^/       /'
-    else
-        bad "$name (exit $got, expected $want)"
-        sed 's/^/       /' "$tmp/log"
-    fi
-}
-
-# expect_msg STATUS NAME TEXT CMD...: also the output must contain TEXT.
-expect_msg() {
-    want=$1 name=$2 text=$3
-    shift 3
-    "$@" >"$tmp/log" 2>&1
-    got=$?
-    if [ "$got" -eq "$want" ] && grep -qF -- "$text" "$tmp/log"; then
-        ok "$name"
-    else
-        bad "$name (exit $got, expected $want and '$text')"
-        sed 's/^/       /' "$tmp/log"
-    fi
-}
+. tests/lib.sh
 
 # ---- 1. quantize vs numpy ------------------------------------------------------------
 $PY $REF gen "$tmp/src.safetensors" || bad "quant_ref.py gen"
@@ -280,12 +250,17 @@ for t in q8_0 q4_0; do
     fi
 done
 
-# bf16/f16 weights take the GEMM emitter and its fusions (the norm prologue,
-# the fused MLP), as float32 does; q8_0 does not (k_linear)
+# bf16/f16 weights take the GEMM emitter and its fusions, as float32 does:
+# the norm prologue by default, the fused MLP where the cost model is
+# overruled (--fuse-all); q8_0 does not (k_linear)
 for t in bf16 f16; do
-    expect_msg 0 "llama_layer: $t weights keep the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
+    expect_msg 0 "llama_layer: $t weights keep the norm prologue of q/k/v" "rms_norm,linear,linear,linear" \
         "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512
+    expect_msg 0 "llama_layer: $t weights can take the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
+        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512 --fuse-all
 done
+"$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q8_0" --target x86-64-avx512 >"$tmp/rep" 2>&1
+expect 1 "llama_layer: q8_0 weights stay out of the GEMM kernels (no gemm kernel)" grep -E '^[0-9]+ +gemm ' "$tmp/rep"
 
 # ---- 5. errors -----------------------------------------------------------------------------
 expect_msg 1 "a q8_0 norm weight is an error" "can only be the weight of 'linear'" \

@@ -54,8 +54,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-targets.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 skip() { skipped=$((skipped + 1)); echo "SKIP $1"; }
 
 # run NAME CMD...: CMD must succeed; its last line (the measured error) is
