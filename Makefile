@@ -134,6 +134,10 @@ demo: deps-build
 	@mkdir -p $(BUILD)/demo
 	$(FUSEC) dsl-examples/llama_layer.fdl -o $(BUILD)/demo/llama_layer.c
 	$(FUSEC) check dsl-examples/llama_layer.fdl --golden $(GOLDEN)/llama_layer.safetensors
+	@echo "demo: a whole model (3 layers, tied embeddings): 8 greedy tokens after a 13-token prompt;"
+	@echo "demo: Hugging Face's float64 run generates 294 277 287 166 474 373 248 476"
+	$(FUSEC) run dsl-examples/smollm_model.fdl --weights $(GOLDEN)/smollm_tiny_model.safetensors \
+	    --weight-prefix w. --prompt-ids 131,95,220,471,93,257,343,440,315,25,456,142,502 -n 8
 
 # ---- install ------------------------------------------------------------------------
 # fusec-rt.pc names its prefix relative to itself (${pcfiledir}), so it too
