@@ -1711,6 +1711,25 @@ static void k_gather(Kern *k, const Node *n) {
 /* The indices of the k largest of each row, largest first: an insertion
  * into the sorted winners, which never moves an earlier (lower) index
  * behind an equal later one; NaN ranks above everything, as in torch. */
+/* topk's insertion step, shared by topk and the MoE routing: the value v
+ * (already declared) at index IDX of SRC enters the sorted list IDS of at
+ * most K indices (cnt of them so far), NaN largest, ties in index order. */
+static void emit_topk_insert(Kern *k, const char *src, const char *ids, const char *idx, long long K) {
+    kline(k, "int64_t j = cnt;");
+    kline(k, "while (j > 0) {");
+    kline(k, "    float u = %s[%s[j - 1]];", src, ids);
+    kline(k, "    if (!(v != v ? u == u : v > u))");
+    kline(k, "        break;");
+    kline(k, "    if (j < %lld)", K);
+    kline(k, "        %s[j] = %s[j - 1];", ids, ids);
+    kline(k, "    j--;");
+    kline(k, "}");
+    kline(k, "if (j < %lld) {", K);
+    kline(k, "    %s[j] = (int32_t)%s;", ids, idx);
+    kline(k, "    cnt += cnt < %lld;", K);
+    kline(k, "}");
+}
+
 static void k_topk(Kern *k, const Node *n) {
     const Node *xn = n->in[0];
     const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y");
@@ -1726,19 +1745,7 @@ static void k_topk(Kern *k, const Node *n) {
     kline(k, "for (int64_t c = 0; c < %s; ++c) {", N);
     k->indent++;
     kline(k, "float v = xr[c];");
-    kline(k, "int64_t j = cnt;");
-    kline(k, "while (j > 0) {");
-    kline(k, "    float u = xr[yr[j - 1]];");
-    kline(k, "    if (!(v != v ? u == u : v > u))");
-    kline(k, "        break;");
-    kline(k, "    if (j < %lld)", K);
-    kline(k, "        yr[j] = yr[j - 1];");
-    kline(k, "    j--;");
-    kline(k, "}");
-    kline(k, "if (j < %lld) {", K);
-    kline(k, "    yr[j] = (int32_t)c;");
-    kline(k, "    cnt += cnt < %lld;", K);
-    kline(k, "}");
+    emit_topk_insert(k, "xr", "yr", "c", K);
     k->indent--;
     kline(k, "}");
     k->indent--;
@@ -1789,19 +1796,7 @@ static void moe_group(Kern *k, const Node *n, const char *TK, const char *K, con
         kline(k, "for (int64_t e = 0; e < %s; ++e) {", E);
         k->indent++;
         kline(k, "float v = fu_p[e] = m == -INFINITY ? 0.0f : fu_p[e] / s;");
-        kline(k, "int64_t j = cnt;");
-        kline(k, "while (j > 0) {");
-        kline(k, "    float u = fu_p[ir[j - 1]];");
-        kline(k, "    if (!(v != v ? u == u : v > u))");
-        kline(k, "        break;");
-        kline(k, "    if (j < %lld)", nk);
-        kline(k, "        ir[j] = ir[j - 1];");
-        kline(k, "    j--;");
-        kline(k, "}");
-        kline(k, "if (j < %lld) {", nk);
-        kline(k, "    ir[j] = (int32_t)e;");
-        kline(k, "    cnt += cnt < %lld;", nk);
-        kline(k, "}");
+        emit_topk_insert(k, "fu_p", "ir", "e", nk);
         k->indent--;
         kline(k, "}");
         kline(k, "float ws = 0.0f;");
