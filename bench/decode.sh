@@ -26,13 +26,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-decode.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 [ -x "$FUSEC" ] && [ -f "$BUILD/libfusec_rt.a" ] || { echo "decode.sh: run make first" >&2; exit 1; }
-f2="-mavx2 -mfma"
-f512="-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma"
-case $(uname -m) in x86_64) ;; *) f2="" f512="" ;; esac
-$CC -O2 -Iruntime -Ibench -c bench/limits.c -o "$tmp/limits.o" &&
-    $CC -O2 -Iruntime -Ibench $f2 -c bench/limits_avx2.c -o "$tmp/limits_avx2.o" &&
-    $CC -O2 -Iruntime -Ibench $f512 -c bench/limits_avx512.c -o "$tmp/limits_avx512.o" ||
-    { echo "decode.sh: cannot build bench/limits*.c" >&2; exit 1; }
+me=decode.sh
+. bench/limits.sh
 echo "# mlp_1b decode T=1, target $TARGET, median of $REPS, cache flushed"
 echo "# type threads median_ms weight_GB/s read_bw_GB/s fraction_of_bw speedup_vs_f32"
 for ty in $TYPES; do

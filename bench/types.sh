@@ -32,13 +32,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-types.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 [ -x "$FUSEC" ] && [ -f "$BUILD/libfusec_rt.a" ] || { echo "types.sh: run make first" >&2; exit 1; }
-f2="-mavx2 -mfma"
-f512="-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma"
-case $(uname -m) in x86_64) ;; *) f2="" f512="" ;; esac
-$CC -O2 -Iruntime -Ibench -c bench/limits.c -o "$tmp/limits.o" &&
-    $CC -O2 -Iruntime -Ibench $f2 -c bench/limits_avx2.c -o "$tmp/limits_avx2.o" &&
-    $CC -O2 -Iruntime -Ibench $f512 -c bench/limits_avx512.c -o "$tmp/limits_avx512.o" ||
-    { echo "types.sh: cannot build bench/limits*.c" >&2; exit 1; }
+me=types.sh
+. bench/limits.sh
 echo "# llama_1b layer, target $TARGET; decode T=1 P=1024 (median of $REPS, cache flush ${FLUSH:-1}), prefill T=512 P=0 (median of $PREPS)"
 echo "# variant workload threads median_ms min_ms max_ms weight_MB weight_GB/s"
 for v in $VARIANTS; do
