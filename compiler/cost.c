@@ -261,7 +261,14 @@ static double numel(const Node *n, const int64_t *syms) {
     return e;
 }
 
-static double bytes(const Node *n, const int64_t *syms) { return 4.0 * numel(n, syms); }
+/* Stored bytes: 4 per f32/i32 element, 2 per bf16/f16, a block's bytes per 32
+ * elements of q8_0/q4_0 (34 and 18: the scale and the values). */
+static double elem_bytes(DType t) {
+    const DTypeInfo *d = dt_info(t);
+    return (double)d->block_bytes / (double)d->block;
+}
+
+static double bytes(const Node *n, const int64_t *syms) { return numel(n, syms) * elem_bytes(n->dtype); }
 
 /* The node whose memory n is (through reshape views). */
 static const Node *root(const Node *n) {
@@ -378,8 +385,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
             bf16 |= linear_bf16(x);
             if (x->op == OP_LINEAR) {
                 const Node *w = x->in[1];
-                double wb = numel(w, syms) * dt_info(w->dtype)->block_bytes / dt_info(w->dtype)->block;
-                weights += wb;
+                weights += bytes(w, syms);
                 if (!in_set(&s, root(x->in[0])) || op_info[root(x->in[0])->op].cat == CAT_NORM)
                     ncols += (double)dim_eval(x->shape[x->rank - 1], syms);   /* a first-stage product */
                 else
@@ -400,8 +406,6 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
             double b = read_bytes(&s, x, in, syms);
             if (b == 0)
                 continue;
-            if (x->op == OP_LINEAR && j == 1)
-                b = numel(in, syms) * dt_info(in->dtype)->block_bytes / dt_info(in->dtype)->block;
             bool dup = false;
             for (int k = 0; k < nseen && !dup; k++)
                 dup = seen[k] == root(in) && x->op != OP_SLICE;
@@ -411,8 +415,8 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
                 seen[nseen++] = root(in);
             c.rd += b;
         }
-        if (x->op == OP_APPEND)
-            c.wr += bytes(x->in[1], syms);
+        if (x->op == OP_APPEND)   /* the new rows, stored as the cache's type */
+            c.wr += numel(x->in[1], syms) * elem_bytes(x->dtype);
         else if (is_result(g, &s, x))
             c.wr += bytes(x, syms);
     }

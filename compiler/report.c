@@ -58,7 +58,8 @@ void report_print(FILE *out, const Graph *g, const Graph *unfused, const int64_t
     fprintf(out, "report: block %s", g->name);
     for (int s = 0; s < g->nsyms; s++)
         fprintf(out, "%s%s=%lld", s ? ", " : " at ", g->sym_names[s], (long long)syms[s]);
-    fprintf(out, " (f32 and i32: 4 bytes per element; compulsory traffic, docs/fusion.md)\n");
+    fprintf(out, " (bytes as stored: 4 per f32 or i32 element, 2 per bf16 or f16, 34 and 18 per 32 of q8_0 and q4_0;\n"
+            "compulsory traffic, docs/fusion.md)\n");
     fprintf(out, "predicted: the cost model (cost.c) for %s on %d thread%s\n\n", m->target, m->threads,
             m->threads == 1 ? "" : "s");
     fprintf(out, "%-6s %-11s %16s %16s %16s %9s %12s  %s\n", "kernel", "kind", "FLOPs", "bytes read",

@@ -141,6 +141,51 @@ static void test_mlp_row_blocks(void **state) {
     assert_true(a.extra_flops == 4.0 * 512 * 2048 * (32 - 1));
 }
 
+/* Traffic counts bytes as stored: a linear's weight at 4, 2, 34/32 and
+ * 18/32 bytes per element for f32, bf16, q8_0 and q4_0, and an f16 cache at
+ * 2 bytes per element (both the rows attention reads and those append writes). */
+static double kernels_rd(const char *src, int64_t t, int64_t p, double *wr) {
+    Machine m = cost_defaults(target_find("x86-64-avx512"));
+    Graph *g = compile(src, "x86-64-avx512", &m, false);
+    int64_t syms[FU_MAX_SYMS] = {t, p};
+    double rd = 0;
+    *wr = 0;
+    for (int k = 0; k < g->nkernels; k++) {
+        CostEst e = cost_kernel(g, g->kernels[k], &m, syms);
+        rd += e.rd;
+        *wr += e.wr;
+    }
+    return rd;
+}
+
+static void test_stored_bytes(void **state) {
+    (void)state;
+    static const char *const types[] = {"f32", "bf16", "q8_0", "q4_0"};
+    static const double per_elem[] = {4.0, 2.0, 34.0 / 32, 18.0 / 32};
+    for (int i = 0; i < 4; i++) {
+        char src[512];
+        snprintf(src, sizeof src,
+                 "block l {\n  dim T;\n  input x: f32[T, 64];\n  weight w: %s[96, 64];\n"
+                 "  output y = linear(x, w);\n}\n", types[i]);
+        double wr, rd = kernels_rd(src, 1, 0, &wr);
+        assert_true(rd == 64 * 4 + 96 * 64 * per_elem[i]);
+        assert_true(wr == 96 * 4);
+    }
+    static const char cache_src[] =
+        "block a {\n  dim T, P;\n  input q: f32[T, 16];\n  input k: f32[T, 16];\n"
+        "  cache kc: %s[P, 16];\n  cache vc: %s[P, 16];\n"
+        "  output y = attention(q, append(kc, k), append(vc, k), heads = 1, causal = true);\n}\n";
+    double wr32, wr16, rd32, rd16;
+    char src[512];
+    snprintf(src, sizeof src, cache_src, "f32", "f32");
+    rd32 = kernels_rd(src, 3, 5, &wr32);
+    snprintf(src, sizeof src, cache_src, "f16", "f16");
+    rd16 = kernels_rd(src, 3, 5, &wr16);
+    /* 2 caches of 8 rows of 16 read, 3 rows of 16 appended to each: 2 bytes less each */
+    assert_true(rd32 - rd16 == 2 * 8 * 16 * 2.0);
+    assert_true(wr32 - wr16 == 2 * 3 * 16 * 2.0);
+}
+
 /* The decision rule on given numbers: no point may lose beyond tol, and
  * the gains must sum above zero. */
 static void test_decide(void **state) {
@@ -244,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_mlp_decode_vs_prefill),
         cmocka_unit_test(test_mlp_pays_on_slow_memory),
         cmocka_unit_test(test_mlp_row_blocks),
+        cmocka_unit_test(test_stored_bytes),
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_tune_roundtrip),
         cmocka_unit_test(test_tune_errors),
