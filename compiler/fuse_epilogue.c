@@ -107,15 +107,18 @@ static int cmp_id(const void *x, const void *y) {
  * traffic and a barrier, so it pays wherever u moves bytes; asked so that
  * --explain shows the estimate, and so that an epilogue that could cost
  * something has its hook). */
-static bool epilogue_pays(Graph *g, const Options *o, int k, Node *u, const Node *t) {
+static bool joins_pays(Graph *g, const Options *o, int k, Node *u, KernelKind alone, const char *what) {
     const Kernel *kr = g->kernels[k];
     Node **cand = fu_alloc(sizeof *cand * (size_t)(kr->nnodes + 1));
     memcpy(cand, kr->nodes, sizeof *cand * (size_t)kr->nnodes);
     cand[kr->nnodes] = u;
-    CostPart parts[2] = {{kr->nodes, kr->nnodes, KK_GEMM}, {&cand[kr->nnodes], 1, fuse_is_elementwise(u) ? KK_ELEMWISE : KK_SINGLE}};
-    return cost_pays(g, o, "epilogue",
-                     fu_format("%s (%s) on the tile of %s", fuse_name(g, u), op_info[u->op].name, fuse_name(g, t)),
-                     (CostPart){cand, kr->nnodes + 1, KK_GEMM}, parts, 2);
+    CostPart parts[2] = {{kr->nodes, kr->nnodes, KK_GEMM}, {&cand[kr->nnodes], 1, alone}};
+    return cost_pays(g, o, "epilogue", what, (CostPart){cand, kr->nnodes + 1, KK_GEMM}, parts, 2);
+}
+
+static bool epilogue_pays(Graph *g, const Options *o, int k, Node *u, const Node *t) {
+    return joins_pays(g, o, k, u, fuse_is_elementwise(u) ? KK_ELEMWISE : KK_SINGLE,
+                      fu_format("%s (%s) on the tile of %s", fuse_name(g, u), op_info[u->op].name, fuse_name(g, t)));
 }
 
 static int grow_epilogue(Graph *g, const Options *o, int k) {
@@ -201,7 +204,7 @@ static Node *head_norm_of(Graph *g, Node *t) {
 
 /* Per-head norms of the kernel's last values join it (emit_gemm.c applies
  * them to each finished block, in place, before it leaves the cache). */
-static int grow_head_norms(Graph *g, int k) {
+static int grow_head_norms(Graph *g, const Options *o, int k) {
     int added = 0;
     for (int i = 0; i < g->kernels[k]->nnodes; i++) {
         Node *t = g->kernels[k]->nodes[i], *n;
@@ -213,6 +216,9 @@ static int grow_head_norms(Graph *g, int k) {
             fuse_note(g, "epilogue: %s stays a row pass", what);
             continue;
         }
+        /* alone it is a row pass that reads and writes t once more */
+        if (!joins_pays(g, o, k, n, KK_ROWWISE, what))
+            continue;
         if (!sched_try_merge(g, k, n->kernel)) {
             fuse_note(g, "epilogue: %s cannot join the GEMM (a path between them runs through "
                          "another kernel)", what);
@@ -283,7 +289,7 @@ void pass_fuse_epilogue(Graph *g, const Options *o) {
                 first = first ? first : kr->nodes[i];
             }
         int added = grow_epilogue(g, o, k);
-        added += grow_head_norms(g, k);
+        added += grow_head_norms(g, o, k);
         kr = g->kernels[k];
         const char *what = nlin > 1 ? fu_format("%d linears sharing %s", nlin, fuse_name(g, first->in[0]))
                                     : fu_format("%s %s", op_info[first->op].name, fuse_name(g, first));
