@@ -10,7 +10,8 @@
 #   llama_1b  one Llama-3.2-1B layer (bench/blocks/llama_1b.fdl), prefill
 #             T = 512 after no cached tokens
 # links each with tests/gemm/bench_gemm.c and the runtime, prints the
-# one-thread peaks (AVX-512 FMA, AVX512-BF16 vdpbf16ps, AMX tdpbf16ps: those
+# one-thread peaks (AVX-512 FMA, AVX512-BF16 vdpbf16ps, AMX tdpbf16ps, and the
+# int8 ones: AVX512-VNNI vpdpbusd and AMX tdpbssd; those
 # this CPU has), then best-of-REPS times for every thread count given.
 # GFLOP/s count the linears' 2 * T * weights only.  On a shared machine read
 # the "per CPU-second" figures.
@@ -48,6 +49,8 @@ echo "target $target (float32: $f32target)"
 FUSE_NUM_THREADS=1 "$tmp/gemm.f32" peak
 FUSE_NUM_THREADS=1 "$tmp/gemm.f32" peak-bf16
 FUSE_NUM_THREADS=1 "$tmp/gemm.f32" peak-amx
+FUSE_NUM_THREADS=1 "$tmp/gemm.f32" peak-vnni
+FUSE_NUM_THREADS=1 "$tmp/gemm.f32" peak-amx-int8
 for n in $threads; do
     for blk in gemm llama_1b; do
         for c in f32 bf16; do

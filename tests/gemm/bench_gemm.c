@@ -13,6 +13,11 @@
  *                                four 16 x 16 accumulator tiles from two A
  *                                and two B tiles (16 x 16 x 32 x 2 flops
  *                                each), after fr_amx_enable; or why not
+ *   bench_gemm peak-vnni         one thread's AVX512-VNNI int8 peak: 12
+ *                                chains of vpdpbusd (128 ops each: 64 u8 x s8
+ *                                products and their sums), in GOP/s
+ *   bench_gemm peak-amx-int8     one thread's AMX int8 peak: tdpbssd on the
+ *                                same tiles (16 x 16 x 64 x 2 ops each)
  *   bench_gemm run T REPS [SETS] runs the linked block (DESC) at T rows REPS
  *                                times (a layer with caches: after 0 cached
  *                                rows, so a prefill); prints GFLOP/s (2 * T * weights) and
@@ -157,26 +162,32 @@ static int peak(void) {
 
 #define DP_ITERS 20000000L
 
+/* Twelve independent chains c0..c11 of one dot-product instruction: the
+ * loop of the one-thread peaks below. */
+#define DP_CHAINS(STEP)                                                                            \
+    do {                                                                                           \
+        c0 = STEP(c0, a, b);                                                                       \
+        c1 = STEP(c1, a, b);                                                                       \
+        c2 = STEP(c2, a, b);                                                                       \
+        c3 = STEP(c3, a, b);                                                                       \
+        c4 = STEP(c4, a, b);                                                                       \
+        c5 = STEP(c5, a, b);                                                                       \
+        c6 = STEP(c6, a, b);                                                                       \
+        c7 = STEP(c7, a, b);                                                                       \
+        c8 = STEP(c8, a, b);                                                                       \
+        c9 = STEP(c9, a, b);                                                                       \
+        c10 = STEP(c10, a, b);                                                                     \
+        c11 = STEP(c11, a, b);                                                                     \
+    } while (0)
+
 /* GFLOP/s by the wall clock; *per_cpu by the process's CPU time. */
 __attribute__((target("avx512f,avx512bf16"))) static double dpbf16_loop(double *per_cpu) {
     const __m512bh b = (__m512bh)_mm512_set1_epi32(0x3f803f80), a = (__m512bh)_mm512_set1_epi32(0x33d633d6);
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
     __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
     double t0 = fr_now(), ct0 = cpu_now();
-    for (long it = 0; it < DP_ITERS; it++) {
-        c0 = _mm512_dpbf16_ps(c0, a, b);
-        c1 = _mm512_dpbf16_ps(c1, a, b);
-        c2 = _mm512_dpbf16_ps(c2, a, b);
-        c3 = _mm512_dpbf16_ps(c3, a, b);
-        c4 = _mm512_dpbf16_ps(c4, a, b);
-        c5 = _mm512_dpbf16_ps(c5, a, b);
-        c6 = _mm512_dpbf16_ps(c6, a, b);
-        c7 = _mm512_dpbf16_ps(c7, a, b);
-        c8 = _mm512_dpbf16_ps(c8, a, b);
-        c9 = _mm512_dpbf16_ps(c9, a, b);
-        c10 = _mm512_dpbf16_ps(c10, a, b);
-        c11 = _mm512_dpbf16_ps(c11, a, b);
-    }
+    for (long it = 0; it < DP_ITERS; it++)
+        DP_CHAINS(_mm512_dpbf16_ps);
     double t = fr_now() - t0, ct = cpu_now() - ct0;
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
                              _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
@@ -185,6 +196,35 @@ __attribute__((target("avx512f,avx512bf16"))) static double dpbf16_loop(double *
     (void)sink;
     *per_cpu = 12.0 * DP_ITERS * 64 / ct / 1e9;
     return 12.0 * DP_ITERS * 64 / t / 1e9;
+}
+
+/* vpdpbusd: 64 u8 x s8 products summed into 16 int32 lanes, 128 int8 ops
+ * per instruction (GOP/s). */
+__attribute__((target("avx512f,avx512vnni"))) static double dpbusd_loop(double *per_cpu) {
+    const __m512i a = _mm512_set1_epi32(0x01010101), b = _mm512_set1_epi32(0x01ff01ff);
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512i c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    double t0 = fr_now(), ct0 = cpu_now();
+    for (long it = 0; it < DP_ITERS; it++)
+        DP_CHAINS(_mm512_dpbusd_epi32);
+    double t = fr_now() - t0, ct = cpu_now() - ct0;
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+    volatile int sink = _mm512_reduce_add_epi32(s);
+    (void)sink;
+    *per_cpu = 12.0 * DP_ITERS * 128 / ct / 1e9;
+    return 12.0 * DP_ITERS * 128 / t / 1e9;
+}
+
+static int peak_vnni(void) {
+    if (!(fr_cpu_features() & FR_CPU_AVX512VNNI)) {
+        printf("avx512vnni_peak: this CPU has no AVX512-VNNI\n");
+        return 0;
+    }
+    double pc, w = dpbusd_loop(&pc);
+    printf("threads 1  avx512vnni_peak %.1f GOP/s (vpdpbusd, int8; %.1f per CPU-second)\n", w, pc);
+    return 0;
 }
 
 static int peak_bf16(void) {
@@ -206,55 +246,72 @@ typedef struct AmxCfg {
     unsigned char rows[16];
 } AmxCfg;
 
-__attribute__((target("amx-tile,amx-bf16"))) static double amx_loop(double *per_cpu) {
-    static unsigned short ab[2][16 * 32] __attribute__((aligned(64)));
-    static float out[16 * 16] __attribute__((aligned(64)));
-    AmxCfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.rows[i] = 16;
-        cfg.colsb[i] = 64;
+/* Tiles 4..7 hold A and B (16 rows of 64 bytes), 0..3 the 2 x 2 accumulators;
+ * STEP is the tile instruction.  Returns the wall-clock rate, *per_cpu by CPU
+ * time; ops = 2 x the products of one instruction (16 x 16 x 32 for bf16, x 64 for int8). */
+#define AMX_LOOP(NAME, TARGET, STEP, A, B, OPS)                                                     \
+    __attribute__((target(TARGET))) static double NAME(double *per_cpu) {                           \
+        static unsigned short ab[2][16 * 32] __attribute__((aligned(64)));                          \
+        static float out[16 * 16] __attribute__((aligned(64)));                                     \
+        AmxCfg cfg;                                                                                 \
+        memset(&cfg, 0, sizeof cfg);                                                                \
+        cfg.palette = 1;                                                                            \
+        for (int i = 0; i < 8; i++) {                                                               \
+            cfg.rows[i] = 16;                                                                       \
+            cfg.colsb[i] = 64;                                                                      \
+        }                                                                                           \
+        for (int i = 0; i < 16 * 32; i++) {                                                         \
+            ab[0][i] = A;                                                                           \
+            ab[1][i] = B;                                                                           \
+        }                                                                                           \
+        _tile_loadconfig(&cfg);                                                                     \
+        _tile_zero(0);                                                                              \
+        _tile_zero(1);                                                                              \
+        _tile_zero(2);                                                                              \
+        _tile_zero(3);                                                                              \
+        _tile_loadd(4, ab[0], 64);                                                                  \
+        _tile_loadd(5, ab[0], 64);                                                                  \
+        _tile_loadd(6, ab[1], 64);                                                                  \
+        _tile_loadd(7, ab[1], 64);                                                                  \
+        double t0 = fr_now(), ct0 = cpu_now();                                                      \
+        for (long it = 0; it < AMX_ITERS; it++) {                                                   \
+            STEP(0, 4, 6);                                                                          \
+            STEP(1, 4, 7);                                                                          \
+            STEP(2, 5, 6);                                                                          \
+            STEP(3, 5, 7);                                                                          \
+        }                                                                                           \
+        double t = fr_now() - t0, ct = cpu_now() - ct0;                                             \
+        _tile_stored(0, out, 64);                                                                   \
+        _tile_release();                                                                            \
+        volatile float sink = out[0];                                                               \
+        (void)sink;                                                                                 \
+        *per_cpu = 4.0 * AMX_ITERS * (OPS) / ct / 1e9;                                              \
+        return 4.0 * AMX_ITERS * (OPS) / t / 1e9;                                                   \
     }
-    for (int i = 0; i < 16 * 32; i++) {
-        ab[0][i] = 0x3f80; /* 1.0 */
-        ab[1][i] = 0x33d6; /* 1e-7 */
+
+/* bf16: 1.0 times 1e-7; int8: 1 times 1 (small sums, no overflow in 5M steps of 64) */
+AMX_LOOP(amx_loop, "amx-tile,amx-bf16", _tile_dpbf16ps, 0x3f80, 0x33d6, 16 * 16 * 32 * 2)
+AMX_LOOP(amx_int8_loop, "amx-tile,amx-int8", _tile_dpbssd, 0x0001, 0x0000, 16 * 16 * 64 * 2)
+
+/* One AMX peak: the feature bit, the loop and the line's words. */
+static int peak_amx_of(unsigned feature, double (*loop)(double *), const char *key, const char *insn,
+                       const char *unit) {
+    fr_err err;
+    if (!(fr_cpu_features() & feature) || fr_amx_enable(&err) != 0) {
+        printf("%s: no AMX here (%s)\n", key, fr_cpu_features() & feature ? err.msg : "the CPU or the kernel lacks it");
+        return 0;
     }
-    _tile_loadconfig(&cfg);
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    _tile_loadd(4, ab[0], 64);
-    _tile_loadd(5, ab[0], 64);
-    _tile_loadd(6, ab[1], 64);
-    _tile_loadd(7, ab[1], 64);
-    double t0 = fr_now(), ct0 = cpu_now();
-    for (long it = 0; it < AMX_ITERS; it++) {
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
-    double t = fr_now() - t0, ct = cpu_now() - ct0;
-    _tile_stored(0, out, 64);
-    _tile_release();
-    volatile float sink = out[0];
-    (void)sink;
-    *per_cpu = 4.0 * AMX_ITERS * 16 * 16 * 32 * 2 / ct / 1e9;
-    return 4.0 * AMX_ITERS * 16 * 16 * 32 * 2 / t / 1e9;
+    double pc, w = loop(&pc);
+    printf("threads 1  %s %.1f %s (%s, 2 x 2 tiles; %.1f per CPU-second)\n", key, w, unit, insn, pc);
+    return 0;
 }
 
 static int peak_amx(void) {
-    fr_err err;
-    if (!(fr_cpu_features() & FR_CPU_AMX_BF16) || fr_amx_enable(&err) != 0) {
-        printf("amx_bf16_peak: no AMX bf16 here (%s)\n",
-               fr_cpu_features() & FR_CPU_AMX_BF16 ? err.msg : "the CPU or the kernel lacks it");
-        return 0;
-    }
-    double pc, w = amx_loop(&pc);
-    printf("threads 1  amx_bf16_peak %.1f GFLOP/s (tdpbf16ps, 2 x 2 tiles; %.1f per CPU-second)\n", w, pc);
-    return 0;
+    return peak_amx_of(FR_CPU_AMX_BF16, amx_loop, "amx_bf16_peak", "tdpbf16ps", "GFLOP/s");
+}
+
+static int peak_amx_int8(void) {
+    return peak_amx_of(FR_CPU_AMX_INT8, amx_int8_loop, "amx_int8_peak", "tdpbssd", "GOP/s");
 }
 
 /* ---- the block -------------------------------------------------------------- */
@@ -358,8 +415,12 @@ int main(int argc, char **argv) {
         return peak_bf16();
     if (argc == 2 && strcmp(argv[1], "peak-amx") == 0)
         return peak_amx();
+    if (argc == 2 && strcmp(argv[1], "peak-vnni") == 0)
+        return peak_vnni();
+    if (argc == 2 && strcmp(argv[1], "peak-amx-int8") == 0)
+        return peak_amx_int8();
     if ((argc == 4 || argc == 5) && strcmp(argv[1], "run") == 0)
         return run(atoll(argv[2]), atoi(argv[3]), argc == 5 ? atoi(argv[4]) : 1);
-    fprintf(stderr, "usage: bench_gemm peak | peak-bf16 | peak-amx | run T REPS [SETS]\n");
+    fprintf(stderr, "usage: bench_gemm peak | peak-bf16 | peak-amx | peak-vnni | peak-amx-int8 | run T REPS [SETS]\n");
     return 2;
 }
