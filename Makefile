@@ -182,6 +182,12 @@ bench: all
 bench-moe: all
 	@CC="$(CC)" BUILD="$(BUILD)" sh bench/moe/run.sh
 
+# make peers-llama: llama.cpp from source into $(BUILD)/peers, the peer of
+# bench/types.sh and W6 (bench/install-llama.sh; needs PyPI, cmake, g++)
+.PHONY: peers-llama
+peers-llama:
+	@PEERS_DIR=$(BUILD)/peers sh bench/install-llama.sh
+
 # make bench-compile: how compile time and memory grow with the number of
 # operators (bench/compile/run.py; sizes 1,000 to 100,000; CSV and SVG in
 # bench/results/compile-*).  BENCH_ARGS passes options (--sizes, --opt, --repeat).

@@ -65,6 +65,7 @@ if [ ! -f "$PEERS_DIR/py/gguf/__init__.py" ]; then
 fi
 {
     echo "llama-cpp-python $LLAMA_PY sdist (PyPI), vendor/llama.cpp version $(sed -n 's/.*LLAMA_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' "$src/CMakeLists.txt" | tr '\n' . | sed 's/\.$//')"
+    echo "llama.cpp commit $(git -C "$src" rev-parse HEAD 2>/dev/null || echo unknown) (the sdist's vendored submodule)"
     echo "sdist sha256 $(sha256sum "$PEERS_DIR/llama_cpp_python-$LLAMA_PY.tar.gz" | cut -d' ' -f1)"
     echo "gguf $(sed -n 's/^Version: //p' "$PEERS_DIR"/py/gguf-*.dist-info/METADATA)"
     echo "flags: static, GGML_NATIVE=OFF, AVX512 F/BW/VL/DQ VBMI VNNI BF16, AMX TILE/INT8/BF16 (runtime-checked), no OpenMP"

@@ -21,6 +21,9 @@
  *       prefills LIST, then generates N greedy tokens; prints them and the
  *       prefill and decode speeds (W6).
  *
+ * --kv-type f32 (default f16, llama.cpp's) gives the KV cache in float32:
+ * the check of the conversion itself without the cache's rounding.
+ *
  * Timed modes run one warm-up call, then R calls (default 21), and print
  *
  *   llama.cpp T=.. P=.. threads N median_ms MS min_ms MS max_ms MS
@@ -97,6 +100,7 @@ static int argmax(void) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *ids_arg = NULL, *logits_path = NULL;
     long threads = 1, reps = 21, prefill = 0, decode = -1, split = 0, generate = 0;
+    enum ggml_type kv = GGML_TYPE_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-v")) {
@@ -126,6 +130,8 @@ int main(int argc, char **argv) {
             decode = num(v, 0, 1 << 20, a);
         else if (!strcmp(a, "--split"))
             split = num(v, 1, 1 << 20, a);
+        else if (!strcmp(a, "--kv-type") && (!strcmp(v, "f16") || !strcmp(v, "f32")))
+            kv = !strcmp(v, "f16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
         else if (!strcmp(a, "--generate"))
             generate = num(v, 1, 1 << 20, a);
         else
@@ -133,7 +139,7 @@ int main(int argc, char **argv) {
     }
     if (!model_path)
         die("usage: peer_llama MODEL.gguf (--ids LIST [--split K] [--logits FILE] [--generate N] | --prefill T |"
-            " --decode P) [--threads N] [--reps R] [-v]", NULL);
+            " --decode P) [--threads N] [--reps R] [--kv-type f16|f32] [-v]", NULL);
     if (!!ids_arg + !!prefill + (decode >= 0) != 1)
         die("give exactly one of --ids, --prefill, --decode", NULL);
 
@@ -182,7 +188,7 @@ int main(int argc, char **argv) {
     cp.n_seq_max = 1;
     cp.n_threads = cp.n_threads_batch = (int32_t)threads;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-    cp.type_k = cp.type_v = GGML_TYPE_F16;
+    cp.type_k = cp.type_v = kv;
     cp.no_perf = 1;
     ctx = llama_init_from_model(model, cp);
     if (!ctx)

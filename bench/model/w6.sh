@@ -11,12 +11,14 @@
 #      build is cached), each printing its prefill and decode speeds;
 #   3. bench/model/torch_peer.py, the same model in eager PyTorch, REPEAT runs;
 #      the greedy tokens of both are printed and compared;
-#   4. llama.cpp: the commands that would measure it, printed (convert the
-#      checkpoint with llama.cpp's convert_hf_to_gguf.py, then llama-bench).
+#   4. llama.cpp (bench/install-llama.sh builds it; PEER=none skips it): the
+#      same weights as a GGUF, REPEAT runs of build/peers/peer_llama, its
+#      first token checked against fusec's before its speeds are printed.
 #
 # Environment: FUSEC (build/fusec), DIR (build/bench/w6), THREADS (nproc),
 # PROMPT (512), DECODE (64), REPEAT (3), and LAYERS, VOCAB, HIDDEN, INTER, HEADS,
-# KV_HEADS, HEAD_DIM to try a smaller shape (the defaults are Llama-3.2-1B's).
+# KV_HEADS, HEAD_DIM to try a smaller shape (the defaults are Llama-3.2-1B's),
+# PEERS (build/peers: where the llama.cpp peer is), PEER (llama; none).
 set -u
 : "${FUSEC:=build/fusec}" "${DIR:=build/bench/w6}" "${THREADS:=$(nproc)}" "${PROMPT:=512}"
 : "${DECODE:=64}" "${REPEAT:=3}" "${LAYERS:=16}" "${VOCAB:=128256}" "${HIDDEN:=2048}" "${INTER:=8192}"
@@ -57,8 +59,44 @@ if $PY -c 'import torch' 2>/dev/null; then
 else
     echo "w6: note: no python3-torch: the PyTorch peer is skipped"
 fi
-cat <<EOT
-w6: llama.cpp on the same weights (not run here):
-  python3 llama.cpp/convert_hf_to_gguf.py $DIR --outtype f32 --outfile $DIR/model-f32.gguf
-  llama.cpp/build/bin/llama-bench -m $DIR/model-f32.gguf -p $PROMPT -n $DECODE -t $THREADS
-EOT
+# llama.cpp (bench/peer_llama.sh): the same float32 weights as a GGUF
+# (bench/peer_llama_gguf.py, written once into DIR), the same prompt, the
+# same number of greedy tokens, F16 KV cache and flash attention.  Its first
+# token must be fusec's, or its logits must make the two a near tie (fusec's
+# token within 1e-2 of the largest logit, relative to it: the tolerance of
+# the one-layer check in bench/types.sh); else it is reported, not timed.
+PEER=${PEER:-llama}
+if [ "$PEER" = llama ] && . bench/peer_llama.sh && peer_llama_ready; then
+    if [ ! -f "$DIR/model-f32.gguf" ] || [ "$DIR/model-f32.gguf" -ot "$DIR/model.safetensors" ]; then
+        echo "w6: writing $DIR/model-f32.gguf"
+        $PY bench/peer_llama_gguf.py gguf "$DIR" --type f32 -o "$DIR/model-f32.gguf.tmp" &&
+            mv "$DIR/model-f32.gguf.tmp" "$DIR/model-f32.gguf" || { echo "w6: error: the GGUF writer failed"; exit 1; }
+    fi
+    ok=""
+    for r in $(seq "$REPEAT"); do
+        "$PEERS/peer_llama" "$DIR/model-f32.gguf" --ids "$IDS" --generate $((DECODE + 1)) --threads "$THREADS" \
+            --logits "$DIR/llama.logits" >"$DIR/llama.tokens" 2>"$DIR/llama.$r.log" || { cat "$DIR/llama.$r.log"; exit 1; }
+        if [ -z "$ok" ]; then
+            ft=$(cut -d' ' -f1 "$DIR/fusec.tokens") lt=$(cut -d' ' -f1 "$DIR/llama.tokens")
+            ok=$($PY -c 'import sys, numpy as np
+l = np.loadtxt(sys.argv[1]); f, t = int(sys.argv[2]), int(sys.argv[3])
+gap = (l[t] - l[f]) / np.abs(l).max()
+print("yes" if np.argmax(l) == t and gap <= 1e-2 else "no", "%.2e" % gap)' "$DIR/llama.logits" "$ft" "$lt")
+            echo "w6: llama.cpp's first token $lt, fusec's $ft (logit gap ${ok#* } of the largest)"
+            if [ "${ok% *}" != yes ]; then
+                echo "w6: llama.cpp: check FAILED (first token differs beyond a near tie): not timed"
+                break
+            fi
+        fi
+        echo "w6: $(cat "$DIR/llama.$r.log")"
+    done
+    if [ "${ok% *}" = yes ]; then
+        if [ "$(cat "$DIR/llama.tokens")" = "$(cat "$DIR/fusec.tokens")" ]; then
+            echo "w6: fusec and llama.cpp generate the same $((DECODE + 1)) greedy tokens"
+        else
+            echo "w6: the greedy tokens of llama.cpp differ (its F16 KV cache; random weights make near ties):"
+            echo "  fusec: $(cat "$DIR/fusec.tokens")"
+            echo "  llama: $(cat "$DIR/llama.tokens")"
+        fi
+    fi
+fi
