@@ -24,6 +24,12 @@
  * --kv-type f32 (default f16, llama.cpp's) gives the KV cache in float32:
  * the check of the conversion itself without the cache's rounding.
  *
+ * --outputs all asks for the logits of every position, not only the last:
+ * llama.cpp computes the last layer's attention output projection and FFN
+ * only for the rows whose outputs are asked for, so a one-layer model
+ * standing in for one layer must ask for all of them (bench/types.sh; the
+ * lm_head of its 256-token vocabulary then adds under 1%).
+ *
  * Timed modes run one warm-up call, then R calls (default 21), and print
  *
  *   llama.cpp T=.. P=.. threads N median_ms MS min_ms MS max_ms MS
@@ -71,7 +77,7 @@ static long num(const char *s, long lo, long hi, const char *what) {
 
 static struct llama_context *ctx;
 static struct llama_batch batch;
-static int n_vocab;
+static int n_vocab, all_outputs;
 
 /* Runs ids[0..n) at positions pos0.. as one batch; logits for the last. */
 static void run(const llama_token *ids, int n, int pos0) {
@@ -81,7 +87,7 @@ static void run(const llama_token *ids, int n, int pos0) {
         batch.pos[i] = pos0 + i;
         batch.n_seq_id[i] = 1;
         batch.seq_id[i][0] = 0;
-        batch.logits[i] = i == n - 1;
+        batch.logits[i] = all_outputs || i == n - 1;
     }
     if (llama_decode(ctx, batch) != 0)
         die("llama_decode failed", NULL);
@@ -132,6 +138,8 @@ int main(int argc, char **argv) {
             split = num(v, 1, 1 << 20, a);
         else if (!strcmp(a, "--kv-type") && (!strcmp(v, "f16") || !strcmp(v, "f32")))
             kv = !strcmp(v, "f16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
+        else if (!strcmp(a, "--outputs") && (!strcmp(v, "all") || !strcmp(v, "last")))
+            all_outputs = !strcmp(v, "all");
         else if (!strcmp(a, "--generate"))
             generate = num(v, 1, 1 << 20, a);
         else
@@ -139,7 +147,7 @@ int main(int argc, char **argv) {
     }
     if (!model_path)
         die("usage: peer_llama MODEL.gguf (--ids LIST [--split K] [--logits FILE] [--generate N] | --prefill T |"
-            " --decode P) [--threads N] [--reps R] [--kv-type f16|f32] [-v]", NULL);
+            " --decode P) [--threads N] [--reps R] [--kv-type f16|f32] [--outputs last|all] [-v]", NULL);
     if (!!ids_arg + !!prefill + (decode >= 0) != 1)
         die("give exactly one of --ids, --prefill, --decode", NULL);
 

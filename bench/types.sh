@@ -94,12 +94,12 @@ for v in $VARIANTS; do
             lm=$peer
             if [ "$peer" = ok ]; then
                 if [ $wl = decode ]; then
-                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --decode 1024 --threads "$n" --reps "$REPS")
+                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --decode 1024 --threads "$n" --reps "$REPS" 2>"$tmp/peer.err")
                 else
-                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --prefill 512 --threads "$n" --reps "$PREPS")
+                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --prefill 512 --outputs all --threads "$n" --reps "$PREPS" 2>"$tmp/peer.err")
                 fi
                 lm=$(echo "$pl" | awk '{ for (i = 1; i < NF; i++) if ($i == "median_ms") printf "%.3f", $(i + 1) }')
-                [ -n "$lm" ] || lm=error
+                [ -n "$lm" ] || { lm=error; cat "$tmp/peer.err" >&2; }
             fi
             echo "$line" | awk -v v="$v" -v wl="$wl" -v lm="$lm" '{
                 for (i = 1; i < NF; i++) f[$i] = $(i + 1)
