@@ -56,16 +56,7 @@ static void log_cb(enum ggml_log_level level, const char *text, void *user) {
         fputs(text, stderr);
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "timing.h"
 
 static long num(const char *s, long lo, long hi, const char *what) {
     char *end;

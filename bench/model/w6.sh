@@ -33,6 +33,16 @@ if [ "$(cat "$DIR/shape" 2>/dev/null)" != "$shape" ]; then
     echo "$shape" >"$DIR/shape"
 fi
 IDS=$(cat "$DIR/prompt.txt")
+# same_tokens PEER FILE WHY: compares the first line of FILE with fusec's tokens
+same_tokens() {
+    if [ "$(head -1 "$2")" = "$(cat "$DIR/fusec.tokens")" ]; then
+        echo "w6: fusec and $1 generate the same $((DECODE + 1)) greedy tokens"
+    else
+        echo "w6: the greedy tokens of $1 differ ($3):"
+        echo "  fusec: $(cat "$DIR/fusec.tokens")"
+        echo "  $1: $(head -1 "$2")"
+    fi
+}
 start=$(date +%s.%N)
 "$FUSEC" --config "$DIR/config.json" --target native dsl-examples/llama_model.fdl -o "$DIR/model.c" ||
     { echo "w6: error: fusec failed"; exit 1; }
@@ -49,13 +59,7 @@ if $PY -c 'import torch' 2>/dev/null; then
             { echo "w6: error: the PyTorch peer failed"; exit 1; }
         echo "w6: $(tail -1 "$DIR/torch.out")"
     done
-    if [ "$(head -1 "$DIR/torch.out")" = "$(cat "$DIR/fusec.tokens")" ]; then
-        echo "w6: fusec and PyTorch generate the same $((DECODE + 1)) greedy tokens"
-    else
-        echo "w6: the greedy tokens differ (random weights make near ties; compare the first ones):"
-        echo "  fusec: $(cat "$DIR/fusec.tokens")"
-        echo "  torch: $(head -1 "$DIR/torch.out")"
-    fi
+    same_tokens PyTorch "$DIR/torch.out" "random weights make near ties; compare the first ones"
 else
     echo "w6: note: no python3-torch: the PyTorch peer is skipped"
 fi
@@ -78,13 +82,5 @@ if [ "$PEER" = llama ] && . bench/peer_llama.sh && peer_llama_ready; then
             >"$DIR/llama.tokens" 2>"$DIR/llama.$r.log" || { cat "$DIR/llama.$r.log"; exit 1; }
         echo "w6: $(grep "^llama.cpp" "$DIR/llama.$r.log")"
     done
-    if [ $ok = yes ]; then
-        if [ "$(cat "$DIR/llama.tokens")" = "$(cat "$DIR/fusec.tokens")" ]; then
-            echo "w6: fusec and llama.cpp generate the same $((DECODE + 1)) greedy tokens"
-        else
-            echo "w6: the greedy tokens of llama.cpp differ (its F16 KV cache; random weights make near ties):"
-            echo "  fusec: $(cat "$DIR/fusec.tokens")"
-            echo "  llama: $(cat "$DIR/llama.tokens")"
-        fi
-    fi
+    [ $ok = no ] || same_tokens llama.cpp "$DIR/llama.tokens" "its F16 KV cache; random weights make near ties"
 fi
