@@ -30,6 +30,9 @@
  * standing in for one layer must ask for all of them (bench/types.sh; the
  * lm_head of its 256-token vocabulary then adds under 1%).
  *
+ * --flush BYTES reads a buffer of BYTES before each timed call, as
+ * bench/types.sh does before fusec's decode calls (FLUSH=1).
+ *
  * Timed modes run one warm-up call, then R calls (default 21), and print
  *
  *   llama.cpp T=.. P=.. threads N median_ms MS min_ms MS max_ms MS
@@ -70,6 +73,30 @@ static struct llama_context *ctx;
 static struct llama_batch batch;
 static int n_vocab, all_outputs;
 
+/* Reads BYTES of a buffer of its own, as bench/limits.c's limits_flush
+ * before fusec's decode calls in bench/types.sh: the weights then come
+ * from memory, as in a whole model. */
+static volatile uint64_t flush_sink;
+static void flush_caches(size_t bytes) {
+    static uint64_t *buf;
+    size_t n = bytes / sizeof *buf;
+    if (!buf) {
+        buf = malloc(n * sizeof *buf);
+        if (!buf)
+            die("out of memory for --flush", NULL);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = i;
+    }
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        s0 += buf[i];
+        s1 += buf[i + 1];
+        s2 += buf[i + 2];
+        s3 += buf[i + 3];
+    }
+    flush_sink = s0 + s1 + s2 + s3;
+}
+
 /* Runs ids[0..n) at positions pos0.. as one batch; logits for the last. */
 static void run(const llama_token *ids, int n, int pos0) {
     batch.n_tokens = n;
@@ -96,7 +123,7 @@ static int argmax(void) {
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *ids_arg = NULL, *logits_path = NULL;
-    long threads = 1, reps = 21, prefill = 0, decode = -1, split = 0, generate = 0;
+    long threads = 1, reps = 21, prefill = 0, decode = -1, split = 0, generate = 0, flush = 0;
     enum ggml_type kv = GGML_TYPE_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -131,6 +158,8 @@ int main(int argc, char **argv) {
             kv = !strcmp(v, "f16") ? GGML_TYPE_F16 : GGML_TYPE_F32;
         else if (!strcmp(a, "--outputs") && (!strcmp(v, "all") || !strcmp(v, "last")))
             all_outputs = !strcmp(v, "all");
+        else if (!strcmp(a, "--flush"))
+            flush = num(v, 0, 1L << 34, a);
         else if (!strcmp(a, "--generate"))
             generate = num(v, 1, 1 << 20, a);
         else
@@ -138,7 +167,7 @@ int main(int argc, char **argv) {
     }
     if (!model_path)
         die("usage: peer_llama MODEL.gguf (--ids LIST [--split K] [--logits FILE] [--generate N] | --prefill T |"
-            " --decode P) [--threads N] [--reps R] [--kv-type f16|f32] [--outputs last|all] [-v]", NULL);
+            " --decode P) [--threads N] [--reps R] [--kv-type f16|f32] [--outputs last|all] [--flush BYTES] [-v]", NULL);
     if (!!ids_arg + !!prefill + (decode >= 0) != 1)
         die("give exactly one of --ids, --prefill, --decode", NULL);
 
@@ -238,6 +267,8 @@ int main(int argc, char **argv) {
         for (long r = -1; r < reps; r++) {
             if (prefill)
                 llama_memory_clear(mem, 1);
+            if (flush)
+                flush_caches((size_t)flush);
             double t0 = now_ms();
             run(ids + P, T, P);
             double t1 = now_ms();
