@@ -12,8 +12,9 @@
 #   quantize's) and checks llama.cpp's logits for the prompt, all at once and
 #   with the last token decoded through the KV cache, against fusec's model
 #   (dsl-examples/llama_model.fdl, the same stored weights, --kv-type f16 as
-#   llama.cpp's cache) with `fusec check --golden`; tolerance by type (see
-#   docs/benchmarks.md).  Status 0 when both pass.
+#   llama.cpp's cache) with `fusec check --golden`; tolerance by type, and
+#   3e-2 for the decoded token (see docs/benchmarks.md).  Status 0 when both
+#   pass.
 : "${PEERS:=${BUILD:-build}/peers}"
 PEER_PY=/usr/bin/python3
 peer_llama_ready() {
@@ -47,6 +48,11 @@ peer_llama_check() {
     _ids=$(cat "$_d/prompt.txt")
     _n=$(echo "$_ids" | tr ',' '\n' | wc -l)
     for _k in "$_n" $((_n - 1)); do
+        # the last token decoded alone: llama.cpp's single-token flash
+        # attention rounds Q to f16 and sums in f16, an error that grows with
+        # the cached length (one f32 layer: 2.9e-5 batched, 2.5e-3 decoded
+        # after 199 tokens, 6.0e-3 after 1024; 16 layers after 63: 3.6e-3)
+        [ "$_k" = "$_n" ] || _tol="--rtol 3e-2 --max-tol 5e-2"
         "$PEERS/peer_llama" "$_d/model-$_ty.gguf" --ids "$_ids" --split "$_k" --logits "$_d/logits.txt" \
             >/dev/null 2>"$_d/peer.log" || { cat "$_d/peer.log" >&2; return 1; }
         $PEER_PY bench/peer_llama_gguf.py golden "$_d" "$_ids" "$_d/logits.txt" --weights "$_st" -o "$_d/golden.safetensors" ||
