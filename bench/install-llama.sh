@@ -32,8 +32,7 @@ mkdir -p "$PEERS_DIR"
 src=$PEERS_DIR/llama_cpp_python-$LLAMA_PY/vendor/llama.cpp
 if [ ! -f "$src/include/llama.h" ]; then
     echo "$me: downloading llama-cpp-python $LLAMA_PY (sdist) from PyPI"
-    $PIP download --no-binary :all: --no-deps --no-build-isolation "llama-cpp-python==$LLAMA_PY" -d "$PEERS_DIR" ||
-        $PIP download --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_PY" -d "$PEERS_DIR"
+    $PIP download --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_PY" -d "$PEERS_DIR"
     tar xzf "$PEERS_DIR/llama_cpp_python-$LLAMA_PY.tar.gz" -C "$PEERS_DIR"
 fi
 [ -f "$src/include/llama.h" ] || { echo "$me: error: no $src/include/llama.h" >&2; exit 1; }
