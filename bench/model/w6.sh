@@ -72,7 +72,7 @@ fi
 # written into DIR and removed after); a failed check is reported, not timed.
 PEER=${PEER:-llama}
 if [ "$PEER" = llama ] && . bench/peer_llama.sh && peer_llama_ready; then
-    [ "$DIR/model-f32.gguf" -nt "$DIR/model.safetensors" ] || rm -f "$DIR/model-f32.gguf"
+    [ -n "$(find "$DIR/model-f32.gguf" -newer "$DIR/model.safetensors" 2>/dev/null)" ] || rm -f "$DIR/model-f32.gguf"
     ok=no
     peer_llama_check "$DIR" f32 native && ok=yes
     [ $ok = yes ] || echo "w6: llama.cpp: check FAILED: not timed"
