@@ -12,7 +12,7 @@
 #      that succeeds) and on a Sapphire-Rapids-class Xeon (AMX); no OpenMP
 #      (ggml's own thread pool), libstdc++ linked statically;
 #   3. bench/peer_llama.c linked against them: build/peers/peer_llama, a
-#      binary that needs only the C library;
+#      static binary (else one that needs only the C library);
 #   4. the gguf Python package (pure Python + numpy) with pip install
 #      --target build/peers/py (for bench/peer_llama_gguf.py).
 #
@@ -53,8 +53,14 @@ fi
 libs=$(find "$b" -name 'libllama.a' -o -name 'libggml*.a' | sort -r | tr '\n' ' ')
 echo "$me: linking $PEERS_DIR/peer_llama"
 # shellcheck disable=SC2086
-$CXX -O2 -I"$src/include" -I"$src/ggml/include" -o "$PEERS_DIR/peer_llama" -x c bench/peer_llama.c -x none \
-    -Wl,--start-group $libs -Wl,--end-group -static-libstdc++ -static-libgcc -lpthread -lm -ldl
+# Fully static (no glibc version needed where it runs; ggml's dlopen, for
+# backends loaded from a folder, is never called: the link warns about it),
+# else with only the C library dynamic.
+link() {
+    $CXX -O2 -I"$src/include" -I"$src/ggml/include" -o "$PEERS_DIR/peer_llama" -x c bench/peer_llama.c -x none \
+        -Wl,--start-group $libs -Wl,--end-group "$@" -lpthread -lm -ldl
+}
+link -static 2>"$PEERS_DIR/link.log" || link -static-libstdc++ -static-libgcc
 if [ ! -f "$PEERS_DIR/py/gguf/__init__.py" ]; then
     echo "$me: installing the gguf package into $PEERS_DIR/py"
     # gguf itself is pure Python; its dependencies (numpy, pyyaml, tqdm...)
@@ -67,6 +73,6 @@ fi
     echo "llama.cpp commit $(git -C "$src" rev-parse HEAD 2>/dev/null || echo unknown) (the sdist's vendored submodule)"
     echo "sdist sha256 $(sha256sum "$PEERS_DIR/llama_cpp_python-$LLAMA_PY.tar.gz" | cut -d' ' -f1)"
     echo "gguf $(sed -n 's/^Version: //p' "$PEERS_DIR"/py/gguf-*.dist-info/METADATA)"
-    echo "flags: static, GGML_NATIVE=OFF, AVX512 F/BW/VL/DQ VBMI VNNI BF16, AMX TILE/INT8/BF16 (runtime-checked), no OpenMP"
+    echo "flags: static, GGML_NATIVE=OFF, AVX512 F/BW/VL/DQ VBMI VNNI BF16, AMX TILE/INT8/BF16 (runtime-checked), no OpenMP, $(if ldd "$PEERS_DIR/peer_llama" >/dev/null 2>&1; then echo "dynamic libc"; else echo "static binary"; fi)"
 } >"$PEERS_DIR/VERSION"
 cat "$PEERS_DIR/VERSION"
