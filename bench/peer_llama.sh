@@ -36,7 +36,7 @@ peer_llama_check() {
         _wt="--weight-type=*proj.weight=$_ty"
     fi
     if [ ! -f "$_d/model-$_ty.gguf" ]; then
-        $PEER_PY bench/peer_llama_gguf.py gguf "$_d" -o "$_d/model-$_ty.gguf.tmp" --type "$_ty" \
+        PYTHONPATH="$PEERS/py${PYTHONPATH:+:$PYTHONPATH}" $PEER_PY bench/peer_llama_gguf.py gguf "$_d" -o "$_d/model-$_ty.gguf.tmp" --type "$_ty" \
             ${_wt:+--compare "$_st"} >"$_d/gguf-$_ty.log" 2>&1 || { cat "$_d/gguf-$_ty.log" >&2; return 1; }
         mv "$_d/model-$_ty.gguf.tmp" "$_d/model-$_ty.gguf"
     fi
