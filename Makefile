@@ -202,7 +202,7 @@ bench-compile: $(FUSEC)
 # (bench/model/w6.sh; THREADS, PROMPT, DECODE, REPEAT and smaller shapes by variable).
 .PHONY: bench-model
 bench-model: all
-	@FUSEC=$(FUSEC) DIR=$(BUILD)/bench/w6 sh bench/model/w6.sh
+	@FUSEC=$(FUSEC) DIR=$(BUILD)/bench/w6 PEERS_DIR=$(BUILD)/peers sh bench/model/w6.sh
 
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;

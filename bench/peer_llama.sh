@@ -1,6 +1,6 @@
 # bench/peer_llama.sh - sourced by bench/types.sh and bench/model/w6.sh: the
 # llama.cpp peer (docs/benchmarks.md, "llama.cpp").  Needs what
-# bench/install-llama.sh puts into $PEERS (default build/peers): peer_llama
+# bench/install-llama.sh puts into $PEERS_DIR (default $BUILD/peers): peer_llama
 # (the static driver, bench/peer_llama.c) and py/ (the gguf package); and
 # /usr/bin/python3 with numpy.  Every check and time goes through
 # bench/peer_llama_gguf.py (the GGUF of the same weights) and peer_llama.
@@ -15,12 +15,12 @@
 #   llama.cpp's cache) with `fusec check --golden`; tolerance by type, and
 #   3e-2 for the decoded token (see docs/benchmarks.md).  Status 0 when both
 #   pass.
-: "${PEERS:=${BUILD:-build}/peers}"
+: "${PEERS_DIR:=${BUILD:-build}/peers}"
 PEER_PY=/usr/bin/python3
 peer_llama_ready() {
-    [ -x "$PEERS/peer_llama" ] && [ -f "$PEERS/py/gguf/__init__.py" ] && return 0
+    [ -x "$PEERS_DIR/peer_llama" ] && [ -f "$PEERS_DIR/py/gguf/__init__.py" ] && return 0
     [ -n "${peer_llama_said:-}" ] ||
-        echo "# llama.cpp: not built ($PEERS/peer_llama missing: PEERS=llama sh bench/install-deps.sh, or sh bench/install-llama.sh)"
+        echo "# llama.cpp: not built ($PEERS_DIR/peer_llama missing: PEERS=llama sh bench/install-deps.sh, or sh bench/install-llama.sh)"
     peer_llama_said=1
     return 1
 }
@@ -36,7 +36,7 @@ peer_llama_check() {
         _wt="--weight-type=*proj.weight=$_ty"
     fi
     if [ ! -f "$_d/model-$_ty.gguf" ]; then
-        PYTHONPATH="$PEERS/py${PYTHONPATH:+:$PYTHONPATH}" $PEER_PY bench/peer_llama_gguf.py gguf "$_d" -o "$_d/model-$_ty.gguf.tmp" --type "$_ty" \
+        PYTHONPATH="$PEERS_DIR/py${PYTHONPATH:+:$PYTHONPATH}" $PEER_PY bench/peer_llama_gguf.py gguf "$_d" -o "$_d/model-$_ty.gguf.tmp" --type "$_ty" \
             ${_wt:+--compare "$_st"} >"$_d/gguf-$_ty.log" 2>&1 || { cat "$_d/gguf-$_ty.log" >&2; return 1; }
         mv "$_d/model-$_ty.gguf.tmp" "$_d/model-$_ty.gguf"
     fi
@@ -53,7 +53,7 @@ peer_llama_check() {
         # the cached length (one f32 layer: 2.9e-5 batched, 2.5e-3 decoded
         # after 199 tokens, 6.0e-3 after 1024; 16 layers after 63: 3.6e-3)
         [ "$_k" = "$_n" ] || _tol="--rtol 3e-2 --max-tol 5e-2"
-        "$PEERS/peer_llama" "$_d/model-$_ty.gguf" --ids "$_ids" --split "$_k" --logits "$_d/logits.txt" \
+        "$PEERS_DIR/peer_llama" "$_d/model-$_ty.gguf" --ids "$_ids" --split "$_k" --logits "$_d/logits.txt" \
             >/dev/null 2>"$_d/peer.log" || { cat "$_d/peer.log" >&2; return 1; }
         $PEER_PY bench/peer_llama_gguf.py golden "$_d" "$_ids" "$_d/logits.txt" --weights "$_st" -o "$_d/golden.safetensors" ||
             return 1

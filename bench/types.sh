@@ -94,10 +94,10 @@ for v in $VARIANTS; do
             lm=$peer
             if [ "$peer" = ok ]; then
                 if [ $wl = decode ]; then
-                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --decode 1024 --threads "$n" --reps "$REPS" \
+                    pl=$("$PEERS_DIR/peer_llama" "$pdir/model-$ty.gguf" --decode 1024 --threads "$n" --reps "$REPS" \
                         --flush $((${FLUSH:-1} ? 1 << 28 : 0)) 2>"$tmp/peer.err")
                 else
-                    pl=$("$PEERS/peer_llama" "$pdir/model-$ty.gguf" --prefill 512 --outputs all --threads "$n" --reps "$PREPS" 2>"$tmp/peer.err")
+                    pl=$("$PEERS_DIR/peer_llama" "$pdir/model-$ty.gguf" --prefill 512 --outputs all --threads "$n" --reps "$PREPS" 2>"$tmp/peer.err")
                 fi
                 lm=$(echo "$pl" | awk '{ for (i = 1; i < NF; i++) if ($i == "median_ms") printf "%.3f", $(i + 1) }')
                 [ -n "$lm" ] || { lm=error; cat "$tmp/peer.err" >&2; }

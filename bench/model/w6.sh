@@ -18,7 +18,7 @@
 # Environment: FUSEC (build/fusec), DIR (build/bench/w6), THREADS (nproc),
 # PROMPT (512), DECODE (64), REPEAT (3), and LAYERS, VOCAB, HIDDEN, INTER, HEADS,
 # KV_HEADS, HEAD_DIM to try a smaller shape (the defaults are Llama-3.2-1B's),
-# PEERS (build/peers: where the llama.cpp peer is), PEER (llama; none).
+# PEERS_DIR (build/peers: where the llama.cpp peer is), PEER (llama; none).
 set -u
 : "${FUSEC:=build/fusec}" "${DIR:=build/bench/w6}" "${THREADS:=$(nproc)}" "${PROMPT:=512}"
 : "${DECODE:=64}" "${REPEAT:=3}" "${LAYERS:=16}" "${VOCAB:=128256}" "${HIDDEN:=2048}" "${INTER:=8192}"
@@ -78,7 +78,7 @@ if [ "$PEER" = llama ] && . bench/peer_llama.sh && peer_llama_ready; then
     [ $ok = yes ] || echo "w6: llama.cpp: check FAILED: not timed"
     for r in $(seq "$REPEAT"); do
         [ $ok = yes ] || break
-        "$PEERS/peer_llama" "$DIR/model-f32.gguf" --ids "$IDS" --generate $((DECODE + 1)) --threads "$THREADS" \
+        "$PEERS_DIR/peer_llama" "$DIR/model-f32.gguf" --ids "$IDS" --generate $((DECODE + 1)) --threads "$THREADS" \
             >"$DIR/llama.tokens" 2>"$DIR/llama.$r.log" || { cat "$DIR/llama.$r.log"; exit 1; }
         echo "w6: $(grep "^llama.cpp" "$DIR/llama.$r.log")"
     done
