@@ -25,7 +25,8 @@
 # in $BUILD/bench/peer1), its logits checked against fusec's
 # dsl-examples/llama_model.fdl on the same stored weights before it is timed
 # ("fail" when the check fails, "-" when llama.cpp is not built or for
-# --compute=bf16, which llama.cpp has no counterpart of).  PEER=none skips it.
+# --compute=bf16, which llama.cpp has no counterpart of).  PEER=none skips it;
+# PEERS_DIR ($BUILD/peers) is where bench/install-llama.sh put it.
 set -u
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
