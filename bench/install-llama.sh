@@ -76,3 +76,4 @@ fi
     echo "flags: static, GGML_NATIVE=OFF, AVX512 F/BW/VL/DQ VBMI VNNI BF16, AMX TILE/INT8/BF16 (runtime-checked), no OpenMP, $(if ldd "$PEERS_DIR/peer_llama" >/dev/null 2>&1; then echo "dynamic libc"; else echo "static binary"; fi)"
 } >"$PEERS_DIR/VERSION"
 cat "$PEERS_DIR/VERSION"
+echo "$me: to run the peer on a host without network or compiler, copy $PEERS_DIR/peer_llama, $PEERS_DIR/py and $PEERS_DIR/VERSION ($(du -sch "$PEERS_DIR/peer_llama" "$PEERS_DIR/py" "$PEERS_DIR/VERSION" | tail -1 | cut -f1)) into the same place there"
