@@ -16,6 +16,8 @@
 #   make fuzz-diff  N random programs (default 200) differential-tested on every target here
 #   make bench      the benchmark suite (docs/benchmarks.md); make bench QUICK=1 is short
 #   make bench-compile  compile time and memory against block size, up to 100,000 operators
+#   make peers-llama   llama.cpp built from source (PyPI sdist) into build/peers: the peer of
+#                   bench/types.sh and make bench-model (docs/benchmarks.md, "llama.cpp")
 #   make install    PREFIX (/usr/local) and DESTDIR as usual: bin/fusec, lib/libfusec_rt.a,
 #                   include/fusec_rt.h, lib/pkgconfig/fusec-rt.pc, share/man/man1/fusec.1,
 #                   share/fusec/runtime/ (what fusec check compiles); make uninstall
@@ -182,6 +184,12 @@ bench: all
 bench-moe: all
 	@CC="$(CC)" BUILD="$(BUILD)" sh bench/moe/run.sh
 
+# make peers-llama: llama.cpp from source into $(BUILD)/peers, the peer of
+# bench/types.sh and W6 (bench/install-llama.sh; needs PyPI, cmake, g++)
+.PHONY: peers-llama
+peers-llama:
+	@PEERS_DIR=$(BUILD)/peers sh bench/install-llama.sh
+
 # make bench-compile: how compile time and memory grow with the number of
 # operators (bench/compile/run.py; sizes 1,000 to 100,000; CSV and SVG in
 # bench/results/compile-*).  BENCH_ARGS passes options (--sizes, --opt, --repeat).
@@ -190,11 +198,11 @@ bench-compile: $(FUSEC)
 	@/usr/bin/python3 bench/compile/run.py --fusec $(FUSEC) $(BENCH_ARGS)
 
 # make bench-model: W6, a whole model at Llama-3.2-1B shape (random weights, about
-# 5 GB in $(BUILD)/bench/w6), prefill 512 and decode, fusec run against PyTorch
+# 5 GB in $(BUILD)/bench/w6), prefill 512 and decode, fusec run against PyTorch and llama.cpp
 # (bench/model/w6.sh; THREADS, PROMPT, DECODE, REPEAT and smaller shapes by variable).
 .PHONY: bench-model
 bench-model: all
-	@FUSEC=$(FUSEC) DIR=$(BUILD)/bench/w6 sh bench/model/w6.sh
+	@FUSEC=$(FUSEC) DIR=$(BUILD)/bench/w6 PEERS_DIR=$(BUILD)/peers sh bench/model/w6.sh
 
 # ---- reliability (not part of make test) ------------------------------------------
 # make fuzz: tests/fuzz/install-deps.sh adds clang's libFuzzer runtime;

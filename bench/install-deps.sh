@@ -6,6 +6,13 @@
 # `make test` must not pull in a few hundred MB of PyTorch.  Uses apt-get;
 # needs root (or sudo) when anything is missing.  A failed install is
 # reported and the suite carries on with the peers that are there.
+#
+# PEERS=llama also builds llama.cpp from source into build/peers/
+# (bench/install-llama.sh: needs PyPI, cmake and g++; minutes of compiling),
+# the peer of bench/types.sh and bench/model/w6.sh.
+case " ${PEERS:-} " in
+*" llama "*) sh bench/install-llama.sh || echo "bench/install-deps: llama.cpp was not built; its columns say so" >&2 ;;
+esac
 missing=""
 # cblas.h alone may be netlib's: look for OpenBLAS's own library.
 have_openblas=no

@@ -11,12 +11,14 @@
 #      build is cached), each printing its prefill and decode speeds;
 #   3. bench/model/torch_peer.py, the same model in eager PyTorch, REPEAT runs;
 #      the greedy tokens of both are printed and compared;
-#   4. llama.cpp: the commands that would measure it, printed (convert the
-#      checkpoint with llama.cpp's convert_hf_to_gguf.py, then llama-bench).
+#   4. llama.cpp (bench/install-llama.sh builds it; PEER=none skips it): the
+#      same weights as a GGUF, REPEAT runs of build/peers/peer_llama, its
+#      first token checked against fusec's before its speeds are printed.
 #
 # Environment: FUSEC (build/fusec), DIR (build/bench/w6), THREADS (nproc),
 # PROMPT (512), DECODE (64), REPEAT (3), and LAYERS, VOCAB, HIDDEN, INTER, HEADS,
-# KV_HEADS, HEAD_DIM to try a smaller shape (the defaults are Llama-3.2-1B's).
+# KV_HEADS, HEAD_DIM to try a smaller shape (the defaults are Llama-3.2-1B's),
+# PEERS_DIR (build/peers: where the llama.cpp peer is), PEER (llama; none).
 set -u
 : "${FUSEC:=build/fusec}" "${DIR:=build/bench/w6}" "${THREADS:=$(nproc)}" "${PROMPT:=512}"
 : "${DECODE:=64}" "${REPEAT:=3}" "${LAYERS:=16}" "${VOCAB:=128256}" "${HIDDEN:=2048}" "${INTER:=8192}"
@@ -31,6 +33,16 @@ if [ "$(cat "$DIR/shape" 2>/dev/null)" != "$shape" ]; then
     echo "$shape" >"$DIR/shape"
 fi
 IDS=$(cat "$DIR/prompt.txt")
+# same_tokens PEER FILE WHY: compares the first line of FILE with fusec's tokens
+same_tokens() {
+    if [ "$(head -1 "$2")" = "$(cat "$DIR/fusec.tokens")" ]; then
+        echo "w6: fusec and $1 generate the same $((DECODE + 1)) greedy tokens"
+    else
+        echo "w6: the greedy tokens of $1 differ ($3):"
+        echo "  fusec: $(cat "$DIR/fusec.tokens")"
+        echo "  $1: $(head -1 "$2")"
+    fi
+}
 start=$(date +%s.%N)
 "$FUSEC" --config "$DIR/config.json" --target native dsl-examples/llama_model.fdl -o "$DIR/model.c" ||
     { echo "w6: error: fusec failed"; exit 1; }
@@ -47,18 +59,28 @@ if $PY -c 'import torch' 2>/dev/null; then
             { echo "w6: error: the PyTorch peer failed"; exit 1; }
         echo "w6: $(tail -1 "$DIR/torch.out")"
     done
-    if [ "$(head -1 "$DIR/torch.out")" = "$(cat "$DIR/fusec.tokens")" ]; then
-        echo "w6: fusec and PyTorch generate the same $((DECODE + 1)) greedy tokens"
-    else
-        echo "w6: the greedy tokens differ (random weights make near ties; compare the first ones):"
-        echo "  fusec: $(cat "$DIR/fusec.tokens")"
-        echo "  torch: $(head -1 "$DIR/torch.out")"
-    fi
+    same_tokens PyTorch "$DIR/torch.out" "random weights make near ties; compare the first ones"
 else
     echo "w6: note: no python3-torch: the PyTorch peer is skipped"
 fi
-cat <<EOT
-w6: llama.cpp on the same weights (not run here):
-  python3 llama.cpp/convert_hf_to_gguf.py $DIR --outtype f32 --outfile $DIR/model-f32.gguf
-  llama.cpp/build/bin/llama-bench -m $DIR/model-f32.gguf -p $PROMPT -n $DECODE -t $THREADS
-EOT
+# llama.cpp (bench/peer_llama.sh): the same float32 weights as a GGUF
+# (bench/peer_llama_gguf.py, DIR/model-f32.gguf, written once), the same
+# prompt and number of greedy tokens, F16 KV cache and flash attention.
+# Checked first (peer_llama_check): its logits for the prompt, all at once
+# and with the last token decoded, against fusec's on the same weights
+# (fusec check --golden: a golden copy of the checkpoint, as large, is
+# written into DIR and removed after); a failed check is reported, not timed.
+PEER=${PEER:-llama}
+if [ "$PEER" = llama ] && . bench/peer_llama.sh && peer_llama_ready; then
+    [ -n "$(find "$DIR/model-f32.gguf" -newer "$DIR/model.safetensors" 2>/dev/null)" ] || rm -f "$DIR/model-f32.gguf"
+    ok=no
+    peer_llama_check "$DIR" f32 native && ok=yes
+    [ $ok = yes ] || echo "w6: llama.cpp: check FAILED: not timed"
+    for r in $(seq "$REPEAT"); do
+        [ $ok = yes ] || break
+        "$PEERS_DIR/peer_llama" "$DIR/model-f32.gguf" --ids "$IDS" --generate $((DECODE + 1)) --threads "$THREADS" \
+            >"$DIR/llama.tokens" 2>"$DIR/llama.$r.log" || { cat "$DIR/llama.$r.log"; exit 1; }
+        echo "w6: $(grep "^llama.cpp" "$DIR/llama.$r.log")"
+    done
+    [ $ok = no ] || same_tokens llama.cpp "$DIR/llama.tokens" "its F16 KV cache; random weights make near ties"
+fi

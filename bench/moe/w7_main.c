@@ -41,16 +41,7 @@ static float *randn(size_t n, double scale) {
     return p;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "../timing.h"
 
 int main(int argc, char **argv) {
     if (argc != 3) {
