@@ -11,7 +11,9 @@
 # the dense block), W7_FULL (0: a reduced shape, hidden 1024, 64 experts,
 # top-8, FFN 384 - 300 MB of f32 weights, the same 64 tokens per expert at
 # T = 512 as the full shape at T = 1024; 1: the Qwen3-30B-A3B-like shape,
-# 2.4 GB), FUSEC (BUILD/fusec: the compiler that writes the blocks).
+# 2.4 GB), W7_TYPE (f32; bf16: the sparse block's experts stored bf16 and
+# read in place, the dense block staying f32), FUSEC (BUILD/fusec: the
+# compiler that writes the blocks).
 set -u
 CC=${CC:-cc}
 BUILD=${BUILD:-build}
@@ -36,6 +38,17 @@ if [ "${W7_FULL:-0}" != 1 ]; then
     sed 's/D = 2048, E = 128, I = 768/D = 1024, E = 64, I = 384/' bench/moe/w7.fdl >"$fdl" || exit 1
     shape="hidden 1024, 64 experts, FFN 384 (reduced; W7_FULL=1: 2048, 128, 768)"
 fi
+case ${W7_TYPE:-f32} in
+f32) ;;
+bf16)
+    sed 's/weight gate_up: f32/weight gate_up: bf16/; s/weight down: f32/weight down: bf16/' "$fdl" >"$out/w7_bf16.fdl" ||
+        exit 1
+    fdl=$out/w7_bf16.fdl
+    flags="$flags -DW7_BF16"
+    shape="$shape, bf16 experts"
+    ;;
+*) echo "bench/moe/run.sh: W7_TYPE must be f32 or bf16, not '$W7_TYPE'" >&2; exit 2 ;;
+esac
 blocks=w7_sparse
 [ "${W7_DENSE:-1}" = 1 ] && blocks="$blocks w7_dense"
 for b in $blocks; do
