@@ -65,7 +65,7 @@ static bool need_f32(Why *w, const Node *n, const Node *x) {
         return true;
     if (dt_info(x->dtype)->kind == DK_QUANT)
         return fail(w, "'%s' cannot read %s%s%s: a %s weight can only be the weight of 'linear' "
-                       "(docs/quantization.md)", op_info[n->op].name, x->name ? "'" : "", x->name ? x->name : "",
+                       "or moe's experts (docs/quantization.md)", op_info[n->op].name, x->name ? "'" : "", x->name ? x->name : "",
                     x->name ? fu_format("' %s", ty(x, w->g)) : ty(x, w->g), dtype_name(x->dtype));
     return fail(w, "'%s' needs f32 operands, got %s", op_info[n->op].name, ty(x, w->g));
 }

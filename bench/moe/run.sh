@@ -64,6 +64,10 @@ for T in ${W7_T:-1 512}; do
     reps=${W7_REPS_PREFILL:-3}
     [ "$T" -le 8 ] && reps=${W7_REPS_DECODE:-20}
     for b in $blocks; do
-        "$out/$b" "$T" "$reps" || exit 1
+        "$out/$b" "$T" "$reps" >"$out/line" || exit 1
+        cat "$out/line"
+        sed -n 's/.* median_ms=\([^ ]*\).*/\1/p' "$out/line" >"$out/$b.ms"
     done
+    [ "${W7_DENSE:-1}" = 1 ] && awk -v T="$T" '{ m[NR] = $1 } END { printf "T=%s sparse %.2fx faster than the dense workaround\n", T, m[2] / m[1] }' \
+        "$out/w7_sparse.ms" "$out/w7_dense.ms"
 done
