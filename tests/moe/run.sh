@@ -103,6 +103,12 @@ for t in $targets; do
             --dim T=45 --target $t
     done
 done
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+    for b in moe_odd moe_typed; do
+        expect 0 "$b: x86-64-avx512-bf16, T=45, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" check $D/moe.fdl \
+            --block $b --random --dim T=45 --target x86-64-avx512-bf16
+    done
+fi
 for b in moe_typed moe_quant moe_one; do
     expect 0 "$b: generic, T=1" "$FUSEC" check $D/moe.fdl --block $b --random --dim T=1 --target generic
 done
