@@ -1830,65 +1830,145 @@ static void moe_group(Kern *k, const Node *n, const char *TK, const char *K, con
     kline(k, "fu_st[0] = 0;");
 }
 
-/* nw weight rows (1 or 2) against nt token rows (1 to 4) in one pass:
- * accumulator <prefix><w>_<t> += w[w] . a[t], each weight vector loaded
- * once for all the tokens.  Every dot product is summed lane by lane in the
- * same order whatever nt, so a token's result does not depend on the
- * blocking (nor on the thread split). */
-typedef struct MDotCtx {
-    int nw, nt;
-    const char *w[2], *a[4], *prefix, *idx;
-} MDotCtx;
+/*
+ * The experts' products, per expert a register-tiled GEMM of the tokens
+ * routed to it (c of them, read through fu_ord: no gather) against the
+ * expert's weight rows, stored as they are ([rows, depth], f32 or a typed
+ * row that typed.c's loads read in place).  The tile is MR tokens x NW
+ * weight rows, each of the MR * NW sums a vector accumulator over the
+ * depth (one weight vector and one token vector loaded per MR * NW / (MR +
+ * NW) FMAs), reduced at the end; the NW rows stay in L1 while every block
+ * of the expert's tokens streams past them, so each weight row is read
+ * from memory once per call.  NW and MR fill the target's registers (a
+ * token vector at a time):
+ *   AVX-512, NEON (32)  NW 4 x MR 6: 24 accumulators + 4 weights + 1
+ *   AVX2 (16)           NW 2 x MR 6: 12 + 2 + 1
+ *   generic             NW 2 x MR 4 (floats the compiler keeps in registers)
+ * Blocks at the edges are smaller (MR, MR/2, .., 1 tokens; NW, NW/2, ..,
+ * 1 rows): decode (one token per expert) is a GEMV over the experts' rows
+ * with NW independent accumulators.  Every sum is the same lane-by-lane
+ * sequence whatever the block it falls in, so the results depend neither
+ * on the blocking nor on the thread split.
+ */
+#define MOE_NW_MAX 4
+#define MOE_MR_MAX 8
 
-static void mdot_step(Kern *k, void *ctx, bool tail) {
-    MDotCtx *c = ctx;
-    const char *vt = v_type(kT(k));
+typedef struct MoeTile {
+    int nw, nt;
+    const char *w[MOE_NW_MAX], *a[MOE_MR_MAX];
+    DType wt;           /* the weights' stored type */
+} MoeTile;
+
+static void moe_tile_step(Kern *k, void *ctx, bool tail) {
+    MoeTile *c = ctx;
+    const Target *t = kT(k);
+    const char *vt = v_type(t);
     for (int w = 0; w < c->nw; w++)
-        kline(k, "const %s fu_wv%d = %s;", vt, w, vld(k, fu_format("%s + %s", c->w[w], c->idx), tail, NULL));
-    for (int t = 0; t < c->nt; t++) {
-        kline(k, "const %s fu_av%d = %s;", vt, t, vld(k, fu_format("%s + %s", c->a[t], c->idx), tail, NULL));
+        kline(k, "const %s fu_wv%d = %s;", vt, w,
+              tail ? ty_load_n(t, kW(k), c->wt, c->w[w], "fu_j", "fu_m") : ty_load(t, kW(k), c->wt, c->w[w], "fu_j"));
+    for (int j = 0; j < c->nt; j++) {
+        kline(k, "const %s fu_av%d = %s;", vt, j, vld(k, fu_format("%s + fu_j", c->a[j]), tail, NULL));
         for (int w = 0; w < c->nw; w++) {
-            const char *acc = fu_format("%s%d_%d", c->prefix, w, t);
-            kline(k, "%s = %s;", acc, v_fma(kT(k), fu_format("fu_wv%d", w), fu_format("fu_av%d", t), acc));
+            const char *acc = fu_format("fu_m%d_%d", w, j);
+            kline(k, "%s = %s;", acc, v_fma(t, fu_format("fu_wv%d", w), fu_format("fu_av%d", j), acc));
         }
     }
 }
 
-/* Declares the accumulators, runs the vector loop over [0, len) and
- * leaves the sums in floats <prefix>s<w>_<t>. */
-static void emit_mdot(Kern *k, MDotCtx *c, const char *len) {
+/* The register tile's shape on this target (see above). */
+static void moe_tile_shape(const Kern *k, int *nw, int *mr) {
     const Target *t = kT(k);
-    for (int w = 0; w < c->nw; w++)
-        for (int j = 0; j < c->nt; j++)
-            kline(k, "%s %s%d_%d = %s;", v_type(t), c->prefix, w, j, v_zero(t));
-    kline(k, "int64_t %s = 0;", c->idx);
-    vloop(k, c->idx, len, mdot_step, c);
-    for (int w = 0; w < c->nw; w++)
-        for (int j = 0; j < c->nt; j++)
-            kline(k, "const float %ss%d_%d = %s;", c->prefix, w, j, v_hsum(t, fu_format("%s%d_%d", c->prefix, w, j)));
+    *nw = t->nregs >= 32 ? 4 : 2;
+    *mr = kW(k) == 1 ? 4 : (t->nregs - 1 - *nw) / *nw;
+    if (*mr > 6)
+        *mr = 6;
 }
 
-/* The pairs p .. p + nt - 1 of expert e: q<j>, and the row of `base` (a
- * [.., len] tensor) each reads at q<j> / div (div "1": at q<j>). */
-static void moe_rows(Kern *k, int nt, const char *base, const char *div, const char *len, const char **rows) {
-    for (int j = 0; j < nt; j++) {
-        kline(k, "const int64_t q%d = fu_ord[fu_st[e] + p + %d];", j, j);
-        rows[j] = fu_format("r%d", j);
+/* One tile: the pairs p .. p + nt - 1 of the expert's list (oe), q<j>, and
+ * the rows of `base` (a [.., len] f32 tensor) they read at q<j> / div; the
+ * weight rows wr<w>.  Leaves the sums in floats fu_s<w>_<j>. */
+static void moe_tile(Kern *k, MoeTile *c, const char *base, const char *div, const char *len) {
+    const Target *t = kT(k);
+    for (int j = 0; j < c->nt; j++) {
+        kline(k, "const int64_t q%d = oe[p + %d];", j, j);
+        c->a[j] = fu_format("r%d", j);
         kline(k, "const float *r%d = %s + %s * %s;", j, base,
               strcmp(div, "1") == 0 ? fu_format("q%d", j) : fu_format("(q%d / %s)", j, div), len);
     }
+    for (int w = 0; w < c->nw; w++)
+        for (int j = 0; j < c->nt; j++)
+            kline(k, "%s fu_m%d_%d = %s;", v_type(t), w, j, v_zero(t));
+    kline(k, "int64_t fu_j = 0;");
+    vloop(k, "fu_j", len, moe_tile_step, c);
+    for (int w = 0; w < c->nw; w++)
+        for (int j = 0; j < c->nt; j++)
+            kline(k, "const float fu_s%d_%d = %s;", w, j, v_hsum(t, fu_format("fu_m%d_%d", w, j)));
+}
+
+/* What a tile does with its sums: the rows' first index is `i` (moe_up:
+ * the tile's nw weight rows are the gate rows i.. then the up rows i..). */
+typedef void (*MoeStore)(Kern *k, const Node *n, const MoeTile *c);
+
+/* for the rows [i, i1) in blocks of nw, nw / 2, .., 1 (rows per block `per`
+ * weight rows: moe_up's gate and up rows are 2 per row), each for the
+ * expert's c pairs in blocks of mr, mr / 2, .., 1: a tile, then store. */
+static void moe_blocks(Kern *k, const Node *n, int nw, int mr, int per, const char *w, const char *wrow,
+                       const char *base, const char *div, const char *len, MoeStore store) {
+    const char *ct = ctype(n->in[2]), *RU = ty_row_units(n->in[2]->dtype, len);
+    for (int r = nw / per; r >= 1; r /= 2) {
+        kline(k, "for (; i + %d <= i1; i += %d) {", r, r);
+        k->indent++;
+        for (int x = 0; x < r * per; x++)
+            kline(k, "const %s *wr%d = %s + (%s + %d) * %s;", ct, x, w,
+                  per == 2 && x >= r ? fu_format("%s + %s", wrow, kdim(k, n, 2)) : wrow, x % r, RU);
+        kline(k, "int64_t p = 0;");
+        for (int nt = mr; nt >= 1; nt /= 2) {
+            kline(k, "for (; p + %d <= c; p += %d) {", nt, nt);
+            k->indent++;
+            MoeTile c = {r * per, nt, {NULL}, {NULL}, n->in[2]->dtype};
+            for (int x = 0; x < r * per; x++)
+                c.w[x] = fu_format("wr%d", x);
+            moe_tile(k, &c, base, div, len);
+            store(k, n, &c);
+            k->indent--;
+            kline(k, "}");
+        }
+        k->indent--;
+        kline(k, "}");
+    }
+}
+
+/* h[q, i + r] = silu(g) * u (times the routing weight). */
+static void moe_up_store(Kern *k, const Node *n, const MoeTile *c) {
+    const char *h = kout(k, n, "h"), *I = kdim(k, n, 2);
+    int r = c->nw / 2;
+    for (int w = 0; w < r; w++)
+        for (int j = 0; j < c->nt; j++)
+            kline(k, "%s[q%d * %s + i + %d] = %sfu_s%d_%d / (1.0f + expf(-fu_s%d_%d)) * fu_s%d_%d;", h, j, I, w,
+                  n->in[1]->dtype == DT_F32 ? fu_format("fu_w[q%d] * ", j) : "", w, j, w, j, w + r, j);
+}
+
+/* y[t, i + r] += the sum, t = q / K. */
+static void moe_down_store(Kern *k, const Node *n, const MoeTile *c) {
+    const char *y = kout(k, n, "y"), *K = kdim(k, n->in[0], 1), *D = kdim(k, n, 1);
+    for (int j = 0; j < c->nt; j++)
+        for (int w = 0; w < c->nw; w++)
+            kline(k, "%s[q%d / %s * %s + i + %d] += fu_s%d_%d;", y, j, K, D, w, w, j);
 }
 
 /* h[q, i] = silu(gate_i . x[t]) * (up_i . x[t]) (times the routing weight)
- * for the pairs q = t*K + k, four tokens at a time against the two rows.
- * The work is the T*K*I (expert, row, pair) units in expert order, split
- * evenly over the threads (a row may be shared by two): balanced however
+ * for the pairs q = t*K + k.  The work, T*K*I (expert, row, pair) units in
+ * expert order, is split evenly over the threads, and each expert row goes
+ * to the thread whose share holds the row's first unit: balanced however
  * the tokens spread over the experts. */
 static void k_moe_up(Kern *k, const Node *n) {
     const Node *wn = n->in[2];
-    const char *x = kin(k, n, 0, "x"), *gu = kin(k, n, 2, "gu"), *h = kout(k, n, "h");
+    const char *x = kin(k, n, 0, "x"), *gu = kin(k, n, 2, "gu");
     const char *TK = knumel(k, n, 0, 2), *K = kdim(k, n, 1), *I = kdim(k, n, 2), *D = kdim(k, n->in[0], 1);
     const char *E = kdim(k, wn, 0);
+    int nw, mr;
+    moe_tile_shape(k, &nw, &mr);
+    (void)kout(k, n, "h");
     moe_group(k, n, TK, K, E);
     kline(k, "int64_t u0, u1, base = 0;");
     kline(k, "fr_split(%s, tid, nth, &u0, &u1);", bare(mul(TK, I)));
@@ -1899,27 +1979,10 @@ static void k_moe_up(Kern *k, const Node *n) {
     kline(k, "    base += span;");
     kline(k, "    continue;");
     kline(k, "}");
-    kline(k, "const int64_t hi = u1 - base < span ? u1 - base : span;");
-    kline(k, "for (int64_t v = u0 > base ? u0 - base : 0; v < hi;) {");
-    k->indent++;
-    kline(k, "const int64_t i = v / c, p0 = v %% c, p1 = c < p0 + (hi - v) ? c : p0 + (hi - v);");
-    kline(k, "const float *gr = %s + (e * %s + i) * %s, *ur = gr + %s;", gu, mul("2", I), D, mul(I, D));
-    kline(k, "int64_t p = p0;");
-    for (int nt = 4; nt >= 1; nt -= 3) {
-        kline(k, nt == 4 ? "for (; p + 4 <= p1; p += 4) {" : "for (; p < p1; ++p) {");
-        k->indent++;
-        MDotCtx c = {2, nt, {"gr", "ur"}, {NULL}, "fu_m", "fu_j"};
-        moe_rows(k, nt, x, K, D, c.a);
-        emit_mdot(k, &c, D);
-        for (int j = 0; j < nt; j++)
-            kline(k, "%s[q%d * %s + i] = %sfu_ms0_%d / (1.0f + expf(-fu_ms0_%d)) * fu_ms1_%d;", h, j, I,
-                  n->in[1]->dtype == DT_F32 ? fu_format("fu_w[q%d] * ", j) : "", j, j, j);
-        k->indent--;
-        kline(k, "}");
-    }
-    kline(k, "v += p1 - p0;");
-    k->indent--;
-    kline(k, "}");
+    kline(k, "const int32_t *oe = fu_ord + fu_st[e];");
+    kline(k, "int64_t i = u0 > base ? (u0 - base + c - 1) / c : 0;");
+    kline(k, "const int64_t i1 = u1 - base >= span ? %s : (u1 - base + c - 1) / c;", I);
+    moe_blocks(k, n, nw, mr, 2, gu, fu_format("e * %s + i", mul("2", I)), x, K, D, moe_up_store);
     kline(k, "base += span;");
     k->indent--;
     kline(k, "}");
@@ -1933,6 +1996,8 @@ static void k_moe_down(Kern *k, const Node *n) {
     const char *hh = kin(k, n, 0, "h"), *dn = kin(k, n, 2, "dn"), *y = kout(k, n, "y");
     const char *TK = knumel(k, n->in[0], 0, 2), *T = kdim(k, n, 0), *K = kdim(k, n->in[0], 1);
     const char *I = kdim(k, n->in[0], 2), *D = kdim(k, n, 1), *E = kdim(k, wn, 0);
+    int nw, mr;
+    moe_tile_shape(k, &nw, &mr);
     moe_group(k, n, TK, K, E);
     kline(k, "int64_t d0, d1;");
     kline(k, "fr_split(%s, tid, nth, &d0, &d1);", bare(D));
@@ -1941,26 +2006,13 @@ static void k_moe_down(Kern *k, const Node *n) {
     kline(k, "        %s[t * %s + d] = 0.0f;", y, D);
     kline(k, "for (int64_t e = 0; e < %s; ++e) {", E);
     k->indent++;
-    kline(k, "if (fu_st[e] == fu_st[e + 1])");
-    kline(k, "    continue;");
-    kline(k, "for (int64_t d = d0; d < d1; ++d) {");
-    k->indent++;
-    kline(k, "const float *wr = %s + (e * %s + d) * %s;", dn, D, I);
     kline(k, "const int64_t c = fu_st[e + 1] - fu_st[e];");
-    kline(k, "int64_t p = 0;");
-    for (int nt = 4; nt >= 1; nt -= 3) {
-        kline(k, nt == 4 ? "for (; p + 4 <= c; p += 4) {" : "for (; p < c; ++p) {");
-        k->indent++;
-        MDotCtx c = {1, nt, {"wr"}, {NULL}, "fu_m", "fu_j"};
-        moe_rows(k, nt, hh, "1", I, c.a);
-        emit_mdot(k, &c, I);
-        for (int j = 0; j < nt; j++)
-            kline(k, "%s[q%d / %s * %s + d] += fu_ms0_%d;", y, j, K, D, j);
-        k->indent--;
-        kline(k, "}");
-    }
-    k->indent--;
-    kline(k, "}");
+    kline(k, "if (c == 0)");
+    kline(k, "    continue;");
+    kline(k, "const int32_t *oe = fu_ord + fu_st[e];");
+    kline(k, "int64_t i = d0;");
+    kline(k, "const int64_t i1 = d1;");
+    moe_blocks(k, n, nw, mr, 1, dn, fu_format("e * %s + i", D), hh, "1", I, moe_down_store);
     k->indent--;
     kline(k, "}");
 }

@@ -65,7 +65,7 @@ static bool need_f32(Why *w, const Node *n, const Node *x) {
         return true;
     if (dt_info(x->dtype)->kind == DK_QUANT)
         return fail(w, "'%s' cannot read %s%s%s: a %s weight can only be the weight of 'linear' "
-                       "(docs/quantization.md)", op_info[n->op].name, x->name ? "'" : "", x->name ? x->name : "",
+                       "or moe's experts (docs/quantization.md)", op_info[n->op].name, x->name ? "'" : "", x->name ? x->name : "",
                     x->name ? fu_format("' %s", ty(x, w->g)) : ty(x, w->g), dtype_name(x->dtype));
     return fail(w, "'%s' needs f32 operands, got %s", op_info[n->op].name, ty(x, w->g));
 }
@@ -77,9 +77,10 @@ bool ir_takes(const Node *n, int j, DType t) {
         return true;
     case DK_HALF:
         return (n->op == OP_LINEAR && j == 1) || n->op == OP_CONVERT || (n->op == OP_EMBEDDING && j == 0) ||
-               (n->op == OP_APPEND && j == 0) || (n->op == OP_ATTENTION && (j == 1 || j == 2));
+               (n->op == OP_APPEND && j == 0) || (n->op == OP_ATTENTION && (j == 1 || j == 2)) ||
+               ((n->op == OP_MOE_UP || n->op == OP_MOE_DOWN) && j == 2);
     case DK_QUANT:
-        return n->op == OP_LINEAR && j == 1;
+        return (n->op == OP_LINEAR && j == 1) || ((n->op == OP_MOE_UP || n->op == OP_MOE_DOWN) && j == 2);
     }
     return false;
 }
@@ -478,7 +479,7 @@ static bool infer_moe(Why *w, Node *n) {
     const char *name = op_info[n->op].name;
     /* routed (moe's lowering): operand 1 is the router's logits [T, E] */
     bool routed = ids->dtype == DT_F32 && n->i[0] > 0;
-    if (!need_f32(w, n, x) || (!routed && !need_i32(w, n, ids, "ids")) || !need_f32(w, n, wt))
+    if (!need_f32(w, n, x) || (!routed && !need_i32(w, n, ids, "ids")) || !need_float(w, n, 2))
         return false;
     if (x->rank != (up ? 2 : 3))
         return fail(w, "'%s' needs %s, got %s", name, up ? "x of shape [T, D]" : "h of shape [T, K, I]", ty(x, w->g));

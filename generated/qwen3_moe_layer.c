@@ -5219,19 +5219,21 @@ static void k34_moe_up(int tid, int nth, const float *x, const float *gu, float 
             base += span;
             continue;
         }
-        const int64_t hi = u1 - base < span ? u1 - base : span;
-        for (int64_t v = u0 > base ? u0 - base : 0; v < hi;) {
-            const int64_t i = v / c, p0 = v % c, p1 = c < p0 + (hi - v) ? c : p0 + (hi - v);
-            const float *gr = gu + (e * 2 * 96 + i) * 256, *ur = gr + 96 * 256;
-            int64_t p = p0;
-            for (; p + 4 <= p1; p += 4) {
-                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+        const int32_t *oe = fu_ord + fu_st[e];
+        int64_t i = u0 > base ? (u0 - base + c - 1) / c : 0;
+        const int64_t i1 = u1 - base >= span ? 96 : (u1 - base + c - 1) / c;
+        for (; i + 1 <= i1; i += 1) {
+            const float *wr0 = gu + (e * 2 * 96 + i + 0) * 256;
+            const float *wr1 = gu + (e * 2 * 96 + i + 96 + 0) * 256;
+            int64_t p = 0;
+            for (; p + 4 <= c; p += 4) {
+                const int64_t q0 = oe[p + 0];
                 const float *r0 = x + (q0 / 4) * 256;
-                const int64_t q1 = fu_ord[fu_st[e] + p + 1];
+                const int64_t q1 = oe[p + 1];
                 const float *r1 = x + (q1 / 4) * 256;
-                const int64_t q2 = fu_ord[fu_st[e] + p + 2];
+                const int64_t q2 = oe[p + 2];
                 const float *r2 = x + (q2 / 4) * 256;
-                const int64_t q3 = fu_ord[fu_st[e] + p + 3];
+                const int64_t q3 = oe[p + 3];
                 const float *r3 = x + (q3 / 4) * 256;
                 float fu_m0_0 = 0.0f;
                 float fu_m0_1 = 0.0f;
@@ -5243,8 +5245,8 @@ static void k34_moe_up(int tid, int nth, const float *x, const float *gu, float 
                 float fu_m1_3 = 0.0f;
                 int64_t fu_j = 0;
                 for (; fu_j < 256; ++fu_j) {
-                    const float fu_wv0 = gr[fu_j];
-                    const float fu_wv1 = ur[fu_j];
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
                     const float fu_av0 = r0[fu_j];
                     fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
                     fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
@@ -5258,37 +5260,63 @@ static void k34_moe_up(int tid, int nth, const float *x, const float *gu, float 
                     fu_m0_3 = (fu_wv0 * fu_av3 + fu_m0_3);
                     fu_m1_3 = (fu_wv1 * fu_av3 + fu_m1_3);
                 }
-                const float fu_ms0_0 = (fu_m0_0);
-                const float fu_ms0_1 = (fu_m0_1);
-                const float fu_ms0_2 = (fu_m0_2);
-                const float fu_ms0_3 = (fu_m0_3);
-                const float fu_ms1_0 = (fu_m1_0);
-                const float fu_ms1_1 = (fu_m1_1);
-                const float fu_ms1_2 = (fu_m1_2);
-                const float fu_ms1_3 = (fu_m1_3);
-                h[q0 * 96 + i] = fu_w[q0] * fu_ms0_0 / (1.0f + expf(-fu_ms0_0)) * fu_ms1_0;
-                h[q1 * 96 + i] = fu_w[q1] * fu_ms0_1 / (1.0f + expf(-fu_ms0_1)) * fu_ms1_1;
-                h[q2 * 96 + i] = fu_w[q2] * fu_ms0_2 / (1.0f + expf(-fu_ms0_2)) * fu_ms1_2;
-                h[q3 * 96 + i] = fu_w[q3] * fu_ms0_3 / (1.0f + expf(-fu_ms0_3)) * fu_ms1_3;
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                const float fu_s0_2 = (fu_m0_2);
+                const float fu_s0_3 = (fu_m0_3);
+                const float fu_s1_0 = (fu_m1_0);
+                const float fu_s1_1 = (fu_m1_1);
+                const float fu_s1_2 = (fu_m1_2);
+                const float fu_s1_3 = (fu_m1_3);
+                h[q0 * 96 + i + 0] = fu_w[q0] * fu_s0_0 / (1.0f + expf(-fu_s0_0)) * fu_s1_0;
+                h[q1 * 96 + i + 0] = fu_w[q1] * fu_s0_1 / (1.0f + expf(-fu_s0_1)) * fu_s1_1;
+                h[q2 * 96 + i + 0] = fu_w[q2] * fu_s0_2 / (1.0f + expf(-fu_s0_2)) * fu_s1_2;
+                h[q3 * 96 + i + 0] = fu_w[q3] * fu_s0_3 / (1.0f + expf(-fu_s0_3)) * fu_s1_3;
             }
-            for (; p < p1; ++p) {
-                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+            for (; p + 2 <= c; p += 2) {
+                const int64_t q0 = oe[p + 0];
+                const float *r0 = x + (q0 / 4) * 256;
+                const int64_t q1 = oe[p + 1];
+                const float *r1 = x + (q1 / 4) * 256;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                float fu_m1_1 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 256; ++fu_j) {
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                    fu_m1_1 = (fu_wv1 * fu_av1 + fu_m1_1);
+                }
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                const float fu_s1_0 = (fu_m1_0);
+                const float fu_s1_1 = (fu_m1_1);
+                h[q0 * 96 + i + 0] = fu_w[q0] * fu_s0_0 / (1.0f + expf(-fu_s0_0)) * fu_s1_0;
+                h[q1 * 96 + i + 0] = fu_w[q1] * fu_s0_1 / (1.0f + expf(-fu_s0_1)) * fu_s1_1;
+            }
+            for (; p + 1 <= c; p += 1) {
+                const int64_t q0 = oe[p + 0];
                 const float *r0 = x + (q0 / 4) * 256;
                 float fu_m0_0 = 0.0f;
                 float fu_m1_0 = 0.0f;
                 int64_t fu_j = 0;
                 for (; fu_j < 256; ++fu_j) {
-                    const float fu_wv0 = gr[fu_j];
-                    const float fu_wv1 = ur[fu_j];
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
                     const float fu_av0 = r0[fu_j];
                     fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
                     fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
                 }
-                const float fu_ms0_0 = (fu_m0_0);
-                const float fu_ms1_0 = (fu_m1_0);
-                h[q0 * 96 + i] = fu_w[q0] * fu_ms0_0 / (1.0f + expf(-fu_ms0_0)) * fu_ms1_0;
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s1_0 = (fu_m1_0);
+                h[q0 * 96 + i + 0] = fu_w[q0] * fu_s0_0 / (1.0f + expf(-fu_s0_0)) * fu_s1_0;
             }
-            v += p1 - p0;
         }
         base += span;
     }
@@ -5352,20 +5380,126 @@ static void k35_moe_down(int tid, int nth, const float *h, const float *dn, floa
         for (int64_t d = d0; d < d1; ++d)
             y[t * 256 + d] = 0.0f;
     for (int64_t e = 0; e < 16; ++e) {
-        if (fu_st[e] == fu_st[e + 1])
+        const int64_t c = fu_st[e + 1] - fu_st[e];
+        if (c == 0)
             continue;
-        for (int64_t d = d0; d < d1; ++d) {
-            const float *wr = dn + (e * 256 + d) * 96;
-            const int64_t c = fu_st[e + 1] - fu_st[e];
+        const int32_t *oe = fu_ord + fu_st[e];
+        int64_t i = d0;
+        const int64_t i1 = d1;
+        for (; i + 2 <= i1; i += 2) {
+            const float *wr0 = dn + (e * 256 + i + 0) * 96;
+            const float *wr1 = dn + (e * 256 + i + 1) * 96;
             int64_t p = 0;
             for (; p + 4 <= c; p += 4) {
-                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+                const int64_t q0 = oe[p + 0];
                 const float *r0 = h + q0 * 96;
-                const int64_t q1 = fu_ord[fu_st[e] + p + 1];
+                const int64_t q1 = oe[p + 1];
                 const float *r1 = h + q1 * 96;
-                const int64_t q2 = fu_ord[fu_st[e] + p + 2];
+                const int64_t q2 = oe[p + 2];
                 const float *r2 = h + q2 * 96;
-                const int64_t q3 = fu_ord[fu_st[e] + p + 3];
+                const int64_t q3 = oe[p + 3];
+                const float *r3 = h + q3 * 96;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                float fu_m0_2 = 0.0f;
+                float fu_m0_3 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                float fu_m1_1 = 0.0f;
+                float fu_m1_2 = 0.0f;
+                float fu_m1_3 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                    fu_m1_1 = (fu_wv1 * fu_av1 + fu_m1_1);
+                    const float fu_av2 = r2[fu_j];
+                    fu_m0_2 = (fu_wv0 * fu_av2 + fu_m0_2);
+                    fu_m1_2 = (fu_wv1 * fu_av2 + fu_m1_2);
+                    const float fu_av3 = r3[fu_j];
+                    fu_m0_3 = (fu_wv0 * fu_av3 + fu_m0_3);
+                    fu_m1_3 = (fu_wv1 * fu_av3 + fu_m1_3);
+                }
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                const float fu_s0_2 = (fu_m0_2);
+                const float fu_s0_3 = (fu_m0_3);
+                const float fu_s1_0 = (fu_m1_0);
+                const float fu_s1_1 = (fu_m1_1);
+                const float fu_s1_2 = (fu_m1_2);
+                const float fu_s1_3 = (fu_m1_3);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
+                y[q0 / 4 * 256 + i + 1] += fu_s1_0;
+                y[q1 / 4 * 256 + i + 0] += fu_s0_1;
+                y[q1 / 4 * 256 + i + 1] += fu_s1_1;
+                y[q2 / 4 * 256 + i + 0] += fu_s0_2;
+                y[q2 / 4 * 256 + i + 1] += fu_s1_2;
+                y[q3 / 4 * 256 + i + 0] += fu_s0_3;
+                y[q3 / 4 * 256 + i + 1] += fu_s1_3;
+            }
+            for (; p + 2 <= c; p += 2) {
+                const int64_t q0 = oe[p + 0];
+                const float *r0 = h + q0 * 96;
+                const int64_t q1 = oe[p + 1];
+                const float *r1 = h + q1 * 96;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                float fu_m1_1 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                    fu_m1_1 = (fu_wv1 * fu_av1 + fu_m1_1);
+                }
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                const float fu_s1_0 = (fu_m1_0);
+                const float fu_s1_1 = (fu_m1_1);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
+                y[q0 / 4 * 256 + i + 1] += fu_s1_0;
+                y[q1 / 4 * 256 + i + 0] += fu_s0_1;
+                y[q1 / 4 * 256 + i + 1] += fu_s1_1;
+            }
+            for (; p + 1 <= c; p += 1) {
+                const int64_t q0 = oe[p + 0];
+                const float *r0 = h + q0 * 96;
+                float fu_m0_0 = 0.0f;
+                float fu_m1_0 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_wv1 = wr1[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    fu_m1_0 = (fu_wv1 * fu_av0 + fu_m1_0);
+                }
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s1_0 = (fu_m1_0);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
+                y[q0 / 4 * 256 + i + 1] += fu_s1_0;
+            }
+        }
+        for (; i + 1 <= i1; i += 1) {
+            const float *wr0 = dn + (e * 256 + i + 0) * 96;
+            int64_t p = 0;
+            for (; p + 4 <= c; p += 4) {
+                const int64_t q0 = oe[p + 0];
+                const float *r0 = h + q0 * 96;
+                const int64_t q1 = oe[p + 1];
+                const float *r1 = h + q1 * 96;
+                const int64_t q2 = oe[p + 2];
+                const float *r2 = h + q2 * 96;
+                const int64_t q3 = oe[p + 3];
                 const float *r3 = h + q3 * 96;
                 float fu_m0_0 = 0.0f;
                 float fu_m0_1 = 0.0f;
@@ -5373,7 +5507,7 @@ static void k35_moe_down(int tid, int nth, const float *h, const float *dn, floa
                 float fu_m0_3 = 0.0f;
                 int64_t fu_j = 0;
                 for (; fu_j < 96; ++fu_j) {
-                    const float fu_wv0 = wr[fu_j];
+                    const float fu_wv0 = wr0[fu_j];
                     const float fu_av0 = r0[fu_j];
                     fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
                     const float fu_av1 = r1[fu_j];
@@ -5383,27 +5517,47 @@ static void k35_moe_down(int tid, int nth, const float *h, const float *dn, floa
                     const float fu_av3 = r3[fu_j];
                     fu_m0_3 = (fu_wv0 * fu_av3 + fu_m0_3);
                 }
-                const float fu_ms0_0 = (fu_m0_0);
-                const float fu_ms0_1 = (fu_m0_1);
-                const float fu_ms0_2 = (fu_m0_2);
-                const float fu_ms0_3 = (fu_m0_3);
-                y[q0 / 4 * 256 + d] += fu_ms0_0;
-                y[q1 / 4 * 256 + d] += fu_ms0_1;
-                y[q2 / 4 * 256 + d] += fu_ms0_2;
-                y[q3 / 4 * 256 + d] += fu_ms0_3;
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                const float fu_s0_2 = (fu_m0_2);
+                const float fu_s0_3 = (fu_m0_3);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
+                y[q1 / 4 * 256 + i + 0] += fu_s0_1;
+                y[q2 / 4 * 256 + i + 0] += fu_s0_2;
+                y[q3 / 4 * 256 + i + 0] += fu_s0_3;
             }
-            for (; p < c; ++p) {
-                const int64_t q0 = fu_ord[fu_st[e] + p + 0];
+            for (; p + 2 <= c; p += 2) {
+                const int64_t q0 = oe[p + 0];
+                const float *r0 = h + q0 * 96;
+                const int64_t q1 = oe[p + 1];
+                const float *r1 = h + q1 * 96;
+                float fu_m0_0 = 0.0f;
+                float fu_m0_1 = 0.0f;
+                int64_t fu_j = 0;
+                for (; fu_j < 96; ++fu_j) {
+                    const float fu_wv0 = wr0[fu_j];
+                    const float fu_av0 = r0[fu_j];
+                    fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
+                    const float fu_av1 = r1[fu_j];
+                    fu_m0_1 = (fu_wv0 * fu_av1 + fu_m0_1);
+                }
+                const float fu_s0_0 = (fu_m0_0);
+                const float fu_s0_1 = (fu_m0_1);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
+                y[q1 / 4 * 256 + i + 0] += fu_s0_1;
+            }
+            for (; p + 1 <= c; p += 1) {
+                const int64_t q0 = oe[p + 0];
                 const float *r0 = h + q0 * 96;
                 float fu_m0_0 = 0.0f;
                 int64_t fu_j = 0;
                 for (; fu_j < 96; ++fu_j) {
-                    const float fu_wv0 = wr[fu_j];
+                    const float fu_wv0 = wr0[fu_j];
                     const float fu_av0 = r0[fu_j];
                     fu_m0_0 = (fu_wv0 * fu_av0 + fu_m0_0);
                 }
-                const float fu_ms0_0 = (fu_m0_0);
-                y[q0 / 4 * 256 + d] += fu_ms0_0;
+                const float fu_s0_0 = (fu_m0_0);
+                y[q0 / 4 * 256 + i + 0] += fu_s0_0;
             }
         }
     }

@@ -30,6 +30,25 @@
 
 enum { D = P(D), E = P(E), I = P(I), K = 8 };
 
+/* -DW7_BF16: the sparse block's experts are bf16 (bench/moe/run.sh's
+ * W7_TYPE=bf16), rounded to nearest even from the same random floats. */
+#if defined(W7_BF16) && !defined(DENSE)
+#define WBYTES 2.0
+static const uint16_t *expert_w(float *p, size_t n) {
+    uint16_t *h = p ? malloc(n * sizeof *h) : NULL;
+    for (size_t i = 0; h && i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &p[i], sizeof u);
+        h[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+    free(p);
+    return h;
+}
+#else
+#define WBYTES 4.0
+static const float *expert_w(float *p, size_t n) { return (void)n, p; }
+#endif
+
 static uint64_t rng = 88172645463325252ull;
 
 static float *randn(size_t n, double scale) {
@@ -61,10 +80,11 @@ int main(int argc, char **argv) {
         return 1;
     P(weights) w = {router, gate, up, down_t};
 #else
-    float *gate_up = randn((size_t)E * 2 * I * D, 1.0 / sqrt(D)), *down = randn((size_t)E * D * I, 1.0 / sqrt(I));
+    size_t ngu = (size_t)E * 2 * I * D, ndn = (size_t)E * D * I;
+    P(weights) w = {router, expert_w(randn(ngu, 1.0 / sqrt(D)), ngu), expert_w(randn(ndn, 1.0 / sqrt(I)), ndn)};
+    const void *gate_up = w.gate_up, *down = w.down;
     if (!gate_up || !down)
         return 1;
-    P(weights) w = {router, gate_up, down};
 #endif
     if (!x || !y || !router)
         return 1;
@@ -105,7 +125,7 @@ int main(int argc, char **argv) {
             used[best] = 1;
         }
     }
-    double bytes = 4.0 * ((double)E * D + (double)nused * 3 * I * D);
+    double bytes = 4.0 * E * D + WBYTES * nused * 3 * I * D;
     printf(" experts=%d weight_bytes=%.0f GBps=%.2f", nused, bytes, bytes / (med * 1e6));
 #endif
     printf(" sum=%.6g\n", (double)y[0] + y[(T - 1) * D + D - 1]);

@@ -12,10 +12,14 @@
 #     (D = 37, I = 13), k = 1 without renormalising, k = E, tied router
 #     scores (the lower expert wins), the moe_up/moe_down pieces on random
 #     ids - at T = 1 (generic) and T = 9 on 3 threads (the widest target),
-#     -O0, NaN/inf/huge inputs, NEON under qemu.
+#     -O0, NaN/inf/huge inputs (NaN router logits), NEON under qemu; the
+#     per-expert GEMM tiles at T = 7, 45, 300 on every x86 target, typed
+#     experts (bf16, f16, q8_0, q4_0) read in place, uneven routing (every
+#     pair on one expert, the rest empty).
 #  3. touch_main.c: the kernels read only the selected experts (every other
 #     expert's pages PROT_NONE), decode and prefill, 2 threads; ids out of
-#     range give FR_EINDEX.
+#     range give FR_EINDEX; the prefill's bits are the same on 1, 2 and 3
+#     threads.
 #
 # Environment: FUSEC (build/fusec), GOLDEN (tests/golden/hf), CC,
 # FUSEC_LIB_DIR (build), SAN=1 (touch_main built with ASan + UBSan).
@@ -85,6 +89,37 @@ for b in moe_odd moe_pieces; do
     expect 0 "$b: $best, nan/inf/huge, T=9" "$FUSEC" check $D/moe.fdl --block $b --random --dim T=9 \
         --special nan,inf,huge --special-rate 0.05 --target $best
 done
+# the per-expert GEMM tiles (MR tokens x NW rows) and their edge blocks: T =
+# 7, 45, 300 on every x86 target here; typed experts read in place (bf16,
+# f16, q8_0, q4_0); every pair on expert 0, the others empty; the zero
+# router (moe_ties' z: all tokens on experts 0 and 1) at T = 300
+for t in $targets; do
+    for T in 7 45 300; do
+        expect 0 "moe_odd: $t, T=$T, 3 threads" env FUSE_NUM_THREADS=3 "$FUSEC" check $D/moe.fdl --block moe_odd \
+            --random --dim T=$T --target $t --seed $T
+    done
+    for b in moe_typed moe_quant; do
+        expect 0 "$b: $t, T=45, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" check $D/moe.fdl --block $b --random \
+            --dim T=45 --target $t
+    done
+done
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+    for b in moe_odd moe_typed; do
+        expect 0 "$b: x86-64-avx512-bf16, T=45, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" check $D/moe.fdl \
+            --block $b --random --dim T=45 --target x86-64-avx512-bf16
+    done
+fi
+for b in moe_typed moe_quant moe_one; do
+    expect 0 "$b: generic, T=1" "$FUSEC" check $D/moe.fdl --block $b --random --dim T=1 --target generic
+done
+for T in 7 301; do
+    expect 0 "moe_one: $best, T=$T, 3 threads" env FUSE_NUM_THREADS=3 "$FUSEC" check $D/moe.fdl --block moe_one \
+        --random --dim T=$T --target $best
+done
+expect 0 "moe_ties: $best, T=300, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" check $D/moe.fdl --block moe_ties \
+    --random --dim T=300 --target $best
+[ $neon = 1 ] && expect 0 "moe_typed: aarch64-neon (qemu), T=9, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" \
+    check $D/moe.fdl --block moe_typed --random --dim T=9 --target aarch64-neon --cc $XCC --run-with "$QEMU"
 [ $neon = 1 ] && expect 0 "moe_odd: aarch64-neon (qemu), T=9, 2 threads" env FUSE_NUM_THREADS=2 "$FUSEC" check \
     $D/moe.fdl --block moe_odd --random --dim T=9 --target aarch64-neon --cc $XCC --run-with "$QEMU"
 

@@ -7,7 +7,8 @@
  * call every expert the ids do not select is made PROT_NONE too, so a read
  * of one is a SIGSEGV (the test fails by crashing).  Decode (T = 1) and
  * prefill (T = 5), on the threads FUSE_NUM_THREADS gives; the result is
- * compared with a double-precision loop here.  Then ids out of range (-1,
+ * compared with a double-precision loop here, and the prefill's bits with
+ * those of 1, 2 and 3 threads.  Then ids out of range (-1,
  * E, INT32_MAX) must give FR_EINDEX with the id in the message, reading
  * nothing outside the mapping.  Prints one line per check; exits 1 when any
  * failed, 2 on a set-up error.
@@ -112,6 +113,24 @@ int main(void) {
         snprintf(detail, sizeof detail, "max error %.3g", worst);
         check(what, rc == 0 && worst < 1e-5, rc ? fr_last_error() : detail);
     }
+
+    /* the prefill's bits do not depend on the thread count (each thread's
+     * share of the expert rows, and its tiles, change with it) */
+    float y1[TMAX * D], y2[TMAX * D];
+    memcpy(y1, y, sizeof y1);
+    int same = 1, nth = fr_get_num_threads();
+    for (int n = 1; n <= 3; n++) {
+        fr_set_num_threads(n);
+        size_t nb = touch_workspace_size(TMAX);
+        void *ws2 = fr_alloc(nb ? nb : 64);
+        if (!ws2)
+            return 2;
+        int rc = touch_forward(&tw, TMAX, x, ids, w, y2, ws2, nb);
+        same &= rc == 0 && memcmp(y1, y2, sizeof y2) == 0;
+        fr_free(ws2);
+    }
+    fr_set_num_threads(nth);
+    check("T = 5: the same bits on 1, 2 and 3 threads", same, NULL);
 
     /* ids out of range: nothing readable but the mapping's experts */
     static const int32_t bad[] = {-1, E, INT32_MAX};
