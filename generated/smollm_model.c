@@ -100,6 +100,16 @@ typedef struct fu_args {
     const size_t *off;
 } fu_args;
 
+/* A batch: fu_args for the packed tokens (symbols: their sum, the largest
+ * cached length), then every sequence's caches, tokens and cached rows. */
+typedef struct fu_bargs {
+    fu_args a;
+    smollm_cache *const *caches;
+    int64_t nseq;
+    const int64_t *tok;
+    const int64_t *past;
+} fu_bargs;
+
 /* ---- vector vocabulary for generic (compiler/vec.c) ---- */
 static inline float fu_max_generic(float a, float b) {
     return a > b ? a : b;
@@ -11492,6 +11502,90 @@ static void fu_run(void *ctx, int tid, int nth) {
     k95_rms_norm_linear(tid, nth, fu_t94, w->model_norm_weight, w->model_embed_tokens_weight, out_logits);
 }
 
+/* A batch of sequences on thread tid of nth (smollm_forward_batch). */
+static void fu_run_batch(void *ctx, int tid, int nth) {
+    const fu_bargs *fb = (const fu_bargs *)ctx;
+    const fu_args *fa = &fb->a;
+    (void)fa;
+    const smollm_weights *w = fa->w;
+    int64_t T = fa->T;
+    const int32_t *input_ids = fa->input_ids;
+    float *fu_t3 = (float *)(fa->ws + fa->off[0]);
+    int32_t *fu_t16 = (int32_t *)(fa->ws + fa->off[4]);
+    float *fu_t17 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t19 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t31 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t33 = (float *)(fa->ws + fa->off[8]);
+    int32_t *fu_t46 = (int32_t *)(fa->ws + fa->off[12]);
+    float *fu_t47 = (float *)(fa->ws + fa->off[9]);
+    float *fu_t49 = (float *)(fa->ws + fa->off[10]);
+    float *fu_t51 = (float *)(fa->ws + fa->off[11]);
+    float *fu_t54 = (float *)(fa->ws + fa->off[13]);
+    float *fu_t56 = (float *)(fa->ws + fa->off[14]);
+    float *fu_t61 = (float *)(fa->ws + fa->off[15]);
+    float *fu_t63 = (float *)(fa->ws + fa->off[16]);
+    int32_t *fu_t76 = (int32_t *)(fa->ws + fa->off[20]);
+    float *fu_t77 = (float *)(fa->ws + fa->off[17]);
+    float *fu_t79 = (float *)(fa->ws + fa->off[18]);
+    float *fu_t81 = (float *)(fa->ws + fa->off[19]);
+    float *fu_t84 = (float *)(fa->ws + fa->off[21]);
+    float *fu_t86 = (float *)(fa->ws + fa->off[22]);
+    float *fu_t91 = (float *)(fa->ws + fa->off[23]);
+    float *fu_t93 = (float *)(fa->ws + fa->off[24]);
+    float *fu_t94 = (float *)(fa->ws + fa->off[25]);
+    float *out_logits = fa->out_logits;
+    k3_embedding(tid, nth, w->model_embed_tokens_weight, input_ids, fu_t3, T, fa->err);
+    fr_barrier(nth);
+    k15_rms_norm_linear_linear_linear(tid, nth, fu_t3, w->model_layers_0_input_layernorm_weight, w->model_layers_0_self_attn_q_proj_weight, fu_t17, w->model_layers_0_self_attn_k_proj_weight, fu_t19, w->model_layers_0_self_attn_v_proj_weight, fu_t21, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t16 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t16 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k25_linear_add(tid, nth, fu_t24, w->model_layers_0_self_attn_o_proj_weight, fu_t3, fu_t26, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t26, w->model_layers_0_post_attention_layernorm_weight, w->model_layers_0_mlp_gate_proj_weight, w->model_layers_0_mlp_up_proj_weight, fu_t31, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t31, w->model_layers_0_mlp_down_proj_weight, fu_t26, fu_t33, T);
+    fr_barrier(nth);
+    k45_rms_norm_linear_linear_linear(tid, nth, fu_t33, w->model_layers_1_input_layernorm_weight, w->model_layers_1_self_attn_q_proj_weight, fu_t47, w->model_layers_1_self_attn_k_proj_weight, fu_t49, w->model_layers_1_self_attn_v_proj_weight, fu_t51, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t46 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t46 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k55_linear_add(tid, nth, fu_t54, w->model_layers_1_self_attn_o_proj_weight, fu_t33, fu_t56, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t56, w->model_layers_1_post_attention_layernorm_weight, w->model_layers_1_mlp_gate_proj_weight, w->model_layers_1_mlp_up_proj_weight, fu_t61, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t61, w->model_layers_1_mlp_down_proj_weight, fu_t56, fu_t63, T);
+    fr_barrier(nth);
+    k45_rms_norm_linear_linear_linear(tid, nth, fu_t63, w->model_layers_2_input_layernorm_weight, w->model_layers_2_self_attn_q_proj_weight, fu_t77, w->model_layers_2_self_attn_k_proj_weight, fu_t79, w->model_layers_2_self_attn_v_proj_weight, fu_t81, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t76 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t76 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k55_linear_add(tid, nth, fu_t84, w->model_layers_2_self_attn_o_proj_weight, fu_t63, fu_t86, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t86, w->model_layers_2_post_attention_layernorm_weight, w->model_layers_2_mlp_gate_proj_weight, w->model_layers_2_mlp_up_proj_weight, fu_t91, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t91, w->model_layers_2_mlp_down_proj_weight, fu_t86, fu_t93, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+        (void)fu_r0;
+        fr_barrier(nth);
+        k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_t94 + fu_s * 192), fb->tok[fu_s]);
+        fr_barrier(nth);
+        k95_rms_norm_linear(tid, nth, (fu_t94 + fu_s * 192), w->model_norm_weight, w->model_embed_tokens_weight, (out_logits + fu_s * 512));
+    }
+}
+
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
 static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     size_t fu_s = 0;
@@ -11656,6 +11750,166 @@ int smollm_forward(const smollm_weights *w,
     fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
     if (fu_err[0] == 3)
         return fr_seterr(NULL, FR_EINDEX, "smollm_forward: embedding: id %lld at element %lld of 'input_ids' is outside [0, 512) (the rows of 'model.embed_tokens.weight')",
+                         (long long)fu_err[2], (long long)fu_err[1]);
+    return 0;
+}
+
+int smollm_forward_batch(const smollm_weights *w,
+                         smollm_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                         const int32_t *input_ids /* i32[T] */,
+                         float *out_logits /* f32[1, 512] */,
+                         void *workspace, size_t workspace_bytes) {
+    size_t fu_off[26], fu_total;
+    int fu_rc;
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: w is NULL");
+    if (!w->model_embed_tokens_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.embed_tokens.weight' is not bound (w->model_embed_tokens_weight is NULL)");
+    if (!w->model_norm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.norm.weight' is not bound (w->model_norm_weight is NULL)");
+    if (!w->model_layers_0_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.input_layernorm.weight' is not bound (w->model_layers_0_input_layernorm_weight is NULL)");
+    if (!w->model_layers_0_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.q_proj.weight' is not bound (w->model_layers_0_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.k_proj.weight' is not bound (w->model_layers_0_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.v_proj.weight' is not bound (w->model_layers_0_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.o_proj.weight' is not bound (w->model_layers_0_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_0_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.post_attention_layernorm.weight' is not bound (w->model_layers_0_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_0_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.gate_proj.weight' is not bound (w->model_layers_0_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_0_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.up_proj.weight' is not bound (w->model_layers_0_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_0_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.down_proj.weight' is not bound (w->model_layers_0_mlp_down_proj_weight is NULL)");
+    if (!w->model_layers_1_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.input_layernorm.weight' is not bound (w->model_layers_1_input_layernorm_weight is NULL)");
+    if (!w->model_layers_1_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.q_proj.weight' is not bound (w->model_layers_1_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.k_proj.weight' is not bound (w->model_layers_1_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.v_proj.weight' is not bound (w->model_layers_1_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.o_proj.weight' is not bound (w->model_layers_1_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_1_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.post_attention_layernorm.weight' is not bound (w->model_layers_1_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_1_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.gate_proj.weight' is not bound (w->model_layers_1_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_1_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.up_proj.weight' is not bound (w->model_layers_1_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_1_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.down_proj.weight' is not bound (w->model_layers_1_mlp_down_proj_weight is NULL)");
+    if (!w->model_layers_2_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.input_layernorm.weight' is not bound (w->model_layers_2_input_layernorm_weight is NULL)");
+    if (!w->model_layers_2_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.q_proj.weight' is not bound (w->model_layers_2_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.k_proj.weight' is not bound (w->model_layers_2_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.v_proj.weight' is not bound (w->model_layers_2_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.o_proj.weight' is not bound (w->model_layers_2_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_2_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.post_attention_layernorm.weight' is not bound (w->model_layers_2_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_2_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.gate_proj.weight' is not bound (w->model_layers_2_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_2_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.up_proj.weight' is not bound (w->model_layers_2_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_2_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.down_proj.weight' is not bound (w->model_layers_2_mlp_down_proj_weight is NULL)");
+    if (nseq < 1)
+        return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: nseq = %lld, at least 1 sequence is needed", (long long)nseq);
+    if (!caches)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: caches is NULL");
+    if (!T)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: T is NULL");
+    if (!P)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: P is NULL");
+    if (!input_ids)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: input 'input_ids' is NULL");
+    if (!out_logits)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: output 'logits' (out_logits) is NULL");
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+                             (long long)T[fu_s], (long long)FU_SYM_MAX);
+        if (P[fu_s] < 0 || P[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: P[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
+                             (long long)P[fu_s], (long long)FU_SYM_MAX);
+        fu_rc = fu_layout("smollm_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total);
+        if (fu_rc != 0)
+            return fu_rc;
+        const smollm_cache *fu_c = caches[fu_s];
+        if (!fu_c)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: caches[%lld] is NULL", (long long)fu_s);
+        if (!fu_c->model_layers_0_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.0.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_0_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.0.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_1_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.1.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_1_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.1.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_2_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.2.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_2_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.2.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if ((INT64_C(0) + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "smollm_forward_batch: the caches of sequence %lld hold %lld rows, it needs P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * P[fu_s]));
+        if ((INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "smollm_forward_batch: the caches of sequence %lld hold %lld rows, it needs T + P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]));
+        for (int64_t fu_r = 0; fu_r < fu_s; ++fu_r)
+            if (caches[fu_r]->model_layers_0_k_cache == fu_c->model_layers_0_k_cache)
+                return fr_seterr(NULL, FR_EINVAL, "smollm_forward_batch: sequences %lld and %lld have the same caches", (long long)fu_r,
+                                 (long long)fu_s);
+        if (fu_b0 > FU_SYM_MAX - T[fu_s])
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: the batch has more than %lld tokens", (long long)FU_SYM_MAX);
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    fu_rc = fu_layout("smollm_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
+    uint64_t fu_need1 = fu_need(fu_total, fu_b0, fu_b1, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "smollm_forward_batch: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "smollm_forward_batch: the workspace has %zu bytes, the call needs %llu (smollm_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_bargs fb;
+    memset(&fb, 0, sizeof fb);
+    fb.a.w = w;
+    fb.a.T = fu_b0;
+    fb.a.P = fu_b1;
+    fb.a.input_ids = input_ids;
+    fb.a.out_logits = out_logits;
+    int64_t fu_err[3] = {-1, -1, -1};
+    fb.a.err = fu_err;
+    fb.a.ws = (char *)workspace;
+    fb.a.off = fu_off;
+    fb.caches = caches;
+    fb.past = P;
+    fb.nseq = nseq;
+    fb.tok = T;
+    fr_pool_run(fu_n, fu_run_batch, &fb, (char *)workspace + fu_total, fu_scratch(fu_b0, fu_b1, fu_n));
+    if (fu_err[0] == 3)
+        return fr_seterr(NULL, FR_EINDEX, "smollm_forward_batch: embedding: id %lld at element %lld of 'input_ids' is outside [0, 512) (the rows of 'model.embed_tokens.weight')",
                          (long long)fu_err[2], (long long)fu_err[1]);
     return 0;
 }
@@ -11946,6 +12200,66 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return smollm_forward(&w, &c, syms[0], syms[1], (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
+                             const int64_t *capacity, int64_t nseq, const int64_t *syms,
+                             const void *const *inputs, void *const *outputs, void *workspace,
+                             size_t workspace_bytes) {
+    smollm_weights w;
+    if (!weights || !caches || !capacity || !syms || !inputs || !outputs)
+        return fr_seterr(NULL, FR_ENULL, "smollm_desc.run_batch: NULL array argument");
+    if (nseq < 1 || nseq > 1048576)
+        return fr_seterr(NULL, FR_EDIM, "smollm_desc.run_batch: nseq = %lld is outside [1, 1048576]", (long long)nseq);
+    w.model_embed_tokens_weight = (const float *)weights[0];
+    w.model_norm_weight = (const float *)weights[1];
+    w.model_layers_0_input_layernorm_weight = (const float *)weights[2];
+    w.model_layers_0_self_attn_q_proj_weight = (const float *)weights[3];
+    w.model_layers_0_self_attn_k_proj_weight = (const float *)weights[4];
+    w.model_layers_0_self_attn_v_proj_weight = (const float *)weights[5];
+    w.model_layers_0_self_attn_o_proj_weight = (const float *)weights[6];
+    w.model_layers_0_post_attention_layernorm_weight = (const float *)weights[7];
+    w.model_layers_0_mlp_gate_proj_weight = (const float *)weights[8];
+    w.model_layers_0_mlp_up_proj_weight = (const float *)weights[9];
+    w.model_layers_0_mlp_down_proj_weight = (const float *)weights[10];
+    w.model_layers_1_input_layernorm_weight = (const float *)weights[11];
+    w.model_layers_1_self_attn_q_proj_weight = (const float *)weights[12];
+    w.model_layers_1_self_attn_k_proj_weight = (const float *)weights[13];
+    w.model_layers_1_self_attn_v_proj_weight = (const float *)weights[14];
+    w.model_layers_1_self_attn_o_proj_weight = (const float *)weights[15];
+    w.model_layers_1_post_attention_layernorm_weight = (const float *)weights[16];
+    w.model_layers_1_mlp_gate_proj_weight = (const float *)weights[17];
+    w.model_layers_1_mlp_up_proj_weight = (const float *)weights[18];
+    w.model_layers_1_mlp_down_proj_weight = (const float *)weights[19];
+    w.model_layers_2_input_layernorm_weight = (const float *)weights[20];
+    w.model_layers_2_self_attn_q_proj_weight = (const float *)weights[21];
+    w.model_layers_2_self_attn_k_proj_weight = (const float *)weights[22];
+    w.model_layers_2_self_attn_v_proj_weight = (const float *)weights[23];
+    w.model_layers_2_self_attn_o_proj_weight = (const float *)weights[24];
+    w.model_layers_2_post_attention_layernorm_weight = (const float *)weights[25];
+    w.model_layers_2_mlp_gate_proj_weight = (const float *)weights[26];
+    w.model_layers_2_mlp_up_proj_weight = (const float *)weights[27];
+    w.model_layers_2_mlp_down_proj_weight = (const float *)weights[28];
+    smollm_cache *cs = fr_alloc(sizeof *cs * (size_t)nseq), **cp = fr_alloc(sizeof *cp * (size_t)nseq);
+    if (!cs || !cp) {
+        fr_free(cs);
+        fr_free(cp);
+        return fr_seterr(NULL, FR_ENOMEM, "smollm_desc.run_batch: out of memory");
+    }
+    for (int64_t s = 0; s < nseq; ++s) {
+        cp[s] = caches[s] ? &cs[s] : NULL;
+        cs[s].capacity = capacity[s];
+        cs[s].model_layers_0_k_cache = caches[s] ? (float *)caches[s][0] : NULL;
+        cs[s].model_layers_0_v_cache = caches[s] ? (float *)caches[s][1] : NULL;
+        cs[s].model_layers_1_k_cache = caches[s] ? (float *)caches[s][2] : NULL;
+        cs[s].model_layers_1_v_cache = caches[s] ? (float *)caches[s][3] : NULL;
+        cs[s].model_layers_2_k_cache = caches[s] ? (float *)caches[s][4] : NULL;
+        cs[s].model_layers_2_v_cache = caches[s] ? (float *)caches[s][5] : NULL;
+    }
+    int rc = smollm_forward_batch(&w, cp, nseq, syms + 0 * nseq, syms + 1 * nseq, (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
+    fr_free(cs);
+    fr_free(cp);
+    return rc;
+}
+
 const fr_block_desc smollm_desc = {
     .name = "smollm",
     .target = "generic",
@@ -11962,4 +12276,5 @@ const fr_block_desc smollm_desc = {
     .caches = fu_caches,
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
+    .run_batch = fu_desc_run_batch,
 };
