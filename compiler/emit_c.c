@@ -3126,6 +3126,40 @@ static void emit_index_errors(Emit *e, const char *who) {
     }
 }
 
+/* Fills the run function's arguments (fields `pre`, symbol values `syms`
+ * as "T, P, ", then the lines `extra`), runs `run` (or fu_fn) on the pool
+ * with `ctx`, and reports an id out of range. */
+static void emit_pool_run(Emit *e, const char *who, const char *pre, const char *syms, const char *extra,
+                          const char *ctx, const char *run) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    const char *v = syms;
+    int i;
+    for (i = 0; i < g->nsyms; i++) {
+        const char *end = strchr(v, ',');
+        buf_printf(c, "    %s%s = %.*s;\n", pre, g->sym_names[i], (int)(end - v), v);
+        v = end + 2;
+    }
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    %s%s = %s;\n", pre, e->c_in[i], e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    %s%s = %s;\n", pre, e->c_out[i], e->c_out[i]);
+    if (e->has_err)
+        buf_printf(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    %serr = fu_err;\n", pre);
+    buf_printf(c, "    %sws = (char *)workspace;\n    %soff = fu_off;\n%s", pre, pre, extra);
+    buf_printf(c, "    fr_pool_run(fu_n, %s, %s, %s);\n", e->t->nvariants ? "fu_fn" : run, ctx,
+               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", syms) : "NULL, 0");
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_CONST && e->needed[i])
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
+        if (e->home[i] == HOME_SLOT && e->needed[i])
+            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
+                       ctype(n), e->slot[i]);
+    }
+    emit_index_errors(e, who);
+}
+
 static void emit_forward(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
@@ -3203,27 +3237,7 @@ static void emit_forward(Emit *e) {
         buf_puts(c, "    fa.w = w;\n");
     if (g->ncaches)
         buf_puts(c, "    fa.cache = cache;\n");
-    for (i = 0; i < g->nsyms; i++)
-        buf_printf(c, "    fa.%s = %s;\n", g->sym_names[i], g->sym_names[i]);
-    for (i = 0; i < g->ninputs; i++)
-        buf_printf(c, "    fa.%s = %s;\n", e->c_in[i], e->c_in[i]);
-    for (i = 0; i < g->noutputs; i++)
-        buf_printf(c, "    fa.%s = %s;\n", e->c_out[i], e->c_out[i]);
-    if (e->has_err)
-        buf_puts(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    fa.err = fu_err;\n");
-    buf_puts(c, "    fa.ws = (char *)workspace;\n    fa.off = fu_off;\n");
-    buf_printf(c, "    fr_pool_run(fu_n, %s, &fa, %s);\n", e->t->nvariants ? "fu_fn" : "fu_run",
-               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", sym_list(g, ", "))
-                           : "NULL, 0");
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->op == OP_CONST && e->needed[i])
-            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
-        if (e->home[i] == HOME_SLOT && e->needed[i])
-            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
-                       ctype(n), e->slot[i]);
-    }
-    emit_index_errors(e, who);
+    emit_pool_run(e, who, "fa.", sym_list(g, ", "), "", "&fa", "fu_run");
     /* Outputs not computed in place are copied last: by then every kernel
      * (fused ones too) has finished writing what they copy. */
     for (i = 0; i < g->noutputs; i++) {
@@ -3721,29 +3735,10 @@ static void emit_forward_batch(Emit *e) {
     buf_puts(c, "    fu_bargs fb;\n    memset(&fb, 0, sizeof fb);\n");
     if (g->nweights)
         buf_puts(c, "    fb.a.w = w;\n");
-    for (s = 0; s < g->nsyms; s++)
-        buf_printf(c, "    fb.a.%s = fu_b%d;\n", g->sym_names[s], s);
-    for (i = 0; i < g->ninputs; i++)
-        buf_printf(c, "    fb.a.%s = %s;\n", e->c_in[i], e->c_in[i]);
-    for (i = 0; i < g->noutputs; i++)
-        buf_printf(c, "    fb.a.%s = %s;\n", e->c_out[i], e->c_out[i]);
-    if (e->has_err)
-        buf_puts(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    fb.a.err = fu_err;\n");
-    buf_puts(c, "    fb.a.ws = (char *)workspace;\n    fb.a.off = fu_off;\n");
-    if (g->ncaches)
-        buf_printf(c, "    fb.caches = caches;\n    fb.past = %s;\n", past);
-    buf_printf(c, "    fb.nseq = nseq;\n    fb.tok = %s;\n", tok);
-    buf_printf(c, "    fr_pool_run(fu_n, %s, &fb, %s);\n", e->t->nvariants ? "fu_fn" : "fu_run_batch",
-               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", bsyms) : "NULL, 0");
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->op == OP_CONST && e->needed[i])
-            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
-        if (e->home[i] == HOME_SLOT && e->needed[i])
-            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
-                       ctype(n), e->slot[i]);
-    }
-    emit_index_errors(e, who);
+    emit_pool_run(e, who, "fb.a.", bsyms,
+                  fu_format("%s    fb.nseq = nseq;\n    fb.tok = %s;\n",
+                            g->ncaches ? fu_format("    fb.caches = caches;\n    fb.past = %s;\n", past) : "", tok),
+                  "&fb", "fu_run_batch");
     /* outputs not computed in place: every token's rows (batch_plan) */
     for (i = 0; i < g->noutputs; i++) {
         const Node *x = g->outputs[i]->in[0];
