@@ -14,6 +14,9 @@
 #     bitwise equal to forward; a NaN in sequence 0 stays there; bad
 #     arguments give FR_EDIM, FR_ENULL, FR_ECAPACITY, FR_EINVAL,
 #     FR_EWORKSPACE.  On generic, -O0 and the best x86 target here.
+#     attn.fdl's window, window_long (64-key blocks), padded (mask) and
+#     kv_half (f16 and bf16 caches) blocks: bitwise; qwen3_moe_layer (each
+#     expert's tokens gathered over the whole batch) within 2e-6.
 #  2. Blocks that cannot batch say why in their header (refuse.fdl).
 #
 # Environment: FUSEC (build/fusec), CC, FUSEC_LIB_DIR (build).
@@ -67,6 +70,20 @@ run bert_layer 2e-6 dsl-examples/bert_layer.fdl
 run smollm 1e-5 dsl-examples/smollm_model.fdl
 run llama_O0 2e-6 dsl-examples/llama_layer.fdl -O0
 [ $best != generic ] && run "llama_$best" 2e-6 dsl-examples/llama_layer.fdl --target=$best
+# the attention variants of tests/attn/attn.fdl alone (no linear layers): bitwise
+for blk in window window_long padded kv_half; do
+    if build "attn_$blk" tests/attn/attn.fdl --block $blk; then
+        expect 0 "attn.fdl $blk: 1,5,13,1 tokens after 7,0,3,20 rows, bitwise" env FUSE_NUM_THREADS=2 \
+            "$tmp/attn_$blk" --bitwise
+    else
+        bad "attn.fdl $blk: build"
+    fi
+done
+if build qwen3_moe dsl-examples/qwen3_moe_layer.fdl; then
+    expect 0 "qwen3_moe_layer: experts grouped over the batch's tokens" env FUSE_NUM_THREADS=2 "$tmp/qwen3_moe" --tol 2e-6
+else
+    bad "qwen3_moe_layer: build"
+fi
 expect 0 "llama_layer: a NaN in sequence 0 stays in sequence 0" env FUSE_NUM_THREADS=2 "$tmp/llama_layer" --nan
 expect 0 "smollm: 2 sequences of 13 and 1 tokens (prefill beside decode)" "$tmp/smollm" --tol 1e-5 --lens 13,1 --past 0,11
 
