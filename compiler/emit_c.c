@@ -2402,6 +2402,7 @@ static const char *batch_plan(Emit *e) {
                 return fu_format("output '%s' has no token axis", n->name);
             if (tail && e->home[n->in[0]->id] != HOME_OUTPUT)
                 return fu_format("output '%s' (last rows) is not computed in place", n->name);
+            e->btail[i] = tail;
             continue;
         }
         if (n->op == OP_SLICE && n->i[0] == 0 && n->i[1] < 0 && tok_in && !tail) {
@@ -4183,15 +4184,15 @@ static void emit_h_file(Emit *e) {
                forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
     if (!e->batch_no)
         buf_printf(h, "/* A batch of nseq independent sequences in one call (docs/generated-api.md,\n"
-                      " * \"Batches\"): sequence s has %s[s] new tokens%s; inputs\n"
-                      " * and outputs hold every sequence's tokens one after another (%s = the sum\n"
-                      " * of %s[s]), outputs marked \"per sequence\" one block per sequence.  The\n"
-                      " * workspace is workspace_size(sum of %s, largest %s).  Returns what\n"
-                      " * forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL for two\n"
-                      " * sequences sharing caches. */\n"
+                      " * \"Batches\"): sequence s has %s[s] new tokens%s.\n"
+                      " * Inputs and outputs hold every sequence's tokens one after another (%s =\n"
+                      " * the sum of %s[s]); an output marked \"per sequence\" holds one such block\n"
+                      " * per sequence.  The workspace is workspace_size(sum of %s, largest %s).\n"
+                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL\n"
+                      " * for two sequences sharing caches. */\n"
                       "int %s_forward_batch(%s);\n\n",
                    g->sym_names[e->btok],
-                   g->ncaches ? fu_format(" after %s[s] rows of\n * its caches *caches[s]", g->sym_names[g->cache_sym])
+                   g->ncaches ? fu_format(" after %s[s] rows of its caches *caches[s]", g->sym_names[g->cache_sym])
                               : "",
                    g->sym_names[e->btok], g->sym_names[e->btok], g->sym_names[e->btok],
                    g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], g->name,

@@ -93,12 +93,12 @@ int bert_layer_forward(const bert_layer_weights *w,
                        void *workspace, size_t workspace_bytes);
 
 /* A batch of nseq independent sequences in one call (docs/generated-api.md,
- * "Batches"): sequence s has T[s] new tokens; inputs
- * and outputs hold every sequence's tokens one after another (T = the sum
- * of T[s]), outputs marked "per sequence" one block per sequence.  The
- * workspace is workspace_size(sum of T, largest -).  Returns what
- * forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL for two
- * sequences sharing caches. */
+ * "Batches"): sequence s has T[s] new tokens.
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace is workspace_size(sum of T, largest -).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
 int bert_layer_forward_batch(const bert_layer_weights *w,
                              int64_t nseq, const int64_t *T,
                              const float *hidden_states /* f32[T, 128] */,

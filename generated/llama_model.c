@@ -11757,7 +11757,7 @@ int llama_model_forward(const llama_model_weights *w,
 int llama_model_forward_batch(const llama_model_weights *w,
                               llama_model_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
                               const int32_t *input_ids /* i32[T] */,
-                              float *out_logits /* f32[1, 512] */,
+                              float *out_logits /* f32[1, 512] per sequence */,
                               void *workspace, size_t workspace_bytes) {
     size_t fu_off[26], fu_total;
     int fu_rc;

@@ -99,13 +99,12 @@ int mistral_layer_forward(const mistral_layer_weights *w,
                           void *workspace, size_t workspace_bytes);
 
 /* A batch of nseq independent sequences in one call (docs/generated-api.md,
- * "Batches"): sequence s has T[s] new tokens after P[s] rows of
- * its caches *caches[s]; inputs
- * and outputs hold every sequence's tokens one after another (T = the sum
- * of T[s]), outputs marked "per sequence" one block per sequence.  The
- * workspace is workspace_size(sum of T, largest P).  Returns what
- * forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL for two
- * sequences sharing caches. */
+ * "Batches"): sequence s has T[s] new tokens after P[s] rows of its caches *caches[s].
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace is workspace_size(sum of T, largest P).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
 int mistral_layer_forward_batch(const mistral_layer_weights *w,
                                 mistral_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
                                 const float *hidden_states /* f32[T, 128] */,
