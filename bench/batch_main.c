@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
         }
         cp[s] = caches[s];
     }
-    size_t wsb = b->workspace_size(big);
+    size_t wsb = b->workspace_size_batch(n, syms);
     void *ws = fr_alloc(wsb ? wsb : 64);
     double *t1 = calloc((size_t)rep, sizeof *t1), *tb = calloc((size_t)rep, sizeof *tb);
     for (int r = -1; r < rep; r++) {

@@ -88,6 +88,8 @@ typedef struct Emit {
     const char *batch_no;   /* why the block has no NAME_forward_batch, or NULL (batch_plan) */
     int btok;               /* the symbol counting new tokens (T) */
     bool *btail;            /* per node id: a last-rows slice or computed from one */
+    bool *bslice;           /* per node id: a last-rows slice of the tokens */
+    bool rows_pass;         /* emitting a tail kernel again over nseq * len rows */
 } Emit;
 
 /* ---- names ---------------------------------------------------------------- */
@@ -2206,7 +2208,9 @@ typedef struct KCall {
     const char *scratch;    /* its per-thread scratch bytes (kern_scratch), or NULL */
     const char *bcall;      /* the call on sequence fu_s of a batch (rows from fu_r0) */
     int bclass;             /* in a batch: 0 once over every token, 1 per sequence,
-                             * 2 per sequence after a last-rows slice */
+                             * 2 a last-rows slice per sequence, 3 once over the
+                             * sequences' last rows (rcall) */
+    const char *rcall;      /* class 3: the call over the nseq * len last rows */
     unsigned used;          /* the symbols it takes */
 } KCall;
 
@@ -2371,8 +2375,9 @@ static const char *batch_what(const Node *n) {
  * the tokens again. */
 static const char *batch_plan(Emit *e) {
     const Graph *g = e->g;
-    int s, i, j, d, first_tail = INT_MAX;
+    int s, i, j, d;
     e->btail = fu_alloc(sizeof *e->btail * (size_t)(g->nnodes + 1));
+    e->bslice = fu_alloc(sizeof *e->bslice * (size_t)(g->nnodes + 1));
     e->btok = -1;
     if (g->nsyms != (g->ncaches ? 2 : 1))
         return g->ncaches ? "it needs exactly two symbols, the new tokens and the cached rows (dim T, P)"
@@ -2406,7 +2411,7 @@ static const char *batch_plan(Emit *e) {
             continue;
         }
         if (n->op == OP_SLICE && n->i[0] == 0 && n->i[1] < 0 && tok_in && !tail) {
-            e->btail[i] = true;
+            e->btail[i] = e->bslice[i] = true;
             continue;
         }
         if ((n->op == OP_SLICE || n->op == OP_CONCAT) && n->i[0] == 0 && tok)
@@ -2418,16 +2423,6 @@ static const char *batch_plan(Emit *e) {
             return fu_format("%s: '%s' reduces over the tokens", batch_what(n), op_info[n->op].name);
         e->btail[i] = tail;
     }
-    /* the per-sequence kernels after a last-rows slice run in one loop at the end */
-    for (int kid = 0; kid < g->nkernels; kid++) {
-        bool has = false;
-        for (i = 0; i < g->kernels[kid]->nnodes; i++)
-            has |= e->btail[g->kernels[kid]->nodes[i]->id];
-        if (has && first_tail == INT_MAX)
-            first_tail = kid;
-        if (!has && kid > first_tail)
-            return fu_format("kernel %d runs after a last-rows slice but does not follow from it", kid);
-    }
     return NULL;
 }
 
@@ -2436,10 +2431,12 @@ static const char *batch_plan(Emit *e) {
 static const char *batch_arg(const Emit *e, const Node *n, const Node *r) {
     const char *ref = e->ref[n->id];
     int64_t row;
-    if (e->batch_no)
+    if (e->batch_no || e->rows_pass)
         return ref;
     if (e->home[r->id] == HOME_CACHE)
         return fu_format("fb->caches[fu_s]->%s", ref + strlen("cache->"));
+    if (e->btail[r->id] && e->home[r->id] == HOME_SLOT)
+        ref = fu_format("fu_bt%d", r->id);
     if (e->btail[n->id])
         return fu_format("(%s + fu_s * %lld)", ref, (long long)ir_numel(n, NULL));
     row = batch_row(e, n);
@@ -2450,11 +2447,14 @@ static const char *batch_arg(const Emit *e, const Node *n, const Node *r) {
 static int batch_class(const Emit *e, const Kernel *kr, const Kern *k) {
     const Graph *g = e->g;
     int cls = 0, i;
-    if (e->batch_no)
+    if (e->batch_no || e->rows_pass)
         return 0;
+    for (i = 0; i < kr->nnodes; i++)
+        if (e->bslice[kr->nodes[i]->id])
+            return 2;
     for (i = 0; i < kr->nnodes; i++) {
         if (e->btail[kr->nodes[i]->id])
-            return 2;
+            return 3;
         if (batch_seq_op(kr->nodes[i]->op))
             cls = 1;
     }
@@ -2552,7 +2552,7 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     for (s = 0; s < g->nsyms; s++)
         if (k->used & (1u << s)) {
             buf_printf(text, ", int64_t %s", g->sym_names[s]);
-            buf_printf(&call, ", %s", g->sym_names[s]);
+            buf_printf(&call, ", %s", e->rows_pass && s == e->btok ? "fb->nseq" : g->sym_names[s]);
             buf_printf(&bcall, ", fb->%s[fu_s]", s == e->btok ? "tok" : "past");
         }
     if (k->err) {
@@ -3297,6 +3297,11 @@ static void emit_desc_run_batch(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     int i, s;
+    buf_printf(c, "static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {\n"
+                  "    if (!syms)\n        return 0;\n    return %s_workspace_size_batch(nseq", g->name);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, ", syms + %d * nseq", s);
+    buf_puts(c, ");\n}\n\n");
     buf_puts(c, "static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,\n"
                 "                             const int64_t *capacity, int64_t nseq, const int64_t *syms,\n"
                 "                             const void *const *inputs, void *const *outputs, void *workspace,\n"
@@ -3497,7 +3502,7 @@ static void emit_bind_and_desc(Emit *e) {
                g->noutputs ? "fu_outputs" : "NULL", g->ncaches ? "fu_caches" : "NULL");
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n");
     if (!e->batch_no)
-        buf_puts(c, "    .run_batch = fu_desc_run_batch,\n");
+        buf_puts(c, "    .run_batch = fu_desc_run_batch,\n    .workspace_size_batch = fu_desc_workspace_size_batch,\n");
     buf_puts(c, "};\n");
 }
 
@@ -3616,6 +3621,17 @@ static KCall *keep_call(const KCall *kc, FuMark m) {
 
 /* One function per kernel of the schedule for the current variant;
  * returns the calls, indexed by kernel id, which is the execution order. */
+/* "const int64_t *T, const int64_t *P": fmt with each symbol's name. */
+static const char *sym_args_fmt(const Graph *g, const char *fmt_each) {
+    Buf b = {0};
+    for (int s = 0; s < g->nsyms; s++) {
+        if (s)
+            buf_puts(&b, ", ");
+        buf_printf(&b, fmt_each, g->sym_names[s]);
+    }
+    return take(&b, "");
+}
+
 /* forward_batch's parameters: caches and the symbols become arrays, one
  * entry per sequence. */
 static const char *batch_params(Emit *e, const char *indent) {
@@ -3648,6 +3664,54 @@ static const char *batch_dim_c(const Graph *g, Dim d) {
             buf_printf(&b, " + %d * %s[fu_s]", d.k[s], g->sym_names[s]);
     buf_puts(&b, ")");
     return take(&b, "");
+}
+
+/* The bytes of the batch's region for the last rows (fu_bt<id>: nseq blocks
+ * of each tail slot, 64-byte aligned), as C; NULL without tail slots. */
+static const char *batch_tail_bytes(const Emit *e) {
+    const Graph *g = e->g;
+    Buf b = {0};
+    for (int i = 0; i < g->nnodes; i++)
+        if (e->run_used[i] && e->home[i] == HOME_SLOT && e->btail[i])
+            buf_printf(&b, "%s(((size_t)nseq * %lldu * sizeof(%s) + 63u) & ~(size_t)63u)", b.len ? " + " : "",
+                       (long long)ir_numel(g->nodes[i], NULL), ctype(g->nodes[i]));
+    return b.len ? take(&b, "") : NULL;
+}
+
+/* NAME_workspace_size_batch: workspace_size(sum of T, largest P) and the
+ * last rows' region. */
+static void emit_workspace_size_batch(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    const char *tok = g->sym_names[e->btok], *tb = batch_tail_bytes(e);
+    int s;
+    buf_printf(c, "size_t %s_workspace_size_batch(int64_t nseq", g->name);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, ", const int64_t *%s", g->sym_names[s]);
+    buf_printf(c, ") {\n    int64_t %s;\n", sym_args(g, "fu_b%d = 0"));
+    buf_puts(c, "    if (nseq < 1");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, " || !%s", g->sym_names[s]);
+    buf_printf(c, ") {\n        fr_seterr(NULL, FR_EDIM, \"%s_workspace_size_batch: nseq < 1 or a NULL array\");\n"
+                  "        return 0;\n    }\n", g->name);
+    buf_puts(c, "    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {\n");
+    buf_printf(c, "        if (%s[fu_s] < 1 || %s[fu_s] > FU_SYM_MAX - fu_b%d) {\n            fr_seterr(NULL, FR_EDIM, "
+                  "\"%s_workspace_size_batch: %s[%%lld] = %%lld\", (long long)fu_s, (long long)%s[fu_s]);\n"
+                  "            return 0;\n        }\n        fu_b%d += %s[fu_s];\n",
+               tok, tok, e->btok, g->name, tok, tok, e->btok, tok);
+    for (s = 0; s < g->nsyms; s++)
+        if (s != e->btok)
+            buf_printf(c, "        fu_b%d = %s[fu_s] > fu_b%d ? %s[fu_s] : fu_b%d;\n", s, g->sym_names[s], s,
+                       g->sym_names[s], s);
+    buf_puts(c, "    }\n");
+    if (!tb) {
+        buf_printf(c, "    return %s_workspace_size(%s);\n}\n\n", g->name, sym_args(g, "fu_b%d"));
+        return;
+    }
+    buf_printf(c, "    size_t fu_off[%d], fu_total;\n    if (fu_layout(\"%s_workspace_size_batch\", %s, fu_off, &fu_total) != 0)\n"
+                  "        return 0;\n    size_t fu_ws = %s_workspace_size(%s);\n",
+               e->nslots ? e->nslots : 1, g->name, sym_args(g, "fu_b%d"), g->name, sym_args(g, "fu_b%d"));
+    buf_printf(c, "    return fu_ws + %s;\n}\n\n", tb);
 }
 
 static void emit_forward_batch(Emit *e) {
@@ -3731,14 +3795,18 @@ static void emit_forward_batch(Emit *e) {
     buf_puts(c, "    }\n");
     buf_printf(c, "    fu_rc = fu_layout(\"%s\", %sfu_off, &fu_total);\n    if (fu_rc != 0)\n        return fu_rc;\n",
                who, bsyms);
+    const char *tb = batch_tail_bytes(e);
+    if (tb)  /* the last rows' region after the intermediates, before the scratch */
+        buf_printf(c, "    size_t fu_tail = fu_total;\n    fu_total += %s;\n", tb);
     emit_cpu_check(e, who, "fu_run_batch");
     emit_workspace_checks(e, who, bsyms);
     buf_puts(c, "    fu_bargs fb;\n    memset(&fb, 0, sizeof fb);\n");
     if (g->nweights)
         buf_puts(c, "    fb.a.w = w;\n");
     emit_pool_run(e, who, "fb.a.", bsyms,
-                  fu_format("%s    fb.nseq = nseq;\n    fb.tok = %s;\n",
-                            g->ncaches ? fu_format("    fb.caches = caches;\n    fb.past = %s;\n", past) : "", tok),
+                  fu_format("%s    fb.nseq = nseq;\n    fb.tok = %s;\n%s",
+                            g->ncaches ? fu_format("    fb.caches = caches;\n    fb.past = %s;\n", past) : "", tok,
+                            tb ? "    fb.tail = fu_tail;\n" : ""),
                   "&fb", "fu_run_batch");
     /* outputs not computed in place: every token's rows (batch_plan) */
     for (i = 0; i < g->noutputs; i++) {
@@ -3784,6 +3852,60 @@ static KCall **emit_kernels(Emit *e) {
     return calls;
 }
 
+/* The kernels after a last-rows slice, written again for a batch: their
+ * tail tensors get nseq * len rows (T * len while writing, T = fb->nseq in
+ * the call) in the batch's own region (fu_bt<id>), so the final norm and
+ * the lm_head run once over every sequence's last rows. */
+static void emit_rows_kernels(Emit *e, KCall **calls) {
+    const Graph *g = e->g;
+    int n = g->nnodes, i;
+    if (e->batch_no)
+        return;
+    Dim *shape0 = fu_alloc(sizeof *shape0 * (size_t)(n + 1));
+    const char **ref = fu_alloc(sizeof *ref * (size_t)(n + 1)), **bref = fu_alloc(sizeof *bref * (size_t)(n + 1));
+    const char *suffix = e->suffix, *rsuffix = fu_format("%s_rows", e->suffix);
+    for (i = 0; i < n; i++) {
+        const Node *r = g->nodes[i];
+        while (e->home[r->id] == HOME_VIEW)
+            r = r->in[0];
+        bref[i] = e->btail[r->id] && e->home[r->id] == HOME_SLOT ? fu_format("fu_bt%d", r->id) : e->ref[i];
+    }
+    for (int kid = 0; kid < g->nkernels; kid++) {
+        if (!calls[kid] || calls[kid]->bclass != 3)
+            continue;
+        for (i = 0; i < n; i++) {
+            Node *x = g->nodes[i];
+            shape0[i] = x->rank ? x->shape[0] : dim_const(0);
+            ref[i] = e->ref[i];
+            if (e->btail[i] && x->rank && dim_is_const(x->shape[0])) {
+                Dim d = dim_const(0);
+                d.k[e->btok] = (int32_t)x->shape[0].c;
+                x->shape[0] = d;
+                e->ref[i] = bref[i];
+            }
+        }
+        e->rows_pass = true;
+        e->suffix = rsuffix;
+        FuMark m = fu_arena_mark();
+        KCall *kc = emit_kernel(e, g->kernels[kid]);
+        e->rows_pass = false;
+        e->suffix = suffix;
+        for (i = 0; i < n; i++) {
+            if (g->nodes[i]->rank)
+                g->nodes[i]->shape[0] = shape0[i];
+            e->ref[i] = ref[i];
+        }
+        if (!kc) {
+            fu_arena_release_to(m);
+            continue;
+        }
+        kc = keep_call(kc, m);
+        calls[kid]->rcall = kc->call;
+        if (kc->scratch)
+            add_scratch(e, kc->scratch);
+    }
+}
+
 /* What a run function gets from forward: fu_args holds every pointer and
  * symbol a kernel might need. */
 static void emit_args(Emit *e) {
@@ -3812,7 +3934,7 @@ static void emit_args(Emit *e) {
     buf_puts(c, "typedef struct fu_bargs {\n    fu_args a;\n");
     if (g->ncaches)
         buf_printf(c, "    %s_cache *const *caches;\n", g->name);
-    buf_puts(c, "    int64_t nseq;\n    const int64_t *tok;\n");
+    buf_puts(c, "    int64_t nseq;\n    const int64_t *tok;\n    size_t tail;        /* where the last rows' region begins */\n");
     if (g->ncaches)
         buf_puts(c, "    const int64_t *past;\n");
     buf_puts(c, "} fu_bargs;\n\n");
@@ -3828,7 +3950,7 @@ static void emit_run(Emit *e, KCall **calls, bool batch) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     int i, ncalls = 0;
-    bool in_tail = false;
+    bool any_tail = false;
     unsigned syms = e->run_syms;
     size_t nkeys = 2 * (size_t)g->nnodes + 1;
     bool *wr = fu_alloc(sizeof *wr * nkeys);
@@ -3876,6 +3998,14 @@ static void emit_run(Emit *e, KCall **calls, bool batch) {
             buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
             break;
         case HOME_SLOT:
+            if (batch && e->btail[i]) {  /* nseq blocks of its rows, in the batch's region */
+                if (!any_tail)
+                    buf_puts(c, "    char *fu_tp = fa->ws + fb->tail;\n");
+                any_tail = true;
+                buf_printf(c, "    %s *fu_bt%d = (%s *)fu_tp;\n    fu_tp += ((size_t)fb->nseq * %lldu * sizeof(%s) + "
+                              "63u) & ~(size_t)63u;\n", ctype(n), i, ctype(n), (long long)ir_numel(n, NULL), ctype(n));
+                break;
+            }
             buf_printf(c, "    %s *%s = (%s *)(fa->ws + fa->off[%d]);\n", ctype(n), e->ref[i], ctype(n),
                        e->slot[i]);
             break;
@@ -3893,8 +4023,7 @@ static void emit_run(Emit *e, KCall **calls, bool batch) {
             need |= wr[m] || (kc->written[i] && rd[m]);
         }
         if (need) {
-            if (!batch || kc->bclass != 2)  /* the tail loop has a barrier before each kernel */
-                buf_puts(c, "    fr_barrier(nth);\n");
+            buf_puts(c, "    fr_barrier(nth);\n");
             memset(wr, 0, sizeof *wr * nkeys);
             memset(rd, 0, sizeof *rd * nkeys);
         }
@@ -3904,28 +4033,15 @@ static void emit_run(Emit *e, KCall **calls, bool batch) {
             wr[m] |= kc->written[i];
         }
         ncalls++;
-        if (!batch || kc->bclass == 0) {
-            buf_printf(c, "    %s\n", kc->call);
+        if (!batch || kc->bclass == 0 || kc->bclass == 3) {
+            buf_printf(c, "    %s\n", batch && kc->bclass == 3 ? kc->rcall : kc->call);
             continue;
         }
         /* per sequence: fu_s, its first packed row fu_r0 (declared where used) */
-        const char *loop = fu_format("for (int64_t fu_s = 0%s; fu_s < fb->nseq; %s)",
-                                     strstr(kc->bcall, "fu_r0") ? ", fu_r0 = 0" : "",
-                                     strstr(kc->bcall, "fu_r0") ? "fu_r0 += fb->tok[fu_s++]" : "++fu_s");
-        if (kc->bclass == 1) {
-            buf_printf(c, "    %s\n        %s\n", loop, kc->bcall);
-            continue;
-        }
-        /* the kernels after a last-rows slice: one loop, their slots reused
-         * by each sequence in turn */
-        if (!in_tail)
-            buf_puts(c, "    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {\n"
-                        "        (void)fu_r0;\n");
-        in_tail = true;
-        buf_printf(c, "        fr_barrier(nth);\n        %s\n", kc->bcall);
+        buf_printf(c, "    for (int64_t fu_s = 0%s; fu_s < fb->nseq; %s)\n        %s\n",
+                   strstr(kc->bcall, "fu_r0") ? ", fu_r0 = 0" : "",
+                   strstr(kc->bcall, "fu_r0") ? "fu_r0 += fb->tok[fu_s++]" : "++fu_s", kc->bcall);
     }
-    if (in_tail)
-        buf_puts(c, "    }\n");
     if (ncalls == 0)
         buf_puts(c, "    (void)fa;\n    (void)tid;\n    (void)nth;\n");
     buf_puts(c, "}\n\n");
@@ -3945,6 +4061,7 @@ static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
     v_prelude(&e->c, v);
     ty_prelude(&e->c, v, e->types);
     KCall **calls = emit_kernels(e);
+    emit_rows_kernels(e, calls);
     note_lifetimes(e, calls);
     return calls;
 }
@@ -4047,8 +4164,10 @@ static void emit_c_file(Emit *e, const char *header_name) {
         emit_pick(e);
     e->vt = t;
     emit_forward(e);
-    if (!e->batch_no)
+    if (!e->batch_no) {
+        emit_workspace_size_batch(e);
         emit_forward_batch(e);
+    }
     emit_bind_and_desc(e);
     flush_c(e);
     if (e->spool)
@@ -4187,15 +4306,18 @@ static void emit_h_file(Emit *e) {
                       " * \"Batches\"): sequence s has %s[s] new tokens%s.\n"
                       " * Inputs and outputs hold every sequence's tokens one after another (%s =\n"
                       " * the sum of %s[s]); an output marked \"per sequence\" holds one such block\n"
-                      " * per sequence.  The workspace is workspace_size(sum of %s, largest %s).\n"
+                      " * per sequence.  The workspace: %s_workspace_size_batch (at least\n"
+                      " * workspace_size(sum of %s, largest %s)).\n"
                       " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL\n"
                       " * for two sequences sharing caches. */\n"
+                      "size_t %s_workspace_size_batch(%s);\n"
                       "int %s_forward_batch(%s);\n\n",
                    g->sym_names[e->btok],
                    g->ncaches ? fu_format(" after %s[s] rows of its caches *caches[s]", g->sym_names[g->cache_sym])
                               : "",
-                   g->sym_names[e->btok], g->sym_names[e->btok], g->sym_names[e->btok],
+                   g->sym_names[e->btok], g->sym_names[e->btok], g->name, g->sym_names[e->btok],
                    g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], g->name,
+                   fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
                    batch_params(e, fu_format("%*s", (int)strlen(g->name) + 19, "")));
     else
         buf_printf(h, "/* No %s_forward_batch: %s. */\n\n", g->name, e->batch_no);

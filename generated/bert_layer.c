@@ -81,6 +81,7 @@ typedef struct fu_bargs {
     fu_args a;
     int64_t nseq;
     const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
 } fu_bargs;
 
 /* ---- vector vocabulary for generic (compiler/vec.c) ---- */
@@ -6205,6 +6206,22 @@ int bert_layer_forward(const bert_layer_weights *w,
     return 0;
 }
 
+size_t bert_layer_workspace_size_batch(int64_t nseq, const int64_t *T) {
+    int64_t fu_b0 = 0;
+    if (nseq < 1 || !T) {
+        fr_seterr(NULL, FR_EDIM, "bert_layer_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "bert_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+    }
+    return bert_layer_workspace_size(fu_b0);
+}
+
 int bert_layer_forward_batch(const bert_layer_weights *w,
                              int64_t nseq, const int64_t *T,
                              const float *hidden_states /* f32[T, 128] */,
@@ -6439,6 +6456,12 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return bert_layer_forward(&w, syms[0], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return bert_layer_workspace_size_batch(nseq, syms + 0 * nseq);
+}
+
 static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
                              const int64_t *capacity, int64_t nseq, const int64_t *syms,
                              const void *const *inputs, void *const *outputs, void *workspace,
@@ -6487,4 +6510,5 @@ const fr_block_desc bert_layer_desc = {
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
     .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

@@ -87,6 +87,7 @@ typedef struct fu_bargs {
     gemma3_layer_cache *const *caches;
     int64_t nseq;
     const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
     const int64_t *past;
 } fu_bargs;
 
@@ -7158,6 +7159,23 @@ int gemma3_layer_forward(const gemma3_layer_weights *w,
     return 0;
 }
 
+size_t gemma3_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P) {
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (nseq < 1 || !T || !P) {
+        fr_seterr(NULL, FR_EDIM, "gemma3_layer_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "gemma3_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    return gemma3_layer_workspace_size(fu_b0, fu_b1);
+}
+
 int gemma3_layer_forward_batch(const gemma3_layer_weights *w,
                                gemma3_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
                                const float *hidden_states /* f32[T, 256] */,
@@ -7503,6 +7521,12 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return gemma3_layer_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return gemma3_layer_workspace_size_batch(nseq, syms + 0 * nseq, syms + 1 * nseq);
+}
+
 static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
                              const int64_t *capacity, int64_t nseq, const int64_t *syms,
                              const void *const *inputs, void *const *outputs, void *workspace,
@@ -7565,4 +7589,5 @@ const fr_block_desc gemma3_layer_desc = {
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
     .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

@@ -107,6 +107,7 @@ typedef struct fu_bargs {
     smollm_cache *const *caches;
     int64_t nseq;
     const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
     const int64_t *past;
 } fu_bargs;
 
@@ -11427,6 +11428,942 @@ static void k95_rms_norm_linear(int tid, int nth, const float *b94_94, const flo
     }
 }
 
+/* %95 = rms_norm(%94, %2) : f32[T, 192]
+ * %96 = linear(%95, %1) : f32[T, 512]
+ *   b94_94: f32[T, 192]
+ *   b2_2: f32[192] (model.norm.weight)
+ *   b1_1: f32[512, 192] (model.embed_tokens.weight)
+ *   b96_96: f32[T, 512] */
+static void k95_rms_norm_linear_rows(int tid, int nth, const float *b94_94, const float *b2_2, const float *b1_1, float *b96_96, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%94) = %95, [%96 linear]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (512 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b94_94;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 192;
+                float *const fu_ar = fu_an + fu_i * 192;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 192; fu_q += 2) {
+                        const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 192; ++fu_q)
+                        fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                }
+                (void)fu_mu, (void)fu_lo;
+                for (int64_t fu_q = 0; fu_q < 192; ++fu_q)
+                    fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b2_2[fu_q];
+            }
+            { /* group 0: %96 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                }
+                float *const fu_yb0 = fu_s + 1536;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b1_1 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b1_1 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 192; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b1_1 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b1_1 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e96 = fu_yb0[fu_i * 4096 + fu_j];
+                                b96_96[(fu_rb + fu_i) * 512 + (fu_jc + fu_j)] = fu_e96;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_st = fu_s + 163856;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 192;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 192; fu_q += 2) {
+                            const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 192; ++fu_q)
+                            fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                    }
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
+                }
+                { /* group 0: %96 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                    }
+                    float *const fu_pb0 = fu_s + 32784;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 192; fu_pc += 256) {
+                            const int64_t fu_kc = 192 - fu_pc < 256 ? 192 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b1_1 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 192 + fu_pc;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e96 = fu_c0_0;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_1;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_2;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_3;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_0;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_1;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_2;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_3;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_0;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_1;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_2;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_3;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_0;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_1;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_2;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_3;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e96 = fu_t0[fu_i * 4 + fu_j];
+                                                            b96_96[(fu_row0 + fu_i) * 512 + (fu_col0 + fu_j)] = fu_e96;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* The whole block on thread tid of nth (the CPU's monokernel). */
 static void fu_run(void *ctx, int tid, int nth) {
     const fu_args *fa = (const fu_args *)ctx;
@@ -11535,7 +12472,9 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     float *fu_t86 = (float *)(fa->ws + fa->off[22]);
     float *fu_t91 = (float *)(fa->ws + fa->off[23]);
     float *fu_t93 = (float *)(fa->ws + fa->off[24]);
-    float *fu_t94 = (float *)(fa->ws + fa->off[25]);
+    char *fu_tp = fa->ws + fb->tail;
+    float *fu_bt94 = (float *)fu_tp;
+    fu_tp += ((size_t)fb->nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u;
     float *out_logits = fa->out_logits;
     k3_embedding(tid, nth, w->model_embed_tokens_weight, input_ids, fu_t3, T, fa->err);
     fr_barrier(nth);
@@ -11577,13 +12516,11 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     k27_rms_norm_linear_silu_linear(tid, nth, fu_t86, w->model_layers_2_post_attention_layernorm_weight, w->model_layers_2_mlp_gate_proj_weight, w->model_layers_2_mlp_up_proj_weight, fu_t91, T);
     fr_barrier(nth);
     k32_linear_add(tid, nth, fu_t91, w->model_layers_2_mlp_down_proj_weight, fu_t86, fu_t93, T);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
-        (void)fu_r0;
-        fr_barrier(nth);
-        k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_t94 + fu_s * 192), fb->tok[fu_s]);
-        fr_barrier(nth);
-        k95_rms_norm_linear(tid, nth, (fu_t94 + fu_s * 192), w->model_norm_weight, w->model_embed_tokens_weight, (out_logits + fu_s * 512));
-    }
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_bt94 + fu_s * 192), fb->tok[fu_s]);
+    fr_barrier(nth);
+    k95_rms_norm_linear_rows(tid, nth, fu_bt94, w->model_norm_weight, w->model_embed_tokens_weight, out_logits, fb->nseq);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -11754,6 +12691,27 @@ int smollm_forward(const smollm_weights *w,
     return 0;
 }
 
+size_t smollm_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P) {
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (nseq < 1 || !T || !P) {
+        fr_seterr(NULL, FR_EDIM, "smollm_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "smollm_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    size_t fu_off[26], fu_total;
+    if (fu_layout("smollm_workspace_size_batch", fu_b0, fu_b1, fu_off, &fu_total) != 0)
+        return 0;
+    size_t fu_ws = smollm_workspace_size(fu_b0, fu_b1);
+    return fu_ws + (((size_t)nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u);
+}
+
 int smollm_forward_batch(const smollm_weights *w,
                          smollm_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
                          const int32_t *input_ids /* i32[T] */,
@@ -11877,6 +12835,8 @@ int smollm_forward_batch(const smollm_weights *w,
     fu_rc = fu_layout("smollm_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
     if (fu_rc != 0)
         return fu_rc;
+    size_t fu_tail = fu_total;
+    fu_total += (((size_t)nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u);
     uint64_t fu_need1 = fu_need(fu_total, fu_b0, fu_b1, 1);
     if (!workspace && fu_need1 > 0)
         return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: workspace is NULL, the call needs %llu bytes",
@@ -11907,6 +12867,7 @@ int smollm_forward_batch(const smollm_weights *w,
     fb.past = P;
     fb.nseq = nseq;
     fb.tok = T;
+    fb.tail = fu_tail;
     fr_pool_run(fu_n, fu_run_batch, &fb, (char *)workspace + fu_total, fu_scratch(fu_b0, fu_b1, fu_n));
     if (fu_err[0] == 3)
         return fr_seterr(NULL, FR_EINDEX, "smollm_forward_batch: embedding: id %lld at element %lld of 'input_ids' is outside [0, 512) (the rows of 'model.embed_tokens.weight')",
@@ -12200,6 +13161,12 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return smollm_forward(&w, &c, syms[0], syms[1], (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return smollm_workspace_size_batch(nseq, syms + 0 * nseq, syms + 1 * nseq);
+}
+
 static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
                              const int64_t *capacity, int64_t nseq, const int64_t *syms,
                              const void *const *inputs, void *const *outputs, void *workspace,
@@ -12277,4 +13244,5 @@ const fr_block_desc smollm_desc = {
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
     .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

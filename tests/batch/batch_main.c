@@ -198,6 +198,15 @@ int main(int argc, char **argv) {
             syms[ps * ns + s] = P[s];
         cp[s] = cbat[s];
     }
+    /* the batch's workspace: workspace_size_batch, at least workspace_size(sum T, max P) */
+    size_t wsb2 = b->workspace_size_batch(ns, syms);
+    if (wsb2 < wsb) {
+        printf("FAIL workspace_size_batch %zu < workspace_size %zu\n", wsb2, wsb);
+        return 1;
+    }
+    fr_free(ws);
+    ws = fr_alloc(wsb2 ? wsb2 : 64);
+    wsb = wsb2;
     int rc = b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb);
     if (rc != 0) {
         printf("FAIL forward_batch: %s (%d)\n", fr_last_error(), rc);
