@@ -263,6 +263,7 @@ int main(int argc, char **argv) {
 
     /* bad arguments: each its code, nothing written */
     check(b->run_batch(w, cp, cap, 0, syms, (const void *const *)in, obat, ws, wsb) == FR_EDIM, "nseq = 0: FR_EDIM");
+    check(b->workspace_size_batch(0, syms) == 0, "workspace_size_batch of nseq = 0: 0");
     if (!nan_in) {
         int64_t save = syms[ts * ns + ns - 1];
         syms[ts * ns + ns - 1] = 0;
