@@ -85,6 +85,11 @@ typedef struct Emit {
     const char *wwhat;      /* what it was writing */
     struct KSeen *seen;     /* the kernels written, by their text (same_kernel); malloc'd */
     int nseen, capseen;
+    const char *batch_no;   /* why the block has no NAME_forward_batch, or NULL (batch_plan) */
+    int btok;               /* the symbol counting new tokens (T) */
+    bool *btail;            /* per node id: a last-rows slice or computed from one */
+    bool *bslice;           /* per node id: a last-rows slice of the tokens */
+    bool rows_pass;         /* emitting a tail kernel again over nseq * len rows */
 } Emit;
 
 /* ---- names ---------------------------------------------------------------- */
@@ -104,7 +109,7 @@ static const char *const library_names[] = {
     "memcpy", "memset", "expf", "logf", "sqrtf", "tanhf", "erff", "pow", "cos", "sin",
     "INFINITY", "NAN", "SIZE_MAX", "INT64_C", "int64_t", "int32_t", "uint64_t", "size_t",
     "NULL", "uintptr_t", "UINT64_MAX", "w", "cache", "workspace", "workspace_bytes", "fa", "ctx",
-    "tid", "nth",
+    "tid", "nth", "caches", "nseq", "fb",
 };
 
 /* Every parameter and local of the kernels.  Symbols are kernel parameters
@@ -2253,6 +2258,12 @@ typedef struct KCall {
     int *root;
     bool *written;
     const char *scratch;    /* its per-thread scratch bytes (kern_scratch), or NULL */
+    const char *bcall;      /* the call on sequence fu_s of a batch (rows from fu_r0) */
+    int bclass;             /* in a batch: 0 once over every token, 1 per sequence,
+                             * 2 a last-rows slice per sequence, 3 once over the
+                             * sequences' last rows (rcall) */
+    const char *rcall;      /* class 3: the call over the nseq * len last rows */
+    unsigned used;          /* the symbols it takes */
 } KCall;
 
 /* The kernels written so far, each by its canonical text (same_kernel). */
@@ -2366,6 +2377,147 @@ static const char *same_kernel(Emit *e, const Kern *k, const Kernel *kr, const c
  * written here; the fused kinds are written by their emitters when those
  * exist, else node by node (correct, only unfused), with a barrier between
  * the nodes since each splits its work its own way. */
+/* ---- batches of sequences (NAME_forward_batch) ------------------------------- */
+
+/*
+ * forward_batch runs several independent sequences, each with its own caches,
+ * P_s cached rows and T_s new tokens, in one call: their tokens are packed
+ * into [sum T_s, ...] inputs and outputs, the kernels that treat every token
+ * alike (norms, linear layers, RoPE, the MLP) run once over all of them, and
+ * the kernels that depend on a sequence (append, attention, positions) run
+ * once per sequence on its rows and its caches, with its own T and P.  A
+ * last-rows slice (the logits of the last position) and everything computed
+ * from it run per sequence too, giving one row (len rows) per sequence.
+ */
+
+/* A dim's token multiple: 0 constant, c > 0 for c * T (the token symbol
+ * alone), -1 anything else (P, P + T, T + 1). */
+static int64_t batch_dim(const Emit *e, Dim d) {
+    if (dim_is_const(d))
+        return 0;
+    for (int s = 0; s < FU_MAX_SYMS; s++)
+        if (s != e->btok && d.k[s])
+            return -1;
+    return d.c == 0 && d.k[e->btok] > 0 ? d.k[e->btok] : -1;
+}
+
+/* Elements per token of a node whose first axis is c * T; 0 without one. */
+static int64_t batch_row(const Emit *e, const Node *n) {
+    int64_t c = n->rank ? batch_dim(e, n->shape[0]) : 0;
+    for (int d = 1; d < n->rank && c > 0; d++)
+        c *= n->shape[d].c;
+    return c > 0 ? c : 0;
+}
+
+static bool batch_seq_op(Op op) {
+    return op == OP_ATTENTION || op == OP_APPEND || op == OP_POSITIONS || op == OP_CAUSAL_MASK;
+}
+
+static const char *batch_what(const Node *n) {
+    while (n->op == OP_RESHAPE && !n->label)
+        n = n->in[0];
+    return n->name ? fu_format("'%s'", n->name)
+                   : n->label ? fu_format("'%s'", n->label) : fu_format("%s %%%d", op_info[n->op].name, n->id);
+}
+
+/* Whether the block can run batches: NULL, or why not.  Every tensor must
+ * count tokens on its first axis only (c * T rows, or none), no op may mix
+ * the rows of different tokens except the per-sequence ones (append,
+ * attention, positions) and a last-rows slice, after which nothing may meet
+ * the tokens again. */
+static const char *batch_plan(Emit *e) {
+    const Graph *g = e->g;
+    int s, i, j, d;
+    e->btail = fu_alloc(sizeof *e->btail * (size_t)(g->nnodes + 1));
+    e->bslice = fu_alloc(sizeof *e->bslice * (size_t)(g->nnodes + 1));
+    e->btok = -1;
+    if (g->nsyms != (g->ncaches ? 2 : 1))
+        return g->ncaches ? "it needs exactly two symbols, the new tokens and the cached rows (dim T, P)"
+                          : "it needs exactly one symbol, the new tokens (dim T)";
+    for (s = 0; s < g->nsyms; s++)
+        if (!g->ncaches || s != g->cache_sym)
+            e->btok = s;
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        bool tail = false, tok_in = false, tok;
+        if (n->op == OP_CACHE || n->op == OP_APPEND || n->op == OP_WEIGHT || n->op == OP_CONST || n->folded)
+            continue;
+        for (j = 0; j < n->nin; j++) {
+            tail |= e->btail[n->in[j]->id];
+            tok_in |= batch_row(e, n->in[j]) > 0;
+        }
+        for (d = 1; d < n->rank; d++)
+            if (!dim_is_const(n->shape[d]))
+                return fu_format("%s has a symbolic dim on axis %d (only the first axis may count tokens)",
+                                 batch_what(n), d);
+        if (n->rank && batch_dim(e, n->shape[0]) < 0)
+            return fu_format("%s has %s rows, not a multiple of %s", batch_what(n), dim_c(g, n->shape[0], NULL),
+                             g->sym_names[e->btok]);
+        tok = batch_row(e, n) > 0;
+        if (n->op == OP_OUTPUT) {
+            if (!tok && !tail)
+                return fu_format("output '%s' has no token axis", n->name);
+            if (tail && e->home[n->in[0]->id] != HOME_OUTPUT)
+                return fu_format("output '%s' (last rows) is not computed in place", n->name);
+            e->btail[i] = tail;
+            continue;
+        }
+        if (n->op == OP_SLICE && n->i[0] == 0 && n->i[1] < 0 && tok_in && !tail) {
+            e->btail[i] = e->bslice[i] = true;
+            continue;
+        }
+        if ((n->op == OP_SLICE || n->op == OP_CONCAT) && n->i[0] == 0 && tok)
+            return fu_format("%s: '%s' on the token axis", batch_what(n), op_info[n->op].name);
+        if (tail && (tok || batch_seq_op(n->op)))
+            return fu_format("%s: '%s' meets the tokens after a last-rows slice", batch_what(n),
+                             op_info[n->op].name);
+        if (tok_in && !tok && !tail)
+            return fu_format("%s: '%s' reduces over the tokens", batch_what(n), op_info[n->op].name);
+        e->btail[i] = tail;
+    }
+    return NULL;
+}
+
+/* A kernel's argument on sequence fu_s: its caches, its rows (from row
+ * fu_r0 of the packed tokens), its last rows (row fu_s * len). */
+static const char *batch_arg(const Emit *e, const Node *n, const Node *r) {
+    const char *ref = e->ref[n->id];
+    int64_t row;
+    if (e->batch_no || e->rows_pass)
+        return ref;
+    if (e->home[r->id] == HOME_CACHE)
+        return fu_format("fb->caches[fu_s]->%s", ref + strlen("cache->"));
+    if (e->btail[r->id] && e->home[r->id] == HOME_SLOT)
+        ref = fu_format("fu_bt%d", r->id);
+    if (e->btail[n->id])
+        return fu_format("(%s + fu_s * %lld)", ref, (long long)ir_numel(n, NULL));
+    row = batch_row(e, n);
+    return row > 0 ? fu_format("(%s + fu_r0 * %lld)", ref, (long long)row) : ref;
+}
+
+/* KCall.bclass of a kernel. */
+static int batch_class(const Emit *e, const Kernel *kr, const Kern *k) {
+    const Graph *g = e->g;
+    int cls = 0, i;
+    if (e->batch_no || e->rows_pass)
+        return 0;
+    for (i = 0; i < kr->nnodes; i++)
+        if (e->bslice[kr->nodes[i]->id])
+            return 2;
+    for (i = 0; i < kr->nnodes; i++) {
+        if (e->btail[kr->nodes[i]->id])
+            return 3;
+        if (batch_seq_op(kr->nodes[i]->op))
+            cls = 1;
+    }
+    for (i = 0; i < k->np; i++)
+        if (e->home[root(e, k->p[i].node)->id] == HOME_CACHE)
+            cls = 1;
+    if (g->ncaches && (k->used & (1u << g->cache_sym)))
+        cls = 1;
+    return cls;
+}
+
 static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     const Graph *g = e->g;
     Kern *k = fu_alloc(sizeof *k);
@@ -2433,11 +2585,13 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         text = &discard;
 
     KCall *kc = fu_alloc(sizeof *kc);
+    Buf bcall = {0};
     kc->np = k->np;
     kc->root = fu_alloc(sizeof *kc->root * (size_t)(k->np + 1));
     kc->written = fu_alloc(sizeof *kc->written * (size_t)(k->np + 1));
     buf_printf(text, "static %svoid %s(int tid, int nth", v_attr(e->vt), name);
     buf_printf(&call, "%s(tid, nth", name);
+    buf_printf(&bcall, "%s(tid, nth", name);
     for (i = 0; i < k->np; i++) {
         const Node *r = root(e, k->p[i].node);
         e->run_used[r->id] = true;
@@ -2445,17 +2599,22 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         kc->written[i] = k->p[i].written;
         buf_printf(text, ", %s", param_decl(&k->p[i]));
         buf_printf(&call, ", %s", e->ref[k->p[i].node->id]);
+        buf_printf(&bcall, ", %s", batch_arg(e, k->p[i].node, r));
     }
     for (s = 0; s < g->nsyms; s++)
         if (k->used & (1u << s)) {
             buf_printf(text, ", int64_t %s", g->sym_names[s]);
-            buf_printf(&call, ", %s", g->sym_names[s]);
+            buf_printf(&call, ", %s", e->rows_pass && s == e->btok ? "fb->nseq" : g->sym_names[s]);
+            buf_printf(&bcall, ", fb->%s[fu_s]", s == e->btok ? "tok" : "past");
         }
     if (k->err) {
         buf_puts(text, ", int64_t *fu_err");
         buf_puts(&call, ", fa->err");
+        buf_puts(&bcall, ", fa->err");
         e->has_err = true;
     }
+    kc->used = k->used;
+    kc->bclass = batch_class(e, kr, k);
     e->run_syms |= k->used;
     kc->scratch = k->scratch;
     buf_puts(text, ") {\n");
@@ -2465,7 +2624,9 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     free(k->body.data);
     free(discard.data);
     buf_puts(&call, ");");
+    buf_puts(&bcall, ");");
     kc->call = take(&call, "");
+    kc->bcall = take(&bcall, "");
     return kc;
 }
 
@@ -2912,6 +3073,146 @@ static void emit_fold(Emit *e) {
     buf_puts(c, "    return 0;\n}\n\n");
 }
 
+/* forward's refusal of a NULL w, unbound weights and stale folded values. */
+static void emit_weight_checks(Emit *e, const char *who) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i;
+    if (g->nweights) {
+        buf_printf(c, "    if (!w)\n        return fr_seterr(NULL, FR_ENULL, \"%s: w is NULL\");\n", who);
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(c, "    if (!w->%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: weight '%s' is "
+                          "not bound (w->%s is NULL)\");\n",
+                       e->c_w[i], who, g->weights[i]->name, e->c_w[i]);
+        int *src = fu_alloc(sizeof *src * (size_t)(g->nweights + 1));
+        int nsrc = fold_sources(g, src);
+        for (i = 0; i < nsrc; i++)
+            buf_printf(c, "    if (w->fu_fold_src[%d] != (const void *)w->%s)\n        return fr_seterr(NULL, "
+                          "FR_ENULL, \"%s: weight '%s' is not the one its folded values were computed from "
+                          "(call %s_bind or %s_fold again)\");\n",
+                       i, e->c_w[src[i]], who, g->weights[src[i]]->name, g->name, g->name);
+    }
+}
+
+/* This CPU must have the target's features; for multi:, fu_fn becomes the
+ * variant's function `run`_TAG. */
+static void emit_cpu_check(Emit *e, const char *who, const char *run) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i;
+    (void)g;
+    if (e->t->nvariants) {
+        const Target *lv = least_variant(e->t);
+        buf_puts(c, "    fr_task fu_fn;\n    switch (fu_pick()) {\n");
+        for (i = 0; i < e->t->nvariants; i++) {
+            const Target *v = e->t->variants[i];
+            if (v->guard[0])
+                buf_printf(c, "#if %s\n", v->guard);
+            buf_printf(c, "    case %d:\n        fu_fn = %s_%s;\n        break;\n", i, run, v->tag);
+            if (v->guard[0])
+                buf_puts(c, "#endif\n");
+        }
+        buf_printf(c, "    default:\n        fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n"
+                      "        return fu_rc != 0 ? fu_rc\n"
+                      "                          : fr_seterr(NULL, FR_ECPU, \"%s: no variant of target %s "
+                      "was compiled for this CPU\");\n    }\n",
+                   who, fu_format("%s, the least demanding variant of %s,", lv->name, e->t->name),
+                   lv->features, who, e->t->name);
+    } else if (e->t->features) {
+        /* FU_AMX_NEED: the AMX bits, unless tests emulate the tiles (typed.c) */
+        bool amx = (e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R);
+        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", %s);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+                   who, e->t->name,
+                   amx ? fu_format("FU_AMX_NEED(0x%xu)", e->t->features) : fu_format("0x%xu", e->t->features));
+    }
+}
+
+/* The workspace checks and the thread count fu_n; `syms` lists the symbol
+ * values ("T, P, "). */
+static void emit_workspace_checks(Emit *e, const char *who, const char *syms) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    /* the bytes a call on `n` threads needs, as C */
+    const char *need1 = e->nscratch ? fu_format("fu_need(fu_total, %s1)", syms) : "fu_total";
+    /* The workspace: there, aligned, and large enough for one thread. */
+    buf_printf(c, "    uint64_t fu_need1 = %s;\n", need1);
+    buf_printf(c, "    if (!workspace && fu_need1 > 0)\n"
+                  "        return fr_seterr(NULL, FR_ENULL, \"%s: workspace is NULL, the call needs %%llu bytes\",\n"
+                  "                         (unsigned long long)fu_need1);\n", who);
+    buf_printf(c, "    if (((uintptr_t)workspace & 63u) != 0)\n"
+                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace is not 64-byte aligned "
+                  "(allocate it with fr_alloc)\");\n", who);
+    buf_printf(c, "    if (fu_need1 > workspace_bytes)\n"
+                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace has %%zu bytes, the call "
+                  "needs %%llu (%s_workspace_size)\",\n"
+                  "                         workspace_bytes, (unsigned long long)fu_need1);\n",
+               who, g->name);
+    /* Threads: as many as asked for and the workspace has scratch for; the
+     * pool may give fewer (busy, nested, threads refused). */
+    if (e->nscratch) {
+        const char *fits = fu_format("fu_need(fu_total, %sfu_n) > workspace_bytes", syms);
+        buf_printf(c, "    int fu_n = fr_pool_threads();\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
+        buf_printf(c, "    fu_n = fr_pool_acquire(fu_n);\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
+    } else {
+        buf_puts(c, "    int fu_n = fr_pool_acquire(fr_pool_threads());\n");
+    }
+}
+
+/* After the run: an id out of range, the first one thread 0 found. */
+static void emit_index_errors(Emit *e, const char *who) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i;
+    for (i = 0; e->has_err && i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
+        if (n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe)
+            continue;
+        const Node *x = n->in[moe ? 2 : 0], *ids = n->in[1];
+        buf_printf(c, "    if (fu_err[0] == %d)\n        return fr_seterr(NULL, FR_EINDEX, \"%s: %s: id %%lld at element "
+                      "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
+                      "(long long)fu_err[1]);\n",
+                   i, who, op_info[n->op].name, node_what(ids),
+                   (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
+                   n->op == OP_GATHER ? fu_format("the last axis of %s", node_what(x))
+                                      : fu_format("the %s of %s", moe ? "experts" : "rows", node_what(x)));
+    }
+}
+
+/* Fills the run function's arguments (fields `pre`, symbol values `syms`
+ * as "T, P, ", then the lines `extra`), runs `run` (or fu_fn) on the pool
+ * with `ctx`, and reports an id out of range. */
+static void emit_pool_run(Emit *e, const char *who, const char *pre, const char *syms, const char *extra,
+                          const char *ctx, const char *run) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    const char *v = syms;
+    int i;
+    for (i = 0; i < g->nsyms; i++) {
+        const char *end = strchr(v, ',');
+        buf_printf(c, "    %s%s = %.*s;\n", pre, g->sym_names[i], (int)(end - v), v);
+        v = end + 2;
+    }
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    %s%s = %s;\n", pre, e->c_in[i], e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    %s%s = %s;\n", pre, e->c_out[i], e->c_out[i]);
+    if (e->has_err)
+        buf_printf(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    %serr = fu_err;\n", pre);
+    buf_printf(c, "    %sws = (char *)workspace;\n    %soff = fu_off;\n%s", pre, pre, extra);
+    buf_printf(c, "    fr_pool_run(fu_n, %s, %s, %s);\n", e->t->nvariants ? "fu_fn" : run, ctx,
+               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", syms) : "NULL, 0");
+    for (i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_CONST && e->needed[i])
+            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
+        if (e->home[i] == HOME_SLOT && e->needed[i])
+            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
+                       ctype(n), e->slot[i]);
+    }
+    emit_index_errors(e, who);
+}
+
 static void emit_forward(Emit *e) {
     const Graph *g = e->g;
     Buf *c = &e->c;
@@ -2919,8 +3220,6 @@ static void emit_forward(Emit *e) {
     int i;
     const char *indent = fu_format("%*s", (int)strlen(g->name) + 13, "");
     const char *who = fu_format("%s_forward", g->name);
-    /* the bytes a call on `n` threads needs, as C */
-    const char *need1 = e->nscratch ? fu_format("fu_need(fu_total, %s1)", sym_list(g, ", ")) : "fu_total";
 
     emit_scratch(e);
     buf_printf(c, "size_t %s_workspace_size(%s) {\n", g->name, ws_params(g));
@@ -2951,20 +3250,7 @@ static void emit_forward(Emit *e) {
     buf_printf(c, "    size_t fu_off[%d], fu_total;\n    int fu_rc;\n", e->nslots ? e->nslots : 1);
     /* Null pointers and unbound weights are refused, not dereferenced; each
      * refusal names the argument. */
-    if (g->nweights) {
-        buf_printf(c, "    if (!w)\n        return fr_seterr(NULL, FR_ENULL, \"%s: w is NULL\");\n", who);
-        for (i = 0; i < g->nweights; i++)
-            buf_printf(c, "    if (!w->%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: weight '%s' is "
-                          "not bound (w->%s is NULL)\");\n",
-                       e->c_w[i], who, g->weights[i]->name, e->c_w[i]);
-        int *src = fu_alloc(sizeof *src * (size_t)(g->nweights + 1));
-        int nsrc = fold_sources(g, src);
-        for (i = 0; i < nsrc; i++)
-            buf_printf(c, "    if (w->fu_fold_src[%d] != (const void *)w->%s)\n        return fr_seterr(NULL, "
-                          "FR_ENULL, \"%s: weight '%s' is not the one its folded values were computed from "
-                          "(call %s_bind or %s_fold again)\");\n",
-                       i, e->c_w[src[i]], who, g->weights[src[i]]->name, g->name, g->name);
-    }
+    emit_weight_checks(e, who);
     if (g->ncaches) {
         buf_printf(c, "    if (!cache)\n        return fr_seterr(NULL, FR_ENULL, \"%s: cache is NULL\");\n", who);
         for (i = 0; i < g->ncaches; i++)
@@ -2997,93 +3283,14 @@ static void emit_forward(Emit *e) {
         buf_puts(c, ex);
     }
     take(&caps, "");
-    /* This CPU must have the target's features (multi: one variant's). */
-    if (e->t->nvariants) {
-        const Target *lv = least_variant(e->t);
-        buf_puts(c, "    fr_task fu_fn;\n    switch (fu_pick()) {\n");
-        for (i = 0; i < e->t->nvariants; i++) {
-            const Target *v = e->t->variants[i];
-            if (v->guard[0])
-                buf_printf(c, "#if %s\n", v->guard);
-            buf_printf(c, "    case %d:\n        fu_fn = fu_run_%s;\n        break;\n", i, v->tag);
-            if (v->guard[0])
-                buf_puts(c, "#endif\n");
-        }
-        buf_printf(c, "    default:\n        fu_rc = fr_cpu_check(\"%s\", \"%s\", 0x%xu);\n"
-                      "        return fu_rc != 0 ? fu_rc\n"
-                      "                          : fr_seterr(NULL, FR_ECPU, \"%s: no variant of target %s "
-                      "was compiled for this CPU\");\n    }\n",
-                   who, fu_format("%s, the least demanding variant of %s,", lv->name, e->t->name),
-                   lv->features, who, e->t->name);
-    } else if (e->t->features) {
-        /* FU_AMX_NEED: the AMX bits, unless tests emulate the tiles (typed.c) */
-        bool amx = (e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R);
-        buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", %s);\n    if (fu_rc != 0)\n        return fu_rc;\n",
-                   who, e->t->name,
-                   amx ? fu_format("FU_AMX_NEED(0x%xu)", e->t->features) : fu_format("0x%xu", e->t->features));
-    }
-    /* The workspace: there, aligned, and large enough for one thread. */
-    buf_printf(c, "    uint64_t fu_need1 = %s;\n", need1);
-    buf_printf(c, "    if (!workspace && fu_need1 > 0)\n"
-                  "        return fr_seterr(NULL, FR_ENULL, \"%s: workspace is NULL, the call needs %%llu bytes\",\n"
-                  "                         (unsigned long long)fu_need1);\n", who);
-    buf_printf(c, "    if (((uintptr_t)workspace & 63u) != 0)\n"
-                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace is not 64-byte aligned "
-                  "(allocate it with fr_alloc)\");\n", who);
-    buf_printf(c, "    if (fu_need1 > workspace_bytes)\n"
-                  "        return fr_seterr(NULL, FR_EWORKSPACE, \"%s: the workspace has %%zu bytes, the call "
-                  "needs %%llu (%s_workspace_size)\",\n"
-                  "                         workspace_bytes, (unsigned long long)fu_need1);\n",
-               who, g->name);
-    /* Threads: as many as asked for and the workspace has scratch for; the
-     * pool may give fewer (busy, nested, threads refused). */
-    if (e->nscratch) {
-        const char *fits = fu_format("fu_need(fu_total, %sfu_n) > workspace_bytes", sym_list(g, ", "));
-        buf_printf(c, "    int fu_n = fr_pool_threads();\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
-        buf_printf(c, "    fu_n = fr_pool_acquire(fu_n);\n    while (fu_n > 1 && %s)\n        fu_n--;\n", fits);
-    } else {
-        buf_puts(c, "    int fu_n = fr_pool_acquire(fr_pool_threads());\n");
-    }
+    emit_cpu_check(e, who, "fu_run");
+    emit_workspace_checks(e, who, sym_list(g, ", "));
     buf_puts(c, "    fu_args fa;\n    memset(&fa, 0, sizeof fa);\n");
     if (g->nweights)
         buf_puts(c, "    fa.w = w;\n");
     if (g->ncaches)
         buf_puts(c, "    fa.cache = cache;\n");
-    for (i = 0; i < g->nsyms; i++)
-        buf_printf(c, "    fa.%s = %s;\n", g->sym_names[i], g->sym_names[i]);
-    for (i = 0; i < g->ninputs; i++)
-        buf_printf(c, "    fa.%s = %s;\n", e->c_in[i], e->c_in[i]);
-    for (i = 0; i < g->noutputs; i++)
-        buf_printf(c, "    fa.%s = %s;\n", e->c_out[i], e->c_out[i]);
-    if (e->has_err)
-        buf_puts(c, "    int64_t fu_err[3] = {-1, -1, -1};\n    fa.err = fu_err;\n");
-    buf_puts(c, "    fa.ws = (char *)workspace;\n    fa.off = fu_off;\n");
-    buf_printf(c, "    fr_pool_run(fu_n, %s, &fa, %s);\n", e->t->nvariants ? "fu_fn" : "fu_run",
-               e->nscratch ? fu_format("(char *)workspace + fu_total, fu_scratch(%sfu_n)", sym_list(g, ", "))
-                           : "NULL, 0");
-    for (i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        if (n->op == OP_CONST && e->needed[i])
-            buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
-        if (e->home[i] == HOME_SLOT && e->needed[i])
-            buf_printf(c, "    %s *%s = (%s *)((char *)workspace + fu_off[%d]);\n", ctype(n), e->ref[i],
-                       ctype(n), e->slot[i]);
-    }
-    /* An id out of range: the first one thread 0 found. */
-    for (i = 0; e->has_err && i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
-        if (n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe)
-            continue;
-        const Node *x = n->in[moe ? 2 : 0], *ids = n->in[1];
-        buf_printf(c, "    if (fu_err[0] == %d)\n        return fr_seterr(NULL, FR_EINDEX, \"%s: %s: id %%lld at element "
-                      "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
-                      "(long long)fu_err[1]);\n",
-                   i, who, op_info[n->op].name, node_what(ids),
-                   (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
-                   n->op == OP_GATHER ? fu_format("the last axis of %s", node_what(x))
-                                      : fu_format("the %s of %s", moe ? "experts" : "rows", node_what(x)));
-    }
+    emit_pool_run(e, who, "fa.", sym_list(g, ", "), "", "&fa", "fu_run");
     /* Outputs not computed in place are copied last: by then every kernel
      * (fused ones too) has finished writing what they copy. */
     for (i = 0; i < g->noutputs; i++) {
@@ -3123,6 +3330,70 @@ static void emit_desc_table(Emit *e, const char *what, Node *const *list, int n)
         buf_printf(&e->c, "    {\"%s\", %s, %d, %s},\n", list[i]->name, fr_dtype_c(list[i]),
                    list[i]->rank, shape_init(e->g, list[i]));
     buf_puts(&e->c, "};\n");
+}
+
+/* The desc trampolines' weights struct from the weights array. */
+static void emit_desc_weights(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    for (int i = 0; i < g->nweights; i++)
+        buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
+    if (fold_sources(g, NULL)) /* generic drivers have no bind: fold on each call */
+        buf_printf(c, "    {\n        int fu_frc = %s_fold(&w, NULL);\n        if (fu_frc != 0)\n"
+                      "            return fu_frc;\n    }\n", g->name);
+}
+
+/* desc.run_batch: forward_batch with every sequence's caches built from
+ * caches[s][i] and capacity[s], symbol j of sequence s at syms[j * nseq + s]. */
+static void emit_desc_run_batch(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    int i, s;
+    buf_printf(c, "static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {\n"
+                  "    if (!syms)\n        return 0;\n    return %s_workspace_size_batch(nseq", g->name);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, ", syms + %d * nseq", s);
+    buf_puts(c, ");\n}\n\n");
+    buf_puts(c, "static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,\n"
+                "                             const int64_t *capacity, int64_t nseq, const int64_t *syms,\n"
+                "                             const void *const *inputs, void *const *outputs, void *workspace,\n"
+                "                             size_t workspace_bytes) {\n");
+    if (g->nweights)
+        buf_printf(c, "    %s_weights w;\n", g->name);
+    buf_printf(c, "    if (!weights || !caches || !capacity || !syms || !inputs || !outputs)\n        return "
+                  "fr_seterr(NULL, FR_ENULL, \"%s_desc.run_batch: NULL array argument\");\n", g->name);
+    buf_printf(c, "    if (nseq < 1 || nseq > 1048576)\n        return fr_seterr(NULL, FR_EDIM, \"%s_desc.run_batch: "
+                  "nseq = %%lld is outside [1, 1048576]\", (long long)nseq);\n", g->name);
+    if (!g->nweights)
+        buf_puts(c, "    (void)weights;\n");
+    if (!g->ncaches)
+        buf_puts(c, "    (void)caches;\n    (void)capacity;\n");
+    if (!g->ninputs)
+        buf_puts(c, "    (void)inputs;\n");
+    emit_desc_weights(e);
+    if (g->ncaches) {
+        buf_printf(c, "    %s_cache *cs = fr_alloc(sizeof *cs * (size_t)nseq), **cp = fr_alloc(sizeof *cp * (size_t)nseq);\n"
+                      "    if (!cs || !cp) {\n        fr_free(cs);\n        fr_free(cp);\n"
+                      "        return fr_seterr(NULL, FR_ENOMEM, \"%s_desc.run_batch: out of memory\");\n    }\n"
+                      "    for (int64_t s = 0; s < nseq; ++s) {\n        cp[s] = caches[s] ? &cs[s] : NULL;\n"
+                      "        cs[s].capacity = capacity[s];\n", g->name, g->name);
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(c, "        cs[s].%s = caches[s] ? (%s *)caches[s][%d] : NULL;\n", e->c_cache[i],
+                       ctype(g->caches[i]), i);
+        buf_puts(c, "    }\n");
+    }
+    buf_printf(c, "    int rc = %s_forward_batch(%s%snseq", g->name, g->nweights ? "&w, " : "",
+               g->ncaches ? "cp, " : "");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, ", syms + %d * nseq", s);
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, ", (const %s *)inputs[%d]", ctype(g->inputs[i]), i);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, ", (%s *)outputs[%d]", ctype(g->outputs[i]), i);
+    buf_puts(c, ", workspace, workspace_bytes);\n");
+    if (g->ncaches)
+        buf_puts(c, "    fr_free(cs);\n    fr_free(cp);\n");
+    buf_puts(c, "    return rc;\n}\n\n");
 }
 
 static void emit_bind_and_desc(Emit *e) {
@@ -3248,11 +3519,7 @@ static void emit_bind_and_desc(Emit *e) {
         buf_puts(c, "    (void)inputs;\n");
     if (!g->noutputs)
         buf_puts(c, "    (void)outputs;\n");
-    for (i = 0; i < g->nweights; i++)
-        buf_printf(c, "    w.%s = (const %s *)weights[%d];\n", e->c_w[i], ctype(g->weights[i]), i);
-    if (fold_sources(g, NULL)) /* generic drivers have no bind: fold on each call */
-        buf_printf(c, "    {\n        int fu_frc = %s_fold(&w, NULL);\n        if (fu_frc != 0)\n"
-                      "            return fu_frc;\n    }\n", g->name);
+    emit_desc_weights(e);
     for (i = 0; i < g->ncaches; i++)
         buf_printf(c, "    c.%s = (%s *)caches[%d];\n", e->c_cache[i], ctype(g->caches[i]), i);
     if (g->ncaches)
@@ -3274,6 +3541,8 @@ static void emit_bind_and_desc(Emit *e) {
         buf_printf(c, "%sworkspace, workspace_bytes);\n}\n\n", sep);
     }
 
+    if (!e->batch_no)
+        emit_desc_run_batch(e);
     buf_printf(c, "const fr_block_desc %s_desc = {\n", g->name);
     buf_printf(c, "    .name = \"%s\",\n    .target = \"%s\",\n", g->name, e->t->name);
     buf_printf(c, "    .nsyms = %d,\n    .sym_names = %s,\n    .cache_sym = %d,\n", g->nsyms,
@@ -3283,7 +3552,10 @@ static void emit_bind_and_desc(Emit *e) {
     buf_printf(c, "    .inputs = %s,\n    .weights = %s,\n    .outputs = %s,\n    .caches = %s,\n",
                g->ninputs ? "fu_inputs" : "NULL", g->nweights ? "fu_weights" : "NULL",
                g->noutputs ? "fu_outputs" : "NULL", g->ncaches ? "fu_caches" : "NULL");
-    buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
+    buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n");
+    if (!e->batch_no)
+        buf_puts(c, "    .run_batch = fu_desc_run_batch,\n    .workspace_size_batch = fu_desc_workspace_size_batch,\n");
+    buf_puts(c, "};\n");
 }
 
 /* ---- writing the .c as it is made --------------------------------------------- */
@@ -3371,7 +3643,8 @@ static KCall *keep_call(const KCall *kc, FuMark m) {
     int np = kc->np;
     size_t ncall = strlen(kc->call) + 1, nscr = kc->scratch ? strlen(kc->scratch) + 1 : 0;
     size_t nroot = sizeof *kc->root * (size_t)np, nwr = sizeof *kc->written * (size_t)np;
-    char *tmp = malloc(nroot + nwr + ncall + nscr + 1);
+    size_t nb = strlen(kc->bcall) + 1;
+    char *tmp = malloc(nroot + nwr + ncall + nscr + nb + 1);
     if (!tmp)
         fu_internal(__FILE__, __LINE__, "out of memory");
     memcpy(tmp, kc->root, nroot);
@@ -3379,9 +3652,15 @@ static KCall *keep_call(const KCall *kc, FuMark m) {
     memcpy(tmp + nroot + nwr, kc->call, ncall);
     if (nscr)
         memcpy(tmp + nroot + nwr + ncall, kc->scratch, nscr);
+    memcpy(tmp + nroot + nwr + ncall + nscr, kc->bcall, nb);
+    int bclass = kc->bclass;
+    unsigned used = kc->used;
     fu_arena_release_to(m);
     KCall *out = fu_alloc(sizeof *out);
     out->np = np;
+    out->bclass = bclass;
+    out->used = used;
+    out->bcall = fu_strndup(tmp + nroot + nwr + ncall + nscr, nb - 1);
     out->root = fu_alloc(nroot + sizeof *out->root);
     out->written = fu_alloc(nwr + sizeof *out->written);
     memcpy(out->root, tmp, nroot);
@@ -3394,6 +3673,203 @@ static KCall *keep_call(const KCall *kc, FuMark m) {
 
 /* One function per kernel of the schedule for the current variant;
  * returns the calls, indexed by kernel id, which is the execution order. */
+/* "const int64_t *T, const int64_t *P": fmt with each symbol's name. */
+static const char *sym_args_fmt(const Graph *g, const char *fmt_each) {
+    Buf b = {0};
+    for (int s = 0; s < g->nsyms; s++) {
+        if (s)
+            buf_puts(&b, ", ");
+        buf_printf(&b, fmt_each, g->sym_names[s]);
+    }
+    return take(&b, "");
+}
+
+/* forward_batch's parameters: caches and the symbols become arrays, one
+ * entry per sequence. */
+static const char *batch_params(Emit *e, const char *indent) {
+    const Graph *g = e->g;
+    Buf b = {0};
+    int i, s;
+    const char *sep = fu_format(",\n%s", indent);
+    if (g->nweights)
+        buf_printf(&b, "const %s_weights *w%s", g->name, sep);
+    if (g->ncaches)
+        buf_printf(&b, "%s_cache *const *caches, ", g->name);
+    buf_puts(&b, "int64_t nseq");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(&b, ", const int64_t *%s", g->sym_names[s]);
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(&b, "%sconst %s *%s /* %s */", sep, ctype(g->inputs[i]), e->c_in[i], type_text(g, g->inputs[i]));
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(&b, "%s%s *%s /* %s%s */", sep, ctype(g->outputs[i]), e->c_out[i], type_text(g, g->outputs[i]),
+                   e->btail[g->outputs[i]->id] ? " per sequence" : "");
+    buf_printf(&b, "%svoid *workspace, size_t workspace_bytes", sep);
+    return take(&b, "");
+}
+
+/* A dim as C for sequence fu_s of a batch. */
+static const char *batch_dim_c(const Graph *g, Dim d) {
+    Buf b = {0};
+    buf_printf(&b, "(INT64_C(%lld)", (long long)d.c);
+    for (int s = 0; s < g->nsyms; s++)
+        if (d.k[s])
+            buf_printf(&b, " + %d * %s[fu_s]", d.k[s], g->sym_names[s]);
+    buf_puts(&b, ")");
+    return take(&b, "");
+}
+
+/* The bytes of the batch's region for the last rows (fu_bt<id>: nseq blocks
+ * of each tail slot, 64-byte aligned), as C; NULL without tail slots. */
+static const char *batch_tail_bytes(const Emit *e) {
+    const Graph *g = e->g;
+    Buf b = {0};
+    for (int i = 0; i < g->nnodes; i++)
+        if (e->run_used[i] && e->home[i] == HOME_SLOT && e->btail[i])
+            buf_printf(&b, "%s(((size_t)nseq * %lldu * sizeof(%s) + 63u) & ~(size_t)63u)", b.len ? " + " : "",
+                       (long long)ir_numel(g->nodes[i], NULL), ctype(g->nodes[i]));
+    return b.len ? take(&b, "") : NULL;
+}
+
+/* NAME_workspace_size_batch: workspace_size(sum of T, largest P) and the
+ * last rows' region. */
+static void emit_workspace_size_batch(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    const char *tok = g->sym_names[e->btok], *tb = batch_tail_bytes(e);
+    int s;
+    buf_printf(c, "size_t %s_workspace_size_batch(int64_t nseq", g->name);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, ", const int64_t *%s", g->sym_names[s]);
+    buf_printf(c, ") {\n    int64_t %s;\n", sym_args(g, "fu_b%d = 0"));
+    buf_puts(c, "    if (nseq < 1");
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, " || !%s", g->sym_names[s]);
+    buf_printf(c, ") {\n        fr_seterr(NULL, FR_EDIM, \"%s_workspace_size_batch: nseq < 1 or a NULL array\");\n"
+                  "        return 0;\n    }\n", g->name);
+    buf_puts(c, "    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {\n");
+    buf_printf(c, "        if (%s[fu_s] < 1 || %s[fu_s] > FU_SYM_MAX - fu_b%d) {\n            fr_seterr(NULL, FR_EDIM, "
+                  "\"%s_workspace_size_batch: %s[%%lld] = %%lld\", (long long)fu_s, (long long)%s[fu_s]);\n"
+                  "            return 0;\n        }\n        fu_b%d += %s[fu_s];\n",
+               tok, tok, e->btok, g->name, tok, tok, e->btok, tok);
+    for (s = 0; s < g->nsyms; s++)
+        if (s != e->btok)
+            buf_printf(c, "        fu_b%d = %s[fu_s] > fu_b%d ? %s[fu_s] : fu_b%d;\n", s, g->sym_names[s], s,
+                       g->sym_names[s], s);
+    buf_puts(c, "    }\n");
+    if (!tb) {
+        buf_printf(c, "    return %s_workspace_size(%s);\n}\n\n", g->name, sym_args(g, "fu_b%d"));
+        return;
+    }
+    buf_printf(c, "    size_t fu_off[%d], fu_total;\n    if (fu_layout(\"%s_workspace_size_batch\", %s, fu_off, &fu_total) != 0)\n"
+                  "        return 0;\n    size_t fu_ws = %s_workspace_size(%s);\n",
+               e->nslots ? e->nslots : 1, g->name, sym_args(g, "fu_b%d"), g->name, sym_args(g, "fu_b%d"));
+    buf_printf(c, "    return fu_ws + %s;\n}\n\n", tb);
+}
+
+static void emit_forward_batch(Emit *e) {
+    const Graph *g = e->g;
+    Buf *c = &e->c;
+    Buf caps = {0};
+    int i, s;
+    const char *who = fu_format("%s_forward_batch", g->name);
+    const char *tok = g->sym_names[e->btok], *past = g->ncaches ? g->sym_names[g->cache_sym] : NULL;
+    const char *bsyms = fu_format("%s, ", sym_args(g, "fu_b%d"));
+    buf_printf(c, "int %s_forward_batch(%s) {\n", g->name,
+               batch_params(e, fu_format("%*s", (int)strlen(g->name) + 19, "")));
+    buf_printf(c, "    size_t fu_off[%d], fu_total;\n    int fu_rc;\n", e->nslots ? e->nslots : 1);
+    buf_printf(c, "    int64_t %s;\n", sym_args(g, "fu_b%d = 0"));
+    emit_weight_checks(e, who);
+    buf_printf(c, "    if (nseq < 1)\n        return fr_seterr(NULL, FR_EDIM, \"%s: nseq = %%lld, at least 1 "
+                  "sequence is needed\", (long long)nseq);\n", who);
+    if (g->ncaches)
+        buf_printf(c, "    if (!caches)\n        return fr_seterr(NULL, FR_ENULL, \"%s: caches is NULL\");\n", who);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, "    if (!%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: %s is NULL\");\n",
+                   g->sym_names[s], who, g->sym_names[s]);
+    for (i = 0; i < g->ninputs; i++)
+        buf_printf(c, "    if (!%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: input '%s' is NULL\");\n",
+                   e->c_in[i], who, e->c_in[i]);
+    for (i = 0; i < g->noutputs; i++)
+        buf_printf(c, "    if (!%s)\n        return fr_seterr(NULL, FR_ENULL, \"%s: output '%s' (%s) is NULL\");\n",
+                   e->c_out[i], who, g->outputs[i]->name, e->c_out[i]);
+    /* every sequence: its symbols, its caches, then the sums */
+    buf_puts(c, "    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {\n");
+    buf_printf(c, "        if (%s[fu_s] < 1 || %s[fu_s] > FU_SYM_MAX)\n            return fr_seterr(NULL, FR_EDIM, "
+                  "\"%s: %s[%%lld] = %%lld is outside [1, %%lld]\", (long long)fu_s,\n"
+                  "                             (long long)%s[fu_s], (long long)FU_SYM_MAX);\n",
+               tok, tok, who, tok, tok);
+    if (past)
+        buf_printf(c, "        if (%s[fu_s] < 0 || %s[fu_s] > FU_SYM_MAX)\n            return fr_seterr(NULL, "
+                      "FR_EDIM, \"%s: %s[%%lld] = %%lld is outside [0, %%lld]\", (long long)fu_s,\n"
+                      "                             (long long)%s[fu_s], (long long)FU_SYM_MAX);\n",
+                   past, past, who, past, past);
+    buf_printf(c, "        fu_rc = fu_layout(\"%s\", ", who);
+    for (s = 0; s < g->nsyms; s++)
+        buf_printf(c, "%s[fu_s], ", g->sym_names[s]);
+    buf_puts(c, "fu_off, &fu_total);\n        if (fu_rc != 0)\n            return fu_rc;\n");
+    if (g->ncaches) {
+        buf_printf(c, "        const %s_cache *fu_c = caches[fu_s];\n        if (!fu_c)\n            return "
+                      "fr_seterr(NULL, FR_ENULL, \"%s: caches[%%lld] is NULL\", (long long)fu_s);\n", g->name, who);
+        for (i = 0; i < g->ncaches; i++)
+            buf_printf(c, "        if (!fu_c->%s)\n            return fr_seterr(NULL, FR_ENULL, \"%s: cache '%s' of "
+                          "sequence %%lld is not allocated\", (long long)fu_s);\n",
+                       e->c_cache[i], who, g->caches[i]->name);
+        for (i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_CACHE && n->op != OP_APPEND)
+                continue;
+            const char *rows = batch_dim_c(g, n->shape[0]);
+            const char *ex = fu_format("        if (%s > fu_c->capacity)\n            return fr_seterr(NULL, "
+                                       "FR_ECAPACITY, \"%s: the caches of sequence %%lld hold %%lld rows, it "
+                                       "needs %s = %%lld\",\n                             (long long)fu_s, "
+                                       "(long long)fu_c->capacity, (long long)%s);\n",
+                                       rows, who, bare(dim_c(g, n->shape[0], NULL)), rows);
+            if (caps.data && strstr(caps.data, ex))
+                continue;
+            buf_puts(&caps, ex);
+            buf_puts(c, ex);
+        }
+        take(&caps, "");
+        buf_printf(c, "        for (int64_t fu_r = 0; fu_r < fu_s; ++fu_r)\n            if (caches[fu_r]->%s == fu_c->%s)\n"
+                      "                return fr_seterr(NULL, FR_EINVAL, \"%s: sequences %%lld and %%lld have the "
+                      "same caches\", (long long)fu_r,\n                                 (long long)fu_s);\n",
+                   e->c_cache[0], e->c_cache[0], who);
+    }
+    for (s = 0; s < g->nsyms; s++) {
+        if (s == e->btok)
+            buf_printf(c, "        if (fu_b%d > FU_SYM_MAX - %s[fu_s])\n            return fr_seterr(NULL, FR_EDIM, "
+                          "\"%s: the batch has more than %%lld tokens\", (long long)FU_SYM_MAX);\n"
+                          "        fu_b%d += %s[fu_s];\n", s, tok, who, s, tok);
+        else
+            buf_printf(c, "        fu_b%d = %s[fu_s] > fu_b%d ? %s[fu_s] : fu_b%d;\n", s, g->sym_names[s], s,
+                       g->sym_names[s], s);
+    }
+    buf_puts(c, "    }\n");
+    buf_printf(c, "    fu_rc = fu_layout(\"%s\", %sfu_off, &fu_total);\n    if (fu_rc != 0)\n        return fu_rc;\n",
+               who, bsyms);
+    const char *tb = batch_tail_bytes(e);
+    if (tb)  /* the last rows' region after the intermediates, before the scratch */
+        buf_printf(c, "    size_t fu_tail = fu_total;\n    fu_total += %s;\n", tb);
+    emit_cpu_check(e, who, "fu_run_batch");
+    emit_workspace_checks(e, who, bsyms);
+    buf_puts(c, "    fu_bargs fb;\n    memset(&fb, 0, sizeof fb);\n");
+    if (g->nweights)
+        buf_puts(c, "    fb.a.w = w;\n");
+    emit_pool_run(e, who, "fb.a.", bsyms,
+                  fu_format("%s    fb.nseq = nseq;\n    fb.tok = %s;\n%s",
+                            g->ncaches ? fu_format("    fb.caches = caches;\n    fb.past = %s;\n", past) : "", tok,
+                            tb ? "    fb.tail = fu_tail;\n" : ""),
+                  "&fb", "fu_run_batch");
+    /* outputs not computed in place: every token's rows (batch_plan) */
+    for (i = 0; i < g->noutputs; i++) {
+        const Node *x = g->outputs[i]->in[0];
+        if (e->home[x->id] != HOME_OUTPUT)
+            buf_printf(c, "    memcpy(%s, %s, (size_t)(fu_b%d * %lld) * sizeof *%s);\n", e->c_out[i], e->ref[x->id],
+                       e->btok, (long long)batch_row(e, x), e->c_out[i]);
+    }
+    buf_puts(c, "    return 0;\n}\n\n");
+}
+
 static KCall **emit_kernels(Emit *e) {
     const Graph *g = e->g;
     KCall **calls = fu_alloc(sizeof *calls * (size_t)(g->nkernels + 1));
@@ -3428,6 +3904,60 @@ static KCall **emit_kernels(Emit *e) {
     return calls;
 }
 
+/* The kernels after a last-rows slice, written again for a batch: their
+ * tail tensors get nseq * len rows (T * len while writing, T = fb->nseq in
+ * the call) in the batch's own region (fu_bt<id>), so the final norm and
+ * the lm_head run once over every sequence's last rows. */
+static void emit_rows_kernels(Emit *e, KCall **calls) {
+    const Graph *g = e->g;
+    int n = g->nnodes, i;
+    if (e->batch_no)
+        return;
+    Dim *shape0 = fu_alloc(sizeof *shape0 * (size_t)(n + 1));
+    const char **ref = fu_alloc(sizeof *ref * (size_t)(n + 1)), **bref = fu_alloc(sizeof *bref * (size_t)(n + 1));
+    const char *suffix = e->suffix, *rsuffix = fu_format("%s_rows", e->suffix);
+    for (i = 0; i < n; i++) {
+        const Node *r = g->nodes[i];
+        while (e->home[r->id] == HOME_VIEW)
+            r = r->in[0];
+        bref[i] = e->btail[r->id] && e->home[r->id] == HOME_SLOT ? fu_format("fu_bt%d", r->id) : e->ref[i];
+    }
+    for (int kid = 0; kid < g->nkernels; kid++) {
+        if (!calls[kid] || calls[kid]->bclass != 3)
+            continue;
+        for (i = 0; i < n; i++) {
+            Node *x = g->nodes[i];
+            shape0[i] = x->rank ? x->shape[0] : dim_const(0);
+            ref[i] = e->ref[i];
+            if (e->btail[i] && x->rank && dim_is_const(x->shape[0])) {
+                Dim d = dim_const(0);
+                d.k[e->btok] = (int32_t)x->shape[0].c;
+                x->shape[0] = d;
+                e->ref[i] = bref[i];
+            }
+        }
+        e->rows_pass = true;
+        e->suffix = rsuffix;
+        FuMark m = fu_arena_mark();
+        KCall *kc = emit_kernel(e, g->kernels[kid]);
+        e->rows_pass = false;
+        e->suffix = suffix;
+        for (i = 0; i < n; i++) {
+            if (g->nodes[i]->rank)
+                g->nodes[i]->shape[0] = shape0[i];
+            e->ref[i] = ref[i];
+        }
+        if (!kc) {
+            fu_arena_release_to(m);
+            continue;
+        }
+        kc = keep_call(kc, m);
+        calls[kid]->rcall = kc->call;
+        if (kc->scratch)
+            add_scratch(e, kc->scratch);
+    }
+}
+
 /* What a run function gets from forward: fu_args holds every pointer and
  * symbol a kernel might need. */
 static void emit_args(Emit *e) {
@@ -3449,6 +3979,17 @@ static void emit_args(Emit *e) {
     if (e->has_err)
         buf_puts(c, "    int64_t *err;        /* the first id out of range: node, element, id */\n");
     buf_puts(c, "    char *ws;\n    const size_t *off;\n} fu_args;\n\n");
+    if (e->batch_no)
+        return;
+    buf_puts(c, "/* A batch: fu_args for the packed tokens (symbols: their sum, the largest\n"
+                " * cached length), then every sequence's caches, tokens and cached rows. */\n");
+    buf_puts(c, "typedef struct fu_bargs {\n    fu_args a;\n");
+    if (g->ncaches)
+        buf_printf(c, "    %s_cache *const *caches;\n", g->name);
+    buf_puts(c, "    int64_t nseq;\n    const int64_t *tok;\n    size_t tail;        /* where the last rows' region begins */\n");
+    if (g->ncaches)
+        buf_puts(c, "    const int64_t *past;\n");
+    buf_puts(c, "} fu_bargs;\n\n");
 }
 
 /*
@@ -3457,17 +3998,31 @@ static void emit_args(Emit *e) {
  * the last barrier (or writes memory one read): independent neighbours such
  * as the q, k and v projections run without one.
  */
-static void emit_run(Emit *e, KCall **calls) {
+static void emit_run(Emit *e, KCall **calls, bool batch) {
     const Graph *g = e->g;
     Buf *c = &e->c;
     int i, ncalls = 0;
+    bool any_tail = false;
+    unsigned syms = e->run_syms;
     size_t nkeys = 2 * (size_t)g->nnodes + 1;
     bool *wr = fu_alloc(sizeof *wr * nkeys);
     bool *rd = fu_alloc(sizeof *rd * nkeys);
     bool any_w = false, any_c = false;
-    buf_printf(c, "/* The whole block on thread tid of nth (the CPU's monokernel). */\n");
-    buf_printf(c, "static %svoid fu_run%s(void *ctx, int tid, int nth) {\n", v_attr(e->vt), e->suffix);
-    buf_puts(c, "    const fu_args *fa = (const fu_args *)ctx;\n");
+    if (batch) {
+        /* the symbols the kernels run once over the packed tokens take (T = the sum) */
+        syms = 0;
+        for (int kid = 0; kid < g->nkernels; kid++)
+            if (calls[kid] && calls[kid]->bclass == 0)
+                syms |= calls[kid]->used;
+        buf_printf(c, "/* A batch of sequences on thread tid of nth (%s_forward_batch). */\n", g->name);
+        buf_printf(c, "static %svoid fu_run_batch%s(void *ctx, int tid, int nth) {\n", v_attr(e->vt), e->suffix);
+        buf_puts(c, "    const fu_bargs *fb = (const fu_bargs *)ctx;\n    const fu_args *fa = &fb->a;\n"
+                    "    (void)fa;\n");
+    } else {
+        buf_printf(c, "/* The whole block on thread tid of nth (the CPU's monokernel). */\n");
+        buf_printf(c, "static %svoid fu_run%s(void *ctx, int tid, int nth) {\n", v_attr(e->vt), e->suffix);
+        buf_puts(c, "    const fu_args *fa = (const fu_args *)ctx;\n");
+    }
     for (i = 0; i < g->nnodes; i++)
         if (e->run_used[i]) {
             any_w |= e->home[i] == HOME_WEIGHT || e->home[i] == HOME_FOLD;
@@ -3475,10 +4030,10 @@ static void emit_run(Emit *e, KCall **calls) {
         }
     if (any_w)
         buf_printf(c, "    const %s_weights *w = fa->w;\n", g->name);
-    if (any_c)
+    if (any_c && !batch)
         buf_printf(c, "    %s_cache *cache = fa->cache;\n", g->name);
     for (i = 0; i < g->nsyms; i++)
-        if (e->run_syms & (1u << i))
+        if (syms & (1u << i))
             buf_printf(c, "    int64_t %s = fa->%s;\n", g->sym_names[i], g->sym_names[i]);
     for (i = 0; i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
@@ -3495,6 +4050,14 @@ static void emit_run(Emit *e, KCall **calls) {
             buf_printf(c, "    const float fu_c%d = %s;\n", i, c_float_lit(n->f[0]));
             break;
         case HOME_SLOT:
+            if (batch && e->btail[i]) {  /* nseq blocks of its rows, in the batch's region */
+                if (!any_tail)
+                    buf_puts(c, "    char *fu_tp = fa->ws + fb->tail;\n");
+                any_tail = true;
+                buf_printf(c, "    %s *fu_bt%d = (%s *)fu_tp;\n    fu_tp += ((size_t)fb->nseq * %lldu * sizeof(%s) + "
+                              "63u) & ~(size_t)63u;\n", ctype(n), i, ctype(n), (long long)ir_numel(n, NULL), ctype(n));
+                break;
+            }
             buf_printf(c, "    %s *%s = (%s *)(fa->ws + fa->off[%d]);\n", ctype(n), e->ref[i], ctype(n),
                        e->slot[i]);
             break;
@@ -3521,8 +4084,15 @@ static void emit_run(Emit *e, KCall **calls) {
             rd[m] = true;
             wr[m] |= kc->written[i];
         }
-        buf_printf(c, "    %s\n", kc->call);
         ncalls++;
+        if (!batch || kc->bclass == 0 || kc->bclass == 3) {
+            buf_printf(c, "    %s\n", batch && kc->bclass == 3 ? kc->rcall : kc->call);
+            continue;
+        }
+        /* per sequence: fu_s, its first packed row fu_r0 (declared where used) */
+        buf_printf(c, "    for (int64_t fu_s = 0%s; fu_s < fb->nseq; %s)\n        %s\n",
+                   strstr(kc->bcall, "fu_r0") ? ", fu_r0 = 0" : "",
+                   strstr(kc->bcall, "fu_r0") ? "fu_r0 += fb->tok[fu_s++]" : "++fu_s", kc->bcall);
     }
     if (ncalls == 0)
         buf_puts(c, "    (void)fa;\n    (void)tid;\n    (void)nth;\n");
@@ -3543,6 +4113,7 @@ static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
     v_prelude(&e->c, v);
     ty_prelude(&e->c, v, e->types);
     KCall **calls = emit_kernels(e);
+    emit_rows_kernels(e, calls);
     note_lifetimes(e, calls);
     return calls;
 }
@@ -3550,7 +4121,9 @@ static KCall **emit_variant_kernels(Emit *e, const Target *v, bool suffixed) {
 /* The variant's run function, after its kernels (the workspace is planned). */
 static void emit_variant_run(Emit *e, const Target *v, bool suffixed, KCall **calls) {
     use_variant(e, v, suffixed);
-    emit_run(e, calls);
+    emit_run(e, calls, false);
+    if (!e->batch_no)
+        emit_run(e, calls, true);
     if (v->guard[0])
         buf_printf(&e->c, "#endif /* %s */\n\n", v->guard);
 }
@@ -3643,6 +4216,10 @@ static void emit_c_file(Emit *e, const char *header_name) {
         emit_pick(e);
     e->vt = t;
     emit_forward(e);
+    if (!e->batch_no) {
+        emit_workspace_size_batch(e);
+        emit_forward_batch(e);
+    }
     emit_bind_and_desc(e);
     flush_c(e);
     if (e->spool)
@@ -3776,6 +4353,26 @@ static void emit_h_file(Emit *e) {
                           : "");
     buf_printf(h, "int %s_forward(%s);\n\n", g->name,
                forward_params(e, fu_format("%*s", (int)strlen(g->name) + 13, "")));
+    if (!e->batch_no)
+        buf_printf(h, "/* A batch of nseq independent sequences in one call (docs/generated-api.md,\n"
+                      " * \"Batches\"): sequence s has %s[s] new tokens%s.\n"
+                      " * Inputs and outputs hold every sequence's tokens one after another (%s =\n"
+                      " * the sum of %s[s]); an output marked \"per sequence\" holds one such block\n"
+                      " * per sequence.  The workspace: %s_workspace_size_batch (at least\n"
+                      " * workspace_size(sum of %s, largest %s)).\n"
+                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL\n"
+                      " * for two sequences sharing caches. */\n"
+                      "size_t %s_workspace_size_batch(%s);\n"
+                      "int %s_forward_batch(%s);\n\n",
+                   g->sym_names[e->btok],
+                   g->ncaches ? fu_format(" after %s[s] rows of its caches *caches[s]", g->sym_names[g->cache_sym])
+                              : "",
+                   g->sym_names[e->btok], g->sym_names[e->btok], g->name, g->sym_names[e->btok],
+                   g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], g->name,
+                   fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
+                   batch_params(e, fu_format("%*s", (int)strlen(g->name) + 19, "")));
+    else
+        buf_printf(h, "/* No %s_forward_batch: %s. */\n\n", g->name, e->batch_no);
     buf_printf(h, "/* The target variant forward runs on this CPU, e.g. \"x86-64-avx2\" (a\n"
                   " * multi-target file picks one at run time; \"none\" if none fits). */\n"
                   "const char *%s_variant(void);\n\n", g->name);
@@ -3820,6 +4417,7 @@ int emit_c(const Graph *g, const Target *t, FILE *c_out, FILE *h_out, const char
     if (check_names(&e) != 0 || pick_sym_max(&e) != 0)
         return -1;
     place_buffers(&e);
+    e.batch_no = batch_plan(&e);
     for (int i = 0; i < g->nnodes; i++)
         e.types |= 1u << g->nodes[i]->dtype | (linear_bf16(g->nodes[i]) ? TY_BF16R : 0);
     e.run_used = fu_alloc(sizeof *e.run_used * (size_t)(g->nnodes + 1));

@@ -75,6 +75,15 @@ typedef struct fu_args {
     const size_t *off;
 } fu_args;
 
+/* A batch: fu_args for the packed tokens (symbols: their sum, the largest
+ * cached length), then every sequence's caches, tokens and cached rows. */
+typedef struct fu_bargs {
+    fu_args a;
+    int64_t nseq;
+    const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
+} fu_bargs;
+
 /* ---- vector vocabulary for generic (compiler/vec.c) ---- */
 static inline float fu_max_generic(float a, float b) {
     return a > b ? a : b;
@@ -6048,6 +6057,40 @@ static void fu_run(void *ctx, int tid, int nth) {
     k28_add_layer_norm(tid, nth, fu_t27, fu_t24, w->output_LayerNorm_weight, w->output_LayerNorm_bias, out_hidden_states, T);
 }
 
+/* A batch of sequences on thread tid of nth (bert_layer_forward_batch). */
+static void fu_run_batch(void *ctx, int tid, int nth) {
+    const fu_bargs *fb = (const fu_bargs *)ctx;
+    const fu_args *fa = &fb->a;
+    (void)fa;
+    const bert_layer_weights *w = fa->w;
+    int64_t T = fa->T;
+    const float *hidden_states = fa->hidden_states;
+    const int32_t *attention_mask = fa->attention_mask;
+    float *fu_t18 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t19 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t20 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t22 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t27 = (float *)(fa->ws + fa->off[7]);
+    float *out_hidden_states = fa->out_hidden_states;
+    k18_linear_linear_linear(tid, nth, hidden_states, w->attention_self_query_weight, w->attention_self_query_bias, fu_t18, w->attention_self_key_weight, w->attention_self_key_bias, fu_t19, w->attention_self_value_weight, w->attention_self_value_bias, fu_t20, T);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k21_attention(tid, nth, (fu_t18 + fu_r0 * 128), (fu_t19 + fu_r0 * 128), (fu_t20 + fu_r0 * 128), (fu_t21 + fu_r0 * 128), (attention_mask + fu_r0 * 1), fb->tok[fu_s]);
+    fr_barrier(nth);
+    k22_linear(tid, nth, fu_t21, w->attention_output_dense_weight, w->attention_output_dense_bias, fu_t22, T);
+    fr_barrier(nth);
+    k23_add_layer_norm(tid, nth, fu_t22, hidden_states, w->attention_output_LayerNorm_weight, w->attention_output_LayerNorm_bias, fu_t24, T);
+    fr_barrier(nth);
+    k25_linear_gelu(tid, nth, fu_t24, w->intermediate_dense_weight, w->intermediate_dense_bias, fu_t26, T);
+    fr_barrier(nth);
+    k27_linear(tid, nth, fu_t26, w->output_dense_weight, w->output_dense_bias, fu_t27, T);
+    fr_barrier(nth);
+    k28_add_layer_norm(tid, nth, fu_t27, fu_t24, w->output_LayerNorm_weight, w->output_LayerNorm_bias, out_hidden_states, T);
+}
+
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
 static size_t fu_scratch(int64_t T, int nth) {
     size_t fu_s = 0;
@@ -6160,6 +6203,119 @@ int bert_layer_forward(const bert_layer_weights *w,
     fa.ws = (char *)workspace;
     fa.off = fu_off;
     fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, fu_n));
+    return 0;
+}
+
+size_t bert_layer_workspace_size_batch(int64_t nseq, const int64_t *T) {
+    int64_t fu_b0 = 0;
+    if (nseq < 1 || !T) {
+        fr_seterr(NULL, FR_EDIM, "bert_layer_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "bert_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+    }
+    return bert_layer_workspace_size(fu_b0);
+}
+
+int bert_layer_forward_batch(const bert_layer_weights *w,
+                             int64_t nseq, const int64_t *T,
+                             const float *hidden_states /* f32[T, 128] */,
+                             const int32_t *attention_mask /* i32[T] */,
+                             float *out_hidden_states /* f32[T, 128] */,
+                             void *workspace, size_t workspace_bytes) {
+    size_t fu_off[8], fu_total;
+    int fu_rc;
+    int64_t fu_b0 = 0;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: w is NULL");
+    if (!w->attention_self_query_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.query.weight' is not bound (w->attention_self_query_weight is NULL)");
+    if (!w->attention_self_query_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.query.bias' is not bound (w->attention_self_query_bias is NULL)");
+    if (!w->attention_self_key_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.key.weight' is not bound (w->attention_self_key_weight is NULL)");
+    if (!w->attention_self_key_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.key.bias' is not bound (w->attention_self_key_bias is NULL)");
+    if (!w->attention_self_value_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.value.weight' is not bound (w->attention_self_value_weight is NULL)");
+    if (!w->attention_self_value_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.self.value.bias' is not bound (w->attention_self_value_bias is NULL)");
+    if (!w->attention_output_dense_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.output.dense.weight' is not bound (w->attention_output_dense_weight is NULL)");
+    if (!w->attention_output_dense_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.output.dense.bias' is not bound (w->attention_output_dense_bias is NULL)");
+    if (!w->attention_output_LayerNorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.output.LayerNorm.weight' is not bound (w->attention_output_LayerNorm_weight is NULL)");
+    if (!w->attention_output_LayerNorm_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'attention.output.LayerNorm.bias' is not bound (w->attention_output_LayerNorm_bias is NULL)");
+    if (!w->intermediate_dense_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'intermediate.dense.weight' is not bound (w->intermediate_dense_weight is NULL)");
+    if (!w->intermediate_dense_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'intermediate.dense.bias' is not bound (w->intermediate_dense_bias is NULL)");
+    if (!w->output_dense_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'output.dense.weight' is not bound (w->output_dense_weight is NULL)");
+    if (!w->output_dense_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'output.dense.bias' is not bound (w->output_dense_bias is NULL)");
+    if (!w->output_LayerNorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'output.LayerNorm.weight' is not bound (w->output_LayerNorm_weight is NULL)");
+    if (!w->output_LayerNorm_bias)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: weight 'output.LayerNorm.bias' is not bound (w->output_LayerNorm_bias is NULL)");
+    if (nseq < 1)
+        return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: nseq = %lld, at least 1 sequence is needed", (long long)nseq);
+    if (!T)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: T is NULL");
+    if (!hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: input 'hidden_states' is NULL");
+    if (!attention_mask)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: input 'attention_mask' is NULL");
+    if (!out_hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: output 'hidden_states' (out_hidden_states) is NULL");
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+                             (long long)T[fu_s], (long long)FU_SYM_MAX);
+        fu_rc = fu_layout("bert_layer_forward_batch", T[fu_s], fu_off, &fu_total);
+        if (fu_rc != 0)
+            return fu_rc;
+        if (fu_b0 > FU_SYM_MAX - T[fu_s])
+            return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: the batch has more than %lld tokens", (long long)FU_SYM_MAX);
+        fu_b0 += T[fu_s];
+    }
+    fu_rc = fu_layout("bert_layer_forward_batch", fu_b0, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
+    uint64_t fu_need1 = fu_need(fu_total, fu_b0, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "bert_layer_forward_batch: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "bert_layer_forward_batch: the workspace has %zu bytes, the call needs %llu (bert_layer_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_bargs fb;
+    memset(&fb, 0, sizeof fb);
+    fb.a.w = w;
+    fb.a.T = fu_b0;
+    fb.a.hidden_states = hidden_states;
+    fb.a.attention_mask = attention_mask;
+    fb.a.out_hidden_states = out_hidden_states;
+    fb.a.ws = (char *)workspace;
+    fb.a.off = fu_off;
+    fb.nseq = nseq;
+    fb.tok = T;
+    fr_pool_run(fu_n, fu_run_batch, &fb, (char *)workspace + fu_total, fu_scratch(fu_b0, fu_n));
     return 0;
 }
 
@@ -6300,6 +6456,43 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return bert_layer_forward(&w, syms[0], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return bert_layer_workspace_size_batch(nseq, syms + 0 * nseq);
+}
+
+static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
+                             const int64_t *capacity, int64_t nseq, const int64_t *syms,
+                             const void *const *inputs, void *const *outputs, void *workspace,
+                             size_t workspace_bytes) {
+    bert_layer_weights w;
+    if (!weights || !caches || !capacity || !syms || !inputs || !outputs)
+        return fr_seterr(NULL, FR_ENULL, "bert_layer_desc.run_batch: NULL array argument");
+    if (nseq < 1 || nseq > 1048576)
+        return fr_seterr(NULL, FR_EDIM, "bert_layer_desc.run_batch: nseq = %lld is outside [1, 1048576]", (long long)nseq);
+    (void)caches;
+    (void)capacity;
+    w.attention_self_query_weight = (const float *)weights[0];
+    w.attention_self_query_bias = (const float *)weights[1];
+    w.attention_self_key_weight = (const float *)weights[2];
+    w.attention_self_key_bias = (const float *)weights[3];
+    w.attention_self_value_weight = (const float *)weights[4];
+    w.attention_self_value_bias = (const float *)weights[5];
+    w.attention_output_dense_weight = (const float *)weights[6];
+    w.attention_output_dense_bias = (const float *)weights[7];
+    w.attention_output_LayerNorm_weight = (const float *)weights[8];
+    w.attention_output_LayerNorm_bias = (const float *)weights[9];
+    w.intermediate_dense_weight = (const float *)weights[10];
+    w.intermediate_dense_bias = (const float *)weights[11];
+    w.output_dense_weight = (const float *)weights[12];
+    w.output_dense_bias = (const float *)weights[13];
+    w.output_LayerNorm_weight = (const float *)weights[14];
+    w.output_LayerNorm_bias = (const float *)weights[15];
+    int rc = bert_layer_forward_batch(&w, nseq, syms + 0 * nseq, (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
+    return rc;
+}
+
 const fr_block_desc bert_layer_desc = {
     .name = "bert_layer",
     .target = "generic",
@@ -6316,4 +6509,6 @@ const fr_block_desc bert_layer_desc = {
     .caches = NULL,
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
+    .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

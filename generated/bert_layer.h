@@ -92,6 +92,22 @@ int bert_layer_forward(const bert_layer_weights *w,
                        float *out_hidden_states /* f32[T, 128] */,
                        void *workspace, size_t workspace_bytes);
 
+/* A batch of nseq independent sequences in one call (docs/generated-api.md,
+ * "Batches"): sequence s has T[s] new tokens.
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace: bert_layer_workspace_size_batch (at least
+ * workspace_size(sum of T, largest -)).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
+size_t bert_layer_workspace_size_batch(int64_t nseq, const int64_t *T);
+int bert_layer_forward_batch(const bert_layer_weights *w,
+                             int64_t nseq, const int64_t *T,
+                             const float *hidden_states /* f32[T, 128] */,
+                             const int32_t *attention_mask /* i32[T] */,
+                             float *out_hidden_states /* f32[T, 128] */,
+                             void *workspace, size_t workspace_bytes);
+
 /* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
  * multi-target file picks one at run time; "none" if none fits). */
 const char *bert_layer_variant(void);

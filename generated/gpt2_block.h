@@ -100,6 +100,21 @@ int gpt2_block_forward(const gpt2_block_weights *w,
                        float *out_hidden_states /* f32[T, 256] */,
                        void *workspace, size_t workspace_bytes);
 
+/* A batch of nseq independent sequences in one call (docs/generated-api.md,
+ * "Batches"): sequence s has T[s] new tokens after P[s] rows of its caches *caches[s].
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace: gpt2_block_workspace_size_batch (at least
+ * workspace_size(sum of T, largest P)).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
+size_t gpt2_block_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P);
+int gpt2_block_forward_batch(const gpt2_block_weights *w,
+                             gpt2_block_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                             const float *hidden_states /* f32[T, 256] */,
+                             float *out_hidden_states /* f32[T, 256] */,
+                             void *workspace, size_t workspace_bytes);
+
 /* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
  * multi-target file picks one at run time; "none" if none fits). */
 const char *gpt2_block_variant(void);

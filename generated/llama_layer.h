@@ -97,6 +97,22 @@ int llama_layer_forward(const llama_layer_weights *w,
                         float *out_hidden_states /* f32[T, 256] */,
                         void *workspace, size_t workspace_bytes);
 
+/* A batch of nseq independent sequences in one call (docs/generated-api.md,
+ * "Batches"): sequence s has T[s] new tokens after P[s] rows of its caches *caches[s].
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace: llama_layer_workspace_size_batch (at least
+ * workspace_size(sum of T, largest P)).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
+size_t llama_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P);
+int llama_layer_forward_batch(const llama_layer_weights *w,
+                              llama_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                              const float *hidden_states /* f32[T, 256] */,
+                              const int32_t *position_ids /* i32[T] */,
+                              float *out_hidden_states /* f32[T, 256] */,
+                              void *workspace, size_t workspace_bytes);
+
 /* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
  * multi-target file picks one at run time; "none" if none fits). */
 const char *llama_layer_variant(void);

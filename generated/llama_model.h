@@ -147,6 +147,21 @@ int llama_model_forward(const llama_model_weights *w,
                         float *out_logits /* f32[1, 512] */,
                         void *workspace, size_t workspace_bytes);
 
+/* A batch of nseq independent sequences in one call (docs/generated-api.md,
+ * "Batches"): sequence s has T[s] new tokens after P[s] rows of its caches *caches[s].
+ * Inputs and outputs hold every sequence's tokens one after another (T =
+ * the sum of T[s]); an output marked "per sequence" holds one such block
+ * per sequence.  The workspace: llama_model_workspace_size_batch (at least
+ * workspace_size(sum of T, largest P)).
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
+ * for two sequences sharing caches. */
+size_t llama_model_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P);
+int llama_model_forward_batch(const llama_model_weights *w,
+                              llama_model_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                              const int32_t *input_ids /* i32[T] */,
+                              float *out_logits /* f32[1, 512] per sequence */,
+                              void *workspace, size_t workspace_bytes);
+
 /* The target variant forward runs on this CPU, e.g. "x86-64-avx2" (a
  * multi-target file picks one at run time; "none" if none fits). */
 const char *llama_model_variant(void);

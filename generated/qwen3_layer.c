@@ -78,6 +78,17 @@ typedef struct fu_args {
     const size_t *off;
 } fu_args;
 
+/* A batch: fu_args for the packed tokens (symbols: their sum, the largest
+ * cached length), then every sequence's caches, tokens and cached rows. */
+typedef struct fu_bargs {
+    fu_args a;
+    qwen3_layer_cache *const *caches;
+    int64_t nseq;
+    const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
+    const int64_t *past;
+} fu_bargs;
+
 /* ---- vector vocabulary for generic (compiler/vec.c) ---- */
 static inline float fu_max_generic(float a, float b) {
     return a > b ? a : b;
@@ -6887,6 +6898,34 @@ static void fu_run(void *ctx, int tid, int nth) {
     k37_linear_add(tid, nth, fu_t36, w->mlp_down_proj_weight, fu_t31, out_hidden_states, T);
 }
 
+/* A batch of sequences on thread tid of nth (qwen3_layer_forward_batch). */
+static void fu_run_batch(void *ctx, int tid, int nth) {
+    const fu_bargs *fb = (const fu_bargs *)ctx;
+    const fu_args *fa = &fb->a;
+    (void)fa;
+    const qwen3_layer_weights *w = fa->w;
+    int64_t T = fa->T;
+    const float *hidden_states = fa->hidden_states;
+    const int32_t *position_ids = fa->position_ids;
+    float *fu_t18 = (float *)(fa->ws + fa->off[0]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t29 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t31 = (float *)(fa->ws + fa->off[4]);
+    float *fu_t36 = (float *)(fa->ws + fa->off[5]);
+    float *out_hidden_states = fa->out_hidden_states;
+    k15_rms_norm_linear_rms_norm_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t18, w->self_attn_q_norm_weight, w->self_attn_k_proj_weight, fu_t21, w->self_attn_k_norm_weight, w->self_attn_v_proj_weight, fu_t26, T);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k23_rope_rope_append_append(tid, nth, (fu_t18 + fu_r0 * 256), fb->caches[fu_s]->k_cache, fb->caches[fu_s]->v_cache, (fu_t29 + fu_r0 * 256), (position_ids + fu_r0 * 1), (fu_t21 + fu_r0 * 64), (fu_t26 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k30_linear_add(tid, nth, fu_t29, w->self_attn_o_proj_weight, hidden_states, fu_t31, T);
+    fr_barrier(nth);
+    k32_rms_norm_linear_silu_linear(tid, nth, fu_t31, w->post_attention_layernorm_weight, w->mlp_gate_proj_weight, w->mlp_up_proj_weight, fu_t36, T);
+    fr_barrier(nth);
+    k37_linear_add(tid, nth, fu_t36, w->mlp_down_proj_weight, fu_t31, out_hidden_states, T);
+}
+
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
 static size_t fu_scratch(int64_t T, int64_t P, int nth) {
     size_t fu_s = 0;
@@ -7007,6 +7046,138 @@ int qwen3_layer_forward(const qwen3_layer_weights *w,
     fa.ws = (char *)workspace;
     fa.off = fu_off;
     fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
+    return 0;
+}
+
+size_t qwen3_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P) {
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (nseq < 1 || !T || !P) {
+        fr_seterr(NULL, FR_EDIM, "qwen3_layer_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "qwen3_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    return qwen3_layer_workspace_size(fu_b0, fu_b1);
+}
+
+int qwen3_layer_forward_batch(const qwen3_layer_weights *w,
+                              qwen3_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                              const float *hidden_states /* f32[T, 256] */,
+                              const int32_t *position_ids /* i32[T] */,
+                              float *out_hidden_states /* f32[T, 256] */,
+                              void *workspace, size_t workspace_bytes) {
+    size_t fu_off[6], fu_total;
+    int fu_rc;
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: w is NULL");
+    if (!w->input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'input_layernorm.weight' is not bound (w->input_layernorm_weight is NULL)");
+    if (!w->self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.q_proj.weight' is not bound (w->self_attn_q_proj_weight is NULL)");
+    if (!w->self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.k_proj.weight' is not bound (w->self_attn_k_proj_weight is NULL)");
+    if (!w->self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.v_proj.weight' is not bound (w->self_attn_v_proj_weight is NULL)");
+    if (!w->self_attn_q_norm_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.q_norm.weight' is not bound (w->self_attn_q_norm_weight is NULL)");
+    if (!w->self_attn_k_norm_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.k_norm.weight' is not bound (w->self_attn_k_norm_weight is NULL)");
+    if (!w->self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'self_attn.o_proj.weight' is not bound (w->self_attn_o_proj_weight is NULL)");
+    if (!w->post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'post_attention_layernorm.weight' is not bound (w->post_attention_layernorm_weight is NULL)");
+    if (!w->mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'mlp.gate_proj.weight' is not bound (w->mlp_gate_proj_weight is NULL)");
+    if (!w->mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'mlp.up_proj.weight' is not bound (w->mlp_up_proj_weight is NULL)");
+    if (!w->mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: weight 'mlp.down_proj.weight' is not bound (w->mlp_down_proj_weight is NULL)");
+    if (nseq < 1)
+        return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: nseq = %lld, at least 1 sequence is needed", (long long)nseq);
+    if (!caches)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: caches is NULL");
+    if (!T)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: T is NULL");
+    if (!P)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: P is NULL");
+    if (!hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: input 'hidden_states' is NULL");
+    if (!position_ids)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: input 'position_ids' is NULL");
+    if (!out_hidden_states)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: output 'hidden_states' (out_hidden_states) is NULL");
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+                             (long long)T[fu_s], (long long)FU_SYM_MAX);
+        if (P[fu_s] < 0 || P[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: P[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
+                             (long long)P[fu_s], (long long)FU_SYM_MAX);
+        fu_rc = fu_layout("qwen3_layer_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total);
+        if (fu_rc != 0)
+            return fu_rc;
+        const qwen3_layer_cache *fu_c = caches[fu_s];
+        if (!fu_c)
+            return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: caches[%lld] is NULL", (long long)fu_s);
+        if (!fu_c->k_cache)
+            return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: cache 'k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->v_cache)
+            return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: cache 'v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if ((INT64_C(0) + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "qwen3_layer_forward_batch: the caches of sequence %lld hold %lld rows, it needs P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * P[fu_s]));
+        if ((INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "qwen3_layer_forward_batch: the caches of sequence %lld hold %lld rows, it needs T + P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]));
+        for (int64_t fu_r = 0; fu_r < fu_s; ++fu_r)
+            if (caches[fu_r]->k_cache == fu_c->k_cache)
+                return fr_seterr(NULL, FR_EINVAL, "qwen3_layer_forward_batch: sequences %lld and %lld have the same caches", (long long)fu_r,
+                                 (long long)fu_s);
+        if (fu_b0 > FU_SYM_MAX - T[fu_s])
+            return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: the batch has more than %lld tokens", (long long)FU_SYM_MAX);
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    fu_rc = fu_layout("qwen3_layer_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
+    uint64_t fu_need1 = fu_need(fu_total, fu_b0, fu_b1, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "qwen3_layer_forward_batch: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "qwen3_layer_forward_batch: the workspace has %zu bytes, the call needs %llu (qwen3_layer_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_bargs fb;
+    memset(&fb, 0, sizeof fb);
+    fb.a.w = w;
+    fb.a.T = fu_b0;
+    fb.a.P = fu_b1;
+    fb.a.hidden_states = hidden_states;
+    fb.a.position_ids = position_ids;
+    fb.a.out_hidden_states = out_hidden_states;
+    fb.a.ws = (char *)workspace;
+    fb.a.off = fu_off;
+    fb.caches = caches;
+    fb.past = P;
+    fb.nseq = nseq;
+    fb.tok = T;
+    fr_pool_run(fu_n, fu_run_batch, &fb, (char *)workspace + fu_total, fu_scratch(fu_b0, fu_b1, fu_n));
     return 0;
 }
 
@@ -7153,6 +7324,50 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return qwen3_layer_forward(&w, &c, syms[0], syms[1], (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return qwen3_layer_workspace_size_batch(nseq, syms + 0 * nseq, syms + 1 * nseq);
+}
+
+static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
+                             const int64_t *capacity, int64_t nseq, const int64_t *syms,
+                             const void *const *inputs, void *const *outputs, void *workspace,
+                             size_t workspace_bytes) {
+    qwen3_layer_weights w;
+    if (!weights || !caches || !capacity || !syms || !inputs || !outputs)
+        return fr_seterr(NULL, FR_ENULL, "qwen3_layer_desc.run_batch: NULL array argument");
+    if (nseq < 1 || nseq > 1048576)
+        return fr_seterr(NULL, FR_EDIM, "qwen3_layer_desc.run_batch: nseq = %lld is outside [1, 1048576]", (long long)nseq);
+    w.input_layernorm_weight = (const float *)weights[0];
+    w.self_attn_q_proj_weight = (const float *)weights[1];
+    w.self_attn_k_proj_weight = (const float *)weights[2];
+    w.self_attn_v_proj_weight = (const float *)weights[3];
+    w.self_attn_q_norm_weight = (const float *)weights[4];
+    w.self_attn_k_norm_weight = (const float *)weights[5];
+    w.self_attn_o_proj_weight = (const float *)weights[6];
+    w.post_attention_layernorm_weight = (const float *)weights[7];
+    w.mlp_gate_proj_weight = (const float *)weights[8];
+    w.mlp_up_proj_weight = (const float *)weights[9];
+    w.mlp_down_proj_weight = (const float *)weights[10];
+    qwen3_layer_cache *cs = fr_alloc(sizeof *cs * (size_t)nseq), **cp = fr_alloc(sizeof *cp * (size_t)nseq);
+    if (!cs || !cp) {
+        fr_free(cs);
+        fr_free(cp);
+        return fr_seterr(NULL, FR_ENOMEM, "qwen3_layer_desc.run_batch: out of memory");
+    }
+    for (int64_t s = 0; s < nseq; ++s) {
+        cp[s] = caches[s] ? &cs[s] : NULL;
+        cs[s].capacity = capacity[s];
+        cs[s].k_cache = caches[s] ? (float *)caches[s][0] : NULL;
+        cs[s].v_cache = caches[s] ? (float *)caches[s][1] : NULL;
+    }
+    int rc = qwen3_layer_forward_batch(&w, cp, nseq, syms + 0 * nseq, syms + 1 * nseq, (const float *)inputs[0], (const int32_t *)inputs[1], (float *)outputs[0], workspace, workspace_bytes);
+    fr_free(cs);
+    fr_free(cp);
+    return rc;
+}
+
 const fr_block_desc qwen3_layer_desc = {
     .name = "qwen3_layer",
     .target = "generic",
@@ -7169,4 +7384,6 @@ const fr_block_desc qwen3_layer_desc = {
     .caches = fu_caches,
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
+    .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

@@ -100,6 +100,17 @@ typedef struct fu_args {
     const size_t *off;
 } fu_args;
 
+/* A batch: fu_args for the packed tokens (symbols: their sum, the largest
+ * cached length), then every sequence's caches, tokens and cached rows. */
+typedef struct fu_bargs {
+    fu_args a;
+    smollm_cache *const *caches;
+    int64_t nseq;
+    const int64_t *tok;
+    size_t tail;        /* where the last rows' region begins */
+    const int64_t *past;
+} fu_bargs;
+
 /* ---- vector vocabulary for generic (compiler/vec.c) ---- */
 static inline float fu_max_generic(float a, float b) {
     return a > b ? a : b;
@@ -11417,6 +11428,942 @@ static void k95_rms_norm_linear(int tid, int nth, const float *b94_94, const flo
     }
 }
 
+/* %95 = rms_norm(%94, %2) : f32[T, 192]
+ * %96 = linear(%95, %1) : f32[T, 512]
+ *   b94_94: f32[T, 192]
+ *   b2_2: f32[192] (model.norm.weight)
+ *   b1_1: f32[512, 192] (model.embed_tokens.weight)
+ *   b96_96: f32[T, 512] */
+static void k95_rms_norm_linear_rows(int tid, int nth, const float *b94_94, const float *b2_2, const float *b1_1, float *b96_96, int64_t T) {
+    /* GEMM stage 1: A = rms_norm(%94) = %95, [%96 linear]
+     * blocking: tile 4x4, KC 256, MC 128, NC 512; at most 8 rows: GEMV */
+    float *const fu_s = (float *)fr_scratch(tid);
+    const int64_t fu_M = (T);
+    const int64_t fu_U0_0 = (512 + 3) / 4;
+    const int64_t fu_S0_0 = 0;
+    const int64_t fu_wt0 = fu_U0_0 * 4;
+    const float *const fu_A = b94_94;
+    if (fu_M <= 8) {
+        {
+            const int64_t fu_rb = 0, fu_mv = fu_M - fu_rb;
+            float *const fu_an = fu_s + 0;
+            for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i) {
+                const float *const fu_xr = fu_A + (fu_rb + fu_i) * 192;
+                float *const fu_ar = fu_an + fu_i * 192;
+                float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                {
+                    float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                    int64_t fu_q = 0;
+                    for (; fu_q + 2 <= 192; fu_q += 2) {
+                        const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                        fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                        fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                    }
+                    float fu_ss = ((fu_v0 + fu_v1));
+                    for (; fu_q < 192; ++fu_q)
+                        fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                    fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
+                    if (!(fu_ss < INFINITY))
+                        fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                }
+                (void)fu_mu, (void)fu_lo;
+                for (int64_t fu_q = 0; fu_q < 192; ++fu_q)
+                    fu_ar[fu_q] = fu_xr[fu_q] * fu_iv * b2_2[fu_q];
+            }
+            { /* group 0: %96 */
+                int64_t fu_j0, fu_j1;
+                {
+                    const int64_t fu_lw = fu_wt0 * (tid) / (nth), fu_hw = fu_wt0 * ((tid) + 1) / (nth);
+                    int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                    int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                    fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                    fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                    fu_j0 = fu_ua * 4;
+                    fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                }
+                float *const fu_yb0 = fu_s + 1536;
+                for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 4096) {
+                    const int64_t fu_nc = fu_j1 - fu_jc < 4096 ? (fu_j1 - fu_jc > 0 ? fu_j1 - fu_jc : 0) : 4096;
+                    switch (fu_mv) {
+                    case 1: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b1_1 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b1_1 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f, fu_s0_0_1 = 0.0f;
+                                float fu_s0_1_0 = 0.0f, fu_s0_1_1 = 0.0f;
+                                float fu_s0_2_0 = 0.0f, fu_s0_2_1 = 0.0f;
+                                float fu_s0_3_0 = 0.0f, fu_s0_3_1 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 2 <= 192; fu_k += 2) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    const float fu_xv0_1 = fu_x0[fu_k + 1];
+                                    const float fu_wv0_1 = fu_w0[fu_k + 1];
+                                    fu_s0_0_1 = (fu_xv0_1 * fu_wv0_1 + fu_s0_0_1);
+                                    const float fu_wv1_1 = fu_w1[fu_k + 1];
+                                    fu_s0_1_1 = (fu_xv0_1 * fu_wv1_1 + fu_s0_1_1);
+                                    const float fu_wv2_1 = fu_w2[fu_k + 1];
+                                    fu_s0_2_1 = (fu_xv0_1 * fu_wv2_1 + fu_s0_2_1);
+                                    const float fu_wv3_1 = fu_w3[fu_k + 1];
+                                    fu_s0_3_1 = (fu_xv0_1 * fu_wv3_1 + fu_s0_3_1);
+                                }
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                }
+                                float fu_z0_0 = ((fu_s0_0_0 + fu_s0_0_1));
+                                float fu_z0_1 = ((fu_s0_1_0 + fu_s0_1_1));
+                                float fu_z0_2 = ((fu_s0_2_0 + fu_s0_2_1));
+                                float fu_z0_3 = ((fu_s0_3_0 + fu_s0_3_1));
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 2: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 4 <= fu_nc; fu_n += 4) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            const float *const fu_w2 = b1_1 + (fu_jc + fu_n + 2) * 192;
+                            const float *const fu_w3 = b1_1 + (fu_jc + fu_n + 3) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s0_2_0 = 0.0f;
+                                float fu_s0_3_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s1_2_0 = 0.0f;
+                                float fu_s1_3_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    const float fu_wv2_0 = fu_w2[fu_k + 0];
+                                    fu_s0_2_0 = (fu_xv0_0 * fu_wv2_0 + fu_s0_2_0);
+                                    fu_s1_2_0 = (fu_xv1_0 * fu_wv2_0 + fu_s1_2_0);
+                                    const float fu_wv3_0 = fu_w3[fu_k + 0];
+                                    fu_s0_3_0 = (fu_xv0_0 * fu_wv3_0 + fu_s0_3_0);
+                                    fu_s1_3_0 = (fu_xv1_0 * fu_wv3_0 + fu_s1_3_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z0_2 = (fu_s0_2_0);
+                                float fu_z0_3 = (fu_s0_3_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z1_2 = (fu_s1_2_0);
+                                float fu_z1_3 = (fu_s1_3_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 2] = fu_z0_2;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 3] = fu_z0_3;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 2] = fu_z1_2;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 3] = fu_z1_3;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 3: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                            }
+                        }
+                        break;
+                    }
+                    case 4: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                        }
+                        break;
+                    }
+                    default: {
+                        int64_t fu_n = 0;
+                        for (; fu_n + 2 <= fu_nc; fu_n += 2) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            const float *const fu_w1 = b1_1 + (fu_jc + fu_n + 1) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s0_1_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s1_1_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s2_1_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                float fu_s3_1_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                    fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z0_1 = (fu_s0_1_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z1_1 = (fu_s1_1_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z2_1 = (fu_s2_1_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                float fu_z3_1 = (fu_s3_1_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s0_1_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s1_1_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s2_1_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    float fu_s3_1_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                        const float fu_wv1_0 = fu_w1[fu_k + 0];
+                                        fu_s0_1_0 = (fu_xv0_0 * fu_wv1_0 + fu_s0_1_0);
+                                        fu_s1_1_0 = (fu_xv1_0 * fu_wv1_0 + fu_s1_1_0);
+                                        fu_s2_1_0 = (fu_xv2_0 * fu_wv1_0 + fu_s2_1_0);
+                                        fu_s3_1_0 = (fu_xv3_0 * fu_wv1_0 + fu_s3_1_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z0_1 = (fu_s0_1_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z1_1 = (fu_s1_1_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z2_1 = (fu_s2_1_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    float fu_z3_1 = (fu_s3_1_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 1] = fu_z0_1;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 1] = fu_z1_1;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 1] = fu_z2_1;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 1] = fu_z3_1;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        for (int64_t fu_left = fu_nc - fu_n; fu_left > 0; --fu_left, ++fu_n) {
+                            const float *const fu_w0 = b1_1 + (fu_jc + fu_n + 0) * 192;
+                            {
+                                const float *const fu_x0 = (fu_an + (0 + 0) * 192);
+                                const float *const fu_x1 = (fu_an + (0 + 1) * 192);
+                                const float *const fu_x2 = (fu_an + (0 + 2) * 192);
+                                const float *const fu_x3 = (fu_an + (0 + 3) * 192);
+                                float fu_s0_0_0 = 0.0f;
+                                float fu_s1_0_0 = 0.0f;
+                                float fu_s2_0_0 = 0.0f;
+                                float fu_s3_0_0 = 0.0f;
+                                int64_t fu_k = 0;
+                                for (; fu_k + 1 <= 192; fu_k += 1) {
+                                    const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                    const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                    const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                    const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                    const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                    fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                }
+                                float fu_z0_0 = (fu_s0_0_0);
+                                float fu_z1_0 = (fu_s1_0_0);
+                                float fu_z2_0 = (fu_s2_0_0);
+                                float fu_z3_0 = (fu_s3_0_0);
+                                fu_yb0[(0 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                fu_yb0[(0 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                fu_yb0[(0 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                fu_yb0[(0 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                            }
+                            switch (fu_mv - 4) {
+                            case 1:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                }
+                                break;
+                            case 2:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                }
+                                break;
+                            case 3:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                }
+                                break;
+                            case 4:
+                                {
+                                    const float *const fu_x0 = (fu_an + (4 + 0) * 192);
+                                    const float *const fu_x1 = (fu_an + (4 + 1) * 192);
+                                    const float *const fu_x2 = (fu_an + (4 + 2) * 192);
+                                    const float *const fu_x3 = (fu_an + (4 + 3) * 192);
+                                    float fu_s0_0_0 = 0.0f;
+                                    float fu_s1_0_0 = 0.0f;
+                                    float fu_s2_0_0 = 0.0f;
+                                    float fu_s3_0_0 = 0.0f;
+                                    int64_t fu_k = 0;
+                                    for (; fu_k + 1 <= 192; fu_k += 1) {
+                                        const float fu_xv0_0 = fu_x0[fu_k + 0];
+                                        const float fu_xv1_0 = fu_x1[fu_k + 0];
+                                        const float fu_xv2_0 = fu_x2[fu_k + 0];
+                                        const float fu_xv3_0 = fu_x3[fu_k + 0];
+                                        const float fu_wv0_0 = fu_w0[fu_k + 0];
+                                        fu_s0_0_0 = (fu_xv0_0 * fu_wv0_0 + fu_s0_0_0);
+                                        fu_s1_0_0 = (fu_xv1_0 * fu_wv0_0 + fu_s1_0_0);
+                                        fu_s2_0_0 = (fu_xv2_0 * fu_wv0_0 + fu_s2_0_0);
+                                        fu_s3_0_0 = (fu_xv3_0 * fu_wv0_0 + fu_s3_0_0);
+                                    }
+                                    float fu_z0_0 = (fu_s0_0_0);
+                                    float fu_z1_0 = (fu_s1_0_0);
+                                    float fu_z2_0 = (fu_s2_0_0);
+                                    float fu_z3_0 = (fu_s3_0_0);
+                                    fu_yb0[(4 + 0) * 4096 + fu_n + 0] = fu_z0_0;
+                                    fu_yb0[(4 + 1) * 4096 + fu_n + 0] = fu_z1_0;
+                                    fu_yb0[(4 + 2) * 4096 + fu_n + 0] = fu_z2_0;
+                                    fu_yb0[(4 + 3) * 4096 + fu_n + 0] = fu_z3_0;
+                                }
+                                break;
+                            default:
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    }
+                    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)
+                        for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 1) {
+                            {
+                                const float fu_e96 = fu_yb0[fu_i * 4096 + fu_j];
+                                b96_96[(fu_rb + fu_i) * 512 + (fu_jc + fu_j)] = fu_e96;
+                            }
+                        }
+                }
+            }
+        }
+    } else {
+        float *const fu_st = fu_s + 163856;
+        float *const fu_pa = fu_s + 0;
+        {
+            const int64_t fu_rb = 0, fu_rows = fu_M - fu_rb;
+            int fu_tm = 1;
+            {
+                const int64_t fu_mb = (fu_rows + 3) / 4, fu_wu = fu_U0_0 * 1;
+                int64_t fu_best = 0;
+                for (int fu_d = 1; fu_d <= nth; ++fu_d) {
+                    if (nth % fu_d != 0)
+                        continue;
+                    const int64_t fu_cols = nth / fu_d;
+                    const int64_t fu_cost = (fu_wu + fu_cols - 1) / fu_cols * ((fu_mb + fu_d - 1) / fu_d);
+                    if (fu_d == 1 || fu_cost < fu_best) {
+                        fu_best = fu_cost;
+                        fu_tm = fu_d;
+                    }
+                }
+            }
+            const int fu_tn = nth / fu_tm, fu_tc = tid % fu_tn;
+            int64_t fu_r0, fu_r1;
+            fr_split((fu_rows + 3) / 4, tid / fu_tn, fu_tm, &fu_r0, &fu_r1);
+            fu_r0 = fu_rb + fu_r0 * 4;
+            fu_r1 = fu_rb + (fu_r1 * 4 < fu_rows ? fu_r1 * 4 : fu_rows);
+            for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += 512) {
+                const int64_t fu_mch = fu_r1 - fu_m0 < 512 ? fu_r1 - fu_m0 : 512;
+                for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {
+                    const float *const fu_xr = fu_A + (fu_m0 + fu_i) * 192;
+                    float fu_mu = 0.0f, fu_lo = 0.0f, fu_iv;
+                    {
+                        float fu_v0 = 0.0f, fu_v1 = 0.0f;
+                        int64_t fu_q = 0;
+                        for (; fu_q + 2 <= 192; fu_q += 2) {
+                            const float fu_d0 = fu_xr[fu_q], fu_d1 = fu_xr[fu_q + 1];
+                            fu_v0 = (fu_d0 * fu_d0 + fu_v0);
+                            fu_v1 = (fu_d1 * fu_d1 + fu_v1);
+                        }
+                        float fu_ss = ((fu_v0 + fu_v1));
+                        for (; fu_q < 192; ++fu_q)
+                            fu_ss += fu_xr[fu_q] * fu_xr[fu_q];
+                        fu_iv = 1.0f / sqrtf(fu_ss / (float)192 + 1e-05f);
+                        if (!(fu_ss < INFINITY))
+                            fu_norm_stats_generic(fu_xr, 192, 0, 1e-05, &fu_mu, &fu_lo, &fu_iv);
+                    }
+                    fu_st[3 * fu_i] = fu_mu;
+                    fu_st[3 * fu_i + 1] = fu_lo;
+                    fu_st[3 * fu_i + 2] = fu_iv;
+                }
+                { /* group 0: %96 */
+                    int64_t fu_j0, fu_j1;
+                    {
+                        const int64_t fu_lw = fu_wt0 * (fu_tc) / (fu_tn), fu_hw = fu_wt0 * ((fu_tc) + 1) / (fu_tn);
+                        int64_t fu_ua = fu_lw <= fu_S0_0 ? 0 : (fu_lw - fu_S0_0 + 3) / 4;
+                        int64_t fu_uz = fu_hw <= fu_S0_0 ? 0 : (fu_hw - fu_S0_0 + 3) / 4;
+                        fu_ua = fu_ua < fu_U0_0 ? fu_ua : fu_U0_0;
+                        fu_uz = fu_uz < fu_U0_0 ? fu_uz : fu_U0_0;
+                        fu_j0 = fu_ua * 4;
+                        fu_j1 = fu_uz * 4 < 512 ? fu_uz * 4 : 512;
+                    }
+                    float *const fu_pb0 = fu_s + 32784;
+                    float fu_t0[16];
+                    for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += 512) {
+                        const int64_t fu_nc = fu_j1 - fu_jc < 512 ? fu_j1 - fu_jc : 512;
+                        for (int64_t fu_pc = 0; fu_pc == 0 || fu_pc < 192; fu_pc += 256) {
+                            const int64_t fu_kc = 192 - fu_pc < 256 ? 192 - fu_pc : 256;
+                            for (int64_t fu_j = 0; fu_j < fu_nc; fu_j += 4) {
+                                float *const fu_d = fu_pb0 + fu_j * fu_kc;
+                                const int64_t fu_nn = fu_nc - fu_j < 4 ? fu_nc - fu_j : 4;
+                                for (int64_t fu_q = 0; fu_q < fu_nn; ++fu_q) {
+                                    const float *const fu_src = b1_1 + (fu_jc + fu_j + fu_q) * 192 + fu_pc;
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = fu_src[fu_p];
+                                }
+                                for (int64_t fu_q = fu_nn; fu_q < 4; ++fu_q)
+                                    for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                        fu_d[fu_p * 4 + fu_q] = 0.0f;
+                            }
+                            for (int64_t fu_ic = 0; fu_ic < fu_mch; fu_ic += 128) {
+                                const int64_t fu_mc = fu_mch - fu_ic < 128 ? fu_mch - fu_ic : 128;
+                                for (int64_t fu_i = 0; fu_i < fu_mc; fu_i += 4) {
+                                    float *const fu_d = fu_pa + fu_i * fu_kc;
+                                    for (int64_t fu_q = 0; fu_q < 4; ++fu_q) {
+                                        const int64_t fu_row = fu_m0 + fu_ic + fu_i + fu_q;
+                                        if (fu_i + fu_q >= fu_mc) {
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                                fu_d[fu_p * 4 + fu_q] = 0.0f;
+                                            continue;
+                                        }
+                                        const float *const fu_src = fu_A + fu_row * 192 + fu_pc;
+                                        const float fu_mu = fu_st[3 * (fu_row - fu_m0)], fu_lo = fu_st[3 * (fu_row - fu_m0) + 1];
+                                        const float fu_iv = fu_st[3 * (fu_row - fu_m0) + 2];
+                                        (void)fu_mu, (void)fu_lo;
+                                        for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p)
+                                            fu_d[fu_p * 4 + fu_q] = fu_src[fu_p] * fu_iv * b2_2[fu_pc + fu_p];
+                                    }
+                                }
+                                for (int64_t fu_jr = 0; fu_jr < fu_nc; fu_jr += 4)
+                                    for (int64_t fu_ir = 0; fu_ir < fu_mc; fu_ir += 4) {
+                                        {
+                                            const float *fu_ap = fu_pa + fu_ir * fu_kc;
+                                            const float *fu_bp = fu_pb0 + fu_jr * fu_kc;
+                                            float fu_c0_0 = 0.0f, fu_c0_1 = 0.0f, fu_c0_2 = 0.0f, fu_c0_3 = 0.0f;
+                                            float fu_c1_0 = 0.0f, fu_c1_1 = 0.0f, fu_c1_2 = 0.0f, fu_c1_3 = 0.0f;
+                                            float fu_c2_0 = 0.0f, fu_c2_1 = 0.0f, fu_c2_2 = 0.0f, fu_c2_3 = 0.0f;
+                                            float fu_c3_0 = 0.0f, fu_c3_1 = 0.0f, fu_c3_2 = 0.0f, fu_c3_3 = 0.0f;
+                                            for (int64_t fu_p = 0; fu_p < fu_kc; ++fu_p, fu_ap += 4, fu_bp += 4) {
+                                                {
+                                                    const float fu_b0 = fu_bp[0], fu_b1 = fu_bp[1], fu_b2 = fu_bp[2], fu_b3 = fu_bp[3];
+                                                    float fu_a;
+                                                    fu_a = (fu_ap[0]);
+                                                    fu_c0_0 = (fu_a * fu_b0 + fu_c0_0);
+                                                    fu_c0_1 = (fu_a * fu_b1 + fu_c0_1);
+                                                    fu_c0_2 = (fu_a * fu_b2 + fu_c0_2);
+                                                    fu_c0_3 = (fu_a * fu_b3 + fu_c0_3);
+                                                    fu_a = (fu_ap[1]);
+                                                    fu_c1_0 = (fu_a * fu_b0 + fu_c1_0);
+                                                    fu_c1_1 = (fu_a * fu_b1 + fu_c1_1);
+                                                    fu_c1_2 = (fu_a * fu_b2 + fu_c1_2);
+                                                    fu_c1_3 = (fu_a * fu_b3 + fu_c1_3);
+                                                    fu_a = (fu_ap[2]);
+                                                    fu_c2_0 = (fu_a * fu_b0 + fu_c2_0);
+                                                    fu_c2_1 = (fu_a * fu_b1 + fu_c2_1);
+                                                    fu_c2_2 = (fu_a * fu_b2 + fu_c2_2);
+                                                    fu_c2_3 = (fu_a * fu_b3 + fu_c2_3);
+                                                    fu_a = (fu_ap[3]);
+                                                    fu_c3_0 = (fu_a * fu_b0 + fu_c3_0);
+                                                    fu_c3_1 = (fu_a * fu_b1 + fu_c3_1);
+                                                    fu_c3_2 = (fu_a * fu_b2 + fu_c3_2);
+                                                    fu_c3_3 = (fu_a * fu_b3 + fu_c3_3);
+                                                }
+                                            }
+                                            const int64_t fu_mr = fu_mc - fu_ir < 4 ? fu_mc - fu_ir : 4;
+                                            const int64_t fu_nr = fu_nc - fu_jr < 4 ? fu_nc - fu_jr : 4;
+                                            const int64_t fu_row0 = fu_m0 + fu_ic + fu_ir, fu_col0 = fu_jc + fu_jr;
+                                            if (fu_mr == 4 && fu_nr == 4) {
+                                                {
+                                                    const float fu_e96 = fu_c0_0;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_1;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_2;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c0_3;
+                                                    b96_96[(fu_row0 + 0) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_0;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_1;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_2;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c1_3;
+                                                    b96_96[(fu_row0 + 1) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_0;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_1;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_2;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c2_3;
+                                                    b96_96[(fu_row0 + 2) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_0;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 0)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_1;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 1)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_2;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 2)] = fu_e96;
+                                                }
+                                                {
+                                                    const float fu_e96 = fu_c3_3;
+                                                    b96_96[(fu_row0 + 3) * 512 + (fu_col0 + 3)] = fu_e96;
+                                                }
+                                            } else {
+                                                fu_t0[0] = fu_c0_0;
+                                                fu_t0[1] = fu_c0_1;
+                                                fu_t0[2] = fu_c0_2;
+                                                fu_t0[3] = fu_c0_3;
+                                                fu_t0[4] = fu_c1_0;
+                                                fu_t0[5] = fu_c1_1;
+                                                fu_t0[6] = fu_c1_2;
+                                                fu_t0[7] = fu_c1_3;
+                                                fu_t0[8] = fu_c2_0;
+                                                fu_t0[9] = fu_c2_1;
+                                                fu_t0[10] = fu_c2_2;
+                                                fu_t0[11] = fu_c2_3;
+                                                fu_t0[12] = fu_c3_0;
+                                                fu_t0[13] = fu_c3_1;
+                                                fu_t0[14] = fu_c3_2;
+                                                fu_t0[15] = fu_c3_3;
+                                                for (int64_t fu_i = 0; fu_i < fu_mr; ++fu_i)
+                                                    for (int64_t fu_j = 0; fu_j < fu_nr; fu_j += 1) {
+                                                        {
+                                                            const float fu_e96 = fu_t0[fu_i * 4 + fu_j];
+                                                            b96_96[(fu_row0 + fu_i) * 512 + (fu_col0 + fu_j)] = fu_e96;
+                                                        }
+                                                    }
+                                            }
+                                        }
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* The whole block on thread tid of nth (the CPU's monokernel). */
 static void fu_run(void *ctx, int tid, int nth) {
     const fu_args *fa = (const fu_args *)ctx;
@@ -11490,6 +12437,90 @@ static void fu_run(void *ctx, int tid, int nth) {
     k94_slice(tid, nth, fu_t93, fu_t94, T);
     fr_barrier(nth);
     k95_rms_norm_linear(tid, nth, fu_t94, w->model_norm_weight, w->model_embed_tokens_weight, out_logits);
+}
+
+/* A batch of sequences on thread tid of nth (smollm_forward_batch). */
+static void fu_run_batch(void *ctx, int tid, int nth) {
+    const fu_bargs *fb = (const fu_bargs *)ctx;
+    const fu_args *fa = &fb->a;
+    (void)fa;
+    const smollm_weights *w = fa->w;
+    int64_t T = fa->T;
+    const int32_t *input_ids = fa->input_ids;
+    float *fu_t3 = (float *)(fa->ws + fa->off[0]);
+    int32_t *fu_t16 = (int32_t *)(fa->ws + fa->off[4]);
+    float *fu_t17 = (float *)(fa->ws + fa->off[1]);
+    float *fu_t19 = (float *)(fa->ws + fa->off[2]);
+    float *fu_t21 = (float *)(fa->ws + fa->off[3]);
+    float *fu_t24 = (float *)(fa->ws + fa->off[5]);
+    float *fu_t26 = (float *)(fa->ws + fa->off[6]);
+    float *fu_t31 = (float *)(fa->ws + fa->off[7]);
+    float *fu_t33 = (float *)(fa->ws + fa->off[8]);
+    int32_t *fu_t46 = (int32_t *)(fa->ws + fa->off[12]);
+    float *fu_t47 = (float *)(fa->ws + fa->off[9]);
+    float *fu_t49 = (float *)(fa->ws + fa->off[10]);
+    float *fu_t51 = (float *)(fa->ws + fa->off[11]);
+    float *fu_t54 = (float *)(fa->ws + fa->off[13]);
+    float *fu_t56 = (float *)(fa->ws + fa->off[14]);
+    float *fu_t61 = (float *)(fa->ws + fa->off[15]);
+    float *fu_t63 = (float *)(fa->ws + fa->off[16]);
+    int32_t *fu_t76 = (int32_t *)(fa->ws + fa->off[20]);
+    float *fu_t77 = (float *)(fa->ws + fa->off[17]);
+    float *fu_t79 = (float *)(fa->ws + fa->off[18]);
+    float *fu_t81 = (float *)(fa->ws + fa->off[19]);
+    float *fu_t84 = (float *)(fa->ws + fa->off[21]);
+    float *fu_t86 = (float *)(fa->ws + fa->off[22]);
+    float *fu_t91 = (float *)(fa->ws + fa->off[23]);
+    float *fu_t93 = (float *)(fa->ws + fa->off[24]);
+    char *fu_tp = fa->ws + fb->tail;
+    float *fu_bt94 = (float *)fu_tp;
+    fu_tp += ((size_t)fb->nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u;
+    float *out_logits = fa->out_logits;
+    k3_embedding(tid, nth, w->model_embed_tokens_weight, input_ids, fu_t3, T, fa->err);
+    fr_barrier(nth);
+    k15_rms_norm_linear_linear_linear(tid, nth, fu_t3, w->model_layers_0_input_layernorm_weight, w->model_layers_0_self_attn_q_proj_weight, fu_t17, w->model_layers_0_self_attn_k_proj_weight, fu_t19, w->model_layers_0_self_attn_v_proj_weight, fu_t21, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t16 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t16 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k25_linear_add(tid, nth, fu_t24, w->model_layers_0_self_attn_o_proj_weight, fu_t3, fu_t26, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t26, w->model_layers_0_post_attention_layernorm_weight, w->model_layers_0_mlp_gate_proj_weight, w->model_layers_0_mlp_up_proj_weight, fu_t31, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t31, w->model_layers_0_mlp_down_proj_weight, fu_t26, fu_t33, T);
+    fr_barrier(nth);
+    k45_rms_norm_linear_linear_linear(tid, nth, fu_t33, w->model_layers_1_input_layernorm_weight, w->model_layers_1_self_attn_q_proj_weight, fu_t47, w->model_layers_1_self_attn_k_proj_weight, fu_t49, w->model_layers_1_self_attn_v_proj_weight, fu_t51, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t46 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t46 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k55_linear_add(tid, nth, fu_t54, w->model_layers_1_self_attn_o_proj_weight, fu_t33, fu_t56, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t56, w->model_layers_1_post_attention_layernorm_weight, w->model_layers_1_mlp_gate_proj_weight, w->model_layers_1_mlp_up_proj_weight, fu_t61, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t61, w->model_layers_1_mlp_down_proj_weight, fu_t56, fu_t63, T);
+    fr_barrier(nth);
+    k45_rms_norm_linear_linear_linear(tid, nth, fu_t63, w->model_layers_2_input_layernorm_weight, w->model_layers_2_self_attn_q_proj_weight, fu_t77, w->model_layers_2_self_attn_k_proj_weight, fu_t79, w->model_layers_2_self_attn_v_proj_weight, fu_t81, T);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k16_positions(tid, nth, (fu_t76 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t76 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    fr_barrier(nth);
+    k55_linear_add(tid, nth, fu_t84, w->model_layers_2_self_attn_o_proj_weight, fu_t63, fu_t86, T);
+    fr_barrier(nth);
+    k27_rms_norm_linear_silu_linear(tid, nth, fu_t86, w->model_layers_2_post_attention_layernorm_weight, w->model_layers_2_mlp_gate_proj_weight, w->model_layers_2_mlp_up_proj_weight, fu_t91, T);
+    fr_barrier(nth);
+    k32_linear_add(tid, nth, fu_t91, w->model_layers_2_mlp_down_proj_weight, fu_t86, fu_t93, T);
+    fr_barrier(nth);
+    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+        k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_bt94 + fu_s * 192), fb->tok[fu_s]);
+    fr_barrier(nth);
+    k95_rms_norm_linear_rows(tid, nth, fu_bt94, w->model_norm_weight, w->model_embed_tokens_weight, out_logits, fb->nseq);
 }
 
 /* Bytes of per-thread scratch the kernels need on nth threads, a multiple of 64. */
@@ -11656,6 +12687,190 @@ int smollm_forward(const smollm_weights *w,
     fr_pool_run(fu_n, fu_run, &fa, (char *)workspace + fu_total, fu_scratch(T, P, fu_n));
     if (fu_err[0] == 3)
         return fr_seterr(NULL, FR_EINDEX, "smollm_forward: embedding: id %lld at element %lld of 'input_ids' is outside [0, 512) (the rows of 'model.embed_tokens.weight')",
+                         (long long)fu_err[2], (long long)fu_err[1]);
+    return 0;
+}
+
+size_t smollm_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P) {
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (nseq < 1 || !T || !P) {
+        fr_seterr(NULL, FR_EDIM, "smollm_workspace_size_batch: nseq < 1 or a NULL array");
+        return 0;
+    }
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+            fr_seterr(NULL, FR_EDIM, "smollm_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
+            return 0;
+        }
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    size_t fu_off[26], fu_total;
+    if (fu_layout("smollm_workspace_size_batch", fu_b0, fu_b1, fu_off, &fu_total) != 0)
+        return 0;
+    size_t fu_ws = smollm_workspace_size(fu_b0, fu_b1);
+    return fu_ws + (((size_t)nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u);
+}
+
+int smollm_forward_batch(const smollm_weights *w,
+                         smollm_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,
+                         const int32_t *input_ids /* i32[T] */,
+                         float *out_logits /* f32[1, 512] per sequence */,
+                         void *workspace, size_t workspace_bytes) {
+    size_t fu_off[26], fu_total;
+    int fu_rc;
+    int64_t fu_b0 = 0, fu_b1 = 0;
+    if (!w)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: w is NULL");
+    if (!w->model_embed_tokens_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.embed_tokens.weight' is not bound (w->model_embed_tokens_weight is NULL)");
+    if (!w->model_norm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.norm.weight' is not bound (w->model_norm_weight is NULL)");
+    if (!w->model_layers_0_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.input_layernorm.weight' is not bound (w->model_layers_0_input_layernorm_weight is NULL)");
+    if (!w->model_layers_0_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.q_proj.weight' is not bound (w->model_layers_0_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.k_proj.weight' is not bound (w->model_layers_0_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.v_proj.weight' is not bound (w->model_layers_0_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_0_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.self_attn.o_proj.weight' is not bound (w->model_layers_0_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_0_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.post_attention_layernorm.weight' is not bound (w->model_layers_0_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_0_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.gate_proj.weight' is not bound (w->model_layers_0_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_0_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.up_proj.weight' is not bound (w->model_layers_0_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_0_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.0.mlp.down_proj.weight' is not bound (w->model_layers_0_mlp_down_proj_weight is NULL)");
+    if (!w->model_layers_1_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.input_layernorm.weight' is not bound (w->model_layers_1_input_layernorm_weight is NULL)");
+    if (!w->model_layers_1_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.q_proj.weight' is not bound (w->model_layers_1_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.k_proj.weight' is not bound (w->model_layers_1_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.v_proj.weight' is not bound (w->model_layers_1_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_1_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.self_attn.o_proj.weight' is not bound (w->model_layers_1_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_1_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.post_attention_layernorm.weight' is not bound (w->model_layers_1_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_1_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.gate_proj.weight' is not bound (w->model_layers_1_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_1_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.up_proj.weight' is not bound (w->model_layers_1_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_1_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.1.mlp.down_proj.weight' is not bound (w->model_layers_1_mlp_down_proj_weight is NULL)");
+    if (!w->model_layers_2_input_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.input_layernorm.weight' is not bound (w->model_layers_2_input_layernorm_weight is NULL)");
+    if (!w->model_layers_2_self_attn_q_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.q_proj.weight' is not bound (w->model_layers_2_self_attn_q_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_k_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.k_proj.weight' is not bound (w->model_layers_2_self_attn_k_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_v_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.v_proj.weight' is not bound (w->model_layers_2_self_attn_v_proj_weight is NULL)");
+    if (!w->model_layers_2_self_attn_o_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.self_attn.o_proj.weight' is not bound (w->model_layers_2_self_attn_o_proj_weight is NULL)");
+    if (!w->model_layers_2_post_attention_layernorm_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.post_attention_layernorm.weight' is not bound (w->model_layers_2_post_attention_layernorm_weight is NULL)");
+    if (!w->model_layers_2_mlp_gate_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.gate_proj.weight' is not bound (w->model_layers_2_mlp_gate_proj_weight is NULL)");
+    if (!w->model_layers_2_mlp_up_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.up_proj.weight' is not bound (w->model_layers_2_mlp_up_proj_weight is NULL)");
+    if (!w->model_layers_2_mlp_down_proj_weight)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: weight 'model.layers.2.mlp.down_proj.weight' is not bound (w->model_layers_2_mlp_down_proj_weight is NULL)");
+    if (nseq < 1)
+        return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: nseq = %lld, at least 1 sequence is needed", (long long)nseq);
+    if (!caches)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: caches is NULL");
+    if (!T)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: T is NULL");
+    if (!P)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: P is NULL");
+    if (!input_ids)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: input 'input_ids' is NULL");
+    if (!out_logits)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: output 'logits' (out_logits) is NULL");
+    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
+        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+                             (long long)T[fu_s], (long long)FU_SYM_MAX);
+        if (P[fu_s] < 0 || P[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: P[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
+                             (long long)P[fu_s], (long long)FU_SYM_MAX);
+        fu_rc = fu_layout("smollm_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total);
+        if (fu_rc != 0)
+            return fu_rc;
+        const smollm_cache *fu_c = caches[fu_s];
+        if (!fu_c)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: caches[%lld] is NULL", (long long)fu_s);
+        if (!fu_c->model_layers_0_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.0.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_0_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.0.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_1_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.1.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_1_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.1.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_2_k_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.2.k_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if (!fu_c->model_layers_2_v_cache)
+            return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: cache 'model.layers.2.v_cache' of sequence %lld is not allocated", (long long)fu_s);
+        if ((INT64_C(0) + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "smollm_forward_batch: the caches of sequence %lld hold %lld rows, it needs P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * P[fu_s]));
+        if ((INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]) > fu_c->capacity)
+            return fr_seterr(NULL, FR_ECAPACITY, "smollm_forward_batch: the caches of sequence %lld hold %lld rows, it needs T + P = %lld",
+                             (long long)fu_s, (long long)fu_c->capacity, (long long)(INT64_C(0) + 1 * T[fu_s] + 1 * P[fu_s]));
+        for (int64_t fu_r = 0; fu_r < fu_s; ++fu_r)
+            if (caches[fu_r]->model_layers_0_k_cache == fu_c->model_layers_0_k_cache)
+                return fr_seterr(NULL, FR_EINVAL, "smollm_forward_batch: sequences %lld and %lld have the same caches", (long long)fu_r,
+                                 (long long)fu_s);
+        if (fu_b0 > FU_SYM_MAX - T[fu_s])
+            return fr_seterr(NULL, FR_EDIM, "smollm_forward_batch: the batch has more than %lld tokens", (long long)FU_SYM_MAX);
+        fu_b0 += T[fu_s];
+        fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
+    }
+    fu_rc = fu_layout("smollm_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
+    if (fu_rc != 0)
+        return fu_rc;
+    size_t fu_tail = fu_total;
+    fu_total += (((size_t)nseq * 192u * sizeof(float) + 63u) & ~(size_t)63u);
+    uint64_t fu_need1 = fu_need(fu_total, fu_b0, fu_b1, 1);
+    if (!workspace && fu_need1 > 0)
+        return fr_seterr(NULL, FR_ENULL, "smollm_forward_batch: workspace is NULL, the call needs %llu bytes",
+                         (unsigned long long)fu_need1);
+    if (((uintptr_t)workspace & 63u) != 0)
+        return fr_seterr(NULL, FR_EWORKSPACE, "smollm_forward_batch: the workspace is not 64-byte aligned (allocate it with fr_alloc)");
+    if (fu_need1 > workspace_bytes)
+        return fr_seterr(NULL, FR_EWORKSPACE, "smollm_forward_batch: the workspace has %zu bytes, the call needs %llu (smollm_workspace_size)",
+                         workspace_bytes, (unsigned long long)fu_need1);
+    int fu_n = fr_pool_threads();
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_n = fr_pool_acquire(fu_n);
+    while (fu_n > 1 && fu_need(fu_total, fu_b0, fu_b1, fu_n) > workspace_bytes)
+        fu_n--;
+    fu_bargs fb;
+    memset(&fb, 0, sizeof fb);
+    fb.a.w = w;
+    fb.a.T = fu_b0;
+    fb.a.P = fu_b1;
+    fb.a.input_ids = input_ids;
+    fb.a.out_logits = out_logits;
+    int64_t fu_err[3] = {-1, -1, -1};
+    fb.a.err = fu_err;
+    fb.a.ws = (char *)workspace;
+    fb.a.off = fu_off;
+    fb.caches = caches;
+    fb.past = P;
+    fb.nseq = nseq;
+    fb.tok = T;
+    fb.tail = fu_tail;
+    fr_pool_run(fu_n, fu_run_batch, &fb, (char *)workspace + fu_total, fu_scratch(fu_b0, fu_b1, fu_n));
+    if (fu_err[0] == 3)
+        return fr_seterr(NULL, FR_EINDEX, "smollm_forward_batch: embedding: id %lld at element %lld of 'input_ids' is outside [0, 512) (the rows of 'model.embed_tokens.weight')",
                          (long long)fu_err[2], (long long)fu_err[1]);
     return 0;
 }
@@ -11946,6 +13161,72 @@ static int fu_desc_run(const void *const *weights, float *const *caches, int64_t
     return smollm_forward(&w, &c, syms[0], syms[1], (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
 }
 
+static size_t fu_desc_workspace_size_batch(int64_t nseq, const int64_t *syms) {
+    if (!syms)
+        return 0;
+    return smollm_workspace_size_batch(nseq, syms + 0 * nseq, syms + 1 * nseq);
+}
+
+static int fu_desc_run_batch(const void *const *weights, float *const *const *caches,
+                             const int64_t *capacity, int64_t nseq, const int64_t *syms,
+                             const void *const *inputs, void *const *outputs, void *workspace,
+                             size_t workspace_bytes) {
+    smollm_weights w;
+    if (!weights || !caches || !capacity || !syms || !inputs || !outputs)
+        return fr_seterr(NULL, FR_ENULL, "smollm_desc.run_batch: NULL array argument");
+    if (nseq < 1 || nseq > 1048576)
+        return fr_seterr(NULL, FR_EDIM, "smollm_desc.run_batch: nseq = %lld is outside [1, 1048576]", (long long)nseq);
+    w.model_embed_tokens_weight = (const float *)weights[0];
+    w.model_norm_weight = (const float *)weights[1];
+    w.model_layers_0_input_layernorm_weight = (const float *)weights[2];
+    w.model_layers_0_self_attn_q_proj_weight = (const float *)weights[3];
+    w.model_layers_0_self_attn_k_proj_weight = (const float *)weights[4];
+    w.model_layers_0_self_attn_v_proj_weight = (const float *)weights[5];
+    w.model_layers_0_self_attn_o_proj_weight = (const float *)weights[6];
+    w.model_layers_0_post_attention_layernorm_weight = (const float *)weights[7];
+    w.model_layers_0_mlp_gate_proj_weight = (const float *)weights[8];
+    w.model_layers_0_mlp_up_proj_weight = (const float *)weights[9];
+    w.model_layers_0_mlp_down_proj_weight = (const float *)weights[10];
+    w.model_layers_1_input_layernorm_weight = (const float *)weights[11];
+    w.model_layers_1_self_attn_q_proj_weight = (const float *)weights[12];
+    w.model_layers_1_self_attn_k_proj_weight = (const float *)weights[13];
+    w.model_layers_1_self_attn_v_proj_weight = (const float *)weights[14];
+    w.model_layers_1_self_attn_o_proj_weight = (const float *)weights[15];
+    w.model_layers_1_post_attention_layernorm_weight = (const float *)weights[16];
+    w.model_layers_1_mlp_gate_proj_weight = (const float *)weights[17];
+    w.model_layers_1_mlp_up_proj_weight = (const float *)weights[18];
+    w.model_layers_1_mlp_down_proj_weight = (const float *)weights[19];
+    w.model_layers_2_input_layernorm_weight = (const float *)weights[20];
+    w.model_layers_2_self_attn_q_proj_weight = (const float *)weights[21];
+    w.model_layers_2_self_attn_k_proj_weight = (const float *)weights[22];
+    w.model_layers_2_self_attn_v_proj_weight = (const float *)weights[23];
+    w.model_layers_2_self_attn_o_proj_weight = (const float *)weights[24];
+    w.model_layers_2_post_attention_layernorm_weight = (const float *)weights[25];
+    w.model_layers_2_mlp_gate_proj_weight = (const float *)weights[26];
+    w.model_layers_2_mlp_up_proj_weight = (const float *)weights[27];
+    w.model_layers_2_mlp_down_proj_weight = (const float *)weights[28];
+    smollm_cache *cs = fr_alloc(sizeof *cs * (size_t)nseq), **cp = fr_alloc(sizeof *cp * (size_t)nseq);
+    if (!cs || !cp) {
+        fr_free(cs);
+        fr_free(cp);
+        return fr_seterr(NULL, FR_ENOMEM, "smollm_desc.run_batch: out of memory");
+    }
+    for (int64_t s = 0; s < nseq; ++s) {
+        cp[s] = caches[s] ? &cs[s] : NULL;
+        cs[s].capacity = capacity[s];
+        cs[s].model_layers_0_k_cache = caches[s] ? (float *)caches[s][0] : NULL;
+        cs[s].model_layers_0_v_cache = caches[s] ? (float *)caches[s][1] : NULL;
+        cs[s].model_layers_1_k_cache = caches[s] ? (float *)caches[s][2] : NULL;
+        cs[s].model_layers_1_v_cache = caches[s] ? (float *)caches[s][3] : NULL;
+        cs[s].model_layers_2_k_cache = caches[s] ? (float *)caches[s][4] : NULL;
+        cs[s].model_layers_2_v_cache = caches[s] ? (float *)caches[s][5] : NULL;
+    }
+    int rc = smollm_forward_batch(&w, cp, nseq, syms + 0 * nseq, syms + 1 * nseq, (const int32_t *)inputs[0], (float *)outputs[0], workspace, workspace_bytes);
+    fr_free(cs);
+    fr_free(cp);
+    return rc;
+}
+
 const fr_block_desc smollm_desc = {
     .name = "smollm",
     .target = "generic",
@@ -11962,4 +13243,6 @@ const fr_block_desc smollm_desc = {
     .caches = fu_caches,
     .workspace_size = fu_desc_workspace_size,
     .run = fu_desc_run,
+    .run_batch = fu_desc_run_batch,
+    .workspace_size_batch = fu_desc_workspace_size_batch,
 };

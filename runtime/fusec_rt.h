@@ -218,6 +218,15 @@ typedef struct fr_block_desc {
     int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
                const int64_t *syms, const void *const *inputs, void *const *outputs,
                void *workspace, size_t workspace_bytes);
+    /* NAME_forward_batch, NULL when the block has none: nseq sequences,
+     * caches[s][i] cache i of sequence s (capacity[s] rows, NULL caches[s]
+     * for none), symbol j of sequence s at syms[j * nseq + s]; inputs and
+     * outputs hold the sequences' tokens one after another. */
+    int (*run_batch)(const void *const *weights, float *const *const *caches, const int64_t *capacity,
+                     int64_t nseq, const int64_t *syms, const void *const *inputs, void *const *outputs,
+                     void *workspace, size_t workspace_bytes);
+    /* NAME_workspace_size_batch (NULL with run_batch): syms as for run_batch */
+    size_t (*workspace_size_batch)(int64_t nseq, const int64_t *syms);
 } fr_block_desc;
 
 /* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name. */

@@ -42,7 +42,7 @@ GENERATED = """w cache workspace workspace_bytes uintptr_t ctx tid nth fa off ws
 caches cache_capacity c x y a b bias q k v pos i j kk m o r t h s d i0 i1 i2 i3 xr yr ar br wr am bm
 ym av xv acc ss inv mu var e sum mx qh kb vb kr vr sc corr p l send ang cs sn x1 x2 xh yh i_end r0 r1
 q0 q1 o0 o1 f f_end rem cnt t0 t1 p0 p1 pr vis dot vss vinv vx vd vmu vvar vmx vsum ve v1 v2 vc vs
-k0_exp k12_add b0 T P D""".split()
+k0_exp k12_add b0 T P D nseq fb fu_bargs fu_run_batch fu_desc_run_batch""".split()
 # the DSL's own keywords are not names (a syntax error is right there)
 DSL_KEYWORDS = set("block dim const input weight cache output fn return import true false f32 i32".split())
 NAMES = sorted(set(C_KEYWORDS + LIBRARY + RUNTIME + GENERATED) - DSL_KEYWORDS)
