@@ -1060,6 +1060,66 @@ static void k_matmul(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
+/* Prefill (more than 8 rows) of a q8_0/q4_0 linear on an AVX512-VNNI
+ * target: the int8 GEMM of typed.c (fu_qpa/fu_qpb/fu_qmk, docs/gemm.md).
+ * Threads split the columns in panels of 32.  Per chunk of QG_MC rows, the
+ * rows are quantized (6 at a time) and packed into groups of 6; then per
+ * panel of 32 columns (of this thread's) and depth chunk of QG_KB blocks,
+ * the panel is packed (L1) and every group's 6 x 32 tile runs over it into
+ * the chunk's float tile column fu_cb, which is stored (+ bias) at the end. */
+enum { QG_MC = 192, QG_KB = 16 };
+
+static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const char *bias, const char *y,
+                    const char *R, const char *IN, const char *OUT) {
+    const Node *wn = n->in[1];
+    const char *rs = ty_row_units(wn->dtype, IN);
+    /* fu_bp, fu_cb, fu_xt (6 quantized rows), fu_ap (QG_MC / 6 groups of fu_nb records) */
+    kern_scratch(k, fu_format("%d + %d + 6 * (((%s) + 31) / 32 * 36 + 64) + ((%s) + 31) / 32 * %d + 64", QG_KB * 1152,
+                              QG_MC * 32 * 4, IN, IN, QG_MC / 6 * 256));
+    kline(k, "if (%s > 8) {", R);
+    k->indent++;
+    kline(k, "const int64_t fu_np = ((%s) + 31) / 32;", OUT);
+    kline(k, "fr_split(fu_np, tid, nth, &o0, &o1);");
+    kline(k, "o0 *= 32;");
+    kline(k, "o1 = o1 * 32 < %s ? o1 * 32 : %s;", OUT, OUT);
+    kline(k, "if (o0 >= o1)");
+    kline(k, "    return;");
+    kline(k, "uint8_t *fu_bp = (uint8_t *)fu_xq;");
+    kline(k, "float *fu_cb = (float *)(void *)(fu_bp + %d);", QG_KB * 1152);
+    kline(k, "int8_t *fu_xt = (int8_t *)(void *)(fu_cb + %d);", QG_MC * 32);
+    kline(k, "uint8_t *fu_ap = (uint8_t *)(fu_xt + 6 * fu_xs);");
+    kline(k, "for (int64_t rc = 0; rc < %s; rc += %d) {", R, QG_MC);
+    k->indent++;
+    kline(k, "const int mr = %s - rc < %d ? (int)(%s - rc) : %d, ng = (mr + 5) / 6;", R, QG_MC, R, QG_MC);
+    kline(k, "for (int g = 0; g < ng; ++g) {");
+    kline(k, "    const int nr = mr - 6 * g < 6 ? mr - 6 * g : 6;");
+    kline(k, "    for (int r = 0; r < nr; ++r)");
+    kline(k, "        %s(%s + %s, %s, fu_xt + r * fu_xs);", ty_qx_fn(kT(k)), x, mul("(rc + 6 * g + r)", IN), IN);
+    kline(k, "    fu_qpa_%s(fu_xt, fu_xs, nr, fu_nb, fu_ap + g * fu_nb * 256);", kT(k)->tag);
+    kline(k, "}");
+    kline(k, "for (int64_t jc = o0; jc < o1; jc += 32) {");
+    k->indent++;
+    kline(k, "const int nc = o1 - jc < 32 ? (int)(o1 - jc) : 32;");
+    kline(k, "for (int64_t pc = 0; pc < fu_nb; pc += %d) {", QG_KB);
+    kline(k, "    const int64_t kb = fu_nb - pc < %d ? fu_nb - pc : %d;", QG_KB, QG_KB);
+    kline(k, "    fu_qpb_%s_%s((const uint8_t *)(%s + %s), %s, nc, pc, kb, fu_bp);", dtype_name(wn->dtype), kT(k)->tag,
+          w, mul("jc", rs), rs);
+    kline(k, "    for (int g = 0; g < ng; ++g)");
+    kline(k, "        fu_qmk_%s(fu_ap + (g * fu_nb + pc) * 256, fu_bp, kb, fu_cb + g * 192, pc == 0);", kT(k)->tag);
+    kline(k, "}");
+    kline(k, "for (int r = 0; r < mr; ++r)");
+    kline(k, "    for (int c = 0; c < nc; ++c)");
+    kline(k, "        %s[%s + jc + c] = fu_cb[r * 32 + c]%s;", y, mul("(rc + r)", OUT),
+          bias ? fu_format(" + %s[jc + c]", bias) : "");
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+    kline(k, "return;");
+    k->indent--;
+    kline(k, "}");
+}
+
 /* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,
  * W [in, out]), plus the bias.  Layout 0 splits the output columns over the
  * threads (decode, one row, still uses every thread); layout 1 the rows.
@@ -1086,9 +1146,11 @@ static void k_linear(Kern *k, const Node *n) {
         /* 32 rows of fu_qx_stride(IN) <= 36 * nb + 63 bytes */
         kern_scratch(k, fu_format("((%s) + 31) / 32 * %d + %d", IN, 36 * 32, 64 * 32 + 64));
         kline(k, "int64_t o0, o1;");
-        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
         kline(k, "int8_t *fu_xq = (int8_t *)fr_scratch(tid);");
         kline(k, "const int64_t fu_nb = ((%s) + 31) / 32, fu_xs = fu_qx_stride(%s);", IN, IN);
+        if (ty_qgemm(kT(k)))
+            k_qgemm(k, n, x, w, bias, y, R, IN, OUT);
+        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
         kline(k, "if (o0 == o1)");
         kline(k, "    return;");
         kline(k, "for (int64_t rc = 0; rc < %s; rc += 32) {", R);

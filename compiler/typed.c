@@ -455,6 +455,114 @@ static void prelude_qx_neon(Buf *b, const Target *t, unsigned used) {
     }
 }
 
+/*
+ * The q8_0/q4_0 GEMM of prefill on AVX512-VNNI targets (docs/gemm.md,
+ * "q8_0/q4_0 prefill"; k_linear drives it for more than 8 rows): a 6 x 32
+ * register tile of vpdpbusd (u8 x s8, four consecutive depths of a column
+ * per 32-bit lane).  The *weights* are the unsigned operand: packed as
+ * w + 128 (0..255 for q8_0, nibble + 120 for q4_0), so vpdpbusd sums
+ * (w + 128) * x = w * x + 128 * x; the activations stay the signed int8 of
+ * fu_qx_*, and each row's integer accumulators start, per block of 32, from
+ * -128 * sum_j x_j (computed once when A is packed): exact int32 sums
+ * w . x of every block, for every int8 w including -128.  Then, per block,
+ * acc += (float)sum * (d_w * d_x) in float32.
+ *
+ * A packed (fu_qpa_*), per group of 6 rows and block: 8 quads x 6 rows of 4
+ * int8 (192 bytes), int32 nc[6] = -128 * sum, float d_x[6]: 256 bytes; rows
+ * past the end are zeros with d_x = 0.  B packed (fu_qpb_*), per panel of
+ * 32 columns and block: 8 quads x 32 columns of 4 u8 (1024 bytes), then
+ * float d_w[32]: 1152 bytes; columns past the end are zeros with d_w = 0.
+ * The tile (fu_qmk_*) runs nb blocks and adds into (or, first, sets) a
+ * 6 x 32 float tile c of stride 32.
+ */
+static void prelude_qgemm_vnni(Buf *b, const Target *t, unsigned used) {
+    const char *a = v_attr(t), *g = t->tag;
+    L("static %sinline void fu_qpa_%s(const int8_t *xq, int64_t xs, int nr, int64_t nb, uint8_t *ap) {", a, g);
+    L("    for (int64_t b = 0; b < nb; b++, ap += 256) {");
+    L("        int32_t *nc = (int32_t *)(void *)(ap + 192);");
+    L("        float *da = (float *)(void *)(ap + 216);");
+    L("        for (int r = 0; r < 6; r++) {");
+    L("            const int8_t *x = xq + r * xs + 32 * b;");
+    L("            int32_t s = 0;");
+    L("            if (r < nr)");
+    L("                for (int j = 0; j < 32; j++)");
+    L("                    s += x[j];");
+    L("            for (int q = 0; q < 8; q++) {");
+    L("                if (r < nr)");
+    L("                    memcpy(ap + 24 * q + 4 * r, x + 4 * q, 4);");
+    L("                else");
+    L("                    memset(ap + 24 * q + 4 * r, 0, 4);");
+    L("            }");
+    L("            nc[r] = -128 * s;");
+    L("            da[r] = r < nr ? ((const float *)(const void *)(xq + r * xs + nb * 32))[b] : 0.0f;");
+    L("        }");
+    L("        memset(ap + 240, 0, 16);");
+    L("    }");
+    L("}");
+    for (int q = 0; q < 2; q++) {
+        if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
+            continue;
+        const char *name = q ? "q4_0" : "q8_0";
+        L("/* columns [0, nc) of rows w (stride rs bytes), blocks [b0, b0 + nb) */");
+        L("static %sinline void fu_qpb_%s_%s(const uint8_t *w, int64_t rs, int nc, int64_t b0, int64_t nb, uint8_t *bp) {",
+          a, name, g);
+        L("    for (int64_t b = 0; b < nb; b++, bp += 1152) {");
+        L("        float *dw = (float *)(void *)(bp + 1024);");
+        L("        int c = 0;");
+        L("        for (; c < nc; c++) {");
+        L("            const uint8_t *blk = w + c * rs + %d * (b0 + b);", q ? 18 : 34);
+        if (q) {
+            L("            const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
+            L("            const __m256i v = _mm256_add_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
+            L("                                                               _mm256_set1_epi8(15)), _mm256_set1_epi8(120));");
+        } else {
+            L("            const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)),");
+            L("                                               _mm256_set1_epi8(-128));");
+        }
+        L("            _mm256_i32scatter_epi32(bp + 4 * c, _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224), v, 4);");
+        L("            dw[c] = fu_f16_f32(fu_rd16(blk));");
+        L("        }");
+        L("        for (; c < 32; c++) {");
+        L("            for (int q = 0; q < 8; q++)");
+        L("                memset(bp + 128 * q + 4 * c, 0, 4);");
+        L("            dw[c] = 0.0f;");
+        L("        }");
+        L("    }");
+        L("}");
+    }
+    L("static %sinline void fu_qmk_%s(const uint8_t *ap, const uint8_t *bp, int64_t nb, float *c, int first) {", a, g);
+    for (int r = 0; r < 6; r++)
+        L("    __m512 f%d0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + %d), "
+          "f%d1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + %d);", r, 32 * r, r, 32 * r + 16);
+    L("    for (int64_t b = 0; b < nb; b++, ap += 256, bp += 1152) {");
+    L("        const int32_t *nc = (const int32_t *)(const void *)(ap + 192), *xa = (const int32_t *)(const void *)ap;");
+    L("        const float *da = (const float *)(const void *)(ap + 216);");
+    for (int r = 0; r < 6; r++)
+        L("        __m512i i%d0 = _mm512_set1_epi32(nc[%d]), i%d1 = i%d0;", r, r, r, r);
+    L("        for (int q = 0; q < 8; q++) {");
+    L("            const __m512i b0 = _mm512_loadu_si512((const void *)(bp + 128 * q));");
+    L("            const __m512i b1 = _mm512_loadu_si512((const void *)(bp + 128 * q + 64));");
+    for (int r = 0; r < 6; r++) {
+        L("            const __m512i a%d = _mm512_set1_epi32(xa[6 * q + %d]);", r, r);
+        L("            i%d0 = _mm512_dpbusd_epi32(i%d0, b0, a%d);", r, r, r);
+        L("            i%d1 = _mm512_dpbusd_epi32(i%d1, b1, a%d);", r, r, r);
+    }
+    L("        }");
+    L("        const __m512 w0 = _mm512_loadu_ps((const float *)(const void *)(bp + 1024));");
+    L("        const __m512 w1 = _mm512_loadu_ps((const float *)(const void *)(bp + 1088));");
+    for (int r = 0; r < 6; r++) {
+        L("        const __m512 s%d = _mm512_set1_ps(da[%d]);", r, r);
+        L("        f%d0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i%d0), _mm512_mul_ps(w0, s%d), f%d0);", r, r, r, r);
+        L("        f%d1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i%d1), _mm512_mul_ps(w1, s%d), f%d1);", r, r, r, r);
+    }
+    L("    }");
+    for (int r = 0; r < 6; r++)
+        L("    _mm512_storeu_ps(c + %d, f%d0), _mm512_storeu_ps(c + %d, f%d1);", 32 * r, r, 32 * r + 16, r);
+    L("}");
+}
+
+bool ty_qgemm(const Target *t) { return (t->features & FR_CPU_AVX512VNNI) && t->isa == ISA_AVX512; }
+
 const char *ty_qx_fn(const Target *t) {
     return t->isa == ISA_AVX2 || t->isa == ISA_AVX512 ? fu_format("fu_qx_%s", t->tag) : "fu_qx_ref";
 }
@@ -669,6 +777,8 @@ void ty_prelude(Buf *b, const Target *t, unsigned used) {
             prelude_qx_neon(b, t, used);
         else
             prelude_qx_x86(b, t, used);
+        if (ty_qgemm(t))
+            prelude_qgemm_vnni(b, t, used);
     }
     L("#endif /* %s */", t->guard);
     buf_puts(b, "\n");
