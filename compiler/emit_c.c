@@ -1067,7 +1067,7 @@ static void k_matmul(Kern *k, const Node *n) {
  * panel of 32 columns (of this thread's) and depth chunk of QG_KB blocks,
  * the panel is packed (L1) and every group's 6 x 32 tile runs over it into
  * the chunk's float tile column fu_cb, which is stored (+ bias) at the end. */
-enum { QG_MC = 192, QG_KB = 16 };
+enum { QG_MC = 516, QG_KB = 16 };
 
 static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const char *bias, const char *y,
                     const char *R, const char *IN, const char *OUT) {
@@ -1107,10 +1107,14 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
     kline(k, "    for (int g = 0; g < ng; ++g)");
     kline(k, "        fu_qmk_%s(fu_ap + (g * fu_nb + pc) * 256, fu_bp, kb, fu_cb + g * 192, pc == 0);", kT(k)->tag);
     kline(k, "}");
-    kline(k, "for (int r = 0; r < mr; ++r)");
-    kline(k, "    for (int c = 0; c < nc; ++c)");
-    kline(k, "        %s[%s + jc + c] = fu_cb[r * 32 + c]%s;", y, mul("(rc + r)", OUT),
-          bias ? fu_format(" + %s[jc + c]", bias) : "");
+    if (bias) {
+        kline(k, "for (int r = 0; r < mr; ++r)");
+        kline(k, "    for (int c = 0; c < nc; ++c)");
+        kline(k, "        %s[%s + jc + c] = fu_cb[r * 32 + c] + %s[jc + c];", y, mul("(rc + r)", OUT), bias);
+    } else {
+        kline(k, "for (int r = 0; r < mr; ++r)");
+        kline(k, "    memcpy(%s + %s + jc, fu_cb + r * 32, (size_t)nc * sizeof(float));", y, mul("(rc + r)", OUT));
+    }
     k->indent--;
     kline(k, "}");
     k->indent--;

@@ -499,33 +499,55 @@ static void prelude_qgemm_vnni(Buf *b, const Target *t, unsigned used) {
     L("        memset(ap + 240, 0, 16);");
     L("    }");
     L("}");
+    L("/* v[i]: 8 dwords (quads) of column i; stores quad q of the 8 columns at p + 128 * q */");
+    L("static %sinline void fu_qtr8_%s(const __m256i *v, uint8_t *p) {", a, g);
+    L("    const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);");
+    L("    const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);");
+    L("    const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);");
+    L("    const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);");
+    L("    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);");
+    L("    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);");
+    L("    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);");
+    L("    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);");
+    L("    _mm256_storeu_si256((__m256i *)(void *)p, _mm256_permute2x128_si256(u0, u4, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 128), _mm256_permute2x128_si256(u1, u5, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 256), _mm256_permute2x128_si256(u2, u6, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 384), _mm256_permute2x128_si256(u3, u7, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 512), _mm256_permute2x128_si256(u0, u4, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 640), _mm256_permute2x128_si256(u1, u5, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 768), _mm256_permute2x128_si256(u2, u6, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 896), _mm256_permute2x128_si256(u3, u7, 0x31));");
+    L("}");
     for (int q = 0; q < 2; q++) {
         if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
             continue;
         const char *name = q ? "q4_0" : "q8_0";
-        L("/* columns [0, nc) of rows w (stride rs bytes), blocks [b0, b0 + nb) */");
+        L("/* columns [0, nc) of rows w (stride rs bytes), blocks [b0, b0 + nb); 8 columns at a time,");
+        L(" * their 32 bytes (8 quads) transposed in registers into 8 quads of 8 columns */");
         L("static %sinline void fu_qpb_%s_%s(const uint8_t *w, int64_t rs, int nc, int64_t b0, int64_t nb, uint8_t *bp) {",
           a, name, g);
         L("    for (int64_t b = 0; b < nb; b++, bp += 1152) {");
         L("        float *dw = (float *)(void *)(bp + 1024);");
-        L("        int c = 0;");
-        L("        for (; c < nc; c++) {");
-        L("            const uint8_t *blk = w + c * rs + %d * (b0 + b);", q ? 18 : 34);
+        L("        for (int c = 0; c < 32; c += 8) {");
+        L("            __m256i v[8];");
+        L("            for (int i = 0; i < 8; i++) {");
+        L("                const uint8_t *blk = w + (c + i) * rs + %d * (b0 + b);", q ? 18 : 34);
+        L("                if (c + i >= nc) {");
+        L("                    v[i] = _mm256_setzero_si256();");
+        L("                    dw[c + i] = 0.0f;");
+        L("                    continue;");
+        L("                }");
         if (q) {
-            L("            const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
-            L("            const __m256i v = _mm256_add_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
-            L("                                                               _mm256_set1_epi8(15)), _mm256_set1_epi8(120));");
+            L("                const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
+            L("                v[i] = _mm256_add_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
+            L("                                                        _mm256_set1_epi8(15)), _mm256_set1_epi8(120));");
         } else {
-            L("            const __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)),");
-            L("                                               _mm256_set1_epi8(-128));");
+            L("                v[i] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)),");
+            L("                                        _mm256_set1_epi8(-128));");
         }
-        L("            _mm256_i32scatter_epi32(bp + 4 * c, _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224), v, 4);");
-        L("            dw[c] = fu_f16_f32(fu_rd16(blk));");
-        L("        }");
-        L("        for (; c < 32; c++) {");
-        L("            for (int q = 0; q < 8; q++)");
-        L("                memset(bp + 128 * q + 4 * c, 0, 4);");
-        L("            dw[c] = 0.0f;");
+        L("                dw[c + i] = fu_f16_f32(fu_rd16(blk));");
+        L("            }");
+        L("            fu_qtr8_%s(v, bp + 4 * c);", g);
         L("        }");
         L("    }");
         L("}");
@@ -539,15 +561,17 @@ static void prelude_qgemm_vnni(Buf *b, const Target *t, unsigned used) {
     L("        const float *da = (const float *)(const void *)(ap + 216);");
     for (int r = 0; r < 6; r++)
         L("        __m512i i%d0 = _mm512_set1_epi32(nc[%d]), i%d1 = i%d0;", r, r, r, r);
-    L("        for (int q = 0; q < 8; q++) {");
-    L("            const __m512i b0 = _mm512_loadu_si512((const void *)(bp + 128 * q));");
-    L("            const __m512i b1 = _mm512_loadu_si512((const void *)(bp + 128 * q + 64));");
-    for (int r = 0; r < 6; r++) {
-        L("            const __m512i a%d = _mm512_set1_epi32(xa[6 * q + %d]);", r, r);
-        L("            i%d0 = _mm512_dpbusd_epi32(i%d0, b0, a%d);", r, r, r);
-        L("            i%d1 = _mm512_dpbusd_epi32(i%d1, b1, a%d);", r, r, r);
+    for (int q = 0; q < 8; q++) {   /* unrolled: gcc shuffles the accumulators in a loop */
+        L("        {");
+        L("            const __m512i b0 = _mm512_loadu_si512((const void *)(bp + %d));", 128 * q);
+        L("            const __m512i b1 = _mm512_loadu_si512((const void *)(bp + %d));", 128 * q + 64);
+        for (int r = 0; r < 6; r++) {
+            L("            const __m512i a%d = _mm512_set1_epi32(xa[%d]);", r, 6 * q + r);
+            L("            i%d0 = _mm512_dpbusd_epi32(i%d0, b0, a%d);", r, r, r);
+            L("            i%d1 = _mm512_dpbusd_epi32(i%d1, b1, a%d);", r, r, r);
+        }
+        L("        }");
     }
-    L("        }");
     L("        const __m512 w0 = _mm512_loadu_ps((const float *)(const void *)(bp + 1024));");
     L("        const __m512 w1 = _mm512_loadu_ps((const float *)(const void *)(bp + 1088));");
     for (int r = 0; r < 6; r++) {
