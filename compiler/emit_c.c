@@ -1074,8 +1074,10 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
     const Node *wn = n->in[1];
     const char *rs = ty_row_units(wn->dtype, IN);
     /* fu_bp, fu_cb, fu_xt (6 quantized rows), fu_ap (QG_MC / 6 groups of fu_nb records) */
-    kern_scratch(k, fu_format("%d + %d + 6 * (((%s) + 31) / 32 * 36 + 64) + ((%s) + 31) / 32 * %d + 64", QG_KB * 1152,
-                              QG_MC * 32 * 4, IN, IN, QG_MC / 6 * 256));
+    /* (fu_ap: only the groups of the rows a call has, at most QG_MC rows; none for decode) */
+    const char *ng = fu_format("((%s) > 8 ? (((%s) < %d ? (%s) : %d) + 5) / 6 : 0)", R, R, QG_MC, R, QG_MC);
+    kern_scratch(k, fu_format("%d + %d + 6 * (((%s) + 31) / 32 * 36 + 64) + ((%s) + 31) / 32 * 256 * %s + 64",
+                              QG_KB * 1152, QG_MC * 32 * 4, IN, IN, ng));
     kline(k, "if (%s > 8) {", R);
     k->indent++;
     kline(k, "const int64_t fu_np = ((%s) + 31) / 32;", OUT);
