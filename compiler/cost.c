@@ -54,6 +54,13 @@
 #define SYNC_US 2.0
 #define TOL 0.02
 #define GEMV_ROWS 8      /* emit_gemm.c's GEMV_MAX_ROWS */
+/* q8_0/q4_0 linears (k_linear) in prefill: the int8 GEMM on VNNI/AMX rows
+ * runs at QGEMM_EFF of gemm_eff against the int8 peak (512 x 2048 x 2048 on
+ * Zen 4: 0.29 of the int8 peak where the f32 GEMM made 0.42 of its own, same
+ * run); elsewhere the dot products at QDOT_EFF of the f32 GEMM's rate (the
+ * Llama-3.2-1B layer: 1231 ms against 552 for f32; docs/gemm.md) */
+#define QGEMM_EFF 0.7
+#define QDOT_EFF 0.45
 
 Machine cost_defaults(const Target *t) {
     Machine m = {0};
@@ -375,7 +382,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     const Node **seen = fu_alloc(sizeof *seen * (size_t)(3 * n + 1));
     int nseen = 0;
     double mm_flops = 0, attn_flops = 0, weights = 0, norm_flops = 0, ncols = 0, rows = 0, F = 0;
-    bool bf16 = false;
+    bool bf16 = false, quant = false;
     for (int i = 0; i < n; i++) {
         const Node *x = nodes[i];
         double f = node_flops(x, syms);
@@ -385,6 +392,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
             bf16 |= linear_bf16(x);
             if (x->op == OP_LINEAR) {
                 const Node *w = x->in[1];
+                quant |= dt_info(w->dtype)->kind == DK_QUANT;
                 weights += bytes(w, syms);
                 if (!in_set(&s, root(x->in[0])) || op_info[root(x->in[0])->op].cat == CAT_NORM)
                     ncols += (double)dim_eval(x->shape[x->rank - 1], syms);   /* a first-stage product */
@@ -440,7 +448,11 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     double other = c.flops - mm_flops - attn_flops + c.extra_flops;
     double vec = peak(m, false) * (kind == KK_SINGLE ? m->loop_eff : m->vec_eff);
     c.t_comp = other / vec + attn_flops / (peak(m, false) * (kind == KK_ATTENTION ? m->attn_eff : m->loop_eff));
-    if (gemm)
+    if (gemm && quant && ty_qgemm(target_find(m->target)) && m->p.int8_gops > 0)
+        c.t_comp += mm_flops / (m->p.int8_gops * 1e9 * m->threads * mm_rate * QGEMM_EFF);
+    else if (gemm && quant)
+        c.t_comp += mm_flops / (peak(m, false) * mm_rate * QDOT_EFF);
+    else if (gemm)
         c.t_comp += mm_flops / (peak(m, bf16) * mm_rate);
     else
         c.t_comp += mm_flops / (peak(m, false) * m->vec_eff);   /* GEMV: memory-bound anyway */

@@ -1065,6 +1065,100 @@ static void k_matmul(Kern *k, const Node *n) {
     kline(k, "}");
 }
 
+/* Prefill (more than 8 rows) of a q8_0/q4_0 linear on an AVX512-VNNI
+ * target: the int8 GEMM of typed.c (docs/gemm.md, "q8_0/q4_0 prefill").
+ * Threads split the columns in panels of 32.  Per chunk of at most QG_MC
+ * rows, the rows are quantized once (VNNI: 6 at a time, packed into groups
+ * of 6 by fu_qpa; AMX: into rows of fu_xs bytes, zero rows up to a multiple
+ * of 32, which the tiles read in place); then per panel of 32 columns (of
+ * this thread's) and depth chunk of QG_KB blocks, the panel is packed (L1)
+ * and every group's tile (6 x 32 fu_qmk, or 32 x 32 fu_qamx) runs over it
+ * into the chunk's column of float tiles fu_cb, stored (+ bias) at the end. */
+enum { QG_MC = 516, QG_MC_AMX = 512, QG_KB = 16 };
+
+static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const char *bias, const char *y,
+                    const char *R, const char *IN, const char *OUT) {
+    const Node *wn = n->in[1];
+    const char *rs = ty_row_units(wn->dtype, IN), *tag = kT(k)->tag;
+    const bool amx = kT(k)->features & FR_CPU_AMX_INT8;
+    const int mc = amx ? QG_MC_AMX : QG_MC;
+    /* fu_bp, fu_cb, then the rows of a chunk: only those a call has (none for decode) */
+    const char *cr = fu_format("((%s) > 8 ? ((%s) < %d ? (%s) : %d) : 0)", R, R, mc, R, mc);
+    const char *qrow = fu_format("(((%s) + 31) / 32 * 36 + 64)", IN);
+    const char *rows = amx ? fu_format("4096 + (%s + 31) / 32 * 32 * %s", cr, qrow)
+                           : fu_format("6 * %s + ((%s) + 31) / 32 * 256 * ((%s + 5) / 6)", qrow, IN, cr);
+    kern_scratch(k, fu_format("%d + %d + %s + 64", QG_KB * 1152, QG_MC * 32 * 4, rows));
+    kline(k, "if (%s > 8) {", R);
+    k->indent++;
+    kline(k, "const int64_t fu_np = ((%s) + 31) / 32;", OUT);
+    kline(k, "fr_split(fu_np, tid, nth, &o0, &o1);");
+    kline(k, "o0 *= 32;");
+    kline(k, "o1 = o1 * 32 < %s ? o1 * 32 : %s;", OUT, OUT);
+    kline(k, "if (o0 >= o1)");
+    kline(k, "    return;");
+    kline(k, "uint8_t *fu_bp = (uint8_t *)fu_xq;");
+    kline(k, "float *fu_cb = (float *)(void *)(fu_bp + %d);", QG_KB * 1152);
+    if (amx) {
+        kline(k, "int32_t *fu_ct = (int32_t *)(void *)(fu_cb + %d);", QG_MC * 32);
+        kline(k, "int8_t *fu_xa = (int8_t *)(void *)(fu_ct + 1024);");
+        kline(k, "fu_qamx_config_%s();", tag);
+    } else {
+        kline(k, "int8_t *fu_xt = (int8_t *)(void *)(fu_cb + %d);", QG_MC * 32);
+        kline(k, "uint8_t *fu_ap = (uint8_t *)(fu_xt + 6 * fu_xs);");
+    }
+    kline(k, "for (int64_t rc = 0; rc < %s; rc += %d) {", R, mc);
+    k->indent++;
+    kline(k, "const int mr = %s - rc < %d ? (int)(%s - rc) : %d, ng = (mr + %d) / %d;", R, mc, R, mc, amx ? 31 : 5,
+          amx ? 32 : 6);
+    if (amx) {
+        kline(k, "for (int r = 0; r < mr; ++r)");
+        kline(k, "    %s(%s + %s, %s, fu_xa + r * fu_xs);", ty_qx_fn(kT(k)), x, mul("(rc + r)", IN), IN);
+        kline(k, "memset(fu_xa + mr * fu_xs, 0, (size_t)((32 * ng - mr) * fu_xs));");
+    } else {
+        kline(k, "for (int g = 0; g < ng; ++g) {");
+        kline(k, "    const int nr = mr - 6 * g < 6 ? mr - 6 * g : 6;");
+        kline(k, "    for (int r = 0; r < nr; ++r)");
+        kline(k, "        %s(%s + %s, %s, fu_xt + r * fu_xs);", ty_qx_fn(kT(k)), x, mul("(rc + 6 * g + r)", IN), IN);
+        kline(k, "    fu_qpa_%s(fu_xt, fu_xs, nr, fu_nb, fu_ap + g * fu_nb * 256);", tag);
+        kline(k, "}");
+    }
+    kline(k, "for (int64_t jc = o0; jc < o1; jc += 32) {");
+    k->indent++;
+    kline(k, "const int nc = o1 - jc < 32 ? (int)(o1 - jc) : 32;");
+    kline(k, "for (int64_t pc = 0; pc < fu_nb; pc += %d) {", QG_KB);
+    kline(k, "    const int64_t kb = fu_nb - pc < %d ? fu_nb - pc : %d;", QG_KB, QG_KB);
+    kline(k, "    fu_qpb_%s_%s((const uint8_t *)(%s + %s), %s, nc, pc, kb, fu_bp, %d);", dtype_name(wn->dtype), tag, w,
+          mul("jc", rs), rs, !amx);
+    kline(k, "    for (int g = 0; g < ng; ++g)");
+    if (amx) {
+        kline(k, "    {");
+        kline(k, "        if (pc == 0)");
+        kline(k, "            memset(fu_cb + g * 1024, 0, 4096);");
+        kline(k, "        fu_qamx_%s(fu_xa + g * 32 * fu_xs, fu_xs, fu_nb, pc, kb, fu_bp, fu_cb + g * 1024, fu_ct);", tag);
+        kline(k, "    }");
+    } else {
+        kline(k, "        fu_qmk_%s(fu_ap + (g * fu_nb + pc) * 256, fu_bp, kb, fu_cb + g * 192, pc == 0);", tag);
+    }
+    kline(k, "}");
+    if (bias) {
+        kline(k, "for (int r = 0; r < mr; ++r)");
+        kline(k, "    for (int c = 0; c < nc; ++c)");
+        kline(k, "        %s[%s + jc + c] = fu_cb[r * 32 + c] + %s[jc + c];", y, mul("(rc + r)", OUT), bias);
+    } else {
+        kline(k, "for (int r = 0; r < mr; ++r)");
+        kline(k, "    memcpy(%s + %s + jc, fu_cb + r * 32, (size_t)nc * sizeof(float));", y, mul("(rc + r)", OUT));
+    }
+    k->indent--;
+    kline(k, "}");
+    k->indent--;
+    kline(k, "}");
+    if (amx)
+        kline(k, "FU_QT_RELEASE();");
+    kline(k, "return;");
+    k->indent--;
+    kline(k, "}");
+}
+
 /* y[r, :] = x[r, :] W^T (layout 0, W [out, in]) or x[r, :] W (layout 1,
  * W [in, out]), plus the bias.  Layout 0 splits the output columns over the
  * threads (decode, one row, still uses every thread); layout 1 the rows.
@@ -1091,9 +1185,11 @@ static void k_linear(Kern *k, const Node *n) {
         /* 32 rows of fu_qx_stride(IN) <= 36 * nb + 63 bytes */
         kern_scratch(k, fu_format("((%s) + 31) / 32 * %d + %d", IN, 36 * 32, 64 * 32 + 64));
         kline(k, "int64_t o0, o1;");
-        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
         kline(k, "int8_t *fu_xq = (int8_t *)fr_scratch(tid);");
         kline(k, "const int64_t fu_nb = ((%s) + 31) / 32, fu_xs = fu_qx_stride(%s);", IN, IN);
+        if (ty_qgemm(kT(k)))
+            k_qgemm(k, n, x, w, bias, y, R, IN, OUT);
+        kline(k, "fr_split(%s, tid, nth, &o0, &o1);", bare(OUT));
         kline(k, "if (o0 == o1)");
         kline(k, "    return;");
         kline(k, "for (int64_t rc = 0; rc < %s; rc += 32) {", R);
@@ -3120,7 +3216,8 @@ static void emit_cpu_check(Emit *e, const char *who, const char *run) {
                    lv->features, who, e->t->name);
     } else if (e->t->features) {
         /* FU_AMX_NEED: the AMX bits, unless tests emulate the tiles (typed.c) */
-        bool amx = (e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R);
+        bool amx = ((e->t->features & FR_CPU_AMX_BF16) && (e->types & TY_BF16R)) ||
+                   ((e->t->features & FR_CPU_AMX_INT8) && (e->types & (1u << DT_Q8_0 | 1u << DT_Q4_0)));
         buf_printf(c, "    fu_rc = fr_cpu_check(\"%s\", \"%s\", %s);\n    if (fu_rc != 0)\n        return fu_rc;\n",
                    who, e->t->name,
                    amx ? fu_format("FU_AMX_NEED(0x%xu)", e->t->features) : fu_format("0x%xu", e->t->features));

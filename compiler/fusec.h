@@ -822,6 +822,7 @@ void ty_prelude(Buf *b, const Target *t, unsigned used);
  * fn(const uint8_t *w, const int8_t *xq, int64_t xs, int64_t nb, int R, float *out). */
 const char *ty_qx_fn(const Target *t);
 const char *ty_qdot_fn(const Target *t, DType dt);
+bool ty_qgemm(const Target *t);   /* the q8_0/q4_0 prefill GEMM (fu_qpa/fu_qpb/fu_qmk) */
 
 /*
  * The Kern API: how a kernel emitter (emit_gemm.c, emit_fused.c) writes one

@@ -455,6 +455,245 @@ static void prelude_qx_neon(Buf *b, const Target *t, unsigned used) {
     }
 }
 
+/*
+ * The q8_0/q4_0 GEMM of prefill on AVX512-VNNI targets (docs/gemm.md,
+ * "q8_0/q4_0 prefill"; k_linear drives it for more than 8 rows): a 6 x 32
+ * register tile of vpdpbusd (u8 x s8, four consecutive depths of a column
+ * per 32-bit lane).  The *weights* are the unsigned operand: packed as
+ * w + 128 (0..255 for q8_0, nibble + 120 for q4_0), so vpdpbusd sums
+ * (w + 128) * x = w * x + 128 * x; the activations stay the signed int8 of
+ * fu_qx_*, and each row's integer accumulators start, per block of 32, from
+ * -128 * sum_j x_j (computed once when A is packed): exact int32 sums
+ * w . x of every block, for every int8 w including -128.  Then, per block,
+ * acc += (float)sum * (d_w * d_x) in float32.
+ *
+ * A packed (fu_qpa_*), per group of 6 rows and block: 8 quads x 6 rows of 4
+ * int8 (192 bytes), int32 nc[6] = -128 * sum, float d_x[6]: 256 bytes; rows
+ * past the end are zeros with d_x = 0.  B packed (fu_qpb_*), per panel of
+ * 32 columns and block: 8 quads x 32 columns of 4 u8 (1024 bytes), then
+ * float d_w[32]: 1152 bytes; columns past the end are zeros with d_w = 0
+ * (with u = 0 the packer writes w itself, signed: the AMX tdpbssd kernel).
+ * The tile (fu_qmk_*) runs nb blocks and adds into (or, first, sets) a
+ * 6 x 32 float tile c of stride 32.
+ */
+static void prelude_qgemm_vnni(Buf *b, const Target *t, unsigned used) {
+    const char *a = v_attr(t), *g = t->tag;
+    L("static %sinline void fu_qpa_%s(const int8_t *xq, int64_t xs, int nr, int64_t nb, uint8_t *ap) {", a, g);
+    L("    for (int64_t b = 0; b < nb; b++, ap += 256) {");
+    L("        int32_t *nc = (int32_t *)(void *)(ap + 192);");
+    L("        float *da = (float *)(void *)(ap + 216);");
+    L("        for (int r = 0; r < 6; r++) {");
+    L("            const int8_t *x = xq + r * xs + 32 * b;");
+    L("            int32_t s = 0;");
+    L("            if (r < nr)");
+    L("                for (int j = 0; j < 32; j++)");
+    L("                    s += x[j];");
+    L("            for (int q = 0; q < 8; q++) {");
+    L("                if (r < nr)");
+    L("                    memcpy(ap + 24 * q + 4 * r, x + 4 * q, 4);");
+    L("                else");
+    L("                    memset(ap + 24 * q + 4 * r, 0, 4);");
+    L("            }");
+    L("            nc[r] = -128 * s;");
+    L("            da[r] = r < nr ? ((const float *)(const void *)(xq + r * xs + nb * 32))[b] : 0.0f;");
+    L("        }");
+    L("        memset(ap + 240, 0, 16);");
+    L("    }");
+    L("}");
+    L("/* v[i]: 8 dwords (quads) of column i; stores quad q of the 8 columns at p + 128 * q */");
+    L("static %sinline void fu_qtr8_%s(const __m256i *v, uint8_t *p) {", a, g);
+    L("    const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);");
+    L("    const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);");
+    L("    const __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);");
+    L("    const __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);");
+    L("    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);");
+    L("    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);");
+    L("    const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);");
+    L("    const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);");
+    L("    _mm256_storeu_si256((__m256i *)(void *)p, _mm256_permute2x128_si256(u0, u4, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 128), _mm256_permute2x128_si256(u1, u5, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 256), _mm256_permute2x128_si256(u2, u6, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 384), _mm256_permute2x128_si256(u3, u7, 0x20));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 512), _mm256_permute2x128_si256(u0, u4, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 640), _mm256_permute2x128_si256(u1, u5, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 768), _mm256_permute2x128_si256(u2, u6, 0x31));");
+    L("    _mm256_storeu_si256((__m256i *)(void *)(p + 896), _mm256_permute2x128_si256(u3, u7, 0x31));");
+    L("}");
+    for (int q = 0; q < 2; q++) {
+        if (!(used & (1u << (q ? DT_Q4_0 : DT_Q8_0))))
+            continue;
+        const char *name = q ? "q4_0" : "q8_0";
+        L("/* columns [0, nc) of rows w (stride rs bytes), blocks [b0, b0 + nb); 8 columns at a time,");
+        L(" * their 32 bytes (8 quads) transposed in registers into 8 quads of 8 columns */");
+        L("static %sinline void fu_qpb_%s_%s(const uint8_t *w, int64_t rs, int nc, int64_t b0, int64_t nb, uint8_t *bp,",
+          a, name, g);
+        L("                                  int u) {");
+        L("    for (int64_t b = 0; b < nb; b++, bp += 1152) {");
+        L("        float *dw = (float *)(void *)(bp + 1024);");
+        L("        for (int c = 0; c < 32; c += 8) {");
+        L("            __m256i v[8];");
+        L("            for (int i = 0; i < 8; i++) {");
+        L("                const uint8_t *blk = w + (c + i) * rs + %d * (b0 + b);", q ? 18 : 34);
+        L("                if (c + i >= nc) {");
+        L("                    v[i] = _mm256_setzero_si256();");
+        L("                    dw[c + i] = 0.0f;");
+        L("                    continue;");
+        L("                }");
+        if (q) {
+            L("                const __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));");
+            L("                v[i] = _mm256_add_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n),");
+            L("                                                        _mm256_set1_epi8(15)), _mm256_set1_epi8((char)(u ? 120 : -8)));");
+        } else {
+            L("                v[i] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 2)),");
+            L("                                        _mm256_set1_epi8((char)(u ? -128 : 0)));");
+        }
+        L("                dw[c + i] = fu_f16_f32(fu_rd16(blk));");
+        L("            }");
+        L("            fu_qtr8_%s(v, bp + 4 * c);", g);
+        L("        }");
+        L("    }");
+        L("}");
+    }
+    L("static %sinline void fu_qmk_%s(const uint8_t *ap, const uint8_t *bp, int64_t nb, float *c, int first) {", a, g);
+    for (int r = 0; r < 6; r++)
+        L("    __m512 f%d0 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + %d), "
+          "f%d1 = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + %d);", r, 32 * r, r, 32 * r + 16);
+    L("    for (int64_t b = 0; b < nb; b++, ap += 256, bp += 1152) {");
+    L("        const int32_t *nc = (const int32_t *)(const void *)(ap + 192), *xa = (const int32_t *)(const void *)ap;");
+    L("        const float *da = (const float *)(const void *)(ap + 216);");
+    for (int r = 0; r < 6; r++)
+        L("        __m512i i%d0 = _mm512_set1_epi32(nc[%d]), i%d1 = i%d0;", r, r, r, r);
+    for (int q = 0; q < 8; q++) {   /* unrolled: gcc shuffles the accumulators in a loop */
+        L("        {");
+        L("            const __m512i b0 = _mm512_loadu_si512((const void *)(bp + %d));", 128 * q);
+        L("            const __m512i b1 = _mm512_loadu_si512((const void *)(bp + %d));", 128 * q + 64);
+        for (int r = 0; r < 6; r++) {
+            L("            const __m512i a%d = _mm512_set1_epi32(xa[%d]);", r, 6 * q + r);
+            L("            i%d0 = _mm512_dpbusd_epi32(i%d0, b0, a%d);", r, r, r);
+            L("            i%d1 = _mm512_dpbusd_epi32(i%d1, b1, a%d);", r, r, r);
+        }
+        L("        }");
+    }
+    L("        const __m512 w0 = _mm512_loadu_ps((const float *)(const void *)(bp + 1024));");
+    L("        const __m512 w1 = _mm512_loadu_ps((const float *)(const void *)(bp + 1088));");
+    for (int r = 0; r < 6; r++) {
+        L("        const __m512 s%d = _mm512_set1_ps(da[%d]);", r, r);
+        L("        f%d0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i%d0), _mm512_mul_ps(w0, s%d), f%d0);", r, r, r, r);
+        L("        f%d1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i%d1), _mm512_mul_ps(w1, s%d), f%d1);", r, r, r, r);
+    }
+    L("    }");
+    for (int r = 0; r < 6; r++)
+        L("    _mm512_storeu_ps(c + %d, f%d0), _mm512_storeu_ps(c + %d, f%d1);", 32 * r, r, 32 * r + 16, r);
+    L("}");
+}
+
+/* AMX-int8 (x86-64-spr): the q8_0/q4_0 prefill GEMM's tile words, or, under
+ * -DFU_AMX_EMULATE (tests on a CPU without AMX), the same in C on one
+ * thread's eight tiles of the configured shapes.  The kernel (fu_qamx_*)
+ * takes 32 rows x 32 columns per block of 32 depths: tiles 4, 5 are 16
+ * quantized rows x 32 int8 read in place (stride fu_qx_stride), 6, 7 the
+ * panel's 8 quads x 16 columns (signed w, fu_qpb_* with u = 0), tdpbssd
+ * into the int32 tiles 0-3, which are stored and scaled into the float tile
+ * cb (32 x 32, in L1): cb += (float)sum * (d_w * d_x). */
+static void prelude_amx_int8(Buf *b, const Target *t) {
+    const char *a = v_attr(t), *g = t->tag;
+    L("#ifndef FU_QT_DP");
+    L("#if defined(FU_AMX_EMULATE)");
+    L("static __thread unsigned char fu_emq_tile[8][16][64];");
+    L("static __thread int fu_emq_rows[8], fu_emq_colsb[8];");
+    L("static inline void fu_emq_config(const unsigned char *c) {");
+    L("    for (int i = 0; i < 8; i++) {");
+    L("        fu_emq_colsb[i] = c[16 + 2 * i] | c[17 + 2 * i] << 8;");
+    L("        fu_emq_rows[i] = c[48 + i];");
+    L("    }");
+    L("}");
+    L("static inline void fu_emq_load(int t, const void *p, int64_t stride) {");
+    L("    for (int r = 0; r < fu_emq_rows[t]; r++)");
+    L("        memcpy(fu_emq_tile[t][r], (const unsigned char *)p + r * stride, (size_t)fu_emq_colsb[t]);");
+    L("}");
+    L("static inline void fu_emq_store(int t, void *p, int64_t stride) {");
+    L("    for (int r = 0; r < fu_emq_rows[t]; r++)");
+    L("        memcpy((unsigned char *)p + r * stride, fu_emq_tile[t][r], (size_t)fu_emq_colsb[t]);");
+    L("}");
+    L("/* tdpbssd: C[m][n] += sum over k of sum over e < 4 of A[m][4k + e] * B[k][4n + e], int8 */");
+    L("static inline void fu_emq_dp(int c, int a, int bt) {");
+    L("    for (int m = 0; m < fu_emq_rows[c]; m++)");
+    L("        for (int n = 0; n < fu_emq_colsb[c] / 4; n++) {");
+    L("            int32_t acc;");
+    L("            memcpy(&acc, fu_emq_tile[c][m] + 4 * n, sizeof acc);");
+    L("            for (int k = 0; k < fu_emq_colsb[a] / 4; k++)");
+    L("                for (int e = 0; e < 4; e++)");
+    L("                    acc += (int8_t)fu_emq_tile[a][m][4 * k + e] * (int8_t)fu_emq_tile[bt][k][4 * n + e];");
+    L("            memcpy(fu_emq_tile[c][m] + 4 * n, &acc, sizeof acc);");
+    L("        }");
+    L("}");
+    L("#define FU_QT_CONFIG(p) fu_emq_config(p)");
+    L("#define FU_QT_RELEASE() ((void)0)");
+    L("#define FU_QT_ZERO(t) memset(fu_emq_tile[t], 0, sizeof fu_emq_tile[t])");
+    L("#define FU_QT_LOAD(t, p, s) fu_emq_load(t, p, s)");
+    L("#define FU_QT_STORE(t, p, s) fu_emq_store(t, p, s)");
+    L("#define FU_QT_DP(c, a, bt) fu_emq_dp(c, a, bt)");
+    L("#ifndef FU_AMX_NEED");
+    L("#define FU_AMX_NEED(bits) ((bits) & ~0x%xu)", FR_CPU_AMX_TILE | FR_CPU_AMX_BF16 | FR_CPU_AMX_INT8);
+    L("#endif");
+    L("#else");
+    L("#define FU_QT_CONFIG(p) _tile_loadconfig(p)");
+    L("#define FU_QT_RELEASE() _tile_release()");
+    L("#define FU_QT_ZERO(t) _tile_zero(t)");
+    L("#define FU_QT_LOAD(t, p, s) _tile_loadd(t, p, s)");
+    L("#define FU_QT_STORE(t, p, s) _tile_stored(t, p, s)");
+    L("#define FU_QT_DP(c, a, bt) _tile_dpbssd(c, a, bt)");
+    L("#ifndef FU_AMX_NEED");
+    L("#define FU_AMX_NEED(bits) (bits)");
+    L("#endif");
+    L("#endif");
+    L("#endif");
+    L("/* palette 1: tiles 0-3 16 x 64 bytes (int32 sums), 4-5 16 x 32 (rows), 6-7 8 x 64 (quads) */");
+    L("static %sinline void fu_qamx_config_%s(void) {", a, g);
+    L("    unsigned char c[64] = {1};");
+    L("    for (int i = 0; i < 8; i++) {");
+    L("        c[16 + 2 * i] = (unsigned char)(i == 4 || i == 5 ? 32 : 64);");
+    L("        c[48 + i] = (unsigned char)(i >= 6 ? 8 : 16);");
+    L("    }");
+    L("    FU_QT_CONFIG(c);");
+    L("}");
+    L("/* 32 quantized rows xq (stride xs, nb blocks each) x the panel bp: blocks [pc, pc + kb) into cb */");
+    L("static %sinline void fu_qamx_%s(const int8_t *xq, int64_t xs, int64_t nb, int64_t pc, int64_t kb,", a, g);
+    L("                              const uint8_t *bp, float *cb, int32_t *ct) {");
+    L("    for (int64_t b = 0; b < kb; b++, bp += 1152) {");
+    L("        const int8_t *xa = xq + 32 * (pc + b);");
+    L("        FU_QT_ZERO(0);");
+    L("        FU_QT_ZERO(1);");
+    L("        FU_QT_ZERO(2);");
+    L("        FU_QT_ZERO(3);");
+    L("        FU_QT_LOAD(4, xa, xs);");
+    L("        FU_QT_LOAD(5, xa + 16 * xs, xs);");
+    L("        FU_QT_LOAD(6, bp, 128);");
+    L("        FU_QT_LOAD(7, bp + 64, 128);");
+    L("        FU_QT_DP(0, 4, 6);");
+    L("        FU_QT_DP(1, 4, 7);");
+    L("        FU_QT_DP(2, 5, 6);");
+    L("        FU_QT_DP(3, 5, 7);");
+    L("        FU_QT_STORE(0, ct, 128);");
+    L("        FU_QT_STORE(1, ct + 16, 128);");
+    L("        FU_QT_STORE(2, ct + 512, 128);");
+    L("        FU_QT_STORE(3, ct + 528, 128);");
+    L("        const __m512 w0 = _mm512_loadu_ps((const float *)(const void *)(bp + 1024));");
+    L("        const __m512 w1 = _mm512_loadu_ps((const float *)(const void *)(bp + 1088));");
+    L("        for (int r = 0; r < 32; r++) {");
+    L("            const __m512 s = _mm512_set1_ps(((const float *)(const void *)(xq + r * xs + nb * 32))[pc + b]);");
+    L("            float *const c = cb + 32 * r;");
+    L("            const __m512 i0 = _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)(ct + 32 * r)));");
+    L("            const __m512 i1 = _mm512_cvtepi32_ps(_mm512_loadu_si512((const void *)(ct + 32 * r + 16)));");
+    L("            _mm512_storeu_ps(c, _mm512_fmadd_ps(i0, _mm512_mul_ps(w0, s), _mm512_loadu_ps(c)));");
+    L("            _mm512_storeu_ps(c + 16, _mm512_fmadd_ps(i1, _mm512_mul_ps(w1, s), _mm512_loadu_ps(c + 16)));");
+    L("        }");
+    L("    }");
+    L("}");
+}
+
+bool ty_qgemm(const Target *t) { return (t->features & FR_CPU_AVX512VNNI) && t->isa == ISA_AVX512; }
+
 const char *ty_qx_fn(const Target *t) {
     return t->isa == ISA_AVX2 || t->isa == ISA_AVX512 ? fu_format("fu_qx_%s", t->tag) : "fu_qx_ref";
 }
@@ -669,6 +908,10 @@ void ty_prelude(Buf *b, const Target *t, unsigned used) {
             prelude_qx_neon(b, t, used);
         else
             prelude_qx_x86(b, t, used);
+        if (ty_qgemm(t))
+            prelude_qgemm_vnni(b, t, used);
+        if (t->features & FR_CPU_AMX_INT8)
+            prelude_amx_int8(b, t);
     }
     L("#endif /* %s */", t->guard);
     buf_puts(b, "\n");

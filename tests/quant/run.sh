@@ -165,6 +165,44 @@ for t in q8_0 q4_0; do
         "$FUSEC" check $ODD --random --weight-type="[abcd].weight=$t" --target generic --dim T=7 \
         --special nan,inf --special-rate 0.05
 done
+# q8_0/q4_0 prefill GEMM (int8 register tiles, AVX512-VNNI targets, AMX-int8
+# on x86-64-spr: more than 8 rows; qgemm.fdl: several depth chunks, partial panels, padded
+# blocks): odd T, T = 600 (two row chunks of at most 516), 1 and 3
+# threads, prefill + decode, NaN/Inf rows (the whole row NaN, as the GEMV
+# and the interpreter), huge/subnormal activations; the other targets run
+# the same file through k_linear's dots
+QG=tests/quant/qgemm.fdl
+for t in q8_0 q4_0; do
+    for T in 9 33 45 300 600; do
+        for n in 1 3; do
+            expect 0 "qgemm.fdl: $t weights, $best, T=$T, $n threads" \
+                env FUSE_NUM_THREADS=$n "$FUSEC" check $QG --random --weight-type="[abc].weight=$t" \
+                --target $best --dim T=$T --seed $T
+        done
+    done
+    expect 0 "qgemm.fdl: $t weights, $best, T=45 prefill 37 + decode" \
+        "$FUSEC" check $QG --random --weight-type="[abc].weight=$t" --target $best --dim T=45 --split 37
+    for sp in nan,inf huge,denormal; do
+        expect 0 "qgemm.fdl: $t weights, activations with $sp, $best T=45" \
+            "$FUSEC" check $QG --random --weight-type="[abc].weight=$t" --target $best --dim T=45 \
+            --special $sp --special-rate 0.0005 --seed 3
+    done
+    for tg in generic x86-64-avx2; do
+        expect 0 "qgemm.fdl: $t weights, $tg, T=33" \
+            "$FUSEC" check $QG --random --weight-type="[abc].weight=$t" --target $tg --dim T=33
+    done
+    # AMX-int8 (x86-64-spr: tdpbssd on 32 x 32 tiles) with the tiles emulated in C
+    # (-DFU_AMX_EMULATE, as tests/bf16 does for tdpbf16ps), where the CPU runs x86-64-avx512-bf16
+    case " $lp " in *" x86-64-avx512-bf16 "*) ;; *) continue ;; esac   # the spr row's AVX-512 parts
+    for T in 9 45 600; do
+        expect 0 "qgemm.fdl: $t weights, x86-64-spr, AMX-int8 tiles emulated, T=$T, 3 threads" \
+            env CC="${CC:-cc} -DFU_AMX_EMULATE" FUSE_NUM_THREADS=3 "$FUSEC" check $QG --random \
+            --weight-type="[abc].weight=$t" --target x86-64-spr --dim T=$T --seed $T
+    done
+    expect_msg 0 "qgemm.fdl: $t weights, x86-64-spr, AMX-int8 emulated, NaN/Inf rows, T=45" "all matching" \
+        env CC="${CC:-cc} -DFU_AMX_EMULATE" "$FUSEC" check $QG --random --weight-type="[abc].weight=$t" \
+        --target x86-64-spr --dim T=45 --special nan,inf --special-rate 0.0005 --seed 3
+done
 # q8_0/q4_0 against quant_ref.py's independent numpy model of the quantized
 # activations (ties to even, an all-zero block, a subnormal scale): the
 # interpreter, decode (T = 7), prefill + decode (T = 12, --split 9), NEON;
