@@ -88,6 +88,18 @@ $(RTLIB): $(RT_OBJ)
 	@rm -f $@
 	ar rcs $@ $(RT_OBJ)
 
+# libfusec_comm.a: the MPI communicator of --tp blocks (docs/distributed.md),
+# only where mpicc exists (`make comm`; fusec run --tp and tests/tp build it).
+MPICC   ?= mpicc
+COMMLIB  = $(BUILD)/libfusec_comm.a
+.PHONY: comm
+comm: $(COMMLIB)
+$(COMMLIB): runtime/mpi/comm.c runtime/mpi/fusec_comm.h runtime/fusec_rt.h
+	@mkdir -p $(BUILD)/runtime/mpi
+	$(MPICC) $(RT_CFLAGS) -Iruntime/mpi -c runtime/mpi/comm.c -o $(BUILD)/runtime/mpi/comm.o
+	@rm -f $@
+	ar rcs $@ $(BUILD)/runtime/mpi/comm.o
+
 # ---- compiler ----------------------------------------------------------------
 # Pattern rules with two targets run their recipe once (a plain two-target
 # rule would run bison twice under make -j).
