@@ -1975,6 +1975,28 @@ static void k_positions(Kern *k, const Node *n) {
     kline(k, "    %s[f] = (int32_t)(%s + f);", y, P);
 }
 
+/* Tensor parallelism (tp.c): thread 0 sums y = x over the ranks in the
+ * runtime (fr_allreduce_sum: MPI, or the identity on one rank) and records
+ * a failure in fu_err; then every thread adds its share of the residual. */
+static void k_allreduce(Kern *k, const Node *n) {
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y"), *N = knumel(k, n, 0, n->rank);
+    const char *r = n->nin == 2 ? kin(k, n, 1, "r") : NULL;
+    k->err = true;
+    kline(k, "if (tid == 0) {");
+    kline(k, "    if ((const void *)%s != (const void *)%s)", y, x);
+    kline(k, "        memcpy(%s, %s, (size_t)%s * sizeof *%s);", y, x, bare(N), y);
+    kline(k, "    if (fr_allreduce_sum(%s, %s, %lld) != 0 && fu_err[0] < 0)", y, bare(N), (long long)n->i[0]);
+    kline(k, "        fu_err[0] = %d;", n->id);
+    kline(k, "}");
+    if (!r)
+        return;
+    kline(k, "fr_barrier(nth);");
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(N));
+    kline(k, "for (int64_t i = r0; i < r1; ++i)");
+    kline(k, "    %s[i] += %s[i];", y, r);
+}
+
 static void emit_node_loops(Kern *k, const Node *n) {
     switch (op_info[n->op].cat) {
     case CAT_UNARY: k_unary(k, n); return;
@@ -2005,6 +2027,7 @@ static void emit_node_loops(Kern *k, const Node *n) {
     case OP_POSITIONS: k_positions(k, n); return;
     case OP_MOE_UP: k_moe_up(k, n); return;
     case OP_MOE_DOWN: k_moe_down(k, n); return;
+    case OP_ALLREDUCE: k_allreduce(k, n); return;
     default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
     }
 }
@@ -3020,6 +3043,8 @@ static void emit_forward(Emit *e) {
     /* An id out of range: the first one thread 0 found. */
     for (i = 0; e->has_err && i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
+        if (n->op == OP_ALLREDUCE)
+            buf_printf(c, "    if (fu_err[0] == %d)\n        return FR_ECOMM; /* fr_last_error: why */\n", i);
         bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
         if (n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe)
             continue;
@@ -3068,8 +3093,10 @@ static void emit_desc_table(Emit *e, const char *what, Node *const *list, int n)
         return;
     buf_printf(&e->c, "static const fr_tensor_desc fu_%s[%d] = {\n", what, n);
     for (i = 0; i < n; i++)
-        buf_printf(&e->c, "    {\"%s\", %s, %d, %s},\n", list[i]->name, fr_dtype_c(list[i]),
-                   list[i]->rank, shape_init(e->g, list[i]));
+        buf_printf(&e->c, "    {\"%s\", %s, %d, %s%s},\n", list[i]->name, fr_dtype_c(list[i]),
+                   list[i]->rank, shape_init(e->g, list[i]),
+                   list[i]->tp_axis ? fu_format(", %d, %lld, %lld", list[i]->tp_axis, (long long)list[i]->tp_start,
+                                                (long long)list[i]->tp_full) : "");
     buf_puts(&e->c, "};\n");
 }
 
@@ -3087,16 +3114,25 @@ static void emit_bind_and_desc(Emit *e) {
         buf_printf(c, "    if (!w || !file)\n        return fr_seterr(err, FR_EINVAL, \"%s_bind: "
                       "NULL argument\");\n", g->name);
         buf_puts(c, "    memset(w, 0, sizeof *w);\n    if (!prefix)\n        prefix = \"\";\n");
+        if (g->tp_size > 1)
+            buf_printf(c, "    rc = fr_tp_check(\"%s\", %d, %d, err);\n    if (rc != 0)\n        return rc;\n",
+                       g->name, g->tp_size, g->tp_rank);
         for (i = 0; i < g->nweights; i++) {
             const Node *n = g->weights[i];
             Buf sh = {0};
             for (d = 0; d < n->rank; d++) {
                 FU_ASSERT(dim_is_const(n->shape[d])); /* shape.c: weights are constant */
-                buf_printf(&sh, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
+                buf_printf(&sh, "%s%lld", d ? ", " : "",
+                           (long long)(d == n->tp_axis - 1 ? n->tp_full : n->shape[d].c));
             }
-            buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
-                       fr_dtype_c(n), n->rank,
-                       n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
+            if (n->tp_axis) /* this rank's slice of the checkpoint's tensor (tp.c) */
+                buf_printf(c, "    rc = fr_st_bind_slice(file, prefix, \"%s\", %s, %d, %s, %d, %lld, %lld, &p, err);\n",
+                           n->name, fr_dtype_c(n), n->rank, fu_format("(const int64_t[]){%s}", take(&sh, "")),
+                           n->tp_axis - 1, (long long)n->tp_start, (long long)n->shape[n->tp_axis - 1].c);
+            else
+                buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
+                           fr_dtype_c(n), n->rank,
+                           n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
             buf_printf(c, "    if (rc != 0)\n        return rc;\n    w->%s = (const %s *)p;\n",
                        e->c_w[i], ctype(n));
         }
@@ -3231,7 +3267,10 @@ static void emit_bind_and_desc(Emit *e) {
     buf_printf(c, "    .inputs = %s,\n    .weights = %s,\n    .outputs = %s,\n    .caches = %s,\n",
                g->ninputs ? "fu_inputs" : "NULL", g->nweights ? "fu_weights" : "NULL",
                g->noutputs ? "fu_outputs" : "NULL", g->ncaches ? "fu_caches" : "NULL");
-    buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n};\n");
+    buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n");
+    if (g->tp_size > 1)
+        buf_printf(c, "    .tp_size = %d,\n    .tp_rank = %d,\n", g->tp_size, g->tp_rank);
+    buf_puts(c, "};\n");
 }
 
 /* ---- writing the .c as it is made --------------------------------------------- */

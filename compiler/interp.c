@@ -980,6 +980,14 @@ static int op_positions(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/* One rank: the sum over the ranks is x itself (+ the residual). */
+static int op_allreduce(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0), *r = n->nin == 2 ? in_val(I, n, 1) : NULL;
+    for (int64_t t = 0; t < out->numel; t++)
+        out->data[t] = x->data[t] + (r ? r->data[t] : 0.0);
+    return 0;
+}
+
 /* ---- state and sinks ---------------------------------------------------------- */
 
 /* Writes x's T rows at rows [P, P+T) of the cache; yields rows [0, P+T). */
@@ -1074,6 +1082,7 @@ static int eval_node(Interp *I, const Node *n, Tensor *out) {
     case OP_GATHER: return op_gather(I, n, out);
     case OP_TOPK: return op_topk(I, n, out);
     case OP_POSITIONS: return op_positions(I, n, out);
+    case OP_ALLREDUCE: return op_allreduce(I, n, out);
     case OP_MOE_UP: case OP_MOE_DOWN: return op_moe(I, n, out);
     case OP_OUTPUT: return op_output(I, n);
     case OP_COUNT: break;

@@ -59,6 +59,7 @@ static void print_attrs(Buf *b, const Node *n) {
         break;
     case OP_CAST: buf_printf(b, " {to=%s}", dtype_name((DType)n->i[0])); break;
     case OP_TOPK: buf_printf(b, " {k=%lld}", (long long)n->i[0]); break;
+    case OP_ALLREDUCE: buf_printf(b, " {ranks=%lld}", (long long)n->i[0]); break;
     case OP_MOE_UP: case OP_MOE_DOWN:
         if (n->i[0] > 0)
             buf_printf(b, " {k=%lld, norm_topk=%s}", (long long)n->i[0], n->i[1] ? "true" : "false");
