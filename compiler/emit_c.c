@@ -3093,10 +3093,8 @@ static void emit_desc_table(Emit *e, const char *what, Node *const *list, int n)
         return;
     buf_printf(&e->c, "static const fr_tensor_desc fu_%s[%d] = {\n", what, n);
     for (i = 0; i < n; i++)
-        buf_printf(&e->c, "    {\"%s\", %s, %d, %s%s},\n", list[i]->name, fr_dtype_c(list[i]),
-                   list[i]->rank, shape_init(e->g, list[i]),
-                   list[i]->tp_axis ? fu_format(", %d, %lld, %lld", list[i]->tp_axis, (long long)list[i]->tp_start,
-                                                (long long)list[i]->tp_full) : "");
+        buf_printf(&e->c, "    {\"%s\", %s, %d, %s},\n", list[i]->name, fr_dtype_c(list[i]),
+                   list[i]->rank, shape_init(e->g, list[i]));
     buf_puts(&e->c, "};\n");
 }
 
@@ -3193,6 +3191,13 @@ static void emit_bind_and_desc(Emit *e) {
     emit_desc_table(e, "weights", g->weights, g->nweights);
     emit_desc_table(e, "outputs", g->outputs, g->noutputs);
     emit_desc_table(e, "caches", g->caches, g->ncaches);
+    if (g->tp_size > 1 && g->nweights) { /* this rank's slice of each weight (tp.c) */
+        buf_printf(c, "static const fr_tp_slice fu_tp_slices[%d] = {\n", g->nweights);
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(c, "    {%d, %lld, %lld},\n", g->weights[i]->tp_axis, (long long)g->weights[i]->tp_start,
+                       (long long)g->weights[i]->tp_full);
+        buf_puts(c, "};\n");
+    }
     buf_puts(c, "\n");
 
     buf_puts(c, "static size_t fu_desc_workspace_size(const int64_t *syms) {\n");
@@ -3269,7 +3274,8 @@ static void emit_bind_and_desc(Emit *e) {
                g->noutputs ? "fu_outputs" : "NULL", g->ncaches ? "fu_caches" : "NULL");
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n");
     if (g->tp_size > 1)
-        buf_printf(c, "    .tp_size = %d,\n    .tp_rank = %d,\n", g->tp_size, g->tp_rank);
+        buf_printf(c, "    .tp_size = %d,\n    .tp_rank = %d,\n    .tp_slices = %s,\n", g->tp_size, g->tp_rank,
+                   g->nweights ? "fu_tp_slices" : "NULL");
     buf_puts(c, "};\n");
 }
 

@@ -980,6 +980,8 @@ int check_main(int argc, char **argv);
  * runtime in a temporary directory removed at exit; *exe is the program;
  * cc: a cross compiler (as check --cc), or NULL.
  * Returns -1, or an exit status after reporting. */
+/* fusec run --tp: the next builds use mpicc (MPICC) and libfusec_comm.a, -DFUSEC_MPI. */
+void check_set_mpi(bool on);
 int check_build_program(const Graph *g, const Target *t, const char *harness, const char *cc, bool verbose,
                         const char **exe);
 /* `fusec run ...` (run.c); argv[0] is "run". */

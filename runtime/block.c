@@ -88,18 +88,21 @@ static int has_symbols(const fr_tensor_desc *d)
  * On failure every weights[i] is NULL again, so a caller cannot run a block
  * with half of its weights bound.
  */
-int fr_bind_desc(const fr_tensor_desc *d, const fr_st *f, const char *prefix, const void **data, fr_err *err)
+int fr_bind_weight(const fr_block_desc *b, int i, const fr_st *f, const char *prefix, const void **data,
+                   fr_err *err)
 {
     int64_t full[FR_MAX_RANK];
-    int a = d->tp_axis - 1;
-    if (d->tp_axis <= 0)
+    const fr_tensor_desc *d = &b->weights[i];
+    const fr_tp_slice *sl = b->tp_slices ? &b->tp_slices[i] : NULL;
+    int a = sl ? sl->axis - 1 : -1;
+    if (a < 0)
         return fr_st_bind(f, prefix, d->name, d->dtype, d->rank, d->shape_c, data, err);
     if (a >= d->rank)
         return fr_seterr(err, FR_EINVAL, "weight '%s': tensor-parallel axis %d outside its rank %d", d->name, a,
                          d->rank);
-    for (int i = 0; i < d->rank; i++)
-        full[i] = i == a ? d->tp_full : d->shape_c[i];
-    return fr_st_bind_slice(f, prefix, d->name, d->dtype, d->rank, full, a, d->tp_start, d->shape_c[a], data, err);
+    for (int k = 0; k < d->rank; k++)
+        full[k] = k == a ? sl->full : d->shape_c[k];
+    return fr_st_bind_slice(f, prefix, d->name, d->dtype, d->rank, full, a, sl->start, d->shape_c[a], data, err);
 }
 
 int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
@@ -128,7 +131,7 @@ int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
                            bname, d->name);
             goto fail;
         }
-        rc = fr_bind_desc(d, f, prefix, &weights[i], err);
+        rc = fr_bind_weight(b, i, f, prefix, &weights[i], err);
         if (rc != FR_OK)
             goto fail;
     }

@@ -203,12 +203,15 @@ typedef struct fr_tensor_desc {
     int rank;
     int64_t shape_c[FR_MAX_RANK];
     int32_t shape_k[FR_MAX_RANK][FR_MAX_SYMS];
-    /* tensor parallelism (weights of a --tp block): 0, the whole tensor; else
-     * this rank's slice [tp_start, tp_start + shape_c[tp_axis - 1]) along axis
-     * tp_axis - 1 of the checkpoint's tensor, whose extent there is tp_full */
-    int tp_axis;
-    int64_t tp_start, tp_full;
 } fr_tensor_desc;
+
+/* Tensor parallelism (a weight of a --tp block): axis 0, the whole tensor;
+ * else this rank's slice [start, start + shape_c[axis - 1]) along axis
+ * axis - 1 of the checkpoint's tensor, whose extent there is `full`. */
+typedef struct fr_tp_slice {
+    int axis;
+    int64_t start, full;
+} fr_tp_slice;
 
 /* Evaluates a desc's shape for given symbol values. */
 void fr_desc_shape(const fr_tensor_desc *d, const int64_t *syms, int64_t *shape);
@@ -235,13 +238,16 @@ typedef struct fr_block_desc {
     int (*run)(const void *const *weights, float *const *caches, int64_t cache_capacity,
                const int64_t *syms, const void *const *inputs, void *const *outputs,
                void *workspace, size_t workspace_bytes);
-    /* --tp=N --tp-rank=R: the rank this block computes; 0, 0 for a whole block */
+    /* --tp=N --tp-rank=R: the rank this block computes, and each weight's
+     * slice (tp_slices[i] for weights[i]); 0, 0 and NULL for a whole block */
     int tp_size, tp_rank;
+    const fr_tp_slice *tp_slices;
 } fr_block_desc;
 
-/* One weight of a block from a file: fr_st_bind, or fr_st_bind_slice for a
- * tensor-parallel slice (tp_axis > 0). */
-int fr_bind_desc(const fr_tensor_desc *d, const fr_st *f, const char *prefix, const void **data, fr_err *err);
+/* Weight i of a block from a file: fr_st_bind, or fr_st_bind_slice for a
+ * tensor-parallel slice (b->tp_slices[i].axis > 0). */
+int fr_bind_weight(const fr_block_desc *b, int i, const fr_st *f, const char *prefix, const void **data,
+                   fr_err *err);
 /* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name.
  * A --tp block first checks this process's rank (fr_tp_check). */
 int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,

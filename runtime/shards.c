@@ -464,7 +464,7 @@ int fr_shards_bind(const fr_shards *s, const fr_block_desc *b, const char *prefi
         strcpy(full + lp, d->name);
         const fr_st *f = fr_shards_file(s, full, err);
         free(full);
-        int rc = f ? fr_bind_desc(d, f, prefix, &weights[i], err)
+        int rc = f ? fr_bind_weight(b, i, f, prefix, &weights[i], err)
                    : FR_ENOTFOUND;
         if (rc != FR_OK) {
             for (int k = 0; k < b->nweights; k++)
