@@ -1569,6 +1569,11 @@ static int build_harness(const Graph *g, const Target *t, const char *harness, b
     argv[n++] = tmp_path("harness");
     argv[n] = NULL;
     const char *entry = cache ? harness_entry(cache, argv, rt, cross_cc ? NULL : lib, harness_c) : NULL;
+    if (entry && build_mpi) { /* --tp: libfusec_comm.a too */
+        Hash h = {0xcbf29ce484222325ULL, 0x2545f4914f6cdd1dULL};
+        hash_str(&h, entry);
+        entry = hash_file(&h, comm) ? fu_format("%s/h-%s", cache, hash_hex(&h)) : NULL;
+    }
     if (entry && cache_fetch(entry, tmp_path("harness"))) {
         if (verbose)
             fprintf(stderr, "check: the harness from the cache: %s\n", entry);

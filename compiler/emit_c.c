@@ -1671,12 +1671,16 @@ static void k_embedding(Kern *k, const Node *n) {
     const Node *tn = n->in[0], *in = n->in[1];
     const char *tab = kin(k, n, 0, "table"), *ids = kin(k, n, 1, "ids"), *y = kout(k, n, "y");
     const char *S = knumel(k, in, 0, in->rank), *R = knumel(k, tn, 1, tn->rank), *V = kdim(k, tn, 0);
-    check_ids(k, n, ids, S, V);
+    /* a vocabulary-parallel table (tp.c): rows [i[0], i[0] + V) of i[1]; other ids give zeros */
+    check_ids(k, n, ids, S, n->i[1] > 0 ? fu_format("%lld", (long long)n->i[1]) : V);
     kline(k, "int64_t r0, r1;");
     kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(S));
     kline(k, "for (int64_t r = r0; r < r1; ++r) {");
     k->indent++;
-    kline(k, "int32_t id = %s[r];", ids);
+    if (n->i[1] > 0)
+        kline(k, "int32_t id = (int32_t)(%s[r] - %lld);", ids, (long long)n->i[0]);
+    else
+        kline(k, "int32_t id = %s[r];", ids);
     kline(k, "float *yr = %s + %s;", y, mul("r", R));
     kline(k, "if (id < 0 || id >= %s) {", V);
     kline(k, "    memset(yr, 0, (size_t)%s * sizeof *yr);", R);
@@ -1988,8 +1992,10 @@ static void k_allreduce(Kern *k, const Node *n) {
     kline(k, "    if (fr_allreduce_sum(%s, %s, %lld) != 0 && fu_err[0] < 0)", y, bare(N), (long long)n->i[0]);
     kline(k, "        fu_err[0] = %d;", n->id);
     kline(k, "}");
-    if (!r)
+    if (!r) {
+        kline(k, "(void)nth;");
         return;
+    }
     kline(k, "fr_barrier(nth);");
     kline(k, "int64_t r0, r1;");
     kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(N));
@@ -3053,7 +3059,8 @@ static void emit_forward(Emit *e) {
                       "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
                       "(long long)fu_err[1]);\n",
                    i, who, op_info[n->op].name, node_what(ids),
-                   (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
+                   n->op == OP_EMBEDDING && n->i[1] > 0 ? (long long)n->i[1]
+                                                        : (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
                    n->op == OP_GATHER ? fu_format("the last axis of %s", node_what(x))
                                       : fu_format("the %s of %s", moe ? "experts" : "rows", node_what(x)));
     }
@@ -3276,6 +3283,9 @@ static void emit_bind_and_desc(Emit *e) {
     if (g->tp_size > 1)
         buf_printf(c, "    .tp_size = %d,\n    .tp_rank = %d,\n    .tp_slices = %s,\n", g->tp_size, g->tp_rank,
                    g->nweights ? "fu_tp_slices" : "NULL");
+    if (g->tp_vocab > 0)
+        buf_printf(c, "    .tp_vocab_start = %lld,\n    .tp_vocab = %lld,\n", (long long)g->tp_vocab_start,
+                   (long long)g->tp_vocab);
     buf_puts(c, "};\n");
 }
 

@@ -311,6 +311,7 @@ typedef struct Graph {
     StrMap *const_index;              /* ir_add_const_dim: name -> index + 1 */
     struct Rewrite *rw;               /* during ir_rewrite_all (schedule.c); else NULL */
     int tp_size, tp_rank;             /* --tp=N --tp-rank=R (tp.c); 0, 0 for a whole block */
+    int64_t tp_vocab_start, tp_vocab; /* vocabulary-parallel logits: columns [start, start + n) of tp_vocab; 0, 0 */
 } Graph;
 
 Graph *ir_graph_new(const char *name);

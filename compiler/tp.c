@@ -164,6 +164,63 @@ static bool slice_weight(Tp *t, Node *w, int axis, int64_t lo, int64_t hi) {
     return true;
 }
 
+/* Vocabulary parallelism: the logits linear (an output's value, weight
+ * [V, D]) keeps rows [v0, v1) of its weight, so the rank's logits are those
+ * columns (the driver's argmax is distributed: fr_mpi_argmax); an embedding
+ * of a table only embeddings and that linear read keeps the same rows, the
+ * ids outside them giving zeros, and an all-reduce makes the whole rows. */
+static bool vocab_split(Tp *t) {
+    Graph *g = t->g;
+    Node *lm = NULL;
+    for (int i = 0; i < g->noutputs; i++) {
+        Node *x = g->outputs[i]->in[0];
+        if (col_leaf(x) && x->i[0] == 0 && x->rank == 2 && !t->claimed[x->id] && x->in[1]->rank == 2 &&
+            x->in[1]->shape[0].c >= t->N && (x->nin < 3 || x->in[2]->nuses == 1))
+            lm = x;
+    }
+    /* the logits' weight first, then the embeddings' tables (often the same, tied) */
+    for (int i = -1; i < g->nnodes; i++) {
+        Node *n = i < 0 ? lm : g->nodes[i];
+        if (!n || (i >= 0 && n->op != OP_EMBEDDING) || (i >= 0 && n->in[0]->op != OP_WEIGHT))
+            continue;
+        Node *w = i < 0 ? n->in[1] : n->in[0];
+        if (w->tp_axis)
+            continue;   /* split with the logits: the embedding got its rows below */
+        Node **users;
+        int nu = ir_users(g, w, &users);
+        bool ok = w->rank >= 1 && w->shape[0].c >= t->N;
+        for (int j = 0; ok && j < nu; j++)
+            ok = users[j] == lm || (users[j]->op == OP_EMBEDDING && users[j]->in[0] == w);
+        if (!ok) {
+            if (n == lm)
+                lm = NULL;
+            continue;
+        }
+        int64_t V = w->shape[0].c, v0, v1;
+        split(V, t->R, t->N, &v0, &v1);
+        w->tp_axis = 1;
+        w->tp_start = v0;
+        w->tp_full = V;
+        w->shape[0] = dim_const(v1 - v0);
+        for (int j = 0; j < nu; j++)
+            if (users[j]->op == OP_EMBEDDING) {
+                users[j]->i[0] = v0;
+                users[j]->i[1] = V;
+                t->pending[t->npending++] = users[j];
+            }
+    }
+    if (lm) {
+        Node *w = lm->in[1];
+        if (!w->tp_axis)
+            return true;
+        if (lm->nin == 3 && !slice_weight(t, lm->in[2], 0, w->tp_start, w->tp_start + w->shape[0].c))
+            return false;
+        g->tp_vocab_start = w->tp_start;
+        g->tp_vocab = w->tp_full;
+    }
+    return true;
+}
+
 /* Moves the graph's last node to position `at`, renumbering. */
 static void move_last_to(Graph *g, int at) {
     Node *n = g->nodes[g->nnodes - 1];
@@ -318,6 +375,10 @@ bool pass_tp(Graph *g, int nranks, int rank) {
     }
     if (nregions == 0) {
         diag_plain_error("--tp=%d: block '%s' has no linear pair the pass can split", t.N, g->name);
+        return false;
+    }
+    if (!vocab_split(&t)) {
+        diag_plain_error("--tp=%d: cannot split block '%s': %s", t.N, g->name, t.why);
         return false;
     }
     /* (renumbers the nodes: after every use of claimed[]) */

@@ -242,6 +242,9 @@ typedef struct fr_block_desc {
      * slice (tp_slices[i] for weights[i]); 0, 0 and NULL for a whole block */
     int tp_size, tp_rank;
     const fr_tp_slice *tp_slices;
+    /* vocabulary-parallel logits: the output's last axis holds columns
+     * [tp_vocab_start, tp_vocab_start + its extent) of tp_vocab; 0, 0 when whole */
+    int64_t tp_vocab_start, tp_vocab;
 } fr_block_desc;
 
 /* Weight i of a block from a file: fr_st_bind, or fr_st_bind_slice for a

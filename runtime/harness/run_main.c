@@ -248,8 +248,14 @@ int main(int argc, char **argv)
         wsz = wsz2;
     void *ws = xalloc(wsz);
     float *logits = xalloc(sizeof(float) * (size_t)(V * (all_rows ? np : 1)));
-    Cand *cand = temp > 0 ? xalloc(sizeof *cand * (size_t)V) : NULL;
-    double *prob = temp > 0 ? xalloc(sizeof *prob * (size_t)V) : NULL;
+    int64_t Vall = V;
+#ifdef FUSEC_MPI
+    if (b->tp_vocab > 0)
+        Vall = b->tp_vocab;     /* this rank's logits are V of the tp_vocab columns */
+    float *full = temp > 0 ? xalloc(sizeof(float) * (size_t)Vall) : NULL;
+#endif
+    Cand *cand = temp > 0 ? xalloc(sizeof *cand * (size_t)Vall) : NULL;
+    double *prob = temp > 0 ? xalloc(sizeof *prob * (size_t)Vall) : NULL;
 
     double t0 = now(), t_prefill = 0;
     int64_t P = 0, T = np, made = 0;
@@ -262,7 +268,31 @@ int main(int argc, char **argv)
         if (rc != FR_OK)
             die("%s: %s", fr_strerror(rc), fr_last_error());
         const float *row = logits + (all_rows ? (T - 1) * V : 0);
+#ifdef FUSEC_MPI
+        int32_t next;
+        if (b->tp_vocab > 0 && temp == 0) {
+            /* vocabulary-parallel greedy: this rank's first largest, then the ranks' */
+            int64_t best = 0, win;
+            for (int64_t j = 0; j < V; j++)
+                if (isnan(row[j]))
+                    die("the logits hold NaN (token %lld)", (long long)(b->tp_vocab_start + j));
+            for (int64_t j = 1; j < V; j++)
+                if (row[j] > row[best])
+                    best = j;
+            if (fr_mpi_argmax(row[best], b->tp_vocab_start + best, &win, &merr) != FR_OK)
+                die("%s", merr.msg);
+            next = (int32_t)win;
+        } else if (b->tp_vocab > 0) {
+            /* sampling needs every logit: gather the ranks' columns */
+            if (fr_mpi_allgather(row, V, full, b->tp_vocab, &merr) != FR_OK)
+                die("%s", merr.msg);
+            next = sample(full, b->tp_vocab, temp, top_k, top_p, cand, prob);
+        } else {
+            next = sample(row, V, temp, top_k, top_p, cand, prob);
+        }
+#else
         int32_t next = sample(row, V, temp, top_k, top_p, cand, prob);
+#endif
 #ifdef FUSEC_MPI
         if (fr_comm_rank() == kill_rank && made == kill_step)
             raise(strcmp(kill_how, "stop") ? SIGKILL : SIGSTOP);

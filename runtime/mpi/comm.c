@@ -161,6 +161,31 @@ int fr_mpi_argmax(float value, int64_t index, int64_t *best, fr_err *err)
     return FR_OK;
 }
 
+int fr_mpi_allgather(const float *mine, int64_t n, float *all, int64_t cap, fr_err *err)
+{
+    int *cnt = malloc(sizeof *cnt * 2 * (size_t)my_size), mine_n = (int)n, rc;
+    MPI_Request req;
+    if (!cnt)
+        return fr_seterr(err, FR_ENOMEM, "out of memory");
+    int *disp = cnt + my_size;
+    rc = MPI_Iallgather(&mine_n, 1, MPI_INT, cnt, 1, MPI_INT, MPI_COMM_WORLD, &req);
+    rc = rc != MPI_SUCCESS ? mpi_err(rc, "all-gather", err) : wait_req(&req, "all-gather", err);
+    int64_t total = 0;
+    for (int r = 0; rc == FR_OK && r < my_size; r++) {
+        disp[r] = (int)total;
+        total += cnt[r];
+    }
+    if (rc == FR_OK && (total > cap || total > INT32_MAX))
+        rc = fr_seterr(err, FR_EINVAL, "rank %d of %d: all-gather of %lld floats into %lld", my_rank, my_size,
+                       (long long)total, (long long)cap);
+    if (rc == FR_OK) {
+        rc = MPI_Iallgatherv(mine, mine_n, MPI_FLOAT, all, cnt, disp, MPI_FLOAT, MPI_COMM_WORLD, &req);
+        rc = rc != MPI_SUCCESS ? mpi_err(rc, "all-gather", err) : wait_req(&req, "all-gather", err);
+    }
+    free(cnt);
+    return rc;
+}
+
 void fr_mpi_fail(int code, const char *msg)
 {
     fprintf(stderr, "fusec: rank %d of %d: error: %s\n", my_rank, my_size, msg);

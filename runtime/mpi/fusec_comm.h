@@ -34,6 +34,9 @@ int fr_mpi_agree(uint64_t value, const char *what, fr_err *err);
  * NaN counts as largest, as torch.argmax): each rank passes its best value
  * and its global index; *best is the winner's index on every rank. */
 int fr_mpi_argmax(float value, int64_t index, int64_t *best, fr_err *err);
+/* The ranks' pieces laid end to end, in rank order, on every rank: each
+ * passes its n floats; all has room for the total (at most `cap`). */
+int fr_mpi_allgather(const float *mine, int64_t n, float *all, int64_t cap, fr_err *err);
 /* "fusec: rank R of N: MESSAGE" on stderr, then MPI_Abort(code): the job ends */
 void fr_mpi_fail(int code, const char *msg)
 #if defined(__GNUC__)

@@ -9,7 +9,10 @@
 #     unevenly: 2 KV heads over 3 ranks (KV head 1 replicated on ranks 1 and
 #     2, its 4 query heads split 2 + 2), 704 MLP columns as 234/235/235.
 #  2. smollm_tiny_model: `fusec run --tp 2` and `--tp 3` generate exactly the
-#     single-process tokens.
+#     single-process tokens, greedy (a distributed argmax over each rank's
+#     vocabulary columns) and sampled (--temperature 0.8 --top-k 40 --top-p
+#     0.9 --seed 3: the ranks gather the logits); the tied embedding table
+#     is split by rows (the IR shows rank 1's slice).
 #  3. Failures, each within a timeout: a block compiled for 3 ranks started
 #     on 2 (every rank names both counts); a rank killed mid-generation (the
 #     survivors say mpirun ended them); a rank that stalls (SIGSTOP: the
@@ -110,6 +113,25 @@ for n in 2 3; do
         sed 's/^/       /' "$tmp/log" | head -20
     fi
 done
+
+# sampling (temperature, top-k, top-p, seed): the ranks gather the logits and draw alike
+want=$($RUN --temperature 0.8 --top-k 40 --top-p 0.9 --seed 3 2>"$tmp/log")
+got=$(timeout 120 $RUN --temperature 0.8 --top-k 40 --top-p 0.9 --seed 3 --tp 2 --mpirun "$MPIRUN" 2>"$tmp/log")
+if [ -n "$want" ] && [ "$got" = "$want" ]; then
+    ok "smollm_tiny_model fusec run --tp 2 --temperature 0.8 --seed 3: the single-process tokens ($got)"
+else
+    bad "smollm_tiny_model sampling under --tp 2: '$got', want '$want'"
+    sed 's/^/       /' "$tmp/log" | head -20
+fi
+# the vocabulary split: rank 1 of 3 holds rows 170..341 of the tied table
+$FUSEC --tp=3 --tp-rank=1 --emit=ir dsl-examples/smollm_model.fdl >"$tmp/ir" 2>&1
+if grep -q 'embed_tokens.weight" {tp: axis 0 from 170 of 512} : f32\[171, 192\]' "$tmp/ir" &&
+    grep -q 'output "logits"(%[0-9]*) : f32\[1, 171\]' "$tmp/ir"; then
+    ok "smollm --tp=3: embedding and logits vocabulary-parallel (rows 170..340 on rank 1)"
+else
+    bad "smollm --tp=3: vocabulary split"
+    grep -E "embed|logits" "$tmp/ir" | sed 's/^/       /' | head
+fi
 
 # ---- 3. failures ----
 if [ -x "$tmp/r3.1" ]; then
