@@ -63,7 +63,7 @@ lat_shm=$(awk '$1 == "vader" && $2 == 2 && $3 == 2048 { print $5 * 1e-6 }' "$tmp
 lat_tcp=$(awk '$1 == "tcp" && $2 == 2 && $3 == 2048 { print $5 * 1e-6 }' "$tmp/ar.txt")
 
 echo "# 3. decode of one llama_1b layer (D 2048, 32/8 heads, I 8192), T=1 after $CTX, $THREADS threads in all"
-"$FUSEC" check bench/blocks/llama_1b.fdl --random --dim T=1 --dim P=1 --target native --keep "$tmp/w" \
+"$FUSEC" check bench/blocks/llama_1b.fdl --random --dim T=1 --target native --keep "$tmp/w" \
     >"$tmp/check.log" 2>&1 || { tail -5 "$tmp/check.log"; exit 1; }
 W=$tmp/w/in.safetensors
 echo "# tp threads_per_rank median_ms vs_tp1"

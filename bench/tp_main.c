@@ -27,11 +27,10 @@ static int cmp(const void *a, const void *b)
 static void die(const char *msg)
 {
 #ifdef FUSEC_MPI
-    fr_mpi_fail(1, msg);
-#else
+    fr_mpi_fail(1, msg);     /* ends every rank */
+#endif
     fprintf(stderr, "tp_main: %s\n", msg);
     exit(1);
-#endif
 }
 
 int main(int argc, char **argv)

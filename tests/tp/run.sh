@@ -138,24 +138,24 @@ if [ -x "$tmp/r3.1" ]; then
     expect_msg 1 "a --tp=3 block started on 2 ranks: refused at bind" "compiled for rank 1 of 3 (--tp=3 --tp-rank=1), but this process is rank 1 of 2" \
         $(mpmd 3 2 9)
 fi
-t0=$(date +%s)
-FUSEC_TP_TEST_KILL=1:3 timeout 60 $RUN --tp 2 --mpirun "$MPIRUN" >"$tmp/log" 2>&1
-rc=$? t=$(($(date +%s) - t0))
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 0 of 2: terminated by mpirun (another rank failed or died)" "$tmp/log"; then
-    ok "rank 1 killed at token 3: rank 0 ends with an error (exit $rc, ${t}s)"
-else
-    bad "rank 1 killed at token 3 (exit $rc, ${t}s)"
-    sed 's/^/       /' "$tmp/log" | head -20
-fi
-t0=$(date +%s)
-FUSEC_TP_TIMEOUT=3 FUSEC_TP_TEST_KILL=1:2:stop timeout 60 $RUN --tp 2 --mpirun "$MPIRUN" >"$tmp/log" 2>&1
-rc=$? t=$(($(date +%s) - t0))
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "rank 0 of 2: error: .*timed out after 3 s: a peer rank died or stalls" "$tmp/log"; then
-    ok "rank 1 stalls at token 2: rank 0's all-reduce times out and ends the job (exit $rc, ${t}s)"
-else
-    bad "rank 1 stalls at token 2 (exit $rc, ${t}s)"
-    sed 's/^/       /' "$tmp/log" | head -20
-fi
+# ends NAME REGEX ENV...: fusec run --tp 2 with ENV set must fail (not time out) and print REGEX
+ends() {
+    name=$1 re=$2
+    shift 2
+    t0=$(date +%s)
+    env "$@" timeout 60 $RUN --tp 2 --mpirun "$MPIRUN" >"$tmp/log" 2>&1
+    rc=$? t=$(($(date +%s) - t0))
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q -- "$re" "$tmp/log"; then
+        ok "$name (exit $rc, ${t}s)"
+    else
+        bad "$name (exit $rc, ${t}s)"
+        sed 's/^/       /' "$tmp/log" | head -20
+    fi
+}
+ends "rank 1 killed at token 3: rank 0 ends with an error" \
+    "rank 0 of 2: terminated by mpirun (another rank failed or died)" FUSEC_TP_TEST_KILL=1:3
+ends "rank 1 stalls at token 2: rank 0's all-reduce times out and ends the job" \
+    "rank 0 of 2: error: .*timed out after 3 s: a peer rank died or stalls" FUSEC_TP_TIMEOUT=3 FUSEC_TP_TEST_KILL=1:2:stop
 expect_msg 1 "gpt2_block (fused qkv) refused" "--tp=2: cannot split" \
     $FUSEC --tp=2 --tp-rank=0 dsl-examples/gpt2_block.fdl -o "$tmp/g.c"
 expect_msg 1 "qwen3_moe_layer (per-head q_norm, MoE) refused" "--tp=2: cannot split the attention of block 'qwen3_moe_layer'" \
