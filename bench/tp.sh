@@ -59,8 +59,8 @@ for btl in vader tcp; do
             tee -a "$tmp/ar.txt"
     done
 done
-lat_shm=$(awk '$1 == "vader" && $2 == 2 && $3 == 2048 { print $5 * 1e-6 }' "$tmp/ar.txt")
-lat_tcp=$(awk '$1 == "tcp" && $2 == 2 && $3 == 2048 { print $5 * 1e-6 }' "$tmp/ar.txt")
+lat_shm=$(awk '$1 == "vader" && $2 == 2 && $4 == 2048 { print $5 * 1e-6 }' "$tmp/ar.txt")
+lat_tcp=$(awk '$1 == "tcp" && $2 == 2 && $4 == 2048 { print $5 * 1e-6 }' "$tmp/ar.txt")
 
 echo "# 3. decode of one llama_1b layer (D 2048, 32/8 heads, I 8192), T=1 after $CTX, $THREADS threads in all"
 "$FUSEC" check bench/blocks/llama_1b.fdl --random --dim T=1 --target native --keep "$tmp/w" \
