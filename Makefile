@@ -173,9 +173,12 @@ install: all $(BUILD)/fusec-rt.pc
 	install -m 644 docs/fusec.1 $(DEST)/share/man/man1/fusec.1
 	install -m 644 $(RT_SRC) runtime/fusec_rt.h $(DEST)/share/fusec/runtime
 	install -m 644 runtime/harness/check_main.c runtime/harness/run_main.c $(DEST)/share/fusec/runtime/harness
+	install -d $(DEST)/share/fusec/runtime/mpi
+	install -m 644 runtime/mpi/fusec_comm.h $(DEST)/share/fusec/runtime/mpi
+	if [ -f $(COMMLIB) ]; then install -m 644 $(COMMLIB) $(DEST)/lib/libfusec_comm.a; fi
 
 uninstall:
-	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/pkgconfig/fusec-rt.pc \
+	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/libfusec_comm.a $(DEST)/lib/pkgconfig/fusec-rt.pc \
 	    $(DEST)/include/fusec_rt.h $(DEST)/share/man/man1/fusec.1
 	rm -rf $(DEST)/share/fusec
 
