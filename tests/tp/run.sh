@@ -8,6 +8,7 @@
 #     within 1e-5 of the largest value (tests/tp/tp_layer.c).  --tp=3 splits
 #     unevenly: 2 KV heads over 3 ranks (KV head 1 replicated on ranks 1 and
 #     2, its 4 query heads split 2 + 2), 704 MLP columns as 234/235/235.
+#     bert_layer at --tp=3 the same way on `fusec check --random` data.
 #  2. smollm_tiny_model: `fusec run --tp 2` and `--tp 3` generate exactly the
 #     single-process tokens, greedy (a distributed argmax over each rank's
 #     vocabulary columns) and sampled (--temperature 0.8 --top-k 40 --top-p
@@ -46,58 +47,74 @@ RT="-Iruntime -Iruntime/mpi"
 LIBS="$FUSEC_LIB_DIR/libfusec_comm.a $FUSEC_LIB_DIR/libfusec_rt.a -lm -lpthread"
 LLAMA=$GOLDEN/llama_layer.safetensors
 
-# ---- 1. the golden layer, split over 2 and 3 ranks ----
-$FUSEC --target=native dsl-examples/llama_layer.fdl -o "$tmp/one.c" &&
-    cc -std=c99 -O2 -march=native -Iruntime -DFUSEC_BLOCK_DESC=llama_layer_desc "$tmp/one.c" tests/tp/tp_layer.c \
-        "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$tmp/one" &&
-    "$tmp/one" "$LLAMA" 9 "$tmp/ref.bin" || bad "llama_layer: the single-process reference"
-# build N: rank programs $tmp/rN.R of llama_layer
+# ---- 1. layers, split over 2 and 3 ranks ----
+# reference BLK DATA SPLIT: the whole block's output on DATA, $tmp/BLK.ref.bin
+reference() {
+    $FUSEC --target=native "dsl-examples/$1.fdl" -o "$tmp/$1.c" &&
+        cc -std=c99 -O2 -march=native -Iruntime -DFUSEC_BLOCK_DESC="$1_desc" "$tmp/$1.c" tests/tp/tp_layer.c \
+            "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$tmp/$1" &&
+        "$tmp/$1" "$2" "$3" "$tmp/$1.ref.bin" || bad "$1: the single-process reference"
+}
+# build BLK N: rank programs $tmp/BLK.rN.R
 build() {
     r=0
-    while [ $r -lt "$1" ]; do
-        $FUSEC --target=native --tp="$1" --tp-rank=$r dsl-examples/llama_layer.fdl -o "$tmp/r$1.$r.c" &&
-            mpicc -std=c99 -O2 -march=native -Wall -Wextra -Werror $RT -DFUSEC_MPI -DFUSEC_BLOCK_DESC=llama_layer_desc \
-                "$tmp/r$1.$r.c" tests/tp/tp_layer.c $LIBS -o "$tmp/r$1.$r" || return 1
+    while [ $r -lt "$2" ]; do
+        $FUSEC --target=native --tp="$2" --tp-rank=$r "dsl-examples/$1.fdl" -o "$tmp/$1.r$2.$r.c" &&
+            mpicc -std=c99 -O2 -march=native -Wall -Wextra -Werror $RT -DFUSEC_MPI -DFUSEC_BLOCK_DESC="$1_desc" \
+                "$tmp/$1.r$2.$r.c" tests/tp/tp_layer.c $LIBS -o "$tmp/$1.r$2.$r" || return 1
         r=$((r + 1))
     done
 }
-# mpmd N RANKS SPLIT: the command line running ranks 0..RANKS-1 of the --tp=N build
+# mpmd BLK DATA N RANKS SPLIT: the command line running ranks 0..RANKS-1 of the --tp=N build
 mpmd() {
     cmd="timeout 60 $MPIRUN" r=0
-    while [ $r -lt "$2" ]; do
+    while [ $r -lt "$4" ]; do
         [ $r -gt 0 ] && cmd="$cmd :"
-        cmd="$cmd -np 1 $tmp/r$1.$r $LLAMA $3 $tmp/x.bin $tmp/ref.bin"
+        cmd="$cmd -np 1 $tmp/$1.r$3.$r $2 $5 $tmp/x.bin $tmp/$1.ref.bin"
         r=$((r + 1))
     done
     echo "$cmd"
 }
-for n in 2 3; do
-    split=$((n == 2 ? 9 : 12))
-    if ! build $n >"$tmp/log" 2>&1; then
-        bad "llama_layer --tp=$n: build"
+# layer BLK DATA N SPLIT ROWS: every rank of --tp=N equals the single process
+layer() {
+    if ! build "$1" "$3" >"$tmp/log" 2>&1; then
+        bad "$1 --tp=$3: build"
         sed 's/^/       /' "$tmp/log" | head -20
-        continue
+        return
     fi
-    $(mpmd $n $n $split) >"$tmp/log" 2>&1
+    $(mpmd "$1" "$2" "$3" "$3" "$4") >"$tmp/log" 2>&1
     rc=$? good=$(grep -c " ok$" "$tmp/log")
-    if [ $rc -eq 0 ] && [ "$good" -eq $n ]; then
-        ok "llama_layer --tp=$n (prefill $split, then $((13 - split))): every rank equals one process"
+    if [ $rc -eq 0 ] && [ "$good" -eq "$3" ]; then
+        ok "$1 --tp=$3 (prefill $4, then $(($5 - $4))): every rank equals one process"
         grep "rank 0 of" "$tmp/log" | sed 's/^/       /'
     else
-        bad "llama_layer --tp=$n (exit $rc, $good of $n ranks ok)"
+        bad "$1 --tp=$3 (exit $rc, $good of $3 ranks ok)"
         sed 's/^/       /' "$tmp/log" | head -20
     fi
-done
+}
+reference llama_layer "$LLAMA" 9
+layer llama_layer "$LLAMA" 2 9 13
+layer llama_layer "$LLAMA" 3 12 13
+# bert_layer (biases: the row-parallel ones added by rank 0 only; layer_norm,
+# GELU, no causal mask, 4 heads as 1 + 1 + 2) on fusec check's random data
+if $FUSEC check dsl-examples/bert_layer.fdl --random --dim T=7 --keep "$tmp/bert" >"$tmp/log" 2>&1; then
+    reference bert_layer "$tmp/bert/in.safetensors" 7
+    layer bert_layer "$tmp/bert/in.safetensors" 3 7 7
+else
+    bad "bert_layer: random data"
+    sed 's/^/       /' "$tmp/log" | head
+fi
 # the negative control: a rank given a wrong weight (rank 1's o_proj slice
 # from rank 0's columns) must fail the comparison
 sed 's/"self_attn.o_proj.weight", FR_F32, 2, (const int64_t\[\]){256, 256}, 1, 128/"self_attn.o_proj.weight", FR_F32, 2, (const int64_t[]){256, 256}, 1, 0/; s/{2, 128, 256},/{2, 0, 256},/' \
-    "$tmp/r2.1.c" >"$tmp/bad.c"
-if cmp -s "$tmp/bad.c" "$tmp/r2.1.c"; then
+    "$tmp/llama_layer.r2.1.c" >"$tmp/bad.c"
+if cmp -s "$tmp/bad.c" "$tmp/llama_layer.r2.1.c"; then
     bad "negative control: the sabotage did not change rank 1"
 else
     mpicc -std=c99 -O2 -march=native $RT -DFUSEC_MPI -DFUSEC_BLOCK_DESC=llama_layer_desc "$tmp/bad.c" \
-        tests/tp/tp_layer.c $LIBS -o "$tmp/r2.1"
-    expect_msg 1 "negative control: a wrong slice on rank 1 fails the comparison" "FAIL" $(mpmd 2 2 9)
+        tests/tp/tp_layer.c $LIBS -o "$tmp/llama_layer.r2.1"
+    expect_msg 1 "negative control: a wrong slice on rank 1 fails the comparison" "FAIL" \
+        $(mpmd llama_layer "$LLAMA" 2 2 9)
 fi
 
 # ---- 2. whole model: greedy generation ----
@@ -134,9 +151,9 @@ else
 fi
 
 # ---- 3. failures ----
-if [ -x "$tmp/r3.1" ]; then
+if [ -x "$tmp/llama_layer.r3.1" ]; then
     expect_msg 1 "a --tp=3 block started on 2 ranks: refused at bind" "compiled for rank 1 of 3 (--tp=3 --tp-rank=1), but this process is rank 1 of 2" \
-        $(mpmd 3 2 9)
+        $(mpmd llama_layer "$LLAMA" 3 2 9)
 fi
 # ends NAME REGEX ENV...: fusec run --tp 2 with ENV set must fail (not time out) and print REGEX
 ends() {
