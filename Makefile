@@ -1,6 +1,7 @@
 # fusec - top-level Makefile.
 #
-#   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
+#   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime), and
+#                   build/libfusec_comm.a (MPI, for --tp) where mpicc exists
 #   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
 #                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs;
 #                   JOBS=N runs N of them at once, default the number of CPUs; tests/run.sh says more)
@@ -92,6 +93,7 @@ $(RTLIB): $(RT_OBJ)
 # only where mpicc exists (`make comm`; fusec run --tp and tests/tp build it).
 MPICC   ?= mpicc
 COMMLIB  = $(BUILD)/libfusec_comm.a
+all: $(if $(shell command -v $(MPICC) 2>/dev/null),$(COMMLIB))
 .PHONY: comm
 comm: $(COMMLIB)
 $(COMMLIB): runtime/mpi/comm.c runtime/mpi/fusec_comm.h runtime/fusec_rt.h
