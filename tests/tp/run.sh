@@ -9,6 +9,7 @@
 #     unevenly: 2 KV heads over 3 ranks (KV head 1 replicated on ranks 1 and
 #     2, its 4 query heads split 2 + 2), 704 MLP columns as 234/235/235.
 #     bert_layer at --tp=3 the same way on `fusec check --random` data.
+#     (--tp=3 runs each rank on 2 threads.)
 #  2. smollm_tiny_model: `fusec run --tp 2` and `--tp 3` generate exactly the
 #     single-process tokens, greedy (a distributed argmax over each rank's
 #     vocabulary columns) and sampled (--temperature 0.8 --top-k 40 --top-p
@@ -94,7 +95,9 @@ layer() {
 }
 reference llama_layer "$LLAMA" 9
 layer llama_layer "$LLAMA" 2 9 13
+export FUSE_NUM_THREADS=2   # the all-reduce kernel's residual add on two threads (a barrier)
 layer llama_layer "$LLAMA" 3 12 13
+unset FUSE_NUM_THREADS
 # bert_layer (biases: the row-parallel ones added by rank 0 only; layer_norm,
 # GELU, no causal mask, 4 heads as 1 + 1 + 2) on fusec check's random data
 if $FUSEC check dsl-examples/bert_layer.fdl --random --dim T=7 --keep "$tmp/bert" >"$tmp/log" 2>&1; then
