@@ -1,6 +1,7 @@
 # fusec - top-level Makefile.
 #
-#   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime)
+#   make            builds build/fusec (the compiler) and build/libfusec_rt.a (the runtime), and
+#                   build/libfusec_comm.a (MPI, for --tp) where mpicc exists
 #   make test       installs what the tests use when missing (scripts/install-deps.sh), builds, runs every test
 #                   (SUITES="cli golden" runs only those tests/*/run.sh suites after the unit programs;
 #                   JOBS=N runs N of them at once, default the number of CPUs; tests/run.sh says more)
@@ -90,6 +91,19 @@ $(RTLIB): $(RT_OBJ)
 	@rm -f $@
 	ar rcs $@ $(RT_OBJ)
 
+# libfusec_comm.a: the MPI communicator of --tp blocks (docs/distributed.md),
+# only where mpicc exists (`make comm`; fusec run --tp and tests/tp build it).
+MPICC   ?= mpicc
+COMMLIB  = $(BUILD)/libfusec_comm.a
+all: $(if $(shell command -v $(MPICC) 2>/dev/null),$(COMMLIB))
+.PHONY: comm
+comm: $(COMMLIB)
+$(COMMLIB): runtime/mpi/comm.c runtime/mpi/fusec_comm.h runtime/fusec_rt.h
+	@mkdir -p $(BUILD)/runtime/mpi
+	$(MPICC) $(RT_CFLAGS) -Iruntime/mpi -c runtime/mpi/comm.c -o $(BUILD)/runtime/mpi/comm.o
+	@rm -f $@
+	ar rcs $@ $(BUILD)/runtime/mpi/comm.o
+
 # ---- compiler ----------------------------------------------------------------
 # Pattern rules with two targets run their recipe once (a plain two-target
 # rule would run bison twice under make -j).
@@ -163,9 +177,12 @@ install: all $(BUILD)/fusec-rt.pc
 	install -m 644 docs/fusec.1 $(DEST)/share/man/man1/fusec.1
 	install -m 644 $(RT_SRC) runtime/fusec_rt.h $(DEST)/share/fusec/runtime
 	install -m 644 runtime/harness/check_main.c runtime/harness/run_main.c $(DEST)/share/fusec/runtime/harness
+	install -d $(DEST)/share/fusec/runtime/mpi
+	install -m 644 runtime/mpi/fusec_comm.h $(DEST)/share/fusec/runtime/mpi
+	if [ -f $(COMMLIB) ]; then install -m 644 $(COMMLIB) $(DEST)/lib/libfusec_comm.a; fi
 
 uninstall:
-	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/pkgconfig/fusec-rt.pc \
+	rm -f $(DEST)/bin/fusec $(DEST)/lib/libfusec_rt.a $(DEST)/lib/libfusec_comm.a $(DEST)/lib/pkgconfig/fusec-rt.pc \
 	    $(DEST)/include/fusec_rt.h $(DEST)/share/man/man1/fusec.1
 	rm -rf $(DEST)/share/fusec
 

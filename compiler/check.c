@@ -1494,13 +1494,23 @@ static const char *harness_entry(const char *cache, const char *const *argv, con
 /* Compiles block.c with the harness and the runtime; generated C that does
  * not compile is fusec's bug (exit 70).  A harness built before from the
  * same files and command comes from the cache.  Returns an exit status or -1. */
+static bool build_mpi;   /* check_set_mpi: fusec run --tp */
+
+void check_set_mpi(bool on) { build_mpi = on; }
+
 static int build_harness(const Graph *g, const Target *t, const char *harness, bool verbose)
 {
     const char *rt, *lib;
     runtime_dirs(&rt, &lib);
+    const char *comm = fu_format("%s/libfusec_comm.a", lib);
     lib = fu_format("%s/libfusec_rt.a", lib);
     const char *harness_c = fu_format("%s/harness/%s", rt, harness);
-    const char *cc = cross_cc ? cross_cc : env_or("CC", "cc");
+    const char *cc = cross_cc ? cross_cc : build_mpi ? env_or("MPICC", "mpicc") : env_or("CC", "cc");
+    if (build_mpi && access(comm, R_OK) != 0) {
+        diag_plain_error("'%s' not found: --tp needs MPI (apt-get install openmpi-bin libopenmpi-dev, then "
+                         "make comm)", comm);
+        return EXIT_FAIL;
+    }
     const char **argv = fu_alloc(sizeof(char *) * (96 + MAX_RT_FILES + strlen(cc) +
                                                    strlen(t->cflags ? t->cflags : "")));
     const char *cache = cache_dir(verbose);
@@ -1535,8 +1545,14 @@ static int build_harness(const Graph *g, const Target *t, const char *harness, b
     argv[n++] = "-I";
     argv[n++] = rt;
     argv[n++] = fu_format("-DFUSEC_BLOCK_DESC=%s_desc", g->name);
+    if (build_mpi) {
+        argv[n++] = fu_format("-I%s/mpi", rt);
+        argv[n++] = "-DFUSEC_MPI";
+    }
     argv[n++] = tmp_path("block.c");
     argv[n++] = harness_c;
+    if (build_mpi)
+        argv[n++] = comm;
     if (!cross_cc)
         argv[n++] = lib;
     else if (cache && (rc = push_runtime_objects(&argv, &n, argv, nflags, rt, cache, verbose)) >= 0)
@@ -1553,6 +1569,11 @@ static int build_harness(const Graph *g, const Target *t, const char *harness, b
     argv[n++] = tmp_path("harness");
     argv[n] = NULL;
     const char *entry = cache ? harness_entry(cache, argv, rt, cross_cc ? NULL : lib, harness_c) : NULL;
+    if (entry && build_mpi) { /* --tp: libfusec_comm.a too */
+        Hash h = {0xcbf29ce484222325ULL, 0x2545f4914f6cdd1dULL};
+        hash_str(&h, entry);
+        entry = hash_file(&h, comm) ? fu_format("%s/h-%s", cache, hash_hex(&h)) : NULL;
+    }
     if (entry && cache_fetch(entry, tmp_path("harness"))) {
         if (verbose)
             fprintf(stderr, "check: the harness from the cache: %s\n", entry);
@@ -1812,7 +1833,7 @@ int check_build_program(const Graph *g, const Target *t, const char *harness, co
     cross_cc = cc;
     memset(&a, 0, sizeof a);
     int rc;
-    if (!tmp_make(&a) || !write_block(g, t))
+    if ((!tmp_dir && !tmp_make(&a)) || !write_block(g, t))
         return EXIT_FAIL;
     if ((rc = build_harness(g, t, harness, verbose)) >= 0)
         return rc;

@@ -1772,12 +1772,16 @@ static void k_embedding(Kern *k, const Node *n) {
     const Node *tn = n->in[0], *in = n->in[1];
     const char *tab = kin(k, n, 0, "table"), *ids = kin(k, n, 1, "ids"), *y = kout(k, n, "y");
     const char *S = knumel(k, in, 0, in->rank), *R = knumel(k, tn, 1, tn->rank), *V = kdim(k, tn, 0);
-    check_ids(k, n, ids, S, V);
+    /* a vocabulary-parallel table (tp.c): rows [i[0], i[0] + V) of i[1]; other ids give zeros */
+    check_ids(k, n, ids, S, n->i[1] > 0 ? fu_format("%lld", (long long)n->i[1]) : V);
     kline(k, "int64_t r0, r1;");
     kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(S));
     kline(k, "for (int64_t r = r0; r < r1; ++r) {");
     k->indent++;
-    kline(k, "int32_t id = %s[r];", ids);
+    if (n->i[1] > 0)
+        kline(k, "int32_t id = (int32_t)(%s[r] - %lld);", ids, (long long)n->i[0]);
+    else
+        kline(k, "int32_t id = %s[r];", ids);
     kline(k, "float *yr = %s + %s;", y, mul("r", R));
     kline(k, "if (id < 0 || id >= %s) {", V);
     kline(k, "    memset(yr, 0, (size_t)%s * sizeof *yr);", R);
@@ -2128,6 +2132,30 @@ static void k_positions(Kern *k, const Node *n) {
     kline(k, "    %s[f] = (int32_t)(%s + f);", y, P);
 }
 
+/* Tensor parallelism (tp.c): thread 0 sums y = x over the ranks in the
+ * runtime (fr_allreduce_sum: MPI, or the identity on one rank) and records
+ * a failure in fu_err; then every thread adds its share of the residual. */
+static void k_allreduce(Kern *k, const Node *n) {
+    const char *x = kin(k, n, 0, "x"), *y = kout(k, n, "y"), *N = knumel(k, n, 0, n->rank);
+    const char *r = n->nin == 2 ? kin(k, n, 1, "r") : NULL;
+    k->err = true;
+    kline(k, "if (tid == 0) {");
+    kline(k, "    if ((const void *)%s != (const void *)%s)", y, x);
+    kline(k, "        memcpy(%s, %s, (size_t)%s * sizeof *%s);", y, x, bare(N), y);
+    kline(k, "    if (fr_allreduce_sum(%s, %s, %lld) != 0 && fu_err[0] < 0)", y, bare(N), (long long)n->i[0]);
+    kline(k, "        fu_err[0] = %d;", n->id);
+    kline(k, "}");
+    if (!r) {
+        kline(k, "(void)nth;");
+        return;
+    }
+    kline(k, "fr_barrier(nth);");
+    kline(k, "int64_t r0, r1;");
+    kline(k, "fr_split(%s, tid, nth, &r0, &r1);", bare(N));
+    kline(k, "for (int64_t i = r0; i < r1; ++i)");
+    kline(k, "    %s[i] += %s[i];", y, r);
+}
+
 static void emit_node_loops(Kern *k, const Node *n) {
     switch (op_info[n->op].cat) {
     case CAT_UNARY: k_unary(k, n); return;
@@ -2158,6 +2186,7 @@ static void emit_node_loops(Kern *k, const Node *n) {
     case OP_POSITIONS: k_positions(k, n); return;
     case OP_MOE_UP: k_moe_up(k, n); return;
     case OP_MOE_DOWN: k_moe_down(k, n); return;
+    case OP_ALLREDUCE: k_allreduce(k, n); return;
     default: fu_internal(__FILE__, __LINE__, "emit_c: op '%s' has no kernel", op_info[n->op].name);
     }
 }
@@ -3262,15 +3291,19 @@ static void emit_index_errors(Emit *e, const char *who) {
     int i;
     for (i = 0; e->has_err && i < g->nnodes; i++) {
         const Node *n = g->nodes[i];
+        if (n->op == OP_ALLREDUCE)
+            buf_printf(c, "    if (fu_err[0] == %d)\n        return FR_ECOMM; /* fr_last_error: why */\n", i);
         bool moe = n->op == OP_MOE_UP || n->op == OP_MOE_DOWN;
         if (n->op != OP_EMBEDDING && n->op != OP_GATHER && !moe)
             continue;
         const Node *x = n->in[moe ? 2 : 0], *ids = n->in[1];
+        /* a vocabulary-parallel embedding (--tp) names the whole vocabulary (i[1]) */
         buf_printf(c, "    if (fu_err[0] == %d)\n        return fr_seterr(NULL, FR_EINDEX, \"%s: %s: id %%lld at element "
                       "%%lld of %s is outside [0, %lld) (%s)\",\n                         (long long)fu_err[2], "
                       "(long long)fu_err[1]);\n",
                    i, who, op_info[n->op].name, node_what(ids),
-                   (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
+                   n->op == OP_EMBEDDING && n->i[1] > 0 ? (long long)n->i[1]
+                                                        : (long long)x->shape[n->op == OP_GATHER ? x->rank - 1 : 0].c,
                    n->op == OP_GATHER ? fu_format("the last axis of %s", node_what(x))
                                       : fu_format("the %s of %s", moe ? "experts" : "rows", node_what(x)));
     }
@@ -3507,16 +3540,25 @@ static void emit_bind_and_desc(Emit *e) {
         buf_printf(c, "    if (!w || !file)\n        return fr_seterr(err, FR_EINVAL, \"%s_bind: "
                       "NULL argument\");\n", g->name);
         buf_puts(c, "    memset(w, 0, sizeof *w);\n    if (!prefix)\n        prefix = \"\";\n");
+        if (g->tp_size > 1)
+            buf_printf(c, "    rc = fr_tp_check(\"%s\", %d, %d, err);\n    if (rc != 0)\n        return rc;\n",
+                       g->name, g->tp_size, g->tp_rank);
         for (i = 0; i < g->nweights; i++) {
             const Node *n = g->weights[i];
             Buf sh = {0};
             for (d = 0; d < n->rank; d++) {
                 FU_ASSERT(dim_is_const(n->shape[d])); /* shape.c: weights are constant */
-                buf_printf(&sh, "%s%lld", d ? ", " : "", (long long)n->shape[d].c);
+                buf_printf(&sh, "%s%lld", d ? ", " : "",
+                           (long long)(d == n->tp_axis - 1 ? n->tp_full : n->shape[d].c));
             }
-            buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
-                       fr_dtype_c(n), n->rank,
-                       n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
+            if (n->tp_axis) /* this rank's slice of the checkpoint's tensor (tp.c) */
+                buf_printf(c, "    rc = fr_st_bind_slice(file, prefix, \"%s\", %s, %d, %s, %d, %lld, %lld, &p, err);\n",
+                           n->name, fr_dtype_c(n), n->rank, fu_format("(const int64_t[]){%s}", take(&sh, "")),
+                           n->tp_axis - 1, (long long)n->tp_start, (long long)n->shape[n->tp_axis - 1].c);
+            else
+                buf_printf(c, "    rc = fr_st_bind(file, prefix, \"%s\", %s, %d, %s, &p, err);\n", n->name,
+                           fr_dtype_c(n), n->rank,
+                           n->rank ? fu_format("(const int64_t[]){%s}", take(&sh, "")) : "NULL");
             buf_printf(c, "    if (rc != 0)\n        return rc;\n    w->%s = (const %s *)p;\n",
                        e->c_w[i], ctype(n));
         }
@@ -3577,6 +3619,13 @@ static void emit_bind_and_desc(Emit *e) {
     emit_desc_table(e, "weights", g->weights, g->nweights);
     emit_desc_table(e, "outputs", g->outputs, g->noutputs);
     emit_desc_table(e, "caches", g->caches, g->ncaches);
+    if (g->tp_size > 1 && g->nweights) { /* this rank's slice of each weight (tp.c) */
+        buf_printf(c, "static const fr_tp_slice fu_tp_slices[%d] = {\n", g->nweights);
+        for (i = 0; i < g->nweights; i++)
+            buf_printf(c, "    {%d, %lld, %lld},\n", g->weights[i]->tp_axis, (long long)g->weights[i]->tp_start,
+                       (long long)g->weights[i]->tp_full);
+        buf_puts(c, "};\n");
+    }
     buf_puts(c, "\n");
 
     buf_puts(c, "static size_t fu_desc_workspace_size(const int64_t *syms) {\n");
@@ -3652,6 +3701,12 @@ static void emit_bind_and_desc(Emit *e) {
     buf_puts(c, "    .workspace_size = fu_desc_workspace_size,\n    .run = fu_desc_run,\n");
     if (!e->batch_no)
         buf_puts(c, "    .run_batch = fu_desc_run_batch,\n    .workspace_size_batch = fu_desc_workspace_size_batch,\n");
+    if (g->tp_size > 1)
+        buf_printf(c, "    .tp_size = %d,\n    .tp_rank = %d,\n    .tp_slices = %s,\n", g->tp_size, g->tp_rank,
+                   g->nweights ? "fu_tp_slices" : "NULL");
+    if (g->tp_vocab > 0)
+        buf_printf(c, "    .tp_vocab_start = %lld,\n    .tp_vocab = %lld,\n", (long long)g->tp_vocab_start,
+                   (long long)g->tp_vocab);
     buf_puts(c, "};\n");
 }
 

@@ -237,6 +237,11 @@ struct Node {
     int nuses;          /* consumers, maintained by ir_recount */
     int kernel;         /* the kernel it was scheduled into; -1 for none */
     bool folded;        /* weight-only: computed when weights are bound (fold.c) */
+    /* weights of a --tp block (tp.c): 0, whole; else this rank's slice
+     * [tp_start, tp_start + shape[tp_axis - 1]) along axis tp_axis - 1 of
+     * the checkpoint's tensor, whose extent there is tp_full */
+    int tp_axis;
+    int64_t tp_start, tp_full;
 };
 
 /*
@@ -305,6 +310,8 @@ typedef struct Graph {
     StrMap *note_set;                 /* fuse_note's duplicates */
     StrMap *const_index;              /* ir_add_const_dim: name -> index + 1 */
     struct Rewrite *rw;               /* during ir_rewrite_all (schedule.c); else NULL */
+    int tp_size, tp_rank;             /* --tp=N --tp-rank=R (tp.c); 0, 0 for a whole block */
+    int64_t tp_vocab_start, tp_vocab; /* vocabulary-parallel logits: columns [start, start + n) of tp_vocab; 0, 0 */
 } Graph;
 
 Graph *ir_graph_new(const char *name);
@@ -528,6 +535,14 @@ typedef struct Options {
     const struct Machine *machine; /* --tune=FILE's machine; NULL: the target's defaults (cost.c) */
     bool fuse_all;              /* --fuse-all: every legal fusion, no cost decision */
 } Options;
+
+/* tp.c: rewrites g for rank `rank` of `n` (nothing for n <= 1):
+ * column-parallel q/k/v and gate/up, row-parallel o_proj and down_proj,
+ * an allreduce per pair; false after an error naming what it cannot split.
+ * Run after compile_front, before compile_passes; compile_pipeline runs it
+ * with the ranks compile_set_tp gave (--tp=N --tp-rank=R). */
+bool pass_tp(Graph *g, int n, int rank);
+void compile_set_tp(int n, int rank);
 
 /* pipeline.c: --compute=bf16 marks the linears it applies to (i[1] = 1:
  * operands rounded to bf16, products summed in f32; docs/quantization.md).
@@ -967,6 +982,8 @@ int check_main(int argc, char **argv);
  * runtime in a temporary directory removed at exit; *exe is the program;
  * cc: a cross compiler (as check --cc), or NULL.
  * Returns -1, or an exit status after reporting. */
+/* fusec run --tp: the next builds use mpicc (MPICC) and libfusec_comm.a, -DFUSEC_MPI. */
+void check_set_mpi(bool on);
 int check_build_program(const Graph *g, const Target *t, const char *harness, const char *cc, bool verbose,
                         const char **exe);
 /* `fusec run ...` (run.c); argv[0] is "run". */

@@ -805,12 +805,15 @@ static int op_embedding(Interp *I, const Node *n, Tensor *out) {
     if (out->numel != ids->numel * R)
         return node_fail(I, n, "output has %lld elements, ids %lld rows of %lld", (long long)out->numel,
                          (long long)ids->numel, (long long)R);
+    /* a vocabulary-parallel table (tp.c) holds rows [i[0], i[0] + V) of i[1] */
+    int64_t v0 = n->i[1] > 0 ? n->i[0] : 0, Vall = n->i[1] > 0 ? n->i[1] : V;
     for (int64_t s = 0; s < ids->numel; s++) {
         double id = ids->data[s];
-        if (!(id >= 0 && id < (double)V))
-            return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)s, (long long)V);
-        if (R > 0)
-            memcpy(out->data + s * R, tab->data + (int64_t)id * R, (size_t)R * sizeof(double));
+        if (!(id >= 0 && id < (double)Vall))
+            return node_fail(I, n, "id %.0f at element %lld is outside [0, %lld)", id, (long long)s, (long long)Vall);
+        int64_t row = (int64_t)id - v0;
+        for (int64_t j = 0; j < R; j++)
+            out->data[s * R + j] = row >= 0 && row < V ? tab->data[row * R + j] : 0.0;
     }
     return 0;
 }
@@ -980,6 +983,14 @@ static int op_positions(Interp *I, const Node *n, Tensor *out) {
     return 0;
 }
 
+/* One rank: the sum over the ranks is x itself (+ the residual). */
+static int op_allreduce(Interp *I, const Node *n, Tensor *out) {
+    const Tensor *x = in_val(I, n, 0), *r = n->nin == 2 ? in_val(I, n, 1) : NULL;
+    for (int64_t t = 0; t < out->numel; t++)
+        out->data[t] = x->data[t] + (r ? r->data[t] : 0.0);
+    return 0;
+}
+
 /* ---- state and sinks ---------------------------------------------------------- */
 
 /* Writes x's T rows at rows [P, P+T) of the cache; yields rows [0, P+T). */
@@ -1074,6 +1085,7 @@ static int eval_node(Interp *I, const Node *n, Tensor *out) {
     case OP_GATHER: return op_gather(I, n, out);
     case OP_TOPK: return op_topk(I, n, out);
     case OP_POSITIONS: return op_positions(I, n, out);
+    case OP_ALLREDUCE: return op_allreduce(I, n, out);
     case OP_MOE_UP: case OP_MOE_DOWN: return op_moe(I, n, out);
     case OP_OUTPUT: return op_output(I, n);
     case OP_COUNT: break;

@@ -66,6 +66,10 @@ static const char usage_text[] =
     "  --tune=FILE      the machine the cost model assumes, as `fusec tune` measured it\n"
     "                   (default: the target's own figures; docs/fusion.md)\n"
     "  --fuse-all       every legal fusion, without asking the cost model\n"
+    "  --tp=N --tp-rank=R\n"
+    "                   tensor parallelism: the part of the block that rank R of N computes\n"
+    "                   (column-/row-parallel linears, an all-reduce per pair; link with\n"
+    "                   libfusec_comm and run under mpirun: docs/distributed.md)\n"
     "  --no-fuse=P,...  turn fusion passes off: elementwise, norm, epilogue, softmax,\n"
     "                   attention, mlp (docs/fusion.md)\n"
     "  -MD              also write a make dependency file (OUT.d, or the -MF file)\n"
@@ -437,6 +441,16 @@ static int write_text(const TextJob *j, const char *out) {
     return out_commit(&o) ? EXIT_OK : EXIT_FAIL;
 }
 
+/* A whole number in [lo, hi]. */
+static bool parse_tp(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "check") == 0)
         return check_main(argc - 1, argv + 1);
@@ -448,6 +462,7 @@ int main(int argc, char **argv) {
         return quantize_main(argc - 1, argv + 1);
 
     Options opt = {.opt_level = 1, .target = "generic"};
+    int tp = 1, tp_rank = 0;
     const char *input = NULL, *out = NULL, *emit = "c", *block = NULL, *v, *dep_file = NULL, *tune = NULL;
     const char *dim_names[FU_MAX_SYMS];
     int64_t dim_values[FU_MAX_SYMS];
@@ -488,6 +503,12 @@ int main(int argc, char **argv) {
             tune = v;
         } else if (strcmp(a, "--fuse-all") == 0) {
             opt.fuse_all = true;
+        } else if ((v = opt_value(argc, argv, &i, "--tp"))) {
+            if (!parse_tp(v, 1, 4096, &tp))
+                return usage_error("--tp: expected a rank count in [1, 4096], got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--tp-rank"))) {
+            if (!parse_tp(v, 0, 4095, &tp_rank))
+                return usage_error("--tp-rank: expected a rank in [0, 4095], got '%s'", v);
         } else if ((v = opt_value(argc, argv, &i, "--compute"))) {
             if (strcmp(v, "f32") && strcmp(v, "bf16"))
                 return usage_error("--compute: expected f32 or bf16, got '%s'", v);
@@ -526,6 +547,9 @@ int main(int argc, char **argv) {
     }
     if (!input)
         return usage_error("no input file%s", "");
+    if (tp_rank >= tp)
+        return usage_error("--tp-rank=%s: the rank must be below --tp (default 1)", fu_format("%d", tp_rank));
+    compile_set_tp(tp, tp_rank);
     const Target *t = target_find(opt.target);
     if (!t)
         return usage_error("%s", target_error(opt.target));

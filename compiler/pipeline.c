@@ -56,8 +56,20 @@ void compile_passes(Graph *g, const Options *o) {
     ir_verify(g, "fuse elementwise");
 }
 
+static int tp_n = 1, tp_rank = 0;
+
+void compile_set_tp(int n, int rank) {
+    tp_n = n;
+    tp_rank = rank;
+}
+
 Graph *compile_pipeline(const char *path, const char *block, const Options *o) {
     Graph *g = compile_front(path, block);
+    if (g && tp_n > 1) {
+        if (!pass_tp(g, tp_n, tp_rank))
+            return NULL;
+        ir_verify(g, "tp");
+    }
     if (g)
         compile_passes(g, o);
     return g;

@@ -59,6 +59,16 @@ static void print_attrs(Buf *b, const Node *n) {
         break;
     case OP_CAST: buf_printf(b, " {to=%s}", dtype_name((DType)n->i[0])); break;
     case OP_TOPK: buf_printf(b, " {k=%lld}", (long long)n->i[0]); break;
+    case OP_ALLREDUCE: buf_printf(b, " {ranks=%lld}", (long long)n->i[0]); break;
+    case OP_EMBEDDING:
+        if (n->i[1] > 0)
+            buf_printf(b, " {rows=%lld.., of=%lld}", (long long)n->i[0], (long long)n->i[1]);
+        break;
+    case OP_WEIGHT:
+        if (n->tp_axis)
+            buf_printf(b, " {tp: axis %d from %lld of %lld}", n->tp_axis - 1, (long long)n->tp_start,
+                       (long long)n->tp_full);
+        break;
     case OP_MOE_UP: case OP_MOE_DOWN:
         if (n->i[0] > 0)
             buf_printf(b, " {k=%lld, norm_topk=%s}", (long long)n->i[0], n->i[1] ? "true" : "false");

@@ -51,6 +51,11 @@ static const char help_text[] =
     "  --target T         target ISA (default native)\n"
     "  --cc CC            cross-compile with CC (e.g. aarch64-linux-gnu-gcc), as fusec check\n"
     "  --run-with CMD     run the model as CMD PROGRAM ... (e.g. \"qemu-aarch64 -L /usr/aarch64-linux-gnu\")\n"
+    "  --tp N             tensor parallelism over N MPI ranks: each rank's part of the model is\n"
+    "                     compiled (fusec --tp=N --tp-rank=R) and all run under mpirun; the\n"
+    "                     tokens are the single-process ones (docs/distributed.md)\n"
+    "  --mpirun CMD       the launcher for --tp (default \"mpirun --oversubscribe\", plus\n"
+    "                     --allow-run-as-root as root)\n"
     "  --stats            print the prefill and decode speeds on stderr\n"
     "  -v                 print the build commands\n"
     "  --help             print this help and exit\n"
@@ -168,7 +173,8 @@ int run_main(int argc, char **argv)
     const char *file = NULL, *weights = NULL, *ids = NULL, *block = NULL, *config = NULL;
     const char *target = "native", *prefix = NULL, *cc = NULL, *run_with = NULL;
     double temp = 0, top_p = 1;
-    long long n = 32, top_k = 0, seed = 0, eos = -1;
+    long long n = 32, top_k = 0, seed = 0, eos = -1, tp = 1;
+    const char *mpirun = NULL;
     bool stats = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -178,7 +184,7 @@ int run_main(int argc, char **argv)
                      strcmp(a, "--top-p") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--eos") == 0 ||
                      strcmp(a, "--weight-prefix") == 0 || strcmp(a, "--block") == 0 ||
                      strcmp(a, "--config") == 0 || strcmp(a, "--target") == 0 || strcmp(a, "--cc") == 0 ||
-                     strcmp(a, "--run-with") == 0;
+                     strcmp(a, "--run-with") == 0 || strcmp(a, "--tp") == 0 || strcmp(a, "--mpirun") == 0;
         if (strcmp(a, "--help") == 0) {
             fputs(help_text, stdout);
             return EXIT_OK;
@@ -205,6 +211,10 @@ int run_main(int argc, char **argv)
             cc = v;
         else if (strcmp(a, "--run-with") == 0)
             run_with = v;
+        else if (strcmp(a, "--mpirun") == 0)
+            mpirun = v;
+        else if (strcmp(a, "--tp") == 0 && !parse_int(v, 1, 4096, &tp))
+            return usage_error("--tp: expected a rank count in [1, 4096], got '%s'", v);
         else if (strcmp(a, "-n") == 0 && !parse_int(v, 1, MAX_NEW_TOKENS, &n))
             return usage_error("-n: expected a token count in [1, 1048576], got '%s'", v);
         else if (strcmp(a, "--temperature") == 0 && !parse_num(v, 0, 1e6, &temp))
@@ -248,35 +258,73 @@ int run_main(int argc, char **argv)
         return EXIT_FAIL;
     if (!check_interface(g) || !check_weights(g, weights, prefix))
         return EXIT_FAIL;
-    compile_passes(g, &opt);
-    const char *exe;
-    int rc = check_build_program(g, t, "run_main.c", cc, verbose, &exe);
-    if (rc >= 0)
-        return rc;
+    if (tp > 1 && run_with)
+        return usage_error("%s", "--run-with and --tp do not go together (use --mpirun)");
+    const char *rargs[11];
+    rargs[0] = weights;
+    rargs[1] = prefix ? prefix : "-";
+    rargs[2] = ids;
+    rargs[3] = fu_format("%lld", n);
+    rargs[4] = fu_format("%.17g", temp);
+    rargs[5] = fu_format("%lld", top_k);
+    rargs[6] = fu_format("%.17g", top_p);
+    rargs[7] = fu_format("%lld", seed);
+    rargs[8] = fu_format("%lld", eos);
+    rargs[9] = stats ? "1" : "0";
+    rargs[10] = NULL;
+    const char **exes = fu_alloc(sizeof *exes * (size_t)tp);
+    check_set_mpi(tp > 1);
+    for (int r = 0; r < tp; r++) {
+        if (r > 0 && !(g = compile_front(file, block)))
+            return EXIT_FAIL;
+        if (tp > 1 && !pass_tp(g, (int)tp, r))
+            return EXIT_FAIL;
+        ir_verify(g, "tp");
+        compile_passes(g, &opt);
+        int rc = check_build_program(g, t, "run_main.c", cc, verbose, &exes[r]);
+        if (rc >= 0)
+            return rc;
+        if (tp > 1) {
+            const char *dst = fu_format("%s.%d", exes[r], r);
+            if (rename(exes[r], dst) != 0) {
+                diag_plain_error("cannot rename '%s': %s", exes[r], strerror(errno)); // GCOVR_EXCL_LINE
+                return EXIT_FAIL; // GCOVR_EXCL_LINE
+            }
+            exes[r] = dst;
+        }
+    }
+    if (tp > 1 && !mpirun)
+        mpirun = geteuid() == 0 ? "mpirun --oversubscribe --allow-run-as-root" : "mpirun --oversubscribe";
 
-    /* [run_with words...] exe args... */
-    char **args = fu_alloc(sizeof(char *) * (12 + (run_with ? strlen(run_with) : 0)));
+    /* [run_with or mpirun words...] exe args... [: -np 1 exe args...] */
+    const char *launcher = tp > 1 ? mpirun : run_with;
+    char **args = fu_alloc(sizeof(char *) * (16 + (launcher ? strlen(launcher) : 0) + (size_t)tp * 14));
     int k = 0;
-    for (const char *p = run_with; p && *p;) {
+    for (const char *p = launcher; p && *p;) {
         p += strspn(p, " \t");
         size_t len = strcspn(p, " \t");
         if (len)
             args[k++] = fu_strndup(p, len);
         p += len;
     }
-    args += k;
-    args[0] = (char *)exe;
-    args[1] = (char *)weights;
-    args[2] = (char *)(prefix ? prefix : "-");
-    args[3] = (char *)ids;
-    args[4] = fu_format("%lld", n);
-    args[5] = fu_format("%.17g", temp);
-    args[6] = fu_format("%lld", top_k);
-    args[7] = fu_format("%.17g", top_p);
-    args[8] = fu_format("%lld", seed);
-    args[9] = fu_format("%lld", eos);
-    args[10] = stats ? "1" : "0";
-    args[11] = NULL;
+    for (int r = 0; r < tp; r++) {
+        if (r > 0)
+            args[k++] = ":";
+        if (tp > 1) {
+            args[k++] = "-np";
+            args[k++] = "1";
+        }
+        args[k++] = (char *)exes[r];
+        for (int j = 0; rargs[j]; j++)
+            args[k++] = (char *)rargs[j];
+    }
+    args[k] = NULL;
+    if (verbose) {
+        for (int j = 0; j < k; j++)
+            fprintf(stderr, "%s%s", j ? " " : "fusec run: ", args[j]);
+        fputc('\n', stderr);
+    }
+    k = 0;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -294,9 +342,16 @@ int run_main(int argc, char **argv)
             diag_plain_error("cannot wait for the model: %s", strerror(errno)); // GCOVR_EXCL_LINE
             return EXIT_FAIL; // GCOVR_EXCL_LINE
         }
+    if (WIFSIGNALED(status) && tp > 1)
+        for (int r = 0; r < tp; r++)
+            unlink(exes[r]);
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "fusec: internal error: the generated model crashed (signal %d)\n", WTERMSIG(status));
         return EXIT_INTERNAL;
     }
+    for (int r = 0; tp > 1 && r < tp; r++)
+        unlink(exes[r]);    /* the rank programs: tmp_cleanup knows only its own names */
+    if (WEXITSTATUS(status) == 127)
+        diag_plain_error("cannot run '%s'", args[0]);
     return WEXITSTATUS(status) == 0 ? EXIT_OK : EXIT_FAIL;
 }

@@ -593,6 +593,21 @@ static bool infer_index(Why *w, Node *n, const Graph *g) {
     }
     case OP_MOE_UP: case OP_MOE_DOWN:
         return infer_moe(w, n);
+    case OP_ALLREDUCE:
+        if (x->dtype != DT_F32)
+            return need_f32(w, n, x);
+        if (n->i[0] < 1)
+            return fail(w, "'allreduce': the rank count must be at least 1, got %lld", (long long)n->i[0]);
+        if (n->nin == 2) {
+            bool same = n->in[1]->dtype == DT_F32 && n->in[1]->rank == x->rank;
+            for (int d = 0; same && d < x->rank; d++)
+                same = dim_eq(n->in[1]->shape[d], x->shape[d]);
+            if (!same)
+                return fail(w, "'allreduce': the residual %s is not of the sum's type %s", ty(n->in[1], w->g),
+                            ty(x, w->g));
+        }
+        set_type(n, DT_F32, x->rank, x->shape);
+        return true;
     case OP_POSITIONS:
         if (x->rank < 1)
             return fail(w, "'positions' needs a tensor of tokens [T, ...], got %s", ty(x, w->g));

@@ -88,6 +88,23 @@ static int has_symbols(const fr_tensor_desc *d)
  * On failure every weights[i] is NULL again, so a caller cannot run a block
  * with half of its weights bound.
  */
+int fr_bind_weight(const fr_block_desc *b, int i, const fr_st *f, const char *prefix, const void **data,
+                   fr_err *err)
+{
+    int64_t full[FR_MAX_RANK];
+    const fr_tensor_desc *d = &b->weights[i];
+    const fr_tp_slice *sl = b->tp_slices ? &b->tp_slices[i] : NULL;
+    int a = sl ? sl->axis - 1 : -1;
+    if (a < 0)
+        return fr_st_bind(f, prefix, d->name, d->dtype, d->rank, d->shape_c, data, err);
+    if (a >= d->rank)
+        return fr_seterr(err, FR_EINVAL, "weight '%s': tensor-parallel axis %d outside its rank %d", d->name, a,
+                         d->rank);
+    for (int k = 0; k < d->rank; k++)
+        full[k] = k == a ? sl->full : d->shape_c[k];
+    return fr_st_bind_slice(f, prefix, d->name, d->dtype, d->rank, full, a, sl->start, d->shape_c[a], data, err);
+}
+
 int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
                   const void **weights, fr_err *err)
 {
@@ -99,6 +116,8 @@ int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
     bname = b->name ? b->name : "?";
     for (i = 0; i < b->nweights; i++)
         weights[i] = NULL;
+    if ((rc = fr_tp_check(bname, b->tp_size, b->tp_rank, err)) != FR_OK)
+        return rc;
     for (i = 0; i < b->nweights; i++) {
         const fr_tensor_desc *d = &b->weights[i];
         if (!d->name || d->rank < 0 || d->rank > FR_MAX_RANK) {
@@ -112,7 +131,7 @@ int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
                            bname, d->name);
             goto fail;
         }
-        rc = fr_st_bind(f, prefix, d->name, d->dtype, d->rank, d->shape_c, &weights[i], err);
+        rc = fr_bind_weight(b, i, f, prefix, &weights[i], err);
         if (rc != FR_OK)
             goto fail;
     }

@@ -61,6 +61,7 @@ const char *fr_strerror(int code)
     case FR_ECPU: return "CPU lacks a feature the target needs";
     case FR_EWORKSPACE: return "workspace too small or misaligned";
     case FR_EINDEX: return "index out of range";
+    case FR_ECOMM: return "tensor-parallel communication failed";
     default: return "unknown error code";
     }
 }

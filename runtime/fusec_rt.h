@@ -44,7 +44,8 @@ enum {
     FR_ECAPACITY = -10, /* the caches have fewer rows than the call needs */
     FR_ECPU = -11,      /* this CPU lacks a feature the block's target needs */
     FR_EWORKSPACE = -12,/* the workspace is too small or not 64-byte aligned */
-    FR_EINDEX = -13     /* an id of embedding, gather, moe_up or moe_down is outside its table (the message names it) */
+    FR_EINDEX = -13,    /* an id of embedding, gather, moe_up or moe_down is outside its table (the message names it) */
+    FR_ECOMM = -14      /* tensor parallelism: the ranks disagree, a peer died or timed out (docs/distributed.md) */
 };
 
 typedef struct fr_err {
@@ -139,6 +140,7 @@ typedef struct fr_st {
     char *names;          /* storage for tensor names */
     char *path;           /* the path given to fr_st_open, for messages */
     void *owned;          /* aligned copies of tensors the file places misaligned, or NULL */
+    void *slices;         /* copies of strided slices made by fr_st_bind_slice (freed by fr_st_close) */
 } fr_st;
 
 /*
@@ -166,6 +168,16 @@ const char *fr_st_metadata(const fr_st *f, const char *key);
  */
 int fr_st_bind(const fr_st *f, const char *prefix, const char *name, fr_dtype dtype,
                int rank, const int64_t *shape, const void **data, fr_err *err);
+/*
+ * Tensor parallelism (docs/distributed.md): fr_st_bind of the checkpoint's
+ * whole tensor (shape `shape`), then this rank's slice [start, start + len)
+ * along `axis`.  Axis 0 (contiguous rows) points into the file; another axis
+ * (the columns of a row-parallel weight) is copied once into memory the
+ * file owns until fr_st_close, f32/bf16/f16 only.
+ */
+int fr_st_bind_slice(const fr_st *f, const char *prefix, const char *name, fr_dtype dtype, int rank,
+                     const int64_t *shape, int axis, int64_t start, int64_t len, const void **data,
+                     fr_err *err);
 
 /* A safetensors writer: add tensors (data copied by reference until write), then write. */
 typedef struct fr_st_writer fr_st_writer;
@@ -192,6 +204,14 @@ typedef struct fr_tensor_desc {
     int64_t shape_c[FR_MAX_RANK];
     int32_t shape_k[FR_MAX_RANK][FR_MAX_SYMS];
 } fr_tensor_desc;
+
+/* Tensor parallelism (a weight of a --tp block): axis 0, the whole tensor;
+ * else this rank's slice [start, start + shape_c[axis - 1]) along axis
+ * axis - 1 of the checkpoint's tensor, whose extent there is `full`. */
+typedef struct fr_tp_slice {
+    int axis;
+    int64_t start, full;
+} fr_tp_slice;
 
 /* Evaluates a desc's shape for given symbol values. */
 void fr_desc_shape(const fr_tensor_desc *d, const int64_t *syms, int64_t *shape);
@@ -227,9 +247,21 @@ typedef struct fr_block_desc {
                      void *workspace, size_t workspace_bytes);
     /* NAME_workspace_size_batch (NULL with run_batch): syms as for run_batch */
     size_t (*workspace_size_batch)(int64_t nseq, const int64_t *syms);
+    /* --tp=N --tp-rank=R: the rank this block computes, and each weight's
+     * slice (tp_slices[i] for weights[i]); 0, 0 and NULL for a whole block */
+    int tp_size, tp_rank;
+    const fr_tp_slice *tp_slices;
+    /* vocabulary-parallel logits: the output's last axis holds columns
+     * [tp_vocab_start, tp_vocab_start + its extent) of tp_vocab; 0, 0 when whole */
+    int64_t tp_vocab_start, tp_vocab;
 } fr_block_desc;
 
-/* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name. */
+/* Weight i of a block from a file: fr_st_bind, or fr_st_bind_slice for a
+ * tensor-parallel slice (b->tp_slices[i].axis > 0). */
+int fr_bind_weight(const fr_block_desc *b, int i, const fr_st *f, const char *prefix, const void **data,
+                   fr_err *err);
+/* Binds every weight of a block from a file: weights[i] = data of prefix + desc->weights[i].name.
+ * A --tp block first checks this process's rank (fr_tp_check). */
 int fr_bind_block(const fr_block_desc *b, const fr_st *f, const char *prefix,
                   const void **weights, fr_err *err);
 
@@ -372,6 +404,28 @@ int fr_cpu_check(const char *who, const char *target, unsigned needed);
  * without the permission the first tile instruction kills the process.
  */
 int fr_amx_enable(fr_err *err);
+
+/* ---- tensor parallelism (tp.c; docs/distributed.md) ------------------------ */
+
+/*
+ * The runtime knows no MPI: a communicator (libfusec_comm's fr_mpi_init, or
+ * a program's own) registers itself here, and the all-reduce of a --tp block
+ * calls it.  Without one the process is rank 0 of 1.
+ */
+typedef struct fr_comm_ops {
+    int rank, size;
+    /* buf[0..n) summed over the ranks, in place; 0, or an FR_ECOMM with *err set */
+    int (*allreduce_sum)(float *buf, int64_t n, fr_err *err);
+} fr_comm_ops;
+void fr_comm_register(const fr_comm_ops *ops);   /* copied; NULL: single process again */
+int fr_comm_rank(void);
+int fr_comm_size(void);
+/* 0 when this process is rank `tp_rank` of `tp_size`; else FR_ECOMM naming both */
+int fr_tp_check(const char *block, int tp_size, int tp_rank, fr_err *err);
+/* Sums buf over the ranks of a block compiled for tp_size ranks (generated
+ * code calls it); FR_ECOMM, with fr_last_error saying why, on a rank count
+ * other than tp_size or a failed exchange. */
+int fr_allreduce_sum(float *buf, int64_t n, int tp_size);
 
 /* ---- timers --------------------------------------------------------------- */
 

@@ -25,6 +25,7 @@
  * as its element type.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1267,6 +1268,11 @@ void fr_st_close(fr_st *f)
     free(f->meta);
     free(f->path);
     fr_free(f->owned);
+    while (f->slices) {
+        void *next = *(void **)f->slices;
+        fr_free(f->slices);
+        f->slices = next;
+    }
     memset(f, 0, sizeof *f);
 }
 
@@ -1425,5 +1431,63 @@ int fr_st_bind(const fr_st *f, const char *prefix, const char *name, fr_dtype dt
                          fmt_shape(have, sizeof have, t->rank, t->shape),
                          fmt_shape(want, sizeof want, rank, shape));
     *data = t->data;
+    return FR_OK;
+}
+
+/* Serializes the slice list of a file bound from several threads at once. */
+static pthread_mutex_t slice_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int fr_st_bind_slice(const fr_st *f, const char *prefix, const char *name, fr_dtype dtype, int rank,
+                     const int64_t *shape, int axis, int64_t start, int64_t len, const void **data,
+                     fr_err *err)
+{
+    const void *whole;
+    int rc = fr_st_bind(f, prefix, name, dtype, rank, shape, &whole, err);
+    if (rc != FR_OK)
+        return rc;
+    if (axis < 0 || axis >= rank || start < 0 || len < 1 || start > shape[axis] - len) {
+        *data = NULL;
+        return fr_seterr(err, FR_EINVAL, "tensor '%s%s': slice [%lld, %lld) of axis %d is outside its shape",
+                         prefix ? prefix : "", name, (long long)start, (long long)(start + len), axis);
+    }
+    size_t es = fr_dtype_size(dtype);
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++)
+        outer *= shape[d];
+    for (int d = axis + 1; d < rank; d++)
+        inner *= shape[d];
+    if (axis == 0 && fr_dtype_block(dtype) > 1) {
+        /* rows of blocks: a row is the last dim's bytes */
+        uint64_t bytes = 0;
+        fr_dtype_nbytes(dtype, rank, shape, &bytes);   /* fr_st_bind checked the tensor */
+        *data = (const char *)whole + (size_t)(bytes / (uint64_t)shape[0]) * (size_t)start;
+        return FR_OK;
+    }
+    if (es == 0) {
+        *data = NULL;
+        return fr_seterr(err, FR_ETYPE, "tensor '%s%s': a %s tensor cannot be split along axis %d (--tp splits "
+                         "quantized weights only by rows)", prefix ? prefix : "", name, fr_dtype_name(dtype), axis);
+    }
+    if (axis == 0) {
+        *data = (const char *)whole + es * (size_t)(start * inner);
+        return FR_OK;
+    }
+    /* strided: outer runs of len * inner elements, every shape[axis] * inner */
+    size_t run = es * (size_t)(len * inner), total = run * (size_t)outer;
+    char *copy = fr_alloc(FR_ALIGN + total);
+    if (!copy) {
+        *data = NULL;
+        return fr_seterr(err, FR_ENOMEM, "tensor '%s%s': out of memory for this rank's slice (%zu bytes)",
+                         prefix ? prefix : "", name, total);
+    }
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(copy + FR_ALIGN + run * (size_t)o,
+               (const char *)whole + es * (size_t)((o * shape[axis] + start) * inner), run);
+    pthread_mutex_lock(&slice_lock);
+    fr_st *owner = (fr_st *)(uintptr_t)f;   /* the file owns the copy: freed by fr_st_close */
+    *(void **)copy = owner->slices;
+    owner->slices = copy;
+    pthread_mutex_unlock(&slice_lock);
+    *data = copy + FR_ALIGN;
     return FR_OK;
 }

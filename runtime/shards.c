@@ -451,6 +451,9 @@ int fr_shards_bind(const fr_shards *s, const fr_block_desc *b, const char *prefi
         return fr_seterr(err, FR_EINVAL, "fr_shards_bind: missing shards, block or weight array");
     for (int i = 0; i < b->nweights; i++)
         weights[i] = NULL;
+    int rc0 = fr_tp_check(b->name, b->tp_size, b->tp_rank, err);
+    if (rc0 != FR_OK)
+        return rc0;
     for (int i = 0; i < b->nweights; i++) {
         const fr_tensor_desc *d = &b->weights[i];
         size_t lp = prefix ? strlen(prefix) : 0;
@@ -461,7 +464,7 @@ int fr_shards_bind(const fr_shards *s, const fr_block_desc *b, const char *prefi
         strcpy(full + lp, d->name);
         const fr_st *f = fr_shards_file(s, full, err);
         free(full);
-        int rc = f ? fr_st_bind(f, prefix, d->name, d->dtype, d->rank, d->shape_c, &weights[i], err)
+        int rc = f ? fr_bind_weight(b, i, f, prefix, &weights[i], err)
                    : FR_ENOTFOUND;
         if (rc != FR_OK) {
             for (int k = 0; k < b->nweights; k++)

@@ -50,6 +50,7 @@ probe() {
     [ -f /usr/include/cmocka.h ] || missing="$missing libcmocka-dev"
     /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || missing="$missing python3-numpy"
     have pkg-config || missing="$missing pkg-config"
+    have mpicc && have mpirun || missing="$missing openmpi-bin libopenmpi-dev"
     have aarch64-linux-gnu-gcc || missing="$missing gcc-aarch64-linux-gnu"
     [ -f /usr/aarch64-linux-gnu/include/stdio.h ] || missing="$missing libc6-dev-arm64-cross"
     have qemu-aarch64 || missing="$missing qemu-user"

@@ -34,7 +34,7 @@ for name in $SUITES; do
     [ -f "tests/$name/run.sh" ] || { echo "tests/run.sh: error: no suite tests/$name/run.sh"; exit 2; }
 done
 # The items that take longest (about 1-3 minutes each on 2 cores), longest first.
-SLOW="targets test_gemm limits diff fusion attn special moe ops golden model api layers concurrent quant bf16 install test_emit"
+SLOW="targets test_gemm limits diff fusion attn special moe ops golden model api layers concurrent quant bf16 install test_emit tp"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-run.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM

@@ -35,6 +35,11 @@
 #include <time.h>
 
 #include "fusec_rt.h"
+#ifdef FUSEC_MPI
+/* fusec run --tp: one rank of a tensor-parallel model (docs/distributed.md) */
+#include <signal.h>
+#include "fusec_comm.h"
+#endif
 
 #ifndef FUSEC_BLOCK_DESC
 #error "compile the runner with -DFUSEC_BLOCK_DESC=NAME_desc"
@@ -50,13 +55,36 @@ static void die(const char *fmt, ...)
 static void die(const char *fmt, ...)
 {
     va_list ap;
+#ifdef FUSEC_MPI
+    char msg[1024];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fr_mpi_fail(1, msg);
+#else
     fputs("fusec run: error: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     exit(1);
+#endif
 }
+
+#ifdef FUSEC_MPI
+/* FNV-1a of the run's arguments: every rank must be given the same ones. */
+static uint64_t args_hash(int argc, char **argv)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 1; i < argc; i++)
+        for (const char *p = argv[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+            if (!*p)
+                break;
+        }
+    return h;
+}
+#endif
 
 static void *xalloc(size_t n)
 {
@@ -140,6 +168,23 @@ static int32_t sample(const float *logits, int64_t V, double temp, int64_t top_k
 int main(int argc, char **argv)
 {
     const fr_block_desc *b = &FUSEC_BLOCK_DESC;
+#ifdef FUSEC_MPI
+    fr_err merr;
+    if (fr_mpi_init(&argc, &argv, &merr) != FR_OK) {
+        fprintf(stderr, "fusec run: error: %s\n", merr.msg);
+        return 1;
+    }
+    /* the same run everywhere: arguments and the block's rank count */
+    if (fr_mpi_agree(args_hash(argc, argv), "the run's arguments (checkpoint, prompt, sampling)", &merr) != FR_OK ||
+        fr_mpi_agree((uint64_t)b->tp_size, "the model's --tp rank count", &merr) != FR_OK)
+        die("%s", merr.msg);
+    /* tests/tp: FUSEC_TP_TEST_KILL=R:S kills rank R at generation step S
+     * (R:S:stop stops it instead: a rank that hangs) */
+    int kill_rank = -1, kill_step = -1;
+    char kill_how[8] = "";
+    if (getenv("FUSEC_TP_TEST_KILL"))
+        sscanf(getenv("FUSEC_TP_TEST_KILL"), "%d:%d:%7s", &kill_rank, &kill_step, kill_how);
+#endif
     if (argc != 11)
         die("the runner takes 10 arguments from fusec run, got %d", argc - 1);
     const char *prefix = strcmp(argv[2], "-") ? argv[2] : NULL;
@@ -203,8 +248,14 @@ int main(int argc, char **argv)
         wsz = wsz2;
     void *ws = xalloc(wsz);
     float *logits = xalloc(sizeof(float) * (size_t)(V * (all_rows ? np : 1)));
-    Cand *cand = temp > 0 ? xalloc(sizeof *cand * (size_t)V) : NULL;
-    double *prob = temp > 0 ? xalloc(sizeof *prob * (size_t)V) : NULL;
+    int64_t Vall = V;
+#ifdef FUSEC_MPI
+    if (b->tp_vocab > 0)
+        Vall = b->tp_vocab;     /* this rank's logits are V of the tp_vocab columns */
+    float *full = temp > 0 ? xalloc(sizeof(float) * (size_t)Vall) : NULL;
+#endif
+    Cand *cand = temp > 0 ? xalloc(sizeof *cand * (size_t)Vall) : NULL;
+    double *prob = temp > 0 ? xalloc(sizeof *prob * (size_t)Vall) : NULL;
 
     double t0 = now(), t_prefill = 0;
     int64_t P = 0, T = np, made = 0;
@@ -217,7 +268,38 @@ int main(int argc, char **argv)
         if (rc != FR_OK)
             die("%s: %s", fr_strerror(rc), fr_last_error());
         const float *row = logits + (all_rows ? (T - 1) * V : 0);
+#ifdef FUSEC_MPI
+        int32_t next;
+        if (b->tp_vocab > 0 && temp == 0) {
+            /* vocabulary-parallel greedy: this rank's first largest, then the ranks' */
+            int64_t best = 0, win;
+            for (int64_t j = 0; j < V; j++)
+                if (isnan(row[j]))
+                    die("the logits hold NaN (token %lld)", (long long)(b->tp_vocab_start + j));
+            for (int64_t j = 1; j < V; j++)
+                if (row[j] > row[best])
+                    best = j;
+            if (fr_mpi_argmax(row[best], b->tp_vocab_start + best, &win, &merr) != FR_OK)
+                die("%s", merr.msg);
+            next = (int32_t)win;
+        } else if (b->tp_vocab > 0) {
+            /* sampling needs every logit: gather the ranks' columns */
+            if (fr_mpi_allgather(row, V, full, b->tp_vocab, &merr) != FR_OK)
+                die("%s", merr.msg);
+            next = sample(full, b->tp_vocab, temp, top_k, top_p, cand, prob);
+        } else {
+            next = sample(row, V, temp, top_k, top_p, cand, prob);
+        }
+#else
         int32_t next = sample(row, V, temp, top_k, top_p, cand, prob);
+#endif
+#ifdef FUSEC_MPI
+        if (fr_comm_rank() == kill_rank && made == kill_step)
+            raise(strcmp(kill_how, "stop") ? SIGKILL : SIGSTOP);
+        /* every rank holds the whole logits and samples alike: check that they agree */
+        if (fr_mpi_agree((uint64_t)next, "the generated token", &merr) != FR_OK)
+            die("%s", merr.msg);
+#endif
         ids[P + T] = next;
         made++;
         if (P == 0)
@@ -228,9 +310,16 @@ int main(int argc, char **argv)
             break;
     }
     double t_all = now() - t0;
-    for (int64_t i = 0; i < made; i++)
-        printf("%s%d", i ? " " : "", (int)ids[np + i]);
-    printf("\n");
+#ifdef FUSEC_MPI
+    if (fr_comm_rank() != 0)
+        stats = 0;
+    else
+#endif
+    {
+        for (int64_t i = 0; i < made; i++)
+            printf("%s%d", i ? " " : "", (int)ids[np + i]);
+        printf("\n");
+    }
     if (stats) {
         fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)np, t_prefill,
                 (double)np / t_prefill);
@@ -241,5 +330,8 @@ int main(int argc, char **argv)
     if (fflush(stdout) != 0)
         die("cannot write the tokens");
     fr_shards_close(&sh);
+#ifdef FUSEC_MPI
+    fr_mpi_finalize();
+#endif
     return 0;
 }

@@ -216,7 +216,7 @@ const char *br_build(const char *dir, const char *stem, const char *block, const
         /* the runtime's sources, for the other architecture */
         push_words(argv, &a, "-static -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE");
         static const char *const rt[] = {"amx", "block", "cpu", "dtype", "err", "mem", "pool", "safetensors",
-                                         "stwriter", "threads", "timer"};
+                                         "stwriter", "threads", "timer", "tp"};
         for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
             argv[a++] = (char *)fu_format("%s/%s.c", FUSEC_RUNTIME_DIR, rt[i]);
     } else {
