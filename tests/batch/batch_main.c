@@ -299,5 +299,25 @@ int main(int argc, char **argv) {
             syms[ps * ns] = save;
         }
     }
+    /* everything back (the sanitized run checks for leaks) */
+    for (i = 0; i < b->nweights; i++)
+        free((void *)w[i]);
+    free(w);
+    for (i = 0; i < b->ninputs; i++)
+        free(in[i]);
+    free(in);
+    for (s = 0; s < ns; s++)
+        for (i = 0; i < b->ncaches; i++) {
+            free(cache0[s][i]);
+            fr_free(cref[s][i]);
+            fr_free(cbat[s][i]);
+        }
+    for (i = 0; i < b->noutputs; i++) {
+        free(oref[i]);
+        free(obat[i]);
+    }
+    free(oref);
+    free(obat);
+    fr_free(ws);
     return fail_count ? 1 : 0;
 }

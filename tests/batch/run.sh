@@ -19,10 +19,13 @@
 #     expert's tokens gathered over the whole batch) within 2e-6.
 #  2. Blocks that cannot batch say why in their header (refuse.fdl).
 #
-# Environment: FUSEC (build/fusec), CC, FUSEC_LIB_DIR (build).
+# Environment: FUSEC (build/fusec), CC, FUSEC_LIB_DIR (build), SAN=1 (the
+# drivers built with ASan + UBSan, to link with a SAN=1 runtime).
 # Prints "N passed, M failed"; exits non-zero when anything failed.
 set -u
-: "${FUSEC:=build/fusec}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}"
+: "${FUSEC:=build/fusec}" "${CC:=cc}" "${FUSEC_LIB_DIR:=build}" "${SAN:=0}"
+san=""
+[ "$SAN" = 1 ] && san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 D=tests/batch
 pass=0
 fail=0
@@ -43,7 +46,7 @@ build() {
     shift 2
     "$FUSEC" "$@" "$fdl" -o "$tmp/$bn.c" >"$tmp/log" 2>&1 &&
         desc=$(sed -n 's/^const fr_block_desc \([A-Za-z0-9_]*\) = {$/\1/p' "$tmp/$bn.c") &&
-        $CC -std=c99 -O1 -Wall -Wextra -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
+        $CC -std=c99 -O1 $san -Wall -Wextra -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
             "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$tmp/$bn" >>"$tmp/log" 2>&1
 }
 
