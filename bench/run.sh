@@ -188,6 +188,25 @@ if [ -x "$PYTHON" ]; then
     "$PYTHON" bench/predict.py "$csv" --fusec "$FUSEC" --target "$REF" --md "${csv%.csv}-predicted.md" ||
         note "bench/predict.py failed: no predicted times"
 fi
-echo "bench: results in $csv, chart ${csv%.csv}.svg, table ${csv%.csv}.md"
+# ---- 7. every weight type and --compute=bf16: W1/W2 (the layer) and W5a/W5b (the MLP) ----
+# bench/types.sh on the best target of this CPU (native), each variant checked
+# against the interpreter first, llama.cpp beside the layer where
+# bench/install-llama.sh built it; TYPES=0 skips it.
+types_txt=${csv%.csv}-types.txt
+if [ "${TYPES:-1}" != 0 ]; then
+    nth="1 $(nproc)"
+    [ "$(nproc)" = 1 ] && nth=1
+    : >"$types_txt"
+    for fdl in bench/blocks/llama_1b.fdl bench/blocks/mlp_1b.fdl; do
+        if [ -n "$mode" ]; then
+            FDL=$fdl THREADS=1 REPS=5 PREPS=1 VARIANTS="f32 bf16 q8_0 f32+bf16c" BUILD=$BUILD CC=$CC \
+                sh bench/types.sh >>"$types_txt"
+        else
+            FDL=$fdl THREADS="$nth" BUILD=$BUILD CC=$CC sh bench/types.sh >>"$types_txt"
+        fi || { note "bench/types.sh failed on $fdl (see $types_txt)"; rc=1; }
+    done
+    cat "$types_txt"
+fi
+echo "bench: results in $csv, chart ${csv%.csv}.svg, table ${csv%.csv}.md, types $types_txt"
 [ "$selftest_failed" = 0 ] || rc=1
 exit "$rc"

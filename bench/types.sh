@@ -17,7 +17,10 @@
 # Environment: BUILD (build), CC (cc), TARGET (native), THREADS ("1 2"),
 # REPS (21), PREPS (5), VARIANTS (all: f32 bf16 f16 q8_0 q4_0 f32+bf16c
 # bf16+bf16c; "+bf16c" = --compute=bf16), SKIP_PREFILL=1, FLUSH (1: flush the
-# caches before each decode call, the default; 0: don't).
+# caches before each decode call, the default; 0: don't), FDL (the block:
+# bench/blocks/llama_1b.fdl; bench/blocks/mlp_1b.fdl gives W5a/W5b, the MLP
+# alone, T = 1 and T = 512 without a cache; its linears' weights are the ones
+# typed, and the llama.cpp column stays "-").
 #
 # The llama_ms column is llama.cpp at the same shapes and weight type
 # (bench/peer_llama.sh, built by bench/install-llama.sh): a Llama model of ONE
@@ -36,15 +39,20 @@ REPS=${REPS:-21}
 PREPS=${PREPS:-5}
 VARIANTS=${VARIANTS:-f32 bf16 f16 q8_0 q4_0 f32+bf16c bf16+bf16c}
 FUSEC=$BUILD/fusec
-FDL=bench/blocks/llama_1b.fdl
+FDL=${FDL:-bench/blocks/llama_1b.fdl}
+BLK=$(basename "$FDL" .fdl)
+# decode after 1024 cached rows where the block has a cache
+DP=0
+grep -q '^ *cache ' "$FDL" && DP=1024
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fusec-types.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 [ -x "$FUSEC" ] && [ -f "$BUILD/libfusec_rt.a" ] || { echo "types.sh: run make first" >&2; exit 1; }
 me=types.sh
 . bench/limits.sh
-echo "# llama_1b layer, target $TARGET; decode T=1 P=1024 (median of $REPS, cache flush ${FLUSH:-1}), prefill T=512 P=0 (median of $PREPS)"
+echo "# $BLK, target $TARGET; decode T=1 P=$DP (median of $REPS, cache flush ${FLUSH:-1}), prefill T=512 P=0 (median of $PREPS)"
 PEER=${PEER:-llama}
+[ "$BLK" = llama_1b ] || PEER=none
 if [ "$PEER" = llama ]; then
     . bench/peer_llama.sh
     pdir=$BUILD/bench/peer1
@@ -76,7 +84,7 @@ for v in $VARIANTS; do
         tail -5 "$tmp/check.log" >&2
         exit 1
     fi
-    $CC -O2 $f2 -Iruntime -Ibench -I"$d" -DDESC=llama_1b_desc -o "$d/layer" bench/layer_main.c "$d/block.c" \
+    $CC -O2 $f2 -Iruntime -Ibench -I"$d" -DDESC=${BLK}_desc -o "$d/layer" bench/layer_main.c "$d/block.c" \
         "$tmp/limits.o" "$tmp/limits_avx2.o" "$tmp/limits_avx512.o" "$BUILD/libfusec_rt.a" -lm -lpthread ||
         { echo "types.sh: $v: cannot build the driver" >&2; exit 1; }
     peer=-
@@ -87,7 +95,7 @@ for v in $VARIANTS; do
     for n in $THREADS; do
         for wl in decode prefill; do
             if [ $wl = decode ]; then
-                line=$("$d/layer" "$d/in.safetensors" 1 1024 "$n" "$REPS" "${FLUSH:-1}") || exit 1
+                line=$("$d/layer" "$d/in.safetensors" 1 $DP "$n" "$REPS" "${FLUSH:-1}") || exit 1
             else
                 [ "${SKIP_PREFILL:-}" = 1 ] && continue
                 line=$("$d/layer" "$d/in.safetensors" 512 0 "$n" "$PREPS") || exit 1
