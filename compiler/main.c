@@ -561,6 +561,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", why);
         return EXIT_FAIL;
     }
+    if (tune)
+        t = target_tuned(t, &opt.machine->tiles);   /* the file's tiles (docs/fusion.md) */
     bool is_ir = strcmp(emit, "ir") == 0;
     bool is_text = is_ir || !strcmp(emit, "explain") || !strcmp(emit, "report") || !strcmp(emit, "dot");
     if (!out && !is_text)
