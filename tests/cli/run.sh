@@ -276,6 +276,29 @@ expect_rc "--tune: a missing file" 1 "$FUSEC" --tune="$tmp/none.tune" "$g" -o "$
 grep -qF "none.tune: error: cannot read the tune file" "$tmp/err" && ok "--tune: a missing file: the message" ||
     { bad "--tune: a missing file: the message"; cat "$tmp/err"; }
 expect_rc "check --tune: a bad file" 1 "$FUSEC" check "$g" --random --tune="$tmp/bad.tune" --target=x86-64-avx2
+# tile keys (TargetTiles, docs/fusion.md "Tiles"): they change the C, identically twice, and the
+# C they give still matches the interpreter (odd T, decode through --split, keys split 1 by 1)
+printf 'fusec-tune 1\ntarget x86-64-avx512\ngemm_kc 48\ngemm_mc 28\ngemm_nc 96\ngemm_mchunk 56\ngemv_chunk 64\nattn_key_block 128\nattn_query_rows 6\nattn_direct_rows 2\nattn_split_keys 3\n' >"$tmp/tiles.tune"
+"$FUSEC" --target=x86-64-avx512 "$g" -o "$tmp/t0.c" && "$FUSEC" --target=x86-64-avx512 --tune="$tmp/tiles.tune" "$g" -o "$tmp/t1.c" &&
+    "$FUSEC" --target=x86-64-avx512 --tune="$tmp/tiles.tune" "$g" -o "$tmp/t2.c" &&
+    sed 's/t2\.h/t1.h/' "$tmp/t2.c" | cmp -s - "$tmp/t1.c" && ok "--tune tiles: the same file gives the same C" ||
+    bad "--tune tiles: the same file gives the same C"
+grep -q "enum { FU_BK = 128 };" "$tmp/t1.c" && grep -q "KC 48, MC 28, NC 96" "$tmp/t1.c" &&
+    grep -q "enum { FU_BK = 64 };" "$tmp/t0.c" && ok "--tune tiles: the key block and the GEMM blocking follow the file" ||
+    bad "--tune tiles: the key block and the GEMM blocking follow the file"
+printf 'fusec-tune 1\ntarget generic\ngemm_kc 32\ngemm_mc 12\ngemm_nc 8\ngemm_mchunk 20\ngemv_chunk 4\nattn_key_block 12\nattn_query_rows 5\nattn_direct_rows 0\nattn_split_keys 1\nmlp_floats 4096\n' >"$tmp/tiles_g.tune"
+for ex in gpt2_block llama_layer; do
+    expect_rc "check --tune tiles ($ex)" 0 "$FUSEC" check dsl-examples/$ex.fdl --random --tune="$tmp/tiles_g.tune" --dim T=11 --split 4
+done
+badtune "--tune: a tile not a multiple of nr" "bad.tune:4: error: gemm_nc 100 is not a multiple of the register tile's columns (nr), 32 on x86-64-avx512" \
+    "fusec-tune 1\ntarget x86-64-avx512\n\ngemm_nc 100\n" --target=x86-64-avx512
+badtune "--tune: a key block not a multiple of the scores' block" "bad.tune:2: error: attn_key_block 32 is not a multiple of the keys of one register block of scores, 64 on x86-64-avx512" \
+    "fusec-tune 1\nattn_key_block 32\ntarget x86-64-avx512\n" --target=x86-64-avx512
+badtune "--tune: a tile out of range" "bad.tune:3: error: attn_query_rows 0 is out of range (an integer from 1 to 1024)" \
+    "fusec-tune 1\ntarget generic\nattn_query_rows 0\n"
+badtune "--tune: a fractional tile" "bad.tune:3: error: gemm_kc 32.5 is out of range" "fusec-tune 1\ntarget generic\ngemm_kc 32.5\n"
+badtune "--tune: MC above the accumulator's rows" "bad.tune:4: error: gemm_mc 64 is above gemm_mchunk 32" \
+    "fusec-tune 1\ntarget generic\ngemm_mchunk 32\ngemm_mc 64\n"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
