@@ -253,7 +253,7 @@ tu "tune of an unknown target" 2 "unknown target 'avx512'; did you mean 'x86-64-
 tu "tune of a multi: target" 2 "a tune file describes one target row" --target=multi:generic -o "$tmp/m.tune"
 tu "tune with a stray argument" 2 "unknown argument 'x.fdl'" x.fdl
 [ ! -e "$tmp/m.tune" ] && ok "a refused tune writes nothing" || bad "a refused tune wrote $tmp/m.tune"
-expect_rc "tune of generic on 2 threads" 0 "$FUSEC" tune --target=generic --threads=2 -o "$tmp/m.tune"
+expect_rc "tune of generic on 2 threads" 0 "$FUSEC" tune --target=generic --threads=2 --no-tiles -o "$tmp/m.tune"
 grep -q "^fusec-tune 1$" "$tmp/m.tune" && grep -q "^target generic$" "$tmp/m.tune" && grep -q "^threads 2$" "$tmp/m.tune" &&
     ok "tune writes a tune file" || { bad "tune writes a tune file"; cat "$tmp/m.tune"; }
 "$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t1.c" && "$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t2.c" &&
@@ -290,6 +290,19 @@ printf 'fusec-tune 1\ntarget generic\ngemm_kc 32\ngemm_mc 12\ngemm_nc 8\ngemm_mc
 for ex in gpt2_block llama_layer; do
     expect_rc "check --tune tiles ($ex)" 0 "$FUSEC" check dsl-examples/$ex.fdl --random --tune="$tmp/tiles_g.tune" --dim T=11 --split 4
 done
+# fusec tune --quick measures tile candidates (each built and checked by fusec check): its file is
+# one --tune accepts, and every kind's candidates are in its comments (no timing is judged)
+mkdir "$tmp/tt"
+expect_rc "tune --quick (tiles)" 0 env TMPDIR="$tmp/tt" "$FUSEC" tune --quick --target=generic -o "$tmp/q.tune"
+for kind in gemm attention gemv; do
+    grep -Eq "^#   $kind T=[0-9]+: .*: [0-9.]+ ms$" "$tmp/q.tune" && ok "tune --quick timed $kind candidates" ||
+        { bad "tune --quick timed $kind candidates"; cat "$tmp/q.tune" "$tmp/err"; }
+done
+grep -q "^attn_key_block [0-9]" "$tmp/q.tune" && grep -q "^gemm_kc [0-9]" "$tmp/q.tune" &&
+    ok "tune --quick writes the tile keys" || bad "tune --quick writes the tile keys"
+expect_rc "--tune accepts tune --quick's file" 0 "$FUSEC" --tune="$tmp/q.tune" "$g" -o "$tmp/q.c"
+[ -n "$(ls "$tmp/tt")" ] && bad "tune --quick leaves its benchmark directory" ||
+    ok "tune --quick removes its benchmark directory"
 badtune "--tune: a tile not a multiple of nr" "bad.tune:4: error: gemm_nc 100 is not a multiple of the register tile's columns (nr), 32 on x86-64-avx512" \
     "fusec-tune 1\ntarget x86-64-avx512\n\ngemm_nc 100\n" --target=x86-64-avx512
 badtune "--tune: a key block not a multiple of the scores' block" "bad.tune:2: error: attn_key_block 32 is not a multiple of the keys of one register block of scores, 64 on x86-64-avx512" \
