@@ -121,17 +121,23 @@ static void test_mlp_pays_on_slow_memory(void **state) {
     assert_true(has_note(g, ": fused (cost: decode"));
 }
 
+/* The fused MLP's kernel of f. */
+static const Kernel *mlp_kernel(const Graph *f) {
+    const Kernel *mk = NULL;
+    for (int k = 0; k < f->nkernels; k++)
+        if (f->kernels[k]->kind == KK_MLP)
+            mk = f->kernels[k];
+    assert_non_null(mk);
+    return mk;
+}
+
 /* T = 512 fits one row block of h (2^22 floats / 8192 = 512 rows): the
  * weights stream once; T = 600 needs two blocks: once more. */
 static void test_mlp_row_blocks(void **state) {
     (void)state;
     Machine m = cost_defaults(target_find("x86-64-avx512"));
     Graph *f = compile(mlp_src, "x86-64-avx512", &m, true);
-    const Kernel *mk = NULL;
-    for (int k = 0; k < f->nkernels; k++)
-        if (f->kernels[k]->kind == KK_MLP)
-            mk = f->kernels[k];
-    assert_non_null(mk);
+    const Kernel *mk = mlp_kernel(f);
     int64_t s512[FU_MAX_SYMS] = {512}, s600[FU_MAX_SYMS] = {600};
     CostEst a = cost_kernel(f, mk, &m, s512), b = cost_kernel(f, mk, &m, s600);
     double weights = 3.0 * 2048 * 8192 * 4;
@@ -149,11 +155,7 @@ static void test_tiles_from_machine(void **state) {
     Machine m = cost_defaults(target_find("x86-64-avx512"));
     assert_int_equal(m.tiles.nc, target_find("x86-64-avx512")->tiles->nc);
     Graph *f = compile(mlp_src, "x86-64-avx512", &m, true);
-    const Kernel *mk = NULL;
-    for (int k = 0; k < f->nkernels; k++)
-        if (f->kernels[k]->kind == KK_MLP)
-            mk = f->kernels[k];
-    assert_non_null(mk);
+    const Kernel *mk = mlp_kernel(f);
     int64_t s512[FU_MAX_SYMS] = {512};
     m.tiles.mlp_floats = (int64_t)1 << 21;
     m.tiles.nc = 1024;
