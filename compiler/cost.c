@@ -53,7 +53,6 @@
 #define MLP_EFF 0.93
 #define SYNC_US 2.0
 #define TOL 0.02
-#define GEMV_ROWS 8      /* emit_gemm.c's GEMV_MAX_ROWS */
 /* q8_0/q4_0 linears (k_linear) in prefill: the int8 GEMM on VNNI/AMX rows
  * runs at QGEMM_EFF of gemm_eff against the int8 peak (512 x 2048 x 2048 on
  * Zen 4: 0.29 of the int8 peak where the f32 GEMM made 0.42 of its own, same
@@ -146,6 +145,7 @@ static const Key keys[] = {
     {"mlp_floats", 1, offsetof(Machine, tiles.mlp_floats), 4096, 1e10, U_ANY},
     T(fa_bk, attn_key_block, 4, 1024, U_FA), T(fa_rows, attn_query_rows, 1, 1024, U_ANY),
     T(fa_direct, attn_direct_rows, 0, 1024, U_ANY), T(fa_split, attn_split_keys, 1, 65536, U_ANY),
+    T(gemv_rows, gemv_max_rows, 4, 8, U_ANY),
 };
 #undef D
 #undef P
@@ -487,7 +487,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     }
     int barriers = 1;
     double mm_rate = m->gemm_eff;
-    bool gemm = rows > GEMV_ROWS;
+    bool gemm = rows > tl->gemv_rows;
     if ((kind == KK_GEMM || kind == KK_SINGLE) && norm_flops > 0 && mm_flops > 0 && gemm)
         /* the prologue normalises A again for every NC-column block */
         c.extra_flops = norm_flops * (double)(cdiv((int64_t)ncols, tl->nc) - 1);

@@ -701,6 +701,8 @@ typedef struct TargetTiles {
      * products, at least fa_split keys per split when keys are split over
      * threads */
     int fa_bk, fa_unit, fa_rows, fa_direct, fa_split;
+    /* at most gemv_rows rows a linear runs as GEMV (emit_gemm.c), more as GEMM */
+    int gemv_rows;
 } TargetTiles;
 
 /* What a row assumes of the machine when no tune file says otherwise

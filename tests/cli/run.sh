@@ -286,10 +286,10 @@ printf 'fusec-tune 1\ntarget x86-64-avx512\ngemm_kc 48\ngemm_mc 28\ngemm_nc 96\n
 grep -q "enum { FU_BK = 128 };" "$tmp/t1.c" && grep -q "KC 48, MC 28, NC 96" "$tmp/t1.c" &&
     grep -q "enum { FU_BK = 64 };" "$tmp/t0.c" && ok "--tune tiles: the key block and the GEMM blocking follow the file" ||
     bad "--tune tiles: the key block and the GEMM blocking follow the file"
-printf 'fusec-tune 1\ntarget generic\ngemm_kc 32\ngemm_mc 12\ngemm_nc 8\ngemm_mchunk 20\ngemv_chunk 4\nattn_key_block 12\nattn_query_rows 5\nattn_direct_rows 0\nattn_split_keys 1\nmlp_floats 4096\n' >"$tmp/tiles_g.tune"
-for ex in gpt2_block llama_layer; do
-    expect_rc "check --tune tiles ($ex)" 0 "$FUSEC" check dsl-examples/$ex.fdl --random --tune="$tmp/tiles_g.tune" --dim T=11 --split 4
-done
+printf 'fusec-tune 1\ntarget generic\ngemm_kc 32\ngemm_mc 12\ngemm_nc 8\ngemm_mchunk 20\ngemv_chunk 4\nattn_key_block 12\nattn_query_rows 5\nattn_direct_rows 0\nattn_split_keys 1\nmlp_floats 4096\ngemv_max_rows 5\n' >"$tmp/tiles_g.tune"
+# gpt2_block: 5 rows by GEMV (gemv_max_rows), then decode; llama_layer: 11 rows by GEMM
+expect_rc "check --tune tiles (gpt2_block, split)" 0 "$FUSEC" check "$g" --random --tune="$tmp/tiles_g.tune" --dim T=11 --split 5
+expect_rc "check --tune tiles (llama_layer)" 0 "$FUSEC" check dsl-examples/llama_layer.fdl --random --tune="$tmp/tiles_g.tune" --dim T=11
 # fusec tune --quick measures tile candidates (each built and checked by fusec check): its file is
 # one --tune accepts, and every kind's candidates are in its comments (no timing is judged)
 mkdir "$tmp/tt"
@@ -309,6 +309,8 @@ badtune "--tune: a key block not a multiple of the scores' block" "bad.tune:2: e
     "fusec-tune 1\nattn_key_block 32\ntarget x86-64-avx512\n" --target=x86-64-avx512
 badtune "--tune: a tile out of range" "bad.tune:3: error: attn_query_rows 0 is out of range (an integer from 1 to 1024)" \
     "fusec-tune 1\ntarget generic\nattn_query_rows 0\n"
+badtune "--tune: GEMV rows out of range" "bad.tune:3: error: gemv_max_rows 9 is out of range (an integer from 4 to 8)" \
+    "fusec-tune 1\ntarget generic\ngemv_max_rows 9\n"
 badtune "--tune: a fractional tile" "bad.tune:3: error: gemm_kc 32.5 is out of range" "fusec-tune 1\ntarget generic\ngemm_kc 32.5\n"
 badtune "--tune: MC above the accumulator's rows" "bad.tune:4: error: gemm_mc 64 is above gemm_mchunk 32" \
     "fusec-tune 1\ntarget generic\ngemm_mchunk 32\ngemm_mc 64\n"
