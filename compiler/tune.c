@@ -333,9 +333,10 @@ static void remove_dir(const char *dir) {
 }
 
 /* Milliseconds per call of kind k with tiles c (m's machine otherwise), or
- * a negative number when the candidate could not be built or was wrong. */
+ * a negative number when the candidate could not be built or was wrong
+ * (said on stderr unless quiet). */
 static double time_candidate(const char *self, const char *dir, const Machine *m, Kind k, const TargetTiles *c,
-                             bool quick) {
+                             bool quick, bool quiet) {
     Machine mc = *m;
     mc.tiles = *c;
     const char *tune = fu_format("%s/cand.tune", dir), *fdl = fu_format("%s/%s.fdl", dir, kind_name[k]);
@@ -349,11 +350,13 @@ static double time_candidate(const char *self, const char *dir, const Machine *m
     const char *check[] = {self, "check", fdl, "--random", "--target", m->target, "--tune", tune, "--dim",
                            fu_format("T=%d", bench_rows(k, quick)), "--keep", build, NULL};
     if (spawn(check, log, m->threads) != 0) {
+        remove_dir(build);
+        if (quiet)
+            return -1;
         size_t len;
         char *text = fu_read_file(log, &len);
         fprintf(stderr, "fusec tune: warning: the %s candidate (KC %d, NC %d, key block %d, GEMV chunk %d) failed "
                         "fusec check, not used:\n%s", kind_name[k], c->kc, c->nc, c->fa_bk, c->gch, text ? text : "");
-        remove_dir(build);
         return -1;
     }
     const char *run[] = {fu_format("%s/harness", build), fu_format("%s/in.safetensors", build),
@@ -395,7 +398,16 @@ static bool tune_tiles(Machine *m, bool quick, Buf *log) {
         int nc = candidates((Kind)k, &m->tiles, quick, c), won = -1;
         double tbest = 0;
         for (int i = 0; i < nc && ok; i++) {
-            double ms = time_candidate(self, dir, m, (Kind)k, &c[i], quick);
+            /* the row's own tiles first: where they fail, the benchmarks cannot
+             * be built here (no C compiler, no runtime), not a tile's fault */
+            double ms = time_candidate(self, dir, m, (Kind)k, &c[i], quick, i == 0);
+            if (i == 0 && ms < 0) {
+                fprintf(stderr,
+                        "fusec tune: warning: cannot build or run the %s benchmark with the row's own tiles "
+                        "(fusec check fails: is a C compiler there?): the file keeps the row's tiles\n",
+                        kind_name[k]);
+                break;
+            }
             buf_printf(log, "\n#   %s T=%d: %s%s", kind_name[k], bench_rows((Kind)k, quick),
                        k == TK_GEMM  ? fu_format("KC %d NC %d", c[i].kc, c[i].nc)
                        : k == TK_ATTN ? fu_format("key block %d", c[i].fa_bk)
@@ -407,8 +419,8 @@ static bool tune_tiles(Machine *m, bool quick, Buf *log) {
             }
         }
         if (won < 0) {
-            fprintf(stderr, "fusec tune: warning: no %s candidate could be measured: the row's tiles stay\n",
-                    kind_name[k]);
+            if (k == TK_GEMM)
+                break;   /* said above; the other kinds would fail alike */
             continue;
         }
         if (k == TK_GEMM) {

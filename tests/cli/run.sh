@@ -303,6 +303,13 @@ grep -q "^attn_key_block [0-9]" "$tmp/q.tune" && grep -q "^gemm_kc [0-9]" "$tmp/
 expect_rc "--tune accepts tune --quick's file" 0 "$FUSEC" --tune="$tmp/q.tune" "$g" -o "$tmp/q.c"
 [ -n "$(ls "$tmp/tt")" ] && bad "tune --quick leaves its benchmark directory" ||
     ok "tune --quick removes its benchmark directory"
+# no C compiler: the benchmarks cannot be built; the file keeps the row's tiles, with a warning
+mkdir "$tmp/nocache"
+expect_rc "tune --quick without a C compiler" 0 env CC=false FUSEC_CHECK_CACHE="$tmp/nocache" TMPDIR="$tmp/tt" \
+    "$FUSEC" tune --quick --target=generic -o "$tmp/nocc.tune"
+grep -qF "cannot build or run the gemm benchmark with the row's own tiles" "$tmp/err" && grep -q "^gemm_kc 256$" "$tmp/nocc.tune" &&
+    [ -z "$(ls "$tmp/tt")" ] && ok "tune --quick without a C compiler: a warning, the row's tiles" ||
+    { bad "tune --quick without a C compiler: a warning, the row's tiles"; cat "$tmp/err"; }
 badtune "--tune: a tile not a multiple of nr" "bad.tune:4: error: gemm_nc 100 is not a multiple of the register tile's columns (nr), 32 on x86-64-avx512" \
     "fusec-tune 1\ntarget x86-64-avx512\n\ngemm_nc 100\n" --target=x86-64-avx512
 badtune "--tune: a key block not a multiple of the scores' block" "bad.tune:2: error: attn_key_block 32 is not a multiple of the keys of one register block of scores, 64 on x86-64-avx512" \
