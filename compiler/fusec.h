@@ -703,6 +703,10 @@ typedef struct TargetTiles {
     int fa_bk, fa_unit, fa_rows, fa_direct, fa_split;
     /* at most gemv_rows rows a linear runs as GEMV (emit_gemm.c), more as GEMM */
     int gemv_rows;
+    /* the int8 GEMM of q8_0/q4_0 linears (emit_c.c, VNNI and AMX rows): rows
+     * quantized per chunk (qmc: groups of 6 for VNNI, 32 for AMX) and blocks
+     * of 32 depths per packed panel (qkb) */
+    int qmc, qkb;
 } TargetTiles;
 
 /* What a row assumes of the machine when no tune file says otherwise
