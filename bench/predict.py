@@ -62,7 +62,8 @@ def main():
             continue
         if th not in tunes:
             tunes[th] = os.path.join(tmp, "t%d.tune" % th)
-            subprocess.run([a.fusec, "tune", "--target=" + a.target, "--threads=%d" % th, "-o", tunes[th]],
+            # --no-tiles: the measured binaries use the row's tiles, so the model must too
+            subprocess.run([a.fusec, "tune", "--target=" + a.target, "--threads=%d" % th, "--no-tiles", "-o", tunes[th]],
                            check=True)
         f, u = predicted(a.fusec, a.target, tunes[th], BLOCKS[w], T, P)
         p = f if key == "fused" else u

@@ -1759,6 +1759,8 @@ static int check_run(const CheckArgs *a)
         fprintf(stderr, "%s\n", why);
         return EXIT_FAIL;
     }
+    if (a->tune)
+        t = target_tuned(t, &opt.machine->tiles);   /* the file's tiles, as fusec --tune */
     fr_st golden;
     fr_err err;
     double **got = NULL;

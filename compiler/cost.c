@@ -53,7 +53,6 @@
 #define MLP_EFF 0.93
 #define SYNC_US 2.0
 #define TOL 0.02
-#define GEMV_ROWS 8      /* emit_gemm.c's GEMV_MAX_ROWS */
 /* q8_0/q4_0 linears (k_linear) in prefill: the int8 GEMM on VNNI/AMX rows
  * runs at QGEMM_EFF of gemm_eff against the int8 peak (512 x 2048 x 2048 on
  * Zen 4: 0.29 of the int8 peak where the f32 GEMM made 0.42 of its own, same
@@ -67,6 +66,7 @@ Machine cost_defaults(const Target *t) {
     m.target = t->nvariants ? t->variants[0]->name : t->name;
     m.threads = 1;
     m.p = *t->peaks;
+    m.tiles = *t->tiles;
     m.gemm_eff = GEMM_EFF;
     m.vec_eff = VEC_EFF;
     m.attn_eff = ATTN_EFF;
@@ -102,22 +102,63 @@ typedef struct Key {
     int kind;           /* 0 double, 1 bytes (int64), 2 int */
     size_t off;
     double lo, hi;
+    int unit;           /* tiles: what the value must be a multiple of (Unit) */
 } Key;
 
-#define D(f, lo, hi) {#f, 0, offsetof(Machine, f), lo, hi}
-#define P(f, lo, hi) {#f, 0, offsetof(Machine, p.f), lo, hi}
+/* A tile must be a whole number of the register tile's rows (mr) or
+ * columns (nr), of 16 depths (k pairs of bf16, quads of int8, the unroll),
+ * or of the attention scores' register block (fa_unit) of the row. */
+enum Unit { U_ANY, U_MR, U_NR, U_16, U_FA };
+
+static int unit_of(const TargetTiles *t, int unit) {
+    switch (unit) {
+    case U_MR:
+        return t->mr;
+    case U_NR:
+        return t->nr;
+    case U_16:
+        return 16;
+    case U_FA:
+        return t->fa_unit;
+    default:
+        return 1;
+    }
+}
+
+static const char *const unit_name[] = {"", "the register tile's rows (mr)", "the register tile's columns (nr)",
+                                        "16", "the keys of one register block of scores"};
+
+#define D(f, lo, hi) {#f, 0, offsetof(Machine, f), lo, hi, U_ANY}
+#define P(f, lo, hi) {#f, 0, offsetof(Machine, p.f), lo, hi, U_ANY}
+#define T(f, name, lo, hi, unit) {#name, 2, offsetof(Machine, tiles.f), lo, hi, unit}
 static const Key keys[] = {
-    {"threads", 2, offsetof(Machine, threads), 1, 4096},
+    {"threads", 2, offsetof(Machine, threads), 1, 4096, U_ANY},
     P(fma_gflops, 0.01, 1e6), P(bf16_gflops, 0, 1e7), P(int8_gops, 0, 1e7),
     P(bw1_gbs, 0.01, 1e5), P(bw_gbs, 0.01, 1e5),
-    {"l1_bytes", 1, offsetof(Machine, p.l1), 1024, 1e9},
-    {"l2_bytes", 1, offsetof(Machine, p.l2), 1024, 1e10},
-    {"l3_bytes", 1, offsetof(Machine, p.l3), 0, 1e12},
+    {"l1_bytes", 1, offsetof(Machine, p.l1), 1024, 1e9, U_ANY},
+    {"l2_bytes", 1, offsetof(Machine, p.l2), 1024, 1e10, U_ANY},
+    {"l3_bytes", 1, offsetof(Machine, p.l3), 0, 1e12, U_ANY},
     D(gemm_eff, 0.01, 1), D(vec_eff, 0.01, 1), D(attn_eff, 0.001, 1), D(loop_eff, 0.001, 1), D(mlp_eff, 0.01, 2), D(sync_us, 0, 1e6), D(tol, 0, 1),
+    /* tiles (target.c's TargetTiles) */
+    T(kc, gemm_kc, 16, 8192, U_16), T(mc, gemm_mc, 1, 8192, U_MR), T(nc, gemm_nc, 1, 65536, U_NR),
+    T(mchunk, gemm_mchunk, 1, 65536, U_MR), T(gch, gemv_chunk, 1, 65536, U_NR),
+    {"mlp_floats", 1, offsetof(Machine, tiles.mlp_floats), 4096, 1e10, U_ANY},
+    T(fa_bk, attn_key_block, 4, 1024, U_FA), T(fa_rows, attn_query_rows, 1, 1024, U_ANY),
+    T(fa_direct, attn_direct_rows, 0, 1024, U_ANY), T(fa_split, attn_split_keys, 1, 65536, U_ANY),
+    T(gemv_rows, gemv_max_rows, 4, 8, U_ANY),
 };
 #undef D
 #undef P
+#undef T
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+static size_t key_index(const char *name) {
+    size_t k = 0;
+    while (k < NKEYS && strcmp(keys[k].name, name) != 0)
+        k++;
+    FU_ASSERT(k < NKEYS);
+    return k;
+}
 
 static void set_key(Machine *m, const Key *k, double v) {
     char *base = (char *)m + k->off;
@@ -153,6 +194,7 @@ bool cost_read_tune(const char *path, Machine *m, char *why, size_t whylen) {
     if (strlen(text) != len)
         return fail(why, whylen, path, 1, "a NUL byte: this is not a tune file");
     bool header = false, seen[NKEYS] = {false};
+    int at[NKEYS] = {0};
     const char *target = NULL;
     int line = 0;
     Machine tmp = {0};
@@ -219,6 +261,7 @@ bool cost_read_tune(const char *path, Machine *m, char *why, size_t whylen) {
                         fu_format("%s %s is out of range (%s %g to %g)", key, val,
                                   keys[k].kind ? "an integer from" : "from", keys[k].lo, keys[k].hi));
         seen[k] = true;
+        at[k] = line;
         set_key(&tmp, &keys[k], v);
     }
     if (!header)
@@ -227,6 +270,20 @@ bool cost_read_tune(const char *path, Machine *m, char *why, size_t whylen) {
         return fail(why, whylen, path, line, "no 'target' line: which target row was measured?");
     if (tmp.p.bw_gbs < tmp.p.bw1_gbs)
         return fail(why, whylen, path, line, "bw_gbs (all threads) is below bw1_gbs (one core)");
+    /* tiles: whole register tiles of the file's target (known only now) */
+    for (size_t k = 0; k < NKEYS; k++) {
+        int u = unit_of(&tmp.tiles, keys[k].unit);
+        long long v = (long long)get_key(&tmp, &keys[k]);
+        if (seen[k] && u > 1 && v % u != 0)
+            return fail(why, whylen, path, at[k],
+                        fu_format("%s %lld is not a multiple of %s, %d on %s", keys[k].name, v,
+                                  unit_name[keys[k].unit], u, target));
+    }
+    size_t kmc = key_index("gemm_mc"), kch = key_index("gemm_mchunk");
+    if ((seen[kmc] || seen[kch]) && tmp.tiles.mc > tmp.tiles.mchunk)
+        return fail(why, whylen, path, at[kmc] > at[kch] ? at[kmc] : at[kch],
+                    fu_format("gemm_mc %d is above gemm_mchunk %d (the rows one accumulator buffer holds)",
+                              tmp.tiles.mc, tmp.tiles.mchunk));
     *m = tmp;
     return true;
 }
@@ -378,7 +435,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     CostEst c;
     memset(&c, 0, sizeof c);
     Set s = {nodes, n};
-    const TargetTiles *tl = target_find(m->target)->tiles;
+    const TargetTiles *tl = &m->tiles;
     const Node **seen = fu_alloc(sizeof *seen * (size_t)(3 * n + 1));
     int nseen = 0;
     double mm_flops = 0, attn_flops = 0, weights = 0, norm_flops = 0, ncols = 0, rows = 0, F = 0;
@@ -430,7 +487,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     }
     int barriers = 1;
     double mm_rate = m->gemm_eff;
-    bool gemm = rows > GEMV_ROWS;
+    bool gemm = rows > tl->gemv_rows;
     if ((kind == KK_GEMM || kind == KK_SINGLE) && norm_flops > 0 && mm_flops > 0 && gemm)
         /* the prologue normalises A again for every NC-column block */
         c.extra_flops = norm_flops * (double)(cdiv((int64_t)ncols, tl->nc) - 1);

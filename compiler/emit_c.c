@@ -1067,27 +1067,29 @@ static void k_matmul(Kern *k, const Node *n) {
 
 /* Prefill (more than 8 rows) of a q8_0/q4_0 linear on an AVX512-VNNI
  * target: the int8 GEMM of typed.c (docs/gemm.md, "q8_0/q4_0 prefill").
- * Threads split the columns in panels of 32.  Per chunk of at most QG_MC
+ * Threads split the columns in panels of 32.  Per chunk of at most qmc
  * rows, the rows are quantized once (VNNI: 6 at a time, packed into groups
  * of 6 by fu_qpa; AMX: into rows of fu_xs bytes, zero rows up to a multiple
  * of 32, which the tiles read in place); then per panel of 32 columns (of
- * this thread's) and depth chunk of QG_KB blocks, the panel is packed (L1)
+ * this thread's) and depth chunk of qkb blocks, the panel is packed (L1)
  * and every group's tile (6 x 32 fu_qmk, or 32 x 32 fu_qamx) runs over it
  * into the chunk's column of float tiles fu_cb, stored (+ bias) at the end. */
-enum { QG_MC = 516, QG_MC_AMX = 512, QG_KB = 16 };
+/* qmc and qkb are the row's TargetTiles (target.c; AMX: its tiles_amx's qmc). */
 
 static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const char *bias, const char *y,
                     const char *R, const char *IN, const char *OUT) {
     const Node *wn = n->in[1];
     const char *rs = ty_row_units(wn->dtype, IN), *tag = kT(k)->tag;
     const bool amx = kT(k)->features & FR_CPU_AMX_INT8;
-    const int mc = amx ? QG_MC_AMX : QG_MC;
+    const TargetTiles *tl = kT(k)->tiles;
+    FU_ASSERT(!amx || kT(k)->tiles_amx);
+    const int mc = amx ? kT(k)->tiles_amx->qmc : tl->qmc, cap = mc > tl->qmc ? mc : tl->qmc, qkb = tl->qkb;
     /* fu_bp, fu_cb, then the rows of a chunk: only those a call has (none for decode) */
     const char *cr = fu_format("((%s) > 8 ? ((%s) < %d ? (%s) : %d) : 0)", R, R, mc, R, mc);
     const char *qrow = fu_format("(((%s) + 31) / 32 * 36 + 64)", IN);
     const char *rows = amx ? fu_format("4096 + (%s + 31) / 32 * 32 * %s", cr, qrow)
                            : fu_format("6 * %s + ((%s) + 31) / 32 * 256 * ((%s + 5) / 6)", qrow, IN, cr);
-    kern_scratch(k, fu_format("%d + %d + %s + 64", QG_KB * 1152, QG_MC * 32 * 4, rows));
+    kern_scratch(k, fu_format("%d + %d + %s + 64", qkb * 1152, cap * 32 * 4, rows));
     kline(k, "if (%s > 8) {", R);
     k->indent++;
     kline(k, "const int64_t fu_np = ((%s) + 31) / 32;", OUT);
@@ -1097,13 +1099,13 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
     kline(k, "if (o0 >= o1)");
     kline(k, "    return;");
     kline(k, "uint8_t *fu_bp = (uint8_t *)fu_xq;");
-    kline(k, "float *fu_cb = (float *)(void *)(fu_bp + %d);", QG_KB * 1152);
+    kline(k, "float *fu_cb = (float *)(void *)(fu_bp + %d);", qkb * 1152);
     if (amx) {
-        kline(k, "int32_t *fu_ct = (int32_t *)(void *)(fu_cb + %d);", QG_MC * 32);
+        kline(k, "int32_t *fu_ct = (int32_t *)(void *)(fu_cb + %d);", cap * 32);
         kline(k, "int8_t *fu_xa = (int8_t *)(void *)(fu_ct + 1024);");
         kline(k, "fu_qamx_config_%s();", tag);
     } else {
-        kline(k, "int8_t *fu_xt = (int8_t *)(void *)(fu_cb + %d);", QG_MC * 32);
+        kline(k, "int8_t *fu_xt = (int8_t *)(void *)(fu_cb + %d);", cap * 32);
         kline(k, "uint8_t *fu_ap = (uint8_t *)(fu_xt + 6 * fu_xs);");
     }
     kline(k, "for (int64_t rc = 0; rc < %s; rc += %d) {", R, mc);
@@ -1125,8 +1127,8 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
     kline(k, "for (int64_t jc = o0; jc < o1; jc += 32) {");
     k->indent++;
     kline(k, "const int nc = o1 - jc < 32 ? (int)(o1 - jc) : 32;");
-    kline(k, "for (int64_t pc = 0; pc < fu_nb; pc += %d) {", QG_KB);
-    kline(k, "    const int64_t kb = fu_nb - pc < %d ? fu_nb - pc : %d;", QG_KB, QG_KB);
+    kline(k, "for (int64_t pc = 0; pc < fu_nb; pc += %d) {", qkb);
+    kline(k, "    const int64_t kb = fu_nb - pc < %d ? fu_nb - pc : %d;", qkb, qkb);
     kline(k, "    fu_qpb_%s_%s((const uint8_t *)(%s + %s), %s, nc, pc, kb, fu_bp, %d);", dtype_name(wn->dtype), tag, w,
           mul("jc", rs), rs, !amx);
     kline(k, "    for (int g = 0; g < ng; ++g)");

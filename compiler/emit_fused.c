@@ -23,7 +23,8 @@
  *  - KK_ATTENTION: flash attention.  A work item is one kv head and a tile
  *    of query tokens; the G = H / KVH query heads that share the kv head
  *    are processed together, so each key/value block is read once for all
- *    of them.  Keys come in blocks of FA_BK: the block of K is transposed
+ *    of them.  Keys come in blocks of fa_bk (target.c's TargetTiles, like
+ *    every block size here): the block of K is transposed
  *    into scratch, scores for the tile are one vector FMA sweep, the online
  *    softmax keeps a running max and sum per query row and rescales the
  *    accumulator, and P.V accumulates into the tile's output rows.  The T x
@@ -699,8 +700,10 @@ static void emit_rowwise(Kern *k, const Kernel *kr) {
 
 /* ---- KK_ATTENTION ----------------------------------------------------------------- */
 
-#define FA_BK 64        /* keys per block */
-#define FA_ROWS 64      /* query rows (tokens x heads of one kv head) per tile, at most */
+/* The block sizes are the target row's TargetTiles (target.c; a tune file
+ * may replace them): fa_bk keys per block, fa_rows query rows (tokens x
+ * heads of one kv head) per tile at most, direct scores up to fa_direct
+ * rows, at least fa_split keys per split. */
 
 /* Rows of a 2-D tensor, possibly a column slice carved out of a wider one
  * inside the kernel: element (t, c) is ptr[t * stride + off + c]. */
@@ -841,7 +844,7 @@ static void fa_merge(Kern *k, void *ctx, bool tail) {
  * independent chains (a single chain waits on the FMA latency). */
 #define FA_RB 4
 
-static int fa_nvb(const Target *t) { return t->vec_floats >= 16 || t->vec_floats <= 4 ? 4 : 2; }
+static int fa_nvb(const Target *t) { return t->tiles->fa_unit / t->vec_floats; }
 
 /* Scores of rows fu_r.. (rb of them) for keys fu_v.. (nvb vectors):
  * fu_sc[r][j] = sum_d fu_qt[r][d] * fu_kt[d][j]. */
@@ -879,7 +882,7 @@ static void scores_block(Kern *k, int rb, int nvb, long long hd) {
 static void emit_scores(Kern *k, long long hd) {
     const Target *t = kern_target(k);
     int W = t->vec_floats, nvb = fa_nvb(t);
-    FU_ASSERT(FA_BK % (nvb * W) == 0);
+    FU_ASSERT(t->tiles->fa_bk % (nvb * W) == 0);
     kern_line(k, "int64_t fu_r = 0;");
     kern_line(k, "for (; fu_r + %d <= fu_rows; fu_r += %d)", FA_RB, FA_RB);
     kern_line(k, "    for (int64_t fu_v = 0; fu_v < FU_BK; fu_v += %d)", nvb * W);
@@ -892,8 +895,6 @@ static void emit_scores(Kern *k, long long hd) {
     scores_block(k, 1, nvb, hd);
     kern_indent(k, -2);
 }
-
-#define FA_DIRECT_ROWS 8
 
 /* Scores by dot products over head_dim, key by key: for a handful of query
  * rows, transposing the key block would cost more than the products. */
@@ -1140,7 +1141,8 @@ static void emit_attention(Kern *k, const Kernel *kr) {
             att = kr->nodes[i];
     FU_ASSERT(att);
     long long H = att->i[0], KVH = att->i[1], hd = att->i[2], G = H / KVH;
-    long long BQ = FA_ROWS / G > 0 ? FA_ROWS / G : 1, ROWS = BQ * G, half = hd / 2;
+    const TargetTiles *tl = kern_target(k)->tiles;
+    long long BK = tl->fa_bk, BQ = tl->fa_rows / G > 0 ? tl->fa_rows / G : 1, ROWS = BQ * G, half = hd / 2;
     const Node *qn = att->in[0], *kn = att->in[1], *vn = att->in[2], *qrope = NULL;
     if (qn->op == OP_ROPE && in_kernel(kr, qn)) {
         qrope = qn;
@@ -1180,14 +1182,14 @@ static void emit_attention(Kern *k, const Kernel *kr) {
      * row max and sum, rope angles, two slots of partial results */
     long long PART = ROWS * (hd + 2);
     long long off_q = 0, off_o = off_q + ROWS * hd, off_s = off_o + ROWS * hd;
-    long long off_kt = off_s + ROWS * FA_BK, off_m = off_kt + hd * FA_BK, off_l = off_m + ROWS;
+    long long off_kt = off_s + ROWS * BK, off_m = off_kt + hd * BK, off_l = off_m + ROWS;
     long long off_cr = off_l + ROWS, off_cs = off_cr + ROWS, off_sn = off_cs + half + 1;
     long long off_part = off_sn + half + 1;
     off_part = (off_part + 15) / 16 * 16;
     long long total = off_part + 2 * PART;
     kern_scratch(k, fu_format("%lld * sizeof(float)", total));
 
-    kern_line(k, "enum { FU_BK = %d };", FA_BK);
+    kern_line(k, "enum { FU_BK = %lld };", BK);
     kern_line(k, "float *fu_ws = (float *)fr_scratch(tid);");
     kern_line(k, "float *fu_cs = fu_ws + %lld, *fu_sn = fu_ws + %lld;", off_cs, off_sn);
     kern_line(k, "(void)fu_cs;");
@@ -1209,15 +1211,15 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     /* work items: (kv head, query tile, key split) */
     kern_line(k, "int64_t fu_ntiles = (%s + %lld) / %lld;", T, BQ - 1, BQ);
     kern_line(k, "int64_t fu_base = %lld * fu_ntiles, fu_nsplit = 1;", KVH);
-    /* fewer items than threads: split the keys, at least 16 per split */
+    /* fewer items than threads: split the keys, at least fa_split per split */
     kern_line(k, "int64_t fu_nkeys = %s;", S);
     if (att->i[4])  /* a window: an item's tile sees at most W + BQ - 1 keys */
         kern_line(k, "fu_nkeys = fu_nkeys < %lld ? fu_nkeys : %lld;", (long long)att->i[4] + BQ - 1,
                   (long long)att->i[4] + BQ - 1);
     kern_line(k, "if (fu_base < nth) {");
     kern_line(k, "    fu_nsplit = (nth + fu_base - 1) / fu_base;");
-    kern_line(k, "    if (fu_nsplit > (fu_nkeys + 15) / 16)");
-    kern_line(k, "        fu_nsplit = (fu_nkeys + 15) / 16;");
+    kern_line(k, "    if (fu_nsplit > (fu_nkeys + %d) / %d)", tl->fa_split - 1, tl->fa_split);
+    kern_line(k, "        fu_nsplit = (fu_nkeys + %d) / %d;", tl->fa_split - 1, tl->fa_split);
     kern_line(k, "    if (fu_nsplit < 1)");
     kern_line(k, "        fu_nsplit = 1;");
     kern_line(k, "}");
@@ -1285,7 +1287,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     /* Few query rows (decode): dot products straight from the key rows.
      * Many: the K block transposed (zero past the last key), fu_kt[d * BK +
      * j] = k[s0 + j][d], and the register-blocked sweep over keys. */
-    kern_line(k, "if (fu_rows <= %d) {", FA_DIRECT_ROWS);
+    kern_line(k, "if (fu_rows <= %d) {", tl->fa_direct);
     kern_indent(k, 1);
     emit_scores_direct(k, hd, (long long)ks.stride, ks.dt);
     kern_indent(k, -1);

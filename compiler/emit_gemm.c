@@ -66,11 +66,11 @@ typedef TargetTiles Blk;
 /* The row's tiles (target.c's table). */
 static Blk blocking(const Target *t) { return *t->tiles; }
 
-/* At most GEMV_MAX_ROWS rows: GEMV (no packing), rows in register groups
- * of at most GEMV_GROUP.  Up to 8 rows the GEMV wins: a packed GEMM spends
+/* At most the row's gemv_rows (TargetTiles) rows: GEMV (no packing), rows
+ * in register groups of at most GEMV_GROUP (gemv_body_wide takes up to
+ * 2 x GEMV_GROUP: a tune file's gemv_max_rows is 4..8).  Up to 8 rows the GEMV wins: a packed GEMM spends
  * more on packing the weights than on the multiply (5 rows: 1.4 ms by GEMM
  * against 0.7 ms for 4 rows by GEMV, 2048 x 2048). */
-#define GEMV_MAX_ROWS 8
 #define GEMV_GROUP 4
 /* KK_MLP: floats of h in one row block, over all threads: the row's
  * mlp_floats (2^22 = 16 MiB, half the L3): with F = 8192, 512 rows, so a
@@ -1653,13 +1653,13 @@ static void gemv_body_small(Gen *G, const Stage *s, int pi, int mv, int R) {
     emit_gemv_dot(G, s, pi, mv, R, mv == 1 && R > 1 ? 2 : 1, "0");
 }
 
-/* GEMV_GROUP + 1 .. GEMV_MAX_ROWS rows: a group of GEMV_GROUP rows, then
+/* GEMV_GROUP + 1 .. gemv_rows rows: a group of GEMV_GROUP rows, then
  * the rest, both reading the same R weight rows (in L1 by then). */
 static void gemv_body_wide(Gen *G, const Stage *s, int pi, int mv, int R) {
     (void)mv;
     emit_gemv_dot(G, s, pi, GEMV_GROUP, R, 1, "0");
     L("switch (fu_mv - %d) {", GEMV_GROUP);
-    for (int m = 1; m <= GEMV_MAX_ROWS - GEMV_GROUP; m++) {
+    for (int m = 1; m <= G->b.gemv_rows - GEMV_GROUP; m++) {
         L("case %d:", m);
         in(G);
         emit_gemv_dot(G, s, pi, m, R, 1, fu_format("%d", GEMV_GROUP));
@@ -1750,7 +1750,7 @@ static void emit_gemv_kn(Gen *G, const Stage *s, const Prod *p, int pi, const ch
     }
 }
 
-/* Rows [r0, r1) of stage s (at most GEMV_MAX_ROWS), as GEMV: threads split
+/* Rows [r0, r1) of stage s (at most gemv_rows), as GEMV: threads split
  * the output columns. */
 static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r1, bool h_piece) {
     L("{");
@@ -1798,7 +1798,7 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
             L("const int64_t fu_hld = fu_j1 - fu_j0;");
         }
         for (int p = 0; p < gr->np; p++)
-            L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * GEMV_MAX_ROWS * G->gchmax));
+            L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * G->b.gemv_rows * G->gchmax));
         L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->gch);
         in(G);
         /* fu_jc < fu_j1, so the width is positive, but aarch64 GCC 12's range
@@ -1869,7 +1869,7 @@ static void layout(Gen *G) {
     int64_t at = 0;
     if (G->pl.ns == 2) {
         G->off_hg = at;
-        at += round16(GEMV_MAX_ROWS * G->pl.s[1].K.c);
+        at += round16(G->b.gemv_rows * G->pl.s[1].K.c);
     }
     int64_t base = at;
     /* GEMM */
@@ -1891,10 +1891,10 @@ static void layout(Gen *G) {
     if (G->pl.s[0].norm) {
         FU_ASSERT(dim_is_const(G->pl.s[0].K));
         G->off_an = at;
-        at += round16(GEMV_MAX_ROWS * G->pl.s[0].K.c);
+        at += round16(G->b.gemv_rows * G->pl.s[0].K.c);
     }
     G->off_yb = at;
-    at += round16(G->npmax * GEMV_MAX_ROWS * G->gchmax);
+    at += round16(G->npmax * G->b.gemv_rows * G->gchmax);
     need_gemv = at;
     G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
     if (G->pl.ns == 2) {
@@ -1932,7 +1932,7 @@ static void emit_summary(Gen *G, const Kernel *kr) {
     }
     L("/* %s %s", kr->kind == KK_MLP ? "MLP" : "GEMM", b.data ? b.data : "");
     L(" * blocking: tile %dx%d, KC %d, MC %d, NC %lld; at most %d rows: GEMV */", G->b.mr, G->b.nr, G->b.kc,
-      G->b.mc, (long long)G->ncmax, GEMV_MAX_ROWS);
+      G->b.mc, (long long)G->ncmax, G->b.gemv_rows);
     free(b.data);
 }
 
@@ -2087,7 +2087,7 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("for (int64_t fu_mb0 = 0; fu_mb0 < fu_M; fu_mb0 += fu_MB) {");
         in(G);
         L("const int64_t fu_mb1 = fu_M - fu_mb0 < fu_MB ? fu_M : fu_mb0 + fu_MB;");
-        L("if (fu_mb1 - fu_mb0 <= %d) {", GEMV_MAX_ROWS);
+        L("if (fu_mb1 - fu_mb0 <= %d) {", G->b.gemv_rows);
         in(G);
         emit_gemv_path(G, s0, "fu_mb0", "fu_mb1", true);
         L("fr_barrier(nth);");
@@ -2116,7 +2116,7 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         in(G);
         emit_batch_offsets(G);
     }
-    L("if (fu_M <= %d) {", GEMV_MAX_ROWS);
+    L("if (fu_M <= %d) {", G->b.gemv_rows);
     in(G);
     emit_gemv_path(G, s0, "0", "fu_M", false);
     out(G);

@@ -695,6 +695,18 @@ typedef enum Isa { ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON } Isa;
 typedef struct TargetTiles {
     int mr, nr, vf, nv, unroll, kc, mc, nc, mchunk, gch;
     int64_t mlp_floats;
+    /* the attention kernel (emit_fused.c): keys per block (fa_bk, a multiple
+     * of fa_unit, the keys one register block of scores covers), query rows
+     * per tile (fa_rows), at most fa_direct rows take scores by direct dot
+     * products, at least fa_split keys per split when keys are split over
+     * threads */
+    int fa_bk, fa_unit, fa_rows, fa_direct, fa_split;
+    /* at most gemv_rows rows a linear runs as GEMV (emit_gemm.c), more as GEMM */
+    int gemv_rows;
+    /* the int8 GEMM of q8_0/q4_0 linears (emit_c.c, VNNI and AMX rows): rows
+     * quantized per chunk (qmc: groups of 6 for VNNI, 32 for AMX) and blocks
+     * of 32 depths per packed panel (qkb) */
+    int qmc, qkb;
 } TargetTiles;
 
 /* What a row assumes of the machine when no tune file says otherwise
@@ -722,7 +734,7 @@ struct Target {
     const char *guard;          /* #if condition under which it compiles, e.g.
                                    "defined(__x86_64__)"; "" for anywhere */
     unsigned features;          /* FR_CPU_* bits (fusec_rt.h) the CPU needs to run it */
-    const TargetTiles *tiles;   /* GEMM blocking */
+    const TargetTiles *tiles;   /* GEMM blocking, attention blocks (a tune file may replace them) */
     const TargetTiles *tiles_amx; /* the same on AMX tiles (x86-64-spr); NULL elsewhere */
     const TargetPeaks *peaks;   /* the cost model's default machine */
     /* multi:... only: the variants in order of preference (nvariants 0 otherwise). */
@@ -741,6 +753,9 @@ const char *target_error(const char *name);
  * listed before them runs on every CPU that runs them): one message each
  * into msgs[FU_MAX_VARIANTS]; returns how many. */
 int target_shadowed(const Target *t, const char **msgs);
+/* t with its tiles (a multi: target: its first variant's) replaced by
+ * *tiles, for --tune=FILE; t itself when they are equal. */
+const Target *target_tuned(const Target *t, const TargetTiles *tiles);
 
 /* ======================================================================
  * vec.c - the vector vocabulary (one mapping per ISA, ggml style)
@@ -915,6 +930,7 @@ typedef struct Machine {
     const char *target;     /* the target row it describes */
     int threads;            /* the thread count the estimates assume */
     TargetPeaks p;
+    TargetTiles tiles;      /* the row's tiles, or the tune file's */
     double gemm_eff;        /* the GEMM microkernel, of the FMA peak */
     double vec_eff;         /* fused row passes and elementwise loops, of the FMA peak */
     double attn_eff;        /* the flash-attention kernel, of the FMA peak */

@@ -64,6 +64,7 @@ static const char usage_text[] =
     "  -O0              no fusion: every operator its own kernel\n"
     "  -O1, -O          fuse (default)\n"
     "  --tune=FILE      the machine the cost model assumes, as `fusec tune` measured it\n"
+    "                   (and its tiles, which the emitted kernels use)\n"
     "                   (default: the target's own figures; docs/fusion.md)\n"
     "  --fuse-all       every legal fusion, without asking the cost model\n"
     "  --tp=N --tp-rank=R\n"
@@ -561,6 +562,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", why);
         return EXIT_FAIL;
     }
+    if (tune)
+        t = target_tuned(t, &opt.machine->tiles);   /* the file's tiles (docs/fusion.md) */
     bool is_ir = strcmp(emit, "ir") == 0;
     bool is_text = is_ir || !strcmp(emit, "explain") || !strcmp(emit, "report") || !strcmp(emit, "dot");
     if (!out && !is_text)

@@ -32,13 +32,27 @@
 /* GEMM blocking per ISA (emit_gemm.c explains every number: the register
  * tile fills the vector registers, KC x NR floats of B stay in L1, MC x KC
  * of A in L2, KC x NC of B in L3) and the KK_MLP row block budget: 2^22
- * floats of h, half of a 32 MiB L3. */
+ * floats of h, half of a 32 MiB L3.  The attention kernel (emit_fused.c):
+ * blocks of 64 keys and tiles of 64 query rows (64 x 64 scores, 16 KiB, and
+ * the transposed key block of hd x 64 stay in L1 with the q tile), scores
+ * by direct dot products up to 8 rows (decode: transposing the keys costs
+ * more than it saves), at least 16 keys per split; fa_unit is the keys one
+ * register block of scores covers (4 vectors of 16 on AVX-512, 2 of 8 on
+ * AVX2, 4 of 4 on NEON, 4 floats generic).  Up to 8 rows a linear is a
+ * GEMV (emit_gemm.c says why).  The int8 GEMM (emit_c.c's k_qgemm)
+ * quantizes 516 rows per chunk (86 groups of 6 on VNNI; AMX: 512, 16 tiles
+ * of 32) and packs 16 blocks of 32 depths per panel (16 x 1152 bytes, L1).  A tune file may replace all
+ * but the register tile (cost.c, docs/fusion.md). */
 #define MLP_FLOATS ((int64_t)1 << 22)
-static const TargetTiles tiles_generic = {4, 4, 1, 4, 1, 256, 128, 512, 512, 4096, MLP_FLOATS};
-static const TargetTiles tiles_avx2 = {6, 16, 8, 2, 1, 256, 144, 512, 576, 4096, MLP_FLOATS};
-static const TargetTiles tiles_avx512 = {14, 32, 16, 2, 1, 256, 168, 512, 672, 4096, MLP_FLOATS};
-static const TargetTiles tiles_amx = {32, 32, 16, 2, 1, 512, 128, 512, 640, 4096, MLP_FLOATS};
-static const TargetTiles tiles_neon = {8, 12, 4, 3, 2, 256, 128, 480, 512, 4032, MLP_FLOATS};
+#define FA(unit) 64, unit, 64, 8, 16
+#define QG 516, 16
+static const TargetTiles tiles_generic = {4, 4, 1, 4, 1, 256, 128, 512, 512, 4096, MLP_FLOATS, FA(4), 8, QG};
+static const TargetTiles tiles_avx2 = {6, 16, 8, 2, 1, 256, 144, 512, 576, 4096, MLP_FLOATS, FA(16), 8, QG};
+static const TargetTiles tiles_avx512 = {14, 32, 16, 2, 1, 256, 168, 512, 672, 4096, MLP_FLOATS, FA(64), 8, QG};
+static const TargetTiles tiles_amx = {32, 32, 16, 2, 1, 512, 128, 512, 640, 4096, MLP_FLOATS, FA(64), 8, 512, 16};
+static const TargetTiles tiles_neon = {8, 12, 4, 3, 2, 256, 128, 480, 512, 4032, MLP_FLOATS, FA(16), 8, QG};
+#undef FA
+#undef QG
 
 /* The cost model's machine per row when no tune file is given: the FMA
  * peaks are what bench/limits.c measured on a Zen 4 core (avx512 216,
@@ -180,6 +194,33 @@ static const Target *multi(const char *name) {
     if (t != &scratch)
         nmade++;
     return t;
+}
+
+/* t with other tiles: a copy (and, for multi:, a copy of its first variant)
+ * in the arena, which lives as long as the compilation. */
+static bool same_tiles(const TargetTiles *a, const TargetTiles *b) {
+    return a->mr == b->mr && a->nr == b->nr && a->vf == b->vf && a->nv == b->nv && a->unroll == b->unroll &&
+           a->kc == b->kc && a->mc == b->mc && a->nc == b->nc && a->mchunk == b->mchunk && a->gch == b->gch &&
+           a->mlp_floats == b->mlp_floats && a->fa_bk == b->fa_bk && a->fa_unit == b->fa_unit &&
+           a->fa_rows == b->fa_rows && a->fa_direct == b->fa_direct && a->fa_split == b->fa_split &&
+           a->gemv_rows == b->gemv_rows && a->qmc == b->qmc && a->qkb == b->qkb;
+}
+
+const Target *target_tuned(const Target *t, const TargetTiles *tiles) {
+    if (same_tiles(t->tiles, tiles))
+        return t;
+    TargetTiles *tl = fu_alloc(sizeof *tl);
+    *tl = *tiles;
+    Target *c = fu_alloc(sizeof *c);
+    *c = *t;
+    c->tiles = tl;
+    if (t->nvariants) {
+        Target *v = fu_alloc(sizeof *v);
+        *v = *t->variants[0];
+        v->tiles = tl;
+        c->variants[0] = v;
+    }
+    return c;
 }
 
 /* The target called `name` (NULL means "generic"), or NULL if unknown. */

@@ -253,7 +253,7 @@ tu "tune of an unknown target" 2 "unknown target 'avx512'; did you mean 'x86-64-
 tu "tune of a multi: target" 2 "a tune file describes one target row" --target=multi:generic -o "$tmp/m.tune"
 tu "tune with a stray argument" 2 "unknown argument 'x.fdl'" x.fdl
 [ ! -e "$tmp/m.tune" ] && ok "a refused tune writes nothing" || bad "a refused tune wrote $tmp/m.tune"
-expect_rc "tune of generic on 2 threads" 0 "$FUSEC" tune --target=generic --threads=2 -o "$tmp/m.tune"
+expect_rc "tune of generic on 2 threads" 0 "$FUSEC" tune --target=generic --threads=2 --no-tiles -o "$tmp/m.tune"
 grep -q "^fusec-tune 1$" "$tmp/m.tune" && grep -q "^target generic$" "$tmp/m.tune" && grep -q "^threads 2$" "$tmp/m.tune" &&
     ok "tune writes a tune file" || { bad "tune writes a tune file"; cat "$tmp/m.tune"; }
 "$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t1.c" && "$FUSEC" --tune="$tmp/m.tune" "$g" -o "$tmp/t2.c" &&
@@ -276,6 +276,51 @@ expect_rc "--tune: a missing file" 1 "$FUSEC" --tune="$tmp/none.tune" "$g" -o "$
 grep -qF "none.tune: error: cannot read the tune file" "$tmp/err" && ok "--tune: a missing file: the message" ||
     { bad "--tune: a missing file: the message"; cat "$tmp/err"; }
 expect_rc "check --tune: a bad file" 1 "$FUSEC" check "$g" --random --tune="$tmp/bad.tune" --target=x86-64-avx2
+# tile keys (TargetTiles, docs/fusion.md "Tiles"): they change the C, identically twice, and the
+# C they give still matches the interpreter (odd T, decode through --split, keys split 1 by 1)
+printf 'fusec-tune 1\ntarget x86-64-avx512\ngemm_kc 48\ngemm_mc 28\ngemm_nc 96\ngemm_mchunk 56\ngemv_chunk 64\nattn_key_block 128\nattn_query_rows 6\nattn_direct_rows 2\nattn_split_keys 3\n' >"$tmp/tiles.tune"
+"$FUSEC" --target=x86-64-avx512 "$g" -o "$tmp/t0.c" && "$FUSEC" --target=x86-64-avx512 --tune="$tmp/tiles.tune" "$g" -o "$tmp/t1.c" &&
+    "$FUSEC" --target=x86-64-avx512 --tune="$tmp/tiles.tune" "$g" -o "$tmp/t2.c" &&
+    sed 's/t2\.h/t1.h/' "$tmp/t2.c" | cmp -s - "$tmp/t1.c" && ok "--tune tiles: the same file gives the same C" ||
+    bad "--tune tiles: the same file gives the same C"
+grep -q "enum { FU_BK = 128 };" "$tmp/t1.c" && grep -q "KC 48, MC 28, NC 96" "$tmp/t1.c" &&
+    grep -q "enum { FU_BK = 64 };" "$tmp/t0.c" && ok "--tune tiles: the key block and the GEMM blocking follow the file" ||
+    bad "--tune tiles: the key block and the GEMM blocking follow the file"
+printf 'fusec-tune 1\ntarget generic\ngemm_kc 32\ngemm_mc 12\ngemm_nc 8\ngemm_mchunk 20\ngemv_chunk 4\nattn_key_block 12\nattn_query_rows 5\nattn_direct_rows 0\nattn_split_keys 1\nmlp_floats 4096\ngemv_max_rows 5\n' >"$tmp/tiles_g.tune"
+# gpt2_block: 5 rows by GEMV (gemv_max_rows), then decode; llama_layer: 11 rows by GEMM
+expect_rc "check --tune tiles (gpt2_block, split)" 0 "$FUSEC" check "$g" --random --tune="$tmp/tiles_g.tune" --dim T=11 --split 5
+expect_rc "check --tune tiles (llama_layer)" 0 "$FUSEC" check dsl-examples/llama_layer.fdl --random --tune="$tmp/tiles_g.tune" --dim T=11
+# fusec tune --quick measures tile candidates (each built and checked by fusec check): its file is
+# one --tune accepts, and every kind's candidates are in its comments (no timing is judged)
+mkdir "$tmp/tt"
+expect_rc "tune --quick (tiles)" 0 env TMPDIR="$tmp/tt" "$FUSEC" tune --quick --target=generic -o "$tmp/q.tune"
+for kind in gemm attention gemv; do
+    grep -Eq "^#   $kind T=[0-9]+: .*: [0-9.]+ ms$" "$tmp/q.tune" && ok "tune --quick timed $kind candidates" ||
+        { bad "tune --quick timed $kind candidates"; cat "$tmp/q.tune" "$tmp/err"; }
+done
+grep -q "^attn_key_block [0-9]" "$tmp/q.tune" && grep -q "^gemm_kc [0-9]" "$tmp/q.tune" &&
+    ok "tune --quick writes the tile keys" || bad "tune --quick writes the tile keys"
+expect_rc "--tune accepts tune --quick's file" 0 "$FUSEC" --tune="$tmp/q.tune" "$g" -o "$tmp/q.c"
+[ -n "$(ls "$tmp/tt")" ] && bad "tune --quick leaves its benchmark directory" ||
+    ok "tune --quick removes its benchmark directory"
+# no C compiler: the benchmarks cannot be built; the file keeps the row's tiles, with a warning
+mkdir "$tmp/nocache"
+expect_rc "tune --quick without a C compiler" 0 env CC=false FUSEC_CHECK_CACHE="$tmp/nocache" TMPDIR="$tmp/tt" \
+    "$FUSEC" tune --quick --target=generic -o "$tmp/nocc.tune"
+grep -qF "cannot build or run the gemm benchmark with the row's own tiles" "$tmp/err" && grep -q "^gemm_kc 256$" "$tmp/nocc.tune" &&
+    [ -z "$(ls "$tmp/tt")" ] && ok "tune --quick without a C compiler: a warning, the row's tiles" ||
+    { bad "tune --quick without a C compiler: a warning, the row's tiles"; cat "$tmp/err"; }
+badtune "--tune: a tile not a multiple of nr" "bad.tune:4: error: gemm_nc 100 is not a multiple of the register tile's columns (nr), 32 on x86-64-avx512" \
+    "fusec-tune 1\ntarget x86-64-avx512\n\ngemm_nc 100\n" --target=x86-64-avx512
+badtune "--tune: a key block not a multiple of the scores' block" "bad.tune:2: error: attn_key_block 32 is not a multiple of the keys of one register block of scores, 64 on x86-64-avx512" \
+    "fusec-tune 1\nattn_key_block 32\ntarget x86-64-avx512\n" --target=x86-64-avx512
+badtune "--tune: a tile out of range" "bad.tune:3: error: attn_query_rows 0 is out of range (an integer from 1 to 1024)" \
+    "fusec-tune 1\ntarget generic\nattn_query_rows 0\n"
+badtune "--tune: GEMV rows out of range" "bad.tune:3: error: gemv_max_rows 9 is out of range (an integer from 4 to 8)" \
+    "fusec-tune 1\ntarget generic\ngemv_max_rows 9\n"
+badtune "--tune: a fractional tile" "bad.tune:3: error: gemm_kc 32.5 is out of range" "fusec-tune 1\ntarget generic\ngemm_kc 32.5\n"
+badtune "--tune: MC above the accumulator's rows" "bad.tune:4: error: gemm_mc 64 is above gemm_mchunk 32" \
+    "fusec-tune 1\ntarget generic\ngemm_mchunk 32\ngemm_mc 64\n"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

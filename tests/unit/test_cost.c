@@ -121,17 +121,23 @@ static void test_mlp_pays_on_slow_memory(void **state) {
     assert_true(has_note(g, ": fused (cost: decode"));
 }
 
+/* The fused MLP's kernel of f. */
+static const Kernel *mlp_kernel(const Graph *f) {
+    const Kernel *mk = NULL;
+    for (int k = 0; k < f->nkernels; k++)
+        if (f->kernels[k]->kind == KK_MLP)
+            mk = f->kernels[k];
+    assert_non_null(mk);
+    return mk;
+}
+
 /* T = 512 fits one row block of h (2^22 floats / 8192 = 512 rows): the
  * weights stream once; T = 600 needs two blocks: once more. */
 static void test_mlp_row_blocks(void **state) {
     (void)state;
     Machine m = cost_defaults(target_find("x86-64-avx512"));
     Graph *f = compile(mlp_src, "x86-64-avx512", &m, true);
-    const Kernel *mk = NULL;
-    for (int k = 0; k < f->nkernels; k++)
-        if (f->kernels[k]->kind == KK_MLP)
-            mk = f->kernels[k];
-    assert_non_null(mk);
+    const Kernel *mk = mlp_kernel(f);
     int64_t s512[FU_MAX_SYMS] = {512}, s600[FU_MAX_SYMS] = {600};
     CostEst a = cost_kernel(f, mk, &m, s512), b = cost_kernel(f, mk, &m, s600);
     double weights = 3.0 * 2048 * 8192 * 4;
@@ -139,6 +145,32 @@ static void test_mlp_row_blocks(void **state) {
     assert_true(b.extra_rd == weights);
     /* the prologue norm is applied again per 512-column block of 2 x 8192 columns */
     assert_true(a.extra_flops == 4.0 * 512 * 2048 * (32 - 1));
+}
+
+/* The model reads the machine's tiles (a tune file's), not the row's:
+ * half the row block budget streams the weights once more at T = 512, a
+ * column block of 1024 normalises A again half as often. */
+static void test_tiles_from_machine(void **state) {
+    (void)state;
+    Machine m = cost_defaults(target_find("x86-64-avx512"));
+    assert_int_equal(m.tiles.nc, target_find("x86-64-avx512")->tiles->nc);
+    Graph *f = compile(mlp_src, "x86-64-avx512", &m, true);
+    const Kernel *mk = mlp_kernel(f);
+    int64_t s512[FU_MAX_SYMS] = {512};
+    m.tiles.mlp_floats = (int64_t)1 << 21;
+    m.tiles.nc = 1024;
+    CostEst a = cost_kernel(f, mk, &m, s512);
+    assert_true(a.extra_rd == 3.0 * 2048 * 8192 * 4);
+    assert_true(a.extra_flops == 4.0 * 512 * 2048 * (16 - 1));
+    /* and --tune's target carries them to the emitters; equal tiles: the row itself */
+    const Target *t = target_find("x86-64-avx512"), *u = target_tuned(t, &m.tiles);
+    assert_true(u != t && u->tiles->nc == 1024 && t->tiles->nc == 512 && !strcmp(u->name, t->name));
+    assert_ptr_equal(target_tuned(t, t->tiles), t);
+    const Target *mt = target_find("multi:x86-64-avx512,generic");
+    Machine mm = cost_defaults(mt);
+    mm.tiles.fa_bk = 128;
+    const Target *mu = target_tuned(mt, &mm.tiles);
+    assert_true(mu->variants[0]->tiles->fa_bk == 128 && mu->variants[1] == mt->variants[1]);
 }
 
 /* Traffic counts bytes as stored: a linear's weight at 4, 2, 34/32 and
@@ -245,6 +277,8 @@ static void test_tune_roundtrip(void **state) {
     assert_int_equal(r.threads, 2);
     assert_true(r.p.fma_gflops == 123.5 && r.p.bw_gbs == 30 && r.p.l3 == 16 << 20);
     assert_true(r.gemm_eff == m.gemm_eff && r.mlp_eff == m.mlp_eff);
+    assert_true(r.tiles.kc == m.tiles.kc && r.tiles.nc == m.tiles.nc && r.tiles.fa_bk == m.tiles.fa_bk &&
+                r.tiles.mlp_floats == m.tiles.mlp_floats && r.tiles.mr == m.tiles.mr);
     /* the options take it for its own target only */
     Options o = {1, "x86-64-avx512", 0, false, NULL, false};
     assert_true(cost_use_tune(&o, path, why, sizeof why));
@@ -257,6 +291,11 @@ static void test_tune_roundtrip(void **state) {
     const char *p = write_tmp("# hand-written\nfusec-tune 1\ntarget x86-64-avx2\nbw_gbs 50 # more\n");
     assert_true(cost_read_tune(p, &r, why, sizeof why));
     assert_true(r.p.bw_gbs == 50 && r.p.fma_gflops == target_find("x86-64-avx2")->peaks->fma_gflops);
+    remove(p);
+    /* tile keys, given before the target line too */
+    p = write_tmp("fusec-tune 1\nattn_key_block 32\ntarget x86-64-avx2\ngemm_nc 256\ngemv_chunk 1024\n");
+    assert_true(cost_read_tune(p, &r, why, sizeof why));
+    assert_true(r.tiles.fa_bk == 32 && r.tiles.nc == 256 && r.tiles.gch == 1024 && r.tiles.kc == 256 && r.tiles.mr == 6);
     remove(p);
 }
 
@@ -278,6 +317,16 @@ static void test_tune_errors(void **state) {
     expect_error("fusec-tune 1\ntarget generic\ntarget generic\n", ":3: error: 'target' given twice");
     expect_error("fusec-tune 1\ntarget generic\nthreads 2 3\n", ":3: error: expected 'KEY VALUE'");
     expect_error("fusec-tune 1\ntarget generic\nbw1_gbs 40\nbw_gbs 20\n", "bw_gbs (all threads) is below bw1_gbs");
+    expect_error("fusec-tune 1\ntarget x86-64-avx2\ngemm_mc 100\n",
+                 ":3: error: gemm_mc 100 is not a multiple of the register tile's rows (mr), 6 on x86-64-avx2");
+    expect_error("fusec-tune 1\ntarget x86-64-avx2\ngemv_chunk 24\n", ":3: error: gemv_chunk 24 is not a multiple of");
+    expect_error("fusec-tune 1\ntarget x86-64-avx2\ngemm_kc 40\n", ":3: error: gemm_kc 40 is not a multiple of 16");
+    expect_error("fusec-tune 1\ntarget x86-64-avx2\nattn_key_block 24\n",
+                 ":3: error: attn_key_block 24 is not a multiple of the keys of one register block of scores, 16");
+    expect_error("fusec-tune 1\ntarget generic\nattn_key_block 2048\n", ":3: error: attn_key_block 2048 is out of range");
+    expect_error("fusec-tune 1\ntarget generic\nmlp_floats 100\n", ":3: error: mlp_floats 100 is out of range");
+    expect_error("fusec-tune 1\ntarget generic\ngemm_mchunk 64\ngemm_mc 128\n", ":4: error: gemm_mc 128 is above gemm_mchunk 64");
+    expect_error("fusec-tune 1\ntarget generic\ngemm_mchunk 64\n", ":3: error: gemm_mc 128 is above gemm_mchunk 64");
     Machine m;
     char why[512];
     assert_false(cost_read_tune("/nonexistent/x.tune", &m, why, sizeof why));
@@ -289,6 +338,7 @@ int main(void) {
         cmocka_unit_test(test_mlp_decode_vs_prefill),
         cmocka_unit_test(test_mlp_pays_on_slow_memory),
         cmocka_unit_test(test_mlp_row_blocks),
+        cmocka_unit_test(test_tiles_from_machine),
         cmocka_unit_test(test_stored_bytes),
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_tune_roundtrip),
