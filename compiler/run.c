@@ -341,14 +341,14 @@ int run_main(int argc, char **argv)
                      strcmp(a, "--weight-type") == 0 || strcmp(a, "--compute") == 0 ||
                      strcmp(a, "--kv-type") == 0 || strcmp(a, "--prompt-file") == 0;
         char why[256];
+        if (eq && (strcmp(a, "--stats") == 0 || strcmp(a, "--help") == 0))
+            return usage_error("%s takes no value", a);
         if (strcmp(a, "--help") == 0) {
             fputs(help_text, stdout);
             return EXIT_OK;
         }
         if (takes && !v)
             return usage_error("%s needs a value", a);
-        if (eq && !takes)
-            return usage_error("%s takes no value", a);
         if (strcmp(a, "--stats") == 0)
             stats = true;
         else if (strcmp(a, "-v") == 0)

@@ -433,6 +433,18 @@ int main(int argc, char **argv)
     if (fflush(stdout) != 0)
         die("cannot write the tokens");
     fr_shards_close(&sh);
+    for (int64_t s = 0; s < nseq; s++) {
+        for (int i = 0; i < b->ncaches; i++)
+            fr_free(seq[s].caches[i]);
+        fr_free(seq[s].caches);
+        fr_free(seq[s].ids);
+    }
+    void *bufs[] = {seq, caches, capv, bsyms, ws, logits, packed, cand, prob, act, (void *)w};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        fr_free(bufs[i]);
+#ifdef FUSEC_MPI
+    fr_free(full);
+#endif
 #ifdef FUSEC_MPI
     fr_mpi_finalize();
 #endif

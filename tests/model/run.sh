@@ -244,6 +244,8 @@ refuse 2 "--compute f16" "--compute: expected f32 or bf16, got 'f16'" $R2 --weig
 refuse 2 "--weight-type without a type" "--weight-type: expected PATTERN=TYPE" $R2 --weights "$G" --weight-type x
 refuse 2 "--weight-type to i32" "unknown weight type 'i32'" $R2 --weights "$G" --weight-type '*=i32'
 refuse 2 "--stats=1" "--stats takes no value" $R2 --weights "$G" --stats=1
+refuse 2 "--nope=1" "unknown option '--nope'" $R2 --weights "$G" --nope=1
+tokens "--option=VALUE" "$WANT" $FUSEC run $M --weights="$G" --weight-prefix=w. --prompt-ids="$IDS" -n 8 --target=generic
 refuse 2 "several prompts with --tp" "--tp runs one prompt" $R2 --weights "$G" --prompt-ids 3 --tp 2
 
 # ---- 6. several prompts ------------------------------------------------------------------------
