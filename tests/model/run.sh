@@ -18,6 +18,18 @@
 #  4. Bad input, each with its message and exit status: arguments, ids out of
 #     range, a missing tensor, a missing shard, a broken index or config, a
 #     config key that is not there, a block that is not a model.
+#  5. Typed checkpoints: the golden weights converted by fusec quantize (q8_0
+#     projections; everything bf16) run without a flag, read as stored; their
+#     greedy tokens (also with --kv-type f16) are the float64
+#     interpreter's on the same stored values (tests/model/typed.py: the
+#     generated C's logits of prompt + tokens, the interpreter within half the
+#     smallest top-2 gap of them); fusec check --random with q8_0 weights is
+#     within 1e-5 of the interpreter; a type that does not fit is an error
+#     naming the tensor, its stored type and the declared one.  --compute=bf16
+#     runs (its tokens are the f32 ones on this model).
+#  6. Several prompts in one run (NAME_forward_batch): each line equals the
+#     prompt run alone, f32 and q8_0, last-position and all-positions logits,
+#     --prompt-file, --eos stopping one prompt early, sampling per prompt.
 #
 # Environment: FUSEC (default build/fusec), GOLDEN (default tests/golden/hf).
 set -u
@@ -104,9 +116,10 @@ done
 tokens "greedy, all-positions logits, generic" "$WANT" $RUN -n 8 --target generic --block smollm_logits
 tokens "greedy, 3 threads" "$WANT" env FUSE_NUM_THREADS=3 $RUN -n 8
 # decoding after a one-token prompt and prefilling what it made agree
-ONE=$($RUN -n 3 --prompt-ids 5 2>&1)
+RUN0="$FUSEC run $M --weights $G --weight-prefix w."
+ONE=$($RUN0 -n 3 --prompt-ids 5 2>&1)
 tokens "prompt 5 then 3 tokens ($ONE); their prefill gives the third" "$(echo "$ONE" | cut -d' ' -f3)" \
-    $RUN -n 1 --prompt-ids "5,$(echo "$ONE" | cut -d' ' -f1-2 | tr ' ' ,)"
+    $RUN0 -n 1 --prompt-ids "5,$(echo "$ONE" | cut -d' ' -f1-2 | tr ' ' ,)"
 
 if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     tokens "greedy, aarch64-neon (qemu)" "$WANT" $RUN -n 8 --target aarch64-neon --cc $XCC --run-with "$QEMU"
@@ -177,6 +190,88 @@ refuse 1 "a config without a key" "error: config '$tmp/bad/config.json' has no '
 printf '{"hidden_size": 192,\n "vocab_size" 512}' >"$tmp/bad/broken.json"
 refuse 1 "a broken config" "broken.json:2:15: expected ':'" $FUSEC --emit=ir --config "$tmp/bad/broken.json" $L
 refuse 1 "a config that is no file" "cannot open" $FUSEC --emit=ir --config "$tmp/bad/nope.json" $L
+
+# ---- 5. typed checkpoints ------------------------------------------------------------------
+Q8=$tmp/q8.safetensors
+BF=$tmp/bf16.safetensors
+$FUSEC quantize "$G" -o "$Q8" --type q8_0 --include 'w.*proj.weight' >/dev/null &&
+    $FUSEC quantize "$G" -o "$BF" --type bf16 --include 'w.*' >/dev/null ||
+    bad "fusec quantize of the golden file"
+# interp NAME CKPT RULE [FLAGS...]: fusec run's 8 greedy tokens on CKPT (read as stored, FLAGS) are
+# the interpreter's on the same values (fusec check --weight-type RULE FLAGS)
+interp() {
+    name=$1 ck=$2 rule=$3
+    shift 3
+    toks=$($FUSEC run $M --weights "$ck" --weight-prefix w. --prompt-ids "$IDS" -n 8 "$@" 2>"$tmp/err")
+    all="$IDS,$(echo "$toks" | cut -d' ' -f1-7 | tr ' ' ,)"
+    rm -rf "$tmp/k"
+    CHK="$FUSEC check $M --block smollm_logits --weight-type $rule $*"
+    if [ "$(echo "$toks" | wc -w)" -eq 8 ] && $PY tests/model/typed.py golden "$ck" "$all" "$tmp/g2.st" &&
+        $CHK --golden "$tmp/g2.st" --rtol 1e30 --max-tol 1e30 --keep "$tmp/k" >/dev/null 2>"$tmp/err" &&
+        gap=$($PY tests/model/typed.py adopt "$tmp/g2.st" "$tmp/k/out.safetensors" 13 "$toks" "$tmp/g3.st") &&
+        $CHK --golden "$tmp/g3.st" --interp >"$tmp/out" 2>>"$tmp/err" &&
+        err=$(sed -n 's/.*max_abs_err=\([^ ]*\).*/\1/p' "$tmp/out") &&
+        awk -v e="$err" -v g="$gap" 'BEGIN { exit !(e < g / 2) }'; then
+        ok "$name: $toks = the interpreter's (logits within $err, top-2 gap >= $gap)"
+    else
+        bad "$name: tokens '$toks' (gap '${gap:-}', interpreter error '${err:-}')"
+        sed 's/^/       /' "$tmp/out" "$tmp/err" | head -10
+    fi
+}
+interp "q8_0 projections, read as stored" "$Q8" '*proj.weight=q8_0'
+interp "q8_0 projections, --kv-type f16" "$Q8" '*proj.weight=q8_0' --kv-type f16
+interp "bf16 checkpoint, read as stored" "$BF" '*=bf16'
+# --compute=bf16 rounds activations to bf16: a last-bit difference before the rounding moves a value
+# by a bf16 step, so the interpreter is within bf16's error (docs/quantization.md), not 1e-5
+tokens "bf16 checkpoint, --compute=bf16, avx512-bf16 (the f32 model's tokens here)" "$WANT" \
+    $FUSEC run $M --weights "$BF" --weight-prefix w. --prompt-ids "$IDS" -n 8 --compute=bf16 --target x86-64-avx512-bf16
+expect 0 "smollm with q8_0 projections vs the interpreter on random stored values" $FUSEC check $M \
+    --random --dim T=5 --weight-type '*proj.weight=q8_0'
+R2="$FUSEC run $M --weight-prefix w. --prompt-ids 1,2 -n 2"
+refuse 1 "an f32 checkpoint where --weight-type says q8_0" "dtype F32, block expects Q8_0" \
+    $R2 --weights "$G" --weight-type='*proj.weight=q8_0'
+grep -qF "note: 'model.layers.0.self_attn.q_proj.weight' is q8_0 by --weight-type '*proj.weight=q8_0'" "$tmp/err" &&
+    ok "  ... with the rule's note" || bad "  ... no note naming the rule"
+refuse 1 "a q8_0 checkpoint where --weight-type says f32" "dtype Q8_0, block expects F32" \
+    $R2 --weights "$Q8" --weight-type '*=f32'
+$FUSEC quantize "$G" -o "$tmp/q8all.st" --type q8_0 --include 'w.*' >/dev/null
+refuse 1 "a q8_0 embedding table" "'embedding' cannot read 'model.embed_tokens.weight' q8_0[512, 192]" \
+    $R2 --weights "$tmp/q8all.st"
+grep -qF "weights are read as the checkpoint stores them" "$tmp/err" && ok "  ... saying the types are the checkpoint's" ||
+    bad "  ... no note on the checkpoint's types"
+refuse 2 "--kv-type q8_0" "--kv-type: expected f32, f16 or bf16, got 'q8_0'" $R2 --weights "$G" --kv-type q8_0
+refuse 2 "--compute f16" "--compute: expected f32 or bf16, got 'f16'" $R2 --weights "$G" --compute f16
+refuse 2 "--weight-type without a type" "--weight-type: expected PATTERN=TYPE" $R2 --weights "$G" --weight-type x
+refuse 2 "--weight-type to i32" "unknown weight type 'i32'" $R2 --weights "$G" --weight-type '*=i32'
+refuse 2 "--stats=1" "--stats takes no value" $R2 --weights "$G" --stats=1
+refuse 2 "--nope=1" "unknown option '--nope'" $R2 --weights "$G" --nope=1
+tokens "--option=VALUE" "$WANT" $FUSEC run $M --weights="$G" --weight-prefix=w. --prompt-ids="$IDS" -n 8 --target=generic
+refuse 2 "several prompts with --tp" "--tp runs one prompt" $R2 --weights "$G" --prompt-ids 3 --tp 2
+
+# ---- 6. several prompts ------------------------------------------------------------------------
+P2=5 P3=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17 P4=7,9
+for ck in "$G" "$Q8"; do
+    R1="$FUSEC run $M --weights $ck --weight-prefix w. -n 8"
+    want=$(for p in "$IDS" $P2 $P3 $P4; do $R1 --prompt-ids "$p" 2>&1; done)
+    tokens "4 prompts in one batch = each alone, $(basename "$ck")" "$want" \
+        $R1 --prompt-ids "$IDS" --prompt-ids $P2 --prompt-ids $P3 --prompt-ids $P4
+done
+R1="$FUSEC run $M --weights $G --weight-prefix w. -n 8"
+want=$(for p in $P4 "$IDS" $P2; do $R1 --prompt-ids "$p" 2>&1; done)
+tokens "all-positions logits, 3 prompts, generic" "$want" $R1 --block smollm_logits --target generic \
+    --prompt-ids $P4 --prompt-ids "$IDS" --prompt-ids $P2
+printf '%s\n\n 5 \n' "$P4" | tr , ' ' >"$tmp/prompts.txt"
+tokens "--prompt-file (spaces, a blank line) after --prompt-ids" "$($R1 --prompt-ids "$IDS"; $R1 --prompt-ids $P4; $R1 --prompt-ids 5)" \
+    $R1 --prompt-ids "$IDS" --prompt-file "$tmp/prompts.txt"
+E=$(echo "$WANT" | cut -d' ' -f2)
+tokens "--eos stops one prompt, the other goes on" "$(echo "$WANT" | cut -d' ' -f1-2)
+$($R1 --prompt-ids $P4 --eos "$E")" $R1 --prompt-ids "$IDS" --prompt-ids $P4 --eos "$E"
+SA="--temperature 1.0 --top-p 0.95 --seed 3"
+tokens "sampling: each prompt its own generator" "$($R1 $SA --prompt-ids $P4; $R1 $SA --prompt-ids $P2)" \
+    $R1 $SA --prompt-ids $P4 --prompt-ids $P2
+printf '1,x\n' >"$tmp/badprompts.txt"
+refuse 1 "a bad --prompt-file line" "badprompts.txt:1: expected token ids" $R1 --prompt-file "$tmp/badprompts.txt"
+refuse 1 "an empty --prompt-file" "no prompt in the file" $R1 --prompt-file /dev/null
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
