@@ -288,17 +288,66 @@ for t in q8_0 q4_0; do
     fi
 done
 
-# bf16/f16 weights take the GEMM emitter and its fusions, as float32 does:
-# the norm prologue by default, the fused MLP where the cost model is
-# overruled (--fuse-all); q8_0 does not (k_linear)
-for t in bf16 f16; do
-    expect_msg 0 "llama_layer: $t weights keep the norm prologue of q/k/v" "rms_norm,linear,linear,linear" \
-        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512
-    expect_msg 0 "llama_layer: $t weights can take the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
-        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512 --fuse-all
+# Every weight type takes the GEMM emitter and its fusions, as float32 does:
+# the norm prologue by default, the epilogues, the fused MLP where the cost
+# model is overruled (--fuse-all); the same kernels as the f32 layer
+# (q8_0/q4_0: emit_gemm.c's int8 stages, docs/gemm.md)
+kernels() { # kernels ARGS...: the report's kernel kinds and ops, one line
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --target x86-64-avx512-bf16 "$@" 2>&1 |
+        awk '/^[0-9]+ /{printf "%s %s; ", $2, $NF}'
+}
+for fa in "" --fuse-all; do
+    f32=$(kernels $fa)
+    for t in bf16 f16 q8_0 q4_0; do
+        got=$(kernels $fa --weight-type="*proj.weight=$t")
+        if [ -n "$f32" ] && [ "$got" = "$f32" ]; then
+            ok "llama_layer: $t weights, the f32 layer's kernels ${fa:-(default)}: $got"
+        else
+            bad "llama_layer: $t weights, the f32 layer's kernels ${fa:-(default)}"
+            echo "       f32: $f32"
+            echo "       $t: $got"
+        fi
+    done
 done
-"$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q8_0" --target x86-64-avx512 >"$tmp/rep" 2>&1
-expect 1 "llama_layer: q8_0 weights stay out of the GEMM kernels (no gemm kernel)" grep -E '^[0-9]+ +gemm ' "$tmp/rep"
+expect_msg 0 "llama_layer: q8_0 weights keep the norm prologue of q/k/v" "rms_norm,linear,linear,linear" \
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q8_0" --target x86-64-avx512
+expect_msg 0 "llama_layer: q4_0 weights can take the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q4_0" --target generic --fuse-all
+# q8_0/q4_0 through the GEMM kernels (norm prologue, SiLU*up and residual
+# epilogues, the fused MLP with its pieces on 3 threads) against the
+# interpreter: decode (T = 1, 7) and prefill (45; 300) on every x86 row here
+# and x86-64-spr with emulated AMX-int8 tiles.  Fixed seeds: where a kernel's
+# float activation and the interpreter's differ by a rounding, a quantized
+# value can land one step apart (docs/quantization.md; about 3 per 10^5
+# here, so most seeds at T = 300, with 1200 quantized activations a row, hit
+# one: rel_l2 ~2e-4); T = 300 is checked at rtol 2e-3, which every seed
+# tried passes and a wrong block, panel, scale or epilogue does not.
+for t in q8_0 q4_0; do
+    for fa in "" --fuse-all; do
+        for T in 1 7 45; do
+            expect 0 "llama_layer: $t, GEMM kernels $fa, $best, T=$T, 3 threads" \
+                env FUSE_NUM_THREADS=3 "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" \
+                --target $best --dim T=$T --seed 4 $fa
+        done
+    done
+    expect 0 "llama_layer: $t, --fuse-all, $best, T=300 (rtol 2e-3), 2 threads" \
+        env FUSE_NUM_THREADS=2 "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" \
+        --target $best --dim T=300 --seed 4 --fuse-all --rtol 2e-3 --max-tol 2e-2
+    for tg in generic x86-64-avx2 x86-64-avx512; do
+        expect 0 "llama_layer: $t, --fuse-all, $tg, T=45 prefill 38 + decode" \
+            "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" --target $tg --dim T=45 \
+            --split 38 --seed 4 --fuse-all
+    done
+    expect_msg 0 "llama_layer: $t, --fuse-all, NaN/Inf rows, $best T=45" "all matching" \
+        "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" --target $best --dim T=45 \
+        --special nan,inf --special-rate 0.0005 --seed 3 --fuse-all
+    case " $lp " in *" x86-64-avx512-bf16 "*) ;; *) continue ;; esac   # the spr row's AVX-512 parts
+    for T in 9 45; do
+        expect 0 "llama_layer: $t, --fuse-all, x86-64-spr, AMX-int8 emulated, T=$T, 3 threads" \
+            env CC="${CC:-cc} -DFU_AMX_EMULATE" FUSE_NUM_THREADS=3 "$FUSEC" check $LLAMA --random \
+            --weight-type="*proj.weight=$t" --target x86-64-spr --dim T=$T --seed 4 --fuse-all
+    done
+done
 
 # ---- 5. errors -----------------------------------------------------------------------------
 expect_msg 1 "a q8_0 norm weight is an error" "can only be the weight of 'linear'" \
