@@ -1444,6 +1444,22 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
     L("}");
 }
 
+/* Opens group g's block: its columns [fu_j0, fu_j1) of column-thread tc of
+ * tn, and (h_piece) this thread's piece of h. */
+static void emit_group_open(Gen *G, const Stage *s, int g, const char *tc, const char *tn, bool h_piece,
+                            const char *what) {
+    const Group *gr = &s->g[g];
+    L("{ /* group %d: %%%d%s%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "",
+      what);
+    in(G);
+    L("int64_t fu_j0, fu_j1;");
+    emit_col_range(G, s, g, tc, tn, "fu_j0", "fu_j1");
+    if (h_piece) {
+        L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
+        L("const int64_t fu_hld = fu_j1 - fu_j0;");
+    }
+}
+
 /* ---- q8_0/q4_0 stages ------------------------------------------------------------- */
 
 /* Declares fu_qsrc: A's row `row` (absolute) as floats - the input row, or
@@ -1514,15 +1530,7 @@ static void emit_qgemm_chunk(Gen *G, const Stage *s, bool h_piece) {
           (long long)xs);
     for (int g = 0; g < s->ng; g++) {
         const Group *gr = &s->g[g];
-        L("{ /* group %d: %%%d%s, q8_0/q4_0 */", g, gr->p[0].mm->id,
-          gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
-        in(G);
-        L("int64_t fu_j0, fu_j1;");
-        emit_col_range(G, s, g, "fu_tc", "fu_tn", "fu_j0", "fu_j1");
-        if (h_piece) {
-            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
-            L("const int64_t fu_hld = fu_j1 - fu_j0;");
-        }
+        emit_group_open(G, s, g, "fu_tc", "fu_tn", h_piece, ", q8_0/q4_0");
         for (int p = 0; p < gr->np; p++)
             L("float *const fu_qc%d = fu_s + %lld;", p, (long long)(G->off_qc + p * G->qcrows * 32));
         L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->nc);
@@ -1651,14 +1659,7 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
     }
     for (int g = 0; g < s->ng; g++) {
         const Group *gr = &s->g[g];
-        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
-        in(G);
-        L("int64_t fu_j0, fu_j1;");
-        emit_col_range(G, s, g, "fu_tc", "fu_tn", "fu_j0", "fu_j1");
-        if (h_piece) {
-            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
-            L("const int64_t fu_hld = fu_j1 - fu_j0;");
-        }
+        emit_group_open(G, s, g, "fu_tc", "fu_tn", h_piece, "");
         for (int p = 0; p < gr->np; p++)
             L("float *const fu_pb%d = fu_s + %lld;", p, (long long)(G->off_pb + p * (int64_t)b->kc * G->ncmax));
         if (G->cacc)
@@ -1977,14 +1978,7 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
     }
     for (int g = 0; g < s->ng; g++) {
         const Group *gr = &s->g[g];
-        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
-        in(G);
-        L("int64_t fu_j0, fu_j1;");
-        emit_col_range(G, s, g, "tid", "nth", "fu_j0", "fu_j1");
-        if (h_piece) {
-            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
-            L("const int64_t fu_hld = fu_j1 - fu_j0;");
-        }
+        emit_group_open(G, s, g, "tid", "nth", h_piece, "");
         for (int p = 0; p < gr->np; p++)
             L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * GEMV_MAX_ROWS * G->gchmax));
         L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->gch);
