@@ -324,8 +324,10 @@ expect_msg 0 "llama_layer: q4_0 weights can take the fused MLP kernel" "rms_norm
 # tried passes and a wrong block, panel, scale or epilogue does not.
 for t in q8_0 q4_0; do
     for fa in "" --fuse-all; do
-        for T in 1 7 45; do
-            expect 0 "llama_layer: $t, GEMM kernels $fa, $best, T=$T, 3 threads" \
+        Ts="1 7 45"
+        [ -z "$fa" ] && Ts="1 45"
+        for T in $Ts; do
+            expect 0 "llama_layer: $t, GEMM kernels ${fa:-(default)}, $best, T=$T, 3 threads" \
                 env FUSE_NUM_THREADS=3 "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" \
                 --target $best --dim T=$T --seed 4 $fa
         done
@@ -348,6 +350,26 @@ for t in q8_0 q4_0; do
             --weight-type="*proj.weight=$t" --target x86-64-spr --dim T=$T --seed 4 --fuse-all
     done
 done
+
+# the other epilogues on a q8_0/q4_0 tile: RoPE (attention fusion off, so
+# rope joins the q/k GEMM), Qwen3's per-head q/k norms, BERT's biases and GELU
+qchk() { # qchk NAME ARGS...
+    name=$1
+    shift
+    expect 0 "$name" env FUSE_NUM_THREADS=3 "$FUSEC" check --random --seed 4 "$@"
+}
+qchk "llama_layer: q8_0, RoPE on the GEMM tile, x86-64-avx2, T=45" $LLAMA --weight-type='*proj.weight=q8_0' \
+    --no-fuse=attention --target x86-64-avx2 --dim T=45
+qchk "llama_layer: q4_0, RoPE on the GEMM tile, $best, T=45 prefill 40 + decode" $LLAMA \
+    --weight-type='*proj.weight=q4_0' --no-fuse=attention --target $best --dim T=45 --split 40
+qchk "qwen3_layer: q8_0, per-head norms on the GEMM tile, $best, T=45" dsl-examples/qwen3_layer.fdl \
+    --weight-type='*proj.weight=q8_0' --target $best --dim T=45
+qchk "qwen3_layer: q4_0, per-head norms, generic, T=9" dsl-examples/qwen3_layer.fdl \
+    --weight-type='*proj.weight=q4_0' --target generic --dim T=9
+qchk "bert_layer: q8_0, bias and GELU epilogues, $best, T=45" dsl-examples/bert_layer.fdl \
+    --weight-type='*[ye].weight=q8_0' --target $best --dim T=45
+qchk "bert_layer: q4_0, bias and GELU epilogues, generic, T=9" dsl-examples/bert_layer.fdl \
+    --weight-type='*[ye].weight=q4_0' --target generic --dim T=9
 
 # ---- 5. errors -----------------------------------------------------------------------------
 expect_msg 1 "a q8_0 norm weight is an error" "can only be the weight of 'linear'" \
