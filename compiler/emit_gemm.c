@@ -2077,9 +2077,13 @@ static void layout(Gen *G) {
         G->off_st = at;
         at += round16(3 * (int64_t)b->mchunk);
     }
+    need_gemm = at;
     /* q8_0/q4_0 stages: a float row (the normalized or gathered A row), the
      * quantized rows of a chunk (VNNI: 6 at a time, packed into fu_qa), the
-     * B panel, the float tile columns of the products, AMX's int32 tile */
+     * B panel, the float tile columns of the products, AMX's int32 tile;
+     * over the float32 GEMM's memory (a stage uses one or the other, and
+     * nothing in it outlives its stage) */
+    at = base;
     int64_t qxs = 0;
     for (int s = 0; s < G->pl.ns; s++)
         if (G->pl.s[s].q) {
@@ -2099,7 +2103,7 @@ static void layout(Gen *G) {
             G->off_qt = at;
             at += qmode(G->t) == Q_AMX ? 1024 : 0;
         }
-    need_gemm = at;
+    need_gemm = at > need_gemm ? at : need_gemm;
     /* GEMV, over the same memory */
     at = base;
     if (G->pl.s[0].norm) {
