@@ -1165,7 +1165,8 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
  * A bf16/f16/q8_0/q4_0 weight (layout 0 only for q8_0/q4_0) is read through
  * typed.c's loads: dequantized in registers, a vector at a time, never
  * expanded in memory.  A typed linear comes here only where emit_gemm.c
- * refuses its kernel (q8_0/q4_0: a K that is not a constant). */
+ * refuses its kernel (q8_0/q4_0: none today, emit_gemm.c takes every
+ * q8_0/q4_0 linear the passes build; this stays the fallback). */
 static void k_linear(Kern *k, const Node *n) {
     const Node *xn = n->in[0], *wn = n->in[1];
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w");
