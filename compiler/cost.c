@@ -53,7 +53,7 @@
 #define MLP_EFF 0.93
 #define SYNC_US 2.0
 #define TOL 0.02
-/* q8_0/q4_0 linears (k_linear) in prefill: the int8 GEMM on VNNI/AMX rows
+/* q8_0/q4_0 linears (emit_gemm.c's int8 stages) in prefill: the int8 GEMM on VNNI/AMX rows
  * runs at QGEMM_EFF of gemm_eff against the int8 peak (512 x 2048 x 2048 on
  * Zen 4: 0.29 of the int8 peak where the f32 GEMM made 0.42 of its own, same
  * run); elsewhere the dot products at QDOT_EFF of the f32 GEMM's rate (the
@@ -488,8 +488,9 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
     int barriers = 1;
     double mm_rate = m->gemm_eff;
     bool gemm = rows > tl->gemv_rows;
-    if ((kind == KK_GEMM || kind == KK_SINGLE) && norm_flops > 0 && mm_flops > 0 && gemm)
-        /* the prologue normalises A again for every NC-column block */
+    if ((kind == KK_GEMM || kind == KK_SINGLE) && norm_flops > 0 && mm_flops > 0 && gemm && !quant)
+        /* the prologue normalises A again for every NC-column block (a
+         * q8_0/q4_0 stage normalises and quantizes each row once) */
         c.extra_flops = norm_flops * (double)(cdiv((int64_t)ncols, tl->nc) - 1);
     if (kind == KK_MLP && F > 0) {
         /* row blocks of h (emit_gemm.c: balanced, at most mchunk rows) */
@@ -499,7 +500,7 @@ CostEst cost_nodes(const Graph *g, Node *const *nodes, int n, KernelKind kind, c
         c.extra_rd = weights * (double)(blocks - 1);
         barriers = 1 + 2 * (int)blocks;
         mm_rate *= m->mlp_eff;
-        if (norm_flops > 0 && gemm)
+        if (norm_flops > 0 && gemm && !quant)
             c.extra_flops = norm_flops * (double)(cdiv((int64_t)ncols, tl->nc) - 1);
     }
     double other = c.flops - mm_flops - attn_flops + c.extra_flops;

@@ -1166,8 +1166,9 @@ static void k_qgemm(Kern *k, const Node *n, const char *x, const char *w, const 
  * threads (decode, one row, still uses every thread); layout 1 the rows.
  * A bf16/f16/q8_0/q4_0 weight (layout 0 only for q8_0/q4_0) is read through
  * typed.c's loads: dequantized in registers, a vector at a time, never
- * expanded in memory.  The q8_0/q4_0 linears' path; a bf16/f16 linear
- * comes here only where emit_gemm.c refuses its kernel. */
+ * expanded in memory.  A typed linear comes here only where emit_gemm.c
+ * refuses its kernel (q8_0/q4_0: none today, emit_gemm.c takes every
+ * q8_0/q4_0 linear the passes build; this stays the fallback). */
 static void k_linear(Kern *k, const Node *n) {
     const Node *xn = n->in[0], *wn = n->in[1];
     const char *x = kin(k, n, 0, "x"), *w = kin(k, n, 1, "w");
@@ -2661,7 +2662,7 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
     char why[256];
     bool gemm = kr->kind == KK_GEMM || kr->kind == KK_MLP ||
                 (nwork == 1 && (work[0]->op == OP_LINEAR || work[0]->op == OP_MATMUL) &&
-                 emit_gemm_supports(kr, why, sizeof why));  /* not: q8_0/q4_0 weights (k_linear) */
+                 emit_gemm_supports(kr, why, sizeof why));  /* q8_0/q4_0 too, with a constant K */
     if (gemm)
         emit_gemm_kernel(k, kr);
     /* The other fused kinds: emit_fused.c. */

@@ -114,6 +114,7 @@ typedef struct Stage {
     const Node *x;      /* A as stored, rows of K (for pieces: h) */
     const Node *norm;   /* the prologue norm (its input is x), or NULL */
     bool pieces;        /* KK_MLP second stage: A is h, in the threads' pieces */
+    bool q;             /* q8_0/q4_0 weights: A quantized per row, int8 products */
     Dim K;
     int ng;
     Group g[MAX_GROUPS];
@@ -324,11 +325,16 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         if (in_kernel(kr, p.b) || (p.bias && in_kernel(kr, p.bias)))
             return refuse(why, wn, n, "B and bias must come from outside");
         /* B may be a bf16/f16 weight of a linear: the packers and the GEMV
-         * read it through typed.c's loads (exact widening); q8_0/q4_0 are
-         * k_linear's (int8 dot products of quantized activations) */
+         * read it through typed.c's loads (exact widening); or a q8_0/q4_0
+         * weight [N, K] of a linear with a constant K: the stage then
+         * quantizes its A rows and multiplies in int8 (emit_qgemm_chunk) */
+        const bool quant = dt_info(p.b->dtype)->kind == DK_QUANT;
         if (n->dtype != DT_F32 ||
-            !(p.b->dtype == DT_F32 || (n->op == OP_LINEAR && (p.b->dtype == DT_BF16 || p.b->dtype == DT_F16))))
-            return refuse(why, wn, n, "not f32, or a bf16/f16 linear weight");
+            !(p.b->dtype == DT_F32 || (n->op == OP_LINEAR && (p.b->dtype == DT_BF16 || p.b->dtype == DT_F16)) ||
+              (n->op == OP_LINEAR && quant && p.nk && dim_is_const(a->shape[a->rank - 1]))))
+            return refuse(why, wn, n, "not f32, or a bf16/f16/q8_0/q4_0 linear weight");
+        if (quant && linear_bf16(n))
+            return refuse(why, wn, n, "a q8_0/q4_0 weight under --compute=bf16");
         if (pl->out && linear_bf16(n) != pl->bf16)
             return refuse(why, wn, n, "products of f32 and bf16 compute");
         pl->bf16 = linear_bf16(n);
@@ -350,6 +356,9 @@ static bool analyze(const Kernel *kr, Plan *pl, char *why, size_t wn) {
         } else if ((st == 0 && (a == norm ? norm->in[0] : a) != s->x) || (st == 1 && a != pl->h)) {
             return refuse(why, wn, n, "products of one stage must share A");
         }
+        if (s->ng > 0 && s->q != quant)
+            return refuse(why, wn, n, "products of q8_0/q4_0 and float weights share A");
+        s->q = quant;
         if (s->ng == MAX_GROUPS)
             return refuse(why, wn, n, "too many products");
         Group *g = &s->g[s->ng++];
@@ -490,6 +499,22 @@ typedef enum Dot {
     DOT_AMX     /* AMX tdpbf16ps: B in k pairs, A as bf16 rows (emit_pack_a_amx) */
 } Dot;
 
+/* How a q8_0/q4_0 stage multiplies (docs/gemm.md, "q8_0/q4_0 through this
+ * file"): typed.c's int8 pieces, the same ones k_linear calls.  Q_VNNI: the
+ * 6 x 32 vpdpbusd tile (fu_qpa, fu_qpb, fu_qmk); Q_AMX: tdpbssd on 32 x 32
+ * (fu_qamx); Q_DOT: the int8 dot products (fu_qdot) on every other target. */
+typedef enum QMode { Q_DOT, Q_VNNI, Q_AMX } QMode;
+enum { QG_KB = 16 };    /* blocks of 32 depths per packed B panel (18 KiB: L1) */
+
+static QMode qmode(const Target *t) {
+    if (!ty_qgemm(t))
+        return Q_DOT;
+    return t->features & FR_CPU_AMX_INT8 ? Q_AMX : Q_VNNI;
+}
+
+/* Bytes of one quantized row of K (fu_qx_stride in the generated file). */
+static int64_t qx_stride(int64_t K) { return ((K + 31) / 32 * 36 + 63) / 64 * 64; }
+
 /* DOT_AMX: a 32 x 32 tile of 2 x 2 accumulator tiles (16 x 16 floats), two
  * tiles of A (16 rows x 32 bf16) and two of B (16 k pairs x 16 columns) per
  * 32 depths; depth blocks of 512 (a multiple of 32: every depth block but
@@ -511,6 +536,8 @@ typedef struct Gen {
     Dot dot;                /* how the prefill tile multiplies */
     const char *kcs;        /* depths between B micro-panels: fu_kc, or fu_kcs (DOT_AMX: whole tiles) */
     DType wdt;              /* the element type of the B being packed or read (f32, bf16, f16) */
+    /* q8_0/q4_0 stages (emit_qgemm_chunk, emit_gemv_path): scratch offsets in floats */
+    int64_t off_qr, off_qx, off_qa, off_qb, off_qc, off_qt, off_gq, qcrows;
 } Gen;
 
 #define L(...) kern_line(G->k, __VA_ARGS__)
@@ -1417,6 +1444,160 @@ static void emit_micro(Gen *G, const Stage *s, const Group *gr, int pi, bool h_p
     L("}");
 }
 
+/* Opens group g's block: its columns [fu_j0, fu_j1) of column-thread tc of
+ * tn, and (h_piece) this thread's piece of h. */
+static void emit_group_open(Gen *G, const Stage *s, int g, const char *tc, const char *tn, bool h_piece,
+                            const char *what) {
+    const Group *gr = &s->g[g];
+    L("{ /* group %d: %%%d%s%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "",
+      what);
+    in(G);
+    L("int64_t fu_j0, fu_j1;");
+    emit_col_range(G, s, g, tc, tn, "fu_j0", "fu_j1");
+    if (h_piece) {
+        L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
+        L("const int64_t fu_hld = fu_j1 - fu_j0;");
+    }
+}
+
+/* ---- q8_0/q4_0 stages ------------------------------------------------------------- */
+
+/* Declares fu_qsrc: A's row `row` (absolute) as floats - the input row, or
+ * the row normalized (the prologue) or gathered from the threads' pieces
+ * (the MLP's h) into fu_qr. */
+static void emit_qrow(Gen *G, const Stage *s, const char *row) {
+    const char *K = dimx(G, s->K);
+    if (s->pieces) {
+        L("for (int fu_t = 0; fu_t < nth; ++fu_t) {");
+        in(G);
+        L("int64_t fu_f0, fu_f1;");
+        emit_col_range(G, &G->pl.s[0], 0, "fu_t", "nth", "fu_f0", "fu_f1");
+        L("const float *const fu_src = (const float *)fr_scratch(fu_t) + %lld + (%s - fu_rb) * (fu_f1 - fu_f0) - fu_f0;",
+          (long long)G->off_hp, row);
+        L("for (int64_t fu_q = fu_f0; fu_q < fu_f1; ++fu_q)");
+        L("    fu_qr[fu_q] = fu_src[fu_q];");
+        out(G);
+        L("}");
+        L("const float *const fu_qsrc = fu_qr;");
+    } else if (s->norm) {
+        L("const float *const fu_xr = fu_A + (%s) * %s;", row, K);
+        emit_row_stats(G, s->norm, "fu_xr", K);
+        if (s->norm->op == OP_RMS_NORM)
+            L("(void)fu_mu, (void)fu_lo;");
+        L("for (int64_t fu_q = 0; fu_q < %s; ++fu_q)", K);
+        L("    fu_qr[fu_q] = %s;", norm_expr(G, s->norm, "fu_xr[fu_q]", "fu_q", "fu_mu", "fu_lo", "fu_iv"));
+        L("const float *const fu_qsrc = fu_qr;");
+    } else {
+        L("const float *const fu_qsrc = fu_A + (%s) * %s;", row, K);
+    }
+}
+
+/* One chunk of rows [fu_m0, + fu_mch) of a q8_0/q4_0 stage: its A rows
+ * (normalized or gathered first) quantized once, then per group, column
+ * block (whole units: heads for RoPE) and panel of 32 columns, each
+ * product's int32 sums scaled into a float tile column fu_qc<p> (rows x 32,
+ * typed.c's fu_qmk / fu_qamx / fu_qdot), on which the float epilogue runs
+ * as on the f32 tile; RoPE and per-head norms on the finished block. */
+static void emit_qgemm_chunk(Gen *G, const Stage *s, bool h_piece) {
+    const QMode qm = qmode(G->t);
+    const char *tag = G->t->tag, *qx = ty_qx_fn(G->t);
+    const int64_t K = s->K.c, nb = (K + 31) / 32, xs = qx_stride(K);
+    L("float *const fu_qr = fu_s + %lld;", (long long)G->off_qr);
+    L("int8_t *const fu_xq = (int8_t *)(void *)(fu_s + %lld);", (long long)G->off_qx);
+    L("uint8_t *const fu_qb = (uint8_t *)(void *)(fu_s + %lld);", (long long)G->off_qb);
+    L("(void)fu_qr;");
+    L("(void)fu_qb;");
+    if (qm == Q_VNNI)
+        L("uint8_t *const fu_qa = (uint8_t *)(void *)(fu_s + %lld);", (long long)G->off_qa);
+    if (qm == Q_AMX)
+        L("int32_t *const fu_qt = (int32_t *)(void *)(fu_s + %lld);", (long long)G->off_qt);
+    /* the chunk's rows quantized once (VNNI: 6 at a time, then packed) */
+    L("for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {");
+    in(G);
+    emit_qrow(G, s, "fu_m0 + fu_i");
+    if (qm == Q_VNNI) {
+        L("%s(fu_qsrc, %lld, fu_xq + (fu_i %% 6) * %lld);", qx, (long long)K, (long long)xs);
+        L("if (fu_i %% 6 == 5 || fu_i == fu_mch - 1)");
+        L("    fu_qpa_%s(fu_xq, %lld, (int)(fu_i %% 6) + 1, %lld, fu_qa + fu_i / 6 * %lld);", tag, (long long)xs,
+          (long long)nb, (long long)(nb * 256));
+    } else {
+        L("%s(fu_qsrc, %lld, fu_xq + fu_i * %lld);", qx, (long long)K, (long long)xs);
+    }
+    out(G);
+    L("}");
+    if (qm == Q_AMX)
+        L("memset(fu_xq + fu_mch * %lld, 0, (size_t)(((fu_mch + 31) / 32 * 32 - fu_mch) * %lld));", (long long)xs,
+          (long long)xs);
+    for (int g = 0; g < s->ng; g++) {
+        const Group *gr = &s->g[g];
+        emit_group_open(G, s, g, "fu_tc", "fu_tn", h_piece, ", q8_0/q4_0");
+        for (int p = 0; p < gr->np; p++)
+            L("float *const fu_qc%d = fu_s + %lld;", p, (long long)(G->off_qc + p * G->qcrows * 32));
+        L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->nc);
+        in(G);
+        L("const int64_t fu_nc = fu_j1 - fu_jc < %lld ? fu_j1 - fu_jc : %lld;", (long long)gr->nc, (long long)gr->nc);
+        L("for (int64_t fu_jp = 0; fu_jp < fu_nc; fu_jp += 32) {");
+        in(G);
+        L("const int fu_pn = fu_nc - fu_jp < 32 ? (int)(fu_nc - fu_jp) : 32;");
+        for (int p = 0; p < gr->np; p++) {
+            const DType dt = gr->p[p].b->dtype;
+            const int64_t rb = nb * dt_info(dt)->block_bytes;
+            L("{");
+            in(G);
+            L("const uint8_t *const fu_w = (const uint8_t *)%s + (fu_jc + fu_jp) * %lld;", buf_of(G, gr->p[p].b, false),
+              (long long)rb);
+            if (qm == Q_DOT) {
+                L("for (int fu_c = 0; fu_c < fu_pn; ++fu_c)");
+                L("    for (int64_t fu_r8 = 0; fu_r8 < fu_mch; fu_r8 += 8) {");
+                L("        const int fu_m = fu_mch - fu_r8 < 8 ? (int)(fu_mch - fu_r8) : 8;");
+                L("        float fu_acc[8];");
+                L("        %s(fu_w + fu_c * %lld, fu_xq + fu_r8 * %lld, %lld, %lld, fu_m, fu_acc);",
+                  ty_qdot_fn(G->t, dt), (long long)rb, (long long)xs, (long long)xs, (long long)nb);
+                L("        for (int fu_r = 0; fu_r < fu_m; ++fu_r)");
+                L("            fu_qc%d[(fu_r8 + fu_r) * 32 + fu_c] = fu_acc[fu_r];", p);
+                L("    }");
+            } else {
+                L("for (int64_t fu_pc = 0; fu_pc < %lld; fu_pc += %d) {", (long long)nb, QG_KB);
+                in(G);
+                L("const int64_t fu_kb = %lld - fu_pc < %d ? %lld - fu_pc : %d;", (long long)nb, QG_KB, (long long)nb,
+                  QG_KB);
+                L("fu_qpb_%s_%s(fu_w, %lld, fu_pn, fu_pc, fu_kb, fu_qb, %d);", dtype_name(dt), tag, (long long)rb,
+                  qm == Q_VNNI);
+                if (qm == Q_VNNI) {
+                    L("for (int64_t fu_g = 0; fu_g < (fu_mch + 5) / 6; ++fu_g)");
+                    L("    fu_qmk_%s(fu_qa + (fu_g * %lld + fu_pc) * 256, fu_qb, fu_kb, fu_qc%d + fu_g * 192, fu_pc == 0);",
+                      tag, (long long)nb, p);
+                } else {
+                    L("for (int64_t fu_g = 0; fu_g < (fu_mch + 31) / 32; ++fu_g) {");
+                    L("    if (fu_pc == 0)");
+                    L("        memset(fu_qc%d + fu_g * 1024, 0, 4096);", p);
+                    L("    fu_qamx_%s(fu_xq + fu_g * 32 * %lld, %lld, %lld, fu_pc, fu_kb, fu_qb, fu_qc%d + fu_g * 1024, fu_qt);",
+                      tag, (long long)xs, (long long)xs, (long long)nb, p);
+                    L("}");
+                }
+                out(G);
+                L("}");
+            }
+            out(G);
+            L("}");
+        }
+        const char *vals[2];
+        for (int p = 0; p < gr->np; p++)
+            vals[p] = fu_format("fu_qc%d", p);
+        emit_region_epilogue(G, s, gr, vals, 32, "fu_mch", "fu_pn", "fu_m0", "(fu_jc + fu_jp)", h_piece);
+        out(G);
+        L("}");
+        if (gr->hnorm)
+            emit_hnorm_block(G, gr->hnorm, "fu_m0", "fu_m0 + fu_mch", "fu_jc", "fu_jc + fu_nc");
+        else if (gr->rope)
+            emit_rope_block(G, gr->rope, "fu_m0", "fu_m0 + fu_mch", "fu_jc", "fu_jc + fu_nc");
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+    }
+}
+
 /* The rows [r0, r1) of stage s (all threads; at least one row), as GEMM.
  * grid: rows may be split over threads too (not in the MLP, whose pieces
  * are column ranges of every row). */
@@ -1456,6 +1637,14 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
     L("for (int64_t fu_m0 = fu_r0; fu_m0 < fu_r1; fu_m0 += %d) {", b->mchunk);
     in(G);
     L("const int64_t fu_mch = fu_r1 - fu_m0 < %d ? fu_r1 - fu_m0 : %d;", b->mchunk, b->mchunk);
+    if (s->q) {
+        emit_qgemm_chunk(G, s, h_piece);
+        out(G);
+        L("}");
+        out(G);
+        L("}");
+        return;
+    }
     if (s->norm) {
         const char *K = dimx(G, s->K);
         L("for (int64_t fu_i = 0; fu_i < fu_mch; ++fu_i) {");
@@ -1470,14 +1659,7 @@ static void emit_gemm_path(Gen *G, const Stage *s, const char *r0, const char *r
     }
     for (int g = 0; g < s->ng; g++) {
         const Group *gr = &s->g[g];
-        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
-        in(G);
-        L("int64_t fu_j0, fu_j1;");
-        emit_col_range(G, s, g, "fu_tc", "fu_tn", "fu_j0", "fu_j1");
-        if (h_piece) {
-            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
-            L("const int64_t fu_hld = fu_j1 - fu_j0;");
-        }
+        emit_group_open(G, s, g, "fu_tc", "fu_tn", h_piece, "");
         for (int p = 0; p < gr->np; p++)
             L("float *const fu_pb%d = fu_s + %lld;", p, (long long)(G->off_pb + p * (int64_t)b->kc * G->ncmax));
         if (G->cacc)
@@ -1787,16 +1969,16 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         out(G);
         L("}");
     }
+    if (s->q) {
+        /* q8_0/q4_0: the (normalized, gathered) rows quantized once, by each thread */
+        L("int8_t *const fu_xq = (int8_t *)(void *)(fu_s + %lld);", (long long)G->off_gq);
+        L("for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)");
+        L("    %s(%s, %s, fu_xq + fu_i * %lld);", ty_qx_fn(G->t), gemv_arow(G, s, "fu_i"), dimx(G, s->K),
+          (long long)qx_stride(s->K.c));
+    }
     for (int g = 0; g < s->ng; g++) {
         const Group *gr = &s->g[g];
-        L("{ /* group %d: %%%d%s */", g, gr->p[0].mm->id, gr->np > 1 ? fu_format(" and %%%d", gr->p[1].mm->id) : "");
-        in(G);
-        L("int64_t fu_j0, fu_j1;");
-        emit_col_range(G, s, g, "tid", "nth", "fu_j0", "fu_j1");
-        if (h_piece) {
-            L("float *const fu_hp = fu_s + %lld;", (long long)G->off_hp);
-            L("const int64_t fu_hld = fu_j1 - fu_j0;");
-        }
+        emit_group_open(G, s, g, "tid", "nth", h_piece, "");
         for (int p = 0; p < gr->np; p++)
             L("float *const fu_yb%d = fu_s + %lld;", p, (long long)(G->off_yb + p * G->b.gemv_rows * G->gchmax));
         L("for (int64_t fu_jc = fu_j0; fu_jc < fu_j1; fu_jc += %lld) {", (long long)gr->gch);
@@ -1809,7 +1991,17 @@ static void emit_gemv_path(Gen *G, const Stage *s, const char *r0, const char *r
         for (int p = 0; p < gr->np; p++) {
             const char *bptr = G->pl.matmul ? "fu_B" : buf_of(G, gr->p[p].b, false);
             G->wdt = gr->p[p].b->dtype;
-            if (gr->p[p].nk) {
+            if (s->q) {
+                /* int8 dots of every row with one weight row at a time */
+                const int64_t nb = (s->K.c + 31) / 32, rb = nb * dt_info(G->wdt)->block_bytes;
+                L("for (int64_t fu_n = 0; fu_n < fu_nc; ++fu_n) {");
+                L("    float fu_acc[%d];", G->b.gemv_rows);
+                L("    %s((const uint8_t *)%s + (fu_jc + fu_n) * %lld, fu_xq, %lld, %lld, (int)fu_mv, fu_acc);",
+                  ty_qdot_fn(G->t, G->wdt), bptr, (long long)rb, (long long)qx_stride(s->K.c), (long long)nb);
+                L("    for (int64_t fu_i = 0; fu_i < fu_mv; ++fu_i)");
+                L("        fu_yb%d[fu_i * %lld + fu_n] = fu_acc[fu_i];", p, (long long)G->gchmax);
+                L("}");
+            } else if (gr->p[p].nk) {
                 emit_gemv_nk(G, s, p, bptr);
             } else {
                 L("{");
@@ -1886,6 +2078,32 @@ static void layout(Gen *G) {
         at += round16(3 * (int64_t)b->mchunk);
     }
     need_gemm = at;
+    /* q8_0/q4_0 stages: a float row (the normalized or gathered A row), the
+     * quantized rows of a chunk (VNNI: 6 at a time, packed into fu_qa), the
+     * B panel, the float tile columns of the products, AMX's int32 tile;
+     * over the float32 GEMM's memory (a stage uses one or the other, and
+     * nothing in it outlives its stage) */
+    at = base;
+    int64_t qxs = 0;
+    for (int s = 0; s < G->pl.ns; s++)
+        if (G->pl.s[s].q) {
+            int64_t K = G->pl.s[s].K.c, xs = qx_stride(K);
+            qxs = xs > qxs ? xs : qxs;
+            G->qcrows = (b->mchunk + 31) / 32 * 32 + 8;
+            G->off_qr = at;
+            at += round16(K);
+            G->off_qx = at;
+            at += round16(((qmode(G->t) == Q_VNNI ? 6 : G->qcrows) * xs + 3) / 4);
+            G->off_qa = at;
+            at += qmode(G->t) == Q_VNNI ? round16((b->mchunk + 5) / 6 * ((K + 31) / 32) * 64) : 0;
+            G->off_qb = at;
+            at += round16(QG_KB * 1152 / 4);
+            G->off_qc = at;
+            at += round16(G->npmax * G->qcrows * 32);
+            G->off_qt = at;
+            at += qmode(G->t) == Q_AMX ? 1024 : 0;
+        }
+    need_gemm = at > need_gemm ? at : need_gemm;
     /* GEMV, over the same memory */
     at = base;
     if (G->pl.s[0].norm) {
@@ -1895,6 +2113,8 @@ static void layout(Gen *G) {
     }
     G->off_yb = at;
     at += round16(G->npmax * G->b.gemv_rows * G->gchmax);
+    G->off_gq = at;
+    at += round16((G->b.gemv_rows * qxs + 3) / 4);
     need_gemv = at;
     G->total = need_gemm > need_gemv ? need_gemm : need_gemv;
     if (G->pl.ns == 2) {
@@ -2049,6 +2269,11 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("}");
         L("FU_TILE_CONFIG(fu_tcfg);");
     }
+    bool qamx = false;
+    for (int si = 0; si < G->pl.ns; si++)
+        qamx |= G->pl.s[si].q && qmode(G->t) == Q_AMX;
+    if (qamx)
+        L("fu_qamx_config_%s();", G->t->tag);
     L("const int64_t fu_M = %s;", G->M);
     emit_rope_tables(G);
     for (int si = 0; si < G->pl.ns; si++)
@@ -2098,6 +2323,10 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         if (s0->norm)
             L("float *const fu_st = fu_s + %lld;", (long long)G->off_st);
         L("float *const fu_pa = fu_s + %lld;", (long long)G->off_pa);
+        if (s0->q || G->pl.s[1].q)
+            L("(void)fu_pa;");
+        if (s0->norm && s0->q)
+            L("(void)fu_st;");
         emit_gemm_path(G, s0, "fu_mb0", "fu_mb1", false, true);
         L("fr_barrier(nth);");
         emit_gemm_path(G, &G->pl.s[1], "fu_mb0", "fu_mb1", false, false);
@@ -2109,6 +2338,8 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
         L("}");
         if (G->dot == DOT_AMX)
             L("FU_TILE_RELEASE();");
+        if (qamx)
+            L("FU_QT_RELEASE();");
         return;
     }
     if (G->pl.matmul) {
@@ -2125,6 +2356,10 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     if (s0->norm)
         L("float *const fu_st = fu_s + %lld;", (long long)G->off_st);
     L("float *const fu_pa = fu_s + %lld;", (long long)G->off_pa);
+    if (s0->q)
+        L("(void)fu_pa;");
+    if (s0->norm && s0->q)
+        L("(void)fu_st;");
     emit_gemm_path(G, s0, "0", "fu_M", true, false);
     out(G);
     L("}");
@@ -2134,4 +2369,6 @@ void emit_gemm_kernel(Kern *k, const Kernel *kr) {
     }
     if (G->dot == DOT_AMX)
         L("FU_TILE_RELEASE();");
+    if (qamx)
+        L("FU_QT_RELEASE();");
 }

