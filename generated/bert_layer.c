@@ -2769,7 +2769,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
         int64_t fu_t0 = fu_tile * 64, fu_nt = T - fu_t0 < 64 ? T - fu_t0 : 64;
         int64_t fu_rows = fu_nt * 1;
         float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
-        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
+        float *fu_mx = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
         for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
             const float *fu_qsrc = b18 + (fu_t0 + fu_tt) * 128;
             for (int64_t fu_gh = 0; fu_gh < 1; ++fu_gh) {
@@ -2780,7 +2780,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
             }
         }
         for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-            fu_m[fu_r] = -INFINITY;
+            fu_mx[fu_r] = -INFINITY;
             fu_l[fu_r] = 0.0f;
             for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                 fu_ot[fu_r * 32 + fu_d] = 0.0f;
@@ -2788,11 +2788,11 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
         int64_t fu_lim = T;
         const int64_t fu_kst = 0;
         int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;
-        int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        int64_t fu_kbeg = fu_kst + fu_sp * fu_chunk, fu_kend = fu_kbeg + fu_chunk < fu_lim ? fu_kbeg + fu_chunk : fu_lim;
         const float *fu_kb = b19 + fu_g * 32;
         const float *fu_vb = b20 + fu_g * 32;
-        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
-            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+        for (int64_t fu_s0 = fu_kbeg; fu_s0 < fu_kend; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_kend - fu_s0 < FU_BK ? fu_kend - fu_s0 : FU_BK;
             if (fu_rows <= 8) {
                 for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
                     const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 128;
@@ -2924,9 +2924,9 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
                 float fu_mb = (fu_vm);
-                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_mnew = fu_mb > fu_mx[fu_r] ? fu_mb : fu_mx[fu_r];
                 float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
-                float fu_corr = expf(fu_m[fu_r] - fu_mref);
+                float fu_corr = expf(fu_mx[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = fu_jlo;
                 for (; fu_j < fu_jv; ++fu_j) {
@@ -2935,7 +2935,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
                     fu_vs = (fu_vs + fu_p);
                 }
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
-                fu_m[fu_r] = fu_mnew;
+                fu_mx[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
             }
             int64_t fu_r = 0;
@@ -3068,7 +3068,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
         } else {
             float *fu_pp = fu_ws + 10480 + (fu_w / nth) * 2176;
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34] = fu_mx[fu_r];
                 fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
                 memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
             }

@@ -43,7 +43,7 @@ build() {
     shift 2
     "$FUSEC" "$@" "$fdl" -o "$tmp/$bn.c" >"$tmp/log" 2>&1 &&
         desc=$(sed -n 's/^const fr_block_desc \([A-Za-z0-9_]*\) = {$/\1/p' "$tmp/$bn.c") &&
-        $CC -std=c99 -O1 -Wall -Wextra -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
+        $CC -std=c99 -O1 -Wall -Wextra -Wshadow -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
             "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$tmp/$bn" >>"$tmp/log" 2>&1
 }
 
