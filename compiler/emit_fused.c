@@ -1193,17 +1193,36 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "(void)fu_cs;");
     kern_line(k, "(void)fu_sn;");
 
+    /* in a batch, fu_bw picks one work item or the appends alone (kern_batch_items) */
+    bool bw = kern_batch_items(k, KVH, BQ, att->in[0]->shape[0], att->in[1]->shape[0], att->i[3] != 0, att->i[4]);
+
     /* phase A: appends (and rope of k) */
     bool appends = kc || vc;
     if (appends) {
+        if (bw) {
+            kern_line(k, "if (fu_bw < 0) {");
+            kern_indent(k, 1);
+        }
         kern_line(k, "{");
         kern_indent(k, 1);
         kern_line(k, "int64_t fu_a0, fu_a1;");
-        kern_line(k, "fr_split(%s, tid, nth, &fu_a0, &fu_a1);", T);
+        kern_line(k, "fr_split(%s, %s, nth, &fu_a0, &fu_a1);", T,
+                  bw ? "fu_bw < -1 ? (int)((tid + (-2 - fu_bw)) % nth) : tid" : "tid");
         emit_appends(k, kr, att);
         kern_indent(k, -1);
         kern_line(k, "}");
+        if (bw) {
+            kern_line(k, "if (fu_bw < -1)");
+            kern_line(k, "    return;");
+        }
         kern_line(k, "fr_barrier(nth);");
+        if (bw) {
+            kern_indent(k, -1);
+            kern_line(k, "}");
+        }
+    } else if (bw) {
+        kern_line(k, "if (fu_bw < -1)");
+        kern_line(k, "    return;");
     }
 
     /* work items: (kv head, query tile, key split) */
@@ -1214,7 +1233,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     if (att->i[4])  /* a window: an item's tile sees at most W + BQ - 1 keys */
         kern_line(k, "fu_nkeys = fu_nkeys < %lld ? fu_nkeys : %lld;", (long long)att->i[4] + BQ - 1,
                   (long long)att->i[4] + BQ - 1);
-    kern_line(k, "if (fu_base < nth) {");
+    kern_line(k, "if (fu_base < nth%s) {", bw ? " && fu_bw < 0" : "");
     kern_line(k, "    fu_nsplit = (nth + fu_base - 1) / fu_base;");
     kern_line(k, "    if (fu_nsplit > (fu_nkeys + 15) / 16)");
     kern_line(k, "        fu_nsplit = (fu_nkeys + 15) / 16;");
@@ -1222,7 +1241,10 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "        fu_nsplit = 1;");
     kern_line(k, "}");
     kern_line(k, "int64_t fu_items = fu_base * fu_nsplit;");
-    kern_line(k, "for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {");
+    if (bw)     /* one item: the loop runs once */
+        kern_line(k, "for (int64_t fu_w = fu_bw < 0 ? tid : fu_bw; fu_w < (fu_bw < 0 ? fu_items : fu_bw + 1); fu_w += nth) {");
+    else
+        kern_line(k, "for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {");
     kern_indent(k, 1);
     kern_line(k, "int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit %% fu_ntiles, fu_sp = fu_w %% fu_nsplit;");
     kern_line(k, "int64_t fu_t0 = fu_tile * %lld, fu_nt = %s - fu_t0 < %lld ? %s - fu_t0 : %lld;", BQ, T, BQ, T, BQ);
