@@ -4625,16 +4625,17 @@ static void emit_h_file(Emit *e) {
                       " * the sum of %s[s]); an output marked \"per sequence\" holds one such block\n"
                       " * per sequence.  The workspace: %s_workspace_size_batch (at least\n"
                       " * workspace_size(sum of %s, largest %s)).\n"
-                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL\n"
-                      " * for two sequences sharing caches. */\n"
+                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < %d, FR_EINVAL\n"
+                      " * for two sequences sharing caches%s. */\n"
                       "size_t %s_workspace_size_batch(%s);\n"
                       "int %s_forward_batch(%s);\n\n",
                    g->sym_names[e->btok],
                    g->ncaches ? fu_format(" after %s[s] rows of its caches *caches[s]", g->sym_names[g->cache_sym])
                               : "",
                    g->sym_names[e->btok], g->sym_names[e->btok], g->name, g->sym_names[e->btok],
-                   g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], g->name,
-                   fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
+                   g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], batch_min_tok(e),
+                   batch_min_tok(e) ? "" : fu_format("; a sequence with %s[s] = 0 is idle:\n * skipped", g->sym_names[e->btok]),
+                   g->name, fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
                    batch_params(e, fu_format("%*s", (int)strlen(g->name) + 19, "")));
     else
         buf_printf(h, "/* No %s_forward_batch: %s. */\n\n", g->name, e->batch_no);
