@@ -333,6 +333,40 @@ int main(int argc, char **argv) {
     /* bad arguments: each its code, nothing written */
     check(b->run_batch(w, cp, cap, 0, syms, (const void *const *)in, obat, ws, wsb) == FR_EDIM, "nseq = 0: FR_EDIM");
     check(b->workspace_size_batch(0, syms) == 0, "workspace_size_batch of nseq = 0: 0");
+    if (!nan_in && !lastrow) {  /* every sequence idle: 0, nothing written */
+        int64_t tsave[MAXSEQ];
+        int untouched = 1;
+        float *before[MAXSEQ][8];
+        void *obefore[8];
+        for (s = 0; s < ns; s++) {
+            tsave[s] = syms[ts * ns + s];
+            syms[ts * ns + s] = 0;
+            for (i = 0; i < b->ncaches; i++) {
+                size_t bytes = esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i]);
+                before[s][i] = malloc(bytes);
+                memcpy(before[s][i], cbat[s][i], bytes);
+            }
+        }
+        for (i = 0; i < b->noutputs; i++) {
+            obefore[i] = malloc(4 * (size_t)onum[i]);
+            memcpy(obefore[i], obat[i], 4 * (size_t)onum[i]);
+        }
+        check(b->workspace_size_batch(ns, syms) > 0, "every sequence idle: workspace_size_batch > 0");
+        check(b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb) == 0,
+              "every sequence idle: 0");
+        for (s = 0; s < ns; s++) {
+            syms[ts * ns + s] = tsave[s];
+            for (i = 0; i < b->ncaches; i++) {
+                untouched &= memcmp(before[s][i], cbat[s][i], esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i])) == 0;
+                free(before[s][i]);
+            }
+        }
+        for (i = 0; i < b->noutputs; i++) {
+            untouched &= memcmp(obefore[i], obat[i], 4 * (size_t)onum[i]) == 0;
+            free(obefore[i]);
+        }
+        check(untouched, "every sequence idle: caches and outputs untouched");
+    }
     if (!nan_in) {
         int64_t save = syms[ts * ns + ns - 1];
         syms[ts * ns + ns - 1] = -1;
