@@ -4,7 +4,10 @@
 # NAME_forward calls, on one block (default the Llama-3.2-1B layer,
 # bench/blocks/llama_1b.fdl, 240 MB of float32 weights): the linear layers
 # read their weights once per call, so the batch reads them once for all N
-# tokens (bench/batch_main.c; docs/benchmarks.md, "Batches").
+# tokens (bench/batch_main.c; docs/benchmarks.md, "Batches").  Attention runs
+# once over every sequence's (kv head, query tile) items, split over the
+# threads by cost: FDL=dsl-examples/smollm_model.fdl P=2048 makes it the
+# larger part of a decode step.
 #
 # Environment: FUSEC (build/fusec), FDL (bench/blocks/llama_1b.fdl), TARGET
 # (native), NS ("1 4 16"), P (128), REPEAT (5), THREADS (nproc), CC.

@@ -469,6 +469,15 @@ typedef struct KParam {
     bool written;
 } KParam;
 
+/* An attention kernel's work items in a batch (kern_batch_items): kvh x
+ * ceil(T / bq) per sequence, each seeing up to S keys. */
+typedef struct BAtt {
+    bool on;
+    bool causal;
+    int64_t kvh, bq, window;
+    Dim T, S;
+} BAtt;
+
 struct Kern {
     Emit *e;
     bool multi;             /* more than one node: parameter names get the node id */
@@ -480,6 +489,7 @@ struct Kern {
     int nlocals;            /* kern_local's counter */
     const char *scratch;    /* kern_scratch's bytes per thread, or NULL */
     bool err;               /* takes fu_err: records an id out of range (embedding, gather) */
+    BAtt att;               /* takes fu_bw: batch attention items (kern_batch_items) */
 };
 
 static void kline(Kern *k, const char *fmt, ...)
@@ -612,6 +622,13 @@ static bool read_outside(const Graph *g, const Node *n, int kernel) {
         }
     }
     return false;
+}
+
+bool kern_batch_items(Kern *k, int64_t kvh, int64_t bq, Dim T, Dim S, bool causal, int64_t window) {
+    if (k->e->batch_no || k->e->rows_pass)
+        return false;
+    k->att = (BAtt){true, causal, kvh, bq, window, T, S};
+    return true;
 }
 
 bool kern_is_result(const Kern *k, const Node *n) {
@@ -2392,6 +2409,7 @@ typedef struct KCall {
                              * sequences' last rows (rcall) */
     const char *rcall;      /* class 3: the call over the nseq * len last rows */
     unsigned used;          /* the symbols it takes */
+    BAtt att;               /* batch attention: its items; bcall ends in ", fu_bw);" */
 } KCall;
 
 /* The kernels written so far, each by its canonical text (same_kernel). */
@@ -2740,6 +2758,12 @@ static KCall *emit_kernel(Emit *e, const Kernel *kr) {
         buf_puts(&call, ", fa->err");
         buf_puts(&bcall, ", fa->err");
         e->has_err = true;
+    }
+    if (k->att.on) {
+        buf_puts(text, ", int64_t fu_bw");
+        buf_puts(&call, ", -1");
+        buf_puts(&bcall, ", fu_bw");
+        kc->att = k->att;
     }
     kc->used = k->used;
     kc->bclass = batch_class(e, kr, k);
@@ -3810,8 +3834,10 @@ static KCall *keep_call(const KCall *kc, FuMark m) {
     memcpy(tmp + nroot + nwr + ncall + nscr, kc->bcall, nb);
     int bclass = kc->bclass;
     unsigned used = kc->used;
+    BAtt att = kc->att;
     fu_arena_release_to(m);
     KCall *out = fu_alloc(sizeof *out);
+    out->att = att;
     out->np = np;
     out->bclass = bclass;
     out->used = used;
@@ -3885,6 +3911,15 @@ static const char *batch_tail_bytes(const Emit *e) {
     return b.len ? take(&b, "") : NULL;
 }
 
+/* The fewest tokens a sequence of a batch may have: 0 (an idle sequence,
+ * skipped), 1 when an output is each sequence's last rows. */
+static int batch_min_tok(const Emit *e) {
+    for (int i = 0; i < e->g->noutputs; i++)
+        if (e->btail[e->g->outputs[i]->id])
+            return 1;
+    return 0;
+}
+
 /* NAME_workspace_size_batch: workspace_size(sum of T, largest P) and the
  * last rows' region. */
 static void emit_workspace_size_batch(Emit *e) {
@@ -3902,15 +3937,16 @@ static void emit_workspace_size_batch(Emit *e) {
     buf_printf(c, ") {\n        fr_seterr(NULL, FR_EDIM, \"%s_workspace_size_batch: nseq < 1 or a NULL array\");\n"
                   "        return 0;\n    }\n", g->name);
     buf_puts(c, "    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {\n");
-    buf_printf(c, "        if (%s[fu_s] < 1 || %s[fu_s] > FU_SYM_MAX - fu_b%d) {\n            fr_seterr(NULL, FR_EDIM, "
+    buf_printf(c, "        if (%s[fu_s] < %d || %s[fu_s] > FU_SYM_MAX - fu_b%d) {\n            fr_seterr(NULL, FR_EDIM, "
                   "\"%s_workspace_size_batch: %s[%%lld] = %%lld\", (long long)fu_s, (long long)%s[fu_s]);\n"
                   "            return 0;\n        }\n        fu_b%d += %s[fu_s];\n",
-               tok, tok, e->btok, g->name, tok, tok, e->btok, tok);
+               tok, batch_min_tok(e), tok, e->btok, g->name, tok, tok, e->btok, tok);
     for (s = 0; s < g->nsyms; s++)
         if (s != e->btok)
             buf_printf(c, "        fu_b%d = %s[fu_s] > fu_b%d ? %s[fu_s] : fu_b%d;\n", s, g->sym_names[s], s,
                        g->sym_names[s], s);
-    buf_puts(c, "    }\n");
+    buf_printf(c, "    }\n    if (fu_b%d == 0)  /* every sequence idle: as for one token */\n        fu_b%d = 1;\n",
+               e->btok, e->btok);
     if (!tb) {
         buf_printf(c, "    return %s_workspace_size(%s);\n}\n\n", g->name, sym_args(g, "fu_b%d"));
         return;
@@ -3949,19 +3985,20 @@ static void emit_forward_batch(Emit *e) {
                    e->c_out[i], who, g->outputs[i]->name, e->c_out[i]);
     /* every sequence: its symbols, its caches, then the sums */
     buf_puts(c, "    for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {\n");
-    buf_printf(c, "        if (%s[fu_s] < 1 || %s[fu_s] > FU_SYM_MAX)\n            return fr_seterr(NULL, FR_EDIM, "
-                  "\"%s: %s[%%lld] = %%lld is outside [1, %%lld]\", (long long)fu_s,\n"
+    buf_printf(c, "        if (%s[fu_s] < %d || %s[fu_s] > FU_SYM_MAX)\n            return fr_seterr(NULL, FR_EDIM, "
+                  "\"%s: %s[%%lld] = %%lld is outside [%d, %%lld]%s\", (long long)fu_s,\n"
                   "                             (long long)%s[fu_s], (long long)FU_SYM_MAX);\n",
-               tok, tok, who, tok, tok);
+               tok, batch_min_tok(e), tok, who, tok, batch_min_tok(e),
+               batch_min_tok(e) ? " (an output is each sequence's last row)" : "", tok);
     if (past)
         buf_printf(c, "        if (%s[fu_s] < 0 || %s[fu_s] > FU_SYM_MAX)\n            return fr_seterr(NULL, "
                       "FR_EDIM, \"%s: %s[%%lld] = %%lld is outside [0, %%lld]\", (long long)fu_s,\n"
                       "                             (long long)%s[fu_s], (long long)FU_SYM_MAX);\n",
                    past, past, who, past, past);
-    buf_printf(c, "        fu_rc = fu_layout(\"%s\", ", who);
+    buf_printf(c, "        fu_rc = %s[fu_s] > 0 ? fu_layout(\"%s\", ", tok, who);
     for (s = 0; s < g->nsyms; s++)
         buf_printf(c, "%s[fu_s], ", g->sym_names[s]);
-    buf_puts(c, "fu_off, &fu_total);\n        if (fu_rc != 0)\n            return fu_rc;\n");
+    buf_puts(c, "fu_off, &fu_total) : 0;\n        if (fu_rc != 0)\n            return fu_rc;\n");
     if (g->ncaches) {
         buf_printf(c, "        const %s_cache *fu_c = caches[fu_s];\n        if (!fu_c)\n            return "
                       "fr_seterr(NULL, FR_ENULL, \"%s: caches[%%lld] is NULL\", (long long)fu_s);\n", g->name, who);
@@ -3999,7 +4036,7 @@ static void emit_forward_batch(Emit *e) {
             buf_printf(c, "        fu_b%d = %s[fu_s] > fu_b%d ? %s[fu_s] : fu_b%d;\n", s, g->sym_names[s], s,
                        g->sym_names[s], s);
     }
-    buf_puts(c, "    }\n");
+    buf_printf(c, "    }\n    if (fu_b%d == 0)  /* every sequence idle */\n        return 0;\n", e->btok);
     buf_printf(c, "    fu_rc = fu_layout(\"%s\", %sfu_off, &fu_total);\n    if (fu_rc != 0)\n        return fu_rc;\n",
                who, bsyms);
     const char *tb = batch_tail_bytes(e);
@@ -4147,6 +4184,82 @@ static void emit_args(Emit *e) {
     buf_puts(c, "} fu_bargs;\n\n");
 }
 
+/* A per-sequence call in a batch: every sequence with tokens, fu_s, its
+ * first packed row fu_r0 (declared where used); pre declares locals. */
+static void emit_seq_loop(Buf *c, const char *ind, const char *bcall, const char *pre) {
+    bool r0 = strstr(bcall, "fu_r0") != NULL;
+    buf_printf(c, "%sfor (int64_t fu_s = 0%s; fu_s < fb->nseq; %s)\n%s    if (fb->tok[fu_s] > 0) {\n",
+               ind, r0 ? ", fu_r0 = 0" : "", r0 ? "fu_r0 += fb->tok[fu_s++]" : "++fu_s", ind);
+    if (*pre)
+        buf_printf(c, "%s        %s\n", ind, pre);
+    buf_printf(c, "%s        %s\n%s    }\n", ind, bcall, ind);
+}
+
+/* A dim as C for sequence fu_s inside a batch's run function. */
+static const char *seq_dim_c(const Emit *e, Dim d) {
+    const Graph *g = e->g;
+    Buf b = {0};
+    buf_printf(&b, "(INT64_C(%lld)", (long long)d.c);
+    for (int s = 0; s < g->nsyms; s++)
+        if (d.k[s])
+            buf_printf(&b, " + %d * fb->%s[fu_s]", d.k[s], s == e->btok ? "tok" : "past");
+    buf_puts(&b, ")");
+    return take(&b, "");
+}
+
+/* fu_aic: the cost of query tile `tile` of sequence fu_s of an attention
+ * kernel (its rows x the keys they see, + 16 a row). */
+static void emit_att_cost(Buf *c, const Emit *e, const BAtt *a, const char *ind, const char *tile) {
+    long long bq = (long long)a->bq;
+    buf_printf(c, "%sint64_t fu_aT = %s, fu_aS = %s, fu_at0 = (%s) * %lld;\n", ind, seq_dim_c(e, a->T),
+               seq_dim_c(e, a->S), tile, bq);
+    buf_printf(c, "%sint64_t fu_aq = fu_aT - fu_at0 < %lld ? fu_aT - fu_at0 : %lld;\n", ind, bq, bq);
+    if (a->causal)
+        buf_printf(c, "%sint64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;\n",
+                   ind);
+    else
+        buf_printf(c, "%sint64_t fu_ahi = fu_aS;\n", ind);
+    if (a->window)
+        buf_printf(c, "%sint64_t fu_alo = fu_at0 + fu_aS - fu_aT + 1 - %lld;\n%sfu_alo = fu_alo < 0 ? 0 : fu_alo;\n",
+                   ind, (long long)a->window, ind);
+    else
+        buf_printf(c, "%sconst int64_t fu_alo = 0;\n", ind);
+    buf_printf(c, "%sdouble fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);\n", ind);
+}
+
+/* An attention kernel in a batch: with at least as many work items (kv
+ * head, query tile) over all the sequences as threads, the appends of
+ * every sequence, a barrier, then every item of every sequence in one pass,
+ * each unsplit (its arithmetic that of the per-sequence kernel's unsplit
+ * items, whatever the thread count), thread i taking the items whose
+ * cost midpoint falls in the i-th nth of the total cost; with fewer items,
+ * sequence after sequence, each split over the threads. */
+static void emit_batch_attention(Emit *e, const KCall *kc) {
+    Buf *c = &e->c;
+    const BAtt *a = &kc->att;
+    long long kvh = (long long)a->kvh, bq = (long long)a->bq;
+    buf_puts(c, "    {   /* attention: the batch's work items in one pass */\n");
+    buf_printf(c, "        int64_t fu_ani = 0;\n        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)\n"
+                  "            fu_ani += %lld * ((%s + %lld) / %lld);\n", kvh, seq_dim_c(e, a->T), bq - 1, bq);
+    buf_puts(c, "        if (fu_ani < nth) {\n");
+    emit_seq_loop(c, "            ", kc->bcall, "const int64_t fu_bw = -1;");
+    buf_puts(c, "        } else {\n");
+    emit_seq_loop(c, "            ", kc->bcall, "const int64_t fu_bw = -2 - fu_s % nth;");
+    buf_puts(c, "            fr_barrier(nth);\n            double fu_atot = 0.0, fu_acum = 0.0;\n"
+                "            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)\n");
+    buf_printf(c, "                for (int64_t fu_tile = 0; fu_tile < (%s + %lld) / %lld; ++fu_tile) {\n",
+               seq_dim_c(e, a->T), bq - 1, bq);
+    emit_att_cost(c, e, a, "                    ", "fu_tile");
+    buf_printf(c, "                    fu_atot += %lld.0 * fu_aic;\n                }\n", kvh);
+    buf_puts(c, "            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {\n");
+    buf_printf(c, "                int64_t fu_ant = (%s + %lld) / %lld;\n", seq_dim_c(e, a->T), bq - 1, bq);
+    buf_printf(c, "                for (int64_t fu_bw = 0; fu_bw < %lld * fu_ant; ++fu_bw) {\n", kvh);
+    emit_att_cost(c, e, a, "                    ", "fu_bw % fu_ant");
+    buf_printf(c, "                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)\n"
+                  "                        %s\n                    fu_acum += fu_aic;\n                }\n"
+                  "            }\n        }\n    }\n", kc->bcall);
+}
+
 /*
  * The block on one thread of the pool: every kernel in order, with a
  * barrier before a kernel that touches memory an earlier kernel wrote since
@@ -4244,10 +4357,10 @@ static void emit_run(Emit *e, KCall **calls, bool batch) {
             buf_printf(c, "    %s\n", batch && kc->bclass == 3 ? kc->rcall : kc->call);
             continue;
         }
-        /* per sequence: fu_s, its first packed row fu_r0 (declared where used) */
-        buf_printf(c, "    for (int64_t fu_s = 0%s; fu_s < fb->nseq; %s)\n        %s\n",
-                   strstr(kc->bcall, "fu_r0") ? ", fu_r0 = 0" : "",
-                   strstr(kc->bcall, "fu_r0") ? "fu_r0 += fb->tok[fu_s++]" : "++fu_s", kc->bcall);
+        if (kc->att.on)
+            emit_batch_attention(e, kc);
+        else
+            emit_seq_loop(c, "    ", kc->bcall, "");
     }
     if (ncalls == 0)
         buf_puts(c, "    (void)fa;\n    (void)tid;\n    (void)nth;\n");
@@ -4515,16 +4628,17 @@ static void emit_h_file(Emit *e) {
                       " * the sum of %s[s]); an output marked \"per sequence\" holds one such block\n"
                       " * per sequence.  The workspace: %s_workspace_size_batch (at least\n"
                       " * workspace_size(sum of %s, largest %s)).\n"
-                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < 1, FR_EINVAL\n"
-                      " * for two sequences sharing caches. */\n"
+                      " * Returns what forward does, FR_EDIM for nseq < 1 or %s[s] < %d, FR_EINVAL\n"
+                      " * for two sequences sharing caches%s. */\n"
                       "size_t %s_workspace_size_batch(%s);\n"
                       "int %s_forward_batch(%s);\n\n",
                    g->sym_names[e->btok],
                    g->ncaches ? fu_format(" after %s[s] rows of its caches *caches[s]", g->sym_names[g->cache_sym])
                               : "",
                    g->sym_names[e->btok], g->sym_names[e->btok], g->name, g->sym_names[e->btok],
-                   g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], g->name,
-                   fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
+                   g->ncaches ? g->sym_names[g->cache_sym] : "-", g->sym_names[e->btok], batch_min_tok(e),
+                   batch_min_tok(e) ? "" : fu_format("; a sequence with %s[s] = 0 is idle:\n * skipped", g->sym_names[e->btok]),
+                   g->name, fu_format("int64_t nseq, %s", sym_args_fmt(g, "const int64_t *%s")), g->name,
                    batch_params(e, fu_format("%*s", (int)strlen(g->name) + 19, "")));
     else
         buf_printf(h, "/* No %s_forward_batch: %s. */\n\n", g->name, e->batch_no);

@@ -1195,17 +1195,36 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "(void)fu_cs;");
     kern_line(k, "(void)fu_sn;");
 
+    /* in a batch, fu_bw picks one work item or the appends alone (kern_batch_items) */
+    bool bw = kern_batch_items(k, KVH, BQ, att->in[0]->shape[0], att->in[1]->shape[0], att->i[3] != 0, att->i[4]);
+
     /* phase A: appends (and rope of k) */
     bool appends = kc || vc;
     if (appends) {
+        if (bw) {
+            kern_line(k, "if (fu_bw < 0) {");
+            kern_indent(k, 1);
+        }
         kern_line(k, "{");
         kern_indent(k, 1);
         kern_line(k, "int64_t fu_a0, fu_a1;");
-        kern_line(k, "fr_split(%s, tid, nth, &fu_a0, &fu_a1);", T);
+        kern_line(k, "fr_split(%s, %s, nth, &fu_a0, &fu_a1);", T,
+                  bw ? "fu_bw < -1 ? (int)((tid + (-2 - fu_bw)) % nth) : tid" : "tid");
         emit_appends(k, kr, att);
         kern_indent(k, -1);
         kern_line(k, "}");
+        if (bw) {
+            kern_line(k, "if (fu_bw < -1)");
+            kern_line(k, "    return;");
+        }
         kern_line(k, "fr_barrier(nth);");
+        if (bw) {
+            kern_indent(k, -1);
+            kern_line(k, "}");
+        }
+    } else if (bw) {
+        kern_line(k, "if (fu_bw < -1)");
+        kern_line(k, "    return;");
     }
 
     /* work items: (kv head, query tile, key split) */
@@ -1216,7 +1235,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     if (att->i[4])  /* a window: an item's tile sees at most W + BQ - 1 keys */
         kern_line(k, "fu_nkeys = fu_nkeys < %lld ? fu_nkeys : %lld;", (long long)att->i[4] + BQ - 1,
                   (long long)att->i[4] + BQ - 1);
-    kern_line(k, "if (fu_base < nth) {");
+    kern_line(k, "if (fu_base < nth%s) {", bw ? " && fu_bw < 0" : "");
     kern_line(k, "    fu_nsplit = (nth + fu_base - 1) / fu_base;");
     kern_line(k, "    if (fu_nsplit > (fu_nkeys + %d) / %d)", tl->fa_split - 1, tl->fa_split);
     kern_line(k, "        fu_nsplit = (fu_nkeys + %d) / %d;", tl->fa_split - 1, tl->fa_split);
@@ -1224,14 +1243,17 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "        fu_nsplit = 1;");
     kern_line(k, "}");
     kern_line(k, "int64_t fu_items = fu_base * fu_nsplit;");
-    kern_line(k, "for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {");
+    if (bw)     /* one item: the loop runs once */
+        kern_line(k, "for (int64_t fu_w = fu_bw < 0 ? tid : fu_bw; fu_w < (fu_bw < 0 ? fu_items : fu_bw + 1); fu_w += nth) {");
+    else
+        kern_line(k, "for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {");
     kern_indent(k, 1);
     kern_line(k, "int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit %% fu_ntiles, fu_sp = fu_w %% fu_nsplit;");
     kern_line(k, "int64_t fu_t0 = fu_tile * %lld, fu_nt = %s - fu_t0 < %lld ? %s - fu_t0 : %lld;", BQ, T, BQ, T, BQ);
     kern_line(k, "int64_t fu_rows = fu_nt * %lld;", G);
     kern_line(k, "float *fu_qt = fu_ws + %lld, *fu_ot = fu_ws + %lld, *fu_sc = fu_ws + %lld, *fu_kt = fu_ws + %lld;",
               off_q, off_o, off_s, off_kt);
-    kern_line(k, "float *fu_m = fu_ws + %lld, *fu_l = fu_ws + %lld, *fu_cr = fu_ws + %lld;", off_m, off_l, off_cr);
+    kern_line(k, "float *fu_mx = fu_ws + %lld, *fu_l = fu_ws + %lld, *fu_cr = fu_ws + %lld;", off_m, off_l, off_cr);
     /* the query tile: row fu_tt * G + fu_gh is token t0 + fu_tt, head g * G + fu_gh,
      * rotated and scaled as it is loaded */
     kern_line(k, "for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {");
@@ -1257,7 +1279,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_indent(k, -1);
     kern_line(k, "}");
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
-    kern_line(k, "    fu_m[fu_r] = -INFINITY;");
+    kern_line(k, "    fu_mx[fu_r] = -INFINITY;");
     kern_line(k, "    fu_l[fu_r] = 0.0f;");
     kern_line(k, "    for (int64_t fu_d = 0; fu_d < %lld; ++fu_d)", hd);
     kern_line(k, "        fu_ot[fu_r * %lld + fu_d] = 0.0f;", hd);
@@ -1278,12 +1300,12 @@ static void emit_attention(Kern *k, const Kernel *kr) {
         kern_line(k, "const int64_t fu_kst = 0;");
     }
     kern_line(k, "int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;");
-    kern_line(k, "int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;");
+    kern_line(k, "int64_t fu_kbeg = fu_kst + fu_sp * fu_chunk, fu_kend = fu_kbeg + fu_chunk < fu_lim ? fu_kbeg + fu_chunk : fu_lim;");
     kern_line(k, "const %s *fu_kb = %s + fu_g * %lld;", ty_ctype(ks.dt), ks.off ? fu_format("%s + %lld", ks.ptr, (long long)ks.off) : ks.ptr, hd);
     kern_line(k, "const %s *fu_vb = %s + fu_g * %lld;", ty_ctype(vs.dt), vs.off ? fu_format("%s + %lld", vs.ptr, (long long)vs.off) : vs.ptr, hd);
-    kern_line(k, "for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {");
+    kern_line(k, "for (int64_t fu_s0 = fu_kbeg; fu_s0 < fu_kend; fu_s0 += FU_BK) {");
     kern_indent(k, 1);
-    kern_line(k, "int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;");
+    kern_line(k, "int64_t fu_nb = fu_kend - fu_s0 < FU_BK ? fu_kend - fu_s0 : FU_BK;");
     /* Few query rows (decode): dot products straight from the key rows.
      * Many: the K block transposed (zero past the last key), fu_kt[d * BK +
      * j] = k[s0 + j][d], and the register-blocked sweep over keys. */
@@ -1342,14 +1364,14 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     kern_line(k, "%s fu_vm = %s;", vt(k), v_set1(t, "-INFINITY"));
     vloop(k, "fu_j", "fu_jv", fa_max, NULL);
     kern_line(k, "float fu_mb = %s;", v_hmax(t, "fu_vm"));
-    kern_line(k, "float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];");
+    kern_line(k, "float fu_mnew = fu_mb > fu_mx[fu_r] ? fu_mb : fu_mx[fu_r];");
     kern_line(k, "float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;");
-    kern_line(k, "float fu_corr = expf(fu_m[fu_r] - fu_mref);");
+    kern_line(k, "float fu_corr = expf(fu_mx[fu_r] - fu_mref);");
     kern_line(k, "%s fu_vs = %s;", vt(k), v_zero(t));
     kern_line(k, "fu_j = fu_jlo;");
     vloop(k, "fu_j", "fu_jv", fa_exp, NULL);
     kern_line(k, "fu_l[fu_r] = fu_l[fu_r] * fu_corr + %s;", v_hsum(t, "fu_vs"));
-    kern_line(k, "fu_m[fu_r] = fu_mnew;");
+    kern_line(k, "fu_mx[fu_r] = fu_mnew;");
     kern_line(k, "fu_cr[fu_r] = fu_corr;");
     kern_indent(k, -1);
     kern_line(k, "}");
@@ -1376,7 +1398,7 @@ static void emit_attention(Kern *k, const Kernel *kr) {
     /* slot w / nth of this thread's partial area: [m, l, o[hd]] per row */
     kern_line(k, "float *fu_pp = fu_ws + %lld + (fu_w / nth) * %lld;", off_part, PART);
     kern_line(k, "for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {");
-    kern_line(k, "    fu_pp[fu_r * %lld] = fu_m[fu_r];", hd + 2);
+    kern_line(k, "    fu_pp[fu_r * %lld] = fu_mx[fu_r];", hd + 2);
     kern_line(k, "    fu_pp[fu_r * %lld + 1] = fu_l[fu_r];", hd + 2);
     kern_line(k, "    memcpy(fu_pp + fu_r * %lld + 2, fu_ot + fu_r * %lld, %lld * sizeof(float));", hd + 2, hd, hd);
     kern_line(k, "}");

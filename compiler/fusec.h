@@ -905,6 +905,14 @@ const char *c_double_lit(double v);
  * e.g. from kern_dim); the body then gets it as `fr_scratch(tid)` (64-byte
  * aligned).  Several calls keep the largest. */
 void kern_scratch(Kern *k, const char *bytes_expr);
+/* Batches (forward_batch, docs/generated-api.md "Batches"): an attention
+ * kernel whose work items are (kv head, query tile of bq tokens) of one
+ * sequence, with q rows T and keys S, calls this; when it returns true the
+ * body reads `int64_t fu_bw`: -1 the whole kernel; >= 0 work item fu_bw
+ * alone, unsplit, without the appends or any barrier; <= -2 only the
+ * appends (rows split as thread (tid + -2 - fu_bw) % nth would), no barrier.
+ * emit_c then runs the attention of every sequence in one pass. */
+bool kern_batch_items(Kern *k, int64_t kvh, int64_t bq, Dim T, Dim S, bool causal, int64_t window);
 
 /* Emitters of the fused kinds (see KernelKind), called by emit_c.c. */
 void emit_gemm_kernel(Kern *k, const Kernel *kr);   /* emit_gemm.c: KK_GEMM, KK_MLP */

@@ -2747,16 +2747,18 @@ static void k18_linear_linear_linear(int tid, int nth, const float *b0_0, const 
  *   b20: f32[T, 128]
  *   b21: f32[T, 128]
  *   b1: i32[T] (attention_mask) */
-static void k21_attention(int tid, int nth, const float *b18, const float *b19, const float *b20, float *b21, const int32_t *b1, int64_t T) {
+static void k21_attention(int tid, int nth, const float *b18, const float *b19, const float *b20, float *b21, const int32_t *b1, int64_t T, int64_t fu_bw) {
     enum { FU_BK = 64 };
     float *fu_ws = (float *)fr_scratch(tid);
     float *fu_cs = fu_ws + 10432, *fu_sn = fu_ws + 10449;
     (void)fu_cs;
     (void)fu_sn;
+    if (fu_bw < -1)
+        return;
     int64_t fu_ntiles = (T + 63) / 64;
     int64_t fu_base = 4 * fu_ntiles, fu_nsplit = 1;
     int64_t fu_nkeys = T;
-    if (fu_base < nth) {
+    if (fu_base < nth && fu_bw < 0) {
         fu_nsplit = (nth + fu_base - 1) / fu_base;
         if (fu_nsplit > (fu_nkeys + 15) / 16)
             fu_nsplit = (fu_nkeys + 15) / 16;
@@ -2764,12 +2766,12 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
             fu_nsplit = 1;
     }
     int64_t fu_items = fu_base * fu_nsplit;
-    for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {
+    for (int64_t fu_w = fu_bw < 0 ? tid : fu_bw; fu_w < (fu_bw < 0 ? fu_items : fu_bw + 1); fu_w += nth) {
         int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit % fu_ntiles, fu_sp = fu_w % fu_nsplit;
         int64_t fu_t0 = fu_tile * 64, fu_nt = T - fu_t0 < 64 ? T - fu_t0 : 64;
         int64_t fu_rows = fu_nt * 1;
         float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
-        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
+        float *fu_mx = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
         for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
             const float *fu_qsrc = b18 + (fu_t0 + fu_tt) * 128;
             for (int64_t fu_gh = 0; fu_gh < 1; ++fu_gh) {
@@ -2780,7 +2782,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
             }
         }
         for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-            fu_m[fu_r] = -INFINITY;
+            fu_mx[fu_r] = -INFINITY;
             fu_l[fu_r] = 0.0f;
             for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                 fu_ot[fu_r * 32 + fu_d] = 0.0f;
@@ -2788,11 +2790,11 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
         int64_t fu_lim = T;
         const int64_t fu_kst = 0;
         int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;
-        int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        int64_t fu_kbeg = fu_kst + fu_sp * fu_chunk, fu_kend = fu_kbeg + fu_chunk < fu_lim ? fu_kbeg + fu_chunk : fu_lim;
         const float *fu_kb = b19 + fu_g * 32;
         const float *fu_vb = b20 + fu_g * 32;
-        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
-            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+        for (int64_t fu_s0 = fu_kbeg; fu_s0 < fu_kend; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_kend - fu_s0 < FU_BK ? fu_kend - fu_s0 : FU_BK;
             if (fu_rows <= 8) {
                 for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
                     const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 128;
@@ -2924,9 +2926,9 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
                 float fu_mb = (fu_vm);
-                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_mnew = fu_mb > fu_mx[fu_r] ? fu_mb : fu_mx[fu_r];
                 float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
-                float fu_corr = expf(fu_m[fu_r] - fu_mref);
+                float fu_corr = expf(fu_mx[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = fu_jlo;
                 for (; fu_j < fu_jv; ++fu_j) {
@@ -2935,7 +2937,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
                     fu_vs = (fu_vs + fu_p);
                 }
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
-                fu_m[fu_r] = fu_mnew;
+                fu_mx[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
             }
             int64_t fu_r = 0;
@@ -3068,7 +3070,7 @@ static void k21_attention(int tid, int nth, const float *b18, const float *b19, 
         } else {
             float *fu_pp = fu_ws + 10480 + (fu_w / nth) * 2176;
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34] = fu_mx[fu_r];
                 fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
                 memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
             }
@@ -6044,7 +6046,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *out_hidden_states = fa->out_hidden_states;
     k18_linear_linear_linear(tid, nth, hidden_states, w->attention_self_query_weight, w->attention_self_query_bias, fu_t18, w->attention_self_key_weight, w->attention_self_key_bias, fu_t19, w->attention_self_value_weight, w->attention_self_value_bias, fu_t20, T);
     fr_barrier(nth);
-    k21_attention(tid, nth, fu_t18, fu_t19, fu_t20, fu_t21, attention_mask, T);
+    k21_attention(tid, nth, fu_t18, fu_t19, fu_t20, fu_t21, attention_mask, T, -1);
     fr_barrier(nth);
     k22_linear(tid, nth, fu_t21, w->attention_output_dense_weight, w->attention_output_dense_bias, fu_t22, T);
     fr_barrier(nth);
@@ -6077,8 +6079,48 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     float *out_hidden_states = fa->out_hidden_states;
     k18_linear_linear_linear(tid, nth, hidden_states, w->attention_self_query_weight, w->attention_self_query_bias, fu_t18, w->attention_self_key_weight, w->attention_self_key_bias, fu_t19, w->attention_self_value_weight, w->attention_self_value_bias, fu_t20, T);
     fr_barrier(nth);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k21_attention(tid, nth, (fu_t18 + fu_r0 * 128), (fu_t19 + fu_r0 * 128), (fu_t20 + fu_r0 * 128), (fu_t21 + fu_r0 * 128), (attention_mask + fu_r0 * 1), fb->tok[fu_s]);
+    {   /* attention: the batch's work items in one pass */
+        int64_t fu_ani = 0;
+        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+            fu_ani += 4 * (((INT64_C(0) + 1 * fb->tok[fu_s]) + 63) / 64);
+        if (fu_ani < nth) {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -1;
+                    k21_attention(tid, nth, (fu_t18 + fu_r0 * 128), (fu_t19 + fu_r0 * 128), (fu_t20 + fu_r0 * 128), (fu_t21 + fu_r0 * 128), (attention_mask + fu_r0 * 1), fb->tok[fu_s], fu_bw);
+                }
+        } else {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -2 - fu_s % nth;
+                    k21_attention(tid, nth, (fu_t18 + fu_r0 * 128), (fu_t19 + fu_r0 * 128), (fu_t20 + fu_r0 * 128), (fu_t21 + fu_r0 * 128), (attention_mask + fu_r0 * 1), fb->tok[fu_s], fu_bw);
+                }
+            fr_barrier(nth);
+            double fu_atot = 0.0, fu_acum = 0.0;
+            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+                for (int64_t fu_tile = 0; fu_tile < ((INT64_C(0) + 1 * fb->tok[fu_s]) + 63) / 64; ++fu_tile) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_at0 = (fu_tile) * 64;
+                    int64_t fu_aq = fu_aT - fu_at0 < 64 ? fu_aT - fu_at0 : 64;
+                    int64_t fu_ahi = fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    fu_atot += 4.0 * fu_aic;
+                }
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+                int64_t fu_ant = ((INT64_C(0) + 1 * fb->tok[fu_s]) + 63) / 64;
+                for (int64_t fu_bw = 0; fu_bw < 4 * fu_ant; ++fu_bw) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_at0 = (fu_bw % fu_ant) * 64;
+                    int64_t fu_aq = fu_aT - fu_at0 < 64 ? fu_aT - fu_at0 : 64;
+                    int64_t fu_ahi = fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)
+                        k21_attention(tid, nth, (fu_t18 + fu_r0 * 128), (fu_t19 + fu_r0 * 128), (fu_t20 + fu_r0 * 128), (fu_t21 + fu_r0 * 128), (attention_mask + fu_r0 * 1), fb->tok[fu_s], fu_bw);
+                    fu_acum += fu_aic;
+                }
+            }
+        }
+    }
     fr_barrier(nth);
     k22_linear(tid, nth, fu_t21, w->attention_output_dense_weight, w->attention_output_dense_bias, fu_t22, T);
     fr_barrier(nth);
@@ -6213,12 +6255,14 @@ size_t bert_layer_workspace_size_batch(int64_t nseq, const int64_t *T) {
         return 0;
     }
     for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
-        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+        if (T[fu_s] < 0 || T[fu_s] > FU_SYM_MAX - fu_b0) {
             fr_seterr(NULL, FR_EDIM, "bert_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
             return 0;
         }
         fu_b0 += T[fu_s];
     }
+    if (fu_b0 == 0)  /* every sequence idle: as for one token */
+        fu_b0 = 1;
     return bert_layer_workspace_size(fu_b0);
 }
 
@@ -6276,16 +6320,18 @@ int bert_layer_forward_batch(const bert_layer_weights *w,
     if (!out_hidden_states)
         return fr_seterr(NULL, FR_ENULL, "bert_layer_forward_batch: output 'hidden_states' (out_hidden_states) is NULL");
     for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
-        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
-            return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+        if (T[fu_s] < 0 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: T[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
                              (long long)T[fu_s], (long long)FU_SYM_MAX);
-        fu_rc = fu_layout("bert_layer_forward_batch", T[fu_s], fu_off, &fu_total);
+        fu_rc = T[fu_s] > 0 ? fu_layout("bert_layer_forward_batch", T[fu_s], fu_off, &fu_total) : 0;
         if (fu_rc != 0)
             return fu_rc;
         if (fu_b0 > FU_SYM_MAX - T[fu_s])
             return fr_seterr(NULL, FR_EDIM, "bert_layer_forward_batch: the batch has more than %lld tokens", (long long)FU_SYM_MAX);
         fu_b0 += T[fu_s];
     }
+    if (fu_b0 == 0)  /* every sequence idle */
+        return 0;
     fu_rc = fu_layout("bert_layer_forward_batch", fu_b0, fu_off, &fu_total);
     if (fu_rc != 0)
         return fu_rc;

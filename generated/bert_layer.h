@@ -98,8 +98,9 @@ int bert_layer_forward(const bert_layer_weights *w,
  * the sum of T[s]); an output marked "per sequence" holds one such block
  * per sequence.  The workspace: bert_layer_workspace_size_batch (at least
  * workspace_size(sum of T, largest -)).
- * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
- * for two sequences sharing caches. */
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 0, FR_EINVAL
+ * for two sequences sharing caches; a sequence with T[s] = 0 is idle:
+ * skipped. */
 size_t bert_layer_workspace_size_batch(int64_t nseq, const int64_t *T);
 int bert_layer_forward_batch(const bert_layer_weights *w,
                              int64_t nseq, const int64_t *T,

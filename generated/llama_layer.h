@@ -103,8 +103,9 @@ int llama_layer_forward(const llama_layer_weights *w,
  * the sum of T[s]); an output marked "per sequence" holds one such block
  * per sequence.  The workspace: llama_layer_workspace_size_batch (at least
  * workspace_size(sum of T, largest P)).
- * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
- * for two sequences sharing caches. */
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 0, FR_EINVAL
+ * for two sequences sharing caches; a sequence with T[s] = 0 is idle:
+ * skipped. */
 size_t llama_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P);
 int llama_layer_forward_batch(const llama_layer_weights *w,
                               llama_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,

@@ -2871,41 +2871,45 @@ static void k16_rms_norm_linear_linear_linear(int tid, int nth, const float *b3_
  *   b15_15: i32[T]
  *   b19_19: f32[T, 64]
  *   b21_21: f32[T, 64] */
-static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, float *b13_13, float *b14_14, float *b24_24, const int32_t *b15_15, const float *b19_19, const float *b21_21, int64_t T, int64_t P) {
+static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, float *b13_13, float *b14_14, float *b24_24, const int32_t *b15_15, const float *b19_19, const float *b21_21, int64_t T, int64_t P, int64_t fu_bw) {
     enum { FU_BK = 64 };
     float *fu_ws = (float *)fr_scratch(tid);
     float *fu_cs = fu_ws + 10301, *fu_sn = fu_ws + 10318;
     (void)fu_cs;
     (void)fu_sn;
-    {
-        int64_t fu_a0, fu_a1;
-        fr_split(T, tid, nth, &fu_a0, &fu_a1);
-        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
-            const float *fu_src = b19_19 + fu_t * 64;
-            float *fu_dst = b13_13 + (P + fu_t) * 64;
-            for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
-                double fu_ang = (double)b15_15[fu_t] * pow(1e+04, -2.0 * (double)fu_i / 32.0);
-                fu_cs[fu_i] = (float)cos(fu_ang);
-                fu_sn[fu_i] = (float)sin(fu_ang);
-            }
-            for (int64_t fu_h = 0; fu_h < 2; ++fu_h)
+    if (fu_bw < 0) {
+        {
+            int64_t fu_a0, fu_a1;
+            fr_split(T, fu_bw < -1 ? (int)((tid + (-2 - fu_bw)) % nth) : tid, nth, &fu_a0, &fu_a1);
+            for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+                const float *fu_src = b19_19 + fu_t * 64;
+                float *fu_dst = b13_13 + (P + fu_t) * 64;
                 for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
-                    float fu_x1 = fu_src[fu_h * 32 + fu_i], fu_x2 = fu_src[fu_h * 32 + fu_i + 16];
-                    fu_dst[fu_h * 32 + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];
-                    fu_dst[fu_h * 32 + fu_i + 16] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];
+                    double fu_ang = (double)b15_15[fu_t] * pow(1e+04, -2.0 * (double)fu_i / 32.0);
+                    fu_cs[fu_i] = (float)cos(fu_ang);
+                    fu_sn[fu_i] = (float)sin(fu_ang);
                 }
+                for (int64_t fu_h = 0; fu_h < 2; ++fu_h)
+                    for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                        float fu_x1 = fu_src[fu_h * 32 + fu_i], fu_x2 = fu_src[fu_h * 32 + fu_i + 16];
+                        fu_dst[fu_h * 32 + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];
+                        fu_dst[fu_h * 32 + fu_i + 16] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];
+                    }
+            }
+            for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+                const float *fu_src = b21_21 + fu_t * 64;
+                float *fu_dst = b14_14 + (P + fu_t) * 64;
+                memcpy(fu_dst, fu_src, 64 * sizeof(float));
+            }
         }
-        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
-            const float *fu_src = b21_21 + fu_t * 64;
-            float *fu_dst = b14_14 + (P + fu_t) * 64;
-            memcpy(fu_dst, fu_src, 64 * sizeof(float));
-        }
+        if (fu_bw < -1)
+            return;
+        fr_barrier(nth);
     }
-    fr_barrier(nth);
     int64_t fu_ntiles = (T + 20) / 21;
     int64_t fu_base = 2 * fu_ntiles, fu_nsplit = 1;
     int64_t fu_nkeys = (T + P);
-    if (fu_base < nth) {
+    if (fu_base < nth && fu_bw < 0) {
         fu_nsplit = (nth + fu_base - 1) / fu_base;
         if (fu_nsplit > (fu_nkeys + 15) / 16)
             fu_nsplit = (fu_nkeys + 15) / 16;
@@ -2913,12 +2917,12 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
             fu_nsplit = 1;
     }
     int64_t fu_items = fu_base * fu_nsplit;
-    for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {
+    for (int64_t fu_w = fu_bw < 0 ? tid : fu_bw; fu_w < (fu_bw < 0 ? fu_items : fu_bw + 1); fu_w += nth) {
         int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit % fu_ntiles, fu_sp = fu_w % fu_nsplit;
         int64_t fu_t0 = fu_tile * 21, fu_nt = T - fu_t0 < 21 ? T - fu_t0 : 21;
         int64_t fu_rows = fu_nt * 3;
         float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2016, *fu_sc = fu_ws + 4032, *fu_kt = fu_ws + 8064;
-        float *fu_m = fu_ws + 10112, *fu_l = fu_ws + 10175, *fu_cr = fu_ws + 10238;
+        float *fu_mx = fu_ws + 10112, *fu_l = fu_ws + 10175, *fu_cr = fu_ws + 10238;
         for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
             const float *fu_qsrc = b17_17 + (fu_t0 + fu_tt) * 192;
             for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
@@ -2937,7 +2941,7 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
             }
         }
         for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-            fu_m[fu_r] = -INFINITY;
+            fu_mx[fu_r] = -INFINITY;
             fu_l[fu_r] = 0.0f;
             for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                 fu_ot[fu_r * 32 + fu_d] = 0.0f;
@@ -2945,11 +2949,11 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
         int64_t fu_lim = fu_t0 + fu_nt + P < (T + P) ? fu_t0 + fu_nt + P : (T + P);
         const int64_t fu_kst = 0;
         int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;
-        int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        int64_t fu_kbeg = fu_kst + fu_sp * fu_chunk, fu_kend = fu_kbeg + fu_chunk < fu_lim ? fu_kbeg + fu_chunk : fu_lim;
         const float *fu_kb = b13_13 + fu_g * 32;
         const float *fu_vb = b14_14 + fu_g * 32;
-        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
-            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+        for (int64_t fu_s0 = fu_kbeg; fu_s0 < fu_kend; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_kend - fu_s0 < FU_BK ? fu_kend - fu_s0 : FU_BK;
             if (fu_rows <= 8) {
                 for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
                     const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 64;
@@ -3078,9 +3082,9 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
                 float fu_mb = (fu_vm);
-                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_mnew = fu_mb > fu_mx[fu_r] ? fu_mb : fu_mx[fu_r];
                 float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
-                float fu_corr = expf(fu_m[fu_r] - fu_mref);
+                float fu_corr = expf(fu_mx[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = fu_jlo;
                 for (; fu_j < fu_jv; ++fu_j) {
@@ -3089,7 +3093,7 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
                     fu_vs = (fu_vs + fu_p);
                 }
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
-                fu_m[fu_r] = fu_mnew;
+                fu_mx[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
             }
             int64_t fu_r = 0;
@@ -3276,7 +3280,7 @@ static void k18_rope_rope_append_append(int tid, int nth, const float *b17_17, f
         } else {
             float *fu_pp = fu_ws + 10336 + (fu_w / nth) * 2142;
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34] = fu_mx[fu_r];
                 fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
                 memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
             }
@@ -12404,7 +12408,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k16_rms_norm_linear_linear_linear(tid, nth, fu_t3, w->model_layers_0_input_layernorm_weight, w->model_layers_0_self_attn_q_proj_weight, fu_t17, w->model_layers_0_self_attn_k_proj_weight, fu_t19, w->model_layers_0_self_attn_v_proj_weight, fu_t21, T);
     fr_barrier(nth);
-    k18_rope_rope_append_append(tid, nth, fu_t17, cache->model_layers_0_k_cache, cache->model_layers_0_v_cache, fu_t24, fu_t15, fu_t19, fu_t21, T, P);
+    k18_rope_rope_append_append(tid, nth, fu_t17, cache->model_layers_0_k_cache, cache->model_layers_0_v_cache, fu_t24, fu_t15, fu_t19, fu_t21, T, P, -1);
     fr_barrier(nth);
     k25_linear_add(tid, nth, fu_t24, w->model_layers_0_self_attn_o_proj_weight, fu_t3, fu_t26, T);
     fr_barrier(nth);
@@ -12415,7 +12419,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t33, w->model_layers_1_input_layernorm_weight, w->model_layers_1_self_attn_q_proj_weight, fu_t47, w->model_layers_1_self_attn_k_proj_weight, fu_t49, w->model_layers_1_self_attn_v_proj_weight, fu_t51, T);
     fr_barrier(nth);
-    k18_rope_rope_append_append(tid, nth, fu_t47, cache->model_layers_1_k_cache, cache->model_layers_1_v_cache, fu_t54, fu_t45, fu_t49, fu_t51, T, P);
+    k18_rope_rope_append_append(tid, nth, fu_t47, cache->model_layers_1_k_cache, cache->model_layers_1_v_cache, fu_t54, fu_t45, fu_t49, fu_t51, T, P, -1);
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t54, w->model_layers_1_self_attn_o_proj_weight, fu_t33, fu_t56, T);
     fr_barrier(nth);
@@ -12426,7 +12430,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t63, w->model_layers_2_input_layernorm_weight, w->model_layers_2_self_attn_q_proj_weight, fu_t77, w->model_layers_2_self_attn_k_proj_weight, fu_t79, w->model_layers_2_self_attn_v_proj_weight, fu_t81, T);
     fr_barrier(nth);
-    k18_rope_rope_append_append(tid, nth, fu_t77, cache->model_layers_2_k_cache, cache->model_layers_2_v_cache, fu_t84, fu_t75, fu_t79, fu_t81, T, P);
+    k18_rope_rope_append_append(tid, nth, fu_t77, cache->model_layers_2_k_cache, cache->model_layers_2_v_cache, fu_t84, fu_t75, fu_t79, fu_t81, T, P, -1);
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t84, w->model_layers_2_self_attn_o_proj_weight, fu_t63, fu_t86, T);
     fr_barrier(nth);
@@ -12478,12 +12482,54 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     float *out_logits = fa->out_logits;
     k3_embedding(tid, nth, w->model_embed_tokens_weight, input_ids, fu_t3, T, fa->err);
     for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k15_positions(tid, nth, (fu_t15 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        if (fb->tok[fu_s] > 0) {
+            k15_positions(tid, nth, (fu_t15 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        }
     fr_barrier(nth);
     k16_rms_norm_linear_linear_linear(tid, nth, fu_t3, w->model_layers_0_input_layernorm_weight, w->model_layers_0_self_attn_q_proj_weight, fu_t17, w->model_layers_0_self_attn_k_proj_weight, fu_t19, w->model_layers_0_self_attn_v_proj_weight, fu_t21, T);
     fr_barrier(nth);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t15 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    {   /* attention: the batch's work items in one pass */
+        int64_t fu_ani = 0;
+        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+            fu_ani += 2 * (((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21);
+        if (fu_ani < nth) {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -1;
+                    k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t15 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+        } else {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -2 - fu_s % nth;
+                    k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t15 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+            fr_barrier(nth);
+            double fu_atot = 0.0, fu_acum = 0.0;
+            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+                for (int64_t fu_tile = 0; fu_tile < ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21; ++fu_tile) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_tile) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    fu_atot += 2.0 * fu_aic;
+                }
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+                int64_t fu_ant = ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21;
+                for (int64_t fu_bw = 0; fu_bw < 2 * fu_ant; ++fu_bw) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_bw % fu_ant) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)
+                        k18_rope_rope_append_append(tid, nth, (fu_t17 + fu_r0 * 192), fb->caches[fu_s]->model_layers_0_k_cache, fb->caches[fu_s]->model_layers_0_v_cache, (fu_t24 + fu_r0 * 192), (fu_t15 + fu_r0 * 1), (fu_t19 + fu_r0 * 64), (fu_t21 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                    fu_acum += fu_aic;
+                }
+            }
+        }
+    }
     fr_barrier(nth);
     k25_linear_add(tid, nth, fu_t24, w->model_layers_0_self_attn_o_proj_weight, fu_t3, fu_t26, T);
     fr_barrier(nth);
@@ -12491,12 +12537,54 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k32_linear_add(tid, nth, fu_t31, w->model_layers_0_mlp_down_proj_weight, fu_t26, fu_t33, T);
     for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k15_positions(tid, nth, (fu_t45 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        if (fb->tok[fu_s] > 0) {
+            k15_positions(tid, nth, (fu_t45 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        }
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t33, w->model_layers_1_input_layernorm_weight, w->model_layers_1_self_attn_q_proj_weight, fu_t47, w->model_layers_1_self_attn_k_proj_weight, fu_t49, w->model_layers_1_self_attn_v_proj_weight, fu_t51, T);
     fr_barrier(nth);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t45 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    {   /* attention: the batch's work items in one pass */
+        int64_t fu_ani = 0;
+        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+            fu_ani += 2 * (((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21);
+        if (fu_ani < nth) {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -1;
+                    k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t45 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+        } else {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -2 - fu_s % nth;
+                    k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t45 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+            fr_barrier(nth);
+            double fu_atot = 0.0, fu_acum = 0.0;
+            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+                for (int64_t fu_tile = 0; fu_tile < ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21; ++fu_tile) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_tile) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    fu_atot += 2.0 * fu_aic;
+                }
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+                int64_t fu_ant = ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21;
+                for (int64_t fu_bw = 0; fu_bw < 2 * fu_ant; ++fu_bw) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_bw % fu_ant) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)
+                        k18_rope_rope_append_append(tid, nth, (fu_t47 + fu_r0 * 192), fb->caches[fu_s]->model_layers_1_k_cache, fb->caches[fu_s]->model_layers_1_v_cache, (fu_t54 + fu_r0 * 192), (fu_t45 + fu_r0 * 1), (fu_t49 + fu_r0 * 64), (fu_t51 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                    fu_acum += fu_aic;
+                }
+            }
+        }
+    }
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t54, w->model_layers_1_self_attn_o_proj_weight, fu_t33, fu_t56, T);
     fr_barrier(nth);
@@ -12504,12 +12592,54 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     fr_barrier(nth);
     k32_linear_add(tid, nth, fu_t61, w->model_layers_1_mlp_down_proj_weight, fu_t56, fu_t63, T);
     for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k15_positions(tid, nth, (fu_t75 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        if (fb->tok[fu_s] > 0) {
+            k15_positions(tid, nth, (fu_t75 + fu_r0 * 1), fb->tok[fu_s], fb->past[fu_s]);
+        }
     fr_barrier(nth);
     k46_rms_norm_linear_linear_linear(tid, nth, fu_t63, w->model_layers_2_input_layernorm_weight, w->model_layers_2_self_attn_q_proj_weight, fu_t77, w->model_layers_2_self_attn_k_proj_weight, fu_t79, w->model_layers_2_self_attn_v_proj_weight, fu_t81, T);
     fr_barrier(nth);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t75 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    {   /* attention: the batch's work items in one pass */
+        int64_t fu_ani = 0;
+        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+            fu_ani += 2 * (((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21);
+        if (fu_ani < nth) {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -1;
+                    k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t75 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+        } else {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -2 - fu_s % nth;
+                    k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t75 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+            fr_barrier(nth);
+            double fu_atot = 0.0, fu_acum = 0.0;
+            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+                for (int64_t fu_tile = 0; fu_tile < ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21; ++fu_tile) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_tile) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    fu_atot += 2.0 * fu_aic;
+                }
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+                int64_t fu_ant = ((INT64_C(0) + 1 * fb->tok[fu_s]) + 20) / 21;
+                for (int64_t fu_bw = 0; fu_bw < 2 * fu_ant; ++fu_bw) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_bw % fu_ant) * 21;
+                    int64_t fu_aq = fu_aT - fu_at0 < 21 ? fu_aT - fu_at0 : 21;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)
+                        k18_rope_rope_append_append(tid, nth, (fu_t77 + fu_r0 * 192), fb->caches[fu_s]->model_layers_2_k_cache, fb->caches[fu_s]->model_layers_2_v_cache, (fu_t84 + fu_r0 * 192), (fu_t75 + fu_r0 * 1), (fu_t79 + fu_r0 * 64), (fu_t81 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                    fu_acum += fu_aic;
+                }
+            }
+        }
+    }
     fr_barrier(nth);
     k55_linear_add(tid, nth, fu_t84, w->model_layers_2_self_attn_o_proj_weight, fu_t63, fu_t86, T);
     fr_barrier(nth);
@@ -12518,7 +12648,9 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     k32_linear_add(tid, nth, fu_t91, w->model_layers_2_mlp_down_proj_weight, fu_t86, fu_t93, T);
     fr_barrier(nth);
     for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_bt94 + fu_s * 192), fb->tok[fu_s]);
+        if (fb->tok[fu_s] > 0) {
+            k94_slice(tid, nth, (fu_t93 + fu_r0 * 192), (fu_bt94 + fu_s * 192), fb->tok[fu_s]);
+        }
     fr_barrier(nth);
     k95_rms_norm_linear_rows(tid, nth, fu_bt94, w->model_norm_weight, w->model_embed_tokens_weight, out_logits, fb->nseq);
 }
@@ -12705,6 +12837,8 @@ size_t llama_model_workspace_size_batch(int64_t nseq, const int64_t *T, const in
         fu_b0 += T[fu_s];
         fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
     }
+    if (fu_b0 == 0)  /* every sequence idle: as for one token */
+        fu_b0 = 1;
     size_t fu_off[26], fu_total;
     if (fu_layout("llama_model_workspace_size_batch", fu_b0, fu_b1, fu_off, &fu_total) != 0)
         return 0;
@@ -12794,12 +12928,12 @@ int llama_model_forward_batch(const llama_model_weights *w,
         return fr_seterr(NULL, FR_ENULL, "llama_model_forward_batch: output 'logits' (out_logits) is NULL");
     for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
         if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
-            return fr_seterr(NULL, FR_EDIM, "llama_model_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+            return fr_seterr(NULL, FR_EDIM, "llama_model_forward_batch: T[%lld] = %lld is outside [1, %lld] (an output is each sequence's last row)", (long long)fu_s,
                              (long long)T[fu_s], (long long)FU_SYM_MAX);
         if (P[fu_s] < 0 || P[fu_s] > FU_SYM_MAX)
             return fr_seterr(NULL, FR_EDIM, "llama_model_forward_batch: P[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
                              (long long)P[fu_s], (long long)FU_SYM_MAX);
-        fu_rc = fu_layout("llama_model_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total);
+        fu_rc = T[fu_s] > 0 ? fu_layout("llama_model_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total) : 0;
         if (fu_rc != 0)
             return fu_rc;
         const llama_model_cache *fu_c = caches[fu_s];
@@ -12832,6 +12966,8 @@ int llama_model_forward_batch(const llama_model_weights *w,
         fu_b0 += T[fu_s];
         fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
     }
+    if (fu_b0 == 0)  /* every sequence idle */
+        return 0;
     fu_rc = fu_layout("llama_model_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
     if (fu_rc != 0)
         return fu_rc;

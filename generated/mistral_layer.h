@@ -104,8 +104,9 @@ int mistral_layer_forward(const mistral_layer_weights *w,
  * the sum of T[s]); an output marked "per sequence" holds one such block
  * per sequence.  The workspace: mistral_layer_workspace_size_batch (at least
  * workspace_size(sum of T, largest P)).
- * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 1, FR_EINVAL
- * for two sequences sharing caches. */
+ * Returns what forward does, FR_EDIM for nseq < 1 or T[s] < 0, FR_EINVAL
+ * for two sequences sharing caches; a sequence with T[s] = 0 is idle:
+ * skipped. */
 size_t mistral_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const int64_t *P);
 int mistral_layer_forward_batch(const mistral_layer_weights *w,
                                 mistral_layer_cache *const *caches, int64_t nseq, const int64_t *T, const int64_t *P,

@@ -2881,41 +2881,45 @@ static void k15_rms_norm_linear_rms_norm_linear(int tid, int nth, const float *b
  *   b1_1: i32[T] (position_ids)
  *   b24_24: f32[T, 64]
  *   b26_26: f32[T, 64] */
-static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, float *b13_13, float *b14_14, float *b29_29, const int32_t *b1_1, const float *b24_24, const float *b26_26, int64_t T, int64_t P) {
+static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, float *b13_13, float *b14_14, float *b29_29, const int32_t *b1_1, const float *b24_24, const float *b26_26, int64_t T, int64_t P, int64_t fu_bw) {
     enum { FU_BK = 64 };
     float *fu_ws = (float *)fr_scratch(tid);
     float *fu_cs = fu_ws + 10432, *fu_sn = fu_ws + 10449;
     (void)fu_cs;
     (void)fu_sn;
-    {
-        int64_t fu_a0, fu_a1;
-        fr_split(T, tid, nth, &fu_a0, &fu_a1);
-        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
-            const float *fu_src = b24_24 + fu_t * 64;
-            float *fu_dst = b13_13 + (P + fu_t) * 64;
-            for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
-                double fu_ang = (double)b1_1[fu_t] * pow(1e+06, -2.0 * (double)fu_i / 32.0);
-                fu_cs[fu_i] = (float)cos(fu_ang);
-                fu_sn[fu_i] = (float)sin(fu_ang);
-            }
-            for (int64_t fu_h = 0; fu_h < 2; ++fu_h)
+    if (fu_bw < 0) {
+        {
+            int64_t fu_a0, fu_a1;
+            fr_split(T, fu_bw < -1 ? (int)((tid + (-2 - fu_bw)) % nth) : tid, nth, &fu_a0, &fu_a1);
+            for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+                const float *fu_src = b24_24 + fu_t * 64;
+                float *fu_dst = b13_13 + (P + fu_t) * 64;
                 for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
-                    float fu_x1 = fu_src[fu_h * 32 + fu_i], fu_x2 = fu_src[fu_h * 32 + fu_i + 16];
-                    fu_dst[fu_h * 32 + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];
-                    fu_dst[fu_h * 32 + fu_i + 16] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];
+                    double fu_ang = (double)b1_1[fu_t] * pow(1e+06, -2.0 * (double)fu_i / 32.0);
+                    fu_cs[fu_i] = (float)cos(fu_ang);
+                    fu_sn[fu_i] = (float)sin(fu_ang);
                 }
+                for (int64_t fu_h = 0; fu_h < 2; ++fu_h)
+                    for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
+                        float fu_x1 = fu_src[fu_h * 32 + fu_i], fu_x2 = fu_src[fu_h * 32 + fu_i + 16];
+                        fu_dst[fu_h * 32 + fu_i] = fu_x1 * fu_cs[fu_i] - fu_x2 * fu_sn[fu_i];
+                        fu_dst[fu_h * 32 + fu_i + 16] = fu_x2 * fu_cs[fu_i] + fu_x1 * fu_sn[fu_i];
+                    }
+            }
+            for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
+                const float *fu_src = b26_26 + fu_t * 64;
+                float *fu_dst = b14_14 + (P + fu_t) * 64;
+                memcpy(fu_dst, fu_src, 64 * sizeof(float));
+            }
         }
-        for (int64_t fu_t = fu_a0; fu_t < fu_a1; ++fu_t) {
-            const float *fu_src = b26_26 + fu_t * 64;
-            float *fu_dst = b14_14 + (P + fu_t) * 64;
-            memcpy(fu_dst, fu_src, 64 * sizeof(float));
-        }
+        if (fu_bw < -1)
+            return;
+        fr_barrier(nth);
     }
-    fr_barrier(nth);
     int64_t fu_ntiles = (T + 15) / 16;
     int64_t fu_base = 2 * fu_ntiles, fu_nsplit = 1;
     int64_t fu_nkeys = (T + P);
-    if (fu_base < nth) {
+    if (fu_base < nth && fu_bw < 0) {
         fu_nsplit = (nth + fu_base - 1) / fu_base;
         if (fu_nsplit > (fu_nkeys + 15) / 16)
             fu_nsplit = (fu_nkeys + 15) / 16;
@@ -2923,12 +2927,12 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
             fu_nsplit = 1;
     }
     int64_t fu_items = fu_base * fu_nsplit;
-    for (int64_t fu_w = tid; fu_w < fu_items; fu_w += nth) {
+    for (int64_t fu_w = fu_bw < 0 ? tid : fu_bw; fu_w < (fu_bw < 0 ? fu_items : fu_bw + 1); fu_w += nth) {
         int64_t fu_g = fu_w / fu_nsplit / fu_ntiles, fu_tile = fu_w / fu_nsplit % fu_ntiles, fu_sp = fu_w % fu_nsplit;
         int64_t fu_t0 = fu_tile * 16, fu_nt = T - fu_t0 < 16 ? T - fu_t0 : 16;
         int64_t fu_rows = fu_nt * 4;
         float *fu_qt = fu_ws + 0, *fu_ot = fu_ws + 2048, *fu_sc = fu_ws + 4096, *fu_kt = fu_ws + 8192;
-        float *fu_m = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
+        float *fu_mx = fu_ws + 10240, *fu_l = fu_ws + 10304, *fu_cr = fu_ws + 10368;
         for (int64_t fu_tt = 0; fu_tt < fu_nt; ++fu_tt) {
             const float *fu_qsrc = b22_22 + (fu_t0 + fu_tt) * 256;
             for (int64_t fu_i = 0; fu_i < 16; ++fu_i) {
@@ -2947,7 +2951,7 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
             }
         }
         for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-            fu_m[fu_r] = -INFINITY;
+            fu_mx[fu_r] = -INFINITY;
             fu_l[fu_r] = 0.0f;
             for (int64_t fu_d = 0; fu_d < 32; ++fu_d)
                 fu_ot[fu_r * 32 + fu_d] = 0.0f;
@@ -2955,11 +2959,11 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
         int64_t fu_lim = fu_t0 + fu_nt + P < (T + P) ? fu_t0 + fu_nt + P : (T + P);
         const int64_t fu_kst = 0;
         int64_t fu_chunk = (fu_lim - fu_kst + fu_nsplit - 1) / fu_nsplit;
-        int64_t fu_k0 = fu_kst + fu_sp * fu_chunk, fu_k1 = fu_k0 + fu_chunk < fu_lim ? fu_k0 + fu_chunk : fu_lim;
+        int64_t fu_kbeg = fu_kst + fu_sp * fu_chunk, fu_kend = fu_kbeg + fu_chunk < fu_lim ? fu_kbeg + fu_chunk : fu_lim;
         const float *fu_kb = b13_13 + fu_g * 32;
         const float *fu_vb = b14_14 + fu_g * 32;
-        for (int64_t fu_s0 = fu_k0; fu_s0 < fu_k1; fu_s0 += FU_BK) {
-            int64_t fu_nb = fu_k1 - fu_s0 < FU_BK ? fu_k1 - fu_s0 : FU_BK;
+        for (int64_t fu_s0 = fu_kbeg; fu_s0 < fu_kend; fu_s0 += FU_BK) {
+            int64_t fu_nb = fu_kend - fu_s0 < FU_BK ? fu_kend - fu_s0 : FU_BK;
             if (fu_rows <= 8) {
                 for (int64_t fu_j = 0; fu_j < fu_nb; ++fu_j) {
                     const float *fu_kr = fu_kb + (fu_s0 + fu_j) * 64;
@@ -3088,9 +3092,9 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
                     fu_vm = fu_max_generic(fu_sr[fu_j], fu_vm);
                 }
                 float fu_mb = (fu_vm);
-                float fu_mnew = fu_mb > fu_m[fu_r] ? fu_mb : fu_m[fu_r];
+                float fu_mnew = fu_mb > fu_mx[fu_r] ? fu_mb : fu_mx[fu_r];
                 float fu_mref = fu_mnew == -INFINITY ? 0.0f : fu_mnew;
-                float fu_corr = expf(fu_m[fu_r] - fu_mref);
+                float fu_corr = expf(fu_mx[fu_r] - fu_mref);
                 float fu_vs = 0.0f;
                 fu_j = fu_jlo;
                 for (; fu_j < fu_jv; ++fu_j) {
@@ -3099,7 +3103,7 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
                     fu_vs = (fu_vs + fu_p);
                 }
                 fu_l[fu_r] = fu_l[fu_r] * fu_corr + (fu_vs);
-                fu_m[fu_r] = fu_mnew;
+                fu_mx[fu_r] = fu_mnew;
                 fu_cr[fu_r] = fu_corr;
             }
             int64_t fu_r = 0;
@@ -3286,7 +3290,7 @@ static void k23_rope_rope_append_append(int tid, int nth, const float *b22_22, f
         } else {
             float *fu_pp = fu_ws + 10480 + (fu_w / nth) * 2176;
             for (int64_t fu_r = 0; fu_r < fu_rows; ++fu_r) {
-                fu_pp[fu_r * 34] = fu_m[fu_r];
+                fu_pp[fu_r * 34] = fu_mx[fu_r];
                 fu_pp[fu_r * 34 + 1] = fu_l[fu_r];
                 memcpy(fu_pp + fu_r * 34 + 2, fu_ot + fu_r * 32, 32 * sizeof(float));
             }
@@ -6889,7 +6893,7 @@ static void fu_run(void *ctx, int tid, int nth) {
     float *out_hidden_states = fa->out_hidden_states;
     k15_rms_norm_linear_rms_norm_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t18, w->self_attn_q_norm_weight, w->self_attn_k_proj_weight, fu_t21, w->self_attn_k_norm_weight, w->self_attn_v_proj_weight, fu_t26, T);
     fr_barrier(nth);
-    k23_rope_rope_append_append(tid, nth, fu_t18, cache->k_cache, cache->v_cache, fu_t29, position_ids, fu_t21, fu_t26, T, P);
+    k23_rope_rope_append_append(tid, nth, fu_t18, cache->k_cache, cache->v_cache, fu_t29, position_ids, fu_t21, fu_t26, T, P, -1);
     fr_barrier(nth);
     k30_linear_add(tid, nth, fu_t29, w->self_attn_o_proj_weight, hidden_states, fu_t31, T);
     fr_barrier(nth);
@@ -6916,8 +6920,48 @@ static void fu_run_batch(void *ctx, int tid, int nth) {
     float *out_hidden_states = fa->out_hidden_states;
     k15_rms_norm_linear_rms_norm_linear(tid, nth, hidden_states, w->input_layernorm_weight, w->self_attn_q_proj_weight, fu_t18, w->self_attn_q_norm_weight, w->self_attn_k_proj_weight, fu_t21, w->self_attn_k_norm_weight, w->self_attn_v_proj_weight, fu_t26, T);
     fr_barrier(nth);
-    for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
-        k23_rope_rope_append_append(tid, nth, (fu_t18 + fu_r0 * 256), fb->caches[fu_s]->k_cache, fb->caches[fu_s]->v_cache, (fu_t29 + fu_r0 * 256), (position_ids + fu_r0 * 1), (fu_t21 + fu_r0 * 64), (fu_t26 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s]);
+    {   /* attention: the batch's work items in one pass */
+        int64_t fu_ani = 0;
+        for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+            fu_ani += 2 * (((INT64_C(0) + 1 * fb->tok[fu_s]) + 15) / 16);
+        if (fu_ani < nth) {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -1;
+                    k23_rope_rope_append_append(tid, nth, (fu_t18 + fu_r0 * 256), fb->caches[fu_s]->k_cache, fb->caches[fu_s]->v_cache, (fu_t29 + fu_r0 * 256), (position_ids + fu_r0 * 1), (fu_t21 + fu_r0 * 64), (fu_t26 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+        } else {
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++])
+                if (fb->tok[fu_s] > 0) {
+                    const int64_t fu_bw = -2 - fu_s % nth;
+                    k23_rope_rope_append_append(tid, nth, (fu_t18 + fu_r0 * 256), fb->caches[fu_s]->k_cache, fb->caches[fu_s]->v_cache, (fu_t29 + fu_r0 * 256), (position_ids + fu_r0 * 1), (fu_t21 + fu_r0 * 64), (fu_t26 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                }
+            fr_barrier(nth);
+            double fu_atot = 0.0, fu_acum = 0.0;
+            for (int64_t fu_s = 0; fu_s < fb->nseq; ++fu_s)
+                for (int64_t fu_tile = 0; fu_tile < ((INT64_C(0) + 1 * fb->tok[fu_s]) + 15) / 16; ++fu_tile) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_tile) * 16;
+                    int64_t fu_aq = fu_aT - fu_at0 < 16 ? fu_aT - fu_at0 : 16;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    fu_atot += 2.0 * fu_aic;
+                }
+            for (int64_t fu_s = 0, fu_r0 = 0; fu_s < fb->nseq; fu_r0 += fb->tok[fu_s++]) {
+                int64_t fu_ant = ((INT64_C(0) + 1 * fb->tok[fu_s]) + 15) / 16;
+                for (int64_t fu_bw = 0; fu_bw < 2 * fu_ant; ++fu_bw) {
+                    int64_t fu_aT = (INT64_C(0) + 1 * fb->tok[fu_s]), fu_aS = (INT64_C(0) + 1 * fb->tok[fu_s] + 1 * fb->past[fu_s]), fu_at0 = (fu_bw % fu_ant) * 16;
+                    int64_t fu_aq = fu_aT - fu_at0 < 16 ? fu_aT - fu_at0 : 16;
+                    int64_t fu_ahi = fu_at0 + fu_aq + fu_aS - fu_aT < fu_aS ? fu_at0 + fu_aq + fu_aS - fu_aT : fu_aS;
+                    const int64_t fu_alo = 0;
+                    double fu_aic = (double)fu_aq * (double)((fu_ahi > fu_alo ? fu_ahi - fu_alo : 0) + 16);
+                    if ((int)((fu_acum + 0.5 * fu_aic) * (double)nth / fu_atot) == tid)
+                        k23_rope_rope_append_append(tid, nth, (fu_t18 + fu_r0 * 256), fb->caches[fu_s]->k_cache, fb->caches[fu_s]->v_cache, (fu_t29 + fu_r0 * 256), (position_ids + fu_r0 * 1), (fu_t21 + fu_r0 * 64), (fu_t26 + fu_r0 * 64), fb->tok[fu_s], fb->past[fu_s], fu_bw);
+                    fu_acum += fu_aic;
+                }
+            }
+        }
+    }
     fr_barrier(nth);
     k30_linear_add(tid, nth, fu_t29, w->self_attn_o_proj_weight, hidden_states, fu_t31, T);
     fr_barrier(nth);
@@ -7056,13 +7100,15 @@ size_t qwen3_layer_workspace_size_batch(int64_t nseq, const int64_t *T, const in
         return 0;
     }
     for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
-        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX - fu_b0) {
+        if (T[fu_s] < 0 || T[fu_s] > FU_SYM_MAX - fu_b0) {
             fr_seterr(NULL, FR_EDIM, "qwen3_layer_workspace_size_batch: T[%lld] = %lld", (long long)fu_s, (long long)T[fu_s]);
             return 0;
         }
         fu_b0 += T[fu_s];
         fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
     }
+    if (fu_b0 == 0)  /* every sequence idle: as for one token */
+        fu_b0 = 1;
     return qwen3_layer_workspace_size(fu_b0, fu_b1);
 }
 
@@ -7114,13 +7160,13 @@ int qwen3_layer_forward_batch(const qwen3_layer_weights *w,
     if (!out_hidden_states)
         return fr_seterr(NULL, FR_ENULL, "qwen3_layer_forward_batch: output 'hidden_states' (out_hidden_states) is NULL");
     for (int64_t fu_s = 0; fu_s < nseq; ++fu_s) {
-        if (T[fu_s] < 1 || T[fu_s] > FU_SYM_MAX)
-            return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: T[%lld] = %lld is outside [1, %lld]", (long long)fu_s,
+        if (T[fu_s] < 0 || T[fu_s] > FU_SYM_MAX)
+            return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: T[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
                              (long long)T[fu_s], (long long)FU_SYM_MAX);
         if (P[fu_s] < 0 || P[fu_s] > FU_SYM_MAX)
             return fr_seterr(NULL, FR_EDIM, "qwen3_layer_forward_batch: P[%lld] = %lld is outside [0, %lld]", (long long)fu_s,
                              (long long)P[fu_s], (long long)FU_SYM_MAX);
-        fu_rc = fu_layout("qwen3_layer_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total);
+        fu_rc = T[fu_s] > 0 ? fu_layout("qwen3_layer_forward_batch", T[fu_s], P[fu_s], fu_off, &fu_total) : 0;
         if (fu_rc != 0)
             return fu_rc;
         const qwen3_layer_cache *fu_c = caches[fu_s];
@@ -7145,6 +7191,8 @@ int qwen3_layer_forward_batch(const qwen3_layer_weights *w,
         fu_b0 += T[fu_s];
         fu_b1 = P[fu_s] > fu_b1 ? P[fu_s] : fu_b1;
     }
+    if (fu_b0 == 0)  /* every sequence idle */
+        return 0;
     fu_rc = fu_layout("qwen3_layer_forward_batch", fu_b0, fu_b1, fu_off, &fu_total);
     if (fu_rc != 0)
         return fu_rc;

@@ -3,6 +3,7 @@
  * block (through NAME_desc: compile with -DDESC=NAME_desc).
  *
  *   batch_main [--lens 1,5,13,1] [--past 7,0,3,20] [--tol 1e-6] [--nan] [--bitwise]
+ *              [--ref-threads N] [--threads-agree]
  *
  * Random weights and inputs (a fixed seed); every sequence's caches start
  * with random rows [0, P_s).  Each sequence runs alone through desc.run on
@@ -13,6 +14,11 @@
  * --nan puts a NaN in sequence 0's input: the other sequences' outputs must
  * stay equal to theirs (the batch does not leak across sequences).
  * --bitwise: the outputs and new cache rows must be bitwise equal.
+ * --ref-threads N: the reference runs on N threads (the batch on
+ * FUSE_NUM_THREADS).  --threads-agree: the batch again on 1 to 4 threads,
+ * each bitwise equal to the first.  A length 0 is an idle sequence: no
+ * reference, its caches must stay untouched (FR_EDIM expected instead when
+ * an output is each sequence's last row).
  * Then the bad arguments: each gives its FR_E* code.
  * Exit 0 when everything agrees.
  */
@@ -58,7 +64,7 @@ static void check(int cond, const char *what) {
 int main(int argc, char **argv) {
     const fr_block_desc *b = &DESC;
     int64_t T[MAXSEQ] = {1, 5, 13, 1}, P[MAXSEQ] = {7, 0, 3, 20};
-    int ns = 4, np = 4, nan_in = 0, need_bitwise = 0, i, s, j;
+    int ns = 4, np = 4, nan_in = 0, need_bitwise = 0, ref_threads = 0, agree = 0, i, s, j;
     double tol = 1e-6;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--lens") && i + 1 < argc)
@@ -71,8 +77,13 @@ int main(int argc, char **argv) {
             nan_in = 1;
         else if (!strcmp(argv[i], "--bitwise"))
             need_bitwise = 1;
+        else if (!strcmp(argv[i], "--ref-threads") && i + 1 < argc)
+            ref_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads-agree"))
+            agree = 1;
         else {
-            fprintf(stderr, "usage: %s [--lens L,..] [--past P,..] [--tol X] [--nan] [--bitwise]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--lens L,..] [--past P,..] [--tol X] [--nan] [--bitwise] [--ref-threads N] "
+                    "[--threads-agree]\n", argv[0]);
             return 2;
         }
     }
@@ -171,8 +182,17 @@ int main(int argc, char **argv) {
     }
     size_t wsb = b->workspace_size(bsyms);
     void *ws = fr_alloc(wsb ? wsb : 64);
-    /* the reference: each sequence alone */
+    /* the reference: each sequence with tokens alone */
+    int nth0 = fr_get_num_threads();
+    if (ref_threads > 0) {
+        fr_set_num_threads(ref_threads);
+        fr_free(ws);
+        wsb = b->workspace_size(bsyms);
+        ws = fr_alloc(wsb ? wsb : 64);
+    }
     for (s = 0; s < ns; s++) {
+        if (T[s] == 0)
+            continue;
         int64_t sy[FR_MAX_SYMS] = {0};
         const void *ip[8];
         void *op[8];
@@ -189,6 +209,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    fr_set_num_threads(nth0);
     /* the batch */
     int64_t syms[FR_MAX_SYMS * MAXSEQ];
     float *const *cp[MAXSEQ];
@@ -197,6 +218,16 @@ int main(int argc, char **argv) {
         if (ps >= 0)
             syms[ps * ns + s] = P[s];
         cp[s] = cbat[s];
+    }
+    int idle = 0, lastrow = 0;
+    for (s = 0; s < ns; s++)
+        idle |= T[s] == 0;
+    for (i = 0; i < b->noutputs; i++)
+        lastrow |= orow[i] == 0;
+    if (idle && lastrow) {  /* an idle sequence has no last row: FR_EDIM */
+        int rc0 = b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb);
+        printf("%s: an idle sequence with last-row outputs: %s\n", b->name, rc0 == FR_EDIM ? fr_last_error() : "no FR_EDIM");
+        return rc0 == FR_EDIM && b->workspace_size_batch(ns, syms) == 0 ? 0 : 1;
     }
     /* the batch's workspace: workspace_size_batch, at least workspace_size(sum T, max P) */
     size_t wsb2 = b->workspace_size_batch(ns, syms);
@@ -253,6 +284,9 @@ int main(int argc, char **argv) {
                 return 1;
             }
             bitwise &= same;
+            if (T[s] == 0)      /* idle: the whole cache untouched */
+                check(memcmp(cbat[s][i], cache0[s][i], esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i])) == 0,
+                      "an idle sequence's caches untouched");
             /* the rows before P are the caller's, untouched */
             check(memcmp(cbat[s][i], cache0[s][i], esize(b->caches[i].dtype) * (size_t)(P[s] * crow[i])) == 0,
                   "rows before P untouched");
@@ -261,14 +295,86 @@ int main(int argc, char **argv) {
     check(err <= tol, "outputs within the tolerance");
     check(bitwise || !need_bitwise, "outputs and cache rows bitwise equal");
 
+    /* the batch on 1 to 4 threads: bitwise what it gave on nth0 */
+    for (int nt = 1; agree && nt <= 4; nt++) {
+        fr_set_num_threads(nt);
+        void *o2[8];
+        float *const *cp2[MAXSEQ];
+        float *c2[MAXSEQ][8];
+        for (s = 0; s < ns; s++) {
+            for (i = 0; i < b->ncaches; i++) {
+                size_t bytes = esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i]);
+                c2[s][i] = fr_alloc(bytes);
+                memcpy(c2[s][i], cache0[s][i], bytes);
+            }
+            cp2[s] = c2[s];
+        }
+        for (i = 0; i < b->noutputs; i++)
+            o2[i] = calloc((size_t)onum[i] + 1, 4);
+        size_t wsn = b->workspace_size_batch(ns, syms);
+        void *ws2 = fr_alloc(wsn ? wsn : 64);
+        int same = b->run_batch(w, cp2, cap, ns, syms, (const void *const *)in, o2, ws2, wsn) == 0;
+        for (i = 0; i < b->noutputs; i++) {
+            same &= memcmp(o2[i], obat[i], 4 * (size_t)onum[i]) == 0;
+            free(o2[i]);
+        }
+        for (s = 0; s < ns; s++)
+            for (i = 0; i < b->ncaches; i++) {
+                same &= memcmp(c2[s][i], cbat[s][i], esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i])) == 0;
+                fr_free(c2[s][i]);
+            }
+        fr_free(ws2);
+        if (!same)
+            printf("FAIL the batch on %d threads differs from it on %d\n", nt, nth0);
+        fail_count += !same;
+    }
+    fr_set_num_threads(nth0);
+
     /* bad arguments: each its code, nothing written */
     check(b->run_batch(w, cp, cap, 0, syms, (const void *const *)in, obat, ws, wsb) == FR_EDIM, "nseq = 0: FR_EDIM");
     check(b->workspace_size_batch(0, syms) == 0, "workspace_size_batch of nseq = 0: 0");
+    if (!nan_in && !lastrow) {  /* every sequence idle: 0, nothing written */
+        int64_t tsave[MAXSEQ];
+        int untouched = 1;
+        float *before[MAXSEQ][8];
+        void *obefore[8];
+        for (s = 0; s < ns; s++) {
+            tsave[s] = syms[ts * ns + s];
+            syms[ts * ns + s] = 0;
+            for (i = 0; i < b->ncaches; i++) {
+                size_t bytes = esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i]);
+                before[s][i] = malloc(bytes);
+                memcpy(before[s][i], cbat[s][i], bytes);
+            }
+        }
+        for (i = 0; i < b->noutputs; i++) {
+            obefore[i] = malloc(4 * (size_t)onum[i]);
+            memcpy(obefore[i], obat[i], 4 * (size_t)onum[i]);
+        }
+        check(b->workspace_size_batch(ns, syms) > 0, "every sequence idle: workspace_size_batch > 0");
+        check(b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb) == 0,
+              "every sequence idle: 0");
+        for (s = 0; s < ns; s++) {
+            syms[ts * ns + s] = tsave[s];
+            for (i = 0; i < b->ncaches; i++) {
+                untouched &= memcmp(before[s][i], cbat[s][i], esize(b->caches[i].dtype) * (size_t)(cap[s] * crow[i])) == 0;
+                free(before[s][i]);
+            }
+        }
+        for (i = 0; i < b->noutputs; i++) {
+            untouched &= memcmp(obefore[i], obat[i], 4 * (size_t)onum[i]) == 0;
+            free(obefore[i]);
+        }
+        check(untouched, "every sequence idle: caches and outputs untouched");
+    }
     if (!nan_in) {
         int64_t save = syms[ts * ns + ns - 1];
-        syms[ts * ns + ns - 1] = 0;
+        syms[ts * ns + ns - 1] = -1;
         check(b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb) == FR_EDIM,
-              "T[s] = 0: FR_EDIM");
+              "T[s] = -1: FR_EDIM");
+        syms[ts * ns + ns - 1] = 0;
+        check(lastrow == (b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb) == FR_EDIM),
+              "T[s] = 0: FR_EDIM exactly when an output is the last row");
         syms[ts * ns + ns - 1] = save;
         check(b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, 64) == FR_EWORKSPACE ||
                   wsb <= 64, "a small workspace: FR_EWORKSPACE");

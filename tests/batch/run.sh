@@ -15,8 +15,13 @@
 #     arguments give FR_EDIM, FR_ENULL, FR_ECAPACITY, FR_EINVAL,
 #     FR_EWORKSPACE.  On generic, -O0 and the best x86 target here.
 #     attn.fdl's window, window_long (64-key blocks), padded (mask) and
-#     kv_half (f16 and bf16 caches) blocks: bitwise; qwen3_moe_layer (each
-#     expert's tokens gathered over the whole batch) within 2e-6.
+#     kv_half (f16 and bf16 caches) blocks: bitwise against forward on one
+#     thread, and with idle sequences (T = 0: skipped, caches untouched) the
+#     batch bitwise the same on 1 to 4 threads (its attention items are never
+#     split); qwen3_moe_layer (each expert's tokens gathered over the whole
+#     batch) within 2e-6.  llama_layer with an idle decode sequence, the same
+#     on 1 to 4 threads; smollm refuses an idle sequence (FR_EDIM: its logits
+#     are its last row).  Generated C compiles with -Wshadow.
 #  2. Blocks that cannot batch say why in their header (refuse.fdl).
 #
 # Environment: FUSEC (build/fusec), CC, FUSEC_LIB_DIR (build), SAN=1 (the
@@ -46,7 +51,7 @@ build() {
     shift 2
     "$FUSEC" "$@" "$fdl" -o "$tmp/$bn.c" >"$tmp/log" 2>&1 &&
         desc=$(sed -n 's/^const fr_block_desc \([A-Za-z0-9_]*\) = {$/\1/p' "$tmp/$bn.c") &&
-        $CC -std=c99 -O1 $san -Wall -Wextra -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
+        $CC -std=c99 -O1 $san -Wall -Wextra -Wshadow -Werror -I runtime -DDESC="$desc" $D/batch_main.c "$tmp/$bn.c" \
             "$FUSEC_LIB_DIR/libfusec_rt.a" -lm -lpthread -o "$tmp/$bn" >>"$tmp/log" 2>&1
 }
 
@@ -74,10 +79,13 @@ run smollm 1e-5 dsl-examples/smollm_model.fdl
 run llama_O0 2e-6 dsl-examples/llama_layer.fdl -O0
 [ $best != generic ] && run "llama_$best" 2e-6 dsl-examples/llama_layer.fdl --target=$best
 # the attention variants of tests/attn/attn.fdl alone (no linear layers): bitwise
+# (forward on 1 thread: it splits no item's keys; the batch's one pass never does)
 for blk in window window_long padded kv_half; do
     if build "attn_$blk" tests/attn/attn.fdl --block $blk; then
         expect 0 "attn.fdl $blk: 1,5,13,1 tokens after 7,0,3,20 rows, bitwise" env FUSE_NUM_THREADS=2 \
-            "$tmp/attn_$blk" --bitwise
+            "$tmp/attn_$blk" --bitwise --ref-threads 1
+        expect 0 "attn.fdl $blk: idle sequences; the batch bitwise the same on 1 to 4 threads" env FUSE_NUM_THREADS=3 \
+            "$tmp/attn_$blk" --bitwise --ref-threads 1 --threads-agree --lens 1,0,13,0,1,2 --past 7,5,3,0,20,4
     else
         bad "attn.fdl $blk: build"
     fi
@@ -89,6 +97,9 @@ else
 fi
 expect 0 "llama_layer: a NaN in sequence 0 stays in sequence 0" env FUSE_NUM_THREADS=2 "$tmp/llama_layer" --nan
 expect 0 "smollm: 2 sequences of 13 and 1 tokens (prefill beside decode)" "$tmp/smollm" --tol 1e-5 --lens 13,1 --past 0,11
+expect 0 "llama_layer: 6 decode sequences, one idle (caches untouched), the same on 1 to 4 threads" \
+    env FUSE_NUM_THREADS=2 "$tmp/llama_layer" --tol 2e-6 --threads-agree --lens 1,1,1,1,0,1 --past 3,9,0,4,2,1
+expect 0 "smollm: an idle sequence has no last-row logits: FR_EDIM" "$tmp/smollm" --lens 13,0 --past 0,11
 
 # ---- 2. refusals ----------------------------------------------------------------
 for b in pooled:"reduces over the tokens" two_syms:"exactly one symbol" tail_mix:"after a last-rows slice"; do
