@@ -94,5 +94,5 @@ const fr_block_desc tiny_desc = {
     "tiny", "generic", 2, tiny_sym_names, 1,
     2, 2, 2, 1,
     tiny_inputs, tiny_weights, tiny_outputs, tiny_caches,
-    tiny_workspace_size, tiny_run, 0, 0, NULL, 0, 0,
+    tiny_workspace_size, tiny_run, NULL, NULL, 0, 0, NULL, 0, 0,
 };
