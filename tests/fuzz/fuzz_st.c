@@ -62,8 +62,7 @@ static const fr_tensor_desc block_weights[] = {
     {"scale", FR_F32, 0, {0}, {{0}}},
 };
 static const fr_block_desc block = {
-    "fuzz", "generic", 0, NULL, -1, 0, 4, 0, 0,
-    NULL, block_weights, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0,
+    .name = "fuzz", .target = "generic", .cache_sym = -1, .nweights = 4, .weights = block_weights,
 };
 
 static void check_err(const fr_err *err, int rc, const char *must_name)

@@ -91,8 +91,8 @@ int tiny_run(const void *const *weights, float *const *caches, int64_t cache_cap
 }
 
 const fr_block_desc tiny_desc = {
-    "tiny", "generic", 2, tiny_sym_names, 1,
-    2, 2, 2, 1,
-    tiny_inputs, tiny_weights, tiny_outputs, tiny_caches,
-    tiny_workspace_size, tiny_run, NULL, NULL, 0, 0, NULL, 0, 0,
+    .name = "tiny", .target = "generic", .nsyms = 2, .sym_names = tiny_sym_names, .cache_sym = 1,
+    .ninputs = 2, .nweights = 2, .noutputs = 2, .ncaches = 1,
+    .inputs = tiny_inputs, .weights = tiny_weights, .outputs = tiny_outputs, .caches = tiny_caches,
+    .workspace_size = tiny_workspace_size, .run = tiny_run,
 };
