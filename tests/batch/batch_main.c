@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
             syms[ps * ns + s] = P[s];
         cp[s] = cbat[s];
     }
-    int idle = 0, lastrow = 0;
+    int idle = 0, lastrow = 0, early = -1;
     for (s = 0; s < ns; s++)
         idle |= T[s] == 0;
     for (i = 0; i < b->noutputs; i++)
@@ -227,7 +227,8 @@ int main(int argc, char **argv) {
     if (idle && lastrow) {  /* an idle sequence has no last row: FR_EDIM */
         int rc0 = b->run_batch(w, cp, cap, ns, syms, (const void *const *)in, obat, ws, wsb);
         printf("%s: an idle sequence with last-row outputs: %s\n", b->name, rc0 == FR_EDIM ? fr_last_error() : "no FR_EDIM");
-        return rc0 == FR_EDIM && b->workspace_size_batch(ns, syms) == 0 ? 0 : 1;
+        early = rc0 == FR_EDIM && b->workspace_size_batch(ns, syms) == 0 ? 0 : 1;
+        goto done;
     }
     /* the batch's workspace: workspace_size_batch, at least workspace_size(sum T, max P) */
     size_t wsb2 = b->workspace_size_batch(ns, syms);
@@ -405,6 +406,7 @@ int main(int argc, char **argv) {
             syms[ps * ns] = save;
         }
     }
+done:
     /* everything back (the sanitized run checks for leaks) */
     for (i = 0; i < b->nweights; i++)
         free((void *)w[i]);
@@ -425,5 +427,5 @@ int main(int argc, char **argv) {
     free(oref);
     free(obat);
     fr_free(ws);
-    return fail_count ? 1 : 0;
+    return early >= 0 ? early : fail_count ? 1 : 0;
 }
